@@ -1,0 +1,67 @@
+/* lf_keymap.h: resolve adapter module names to checkpoint weights (spec P8, adapters.md 14).
+ *
+ * The canonical name of a weight is its key in the single-file (LDM/SGM) checkpoint, e.g.
+ * "model.diffusion_model.input_blocks.1.1.proj_in.weight". The map is built from the checkpoint's
+ * own key list: for every weight key we derive each spelling an adapter may use for that module
+ * (kohya lora_unet_/lora_te*_, LyCORIS lycoris_, kohya OFT oft_unet_, PEFT/diffusers unet./
+ * text_encoder./text_encoder_2., older diffusers processor forms) and insert it into a table.
+ * Adapter names are looked up in that table; `_` is never turned back into `.` (trap T16).
+ * SDXL TE2 q/k/v resolve to row slices of the fused attn.in_proj_weight.
+ */
+#ifndef LF_KEYMAP_H
+#define LF_KEYMAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lorafuse/lf_status.h"
+#include "lorafuse/lf_tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum lf_family {
+    LF_FAMILY_UNKNOWN = 0,
+    LF_FAMILY_SD1,  /* SD1.x: cross-attention width 768, one CLIP-L text encoder */
+    LF_FAMILY_SD2,  /* SD2.x: width 1024, OpenCLIP-H text encoder */
+    LF_FAMILY_SDXL  /* SDXL: width 2048, two text encoders */
+} lf_family;
+
+const char *lf_family_name(lf_family f);
+
+typedef enum lf_component {
+    LF_COMP_UNET = 0,
+    LF_COMP_TE1,  /* SD1/SD2 text encoder, SDXL CLIP-L */
+    LF_COMP_TE2,  /* SDXL OpenCLIP-bigG */
+    LF_COMP_OTHER /* VAE and anything else */
+} lf_component;
+
+typedef struct lf_target {
+    const char *weight_key; /* checkpoint key of the weight (owned by the map) */
+    const char *bias_key;   /* checkpoint key of the bias, NULL if the module has none */
+    int64_t row_off, rows;  /* rows [row_off, row_off+rows) of the weight; rows = 0: all rows */
+    lf_component component;
+} lf_target;
+
+typedef struct lf_keymap lf_keymap;
+
+/* Build the map from a checkpoint's keys and shapes (shapes[i].data may be NULL). The family is
+ * detected from keys and shapes: cross-attention width (attn2.to_k input 768 / 1024 / 2048) and the
+ * presence of the second text encoder. */
+lf_status lf_keymap_build(const char *const *keys, const lf_view *shapes, size_t n, lf_keymap **out);
+void lf_keymap_free(lf_keymap *m);
+
+lf_family lf_keymap_family(const lf_keymap *m);
+/* Number of distinct adapter spellings in the table (for tests and `inspect`). */
+size_t lf_keymap_size(const lf_keymap *m);
+
+/* Resolve an adapter module name (the part of a tensor name before its role suffix, e.g.
+ * "lora_unet_down_blocks_0_attentions_0_proj_in" or "unet.down_blocks.0.attentions.0.proj_in").
+ * LF_ERR_MODEL (no message set) when the name matches no module of this model. */
+lf_status lf_keymap_resolve(const lf_keymap *m, const char *module_name, lf_target *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

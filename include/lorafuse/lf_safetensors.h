@@ -1,0 +1,79 @@
+/* lf_safetensors.h: strict safetensors reader (mmap) and atomic writer.
+ *
+ * Format: u64 little-endian N, N bytes of UTF-8 JSON header
+ *   {"NAME": {"dtype": "F16", "shape": [..], "data_offsets": [BEGIN, END]}, "__metadata__": {str: str}}
+ * then the byte buffer; offsets are relative to 8 + N. The reader enforces every rule of
+ * shared/spec/engineering.md section 5.3 (header <= 100 MB, contiguous offsets without gaps or
+ * overlaps, sizes = numel * dtype bits / 8, file ends at the last tensor, no duplicate names, no NUL
+ * in names, metadata string -> string, integers exact) and reports each violation with its own message
+ * naming the file and the tensor.
+ * The writer pads the header with spaces to a multiple of 8, keeps metadata, writes to a temporary
+ * file in the destination directory, fsyncs and renames it into place: a failed write leaves no
+ * output and never touches an input.
+ */
+#ifndef LF_SAFETENSORS_H
+#define LF_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lorafuse/lf_status.h"
+#include "lorafuse/lf_tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LF_ST_MAX_HEADER 100000000ull
+
+typedef struct lf_st_tensor {
+    const char *name;
+    lf_dtype dtype;
+    int ndim;
+    int64_t shape[LF_MAX_DIMS];
+    uint64_t begin, end;      /* offsets into the byte buffer */
+    const unsigned char *data; /* = buffer + begin; may be unaligned */
+} lf_st_tensor;
+
+typedef struct lf_st_kv {
+    const char *key;
+    const char *value;
+} lf_st_kv;
+
+typedef struct lf_st_file lf_st_file;
+
+/* Map and validate a file. On failure *out is NULL and lf_last_error() names the file and the rule. */
+lf_status lf_st_open(const char *path, lf_st_file **out);
+/* Validate an in-memory image (used by the fuzz target); buf must outlive the result. label names it
+ * in error messages. */
+lf_status lf_st_parse(const unsigned char *buf, size_t size, const char *label, lf_st_file **out);
+void lf_st_close(lf_st_file *f);
+
+const char *lf_st_path(const lf_st_file *f);
+/* Tensors in file order (ascending data offsets). */
+size_t lf_st_count(const lf_st_file *f);
+const lf_st_tensor *lf_st_at(const lf_st_file *f, size_t i);
+/* Lookup by exact name (O(log n)); NULL if absent. */
+const lf_st_tensor *lf_st_find(const lf_st_file *f, const char *name);
+lf_view lf_st_view(const lf_st_tensor *t);
+
+size_t lf_st_meta_count(const lf_st_file *f);
+const lf_st_kv *lf_st_meta_at(const lf_st_file *f, size_t i);
+/* Metadata value or NULL. */
+const char *lf_st_meta(const lf_st_file *f, const char *key);
+
+/* Writer. Tensor data pointers are borrowed until lf_st_writer_commit returns. */
+typedef struct lf_st_writer lf_st_writer;
+
+lf_status lf_st_writer_new(lf_st_writer **out);
+void lf_st_writer_free(lf_st_writer *w);
+lf_status lf_st_writer_meta(lf_st_writer *w, const char *key, const char *value);
+lf_status lf_st_writer_add(lf_st_writer *w, const char *name, lf_dtype dtype, int ndim,
+                           const int64_t *shape, const void *data, size_t nbytes);
+/* Write everything to `path` atomically (temporary file + fsync + rename). */
+lf_status lf_st_writer_commit(lf_st_writer *w, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# install-deps.sh: install every Debian package lorafuse needs to build and test (idempotent).
+# cJSON (safetensors header), OpenBLAS + LAPACKE (CPU backend, SVD), libpng (image output),
+# clang + compiler-rt (libFuzzer target), cmake/ninja/pkg-config (build).
+set -euo pipefail
+pkgs=(build-essential cmake ninja-build pkg-config libcjson-dev libopenblas-dev liblapacke-dev
+      libpng-dev clang libclang-rt-14-dev python3)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
