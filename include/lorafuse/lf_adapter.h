@@ -66,6 +66,7 @@ typedef struct lf_module {
     int dora_axis;              /* 0 none, 1 output axis (O,1,...)/(O,), 2 input axis (1,I,...) */
     int glora_old_layout;       /* GLoRA: 1 = LyCORIS <= 2.x layout */
     int ia3_on_input;
+    int dyn_rank;               /* plain LoRA only: use the first dyn_rank ranks (0 = all); set by callers */
 } lf_module;
 
 /* Detect the algorithm, rank, gamma, DoRA axis and GLoRA layout from the roles present; check the
@@ -79,6 +80,33 @@ lf_status lf_module_resolve(lf_module *m, const lf_view *wshape);
  * used and w0/acc are the bias vector. */
 lf_status lf_module_contrib_ref(const lf_module *m, const float *w0, const lf_view *wshape, int bias,
                                 float s, float *acc);
+
+/* ---- adapter files ------------------------------------------------------------------------- */
+
+/* Map a tensor-name suffix ("lora_up.weight", "lora_A.weight", "hada_w1_a", ...) to a role; -1 if
+ * unknown. lf_role_split finds the longest known suffix that follows a '.' in `name` and returns its
+ * role and the length of the module prefix (without the dot). */
+int lf_role_split(const char *name, size_t *module_len);
+const char *lf_role_name(lf_role r);
+
+struct lf_st_file;
+
+typedef struct lf_adapter {
+    char *path;
+    struct lf_st_file *st;
+    lf_module *mods;        /* sorted by name */
+    size_t n_mods;
+    const char **unknown;   /* tensor names with no known role suffix */
+    size_t n_unknown;
+    const char **ignored;   /* known but unused tensors (LyCORIS sparse bias, GLoRA bm) */
+    size_t n_ignored;
+} lf_adapter;
+
+/* Open an adapter file, group its tensors into modules and resolve each module (algorithm, rank,
+ * gamma, internal shape consistency). Any inconsistency is an error naming the file and module. */
+lf_status lf_adapter_open(const char *path, lf_adapter **out);
+void lf_adapter_free(lf_adapter *a);
+const lf_module *lf_adapter_find(const lf_adapter *a, const char *module_name);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,89 @@
+"""Shared helpers for scripts/make_golden.py: seeded generators and the fixture writer."""
+import json
+import os
+import struct
+
+import torch
+
+_DT = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64",
+       torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.float64: "F64",
+       torch.bool: "BOOL"}
+
+
+def save_file(tensors, path, metadata=None):
+    """Byte-deterministic safetensors writer (safetensors' own save_file orders the metadata map
+    differently from run to run).  Same format: u64 header length, JSON header (padded with spaces
+    to a multiple of 8), tensors in key order, little-endian, C-contiguous."""
+    header = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in sorted(metadata.items())}
+    blobs, off = [], 0
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        if t.dtype == torch.bfloat16:
+            raw = t.view(torch.int16).numpy().tobytes()
+        else:
+            raw = t.numpy().tobytes()
+        header[k] = {"dtype": _DT[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def gen(seed):
+    g = torch.Generator()
+    g.manual_seed(int(seed))
+    return g
+
+
+def rnd(shape, seed, std=0.07):
+    return torch.randn(shape, generator=gen(seed)) * std
+
+
+def _fmt(s):
+    s = float(s)
+    return repr(int(s)) if s == int(s) else repr(s)
+
+
+class Writer:
+    """Writes tests/data/golden/<case>.adapter.safetensors and <case>.expect.safetensors."""
+
+    def __init__(self, outdir):
+        self.outdir = outdir
+        os.makedirs(outdir, exist_ok=True)
+        self.written = []
+
+    def _save(self, fname, tensors, meta):
+        path = os.path.join(self.outdir, fname)
+        tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
+        save_file(tensors, path, meta)
+        self.written.append(path)
+        print(f"  wrote {os.path.relpath(path)} ({os.path.getsize(path)} bytes)")
+
+    def adapter(self, name, sd, meta=None):
+        fname = f"{name}.adapter.safetensors"
+        self._save(fname, sd, meta or {})
+        return fname
+
+    def expect(self, name, *, algo, layer, source, W0, b0, scenarios):
+        """scenarios: list of ([(adapter_file, strength), ...], W_fp32, b_fp32_or_None)."""
+        dt = W0.dtype
+        t = {"W0": W0}
+        if b0 is not None:
+            t["b0"] = b0
+        meta = {"algo": algo, "layer": layer, "source": source}
+        for k, (parts, Wk, bk) in enumerate(scenarios):
+            assert torch.isfinite(Wk).all()
+            t[f"W.{k}"] = Wk.float().to(dt)
+            if bk is not None:
+                t[f"b.{k}"] = bk.float().to(b0.dtype if b0 is not None else dt)
+            meta[f"scenario.{k}"] = ",".join(f"{f}@{_fmt(s)}" for f, s in parts)
+            if all(float(s) == 0.0 for _, s in parts) and "rescale" not in source:
+                assert torch.equal(t[f"W.{k}"], W0), f"{name}: strength 0 must give W0 exactly"
+        self._save(f"{name}.expect.safetensors", t, meta)

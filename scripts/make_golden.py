@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Generate lorafuse's golden fixtures with the REFERENCE implementations.
+
+Rerun (offline, deterministic; from the repository root):
+
+    /usr/bin/python3 -m venv --system-site-packages .venv-golden      # once; needs Debian python3-torch
+    .venv-golden/bin/pip install --no-deps -r scripts/requirements-golden.txt
+    .venv-golden/bin/python scripts/make_golden.py [--only adapters|tiny]
+
+torch is Debian's python3-torch 1.13 (CPU), numpy Debian's; everything else is pinned in
+scripts/requirements-golden.txt.  Outputs:
+
+  tests/data/golden/<case>.adapter.safetensors + <case>.expect.safetensors
+      one adapter on one small layer (Linear 48x64, Conv 40x32 1x1 / 3x3, LayerNorm 48, GroupNorm 32),
+      built with LyCORIS 3.3.0 module classes or PEFT 0.12.0, expectation from their merge/forward code
+      (details and every deviation from the raw library result: scripts/golden/adapters.py docstring).
+  models/tiny-sd15.safetensors (the tiny cases reference it there), tests/data/tiny/tiny-sdxl.safetensors
+      tiny diffusers/transformers models with the real SD1.5 / SDXL block structure, converted to the
+      single-file LDM/SGM layout by our own code and validated against diffusers' single-file converters.
+  tests/data/tiny/<case>.lora.safetensors + <case>.expect.safetensors
+      LoRA files in every naming scheme for the tiny models, expectation from the reference merge
+      (scripts/golden/tiny.py docstring).
+
+Fixture format (read by the C tests):
+  expect: W0 [, b0], W.k [, b.k] for k = 0,1,2...; metadata scenario.k = "FILE@STRENGTH[,FILE@STRENGTH...]"
+  (FILE relative to tests/data/golden/), algo, layer (linear|conv1x1|conv3x3|layernorm|groupnorm), source.
+  W.k is computed in fp32 and rounded once with torch .to(dtype of W0).
+"""
+import argparse
+import os
+import random
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("DIFFUSERS_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+torch.manual_seed(0)
+random.seed(0)
+np.random.seed(0)
+torch.set_num_threads(1)  # deterministic reductions
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", choices=["adapters", "tiny"], default=None)
+    args = ap.parse_args()
+    import logging
+    logging.disable(logging.WARNING)
+    from golden.common import Writer
+    if args.only in (None, "adapters"):
+        from golden import adapters
+        print("golden per-algorithm cases -> tests/data/golden/")
+        w = Writer(os.path.join(ROOT, "tests", "data", "golden"))
+        adapters.run(w)
+        print(f"{len(w.written)} files")
+    if args.only in (None, "tiny"):
+        from golden import tiny
+        print("tiny checkpoints + naming-scheme LoRAs -> models/, tests/data/tiny/")
+        tiny.run(ROOT)
+
+
+if __name__ == "__main__":
+    main()
