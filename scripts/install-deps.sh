@@ -4,7 +4,7 @@
 # clang + compiler-rt (libFuzzer target), cmake/ninja/pkg-config (build).
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libcjson-dev libopenblas-dev liblapacke-dev
-      libpng-dev clang libclang-rt-14-dev python3)
+      libpng-dev clang libclang-rt-14-dev python3 bc)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

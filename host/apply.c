@@ -1,0 +1,73 @@
+/* apply.c: compute one patched checkpoint tensor on the CPU (spec P5, P6).
+ *
+ *   W = round_dtype( W0 + sum_i C_i(W0, s_i) )   accumulated in f32, one rounding at the end
+ *
+ * Each contribution is computed against the pristine W0 (or its row slice, SDXL TE2 q/k/v in
+ * in_proj_weight). When every strength is 0 the original bytes are copied, so nothing changes at all.
+ * Plain LoRA (no lora_mid, no DoRA) has a BLAS path: acc (O, K) += (s*gamma) * up (O, r) @ down (r, K);
+ * everything else, and the oracle for that path, is the scalar reference lf_module_contrib_ref.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+
+#include "lorafuse/lf_model.h"
+
+static lf_status lf_lora_blas(const lf_module *m, float s, float *acc, int64_t O, int64_t K) {
+    int64_t r = m->rank, use = (m->dyn_rank > 0 && m->dyn_rank < r) ? m->dyn_rank : r;
+    float *up = malloc((size_t)(O * r) * sizeof *up), *down = malloc((size_t)(r * K) * sizeof *down);
+    lf_status st = LF_OK;
+    if (!up || !down) st = lf_err(LF_ERR_NOMEM, "module '%s': out of memory", m->name);
+    if (st == LF_OK) st = lf_view_to_f32(&m->t[LF_R_UP], up);
+    if (st == LF_OK) st = lf_view_to_f32(&m->t[LF_R_DOWN], down);
+    if (st == LF_OK)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)O, (int)K, (int)use, s * m->gamma, up, (int)r,
+                    down, (int)K, 1.0f, acc, (int)K);
+    free(up);
+    free(down);
+    return st;
+}
+
+static int lf_blas_ok(const lf_patch *p) {
+    const lf_module *m = &p->mod;
+    return !p->bias && m->algo == LF_ALGO_LORA && !(m->present & (1u << LF_R_MID)) &&
+           !(m->present & (1u << LF_R_DORA));
+}
+
+lf_status lf_job_apply(const lf_job *job, int fast, void *out) {
+    const lf_st_tensor *t = job->target;
+    lf_view v = lf_st_view(t);
+    int64_t n = lf_view_numel(&v), O = v.ndim ? v.shape[0] : 1, K = O ? n / O : 0;
+    size_t bytes = (size_t)(t->end - t->begin);
+    int any = 0;
+    for (size_t i = 0; i < job->n_patches; i++) any |= job->patches[i].coef != 0.0f;
+    if (!any) {
+        memcpy(out, t->data, bytes);
+        return LF_OK;
+    }
+    float *w0 = malloc((size_t)n * sizeof *w0), *acc = malloc((size_t)n * sizeof *acc);
+    lf_status st = LF_OK;
+    if (!w0 || !acc) st = lf_err(LF_ERR_NOMEM, "'%s': out of memory for %lld elements", t->name, (long long)n);
+    if (st == LF_OK) st = lf_view_to_f32(&v, w0);
+    if (st == LF_OK) memcpy(acc, w0, (size_t)n * sizeof *acc);
+    for (size_t i = 0; i < job->n_patches && st == LF_OK; i++) {
+        const lf_patch *p = &job->patches[i];
+        if (p->coef == 0.0f) continue;
+        int64_t rows = p->rows ? p->rows : O, off = p->row_off * (p->bias ? 1 : K);
+        lf_view shape = v;
+        shape.shape[0] = rows;
+        if (fast && lf_blas_ok(p)) st = lf_lora_blas(&p->mod, p->coef, acc + off, rows, K);
+        else st = lf_module_contrib_ref(&p->mod, w0 + off, &shape, p->bias, p->coef, acc + off);
+        if (st != LF_OK) lf_err_wrap(st, "layer '%s': ", t->name);
+    }
+    for (int64_t i = 0; i < n && st == LF_OK; i++)
+        if (!isfinite(acc[i]))
+            st = lf_err(LF_ERR_NONFINITE, "layer '%s': patched weight is not finite at element %lld (%g); "
+                        "check the adapters' strengths and factors", t->name, (long long)i, (double)acc[i]);
+    if (st == LF_OK) st = lf_f32_to_dtype(acc, n, t->dtype, out);
+    free(w0);
+    free(acc);
+    return st;
+}
