@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 runs=${2:-3}
 dir=${BENCH_DIR:-/tmp/lf-bench}
-[ -f "$dir/sd15-f16.safetensors" ] || python3 bench/make_sd15_bench.py "$dir" >&2
+# numpy: Debian python3-numpy (the system python3)
+py=${PYTHON:-/usr/bin/python3}
+[ -f "$dir/sd15-f16.safetensors" ] || "$py" bench/make_sd15_bench.py "$dir" >&2
 ckpt=$dir/sd15-f16.safetensors
 lora=$dir/lora-r32.safetensors
 bytes=$(stat -c %s "$ckpt")

@@ -80,10 +80,14 @@ static void lf_print_list(const char *label, const cJSON *arr, int limit) {
 
 static void lf_print_counts(const char *label, const cJSON *obj) {
     const cJSON *it;
+    const char *sep = " ";
     if (!cJSON_GetArraySize(obj)) return;
     printf("%s:", label);
-    cJSON_ArrayForEach(it, obj) printf(" %s %d,", it->string, (int)it->valuedouble);
-    printf("\b \n");
+    cJSON_ArrayForEach(it, obj) {
+        printf("%s%s %d", sep, it->string, (int)it->valuedouble);
+        sep = ", ";
+    }
+    printf("\n");
 }
 
 static void lf_print_inspect(const cJSON *r) {
