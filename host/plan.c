@@ -171,7 +171,7 @@ lf_status lf_plan_build(const lf_model *model, lf_adapter *const *adapters, cons
         lf_plan_free(p);
         return st;
     }
-    qsort(p->jobs, p->n_jobs, sizeof *p->jobs, lf_job_cmp);
+    if (p->n_jobs) qsort(p->jobs, p->n_jobs, sizeof *p->jobs, lf_job_cmp);
     *out = p;
     return LF_OK;
 }
