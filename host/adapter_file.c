@@ -74,6 +74,16 @@ static int lf_entry_cmp(const void *a, const void *b) {
     return (x->mlen > y->mlen) - (x->mlen < y->mlen);
 }
 
+/* A checkpoint given where an adapter is expected: its keys are LDM/SGM weight keys. */
+static const char *lf_checkpoint_key(const lf_st_file *st) {
+    static const char *const prefixes[] = {"model.diffusion_model.", "first_stage_model.", "cond_stage_model.",
+                                           "conditioner.embedders."};
+    for (size_t i = 0; i < lf_st_count(st); i++)
+        for (size_t k = 0; k < sizeof prefixes / sizeof prefixes[0]; k++)
+            if (!strncmp(lf_st_at(st, i)->name, prefixes[k], strlen(prefixes[k]))) return lf_st_at(st, i)->name;
+    return NULL;
+}
+
 static int lf_module_cmp(const void *a, const void *b) {
     return strcmp(((const lf_module *)a)->name, ((const lf_module *)b)->name);
 }
@@ -98,6 +108,13 @@ lf_status lf_adapter_open(const char *path, lf_adapter **out) {
     }
     lf_status st = lf_st_open(path, &a->st);
     if (st != LF_OK) {
+        lf_adapter_free(a);
+        return st;
+    }
+    const char *ck = lf_checkpoint_key(a->st);
+    if (ck) {
+        st = lf_err(LF_ERR_FORMAT, "%s: this is a model checkpoint, not an adapter (it has model weights such as '%s')",
+                    path, ck);
         lf_adapter_free(a);
         return st;
     }

@@ -116,6 +116,11 @@ static void test_errors(void) {
     LF_CHECK(st == LF_OK && a && a->n_unknown == 1 && !strcmp(a->unknown[0], "m.something"), "unknown: %s",
              lf_last_error());
     lf_adapter_free(a);
+    /* a checkpoint is not an adapter */
+    a = NULL;
+    st = lf_adapter_open("models/tiny-sd15.safetensors", &a);
+    LF_CHECK(st == LF_ERR_FORMAT && strstr(lf_last_error(), "model checkpoint, not an adapter"), "checkpoint: %s",
+             lf_last_error());
     /* a missing file names the path */
     a = NULL;
     st = lf_adapter_open("/nonexistent/x.safetensors", &a);
