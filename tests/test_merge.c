@@ -167,6 +167,57 @@ static void test_golden_merges(void) {
     }
 }
 
+/* P5 at the checkpoint level: two adapters in one merge give W0 + (E1 - W0) + (E2 - W0), where Ei are
+ * the reference merges of each alone (each rounded to f16, so allow 3 units of the largest magnitude). */
+static void test_two_adapters(void) {
+    const char *e1p = TINY_DIR "/sd15_kohya.expect.safetensors", *e2p = TINY_DIR "/sd15_peft.expect.safetensors";
+    lf_st_file *e1 = NULL, *e2 = NULL, *m = NULL, *o = NULL;
+    LF_CHECK(lf_st_open(e1p, &e1) == LF_OK && lf_st_open(e2p, &e2) == LF_OK, "%s", lf_last_error());
+    if (!e1 || !e2) goto done;
+    lf_merge_input in[2] = {{TINY_DIR "/sd15_kohya.lora.safetensors", strtof(lf_st_meta(e1, "strength"), NULL), 0},
+                            {TINY_DIR "/sd15_peft.lora.safetensors", strtof(lf_st_meta(e2, "strength"), NULL), 0}};
+    LF_CHECK(lf_merge(SD15, in, 2, tpath("two.safetensors"), NULL, NULL) == LF_OK, "%s", lf_last_error());
+    LF_CHECK(lf_st_open(SD15, &m) == LF_OK && lf_st_open(tpath("two.safetensors"), &o) == LF_OK, "%s", lf_last_error());
+    if (!m || !o) goto done;
+    size_t both = 0, checked = 0;
+    int32_t worst = 0;
+    for (size_t i = 0; i < lf_st_count(m); i++) {
+        const lf_st_tensor *t = lf_st_at(m, i), *a = lf_st_find(e1, t->name), *b = lf_st_find(e2, t->name);
+        const lf_st_tensor *got = lf_st_find(o, t->name);
+        if ((!a && !b) || !got || t->dtype != LF_F16) continue;
+        both += a && b;
+        checked++;
+        size_t n = (size_t)(t->end - t->begin) / 2;
+        for (size_t k = 0; k < n; k++) {
+            uint16_t w0, ea, eb, g;
+            memcpy(&w0, t->data + 2 * k, 2);
+            memcpy(&g, got->data + 2 * k, 2);
+            ea = eb = w0;
+            if (a) memcpy(&ea, a->data + 2 * k, 2);
+            if (b) memcpy(&eb, b->data + 2 * k, 2);
+            float x0 = lf_f16_to_f32(w0);
+            float want = x0 + (lf_f16_to_f32(ea) - x0) + (lf_f16_to_f32(eb) - x0);
+            /* the single merges were each rounded at the scale of their own values: measure the error in
+             * units of the largest magnitude involved, not of the (possibly much smaller) result */
+            float mag = fabsf(x0) > fabsf(lf_f16_to_f32(ea)) ? fabsf(x0) : fabsf(lf_f16_to_f32(ea));
+            if (fabsf(lf_f16_to_f32(eb)) > mag) mag = fabsf(lf_f16_to_f32(eb));
+            float unit = mag >= 6.1035156e-05f ? ldexpf(1.0f, ilogbf(mag) - 10) : 5.9604645e-08f;
+            int32_t d = (int32_t)ceilf(fabsf(lf_f16_to_f32(g) - want) / unit);
+            if (d > worst) worst = d;
+        }
+    }
+    LF_CHECK(both > 0, "the two adapters share no layer");
+    /* 0.5 + 0.5 units from the two reference roundings, up to 1 from ours (the sum may be twice as
+     * large), and the ceil: 3 */
+    LF_CHECK(worst <= 3, "two adapters: worst %d units from the sum of single merges", worst);
+    printf("two adapters: %zu tensors (%zu patched by both), worst %d ulp\n", checked, both, worst);
+done:
+    lf_st_close(e1);
+    lf_st_close(e2);
+    lf_st_close(m);
+    lf_st_close(o);
+}
+
 /* Write a one-module LoRA (kohya names) whose factors are given; dims (O, r) and (r, I). */
 static const char *write_lora(const char *file, const char *module, int64_t O, int64_t I, int64_t r, float poison,
                               const char *meta_base, const char *extra_tensor) {
@@ -286,6 +337,7 @@ static void test_cli(void) {
 int main(void) {
     if (!mkdtemp(tmp)) return 1;
     test_golden_merges();
+    test_two_adapters();
     test_refusals();
     test_cli();
     char cmd[600];
