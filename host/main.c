@@ -14,12 +14,14 @@
 #include "lorafuse/lf_config.h"
 #include "lorafuse/lf_inspect.h"
 #include "lorafuse/lf_merge.h"
+#include "cli.h" /* issue 4: lorafuse plan */
 
 static void lf_usage(FILE *f) {
     fputs("usage:\n"
           "  lorafuse inspect FILE [--model CKPT] [--json]\n"
           "  lorafuse merge --model CKPT --lora PATH[:STRENGTH[:dyn=N]] [--lora ...] --output OUT\n"
           "                 [--allow-unmatched] [--allow-family-mismatch] [--threads N] [--reference] [--stats]\n"
+          "  lorafuse plan --model CKPT --prompt TEXT --steps N [--lora-dir DIR] [--json] [--auto-trigger]\n"
           "  lorafuse version\n",
           f);
 }
@@ -217,6 +219,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "inspect")) return lf_cmd_inspect(argc, argv);
     if (!strcmp(cmd, "merge")) return lf_cmd_merge(argc, argv);
+    if (!strcmp(cmd, "plan")) return lf_cli_plan(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("lorafuse %s (CUDA %s, cuDNN %s)\n", LF_VERSION, LF_HAVE_CUDA ? "yes" : "no", LF_HAVE_CUDNN ? "yes" : "no");
         return 0;

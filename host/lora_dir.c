@@ -1,0 +1,372 @@
+/* lora_dir.c: resolve `<lora:NAME>` in a LoRA directory and collect trigger words (lf_lora_dir.h).
+ *
+ * Rules (shared/spec/prompt-syntax.md "Form"): NAME is a relative path (with or without the
+ * extension), else a file stem, else an `ss_output_name` alias; the first of these levels that finds
+ * anything decides; more than one file there is "ambiguous" (candidates listed), none at all is
+ * "unknown" (the closest names by case-insensitive Levenshtein distance listed, at most 5).
+ * `--auto-trigger`: the words lf_inspect reports as trigger_words (ss_tag_frequency folder names
+ * without "N_", sidecar activation text), appended once each unless the prompt already has them.
+ *
+ * Data shapes: files[] = sorted relative paths ("sub/name.safetensors"), alias[] parallel (NULL until
+ * read, "" when the file has none).
+ */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cJSON.h>
+
+#include "lorafuse/lf_inspect.h"
+#include "lorafuse/lf_lora_dir.h"
+#include "lorafuse/lf_safetensors.h"
+
+#define LF_EXT ".safetensors"
+#define LF_EXT_LEN (sizeof LF_EXT - 1)
+
+struct lf_lora_dir {
+    char *root;
+    char **files;
+    char **alias;
+    size_t n, cap;
+    int aliases_read;
+};
+
+static char *lf_dup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *r = malloc(n);
+    if (r) memcpy(r, s, n);
+    return r;
+}
+
+static int lf_ends_with(const char *s, const char *suf) {
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+static lf_status lf_dir_add(lf_lora_dir *d, const char *rel) {
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 32;
+        char **nf = realloc(d->files, cap * sizeof *nf);
+        if (!nf) return lf_err(LF_ERR_NOMEM, "out of memory");
+        d->files = nf;
+        d->cap = cap;
+    }
+    if ((d->files[d->n] = lf_dup(rel)) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
+    d->n++;
+    return LF_OK;
+}
+
+static lf_status lf_dir_scan(lf_lora_dir *d, const char *rel, int depth) {
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s%s%s", d->root, *rel ? "/" : "", rel) >= (int)sizeof path) return LF_OK;
+    DIR *dir = opendir(path);
+    if (!dir) return LF_OK;
+    lf_status st = LF_OK;
+    struct dirent *e;
+    while (st == LF_OK && (e = readdir(dir)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char sub[4096], full[8192];
+        if (snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", e->d_name) >= (int)sizeof sub) continue;
+        snprintf(full, sizeof full, "%s/%s", d->root, sub);
+        struct stat sb;
+        if (stat(full, &sb) != 0) continue;
+        if (S_ISDIR(sb.st_mode) && depth < 8) st = lf_dir_scan(d, sub, depth + 1);
+        else if (S_ISREG(sb.st_mode) && lf_ends_with(e->d_name, LF_EXT) && strlen(e->d_name) > LF_EXT_LEN)
+            st = lf_dir_add(d, sub);
+    }
+    closedir(dir);
+    return st;
+}
+
+static int lf_cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void lf_lora_dir_free(lf_lora_dir *d) {
+    if (!d) return;
+    for (size_t i = 0; i < d->n; i++) {
+        free(d->files[i]);
+        if (d->alias) free(d->alias[i]);
+    }
+    free(d->files);
+    free(d->alias);
+    free(d->root);
+    free(d);
+}
+
+lf_status lf_lora_dir_open(const char *dir, lf_lora_dir **out) {
+    *out = NULL;
+    lf_lora_dir *d = calloc(1, sizeof *d);
+    if (!d || !(d->root = lf_dup(dir ? dir : LF_LORA_DIR_DEFAULT))) {
+        free(d);
+        return lf_err(LF_ERR_NOMEM, "out of memory");
+    }
+    size_t rl = strlen(d->root);
+    while (rl > 1 && d->root[rl - 1] == '/') d->root[--rl] = '\0';
+    lf_status st = lf_dir_scan(d, "", 0);
+    if (st != LF_OK) {
+        lf_lora_dir_free(d);
+        return st;
+    }
+    if (d->n) qsort(d->files, d->n, sizeof *d->files, lf_cmp_str);
+    *out = d;
+    return LF_OK;
+}
+
+size_t lf_lora_dir_count(const lf_lora_dir *d) {
+    return d ? d->n : 0;
+}
+
+const char *lf_lora_dir_at(const lf_lora_dir *d, size_t i) {
+    return d && i < d->n ? d->files[i] : NULL;
+}
+
+/* stem of a relative path: basename without the extension, into buf */
+static const char *lf_stem(const char *rel, char *buf, size_t n) {
+    const char *b = strrchr(rel, '/');
+    b = b ? b + 1 : rel;
+    size_t l = strlen(b) - LF_EXT_LEN;
+    if (l >= n) l = n - 1;
+    memcpy(buf, b, l);
+    buf[l] = '\0';
+    return buf;
+}
+
+static void lf_read_aliases(lf_lora_dir *d) {
+    if (d->aliases_read) return;
+    d->aliases_read = 1;
+    d->alias = calloc(d->n ? d->n : 1, sizeof *d->alias);
+    if (!d->alias) return;
+    for (size_t i = 0; i < d->n; i++) {
+        char full[8192];
+        snprintf(full, sizeof full, "%s/%s", d->root, d->files[i]);
+        lf_st_file *f = NULL;
+        const char *a = NULL;
+        if (lf_st_open(full, &f) == LF_OK) a = lf_st_meta(f, "ss_output_name");
+        d->alias[i] = lf_dup(a ? a : "");
+        lf_st_close(f);
+    }
+    lf_err_clear();
+}
+
+/* Case-insensitive Levenshtein distance (strings clipped to 255 bytes). */
+static int lf_edit_distance(const char *a, const char *b) {
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 255) n = 255;
+    if (m > 255) m = 255;
+    int row[256];
+    for (size_t j = 0; j <= m; j++) row[j] = (int)j;
+    for (size_t i = 1; i <= n; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= m; j++) {
+            int up = row[j];
+            int ca = a[i - 1] >= 'A' && a[i - 1] <= 'Z' ? a[i - 1] + 32 : a[i - 1];
+            int cb = b[j - 1] >= 'A' && b[j - 1] <= 'Z' ? b[j - 1] + 32 : b[j - 1];
+            int best = diag + (ca != cb);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[m];
+}
+
+static lf_status lf_full_path(const lf_lora_dir *d, size_t i, char **path) {
+    size_t n = strlen(d->root) + strlen(d->files[i]) + 2;
+    if ((*path = malloc(n)) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
+    snprintf(*path, n, "%s/%s", d->root, d->files[i]);
+    return LF_OK;
+}
+
+static void lf_append(char *buf, size_t n, const char *s) {
+    size_t o = strlen(buf), l = strlen(s);
+    if (o + 1 >= n) return;
+    if (l > n - o - 1) l = n - o - 1;
+    memcpy(buf + o, s, l);
+    buf[o + l] = '\0';
+}
+
+lf_status lf_lora_dir_resolve(lf_lora_dir *d, const char *name, char **path) {
+    *path = NULL;
+    size_t *hit = calloc(d->n ? d->n : 1, sizeof *hit), nh = 0;
+    if (!hit) return lf_err(LF_ERR_NOMEM, "out of memory");
+    char stem[1024];
+    const char *level = "";
+    /* 1. relative path, with or without the extension */
+    for (size_t i = 0; i < d->n; i++) {
+        size_t nl = strlen(name), fl = strlen(d->files[i]);
+        if (!strcmp(d->files[i], name) || (fl == nl + LF_EXT_LEN && !strncmp(d->files[i], name, nl) &&
+                                           !strcmp(d->files[i] + nl, LF_EXT)))
+            hit[nh++] = i;
+    }
+    /* 2. file stem (or file name with extension) */
+    if (!nh) {
+        level = "file names";
+        for (size_t i = 0; i < d->n; i++) {
+            const char *b = strrchr(d->files[i], '/');
+            b = b ? b + 1 : d->files[i];
+            if (!strcmp(lf_stem(d->files[i], stem, sizeof stem), name) || !strcmp(b, name)) hit[nh++] = i;
+        }
+    }
+    /* 3. ss_output_name alias */
+    if (!nh) {
+        level = "ss_output_name aliases";
+        lf_read_aliases(d);
+        for (size_t i = 0; d->alias && i < d->n; i++)
+            if (d->alias[i] && *d->alias[i] && !strcmp(d->alias[i], name)) hit[nh++] = i;
+    }
+    lf_status st;
+    if (nh == 1) {
+        st = lf_full_path(d, hit[0], path);
+    } else if (nh > 1) {
+        char list[2048] = "";
+        for (size_t k = 0; k < nh && k < 12; k++) {
+            lf_append(list, sizeof list, k ? ", " : "");
+            lf_append(list, sizeof list, d->files[hit[k]]);
+        }
+        if (nh > 12) lf_append(list, sizeof list, ", ...");
+        st = lf_err(LF_ERR_ARG, "'%s' is ambiguous in %s: %zu files match by %s: %s (write the path relative to "
+                    "the directory)", name, d->root, nh, level, list);
+    } else if (!d->n) {
+        st = lf_err(LF_ERR_ARG, "no LoRA named '%s': %s holds no .safetensors files (set --lora-dir)", name, d->root);
+    } else {
+        /* closest names: per file the best of path, stem and alias */
+        int *dist = malloc(d->n * sizeof *dist);
+        if (!dist) {
+            free(hit);
+            return lf_err(LF_ERR_NOMEM, "out of memory");
+        }
+        for (size_t i = 0; i < d->n; i++) {
+            char rel[4096];
+            snprintf(rel, sizeof rel, "%.*s", (int)(strlen(d->files[i]) - LF_EXT_LEN), d->files[i]);
+            int a = lf_edit_distance(name, rel), b = lf_edit_distance(name, lf_stem(d->files[i], stem, sizeof stem));
+            dist[i] = a < b ? a : b;
+            if (d->alias && d->alias[i] && *d->alias[i]) {
+                int c = lf_edit_distance(name, d->alias[i]);
+                if (c < dist[i]) dist[i] = c;
+            }
+            hit[i] = i;
+        }
+        /* selection of the 5 best (stable: ties keep path order) */
+        size_t show = d->n < 5 ? d->n : 5;
+        for (size_t k = 0; k < show; k++) {
+            size_t best = k;
+            for (size_t j = k + 1; j < d->n; j++)
+                if (dist[hit[j]] < dist[hit[best]] || (dist[hit[j]] == dist[hit[best]] && hit[j] < hit[best])) best = j;
+            size_t tmp = hit[k];
+            hit[k] = hit[best];
+            hit[best] = tmp;
+        }
+        char list[2048] = "";
+        for (size_t k = 0; k < show; k++) {
+            size_t i = hit[k];
+            char rel[4096];
+            snprintf(rel, sizeof rel, "%.*s", (int)(strlen(d->files[i]) - LF_EXT_LEN), d->files[i]);
+            lf_append(list, sizeof list, k ? ", " : "");
+            lf_append(list, sizeof list, rel);
+            if (d->alias && d->alias[i] && *d->alias[i] && lf_edit_distance(name, d->alias[i]) == dist[i] &&
+                strcmp(d->alias[i], lf_stem(d->files[i], stem, sizeof stem))) {
+                lf_append(list, sizeof list, " (alias ");
+                lf_append(list, sizeof list, d->alias[i]);
+                lf_append(list, sizeof list, ")");
+            }
+        }
+        free(dist);
+        st = lf_err(LF_ERR_ARG, "no LoRA named '%s' in %s (%zu files); closest: %s", name, d->root, d->n, list);
+    }
+    free(hit);
+    return st;
+}
+
+/* ---- trigger words ---------------------------------------------------------------------------- */
+
+void lf_lora_words_free(char **words, size_t n) {
+    for (size_t i = 0; words && i < n; i++) free(words[i]);
+    free(words);
+}
+
+lf_status lf_lora_triggers(const char *path, char ***words, size_t *n) {
+    *words = NULL;
+    *n = 0;
+    cJSON *rep = NULL;
+    lf_status st = lf_inspect(path, NULL, &rep);
+    if (st != LF_OK) return st;
+    const cJSON *tw = cJSON_GetObjectItemCaseSensitive(rep, "trigger_words"), *w;
+    size_t cnt = (size_t)cJSON_GetArraySize(tw), k = 0;
+    char **v = calloc(cnt ? cnt : 1, sizeof *v);
+    if (!v) st = lf_err(LF_ERR_NOMEM, "out of memory");
+    cJSON_ArrayForEach(w, tw) {
+        if (st != LF_OK) break;
+        if (!cJSON_IsString(w) || !*w->valuestring) continue;
+        if ((v[k] = lf_dup(w->valuestring)) == NULL) st = lf_err(LF_ERR_NOMEM, "out of memory");
+        else k++;
+    }
+    cJSON_Delete(rep);
+    if (st != LF_OK) {
+        lf_lora_words_free(v, k);
+        return st;
+    }
+    *words = v;
+    *n = k;
+    return LF_OK;
+}
+
+static int lf_ci_contains(const char *hay, const char *needle) {
+    size_t n = strlen(needle);
+    if (!n) return 1;
+    for (; *hay; hay++) {
+        size_t i = 0;
+        while (i < n && hay[i]) {
+            int a = hay[i] >= 'A' && hay[i] <= 'Z' ? hay[i] + 32 : hay[i];
+            int b = needle[i] >= 'A' && needle[i] <= 'Z' ? needle[i] + 32 : needle[i];
+            if (a != b) break;
+            i++;
+        }
+        if (i == n) return 1;
+    }
+    return 0;
+}
+
+lf_status lf_lora_append_triggers(const char *prompt, const char *const *paths, size_t n, char **out) {
+    *out = NULL;
+    size_t cap = strlen(prompt) + 1, len = cap - 1;
+    char *s = malloc(cap);
+    if (!s) return lf_err(LF_ERR_NOMEM, "out of memory");
+    memcpy(s, prompt, cap);
+    for (size_t i = 0; i < n; i++) {
+        char **w = NULL;
+        size_t nw = 0;
+        lf_status st = lf_lora_triggers(paths[i], &w, &nw);
+        if (st != LF_OK) {
+            free(s);
+            return st;
+        }
+        for (size_t k = 0; k < nw; k++) {
+            if (lf_ci_contains(s, w[k])) continue;
+            size_t wl = strlen(w[k]), need = len + wl + 3;
+            if (need > cap) {
+                char *ns = realloc(s, need * 2);
+                if (!ns) {
+                    lf_lora_words_free(w, nw);
+                    free(s);
+                    return lf_err(LF_ERR_NOMEM, "out of memory");
+                }
+                s = ns;
+                cap = need * 2;
+            }
+            if (len) {
+                memcpy(s + len, ", ", 2);
+                len += 2;
+            }
+            memcpy(s + len, w[k], wl + 1);
+            len += wl;
+        }
+        lf_lora_words_free(w, nw);
+    }
+    *out = s;
+    return LF_OK;
+}

@@ -1,0 +1,54 @@
+/* lf_lora_dir.h: find the file a `<lora:NAME>` tag names in a LoRA directory, and its trigger words.
+ *
+ * Rules (shared/spec/prompt-syntax.md "Form"): NAME is, in this order of precedence,
+ *   1. a path relative to the directory, with or without ".safetensors" ("styles/ink", "ink.safetensors"),
+ *   2. a file stem anywhere under the directory ("ink" for "styles/ink.safetensors"),
+ *   3. an `ss_output_name` metadata alias (read only when 1 and 2 find nothing).
+ * Several files at the first level that matches: an error listing the candidates; nothing found: an
+ * error listing the closest names (case-insensitive edit distance over paths, stems and aliases).
+ * The directory is scanned recursively (symlinks followed, depth <= 8) for "*.safetensors".
+ *
+ * Data shapes: an lf_lora_dir holds the sorted relative paths of the files it found (and their
+ * aliases once read); resolved paths are DIR + "/" + relative path, caller-owned.
+ */
+#ifndef LF_LORA_DIR_H
+#define LF_LORA_DIR_H
+
+#include <stddef.h>
+
+#include "lorafuse/lf_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LF_LORA_DIR_DEFAULT "models/lora"
+
+typedef struct lf_lora_dir lf_lora_dir;
+
+/* Scan dir (NULL: LF_LORA_DIR_DEFAULT). A missing directory is not an error here (it holds no files);
+ * resolving a name in it then says so. */
+lf_status lf_lora_dir_open(const char *dir, lf_lora_dir **out);
+void lf_lora_dir_free(lf_lora_dir *d);
+size_t lf_lora_dir_count(const lf_lora_dir *d);
+/* Relative path of file i (sorted). */
+const char *lf_lora_dir_at(const lf_lora_dir *d, size_t i);
+
+/* Resolve NAME to a file path (malloc'd into *path). LF_ERR_ARG with "no LoRA named ..., closest: ..."
+ * or "'NAME' is ambiguous in DIR: ..." (no "prompt col" prefix: the caller adds the tag). */
+lf_status lf_lora_dir_resolve(lf_lora_dir *d, const char *name, char **path);
+
+/* Trigger words of an adapter file: `ss_tag_frequency` folder names without their "N_" repeat prefix,
+ * plus a sidecar FILE.json "activation text" / "trainedWords" (the words `lorafuse inspect` lists).
+ * *words is a malloc'd array of malloc'd strings (free with lf_lora_words_free). */
+lf_status lf_lora_triggers(const char *path, char ***words, size_t *n);
+void lf_lora_words_free(char **words, size_t n);
+
+/* prompt + ", word" for every trigger word of the given files that the prompt does not already contain
+ * (case-insensitive), each word once. *out is malloc'd. */
+lf_status lf_lora_append_triggers(const char *prompt, const char *const *paths, size_t n, char **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

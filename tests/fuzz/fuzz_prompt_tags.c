@@ -1,0 +1,77 @@
+/* fuzz_prompt_tags.c: libFuzzer target for the `<lora:...>` tag scanner and the schedule evaluator
+ * (lf_tags.h, lf_schedule.h; shared/spec/prompt-syntax.md).
+ *
+ * The input (NUL-terminated copy, at most 8 KiB) is parsed as a prompt. A failure must leave no result
+ * and carry a "prompt col N: " message. On success the invariants of the scanner are checked: the
+ * cleaned prompt is no longer than the input, every tag's text starts with "<lora:" and ends with '>',
+ * names are non-empty, schedules have key frames, lbw lengths are valid, lbw is never combined with
+ * in/mid/out. Every tag is then resolved for SD1 and SDXL at a step count taken from the input, and its
+ * strength is evaluated for every component and block at every step. The same bytes are also parsed as
+ * an LBW presets file. An invariant violation aborts.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lorafuse/lf_schedule.h"
+#include "lorafuse/lf_tags.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static volatile float lf_fuzz_sink;
+
+static void lf_fuzz_tag(const lf_tag *t, int n_steps) {
+    static const lf_family fams[2] = {LF_FAMILY_SD1, LF_FAMILY_SDXL};
+    for (int f = 0; f < 2; f++) {
+        lf_strength s;
+        lf_msgs warn = {0};
+        if (lf_strength_resolve(t, fams[f], NULL, n_steps, &s, &warn) != LF_OK) {
+            if (strncmp(lf_last_error(), "prompt col ", 11)) abort();
+            lf_msgs_free(&warn);
+            continue;
+        }
+        float acc = 0;
+        for (int step = 1; step <= n_steps; step++) {
+            acc += lf_strength_at(&s, LF_COMP_TE1, LF_BLK_NONE, step) + lf_strength_at(&s, LF_COMP_TE2, LF_BLK_NONE, step);
+            for (int b = -1; b < LF_BLK_COUNT; b++) acc += lf_strength_at(&s, LF_COMP_UNET, b, step);
+        }
+        acc += (float)lf_strength_all_zero(&s);
+        lf_fuzz_sink = acc;
+        lf_msgs_free(&warn);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size > 8192) return 0;
+    char *text = malloc(size + 1);
+    if (!text) return 0;
+    memcpy(text, data, size);
+    text[size] = '\0';
+    lf_prompt *p = NULL;
+    if (lf_prompt_parse(text, &p) != LF_OK) {
+        if (p) abort();
+        if (strncmp(lf_last_error(), "prompt col ", 11)) abort();
+    } else {
+        if (strlen(p->clean) > strlen(text)) abort();
+        int n_steps = 1 + (int)(size % 37);
+        for (size_t i = 0; i < p->n_tags; i++) {
+            const lf_tag *t = &p->tags[i];
+            size_t tl = strlen(t->text);
+            if (strncmp(t->text, "<lora:", 6) || t->text[tl - 1] != '>' || !t->name[0] || t->col < 1) abort();
+            if (t->lbw_n && t->lbw_n != 12 && t->lbw_n != 17 && t->lbw_n != 20 && t->lbw_n != 26) abort();
+            for (int k = 0; k < LF_TK_COUNT; k++)
+                if (t->v[k].n_kf && !t->v[k].kf) abort();
+            if ((t->lbw_n || t->lbw_preset) && (t->v[LF_TK_IN].n_kf || t->v[LF_TK_MID].n_kf || t->v[LF_TK_OUT].n_kf))
+                abort();
+            lf_fuzz_tag(t, n_steps);
+        }
+        lf_prompt_free(p);
+    }
+    lf_lbw_presets *ps = NULL;
+    if (lf_lbw_presets_parse(text, "fuzz", &ps) == LF_OK) lf_lbw_presets_free(ps);
+    else if (ps) abort();
+    lf_err_clear();
+    free(text);
+    return 0;
+}
