@@ -180,7 +180,8 @@ lf_status lf_device_open(int ordinal, lf_device **out) {
     cudaRuntimeGetVersion(&rt);
     d->ordinal = ordinal;
     d->sms = p.multiProcessorCount;
-    snprintf(d->desc, sizeof d->desc, "%s (sm_%d%d, %d SMs, %.1f GiB, driver %d.%d, runtime %d.%d)", p.name, p.major,
+    /* p.name is at most 256 bytes; the description is cut rather than overrun if it ever is longer */
+    snprintf(d->desc, sizeof d->desc, "%.200s (sm_%d%d, %d SMs, %.1f GiB, driver %d.%d, runtime %d.%d)", p.name, p.major,
              p.minor, p.multiProcessorCount, (double)p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0), drv / 1000,
              (drv % 1000) / 10, rt / 1000, (rt % 1000) / 10);
     *out = d;
