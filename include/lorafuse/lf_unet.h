@@ -1,0 +1,110 @@
+/* lf_unet.h: the Stable Diffusion UNet (SD1.x, SD2.x, SDXL) on the f32 CPU reference operators.
+ *
+ * Loading: a single-file checkpoint with LDM/SGM keys ("model.diffusion_model.*", or the same keys
+ * without the prefix in a UNet-only file), weights in f32, f16 or bf16, converted once to f32 (the
+ * model owns them; the lf_st_file may be closed after lf_unet_load). The architecture is read from the
+ * keys and shapes only (input_blocks / middle_block / output_blocks as the LDM openaimodel lays them
+ * out), so tiny test models and full-size ones load through the same code:
+ *   input_blocks.i     0: conv_in; then per level L resnets (".0.in_layers") each optionally followed
+ *                      by a spatial transformer (".1.norm"), and a downsampler (".0.op") between levels
+ *   middle_block.j     resnet, transformer, resnet (any sequence of those is accepted)
+ *   output_blocks.i    resnet on cat(h, skip) + optional transformer + optional upsampler (".conv")
+ *   transformer depth  = number of transformer_blocks.k; proj_in (C, C) Linear or (C, C, 1, 1) conv
+ *   context width      = attn2.to_k in-features; time embedding width = time_embed.0 in-features
+ *   SDXL               label_emb.0.0 (time_embed_dim, adm_in_channels) present -> y vector required
+ * What the shapes cannot say comes from lf_unet_opts:
+ *   heads              num_heads (all blocks, SD1.x style: 8) or head_dim (heads = C / head_dim,
+ *                      SD2.x / SDXL style: 64). Neither given: context width 768 -> 8 heads, any
+ *                      other width -> head width 64. The rule fails with an error (not a silent guess)
+ *                      when a block's width is not divisible, which is the case for tiny test models.
+ *   norm_groups        GroupNorm groups (0 -> 32 as in every SD model)
+ * Prediction type (epsilon or v) is not stored in the weights: the forward returns the raw model output
+ * and the caller interprets it (SD2.x 768-v checkpoints are v; arch.context_dim says SD2 by width).
+ *
+ * Forward (diffusers UNet2DConditionModel / LDM UNetModel semantics, f32):
+ *   emb  = time_embed(timestep_embedding(t, C0, flip_sin_to_cos, shift 0)) [+ label_emb(y)]
+ *   h    = conv_in(x); every input block appends h to the skip list
+ *   resnet(h)      = skip(h) + conv2(silu(gn2(conv1(silu(gn1(h))) + emb_proj(silu(emb)))))
+ *   transformer(h) = h + proj_out(blocks(proj_in(gn(h))));  block(u) = u + attn1(ln1 u);
+ *                    u + attn2(ln2 u, context); u + ff2(geglu(ff1(ln3 u)))
+ *   out  = conv_out(silu(gn(h)))
+ * Shapes: x (N, in_ch, H, W), t (N), context (N, L, context_dim), y (N, adm_in_channels) or NULL,
+ * out (N, out_ch, H, W); H and W multiples of 2^(number of downsamplers).
+ * Test: tests/test_unet.c against diffusers (tests/data/model/, scripts/golden/model_unet.py).
+ */
+#ifndef LF_UNET_H
+#define LF_UNET_H
+
+#include <stdint.h>
+
+#include "lorafuse/lf_keymap.h"
+#include "lorafuse/lf_safetensors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LF_UNET_MAX_BLOCKS 32
+
+typedef struct lf_unet_opts {
+    const char *prefix; /* key prefix; NULL: "model.diffusion_model." if present, else "" */
+    int num_heads;      /* > 0: heads per attention (SD1.x: 8) */
+    int head_dim;       /* > 0: head width, heads = C / head_dim (SD2.x, SDXL: 64) */
+    int norm_groups;    /* GroupNorm groups; 0 -> 32 */
+} lf_unet_opts;
+
+/* What the loader found (read-only). */
+typedef struct lf_unet_arch {
+    int64_t in_channels, out_channels;
+    int64_t model_channels;   /* C0 = conv_in out = timestep embedding width */
+    int64_t time_embed_dim;   /* 4 * C0 in SD */
+    int64_t context_dim;      /* attn2.to_k in-features (768 SD1, 1024 SD2, 2048 SDXL); 0: no attention */
+    int64_t adm_in_channels;  /* SDXL label_emb input (2816); 0 if absent */
+    int n_levels;             /* resolution levels = downsamplers + 1 */
+    int64_t level_channels[LF_UNET_MAX_BLOCKS];
+    int res_per_level;        /* resnets per level in the input blocks (layers_per_block) */
+    int n_input_blocks, n_output_blocks, n_middle;
+    int depth_in[LF_UNET_MAX_BLOCKS];  /* transformer depth per input block (0: none) */
+    int depth_out[LF_UNET_MAX_BLOCKS]; /* per output block */
+    int depth_mid;
+    int linear_proj;          /* proj_in/out are Linear (SD2.x, SDXL) rather than 1x1 conv */
+    int num_heads, head_dim;  /* the heads rule in force (one of them is 0) */
+    int norm_groups;
+    lf_family family;         /* by context width (768/1024/2048 + label_emb); UNKNOWN otherwise */
+    size_t n_tensors;         /* tensors read */
+    int64_t n_params;         /* f32 values held */
+} lf_unet_arch;
+
+typedef struct lf_unet lf_unet;
+
+/* Read the UNet of a checkpoint. opts may be NULL (defaults). Errors name the file, the tensor and
+ * the expected vs found shape (missing tensor: LF_ERR_MODEL; wrong shape: LF_ERR_SHAPE). */
+lf_status lf_unet_load(const lf_st_file *st, const lf_unet_opts *opts, lf_unet **out);
+void lf_unet_free(lf_unet *u);
+const lf_unet_arch *lf_unet_get_arch(const lf_unet *u);
+
+/* emb (N, time_embed_dim) = time_embed(timestep_embedding(t)) [+ label_emb(y)]. y (N, adm) is
+ * required when arch.adm_in_channels > 0 and ignored otherwise. */
+lf_status lf_unet_time_embed(const lf_unet *u, float *emb, const float *t, const float *y, int64_t N);
+
+/* SDXL's y vector, as diffusers builds it from added_cond_kwargs:
+ * y (N, adm) = cat(pooled (N, pooled_dim), timestep_embedding(time_ids (N, n_ids) flattened, td)
+ * reshaped (N, n_ids*td)), td = (adm - pooled_dim) / n_ids (256 for SDXL base with 6 ids). */
+lf_status lf_unet_sdxl_y(const lf_unet *u, float *y, const float *pooled, int64_t pooled_dim,
+                         const float *time_ids, int64_t n_ids, int64_t N);
+
+/* out (N, out_ch, H, W) = UNet(x (N, in_ch, H, W), t (N), context (N, L, context_dim) [, y]). */
+lf_status lf_unet_forward(const lf_unet *u, float *out, const float *x, const float *t,
+                          const float *context, int64_t L, const float *y, int64_t N, int64_t H,
+                          int64_t W);
+
+/* Same, and copies the middle block's output (N, C_mid, H/2^d, W/2^d) to mid when not NULL
+ * (diagnostics and tests). */
+lf_status lf_unet_forward_mid(const lf_unet *u, float *out, float *mid, const float *x, const float *t,
+                              const float *context, int64_t L, const float *y, int64_t N, int64_t H,
+                              int64_t W);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,120 @@
+"""UNet and VAE forward-pass goldens for the model runtime (tests/data/model/, read by tests/test_unet.c
+and tests/test_vae.c).
+
+Oracle: diffusers 0.30.3 UNet2DConditionModel / AutoencoderKL on torch 1.13 CPU, f32.
+Weights: the tiny single-file checkpoints written by tiny.py (models/tiny-sd15.safetensors,
+tests/data/tiny/tiny-sdxl.safetensors, F16 on disk). They are read back from those files, converted
+with diffusers' own single-file converters (single_file_utils.convert_ldm_unet_checkpoint /
+convert_ldm_vae_checkpoint) and upcast to f32, so diffusers runs exactly the F16-rounded weights the C
+loader reads. The module configs are those of tiny.build_sd15 / build_sdxl (same constructor
+arguments); load_state_dict is strict.
+
+Files (all tensors f32; inputs and outputs side by side):
+  sd15_unet.safetensors   x (2,4,16,16) seeded, t (2,) = [999, 250], context (2,77,32) seeded;
+                          emb (2,64) = time_embedding(time_proj(t)); mid (2,32,2,2) = mid_block output;
+                          out (2,4,16,16) = unet(x, t, context).sample
+  sdxl_unet.safetensors   as above with context (2,77,64), text_embeds (2,32), time_ids (2,6);
+                          y (2,80) = cat(text_embeds, add_time_proj(time_ids).reshape(2,-1)) (the LDM
+                          `y` vector); emb (2,64) = time emb + add_embedding(y); mid (2,32,4,4); out.
+  <model>_vae.safetensors dec_in (1,4,8,8) seeded sampler-space latent; dec_out (1,3,64,64) =
+                          vae.decode(dec_in / sf).sample; enc_in (1,3,64,64) seeded image in [-1,1];
+                          enc_mean (1,4,8,8) = sf * latent_dist.mean; enc_logvar (1,4,8,8) =
+                          latent_dist.logvar (clamped to [-30, 20] by diffusers).
+                          sf = 0.18215 (SD1.x) / 0.13025 (SDXL), metadata scaling_factor.
+Metadata: model (the checkpoint path), heads rule used by the tests, scaling_factor, source.
+"""
+import json
+import os
+
+import torch
+from safetensors.torch import load_file
+
+from . import tiny
+from .common import gen, save_file
+
+SF = {"sd15": 0.18215, "sdxl": 0.13025}
+SRC = "diffusers 0.30.3 UNet2DConditionModel/AutoencoderKL, torch 1.13 CPU f32, weights from the F16 checkpoint"
+
+
+def _load_ckpt(path):
+    return {k: v.float() for k, v in load_file(path).items()}
+
+
+def _strict_load(model, sd, what):
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    assert not missing and not unexpected, f"{what}: missing {missing[:5]} unexpected {unexpected[:5]}"
+
+
+def _models(name, root):
+    from diffusers.loaders import single_file_utils as sfu
+    if name == "sd15":
+        unet, _, vae = tiny.build_sd15()
+        path = "models/tiny-sd15.safetensors"
+    else:
+        unet, _, _, vae = tiny.build_sdxl()
+        path = "tests/data/tiny/tiny-sdxl.safetensors"
+    ckpt = _load_ckpt(os.path.join(root, path))
+    _strict_load(unet, sfu.convert_ldm_unet_checkpoint(dict(ckpt), dict(unet.config)), name + " unet")
+    _strict_load(vae, sfu.convert_ldm_vae_checkpoint(dict(ckpt), dict(vae.config)), name + " vae")
+    return unet.float().eval(), vae.float().eval(), path
+
+
+def _unet_case(name, unet, path, outdir):
+    xl = name == "sdxl"
+    N = 2
+    ctx_dim = unet.config.cross_attention_dim
+    x = torch.randn((N, 4, 16, 16), generator=gen(5101))
+    t = torch.tensor([999.0, 250.0])
+    ctx = torch.randn((N, 77, ctx_dim), generator=gen(5102))
+    tensors = {"x": x, "t": t, "context": ctx}
+    kwargs = {}
+    if xl:
+        text_embeds = torch.randn((N, 32), generator=gen(5103))
+        time_ids = torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0], [128.0, 96.0, 8.0, 16.0, 128.0, 96.0]])
+        kwargs["added_cond_kwargs"] = {"text_embeds": text_embeds, "time_ids": time_ids}
+        tensors.update(text_embeds=text_embeds, time_ids=time_ids)
+    taps = {}
+    h = unet.mid_block.register_forward_hook(lambda m, i, o: taps.__setitem__("mid", o.detach().clone()))
+    with torch.no_grad():
+        out = unet(x, t, encoder_hidden_states=ctx, **kwargs).sample
+        emb = unet.time_embedding(unet.time_proj(t).to(x.dtype))
+        if xl:
+            te = unet.add_time_proj(time_ids.flatten()).reshape(N, -1)
+            y = torch.cat([text_embeds, te], dim=-1)
+            emb = emb + unet.add_embedding(y)
+            tensors["y"] = y
+    h.remove()
+    tensors.update(emb=emb, mid=taps["mid"], out=out)
+    heads = "num_heads=4" if not xl else "head_dim=8"
+    meta = {"model": path, "heads": heads, "source": SRC,
+            "timesteps": "999,250",
+            "config": json.dumps({k: v for k, v in dict(unet.config).items() if not k.startswith("_")},
+                                 sort_keys=True, default=list)[:3000]}
+    p = os.path.join(outdir, f"{name}_unet.safetensors")
+    save_file({k: v.float().contiguous() for k, v in tensors.items()}, p, meta)
+    print(f"  wrote {os.path.relpath(p)} ({os.path.getsize(p)} bytes), |out| = {out.norm():.4f}")
+
+
+def _vae_case(name, vae, path, outdir):
+    sf = SF[name]
+    z = torch.randn((1, 4, 8, 8), generator=gen(5201))
+    img = torch.rand((1, 3, 64, 64), generator=gen(5202)) * 2.0 - 1.0
+    with torch.no_grad():
+        dec = vae.decode(z / sf).sample
+        dist = vae.encode(img).latent_dist
+    tensors = {"dec_in": z, "dec_out": dec, "enc_in": img, "enc_mean": dist.mean * sf,
+               "enc_logvar": dist.logvar}
+    p = os.path.join(outdir, f"{name}_vae.safetensors")
+    save_file({k: v.float().contiguous() for k, v in tensors.items()}, p,
+              {"model": path, "scaling_factor": repr(sf), "source": SRC})
+    print(f"  wrote {os.path.relpath(p)} ({os.path.getsize(p)} bytes), |dec| = {dec.norm():.4f}")
+
+
+def run(root):
+    outdir = os.path.join(root, "tests", "data", "model")
+    os.makedirs(outdir, exist_ok=True)
+    for name in ("sd15", "sdxl"):
+        unet, vae, path = _models(name, root)
+        _unet_case(name, unet, path, outdir)
+        _vae_case(name, vae, path, outdir)

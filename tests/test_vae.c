@@ -1,0 +1,182 @@
+/* test_vae.c: the AutoencoderKL decoder and encoder (lorafuse/lf_vae.h) against diffusers on the tiny
+ * SD1.5 and SDXL checkpoints, plus loader errors.
+ *
+ * Goldens: tests/data/model/{sd15,sdxl}_vae.safetensors from scripts/golden/model_unet.py:
+ * dec_out = vae.decode(dec_in / sf), enc_mean = sf * latent_dist.mean, enc_logvar; sf from the family
+ * (SD1.x 0.18215, SDXL 0.13025). Bound: relative L2 <= 1e-4. Errors must name the key.
+ * Run: ctest --test-dir build -R vae
+ */
+#include <stdint.h>
+#include <unistd.h>
+
+#include "lf_test.h"
+#include "lorafuse/lf_model.h"
+#include "lorafuse/lf_vae.h"
+
+#define TOL 1e-4
+
+static float *get(const lf_st_file *f, const char *name, int64_t *n, const lf_st_tensor **tp) {
+    const lf_st_tensor *t = lf_st_find(f, name);
+    if (!t) {
+        fprintf(stderr, "golden tensor %s missing\n", name);
+        exit(1);
+    }
+    lf_view v = lf_st_view(t);
+    int64_t k = lf_view_numel(&v);
+    float *p = malloc((size_t)k * sizeof(float));
+    if (!p || lf_view_to_f32(&v, p) != LF_OK) exit(1);
+    if (n) *n = k;
+    if (tp) *tp = t;
+    return p;
+}
+
+static double rel_l2(const float *a, const float *b, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) return INFINITY;
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1e-300));
+}
+
+static void report(const char *what, const float *got, const float *ref, int64_t n) {
+    double e = rel_l2(got, ref, n);
+    printf("  %-24s rel L2 %.3g\n", what, e);
+    LF_CHECK(e <= TOL, "%s: rel L2 %g > %g", what, e, TOL);
+}
+
+static void run_case(const char *name, const char *ckpt, const char *golden, lf_family want_family,
+                     float want_sf) {
+    printf("%s:\n", name);
+    lf_model *m = NULL;
+    lf_st_file *gf = NULL;
+    LF_CHECK(lf_model_open(ckpt, &m) == LF_OK, "open %s: %s", ckpt, lf_last_error());
+    LF_CHECK(lf_st_open(golden, &gf) == LF_OK, "open %s: %s", golden, lf_last_error());
+    if (!m || !gf) return;
+    LF_CHECK(m->family == want_family, "family %s", lf_family_name(m->family));
+    lf_vae_opts o = {NULL, 4, 0.0f}; /* tiny VAE: norm_num_groups 4; sf from the family */
+    lf_vae *v = NULL;
+    LF_CHECK(lf_vae_load(m->st, m->family, &o, &v) == LF_OK, "load: %s", lf_last_error());
+    lf_model_free(m);
+    if (!v) return;
+    const lf_vae_arch *a = lf_vae_get_arch(v);
+    LF_CHECK(a->scaling_factor == want_sf && a->n_levels == 4 && a->factor == 8 && a->latent_channels == 4 &&
+                 a->image_channels == 3 && a->has_encoder && a->dec_res_per_level == 3 &&
+                 a->enc_res_per_level == 2 && a->level_channels[0] == 8 && a->level_channels[3] == 16,
+             "arch: sf %g levels %d factor %lld z %lld", a->scaling_factor, a->n_levels, (long long)a->factor,
+             (long long)a->latent_channels);
+    const lf_st_tensor *tz, *ti;
+    int64_t nz, nd, ni, nm;
+    float *z = get(gf, "dec_in", &nz, &tz), *ref_dec = get(gf, "dec_out", &nd, NULL);
+    float *img = get(gf, "enc_in", &ni, &ti), *ref_mean = get(gf, "enc_mean", &nm, NULL);
+    float *ref_lv = get(gf, "enc_logvar", NULL, NULL);
+    float *dec = malloc((size_t)nd * sizeof(float)), *mean = malloc((size_t)nm * sizeof(float));
+    float *lv = malloc((size_t)nm * sizeof(float));
+    LF_CHECK(lf_vae_decode(v, dec, z, tz->shape[0], tz->shape[2], tz->shape[3]) == LF_OK, "decode: %s",
+             lf_last_error());
+    report("decode", dec, ref_dec, nd);
+    LF_CHECK(lf_vae_encode(v, mean, lv, img, ti->shape[0], ti->shape[2], ti->shape[3]) == LF_OK, "encode: %s",
+             lf_last_error());
+    report("encode mean (x sf)", mean, ref_mean, nm);
+    report("encode logvar", lv, ref_lv, nm);
+    LF_CHECK(lf_vae_encode(v, mean, NULL, img, 1, 60, 64) == LF_ERR_SHAPE, "encode 60x64 must fail");
+    free(z), free(ref_dec), free(img), free(ref_mean), free(ref_lv), free(dec), free(mean), free(lv);
+    lf_vae_free(v);
+    lf_st_close(gf);
+}
+
+/* Copy the VAE tensors of src to path without `drop` and with `reshape` given shape (a/2, 2b, ...). */
+static int write_variant(const char *src, const char *path, const char *drop, const char *reshape) {
+    lf_st_file *f = NULL;
+    if (lf_st_open(src, &f) != LF_OK) return 0;
+    lf_st_writer *w = NULL;
+    lf_st_writer_new(&w);
+    for (size_t i = 0; i < lf_st_count(f); i++) {
+        const lf_st_tensor *t = lf_st_at(f, i);
+        if (strncmp(t->name, "first_stage_model.", 18) != 0) continue;
+        if (drop && !strcmp(t->name, drop)) continue;
+        int64_t shape[LF_MAX_DIMS];
+        memcpy(shape, t->shape, sizeof shape);
+        if (reshape && !strcmp(t->name, reshape)) shape[0] /= 2, shape[1] *= 2;
+        lf_st_writer_add(w, t->name, t->dtype, t->ndim, shape, t->data, (size_t)(t->end - t->begin));
+    }
+    lf_status st = lf_st_writer_commit(w, path);
+    lf_st_writer_free(w);
+    lf_st_close(f);
+    return st == LF_OK;
+}
+
+static lf_status load_path(const char *path, lf_family fam, lf_vae **v) {
+    lf_st_file *f = NULL;
+    lf_status st = lf_st_open(path, &f);
+    if (st != LF_OK) return st;
+    lf_vae_opts o = {NULL, 4, 0.0f};
+    st = lf_vae_load(f, fam, &o, v);
+    lf_st_close(f);
+    return st;
+}
+
+static void check_errors(const char *src) {
+    char dir[] = "/tmp/lf_test_vae_XXXXXX";
+    if (!mkdtemp(dir)) return;
+    char path[256];
+    snprintf(path, sizeof path, "%s/v.safetensors", dir);
+    lf_vae *v = NULL;
+    const char *miss = "first_stage_model.decoder.up.2.block.1.conv2.weight";
+    LF_CHECK(write_variant(src, path, miss, NULL), "write");
+    lf_status st = load_path(path, LF_FAMILY_SD1, &v);
+    LF_CHECK(st == LF_ERR_MODEL && !v && strstr(lf_last_error(), miss), "missing: %s", lf_last_error());
+    const char *bad = "first_stage_model.decoder.mid.attn_1.k.weight";
+    LF_CHECK(write_variant(src, path, NULL, bad), "write");
+    st = load_path(path, LF_FAMILY_SD1, &v);
+    LF_CHECK(st == LF_ERR_SHAPE && !v && strstr(lf_last_error(), bad) && strstr(lf_last_error(), "(8, 32, 1, 1)"),
+             "shape: %s", lf_last_error());
+    const char *enc = "first_stage_model.encoder.down.1.downsample.conv.weight";
+    LF_CHECK(write_variant(src, path, enc, NULL), "write");
+    st = load_path(path, LF_FAMILY_SD1, &v);
+    LF_CHECK(st == LF_ERR_MODEL && !v && strstr(lf_last_error(), enc), "encoder missing: %s", lf_last_error());
+    st = load_path(src, LF_FAMILY_UNKNOWN, &v);
+    LF_CHECK(st == LF_ERR_ARG && strstr(lf_last_error(), "scaling factor"), "unknown family: %s", lf_last_error());
+    st = load_path("tests/data/model/sd15_unet.safetensors", LF_FAMILY_SD1, &v);
+    LF_CHECK(st == LF_ERR_MODEL && strstr(lf_last_error(), "decoder.conv_in.weight"), "no vae: %s",
+             lf_last_error());
+    /* decoder only (no encoder keys): loads, encode is an error */
+    lf_st_file *f = NULL;
+    lf_st_writer *w = NULL;
+    if (lf_st_open(src, &f) == LF_OK && lf_st_writer_new(&w) == LF_OK) {
+        for (size_t i = 0; i < lf_st_count(f); i++) {
+            const lf_st_tensor *t = lf_st_at(f, i);
+            if (strncmp(t->name, "first_stage_model.", 18) || strstr(t->name, "encoder.") ||
+                strstr(t->name, ".quant_conv"))
+                continue;
+            lf_st_writer_add(w, t->name + 18, t->dtype, t->ndim, t->shape, t->data, (size_t)(t->end - t->begin));
+        }
+        LF_CHECK(lf_st_writer_commit(w, path) == LF_OK, "write decoder-only");
+        lf_st_writer_free(w);
+        lf_st_close(f);
+        st = load_path(path, LF_FAMILY_SDXL, &v); /* no prefix: a standalone VAE file */
+        LF_CHECK(st == LF_OK && v && !lf_vae_get_arch(v)->has_encoder, "decoder-only load: %s", lf_last_error());
+        if (v) {
+            float img[3 * 64], lat[4];
+            memset(img, 0, sizeof img);
+            LF_CHECK(lf_vae_encode(v, lat, NULL, img, 1, 8, 8) == LF_ERR_MODEL, "encode without encoder");
+            lf_vae_free(v);
+        }
+    }
+    unlink(path);
+    rmdir(dir);
+}
+
+int main(void) {
+    if (access("models/tiny-sd15.safetensors", R_OK) != 0 ||
+        access("tests/data/model/sd15_vae.safetensors", R_OK) != 0)
+        LF_SKIP("tiny models or goldens missing (run from the source tree)");
+    run_case("tiny SD1.5 VAE", "models/tiny-sd15.safetensors", "tests/data/model/sd15_vae.safetensors",
+             LF_FAMILY_SD1, 0.18215f);
+    run_case("tiny SDXL VAE", "tests/data/tiny/tiny-sdxl.safetensors", "tests/data/model/sdxl_vae.safetensors",
+             LF_FAMILY_SDXL, 0.13025f);
+    check_errors("models/tiny-sd15.safetensors");
+    return lf_test_finish();
+}
