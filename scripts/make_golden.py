@@ -50,7 +50,7 @@ torch.set_num_threads(1)  # deterministic reductions
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["adapters", "tiny"], default=None)
+    ap.add_argument("--only", choices=["adapters", "tiny", "model-unet", "model-clip"], default=None)
     args = ap.parse_args()
     import logging
     logging.disable(logging.WARNING)
@@ -65,6 +65,8 @@ def main():
         from golden import tiny
         print("tiny checkpoints + naming-scheme LoRAs -> models/, tests/data/tiny/")
         tiny.run(ROOT)
+    if args.only in (None, "model-unet"): __import__("golden.model_unet").model_unet.run(ROOT)  # [model-unet] UNet/VAE goldens -> tests/data/model/
+    if args.only in (None, "model-clip"): __import__("golden.model_clip").model_clip.run(ROOT)  # [model-clip] issue 5b: tokenizer/CLIP/emphasis goldens -> tests/data/model/clip_*
 
 
 if __name__ == "__main__":
