@@ -144,6 +144,18 @@ lf_status lf_dev_download(lf_dev_model *dm, size_t job, void *host_out);
 lf_status lf_dev_guard_check(lf_dev_model *dm);
 lf_status lf_dev_poison(lf_dev_model *dm);
 
+/* ---- per-step plans (issue 4) on the device -------------------------------------------------- */
+
+struct lf_step_plan;
+
+/* A device model for every job of a step plan (lf_steps.h), holding W0 ("step 0"). */
+lf_status lf_dev_model_create_steps(lf_device *dev, const struct lf_step_plan *sp, const lf_dev_opts *opts,
+                                    lf_dev_model **out);
+/* Bring the weights to step t (0 <= t <= n_steps, any order): step t's coefficient row becomes the
+ * pending set and one grouped apply rewrites exactly the jobs whose coefficients differ from what is
+ * applied, always from W0 (P7). For consecutive steps that is the step's own job list. */
+lf_status lf_dev_apply_step(lf_dev_model *dm, const struct lf_step_plan *sp, int t, void *stream);
+
 #ifdef __cplusplus
 }
 #endif
