@@ -5,6 +5,7 @@
 #define LF_CLIP_INTERNAL_H
 
 #include "lorafuse/lf_clip.h"
+#include "model_weights.h"
 
 typedef struct lf_clip_layer {
     float *ln1_w, *ln1_b;
@@ -23,6 +24,11 @@ struct lf_clip {
     float *lnf_w, *lnf_b;  /* (w) */
     float *proj_w;         /* (proj, w) Linear layout, or NULL */
     char emb_name[1024];    /* file: tensor of the token embedding (error messages) */
+    lf_wts_entry *wts;      /* checkpoint key (after prefix) -> the f32 data above, sorted; q/k/v_proj
+                             * point into qkv_w/qkv_b, OpenCLIP text_projection is held transposed */
+    size_t n_wts;
+    char prefix[160];       /* key prefix the encoder was read under */
+    char label[512];        /* file, for messages */
 };
 
 #endif

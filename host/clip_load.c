@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "clip_internal.h"
+#include "lorafuse/lf_weights.h"
 #include "lorafuse/lf_tensor.h"
 
 typedef struct loader {
@@ -27,7 +28,24 @@ typedef struct loader {
     char prefix[160];
     lf_status st;
     int strip_tm; /* old SD1 HF keys: suffixes are given with "text_model.", the file lacks it */
+    lf_wts_entry *e; /* key index of what was loaded (data not owned: the lf_clip frees it) */
+    size_t n, cap;
 } loader;
+
+/* Point the index entry of `old` at `now` (+ transpose flag); drop it when now is NULL. */
+static void reindex(loader *L, const float *old, float *now, int transpose) {
+    for (size_t i = 0; i < L->n; i++)
+        if (L->e[i].data == old) {
+            if (now) {
+                L->e[i].data = now;
+                L->e[i].transpose = transpose;
+            } else {
+                free(L->e[i].key);
+                L->e[i] = L->e[--L->n];
+            }
+            return;
+        }
+}
 
 static void full_name(const loader *L, const char *suffix, char *name, size_t n) {
     if (L->strip_tm && strncmp(suffix, "text_model.", 11) == 0) suffix += 11;
@@ -81,6 +99,11 @@ static float *load(loader *L, const char *suffix, int ndim, int64_t *shape) {
                        lf_dtype_name(v.dtype));
         return NULL;
     }
+    if (lf_wts_add(&L->e, &L->n, &L->cap, name + strlen(L->prefix), p, v.ndim, v.shape, 0) != LF_OK) {
+        free(p);
+        L->st = lf_err(LF_ERR_NOMEM, "%s: out of memory loading %s", lf_st_path(L->f), name);
+        return NULL;
+    }
     return p;
 }
 
@@ -109,6 +132,7 @@ void lf_clip_free(lf_clip *m) {
     free(m->lnf_w);
     free(m->lnf_b);
     free(m->proj_w);
+    lf_wts_free_list(m->wts, m->n_wts);
     free(m);
 }
 
@@ -127,6 +151,10 @@ static float *cat3(loader *L, float *a, float *b, float *c, int64_t n) {
             L->st = lf_err(LF_ERR_NOMEM, "%s: out of memory", lf_st_path(L->f));
         }
     }
+    /* the index follows the rows into the fused copy (or forgets blocks about to be freed) */
+    if (a) reindex(L, a, r, 0);
+    if (b) reindex(L, b, r ? r + n : NULL, 0);
+    if (c) reindex(L, c, r ? r + 2 * n : NULL, 0);
     free(a);
     free(b);
     free(c);
@@ -181,7 +209,7 @@ static lf_status load_layer_oc(loader *L, lf_clip *m, int64_t l) {
 
 lf_status lf_clip_load(const lf_st_file *f, const char *prefix, const lf_clip_opts *opts, lf_clip **out) {
     *out = NULL;
-    loader L = {f, "", LF_OK, 0};
+    loader L = {f, "", LF_OK, 0, NULL, 0, 0};
     if (strlen(prefix) + 16 >= sizeof L.prefix)
         return lf_err(LF_ERR_ARG, "%s: text encoder prefix too long: %s", lf_st_path(f), prefix);
     lf_clip *m = calloc(1, sizeof *m);
@@ -233,6 +261,7 @@ lf_status lf_clip_load(const lf_st_file *f, const char *prefix, const lf_clip_op
         int64_t fs[2] = {-1, c->width};
         float *probe = load(&L, hf ? "text_model.encoder.layers.0.mlp.fc1.weight" : "transformer.resblocks.0.mlp.c_fc.weight",
                             2, fs);
+        reindex(&L, probe, NULL, 0);
         free(probe);
         c->ff = fs[0];
         if (L.st) goto fail;
@@ -270,13 +299,20 @@ lf_status lf_clip_load(const lf_st_file *f, const char *prefix, const lf_clip_op
             else
                 for (int64_t i = 0; i < c->width; i++)
                     for (int64_t j = 0; j < c->proj; j++) m->proj_w[j * c->width + i] = p[i * c->proj + j];
+            reindex(&L, p, m->proj_w, 1);
             free(p);
         }
     }
     if (L.st) goto fail;
+    lf_wts_sort(L.e, L.n);
+    m->wts = L.e;
+    m->n_wts = L.n;
+    snprintf(m->prefix, sizeof m->prefix, "%s", prefix);
+    snprintf(m->label, sizeof m->label, "%s", lf_st_path(f) ? lf_st_path(f) : "checkpoint");
     *out = m;
     return LF_OK;
 fail:
+    lf_wts_free_list(L.e, L.n);
     lf_clip_free(m);
     return L.st;
 }
@@ -357,4 +393,23 @@ lf_status lf_clip_load_dir(const char *dir, const lf_clip_opts *opts, lf_clip **
     lf_st_close(f);
     if (!st) (*out)->cfg.eps = e;
     return st;
+}
+
+/* ---- refreshing weights (lf_weights.h) ------------------------------------------------------- */
+
+static const char *clip_strip(const lf_clip *m, const char *key) {
+    size_t pl = strlen(m->prefix);
+    return strncmp(key, m->prefix, pl) == 0 ? key + pl : NULL;
+}
+
+int lf_clip_has_weight(const lf_clip *m, const char *key) {
+    const char *k = clip_strip(m, key);
+    return k && lf_wts_get(m->wts, m->n_wts, k) != NULL;
+}
+
+lf_status lf_clip_set_weight(lf_clip *m, const char *key, const lf_view *v) {
+    const char *k = clip_strip(m, key);
+    lf_wts_entry *e = k ? lf_wts_get(m->wts, m->n_wts, k) : NULL;
+    if (!e) return lf_err(LF_ERR_MODEL, "%s: the text encoder at \"%s\" holds no weight \"%s\"", m->label, m->prefix, key);
+    return lf_wts_refresh(e, v, m->label, key);
 }

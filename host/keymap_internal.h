@@ -131,6 +131,9 @@ lf_status lf_km_add_name(lf_km_builder *b, uint32_t idx, const char *prefix, con
 lf_status lf_km_unet_scan(lf_km_builder *b);
 /* Add the module whose weight is keys[i] ("model.diffusion_model.<P>.weight"). */
 lf_status lf_km_unet_add(lf_km_builder *b, size_t i);
+/* For UNet tensor keys "model.diffusion_model.<P>.<weight|bias>": out[i] = malloc'd diffusers name
+ * "<D>.<weight|bias>", or NULL when the key has none (free each). Used to read diffusers folders. */
+lf_status lf_km_unet_diffusers_names(const char *const *keys, size_t n, char **out);
 
 /* keymap_te.c: add keys[i] if it belongs to a text encoder; *handled = 0 if it does not. */
 lf_status lf_km_te_add(lf_km_builder *b, size_t i, int *handled);

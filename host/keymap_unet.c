@@ -265,3 +265,31 @@ lf_status lf_km_unet_add(lf_km_builder *b, size_t i) {
     if ((st = lf_km_add_name(b, idx, "", d, dlen, 0, ""))) return st;
     return lf_km_add_processor_names(b, idx, d, dlen);
 }
+
+/* The diffusers name of every UNet tensor key (exported for diffusers-folder loading, unet_dir.c):
+ * the same LDM -> diffusers derivation the spellings above use, applied to "<P>.weight|bias". */
+lf_status lf_km_unet_diffusers_names(const char *const *keys, size_t n, char **out) {
+    lf_km_builder b;
+    memset(&b, 0, sizeof b);
+    b.keys = keys;
+    b.n = n;
+    lf_status st = lf_km_unet_scan(&b);
+    size_t root = strlen(LF_KM_UNET_ROOT);
+    for (size_t i = 0; i < n && !st; i++) {
+        out[i] = NULL;
+        const char *key = keys[i], *dot = strrchr(key, '.');
+        if (!lf_km_starts(key, LF_KM_UNET_ROOT) || !dot || (size_t)(dot - key) <= root) continue;
+        lf_km_str_reset(&b.tmp);
+        lf_km_str_add(&b.tmp, key + root, (size_t)(dot - key) - root);
+        if (b.tmp.oom) st = lf_err(LF_ERR_NOMEM, "keymap: out of memory");
+        else if (lf_km_diffusers_path(b.unet, b.tmp.p, &b.path)) {
+            lf_km_str_adds(&b.path, dot);
+            if (b.path.oom || !(out[i] = malloc(b.path.len + 1))) st = lf_err(LF_ERR_NOMEM, "keymap: out of memory");
+            else memcpy(out[i], b.path.p, b.path.len + 1);
+        }
+    }
+    free(b.unet);
+    lf_km_str_free(&b.tmp);
+    lf_km_str_free(&b.path);
+    return st;
+}

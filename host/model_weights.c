@@ -1,4 +1,5 @@
-/* model_weights.c: named checkpoint tensors -> owned f32 buffers with shape checks (model_weights.h).
+/* model_weights.c: named checkpoint tensors -> owned f32 buffers with shape checks, and the key index
+ * used to refresh a loaded model's weights (model_weights.h).
  * Conversion f32/f16/bf16 -> f32 is lf_view_to_f32 (exact for f16 and bf16).
  */
 #include <stdarg.h>
@@ -11,7 +12,32 @@
 void lf_wts_init(lf_wts *w, const lf_st_file *st, const char *prefix) {
     memset(w, 0, sizeof *w);
     w->st = st;
+    w->label = st && lf_st_path(st) ? lf_st_path(st) : "checkpoint";
     snprintf(w->prefix, sizeof w->prefix, "%s", prefix ? prefix : "");
+}
+
+void lf_wts_set_alias(lf_wts *w, const lf_wts_alias *alias, size_t n, const char *label, int borrow) {
+    w->alias = alias;
+    w->n_alias = n;
+    w->borrow = borrow;
+    if (label) w->label = label;
+}
+
+static int lf_wts_alias_cmp(const void *k, const void *a) {
+    return strcmp((const char *)k, ((const lf_wts_alias *)a)->t.name);
+}
+
+static const lf_wts_alias *lf_wts_alias_find(const lf_wts *w, const char *name) {
+    if (!w->alias) return NULL;
+    return bsearch(name, w->alias, w->n_alias, sizeof *w->alias, lf_wts_alias_cmp);
+}
+
+const lf_st_tensor *lf_wts_lookup(const lf_wts *w, const char *name) {
+    if (w->alias) {
+        const lf_wts_alias *a = lf_wts_alias_find(w, name);
+        return a ? &a->t : NULL;
+    }
+    return w->st ? lf_st_find(w->st, name) : NULL;
 }
 
 static void lf_wts_name(const lf_wts *w, char *buf, size_t n, const char *fmt, va_list ap) {
@@ -26,7 +52,7 @@ const lf_st_tensor *lf_wts_find(const lf_wts *w, const char *fmt, ...) {
     va_start(ap, fmt);
     lf_wts_name(w, name, sizeof name, fmt, ap);
     va_end(ap);
-    return lf_st_find(w->st, name);
+    return lf_wts_lookup(w, name);
 }
 
 lf_status lf_wts_fail(lf_wts *w, lf_status st) {
@@ -50,6 +76,31 @@ static void lf_wts_shape_str(int ndim, const int64_t *shape, char *buf, size_t n
     if (o < n) snprintf(buf + o, n - o, "%s)", ndim == 1 ? "," : "");
 }
 
+lf_status lf_wts_add(lf_wts_entry **e, size_t *n, size_t *cap, const char *key, float *data, int ndim,
+                     const int64_t *shape, int owned) {
+    if (*n == *cap) {
+        size_t nc = *cap ? 2 * *cap : 256;
+        lf_wts_entry *ne = realloc(*e, nc * sizeof *ne);
+        if (!ne) return LF_ERR_NOMEM;
+        *e = ne;
+        *cap = nc;
+    }
+    lf_wts_entry *x = &(*e)[*n];
+    memset(x, 0, sizeof *x);
+    size_t kl = strlen(key);
+    x->key = malloc(kl + 1);
+    if (!x->key) return LF_ERR_NOMEM;
+    memcpy(x->key, key, kl + 1);
+    x->data = data;
+    x->ndim = ndim > 4 ? 4 : ndim;
+    x->numel = 1;
+    for (int i = 0; i < ndim; i++) x->numel *= shape[i];
+    for (int i = 0; i < x->ndim; i++) x->shape[i] = shape[i];
+    x->owned = owned;
+    (*n)++;
+    return LF_OK;
+}
+
 float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...) {
     if (w->status != LF_OK) return NULL;
     char name[256];
@@ -57,8 +108,10 @@ float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...) {
     va_start(ap, fmt);
     lf_wts_name(w, name, sizeof name, fmt, ap);
     va_end(ap);
-    const char *file = lf_st_path(w->st) ? lf_st_path(w->st) : "checkpoint";
-    const lf_st_tensor *t = lf_st_find(w->st, name);
+    const char *file = w->label;
+    const lf_wts_alias *al = lf_wts_alias_find(w, name);
+    const lf_st_tensor *t = w->alias ? (al ? &al->t : NULL) : lf_wts_lookup(w, name);
+    const char *shown = al && al->orig ? al->orig : name;
     if (!t) {
         lf_err(LF_ERR_MODEL, "%s: missing tensor \"%s\"", file, name);
         lf_wts_fail(w, LF_ERR_MODEL);
@@ -71,60 +124,116 @@ float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...) {
         char got[128], want[128];
         lf_wts_shape_str(t->ndim, t->shape, got, sizeof got);
         lf_wts_shape_str(ndim, shape, want, sizeof want);
-        lf_err(LF_ERR_SHAPE, "%s: tensor \"%s\" has shape %s, expected %s", file, name, got, want);
+        lf_err(LF_ERR_SHAPE, "%s: tensor \"%s\" has shape %s, expected %s", file, shown, got, want);
         lf_wts_fail(w, LF_ERR_SHAPE);
         return NULL;
     }
     for (int i = 0; i < en; i++) shape[i] = t->shape[i];
     for (int i = en; i < ndim; i++) shape[i] = 1;
-    if (w->n == w->cap) {
-        size_t nc = w->cap ? 2 * w->cap : 256;
-        float **nb = realloc(w->bufs, nc * sizeof *nb);
-        if (!nb) {
-            lf_err(LF_ERR_NOMEM, "%s: out of memory loading \"%s\"", file, name);
+    lf_view v = lf_st_view(t);
+    int64_t numel = lf_view_numel(&v);
+    float *buf = NULL;
+    int owned = 1;
+    if (w->borrow && al && t->dtype == LF_F32) {
+        buf = (float *)(uintptr_t)t->data; /* the caller's f32 memory, used in place */
+        owned = 0;
+    } else {
+        buf = malloc((size_t)(numel > 0 ? numel : 1) * sizeof(float));
+        if (!buf) {
+            lf_err(LF_ERR_NOMEM, "%s: out of memory converting \"%s\" (%lld elements)", file, shown,
+                   (long long)numel);
             lf_wts_fail(w, LF_ERR_NOMEM);
             return NULL;
         }
-        w->bufs = nb;
-        w->cap = nc;
+        lf_status st = lf_view_to_f32(&v, buf);
+        if (st != LF_OK) {
+            free(buf);
+            lf_err(st, "%s: tensor \"%s\": dtype %s cannot be read as f32", file, shown, lf_dtype_name(t->dtype));
+            lf_wts_fail(w, st);
+            return NULL;
+        }
     }
-    lf_view v = lf_st_view(t);
-    int64_t numel = lf_view_numel(&v);
-    float *buf = malloc((size_t)(numel > 0 ? numel : 1) * sizeof(float));
-    if (!buf) {
-        lf_err(LF_ERR_NOMEM, "%s: out of memory converting \"%s\" (%lld elements)", file, name,
-               (long long)numel);
+    if (lf_wts_add(&w->e, &w->n, &w->cap, name + strlen(w->prefix), buf, t->ndim, t->shape, owned) != LF_OK) {
+        if (owned) free(buf);
+        lf_err(LF_ERR_NOMEM, "%s: out of memory loading \"%s\"", file, shown);
         lf_wts_fail(w, LF_ERR_NOMEM);
         return NULL;
     }
-    lf_status st = lf_view_to_f32(&v, buf);
-    if (st != LF_OK) {
-        free(buf);
-        lf_err(st, "%s: tensor \"%s\": dtype %s cannot be read as f32", file, name,
-               lf_dtype_name(t->dtype));
-        lf_wts_fail(w, st);
-        return NULL;
-    }
-    w->bufs[w->n++] = buf;
+    w->e[w->n - 1].borrowed = !owned;
     w->loaded++;
     w->floats += numel;
     return buf;
 }
 
-void lf_wts_release(lf_wts *w, float ***bufs, size_t *n) {
-    *bufs = w->bufs;
+static int lf_wts_entry_cmp(const void *a, const void *b) {
+    return strcmp(((const lf_wts_entry *)a)->key, ((const lf_wts_entry *)b)->key);
+}
+
+void lf_wts_sort(lf_wts_entry *e, size_t n) {
+    if (n > 1) qsort(e, n, sizeof *e, lf_wts_entry_cmp);
+}
+
+void lf_wts_release(lf_wts *w, lf_wts_entry **e, size_t *n) {
+    lf_wts_sort(w->e, w->n);
+    *e = w->e;
     *n = w->n;
-    w->bufs = NULL;
+    w->e = NULL;
     w->n = w->cap = 0;
 }
 
-void lf_wts_free_list(float **bufs, size_t n) {
-    for (size_t i = 0; i < n; i++) free(bufs[i]);
-    free(bufs);
+void lf_wts_free_list(lf_wts_entry *e, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].owned) free(e[i].data);
+        free(e[i].key);
+    }
+    free(e);
 }
 
 void lf_wts_free(lf_wts *w) {
-    lf_wts_free_list(w->bufs, w->n);
-    w->bufs = NULL;
+    lf_wts_free_list(w->e, w->n);
+    w->e = NULL;
     w->n = w->cap = 0;
+}
+
+static int lf_wts_key_cmp(const void *k, const void *a) {
+    return strcmp((const char *)k, ((const lf_wts_entry *)a)->key);
+}
+
+lf_wts_entry *lf_wts_get(lf_wts_entry *e, size_t n, const char *key) {
+    return e && n ? bsearch(key, e, n, sizeof *e, lf_wts_key_cmp) : NULL;
+}
+
+lf_status lf_wts_refresh(lf_wts_entry *en, const lf_view *v, const char *label, const char *key) {
+    if (en->borrowed)
+        return lf_err(LF_ERR_ARG, "%s: weight \"%s\" is borrowed memory and cannot be refreshed", label, key);
+    int en_n = lf_wts_norm_ndim(en->ndim, en->shape), vn = lf_wts_norm_ndim(v->ndim, v->shape);
+    int ok = en_n == vn && lf_view_numel(v) == en->numel;
+    for (int i = 0; ok && i < vn; i++) ok = v->shape[i] == en->shape[i];
+    if (!ok) {
+        char got[128], want[128];
+        lf_wts_shape_str(v->ndim, v->shape, got, sizeof got);
+        lf_wts_shape_str(en->ndim, en->shape, want, sizeof want);
+        return lf_err(LF_ERR_SHAPE, "%s: new value of weight \"%s\" has shape %s, the model holds %s", label, key,
+                      got, want);
+    }
+    if (!lf_dtype_readable(v->dtype))
+        return lf_err(LF_ERR_DTYPE, "%s: weight \"%s\": dtype %s cannot be read as f32", label, key,
+                      lf_dtype_name(v->dtype));
+    if (!en->transpose) {
+        lf_status st = lf_view_to_f32(v, en->data);
+        if (st != LF_OK) return lf_err(st, "%s: weight \"%s\": conversion to f32 failed", label, key);
+        return LF_OK;
+    }
+    float *tmp = malloc((size_t)en->numel * sizeof *tmp);
+    if (!tmp) return lf_err(LF_ERR_NOMEM, "%s: out of memory refreshing \"%s\"", label, key);
+    lf_status st = lf_view_to_f32(v, tmp);
+    if (st == LF_OK) {
+        int64_t a = en->shape[0], b = en->shape[1];
+        for (int64_t i = 0; i < a; i++)
+            for (int64_t j = 0; j < b; j++) en->data[j * a + i] = tmp[i * b + j];
+    } else {
+        lf_err(st, "%s: weight \"%s\": conversion to f32 failed", label, key);
+    }
+    free(tmp);
+    return st;
 }

@@ -1,5 +1,6 @@
-/* model_weights.h: private helper of the model loaders (unet_load.c, vae.c): read named checkpoint
- * tensors into owned f32 buffers with a shape check, one sticky status per load.
+/* model_weights.h: private helper of the model loaders (unet_load.c, vae.c, clip_load.c): read named
+ * checkpoint tensors into owned f32 buffers with a shape check, one sticky status per load, and keep
+ * an index key -> f32 buffer so that a loaded model's weights can be refreshed later (lf_weights.h).
  *
  * Every name is `prefix` + a printf-formatted suffix ("model.diffusion_model." + "out.2.weight").
  * lf_wts_load checks the tensor against an expected shape, where a negative entry accepts any size
@@ -7,7 +8,12 @@
  * spellings of the same weight). The first failure (missing tensor, wrong shape, dtype, memory) is
  * kept in w->status with an lf_err message naming the file and the tensor; later calls do nothing and
  * return NULL, so a loader reads a whole layer and checks w->status once.
- * The buffers stay owned by the lf_wts until lf_wts_release hands the list to the model.
+ *
+ * Tensor source: the lf_st_file, or (lf_wts_set_alias) a name-sorted table of tensors standing for it
+ * (a diffusers file under LDM names, or in-memory views); each alias may carry the name it has in its
+ * own file, used in error messages. With `borrow`, F32 alias data is used in place (no copy, not
+ * owned, not refreshable).
+ * The entries stay owned by the lf_wts until lf_wts_release hands the list (sorted by key) to the model.
  */
 #ifndef LF_MODEL_WEIGHTS_H
 #define LF_MODEL_WEIGHTS_H
@@ -16,18 +22,44 @@
 #include <stdint.h>
 
 #include "lorafuse/lf_safetensors.h"
+#include "lorafuse/lf_vae.h"
+
+/* One f32 weight a model holds, under the key suffix it was read as (no prefix). */
+typedef struct lf_wts_entry {
+    char *key;              /* owned */
+    float *data;            /* f32 values (the model's own copy) */
+    int64_t numel;
+    int ndim;
+    int64_t shape[4];       /* shape in the checkpoint */
+    int owned;              /* data freed with the list */
+    int borrowed;           /* data is the caller's: not refreshable */
+    int transpose;          /* stored transposed: checkpoint (a, b) is held as (b, a) */
+} lf_wts_entry;
+
+typedef struct lf_wts_alias {
+    lf_st_tensor t;         /* t.name: the name the loader asks for (prefix + suffix) */
+    const char *orig;       /* name in its own file (messages), or NULL */
+} lf_wts_alias;
 
 typedef struct lf_wts {
     const lf_st_file *st;
+    const char *label;      /* file named in messages */
     char prefix[96];
-    lf_status status; /* first failure, LF_OK while all went well */
-    float **bufs;     /* owned f32 buffers */
+    lf_status status;       /* first failure, LF_OK while all went well */
+    lf_wts_entry *e;        /* loaded tensors */
     size_t n, cap;
-    size_t loaded;    /* tensors read */
-    int64_t floats;   /* f32 values held */
+    size_t loaded;          /* tensors read */
+    int64_t floats;         /* f32 values held */
+    const lf_wts_alias *alias; /* sorted by t.name; replaces st when set */
+    size_t n_alias;
+    int borrow;
 } lf_wts;
 
 void lf_wts_init(lf_wts *w, const lf_st_file *st, const char *prefix);
+/* Read from a sorted alias table instead of the file (label: the file named in messages). */
+void lf_wts_set_alias(lf_wts *w, const lf_wts_alias *alias, size_t n, const char *label, int borrow);
+/* Look a full name up in the source (file or alias table). */
+const lf_st_tensor *lf_wts_lookup(const lf_wts *w, const char *name);
 /* The tensor prefix + suffix, or NULL when absent (no error). */
 const lf_st_tensor *lf_wts_find(const lf_wts *w, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -43,11 +75,25 @@ float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...)
     ;
 /* Record a failure found by the caller (message already set by lf_err); keeps the first one. */
 lf_status lf_wts_fail(lf_wts *w, lf_status st);
-/* Hand the buffer list to the caller (*bufs, *n); the lf_wts is empty afterwards. */
-void lf_wts_release(lf_wts *w, float ***bufs, size_t *n);
-/* Free every buffer still owned. */
+/* Append an entry (key copied); used by loaders that keep their own buffers (clip_load.c). */
+lf_status lf_wts_add(lf_wts_entry **e, size_t *n, size_t *cap, const char *key, float *data, int ndim,
+                     const int64_t *shape, int owned);
+/* Sort a list by key (for lf_wts_get). */
+void lf_wts_sort(lf_wts_entry *e, size_t n);
+/* Hand the entry list, sorted by key, to the caller; the lf_wts is empty afterwards. */
+void lf_wts_release(lf_wts *w, lf_wts_entry **e, size_t *n);
+/* Free every entry still owned. */
 void lf_wts_free(lf_wts *w);
-/* Free a released list. */
-void lf_wts_free_list(float **bufs, size_t n);
+/* Free a released list (owned data and keys). */
+void lf_wts_free_list(lf_wts_entry *e, size_t n);
+/* The entry for key (sorted list), or NULL. */
+lf_wts_entry *lf_wts_get(lf_wts_entry *e, size_t n, const char *key);
+/* Overwrite entry's f32 data from v (f32/f16/bf16...): the shape must match the checkpoint's
+ * ((a, b) ~ (a, b, 1, 1)). label and key name the model in messages. */
+lf_status lf_wts_refresh(lf_wts_entry *en, const lf_view *v, const char *label, const char *key);
+
+/* vae.c: lf_vae_load over an alias table (NULL: st), for diffusers folders (lf_model_dir.h). */
+lf_status lf_va_load_src(const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias, const char *label,
+                         lf_family family, const lf_vae_opts *opts, lf_vae **out);
 
 #endif

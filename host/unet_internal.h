@@ -6,6 +6,7 @@
 #define LF_UNET_INTERNAL_H
 
 #include "lorafuse/lf_unet.h"
+#include "model_weights.h"
 
 typedef struct lf_un_lin { /* Linear, or a conv when k > 0 */
     const float *w, *b;    /* b may be NULL */
@@ -63,8 +64,17 @@ struct lf_unet {
     lf_un_block in[LF_UNET_MAX_BLOCKS], mid, out[LF_UNET_MAX_BLOCKS];
     lf_un_norm out_norm;      /* out.0 */
     lf_un_lin out_conv;       /* out.2 */
-    float **bufs;             /* every weight array */
-    size_t n_bufs;
+    lf_wts_entry *wts;        /* every weight array, sorted by key (suffix after `prefix`) */
+    size_t n_wts;
+    char prefix[96];          /* key prefix the weights were read under ("" for a diffusers folder) */
+    char label[256];          /* the file, for messages */
+    int has_file_prediction;  /* a folder's scheduler_config.json gave prediction_type: */
+    lf_prediction file_prediction;
 };
+
+/* The loader behind lf_unet_load / lf_unet_load_views / lf_unet_load_dir: tensors from st, or from a
+ * name-sorted alias table standing for it (names without prefix; label names the source). */
+lf_status lf_un_load_src(const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias, const char *label,
+                         int borrow, const lf_unet_opts *opts, lf_unet **out);
 
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "model_weights.h"
+#include "lorafuse/lf_weights.h"
 #include "unet_internal.h"
 
 #define LF_UN_PATH 192
@@ -366,28 +367,35 @@ static void lf_un_free_blocks(lf_unet *u) {
 void lf_unet_free(lf_unet *u) {
     if (!u) return;
     lf_un_free_blocks(u);
-    lf_wts_free_list(u->bufs, u->n_bufs);
+    lf_wts_free_list(u->wts, u->n_wts);
     free(u);
 }
 
-lf_status lf_unet_load(const lf_st_file *st, const lf_unet_opts *opts, lf_unet **out) {
+lf_status lf_un_load_src(const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias, const char *label,
+                         int borrow, const lf_unet_opts *opts, lf_unet **out) {
     *out = NULL;
     lf_unet_opts o;
     memset(&o, 0, sizeof o);
     if (opts) o = *opts;
-    const char *file = lf_st_path(st) ? lf_st_path(st) : "checkpoint";
+    const char *file = label ? label : st && lf_st_path(st) ? lf_st_path(st) : "checkpoint";
     if (o.num_heads < 0 || o.head_dim < 0 || o.norm_groups < 0 || (o.num_heads > 0 && o.head_dim > 0))
         return lf_err(LF_ERR_ARG, "%s: unet options: give num_heads or head_dim (not both), non-negative",
                       file);
+    lf_wts probe;
+    lf_wts_init(&probe, st, "");
+    if (alias) lf_wts_set_alias(&probe, alias, n_alias, file, borrow);
     const char *prefix = o.prefix;
-    if (!prefix) prefix = lf_st_find(st, "model.diffusion_model.input_blocks.0.0.weight")
+    if (!prefix) prefix = lf_wts_lookup(&probe, "model.diffusion_model.input_blocks.0.0.weight")
                               ? "model.diffusion_model." : "";
     if (strlen(prefix) >= sizeof(((lf_wts *)0)->prefix))
         return lf_err(LF_ERR_ARG, "%s: unet key prefix too long", file);
     lf_unet *u = calloc(1, sizeof *u);
     if (!u) return lf_err(LF_ERR_NOMEM, "%s: out of memory", file);
+    snprintf(u->prefix, sizeof u->prefix, "%s", prefix);
+    snprintf(u->label, sizeof u->label, "%s", file);
     lf_un_ctx c;
     lf_wts_init(&c.w, st, prefix);
+    if (alias) lf_wts_set_alias(&c.w, alias, n_alias, file, borrow);
     c.u = u;
     c.file = file;
     if (!lf_wts_find(&c.w, "input_blocks.0.0.weight")) {
@@ -398,9 +406,9 @@ lf_status lf_unet_load(const lf_st_file *st, const lf_unet_opts *opts, lf_unet *
     lf_unet_arch *a = &u->arch;
     a->norm_groups = o.norm_groups ? o.norm_groups : 32;
     /* context width before any transformer is read: it picks the default heads rule */
-    size_t plen = strlen(prefix);
-    for (size_t i = 0; i < lf_st_count(st) && !a->context_dim; i++) {
-        const lf_st_tensor *t = lf_st_at(st, i);
+    size_t plen = strlen(prefix), count = alias ? n_alias : lf_st_count(st);
+    for (size_t i = 0; i < count && !a->context_dim; i++) {
+        const lf_st_tensor *t = alias ? &alias[i].t : lf_st_at(st, i);
         size_t nl = strlen(t->name), sl = strlen(".attn2.to_k.weight");
         if (nl > plen + sl && !strncmp(t->name, prefix, plen) &&
             !strcmp(t->name + nl - sl, ".attn2.to_k.weight") && t->ndim == 2)
@@ -423,9 +431,247 @@ lf_status lf_unet_load(const lf_st_file *st, const lf_unet_opts *opts, lf_unet *
                                                                 : LF_FAMILY_UNKNOWN;
     a->n_tensors = c.w.loaded;
     a->n_params = c.w.floats;
-    lf_wts_release(&c.w, &u->bufs, &u->n_bufs);
+    a->prediction = lf_prediction_default(a->family);
+    a->prediction_from = "family default";
+    u->has_file_prediction = 0;
+    lf_wts_release(&c.w, &u->wts, &u->n_wts);
     *out = u;
     return LF_OK;
 }
 
+lf_status lf_unet_load(const lf_st_file *st, const lf_unet_opts *opts, lf_unet **out) {
+    return lf_un_load_src(st, NULL, 0, NULL, 0, opts, out);
+}
+
+static int lf_un_alias_cmp(const void *a, const void *b) {
+    return strcmp(((const lf_wts_alias *)a)->t.name, ((const lf_wts_alias *)b)->t.name);
+}
+
+lf_status lf_unet_load_views(const char *const *names, const lf_view *views, size_t n, int borrow,
+                             const char *label, const lf_unet_opts *opts, lf_unet **out) {
+    *out = NULL;
+    if (!label) label = "in-memory UNet";
+    lf_wts_alias *al = calloc(n ? n : 1, sizeof *al);
+    if (!al) return lf_err(LF_ERR_NOMEM, "%s: out of memory", label);
+    for (size_t i = 0; i < n; i++) {
+        if (views[i].ndim > LF_MAX_DIMS || views[i].ndim < 0) {
+            free(al);
+            return lf_err(LF_ERR_ARG, "%s: tensor \"%s\" has %d dims", label, names[i], views[i].ndim);
+        }
+        al[i].t.name = names[i];
+        al[i].t.dtype = views[i].dtype;
+        al[i].t.ndim = views[i].ndim;
+        memcpy(al[i].t.shape, views[i].shape, sizeof al[i].t.shape);
+        al[i].t.data = views[i].data;
+        al[i].t.end = (uint64_t)lf_view_numel(&views[i]) * lf_dtype_bits(views[i].dtype) / 8;
+    }
+    qsort(al, n, sizeof *al, lf_un_alias_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (!strcmp(al[i].t.name, al[i - 1].t.name)) {
+            lf_status e = lf_err(LF_ERR_ARG, "%s: tensor \"%s\" given twice", label, al[i].t.name);
+            free(al);
+            return e;
+        }
+    lf_status st = lf_un_load_src(NULL, al, n, label, borrow, opts, out);
+    free(al);
+    return st;
+}
+
 const lf_unet_arch *lf_unet_get_arch(const lf_unet *u) { return &u->arch; }
+
+void lf_unet_set_prediction(lf_unet *u, lf_prediction p) {
+    u->arch.prediction = p;
+    u->arch.prediction_from = "option";
+}
+
+void lf_unet_default_prediction(lf_unet *u) {
+    if (u->has_file_prediction) {
+        u->arch.prediction = u->file_prediction;
+        u->arch.prediction_from = "scheduler_config.json";
+    } else {
+        u->arch.prediction = lf_prediction_default(u->arch.family);
+        u->arch.prediction_from = "family default";
+    }
+}
+
+lf_prediction lf_prediction_default(lf_family f) { return f == LF_FAMILY_SD2 ? LF_PRED_V : LF_PRED_EPSILON; }
+
+/* ---- the tensors of a UNet of a given structure (LDM names) ------------------------------------ */
+
+typedef struct lf_un_tl {
+    lf_unet_tensor *t;
+    size_t n, cap;
+    int oom;
+} lf_un_tl;
+
+static void lf_un_tadd(lf_un_tl *l, int ndim, int64_t a, int64_t b, int64_t k, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+static void lf_un_tadd(lf_un_tl *l, int ndim, int64_t a, int64_t b, int64_t k, const char *fmt, ...) {
+    if (l->oom) return;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? 2 * l->cap : 512;
+        lf_unet_tensor *nt = realloc(l->t, nc * sizeof *nt);
+        if (!nt) {
+            l->oom = 1;
+            return;
+        }
+        l->t = nt;
+        l->cap = nc;
+    }
+    lf_unet_tensor *t = &l->t[l->n++];
+    memset(t, 0, sizeof *t);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->name, sizeof t->name, fmt, ap);
+    va_end(ap);
+    t->ndim = ndim;
+    int64_t sh[4] = {a, b, k, k};
+    for (int i = 0; i < ndim; i++) t->shape[i] = sh[i];
+}
+
+/* weight (+ bias): k = 0 Linear (a, b), k > 0 conv (a, b, k, k) */
+static void lf_un_tlin(lf_un_tl *l, const char *p, int64_t out, int64_t in, int64_t k, int bias) {
+    lf_un_tadd(l, k ? 4 : 2, out, in, k, "%s.weight", p);
+    if (bias) lf_un_tadd(l, 1, out, 0, 0, "%s.bias", p);
+}
+
+static void lf_un_tnorm(lf_un_tl *l, const char *p, int64_t C) {
+    lf_un_tadd(l, 1, C, 0, 0, "%s.weight", p);
+    lf_un_tadd(l, 1, C, 0, 0, "%s.bias", p);
+}
+
+static void lf_un_tres(lf_un_tl *l, const char *p, int64_t cin, int64_t cout, int64_t T) {
+    char q[LF_UN_PATH + 32];
+    lf_un_pathf(q, sizeof q, "%s.in_layers.0", p), lf_un_tnorm(l, q, cin);
+    lf_un_pathf(q, sizeof q, "%s.in_layers.2", p), lf_un_tlin(l, q, cout, cin, 3, 1);
+    lf_un_pathf(q, sizeof q, "%s.emb_layers.1", p), lf_un_tlin(l, q, cout, T, 0, 1);
+    lf_un_pathf(q, sizeof q, "%s.out_layers.0", p), lf_un_tnorm(l, q, cout);
+    lf_un_pathf(q, sizeof q, "%s.out_layers.3", p), lf_un_tlin(l, q, cout, cout, 3, 1);
+    if (cin != cout) lf_un_pathf(q, sizeof q, "%s.skip_connection", p), lf_un_tlin(l, q, cout, cin, 1, 1);
+}
+
+static void lf_un_txf(lf_un_tl *l, const char *p, int64_t C, int depth, int64_t ctx, int linear) {
+    char q[LF_UN_PATH + 64];
+    lf_un_pathf(q, sizeof q, "%s.norm", p), lf_un_tnorm(l, q, C);
+    lf_un_pathf(q, sizeof q, "%s.proj_in", p), lf_un_tlin(l, q, C, C, linear ? 0 : 1, 1);
+    for (int d = 0; d < depth; d++) {
+        for (int a = 1; a <= 2; a++) {
+            int64_t kv = a == 1 ? C : ctx;
+            lf_un_pathf(q, sizeof q, "%s.transformer_blocks.%d.norm%d", p, d, a), lf_un_tnorm(l, q, C);
+            lf_un_pathf(q, sizeof q, "%s.transformer_blocks.%d.attn%d.to_q", p, d, a), lf_un_tlin(l, q, C, C, 0, 0);
+            lf_un_pathf(q, sizeof q, "%s.transformer_blocks.%d.attn%d.to_k", p, d, a), lf_un_tlin(l, q, C, kv, 0, 0);
+            lf_un_pathf(q, sizeof q, "%s.transformer_blocks.%d.attn%d.to_v", p, d, a), lf_un_tlin(l, q, C, kv, 0, 0);
+            lf_un_pathf(q, sizeof q, "%s.transformer_blocks.%d.attn%d.to_out.0", p, d, a), lf_un_tlin(l, q, C, C, 0, 1);
+        }
+        lf_un_pathf(q, sizeof q, "%s.transformer_blocks.%d.norm3", p, d), lf_un_tnorm(l, q, C);
+        lf_un_pathf(q, sizeof q, "%s.transformer_blocks.%d.ff.net.0.proj", p, d), lf_un_tlin(l, q, 8 * C, C, 0, 1);
+        lf_un_pathf(q, sizeof q, "%s.transformer_blocks.%d.ff.net.2", p, d), lf_un_tlin(l, q, C, 4 * C, 0, 1);
+    }
+    lf_un_pathf(q, sizeof q, "%s.proj_out", p), lf_un_tlin(l, q, C, C, linear ? 0 : 1, 1);
+}
+
+lf_status lf_unet_spec_tensors(const lf_unet_spec *s, lf_unet_tensor **out, size_t *n) {
+    *out = NULL;
+    *n = 0;
+    if (s->n_levels < 1 || s->n_levels > LF_UNET_MAX_LEVELS || s->layers_per_block < 1 || s->in_channels < 1 ||
+        s->out_channels < 1 || (s->n_levels - 1) * (s->layers_per_block + 1) + s->layers_per_block + 1 >= LF_UNET_MAX_BLOCKS)
+        return lf_err(LF_ERR_ARG, "unet spec: %d levels, %d layers per block, %lld -> %lld channels is not a UNet "
+                      "this runtime holds (levels 1..%d)", s->n_levels, s->layers_per_block,
+                      (long long)s->in_channels, (long long)s->out_channels, LF_UNET_MAX_LEVELS);
+    int any_attn = s->depth_mid > 0;
+    for (int i = 0; i < s->n_levels; i++) {
+        if (s->channels[i] < 1 || s->depth[i] < 0) return lf_err(LF_ERR_ARG, "unet spec: level %d", i);
+        any_attn |= s->depth[i] > 0;
+    }
+    if (any_attn && s->context_dim < 1) return lf_err(LF_ERR_ARG, "unet spec: attention without context_dim");
+    lf_un_tl l = {0};
+    int64_t C0 = s->channels[0], T = s->time_embed_dim > 0 ? s->time_embed_dim : 4 * C0;
+    int lpb = s->layers_per_block, L = s->n_levels;
+    char p[LF_UN_PATH];
+    lf_un_tlin(&l, "time_embed.0", T, C0, 0, 1);
+    lf_un_tlin(&l, "time_embed.2", T, T, 0, 1);
+    if (s->adm_in_channels > 0) {
+        lf_un_tlin(&l, "label_emb.0.0", T, s->adm_in_channels, 0, 1);
+        lf_un_tlin(&l, "label_emb.0.2", T, T, 0, 1);
+    }
+    lf_un_tlin(&l, "input_blocks.0.0", C0, s->in_channels, 3, 1);
+    int64_t skips[LF_UNET_MAX_BLOCKS];
+    int ns = 0, nb = 1;
+    int64_t ch = C0;
+    skips[ns++] = ch;
+    for (int lv = 0; lv < L; lv++) {
+        for (int j = 0; j < lpb; j++, nb++) {
+            lf_un_pathf(p, sizeof p, "input_blocks.%d.0", nb);
+            lf_un_tres(&l, p, ch, s->channels[lv], T);
+            ch = s->channels[lv];
+            if (s->depth[lv] > 0) {
+                lf_un_pathf(p, sizeof p, "input_blocks.%d.1", nb);
+                lf_un_txf(&l, p, ch, s->depth[lv], s->context_dim, s->linear_proj);
+            }
+            skips[ns++] = ch;
+        }
+        if (lv != L - 1) {
+            lf_un_pathf(p, sizeof p, "input_blocks.%d.0.op", nb++);
+            lf_un_tlin(&l, p, ch, ch, 3, 1);
+            skips[ns++] = ch;
+        }
+    }
+    lf_un_tres(&l, "middle_block.0", ch, ch, T);
+    if (s->depth_mid > 0) {
+        lf_un_txf(&l, "middle_block.1", ch, s->depth_mid, s->context_dim, s->linear_proj);
+        lf_un_tres(&l, "middle_block.2", ch, ch, T);
+    } else {
+        lf_un_tres(&l, "middle_block.1", ch, ch, T);
+    }
+    nb = 0;
+    for (int lv = L - 1; lv >= 0; lv--) {
+        for (int j = 0; j <= lpb; j++, nb++) {
+            lf_un_pathf(p, sizeof p, "output_blocks.%d.0", nb);
+            lf_un_tres(&l, p, ch + skips[--ns], s->channels[lv], T);
+            ch = s->channels[lv];
+            int sub = 1;
+            if (s->depth[lv] > 0) {
+                lf_un_pathf(p, sizeof p, "output_blocks.%d.1", nb);
+                lf_un_txf(&l, p, ch, s->depth[lv], s->context_dim, s->linear_proj);
+                sub = 2;
+            }
+            if (lv > 0 && j == lpb) {
+                lf_un_pathf(p, sizeof p, "output_blocks.%d.%d.conv", nb, sub);
+                lf_un_tlin(&l, p, ch, ch, 3, 1);
+            }
+        }
+    }
+    lf_un_tnorm(&l, "out.0", ch);
+    lf_un_tlin(&l, "out.2", s->out_channels, ch, 3, 1);
+    if (l.oom) {
+        free(l.t);
+        return lf_err(LF_ERR_NOMEM, "unet spec: out of memory");
+    }
+    *out = l.t;
+    *n = l.n;
+    return LF_OK;
+}
+
+/* ---- refreshing weights (lf_weights.h) ------------------------------------------------------- */
+
+static const char *lf_un_strip(const lf_unet *u, const char *key) {
+    size_t pl = strlen(u->prefix);
+    if (pl && !strncmp(key, u->prefix, pl)) return key + pl;
+    if (!strncmp(key, "model.diffusion_model.", 22)) return key + 22;
+    return key; /* the bare LDM path */
+}
+
+int lf_unet_has_weight(const lf_unet *u, const char *key) {
+    const char *k = lf_un_strip(u, key);
+    return k && lf_wts_get(u->wts, u->n_wts, k) != NULL;
+}
+
+lf_status lf_unet_set_weight(lf_unet *u, const char *key, const lf_view *v) {
+    const char *k = lf_un_strip(u, key);
+    lf_wts_entry *e = k ? lf_wts_get(u->wts, u->n_wts, k) : NULL;
+    if (!e) return lf_err(LF_ERR_MODEL, "%s: the UNet holds no weight \"%s\"", u->label, key);
+    return lf_wts_refresh(e, v, u->label, key);
+}

@@ -62,8 +62,8 @@ struct lf_vae {
     lf_vae_arch arch;
     lf_va_coder enc, dec;
     lf_va_conv quant, post_quant;
-    float **bufs;
-    size_t n_bufs;
+    lf_wts_entry *wts;
+    size_t n_wts;
 };
 
 typedef struct lf_va_ctx {
@@ -261,16 +261,17 @@ void lf_vae_free(lf_vae *v) {
     if (!v) return;
     lf_va_free_coder(&v->enc);
     lf_va_free_coder(&v->dec);
-    lf_wts_free_list(v->bufs, v->n_bufs);
+    lf_wts_free_list(v->wts, v->n_wts);
     free(v);
 }
 
-lf_status lf_vae_load(const lf_st_file *st, lf_family family, const lf_vae_opts *opts, lf_vae **out) {
+lf_status lf_va_load_src(const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias, const char *label,
+                         lf_family family, const lf_vae_opts *opts, lf_vae **out) {
     *out = NULL;
     lf_vae_opts o;
     memset(&o, 0, sizeof o);
     if (opts) o = *opts;
-    const char *file = lf_st_path(st) ? lf_st_path(st) : "checkpoint";
+    const char *file = label ? label : st && lf_st_path(st) ? lf_st_path(st) : "checkpoint";
     float sf = o.scaling_factor;
     if (sf < 0 || o.norm_groups < 0) return lf_err(LF_ERR_ARG, "%s: vae options must be non-negative", file);
     if (sf == 0.0f) {
@@ -279,12 +280,16 @@ lf_status lf_vae_load(const lf_st_file *st, lf_family family, const lf_vae_opts 
         else return lf_err(LF_ERR_ARG, "%s: unknown model family: give the VAE scaling factor", file);
     }
     const char *prefix = o.prefix;
-    if (!prefix) prefix = lf_st_find(st, "first_stage_model.decoder.conv_in.weight") ? "first_stage_model." : "";
+    lf_wts probe;
+    lf_wts_init(&probe, st, "");
+    if (alias) lf_wts_set_alias(&probe, alias, n_alias, file, 0);
+    if (!prefix) prefix = lf_wts_lookup(&probe, "first_stage_model.decoder.conv_in.weight") ? "first_stage_model." : "";
     if (strlen(prefix) >= sizeof(((lf_wts *)0)->prefix)) return lf_err(LF_ERR_ARG, "%s: vae prefix too long", file);
     lf_vae *v = calloc(1, sizeof *v);
     if (!v) return lf_err(LF_ERR_NOMEM, "%s: out of memory", file);
     lf_va_ctx c;
     lf_wts_init(&c.w, st, prefix);
+    if (alias) lf_wts_set_alias(&c.w, alias, n_alias, file, 0);
     c.file = file;
     if (!lf_wts_find(&c.w, "decoder.conv_in.weight")) {
         free(v);
@@ -302,9 +307,13 @@ lf_status lf_vae_load(const lf_st_file *st, lf_family family, const lf_vae_opts 
     v->arch.factor = (int64_t)1 << (v->arch.n_levels - 1);
     v->arch.n_tensors = c.w.loaded;
     v->arch.n_params = c.w.floats;
-    lf_wts_release(&c.w, &v->bufs, &v->n_bufs);
+    lf_wts_release(&c.w, &v->wts, &v->n_wts);
     *out = v;
     return LF_OK;
+}
+
+lf_status lf_vae_load(const lf_st_file *st, lf_family family, const lf_vae_opts *opts, lf_vae **out) {
+    return lf_va_load_src(st, NULL, 0, NULL, family, opts, out);
 }
 
 const lf_vae_arch *lf_vae_get_arch(const lf_vae *v) { return &v->arch; }

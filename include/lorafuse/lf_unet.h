@@ -19,7 +19,18 @@
  *                      when a block's width is not divisible, which is the case for tiny test models.
  *   norm_groups        GroupNorm groups (0 -> 32 as in every SD model)
  * Prediction type (epsilon or v) is not stored in the weights: the forward returns the raw model output
- * and the caller interprets it (SD2.x 768-v checkpoints are v; arch.context_dim says SD2 by width).
+ * and arch.prediction says how to read it: what lf_unet_set_prediction set (the caller's
+ * `--prediction v|eps` option), else a diffusers folder's scheduler/scheduler_config.json prediction_type
+ * (lf_unet_load_dir), else the family default (lf_prediction_default: v for SD2.x, whose common
+ * checkpoints are the 768-v ones; eps for SD1.x, SDXL and unknown). A1111 decides SD2 v by the yaml
+ * config next to the checkpoint (parameterization: "v"); we take the option instead. A 512-base SD2 single file needs prediction = eps.
+ *
+ * Other sources (same loader, same checks):
+ *   lf_unet_load_views  named in-memory views (LDM names, no prefix); borrow = 1 uses F32 views in
+ *                       place (random-weight benchmarks; such a model cannot be refreshed)
+ *   lf_unet_load_dir    a diffusers folder unet/ (lf_model_dir.h)
+ *   lf_unet_spec_tensors the LDM names and shapes of every tensor of a UNet of a given structure
+ *                       (block_out_channels, layers_per_block, transformer depth per level, ...)
  *
  * Forward (diffusers UNet2DConditionModel / LDM UNetModel semantics, f32):
  *   emb  = time_embed(timestep_embedding(t, C0, flip_sin_to_cos, shift 0)) [+ label_emb(y)]
@@ -39,12 +50,14 @@
 
 #include "lorafuse/lf_keymap.h"
 #include "lorafuse/lf_safetensors.h"
+#include "lorafuse/lf_sampler.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define LF_UNET_MAX_BLOCKS 32
+#define LF_UNET_MAX_LEVELS 8
 
 typedef struct lf_unet_opts {
     const char *prefix; /* key prefix; NULL: "model.diffusion_model." if present, else "" */
@@ -52,6 +65,10 @@ typedef struct lf_unet_opts {
     int head_dim;       /* > 0: head width, heads = C / head_dim (SD2.x, SDXL: 64) */
     int norm_groups;    /* GroupNorm groups; 0 -> 32 */
 } lf_unet_opts;
+
+/* The family default of the prediction type: v for SD2.x, epsilon otherwise (lf_prediction and
+ * lf_prediction_parse, "epsilon"/"eps"/"v_prediction"/"v", are the sampler's, lf_sampler.h). */
+lf_prediction lf_prediction_default(lf_family f);
 
 /* What the loader found (read-only). */
 typedef struct lf_unet_arch {
@@ -73,15 +90,49 @@ typedef struct lf_unet_arch {
     lf_family family;         /* by context width (768/1024/2048 + label_emb); UNKNOWN otherwise */
     size_t n_tensors;         /* tensors read */
     int64_t n_params;         /* f32 values held */
+    lf_prediction prediction; /* LF_PRED_EPSILON or LF_PRED_V */
+    const char *prediction_from; /* "option", "scheduler_config.json" or "family default" */
+    int sample_size;          /* config.json sample_size (latent side) of a folder; 0 otherwise */
 } lf_unet_arch;
+
+/* A UNet structure (what a diffusers config.json says), for lf_unet_spec_tensors. */
+typedef struct lf_unet_spec {
+    int64_t in_channels, out_channels;
+    int n_levels;                            /* len(block_out_channels) */
+    int64_t channels[LF_UNET_MAX_LEVELS];    /* block_out_channels */
+    int layers_per_block;
+    int depth[LF_UNET_MAX_LEVELS];           /* transformer depth per level; 0: no attention there */
+    int depth_mid;                           /* mid-block transformer depth; 0: UNetMidBlock2D */
+    int64_t context_dim;                     /* cross_attention_dim */
+    int64_t adm_in_channels;                 /* SDXL projection_class_embeddings_input_dim; 0: none */
+    int linear_proj;                         /* use_linear_projection */
+    int64_t time_embed_dim;                  /* 0: 4 * channels[0] */
+} lf_unet_spec;
+
+typedef struct lf_unet_tensor {
+    char name[112];                          /* LDM key without "model.diffusion_model." */
+    int ndim;
+    int64_t shape[4];
+} lf_unet_tensor;
+
+/* Every tensor of a UNet with structure s, in LDM naming (*out malloc'd, free() it). */
+lf_status lf_unet_spec_tensors(const lf_unet_spec *s, lf_unet_tensor **out, size_t *n);
 
 typedef struct lf_unet lf_unet;
 
 /* Read the UNet of a checkpoint. opts may be NULL (defaults). Errors name the file, the tensor and
  * the expected vs found shape (missing tensor: LF_ERR_MODEL; wrong shape: LF_ERR_SHAPE). */
 lf_status lf_unet_load(const lf_st_file *st, const lf_unet_opts *opts, lf_unet **out);
+/* Same from n named views (LDM names without prefix; label names the source in messages). borrow:
+ * F32 views are used in place and must outlive the model. */
+lf_status lf_unet_load_views(const char *const *names, const lf_view *views, size_t n, int borrow,
+                             const char *label, const lf_unet_opts *opts, lf_unet **out);
 void lf_unet_free(lf_unet *u);
 const lf_unet_arch *lf_unet_get_arch(const lf_unet *u);
+/* The caller's prediction type (the `--prediction` option); lf_unet_default_prediction goes back to
+ * the folder's scheduler config or the family default. */
+void lf_unet_set_prediction(lf_unet *u, lf_prediction p);
+void lf_unet_default_prediction(lf_unet *u);
 
 /* emb (N, time_embed_dim) = time_embed(timestep_embedding(t)) [+ label_emb(y)]. y (N, adm) is
  * required when arch.adm_in_channels > 0 and ignored otherwise. */

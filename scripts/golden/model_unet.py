@@ -22,6 +22,17 @@ Files (all tensors f32; inputs and outputs side by side):
                           latent_dist.logvar (clamped to [-30, 20] by diffusers).
                           sf = 0.18215 (SD1.x) / 0.13025 (SDXL), metadata scaling_factor.
 Metadata: model (the checkpoint path), heads rule used by the tests, scaling_factor, source.
+
+Diffusers folders (read by tests/test_model_dir.c; diffusers' own save_pretrained, F16 like the checkpoint,
+so the folder holds exactly the single file's values under diffusers names):
+  tiny-sd15-diffusers/  unet/, vae/ (config.json + diffusion_pytorch_model.safetensors), text_encoder/
+                        (transformers save_pretrained: config.json + model.safetensors),
+                        scheduler/scheduler_config.json (PNDMScheduler as SD1.5 ships it: epsilon),
+                        model_index.json. About 1.8 MB.
+  tiny-sdxl-diffusers-unet/  config.json of the tiny SDXL UNet and keys.json (every diffusers tensor
+                        name -> shape) without weights (2.1 MB of weights would pass the data budget):
+                        the test checks our config -> tensor list -> diffusers names derivation against
+                        it and builds the weight file from the single-file checkpoint itself.
 """
 import json
 import os
@@ -111,6 +122,42 @@ def _vae_case(name, vae, path, outdir):
     print(f"  wrote {os.path.relpath(p)} ({os.path.getsize(p)} bytes), |dec| = {dec.norm():.4f}")
 
 
+def _save_sd15_folder(unet, vae, root, outdir):
+    import shutil
+
+    from diffusers import PNDMScheduler
+    from .model_clip import load_encoders
+    d = os.path.join(outdir, "tiny-sd15-diffusers")
+    shutil.rmtree(d, ignore_errors=True)
+    unet.half().save_pretrained(os.path.join(d, "unet"), safe_serialization=True)
+    vae.half().save_pretrained(os.path.join(d, "vae"), safe_serialization=True)
+    unet.float(), vae.float()
+    te = load_encoders(root)[0]
+    te.half().save_pretrained(os.path.join(d, "text_encoder"), safe_serialization=True)
+    sched = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                          skip_prk_steps=True, steps_offset=1, prediction_type="epsilon")
+    sched.save_pretrained(os.path.join(d, "scheduler"))
+    with open(os.path.join(d, "model_index.json"), "w") as f:
+        json.dump({"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.30.3",
+                   "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+                   "text_encoder": ["transformers", "CLIPTextModel"],
+                   "scheduler": ["diffusers", "PNDMScheduler"]}, f, indent=2)
+    total = sum(os.path.getsize(os.path.join(a, f)) for a, _, fs in os.walk(d) for f in fs)
+    print(f"  wrote {os.path.relpath(d)}/ ({total} bytes)")
+
+
+def _save_sdxl_unet_layout(unet, outdir):
+    import shutil
+    d = os.path.join(outdir, "tiny-sdxl-diffusers-unet")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    unet.save_config(d)
+    keys = {k: list(v.shape) for k, v in unet.state_dict().items()}
+    with open(os.path.join(d, "keys.json"), "w") as f:
+        json.dump(keys, f, indent=0, sort_keys=True)
+    print(f"  wrote {os.path.relpath(d)}/ ({len(keys)} tensor names)")
+
+
 def run(root):
     outdir = os.path.join(root, "tests", "data", "model")
     os.makedirs(outdir, exist_ok=True)
@@ -118,3 +165,7 @@ def run(root):
         unet, vae, path = _models(name, root)
         _unet_case(name, unet, path, outdir)
         _vae_case(name, vae, path, outdir)
+        if name == "sd15":
+            _save_sd15_folder(unet, vae, root, outdir)
+        else:
+            _save_sdxl_unet_layout(unet, outdir)
