@@ -9,5 +9,6 @@
 #define LF_CLI_H
 
 int lf_cli_plan(int argc, char **argv);
+int lf_cli_generate(int argc, char **argv); /* issue 6: lorafuse generate (host/cli_generate.c) */
 
 #endif

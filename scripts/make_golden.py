@@ -50,7 +50,7 @@ torch.set_num_threads(1)  # deterministic reductions
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["adapters", "tiny", "model-unet", "model-clip"], default=None)
+    ap.add_argument("--only", choices=["adapters", "tiny", "model-unet", "model-clip", "sampler", "pipeline"], default=None)
     args = ap.parse_args()
     import logging
     logging.disable(logging.WARNING)
@@ -67,7 +67,9 @@ def main():
         tiny.run(ROOT)
     if args.only in (None, "model-unet"): __import__("golden.model_unet").model_unet.run(ROOT)  # [model-unet] UNet/VAE goldens -> tests/data/model/
     if args.only in (None, "model-clip"): __import__("golden.model_clip").model_clip.run(ROOT)  # [model-clip] issue 5b: tokenizer/CLIP/emphasis goldens -> tests/data/model/clip_*
+    if args.only in (None, "sampler"): __import__("golden.model_sampler").model_sampler.run(ROOT)  # [sampler] issue 6: rng + scheduler goldens -> tests/data/sampler/
 
+    if args.only in (None, "pipeline"): __import__("golden.model_pipeline").model_pipeline.run(ROOT)  # [pipeline] issue 6: generate end to end vs diffusers -> tests/data/pipeline/
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,124 @@
+/* lf_generate.h: text-to-image with scheduled LoRA-family adapters (`lorafuse generate`, issue 6).
+ *
+ * Pipeline (docs/generate.md), diffusers StableDiffusionPipeline / A1111 txt2img semantics:
+ *   1. checks, before any work (lf_gen_open): sampler name, size (multiples of 8), steps, batch, model
+ *      parts (UNet, VAE, text encoder(s), a vocabulary the CLIP tokenizer fits), the prompt's
+ *      `<lora:...>` tags against the LoRA directory, the model and the step count (lf_step_plan_build,
+ *      P9), the backend. Nothing is loaded or written when one fails.
+ *   2. load UNet, VAE and text encoder(s) in f32 (lf_unet.h, lf_vae.h, lf_clip.h).
+ *   3. per run of the sampler: the initial latent of each image from its own generator (lf_rng.h,
+ *      seed + image index as A1111), then lf_sampler_run; before each step the step plan's CPU backend
+ *      rewrites the layers whose coefficients change and the loaded model takes the new weights; the
+ *      text encoders run at the steps whose text-encoder set is new (conditioning cached per set).
+ *      CFG: one UNet call on [uncond; cond] (both halves share the step's weights), out = u + g (c - u);
+ *      cfg <= 1 runs the conditional half only (as diffusers). Deterministic samplers run the whole
+ *      batch at once; ancestral / SDE samplers run one image at a time with that image's generator, so
+ *      every image is reproducible from its seed alone.
+ *   4. VAE decode, then 8-bit as diffusers' image processor: round(clamp(x / 2 + 0.5, 0, 1) * 255).
+ *   5. PNG with the A1111 parameters chunk (lf_png.h), DIR/NNNNN-SEED.png, never overwriting.
+ *
+ * Prompt and negative prompt longer than one 75-token window: the one with fewer windows is padded with
+ * the encoding of the empty prompt (A1111 pad_cond_uncond) so that both halves fit one UNet call.
+ */
+#ifndef LF_GENERATE_H
+#define LF_GENERATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lorafuse/lf_rng.h"
+#include "lorafuse/lf_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LF_GEN_DEFAULT_STEPS 20
+#define LF_GEN_DEFAULT_SAMPLER "DPM++ 2M Karras"
+#define LF_GEN_DEFAULT_CFG 7.0
+#define LF_GEN_DEFAULT_OUTDIR "outputs"
+#define LF_GEN_MAX_SIZE 8192
+
+typedef enum lf_gen_backend { LF_GEN_CPU = 0, LF_GEN_CUDA } lf_gen_backend;
+
+/* Progress report: step (1-based) of total for the sampler run covering images [first, first + n). */
+typedef struct lf_gen_progress {
+    int step, steps;
+    int run, runs;             /* sampler run (1-based) and count */
+    int first_image, n_images, total_images;
+    double elapsed;            /* seconds since lf_gen_run started */
+    double run_elapsed;        /* seconds since this run's first step */
+} lf_gen_progress;
+
+typedef void (*lf_gen_progress_fn)(void *ctx, const lf_gen_progress *p);
+
+typedef struct lf_gen_opts {
+    const char *model;         /* single-file checkpoint (required) */
+    const char *prompt;        /* with <lora:...> tags (required) */
+    const char *negative;      /* NULL: "" */
+    int steps;                 /* 0: LF_GEN_DEFAULT_STEPS */
+    const char *sampler;       /* NULL: LF_GEN_DEFAULT_SAMPLER (lf_sampler.h names) */
+    double cfg;                /* guidance scale (lf_gen_opts_default: 7) */
+    int64_t seed;              /* -1: random (recorded) */
+    int width, height;         /* 0: the model's default (metadata lorafuse.default_size, else 512 SD1/SD2, 1024 SDXL) */
+    int batch_size, batch_count; /* 0: 1 */
+    const char *lora_dir;      /* NULL: models/lora */
+    const char *lbw_presets;   /* NULL: built-in presets only */
+    int auto_trigger;          /* append the adapters' trigger words to the prompt */
+    const char *output_dir;    /* NULL: LF_GEN_DEFAULT_OUTDIR */
+    lf_gen_backend backend;
+    lf_rng_kind rng;           /* LF_RNG_TORCH_CPU (diffusers' CPU generator) or LF_RNG_NV */
+    int clip_skip;             /* A1111 clip skip (0 or 1: last layer) */
+    int write_png;             /* 0: nothing is written (tests) */
+} lf_gen_opts;
+
+void lf_gen_opts_default(lf_gen_opts *o);
+
+/* One finished image, handed to the caller's callback (pointers valid during the call). */
+typedef struct lf_gen_image {
+    int index;                 /* 0-based over the whole generate call */
+    int64_t seed;
+    int width, height;
+    const float *latent;       /* (4, height/8, width/8), final sampler latent */
+    const float *image;        /* (3, height, width) VAE output in [-1, 1], not clamped */
+    const uint8_t *rgb;        /* (height, width, 3) */
+    const char *file;          /* PNG written, or NULL */
+    const char *parameters;    /* the A1111 infotext */
+    double t_sample, t_decode, t_write; /* seconds: this image's share of its sampler run, decode, PNG */
+} lf_gen_image;
+
+typedef lf_status (*lf_gen_image_fn)(void *ctx, const lf_gen_image *img);
+
+/* What lf_gen_open resolved. */
+typedef struct lf_gen_info {
+    const char *prompt;        /* cleaned prompt the encoder sees (trigger words appended) */
+    const char *infotext_prompt; /* prompt as recorded in the PNG (tags kept, trigger words appended) */
+    const char *sampler;       /* A1111 name */
+    int steps, width, height, batch_size, batch_count;
+    double cfg;
+    const char *family;
+    size_t n_adapters;         /* adapters not dropped */
+    size_t te_encodes;         /* text-encoder runs the plan needs per sampler run */
+} lf_gen_info;
+
+typedef struct lf_gen lf_gen;
+
+/* Every check; on failure nothing was loaded or written and lf_last_error() says why. */
+lf_status lf_gen_open(const lf_gen_opts *o, lf_gen **out);
+const lf_gen_info *lf_gen_get_info(const lf_gen *g);
+void lf_gen_set_progress(lf_gen *g, lf_gen_progress_fn fn, void *ctx);
+/* Load the model, sample, decode and write every image; cb (may be NULL) sees each image. */
+lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *ctx);
+void lf_gen_free(lf_gen *g);
+
+/* Seconds spent so far in loading, text encoding, weight updates (plan + refresh), UNet, decode. */
+typedef struct lf_gen_times {
+    double load, encode, weights, unet, decode, write;
+    size_t unet_calls, te_runs, weight_updates;
+} lf_gen_times;
+const lf_gen_times *lf_gen_get_times(const lf_gen *g);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,112 @@
+/* lf_png.h: the image files `lorafuse generate` writes: 8-bit RGB PNG (libpng) carrying A1111's
+ * `parameters` tEXt chunk, the hashes that chunk quotes, and a reader for both (tests, tools).
+ *
+ * Infotext (AUTOMATIC1111 modules/processing.py create_infotext, infotext_utils.quote):
+ *   PROMPT
+ *   Negative prompt: NEG                              (line omitted when NEG is empty)
+ *   Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 1, Size: 512x512, Model hash: 0123456789,
+ *   Model: NAME, Clip skip: 2, RNG: NV, Lora hashes: "a: 0123456789ab, b: ...", Version: lorafuse 0.1.0
+ * in A1111's field order (Clip skip only when > 1, RNG only when not "GPU"); a value containing ',', ':'
+ * or a newline is written as a JSON string (quote()), others as is. Hashes:
+ *   Model hash   first 10 hex digits of the SHA-256 of the whole checkpoint file (A1111 "new" hash,
+ *                hashes.calculate_sha256 / sd_models.CheckpointInfo.shorthash)
+ *   Lora hash    first 12 hex digits of the SHA-256 of a safetensors file's bytes after its header
+ *                (hashes.addnet_hash_safetensors; A1111 network.py shorthash; CivitAI "AutoV3"),
+ *                listed as "NAME: HASH" with ':' and ',' removed from NAME (extra_networks_lora.py).
+ * SHA-256 is FIPS 180-4, written here (tests/test_generate.c checks the NIST vectors).
+ *
+ * Files: lf_png_save_next writes DIR/NNNNN-SEED.png, NNNNN = 1 + the largest leading number of the
+ * files in DIR (A1111 get_next_sequence_number, 5 digits); the image is written to a temporary file
+ * in DIR, then hard-linked to its name, which fails instead of replacing an existing file (the
+ * number is then bumped and the link retried), so an existing file is never overwritten.
+ */
+#ifndef LF_PNG_H
+#define LF_PNG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lorafuse/lf_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- SHA-256 ---------------------------------------------------------------------------------- */
+typedef struct lf_sha256 {
+    uint32_t h[8];
+    uint64_t len;          /* bytes hashed so far */
+    unsigned char buf[64];
+    size_t nbuf;
+} lf_sha256;
+
+void lf_sha256_init(lf_sha256 *s);
+void lf_sha256_update(lf_sha256 *s, const void *data, size_t n);
+void lf_sha256_final(lf_sha256 *s, unsigned char digest[32]);
+/* Lower-case hex of a digest (64 digits + NUL). */
+void lf_sha256_hex(const unsigned char digest[32], char hex[65]);
+
+/* SHA-256 (hex) of a file's bytes from offset `from` to the end. */
+lf_status lf_sha256_file(const char *path, uint64_t from, char hex[65]);
+/* A1111 model hash (10 hex digits). */
+lf_status lf_a1111_model_hash(const char *path, char out[11]);
+/* A1111 LoRA hash of a safetensors file (12 hex digits of the data after the header). */
+lf_status lf_a1111_lora_hash(const char *path, char out[13]);
+
+/* ---- infotext --------------------------------------------------------------------------------- */
+typedef struct lf_infotext {
+    const char *prompt;
+    const char *negative;      /* NULL or "": no line */
+    int steps;
+    const char *sampler;       /* A1111 display name, "DPM++ 2M Karras" */
+    double cfg;
+    int64_t seed;
+    int width, height;
+    const char *model_hash;    /* NULL: omitted */
+    const char *model;         /* checkpoint name without directory and extension; NULL: omitted */
+    int clip_skip;             /* written when > 1 */
+    const char *rng;           /* "CPU" / "NV"; NULL: omitted (A1111's default "GPU") */
+    const char *lora_hashes;   /* "name: hash, ..." or NULL */
+    const char *version;       /* "lorafuse 0.1.0" */
+} lf_infotext;
+
+/* The parameters text (malloc'd) or NULL (out of memory). */
+char *lf_infotext_format(const lf_infotext *p);
+
+/* A parsed parameters text (A1111 infotext_utils.parse_generation_parameters: the last line holds
+ * "Key: value" pairs, a line starting with "Negative prompt:" starts the negative prompt, JSON-quoted
+ * values are unquoted). */
+typedef struct lf_infotext_kv {
+    char *key, *value;
+} lf_infotext_kv;
+
+typedef struct lf_infotext_parsed {
+    char *prompt, *negative;
+    lf_infotext_kv *kv;
+    size_t n_kv;
+} lf_infotext_parsed;
+
+lf_status lf_infotext_parse(const char *text, lf_infotext_parsed *out);
+/* Value of a key or NULL. */
+const char *lf_infotext_get(const lf_infotext_parsed *p, const char *key);
+void lf_infotext_parsed_free(lf_infotext_parsed *p);
+
+/* ---- PNG -------------------------------------------------------------------------------------- */
+/* Write rgb (h rows of w*3 bytes) to path directly (no temporary file) with tEXt chunks keys[i] =
+ * texts[i] (Latin-1 as PNG requires; UTF-8 text goes into an iTXt chunk instead). */
+lf_status lf_png_write(const char *path, const uint8_t *rgb, int w, int h, const char *const *keys,
+                       const char *const *texts, size_t n_text);
+
+/* Write DIR/NNNNN-SEED.png (see above); *path_out (malloc'd) gets the name used. DIR is created if
+ * missing (one level). */
+lf_status lf_png_save_next(const char *dir, int64_t seed, const uint8_t *rgb, int w, int h,
+                           const char *parameters, char **path_out);
+
+/* Read a PNG back as 8-bit RGB (rgb may be NULL) and the text of chunk `key` (tEXt/zTXt/iTXt; *text
+ * NULL when absent; text may be NULL). All outputs malloc'd. */
+lf_status lf_png_read(const char *path, uint8_t **rgb, int *w, int *h, const char *key, char **text);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,493 @@
+/* test_generate.c: `lorafuse generate` (issue 6): the pipeline end to end against diffusers, the PNG and
+ * its A1111 parameters chunk, SHA-256 (NIST vectors), file names that never overwrite, and the checks
+ * that stop bad input before any work.
+ * Goldens: tests/data/pipeline/pipeline.safetensors (scripts/golden/model_pipeline.py: diffusers 0.30.3
+ * StableDiffusionPipeline on models/sd15-mini.safetensors, with and without models/lora/mini_lora and
+ * with per-step schedules). Tolerance: relative L2 <= 1e-3 (f32) for final latents and decoded images.
+ */
+#include <dirent.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "lf_test.h"
+#include "lorafuse/lf_generate.h"
+#include "lorafuse/lf_png.h"
+#include "lorafuse/lf_safetensors.h"
+
+#define TOL 1e-3
+#define MODEL "models/sd15-mini.safetensors"
+#define GOLDEN "tests/data/pipeline/pipeline.safetensors"
+
+static double rel_l2(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(a[i])) return INFINITY;
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1e-300));
+}
+
+/* ---- SHA-256 ---------------------------------------------------------------------------------- */
+static void sha_hex(const void *p, size_t n, size_t split, char hex[65]) {
+    lf_sha256 s;
+    unsigned char d[32];
+    lf_sha256_init(&s);
+    const unsigned char *c = p;
+    size_t k = split && split < n ? split : n;
+    lf_sha256_update(&s, c, k);
+    lf_sha256_update(&s, c + k, n - k);
+    lf_sha256_final(&s, d);
+    lf_sha256_hex(d, hex);
+}
+
+static void test_sha256(void) {
+    static const struct {
+        const char *msg, *hex;
+    } v[] = {
+        {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+        {"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
+         "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1"},
+    };
+    char hex[65];
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++)
+        for (size_t split = 0; split < 70; split += 13) {
+            sha_hex(v[i].msg, strlen(v[i].msg), split, hex);
+            LF_CHECK(!strcmp(hex, v[i].hex), "sha256 vector %zu split %zu: %s", i, split, hex);
+        }
+    /* one million 'a', fed in odd pieces */
+    char *m = malloc(1000000);
+    memset(m, 'a', 1000000);
+    lf_sha256 s;
+    unsigned char d[32];
+    lf_sha256_init(&s);
+    for (size_t o = 0; o < 1000000;) {
+        size_t k = 1000000 - o < 997 ? 1000000 - o : 997;
+        lf_sha256_update(&s, m + o, k);
+        o += k;
+    }
+    lf_sha256_final(&s, d);
+    lf_sha256_hex(d, hex);
+    LF_CHECK(!strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"), "million a: %s", hex);
+    free(m);
+}
+
+/* ---- infotext --------------------------------------------------------------------------------- */
+static void test_infotext(void) {
+    lf_infotext it;
+    memset(&it, 0, sizeof it);
+    it.prompt = "a fox <lora:mini_lora:0.2@0,1@3>, snow";
+    it.negative = "blurry";
+    it.steps = 20;
+    it.sampler = "DPM++ 2M Karras";
+    it.cfg = 7;
+    it.seed = 4294967295LL;
+    it.width = 512;
+    it.height = 768;
+    it.model_hash = "0123456789";
+    it.model = "sd15-mini";
+    it.clip_skip = 2;
+    it.rng = "NV";
+    it.lora_hashes = "mini_lora: 0123456789ab, other: ba9876543210";
+    it.version = "lorafuse 0.1.0";
+    char *s = lf_infotext_format(&it);
+    const char *want = "a fox <lora:mini_lora:0.2@0,1@3>, snow\nNegative prompt: blurry\n"
+                       "Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 4294967295, Size: 512x768, "
+                       "Model hash: 0123456789, Model: sd15-mini, Clip skip: 2, RNG: NV, "
+                       "Lora hashes: \"mini_lora: 0123456789ab, other: ba9876543210\", Version: lorafuse 0.1.0";
+    LF_CHECK(s && !strcmp(s, want), "infotext:\n%s\nwant:\n%s", s ? s : "(null)", want);
+    lf_infotext_parsed p;
+    LF_CHECK(lf_infotext_parse(s, &p) == LF_OK, "parse: %s", lf_last_error());
+    LF_CHECK(!strcmp(p.prompt, it.prompt), "prompt '%s'", p.prompt);
+    LF_CHECK(!strcmp(p.negative, "blurry"), "negative '%s'", p.negative);
+    const char *keys[] = {"Steps", "Sampler", "CFG scale", "Seed", "Size", "Model hash", "Model", "Clip skip", "RNG",
+                          "Lora hashes", "Version"};
+    const char *vals[] = {"20", "DPM++ 2M Karras", "7", "4294967295", "512x768", "0123456789", "sd15-mini", "2", "NV",
+                          "mini_lora: 0123456789ab, other: ba9876543210", "lorafuse 0.1.0"};
+    LF_CHECK(p.n_kv == 11, "%zu pairs", p.n_kv);
+    for (int i = 0; i < 11; i++) {
+        const char *g = lf_infotext_get(&p, keys[i]);
+        LF_CHECK(g && !strcmp(g, vals[i]), "%s = '%s', want '%s'", keys[i], g ? g : "(none)", vals[i]);
+    }
+    lf_infotext_parsed_free(&p);
+    free(s);
+    /* no negative, a value that needs quoting, a multi-line prompt */
+    it.negative = "";
+    it.prompt = "line one\nline two";
+    it.model = "my, model";
+    it.clip_skip = 1;
+    it.rng = NULL;
+    it.lora_hashes = NULL;
+    s = lf_infotext_format(&it);
+    LF_CHECK(s && !strstr(s, "Negative prompt") && strstr(s, "Model: \"my, model\"") && !strstr(s, "Clip skip") &&
+                 !strstr(s, "RNG"), "%s", s);
+    LF_CHECK(lf_infotext_parse(s, &p) == LF_OK, "parse");
+    LF_CHECK(!strcmp(p.prompt, "line one\nline two") && !*p.negative, "prompt '%s' neg '%s'", p.prompt, p.negative);
+    LF_CHECK(lf_infotext_get(&p, "Model") && !strcmp(lf_infotext_get(&p, "Model"), "my, model"), "quoted model");
+    lf_infotext_parsed_free(&p);
+    free(s);
+}
+
+/* ---- pipeline vs diffusers -------------------------------------------------------------------- */
+typedef struct {
+    float *latent, *image;
+    uint8_t *rgb;
+    size_t nl, ni;
+    int64_t seed;
+    char *file, *params;
+    int count;
+} capture;
+
+static lf_status grab(void *ctx, const lf_gen_image *im) {
+    capture *c = ctx;
+    c->nl = (size_t)4 * (size_t)(im->height / 8) * (size_t)(im->width / 8);
+    c->ni = (size_t)3 * (size_t)im->height * (size_t)im->width;
+    free(c->latent);
+    free(c->image);
+    free(c->rgb);
+    free(c->file);
+    free(c->params);
+    c->latent = malloc(c->nl * sizeof(float));
+    c->image = malloc(c->ni * sizeof(float));
+    c->rgb = malloc(c->ni);
+    memcpy(c->latent, im->latent, c->nl * sizeof(float));
+    memcpy(c->image, im->image, c->ni * sizeof(float));
+    memcpy(c->rgb, im->rgb, c->ni);
+    c->file = im->file ? strdup(im->file) : NULL;
+    c->params = strdup(im->parameters);
+    c->seed = im->seed;
+    c->count++;
+    return LF_OK;
+}
+
+static void capture_free(capture *c) {
+    free(c->latent);
+    free(c->image);
+    free(c->rgb);
+    free(c->file);
+    free(c->params);
+    memset(c, 0, sizeof *c);
+}
+
+static float *tensor_f32(const lf_st_file *f, const char *name, size_t *n) {
+    const lf_st_tensor *t = lf_st_find(f, name);
+    if (!t) return NULL;
+    lf_view v = lf_st_view(t);
+    size_t k = 1;
+    for (int i = 0; i < t->ndim; i++) k *= (size_t)t->shape[i];
+    float *p = malloc(k * sizeof(float));
+    if (lf_view_to_f32(&v, p) != LF_OK) {
+        free(p);
+        return NULL;
+    }
+    *n = k;
+    return p;
+}
+
+static void test_pipeline(void) {
+    lf_st_file *gf = NULL;
+    if (lf_st_open(GOLDEN, &gf) != LF_OK) {
+        LF_CHECK(0, "open %s: %s", GOLDEN, lf_last_error());
+        return;
+    }
+    char cases[512];
+    snprintf(cases, sizeof cases, "%s", lf_st_meta(gf, "cases"));
+    const char *neg = lf_st_meta(gf, "negative");
+    int steps = atoi(lf_st_meta(gf, "steps")), w = atoi(lf_st_meta(gf, "width")), h = atoi(lf_st_meta(gf, "height"));
+    int64_t seed = atoll(lf_st_meta(gf, "seed"));
+    double cfg = atof(lf_st_meta(gf, "cfg"));
+    float *plain = NULL;
+    size_t n_plain = 0;
+    for (char *save = NULL, *name = strtok_r(cases, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+        char key[128];
+        snprintf(key, sizeof key, "%s.prompt", name);
+        const char *prompt = lf_st_meta(gf, key);
+        snprintf(key, sizeof key, "%s.sampler", name);
+        const char *sampler = lf_st_meta(gf, key);
+        lf_gen_opts o;
+        lf_gen_opts_default(&o);
+        o.model = MODEL;
+        o.prompt = prompt;
+        o.negative = neg;
+        o.sampler = sampler;
+        o.steps = steps;
+        o.cfg = cfg;
+        o.seed = seed;
+        o.width = w;
+        o.height = h;
+        o.lora_dir = "models/lora";
+        o.write_png = 0;
+        lf_gen *g = NULL;
+        capture c;
+        memset(&c, 0, sizeof c);
+        lf_status st = lf_gen_open(&o, &g);
+        LF_CHECK(st == LF_OK, "%s: open: %s", name, lf_last_error());
+        if (st == LF_OK) {
+            st = lf_gen_run(g, grab, &c);
+            LF_CHECK(st == LF_OK && c.count == 1, "%s: run: %s", name, lf_last_error());
+        }
+        if (st == LF_OK && c.count == 1) {
+            size_t nl = 0, ni = 0, nr = 0;
+            snprintf(key, sizeof key, "%s.latent", name);
+            float *rl = tensor_f32(gf, key, &nl);
+            snprintf(key, sizeof key, "%s.image", name);
+            float *ri = tensor_f32(gf, key, &ni);
+            snprintf(key, sizeof key, "%s.rgb", name);
+            const lf_st_tensor *rt = lf_st_find(gf, key);
+            if (rt) nr = (size_t)(rt->end - rt->begin);
+            LF_CHECK(rl && ri && rt && nl == c.nl && ni == c.ni && nr == c.ni, "%s: golden shapes", name);
+            if (rl && ri && rt && nl == c.nl && ni == c.ni && nr == c.ni) {
+                double el = rel_l2(c.latent, rl, nl), ei = rel_l2(c.image, ri, ni);
+                int maxd = 0;
+                size_t off = 0;
+                for (size_t i = 0; i < nr; i++) {
+                    int d = abs((int)c.rgb[i] - (int)rt->data[i]);
+                    maxd = d > maxd ? d : maxd;
+                    off += d != 0;
+                }
+                printf("  %-20s %-16s latent rel L2 %.3g, image rel L2 %.3g, 8-bit: %zu of %zu differ (max %d)\n",
+                       name, sampler, el, ei, off, nr, maxd);
+                LF_CHECK(el <= TOL, "%s: latent rel L2 %g", name, el);
+                LF_CHECK(ei <= TOL, "%s: image rel L2 %g", name, ei);
+                LF_CHECK(maxd <= 1 && off * 100 <= nr, "%s: 8-bit image: %zu values differ, max %d", name, off, maxd);
+                if (!strcmp(name, "euler_plain")) {
+                    plain = c.latent;
+                    n_plain = c.nl;
+                    c.latent = NULL;
+                } else if (plain && strstr(prompt, "<lora:") && n_plain == c.nl && strstr(sampler, "Euler") &&
+                           !strstr(sampler, " a")) {
+                    /* the adapter changes the result far beyond the tolerance (the test would see a wrong plan) */
+                    double dl = rel_l2(c.latent, plain, n_plain);
+                    LF_CHECK(dl > 20 * TOL, "%s: LoRA effect %g too small to test", name, dl);
+                }
+            }
+            free(rl);
+            free(ri);
+        }
+        capture_free(&c);
+        lf_gen_free(g);
+    }
+    free(plain);
+    lf_st_close(gf);
+}
+
+/* ---- PNG files -------------------------------------------------------------------------------- */
+static int count_files(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void test_png(const char *tmp) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/out", tmp);
+    lf_gen_opts o;
+    lf_gen_opts_default(&o);
+    o.model = MODEL;
+    o.prompt = "a small house <lora:mini_lora:te=0.5:unet=0.3@0,1@2>";
+    o.negative = "ugly, dark";
+    o.sampler = "Euler";
+    o.steps = 3;
+    o.seed = 77;
+    o.width = 64;
+    o.height = 64;
+    o.batch_count = 2;
+    o.lora_dir = "models/lora";
+    o.output_dir = dir;
+    o.auto_trigger = 1;
+    lf_gen *g = NULL;
+    capture c;
+    memset(&c, 0, sizeof c);
+    LF_CHECK(lf_gen_open(&o, &g) == LF_OK, "open: %s", lf_last_error());
+    if (!g) return;
+    LF_CHECK(lf_gen_run(g, grab, &c) == LF_OK && c.count == 2, "run: %s", lf_last_error());
+    lf_gen_free(g);
+    char want[600];
+    snprintf(want, sizeof want, "%s/00001-78.png", dir);
+    LF_CHECK(c.file && !strcmp(c.file, want), "second image file %s, want %s", c.file ? c.file : "(null)", want);
+    LF_CHECK(c.seed == 78, "second seed %lld", (long long)c.seed);
+    uint8_t *rgb = NULL;
+    char *text = NULL;
+    int w = 0, h = 0;
+    LF_CHECK(c.file && lf_png_read(c.file, &rgb, &w, &h, "parameters", &text) == LF_OK, "read: %s", lf_last_error());
+    if (rgb && text) {
+        LF_CHECK(w == 64 && h == 64, "size %dx%d", w, h);
+        LF_CHECK(!memcmp(rgb, c.rgb, (size_t)w * (size_t)h * 3), "pixels differ from the pipeline's");
+        LF_CHECK(!strcmp(text, c.params), "parameters chunk differs from the infotext");
+        lf_infotext_parsed p;
+        LF_CHECK(lf_infotext_parse(text, &p) == LF_OK, "parse");
+        char mh[11], lh[13], lora[64];
+        lf_a1111_model_hash(MODEL, mh);
+        lf_a1111_lora_hash("models/lora/mini_lora.safetensors", lh);
+        snprintf(lora, sizeof lora, "mini_lora: %s", lh);
+        LF_CHECK(!strcmp(p.prompt, "a small house <lora:mini_lora:te=0.5:unet=0.3@0,1@2>, mini style"),
+                 "prompt '%s' (tags kept, trigger word appended)", p.prompt);
+        LF_CHECK(!strcmp(p.negative, "ugly, dark"), "negative '%s'", p.negative);
+        const char *keys[] = {"Steps", "Sampler", "CFG scale", "Seed", "Size", "Model hash", "Model", "RNG", "Lora hashes"};
+        const char *vals[] = {"3", "Euler", "7", "78", "64x64", mh, "sd15-mini", "CPU", lora};
+        for (int i = 0; i < 9; i++) {
+            const char *v = lf_infotext_get(&p, keys[i]);
+            LF_CHECK(v && !strcmp(v, vals[i]), "%s = '%s', want '%s'", keys[i], v ? v : "(none)", vals[i]);
+        }
+        const char *ver = lf_infotext_get(&p, "Version");
+        LF_CHECK(ver && !strncmp(ver, "lorafuse ", 9), "version '%s'", ver ? ver : "(none)");
+        lf_infotext_parsed_free(&p);
+    }
+    free(rgb);
+    free(text);
+    /* the model hash is the sha256 of the file (known for an empty file) */
+    char empty[600], mh[11];
+    snprintf(empty, sizeof empty, "%s/empty", tmp);
+    FILE *f = fopen(empty, "wb");
+    if (f) fclose(f);
+    LF_CHECK(lf_a1111_model_hash(empty, mh) == LF_OK && !strcmp(mh, "e3b0c44298"), "hash of empty file %s", mh);
+    /* never overwrite: a file already holding the next number is left alone */
+    char taken[600];
+    snprintf(taken, sizeof taken, "%s/00002-5.png", dir);
+    f = fopen(taken, "wb");
+    if (f) {
+        fputs("not mine", f);
+        fclose(f);
+    }
+    uint8_t px[8 * 8 * 3] = {0};
+    char *path = NULL;
+    LF_CHECK(lf_png_save_next(dir, 5, px, 8, 8, "x\nSteps: 1, Seed: 5, Size: 8x8", &path) == LF_OK, "save: %s",
+             lf_last_error());
+    snprintf(want, sizeof want, "%s/00003-5.png", dir);
+    LF_CHECK(path && !strcmp(path, want), "next name %s", path ? path : "(null)");
+    free(path);
+    f = fopen(taken, "rb");
+    char buf[16] = {0};
+    if (f) {
+        size_t got = fread(buf, 1, sizeof buf - 1, f);
+        (void)got;
+        fclose(f);
+    }
+    LF_CHECK(!strcmp(buf, "not mine"), "existing file changed");
+    LF_CHECK(count_files(dir) == 4, "%d files in the output dir (no temporary left)", count_files(dir));
+    capture_free(&c);
+}
+
+/* ---- checks before any work ------------------------------------------------------------------- */
+static lf_gen_opts base_opts(const char *dir) {
+    lf_gen_opts o;
+    lf_gen_opts_default(&o);
+    o.model = MODEL;
+    o.prompt = "a fox";
+    o.lora_dir = "models/lora";
+    o.output_dir = dir;
+    o.steps = 4;
+    return o;
+}
+
+static void expect_fail(const char *what, const lf_gen_opts *o, lf_status want, const char *needle) {
+    lf_gen *g = NULL;
+    lf_status st = lf_gen_open(o, &g);
+    const char *msg = lf_last_error();
+    LF_CHECK(st == want && !g, "%s: status %d, want %d (%s)", what, (int)st, (int)want, msg);
+    LF_CHECK(strstr(msg, needle) != NULL, "%s: message '%s' lacks '%s'", what, msg, needle);
+    printf("  %-18s -> %s\n", what, msg);
+    lf_gen_free(g);
+}
+
+/* A copy of the mini model without its VAE tensors. */
+static int write_without_vae(const char *out) {
+    lf_st_file *f = NULL;
+    lf_st_writer *w = NULL;
+    if (lf_st_open(MODEL, &f) != LF_OK || lf_st_writer_new(&w) != LF_OK) return 0;
+    for (size_t i = 0; i < lf_st_count(f); i++) {
+        const lf_st_tensor *t = lf_st_at(f, i);
+        if (!strncmp(t->name, "first_stage_model.", 18)) continue;
+        lf_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, (size_t)(t->end - t->begin));
+    }
+    int ok = lf_st_writer_commit(w, out) == LF_OK;
+    lf_st_writer_free(w);
+    lf_st_close(f);
+    return ok;
+}
+
+static void test_errors(const char *tmp) {
+    char dir[512], novae[512];
+    snprintf(dir, sizeof dir, "%s/never", tmp);
+    lf_gen_opts o = base_opts(dir);
+    o.sampler = "Euler b";
+    expect_fail("unknown sampler", &o, LF_ERR_ARG, "Euler b");
+    o = base_opts(dir);
+    o.width = 100;
+    o.height = 64;
+    expect_fail("size not /8", &o, LF_ERR_ARG, "multiples of 8");
+    o.width = 72;
+    o.height = 64;
+    expect_fail("size not /64", &o, LF_ERR_ARG, "multiples of 64");
+    o = base_opts(dir);
+    o.prompt = "a fox <lora:mini_lora:tee=1>";
+    expect_fail("bad tag key", &o, LF_ERR_ARG, "prompt col 7");
+    o.prompt = "a fox <lora:no_such_lora:0.5>";
+    expect_fail("unknown LoRA", &o, LF_ERR_ARG, "no_such_lora");
+    o.prompt = "a fox <lora:mini_lora:1@9>";
+    o.steps = 4;
+    lf_gen *g = NULL;
+    /* a key frame past the last step is a warning, not an error (prompt-syntax.md) */
+    LF_CHECK(lf_gen_open(&o, &g) == LF_OK, "late key frame: %s", lf_last_error());
+    lf_gen_free(g);
+    o = base_opts(dir);
+    o.backend = LF_GEN_CUDA;
+    expect_fail("cuda backend", &o, LF_ERR_UNSUPPORTED, "no GPU path");
+    o = base_opts(dir);
+    o.model = "models/tiny-sd15.safetensors";
+    expect_fail("small vocabulary", &o, LF_ERR_MODEL, "1000-token vocabulary");
+    snprintf(novae, sizeof novae, "%s/novae.safetensors", tmp);
+    LF_CHECK(write_without_vae(novae), "write %s: %s", novae, lf_last_error());
+    o = base_opts(dir);
+    o.model = novae;
+    expect_fail("missing VAE", &o, LF_ERR_MODEL, "no VAE");
+    o = base_opts(dir);
+    o.model = "tests/data/pipeline/does-not-exist.safetensors";
+    expect_fail("missing model", &o, LF_ERR_IO, "does-not-exist");
+    struct stat sb;
+    LF_CHECK(stat(dir, &sb) != 0, "the output directory was created by a failed call");
+    /* the CLI stops with status 1 and writes nothing */
+    const char *bin = getenv("LF_BIN");
+    if (bin) {
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd,
+                 "'%s' generate --model " MODEL " --prompt 'a fox' --sampler 'Euler b' --output-dir '%s' --quiet "
+                 "2>/dev/null",
+                 bin, dir);
+        int rc = system(cmd);
+        LF_CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "CLI unknown sampler: status %d", rc);
+        snprintf(cmd, sizeof cmd, "'%s' generate --model " MODEL " --prompt 'a fox' --width 64 2>/dev/null", bin);
+        rc = system(cmd);
+        LF_CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "CLI --width without --height: status %d", rc);
+        LF_CHECK(stat(dir, &sb) != 0, "the CLI created the output directory");
+    }
+}
+
+int main(void) {
+    char tmp[] = "/tmp/lf_test_generate_XXXXXX";
+    if (!mkdtemp(tmp)) return 1;
+    printf("sha256\n");
+    test_sha256();
+    printf("infotext\n");
+    test_infotext();
+    printf("errors before any work\n");
+    test_errors(tmp);
+    printf("pipeline vs diffusers (%s)\n", GOLDEN);
+    test_pipeline();
+    printf("png files\n");
+    test_png(tmp);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+    return lf_test_finish();
+}
