@@ -5,7 +5,7 @@ Rerun (offline, deterministic; from the repository root):
 
     /usr/bin/python3 -m venv --system-site-packages .venv-golden      # once; needs Debian python3-torch
     .venv-golden/bin/pip install --no-deps -r scripts/requirements-golden.txt
-    .venv-golden/bin/python scripts/make_golden.py [--only adapters|tiny]
+    .venv-golden/bin/python scripts/make_golden.py [--only PART]   # PARTS below
 
 torch is Debian's python3-torch 1.13 (CPU), numpy Debian's; everything else is pinned in
 scripts/requirements-golden.txt.  Outputs:
@@ -48,28 +48,30 @@ np.random.seed(0)
 torch.set_num_threads(1)  # deterministic reductions
 
 
+# Each part: (name, module in scripts/golden/, what it writes). Run all, or one with --only NAME.
+PARTS = [
+    ("adapters", "adapters", "per-algorithm adapter math -> tests/data/golden/"),
+    ("tiny", "tiny", "tiny SD1.5/SDXL checkpoints + naming-scheme LoRAs -> models/, tests/data/tiny/"),
+    ("model-unet", "model_unet", "UNet/VAE outputs and diffusers folders -> tests/data/model/"),
+    ("model-clip", "model_clip", "tokenizer ids, CLIP encoders, emphasis -> tests/data/model/clip_*"),
+    ("sampler", "model_sampler", "torch/NV randn, scheduler tables and loops -> tests/data/sampler/"),
+    ("pipeline", "model_pipeline", "diffusers pipelines with scheduled LoRAs -> tests/data/pipeline/"),
+]
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["adapters", "tiny", "model-unet", "model-clip", "sampler", "pipeline"], default=None)
+    ap.add_argument("--only", choices=[p[0] for p in PARTS], default=None)
     args = ap.parse_args()
+    import importlib
     import logging
     logging.disable(logging.WARNING)
-    from golden.common import Writer
-    if args.only in (None, "adapters"):
-        from golden import adapters
-        print("golden per-algorithm cases -> tests/data/golden/")
-        w = Writer(os.path.join(ROOT, "tests", "data", "golden"))
-        adapters.run(w)
-        print(f"{len(w.written)} files")
-    if args.only in (None, "tiny"):
-        from golden import tiny
-        print("tiny checkpoints + naming-scheme LoRAs -> models/, tests/data/tiny/")
-        tiny.run(ROOT)
-    if args.only in (None, "model-unet"): __import__("golden.model_unet").model_unet.run(ROOT)  # [model-unet] UNet/VAE goldens -> tests/data/model/
-    if args.only in (None, "model-clip"): __import__("golden.model_clip").model_clip.run(ROOT)  # [model-clip] issue 5b: tokenizer/CLIP/emphasis goldens -> tests/data/model/clip_*
-    if args.only in (None, "sampler"): __import__("golden.model_sampler").model_sampler.run(ROOT)  # [sampler] issue 6: rng + scheduler goldens -> tests/data/sampler/
+    for name, module, what in PARTS:
+        if args.only not in (None, name):
+            continue
+        print(f"[{name}] {what}")
+        importlib.import_module(f"golden.{module}").run(ROOT)
 
-    if args.only in (None, "pipeline"): __import__("golden.model_pipeline").model_pipeline.run(ROOT)  # [pipeline] issue 6: generate end to end vs diffusers -> tests/data/pipeline/
 
 if __name__ == "__main__":
     main()

@@ -42,6 +42,7 @@ Not produced / deviations (documented):
     safetensors' save_file orders metadata differently on every run.
 """
 import math
+import os
 
 import torch
 import torch.nn as nn
@@ -367,7 +368,13 @@ def peft_case(w, name, layer, use_dora, seed):
 
 
 # ----------------------------------------------------------------------------------------------
-def run(w):
+def run(root):
+    w = Writer(os.path.join(root, "tests", "data", "golden"))
+    write_cases(w)
+    print(f"  {len(w.written)} files")
+
+
+def write_cases(w):
     A = {}
     # ---- LoRA / LoCon
     A["lora_linear"] = ly_case(w, "lora_linear", LoConModule, "linear", "merge",
