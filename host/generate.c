@@ -477,13 +477,30 @@ static lf_status lf_gen_pad(lf_text_cond *c, const lf_text_cond *empty, int64_t 
     return LF_OK;
 }
 
+/* SDXL without a negative prompt: zero context and pooled of the prompt's shape, as diffusers'
+ * StableDiffusionXLPipeline (force_zeros_for_empty_prompt) and A1111 (force_zero_negative_prompt) do. */
+static lf_status lf_gen_zero_like(const lf_text_cond *src, lf_text_cond *z) {
+    memset(z, 0, sizeof *z);
+    z->tokens = src->tokens;
+    z->width = src->width;
+    z->pooled_dim = src->pooled_dim;
+    z->context = calloc((size_t)(src->tokens * src->width), sizeof *z->context);
+    z->pooled = src->pooled ? calloc((size_t)src->pooled_dim, sizeof *z->pooled) : NULL;
+    if (!z->context || (src->pooled && !z->pooled)) {
+        lf_text_cond_free(z);
+        return lf_err(LF_ERR_NOMEM, "out of memory");
+    }
+    return LF_OK;
+}
+
 static lf_status lf_gen_encode(lf_gen *g, size_t set) {
     double t0 = lf_now();
     lf_status s = LF_OK;
     lf_gen_cond *c = &g->cache[set];
     lf_gen_cond_clear(c);
     if (!s) s = lf_gen_encode_one(g, g->prompt, &c->cond);
-    if (!s) s = lf_gen_encode_one(g, g->o.negative, &c->uncond);
+    if (!s && g->tef == LF_TE_SDXL && !*g->o.negative) s = lf_gen_zero_like(&c->cond, &c->uncond);
+    else if (!s) s = lf_gen_encode_one(g, g->o.negative, &c->uncond);
     if (!s && c->cond.tokens != c->uncond.tokens) {
         lf_text_cond e;
         memset(&e, 0, sizeof e);

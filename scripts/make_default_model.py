@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The default model `lorafuse generate` runs out of the box (issue 6), written deterministically.
 
-    .venv-golden/bin/python scripts/make_default_model.py          # from the repository root
+    .venv-golden/bin/python scripts/make_default_model.py [--only sd15|sdxl]   # from the repository root
 
 Writes (random weights from fixed seeds, every tensor F16 like a distributed checkpoint):
 
@@ -22,6 +22,10 @@ Writes (random weights from fixed seeds, every tensor F16 like a distributed che
   models/lora/mini_lokr.safetensors   LyCORIS LoKr (factor 4);
   models/lora/mini_dora.safetensors   LyCORIS LoRA with weight decomposition (dora_wd).
 The existing models/tiny-sd15*.safetensors are not touched (other tests depend on them).
+
+With `--only sdxl` (or without --only), also the SDXL-structured test model (scripts/golden/sdxl_mini.py; tests
+only, not under models/): tests/data/pipeline/sdxl-mini.safetensors (full-vocabulary TE1 + TE2, 3-level
+SDXL UNet, VAE) and its kohya SDXL LoRA tests/data/pipeline/lora/sdxl_mini_lora.safetensors.
 """
 import json
 import os
@@ -109,8 +113,17 @@ def lycoris_adapter(unet, algo, seed, **kw):
 
 
 def main():
+    import argparse
     import logging
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", choices=["sd15", "sdxl"], default=None)
+    args = ap.parse_args()
     logging.disable(logging.WARNING)
+    if args.only in (None, "sdxl"):
+        from golden import sdxl_mini
+        sdxl_mini.write(ROOT)
+    if args.only == "sdxl":
+        return
     from golden.common import save_file
     from golden.tiny import TE_T, UNET_ATTN, kohya_from_peft, peft_inject, validate
     unet, te, vae = build()

@@ -56,6 +56,7 @@ PARTS = [
     ("model-clip", "model_clip", "tokenizer ids, CLIP encoders, emphasis -> tests/data/model/clip_*"),
     ("sampler", "model_sampler", "torch/NV randn, scheduler tables and loops -> tests/data/sampler/"),
     ("pipeline", "model_pipeline", "diffusers pipelines with scheduled LoRAs -> tests/data/pipeline/"),
+    ("pipeline-sdxl", "model_pipeline_sdxl", "SDXL pipeline on sdxl-mini -> tests/data/pipeline/pipeline-sdxl.*"),
 ]
 
 

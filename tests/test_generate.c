@@ -3,7 +3,10 @@
  * that stop bad input before any work.
  * Goldens: tests/data/pipeline/pipeline.safetensors (scripts/golden/model_pipeline.py: diffusers 0.30.3
  * StableDiffusionPipeline on models/sd15-mini.safetensors, with and without models/lora/mini_lora and
- * with per-step schedules). Tolerance: relative L2 <= 1e-3 (f32) for final latents and decoded images.
+ * with per-step schedules) and tests/data/pipeline/pipeline-sdxl.safetensors (scripts/golden/model_pipeline_sdxl.py:
+ * StableDiffusionXLPipeline on tests/data/pipeline/sdxl-mini.safetensors with tests/data/pipeline/lora/
+ * sdxl_mini_lora, 96x64, also without a negative prompt; plus its SDXL conditioning from encode_prompt).
+ * Tolerance: relative L2 <= 1e-3 (f32) for final latents and decoded images.
  */
 #include <dirent.h>
 #include <stdint.h>
@@ -12,13 +15,16 @@
 #include <unistd.h>
 
 #include "lf_test.h"
+#include "lorafuse/lf_clip.h"
 #include "lorafuse/lf_generate.h"
 #include "lorafuse/lf_png.h"
 #include "lorafuse/lf_safetensors.h"
+#include "lorafuse/lf_tokenizer.h"
 
 #define TOL 1e-3
 #define MODEL "models/sd15-mini.safetensors"
 #define GOLDEN "tests/data/pipeline/pipeline.safetensors"
+#define GOLDEN_XL "tests/data/pipeline/pipeline-sdxl.safetensors"
 
 static double rel_l2(const float *a, const float *b, size_t n) {
     double num = 0, den = 0;
@@ -190,20 +196,34 @@ static float *tensor_f32(const lf_st_file *f, const char *name, size_t *n) {
     return p;
 }
 
-static void test_pipeline(void) {
+/* Final latents of the cases without a LoRA, by sampler: a LoRA case must differ from the plain case of its
+ * sampler far beyond the tolerance (else the test could not see a wrong plan or a LoRA not applied). */
+#define MAX_PLAIN 8
+typedef struct {
+    char sampler[64];
+    float *latent;
+    size_t n;
+} plain_ref;
+
+/* Every case of one golden file (pipeline.safetensors: SD1.5 on MODEL; pipeline-sdxl.safetensors: SDXL on
+ * tests/data/pipeline/sdxl-mini). The model and LoRA directory come from the golden's metadata. */
+static void test_pipeline(const char *golden) {
     lf_st_file *gf = NULL;
-    if (lf_st_open(GOLDEN, &gf) != LF_OK) {
-        LF_CHECK(0, "open %s: %s", GOLDEN, lf_last_error());
+    if (lf_st_open(golden, &gf) != LF_OK) {
+        LF_CHECK(0, "open %s: %s", golden, lf_last_error());
         return;
     }
+    const char *model = lf_st_meta(gf, "model"), *lora_dir = lf_st_meta(gf, "lora_dir");
+    if (!model) model = MODEL;
+    if (!lora_dir) lora_dir = "models/lora";
     char cases[512];
     snprintf(cases, sizeof cases, "%s", lf_st_meta(gf, "cases"));
     const char *neg = lf_st_meta(gf, "negative");
     int steps = atoi(lf_st_meta(gf, "steps")), w = atoi(lf_st_meta(gf, "width")), h = atoi(lf_st_meta(gf, "height"));
     int64_t seed = atoll(lf_st_meta(gf, "seed"));
     double cfg = atof(lf_st_meta(gf, "cfg"));
-    float *plain = NULL;
-    size_t n_plain = 0;
+    plain_ref plain[MAX_PLAIN];
+    int n_plain = 0, n_effect = 0;
     for (char *save = NULL, *name = strtok_r(cases, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
         char key[128];
         snprintf(key, sizeof key, "%s.prompt", name);
@@ -212,16 +232,17 @@ static void test_pipeline(void) {
         const char *sampler = lf_st_meta(gf, key);
         lf_gen_opts o;
         lf_gen_opts_default(&o);
-        o.model = MODEL;
+        o.model = model;
         o.prompt = prompt;
-        o.negative = neg;
+        snprintf(key, sizeof key, "%s.negative", name);
+        o.negative = lf_st_meta(gf, key) ? lf_st_meta(gf, key) : neg; /* per case: "" = no negative prompt */
         o.sampler = sampler;
         o.steps = steps;
         o.cfg = cfg;
         o.seed = seed;
         o.width = w;
         o.height = h;
-        o.lora_dir = "models/lora";
+        o.lora_dir = lora_dir;
         o.write_png = 0;
         lf_gen *g = NULL;
         capture c;
@@ -256,15 +277,20 @@ static void test_pipeline(void) {
                 LF_CHECK(el <= TOL, "%s: latent rel L2 %g", name, el);
                 LF_CHECK(ei <= TOL, "%s: image rel L2 %g", name, ei);
                 LF_CHECK(maxd <= 1 && off * 100 <= nr, "%s: 8-bit image: %zu values differ, max %d", name, off, maxd);
-                if (!strcmp(name, "euler_plain")) {
-                    plain = c.latent;
-                    n_plain = c.nl;
+                if (!strstr(prompt, "<lora:") && n_plain < MAX_PLAIN) {
+                    snprintf(plain[n_plain].sampler, sizeof plain[n_plain].sampler, "%s", sampler);
+                    plain[n_plain].latent = c.latent;
+                    plain[n_plain++].n = c.nl;
                     c.latent = NULL;
-                } else if (plain && strstr(prompt, "<lora:") && n_plain == c.nl && strstr(sampler, "Euler") &&
-                           !strstr(sampler, " a")) {
-                    /* the adapter changes the result far beyond the tolerance (the test would see a wrong plan) */
-                    double dl = rel_l2(c.latent, plain, n_plain);
-                    LF_CHECK(dl > 20 * TOL, "%s: LoRA effect %g too small to test", name, dl);
+                } else if (strstr(prompt, "<lora:")) {
+                    for (int k = 0; k < n_plain; k++)
+                        if (!strcmp(plain[k].sampler, sampler) && plain[k].n == c.nl) {
+                            double dl = rel_l2(c.latent, plain[k].latent, c.nl);
+                            printf("  %-20s LoRA effect on the latent: rel L2 %.3g from the plain %s case\n", name, dl,
+                                   sampler);
+                            LF_CHECK(dl > 20 * TOL, "%s: LoRA effect %g too small to test", name, dl);
+                            n_effect++;
+                        }
                 }
             }
             free(rl);
@@ -273,7 +299,57 @@ static void test_pipeline(void) {
         capture_free(&c);
         lf_gen_free(g);
     }
-    free(plain);
+    LF_CHECK(n_effect > 0, "%s: no LoRA case has a plain case of the same sampler", golden);
+    for (int k = 0; k < n_plain; k++) free(plain[k].latent);
+    lf_st_close(gf);
+}
+
+/* SDXL conditioning of the first case against diffusers' encode_prompt: context = [TE1 | TE2] penultimate
+ * states (TE1 padded with EOS, TE2 with "!" = id 0), pooled = TE2 projection at the first EOS. */
+static void test_sdxl_cond(void) {
+    lf_st_file *gf = NULL, *mf = NULL;
+    lf_clip *te1 = NULL, *te2 = NULL;
+    lf_tokenizer *tok = NULL;
+    if (lf_st_open(GOLDEN_XL, &gf) != LF_OK || lf_st_open(lf_st_meta(gf, "model"), &mf) != LF_OK) {
+        LF_CHECK(0, "open: %s", lf_last_error());
+        lf_st_close(gf);
+        return;
+    }
+    const char *p1 = NULL, *p2 = NULL;
+    LF_CHECK(lf_clip_detect(mf, &p1, &p2) == LF_TE_SDXL, "sdxl-mini: not detected as SDXL");
+    LF_CHECK(lf_clip_load(mf, p1, NULL, &te1) == LF_OK && lf_clip_load(mf, p2, NULL, &te2) == LF_OK &&
+                 lf_tokenizer_load_default(&tok) == LF_OK,
+             "load: %s", lf_last_error());
+    const char *first = lf_st_meta(gf, "cases");
+    char key[128];
+    size_t k = strcspn(first, ",");
+    snprintf(key, sizeof key, "%.*s.prompt", (int)k, first);
+    const char *texts[2] = {lf_st_meta(gf, key), lf_st_meta(gf, "negative")};
+    const char *names[2][2] = {{"cond", "cond_pooled"}, {"uncond", "uncond_pooled"}};
+    for (int i = 0; i < 2 && te1 && te2 && tok; i++) {
+        lf_text_cond c;
+        memset(&c, 0, sizeof c);
+        LF_CHECK(lf_text_encode_sdxl(te1, te2, tok, texts[i], LF_EMPH_ORIGINAL, &c) == LF_OK, "encode: %s",
+                 lf_last_error());
+        size_t nc = 0, np = 0;
+        float *rc = tensor_f32(gf, names[i][0], &nc), *rp = tensor_f32(gf, names[i][1], &np);
+        LF_CHECK(rc && rp && c.context && nc == (size_t)(c.tokens * c.width) && np == (size_t)c.pooled_dim,
+                 "%s: shapes (%zu vs %lld x %lld, pooled %zu vs %lld)", names[i][0], nc, (long long)c.tokens,
+                 (long long)c.width, np, (long long)c.pooled_dim);
+        if (rc && rp && c.context && nc == (size_t)(c.tokens * c.width) && np == (size_t)c.pooled_dim) {
+            double ec = rel_l2(c.context, rc, nc), ep = rel_l2(c.pooled, rp, np);
+            printf("  %-13s context (%lld, %lld) rel L2 %.3g, pooled (%lld) rel L2 %.3g\n", names[i][0],
+                   (long long)c.tokens, (long long)c.width, ec, (long long)c.pooled_dim, ep);
+            LF_CHECK(ec <= 1e-4 && ep <= 1e-4, "%s: context %g, pooled %g", names[i][0], ec, ep);
+        }
+        free(rc);
+        free(rp);
+        lf_text_cond_free(&c);
+    }
+    lf_tokenizer_free(tok);
+    lf_clip_free(te1);
+    lf_clip_free(te2);
+    lf_st_close(mf);
     lf_st_close(gf);
 }
 
@@ -483,7 +559,11 @@ int main(void) {
     printf("errors before any work\n");
     test_errors(tmp);
     printf("pipeline vs diffusers (%s)\n", GOLDEN);
-    test_pipeline();
+    test_pipeline(GOLDEN);
+    printf("SDXL conditioning vs diffusers (%s)\n", GOLDEN_XL);
+    test_sdxl_cond();
+    printf("SDXL pipeline vs diffusers (%s)\n", GOLDEN_XL);
+    test_pipeline(GOLDEN_XL);
     printf("png files\n");
     test_png(tmp);
     char cmd[600];
