@@ -1,4 +1,5 @@
-/* clip_internal.h: the lf_clip struct shared by host/clip_load.c (loading) and host/clip.c (forward).
+/* clip_internal.h: the lf_clip struct shared by host/clip_load.c (loading), host/model_dir.c (folder
+ * config) and host/clip.c (forward).
  * All weights f32, owned. Linear weights are (out, in) as torch.nn.Linear; qkv_w (3w, w) rows q, k, v.
  */
 #ifndef LF_CLIP_INTERNAL_H

@@ -1,5 +1,5 @@
-/* clip_load.c: load a CLIP text encoder (lf_clip.h) from single-file checkpoint keys or a
- * diffusers/transformers folder, converting every weight once to f32.
+/* clip_load.c: load a CLIP text encoder (lf_clip.h) from single-file checkpoint keys, converting every
+ * weight once to f32 (a diffusers/transformers folder, lf_clip_load_dir, is read in model_dir.c).
  *
  * Key layouts (prefix P):
  *   HF (SD1 cond_stage_model.transformer., SDXL conditioner.embedders.0.transformer., folders ""):
@@ -14,7 +14,6 @@
  * Sizes come from the shapes (V, n_pos, w from the embeddings, L by counting layers, ff from fc1,
  * proj from the projection); heads per lf_clip.h.
  */
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,64 +334,6 @@ lf_te_family lf_clip_detect(const lf_st_file *f, const char **prefix1, const cha
         return LF_TE_SD2;
     }
     return LF_TE_NONE;
-}
-
-lf_status lf_clip_load_dir(const char *dir, const lf_clip_opts *opts, lf_clip **out) {
-    *out = NULL;
-    char path[4096];
-    lf_clip_opts o = opts ? *opts : (lf_clip_opts){0, LF_CLIP_ACT_AUTO};
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return lf_err(LF_ERR_IO, "%s: cannot open (text encoder folder)", path);
-    char *txt = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 4096 > cap) {
-            cap = 2 * cap + 8192;
-            char *p = realloc(txt, cap);
-            if (!p) {
-                free(txt);
-                fclose(fp);
-                return lf_err(LF_ERR_NOMEM, "%s: out of memory", path);
-            }
-            txt = p;
-        }
-        size_t r = fread(txt + n, 1, 4096, fp);
-        n += r;
-        if (r == 0) break;
-    }
-    fclose(fp);
-    cJSON *cfg = cJSON_ParseWithLength(txt, n);
-    free(txt);
-    if (!cJSON_IsObject(cfg)) {
-        cJSON_Delete(cfg);
-        return lf_err(LF_ERR_FORMAT, "%s: not a JSON object", path);
-    }
-    const cJSON *heads = cJSON_GetObjectItemCaseSensitive(cfg, "num_attention_heads");
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(cfg, "hidden_act");
-    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(cfg, "layer_norm_eps");
-    if (o.heads <= 0 && cJSON_IsNumber(heads)) o.heads = (int64_t)cJSON_GetNumberValue(heads);
-    lf_status st = LF_OK;
-    if (o.act == LF_CLIP_ACT_AUTO && cJSON_IsString(act)) {
-        const char *a = cJSON_GetStringValue(act);
-        if (strcmp(a, "quick_gelu") == 0) o.act = LF_CLIP_QUICK_GELU;
-        else if (strcmp(a, "gelu") == 0) o.act = LF_CLIP_GELU;
-        else st = lf_err(LF_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" (supported: quick_gelu, gelu)", path, a);
-    }
-    float e = cJSON_IsNumber(eps) ? (float)cJSON_GetNumberValue(eps) : 1e-5f;
-    cJSON_Delete(cfg);
-    if (st) return st;
-    lf_st_file *f = NULL;
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    FILE *probe = fopen(path, "rb");
-    if (probe) fclose(probe);
-    else snprintf(path, sizeof path, "%s/model.fp16.safetensors", dir);
-    st = lf_st_open(path, &f);
-    if (st) return st;
-    st = lf_clip_load(f, "", &o, out);
-    lf_st_close(f);
-    if (!st) (*out)->cfg.eps = e;
-    return st;
 }
 
 /* ---- refreshing weights (lf_weights.h) ------------------------------------------------------- */

@@ -33,13 +33,6 @@ struct lf_lora_dir {
     int aliases_read;
 };
 
-static char *lf_dup(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *r = malloc(n);
-    if (r) memcpy(r, s, n);
-    return r;
-}
-
 static int lf_ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && !strcmp(s + a - b, suf);
@@ -53,7 +46,7 @@ static lf_status lf_dir_add(lf_lora_dir *d, const char *rel) {
         d->files = nf;
         d->cap = cap;
     }
-    if ((d->files[d->n] = lf_dup(rel)) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
+    if ((d->files[d->n] = strdup(rel)) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
     d->n++;
     return LF_OK;
 }
@@ -99,7 +92,7 @@ void lf_lora_dir_free(lf_lora_dir *d) {
 lf_status lf_lora_dir_open(const char *dir, lf_lora_dir **out) {
     *out = NULL;
     lf_lora_dir *d = calloc(1, sizeof *d);
-    if (!d || !(d->root = lf_dup(dir ? dir : LF_LORA_DIR_DEFAULT))) {
+    if (!d || !(d->root = strdup(dir ? dir : LF_LORA_DIR_DEFAULT))) {
         free(d);
         return lf_err(LF_ERR_NOMEM, "out of memory");
     }
@@ -145,7 +138,7 @@ static void lf_read_aliases(lf_lora_dir *d) {
         lf_st_file *f = NULL;
         const char *a = NULL;
         if (lf_st_open(full, &f) == LF_OK) a = lf_st_meta(f, "ss_output_name");
-        d->alias[i] = lf_dup(a ? a : "");
+        d->alias[i] = strdup(a ? a : "");
         lf_st_close(f);
     }
     lf_err_clear();
@@ -302,7 +295,7 @@ lf_status lf_lora_triggers(const char *path, char ***words, size_t *n) {
     cJSON_ArrayForEach(w, tw) {
         if (st != LF_OK) break;
         if (!cJSON_IsString(w) || !*w->valuestring) continue;
-        if ((v[k] = lf_dup(w->valuestring)) == NULL) st = lf_err(LF_ERR_NOMEM, "out of memory");
+        if ((v[k] = strdup(w->valuestring)) == NULL) st = lf_err(LF_ERR_NOMEM, "out of memory");
         else k++;
     }
     cJSON_Delete(rep);

@@ -1,13 +1,15 @@
-/* model_dir.c: UNet and VAE from diffusers folders (lf_model_dir.h).
+/* model_dir.c: UNet, VAE and CLIP text encoder from diffusers folders (lf_model_dir.h, lf_clip.h).
  * The UNet's diffusers names come from the keymap's LDM -> diffusers derivation (keymap_unet.c) applied
  * to the tensor list the config implies (lf_unet_spec_tensors); the VAE's from a small table below.
- * Both then run the single-file loaders over an alias table (model_weights.h).
+ * Both then run the single-file loaders over an alias table (model_weights.h). The text encoder's
+ * folder already uses the transformers names lf_clip_load reads; only its config.json is read here.
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clip_internal.h"
 #include "keymap_internal.h"
 #include "lorafuse/lf_model_dir.h"
 #include "model_weights.h"
@@ -229,25 +231,6 @@ static lf_status lf_md_weights(const char *dir, const char *a, const char *b, ch
     return lf_err(LF_ERR_IO, "%s: no weights (%s or %s)", dir, a, b);
 }
 
-static int lf_md_alias_cmp(const void *a, const void *b) {
-    return strcmp(((const lf_wts_alias *)a)->t.name, ((const lf_wts_alias *)b)->t.name);
-}
-
-static int lf_md_shape_eq(int na, const int64_t *a, int nb, const int64_t *b) {
-    while (na > 2 && a[na - 1] == 1) na--;
-    while (nb > 2 && b[nb - 1] == 1) nb--;
-    if (na != nb) return 0;
-    for (int i = 0; i < na; i++)
-        if (a[i] != b[i]) return 0;
-    return 1;
-}
-
-static void lf_md_shape_str(int nd, const int64_t *s, char *buf, size_t n) {
-    size_t o = (size_t)snprintf(buf, n, "(");
-    for (int i = 0; i < nd && o < n; i++) o += (size_t)snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)s[i]);
-    if (o < n) snprintf(buf + o, n - o, "%s)", nd == 1 ? "," : "");
-}
-
 /* After the alias table is complete: every file tensor must have been used. */
 static lf_status lf_md_check_unused(const lf_st_file *f, const unsigned char *used, const char *config) {
     for (size_t i = 0; i < lf_st_count(f); i++)
@@ -328,10 +311,10 @@ lf_status lf_unet_load_dir(const char *dir, const lf_unet_opts *opts, lf_unet **
             st = lf_err(LF_ERR_MODEL, "%s: missing tensor \"%s\" (the structure in %s has it)", wpath, dnames[i], cfg);
             goto done;
         }
-        if (!lf_md_shape_eq(t->ndim, t->shape, ts[i].ndim, ts[i].shape)) {
+        if (!lf_wts_shape_eq(t->ndim, t->shape, ts[i].ndim, ts[i].shape)) {
             char got[96], want[96];
-            lf_md_shape_str(t->ndim, t->shape, got, sizeof got);
-            lf_md_shape_str(ts[i].ndim, ts[i].shape, want, sizeof want);
+            lf_wts_shape_str(t->ndim, t->shape, got, sizeof got);
+            lf_wts_shape_str(ts[i].ndim, ts[i].shape, want, sizeof want);
             st = lf_err(LF_ERR_SHAPE, "%s: tensor \"%s\" has shape %s, expected %s from %s", wpath, dnames[i], got,
                         want, cfg);
             goto done;
@@ -342,7 +325,7 @@ lf_status lf_unet_load_dir(const char *dir, const lf_unet_opts *opts, lf_unet **
         al[i].orig = dnames[i];
     }
     if ((st = lf_md_check_unused(f, used, cfg))) goto done;
-    qsort(al, n, sizeof *al, lf_md_alias_cmp);
+    lf_wts_alias_sort(al, n);
     if ((st = lf_un_load_src(NULL, al, n, wpath, 0, &o, out))) goto done;
     (*out)->arch.sample_size = sample;
     {
@@ -462,7 +445,7 @@ lf_status lf_vae_load_dir(const char *dir, const lf_vae_opts *opts, lf_vae **out
         al[i].t.name = names[i];
         al[i].orig = t->name;
     }
-    qsort(al, n, sizeof *al, lf_md_alias_cmp);
+    lf_wts_alias_sort(al, n);
     for (size_t i = 1; i < n; i++)
         if (!strcmp(al[i].t.name, al[i - 1].t.name)) {
             st = lf_err(LF_ERR_MODEL, "%s: tensors \"%s\" and \"%s\" are the same VAE weight", wpath, al[i - 1].orig,
@@ -483,5 +466,44 @@ done:
     free(al);
     free(names);
     lf_st_close(f);
+    return st;
+}
+
+/* ---- text encoder folder (transformers CLIPTextModel[WithProjection]) ------------------------------- */
+
+/* config.json gives heads, activation and eps; weights from model.safetensors, else
+ * model.fp16.safetensors; the tensors are read by lf_clip_load (clip_load.c) with an empty prefix. */
+lf_status lf_clip_load_dir(const char *dir, const lf_clip_opts *opts, lf_clip **out) {
+    *out = NULL;
+    char path[4096];
+    lf_clip_opts o = opts ? *opts : (lf_clip_opts){0, LF_CLIP_ACT_AUTO};
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    cJSON *cfg = NULL;
+    lf_status st = lf_md_read_json(path, &cfg, 1);
+    if (st == LF_ERR_IO) return lf_err(LF_ERR_IO, "%s: cannot open (text encoder folder)", path);
+    if (st) return st;
+    const cJSON *heads = lf_md_get(cfg, "num_attention_heads");
+    const cJSON *act = lf_md_get(cfg, "hidden_act");
+    const cJSON *eps = lf_md_get(cfg, "layer_norm_eps");
+    if (o.heads <= 0 && cJSON_IsNumber(heads)) o.heads = (int64_t)cJSON_GetNumberValue(heads);
+    if (o.act == LF_CLIP_ACT_AUTO && cJSON_IsString(act)) {
+        const char *a = cJSON_GetStringValue(act);
+        if (strcmp(a, "quick_gelu") == 0) o.act = LF_CLIP_QUICK_GELU;
+        else if (strcmp(a, "gelu") == 0) o.act = LF_CLIP_GELU;
+        else st = lf_err(LF_ERR_UNSUPPORTED, "%s: hidden_act \"%s\" (supported: quick_gelu, gelu)", path, a);
+    }
+    float e = cJSON_IsNumber(eps) ? (float)cJSON_GetNumberValue(eps) : 1e-5f;
+    cJSON_Delete(cfg);
+    if (st) return st;
+    lf_st_file *f = NULL;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    FILE *probe = fopen(path, "rb");
+    if (probe) fclose(probe);
+    else snprintf(path, sizeof path, "%s/model.fp16.safetensors", dir);
+    st = lf_st_open(path, &f);
+    if (st) return st;
+    st = lf_clip_load(f, "", &o, out);
+    lf_st_close(f);
+    if (!st) (*out)->cfg.eps = e;
     return st;
 }

@@ -1,5 +1,6 @@
-/* model_weights.c: named checkpoint tensors -> owned f32 buffers with shape checks, and the key index
- * used to refresh a loaded model's weights (model_weights.h).
+/* model_weights.c: named checkpoint tensors -> owned f32 buffers with shape checks, the key index
+ * used to refresh a loaded model's weights, and the Linear/conv/norm layer readers of the UNet and
+ * VAE loaders (model_weights.h).
  * Conversion f32/f16/bf16 -> f32 is lf_view_to_f32 (exact for f16 and bf16).
  */
 #include <stdarg.h>
@@ -25,6 +26,28 @@ void lf_wts_set_alias(lf_wts *w, const lf_wts_alias *alias, size_t n, const char
 
 static int lf_wts_alias_cmp(const void *k, const void *a) {
     return strcmp((const char *)k, ((const lf_wts_alias *)a)->t.name);
+}
+
+void lf_wts_init_src(lf_wts *w, const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias,
+                     const char *label, int borrow, const char *prefix) {
+    lf_wts_init(w, st, prefix);
+    if (alias) lf_wts_set_alias(w, alias, n_alias, label, borrow);
+}
+
+const char *lf_wts_pick_prefix(const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias,
+                               const char *given, const char *ldm, const char *probe) {
+    if (given) return given;
+    lf_wts w;
+    lf_wts_init_src(&w, st, alias, n_alias, NULL, 0, ldm);
+    return lf_wts_find(&w, "%s", probe) ? ldm : "";
+}
+
+static int lf_wts_alias_order(const void *a, const void *b) {
+    return strcmp(((const lf_wts_alias *)a)->t.name, ((const lf_wts_alias *)b)->t.name);
+}
+
+void lf_wts_alias_sort(lf_wts_alias *alias, size_t n) {
+    if (n > 1) qsort(alias, n, sizeof *alias, lf_wts_alias_order);
 }
 
 static const lf_wts_alias *lf_wts_alias_find(const lf_wts *w, const char *name) {
@@ -66,7 +89,7 @@ static int lf_wts_norm_ndim(int ndim, const int64_t *shape) {
     return ndim;
 }
 
-static void lf_wts_shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
+void lf_wts_shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
     size_t o = 0;
     o += (size_t)snprintf(buf + o, n - o, "(");
     for (int i = 0; i < ndim && o < n; i++) {
@@ -74,6 +97,15 @@ static void lf_wts_shape_str(int ndim, const int64_t *shape, char *buf, size_t n
         else o += (size_t)snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
     }
     if (o < n) snprintf(buf + o, n - o, "%s)", ndim == 1 ? "," : "");
+}
+
+int lf_wts_shape_eq(int na, const int64_t *a, int nb, const int64_t *b) {
+    na = lf_wts_norm_ndim(na, a);
+    nb = lf_wts_norm_ndim(nb, b);
+    if (na != nb) return 0;
+    for (int i = 0; i < na; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
 }
 
 lf_status lf_wts_add(lf_wts_entry **e, size_t *n, size_t *cap, const char *key, float *data, int ndim,
@@ -206,10 +238,7 @@ lf_wts_entry *lf_wts_get(lf_wts_entry *e, size_t n, const char *key) {
 lf_status lf_wts_refresh(lf_wts_entry *en, const lf_view *v, const char *label, const char *key) {
     if (en->borrowed)
         return lf_err(LF_ERR_ARG, "%s: weight \"%s\" is borrowed memory and cannot be refreshed", label, key);
-    int en_n = lf_wts_norm_ndim(en->ndim, en->shape), vn = lf_wts_norm_ndim(v->ndim, v->shape);
-    int ok = en_n == vn && lf_view_numel(v) == en->numel;
-    for (int i = 0; ok && i < vn; i++) ok = v->shape[i] == en->shape[i];
-    if (!ok) {
+    if (!lf_wts_shape_eq(en->ndim, en->shape, v->ndim, v->shape) || lf_view_numel(v) != en->numel) {
         char got[128], want[128];
         lf_wts_shape_str(v->ndim, v->shape, got, sizeof got);
         lf_wts_shape_str(en->ndim, en->shape, want, sizeof want);
@@ -236,4 +265,34 @@ lf_status lf_wts_refresh(lf_wts_entry *en, const lf_view *v, const char *label, 
     }
     free(tmp);
     return st;
+}
+
+/* ---- layers ------------------------------------------------------------------------------------- */
+
+void lf_wts_pathf(char *dst, size_t n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, n, fmt, ap);
+    va_end(ap);
+}
+
+void lf_wts_load_lin(lf_wts *w, lf_wts_lin *l, const char *path, int64_t k, int64_t out, int64_t in, int bias) {
+    int64_t sh[4] = {out, in, k, k};
+    l->w = lf_wts_load(w, k ? 4 : 2, sh, "%s.weight", path);
+    l->out = sh[0];
+    l->in = sh[1];
+    l->k = k;
+    l->b = NULL;
+    if (!l->w) return;
+    if (bias == LF_WTS_BIAS || (bias == LF_WTS_BIAS_OPT && lf_wts_find(w, "%s.bias", path))) {
+        int64_t bs[1] = {l->out};
+        l->b = lf_wts_load(w, 1, bs, "%s.bias", path);
+    }
+}
+
+void lf_wts_load_norm(lf_wts *w, lf_wts_norm *n, const char *path, int64_t C) {
+    int64_t sh[1] = {C};
+    n->g = lf_wts_load(w, 1, sh, "%s.weight", path);
+    n->C = sh[0];
+    n->b = lf_wts_load(w, 1, sh, "%s.bias", path);
 }

@@ -11,6 +11,7 @@
 #include <png.h>
 
 #include "lorafuse/lf_png.h"
+#include "strbuf.h"
 
 /* ---- SHA-256 (FIPS 180-4) --------------------------------------------------------------------- */
 static const uint32_t lf_sha_k[64] = {
@@ -164,60 +165,12 @@ lf_status lf_a1111_lora_hash(const char *path, char out[13]) {
     return LF_OK;
 }
 
-/* ---- growable string -------------------------------------------------------------------------- */
-typedef struct {
-    char *s;
-    size_t n, cap;
-    int oom;
-} lf_sbuf;
-
-static void lf_sb_put(lf_sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = '\0';
-}
-
-static void lf_sb_str(lf_sbuf *b, const char *s) { lf_sb_put(b, s, strlen(s)); }
+/* ---- parameters text (strbuf.h) ------------------------------------------------------------------ */
 
 /* infotext_utils.quote: JSON string (json.dumps, ensure_ascii=False) when the value holds ',' ':' '\n'. */
 static void lf_sb_quoted(lf_sbuf *b, const char *v) {
-    if (!strpbrk(v, ",:\n")) {
-        lf_sb_str(b, v);
-        return;
-    }
-    lf_sb_put(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-        char e[8];
-        switch (*p) {
-        case '"': lf_sb_str(b, "\\\""); break;
-        case '\\': lf_sb_str(b, "\\\\"); break;
-        case '\n': lf_sb_str(b, "\\n"); break;
-        case '\r': lf_sb_str(b, "\\r"); break;
-        case '\t': lf_sb_str(b, "\\t"); break;
-        case '\b': lf_sb_str(b, "\\b"); break;
-        case '\f': lf_sb_str(b, "\\f"); break;
-        default:
-            if (*p < 0x20) {
-                snprintf(e, sizeof e, "\\u%04x", *p);
-                lf_sb_str(b, e);
-            } else {
-                lf_sb_put(b, (const char *)p, 1);
-            }
-        }
-    }
-    lf_sb_put(b, "\"", 1);
+    if (strpbrk(v, ",:\n")) lf_sb_json(b, v);
+    else lf_sb_str(b, v);
 }
 
 static void lf_sb_field(lf_sbuf *b, int *first, const char *key, const char *value) {

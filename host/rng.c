@@ -30,6 +30,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "lorafuse/lf_half.h"
+
 /* ---- mt19937 --------------------------------------------------------------------------------- */
 
 static void mt_seed(lf_rng *r, uint32_t s) {
@@ -71,24 +73,12 @@ static double uniform_f64(lf_rng *r) {
 
 /* ---- the vectorised kernel's float log and sincos, scalar ------------------------------------- */
 
-static float f_of(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static uint32_t u_of(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
 /* natural log for x > 0 (x in (0, 1] here) */
 static float cephes_logf(float x) {
-    const float min_norm = f_of(0x00800000u);
+    const float min_norm = lf_bits_to_f32(0x00800000u);
     if (x < min_norm) x = min_norm;
-    int32_t ex = (int32_t)(u_of(x) >> 23) - 0x7f;
-    x = f_of((u_of(x) & ~0x7f800000u) | u_of(0.5f)); /* mantissa in [0.5, 1) */
+    int32_t ex = (int32_t)(lf_f32_to_bits(x) >> 23) - 0x7f;
+    x = lf_bits_to_f32((lf_f32_to_bits(x) & ~0x7f800000u) | lf_f32_to_bits(0.5f)); /* mantissa in [0.5, 1) */
     float e = (float)ex + 1.0f;
     int below = x < 0.707106781186547524f;
     float t = below ? x : 0.0f;
@@ -113,7 +103,7 @@ static float cephes_logf(float x) {
 }
 
 static void cephes_sincosf(float x, float *s, float *c) {
-    uint32_t sign_sin = u_of(x) & 0x80000000u;
+    uint32_t sign_sin = lf_f32_to_bits(x) & 0x80000000u;
     x = fabsf(x);
     int32_t j = (int32_t)(x * 1.27323954473516f); /* 4 / pi, truncated */
     j = (j + 1) & ~1;
@@ -138,8 +128,8 @@ static void cephes_sincosf(float x, float *s, float *c) {
     ys = ys * z;
     ys = fmaf(ys, x, x);
     float vs = sin_poly_first ? ys : yc, vc = sin_poly_first ? yc : ys;
-    *s = f_of(u_of(vs) ^ sign_sin);
-    *c = f_of(u_of(vc) ^ sign_cos);
+    *s = lf_bits_to_f32(lf_f32_to_bits(vs) ^ sign_sin);
+    *c = lf_bits_to_f32(lf_f32_to_bits(vc) ^ sign_cos);
 }
 
 static void normal_fill_16(float *d) {

@@ -22,6 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "strbuf.h"
+
 #define LF_ST_MAX_TENSORS 1000000u
 #define LF_ST_MAX_META 1000000u
 /* Bound on JSON values in a header (cJSON spends ~64 bytes on each): what LF_ST_MAX_TENSORS entries of
@@ -595,60 +597,10 @@ struct lf_st_writer {
     size_t nmeta, mcap;
 };
 
-typedef struct lf_sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} lf_sbuf;
-
-static void lf_sb_put(lf_sbuf *b, const char *s, size_t n) {
-    if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) { b->oom = 1; return; }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void lf_sb_str(lf_sbuf *b, const char *s) { lf_sb_put(b, s, strlen(s)); }
-
 static void lf_sb_u64(lf_sbuf *b, unsigned long long v) {
     char tmp[32];
     int k = snprintf(tmp, sizeof tmp, "%llu", v);
     lf_sb_put(b, tmp, (size_t)k);
-}
-
-/* A JSON string literal; s is valid UTF-8, non-ASCII bytes are written as they are. */
-static void lf_sb_json(lf_sbuf *b, const char *s) {
-    lf_sb_put(b, "\"", 1);
-    const char *run = s;
-    for (const char *p = s;; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c != 0 && c >= 0x20 && c != '"' && c != '\\') continue;
-        lf_sb_put(b, run, (size_t)(p - run));
-        if (c == 0) break;
-        char esc[8];
-        switch (c) {
-        case '"': lf_sb_put(b, "\\\"", 2); break;
-        case '\\': lf_sb_put(b, "\\\\", 2); break;
-        case '\b': lf_sb_put(b, "\\b", 2); break;
-        case '\f': lf_sb_put(b, "\\f", 2); break;
-        case '\n': lf_sb_put(b, "\\n", 2); break;
-        case '\r': lf_sb_put(b, "\\r", 2); break;
-        case '\t': lf_sb_put(b, "\\t", 2); break;
-        default:
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            lf_sb_put(b, esc, 6);
-        }
-        run = p + 1;
-    }
-    lf_sb_put(b, "\"", 1);
 }
 
 static size_t lf_hash_str(const char *s) {
@@ -674,13 +626,6 @@ static int lf_hash_grow(lf_st_writer *w) {
         if (old[i]) w->hash[lf_hash_slot(w, w->t[old[i] - 1].name)] = old[i];
     free(old);
     return 0;
-}
-
-static char *lf_strdup(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
 }
 
 lf_status lf_st_writer_new(lf_st_writer **out) {
@@ -715,7 +660,7 @@ lf_status lf_st_writer_meta(lf_st_writer *w, const char *key, const char *value)
     if (!lf_utf8_str_ok(value))
         return lf_err(LF_ERR_ARG, "safetensors writer: metadata value of \"" LF_ST_NAME_FMT "\" is not valid UTF-8",
                       key);
-    char *v = lf_strdup(value);
+    char *v = strdup(value);
     if (!v) return lf_err(LF_ERR_NOMEM, "safetensors writer: out of memory");
     for (size_t i = 0; i < w->nmeta; i++) { /* setting a key again replaces its value */
         if (strcmp(w->meta[i].key, key) == 0) {
@@ -735,7 +680,7 @@ lf_status lf_st_writer_meta(lf_st_writer *w, const char *key, const char *value)
         w->meta = m;
         w->mcap = cap;
     }
-    char *k = lf_strdup(key);
+    char *k = strdup(key);
     if (!k) { free(v); return lf_err(LF_ERR_NOMEM, "safetensors writer: out of memory"); }
     w->meta[w->nmeta].key = k;
     w->meta[w->nmeta].value = v;
@@ -798,7 +743,7 @@ lf_status lf_st_writer_add(lf_st_writer *w, const char *name, lf_dtype dtype, in
     }
     lf_st_wtensor *t = &w->t[w->n];
     memset(t, 0, sizeof *t);
-    t->name = lf_strdup(name);
+    t->name = strdup(name);
     if (!t->name) return lf_err(LF_ERR_NOMEM, "safetensors writer: out of memory");
     t->dtype = dtype;
     t->ndim = ndim;
@@ -861,7 +806,7 @@ lf_status lf_st_writer_commit(lf_st_writer *w, const char *path) {
         lf_sb_u64(&h, (unsigned long long)off);
         lf_sb_put(&h, ",", 1);
         if ((uint64_t)t->nbytes > (1ull << 53) - 1 - off) {
-            free(h.p);
+            free(h.s);
             return lf_err(LF_ERR_ARG, "%s: tensor data exceeds 2^53 bytes", path);
         }
         off += t->nbytes;
@@ -871,13 +816,13 @@ lf_status lf_st_writer_commit(lf_st_writer *w, const char *path) {
     lf_sb_put(&h, "}", 1);
     while (!h.oom && (8 + h.n) % 8 != 0) lf_sb_put(&h, " ", 1);
     if (h.oom) {
-        free(h.p);
+        free(h.s);
         return lf_err(LF_ERR_NOMEM, "%s: out of memory building the header", path);
     }
     if (h.n > LF_ST_MAX_HEADER) {
         lf_status st = lf_err(LF_ERR_ARG, "%s: header would be %zu bytes, over the %llu-byte limit", path, h.n,
                               (unsigned long long)LF_ST_MAX_HEADER);
-        free(h.p);
+        free(h.s);
         return st;
     }
     unsigned char len8[8];
@@ -887,7 +832,7 @@ lf_status lf_st_writer_commit(lf_st_writer *w, const char *path) {
     size_t plen = strlen(path);
     char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
     if (!tmp) {
-        free(h.p);
+        free(h.s);
         return lf_err(LF_ERR_NOMEM, "%s: out of memory", path);
     }
     memcpy(tmp, path, plen);
@@ -896,13 +841,13 @@ lf_status lf_st_writer_commit(lf_st_writer *w, const char *path) {
     if (fd < 0) {
         lf_status st = lf_err(LF_ERR_IO, "%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
         free(tmp);
-        free(h.p);
+        free(h.s);
         return st;
     }
     lf_status st = LF_OK;
     const char *what = "write";
     if (fchmod(fd, 0644) != 0) { what = "chmod"; goto fail; }
-    if (lf_write_all(fd, len8, 8) != 0 || lf_write_all(fd, h.p, h.n) != 0) goto fail;
+    if (lf_write_all(fd, len8, 8) != 0 || lf_write_all(fd, h.s, h.n) != 0) goto fail;
     for (size_t i = 0; i < w->n; i++)
         if (w->t[i].nbytes && lf_write_all(fd, w->t[i].data, w->t[i].nbytes) != 0) goto fail;
     what = "fsync";
@@ -919,8 +864,8 @@ lf_status lf_st_writer_commit(lf_st_writer *w, const char *path) {
     {
         const char *slash = strrchr(path, '/');
         char *dir = NULL;
-        if (!slash) dir = lf_strdup(".");
-        else if (slash == path) dir = lf_strdup("/");
+        if (!slash) dir = strdup(".");
+        else if (slash == path) dir = strdup("/");
         else if ((dir = malloc((size_t)(slash - path) + 1)) != NULL) {
             memcpy(dir, path, (size_t)(slash - path));
             dir[slash - path] = '\0';
@@ -935,13 +880,13 @@ lf_status lf_st_writer_commit(lf_st_writer *w, const char *path) {
         }
     }
     free(tmp);
-    free(h.p);
+    free(h.s);
     return LF_OK;
 fail:
     st = lf_err(LF_ERR_IO, "%s: %s of temporary file %s failed: %s", path, what, tmp, strerror(errno));
     if (fd >= 0) close(fd);
     unlink(tmp);
     free(tmp);
-    free(h.p);
+    free(h.s);
     return st;
 }

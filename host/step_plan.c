@@ -64,13 +64,6 @@ static lf_component lf_comp_of_key(const char *key) {
     return LF_COMP_OTHER;
 }
 
-static char *lf_sdup(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *r = malloc(n);
-    if (r) memcpy(r, s, n);
-    return r;
-}
-
 /* Load the non-dropped adapters (one load per distinct path), build the plan, apply dyn. */
 static lf_status lf_step_load(lf_step_plan *sp, const lf_step_opts *o) {
     size_t n = sp->n_adapters, np = 0;
@@ -257,7 +250,7 @@ lf_status lf_step_plan_build_files(const lf_model *model, const lf_prompt *promp
         if (st != LF_OK) break;
         a->dropped = lf_strength_all_zero(&a->str);
         if (!paths[i]) st = lf_tag_err(a->tag, a->tag->col, "no file for this tag");
-        else if ((a->path = lf_sdup(paths[i])) == NULL) st = lf_err(LF_ERR_NOMEM, "out of memory");
+        else if ((a->path = strdup(paths[i])) == NULL) st = lf_err(LF_ERR_NOMEM, "out of memory");
     }
     lf_lbw_presets_free(presets);
     if (st == LF_OK) st = lf_step_load(sp, opts);

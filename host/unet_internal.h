@@ -8,15 +8,8 @@
 #include "lorafuse/lf_unet.h"
 #include "model_weights.h"
 
-typedef struct lf_un_lin { /* Linear, or a conv when k > 0 */
-    const float *w, *b;    /* b may be NULL */
-    int64_t out, in, k;
-} lf_un_lin;
-
-typedef struct lf_un_norm {
-    const float *g, *b;
-    int64_t C;
-} lf_un_norm;
+typedef lf_wts_lin lf_un_lin;   /* Linear, or a conv when k > 0; b may be NULL */
+typedef lf_wts_norm lf_un_norm; /* GroupNorm / LayerNorm gamma, beta (C) */
 
 typedef struct lf_un_res {
     lf_un_norm n1, n2;

@@ -17,66 +17,30 @@
 
 #define LF_UN_PATH 192
 
-/* snprintf into a key-path buffer (paths are short; an over-long one just fails the lookup). */
-static void lf_un_pathf(char *dst, size_t n, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-static void lf_un_pathf(char *dst, size_t n, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(dst, n, fmt, ap);
-    va_end(ap);
-}
-
 typedef struct lf_un_ctx {
     lf_wts w;
     lf_unet *u;
     const char *file;
 } lf_un_ctx;
 
-/* Linear (k = 0) or conv k x k: W (out, in[, k, k]), b (out) when has_bias (2: optional). */
-static void lf_un_load_lin(lf_un_ctx *c, lf_un_lin *l, const char *path, int64_t k, int64_t out,
-                           int64_t in, int has_bias) {
-    int64_t sh[4] = {out, in, k, k};
-    l->w = lf_wts_load(&c->w, k ? 4 : 2, sh, "%s.weight", path);
-    if (!l->w) return;
-    l->out = sh[0];
-    l->in = sh[1];
-    l->k = k;
-    l->b = NULL;
-    if (has_bias == 1 || (has_bias == 2 && lf_wts_find(&c->w, "%s.bias", path))) {
-        int64_t bs[1] = {l->out};
-        l->b = lf_wts_load(&c->w, 1, bs, "%s.bias", path);
-    }
-}
-
-static void lf_un_load_norm(lf_un_ctx *c, lf_un_norm *n, const char *path, int64_t C) {
-    int64_t sh[1] = {C};
-    n->g = lf_wts_load(&c->w, 1, sh, "%s.weight", path);
-    n->C = sh[0];
-    n->b = lf_wts_load(&c->w, 1, sh, "%s.bias", path);
-}
-
 static void lf_un_load_res(lf_un_ctx *c, lf_un_res *r, const char *path, int64_t T) {
     char p[LF_UN_PATH];
-    lf_un_pathf(p, sizeof p, "%s.in_layers.0", path);
-    lf_un_load_norm(c, &r->n1, p, -1);
+    lf_wts_pathf(p, sizeof p, "%s.in_layers.0", path);
+    lf_wts_load_norm(&c->w, &r->n1, p, -1);
     r->cin = r->n1.C;
-    lf_un_pathf(p, sizeof p, "%s.in_layers.2", path);
-    lf_un_load_lin(c, &r->c1, p, 3, -1, r->cin, 1);
+    lf_wts_pathf(p, sizeof p, "%s.in_layers.2", path);
+    lf_wts_load_lin(&c->w, &r->c1, p, 3, -1, r->cin, LF_WTS_BIAS);
     r->cout = r->c1.out;
-    lf_un_pathf(p, sizeof p, "%s.emb_layers.1", path);
-    lf_un_load_lin(c, &r->emb, p, 0, r->cout, T, 1);
-    lf_un_pathf(p, sizeof p, "%s.out_layers.0", path);
-    lf_un_load_norm(c, &r->n2, p, r->cout);
-    lf_un_pathf(p, sizeof p, "%s.out_layers.3", path);
-    lf_un_load_lin(c, &r->c2, p, 3, r->cout, r->cout, 1);
+    lf_wts_pathf(p, sizeof p, "%s.emb_layers.1", path);
+    lf_wts_load_lin(&c->w, &r->emb, p, 0, r->cout, T, LF_WTS_BIAS);
+    lf_wts_pathf(p, sizeof p, "%s.out_layers.0", path);
+    lf_wts_load_norm(&c->w, &r->n2, p, r->cout);
+    lf_wts_pathf(p, sizeof p, "%s.out_layers.3", path);
+    lf_wts_load_lin(&c->w, &r->c2, p, 3, r->cout, r->cout, LF_WTS_BIAS);
     if (c->w.status != LF_OK) return;
     if (lf_wts_find(&c->w, "%s.skip_connection.weight", path)) {
-        lf_un_pathf(p, sizeof p, "%s.skip_connection", path);
-        lf_un_load_lin(c, &r->skip, p, 1, r->cout, r->cin, 1);
+        lf_wts_pathf(p, sizeof p, "%s.skip_connection", path);
+        lf_wts_load_lin(&c->w, &r->skip, p, 1, r->cout, r->cin, LF_WTS_BIAS);
     } else if (r->cin != r->cout) {
         lf_err(LF_ERR_MODEL, "%s: resnet \"%s%s\" maps %lld -> %lld channels but has no skip_connection",
                c->file, c->w.prefix, path, (long long)r->cin, (long long)r->cout);
@@ -102,28 +66,28 @@ static int64_t lf_un_heads(lf_un_ctx *c, const char *path, int64_t inner) {
 static void lf_un_load_attn(lf_un_ctx *c, lf_un_attn *a, const char *path, int64_t inner,
                             int64_t kv_in, int64_t heads) {
     char p[LF_UN_PATH];
-    lf_un_pathf(p, sizeof p, "%s.to_q", path);
-    lf_un_load_lin(c, &a->q, p, 0, inner, inner, 2);
-    lf_un_pathf(p, sizeof p, "%s.to_k", path);
-    lf_un_load_lin(c, &a->k, p, 0, inner, kv_in, 2);
-    lf_un_pathf(p, sizeof p, "%s.to_v", path);
-    lf_un_load_lin(c, &a->v, p, 0, inner, kv_in, 2);
-    lf_un_pathf(p, sizeof p, "%s.to_out.0", path);
-    lf_un_load_lin(c, &a->o, p, 0, inner, inner, 1);
+    lf_wts_pathf(p, sizeof p, "%s.to_q", path);
+    lf_wts_load_lin(&c->w, &a->q, p, 0, inner, inner, LF_WTS_BIAS_OPT);
+    lf_wts_pathf(p, sizeof p, "%s.to_k", path);
+    lf_wts_load_lin(&c->w, &a->k, p, 0, inner, kv_in, LF_WTS_BIAS_OPT);
+    lf_wts_pathf(p, sizeof p, "%s.to_v", path);
+    lf_wts_load_lin(&c->w, &a->v, p, 0, inner, kv_in, LF_WTS_BIAS_OPT);
+    lf_wts_pathf(p, sizeof p, "%s.to_out.0", path);
+    lf_wts_load_lin(&c->w, &a->o, p, 0, inner, inner, LF_WTS_BIAS);
     a->heads = heads;
     a->dim_head = heads ? inner / heads : 0;
 }
 
 static void lf_un_load_xf(lf_un_ctx *c, lf_un_xf *x, const char *path) {
     char p[LF_UN_PATH];
-    lf_un_pathf(p, sizeof p, "%s.norm", path);
-    lf_un_load_norm(c, &x->gn, p, -1);
+    lf_wts_pathf(p, sizeof p, "%s.norm", path);
+    lf_wts_load_norm(&c->w, &x->gn, p, -1);
     x->C = x->gn.C;
     if (c->w.status != LF_OK) return;
     const lf_st_tensor *pin = lf_wts_find(&c->w, "%s.proj_in.weight", path);
     int conv = pin && pin->ndim == 4;
-    lf_un_pathf(p, sizeof p, "%s.proj_in", path);
-    lf_un_load_lin(c, &x->pin, p, conv ? 1 : 0, -1, x->C, 1);
+    lf_wts_pathf(p, sizeof p, "%s.proj_in", path);
+    lf_wts_load_lin(&c->w, &x->pin, p, conv ? 1 : 0, -1, x->C, LF_WTS_BIAS);
     x->inner = x->pin.out;
     c->u->arch.linear_proj = !conv;
     int depth = 0;
@@ -146,30 +110,30 @@ static void lf_un_load_xf(lf_un_ctx *c, lf_un_xf *x, const char *path) {
     for (int d = 0; d < depth && c->w.status == LF_OK; d++) {
         lf_un_tblock *b = &x->blocks[d];
         char bp[LF_UN_PATH];
-        lf_un_pathf(bp, sizeof bp, "%s.transformer_blocks.%d", path, d);
-        lf_un_pathf(p, sizeof p, "%s.norm1", bp);
-        lf_un_load_norm(c, &b->ln1, p, x->inner);
-        lf_un_pathf(p, sizeof p, "%s.attn1", bp);
+        lf_wts_pathf(bp, sizeof bp, "%s.transformer_blocks.%d", path, d);
+        lf_wts_pathf(p, sizeof p, "%s.norm1", bp);
+        lf_wts_load_norm(&c->w, &b->ln1, p, x->inner);
+        lf_wts_pathf(p, sizeof p, "%s.attn1", bp);
         lf_un_load_attn(c, &b->a1, p, x->inner, x->inner, heads);
-        lf_un_pathf(p, sizeof p, "%s.norm2", bp);
-        lf_un_load_norm(c, &b->ln2, p, x->inner);
-        lf_un_pathf(p, sizeof p, "%s.attn2", bp);
+        lf_wts_pathf(p, sizeof p, "%s.norm2", bp);
+        lf_wts_load_norm(&c->w, &b->ln2, p, x->inner);
+        lf_wts_pathf(p, sizeof p, "%s.attn2", bp);
         lf_un_load_attn(c, &b->a2, p, x->inner, ctx, heads);
         if (c->w.status == LF_OK && ctx < 0) ctx = c->u->arch.context_dim = b->a2.k.in;
-        lf_un_pathf(p, sizeof p, "%s.norm3", bp);
-        lf_un_load_norm(c, &b->ln3, p, x->inner);
-        lf_un_pathf(p, sizeof p, "%s.ff.net.0.proj", bp);
-        lf_un_load_lin(c, &b->ff1, p, 0, -1, x->inner, 1);
+        lf_wts_pathf(p, sizeof p, "%s.norm3", bp);
+        lf_wts_load_norm(&c->w, &b->ln3, p, x->inner);
+        lf_wts_pathf(p, sizeof p, "%s.ff.net.0.proj", bp);
+        lf_wts_load_lin(&c->w, &b->ff1, p, 0, -1, x->inner, LF_WTS_BIAS);
         if (c->w.status == LF_OK && b->ff1.out % 2) {
             lf_err(LF_ERR_SHAPE, "%s: tensor \"%s%s.weight\" has %lld rows, expected an even number (GEGLU)",
                    c->file, c->w.prefix, p, (long long)b->ff1.out);
             lf_wts_fail(&c->w, LF_ERR_SHAPE);
         }
-        lf_un_pathf(p, sizeof p, "%s.ff.net.2", bp);
-        lf_un_load_lin(c, &b->ff2, p, 0, x->inner, b->ff1.out / 2, 1);
+        lf_wts_pathf(p, sizeof p, "%s.ff.net.2", bp);
+        lf_wts_load_lin(&c->w, &b->ff2, p, 0, x->inner, b->ff1.out / 2, LF_WTS_BIAS);
     }
-    lf_un_pathf(p, sizeof p, "%s.proj_out", path);
-    lf_un_load_lin(c, &x->pout, p, conv ? 1 : 0, x->C, x->inner, 1);
+    lf_wts_pathf(p, sizeof p, "%s.proj_out", path);
+    lf_wts_load_lin(&c->w, &x->pout, p, conv ? 1 : 0, x->C, x->inner, LF_WTS_BIAS);
 }
 
 /* One numbered block: layers "<path>.0", "<path>.1", ... of the kinds found. */
@@ -179,7 +143,7 @@ static lf_status lf_un_load_block(lf_un_ctx *c, lf_un_block *blk, const char *pa
     for (int j = 0; j < 4 && c->w.status == LF_OK; j++) {
         char p[LF_UN_PATH], q[LF_UN_PATH + 8];
         lf_un_layer *l = &blk->layers[blk->n];
-        lf_un_pathf(p, sizeof p, "%s.%d", path, j);
+        lf_wts_pathf(p, sizeof p, "%s.%d", path, j);
         if (lf_wts_find(&c->w, "%s.in_layers.0.weight", p)) {
             l->kind = LF_UN_RES;
             blk->n++;
@@ -189,15 +153,15 @@ static lf_status lf_un_load_block(lf_un_ctx *c, lf_un_block *blk, const char *pa
             blk->n++;
             lf_un_load_xf(c, &l->xf, p);
         } else if (lf_wts_find(&c->w, "%s.op.weight", p)) {
-            lf_un_pathf(q, sizeof q, "%s.op", p);
+            lf_wts_pathf(q, sizeof q, "%s.op", p);
             l->kind = LF_UN_DOWN;
             blk->n++;
-            lf_un_load_lin(c, &l->conv, q, 3, -1, -1, 1);
+            lf_wts_load_lin(&c->w, &l->conv, q, 3, -1, -1, LF_WTS_BIAS);
         } else if (lf_wts_find(&c->w, "%s.conv.weight", p)) {
-            lf_un_pathf(q, sizeof q, "%s.conv", p);
+            lf_wts_pathf(q, sizeof q, "%s.conv", p);
             l->kind = LF_UN_UP;
             blk->n++;
-            lf_un_load_lin(c, &l->conv, q, 3, -1, -1, 1);
+            lf_wts_load_lin(&c->w, &l->conv, q, 3, -1, -1, LF_WTS_BIAS);
         } else {
             break;
         }
@@ -219,17 +183,17 @@ static int64_t lf_un_flow_block(lf_un_ctx *c, const lf_un_block *b, const char *
         const lf_un_layer *l = &b->layers[j];
         switch (l->kind) {
         case LF_UN_RES:
-            lf_un_pathf(key, sizeof key, "%s.%d.in_layers.0.weight", path, j);
+            lf_wts_pathf(key, sizeof key, "%s.%d.in_layers.0.weight", path, j);
             if (l->res.cin != ch) return lf_un_flow_err(c, path, key, l->res.cin, ch), -1;
             ch = l->res.cout;
             break;
         case LF_UN_XF:
-            lf_un_pathf(key, sizeof key, "%s.%d.norm.weight", path, j);
+            lf_wts_pathf(key, sizeof key, "%s.%d.norm.weight", path, j);
             if (l->xf.C != ch) return lf_un_flow_err(c, path, key, l->xf.C, ch), -1;
             break;
         case LF_UN_DOWN:
         case LF_UN_UP:
-            lf_un_pathf(key, sizeof key, "%s.%d.%s.weight", path, j, l->kind == LF_UN_DOWN ? "op" : "conv");
+            lf_wts_pathf(key, sizeof key, "%s.%d.%s.weight", path, j, l->kind == LF_UN_DOWN ? "op" : "conv");
             if (l->conv.in != ch) return lf_un_flow_err(c, path, key, l->conv.in, ch), -1;
             ch = l->conv.out;
             break;
@@ -256,15 +220,15 @@ static lf_status lf_un_build(lf_un_ctx *c) {
     lf_unet *u = c->u;
     lf_unet_arch *a = &u->arch;
     /* time embedding, optional label embedding */
-    lf_un_load_lin(c, &u->t1, "time_embed.0", 0, -1, -1, 1);
-    lf_un_load_lin(c, &u->t2, "time_embed.2", 0, u->t1.out, u->t1.out, 1);
+    lf_wts_load_lin(&c->w, &u->t1, "time_embed.0", 0, -1, -1, LF_WTS_BIAS);
+    lf_wts_load_lin(&c->w, &u->t2, "time_embed.2", 0, u->t1.out, u->t1.out, LF_WTS_BIAS);
     if (c->w.status != LF_OK) return c->w.status;
     int64_t T = u->t1.out;
     a->time_embed_dim = T;
     a->model_channels = u->t1.in;
     if (lf_wts_find(&c->w, "label_emb.0.0.weight")) {
-        lf_un_load_lin(c, &u->l1, "label_emb.0.0", 0, T, -1, 1);
-        lf_un_load_lin(c, &u->l2, "label_emb.0.2", 0, T, T, 1);
+        lf_wts_load_lin(&c->w, &u->l1, "label_emb.0.0", 0, T, -1, LF_WTS_BIAS);
+        lf_wts_load_lin(&c->w, &u->l2, "label_emb.0.2", 0, T, T, LF_WTS_BIAS);
         a->adm_in_channels = u->l1.in;
     }
     /* input blocks */
@@ -273,7 +237,7 @@ static lf_status lf_un_build(lf_un_ctx *c) {
     cin->kind = LF_UN_CONV_IN;
     u->in[0].layers = cin;
     u->in[0].n = 1;
-    lf_un_load_lin(c, &cin->conv, "input_blocks.0.0", 3, -1, -1, 1);
+    lf_wts_load_lin(&c->w, &cin->conv, "input_blocks.0.0", 3, -1, -1, LF_WTS_BIAS);
     if (c->w.status != LF_OK) return c->w.status;
     a->in_channels = cin->conv.in;
     int ni = 1;
@@ -285,7 +249,7 @@ static lf_status lf_un_build(lf_un_ctx *c) {
             return lf_wts_fail(&c->w, lf_err(LF_ERR_UNSUPPORTED, "%s: more than %d input blocks",
                                               c->file, LF_UNET_MAX_BLOCKS));
         char p[LF_UN_PATH];
-        lf_un_pathf(p, sizeof p, "input_blocks.%d", ni);
+        lf_wts_pathf(p, sizeof p, "input_blocks.%d", ni);
         if (lf_un_load_block(c, &u->in[ni], p, T) != LF_OK) return c->w.status;
     }
     a->n_input_blocks = ni;
@@ -301,7 +265,7 @@ static lf_status lf_un_build(lf_un_ctx *c) {
             return lf_wts_fail(&c->w, lf_err(LF_ERR_UNSUPPORTED, "%s: more than %d output blocks",
                                               c->file, LF_UNET_MAX_BLOCKS));
         char p[LF_UN_PATH];
-        lf_un_pathf(p, sizeof p, "output_blocks.%d", no);
+        lf_wts_pathf(p, sizeof p, "output_blocks.%d", no);
         if (lf_un_load_block(c, &u->out[no], p, T) != LF_OK) return c->w.status;
     }
     a->n_output_blocks = no;
@@ -310,8 +274,8 @@ static lf_status lf_un_build(lf_un_ctx *c) {
                                           "%s: %d input blocks but %d output blocks (missing tensor \"%s"
                                           "output_blocks.%d.0.in_layers.0.weight\"?)",
                                           c->file, ni, no, c->w.prefix, no));
-    lf_un_load_norm(c, &u->out_norm, "out.0", -1);
-    lf_un_load_lin(c, &u->out_conv, "out.2", 3, -1, u->out_norm.C, 1);
+    lf_wts_load_norm(&c->w, &u->out_norm, "out.0", -1);
+    lf_wts_load_lin(&c->w, &u->out_conv, "out.2", 3, -1, u->out_norm.C, LF_WTS_BIAS);
     if (c->w.status != LF_OK) return c->w.status;
     a->out_channels = u->out_conv.out;
 
@@ -325,7 +289,7 @@ static lf_status lf_un_build(lf_un_ctx *c) {
     int res_level0 = 0;
     for (int i = 1; i < ni; i++) {
         char p[LF_UN_PATH];
-        lf_un_pathf(p, sizeof p, "input_blocks.%d", i);
+        lf_wts_pathf(p, sizeof p, "input_blocks.%d", i);
         if ((ch = lf_un_flow_block(c, &u->in[i], p, ch)) < 0) return c->w.status;
         skips[ns++] = ch;
         a->depth_in[i] = lf_un_block_depth(&u->in[i]);
@@ -341,7 +305,7 @@ static lf_status lf_un_build(lf_un_ctx *c) {
     a->depth_mid = lf_un_block_depth(&u->mid);
     for (int i = 0; i < no; i++) {
         char p[LF_UN_PATH];
-        lf_un_pathf(p, sizeof p, "output_blocks.%d", i);
+        lf_wts_pathf(p, sizeof p, "output_blocks.%d", i);
         int64_t cat = ch + skips[--ns];
         if ((ch = lf_un_flow_block(c, &u->out[i], p, cat)) < 0) return c->w.status;
         a->depth_out[i] = lf_un_block_depth(&u->out[i]);
@@ -381,12 +345,8 @@ lf_status lf_un_load_src(const lf_st_file *st, const lf_wts_alias *alias, size_t
     if (o.num_heads < 0 || o.head_dim < 0 || o.norm_groups < 0 || (o.num_heads > 0 && o.head_dim > 0))
         return lf_err(LF_ERR_ARG, "%s: unet options: give num_heads or head_dim (not both), non-negative",
                       file);
-    lf_wts probe;
-    lf_wts_init(&probe, st, "");
-    if (alias) lf_wts_set_alias(&probe, alias, n_alias, file, borrow);
-    const char *prefix = o.prefix;
-    if (!prefix) prefix = lf_wts_lookup(&probe, "model.diffusion_model.input_blocks.0.0.weight")
-                              ? "model.diffusion_model." : "";
+    const char *prefix =
+        lf_wts_pick_prefix(st, alias, n_alias, o.prefix, "model.diffusion_model.", "input_blocks.0.0.weight");
     if (strlen(prefix) >= sizeof(((lf_wts *)0)->prefix))
         return lf_err(LF_ERR_ARG, "%s: unet key prefix too long", file);
     lf_unet *u = calloc(1, sizeof *u);
@@ -394,8 +354,7 @@ lf_status lf_un_load_src(const lf_st_file *st, const lf_wts_alias *alias, size_t
     snprintf(u->prefix, sizeof u->prefix, "%s", prefix);
     snprintf(u->label, sizeof u->label, "%s", file);
     lf_un_ctx c;
-    lf_wts_init(&c.w, st, prefix);
-    if (alias) lf_wts_set_alias(&c.w, alias, n_alias, file, borrow);
+    lf_wts_init_src(&c.w, st, alias, n_alias, file, borrow, prefix);
     c.u = u;
     c.file = file;
     if (!lf_wts_find(&c.w, "input_blocks.0.0.weight")) {
@@ -443,10 +402,6 @@ lf_status lf_unet_load(const lf_st_file *st, const lf_unet_opts *opts, lf_unet *
     return lf_un_load_src(st, NULL, 0, NULL, 0, opts, out);
 }
 
-static int lf_un_alias_cmp(const void *a, const void *b) {
-    return strcmp(((const lf_wts_alias *)a)->t.name, ((const lf_wts_alias *)b)->t.name);
-}
-
 lf_status lf_unet_load_views(const char *const *names, const lf_view *views, size_t n, int borrow,
                              const char *label, const lf_unet_opts *opts, lf_unet **out) {
     *out = NULL;
@@ -465,7 +420,7 @@ lf_status lf_unet_load_views(const char *const *names, const lf_view *views, siz
         al[i].t.data = views[i].data;
         al[i].t.end = (uint64_t)lf_view_numel(&views[i]) * lf_dtype_bits(views[i].dtype) / 8;
     }
-    qsort(al, n, sizeof *al, lf_un_alias_cmp);
+    lf_wts_alias_sort(al, n);
     for (size_t i = 1; i < n; i++)
         if (!strcmp(al[i].t.name, al[i - 1].t.name)) {
             lf_status e = lf_err(LF_ERR_ARG, "%s: tensor \"%s\" given twice", label, al[i].t.name);
@@ -545,32 +500,32 @@ static void lf_un_tnorm(lf_un_tl *l, const char *p, int64_t C) {
 
 static void lf_un_tres(lf_un_tl *l, const char *p, int64_t cin, int64_t cout, int64_t T) {
     char q[LF_UN_PATH + 32];
-    lf_un_pathf(q, sizeof q, "%s.in_layers.0", p), lf_un_tnorm(l, q, cin);
-    lf_un_pathf(q, sizeof q, "%s.in_layers.2", p), lf_un_tlin(l, q, cout, cin, 3, 1);
-    lf_un_pathf(q, sizeof q, "%s.emb_layers.1", p), lf_un_tlin(l, q, cout, T, 0, 1);
-    lf_un_pathf(q, sizeof q, "%s.out_layers.0", p), lf_un_tnorm(l, q, cout);
-    lf_un_pathf(q, sizeof q, "%s.out_layers.3", p), lf_un_tlin(l, q, cout, cout, 3, 1);
-    if (cin != cout) lf_un_pathf(q, sizeof q, "%s.skip_connection", p), lf_un_tlin(l, q, cout, cin, 1, 1);
+    lf_wts_pathf(q, sizeof q, "%s.in_layers.0", p), lf_un_tnorm(l, q, cin);
+    lf_wts_pathf(q, sizeof q, "%s.in_layers.2", p), lf_un_tlin(l, q, cout, cin, 3, 1);
+    lf_wts_pathf(q, sizeof q, "%s.emb_layers.1", p), lf_un_tlin(l, q, cout, T, 0, 1);
+    lf_wts_pathf(q, sizeof q, "%s.out_layers.0", p), lf_un_tnorm(l, q, cout);
+    lf_wts_pathf(q, sizeof q, "%s.out_layers.3", p), lf_un_tlin(l, q, cout, cout, 3, 1);
+    if (cin != cout) lf_wts_pathf(q, sizeof q, "%s.skip_connection", p), lf_un_tlin(l, q, cout, cin, 1, 1);
 }
 
 static void lf_un_txf(lf_un_tl *l, const char *p, int64_t C, int depth, int64_t ctx, int linear) {
     char q[LF_UN_PATH + 64];
-    lf_un_pathf(q, sizeof q, "%s.norm", p), lf_un_tnorm(l, q, C);
-    lf_un_pathf(q, sizeof q, "%s.proj_in", p), lf_un_tlin(l, q, C, C, linear ? 0 : 1, 1);
+    lf_wts_pathf(q, sizeof q, "%s.norm", p), lf_un_tnorm(l, q, C);
+    lf_wts_pathf(q, sizeof q, "%s.proj_in", p), lf_un_tlin(l, q, C, C, linear ? 0 : 1, 1);
     for (int d = 0; d < depth; d++) {
         for (int a = 1; a <= 2; a++) {
             int64_t kv = a == 1 ? C : ctx;
-            lf_un_pathf(q, sizeof q, "%s.transformer_blocks.%d.norm%d", p, d, a), lf_un_tnorm(l, q, C);
-            lf_un_pathf(q, sizeof q, "%s.transformer_blocks.%d.attn%d.to_q", p, d, a), lf_un_tlin(l, q, C, C, 0, 0);
-            lf_un_pathf(q, sizeof q, "%s.transformer_blocks.%d.attn%d.to_k", p, d, a), lf_un_tlin(l, q, C, kv, 0, 0);
-            lf_un_pathf(q, sizeof q, "%s.transformer_blocks.%d.attn%d.to_v", p, d, a), lf_un_tlin(l, q, C, kv, 0, 0);
-            lf_un_pathf(q, sizeof q, "%s.transformer_blocks.%d.attn%d.to_out.0", p, d, a), lf_un_tlin(l, q, C, C, 0, 1);
+            lf_wts_pathf(q, sizeof q, "%s.transformer_blocks.%d.norm%d", p, d, a), lf_un_tnorm(l, q, C);
+            lf_wts_pathf(q, sizeof q, "%s.transformer_blocks.%d.attn%d.to_q", p, d, a), lf_un_tlin(l, q, C, C, 0, 0);
+            lf_wts_pathf(q, sizeof q, "%s.transformer_blocks.%d.attn%d.to_k", p, d, a), lf_un_tlin(l, q, C, kv, 0, 0);
+            lf_wts_pathf(q, sizeof q, "%s.transformer_blocks.%d.attn%d.to_v", p, d, a), lf_un_tlin(l, q, C, kv, 0, 0);
+            lf_wts_pathf(q, sizeof q, "%s.transformer_blocks.%d.attn%d.to_out.0", p, d, a), lf_un_tlin(l, q, C, C, 0, 1);
         }
-        lf_un_pathf(q, sizeof q, "%s.transformer_blocks.%d.norm3", p, d), lf_un_tnorm(l, q, C);
-        lf_un_pathf(q, sizeof q, "%s.transformer_blocks.%d.ff.net.0.proj", p, d), lf_un_tlin(l, q, 8 * C, C, 0, 1);
-        lf_un_pathf(q, sizeof q, "%s.transformer_blocks.%d.ff.net.2", p, d), lf_un_tlin(l, q, C, 4 * C, 0, 1);
+        lf_wts_pathf(q, sizeof q, "%s.transformer_blocks.%d.norm3", p, d), lf_un_tnorm(l, q, C);
+        lf_wts_pathf(q, sizeof q, "%s.transformer_blocks.%d.ff.net.0.proj", p, d), lf_un_tlin(l, q, 8 * C, C, 0, 1);
+        lf_wts_pathf(q, sizeof q, "%s.transformer_blocks.%d.ff.net.2", p, d), lf_un_tlin(l, q, C, 4 * C, 0, 1);
     }
-    lf_un_pathf(q, sizeof q, "%s.proj_out", p), lf_un_tlin(l, q, C, C, linear ? 0 : 1, 1);
+    lf_wts_pathf(q, sizeof q, "%s.proj_out", p), lf_un_tlin(l, q, C, C, linear ? 0 : 1, 1);
 }
 
 lf_status lf_unet_spec_tensors(const lf_unet_spec *s, lf_unet_tensor **out, size_t *n) {
@@ -604,17 +559,17 @@ lf_status lf_unet_spec_tensors(const lf_unet_spec *s, lf_unet_tensor **out, size
     skips[ns++] = ch;
     for (int lv = 0; lv < L; lv++) {
         for (int j = 0; j < lpb; j++, nb++) {
-            lf_un_pathf(p, sizeof p, "input_blocks.%d.0", nb);
+            lf_wts_pathf(p, sizeof p, "input_blocks.%d.0", nb);
             lf_un_tres(&l, p, ch, s->channels[lv], T);
             ch = s->channels[lv];
             if (s->depth[lv] > 0) {
-                lf_un_pathf(p, sizeof p, "input_blocks.%d.1", nb);
+                lf_wts_pathf(p, sizeof p, "input_blocks.%d.1", nb);
                 lf_un_txf(&l, p, ch, s->depth[lv], s->context_dim, s->linear_proj);
             }
             skips[ns++] = ch;
         }
         if (lv != L - 1) {
-            lf_un_pathf(p, sizeof p, "input_blocks.%d.0.op", nb++);
+            lf_wts_pathf(p, sizeof p, "input_blocks.%d.0.op", nb++);
             lf_un_tlin(&l, p, ch, ch, 3, 1);
             skips[ns++] = ch;
         }
@@ -629,17 +584,17 @@ lf_status lf_unet_spec_tensors(const lf_unet_spec *s, lf_unet_tensor **out, size
     nb = 0;
     for (int lv = L - 1; lv >= 0; lv--) {
         for (int j = 0; j <= lpb; j++, nb++) {
-            lf_un_pathf(p, sizeof p, "output_blocks.%d.0", nb);
+            lf_wts_pathf(p, sizeof p, "output_blocks.%d.0", nb);
             lf_un_tres(&l, p, ch + skips[--ns], s->channels[lv], T);
             ch = s->channels[lv];
             int sub = 1;
             if (s->depth[lv] > 0) {
-                lf_un_pathf(p, sizeof p, "output_blocks.%d.1", nb);
+                lf_wts_pathf(p, sizeof p, "output_blocks.%d.1", nb);
                 lf_un_txf(&l, p, ch, s->depth[lv], s->context_dim, s->linear_proj);
                 sub = 2;
             }
             if (lv > 0 && j == lpb) {
-                lf_un_pathf(p, sizeof p, "output_blocks.%d.%d.conv", nb, sub);
+                lf_wts_pathf(p, sizeof p, "output_blocks.%d.%d.conv", nb, sub);
                 lf_un_tlin(&l, p, ch, ch, 3, 1);
             }
         }

@@ -9,7 +9,6 @@
  * does not fit its neighbours is reported with its key and both shapes.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,15 +20,8 @@
 #define LF_VA_EPS 1e-6f
 #define LF_VA_PATH 160
 
-typedef struct lf_va_conv {
-    const float *w, *b;
-    int64_t out, in, k; /* k = 0: Linear on tokens */
-} lf_va_conv;
-
-typedef struct lf_va_norm {
-    const float *g, *b;
-    int64_t C;
-} lf_va_norm;
+typedef lf_wts_lin lf_va_conv;   /* conv k x k, or k = 0: Linear on tokens */
+typedef lf_wts_norm lf_va_norm;  /* GroupNorm gamma, beta (C) */
 
 typedef struct lf_va_res {
     lf_va_norm n1, n2;
@@ -71,55 +63,25 @@ typedef struct lf_va_ctx {
     const char *file;
 } lf_va_ctx;
 
-static void lf_va_pathf(char *dst, size_t n, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-static void lf_va_pathf(char *dst, size_t n, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(dst, n, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- loading -------------------------------------------------------------------------------- */
-
-static void lf_va_load_conv(lf_va_ctx *c, lf_va_conv *l, const char *path, int64_t k, int64_t out,
-                            int64_t in) {
-    int64_t sh[4] = {out, in, k, k};
-    l->w = lf_wts_load(&c->w, k ? 4 : 2, sh, "%s.weight", path);
-    l->out = sh[0];
-    l->in = sh[1];
-    l->k = k;
-    int64_t bs[1] = {l->out};
-    l->b = lf_wts_load(&c->w, 1, bs, "%s.bias", path);
-}
-
-static void lf_va_load_norm(lf_va_ctx *c, lf_va_norm *n, const char *path, int64_t C) {
-    int64_t sh[1] = {C};
-    n->g = lf_wts_load(&c->w, 1, sh, "%s.weight", path);
-    n->C = sh[0];
-    n->b = lf_wts_load(&c->w, 1, sh, "%s.bias", path);
-}
 
 /* Resnet at path taking cin channels; returns its out width (or -1 after a failure). */
 static int64_t lf_va_load_res(lf_va_ctx *c, lf_va_res *r, const char *path, int64_t cin) {
     char p[LF_VA_PATH];
-    lf_va_pathf(p, sizeof p, "%s.norm1", path);
-    lf_va_load_norm(c, &r->n1, p, cin);
+    lf_wts_pathf(p, sizeof p, "%s.norm1", path);
+    lf_wts_load_norm(&c->w, &r->n1, p, cin);
     r->cin = cin;
-    lf_va_pathf(p, sizeof p, "%s.conv1", path);
-    lf_va_load_conv(c, &r->c1, p, 3, -1, cin);
+    lf_wts_pathf(p, sizeof p, "%s.conv1", path);
+    lf_wts_load_lin(&c->w, &r->c1, p, 3, -1, cin, LF_WTS_BIAS);
     r->cout = r->c1.out;
-    lf_va_pathf(p, sizeof p, "%s.norm2", path);
-    lf_va_load_norm(c, &r->n2, p, r->cout);
-    lf_va_pathf(p, sizeof p, "%s.conv2", path);
-    lf_va_load_conv(c, &r->c2, p, 3, r->cout, r->cout);
+    lf_wts_pathf(p, sizeof p, "%s.norm2", path);
+    lf_wts_load_norm(&c->w, &r->n2, p, r->cout);
+    lf_wts_pathf(p, sizeof p, "%s.conv2", path);
+    lf_wts_load_lin(&c->w, &r->c2, p, 3, r->cout, r->cout, LF_WTS_BIAS);
     if (c->w.status != LF_OK) return -1;
     if (lf_wts_find(&c->w, "%s.nin_shortcut.weight", path)) {
-        lf_va_pathf(p, sizeof p, "%s.nin_shortcut", path);
-        lf_va_load_conv(c, &r->sc, p, 1, r->cout, cin);
+        lf_wts_pathf(p, sizeof p, "%s.nin_shortcut", path);
+        lf_wts_load_lin(&c->w, &r->sc, p, 1, r->cout, cin, LF_WTS_BIAS);
     } else if (cin != r->cout) {
         lf_err(LF_ERR_MODEL, "%s: resnet \"%s%s\" maps %lld -> %lld channels: missing tensor \"%s%s"
                ".nin_shortcut.weight\"", c->file, c->w.prefix, path, (long long)cin, (long long)r->cout,
@@ -133,11 +95,11 @@ static void lf_va_load_attn(lf_va_ctx *c, lf_va_attn *a, const char *path, int64
     char p[LF_VA_PATH];
     static const char *names[4] = {"q", "k", "v", "proj_out"};
     lf_va_conv *dst[4] = {&a->q, &a->k, &a->v, &a->o};
-    lf_va_pathf(p, sizeof p, "%s.norm", path);
-    lf_va_load_norm(c, &a->n, p, C);
+    lf_wts_pathf(p, sizeof p, "%s.norm", path);
+    lf_wts_load_norm(&c->w, &a->n, p, C);
     for (int i = 0; i < 4; i++) {
-        lf_va_pathf(p, sizeof p, "%s.%s", path, names[i]);
-        lf_va_load_conv(c, dst[i], p, 0, C, C); /* (C, C, 1, 1) matches (C, C) */
+        lf_wts_pathf(p, sizeof p, "%s.%s", path, names[i]);
+        lf_wts_load_lin(&c->w, dst[i], p, 0, C, C, LF_WTS_BIAS); /* (C, C, 1, 1) matches (C, C) */
     }
     a->C = C;
 }
@@ -145,12 +107,12 @@ static void lf_va_load_attn(lf_va_ctx *c, lf_va_attn *a, const char *path, int64
 /* mid block: block_1, attn_1, block_2 under <part>.mid; returns the width. */
 static int64_t lf_va_load_mid(lf_va_ctx *c, lf_va_coder *cd, const char *part, int64_t ch) {
     char p[LF_VA_PATH];
-    lf_va_pathf(p, sizeof p, "%s.mid.block_1", part);
+    lf_wts_pathf(p, sizeof p, "%s.mid.block_1", part);
     ch = lf_va_load_res(c, &cd->mid1, p, ch);
     if (ch < 0) return -1;
-    lf_va_pathf(p, sizeof p, "%s.mid.attn_1", part);
+    lf_wts_pathf(p, sizeof p, "%s.mid.attn_1", part);
     lf_va_load_attn(c, &cd->attn, p, ch);
-    lf_va_pathf(p, sizeof p, "%s.mid.block_2", part);
+    lf_wts_pathf(p, sizeof p, "%s.mid.block_2", part);
     return c->w.status == LF_OK ? lf_va_load_res(c, &cd->mid2, p, ch) : -1;
 }
 
@@ -179,7 +141,7 @@ static lf_status lf_va_load_decoder(lf_va_ctx *c, lf_vae *v) {
     lf_va_coder *d = &v->dec;
     lf_vae_arch *a = &v->arch;
     char p[LF_VA_PATH];
-    lf_va_load_conv(c, &v->post_quant, "post_quant_conv", 1, -1, -1);
+    lf_wts_load_lin(&c->w, &v->post_quant, "post_quant_conv", 1, -1, -1, LF_WTS_BIAS);
     if (c->w.status != LF_OK) return c->w.status;
     int64_t z = v->post_quant.in;
     if (v->post_quant.out != z) {
@@ -188,7 +150,7 @@ static lf_status lf_va_load_decoder(lf_va_ctx *c, lf_vae *v) {
         return lf_wts_fail(&c->w, LF_ERR_SHAPE);
     }
     a->latent_channels = z;
-    lf_va_load_conv(c, &d->conv_in, "decoder.conv_in", 3, -1, z);
+    lf_wts_load_lin(&c->w, &d->conv_in, "decoder.conv_in", 3, -1, z, LF_WTS_BIAS);
     if (c->w.status != LF_OK) return c->w.status;
     int64_t ch = lf_va_load_mid(c, d, "decoder", d->conv_in.out);
     if (ch < 0) return c->w.status;
@@ -203,18 +165,18 @@ static lf_status lf_va_load_decoder(lf_va_ctx *c, lf_vae *v) {
         lf_va_level *lv = &d->lv[i];
         if (lf_va_level_blocks(c, lv, "decoder", "up", i) != LF_OK) return c->w.status;
         for (int j = 0; j < lv->n_res; j++) {
-            lf_va_pathf(p, sizeof p, "decoder.up.%d.block.%d", i, j);
+            lf_wts_pathf(p, sizeof p, "decoder.up.%d.block.%d", i, j);
             if ((ch = lf_va_load_res(c, &lv->res[j], p, ch)) < 0) return c->w.status;
         }
         a->level_channels[i] = ch;
         a->dec_res_per_level = lv->n_res;
         if (i > 0) {
-            lf_va_pathf(p, sizeof p, "decoder.up.%d.upsample.conv", i);
-            lf_va_load_conv(c, &lv->resample, p, 3, ch, ch);
+            lf_wts_pathf(p, sizeof p, "decoder.up.%d.upsample.conv", i);
+            lf_wts_load_lin(&c->w, &lv->resample, p, 3, ch, ch, LF_WTS_BIAS);
         }
     }
-    lf_va_load_norm(c, &d->norm_out, "decoder.norm_out", ch);
-    lf_va_load_conv(c, &d->conv_out, "decoder.conv_out", 3, -1, ch);
+    lf_wts_load_norm(&c->w, &d->norm_out, "decoder.norm_out", ch);
+    lf_wts_load_lin(&c->w, &d->conv_out, "decoder.conv_out", 3, -1, ch, LF_WTS_BIAS);
     a->image_channels = d->conv_out.out;
     return c->w.status;
 }
@@ -223,7 +185,7 @@ static lf_status lf_va_load_encoder(lf_va_ctx *c, lf_vae *v) {
     lf_va_coder *e = &v->enc;
     lf_vae_arch *a = &v->arch;
     char p[LF_VA_PATH];
-    lf_va_load_conv(c, &e->conv_in, "encoder.conv_in", 3, -1, a->image_channels);
+    lf_wts_load_lin(&c->w, &e->conv_in, "encoder.conv_in", 3, -1, a->image_channels, LF_WTS_BIAS);
     if (c->w.status != LF_OK) return c->w.status;
     int64_t ch = e->conv_in.out;
     e->n = lf_va_count(c, "encoder.down.%d.block.0.norm1.weight");
@@ -236,19 +198,20 @@ static lf_status lf_va_load_encoder(lf_va_ctx *c, lf_vae *v) {
         lf_va_level *lv = &e->lv[i];
         if (lf_va_level_blocks(c, lv, "encoder", "down", i) != LF_OK) return c->w.status;
         for (int j = 0; j < lv->n_res; j++) {
-            lf_va_pathf(p, sizeof p, "encoder.down.%d.block.%d", i, j);
+            lf_wts_pathf(p, sizeof p, "encoder.down.%d.block.%d", i, j);
             if ((ch = lf_va_load_res(c, &lv->res[j], p, ch)) < 0) return c->w.status;
         }
         a->enc_res_per_level = lv->n_res;
         if (i < e->n - 1) {
-            lf_va_pathf(p, sizeof p, "encoder.down.%d.downsample.conv", i);
-            lf_va_load_conv(c, &lv->resample, p, 3, ch, ch);
+            lf_wts_pathf(p, sizeof p, "encoder.down.%d.downsample.conv", i);
+            lf_wts_load_lin(&c->w, &lv->resample, p, 3, ch, ch, LF_WTS_BIAS);
         }
     }
     if ((ch = lf_va_load_mid(c, e, "encoder", ch)) < 0) return c->w.status;
-    lf_va_load_norm(c, &e->norm_out, "encoder.norm_out", ch);
-    lf_va_load_conv(c, &e->conv_out, "encoder.conv_out", 3, 2 * a->latent_channels, ch);
-    lf_va_load_conv(c, &v->quant, "quant_conv", 1, 2 * a->latent_channels, 2 * a->latent_channels);
+    lf_wts_load_norm(&c->w, &e->norm_out, "encoder.norm_out", ch);
+    lf_wts_load_lin(&c->w, &e->conv_out, "encoder.conv_out", 3, 2 * a->latent_channels, ch, LF_WTS_BIAS);
+    lf_wts_load_lin(&c->w, &v->quant, "quant_conv", 1, 2 * a->latent_channels, 2 * a->latent_channels,
+                    LF_WTS_BIAS);
     a->has_encoder = c->w.status == LF_OK;
     return c->w.status;
 }
@@ -279,17 +242,13 @@ lf_status lf_va_load_src(const lf_st_file *st, const lf_wts_alias *alias, size_t
         else if (family == LF_FAMILY_SDXL) sf = 0.13025f;
         else return lf_err(LF_ERR_ARG, "%s: unknown model family: give the VAE scaling factor", file);
     }
-    const char *prefix = o.prefix;
-    lf_wts probe;
-    lf_wts_init(&probe, st, "");
-    if (alias) lf_wts_set_alias(&probe, alias, n_alias, file, 0);
-    if (!prefix) prefix = lf_wts_lookup(&probe, "first_stage_model.decoder.conv_in.weight") ? "first_stage_model." : "";
+    const char *prefix =
+        lf_wts_pick_prefix(st, alias, n_alias, o.prefix, "first_stage_model.", "decoder.conv_in.weight");
     if (strlen(prefix) >= sizeof(((lf_wts *)0)->prefix)) return lf_err(LF_ERR_ARG, "%s: vae prefix too long", file);
     lf_vae *v = calloc(1, sizeof *v);
     if (!v) return lf_err(LF_ERR_NOMEM, "%s: out of memory", file);
     lf_va_ctx c;
-    lf_wts_init(&c.w, st, prefix);
-    if (alias) lf_wts_set_alias(&c.w, alias, n_alias, file, 0);
+    lf_wts_init_src(&c.w, st, alias, n_alias, file, 0, prefix);
     c.file = file;
     if (!lf_wts_find(&c.w, "decoder.conv_in.weight")) {
         free(v);

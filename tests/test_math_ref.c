@@ -1,4 +1,4 @@
-/* test_math_ref.c: algebraic properties of the CPU reference (host/module.c + kernels/cpu) and of the
+/* test_math_ref.c: algebraic properties of the CPU reference (host/module_contrib.c + kernels/cpu) and of the
  * shared per-element math (lorafuse/lf_math.h), on random inputs from a fixed seed.
  *
  * Covered: LoRA/LoCon/Tucker = explicit sums (incl. dyn_rank), LoHa = product of two products,

@@ -29,13 +29,13 @@
 
 #include "lf_dev_abi.h"
 #include "lf_ref.h"
+#include "module_internal.h" /* lf_has, lf_dim, lf_module_lokr_dims, shared with the CPU reference */
 #include "lorafuse/lf_device.h"
 #include "lorafuse/lf_math.h"
 #include "lorafuse/lf_nvtx.h"
 
 #define LF_GUARD 1024
 #define LF_GUARD_BYTE 0xA5
-#define LF_BIT(r) (1u << (r))
 #define LF_BOFT_MAX_BYTES (256ull << 20)
 
 /* ---- errors ---------------------------------------------------------------------------------- */
@@ -286,9 +286,6 @@ fail:
 
 /* ---- helpers ----------------------------------------------------------------------------------- */
 
-static int lf_has(const lf_module *m, lf_role r) { return (m->present & LF_BIT(r)) != 0; }
-static int64_t lf_dim(const lf_view *v, int i) { return i < v->ndim ? v->shape[i] : 1; }
-
 static int lf_ddt(lf_dtype dt) {
     switch (dt) {
     case LF_F32: return LF_DDT_F32;
@@ -370,32 +367,6 @@ static lf_status lf_term_push(lf_dev_model *dm, const lf_dterm *t, size_t *idx) 
 }
 
 /* ---- one patch -> one term ------------------------------------------------------------------------ */
-
-/* LoKr dims as module.c's lf_lokr_dims: W1 (a, c), W2 (b, k2), d2 = d when known */
-static void lf_lokr_dims(const lf_module *m, int64_t *a, int64_t *c, int64_t *b, int64_t *k2, int64_t *d2) {
-    if (lf_has(m, LF_R_KW1)) {
-        *a = lf_dim(&m->t[LF_R_KW1], 0);
-        *c = lf_view_cols(&m->t[LF_R_KW1]);
-    } else {
-        *a = lf_dim(&m->t[LF_R_KW1A], 0);
-        *c = lf_view_cols(&m->t[LF_R_KW1B]);
-    }
-    if (lf_has(m, LF_R_KW2)) {
-        *b = lf_dim(&m->t[LF_R_KW2], 0);
-        *k2 = lf_view_cols(&m->t[LF_R_KW2]);
-        *d2 = m->t[LF_R_KW2].ndim >= 3 ? lf_dim(&m->t[LF_R_KW2], 1) : *k2;
-    } else if (lf_has(m, LF_R_KT2)) {
-        *b = lf_view_cols(&m->t[LF_R_KW2A]);
-        *d2 = lf_view_cols(&m->t[LF_R_KW2B]);
-        int64_t sp = 1;
-        for (int i = 2; i < m->t[LF_R_KT2].ndim; i++) sp *= m->t[LF_R_KT2].shape[i];
-        *k2 = *d2 * sp;
-    } else {
-        *b = lf_dim(&m->t[LF_R_KW2A], 0);
-        *k2 = lf_view_cols(&m->t[LF_R_KW2B]);
-        *d2 = m->t[LF_R_KW2B].ndim >= 3 ? lf_dim(&m->t[LF_R_KW2B], 1) : *k2;
-    }
-}
 
 /* the full matrix a LoKr side stands for, via the reference (lf_lora_delta_ref) */
 static lf_status lf_lokr_side(const lf_module *m, int side, int64_t rows, int64_t cols, int64_t d2,
@@ -580,7 +551,7 @@ static lf_status lf_patch_setup(lf_dev_model *dm, size_t j, size_t gp, const lf_
     }
     case LF_ALGO_LOKR: {
         int64_t a, c, b, k2, d2;
-        lf_lokr_dims(m, &a, &c, &b, &k2, &d2);
+        lf_module_lokr_dims(m, &a, &c, &b, &k2, &d2);
         if (a * b != rows || c * k2 != K)
             return lf_err(LF_ERR_SHAPE, "layer '%s': module '%s': LoKr (%lld x %lld, %lld x %lld) does not give (%lld, %lld)",
                           layer, m->name, (long long)a, (long long)c, (long long)b, (long long)k2, (long long)rows,

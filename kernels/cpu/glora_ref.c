@@ -6,7 +6,7 @@
  *   computed as (W0 x_in a1) x_in a2, the order ComfyUI uses (O*K*r work instead of I*I*r + O*K*I).
  * Old layout (LyCORIS <= 2.x, Linear): a1 (r, I), a2 (I, r), b1 (r, I), b2 (O, r):
  *   dW = b2 @ b1 + W0 @ a2 @ a1
- * Which layout a file uses is decided from the shapes by host/module.c. gamma = alpha / r is applied by
+ * Which layout a file uses is decided from the shapes by host/module_resolve.c. gamma = alpha / r is applied by
  * the caller. dW depends on W0, which is why stacked adapters are summed against the pristine W0 (P5).
  */
 #include <stdlib.h>

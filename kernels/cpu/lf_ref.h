@@ -1,6 +1,6 @@
 /* lf_ref.h: private interface of the scalar CPU reference (kernels/cpu/<algo>_ref.c), the oracle every
  * CUDA kernel is judged against. All arrays are f32, row-major, already converted from their stored
- * dtype by the caller (host/module.c); shapes follow lf_tensor.h: W (O, I[, kh, kw]) handled as
+ * dtype by the caller (host/module_contrib.c); shapes follow lf_tensor.h: W (O, I[, kh, kw]) handled as
  * flat(W) (O, K), K = I*khw. Per-element math comes from lorafuse/lf_math.h so the kernels share it.
  *
  * Two kinds of entry point:

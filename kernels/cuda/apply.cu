@@ -1,7 +1,7 @@
 /* apply.cu: the grouped, fused adapter apply on the device (issue 3): one launch rewrites every dirty
  * layer (job) of a model, W = round(W0 + sum_i C_i(W0, s_i)), from a device work list of
  * (job, 64x64 tile) items of mixed shapes, dtypes and algorithms. CPU twin: lf_job_apply
- * (host/apply.c) -> lf_module_contrib_ref (host/module.c) -> kernels/cpu/<algo>_ref.c; per-element
+ * (host/apply.c) -> lf_module_contrib_ref (host/module_contrib.c) -> kernels/cpu/<algo>_ref.c; per-element
  * math from lorafuse/lf_math.h (the same functions, so the rounding rules are shared).
  *
  * Formula per element (o, c) of flat(W) (O, K), K = I*khw, accumulated in f32 from acc = W0 (P5, P6):
