@@ -6,18 +6,26 @@
  * rounds once, P6), so after step t every tensor equals a fresh merge at step t's strengths, byte for
  * byte. Steps must be applied in order (the list of step t is relative to step t-1).
  * Data shapes: w[j] = bytes of job j's target (same dtype and size as in the checkpoint).
+ * Threads: the jobs of a step are independent (each writes only its own w[j] from W0 and the factors), so
+ * they run on the operator pool (kernels/cpu/nn_pool.h), one job per chunk, each with its own patch
+ * scratch; every job's bytes are what the serial loop gives. A failure reports the lowest failing job.
  */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lorafuse/lf_steps.h"
+#include "nn_pool.h"
 
 struct lf_cpu_backend {
     const lf_step_plan *sp;
     int fast;
     int last;              /* last step applied (0: none) */
     unsigned char **w;
-    lf_patch *scratch;
+    size_t maxp;           /* patches of the largest job */
+    lf_patch *scratch;     /* maxp per pool thread */
 };
 
 void lf_cpu_backend_free(lf_cpu_backend *b) {
@@ -38,7 +46,8 @@ lf_status lf_cpu_backend_new(const lf_step_plan *sp, int fast, lf_cpu_backend **
     for (size_t j = 0; j < nj; j++)
         if (sp->plan->jobs[j].n_patches > maxp) maxp = sp->plan->jobs[j].n_patches;
     b->w = calloc(nj + 1, sizeof *b->w);
-    b->scratch = calloc(maxp, sizeof *b->scratch);
+    b->maxp = maxp;
+    b->scratch = calloc(maxp * LF_PAR_MAX_THREADS, sizeof *b->scratch);
     if (!b->w || !b->scratch) {
         lf_cpu_backend_free(b);
         return lf_err(LF_ERR_NOMEM, "out of memory");
@@ -56,18 +65,48 @@ lf_status lf_cpu_backend_new(const lf_step_plan *sp, int fast, lf_cpu_backend **
     return LF_OK;
 }
 
+typedef struct {
+    lf_cpu_backend *b;
+    const lf_step *s;
+    int t;
+    pthread_mutex_t mu;
+    size_t err_i;          /* lowest failing index into s->jobs (SIZE_MAX: none) */
+    lf_status err;
+    char msg[1024];
+} lf_cpu_step_ctx;
+
+static void lf_cpu_step_chunk(void *vc, int64_t i0, int64_t i1, int tid) {
+    lf_cpu_step_ctx *c = vc;
+    lf_patch *scratch = c->b->scratch + (size_t)tid * c->b->maxp;
+    for (int64_t i = i0; i < i1; i++) {
+        size_t j = c->s->jobs[i];
+        lf_job job;
+        lf_step_job(c->b->sp, c->t, j, scratch, &job);
+        lf_status st = lf_job_apply(&job, c->b->fast, c->b->w[j]);
+        if (st != LF_OK) {
+            pthread_mutex_lock(&c->mu);
+            if ((size_t)i < c->err_i) {
+                c->err_i = (size_t)i;
+                c->err = st;
+                snprintf(c->msg, sizeof c->msg, "%s", lf_last_error());
+            }
+            pthread_mutex_unlock(&c->mu);
+        }
+    }
+}
+
 lf_status lf_cpu_backend_step(lf_cpu_backend *b, int t) {
     const lf_step_plan *sp = b->sp;
     if (t != b->last + 1 || t < 1 || t > sp->n_steps)
         return lf_err(LF_ERR_ARG, "cpu backend: step %d requested after step %d (steps run 1..%d in order)", t, b->last,
                       sp->n_steps);
-    const lf_step *s = &sp->steps[t - 1];
-    for (size_t i = 0; i < s->n_jobs; i++) {
-        lf_job job;
-        lf_step_job(sp, t, s->jobs[i], b->scratch, &job);
-        lf_status st = lf_job_apply(&job, b->fast, b->w[s->jobs[i]]);
-        if (st != LF_OK) return lf_err_wrap(st, "step %d: ", t);
-    }
+    lf_cpu_step_ctx c;
+    memset(&c, 0, sizeof c);
+    c.b = b, c.s = &sp->steps[t - 1], c.t = t, c.err_i = SIZE_MAX;
+    pthread_mutex_init(&c.mu, NULL);
+    lf_par_for((int64_t)c.s->n_jobs, 1, lf_cpu_step_chunk, &c);
+    pthread_mutex_destroy(&c.mu);
+    if (c.err_i != SIZE_MAX) return lf_err(c.err, "step %d: %s", t, c.msg);
     b->last = t;
     return LF_OK;
 }

@@ -12,8 +12,17 @@
  *   - Output first, then inputs, then sizes, then options.
  *   - Element-wise ops may run in place (y == x); every other op needs y distinct from its inputs
  *     unless its comment says otherwise.
- *   - Ops that need scratch memory allocate it themselves, free it before returning, and return
- *     LF_ERR_NOMEM when it cannot be had; ops that cannot fail return void. No global state.
+ *   - Ops that need scratch memory take it from per-thread buffers of the operator thread pool
+ *     (grown on demand, kept between calls) and return LF_ERR_NOMEM when it cannot be had; ops that
+ *     cannot fail return void.
+ *
+ * Threads (kernels/cpu/nn_pool.c): the ops run on one process-wide pool of LF_NUM_THREADS threads
+ * (default: the online CPUs), the calling thread included. Work is cut into chunks that depend only
+ * on the shapes, never on the thread count, and no reduction crosses a chunk, so every op gives the
+ * same bytes with any number of threads. Matrix products are cut into row/column blocks, each one
+ * single-threaded cblas_sgemm: the pool sets OpenBLAS to one thread when it starts (this also makes
+ * other BLAS calls of the process, e.g. lf_job_apply, single-threaded from then on). Calls from
+ * several threads at once are serialised.
  */
 #ifndef LF_NN_H
 #define LF_NN_H
@@ -25,6 +34,14 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* ---- threads -------------------------------------------------------------------------------- */
+
+/* Use n threads (caller included) from now on; n < 1: back to the default (LF_NUM_THREADS, else the
+ * online CPUs). Also frees the pool's scratch buffers. Returns the count in effect. */
+int lf_nn_set_threads(int n);
+/* Threads the ops use (starts the pool if needed). */
+int lf_nn_threads(void);
 
 /* ---- matrix products ------------------------------------------------------------------------ */
 
