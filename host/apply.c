@@ -36,7 +36,7 @@ static int lf_blas_ok(const lf_patch *p) {
            !(m->present & (1u << LF_R_DORA));
 }
 
-lf_status lf_job_apply(const lf_job *job, int fast, void *out) {
+lf_status lf_job_apply_ws(const lf_job *job, int fast, void *out, lf_apply_ws *ws) {
     const lf_st_tensor *t = job->target;
     lf_view v = lf_st_view(t);
     int64_t n = lf_view_numel(&v), O = v.ndim ? v.shape[0] : 1, K = O ? n / O : 0;
@@ -47,9 +47,17 @@ lf_status lf_job_apply(const lf_job *job, int fast, void *out) {
         memcpy(out, t->data, bytes);
         return LF_OK;
     }
-    float *w0 = malloc((size_t)n * sizeof *w0), *acc = malloc((size_t)n * sizeof *acc);
     lf_status st = LF_OK;
-    if (!w0 || !acc) st = lf_err(LF_ERR_NOMEM, "'%s': out of memory for %lld elements", t->name, (long long)n);
+    if (ws->cap < 2 * (size_t)n) {
+        float *nb = realloc(ws->buf, 2 * (size_t)n * sizeof *nb);
+        if (nb) {
+            ws->buf = nb;
+            ws->cap = 2 * (size_t)n;
+        }
+    }
+    float *w0 = ws->buf, *acc = ws->buf ? ws->buf + n : NULL;
+    if (ws->cap < 2 * (size_t)n)
+        st = lf_err(LF_ERR_NOMEM, "'%s': out of memory for %lld elements", t->name, (long long)n);
     if (st == LF_OK) st = lf_view_to_f32(&v, w0);
     if (st == LF_OK) memcpy(acc, w0, (size_t)n * sizeof *acc);
     for (size_t i = 0; i < job->n_patches && st == LF_OK; i++) {
@@ -67,7 +75,18 @@ lf_status lf_job_apply(const lf_job *job, int fast, void *out) {
             st = lf_err(LF_ERR_NONFINITE, "layer '%s': patched weight is not finite at element %lld (%g); "
                         "check the adapters' strengths and factors", t->name, (long long)i, (double)acc[i]);
     if (st == LF_OK) st = lf_f32_to_dtype(acc, n, t->dtype, out);
-    free(w0);
-    free(acc);
     return st;
+}
+
+lf_status lf_job_apply(const lf_job *job, int fast, void *out) {
+    lf_apply_ws ws = {NULL, 0};
+    lf_status st = lf_job_apply_ws(job, fast, out, &ws);
+    lf_apply_ws_free(&ws);
+    return st;
+}
+
+void lf_apply_ws_free(lf_apply_ws *ws) {
+    free(ws->buf);
+    ws->buf = NULL;
+    ws->cap = 0;
 }

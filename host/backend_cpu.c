@@ -26,6 +26,7 @@ struct lf_cpu_backend {
     unsigned char **w;
     size_t maxp;           /* patches of the largest job */
     lf_patch *scratch;     /* maxp per pool thread */
+    lf_apply_ws ws[LF_PAR_MAX_THREADS]; /* per pool thread: jobs reuse their f32 scratch */
 };
 
 void lf_cpu_backend_free(lf_cpu_backend *b) {
@@ -33,6 +34,7 @@ void lf_cpu_backend_free(lf_cpu_backend *b) {
     for (size_t j = 0; b->w && j < b->sp->plan->n_jobs; j++) free(b->w[j]);
     free(b->w);
     free(b->scratch);
+    for (int i = 0; i < LF_PAR_MAX_THREADS; i++) lf_apply_ws_free(&b->ws[i]);
     free(b);
 }
 
@@ -82,7 +84,7 @@ static void lf_cpu_step_chunk(void *vc, int64_t i0, int64_t i1, int tid) {
         size_t j = c->s->jobs[i];
         lf_job job;
         lf_step_job(c->b->sp, c->t, j, scratch, &job);
-        lf_status st = lf_job_apply(&job, c->b->fast, c->b->w[j]);
+        lf_status st = lf_job_apply_ws(&job, c->b->fast, c->b->w[j], &c->b->ws[tid]);
         if (st != LF_OK) {
             pthread_mutex_lock(&c->mu);
             if ((size_t)i < c->err_i) {

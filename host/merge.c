@@ -31,12 +31,14 @@ typedef struct {
 
 static void *lf_worker(void *arg) {
     lf_pool *p = arg;
+    lf_apply_ws ws = {NULL, 0};
     for (;;) {
         size_t i = atomic_fetch_add(&p->next, 1);
         if (i >= p->plan->n_jobs) break;
-        p->status[i] = lf_job_apply(&p->plan->jobs[i], p->fast, p->outs[i]);
+        p->status[i] = lf_job_apply_ws(&p->plan->jobs[i], p->fast, p->outs[i], &ws);
         if (p->status[i] != LF_OK) snprintf(p->msg[i], sizeof p->msg[i], "%s", lf_last_error());
     }
+    lf_apply_ws_free(&ws);
     return NULL;
 }
 

@@ -34,7 +34,8 @@ LF_HD float lf_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu;
     uint32_t man = h & 0x3ffu;
-    if (exp == 0x1fu) return lf_bits_to_f32(sign | 0x7f800000u | (man << 13)); /* Inf / NaN */
+    if (exp == 0x1fu) /* Inf, or NaN made quiet with its payload kept, as IEEE conversion (and F16C) does */
+        return lf_bits_to_f32(sign | 0x7f800000u | (man << 13) | (man ? 0x400000u : 0u));
     if (exp == 0) {
         if (man == 0) return lf_bits_to_f32(sign);
         /* subnormal: man * 2^-24, exact in f32 */

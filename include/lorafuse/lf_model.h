@@ -70,6 +70,17 @@ void lf_plan_free(lf_plan *p);
  * A non-finite result is an error naming the tensor. fast = 1 uses BLAS for plain LoRA. */
 lf_status lf_job_apply(const lf_job *job, int fast, void *out);
 
+/* Scratch of lf_job_apply_ws (two f32 copies of the largest job seen), kept by a caller that applies
+ * many jobs so that each job does not allocate and fault in fresh pages. Zero-initialise; free with
+ * lf_apply_ws_free. One per thread. */
+typedef struct lf_apply_ws {
+    float *buf;
+    size_t cap; /* floats */
+} lf_apply_ws;
+
+lf_status lf_job_apply_ws(const lf_job *job, int fast, void *out, lf_apply_ws *ws);
+void lf_apply_ws_free(lf_apply_ws *ws);
+
 #ifdef __cplusplus
 }
 #endif
