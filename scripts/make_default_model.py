@@ -41,6 +41,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from golden.common import round_to_f16  # noqa: E402
+
 torch.manual_seed(0)
 random.seed(0)
 np.random.seed(0)
@@ -62,12 +64,6 @@ MODEL = "models/sd15-mini.safetensors"
 LORA_DIR = "models/lora"
 
 
-def _round16(model):
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p.half().float())
-    return model.eval()
-
 
 def build():
     """The mini model's diffusers/transformers components (f32 holding F16-exact values)."""
@@ -79,7 +75,7 @@ def build():
     te = CLIPTextModel(CLIPTextConfig(**CLIP_CFG))
     torch.manual_seed(6103)
     vae = AutoencoderKL(**VAE_CFG)
-    return _round16(unet), _round16(te), _round16(vae)
+    return round_to_f16(unet), round_to_f16(te), round_to_f16(vae)
 
 
 def checkpoint(unet, te, vae):

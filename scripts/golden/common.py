@@ -36,6 +36,15 @@ def save_file(tensors, path, metadata=None):
             f.write(b)
 
 
+def round_to_f16(model):
+    """Make a model's parameters F16-exact (kept in f32), so that a checkpoint stored in F16 holds exactly
+    the weights the reference code ran with; returns the model in eval mode."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    return model.eval()
+
+
 def gen(seed):
     g = torch.Generator()
     g.manual_seed(int(seed))

@@ -25,6 +25,8 @@ import os
 
 import torch
 
+from .common import round_to_f16
+
 UNET_CFG = dict(sample_size=16, in_channels=4, out_channels=4,
                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
                 up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
@@ -47,12 +49,6 @@ LORA_DIR = "tests/data/pipeline/lora"
 LORA_NAME = "sdxl_mini_lora"
 
 
-def _round16(model):
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p.half().float())
-    return model.eval()
-
 
 def build():
     """(unet, te1, te2, vae): f32 models holding F16-exact values."""
@@ -66,7 +62,7 @@ def build():
     te2 = CLIPTextModelWithProjection(CLIPTextConfig(**TE2_CFG))
     torch.manual_seed(6604)
     vae = AutoencoderKL(**VAE_CFG)
-    return [_round16(m) for m in (unet, te1, te2, vae)]
+    return [round_to_f16(m) for m in (unet, te1, te2, vae)]
 
 
 def arch_json():

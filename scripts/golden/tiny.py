@@ -43,16 +43,10 @@ import torch
 from safetensors.torch import load_file
 
 from . import ldm
-from .common import gen, save_file
+from .common import gen, round_to_f16, save_file
 
 R = 4
 
-
-def _round16(model):
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p.half().float())
-    return model
 
 
 def build_sd15():
@@ -71,7 +65,7 @@ def build_sd15():
                                       max_position_embeddings=77, hidden_act="quick_gelu",
                                       projection_dim=32))
     vae = build_vae(1503)
-    return [_round16(m.eval()) for m in (unet, te, vae)]
+    return [round_to_f16(m.eval()) for m in (unet, te, vae)]
 
 
 def build_vae(seed):
@@ -104,7 +98,7 @@ def build_sdxl():
                                                      max_position_embeddings=77, hidden_act="gelu",
                                                      projection_dim=32))
     vae = build_vae(1604)
-    return [_round16(m.eval()) for m in (unet, te1, te2, vae)]
+    return [round_to_f16(m.eval()) for m in (unet, te1, te2, vae)]
 
 
 def plain_sd(model):
