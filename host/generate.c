@@ -291,8 +291,8 @@ lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
     }
     if (o->width < 0 || o->height < 0 || o->width % 8 || o->height % 8 || o->width > LF_GEN_MAX_SIZE ||
         o->height > LF_GEN_MAX_SIZE) {
-        st = lf_err(LF_ERR_ARG, "size %dx%d: width and height must be multiples of 8, at most %d", o->width, o->height,
-                    LF_GEN_MAX_SIZE);
+        st = lf_err(LF_ERR_ARG, "size %dx%d: width and height must be multiples of 8, from 8 to %d", o->width,
+                    o->height, LF_GEN_MAX_SIZE);
         goto fail;
     }
     if (o->clip_skip < 0 || o->clip_skip > 12) {
@@ -322,11 +322,11 @@ lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
         if (!w) w = dw;
         if (!h) h = dh;
     }
-    int64_t mult = 8LL << (g->unet_levels - 1);
-    if (w % mult || h % mult) {
-        st = lf_err(LF_ERR_ARG, "size %dx%d: this UNet downsamples %d times, so width and height must be multiples of "
-                    "%lld (latents divisible by %lld; odd latent sizes are not padded yet)", w, h, g->unet_levels - 1,
-                    (long long)mult, (long long)(mult / 8));
+    /* any multiple of 8: the UNet takes every latent size (its upsamplers go back to the skip connections'
+     * sizes, as diffusers' upsample_size); the defaults (checkpoint metadata) are checked here too */
+    if (w < 8 || h < 8 || w % 8 || h % 8 || w > LF_GEN_MAX_SIZE || h > LF_GEN_MAX_SIZE) {
+        st = lf_err(LF_ERR_ARG, "size %dx%d%s: width and height must be multiples of 8, from 8 to %d", w, h,
+                    o->width && o->height ? "" : " (the model's default size)", LF_GEN_MAX_SIZE);
         goto fail;
     }
     o->width = w;

@@ -7,7 +7,9 @@
  *            the NCHW -> tokens transpose); per block: u += attn1(ln1 u); u += attn2(ln2 u, ctx);
  *            u += ff2(geglu(ff1(ln3 u))) (ln eps 1e-5); h' = h + proj_out(u) back in NCHW
  *   attn     softmax(q kᵀ / sqrt(d)) v per head, q = Wq a, k = Wk c, v = Wv c, out = Wo (.) + bo
- *   down     conv 3x3 stride 2 pad 1;  up: nearest 2x then conv 3x3 pad 1
+ *   down     conv 3x3 stride 2 pad 1 (H -> ceil(H/2));  up: nearest to the size of the next skip
+ *            connection (2x when the latent is a multiple of 2^downsamplers; otherwise diffusers'
+ *            upsample_size, F.interpolate(size=...), lf_nn_resize_nearest) then conv 3x3 pad 1
  *   out      conv_out(silu(gn(h)))                                                        gn eps 1e-5
  * Buffers: each layer writes a fresh (N, C, H, W) array; input-block outputs live on the skip list
  * until the matching output block concatenates them. No state outside the call.
@@ -186,10 +188,11 @@ done:
     return st;
 }
 
-/* Run the layers of one block on in (N, *C, *H, *W); *out gets a fresh buffer (in is not freed). */
+/* Run the layers of one block on in (N, *C, *H, *W); *out gets a fresh buffer (in is not freed).
+ * An upsampler resizes to up_h x up_w (nearest, diffusers' Upsample2D with upsample_size), 2x when 0. */
 static lf_status lf_un_block_fwd(const lf_unet *u, const lf_un_block *blk, float **out, const float *in,
                                  int64_t *C, int64_t *H, int64_t *W, const float *emb_s,
-                                 const float *ctx, int64_t L, int64_t N) {
+                                 const float *ctx, int64_t L, int64_t N, int64_t up_h, int64_t up_w) {
     lf_status st = LF_OK;
     const float *cur = in;
     float *owned = NULL;
@@ -214,10 +217,11 @@ static lf_status lf_un_block_fwd(const lf_unet *u, const lf_un_block *blk, float
             break;
         }
         case LF_UN_UP: {
-            float *upx = lf_un_alloc(N * *C * 4 * *H * *W, &st);
+            int64_t Ho = up_h > 0 ? up_h : 2 * *H, Wo = up_w > 0 ? up_w : 2 * *W;
+            float *upx = lf_un_alloc(N * *C * Ho * Wo, &st);
             if (!upx) break;
-            lf_nn_upsample_nearest2x(upx, cur, N, *C, *H, *W);
-            *H *= 2, *W *= 2;
+            lf_nn_resize_nearest(upx, cur, N, *C, *H, *W, Ho, Wo);
+            *H = Ho, *W = Wo;
             if ((nx = lf_un_alloc(N * l->conv.out * *H * *W, &st)) != NULL)
                 st = lf_un_conv(&l->conv, nx, upx, N, *H, *W, 1, 1);
             *C = l->conv.out;
@@ -252,17 +256,15 @@ lf_status lf_unet_forward_mid(const lf_unet *u, float *out, float *mid, const fl
                               const float *context, int64_t L, const float *y, int64_t N, int64_t H,
                               int64_t W) {
     const lf_unet_arch *a = &u->arch;
-    int64_t mult = (int64_t)1 << (a->n_levels - 1);
-    if (N < 1 || H < 1 || W < 1 || H % mult || W % mult)
-        return lf_err(LF_ERR_SHAPE, "unet: latent %lldx%lld (batch %lld): height and width must be "
-                      "positive multiples of %lld", (long long)H, (long long)W, (long long)N,
-                      (long long)mult);
+    if (N < 1 || H < 1 || W < 1)
+        return lf_err(LF_ERR_SHAPE, "unet: latent %lldx%lld (batch %lld): sizes must be positive", (long long)H,
+                      (long long)W, (long long)N);
     if (a->context_dim > 0 && (!context || L < 1))
         return lf_err(LF_ERR_ARG, "unet: context (N, L, %lld) is required", (long long)a->context_dim);
     lf_status st = LF_OK;
     float *emb = lf_un_alloc(N * a->time_embed_dim, &st);
     float *skips[LF_UNET_MAX_BLOCKS];
-    int64_t skc[LF_UNET_MAX_BLOCKS];
+    int64_t skc[LF_UNET_MAX_BLOCKS], skh[LF_UNET_MAX_BLOCKS], skw[LF_UNET_MAX_BLOCKS];
     int ns = 0;
     float *h = NULL;
     if (st != LF_OK) return st;
@@ -273,12 +275,12 @@ lf_status lf_unet_forward_mid(const lf_unet *u, float *out, float *mid, const fl
     const float *cur = x;
     for (int i = 0; i < a->n_input_blocks; i++) {
         float *nx = NULL;
-        if ((st = lf_un_block_fwd(u, &u->in[i], &nx, cur, &C, &Hc, &Wc, emb, context, L, N)) != LF_OK)
+        if ((st = lf_un_block_fwd(u, &u->in[i], &nx, cur, &C, &Hc, &Wc, emb, context, L, N, 0, 0)) != LF_OK)
             goto done;
-        skips[ns] = nx, skc[ns] = C, ns++;
+        skips[ns] = nx, skc[ns] = C, skh[ns] = Hc, skw[ns] = Wc, ns++;
         cur = nx;
     }
-    if ((st = lf_un_block_fwd(u, &u->mid, &h, cur, &C, &Hc, &Wc, emb, context, L, N)) != LF_OK) goto done;
+    if ((st = lf_un_block_fwd(u, &u->mid, &h, cur, &C, &Hc, &Wc, emb, context, L, N, 0, 0)) != LF_OK) goto done;
     if (mid) memcpy(mid, h, (size_t)(N * C * Hc * Wc) * sizeof(float));
     for (int i = 0; i < a->n_output_blocks; i++) {
         int k = ns - 1;
@@ -290,7 +292,11 @@ lf_status lf_unet_forward_mid(const lf_unet *u, float *out, float *mid, const fl
         free(skips[k]);
         ns = k;
         h = NULL;
-        st = lf_un_block_fwd(u, &u->out[i], &nx, cat, &C, &Hc, &Wc, emb, context, L, N);
+        /* an upsampler here goes to the size of the next skip connection (diffusers: upsample_size =
+         * down_block_res_samples[-1].shape[2:] when a latent size is not a multiple of 2^upsamplers; the
+         * same as 2x otherwise), so odd sizes come back exactly: 5 -> 3 -> 5 */
+        st = lf_un_block_fwd(u, &u->out[i], &nx, cat, &C, &Hc, &Wc, emb, context, L, N, k > 0 ? skh[k - 1] : 0,
+                             k > 0 ? skw[k - 1] : 0);
         free(cat);
         if (st != LF_OK) goto done;
         h = nx;

@@ -283,6 +283,36 @@ static void test_layout(void) {
             for (int64_t j = 0; j < 2 * W; j++)
                 ok &= u[(p * 2 * H + i) * 2 * W + j] == x[(p * H + i / 2) * W + j / 2];
     LF_CHECK(ok, "upsample_nearest2x");
+    {
+        /* resize_nearest: 2x is the 2x op byte for byte; other sizes follow torch's f32 index formula */
+        float *r = rnd(N * C * 4 * S);
+        lf_nn_resize_nearest(r, x, N, C, H, W, 2 * H, 2 * W);
+        LF_CHECK(memcmp(r, u, (size_t)(N * C * 4 * S) * sizeof(float)) == 0, "resize_nearest 2x");
+        free(r);
+        const int64_t sz[][2] = {{5, 7}, {3, 4}, {1, 1}, {6, 9}, {2, 2}, {3, 8}};
+        for (size_t q = 0; q < sizeof sz / sizeof sz[0]; q++) {
+            int64_t Ho = sz[q][0], Wo = sz[q][1];
+            r = rnd(N * C * Ho * Wo);
+            lf_nn_resize_nearest(r, x, N, C, H, W, Ho, Wo);
+            ok = 1;
+            for (int64_t p = 0; p < N * C; p++)
+                for (int64_t i = 0; i < Ho; i++)
+                    for (int64_t j = 0; j < Wo; j++) {
+                        int64_t si = (int64_t)floorf((float)i * ((float)H / (float)Ho));
+                        int64_t sj = (int64_t)floorf((float)j * ((float)W / (float)Wo));
+                        si = si < H - 1 ? si : H - 1;
+                        sj = sj < W - 1 ? sj : W - 1;
+                        ok &= r[(p * Ho + i) * Wo + j] == x[(p * H + si) * W + sj];
+                    }
+            LF_CHECK(ok, "resize_nearest %lldx%lld -> %lldx%lld", (long long)H, (long long)W, (long long)Ho,
+                     (long long)Wo);
+            free(r);
+        }
+        /* 5 -> 3 -> 5 (the UNet's odd sizes): rows 0,0,1,1,2 as torch (scale 0.6f) */
+        float a5[3] = {1, 2, 3}, b5[5];
+        lf_nn_resize_nearest(b5, a5, 1, 1, 3, 1, 5, 1);
+        LF_CHECK(b5[0] == 1 && b5[1] == 1 && b5[2] == 2 && b5[3] == 2 && b5[4] == 3, "resize_nearest 3 -> 5");
+    }
     int64_t Hp = H + 1, Wp = W + 1;
     float *pd = rnd(N * C * Hp * Wp);
     lf_nn_pad2d(pd, x, N, C, H, W, 0, 1, 0, 1);

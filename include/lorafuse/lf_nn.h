@@ -126,6 +126,14 @@ void lf_nn_nlc_to_nchw(float *y, const float *x, int64_t N, int64_t C, int64_t S
 /* y (N, C, 2H, 2W) = nearest-neighbour 2x upsampling of x (N, C, H, W): y[.., i, j] = x[.., i/2, j/2]. */
 void lf_nn_upsample_nearest2x(float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W);
 
+/* y (N, C, Ho, Wo) = nearest-neighbour resize of x (N, C, H, W) to any size, as torch's
+ * F.interpolate(x, size=(Ho, Wo), mode="nearest") on the CPU: y[.., i, j] = x[.., si, sj] with
+ * si = min(floor((float)i * ((float)H / Ho)), H - 1) computed in f32 as torch does (same for sj).
+ * Ho == 2H and Wo == 2W is lf_nn_upsample_nearest2x (same bytes: the formula gives i / 2 there).
+ * Diffusers' Upsample2D with `upsample_size` (UNet latents not divisible by 2^downsamplers). */
+void lf_nn_resize_nearest(float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t Ho,
+                          int64_t Wo);
+
 /* y (N, C, H + top + bottom, W + left + right) = x (N, C, H, W) zero-padded (torch F.pad with
  * (left, right, top, bottom)); the VAE encoder's Downsample pads (0, 1, 0, 1) then convs pad 0. */
 void lf_nn_pad2d(float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t left,

@@ -40,7 +40,8 @@
  *                    u + attn2(ln2 u, context); u + ff2(geglu(ff1(ln3 u)))
  *   out  = conv_out(silu(gn(h)))
  * Shapes: x (N, in_ch, H, W), t (N), context (N, L, context_dim), y (N, adm_in_channels) or NULL,
- * out (N, out_ch, H, W); H and W multiples of 2^(number of downsamplers).
+ * out (N, out_ch, H, W); any H, W >= 1: downsamplers give ceil(H/2), upsamplers go back to the size
+ * of the matching skip connection (nearest, as diffusers' upsample_size), so out has x's size.
  * Test: tests/test_unet.c against diffusers (tests/data/model/, scripts/golden/model_unet.py).
  */
 #ifndef LF_UNET_H

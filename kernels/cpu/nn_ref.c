@@ -677,6 +677,53 @@ void lf_nn_upsample_nearest2x(float *y, const float *x, int64_t N, int64_t C, in
     lf_par_for(N * C, grain < 1 ? 1 : grain, lf_nn_upsample_chunk, &c);
 }
 
+typedef struct {
+    float *y;
+    const float *x;
+    int64_t H, W, Ho, Wo;
+} lf_nn_resize_ctx;
+
+/* torch's CPU nearest source index (UpSampleKernel.cpp, compute_indices_weights_nearest, torch 1.13):
+ * scale = (float)in / out, src = min((int64_t)floorf((float)dst * scale), in - 1), all in f32. */
+static inline int64_t lf_nn_nearest_src(int64_t dst, float scale, int64_t in) {
+    int64_t s = (int64_t)floorf((float)dst * scale);
+    return s < in - 1 ? s : in - 1;
+}
+
+static void lf_nn_resize_chunk(void *vc, int64_t i0, int64_t i1, int tid) {
+    const lf_nn_resize_ctx *c = vc;
+    int64_t H = c->H, W = c->W, Ho = c->Ho, Wo = c->Wo;
+    float sh = (float)H / (float)Ho, sw = (float)W / (float)Wo;
+    (void)tid;
+    for (int64_t p = i0; p < i1; p++) {
+        const float *xp = c->x + p * H * W;
+        float *yp = c->y + p * Ho * Wo;
+        int64_t prev = -1;
+        for (int64_t i = 0; i < Ho; i++) {
+            int64_t si = lf_nn_nearest_src(i, sh, H);
+            float *yr = yp + i * Wo;
+            if (si == prev) { /* same source row as the row above */
+                memcpy(yr, yr - Wo, (size_t)Wo * sizeof(float));
+                continue;
+            }
+            const float *xr = xp + si * W;
+            for (int64_t j = 0; j < Wo; j++) yr[j] = xr[lf_nn_nearest_src(j, sw, W)];
+            prev = si;
+        }
+    }
+}
+
+void lf_nn_resize_nearest(float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t Ho,
+                          int64_t Wo) {
+    if (Ho == 2 * H && Wo == 2 * W) { /* src = dst / 2 exactly in torch's formula too */
+        lf_nn_upsample_nearest2x(y, x, N, C, H, W);
+        return;
+    }
+    lf_nn_resize_ctx c = {y, x, H, W, Ho, Wo};
+    int64_t grain = LF_NN_EW_GRAIN / (Ho * Wo > 0 ? Ho * Wo : 1);
+    lf_par_for(N * C, grain < 1 ? 1 : grain, lf_nn_resize_chunk, &c);
+}
+
 void lf_nn_pad2d(float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t left,
                  int64_t right, int64_t top, int64_t bottom) {
     int64_t Hp = H + top + bottom, Wp = W + left + right;

@@ -21,7 +21,8 @@ Each case stores <case>.latent (1, 4, h, w): the final latent (output_type="late
 <case>.image (1, 3, H, W): vae.decode(latent / scaling_factor) in f32, <case>.rgb (H, W, 3) U8: the
 pipeline's own postprocessing (round(clamp(x/2+0.5, 0, 1) * 255)); and cond / uncond (77, 32) of the first
 case. Metadata per case: prompt (with the <lora:...> tags lorafuse reads), negative, sampler (A1111 name),
-steps, cfg, seed, width, height; `cases` lists them.
+steps, cfg, seed, width, height (<case>.width / <case>.height where a case has its own size: euler_72x40,
+a 9x5 latent that is not a multiple of 2^downsamplers); `cases` lists them.
 """
 import gzip
 import json
@@ -49,7 +50,11 @@ CASES = [
      [0.2, 0.2, 1.0, 1.0, 1.0]),
     ("euler_sched_linear", "euler", False, "Euler", " <lora:mini_lora:te=0:unet=0@0,1@5:ramp=linear>", 0.0,
      [0.0, 0.25, 0.5, 0.75, 1.0]),
+    ("euler_72x40", "euler", False, "Euler", "", None, None),
 ]
+# (width, height) of the cases that do not run at SIZE x SIZE, stored as <case>.width / <case>.height:
+# 72x40 is a 9x5 latent, not a multiple of 2^3, so diffusers' UNet passes upsample_size to its upsamplers
+CASE_SIZE = {"euler_72x40": (72, 40)}
 
 
 def bytes_to_unicode():
@@ -182,7 +187,8 @@ def run(root):
             tensors["cond"], tensors["uncond"] = c[0].contiguous(), u[0].contiguous()
         g = torch.Generator("cpu").manual_seed(SEED)
         with torch.no_grad():
-            lat = pipe(PROMPT, negative_prompt=NEG, height=SIZE, width=SIZE, num_inference_steps=STEPS,
+            cw, ch = CASE_SIZE.get(name, (SIZE, SIZE))
+            lat = pipe(PROMPT, negative_prompt=NEG, height=ch, width=cw, num_inference_steps=STEPS,
                        guidance_scale=CFG, generator=g, output_type="latent", callback_on_step_end=cb).images
             img = vae.decode(lat / vae.config.scaling_factor).sample
             rgb = pipe.image_processor.postprocess(img, output_type="np")[0]
@@ -193,6 +199,8 @@ def run(root):
         names.append(name)
         meta[f"{name}.prompt"] = PROMPT + tag
         meta[f"{name}.sampler"] = sname
+        if name in CASE_SIZE:
+            meta[f"{name}.width"], meta[f"{name}.height"] = str(cw), str(ch)
         print(f"  {name}: {sname}, latent |x| {lat.abs().mean():.4f}, image mean {img.mean():.4f}")
     meta.update({"cases": ",".join(names), "negative": NEG, "seed": str(SEED), "steps": str(STEPS),
                  "cfg": repr(CFG), "width": str(SIZE), "height": str(SIZE), "model": "models/sd15-mini.safetensors",

@@ -16,6 +16,11 @@ Files (all tensors f32; inputs and outputs side by side):
   sdxl_unet.safetensors   as above with context (2,77,64), text_embeds (2,32), time_ids (2,6);
                           y (2,80) = cat(text_embeds, add_time_proj(time_ids).reshape(2,-1)) (the LDM
                           `y` vector); emb (2,64) = time emb + add_embedding(y); mid (2,32,4,4); out.
+  <model>_unet_odd.safetensors  the same tensors for a latent whose sizes are not multiples of 8:
+                          x (2,4,10,6) for SD1.5 (3 downsamplers: 10x6 -> 5x3 -> 3x2 -> 2x1, mid (2,32,2,1)),
+                          (2,4,6,10) for SDXL (2 downsamplers: 6x10 -> 3x5 -> 2x3); seeds 5111.. instead of
+                          5101..; on the way up diffusers interpolates to the skip connections' sizes
+                          (forward_upsample_size / upsample_size).
   <model>_vae.safetensors dec_in (1,4,8,8) seeded sampler-space latent; dec_out (1,3,64,64) =
                           vae.decode(dec_in / sf).sample; enc_in (1,3,64,64) seeded image in [-1,1];
                           enc_mean (1,4,8,8) = sf * latent_dist.mean; enc_logvar (1,4,8,8) =
@@ -43,6 +48,7 @@ from safetensors.torch import load_file
 from . import tiny
 from .common import gen, save_file
 
+ODD = {"sd15": (10, 6), "sdxl": (6, 10)}  # latent (H, W) of the *_unet_odd goldens
 SF = {"sd15": 0.18215, "sdxl": 0.13025}
 SRC = "diffusers 0.30.3 UNet2DConditionModel/AutoencoderKL, torch 1.13 CPU f32, weights from the F16 checkpoint"
 
@@ -71,17 +77,17 @@ def _models(name, root):
     return unet.float().eval(), vae.float().eval(), path
 
 
-def _unet_case(name, unet, path, outdir):
+def _unet_case(name, unet, path, outdir, hw=(16, 16), seed=5101, suffix=""):
     xl = name == "sdxl"
     N = 2
     ctx_dim = unet.config.cross_attention_dim
-    x = torch.randn((N, 4, 16, 16), generator=gen(5101))
+    x = torch.randn((N, 4) + hw, generator=gen(seed))
     t = torch.tensor([999.0, 250.0])
-    ctx = torch.randn((N, 77, ctx_dim), generator=gen(5102))
+    ctx = torch.randn((N, 77, ctx_dim), generator=gen(seed + 1))
     tensors = {"x": x, "t": t, "context": ctx}
     kwargs = {}
     if xl:
-        text_embeds = torch.randn((N, 32), generator=gen(5103))
+        text_embeds = torch.randn((N, 32), generator=gen(seed + 2))
         time_ids = torch.tensor([[64.0, 64.0, 0.0, 0.0, 64.0, 64.0], [128.0, 96.0, 8.0, 16.0, 128.0, 96.0]])
         kwargs["added_cond_kwargs"] = {"text_embeds": text_embeds, "time_ids": time_ids}
         tensors.update(text_embeds=text_embeds, time_ids=time_ids)
@@ -102,7 +108,7 @@ def _unet_case(name, unet, path, outdir):
             "timesteps": "999,250",
             "config": json.dumps({k: v for k, v in dict(unet.config).items() if not k.startswith("_")},
                                  sort_keys=True, default=list)[:3000]}
-    p = os.path.join(outdir, f"{name}_unet.safetensors")
+    p = os.path.join(outdir, f"{name}_unet{suffix}.safetensors")
     save_file({k: v.float().contiguous() for k, v in tensors.items()}, p, meta)
     print(f"  wrote {os.path.relpath(p)} ({os.path.getsize(p)} bytes), |out| = {out.norm():.4f}")
 
@@ -164,6 +170,9 @@ def run(root):
     for name in ("sd15", "sdxl"):
         unet, vae, path = _models(name, root)
         _unet_case(name, unet, path, outdir)
+        # latent sizes that are not multiples of 2^(downsamplers): diffusers passes upsample_size (the
+        # skip connection's size) to the upsamplers, F.interpolate(size=..., mode="nearest")
+        _unet_case(name, unet, path, outdir, ODD[name], 5111, "_odd")
         _vae_case(name, vae, path, outdir)
         if name == "sd15":
             _save_sd15_folder(unet, vae, root, outdir)
