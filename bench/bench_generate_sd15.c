@@ -100,7 +100,7 @@ done:
 int main(int argc, char **argv) {
     const char *dir = "/tmp/lf-bench", *tag = "<lora:lora-r32:te=0:unet=0@0,1@1.0:ramp=linear>";
     int steps = 20, unet_steps = 2, px = 512;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes one value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             fprintf(stderr, "usage: %s [--dir DIR] [--steps N] [--unet-steps K] [--size PX] [--tag TAG]\n", argv[0]);
@@ -115,7 +115,6 @@ int main(int argc, char **argv) {
             fprintf(stderr, "unknown option %s\n", a);
             return 2;
         }
-        i++;
     }
     if (steps < 1 || unet_steps < 0 || unet_steps > steps || px < 64 || px % 64) {
         fprintf(stderr, "bad values: steps >= 1, 0 <= unet-steps <= steps, size a multiple of 64\n");

@@ -9,7 +9,9 @@
 #include "lorafuse/lf_half.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
+#include <stdatomic.h>
 #define LF_HAVE_F16C_PATH 1
 #endif
 
@@ -94,7 +96,26 @@ static double lf_elem(const void *p, lf_dtype dt, int64_t i) {
  * _MM_FROUND_TO_NEAREST_INT rounds to nearest even and quiets NaN exactly as lf_f32_to_f16 does
  * (tests/test_half.c checks every f16 pattern and millions of f32 values against the scalar code). */
 #ifdef LF_HAVE_F16C_PATH
-static int lf_f16c(void) { return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx"); }
+/* cpuid rather than __builtin_cpu_supports("f16c"), which clang 14 does not know; AVX state must also be
+ * enabled by the OS (OSXSAVE + XCR0 bits 1-2). Cached: the answer never changes. */
+static int lf_f16c_probe(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    if (!(c & bit_F16C) || !(c & bit_AVX) || !(c & bit_OSXSAVE)) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 6u) == 6u;
+}
+
+static int lf_f16c(void) {
+    static atomic_int cached = -1;
+    int v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v < 0) {
+        v = lf_f16c_probe();
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    return v;
+}
 
 __attribute__((target("f16c,avx"))) static int64_t lf_f16_decode_f16c(const unsigned char *b, float *out, int64_t n) {
     int64_t i = 0;
