@@ -219,7 +219,7 @@ static int run_model(const char *name, const lf_unet_spec *s, int heads, int hea
 int main(int argc, char **argv) {
     const char *model = "both";
     int px15 = 512, pxxl = 512, batch = 2, steps = 1, gemm = 2048, share15 = 0, sharexl = 1;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes one value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             fprintf(stderr, "usage: %s [--model sd15|sdxl|both] [--size-sd15 PX] [--size-sdxl PX] [--batch N] "
@@ -238,7 +238,6 @@ int main(int argc, char **argv) {
             fprintf(stderr, "unknown option %s\n", a);
             return 2;
         }
-        i++;
     }
     if (batch < 1 || batch > 64 || steps < 1 || px15 % 64 || pxxl % 32 || px15 < 64 || pxxl < 32 || gemm < 64) {
         fprintf(stderr, "bad sizes: pixels must be multiples of 64 (SD1.5) / 32 (SDXL), batch 1..64\n");
