@@ -258,7 +258,12 @@ static lf_status lf_halloc(lf_dev_model *dm, size_t bytes, int mapped, const cha
     *out = (char *)base + LF_GUARD;
     if (mapped) {
         void *dp = NULL;
-        LF_CU(cudaHostGetDevicePointer(&dp, base, 0), layer);
+        /* base is owned by dm->bufs from here: an error must not free it again (lf_dev_model_free does) */
+        cudaError_t e = cudaHostGetDevicePointer(&dp, base, 0);
+        if (e != cudaSuccess) {
+            st = lf_cu_err(e, "cudaHostGetDevicePointer(&dp, base, 0)", layer, __FILE__, __LINE__);
+            goto fail_pushed;
+        }
         if (dp != base) {
             st = lf_err(LF_ERR_UNSUPPORTED, "layer '%s': mapped pinned memory has a different device address "
                         "(no unified addressing)", layer ? layer : "?");
@@ -851,7 +856,7 @@ static int64_t lf_list_fill(const lf_dev_model *dm, const size_t *jobs, const in
         h[i] = (int32_t)jobs[i];
         h[n + i] = flags[i];
         h[2 * n + i] = (int32_t)tiles;
-        tiles += ((hj->O + LF_DEV_TM - 1) / LF_DEV_TM) * ((hj->K + LF_DEV_TN - 1) / LF_DEV_TN);
+        tiles += lf_dev_job_tiles(hj->O, hj->K);
     }
     h[3 * n] = (int32_t)tiles;
     return tiles;

@@ -54,11 +54,7 @@ static_assert(TM == 64 && TN == 64 && NT == 128, "the thread map below assumes 6
 
 /* ---- typed access to W / W0 ------------------------------------------------------------------ */
 
-__device__ __forceinline__ float ld1(const void *p, int dt, int64_t i) {
-    if (dt == LF_DDT_F32) return static_cast<const float *>(p)[i];
-    uint16_t h = static_cast<const uint16_t *>(p)[i];
-    return dt == LF_DDT_F16 ? lf_f16_to_f32(h) : lf_bf16_to_f32(h);
-}
+__device__ __forceinline__ float ld1(const void *p, int dt, int64_t i) { return lf_dev_ld(p, dt, i); }
 
 /* 4 elements from index i (i % 4 == 0, pointer 16-byte aligned: checked by the host, vec_ok) */
 __device__ __forceinline__ void ld4(const void *p, int dt, int64_t i, float v[4]) {
@@ -74,34 +70,45 @@ __device__ __forceinline__ void ld4(const void *p, int dt, int64_t i, float v[4]
     for (int k = 0; k < 4; k++) v[k] = dt == LF_DDT_F16 ? lf_f16_to_f32(h[k]) : lf_bf16_to_f32(h[k]);
 }
 
-__device__ __forceinline__ uint16_t rnd16(float x, int dt) {
-    return dt == LF_DDT_F16 ? lf_math_store_f16(x) : lf_math_store_bf16(x);
+/* stores round once (lf_dev_round16) and return true if a stored value is not finite: for f16/bf16 the
+ * rounded bits are checked, since an f32-finite sum can overflow the 16-bit format */
+__device__ __forceinline__ bool st1(void *p, int dt, int64_t i, float v) {
+    if (dt == LF_DDT_F32) {
+        static_cast<float *>(p)[i] = v;
+        return !isfinite(v);
+    }
+    const uint16_t h = lf_dev_round16(v, dt);
+    static_cast<uint16_t *>(p)[i] = h;
+    return lf_dev_bits16_bad(h, dt);
 }
 
-__device__ __forceinline__ void st1(void *p, int dt, int64_t i, float v) {
-    if (dt == LF_DDT_F32) static_cast<float *>(p)[i] = v;
-    else static_cast<uint16_t *>(p)[i] = rnd16(v, dt);
-}
-
-__device__ __forceinline__ void st4(void *p, int dt, int64_t i, const float v[4]) {
+__device__ __forceinline__ bool st4(void *p, int dt, int64_t i, const float v[4]) {
     if (dt == LF_DDT_F32) {
         *reinterpret_cast<float4 *>(static_cast<float *>(p) + i) = make_float4(v[0], v[1], v[2], v[3]);
-        return;
+        return !isfinite(v[0]) || !isfinite(v[1]) || !isfinite(v[2]) || !isfinite(v[3]);
+    }
+    uint16_t h[4];
+    bool bad = false;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        h[k] = lf_dev_round16(v[k], dt);
+        bad |= lf_dev_bits16_bad(h[k], dt) != 0;
     }
     uint2 q;
-    q.x = (uint32_t)rnd16(v[0], dt) | ((uint32_t)rnd16(v[1], dt) << 16);
-    q.y = (uint32_t)rnd16(v[2], dt) | ((uint32_t)rnd16(v[3], dt) << 16);
+    q.x = (uint32_t)h[0] | ((uint32_t)h[1] << 16);
+    q.y = (uint32_t)h[2] | ((uint32_t)h[3] << 16);
     *reinterpret_cast<uint2 *>(static_cast<uint16_t *>(p) + i) = q;
+    return bad;
 }
 
 /* ---- exact restore: W0's bytes, no arithmetic ------------------------------------------------ */
 
-__device__ void copy_tile(const lf_djob &J, int o0, int c0, int ty, int tx) {
-    int c = c0 + tx * 4;
+__device__ void copy_tile(const lf_djob &J, int o0, int c0, int tid) {
+    const int c = c0 + lf_dev_thr_col(tid), span = lf_dev_span(c, J.K);
     bool wide = J.dtype == LF_DDT_F32;
     for (int i = 0; i < 8; i++) {
-        int o = o0 + ty * 8 + i;
-        if (o >= J.O || c >= J.K) continue;
+        int o = o0 + lf_dev_thr_row(tid, i);
+        if (o >= J.O || span == 0) continue;
         int64_t at = (int64_t)o * J.K + c;
         if (J.vec_ok) {
             if (wide) *reinterpret_cast<uint4 *>(static_cast<uint32_t *>(J.w) + at) =
@@ -110,7 +117,7 @@ __device__ void copy_tile(const lf_djob &J, int o0, int c0, int ty, int tx) {
                      *reinterpret_cast<const uint2 *>(static_cast<const uint16_t *>(J.w0) + at);
             continue;
         }
-        for (int j = 0; j < 4 && c + j < J.K; j++) {
+        for (int j = 0; j < span; j++) {
             if (wide) static_cast<uint32_t *>(J.w)[at + j] = static_cast<const uint32_t *>(J.w0)[at + j];
             else static_cast<uint16_t *>(J.w)[at + j] = static_cast<const uint16_t *>(J.w0)[at + j];
         }
@@ -242,18 +249,11 @@ struct item {
 
 __device__ __forceinline__ item find_item(const lf_dlaunch &L) {
     const int bid = (int)blockIdx.x;
-    int lo = 0, hi = L.n - 1;
-    while (lo < hi) {
-        int mid = (lo + hi + 1) >> 1;
-        if (L.tstart[mid] <= bid) lo = mid;
-        else hi = mid - 1;
-    }
+    const int lo = lf_dev_find_list(L.tstart, L.n, bid);
     item it;
     it.jidx = L.list[lo];
     it.flags = L.flags[lo];
-    const int tile = bid - L.tstart[lo], K = L.jobs[it.jidx].K, ntn = (K + TN - 1) / TN;
-    it.o0 = (tile / ntn) * TM;
-    it.c0 = (tile % ntn) * TN;
+    lf_dev_tile_origin(bid - L.tstart[lo], L.jobs[it.jidx].K, &it.o0, &it.c0);
     return it;
 }
 
@@ -261,32 +261,36 @@ __device__ __forceinline__ item find_item(const lf_dlaunch &L) {
 __device__ __forceinline__ void load_w0_row(const lf_djob &J, int o, int cb, float w[4]) {
 #pragma unroll
     for (int j = 0; j < 4; j++) w[j] = 0.0f;
-    if (o >= J.O || cb >= J.K) return;
+    const int span = lf_dev_span(cb, J.K);
+    if (o >= J.O || span == 0) return;
     int64_t at = (int64_t)o * J.K + cb;
     if (J.vec_ok) ld4(J.w0, J.dtype, at, w);
     else
-        for (int j = 0; j < 4 && cb + j < J.K; j++) w[j] = ld1(J.w0, J.dtype, at + j);
+#pragma unroll
+        for (int j = 0; j < 4; j++) /* fixed trip count: w stays in registers */
+            if (j < span) w[j] = ld1(J.w0, J.dtype, at + j);
 }
 
 /* acc[i][j] = W0 at the thread's elements (0 outside the weight) */
 __device__ __forceinline__ void load_w0(const lf_djob &J, int o0, int cb, int ty, float acc[8][4]) {
 #pragma unroll
-    for (int i = 0; i < 8; i++) load_w0_row(J, o0 + ty * 8 + i, cb, acc[i]);
+    for (int i = 0; i < 8; i++) load_w0_row(J, o0 + lf_dev_thr_row(ty << 4, i), cb, acc[i]);
 }
 
-/* W = round(acc) once; returns true if a written value is not finite */
+/* W = round(acc) once; returns true if a written value is not finite (after the rounding) */
 __device__ __forceinline__ bool store_w(const lf_djob &J, int o0, int cb, int ty, const float acc[8][4]) {
     bool bad = false;
+    const int span = lf_dev_span(cb, J.K);
 #pragma unroll
     for (int i = 0; i < 8; i++) {
-        int o = o0 + ty * 8 + i;
-        if (o >= J.O || cb >= J.K) continue;
+        int o = o0 + lf_dev_thr_row(ty << 4, i);
+        if (o >= J.O || span == 0) continue;
         int64_t at = (int64_t)o * J.K + cb;
-#pragma unroll
-        for (int j = 0; j < 4; j++) bad |= (cb + j < J.K) && !isfinite(acc[i][j]);
-        if (J.vec_ok) st4(J.w, J.dtype, at, acc[i]);
+        if (J.vec_ok) bad |= st4(J.w, J.dtype, at, acc[i]);
         else
-            for (int j = 0; j < 4 && cb + j < J.K; j++) st1(J.w, J.dtype, at + j, acc[i][j]);
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+                if (j < span) bad |= st1(J.w, J.dtype, at + j, acc[i][j]);
     }
     return bad;
 }
@@ -299,10 +303,10 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 4) lf_lora_kernel_v1(const lf_
     const item it = find_item(L);
     const lf_djob &J = L.jobs[it.jidx];
     if (it.flags & LF_DITEM_COPY) {
-        copy_tile(J, it.o0, it.c0, ty, tx);
+        copy_tile(J, it.o0, it.c0, tid);
         return;
     }
-    const int cb = it.c0 + tx * 4;
+    const int cb = it.c0 + lf_dev_thr_col(tid);
     /* the product first, W0 after: only one 8x4 array is live during the product */
     float acc[8][4];
     const bool prod = J.rcat > 0 && !(it.flags & LF_DITEM_SKIP_CAT);
@@ -326,7 +330,7 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 4) lf_lora_kernel_v1(const lf_
 #pragma unroll
     for (int i = 0; i < 8; i++) {
         float w0[4];
-        load_w0_row(J, it.o0 + ty * 8 + i, cb, w0);
+        load_w0_row(J, it.o0 + lf_dev_thr_row(tid, i), cb, w0);
 #pragma unroll
         for (int j = 0; j < 4; j++) acc[i][j] = prod ? w0[j] + acc[i][j] : w0[j];
     }
@@ -348,9 +352,9 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 3) lf_terms_kernel_v1(const lf
     const int tid = threadIdx.x, ty = tid >> 4, tx = tid & 15;
     const item it = find_item(L);
     const lf_djob &J = L.jobs[it.jidx];
-    const int o0 = it.o0, c0 = it.c0, cb = c0 + tx * 4, K = J.K, dt = J.dtype;
+    const int o0 = it.o0, c0 = it.c0, cb = c0 + lf_dev_thr_col(tid), K = J.K;
     if (mode == 0 && (it.flags & LF_DITEM_COPY)) {
-        copy_tile(J, o0, c0, ty, tx);
+        copy_tile(J, o0, c0, tid);
         return;
     }
     {
@@ -407,65 +411,18 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 3) lf_terms_kernel_v1(const lf
         double rs = 0.0; /* mode 1, output axis: the row's sum of squares over this thread's columns */
 #pragma unroll 1
         for (int e = 0; e < 32; e++) {
-            const int i = e >> 2, j = e & 3, o = o0 + ty * 8 + i, ol = o - T.row_off, c = cb + j;
+            const int i = e >> 2, j = e & 3, o = o0 + lf_dev_thr_row(tid, i), ol = o - T.row_off, c = cb + j;
             const bool ok = o < J.O && ol >= 0 && ol < T.rows && c < K;
             if (ok) {
-                const int64_t at = (int64_t)o * K + c;
                 float *acc = Acc + (ty * 8 + i) * BS_LD + tx * 4 + j;
-                if (additive) {
-                    float dv;
-                    if (kind == LF_TK_LOWRANK || kind == LF_TK_LOHA) {
-                        dv = Dt[(ty * 8 + i) * BS_LD + tx * 4 + j];
-                    } else if (kind == LF_TK_LOKR) {
-                        int64_t i1, i2;
-                        lf_math_lokr_index(ol, c, T.i0, T.i1, T.i2, T.i3, &i1, &i2);
-                        dv = T.a[i1] * T.b[i2];
-                    } else if (kind == LF_TK_GLORA) {
-                        const int khw = J.khw, jj = c / khw, sp = c - jj * khw;
-                        float x = 0.0f, y = 0.0f;
-                        for (int p = 0; p < T.r; p++)
-                            x = lf_math_axpy(x, T.a[((int64_t)ol * T.r + p) * khw + sp], T.b[(int64_t)p * J.I + jj]);
-                        for (int p = 0; p < T.r; p++)
-                            y = lf_math_axpy(y, T.a2[(int64_t)ol * T.r + p], T.b2[(int64_t)p * K + c]);
-                        dv = x + y;
-                    } else {
-                        dv = T.a[(int64_t)ol * K + c]; /* FULL */
-                    }
-                    if (T.dora_axis) {
-                        const float w0 = mode == 1 ? *acc : ld1(J.w0, dt, at);
-                        const float wc = lf_math_axpy(w0, g, dv);
-                        if (mode == 1) {
-                            if (T.dora_axis == 1) rs += (double)wc * wc;
-                            else atomicAdd(T.ss + c / J.khw, (double)wc * wc);
-                        } else {
-                            const float k = T.kvec[T.dora_axis == 1 ? ol : c / J.khw];
-                            *acc += lf_math_dora_contrib(w0, wc, k, s);
-                        }
-                    } else if (mode == 0) {
-                        *acc = lf_math_axpy(*acc, s * g, dv);
-                    }
-                } else if (mode == 0) {
-                    const float w0 = ld1(J.w0, dt, at);
-                    if (kind == LF_TK_IA3) {
-                        *acc += lf_math_ia3_contrib(w0, T.a[T.i0 ? c / J.khw : ol], s);
-                    } else {
-                        /* OFT / ROWMIX: rows of the same block (group) of the slice */
-                        const int bsz = T.i0, blk = ol / bsz, m = ol - blk * bsz;
-                        const int64_t src0 = (int64_t)(T.row_off + blk * bsz) * K + c;
-                        float x = 0.0f;
-                        if (kind == LF_TK_OFT) {
-                            const float *R = T.a + (int64_t)blk * bsz * bsz;
-                            for (int n = 0; n < bsz; n++)
-                                x = lf_math_axpy(x, lf_math_orth_interp(R[(int64_t)n * bsz + m], n == m, s),
-                                                 ld1(J.w0, dt, src0 + (int64_t)n * K));
-                        } else {
-                            const float *Q = T.a + ((int64_t)blk * bsz + m) * bsz;
-                            for (int n = 0; n < bsz; n++)
-                                x = lf_math_axpy(x, Q[n], ld1(J.w0, dt, src0 + (int64_t)n * K));
-                        }
-                        const float sc = T.rescale ? lf_math_orth_interp(T.rescale[ol], 1, s) : 1.0f;
-                        *acc += x * sc - w0;
-                    }
+                const float prod = additive && kind <= LF_TK_LOHA ? Dt[(ty * 8 + i) * BS_LD + tx * 4 + j] : 0.0f;
+                if (mode == 0) {
+                    *acc = lf_dev_term_apply(&T, &J, *acc, o, c, s, g, prod);
+                } else if (additive && T.dora_axis) {
+                    /* norm pass: Acc holds W0 */
+                    const float wc = lf_math_axpy(*acc, g, lf_dev_term_dv(&T, J.I, K, J.khw, ol, c, prod));
+                    if (T.dora_axis == 1) rs += (double)wc * wc;
+                    else atomicAdd(T.ss + lf_dev_dora_index(2, ol, c, J.khw), (double)wc * wc);
                 }
             }
             if (mode == 1 && T.dora_axis == 1 && j == 3) {

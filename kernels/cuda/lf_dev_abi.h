@@ -13,6 +13,9 @@
 
 #include <stdint.h>
 
+#include "lorafuse/lf_hd.h"
+#include "lorafuse/lf_math.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -84,6 +87,143 @@ typedef struct lf_dlaunch {
     int32_t pad_;
     int32_t *bad;         /* per job: set to 1 when a written value is not finite */
 } lf_dlaunch;
+
+/* ---- index math of the kernels (LF_HD: the kernels call these, tests/test_dev_index.c sweeps them on
+ * the CPU) ------------------------------------------------------------------------------------------
+ * Work list: block bid of a launch is tile (bid - tstart[i]) of job list[i], i the last list position
+ * with tstart[i] <= bid; tiles of a job are row-major over (ceil(O/TM), ceil(K/TN)). Thread tid of a
+ * tile owns rows (tid/16)*8 + i, i < 8, and columns (tid%16)*4 + j, j < 4 (TM = TN = 64, 128 threads).
+ * All flat indices are 64-bit; row, column and tile numbers fit 32 bits (the host refuses O or K above
+ * INT32_MAX/2 and more than INT32_MAX tiles). */
+
+/* tiles of a job's flat(W) (O, K) */
+LF_HD int64_t lf_dev_job_tiles(int64_t O, int64_t K) {
+    return ((O + LF_DEV_TM - 1) / LF_DEV_TM) * ((K + LF_DEV_TN - 1) / LF_DEV_TN);
+}
+
+/* list position of block bid: the last i in [0, n) with tstart[i] <= bid (n >= 1, tstart[0] = 0). Jobs
+ * with no tiles have tstart[i] == tstart[i + 1] and are never chosen. */
+LF_HD int32_t lf_dev_find_list(const int32_t *tstart, int32_t n, int32_t bid) {
+    int32_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        int32_t mid = (lo + hi + 1) >> 1;
+        if (tstart[mid] <= bid) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
+/* first row and column of tile `tile` of a job with K columns */
+LF_HD void lf_dev_tile_origin(int32_t tile, int32_t K, int32_t *o0, int32_t *c0) {
+    const int32_t ntn = (K + LF_DEV_TN - 1) / LF_DEV_TN;
+    *o0 = (tile / ntn) * LF_DEV_TM;
+    *c0 = (tile % ntn) * LF_DEV_TN;
+}
+
+/* thread tid's rows and its first column within a tile */
+LF_HD int32_t lf_dev_thr_row(int32_t tid, int32_t i) { return (tid >> 4) * 8 + i; }
+LF_HD int32_t lf_dev_thr_col(int32_t tid) { return (tid & 15) * 4; }
+
+/* elements of a row a thread's 4-wide access at column cb may touch: 0 outside, else min(4, K - cb).
+ * The vector path (vec_ok: K % 4 == 0) touches exactly 4 whenever this is > 0. */
+LF_HD int32_t lf_dev_span(int32_t cb, int32_t K) { return cb >= K ? 0 : K - cb < 4 ? K - cb : 4; }
+
+/* conv flattening: column c of flat(W) (O, I*khw) is input channel c / khw, tap c % khw */
+LF_HD int32_t lf_dev_col_channel(int32_t c, int32_t khw) { return c / khw; }
+
+/* DoRA magnitude / norm slot of element (ol, c): output axis (1) per row, input axis (2) per channel */
+LF_HD int32_t lf_dev_dora_index(int32_t axis, int32_t ol, int32_t c, int32_t khw) {
+    return axis == 1 ? ol : lf_dev_col_channel(c, khw);
+}
+
+/* IA3 scale slot: per input channel (on_input) or per row */
+LF_HD int32_t lf_dev_ia3_index(int32_t on_input, int32_t ol, int32_t c, int32_t khw) {
+    return on_input ? lf_dev_col_channel(c, khw) : ol;
+}
+
+/* GLoRA: T (rows, r, khw) = W0 x_in a1 at (ol, p, tap sp) and a2 (r, I) at (p, channel) */
+LF_HD int64_t lf_dev_glora_t_index(int32_t ol, int32_t p, int32_t r, int32_t sp, int32_t khw) {
+    return ((int64_t)ol * r + p) * khw + sp;
+}
+
+/* OFT / BOFT row blocks of size bsz within a slice: local row ol is row m of block blk; its sources
+ * are the slice rows blk*bsz + n. OFT mixes by R_blk^T (element R[blk][n][m]); the BOFT composite Q
+ * (rows, bsz) is used as is (element Q[blk*bsz + m][n]). */
+LF_HD int64_t lf_dev_block_src_row(int32_t row_off, int32_t ol, int32_t bsz, int32_t n) {
+    return (int64_t)row_off + (int64_t)(ol / bsz) * bsz + n;
+}
+LF_HD int64_t lf_dev_oft_r_index(int32_t ol, int32_t bsz, int32_t n) {
+    const int32_t blk = ol / bsz, m = ol - blk * bsz;
+    return ((int64_t)blk * bsz + n) * bsz + m;
+}
+LF_HD int64_t lf_dev_rowmix_index(int32_t ol, int32_t bsz, int32_t n) { return (int64_t)ol * bsz + n; }
+
+/* ---- per-element access and math (LF_HD: the kernels and the CPU emulation in tests/) ----------- */
+
+/* W / W0 element i as f32 */
+LF_HD float lf_dev_ld(const void *p, int32_t dt, int64_t i) {
+    if (dt == LF_DDT_F32) return ((const float *)p)[i];
+    const uint16_t h = ((const uint16_t *)p)[i];
+    return dt == LF_DDT_F16 ? lf_f16_to_f32(h) : lf_bf16_to_f32(h);
+}
+
+/* the one rounding of a 16-bit weight (lf_math_store_*), and whether the stored bits are finite: an
+ * f32-finite sum can still overflow f16 (|x| >= 65520) or bf16; that weight is not finite either */
+LF_HD uint16_t lf_dev_round16(float x, int32_t dt) {
+    return dt == LF_DDT_F16 ? lf_math_store_f16(x) : lf_math_store_bf16(x);
+}
+LF_HD int lf_dev_bits16_bad(uint16_t h, int32_t dt) {
+    return dt == LF_DDT_F16 ? (h & 0x7c00u) == 0x7c00u : (h & 0x7f80u) == 0x7f80u;
+}
+
+/* dW_raw at (ol, c) of an additive term whose value is computed per element (LOKR, GLORA, FULL); the
+ * product kinds (LOWRANK, LOHA) pass their tile product in `prod` */
+LF_HD float lf_dev_term_dv(const lf_dterm *T, int32_t I, int32_t K, int32_t khw, int32_t ol, int32_t c, float prod) {
+    if (T->kind == LF_TK_LOWRANK || T->kind == LF_TK_LOHA) return prod;
+    if (T->kind == LF_TK_LOKR) {
+        int64_t i1, i2;
+        lf_math_lokr_index(ol, c, T->i0, T->i1, T->i2, T->i3, &i1, &i2);
+        return T->a[i1] * T->b[i2];
+    }
+    if (T->kind == LF_TK_GLORA) {
+        const int32_t ch = lf_dev_col_channel(c, khw), sp = c - ch * khw;
+        float x = 0.0f, y = 0.0f;
+        for (int32_t p = 0; p < T->r; p++)
+            x = lf_math_axpy(x, T->a[lf_dev_glora_t_index(ol, p, T->r, sp, khw)], T->b[(int64_t)p * I + ch]);
+        for (int32_t p = 0; p < T->r; p++)
+            y = lf_math_axpy(y, T->a2[(int64_t)ol * T->r + p], T->b2[(int64_t)p * K + c]);
+        return x + y;
+    }
+    return T->a[(int64_t)ol * K + c]; /* FULL */
+}
+
+/* Apply: acc after term T (strength s, gamma g) at element (o, c) of job J, ol = o - T->row_off in
+ * [0, T->rows); W0 is read from J->w0 where the formula needs it. Same operations in the same order as
+ * the CPU reference (kernels/cpu/<algo>_ref.c) for one term. */
+LF_HD float lf_dev_term_apply(const lf_dterm *T, const lf_djob *J, float acc, int32_t o, int32_t c, float s, float g,
+                              float prod) {
+    const int32_t K = J->K, ol = o - T->row_off;
+    const int64_t at = (int64_t)o * K + c;
+    if (T->kind <= LF_TK_FULL) {
+        const float dv = lf_dev_term_dv(T, J->I, K, J->khw, ol, c, prod);
+        if (!T->dora_axis) return lf_math_axpy(acc, s * g, dv);
+        const float w0 = lf_dev_ld(J->w0, J->dtype, at), wc = lf_math_axpy(w0, g, dv);
+        return acc + lf_math_dora_contrib(w0, wc, T->kvec[lf_dev_dora_index(T->dora_axis, ol, c, J->khw)], s);
+    }
+    const float w0 = lf_dev_ld(J->w0, J->dtype, at);
+    if (T->kind == LF_TK_IA3) return acc + lf_math_ia3_contrib(w0, T->a[lf_dev_ia3_index(T->i0, ol, c, J->khw)], s);
+    /* OFT / ROWMIX: rows of the same block (group) of the slice */
+    const int32_t bsz = T->i0;
+    float x = 0.0f;
+    for (int32_t n = 0; n < bsz; n++) {
+        const float src = lf_dev_ld(J->w0, J->dtype, lf_dev_block_src_row(T->row_off, ol, bsz, n) * K + c);
+        const float q = T->kind == LF_TK_OFT ? lf_math_orth_interp(T->a[lf_dev_oft_r_index(ol, bsz, n)], n == ol % bsz, s)
+                                             : T->a[lf_dev_rowmix_index(ol, bsz, n)];
+        x = lf_math_axpy(x, q, src);
+    }
+    const float sc = T->rescale ? lf_math_orth_interp(T->rescale[ol], 1, s) : 1.0f;
+    return acc + (x * sc - w0);
+}
 
 /* kernels/cuda/apply.cu, one launch over the listed jobs' tiles:
  *   mode 0: lf_lora_kernel_v1, apply for jobs with no terms (concatenated LoRA only) and copies;
