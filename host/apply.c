@@ -8,6 +8,7 @@
  * everything else, and the oracle for that path, is the scalar reference lf_module_contrib_ref.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,10 +71,17 @@ lf_status lf_job_apply_ws(const lf_job *job, int fast, void *out, lf_apply_ws *w
         else st = lf_module_contrib_ref(&p->mod, w0 + off, &shape, p->bias, p->coef, acc + off);
         if (st != LF_OK) lf_err_wrap(st, "layer '%s': ", t->name);
     }
-    for (int64_t i = 0; i < n && st == LF_OK; i++)
-        if (!isfinite(acc[i]))
-            st = lf_err(LF_ERR_NONFINITE, "layer '%s': patched weight is not finite at element %lld (%g); "
-                        "check the adapters' strengths and factors", t->name, (long long)i, (double)acc[i]);
+    /* P6: the result must be finite in the storage dtype, so a value that is finite in f32 but rounds
+     * to Inf in f16/bf16 is refused too (checked before anything is written to out). */
+    uint32_t inf_from = t->dtype == LF_F16 ? 0x477ff000u : t->dtype == LF_BF16 ? 0x7f7f8000u : 0x7f800000u;
+    for (int64_t i = 0; i < n && st == LF_OK; i++) {
+        uint32_t bits;
+        memcpy(&bits, &acc[i], sizeof bits);
+        if ((bits & 0x7fffffffu) >= inf_from)
+            st = lf_err(LF_ERR_NONFINITE, "layer '%s': patched weight is not finite in %s at element %lld (%g "
+                        "before rounding); check the adapters' strengths and factors", t->name,
+                        lf_dtype_name(t->dtype), (long long)i, (double)acc[i]);
+    }
     if (st == LF_OK) st = lf_f32_to_dtype(acc, n, t->dtype, out);
     return st;
 }

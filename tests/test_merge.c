@@ -283,6 +283,14 @@ static void test_refusals(void) {
                    mod, "expected");
     expect_refusal("nan", write_lora("nan.safetensors", mod, O, I, 4, NAN, NULL, NULL), SD15, LF_ERR_NONFINITE,
                    mod, "nan.safetensors");
+    /* finite in f32, but Inf once rounded to the checkpoint's F16 (P6) */
+    {
+        lf_merge_input huge = {good, 1e9f, 0};
+        const char *out = tpath("huge.safetensors");
+        lf_status st = lf_merge(SD15, &huge, 1, out, NULL, NULL);
+        LF_CHECK(st == LF_ERR_NONFINITE && strstr(lf_last_error(), "not finite in F16") &&
+                 strstr(lf_last_error(), "attn1.to_q.weight") && !exists(out), "f16 overflow: %s", lf_last_error());
+    }
     expect_refusal("unmatched", write_lora("unmatched.safetensors", "lora_unet_no_such_block_to_q", O, I, 4, 0.0f, NULL, NULL),
                    SD15, LF_ERR_MODEL, "lora_unet_no_such_block_to_q", "match no layer");
     expect_refusal("unknown suffix", write_lora("suffix.safetensors", mod, O, I, 4, 0.0f, NULL, "x.mystery_tensor"), SD15,
