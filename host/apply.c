@@ -7,7 +7,6 @@
  * Plain LoRA (no lora_mid, no DoRA) has a BLAS path: acc (O, K) += (s*gamma) * up (O, r) @ down (r, K);
  * everything else, and the oracle for that path, is the scalar reference lf_module_contrib_ref.
  */
-#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
