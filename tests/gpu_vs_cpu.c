@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "lorafuse/lf_device.h"
 
 #define BIT(r) (1u << (r))
@@ -87,35 +88,17 @@ static void *rnd_data(arena *a, int64_t n, lf_dtype dt, float lo, float hi) {
     return d;
 }
 
-static lf_view mkview(const void *data, lf_dtype dt, int ndim, int64_t s0, int64_t s1, int64_t s2, int64_t s3) {
-    lf_view v;
-    memset(&v, 0, sizeof v);
-    v.data = data;
-    v.dtype = dt;
-    v.ndim = ndim;
-    v.shape[0] = s0;
-    v.shape[1] = s1;
-    v.shape[2] = s2;
-    v.shape[3] = s3;
-    return v;
-}
-
-static void set_role(lf_module *m, lf_role r, lf_view v) {
-    m->t[r] = v;
-    m->present |= BIT(r);
-}
-
 /* random factor with the given shape (ndim 1..4) */
 static void set_rnd(arena *a, lf_module *m, lf_role r, lf_dtype dt, float amp, int ndim, int64_t s0, int64_t s1,
                     int64_t s2, int64_t s3) {
     int64_t n = s0 * (ndim > 1 ? s1 : 1) * (ndim > 2 ? s2 : 1) * (ndim > 3 ? s3 : 1);
-    set_role(m, r, mkview(rnd_data(a, n, dt, -amp, amp), dt, ndim, s0, s1, s2, s3));
+    lf_test_set_role(m, r, lf_test_view(rnd_data(a, n, dt, -amp, amp), dt, ndim, s0, s1, s2, s3));
 }
 
 static void set_alpha(arena *a, lf_module *m, float alpha) {
     float *x = arena_alloc(a, sizeof *x);
     *x = alpha;
-    set_role(m, LF_R_ALPHA, mkview(x, LF_F32, 0, 0, 0, 0, 0));
+    lf_test_set_role(m, LF_R_ALPHA, lf_test_view(x, LF_F32, 0, 0, 0, 0, 0));
 }
 
 /* ---- shapes and algorithms ---------------------------------------------------------------------- */
@@ -252,7 +235,7 @@ static int build_module(arena *a, lf_module *m, int algo, const shape_def *sh, i
         set_rnd(a, m, LF_R_IA3_W, fdt, 0.5f, 1, in ? I : O, 0, 0, 0);
         float *on = arena_alloc(a, sizeof *on);
         *on = (float)in;
-        set_role(m, LF_R_ON_INPUT, mkview(on, LF_F32, 0, 0, 0, 0, 0));
+        lf_test_set_role(m, LF_R_ON_INPUT, lf_test_view(on, LF_F32, 0, 0, 0, 0, 0));
         break;
     }
     case A_FULL:
@@ -273,7 +256,7 @@ static int build_module(arena *a, lf_module *m, int algo, const shape_def *sh, i
         lf_f32_to_dtype(f, n, v->dtype, (void *)v->data);
         free(f);
     }
-    lf_view w = mkview(NULL, LF_F32, sh->ndim, sh->O, sh->I, sh->kh, sh->kw);
+    lf_view w = lf_test_view(NULL, LF_F32, sh->ndim, sh->O, sh->I, sh->kh, sh->kw);
     lf_status st = lf_module_resolve(m, &w);
     if (st) {
         fprintf(stderr, "module build (%s, %s, rank %d): %s\n", ALGO_NAMES[algo], sh->name, r, lf_last_error());
@@ -341,7 +324,7 @@ static void tolerances(lf_dtype dt, double *l2, double *rtol, double *atolf) {
 
 static int compare(const void *got, const void *ref, int64_t n, lf_dtype dt, cmp_result *r) {
     float *g = malloc((size_t)n * sizeof *g), *e = malloc((size_t)n * sizeof *e);
-    lf_view vg = mkview(got, dt, 1, n, 0, 0, 0), ve = mkview(ref, dt, 1, n, 0, 0, 0);
+    lf_view vg = lf_test_view(got, dt, 1, n, 0, 0, 0), ve = lf_test_view(ref, dt, 1, n, 0, 0, 0);
     lf_view_to_f32(&vg, g);
     lf_view_to_f32(&ve, e);
     double num = 0, den = 0, l2b, rtol, atolf;

@@ -21,6 +21,7 @@
 #include "lf_dev_abi.h"
 #include "lf_ref.h"
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "lorafuse/lf_model.h"
 
 /* ---- 1. work list coverage ---------------------------------------------------------------------- */
@@ -234,24 +235,6 @@ static float *frand(int64_t n, float amp) {
     return f;
 }
 
-static lf_view fview(const float *data, int ndim, int64_t s0, int64_t s1, int64_t s2, int64_t s3) {
-    lf_view v;
-    memset(&v, 0, sizeof v);
-    v.data = data;
-    v.dtype = LF_F32;
-    v.ndim = ndim;
-    v.shape[0] = s0;
-    v.shape[1] = s1;
-    v.shape[2] = s2;
-    v.shape[3] = s3;
-    return v;
-}
-
-static void set_role(lf_module *m, lf_role r, lf_view v) {
-    m->t[r] = v;
-    m->present |= BIT(r);
-}
-
 enum { E_IA3_OUT, E_IA3_IN, E_FULL, E_LOKR, E_OFT, E_DORA_OUT, E_DORA_IN, E_LOHA, E_COUNT };
 static const char *E_NAMES[E_COUNT] = {"ia3_out", "ia3_in", "full", "lokr", "oft", "dora_out", "dora_in", "loha"};
 
@@ -297,11 +280,11 @@ static int emulate_case(int e, lf_dtype dt, int64_t O, int64_t I, int64_t kh, in
     case E_IA3_IN: {
         int in = e == E_IA3_IN;
         fa = frand(in ? I : rows, 0.5f);
-        set_role(m, LF_R_IA3_W, fview(fa, 1, in ? I : rows, 0, 0, 0));
+        lf_test_set_role(m, LF_R_IA3_W, lf_test_view(fa, LF_F32, 1, in ? I : rows, 0, 0, 0));
         float *on = malloc(sizeof *on);
         *on = (float)in;
         keep[nk++] = on;
-        set_role(m, LF_R_ON_INPUT, fview(on, 0, 0, 0, 0, 0));
+        lf_test_set_role(m, LF_R_ON_INPUT, lf_test_view(on, LF_F32, 0, 0, 0, 0, 0));
         T.kind = LF_TK_IA3;
         T.i0 = in;
         T.a = fa;
@@ -309,7 +292,7 @@ static int emulate_case(int e, lf_dtype dt, int64_t O, int64_t I, int64_t kh, in
     }
     case E_FULL:
         fa = frand(rows * K, 0.3f);
-        set_role(m, LF_R_DIFF, fview(fa, ndim, rows, I, kh, kw));
+        lf_test_set_role(m, LF_R_DIFF, lf_test_view(fa, LF_F32, ndim, rows, I, kh, kw));
         T.kind = LF_TK_FULL;
         T.a = fa;
         break;
@@ -317,8 +300,8 @@ static int emulate_case(int e, lf_dtype dt, int64_t O, int64_t I, int64_t kh, in
         int64_t a = rows % 4 == 0 ? 4 : 1, b = rows / a, c = I % 3 == 0 ? 3 : 1, d = I / c;
         fa = frand(a * c, 1.0f);
         fb = frand(b * d * khw, 0.5f);
-        set_role(m, LF_R_KW1, fview(fa, 2, a, c, 0, 0));
-        set_role(m, LF_R_KW2, khw > 1 ? fview(fb, 4, b, d, kh, kw) : fview(fb, 2, b, d, 0, 0));
+        lf_test_set_role(m, LF_R_KW1, lf_test_view(fa, LF_F32, 2, a, c, 0, 0));
+        lf_test_set_role(m, LF_R_KW2, khw > 1 ? lf_test_view(fb, LF_F32, 4, b, d, kh, kw) : lf_test_view(fb, LF_F32, 2, b, d, 0, 0));
         T.kind = LF_TK_LOKR;
         T.a = fa;
         T.b = fb;
@@ -332,8 +315,8 @@ static int emulate_case(int e, lf_dtype dt, int64_t O, int64_t I, int64_t kh, in
         int64_t bs = rows % 8 == 0 ? 8 : rows % 5 == 0 ? 5 : 1, nb = rows / bs;
         fa = frand(nb * bs * bs, 0.2f);
         fb = frand(rows, 1.2f);
-        set_role(m, LF_R_OFT_BLOCKS, fview(fa, 3, nb, bs, bs, 0));
-        set_role(m, LF_R_RESCALE, fview(fb, 2, rows, 1, 0, 0));
+        lf_test_set_role(m, LF_R_OFT_BLOCKS, lf_test_view(fa, LF_F32, 3, nb, bs, bs, 0));
+        lf_test_set_role(m, LF_R_RESCALE, lf_test_view(fb, LF_F32, 2, rows, 1, 0, 0));
         T.kind = LF_TK_OFT;
         T.i0 = (int32_t)bs;
         T.rescale = fb;
@@ -349,25 +332,25 @@ static int emulate_case(int e, lf_dtype dt, int64_t O, int64_t I, int64_t kh, in
             float *a2 = frand(rows * r, 0.5f), *b2 = frand(r * K, 0.5f);
             keep[nk++] = a2;
             keep[nk++] = b2;
-            set_role(m, LF_R_HW1A, fview(fa, 2, rows, r, 0, 0));
-            set_role(m, LF_R_HW1B, fview(fb, 2, r, K, 0, 0));
-            set_role(m, LF_R_HW2A, fview(a2, 2, rows, r, 0, 0));
-            set_role(m, LF_R_HW2B, fview(b2, 2, r, K, 0, 0));
+            lf_test_set_role(m, LF_R_HW1A, lf_test_view(fa, LF_F32, 2, rows, r, 0, 0));
+            lf_test_set_role(m, LF_R_HW1B, lf_test_view(fb, LF_F32, 2, r, K, 0, 0));
+            lf_test_set_role(m, LF_R_HW2A, lf_test_view(a2, LF_F32, 2, rows, r, 0, 0));
+            lf_test_set_role(m, LF_R_HW2B, lf_test_view(b2, LF_F32, 2, r, K, 0, 0));
         } else {
-            set_role(m, LF_R_UP, fview(fa, 2, rows, r, 0, 0));
-            set_role(m, LF_R_DOWN, khw > 1 ? fview(fb, 4, r, I, kh, kw) : fview(fb, 2, r, I, 0, 0));
+            lf_test_set_role(m, LF_R_UP, lf_test_view(fa, LF_F32, 2, rows, r, 0, 0));
+            lf_test_set_role(m, LF_R_DOWN, khw > 1 ? lf_test_view(fb, LF_F32, 4, r, I, kh, kw) : lf_test_view(fb, LF_F32, 2, r, I, 0, 0));
             int64_t nm = e == E_DORA_OUT ? rows : I;
             kv = frand(nm, 1.0f);
             for (int64_t q = 0; q < nm; q++) kv[q] = fabsf(kv[q]) + 0.25f;
-            set_role(m, LF_R_DORA, e == E_DORA_OUT ? fview(kv, 2, rows, 1, 0, 0) : fview(kv, 2, 1, I, 0, 0));
+            lf_test_set_role(m, LF_R_DORA, e == E_DORA_OUT ? lf_test_view(kv, LF_F32, 2, rows, 1, 0, 0) : lf_test_view(kv, LF_F32, 2, 1, I, 0, 0));
         }
         T.kind = loha ? LF_TK_LOHA : LF_TK_LOWRANK;
         break;
     }
     default: return 1;
     }
-    set_role(m, LF_R_ALPHA, fview(alpha, 0, 0, 0, 0, 0));
-    lf_view wv = fview(NULL, ndim, rows, I, kh, kw);
+    lf_test_set_role(m, LF_R_ALPHA, lf_test_view(alpha, LF_F32, 0, 0, 0, 0, 0));
+    lf_view wv = lf_test_view(NULL, LF_F32, ndim, rows, I, kh, kw);
     if (lf_module_resolve(m, &wv) != LF_OK) {
         fprintf(stderr, "emulate %s: resolve: %s\n", E_NAMES[e], lf_last_error());
         return 0;
@@ -376,7 +359,7 @@ static int emulate_case(int e, lf_dtype dt, int64_t O, int64_t I, int64_t kh, in
 
     /* factor preparation as device_cuda.c does it, with the CPU reference's own routines */
     float *R = NULL, *prod = NULL, *w0s = malloc((size_t)n * sizeof *w0s);
-    lf_view full = fview(NULL, 1, n, 0, 0, 0);
+    lf_view full = lf_test_view(NULL, LF_F32, 1, n, 0, 0, 0);
     full.data = w0;
     full.dtype = dt;
     lf_view_to_f32(&full, w0s);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "lorafuse/lf_clip.h"
 #include "lorafuse/lf_generate.h"
 #include "lorafuse/lf_png.h"
@@ -27,17 +28,6 @@
 #define MODEL "models/sd15-mini.safetensors"
 #define GOLDEN "tests/data/pipeline/pipeline.safetensors"
 #define GOLDEN_XL "tests/data/pipeline/pipeline-sdxl.safetensors"
-
-static double rel_l2(const float *a, const float *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(a[i])) return INFINITY;
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1e-300));
-}
 
 /* ---- SHA-256 ---------------------------------------------------------------------------------- */
 static void sha_hex(const void *p, size_t n, size_t split, char hex[65]) {
@@ -268,7 +258,7 @@ static void test_pipeline(const char *golden) {
             if (rt) nr = (size_t)(rt->end - rt->begin);
             LF_CHECK(rl && ri && rt && nl == c.nl && ni == c.ni && nr == c.ni, "%s: golden shapes", name);
             if (rl && ri && rt && nl == c.nl && ni == c.ni && nr == c.ni) {
-                double el = rel_l2(c.latent, rl, nl), ei = rel_l2(c.image, ri, ni);
+                double el = lf_test_rel_l2(c.latent, rl, nl), ei = lf_test_rel_l2(c.image, ri, ni);
                 int maxd = 0;
                 size_t off = 0;
                 for (size_t i = 0; i < nr; i++) {
@@ -289,7 +279,7 @@ static void test_pipeline(const char *golden) {
                 } else if (strstr(prompt, "<lora:")) {
                     for (int k = 0; k < n_plain; k++)
                         if (!strcmp(plain[k].sampler, sampler) && plain[k].n == c.nl) {
-                            double dl = rel_l2(c.latent, plain[k].latent, c.nl);
+                            double dl = lf_test_rel_l2(c.latent, plain[k].latent, c.nl);
                             printf("  %-20s LoRA effect on the latent: rel L2 %.3g from the plain %s case\n", name, dl,
                                    sampler);
                             LF_CHECK(dl > 20 * TOL, "%s: LoRA effect %g too small to test", name, dl);
@@ -341,7 +331,7 @@ static void test_sdxl_cond(void) {
                  "%s: shapes (%zu vs %lld x %lld, pooled %zu vs %lld)", names[i][0], nc, (long long)c.tokens,
                  (long long)c.width, np, (long long)c.pooled_dim);
         if (rc && rp && c.context && nc == (size_t)(c.tokens * c.width) && np == (size_t)c.pooled_dim) {
-            double ec = rel_l2(c.context, rc, nc), ep = rel_l2(c.pooled, rp, np);
+            double ec = lf_test_rel_l2(c.context, rc, nc), ep = lf_test_rel_l2(c.pooled, rp, np);
             printf("  %-13s context (%lld, %lld) rel L2 %.3g, pooled (%lld) rel L2 %.3g\n", names[i][0],
                    (long long)c.tokens, (long long)c.width, ec, (long long)c.pooled_dim, ep);
             LF_CHECK(ec <= 1e-4 && ep <= 1e-4, "%s: context %g, pooled %g", names[i][0], ec, ep);

@@ -16,6 +16,7 @@
 
 #include "keymap_internal.h"
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "lorafuse/lf_model_dir.h"
 #include "lorafuse/lf_weights.h"
 
@@ -24,23 +25,7 @@
 #define DIR15 "tests/data/model/tiny-sd15-diffusers"
 #define XLLAY "tests/data/model/tiny-sdxl-diffusers-unet"
 
-static float *get(const lf_st_file *f, const char *name, int64_t *n) {
-    const lf_st_tensor *t = lf_st_find(f, name);
-    lf_view v = lf_st_view(t);
-    int64_t k = lf_view_numel(&v);
-    float *p = malloc((size_t)k * sizeof(float));
-    lf_view_to_f32(&v, p);
-    if (n) *n = k;
-    return p;
-}
-
 static int same(const float *a, const float *b, int64_t n) { return memcmp(a, b, (size_t)n * sizeof(float)) == 0; }
-
-static double rel_l2(const float *a, const float *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), den += (double)b[i] * b[i];
-    return sqrt(num / (den > 0 ? den : 1e-300));
-}
 
 /* Forward both UNets on fixed inputs; 1 if bitwise equal. */
 static int unet_same(const lf_unet *a, const lf_unet *b, int64_t ctx, int xl) {
@@ -76,10 +61,10 @@ static void check_sd15(void) {
         LF_CHECK(lf_unet_has_weight(ud, "model.diffusion_model.input_blocks.1.1.proj_in.weight"), "LDM keys");
         LF_CHECK(unet_same(us, ud, 32, 0), "UNet: folder and single file differ");
         int64_t nx, nc, no;
-        float *x = get(g, "x", &nx), *t = get(g, "t", NULL), *c = get(g, "context", &nc), *ref = get(g, "out", &no);
+        float *x = lf_test_tensor_f32(g, "x", &nx), *t = lf_test_tensor_f32(g, "t", NULL), *c = lf_test_tensor_f32(g, "context", &nc), *ref = lf_test_tensor_f32(g, "out", &no);
         float *out = malloc((size_t)no * sizeof(float));
         LF_CHECK(lf_unet_forward(ud, out, x, t, c, 77, NULL, 2, 16, 16) == LF_OK, "%s", lf_last_error());
-        double e = rel_l2(out, ref, no);
+        double e = lf_test_rel_l2(out, ref, no);
         printf("  unet (folder) vs diffusers rel L2 %.3g\n", e);
         LF_CHECK(e <= 1e-4, "folder UNet vs golden: %g", e);
         free(x), free(t), free(c), free(ref), free(out);

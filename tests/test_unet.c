@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "lorafuse/lf_safetensors.h"
 #include "lorafuse/lf_unet.h"
 
@@ -20,33 +21,8 @@
 #define SDXL "tests/data/tiny/tiny-sdxl.safetensors"
 #define TOL 1e-4
 
-static float *get(const lf_st_file *f, const char *name, int64_t *n) {
-    const lf_st_tensor *t = lf_st_find(f, name);
-    if (!t) {
-        fprintf(stderr, "golden tensor %s missing\n", name);
-        exit(1);
-    }
-    lf_view v = lf_st_view(t);
-    int64_t k = lf_view_numel(&v);
-    float *p = malloc((size_t)k * sizeof(float));
-    if (!p || lf_view_to_f32(&v, p) != LF_OK) exit(1);
-    if (n) *n = k;
-    return p;
-}
-
-static double rel_l2(const float *a, const float *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-        if (!isfinite(a[i])) return INFINITY;
-    }
-    return sqrt(num / (den > 0 ? den : 1e-300));
-}
-
 static int report(const char *what, const float *got, const float *ref, int64_t n) {
-    double e = rel_l2(got, ref, n);
+    double e = lf_test_rel_l2(got, ref, n);
     printf("  %-24s rel L2 %.3g\n", what, e);
     LF_CHECK(e <= TOL, "%s: rel L2 %g > %g", what, e, TOL);
     return e <= TOL;
@@ -66,14 +42,14 @@ static void run_case(const char *name, const char *ckpt, const char *golden, con
     lf_st_close(cf); /* the model owns f32 copies */
     const lf_unet_arch *a = lf_unet_get_arch(u);
     int64_t nx, nctx, nout, nmid, nemb;
-    float *x = get(gf, "x", &nx), *t = get(gf, "t", NULL), *ctx = get(gf, "context", &nctx);
-    float *ref_out = get(gf, "out", &nout), *ref_mid = get(gf, "mid", &nmid), *ref_emb = get(gf, "emb", &nemb);
+    float *x = lf_test_tensor_f32(gf, "x", &nx), *t = lf_test_tensor_f32(gf, "t", NULL), *ctx = lf_test_tensor_f32(gf, "context", &nctx);
+    float *ref_out = lf_test_tensor_f32(gf, "out", &nout), *ref_mid = lf_test_tensor_f32(gf, "mid", &nmid), *ref_emb = lf_test_tensor_f32(gf, "emb", &nemb);
     const lf_st_tensor *xt = lf_st_find(gf, "x");
     int64_t N = xt->shape[0], H = xt->shape[2], W = xt->shape[3], L = nctx / (N * a->context_dim);
     float *y = NULL;
     if (xl) {
         int64_t ny, nte;
-        float *ref_y = get(gf, "y", &ny), *te = get(gf, "text_embeds", &nte), *ids = get(gf, "time_ids", NULL);
+        float *ref_y = lf_test_tensor_f32(gf, "y", &ny), *te = lf_test_tensor_f32(gf, "text_embeds", &nte), *ids = lf_test_tensor_f32(gf, "time_ids", NULL);
         y = malloc((size_t)ny * sizeof(float));
         LF_CHECK(lf_unet_sdxl_y(u, y, te, nte / N, ids, 6, N) == LF_OK, "sdxl_y: %s", lf_last_error());
         report("y (pooled + time ids)", y, ref_y, ny);

@@ -10,39 +10,19 @@
 #include <unistd.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "lorafuse/lf_model.h"
 #include "lorafuse/lf_vae.h"
 
 #define TOL 1e-4
 
 static float *get(const lf_st_file *f, const char *name, int64_t *n, const lf_st_tensor **tp) {
-    const lf_st_tensor *t = lf_st_find(f, name);
-    if (!t) {
-        fprintf(stderr, "golden tensor %s missing\n", name);
-        exit(1);
-    }
-    lf_view v = lf_st_view(t);
-    int64_t k = lf_view_numel(&v);
-    float *p = malloc((size_t)k * sizeof(float));
-    if (!p || lf_view_to_f32(&v, p) != LF_OK) exit(1);
-    if (n) *n = k;
-    if (tp) *tp = t;
-    return p;
-}
-
-static double rel_l2(const float *a, const float *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (!isfinite(a[i])) return INFINITY;
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1e-300));
+    if (tp) *tp = lf_st_find(f, name);
+    return lf_test_tensor_f32(f, name, n);
 }
 
 static void report(const char *what, const float *got, const float *ref, int64_t n) {
-    double e = rel_l2(got, ref, n);
+    double e = lf_test_rel_l2(got, ref, n);
     printf("  %-24s rel L2 %.3g\n", what, e);
     LF_CHECK(e <= TOL, "%s: rel L2 %g > %g", what, e, TOL);
 }
