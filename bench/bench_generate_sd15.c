@@ -9,7 +9,7 @@
  * (every LoRA-targetable SD1.5 UNet/CLIP weight at its real key and shape, f16) and lora-r32.safetensors
  * (kohya, rank 32, 192 UNet + 72 TE modules). Without them the bench prints a "skipped" line, exits 0.
  *
- * What runs, as in generate (host/generate.c): the step plan of the prompt "bench TAG" (default TAG
+ * What runs, as in generate (host/pipeline/generate.c): the step plan of the prompt "bench TAG" (default TAG
  * `<lora:lora-r32:te=0:unet=0@0,1@1.0:ramp=linear>`: the UNet strength ramps 0 -> 1 over the N steps,
  * so every UNet job is rewritten at every step) is built against the checkpoint; a CPU backend holds the
  * patched tensors; each step t = 1..N runs lf_cpu_backend_step(t) then lf_live_apply_step(t) into a
@@ -35,11 +35,11 @@
 #include <time.h>
 
 #include "lorafuse/lf_model.h"
-#include "lorafuse/lf_nn.h"
-#include "lorafuse/lf_steps.h"
-#include "lorafuse/lf_tags.h"
+#include "kernels/cpu/nn/lf_nn.h"
+#include "lorafuse/lf_step_plan.h"
+#include "lorafuse/lf_prompt_tags.h"
 #include "lorafuse/lf_unet.h"
-#include "lorafuse/lf_weights.h"
+#include "lorafuse/lf_live_weights.h"
 
 static double now(void) {
     struct timespec ts;

@@ -16,7 +16,7 @@ Each file is tab-separated, one module per line, after a '#' header line:
 checkpoint_key is the full key of the weight in the single-file checkpoint; rows is "-" or "a:b" for a
 row slice of that weight (SDXL TE2 q/k/v in attn.in_proj_weight); shape is the module's weight shape
 as "d0,d1,..." (for a slice: the slice's shape). The files are committed fixtures of
-tests/test_keymap.c; CI does not regenerate them. Python 3 standard library only.
+tests/keymap/test_keymap.c; CI does not regenerate them. Python 3 standard library only.
 """
 import os
 import re

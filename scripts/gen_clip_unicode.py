@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate host/tokenizer_unicode.c: the Unicode tables of the CLIP tokenizer (issue 5b).
+"""Generate host/runtime/tokenizer_unicode.c: the Unicode tables of the CLIP tokenizer (issue 5b).
 
 The tables are derived from the oracle itself, character by character, so that lf_tokenizer
 reproduces transformers' CLIPTokenizer (slow, without ftfy) on this reference environment:
@@ -19,7 +19,7 @@ import unicodedata
 import regex
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "host", "tokenizer_unicode.c")
+OUT = os.path.join(ROOT, "host", "runtime", "tokenizer_unicode.c")
 MAXCP = 0x110000
 L_RE, N_RE = regex.compile(r"\p{L}"), regex.compile(r"\p{N}")
 

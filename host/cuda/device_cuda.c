@@ -27,12 +27,12 @@
 
 #include <cuda_runtime.h>
 
-#include "lf_dev_abi.h"
-#include "lf_ref.h"
-#include "module_internal.h" /* lf_has, lf_dim, lf_module_lokr_dims, shared with the CPU reference */
+#include "kernels/cuda/lf_dev_abi.h"
+#include "kernels/cpu/adapters/lf_ref.h"
+#include "host/adapter/module_internal.h" /* lf_has, lf_dim, lf_module_lokr_dims, shared with the CPU reference */
 #include "lorafuse/lf_device.h"
-#include "lorafuse/lf_math.h"
-#include "lorafuse/lf_nvtx.h"
+#include "kernels/common/lf_math.h"
+#include "lf_nvtx.h"
 
 #define LF_GUARD 1024
 #define LF_GUARD_BYTE 0xA5

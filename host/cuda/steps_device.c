@@ -1,4 +1,4 @@
-/* steps_device.c: execute a prompt's per-step plan (lf_steps.h, issue 4) with the device backend
+/* steps_device.c: execute a prompt's per-step plan (lf_step_plan.h, issue 4) with the device backend
  * (lf_device.h, issue 3): the whole step is one grouped apply.
  *
  * The device model is created from the step plan's lf_plan, whose patches are laid out job-major in
@@ -8,7 +8,7 @@
  * uses only the device API; without CUDA lf_device_open already refused).
  */
 #include "lorafuse/lf_device.h"
-#include "lorafuse/lf_steps.h"
+#include "lorafuse/lf_step_plan.h"
 
 lf_status lf_dev_model_create_steps(lf_device *dev, const lf_step_plan *sp, const lf_dev_opts *opts,
                                     lf_dev_model **out) {

@@ -148,7 +148,7 @@ lf_status lf_dev_poison(lf_dev_model *dm);
 
 struct lf_step_plan;
 
-/* A device model for every job of a step plan (lf_steps.h), holding W0 ("step 0"). */
+/* A device model for every job of a step plan (lf_step_plan.h), holding W0 ("step 0"). */
 lf_status lf_dev_model_create_steps(lf_device *dev, const struct lf_step_plan *sp, const lf_dev_opts *opts,
                                     lf_dev_model **out);
 /* Bring the weights to step t (0 <= t <= n_steps, any order): step t's coefficient row becomes the

@@ -11,11 +11,11 @@
  * types, transformer_layers_per_block, cross_attention_dim, use_linear_projection,
  * addition_embed_type "text_time" + projection_class_embeddings_input_dim, time_embedding_dim); from it
  * lf_unet_spec_tensors lists every tensor in LDM naming, and the keymap's LDM -> diffusers derivation
- * (host/keymap_unet.c, the same rules adapters are resolved with) names each one in the file. Every
+ * (host/keymap/keymap_unet.c, the same rules adapters are resolved with) names each one in the file. Every
  * tensor must be present with the shape the config implies, and the file may hold nothing else;
  * errors name the file, the diffusers tensor and the config. The model is then built by the
  * single-file loader over that renamed view, so both paths run the same code and hold the same keys
- * (LDM names: adapters and lf_weights.h address a folder model like a single file).
+ * (LDM names: adapters and lf_live_weights.h address a folder model like a single file).
  * Heads: diffusers' num_attention_heads, or attention_head_dim when that is null (diffusers'
  * historical naming: for SD1.x attention_head_dim 8 means 8 heads); a list per level becomes one
  * head width when C / heads is the same at every attention level (SD2.x, SDXL: 64), or one head
@@ -34,7 +34,7 @@
  * query/key/value/proj_attn) -> mid.attn_1.{norm,q,k,v,proj_out}, conv_shortcut -> nin_shortcut,
  * conv_norm_out -> norm_out, downsamplers.0 / upsamplers.0 -> downsample / upsample).
  * scaling_factor from the config unless opts->scaling_factor is set.
- * Test: tests/test_model_dir.c (tests/data/model/tiny-sd15-diffusers/, written by
+ * Test: tests/runtime/test_model_dir.c (tests/data/model/tiny-sd15-diffusers/, written by
  * scripts/golden/model_unet.py with diffusers' own save_pretrained).
  */
 #ifndef LF_MODEL_DIR_H

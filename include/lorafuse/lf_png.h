@@ -13,8 +13,8 @@
  *   Lora hash    first 12 hex digits of the SHA-256 of a safetensors file's bytes after its header
  *                (hashes.addnet_hash_safetensors; A1111 network.py shorthash; CivitAI "AutoV3"),
  *                listed as "NAME: HASH" with ':' and ',' removed from NAME (extra_networks_lora.py).
- * SHA-256 is FIPS 180-4, in host/sha256.c (tests/test_generate.c checks the NIST vectors); the infotext
- * in host/infotext.c, the PNG files in host/png_write.c.
+ * SHA-256 is FIPS 180-4, in host/base/sha256.c (tests/pipeline/test_generate.c checks the NIST vectors); the infotext
+ * in host/io/infotext.c, the PNG files in host/io/png_write.c.
  *
  * Files: lf_png_save_next writes DIR/NNNNN-SEED.png, NNNNN = 1 + the largest leading number of the
  * files in DIR (A1111 get_next_sequence_number, 5 digits); the image is written to a temporary file

@@ -87,7 +87,7 @@ lf_status lf_spacing_parse(const char *name, lf_spacing *out);
 const char *lf_spacing_name(lf_spacing s);
 lf_status lf_prediction_parse(const char *name, lf_prediction *out);
 
-/* ---- schedule tables (host/sampler_schedule.c) ------------------------------------------------ */
+/* ---- schedule tables (host/sample/sigmas.c) ------------------------------------------------ */
 
 /* alphas_cumprod of the training schedule, n = cfg->num_train_timesteps values (double). */
 lf_status lf_schedule_alphas_cumprod(const lf_sampler_config *cfg, double *out);
@@ -110,7 +110,7 @@ const float *lf_sampler_sigmas(const lf_sampler *s, int *n);
 /* Scale of the initial noise (diffusers' init_noise_sigma). */
 float lf_sampler_init_noise_sigma(const lf_sampler *s);
 
-/* ---- sampling loop (host/sampler.c) ----------------------------------------------------------- */
+/* ---- sampling loop (host/sample/sampler.c) ----------------------------------------------------------- */
 
 typedef struct lf_sampler_cb {
     void *ctx;

@@ -42,7 +42,7 @@
  * Shapes: x (N, in_ch, H, W), t (N), context (N, L, context_dim), y (N, adm_in_channels) or NULL,
  * out (N, out_ch, H, W); any H, W >= 1: downsamplers give ceil(H/2), upsamplers go back to the size
  * of the matching skip connection (nearest, as diffusers' upsample_size), so out has x's size.
- * Test: tests/test_unet.c against diffusers (tests/data/model/, scripts/golden/model_unet.py).
+ * Test: tests/runtime/test_unet.c against diffusers (tests/data/model/, scripts/golden/model_unet.py).
  */
 #ifndef LF_UNET_H
 #define LF_UNET_H

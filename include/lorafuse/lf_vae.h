@@ -18,7 +18,7 @@
  *                latents = sf * mean (the distribution's mode), logvar clamped to [-30, 20]
  * Shapes: latents (N, z, h, w) in sampler space (already multiplied by sf), images (N, 3, h*f, w*f),
  * f = 2^(levels-1) (8 for SD); images in [-1, 1] (not clamped here).
- * Test: tests/test_vae.c against diffusers (tests/data/model/{sd15,sdxl}_vae.safetensors).
+ * Test: tests/runtime/test_vae.c against diffusers (tests/data/model/{sd15,sdxl}_vae.safetensors).
  */
 #ifndef LF_VAE_H
 #define LF_VAE_H

@@ -1,7 +1,7 @@
 /* apply.cu: the grouped, fused adapter apply on the device (issue 3): one launch rewrites every dirty
  * layer (job) of a model, W = round(W0 + sum_i C_i(W0, s_i)), from a device work list of
  * (job, 64x64 tile) items of mixed shapes, dtypes and algorithms. CPU twin: lf_job_apply
- * (host/apply.c) -> lf_module_contrib_ref (host/module_contrib.c) -> kernels/cpu/<algo>_ref.c; per-element
+ * (host/plan/apply.c) -> lf_module_contrib_ref (host/adapter/module_contrib.c) -> kernels/cpu/<algo>_ref.c; per-element
  * math from lorafuse/lf_math.h (the same functions, so the rounding rules are shared).
  *
  * Formula per element (o, c) of flat(W) (O, K), K = I*khw, accumulated in f32 from acc = W0 (P5, P6):
@@ -29,7 +29,7 @@
  * Versions:
  *   v1 (this): one kernel template (mode apply / DoRA norm), scalar or 4-wide loads of W, factors
  *   read from L2 through shared memory per rank chunk. Never run on a GPU yet (docs/cuda.md).
- * Test: tests/gpu_vs_cpu.c (ctest -L gpu); bench: bench/ (helper "bench").
+ * Test: tests/cuda/gpu_vs_cpu.c (ctest -L gpu); bench: bench/ (helper "bench").
  */
 #include <cuda_runtime.h>
 #include <mma.h>
@@ -38,7 +38,7 @@
 #include <cstdint>
 
 #include "lf_dev_abi.h"
-#include "lorafuse/lf_math.h"
+#include "kernels/common/lf_math.h"
 
 namespace {
 

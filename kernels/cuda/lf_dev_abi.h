@@ -13,8 +13,8 @@
 
 #include <stdint.h>
 
-#include "lorafuse/lf_hd.h"
-#include "lorafuse/lf_math.h"
+#include "kernels/common/lf_hd.h"
+#include "kernels/common/lf_math.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -88,7 +88,7 @@ typedef struct lf_dlaunch {
     int32_t *bad;         /* per job: set to 1 when a written value is not finite */
 } lf_dlaunch;
 
-/* ---- index math of the kernels (LF_HD: the kernels call these, tests/test_dev_index.c sweeps them on
+/* ---- index math of the kernels (LF_HD: the kernels call these, tests/kernels/test_dev_index.c sweeps them on
  * the CPU) ------------------------------------------------------------------------------------------
  * Work list: block bid of a launch is tile (bid - tstart[i]) of job list[i], i the last list position
  * with tstart[i] <= bid; tiles of a job are row-major over (ceil(O/TM), ceil(K/TN)). Thread tid of a

@@ -143,7 +143,7 @@ def table_goldens(out):
 
 
 def fake(x, t):
-    """The deterministic 'model' of the loop tests; tests/test_sampler.c computes the same thing:
+    """The deterministic 'model' of the loop tests; tests/sample/test_sampler.c computes the same thing:
     out[i] = f32(0.1 * x[i] + 0.2 * cos(0.01 * t + 0.001 * i)), in float64, i = flat index."""
     idx = torch.arange(x.numel(), dtype=torch.float64).reshape(x.shape)
     return (0.1 * x.double() + 0.2 * torch.cos(0.01 * float(t) + 0.001 * idx)).float()

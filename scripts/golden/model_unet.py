@@ -1,5 +1,5 @@
-"""UNet and VAE forward-pass goldens for the model runtime (tests/data/model/, read by tests/test_unet.c
-and tests/test_vae.c).
+"""UNet and VAE forward-pass goldens for the model runtime (tests/data/model/, read by tests/runtime/test_unet.c
+and tests/runtime/test_vae.c).
 
 Oracle: diffusers 0.30.3 UNet2DConditionModel / AutoencoderKL on torch 1.13 CPU, f32.
 Weights: the tiny single-file checkpoints written by tiny.py (models/tiny-sd15.safetensors,
@@ -28,7 +28,7 @@ Files (all tensors f32; inputs and outputs side by side):
                           sf = 0.18215 (SD1.x) / 0.13025 (SDXL), metadata scaling_factor.
 Metadata: model (the checkpoint path), heads rule used by the tests, scaling_factor, source.
 
-Diffusers folders (read by tests/test_model_dir.c; diffusers' own save_pretrained, F16 like the checkpoint,
+Diffusers folders (read by tests/runtime/test_model_dir.c; diffusers' own save_pretrained, F16 like the checkpoint,
 so the folder holds exactly the single file's values under diffusers names):
   tiny-sd15-diffusers/  unet/, vae/ (config.json + diffusion_pytorch_model.safetensors), text_encoder/
                         (transformers save_pretrained: config.json + model.safetensors),

@@ -1,5 +1,5 @@
 /* fuzz_prompt_tags.c: libFuzzer target for the `<lora:...>` tag scanner and the schedule evaluator
- * (lf_tags.h, lf_schedule.h; shared/spec/prompt-syntax.md).
+ * (lf_prompt_tags.h, lf_strength.h; shared/spec/prompt-syntax.md).
  *
  * The input (NUL-terminated copy, at most 8 KiB) is parsed as a prompt. A failure must leave no result
  * and carry a "prompt col N: " message. On success the invariants of the scanner are checked: the
@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lorafuse/lf_schedule.h"
-#include "lorafuse/lf_tags.h"
+#include "lorafuse/lf_strength.h"
+#include "lorafuse/lf_prompt_tags.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,0 +1,302 @@
+/* cli_plan.c: `lorafuse plan`, the per-step strength plan of a prompt, printed without generating.
+ *
+ *   lorafuse plan --model CKPT --prompt TEXT --steps N [--lora-dir DIR] [--json] [--auto-trigger]
+ *                 [--lbw-presets FILE] [--allow-unmatched] [--allow-family-mismatch]
+ *
+ * Prints (shared/spec/prompt-syntax.md, issue 4 "Command"): the cleaned prompt (with trigger words
+ * appended under --auto-trigger), each adapter with its tag, resolved file, algorithm(s) and matched
+ * modules (or "dropped"), a table of strengths per step (steps with equal values folded into ranges)
+ * for each text encoder and UNet block group (every block when the tag has lbw), and per step the
+ * layers and bytes rewritten and whether the text encoders run. --json prints one object:
+ *   {"prompt", "model", "family", "steps", "adapters": [{"tag", "name", "col", "file", "dropped",
+ *    "algorithms", "modules", "strengths": [{"step", "te" | "te1","te2", "IN00".., "M00", "OUT00"..,
+ *    "other", "other_out"}]}], "plan": [{"step", "layers", "bytes", "te_changed", "te_encode",
+ *    "te_set"}], "total": {"layers", "bytes", "te_encodes"}, "warnings": [..]}
+ * Block keys are those of the model's family (SDXL: IN00-IN08, M00, OUT00-OUT08); "other" is
+ * time_embed / label_emb (group in), "other_out" is out.* (group out). Values are effective strengths.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "cli.h"
+#include "lorafuse/lf_lora_dir.h"
+#include "lorafuse/lf_step_plan.h"
+
+typedef struct {
+    const char *model, *prompt, *lora_dir, *presets;
+    int steps, json, auto_trigger;
+    lf_plan_opts plan;
+} lf_plan_args;
+
+static int lf_plan_usage(void) {
+    fputs("usage: lorafuse plan --model CKPT --prompt TEXT --steps N [--lora-dir DIR] [--json] [--auto-trigger]\n"
+          "                     [--lbw-presets FILE] [--allow-unmatched] [--allow-family-mismatch]\n",
+          stderr);
+    return 2;
+}
+
+static int lf_plan_parse_args(int argc, char **argv, lf_plan_args *a) {
+    memset(a, 0, sizeof *a);
+    for (int i = 2; i < argc; i++) {
+        const char *s = argv[i];
+        int has = i + 1 < argc;
+        if (!strcmp(s, "--model") && has) a->model = argv[++i];
+        else if (!strcmp(s, "--prompt") && has) a->prompt = argv[++i];
+        else if (!strcmp(s, "--lora-dir") && has) a->lora_dir = argv[++i];
+        else if (!strcmp(s, "--lbw-presets") && has) a->presets = argv[++i];
+        else if (!strcmp(s, "--steps") && has) {
+            char *end;
+            errno = 0;
+            long v = strtol(argv[++i], &end, 10);
+            if (end == argv[i] || *end || errno || v < 1 || v > 100000) {
+                fprintf(stderr, "lorafuse plan: bad --steps '%s' (1 to 100000)\n", argv[i]);
+                return 0;
+            }
+            a->steps = (int)v;
+        } else if (!strcmp(s, "--json")) a->json = 1;
+        else if (!strcmp(s, "--auto-trigger")) a->auto_trigger = 1;
+        else if (!strcmp(s, "--allow-unmatched")) a->plan.allow_unmatched = 1;
+        else if (!strcmp(s, "--allow-family-mismatch")) a->plan.allow_family = 1;
+        else {
+            fprintf(stderr, "lorafuse plan: unexpected argument '%s'\n", s);
+            return 0;
+        }
+    }
+    if (!a->model || !a->prompt || !a->steps) {
+        fprintf(stderr, "lorafuse plan: --model, --prompt and --steps are required\n");
+        return 0;
+    }
+    return 1;
+}
+
+/* The value columns of an adapter's strength table: text encoders, then blocks. */
+typedef struct {
+    int n;
+    const char *name[LF_BLK_COUNT + 2];
+    int comp[LF_BLK_COUNT + 2];  /* lf_component */
+    int block[LF_BLK_COUNT + 2];
+} lf_cols;
+
+static void lf_cols_add(lf_cols *c, const char *name, int comp, int block) {
+    c->name[c->n] = name;
+    c->comp[c->n] = comp;
+    c->block[c->n++] = block;
+}
+
+/* all_blocks: every block of the family plus other/other_out (JSON, lbw); else the three groups. */
+static void lf_cols_make(lf_family f, int all_blocks, lf_cols *c) {
+    c->n = 0;
+    if (f == LF_FAMILY_SDXL) {
+        lf_cols_add(c, "te1", LF_COMP_TE1, LF_BLK_NONE);
+        lf_cols_add(c, "te2", LF_COMP_TE2, LF_BLK_NONE);
+    } else {
+        lf_cols_add(c, "te", LF_COMP_TE1, LF_BLK_NONE);
+    }
+    if (!all_blocks) {
+        lf_cols_add(c, "in", LF_COMP_UNET, LF_BLK_IN00);
+        lf_cols_add(c, "mid", LF_COMP_UNET, LF_BLK_M00);
+        lf_cols_add(c, "out", LF_COMP_UNET, LF_BLK_OUT00);
+        return;
+    }
+    for (int b = 0; b < LF_BLK_COUNT; b++)
+        if (lf_block_in_family(b, f)) lf_cols_add(c, lf_block_name(b), LF_COMP_UNET, b);
+}
+
+static float lf_col_value(const lf_strength *s, const lf_cols *c, int i, int t) {
+    return lf_strength_at(s, (lf_component)c->comp[i], c->block[i], t);
+}
+
+static void lf_print_strengths(const lf_step_adapter *a, lf_family f, int n_steps) {
+    lf_cols c;
+    lf_cols_make(f, a->str.has_lbw, &c);
+    printf("  steps    ");
+    for (int i = 0; i < c.n; i++) printf(" %6s", c.name[i]);
+    printf("\n");
+    int t0 = 1;
+    for (int t = 1; t <= n_steps; t++) {
+        int same = t < n_steps;
+        for (int i = 0; i < c.n && same; i++) same = lf_col_value(&a->str, &c, i, t) == lf_col_value(&a->str, &c, i, t + 1);
+        if (same) continue;
+        char range[32];
+        if (t0 == t) snprintf(range, sizeof range, "%d", t);
+        else snprintf(range, sizeof range, "%d-%d", t0, t);
+        printf("  %-9s", range);
+        for (int i = 0; i < c.n; i++) printf(" %6.4g", (double)lf_col_value(&a->str, &c, i, t));
+        printf("\n");
+        t0 = t + 1;
+    }
+}
+
+static void lf_algos_str(unsigned algos, char *buf, size_t n) {
+    buf[0] = '\0';
+    size_t o = 0;
+    for (int k = 1; k < LF_ALGO_COUNT; k++)
+        if (algos & (1u << k)) {
+            int w = snprintf(buf + o, n - o, "%s%s", o ? ", " : "", lf_algo_name((lf_algo)k));
+            if (w < 0 || (size_t)w >= n - o) break;
+            o += (size_t)w;
+        }
+    if (!o) snprintf(buf, n, "none");
+}
+
+static void lf_print_text(const lf_plan_args *a, const char *prompt, const lf_step_plan *sp) {
+    lf_family f = sp->model->family;
+    printf("prompt: %s\n", prompt);
+    printf("model: %s (%s), %d steps\n", a->model, lf_family_name(f), sp->n_steps);
+    printf("adapters:\n");
+    for (size_t i = 0; i < sp->n_adapters; i++) {
+        const lf_step_adapter *ad = &sp->adapters[i];
+        printf("  %zu. %s (col %d)\n", i + 1, ad->tag->text, ad->tag->col);
+        printf("     file: %s\n", ad->path);
+        if (ad->dropped) {
+            printf("     dropped: zero at every step (not loaded)\n");
+            continue;
+        }
+        char algos[256];
+        lf_algos_str(ad->algos, algos, sizeof algos);
+        printf("     algorithm: %s; %zu modules matched", algos, ad->modules);
+        if (ad->tag->dyn) printf("; dyn %d", ad->tag->dyn);
+        if (ad->str.has_lbw) printf("; lbw %s", ad->tag->lbw_preset ? ad->tag->lbw_preset : "vector");
+        printf("\n");
+    }
+    for (size_t i = 0; i < sp->n_adapters; i++) {
+        if (sp->adapters[i].dropped) continue;
+        printf("strengths of adapter %zu (%s):\n", i + 1, sp->adapters[i].tag->name);
+        lf_print_strengths(&sp->adapters[i], f, sp->n_steps);
+    }
+    printf("plan:\n  step   layers        bytes  text encoders\n");
+    size_t layers = 0, encodes = 0;
+    unsigned long long bytes = 0;
+    for (int t = 1; t <= sp->n_steps; t++) {
+        const lf_step *s = &sp->steps[t - 1];
+        char te[64];
+        if (s->te_encode) snprintf(te, sizeof te, "encode (set %zu)", s->te_set + 1);
+        else if (s->te_changed) snprintf(te, sizeof te, "reuse set %zu", s->te_set + 1);
+        else snprintf(te, sizeof te, "-");
+        printf("  %-5d %7zu %12llu  %s\n", t, s->n_jobs, (unsigned long long)s->bytes, te);
+        layers += s->n_jobs;
+        bytes += s->bytes;
+        encodes += (size_t)s->te_encode;
+    }
+    printf("total: %zu layer rewrites, %llu bytes, %zu text-encoder encode(s)\n", layers, bytes, encodes);
+    for (size_t i = 0; i < sp->warnings.n; i++) fprintf(stderr, "lorafuse plan: warning: %s\n", sp->warnings.v[i]);
+}
+
+static cJSON *lf_plan_json(const lf_plan_args *a, const char *prompt, const lf_step_plan *sp) {
+    lf_family f = sp->model->family;
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "prompt", prompt);
+    cJSON_AddStringToObject(r, "model", a->model);
+    cJSON_AddStringToObject(r, "family", lf_family_name(f));
+    cJSON_AddNumberToObject(r, "steps", sp->n_steps);
+    cJSON *ads = cJSON_AddArrayToObject(r, "adapters");
+    lf_cols c;
+    lf_cols_make(f, 1, &c);
+    for (size_t i = 0; i < sp->n_adapters; i++) {
+        const lf_step_adapter *ad = &sp->adapters[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(ads, o);
+        cJSON_AddStringToObject(o, "tag", ad->tag->text);
+        cJSON_AddStringToObject(o, "name", ad->tag->name);
+        cJSON_AddNumberToObject(o, "col", ad->tag->col);
+        cJSON_AddStringToObject(o, "file", ad->path);
+        cJSON_AddBoolToObject(o, "dropped", ad->dropped);
+        cJSON *al = cJSON_AddArrayToObject(o, "algorithms");
+        for (int k = 1; k < LF_ALGO_COUNT; k++)
+            if (ad->algos & (1u << k)) cJSON_AddItemToArray(al, cJSON_CreateString(lf_algo_name((lf_algo)k)));
+        cJSON_AddNumberToObject(o, "modules", (double)ad->modules);
+        if (ad->tag->dyn) cJSON_AddNumberToObject(o, "dyn", ad->tag->dyn);
+        cJSON_AddStringToObject(o, "ramp", ad->tag->ramp == LF_RAMP_LINEAR ? "linear" : "hold");
+        cJSON *st = cJSON_AddArrayToObject(o, "strengths");
+        for (int t = 1; t <= sp->n_steps; t++) {
+            cJSON *row = cJSON_CreateObject();
+            cJSON_AddItemToArray(st, row);
+            cJSON_AddNumberToObject(row, "step", t);
+            for (int k = 0; k < c.n; k++) cJSON_AddNumberToObject(row, c.name[k], (double)lf_col_value(&ad->str, &c, k, t));
+        }
+    }
+    cJSON *pl = cJSON_AddArrayToObject(r, "plan");
+    double layers = 0, bytes = 0, enc = 0;
+    for (int t = 1; t <= sp->n_steps; t++) {
+        const lf_step *s = &sp->steps[t - 1];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(pl, o);
+        cJSON_AddNumberToObject(o, "step", t);
+        cJSON_AddNumberToObject(o, "layers", (double)s->n_jobs);
+        cJSON_AddNumberToObject(o, "bytes", (double)s->bytes);
+        cJSON_AddBoolToObject(o, "te_changed", s->te_changed);
+        cJSON_AddBoolToObject(o, "te_encode", s->te_encode);
+        cJSON_AddNumberToObject(o, "te_set", (double)s->te_set);
+        layers += (double)s->n_jobs;
+        bytes += (double)s->bytes;
+        enc += s->te_encode;
+    }
+    cJSON *tot = cJSON_AddObjectToObject(r, "total");
+    cJSON_AddNumberToObject(tot, "layers", layers);
+    cJSON_AddNumberToObject(tot, "bytes", bytes);
+    cJSON_AddNumberToObject(tot, "te_encodes", enc);
+    cJSON *w = cJSON_AddArrayToObject(r, "warnings");
+    for (size_t i = 0; i < sp->warnings.n; i++) cJSON_AddItemToArray(w, cJSON_CreateString(sp->warnings.v[i]));
+    return r;
+}
+
+int lf_cli_plan(int argc, char **argv) {
+    lf_plan_args a;
+    if (!lf_plan_parse_args(argc, argv, &a)) return lf_plan_usage();
+    lf_prompt *pr = NULL;
+    lf_model *m = NULL;
+    lf_step_plan *sp = NULL;
+    char *prompt = NULL;
+    const char **paths = NULL;
+    int rc = 1;
+    if (lf_prompt_parse(a.prompt, &pr) != LF_OK || lf_model_open(a.model, &m) != LF_OK) goto fail;
+    lf_step_opts o;
+    memset(&o, 0, sizeof o);
+    o.lora_dir = a.lora_dir;
+    o.lbw_presets = a.presets;
+    o.plan = a.plan;
+    if (lf_step_plan_build(m, pr, a.steps, &o, &sp) != LF_OK) goto fail;
+    if (a.auto_trigger) {
+        size_t np = 0;
+        if ((paths = calloc(sp->n_adapters + 1, sizeof *paths)) == NULL) {
+            lf_err(LF_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        for (size_t i = 0; i < sp->n_adapters; i++) {
+            int dup = 0;
+            for (size_t k = 0; k < np; k++) dup |= !strcmp(paths[k], sp->adapters[i].path);
+            if (!sp->adapters[i].dropped && !dup) paths[np++] = sp->adapters[i].path;
+        }
+        if (lf_lora_append_triggers(pr->clean, paths, np, &prompt) != LF_OK) goto fail;
+    }
+    const char *shown = prompt ? prompt : pr->clean;
+    if (a.json) {
+        cJSON *j = lf_plan_json(&a, shown, sp);
+        char *s = j ? cJSON_Print(j) : NULL;
+        if (!s) {
+            cJSON_Delete(j);
+            lf_err(LF_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        puts(s);
+        free(s);
+        cJSON_Delete(j);
+    } else {
+        lf_print_text(&a, shown, sp);
+    }
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "lorafuse plan: %s\n", lf_last_error());
+done:
+    free(paths);
+    free(prompt);
+    lf_step_plan_free(sp);
+    lf_model_free(m);
+    lf_prompt_free(pr);
+    return rc;
+}

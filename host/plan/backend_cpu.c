@@ -1,0 +1,121 @@
+/* backend_cpu.c: executes a step plan on the CPU (lf_step_plan.h).
+ *
+ * Holds a writable copy of every tensor the plan may patch, starting at W0 ("step 0", nothing
+ * applied). Step t recomputes exactly the jobs the plan lists for t, each from the pristine W0 in the
+ * mmap'd checkpoint with step t's coefficients (spec P5, P7: never by subtraction; lf_job_apply
+ * rounds once, P6), so after step t every tensor equals a fresh merge at step t's strengths, byte for
+ * byte. Steps must be applied in order (the list of step t is relative to step t-1).
+ * Data shapes: w[j] = bytes of job j's target (same dtype and size as in the checkpoint).
+ * Threads: the jobs of a step are independent (each writes only its own w[j] from W0 and the factors), so
+ * they run on the operator pool (host/base/pool.h), one job per chunk, each with its own patch
+ * scratch; every job's bytes are what the serial loop gives. A failure reports the lowest failing job.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lorafuse/lf_step_plan.h"
+#include "host/base/pool.h"
+
+struct lf_cpu_backend {
+    const lf_step_plan *sp;
+    int fast;
+    int last;              /* last step applied (0: none) */
+    unsigned char **w;
+    size_t maxp;           /* patches of the largest job */
+    lf_patch *scratch;     /* maxp per pool thread */
+    lf_apply_ws ws[LF_PAR_MAX_THREADS]; /* per pool thread: jobs reuse their f32 scratch */
+};
+
+void lf_cpu_backend_free(lf_cpu_backend *b) {
+    if (!b) return;
+    for (size_t j = 0; b->w && j < b->sp->plan->n_jobs; j++) free(b->w[j]);
+    free(b->w);
+    free(b->scratch);
+    for (int i = 0; i < LF_PAR_MAX_THREADS; i++) lf_apply_ws_free(&b->ws[i]);
+    free(b);
+}
+
+lf_status lf_cpu_backend_new(const lf_step_plan *sp, int fast, lf_cpu_backend **out) {
+    *out = NULL;
+    lf_cpu_backend *b = calloc(1, sizeof *b);
+    size_t nj = sp->plan->n_jobs, maxp = 1;
+    if (!b) return lf_err(LF_ERR_NOMEM, "out of memory");
+    b->sp = sp;
+    b->fast = fast;
+    for (size_t j = 0; j < nj; j++)
+        if (sp->plan->jobs[j].n_patches > maxp) maxp = sp->plan->jobs[j].n_patches;
+    b->w = calloc(nj + 1, sizeof *b->w);
+    b->maxp = maxp;
+    b->scratch = calloc(maxp * LF_PAR_MAX_THREADS, sizeof *b->scratch);
+    if (!b->w || !b->scratch) {
+        lf_cpu_backend_free(b);
+        return lf_err(LF_ERR_NOMEM, "out of memory");
+    }
+    for (size_t j = 0; j < nj; j++) {
+        const lf_st_tensor *t = sp->plan->jobs[j].target;
+        size_t nb = (size_t)(t->end - t->begin);
+        if ((b->w[j] = malloc(nb ? nb : 1)) == NULL) {
+            lf_cpu_backend_free(b);
+            return lf_err(LF_ERR_NOMEM, "out of memory for '%s' (%zu bytes)", t->name, nb);
+        }
+        memcpy(b->w[j], t->data, nb);
+    }
+    *out = b;
+    return LF_OK;
+}
+
+typedef struct {
+    lf_cpu_backend *b;
+    const lf_step *s;
+    int t;
+    pthread_mutex_t mu;
+    size_t err_i;          /* lowest failing index into s->jobs (SIZE_MAX: none) */
+    lf_status err;
+    char msg[1024];
+} lf_cpu_step_ctx;
+
+static void lf_cpu_step_chunk(void *vc, int64_t i0, int64_t i1, int tid) {
+    lf_cpu_step_ctx *c = vc;
+    lf_patch *scratch = c->b->scratch + (size_t)tid * c->b->maxp;
+    for (int64_t i = i0; i < i1; i++) {
+        size_t j = c->s->jobs[i];
+        lf_job job;
+        lf_step_job(c->b->sp, c->t, j, scratch, &job);
+        lf_status st = lf_job_apply_ws(&job, c->b->fast, c->b->w[j], &c->b->ws[tid]);
+        if (st != LF_OK) {
+            pthread_mutex_lock(&c->mu);
+            if ((size_t)i < c->err_i) {
+                c->err_i = (size_t)i;
+                c->err = st;
+                snprintf(c->msg, sizeof c->msg, "%s", lf_last_error());
+            }
+            pthread_mutex_unlock(&c->mu);
+        }
+    }
+}
+
+lf_status lf_cpu_backend_step(lf_cpu_backend *b, int t) {
+    const lf_step_plan *sp = b->sp;
+    if (t != b->last + 1 || t < 1 || t > sp->n_steps)
+        return lf_err(LF_ERR_ARG, "cpu backend: step %d requested after step %d (steps run 1..%d in order)", t, b->last,
+                      sp->n_steps);
+    lf_cpu_step_ctx c;
+    memset(&c, 0, sizeof c);
+    c.b = b, c.s = &sp->steps[t - 1], c.t = t, c.err_i = SIZE_MAX;
+    pthread_mutex_init(&c.mu, NULL);
+    lf_par_for((int64_t)c.s->n_jobs, 1, lf_cpu_step_chunk, &c);
+    pthread_mutex_destroy(&c.mu);
+    if (c.err_i != SIZE_MAX) return lf_err(c.err, "step %d: %s", t, c.msg);
+    b->last = t;
+    return LF_OK;
+}
+
+const void *lf_cpu_backend_weight(const lf_cpu_backend *b, size_t j, size_t *nbytes) {
+    if (j >= b->sp->plan->n_jobs) return NULL;
+    const lf_st_tensor *t = b->sp->plan->jobs[j].target;
+    if (nbytes) *nbytes = (size_t)(t->end - t->begin);
+    return b->w[j];
+}

@@ -1,0 +1,420 @@
+/* schedule.c: per-step strength of a parsed tag (lf_strength.h; shared/spec/prompt-syntax.md, P10).
+ *
+ * Rules implemented (prompt-syntax.md):
+ *   - "Values and schedules": 1-based steps; a fraction f (percentage p: f = p/100) is step
+ *     1 + floor(f*(N-1) + 0.5) (0 % = step 1, 100 % = step N); @0 = step 1; hold = the latest key frame
+ *     at or before the step, the later one winning on one step; before the first key frame 0;
+ *     ramp=linear interpolates and holds the last value; key frames past step N warn (never reached).
+ *     The rounding adds 1e-9 before the floor so that a half written in decimal (0.15 of 11 steps =
+ *     1.5) rounds up as written, not down through binary representation error.
+ *   - "Form" table: te <- S <- 1.0; te1/te2 <- te (SDXL only, an error on one-encoder models);
+ *     unet <- S <- te <- 1.0 (A1111 / SD.Next convention); in/mid/out <- unet.
+ *   - "Block groups": in = input_blocks.* (input_blocks.0 included), time_embed.*, label_emb.*;
+ *     mid = middle_block.*; out = output_blocks.*, out.*.
+ *   - "Block weights (LBW)": lengths 17/26 (SD1.x; SD2.x has the same blocks) and 12/20 (SDXL), entries
+ *     mapped to blocks by name, left-out blocks 0, BASE scales the text encoders, numbered blocks scale
+ *     the UNet strength, other UNet layers keep the plain UNet strength. Presets: the built-in list of
+ *     hako-mikan/sd-webui-lora-block-weight (DEF_WEIGHT_PRESET: 17 values each); a preset applies by
+ *     block name to either family, as LBW does (its to26 expansion); a vector typed in the tag must
+ *     have a length of the model's family.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lorafuse/lf_strength.h"
+
+/* ---- blocks ---------------------------------------------------------------------------------- */
+
+static const char *const lf_blk_names[LF_BLK_COUNT] = {
+    "IN00", "IN01", "IN02", "IN03", "IN04", "IN05", "IN06", "IN07", "IN08", "IN09", "IN10", "IN11", "M00",
+    "OUT00", "OUT01", "OUT02", "OUT03", "OUT04", "OUT05", "OUT06", "OUT07", "OUT08", "OUT09", "OUT10", "OUT11",
+    "other", "other_out"};
+
+const char *lf_block_name(int block) {
+    return block >= 0 && block < LF_BLK_COUNT ? lf_blk_names[block] : "none";
+}
+
+lf_group lf_block_group(int block) {
+    if (block == LF_BLK_M00) return LF_GROUP_MID;
+    if ((block >= LF_BLK_OUT00 && block < LF_BLK_OTHER) || block == LF_BLK_OTHER_OUT) return LF_GROUP_OUT;
+    return LF_GROUP_IN;
+}
+
+int lf_block_in_family(int block, lf_family f) {
+    if (block < 0 || block >= LF_BLK_COUNT) return 0;
+    if (f != LF_FAMILY_SDXL) return 1;
+    if (block < LF_BLK_M00) return block <= 8;
+    if (block >= LF_BLK_OUT00 && block < LF_BLK_OTHER) return block - LF_BLK_OUT00 <= 8;
+    return 1;
+}
+
+/* "N." at s: the block number (0..11), else -1 */
+static int lf_block_num(const char *s) {
+    int n = 0, d = 0;
+    while (*s >= '0' && *s <= '9' && d < 3) n = n * 10 + (*s++ - '0'), d++;
+    return d && (*s == '.' || *s == '\0') && n < 12 ? n : -1;
+}
+
+int lf_block_of_key(const char *key) {
+    static const char pre[] = "model.diffusion_model.";
+    if (!strncmp(key, pre, sizeof pre - 1)) key += sizeof pre - 1;
+    else if (strncmp(key, "input_blocks.", 13) && strncmp(key, "middle_block.", 13) &&
+             strncmp(key, "output_blocks.", 14) && strncmp(key, "time_embed.", 11) && strncmp(key, "label_emb.", 10) &&
+             strncmp(key, "out.", 4))
+        return LF_BLK_NONE;
+    int n;
+    if (!strncmp(key, "input_blocks.", 13)) return (n = lf_block_num(key + 13)) >= 0 ? LF_BLK_IN00 + n : LF_BLK_OTHER;
+    if (!strncmp(key, "middle_block.", 13)) return LF_BLK_M00;
+    if (!strncmp(key, "output_blocks.", 14))
+        return (n = lf_block_num(key + 14)) >= 0 ? LF_BLK_OUT00 + n : LF_BLK_OTHER_OUT;
+    if (!strncmp(key, "out.", 4)) return LF_BLK_OTHER_OUT;
+    return LF_BLK_OTHER;
+}
+
+/* ---- schedules ------------------------------------------------------------------------------- */
+
+int lf_sched_step(lf_pos_kind kind, double pos, int n_steps) {
+    if (kind == LF_POS_STEP) return pos < 1 ? 1 : pos > 2e9 ? 2000000000 : (int)pos;
+    double x = kind == LF_POS_PERCENT ? pos * (double)(n_steps - 1) / 100.0 : pos * (double)(n_steps - 1);
+    return 1 + (int)floor(x + 0.5 + 1e-9);
+}
+
+float lf_sched_eval(const lf_sched *s, lf_ramp ramp, int t, int n_steps) {
+    if (s->constant) return s->kf[0].value;
+    size_t k = s->n_kf;
+    int sk = 0;
+    for (size_t i = 0; i < s->n_kf; i++) {
+        int si = lf_sched_step(s->kf[i].kind, s->kf[i].pos, n_steps);
+        if (si <= t) k = i, sk = si;
+    }
+    if (k == s->n_kf) return 0.0f; /* before the first key frame: not active yet */
+    if (ramp == LF_RAMP_HOLD || k + 1 == s->n_kf) return s->kf[k].value;
+    int s1 = lf_sched_step(s->kf[k + 1].kind, s->kf[k + 1].pos, n_steps); /* > t >= sk */
+    double v0 = s->kf[k].value, v1 = s->kf[k + 1].value;
+    return (float)(v0 + (v1 - v0) * (double)(t - sk) / (double)(s1 - sk));
+}
+
+/* ---- LBW ------------------------------------------------------------------------------------- */
+
+/* Block lists of the four vector lengths (after BASE), as LBW's BLOCKID17/12/20/26. */
+static const signed char lf_lbw17[16] = {1, 2, 4, 5, 7, 8, LF_BLK_M00, 16, 17, 18, 19, 20, 21, 22, 23, 24};
+static const signed char lf_lbw12[11] = {4, 5, 7, 8, LF_BLK_M00, 13, 14, 15, 16, 17, 18};
+static const signed char lf_lbw20[19] = {0, 1, 2, 3, 4, 5, 6, 7, 8, LF_BLK_M00, 13, 14, 15, 16, 17, 18, 19, 20, 21};
+
+int lf_lbw_expand(const float *v, int n, float *base, float blk[LF_BLK_OTHER]) {
+    const signed char *map = NULL;
+    if (n == 17) map = lf_lbw17;
+    else if (n == 12) map = lf_lbw12;
+    else if (n == 20) map = lf_lbw20;
+    else if (n != 26) return 0;
+    for (int b = 0; b < LF_BLK_OTHER; b++) blk[b] = 0.0f;
+    *base = v[0];
+    for (int i = 1; i < n; i++) blk[map ? map[i - 1] : i - 1] = v[i];
+    return 1;
+}
+
+typedef struct {
+    char name[64];
+    int n;
+    float v[LF_LBW_MAX];
+} lf_preset;
+
+struct lf_lbw_presets {
+    lf_preset *p;
+    size_t n;
+};
+
+/* hako-mikan/sd-webui-lora-block-weight DEF_WEIGHT_PRESET (17 values: BASE, IN01, IN02, IN04, IN05, IN07,
+ * IN08, M00, OUT03..OUT11). */
+static const struct {
+    const char *name;
+    const char *v;
+} lf_builtin_presets[] = {
+    {"NONE", "0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0"},
+    {"ALL", "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1"},
+    {"INS", "1,1,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0"},
+    {"IND", "1,0,0,0,1,1,1,0,0,0,0,0,0,0,0,0,0"},
+    {"INALL", "1,1,1,1,1,1,1,0,0,0,0,0,0,0,0,0,0"},
+    {"MIDD", "1,0,0,0,1,1,1,1,1,1,1,1,0,0,0,0,0"},
+    {"OUTD", "1,0,0,0,0,0,0,0,1,1,1,1,0,0,0,0,0"},
+    {"OUTS", "1,0,0,0,0,0,0,0,0,0,0,0,1,1,1,1,1"},
+    {"OUTALL", "1,0,0,0,0,0,0,0,1,1,1,1,1,1,1,1,1"},
+    {"ALL0.5", "0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5"},
+};
+
+void lf_lbw_presets_free(lf_lbw_presets *p) {
+    if (!p) return;
+    free(p->p);
+    free(p);
+}
+
+static int lf_is_ws(char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
+}
+
+/* Parse "v,v,..." in [s, e); returns the count (> LF_LBW_MAX: too many), -1-index on a bad entry. */
+static int lf_parse_vec(const char *s, const char *e, float *v) {
+    int n = 0;
+    const char *p = s;
+    while (p <= e) {
+        const char *q = p;
+        while (q < e && *q != ',') q++;
+        const char *a = p, *b = q;
+        while (a < b && lf_is_ws(*a)) a++;
+        while (b > a && lf_is_ws(b[-1])) b--;
+        double d;
+        if (!lf_tags_scan_number(a, (size_t)(b - a), &d)) return -1 - n;
+        if (n < LF_LBW_MAX) v[n] = (float)d;
+        n++;
+        p = q + 1;
+    }
+    return n;
+}
+
+static lf_status lf_presets_put(lf_lbw_presets *ps, const char *name, size_t nl, const float *v, int n) {
+    lf_preset *slot = NULL;
+    for (size_t i = 0; i < ps->n; i++)
+        if (strlen(ps->p[i].name) == nl && !memcmp(ps->p[i].name, name, nl)) slot = &ps->p[i];
+    if (!slot) {
+        lf_preset *np = realloc(ps->p, (ps->n + 1) * sizeof *np);
+        if (!np) return lf_err(LF_ERR_NOMEM, "out of memory");
+        ps->p = np;
+        slot = &ps->p[ps->n++];
+    }
+    memset(slot, 0, sizeof *slot);
+    memcpy(slot->name, name, nl);
+    slot->n = n;
+    memcpy(slot->v, v, (size_t)n * sizeof *v);
+    return LF_OK;
+}
+
+lf_status lf_lbw_presets_parse(const char *text, const char *label, lf_lbw_presets **out) {
+    *out = NULL;
+    lf_lbw_presets *ps = calloc(1, sizeof *ps);
+    if (!ps) return lf_err(LF_ERR_NOMEM, "out of memory");
+    lf_status st = LF_OK;
+    float v[LF_LBW_MAX];
+    for (size_t i = 0; i < sizeof lf_builtin_presets / sizeof lf_builtin_presets[0] && st == LF_OK; i++) {
+        const char *s = lf_builtin_presets[i].v;
+        int n = lf_parse_vec(s, s + strlen(s), v);
+        st = lf_presets_put(ps, lf_builtin_presets[i].name, strlen(lf_builtin_presets[i].name), v, n);
+    }
+    const char *lbl = label ? label : "presets";
+    int line = 0;
+    for (const char *p = text; p && *p && st == LF_OK;) {
+        const char *nl = strchr(p, '\n'), *e = nl ? nl : p + strlen(p);
+        const char *s = p;
+        line++;
+        p = nl ? nl + 1 : e;
+        while (s < e && lf_is_ws(*s)) s++;
+        while (e > s && lf_is_ws(e[-1])) e--;
+        if (s == e || *s == '#') continue;
+        const char *colon = memchr(s, ':', (size_t)(e - s));
+        if (!colon) {
+            st = lf_err(LF_ERR_ARG, "%s:%d: expected NAME:v,v,... (no ':')", lbl, line);
+            break;
+        }
+        const char *ne = colon;
+        while (ne > s && lf_is_ws(ne[-1])) ne--;
+        size_t nlen = (size_t)(ne - s);
+        if (!nlen || nlen >= sizeof ps->p[0].name) {
+            st = lf_err(LF_ERR_ARG, "%s:%d: preset name must have 1 to 63 characters", lbl, line);
+            break;
+        }
+        int n = lf_parse_vec(colon + 1, e, v);
+        if (n < 0) {
+            st = lf_err(LF_ERR_ARG, "%s:%d: preset '%.*s': entry %d is not a number", lbl, line, (int)nlen, s, -n);
+            break;
+        }
+        if (n != 12 && n != 17 && n != 20 && n != 26) {
+            st = lf_err(LF_ERR_ARG, "%s:%d: preset '%.*s' has %d values; a block-weight vector has 17 or 26 (SD1.x) "
+                        "or 12 or 20 (SDXL)", lbl, line, (int)nlen, s, n);
+            break;
+        }
+        st = lf_presets_put(ps, s, nlen, v, n);
+    }
+    if (st != LF_OK) {
+        lf_lbw_presets_free(ps);
+        return st;
+    }
+    *out = ps;
+    return LF_OK;
+}
+
+lf_status lf_lbw_presets_load(const char *path, lf_lbw_presets **out) {
+    if (!path) return lf_lbw_presets_parse(NULL, NULL, out);
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return lf_err(LF_ERR_IO, "%s: cannot open the LBW presets file", path);
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf) break;
+        if (n + 1 >= cap) {
+            char *nb = cap < (16u << 20) ? realloc(buf, cap * 2) : NULL;
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t k = fread(buf + n, 1, cap - n - 1, f);
+        n += k;
+        if (!k) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        return lf_err(bad ? LF_ERR_IO : LF_ERR_NOMEM, "%s: cannot read the LBW presets file", path);
+    }
+    buf[n] = '\0';
+    lf_status st = lf_lbw_presets_parse(buf, path, out);
+    free(buf);
+    return st;
+}
+
+const float *lf_lbw_preset_find(const lf_lbw_presets *p, const char *name, int *n) {
+    for (size_t i = 0; p && i < p->n; i++)
+        if (!strcmp(p->p[i].name, name)) {
+            *n = p->p[i].n;
+            return p->p[i].v;
+        }
+    return NULL;
+}
+
+const char *lf_lbw_preset_names(const lf_lbw_presets *p, char *buf, size_t n) {
+    size_t o = 0;
+    if (n) buf[0] = '\0';
+    for (size_t i = 0; p && i < p->n && o + 1 < n; i++) {
+        int w = snprintf(buf + o, n - o, "%s%s", i ? ", " : "", p->p[i].name);
+        if (w < 0) break;
+        o += (size_t)w;
+    }
+    return buf;
+}
+
+/* ---- strengths -------------------------------------------------------------------------------- */
+
+static const lf_sched *lf_given(const lf_tag *t, lf_tag_key k) {
+    return t->v[k].n_kf ? &t->v[k] : NULL;
+}
+
+static void lf_kf_text(const lf_keyframe *kf, char *buf, size_t n) {
+    snprintf(buf, n, "%g@%g%s", (double)kf->value, kf->pos, kf->kind == LF_POS_PERCENT ? "%" : "");
+}
+
+static lf_status lf_sched_check(const lf_tag *t, lf_tag_key key, int n_steps, lf_msgs *warn) {
+    const lf_sched *s = &t->v[key];
+    if (s->constant) return LF_OK;
+    int prev = 0;
+    for (size_t i = 0; i < s->n_kf; i++) {
+        const lf_keyframe *kf = &s->kf[i];
+        int st = lf_sched_step(kf->kind, kf->pos, n_steps);
+        char a[64], b[64];
+        lf_kf_text(kf, a, sizeof a);
+        if (i && st < prev) {
+            lf_kf_text(&s->kf[i - 1], b, sizeof b);
+            return lf_tag_err(t, t->col, "key frames must be in increasing order: '%s' lands on step %d of %d, "
+                              "before '%s' (step %d)", a, st, n_steps, b, prev);
+        }
+        if (st > n_steps && warn)
+            lf_msgs_add(warn, "prompt col %d: %s: %s: key frame '%s' lands on step %d, after the last step (%d): "
+                        "never reached", t->col, t->text, lf_tag_key_name(key), a, st, n_steps);
+        prev = st;
+    }
+    return LF_OK;
+}
+
+lf_status lf_strength_resolve(const lf_tag *t, lf_family family, const lf_lbw_presets *presets, int n_steps,
+                              lf_strength *out, lf_msgs *warn) {
+    memset(out, 0, sizeof *out);
+    if (n_steps < 1) return lf_err(LF_ERR_ARG, "the number of steps must be at least 1 (got %d)", n_steps);
+    out->tag = t;
+    out->family = family;
+    out->n_steps = n_steps;
+    out->ramp = t->ramp;
+    if (family != LF_FAMILY_SDXL && family != LF_FAMILY_UNKNOWN) {
+        for (int k = LF_TK_TE1; k <= LF_TK_TE2; k++)
+            if (t->v[k].n_kf)
+                return lf_tag_err(t, t->col, "%s names one of the two SDXL text encoders; this %s model has one "
+                                  "text encoder: use te", lf_tag_key_name((lf_tag_key)k), lf_family_name(family));
+    }
+    for (int k = 0; k < LF_TK_COUNT; k++) {
+        if (!t->v[k].n_kf) continue;
+        lf_status st = lf_sched_check(t, (lf_tag_key)k, n_steps, warn);
+        if (st != LF_OK) return st;
+    }
+    const lf_sched *S = lf_given(t, LF_TK_S), *te = lf_given(t, LF_TK_TE);
+    const lf_sched *te_eff = te ? te : S;
+    out->te1 = lf_given(t, LF_TK_TE1) ? lf_given(t, LF_TK_TE1) : te_eff;
+    out->te2 = lf_given(t, LF_TK_TE2) ? lf_given(t, LF_TK_TE2) : te_eff;
+    const lf_sched *u = lf_given(t, LF_TK_UNET);
+    out->unet = u ? u : S ? S : te;
+    for (int g = 0; g < 3; g++) {
+        const lf_sched *gs = lf_given(t, (lf_tag_key)(LF_TK_IN + g));
+        out->grp[g] = gs ? gs : out->unet;
+    }
+    out->base = 1.0f;
+    for (int b = 0; b < LF_BLK_OTHER; b++) out->blk[b] = 1.0f;
+    if (t->lbw_preset || t->lbw_n) {
+        const float *v = t->lbw;
+        int n = t->lbw_n;
+        if (t->lbw_preset) {
+            lf_lbw_presets *builtin = NULL;
+            if (!presets) {
+                lf_status st = lf_lbw_presets_parse(NULL, NULL, &builtin);
+                if (st != LF_OK) return st;
+            }
+            const lf_lbw_presets *use = presets ? presets : builtin;
+            v = lf_lbw_preset_find(use, t->lbw_preset, &n);
+            if (v) lf_lbw_expand(v, n, &out->base, out->blk);
+            char names[1024];
+            if (!v) lf_lbw_preset_names(use, names, sizeof names);
+            lf_lbw_presets_free(builtin);
+            if (!v) return lf_tag_err(t, t->col, "unknown lbw preset '%s' (presets: %s)", t->lbw_preset, names);
+            out->has_lbw = 1;
+            return LF_OK;
+        }
+        if (family == LF_FAMILY_SDXL && n != 12 && n != 20)
+            return lf_tag_err(t, t->col, "lbw has %d values; an SDXL model takes 12 or 20", n);
+        if ((family == LF_FAMILY_SD1 || family == LF_FAMILY_SD2) && n != 17 && n != 26)
+            return lf_tag_err(t, t->col, "lbw has %d values; an %s model takes 17 or 26", n, lf_family_name(family));
+        lf_lbw_expand(v, n, &out->base, out->blk);
+        out->has_lbw = 1;
+    }
+    return LF_OK;
+}
+
+static float lf_eval_or_one(const lf_strength *s, const lf_sched *sc, int t) {
+    return sc ? lf_sched_eval(sc, s->ramp, t, s->n_steps) : 1.0f;
+}
+
+float lf_strength_te(const lf_strength *s, lf_component comp, int t) {
+    return lf_eval_or_one(s, comp == LF_COMP_TE2 ? s->te2 : s->te1, t) * s->base;
+}
+
+float lf_strength_at(const lf_strength *s, lf_component comp, int block, int t) {
+    if (comp == LF_COMP_TE1 || comp == LF_COMP_TE2) return lf_strength_te(s, comp, t);
+    if (block < 0 || block >= LF_BLK_COUNT) block = LF_BLK_OTHER;
+    if (s->has_lbw) {
+        float u = lf_eval_or_one(s, s->unet, t);
+        return block < LF_BLK_OTHER ? u * s->blk[block] : u;
+    }
+    return lf_eval_or_one(s, s->grp[lf_block_group(block)], t);
+}
+
+int lf_strength_all_zero(const lf_strength *s) {
+    for (int t = 1; t <= s->n_steps; t++) {
+        if (lf_strength_te(s, LF_COMP_TE1, t) != 0.0f) return 0;
+        if (s->family != LF_FAMILY_SD1 && s->family != LF_FAMILY_SD2 && lf_strength_te(s, LF_COMP_TE2, t) != 0.0f)
+            return 0;
+        for (int b = 0; b < LF_BLK_COUNT; b++)
+            if (lf_block_in_family(b, s->family) && lf_strength_at(s, LF_COMP_UNET, b, t) != 0.0f) return 0;
+    }
+    return 1;
+}

@@ -1,0 +1,183 @@
+/* clip.c: forward pass of the CLIP text encoder and the SD/SDXL text conditioning (lf_clip.h).
+ *
+ * Per layer, x (T, w):  h = LN1(x); qkv = h Wqkvᵀ + b (T, 3w); q, k, v split (T, w) each;
+ * a = attention(q, k, v; heads, d = w / heads, scale 1/sqrt(d), causal); x += a Woᵀ + bo;
+ * h = LN2(x); x += fc2(act(fc1(h))). All ops from lf_nn.h (BLAS sgemm for the products).
+ * Scratch per call: ~ (6w + ff) * T floats.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clip_internal.h"
+#include "kernels/cpu/nn/lf_nn.h"
+
+lf_status lf_clip_forward(const lf_clip *m, const int32_t *ids, int64_t T, const lf_clip_run *run, float *hidden,
+                          float *pooled) {
+    const lf_clip_config *c = &m->cfg;
+    const int64_t w = c->width, ff = c->ff, L = c->layers;
+    int skip = run ? run->skip : 1;
+    if (T <= 0 || T > c->n_pos)
+        return lf_err(LF_ERR_ARG, "text encoder: %lld tokens, the model takes 1..%lld", (long long)T,
+                      (long long)c->n_pos);
+    if (skip < 1 || skip > L)
+        return lf_err(LF_ERR_ARG, "text encoder: clip skip %d outside 1..%lld", skip, (long long)L);
+    for (int64_t i = 0; i < T; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab)
+            return lf_err(LF_ERR_ARG, "text encoder: token id %d at position %lld is outside the vocabulary of %lld "
+                                      "(%s)", ids[i], (long long)i, (long long)c->vocab, m->emb_name);
+    const int64_t stop = pooled ? L : L - skip + 1; /* layers to run */
+    float *x = malloc((size_t)(T * w) * sizeof *x), *h = malloc((size_t)(T * w) * sizeof *h);
+    float *qkv = malloc((size_t)(T * 3 * w) * sizeof *qkv), *q = malloc((size_t)(3 * T * w) * sizeof *q);
+    float *a = malloc((size_t)(T * w) * sizeof *a), *f = malloc((size_t)(T * ff) * sizeof *f);
+    lf_status st = LF_OK;
+    if (!x || !h || !qkv || !q || !a || !f) {
+        st = lf_err(LF_ERR_NOMEM, "text encoder: out of memory (%lld tokens, width %lld)", (long long)T, (long long)w);
+        goto done;
+    }
+    st = lf_nn_embedding(x, m->tok_emb, ids, T, c->vocab, w);
+    if (st) goto done;
+    lf_nn_add(x, x, m->pos_emb, T * w);
+    const int64_t heads = c->heads, d = w / heads;
+    float *k = q + T * w, *v = q + 2 * T * w;
+    for (int64_t l = 0; l < stop; l++) {
+        const lf_clip_layer *y = &m->layers[l];
+        lf_nn_layer_norm(h, x, y->ln1_w, y->ln1_b, T, w, c->eps);
+        lf_nn_linear(qkv, h, y->qkv_w, y->qkv_b, T, w, 3 * w);
+        for (int64_t t = 0; t < T; t++) {
+            memcpy(q + t * w, qkv + t * 3 * w, (size_t)w * sizeof *q);
+            memcpy(k + t * w, qkv + t * 3 * w + w, (size_t)w * sizeof *q);
+            memcpy(v + t * w, qkv + t * 3 * w + 2 * w, (size_t)w * sizeof *q);
+        }
+        st = lf_nn_attention(a, q, k, v, 1, T, T, heads, d, 1.0f / sqrtf((float)d), 1);
+        if (st) goto done;
+        lf_nn_linear(h, a, y->out_w, y->out_b, T, w, w);
+        lf_nn_add(x, x, h, T * w);
+        lf_nn_layer_norm(h, x, y->ln2_w, y->ln2_b, T, w, c->eps);
+        lf_nn_linear(f, h, y->fc1_w, y->fc1_b, T, w, ff);
+        if (c->act == LF_CLIP_GELU) lf_nn_gelu(f, f, T * ff);
+        else lf_nn_quick_gelu(f, f, T * ff);
+        lf_nn_linear(h, f, y->fc2_w, y->fc2_b, T, ff, w);
+        lf_nn_add(x, x, h, T * w);
+        if (hidden && l + 1 == L - skip + 1) {
+            if (run && run->final_ln) lf_nn_layer_norm(hidden, x, m->lnf_w, m->lnf_b, T, w, c->eps);
+            else memcpy(hidden, x, (size_t)(T * w) * sizeof *x);
+        }
+    }
+    if (pooled) {
+        int64_t e = 0; /* first position of the largest id (the first EOS) */
+        for (int64_t i = 1; i < T; i++)
+            if (ids[i] > ids[e]) e = i;
+        float *row = h; /* LN_final(h_L)[e] */
+        lf_nn_layer_norm(row, x + e * w, m->lnf_w, m->lnf_b, 1, w, c->eps);
+        if (m->proj_w) lf_nn_linear(pooled, row, m->proj_w, NULL, 1, w, c->proj);
+        else memcpy(pooled, row, (size_t)w * sizeof *row);
+    }
+done:
+    free(x);
+    free(h);
+    free(qkv);
+    free(q);
+    free(a);
+    free(f);
+    return st;
+}
+
+lf_status lf_clip_encode_chunks(const lf_clip *m, const lf_prompt_chunks *c, const lf_clip_run *run,
+                                lf_emph_mode mode, float *hidden, float *pooled) {
+    const int64_t w = m->cfg.width;
+    for (size_t k = 0; k < c->n; k++) {
+        float *hk = hidden + (int64_t)k * LF_CLIP_CTX * w;
+        lf_status st = lf_clip_forward(m, c->ids + k * LF_CLIP_CTX, LF_CLIP_CTX, run, hk, k == 0 ? pooled : NULL);
+        if (st) return lf_err_wrap(st, "window %zu of %zu: ", k + 1, c->n);
+        lf_emphasis_apply(hk, c->mult + k * LF_CLIP_CTX, LF_CLIP_CTX, w, mode);
+    }
+    return LF_OK;
+}
+
+void lf_text_cond_free(lf_text_cond *c) {
+    if (!c) return;
+    free(c->context);
+    free(c->pooled);
+    memset(c, 0, sizeof *c);
+}
+
+lf_status lf_text_encode_sd(const lf_clip *te, const lf_tokenizer *tok, const char *prompt, int clip_skip,
+                            int32_t pad, lf_emph_mode mode, lf_text_cond *out) {
+    memset(out, 0, sizeof *out);
+    lf_chunk_opts o = lf_chunk_opts_default(pad);
+    o.mode = mode;
+    lf_prompt_chunks c;
+    lf_status st = lf_prompt_chunk(tok, prompt, &o, &c);
+    if (st) return st;
+    out->width = te->cfg.width;
+    out->tokens = (int64_t)c.n * LF_CLIP_CTX;
+    out->context = malloc((size_t)(out->tokens * out->width) * sizeof(float));
+    if (!out->context) {
+        lf_prompt_chunks_free(&c);
+        return lf_err(LF_ERR_NOMEM, "text encoder: out of memory");
+    }
+    lf_clip_run run = {clip_skip, 1};
+    st = lf_clip_encode_chunks(te, &c, &run, mode, out->context, NULL);
+    lf_prompt_chunks_free(&c);
+    if (st) lf_text_cond_free(out);
+    return st;
+}
+
+lf_status lf_text_encode_sdxl_chunks(const lf_clip *te1, const lf_clip *te2, const lf_prompt_chunks *c1,
+                                     const lf_prompt_chunks *c2, lf_emph_mode mode, lf_text_cond *out) {
+    memset(out, 0, sizeof *out);
+    if (c1->n != c2->n)
+        return lf_err(LF_ERR_ARG, "SDXL conditioning: TE1 has %zu windows, TE2 %zu", c1->n, c2->n);
+    const int64_t w1 = te1->cfg.width, w2 = te2->cfg.width, T = (int64_t)c1->n * LF_CLIP_CTX;
+    out->tokens = T;
+    out->width = w1 + w2;
+    out->pooled_dim = te2->cfg.proj ? te2->cfg.proj : w2;
+    out->context = malloc((size_t)(T * (w1 + w2)) * sizeof(float));
+    out->pooled = malloc((size_t)out->pooled_dim * sizeof(float));
+    float *h1 = malloc((size_t)(T * w1) * sizeof(float)), *h2 = malloc((size_t)(T * w2) * sizeof(float));
+    lf_status st = LF_OK;
+    if (!out->context || !out->pooled || !h1 || !h2) {
+        st = lf_err(LF_ERR_NOMEM, "SDXL conditioning: out of memory");
+        goto done;
+    }
+    lf_clip_run run = {2, 0}; /* penultimate, no final LN */
+    st = lf_clip_encode_chunks(te1, c1, &run, mode, h1, NULL);
+    if (st) {
+        lf_err_wrap(st, "SDXL TE1: ");
+        goto done;
+    }
+    st = lf_clip_encode_chunks(te2, c2, &run, mode, h2, out->pooled);
+    if (st) {
+        lf_err_wrap(st, "SDXL TE2: ");
+        goto done;
+    }
+    for (int64_t t = 0; t < T; t++) {
+        memcpy(out->context + t * (w1 + w2), h1 + t * w1, (size_t)w1 * sizeof(float));
+        memcpy(out->context + t * (w1 + w2) + w1, h2 + t * w2, (size_t)w2 * sizeof(float));
+    }
+done:
+    free(h1);
+    free(h2);
+    if (st) lf_text_cond_free(out);
+    return st;
+}
+
+lf_status lf_text_encode_sdxl(const lf_clip *te1, const lf_clip *te2, const lf_tokenizer *tok, const char *prompt,
+                              lf_emph_mode mode, lf_text_cond *out) {
+    memset(out, 0, sizeof *out);
+    lf_chunk_opts o1 = lf_chunk_opts_default(lf_tokenizer_eos(tok)), o2 = lf_chunk_opts_default(0);
+    o1.mode = o2.mode = mode;
+    lf_prompt_chunks c1, c2;
+    lf_status st = lf_prompt_chunk(tok, prompt, &o1, &c1);
+    if (st) return st;
+    st = lf_prompt_chunk(tok, prompt, &o2, &c2);
+    if (st) {
+        lf_prompt_chunks_free(&c1);
+        return st;
+    }
+    st = lf_text_encode_sdxl_chunks(te1, te2, &c1, &c2, mode, out);
+    lf_prompt_chunks_free(&c1);
+    lf_prompt_chunks_free(&c2);
+    return st;
+}

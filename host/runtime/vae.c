@@ -1,0 +1,455 @@
+/* vae.c: AutoencoderKL loader and forward passes (lorafuse/lf_vae.h) on the lf_nn.h operators.
+ *
+ * Keys (LDM, under "first_stage_model."): post_quant_conv, quant_conv (1x1, (2z, 2z)),
+ *   decoder.conv_in (C, z, 3, 3); decoder.mid.{block_1, attn_1, block_2}; decoder.up.i.block.j
+ *   (norm1, conv1, norm2, conv2[, nin_shortcut]); decoder.up.i.upsample.conv (i > 0);
+ *   decoder.norm_out, decoder.conv_out (3, C0, 3, 3); encoder.* mirrors it with down.i.downsample.conv
+ *   (i < n-1) and conv_out (2z, C, 3, 3). attn_1: norm, q, k, v, proj_out as (C, C, 1, 1) or (C, C).
+ * Formulas: see lf_vae.h. The loader replays the channel flow while it reads, so a tensor whose width
+ * does not fit its neighbours is reported with its key and both shapes.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/nn/lf_nn.h"
+#include "lorafuse/lf_vae.h"
+#include "weight_load.h"
+
+#define LF_VA_EPS 1e-6f
+#define LF_VA_PATH 160
+
+typedef lf_wts_lin lf_va_conv;   /* conv k x k, or k = 0: Linear on tokens */
+typedef lf_wts_norm lf_va_norm;  /* GroupNorm gamma, beta (C) */
+
+typedef struct lf_va_res {
+    lf_va_norm n1, n2;
+    lf_va_conv c1, c2, sc; /* sc.w NULL: identity shortcut */
+    int64_t cin, cout;
+} lf_va_res;
+
+typedef struct lf_va_attn {
+    lf_va_norm n;
+    lf_va_conv q, k, v, o;
+    int64_t C;
+} lf_va_attn;
+
+typedef struct lf_va_level {
+    lf_va_res *res;
+    int n_res;
+    lf_va_conv resample; /* upsample / downsample conv; w NULL if none */
+} lf_va_level;
+
+typedef struct lf_va_coder {
+    lf_va_conv conv_in, conv_out;
+    lf_va_level lv[LF_VAE_MAX_LEVELS];
+    int n;
+    lf_va_res mid1, mid2;
+    lf_va_attn attn;
+    lf_va_norm norm_out;
+} lf_va_coder;
+
+struct lf_vae {
+    lf_vae_arch arch;
+    lf_va_coder enc, dec;
+    lf_va_conv quant, post_quant;
+    lf_wts_entry *wts;
+    size_t n_wts;
+};
+
+typedef struct lf_va_ctx {
+    lf_wts w;
+    const char *file;
+} lf_va_ctx;
+
+/* ---- loading -------------------------------------------------------------------------------- */
+
+/* Resnet at path taking cin channels; returns its out width (or -1 after a failure). */
+static int64_t lf_va_load_res(lf_va_ctx *c, lf_va_res *r, const char *path, int64_t cin) {
+    char p[LF_VA_PATH];
+    lf_wts_pathf(p, sizeof p, "%s.norm1", path);
+    lf_wts_load_norm(&c->w, &r->n1, p, cin);
+    r->cin = cin;
+    lf_wts_pathf(p, sizeof p, "%s.conv1", path);
+    lf_wts_load_lin(&c->w, &r->c1, p, 3, -1, cin, LF_WTS_BIAS);
+    r->cout = r->c1.out;
+    lf_wts_pathf(p, sizeof p, "%s.norm2", path);
+    lf_wts_load_norm(&c->w, &r->n2, p, r->cout);
+    lf_wts_pathf(p, sizeof p, "%s.conv2", path);
+    lf_wts_load_lin(&c->w, &r->c2, p, 3, r->cout, r->cout, LF_WTS_BIAS);
+    if (c->w.status != LF_OK) return -1;
+    if (lf_wts_find(&c->w, "%s.nin_shortcut.weight", path)) {
+        lf_wts_pathf(p, sizeof p, "%s.nin_shortcut", path);
+        lf_wts_load_lin(&c->w, &r->sc, p, 1, r->cout, cin, LF_WTS_BIAS);
+    } else if (cin != r->cout) {
+        lf_err(LF_ERR_MODEL, "%s: resnet \"%s%s\" maps %lld -> %lld channels: missing tensor \"%s%s"
+               ".nin_shortcut.weight\"", c->file, c->w.prefix, path, (long long)cin, (long long)r->cout,
+               c->w.prefix, path);
+        lf_wts_fail(&c->w, LF_ERR_MODEL);
+    }
+    return c->w.status == LF_OK ? r->cout : -1;
+}
+
+static void lf_va_load_attn(lf_va_ctx *c, lf_va_attn *a, const char *path, int64_t C) {
+    char p[LF_VA_PATH];
+    static const char *names[4] = {"q", "k", "v", "proj_out"};
+    lf_va_conv *dst[4] = {&a->q, &a->k, &a->v, &a->o};
+    lf_wts_pathf(p, sizeof p, "%s.norm", path);
+    lf_wts_load_norm(&c->w, &a->n, p, C);
+    for (int i = 0; i < 4; i++) {
+        lf_wts_pathf(p, sizeof p, "%s.%s", path, names[i]);
+        lf_wts_load_lin(&c->w, dst[i], p, 0, C, C, LF_WTS_BIAS); /* (C, C, 1, 1) matches (C, C) */
+    }
+    a->C = C;
+}
+
+/* mid block: block_1, attn_1, block_2 under <part>.mid; returns the width. */
+static int64_t lf_va_load_mid(lf_va_ctx *c, lf_va_coder *cd, const char *part, int64_t ch) {
+    char p[LF_VA_PATH];
+    lf_wts_pathf(p, sizeof p, "%s.mid.block_1", part);
+    ch = lf_va_load_res(c, &cd->mid1, p, ch);
+    if (ch < 0) return -1;
+    lf_wts_pathf(p, sizeof p, "%s.mid.attn_1", part);
+    lf_va_load_attn(c, &cd->attn, p, ch);
+    lf_wts_pathf(p, sizeof p, "%s.mid.block_2", part);
+    return c->w.status == LF_OK ? lf_va_load_res(c, &cd->mid2, p, ch) : -1;
+}
+
+static int lf_va_count(lf_va_ctx *c, const char *fmt_level) {
+    int n = 0;
+    while (n < LF_VAE_MAX_LEVELS + 1 && lf_wts_find(&c->w, fmt_level, n)) n++;
+    return n;
+}
+
+static lf_status lf_va_level_blocks(lf_va_ctx *c, lf_va_level *lv, const char *part, const char *du,
+                                    int i) {
+    int n = 0;
+    while (lf_wts_find(&c->w, "%s.%s.%d.block.%d.norm1.weight", part, du, i, n)) n++;
+    if (n == 0) {
+        lf_err(LF_ERR_MODEL, "%s: missing tensor \"%s%s.%s.%d.block.0.norm1.weight\"", c->file, c->w.prefix,
+               part, du, i);
+        return lf_wts_fail(&c->w, LF_ERR_MODEL);
+    }
+    lv->res = calloc((size_t)n, sizeof *lv->res);
+    if (!lv->res) return lf_wts_fail(&c->w, lf_err(LF_ERR_NOMEM, "%s: out of memory", c->file));
+    lv->n_res = n;
+    return LF_OK;
+}
+
+static lf_status lf_va_load_decoder(lf_va_ctx *c, lf_vae *v) {
+    lf_va_coder *d = &v->dec;
+    lf_vae_arch *a = &v->arch;
+    char p[LF_VA_PATH];
+    lf_wts_load_lin(&c->w, &v->post_quant, "post_quant_conv", 1, -1, -1, LF_WTS_BIAS);
+    if (c->w.status != LF_OK) return c->w.status;
+    int64_t z = v->post_quant.in;
+    if (v->post_quant.out != z) {
+        lf_err(LF_ERR_SHAPE, "%s: tensor \"%spost_quant_conv.weight\" maps %lld -> %lld channels, expected square",
+               c->file, c->w.prefix, (long long)z, (long long)v->post_quant.out);
+        return lf_wts_fail(&c->w, LF_ERR_SHAPE);
+    }
+    a->latent_channels = z;
+    lf_wts_load_lin(&c->w, &d->conv_in, "decoder.conv_in", 3, -1, z, LF_WTS_BIAS);
+    if (c->w.status != LF_OK) return c->w.status;
+    int64_t ch = lf_va_load_mid(c, d, "decoder", d->conv_in.out);
+    if (ch < 0) return c->w.status;
+    d->n = lf_va_count(c, "decoder.up.%d.block.0.norm1.weight");
+    if (d->n == 0 || d->n > LF_VAE_MAX_LEVELS) {
+        lf_err(LF_ERR_MODEL, "%s: decoder has %d up levels (missing tensor \"%sdecoder.up.0.block.0.norm1.weight\"?)",
+               c->file, d->n, c->w.prefix);
+        return lf_wts_fail(&c->w, LF_ERR_MODEL);
+    }
+    a->n_levels = d->n;
+    for (int i = d->n - 1; i >= 0; i--) {
+        lf_va_level *lv = &d->lv[i];
+        if (lf_va_level_blocks(c, lv, "decoder", "up", i) != LF_OK) return c->w.status;
+        for (int j = 0; j < lv->n_res; j++) {
+            lf_wts_pathf(p, sizeof p, "decoder.up.%d.block.%d", i, j);
+            if ((ch = lf_va_load_res(c, &lv->res[j], p, ch)) < 0) return c->w.status;
+        }
+        a->level_channels[i] = ch;
+        a->dec_res_per_level = lv->n_res;
+        if (i > 0) {
+            lf_wts_pathf(p, sizeof p, "decoder.up.%d.upsample.conv", i);
+            lf_wts_load_lin(&c->w, &lv->resample, p, 3, ch, ch, LF_WTS_BIAS);
+        }
+    }
+    lf_wts_load_norm(&c->w, &d->norm_out, "decoder.norm_out", ch);
+    lf_wts_load_lin(&c->w, &d->conv_out, "decoder.conv_out", 3, -1, ch, LF_WTS_BIAS);
+    a->image_channels = d->conv_out.out;
+    return c->w.status;
+}
+
+static lf_status lf_va_load_encoder(lf_va_ctx *c, lf_vae *v) {
+    lf_va_coder *e = &v->enc;
+    lf_vae_arch *a = &v->arch;
+    char p[LF_VA_PATH];
+    lf_wts_load_lin(&c->w, &e->conv_in, "encoder.conv_in", 3, -1, a->image_channels, LF_WTS_BIAS);
+    if (c->w.status != LF_OK) return c->w.status;
+    int64_t ch = e->conv_in.out;
+    e->n = lf_va_count(c, "encoder.down.%d.block.0.norm1.weight");
+    if (e->n != a->n_levels) {
+        lf_err(LF_ERR_MODEL, "%s: encoder has %d down levels, decoder %d (missing tensor \"%sencoder.down.%d"
+               ".block.0.norm1.weight\"?)", c->file, e->n, a->n_levels, c->w.prefix, e->n);
+        return lf_wts_fail(&c->w, LF_ERR_MODEL);
+    }
+    for (int i = 0; i < e->n; i++) {
+        lf_va_level *lv = &e->lv[i];
+        if (lf_va_level_blocks(c, lv, "encoder", "down", i) != LF_OK) return c->w.status;
+        for (int j = 0; j < lv->n_res; j++) {
+            lf_wts_pathf(p, sizeof p, "encoder.down.%d.block.%d", i, j);
+            if ((ch = lf_va_load_res(c, &lv->res[j], p, ch)) < 0) return c->w.status;
+        }
+        a->enc_res_per_level = lv->n_res;
+        if (i < e->n - 1) {
+            lf_wts_pathf(p, sizeof p, "encoder.down.%d.downsample.conv", i);
+            lf_wts_load_lin(&c->w, &lv->resample, p, 3, ch, ch, LF_WTS_BIAS);
+        }
+    }
+    if ((ch = lf_va_load_mid(c, e, "encoder", ch)) < 0) return c->w.status;
+    lf_wts_load_norm(&c->w, &e->norm_out, "encoder.norm_out", ch);
+    lf_wts_load_lin(&c->w, &e->conv_out, "encoder.conv_out", 3, 2 * a->latent_channels, ch, LF_WTS_BIAS);
+    lf_wts_load_lin(&c->w, &v->quant, "quant_conv", 1, 2 * a->latent_channels, 2 * a->latent_channels,
+                    LF_WTS_BIAS);
+    a->has_encoder = c->w.status == LF_OK;
+    return c->w.status;
+}
+
+static void lf_va_free_coder(lf_va_coder *cd) {
+    for (int i = 0; i < LF_VAE_MAX_LEVELS; i++) free(cd->lv[i].res);
+}
+
+void lf_vae_free(lf_vae *v) {
+    if (!v) return;
+    lf_va_free_coder(&v->enc);
+    lf_va_free_coder(&v->dec);
+    lf_wts_free_list(v->wts, v->n_wts);
+    free(v);
+}
+
+lf_status lf_va_load_src(const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias, const char *label,
+                         lf_family family, const lf_vae_opts *opts, lf_vae **out) {
+    *out = NULL;
+    lf_vae_opts o;
+    memset(&o, 0, sizeof o);
+    if (opts) o = *opts;
+    const char *file = label ? label : st && lf_st_path(st) ? lf_st_path(st) : "checkpoint";
+    float sf = o.scaling_factor;
+    if (sf < 0 || o.norm_groups < 0) return lf_err(LF_ERR_ARG, "%s: vae options must be non-negative", file);
+    if (sf == 0.0f) {
+        if (family == LF_FAMILY_SD1 || family == LF_FAMILY_SD2) sf = 0.18215f;
+        else if (family == LF_FAMILY_SDXL) sf = 0.13025f;
+        else return lf_err(LF_ERR_ARG, "%s: unknown model family: give the VAE scaling factor", file);
+    }
+    const char *prefix =
+        lf_wts_pick_prefix(st, alias, n_alias, o.prefix, "first_stage_model.", "decoder.conv_in.weight");
+    if (strlen(prefix) >= sizeof(((lf_wts *)0)->prefix)) return lf_err(LF_ERR_ARG, "%s: vae prefix too long", file);
+    lf_vae *v = calloc(1, sizeof *v);
+    if (!v) return lf_err(LF_ERR_NOMEM, "%s: out of memory", file);
+    lf_va_ctx c;
+    lf_wts_init_src(&c.w, st, alias, n_alias, file, 0, prefix);
+    c.file = file;
+    if (!lf_wts_find(&c.w, "decoder.conv_in.weight")) {
+        free(v);
+        return lf_err(LF_ERR_MODEL, "%s: no VAE: missing tensor \"%sdecoder.conv_in.weight\"", file, prefix);
+    }
+    v->arch.norm_groups = o.norm_groups ? o.norm_groups : 32;
+    v->arch.scaling_factor = sf;
+    lf_status s = lf_va_load_decoder(&c, v);
+    if (s == LF_OK && lf_wts_find(&c.w, "encoder.conv_in.weight")) s = lf_va_load_encoder(&c, v);
+    if (s != LF_OK) {
+        lf_wts_free(&c.w);
+        lf_vae_free(v);
+        return s;
+    }
+    v->arch.factor = (int64_t)1 << (v->arch.n_levels - 1);
+    v->arch.n_tensors = c.w.loaded;
+    v->arch.n_params = c.w.floats;
+    lf_wts_release(&c.w, &v->wts, &v->n_wts);
+    *out = v;
+    return LF_OK;
+}
+
+lf_status lf_vae_load(const lf_st_file *st, lf_family family, const lf_vae_opts *opts, lf_vae **out) {
+    return lf_va_load_src(st, NULL, 0, NULL, family, opts, out);
+}
+
+const lf_vae_arch *lf_vae_get_arch(const lf_vae *v) { return &v->arch; }
+
+/* ---- forward -------------------------------------------------------------------------------- */
+
+static float *lf_va_alloc(int64_t n, lf_status *st) {
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!p && *st == LF_OK) *st = lf_err(LF_ERR_NOMEM, "vae: out of memory (%lld floats)", (long long)n);
+    return p;
+}
+
+static lf_status lf_va_conv_fwd(const lf_va_conv *l, float *y, const float *x, int64_t N, int64_t H,
+                                int64_t W, int64_t stride, int64_t pad) {
+    return lf_nn_conv2d(y, x, l->w, l->b, N, l->in, H, W, l->out, l->k, l->k, stride, pad);
+}
+
+/* out (N, cout, H, W) = resnet(h (N, cin, H, W)) */
+static lf_status lf_va_res_fwd(const lf_va_res *r, float *out, const float *h, int64_t N, int64_t H,
+                               int64_t W, int64_t G) {
+    int64_t S = H * W;
+    lf_status st = LF_OK;
+    float *a = lf_va_alloc(N * r->cin * S, &st), *b = lf_va_alloc(N * r->cout * S, &st);
+    if (st != LF_OK) goto done;
+    lf_nn_group_norm(a, h, r->n1.g, r->n1.b, N, r->cin, S, G, LF_VA_EPS);
+    lf_nn_silu(a, a, N * r->cin * S);
+    if ((st = lf_va_conv_fwd(&r->c1, b, a, N, H, W, 1, 1)) != LF_OK) goto done;
+    lf_nn_group_norm(b, b, r->n2.g, r->n2.b, N, r->cout, S, G, LF_VA_EPS);
+    lf_nn_silu(b, b, N * r->cout * S);
+    if ((st = lf_va_conv_fwd(&r->c2, out, b, N, H, W, 1, 1)) != LF_OK) goto done;
+    if (r->sc.w) {
+        if ((st = lf_va_conv_fwd(&r->sc, b, h, N, H, W, 1, 0)) != LF_OK) goto done;
+        lf_nn_add(out, out, b, N * r->cout * S);
+    } else {
+        lf_nn_add(out, out, h, N * r->cout * S);
+    }
+done:
+    free(a), free(b);
+    return st;
+}
+
+/* h (N, C, H, W) += single-head self-attention over the H*W positions (in place). */
+static lf_status lf_va_attn_fwd(const lf_va_attn *at, float *h, int64_t N, int64_t H, int64_t W,
+                                int64_t G) {
+    int64_t C = at->C, S = H * W, M = N * S;
+    lf_status st = LF_OK;
+    float *g = lf_va_alloc(M * C, &st), *t = lf_va_alloc(M * C, &st), *q = lf_va_alloc(M * C, &st);
+    float *k = lf_va_alloc(M * C, &st), *v = lf_va_alloc(M * C, &st);
+    if (st != LF_OK) goto done;
+    lf_nn_group_norm(g, h, at->n.g, at->n.b, N, C, S, G, LF_VA_EPS);
+    lf_nn_nchw_to_nlc(t, g, N, C, S);
+    lf_nn_linear(q, t, at->q.w, at->q.b, M, C, C);
+    lf_nn_linear(k, t, at->k.w, at->k.b, M, C, C);
+    lf_nn_linear(v, t, at->v.w, at->v.b, M, C, C);
+    if ((st = lf_nn_attention(g, q, k, v, N, S, S, 1, C, (float)(1.0 / sqrt((double)C)), 0)) != LF_OK)
+        goto done;
+    lf_nn_linear(t, g, at->o.w, at->o.b, M, C, C);
+    lf_nn_nlc_to_nchw(g, t, N, C, S);
+    lf_nn_add(h, h, g, M * C);
+done:
+    free(g), free(t), free(q), free(k), free(v);
+    return st;
+}
+
+/* *h (N, *C, H, W) -> resnet output; replaces the buffer. */
+static lf_status lf_va_res_step(const lf_va_res *r, float **h, int64_t *C, int64_t N, int64_t H,
+                                int64_t W, int64_t G) {
+    lf_status st = LF_OK;
+    float *o = lf_va_alloc(N * r->cout * H * W, &st);
+    if (st != LF_OK) return st;
+    st = lf_va_res_fwd(r, o, *h, N, H, W, G);
+    free(*h);
+    *h = o;
+    *C = r->cout;
+    return st;
+}
+
+static lf_status lf_va_mid_fwd(const lf_va_coder *cd, float **h, int64_t *C, int64_t N, int64_t H,
+                               int64_t W, int64_t G) {
+    lf_status st = lf_va_res_step(&cd->mid1, h, C, N, H, W, G);
+    if (st == LF_OK) st = lf_va_attn_fwd(&cd->attn, *h, N, H, W, G);
+    if (st == LF_OK) st = lf_va_res_step(&cd->mid2, h, C, N, H, W, G);
+    return st;
+}
+
+/* out = conv_out(silu(gn(h))); h is consumed (normalised in place). */
+static lf_status lf_va_tail(const lf_va_coder *cd, float *out, float *h, int64_t C, int64_t N,
+                            int64_t H, int64_t W, int64_t G) {
+    lf_nn_group_norm(h, h, cd->norm_out.g, cd->norm_out.b, N, C, H * W, G, LF_VA_EPS);
+    lf_nn_silu(h, h, N * C * H * W);
+    return lf_va_conv_fwd(&cd->conv_out, out, h, N, H, W, 1, 1);
+}
+
+lf_status lf_vae_decode(const lf_vae *v, float *img, const float *latents, int64_t N, int64_t h,
+                        int64_t w) {
+    const lf_vae_arch *a = &v->arch;
+    const lf_va_coder *d = &v->dec;
+    int64_t G = a->norm_groups, z = a->latent_channels, H = h, W = w, C;
+    if (N < 1 || h < 1 || w < 1) return lf_err(LF_ERR_SHAPE, "vae decode: empty latent");
+    lf_status st = LF_OK;
+    float *s = lf_va_alloc(N * z * H * W, &st), *t = lf_va_alloc(N * z * H * W, &st), *x = NULL;
+    if (st != LF_OK) goto done;
+    lf_nn_scale(s, latents, 1.0f / a->scaling_factor, N * z * H * W);
+    if ((st = lf_va_conv_fwd(&v->post_quant, t, s, N, H, W, 1, 0)) != LF_OK) goto done;
+    C = d->conv_in.out;
+    if ((x = lf_va_alloc(N * C * H * W, &st)) == NULL) goto done;
+    if ((st = lf_va_conv_fwd(&d->conv_in, x, t, N, H, W, 1, 1)) != LF_OK) goto done;
+    if ((st = lf_va_mid_fwd(d, &x, &C, N, H, W, G)) != LF_OK) goto done;
+    for (int i = d->n - 1; i >= 0; i--) {
+        const lf_va_level *lv = &d->lv[i];
+        for (int j = 0; j < lv->n_res; j++)
+            if ((st = lf_va_res_step(&lv->res[j], &x, &C, N, H, W, G)) != LF_OK) goto done;
+        if (lv->resample.w) {
+            float *u = lf_va_alloc(N * C * 4 * H * W, &st), *y = lf_va_alloc(N * C * 4 * H * W, &st);
+            if (st == LF_OK) {
+                lf_nn_upsample_nearest2x(u, x, N, C, H, W);
+                st = lf_va_conv_fwd(&lv->resample, y, u, N, 2 * H, 2 * W, 1, 1);
+            }
+            free(u);
+            free(x);
+            x = y;
+            H *= 2, W *= 2;
+            if (st != LF_OK) goto done;
+        }
+    }
+    st = lf_va_tail(d, img, x, C, N, H, W, G);
+done:
+    free(s), free(t), free(x);
+    return st;
+}
+
+lf_status lf_vae_encode(const lf_vae *v, float *latents, float *logvar, const float *img, int64_t N,
+                        int64_t H, int64_t W) {
+    const lf_vae_arch *a = &v->arch;
+    const lf_va_coder *e = &v->enc;
+    if (!a->has_encoder) return lf_err(LF_ERR_MODEL, "vae encode: the checkpoint has no VAE encoder");
+    if (N < 1 || H < 1 || W < 1 || H % a->factor || W % a->factor)
+        return lf_err(LF_ERR_SHAPE, "vae encode: image %lldx%lld: height and width must be positive multiples of %lld",
+                      (long long)H, (long long)W, (long long)a->factor);
+    int64_t G = a->norm_groups, z = a->latent_channels, C = e->conv_in.out;
+    lf_status st = LF_OK;
+    float *x = lf_va_alloc(N * C * H * W, &st), *mom = NULL, *q = NULL;
+    if (st != LF_OK) return st;
+    if ((st = lf_va_conv_fwd(&e->conv_in, x, img, N, H, W, 1, 1)) != LF_OK) goto done;
+    for (int i = 0; i < e->n; i++) {
+        const lf_va_level *lv = &e->lv[i];
+        for (int j = 0; j < lv->n_res; j++)
+            if ((st = lf_va_res_step(&lv->res[j], &x, &C, N, H, W, G)) != LF_OK) goto done;
+        if (lv->resample.w) { /* pad (0, 1, 0, 1), conv 3x3 stride 2 pad 0 */
+            int64_t Ho = lf_nn_conv_out(H + 1, 3, 2, 0), Wo = lf_nn_conv_out(W + 1, 3, 2, 0);
+            float *p = lf_va_alloc(N * C * (H + 1) * (W + 1), &st), *y = lf_va_alloc(N * C * Ho * Wo, &st);
+            if (st == LF_OK) {
+                lf_nn_pad2d(p, x, N, C, H, W, 0, 1, 0, 1);
+                st = lf_va_conv_fwd(&lv->resample, y, p, N, H + 1, W + 1, 2, 0);
+            }
+            free(p);
+            free(x);
+            x = y;
+            H = Ho, W = Wo;
+            if (st != LF_OK) goto done;
+        }
+    }
+    if ((st = lf_va_mid_fwd(e, &x, &C, N, H, W, G)) != LF_OK) goto done;
+    mom = lf_va_alloc(N * 2 * z * H * W, &st);
+    q = lf_va_alloc(N * 2 * z * H * W, &st);
+    if (st != LF_OK) goto done;
+    if ((st = lf_va_tail(e, mom, x, C, N, H, W, G)) != LF_OK) goto done;
+    if ((st = lf_va_conv_fwd(&v->quant, q, mom, N, H, W, 1, 0)) != LF_OK) goto done;
+    int64_t S = H * W;
+    for (int64_t n = 0; n < N; n++) {
+        const float *mean = q + n * 2 * z * S, *lv = mean + z * S;
+        for (int64_t i = 0; i < z * S; i++) {
+            latents[n * z * S + i] = mean[i] * a->scaling_factor;
+            if (logvar) logvar[n * z * S + i] = lv[i] < -30.0f ? -30.0f : (lv[i] > 20.0f ? 20.0f : lv[i]);
+        }
+    }
+done:
+    free(x), free(mom), free(q);
+    return st;
+}

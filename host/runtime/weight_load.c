@@ -1,0 +1,298 @@
+/* model_weights.c: named checkpoint tensors -> owned f32 buffers with shape checks, the key index
+ * used to refresh a loaded model's weights, and the Linear/conv/norm layer readers of the UNet and
+ * VAE loaders (weight_load.h).
+ * Conversion f32/f16/bf16 -> f32 is lf_view_to_f32 (exact for f16 and bf16).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "weight_load.h"
+
+void lf_wts_init(lf_wts *w, const lf_st_file *st, const char *prefix) {
+    memset(w, 0, sizeof *w);
+    w->st = st;
+    w->label = st && lf_st_path(st) ? lf_st_path(st) : "checkpoint";
+    snprintf(w->prefix, sizeof w->prefix, "%s", prefix ? prefix : "");
+}
+
+void lf_wts_set_alias(lf_wts *w, const lf_wts_alias *alias, size_t n, const char *label, int borrow) {
+    w->alias = alias;
+    w->n_alias = n;
+    w->borrow = borrow;
+    if (label) w->label = label;
+}
+
+static int lf_wts_alias_cmp(const void *k, const void *a) {
+    return strcmp((const char *)k, ((const lf_wts_alias *)a)->t.name);
+}
+
+void lf_wts_init_src(lf_wts *w, const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias,
+                     const char *label, int borrow, const char *prefix) {
+    lf_wts_init(w, st, prefix);
+    if (alias) lf_wts_set_alias(w, alias, n_alias, label, borrow);
+}
+
+const char *lf_wts_pick_prefix(const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias,
+                               const char *given, const char *ldm, const char *probe) {
+    if (given) return given;
+    lf_wts w;
+    lf_wts_init_src(&w, st, alias, n_alias, NULL, 0, ldm);
+    return lf_wts_find(&w, "%s", probe) ? ldm : "";
+}
+
+static int lf_wts_alias_order(const void *a, const void *b) {
+    return strcmp(((const lf_wts_alias *)a)->t.name, ((const lf_wts_alias *)b)->t.name);
+}
+
+void lf_wts_alias_sort(lf_wts_alias *alias, size_t n) {
+    if (n > 1) qsort(alias, n, sizeof *alias, lf_wts_alias_order);
+}
+
+static const lf_wts_alias *lf_wts_alias_find(const lf_wts *w, const char *name) {
+    if (!w->alias) return NULL;
+    return bsearch(name, w->alias, w->n_alias, sizeof *w->alias, lf_wts_alias_cmp);
+}
+
+const lf_st_tensor *lf_wts_lookup(const lf_wts *w, const char *name) {
+    if (w->alias) {
+        const lf_wts_alias *a = lf_wts_alias_find(w, name);
+        return a ? &a->t : NULL;
+    }
+    return w->st ? lf_st_find(w->st, name) : NULL;
+}
+
+static void lf_wts_name(const lf_wts *w, char *buf, size_t n, const char *fmt, va_list ap) {
+    size_t pl = strlen(w->prefix);
+    snprintf(buf, n, "%s", w->prefix);
+    if (pl < n) vsnprintf(buf + pl, n - pl, fmt, ap);
+}
+
+const lf_st_tensor *lf_wts_find(const lf_wts *w, const char *fmt, ...) {
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    lf_wts_name(w, name, sizeof name, fmt, ap);
+    va_end(ap);
+    return lf_wts_lookup(w, name);
+}
+
+lf_status lf_wts_fail(lf_wts *w, lf_status st) {
+    if (w->status == LF_OK) w->status = st;
+    return w->status;
+}
+
+/* Shape as the loader compares it: trailing 1-dims beyond the second removed. */
+static int lf_wts_norm_ndim(int ndim, const int64_t *shape) {
+    while (ndim > 2 && shape[ndim - 1] == 1) ndim--;
+    return ndim;
+}
+
+void lf_wts_shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, n - o, "(");
+    for (int i = 0; i < ndim && o < n; i++) {
+        if (shape[i] < 0) o += (size_t)snprintf(buf + o, n - o, "%s*", i ? ", " : "");
+        else o += (size_t)snprintf(buf + o, n - o, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    }
+    if (o < n) snprintf(buf + o, n - o, "%s)", ndim == 1 ? "," : "");
+}
+
+int lf_wts_shape_eq(int na, const int64_t *a, int nb, const int64_t *b) {
+    na = lf_wts_norm_ndim(na, a);
+    nb = lf_wts_norm_ndim(nb, b);
+    if (na != nb) return 0;
+    for (int i = 0; i < na; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
+
+lf_status lf_wts_add(lf_wts_entry **e, size_t *n, size_t *cap, const char *key, float *data, int ndim,
+                     const int64_t *shape, int owned) {
+    if (*n == *cap) {
+        size_t nc = *cap ? 2 * *cap : 256;
+        lf_wts_entry *ne = realloc(*e, nc * sizeof *ne);
+        if (!ne) return LF_ERR_NOMEM;
+        *e = ne;
+        *cap = nc;
+    }
+    lf_wts_entry *x = &(*e)[*n];
+    memset(x, 0, sizeof *x);
+    size_t kl = strlen(key);
+    x->key = malloc(kl + 1);
+    if (!x->key) return LF_ERR_NOMEM;
+    memcpy(x->key, key, kl + 1);
+    x->data = data;
+    x->ndim = ndim > 4 ? 4 : ndim;
+    x->numel = 1;
+    for (int i = 0; i < ndim; i++) x->numel *= shape[i];
+    for (int i = 0; i < x->ndim; i++) x->shape[i] = shape[i];
+    x->owned = owned;
+    (*n)++;
+    return LF_OK;
+}
+
+float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...) {
+    if (w->status != LF_OK) return NULL;
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    lf_wts_name(w, name, sizeof name, fmt, ap);
+    va_end(ap);
+    const char *file = w->label;
+    const lf_wts_alias *al = lf_wts_alias_find(w, name);
+    const lf_st_tensor *t = w->alias ? (al ? &al->t : NULL) : lf_wts_lookup(w, name);
+    const char *shown = al && al->orig ? al->orig : name;
+    if (!t) {
+        lf_err(LF_ERR_MODEL, "%s: missing tensor \"%s\"", file, name);
+        lf_wts_fail(w, LF_ERR_MODEL);
+        return NULL;
+    }
+    int en = lf_wts_norm_ndim(ndim, shape), tn = lf_wts_norm_ndim(t->ndim, t->shape);
+    int ok = en == tn;
+    for (int i = 0; ok && i < en; i++) ok = shape[i] < 0 || shape[i] == t->shape[i];
+    if (!ok) {
+        char got[128], want[128];
+        lf_wts_shape_str(t->ndim, t->shape, got, sizeof got);
+        lf_wts_shape_str(ndim, shape, want, sizeof want);
+        lf_err(LF_ERR_SHAPE, "%s: tensor \"%s\" has shape %s, expected %s", file, shown, got, want);
+        lf_wts_fail(w, LF_ERR_SHAPE);
+        return NULL;
+    }
+    for (int i = 0; i < en; i++) shape[i] = t->shape[i];
+    for (int i = en; i < ndim; i++) shape[i] = 1;
+    lf_view v = lf_st_view(t);
+    int64_t numel = lf_view_numel(&v);
+    float *buf = NULL;
+    int owned = 1;
+    if (w->borrow && al && t->dtype == LF_F32) {
+        buf = (float *)(uintptr_t)t->data; /* the caller's f32 memory, used in place */
+        owned = 0;
+    } else {
+        buf = malloc((size_t)(numel > 0 ? numel : 1) * sizeof(float));
+        if (!buf) {
+            lf_err(LF_ERR_NOMEM, "%s: out of memory converting \"%s\" (%lld elements)", file, shown,
+                   (long long)numel);
+            lf_wts_fail(w, LF_ERR_NOMEM);
+            return NULL;
+        }
+        lf_status st = lf_view_to_f32(&v, buf);
+        if (st != LF_OK) {
+            free(buf);
+            lf_err(st, "%s: tensor \"%s\": dtype %s cannot be read as f32", file, shown, lf_dtype_name(t->dtype));
+            lf_wts_fail(w, st);
+            return NULL;
+        }
+    }
+    if (lf_wts_add(&w->e, &w->n, &w->cap, name + strlen(w->prefix), buf, t->ndim, t->shape, owned) != LF_OK) {
+        if (owned) free(buf);
+        lf_err(LF_ERR_NOMEM, "%s: out of memory loading \"%s\"", file, shown);
+        lf_wts_fail(w, LF_ERR_NOMEM);
+        return NULL;
+    }
+    w->e[w->n - 1].borrowed = !owned;
+    w->loaded++;
+    w->floats += numel;
+    return buf;
+}
+
+static int lf_wts_entry_cmp(const void *a, const void *b) {
+    return strcmp(((const lf_wts_entry *)a)->key, ((const lf_wts_entry *)b)->key);
+}
+
+void lf_wts_sort(lf_wts_entry *e, size_t n) {
+    if (n > 1) qsort(e, n, sizeof *e, lf_wts_entry_cmp);
+}
+
+void lf_wts_release(lf_wts *w, lf_wts_entry **e, size_t *n) {
+    lf_wts_sort(w->e, w->n);
+    *e = w->e;
+    *n = w->n;
+    w->e = NULL;
+    w->n = w->cap = 0;
+}
+
+void lf_wts_free_list(lf_wts_entry *e, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].owned) free(e[i].data);
+        free(e[i].key);
+    }
+    free(e);
+}
+
+void lf_wts_free(lf_wts *w) {
+    lf_wts_free_list(w->e, w->n);
+    w->e = NULL;
+    w->n = w->cap = 0;
+}
+
+static int lf_wts_key_cmp(const void *k, const void *a) {
+    return strcmp((const char *)k, ((const lf_wts_entry *)a)->key);
+}
+
+lf_wts_entry *lf_wts_get(lf_wts_entry *e, size_t n, const char *key) {
+    return e && n ? bsearch(key, e, n, sizeof *e, lf_wts_key_cmp) : NULL;
+}
+
+lf_status lf_wts_refresh(lf_wts_entry *en, const lf_view *v, const char *label, const char *key) {
+    if (en->borrowed)
+        return lf_err(LF_ERR_ARG, "%s: weight \"%s\" is borrowed memory and cannot be refreshed", label, key);
+    if (!lf_wts_shape_eq(en->ndim, en->shape, v->ndim, v->shape) || lf_view_numel(v) != en->numel) {
+        char got[128], want[128];
+        lf_wts_shape_str(v->ndim, v->shape, got, sizeof got);
+        lf_wts_shape_str(en->ndim, en->shape, want, sizeof want);
+        return lf_err(LF_ERR_SHAPE, "%s: new value of weight \"%s\" has shape %s, the model holds %s", label, key,
+                      got, want);
+    }
+    if (!lf_dtype_readable(v->dtype))
+        return lf_err(LF_ERR_DTYPE, "%s: weight \"%s\": dtype %s cannot be read as f32", label, key,
+                      lf_dtype_name(v->dtype));
+    if (!en->transpose) {
+        lf_status st = lf_view_to_f32(v, en->data);
+        if (st != LF_OK) return lf_err(st, "%s: weight \"%s\": conversion to f32 failed", label, key);
+        return LF_OK;
+    }
+    float *tmp = malloc((size_t)en->numel * sizeof *tmp);
+    if (!tmp) return lf_err(LF_ERR_NOMEM, "%s: out of memory refreshing \"%s\"", label, key);
+    lf_status st = lf_view_to_f32(v, tmp);
+    if (st == LF_OK) {
+        int64_t a = en->shape[0], b = en->shape[1];
+        for (int64_t i = 0; i < a; i++)
+            for (int64_t j = 0; j < b; j++) en->data[j * a + i] = tmp[i * b + j];
+    } else {
+        lf_err(st, "%s: weight \"%s\": conversion to f32 failed", label, key);
+    }
+    free(tmp);
+    return st;
+}
+
+/* ---- layers ------------------------------------------------------------------------------------- */
+
+void lf_wts_pathf(char *dst, size_t n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, n, fmt, ap);
+    va_end(ap);
+}
+
+void lf_wts_load_lin(lf_wts *w, lf_wts_lin *l, const char *path, int64_t k, int64_t out, int64_t in, int bias) {
+    int64_t sh[4] = {out, in, k, k};
+    l->w = lf_wts_load(w, k ? 4 : 2, sh, "%s.weight", path);
+    l->out = sh[0];
+    l->in = sh[1];
+    l->k = k;
+    l->b = NULL;
+    if (!l->w) return;
+    if (bias == LF_WTS_BIAS || (bias == LF_WTS_BIAS_OPT && lf_wts_find(w, "%s.bias", path))) {
+        int64_t bs[1] = {l->out};
+        l->b = lf_wts_load(w, 1, bs, "%s.bias", path);
+    }
+}
+
+void lf_wts_load_norm(lf_wts *w, lf_wts_norm *n, const char *path, int64_t C) {
+    int64_t sh[1] = {C};
+    n->g = lf_wts_load(w, 1, sh, "%s.weight", path);
+    n->C = sh[0];
+    n->b = lf_wts_load(w, 1, sh, "%s.bias", path);
+}

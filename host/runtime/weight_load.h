@@ -1,0 +1,143 @@
+/* weight_load.h: private helper of the model loaders (unet_load.c, vae.c, clip_load.c): read named
+ * checkpoint tensors into owned f32 buffers with a shape check, one sticky status per load, and keep
+ * an index key -> f32 buffer so that a loaded model's weights can be refreshed later (lf_live_weights.h).
+ *
+ * Every name is `prefix` + a printf-formatted suffix ("model.diffusion_model." + "out.2.weight").
+ * lf_wts_load checks the tensor against an expected shape, where a negative entry accepts any size
+ * and is filled with the actual one; (a, b) and (a, b, 1, 1) match each other (Linear vs 1x1 conv
+ * spellings of the same weight). The first failure (missing tensor, wrong shape, dtype, memory) is
+ * kept in w->status with an lf_err message naming the file and the tensor; later calls do nothing and
+ * return NULL, so a loader reads a whole layer and checks w->status once.
+ *
+ * Tensor source: the lf_st_file, or (lf_wts_set_alias) a name-sorted table of tensors standing for it
+ * (a diffusers file under LDM names, or in-memory views); each alias may carry the name it has in its
+ * own file, used in error messages. With `borrow`, F32 alias data is used in place (no copy, not
+ * owned, not refreshable).
+ * The entries stay owned by the lf_wts until lf_wts_release hands the list (sorted by key) to the model.
+ * lf_wts_load_lin / lf_wts_load_norm read the Linear, conv and norm layers the UNet and the VAE are
+ * built from (lf_wts_lin, lf_wts_norm).
+ */
+#ifndef LF_WEIGHT_LOAD_H
+#define LF_WEIGHT_LOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lorafuse/lf_safetensors.h"
+#include "lorafuse/lf_vae.h"
+
+/* One f32 weight a model holds, under the key suffix it was read as (no prefix). */
+typedef struct lf_wts_entry {
+    char *key;              /* owned */
+    float *data;            /* f32 values (the model's own copy) */
+    int64_t numel;
+    int ndim;
+    int64_t shape[4];       /* shape in the checkpoint */
+    int owned;              /* data freed with the list */
+    int borrowed;           /* data is the caller's: not refreshable */
+    int transpose;          /* stored transposed: checkpoint (a, b) is held as (b, a) */
+} lf_wts_entry;
+
+typedef struct lf_wts_alias {
+    lf_st_tensor t;         /* t.name: the name the loader asks for (prefix + suffix) */
+    const char *orig;       /* name in its own file (messages), or NULL */
+} lf_wts_alias;
+
+typedef struct lf_wts {
+    const lf_st_file *st;
+    const char *label;      /* file named in messages */
+    char prefix[96];
+    lf_status status;       /* first failure, LF_OK while all went well */
+    lf_wts_entry *e;        /* loaded tensors */
+    size_t n, cap;
+    size_t loaded;          /* tensors read */
+    int64_t floats;         /* f32 values held */
+    const lf_wts_alias *alias; /* sorted by t.name; replaces st when set */
+    size_t n_alias;
+    int borrow;
+} lf_wts;
+
+void lf_wts_init(lf_wts *w, const lf_st_file *st, const char *prefix);
+/* Read from a sorted alias table instead of the file (label: the file named in messages). */
+void lf_wts_set_alias(lf_wts *w, const lf_wts_alias *alias, size_t n, const char *label, int borrow);
+/* lf_wts_init, then, when alias is not NULL, lf_wts_set_alias(w, alias, n_alias, label, borrow). */
+void lf_wts_init_src(lf_wts *w, const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias,
+                     const char *label, int borrow, const char *prefix);
+/* The key prefix a model part is read under: `given` when not NULL, else `ldm` when the source (st,
+ * or the alias table) holds ldm + probe (a single-file checkpoint), else "" (bare keys). */
+const char *lf_wts_pick_prefix(const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias,
+                               const char *given, const char *ldm, const char *probe);
+/* Sort an alias table by t.name (what lf_wts_set_alias expects). */
+void lf_wts_alias_sort(lf_wts_alias *alias, size_t n);
+/* Look a full name up in the source (file or alias table). */
+const lf_st_tensor *lf_wts_lookup(const lf_wts *w, const char *name);
+/* The tensor prefix + suffix, or NULL when absent (no error). */
+const lf_st_tensor *lf_wts_find(const lf_wts *w, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Load prefix + suffix as f32 with shape (ndim dims, negative = any: filled in). NULL on failure
+ * (w->status set, message names file, tensor, found and expected shapes). */
+float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+/* Record a failure found by the caller (message already set by lf_err); keeps the first one. */
+lf_status lf_wts_fail(lf_wts *w, lf_status st);
+/* Append an entry (key copied); used by loaders that keep their own buffers (clip_load.c). */
+lf_status lf_wts_add(lf_wts_entry **e, size_t *n, size_t *cap, const char *key, float *data, int ndim,
+                     const int64_t *shape, int owned);
+/* Sort a list by key (for lf_wts_get). */
+void lf_wts_sort(lf_wts_entry *e, size_t n);
+/* Hand the entry list, sorted by key, to the caller; the lf_wts is empty afterwards. */
+void lf_wts_release(lf_wts *w, lf_wts_entry **e, size_t *n);
+/* Free every entry still owned. */
+void lf_wts_free(lf_wts *w);
+/* Free a released list (owned data and keys). */
+void lf_wts_free_list(lf_wts_entry *e, size_t n);
+/* The entry for key (sorted list), or NULL. */
+lf_wts_entry *lf_wts_get(lf_wts_entry *e, size_t n, const char *key);
+/* Overwrite entry's f32 data from v (f32/f16/bf16...): the shape must match the checkpoint's
+ * ((a, b) ~ (a, b, 1, 1)). label and key name the model in messages. */
+lf_status lf_wts_refresh(lf_wts_entry *en, const lf_view *v, const char *label, const char *key);
+
+/* ---- layers the UNet and VAE loaders share (unet_load.c, vae.c) ---------------------------------- */
+
+/* A Linear (k = 0) or k x k conv layer: W (out, in[, k, k]), b (out) or NULL. */
+typedef struct lf_wts_lin {
+    const float *w, *b;
+    int64_t out, in, k;
+} lf_wts_lin;
+
+/* A GroupNorm / LayerNorm: gamma, beta (C). */
+typedef struct lf_wts_norm {
+    const float *g, *b;
+    int64_t C;
+} lf_wts_norm;
+
+/* Which bias a layer has: none, "<path>.bias" required, or read only when the file has it. */
+enum { LF_WTS_NO_BIAS = 0, LF_WTS_BIAS = 1, LF_WTS_BIAS_OPT = 2 };
+
+/* "<path>.weight" as (out, in) for k = 0 or (out, in, k, k), negative = any (filled in), and the bias
+ * per `bias`. On failure w->status is set and the layer is unusable (the load is abandoned). */
+void lf_wts_load_lin(lf_wts *w, lf_wts_lin *l, const char *path, int64_t k, int64_t out, int64_t in, int bias);
+/* "<path>.weight" and "<path>.bias", both (C) (C < 0: any, filled in). */
+void lf_wts_load_norm(lf_wts *w, lf_wts_norm *n, const char *path, int64_t C);
+/* snprintf into a key-path buffer (paths are short; an over-long one just fails the lookup). */
+void lf_wts_pathf(char *dst, size_t n, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* "(a, b)" / "(a,)" for messages; a negative dim prints as "*". */
+void lf_wts_shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
+/* Same shape once trailing 1-dims beyond the second are dropped ((a, b) ~ (a, b, 1, 1)). */
+int lf_wts_shape_eq(int na, const int64_t *a, int nb, const int64_t *b);
+
+/* vae.c: lf_vae_load over an alias table (NULL: st), for diffusers folders (lf_model_dir.h). */
+lf_status lf_va_load_src(const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias, const char *label,
+                         lf_family family, const lf_vae_opts *opts, lf_vae **out);
+
+#endif

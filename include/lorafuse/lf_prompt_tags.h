@@ -1,0 +1,123 @@
+/* lf_prompt_tags.h: the `<lora:...>` prompt tags (shared/spec/prompt-syntax.md), parsed by a hand-written
+ * scanner (no regex) into tag structs; the cleaned prompt is the text with every tag removed.
+ *
+ * Grammar (prompt-syntax.md "Form", "Values and schedules"):
+ *   <lora:NAME>  <lora:NAME:S>  <lora:NAME:KEY=V[:KEY=V]...>  <lora:NAME:S:KEY=V[:KEY=V]...>
+ *   KEY   := te | te1 | te2 | unet | in | mid | out | lbw | dyn | ramp    (anything else is an error)
+ *   value := number | key_frame ("," key_frame)*      key_frame := number "@" position
+ *   position := integer (step, 1-based, @0 = step 1) | number "%" | decimal in [0, 1] (fraction)
+ * Whitespace around fields, values, ',' and '@' is ignored; a `>` ends the tag, a `<` inside a tag is
+ * an error. Every malformed tag is LF_ERR_ARG with the message
+ *   "prompt col C: <lora:...>: what was expected"
+ * where C is the 1-based column (in characters, UTF-8 aware) of the tag's '<' and the message quotes
+ * the offending part of the tag.
+ *
+ * Data shapes: an lf_prompt owns the cleaned text and an array of lf_tag in prompt order; each tag
+ * holds one lf_sched per strength key (n_kf = 0: not given), the ramp, dyn, and the lbw vector or
+ * preset name as written (checked against the model family later, lf_strength.h).
+ */
+#ifndef LF_PROMPT_TAGS_H
+#define LF_PROMPT_TAGS_H
+
+#include <stddef.h>
+
+#include "lorafuse/lf_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Strength keys, in the order of the precedence table of prompt-syntax.md. LF_TK_S is the positional
+ * strength. */
+typedef enum lf_tag_key {
+    LF_TK_S = 0,
+    LF_TK_TE,
+    LF_TK_TE1,
+    LF_TK_TE2,
+    LF_TK_UNET,
+    LF_TK_IN,
+    LF_TK_MID,
+    LF_TK_OUT,
+    LF_TK_COUNT
+} lf_tag_key;
+
+/* "S", "te", "te1", "te2", "unet", "in", "mid", "out". */
+const char *lf_tag_key_name(lf_tag_key k);
+
+typedef enum lf_pos_kind {
+    LF_POS_STEP = 0, /* integer step number as written (0 means step 1) */
+    LF_POS_FRACTION, /* decimal in [0, 1] */
+    LF_POS_PERCENT   /* number in [0, 100] followed by '%' */
+} lf_pos_kind;
+
+typedef struct lf_keyframe {
+    float value;
+    lf_pos_kind kind;
+    double pos;   /* as written: step number, fraction or percentage */
+    int col;      /* 1-based prompt column of the key frame */
+} lf_keyframe;
+
+/* A value: a plain number (constant = 1, one key frame whose position is unused) or a schedule. */
+typedef struct lf_sched {
+    size_t n_kf;      /* 0: the key was not given */
+    lf_keyframe *kf;
+    int constant;     /* 1: plain number, kf[0].value everywhere */
+    int col;          /* column of the value */
+} lf_sched;
+
+typedef enum lf_ramp { LF_RAMP_HOLD = 0, LF_RAMP_LINEAR } lf_ramp;
+
+#define LF_LBW_MAX 26
+
+typedef struct lf_tag {
+    char *name;                 /* NAME, trimmed */
+    char *text;                 /* the whole tag as written, "<lora:...>" */
+    int col;                    /* column of its '<' */
+    lf_sched v[LF_TK_COUNT];
+    lf_ramp ramp;
+    int dyn;                    /* 0: full rank */
+    int lbw_n;                  /* 0: no lbw; else the vector's length (12, 17, 20 or 26) */
+    float lbw[LF_LBW_MAX];
+    char *lbw_preset;           /* lbw=NAME (a preset), else NULL */
+    int lbw_col;
+} lf_tag;
+
+typedef struct lf_prompt {
+    char *clean;                /* prompt text without the tags (whitespace at each cut collapsed, ends trimmed) */
+    lf_tag *tags;
+    size_t n_tags;
+} lf_prompt;
+
+/* Parse a prompt. On error *out is NULL and lf_last_error() has the "prompt col C: TAG: ..." message. */
+lf_status lf_prompt_parse(const char *text, lf_prompt **out);
+void lf_prompt_free(lf_prompt *p);
+
+/* "prompt col C: TAG: " + message, as LF_ERR_ARG (used by later stages that check a tag against the
+ * model, the number of steps or the LoRA directory). */
+lf_status lf_tag_err(const lf_tag *t, int col, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* 1 if s[0..n) is exactly a finite decimal number ([+-]? digits [. digits] [e[+-]digits], no inf/nan/hex);
+ * the value goes to *out. The number syntax of tags, shared with the LBW presets file. */
+int lf_tags_scan_number(const char *s, size_t n, double *out);
+
+/* A growing list of warning lines (positions past the last step, ...). */
+typedef struct lf_msgs {
+    char **v;
+    size_t n;
+} lf_msgs;
+
+void lf_msgs_add(lf_msgs *m, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void lf_msgs_free(lf_msgs *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

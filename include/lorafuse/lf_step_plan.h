@@ -1,0 +1,112 @@
+/* lf_step_plan.h: the per-step strength plan of a prompt's `<lora:...>` tags, and the CPU backend that
+ * executes it (shared/spec/prompt-syntax.md; spec P5, P7, P10).
+ *
+ * One lf_plan is built for all adapters of the prompt (one adapter per tag, in prompt order; the same
+ * NAME twice gives two adapters that add up, sharing one loaded file). For every step t = 1..N the
+ * coefficient of every patch (adapter, layer) is the tag's strength for the layer's component
+ * (te1 / te2 / UNet, from the keymap) and block (lf_block_of_key), per lf_strength.h. Step t lists
+ * only the jobs (checkpoint tensors) whose coefficient vector differs from step t-1 (step 1 compares
+ * against "nothing applied", all zero), so a job that is zero at every step never appears and a
+ * constant-strength prompt patches everything once, before step 1. Each step also says whether the
+ * text encoders must encode again: the text-encoder coefficient vector is a set; every distinct set is
+ * encoded once (te_encode), at the first step that uses it. A tag whose strengths are zero at every
+ * step drops its adapter: the file is neither loaded nor planned.
+ *
+ * Every job is always recomputed from the pristine W0 of the mmap'd checkpoint (P7: no subtraction),
+ * W = W0 + sum_i coef_i * C_i, rounded once (lf_job_apply). Conditional and unconditional halves of a
+ * CFG batch share the weights of a step: a schedule never splits the batch.
+ *
+ * Data shapes: coef is (N + 1) rows x n_coef floats; row 0 is all zero; the coefficients of job j at
+ * step t are coef[t * n_coef + patch_base[j] + k] for its patches k = 0..n_patches-1.
+ */
+#ifndef LF_STEP_PLAN_H
+#define LF_STEP_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lorafuse/lf_model.h"
+#include "lorafuse/lf_strength.h"
+#include "lorafuse/lf_prompt_tags.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lf_step_opts {
+    const char *lora_dir;       /* NULL: LF_LORA_DIR_DEFAULT (lf_step_plan_build only) */
+    const char *lbw_presets;    /* user LBW presets file, or NULL */
+    lf_plan_opts plan;          /* allow_unmatched, allow_family */
+} lf_step_opts;
+
+typedef struct lf_step_adapter {
+    const lf_tag *tag;
+    char *path;                 /* resolved file */
+    int dropped;                /* zero at every step: not loaded */
+    size_t plan_index;          /* index among the plan's adapters (SIZE_MAX when dropped) */
+    unsigned algos;             /* bit (1u << lf_algo) for each algorithm among the matched modules */
+    size_t modules;             /* modules matched */
+    lf_strength str;
+} lf_step_adapter;
+
+typedef struct lf_step {
+    size_t *jobs;               /* indices into plan->jobs rewritten before this step (ascending) */
+    size_t n_jobs;
+    uint64_t bytes;             /* bytes of the rewritten tensors */
+    int te_changed;             /* text-encoder coefficients differ from the previous step */
+    int te_encode;              /* the text encoders must run (a text-encoder set not encoded before) */
+    size_t te_set;              /* which distinct text-encoder set this step uses (0-based) */
+} lf_step;
+
+typedef struct lf_step_plan {
+    const lf_model *model;
+    int n_steps;
+    lf_step_adapter *adapters;  /* one per tag, prompt order */
+    size_t n_adapters;
+    lf_adapter **files;         /* distinct loaded files (owned) */
+    size_t n_files;
+    lf_plan *plan;              /* jobs for every non-dropped adapter; patch coefs are placeholders */
+    lf_component *job_comp;     /* per job */
+    int *job_block;             /* per job (LF_BLK_NONE outside the UNet) */
+    size_t *patch_base;         /* per job */
+    size_t n_coef;
+    float *coef;                /* (n_steps + 1) x n_coef */
+    lf_step *steps;             /* steps[t - 1], t = 1..n_steps */
+    size_t n_te_sets;
+    lf_msgs warnings;
+} lf_step_plan;
+
+/* Resolve every tag's name in opts->lora_dir, then lf_step_plan_build_files. Every check (tags against
+ * the model family and N, names, adapter files, P9 plan checks) happens before anything is applied. */
+lf_status lf_step_plan_build(const lf_model *model, const lf_prompt *prompt, int n_steps, const lf_step_opts *opts,
+                             lf_step_plan **out);
+/* Same with the file of each tag given (paths[i] for prompt->tags[i]). */
+lf_status lf_step_plan_build_files(const lf_model *model, const lf_prompt *prompt, const char *const *paths,
+                                   int n_steps, const lf_step_opts *opts, lf_step_plan **out);
+void lf_step_plan_free(lf_step_plan *sp);
+
+/* Coefficients of job j at step t (0 <= t <= n_steps; t = 0: all zero). */
+const float *lf_step_coefs(const lf_step_plan *sp, int t, size_t job);
+
+/* Fill patches (room for job's n_patches) with job j's patches carrying step t's coefficients, and
+ * *job with a view of them: the per-layer (adapter, coefficient) interface every backend executes. */
+void lf_step_job(const lf_step_plan *sp, int t, size_t j, lf_patch *patches, lf_job *job);
+
+/* ---- CPU backend ------------------------------------------------------------------------------- */
+
+typedef struct lf_cpu_backend lf_cpu_backend;
+
+/* Writable copies of every tensor the plan may patch, holding W0 (nothing applied, "step 0").
+ * fast: passed to lf_job_apply (1 = BLAS path for plain LoRA). */
+lf_status lf_cpu_backend_new(const lf_step_plan *sp, int fast, lf_cpu_backend **out);
+void lf_cpu_backend_free(lf_cpu_backend *b);
+/* Apply step t's list (t must be the step after the last one applied, starting at 1): each listed job
+ * is recomputed from the pristine W0 with step t's coefficients. */
+lf_status lf_cpu_backend_step(lf_cpu_backend *b, int t);
+/* Current bytes of job j's tensor (same dtype and size as the checkpoint's). */
+const void *lf_cpu_backend_weight(const lf_cpu_backend *b, size_t j, size_t *nbytes);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,210 @@
+/* test_step_cli.c: smoke test of `lorafuse plan` (host/cli/cli_plan.c) through the real binary ($LF_BIN, set
+ * by CTest; run from the repo root): text and --json output on the tiny SD1.5 and SDXL models with a
+ * temporary LoRA directory, --auto-trigger, warnings, a malformed tag (exit 1, "prompt col" message)
+ * and a usage error (exit 2).
+ */
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "lf_test.h"
+
+#include "lorafuse/lf_safetensors.h"
+
+static char g_dir[64], g_out[128], g_err[128];
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    size_t r = b ? fread(b, 1, (size_t)n, f) : 0;
+    if (b) b[r] = '\0';
+    fclose(f);
+    return b;
+}
+
+/* Run `$LF_BIN plan ARGS`; returns the exit code, *out / *err get stdout / stderr (caller frees). */
+static int run_plan(const char *args, char **out, char **err) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' plan %s >%s 2>%s", getenv("LF_BIN"), args, g_out, g_err);
+    int rc = system(cmd);
+    *out = slurp(g_out);
+    *err = slurp(g_err);
+    if (!*out) *out = calloc(1, 1);
+    if (!*err) *err = calloc(1, 1);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static int write_alias_lora(const char *src, const char *dst) {
+    lf_st_file *f = NULL;
+    lf_st_writer *w = NULL;
+    int ok = lf_st_open(src, &f) == LF_OK && lf_st_writer_new(&w) == LF_OK;
+    ok = ok && lf_st_writer_meta(w, "ss_base_model_version", "sd_v1") == LF_OK &&
+         lf_st_writer_meta(w, "ss_output_name", "heroine") == LF_OK &&
+         lf_st_writer_meta(w, "ss_tag_frequency", "{\"8_heroine\": {\"heroine\": 4}, \"2_red cape\": {}}") == LF_OK;
+    for (size_t i = 0; ok && i < lf_st_count(f); i++) {
+        const lf_st_tensor *t = lf_st_at(f, i);
+        ok = lf_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, (size_t)(t->end - t->begin)) == LF_OK;
+    }
+    ok = ok && lf_st_writer_commit(w, dst) == LF_OK;
+    lf_st_writer_free(w);
+    lf_st_close(f);
+    return ok;
+}
+
+static double num(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static int near(double a, double b) {
+    return fabs(a - b) < 1e-6;
+}
+
+static void test_text(void) {
+    char *out, *err, args[1024];
+    snprintf(args, sizeof args, "--model models/tiny-sd15.safetensors --steps 8 --lora-dir %s --prompt 'a cat, "
+             "<lora:k:te=0.1@1,0.6@6> wearing a hat <lora:lyco:1.0:in=0:mid=1:out=0> <lora:k:0>'", g_dir);
+    int rc = run_plan(args, &out, &err);
+    LF_CHECK(rc == 0, "text: exit %d: %s", rc, err);
+    LF_CHECK(strstr(out, "prompt: a cat, wearing a hat\n") != NULL, "cleaned prompt:\n%s", out);
+    LF_CHECK(strstr(out, "model: models/tiny-sd15.safetensors (SD1), 8 steps") != NULL, "model line");
+    LF_CHECK(strstr(out, "1. <lora:k:te=0.1@1,0.6@6> (col 8)") && strstr(out, "algorithm: lora; 264 modules matched"),
+             "adapter 1 lines:\n%s", out);
+    LF_CHECK(strstr(out, "dropped: zero at every step (not loaded)") != NULL, "dropped adapter");
+    LF_CHECK(strstr(out, "  1-5          0.1    0.1    0.1    0.1\n") && strstr(out, "  6-8          0.6    0.6    0.6    0.6\n"),
+             "strength table:\n%s", out);
+    LF_CHECK(strstr(out, "  1-8            1      0      1      0\n") != NULL, "in/mid/out table");
+    LF_CHECK(strstr(out, "encode (set 1)") && strstr(out, "encode (set 2)") && strstr(out, "text-encoder encode(s)"),
+             "plan table");
+    free(out);
+    free(err);
+}
+
+static void test_json(void) {
+    char *out, *err, args[1024];
+    snprintf(args, sizeof args, "--model models/tiny-sd15.safetensors --steps 8 --lora-dir %s --json --prompt "
+             "'<lora:k:te=0.1@1,0.6@6> <lora:lyco:0.5:lbw=ALL0.5> <lora:k:te=0:unet=1@30>'", g_dir);
+    int rc = run_plan(args, &out, &err);
+    LF_CHECK(rc == 0, "json: exit %d: %s", rc, err);
+    cJSON *j = cJSON_Parse(out);
+    LF_CHECK(j != NULL, "json parses:\n%s", out);
+    if (j) {
+        const cJSON *ads = cJSON_GetObjectItemCaseSensitive(j, "adapters");
+        LF_CHECK(cJSON_GetArraySize(ads) == 3, "3 adapters");
+        const cJSON *a0 = cJSON_GetArrayItem(ads, 0), *a1 = cJSON_GetArrayItem(ads, 1), *a2 = cJSON_GetArrayItem(ads, 2);
+        const cJSON *s0 = cJSON_GetObjectItemCaseSensitive(a0, "strengths");
+        LF_CHECK(cJSON_GetArraySize(s0) == 8, "8 steps");
+        const cJSON *r5 = cJSON_GetArrayItem(s0, 4), *r6 = cJSON_GetArrayItem(s0, 5);
+        LF_CHECK(near(num(r5, "te"), 0.1f) && near(num(r6, "te"), 0.6f) && near(num(r6, "IN00"), 0.6f) &&
+                 near(num(r6, "OUT11"), 0.6f) && near(num(r6, "M00"), 0.6f) && near(num(r6, "other"), 0.6f) &&
+                 near(num(r6, "other_out"), 0.6f) && near(num(r6, "step"), 6), "adapter 1 step values");
+        LF_CHECK(!cJSON_GetObjectItemCaseSensitive(r6, "te1"), "one text encoder: te, not te1");
+        const cJSON *l1 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(a1, "strengths"), 0);
+        LF_CHECK(near(num(l1, "te"), 0.25) && near(num(l1, "IN01"), 0.25) && near(num(l1, "IN00"), 0) &&
+                 near(num(l1, "OUT11"), 0.25) && near(num(l1, "other"), 0.5), "lbw ALL0.5 values");
+        LF_CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(a2, "dropped")), "te=0:unet=1@30 of 8 steps: dropped");
+        const cJSON *al = cJSON_GetObjectItemCaseSensitive(a0, "algorithms");
+        LF_CHECK(cJSON_GetArraySize(al) == 1 && !strcmp(cJSON_GetArrayItem(al, 0)->valuestring, "lora"), "algorithms");
+        const cJSON *pl = cJSON_GetObjectItemCaseSensitive(j, "plan");
+        const cJSON *p1 = cJSON_GetArrayItem(pl, 0), *p2 = cJSON_GetArrayItem(pl, 1), *p6 = cJSON_GetArrayItem(pl, 5);
+        LF_CHECK(num(p1, "layers") > 0 && num(p1, "bytes") > 0 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p1, "te_encode")),
+                 "step 1");
+        LF_CHECK(num(p2, "layers") == 0 && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(p2, "te_encode")), "step 2");
+        LF_CHECK(num(p6, "layers") > 0 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p6, "te_encode")) &&
+                 near(num(p6, "te_set"), 1), "step 6");
+        const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "warnings");
+        LF_CHECK(cJSON_GetArraySize(w) == 1 && strstr(cJSON_GetArrayItem(w, 0)->valuestring, "never reached"), "warning");
+        LF_CHECK(!strcmp(cJSON_GetObjectItemCaseSensitive(j, "family")->valuestring, "SD1"), "family");
+        cJSON_Delete(j);
+    }
+    free(out);
+    free(err);
+    /* SDXL: te1 / te2 and the SDXL blocks */
+    snprintf(args, sizeof args, "--model tests/data/tiny/tiny-sdxl.safetensors --steps 3 --lora-dir %s --json --prompt "
+             "'<lora:xl:te2=0.5:unet=0.25@2>'", g_dir);
+    rc = run_plan(args, &out, &err);
+    LF_CHECK(rc == 0, "sdxl json: exit %d: %s", rc, err);
+    j = cJSON_Parse(out);
+    if (j) {
+        const cJSON *r1 = cJSON_GetArrayItem(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "adapters"), 0),
+                                             "strengths"), 0);
+        LF_CHECK(near(num(r1, "te1"), 1) && near(num(r1, "te2"), 0.5) && near(num(r1, "IN08"), 0) &&
+                 !cJSON_GetObjectItemCaseSensitive(r1, "IN09") && !cJSON_GetObjectItemCaseSensitive(r1, "te"),
+                 "sdxl keys");
+        cJSON_Delete(j);
+    } else {
+        LF_CHECK(0, "sdxl json parses");
+    }
+    free(out);
+    free(err);
+}
+
+static void test_trigger_and_errors(void) {
+    char *out, *err, args[1024];
+    snprintf(args, sizeof args, "--model models/tiny-sd15.safetensors --steps 2 --lora-dir %s --auto-trigger --prompt "
+             "'a heroine flying <lora:heroine:0.7>'", g_dir);
+    int rc = run_plan(args, &out, &err);
+    LF_CHECK(rc == 0 && strstr(out, "prompt: a heroine flying, red cape\n"), "auto-trigger (exit %d):\n%s%s", rc, out, err);
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "--model models/tiny-sd15.safetensors --steps 4 --lora-dir %s --prompt "
+             "'a photo of a cat, <lora:k:te=abc>'", g_dir);
+    rc = run_plan(args, &out, &err);
+    LF_CHECK(rc == 1 && !strcmp(err, "lorafuse plan: prompt col 19: <lora:k:te=abc>: 'abc' is not a number or schedule\n"),
+             "bad tag: exit %d, stderr '%s'", rc, err);
+    LF_CHECK(!*out, "nothing on stdout when a tag is wrong");
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "--model models/tiny-sd15.safetensors --steps 4 --lora-dir %s --prompt '<lora:kk>'", g_dir);
+    rc = run_plan(args, &out, &err);
+    LF_CHECK(rc == 1 && strstr(err, "no LoRA named 'kk'") && strstr(err, "closest: k,"), "unknown name: %s", err);
+    free(out);
+    free(err);
+    rc = run_plan("--model models/tiny-sd15.safetensors --prompt x", &out, &err);
+    LF_CHECK(rc == 2 && strstr(err, "--steps"), "usage: exit %d", rc);
+    free(out);
+    free(err);
+    rc = run_plan("--model models/tiny-sd15.safetensors --prompt x --steps 0", &out, &err);
+    LF_CHECK(rc == 2 && strstr(err, "bad --steps '0'"), "bad steps: exit %d", rc);
+    free(out);
+    free(err);
+}
+
+int main(void) {
+    if (!getenv("LF_BIN")) LF_SKIP("LF_BIN not set (run through ctest)");
+    char cwd[2048], src[4096], dst[4096];
+    snprintf(g_dir, sizeof g_dir, "/tmp/lf_plancli_XXXXXX");
+    if (!mkdtemp(g_dir) || !getcwd(cwd, sizeof cwd)) LF_SKIP("no temp dir");
+    snprintf(g_out, sizeof g_out, "%s/out.txt", g_dir);
+    snprintf(g_err, sizeof g_err, "%s/err.txt", g_dir);
+    const char *links[3][2] = {{"tests/data/tiny/sd15_kohya.lora.safetensors", "k.safetensors"},
+                               {"tests/data/tiny/sd15_lycoris.lora.safetensors", "lyco.safetensors"},
+                               {"tests/data/tiny/sdxl_kohya.lora.safetensors", "xl.safetensors"}};
+    for (int i = 0; i < 3; i++) {
+        snprintf(src, sizeof src, "%s/%s", cwd, links[i][0]);
+        snprintf(dst, sizeof dst, "%s/%s", g_dir, links[i][1]);
+        LF_CHECK(symlink(src, dst) == 0, "symlink");
+    }
+    snprintf(dst, sizeof dst, "%s/epoch10.safetensors", g_dir);
+    LF_CHECK(write_alias_lora("tests/data/tiny/sd15_kohya.lora.safetensors", dst), "alias LoRA");
+    test_text();
+    test_json();
+    test_trigger_and_errors();
+    for (int i = 0; i < 3; i++) {
+        snprintf(dst, sizeof dst, "%s/%s", g_dir, links[i][1]);
+        unlink(dst);
+    }
+    snprintf(dst, sizeof dst, "%s/epoch10.safetensors", g_dir);
+    unlink(dst);
+    unlink(g_out);
+    unlink(g_err);
+    rmdir(g_dir);
+    return lf_test_finish();
+}
