@@ -1,0 +1,102 @@
+/* util.c: the shared helpers of util.h (clock, whole-file reader, prefix/suffix, growable arrays). */
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+double lf_clock_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+lf_status lf_read_file(const char *path, const char *what, size_t max, char **out, size_t *len) {
+    const char *sep = what ? " (" : "", *w = what ? what : "", *end = what ? ")" : "";
+    *out = NULL;
+    if (len) *len = 0;
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer; the type check below then refuses it. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return lf_err(LF_ERR_IO, "%s%s%s%s: cannot open: %s", path, sep, w, end, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return lf_err(LF_ERR_IO, "%s%s%s%s: not a regular file", path, sep, w, end);
+    }
+    if ((uint64_t)sb.st_size > (uint64_t)max) {
+        close(fd);
+        return lf_err(LF_ERR_FORMAT, "%s%s%s%s: %lld bytes, more than the %zu this file may have", path, sep, w,
+                      end, (long long)sb.st_size, max);
+    }
+    /* The size is re-checked while reading: a file that grows past max is refused, not truncated. */
+    size_t cap = (size_t)sb.st_size + 1, n = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) {
+        close(fd);
+        return lf_err(LF_ERR_NOMEM, "%s: out of memory (%zu bytes)", path, cap + 1);
+    }
+    for (;;) {
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            lf_status st = lf_err(LF_ERR_IO, "%s%s%s%s: read failed: %s", path, sep, w, end, strerror(errno));
+            free(buf);
+            close(fd);
+            return st;
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+        if (n > max) {
+            free(buf);
+            close(fd);
+            return lf_err(LF_ERR_FORMAT, "%s%s%s%s: more than the %zu bytes this file may have", path, sep, w, end,
+                          max);
+        }
+        if (n == cap) {
+            size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+            char *p = realloc(buf, ncap + 1);
+            if (!p) {
+                free(buf);
+                close(fd);
+                return lf_err(LF_ERR_NOMEM, "%s: out of memory (%zu bytes)", path, ncap + 1);
+            }
+            buf = p;
+            cap = ncap;
+        }
+    }
+    close(fd);
+    buf[n] = '\0';
+    *out = buf;
+    if (len) *len = n;
+    return LF_OK;
+}
+
+int lf_has_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
+
+int lf_has_suffix(const char *s, const char *p) {
+    size_t a = strlen(s), b = strlen(p);
+    return a >= b && memcmp(s + a - b, p, b) == 0;
+}
+
+int lf_grow_impl(void *pv, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    size_t ncap = *cap ? *cap : 8;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2) return -1;
+        ncap *= 2;
+    }
+    if (elem && ncap > SIZE_MAX / elem) return -1;
+    void *old;
+    memcpy(&old, pv, sizeof old); /* pv is a T **: read and write the pointer without aliasing it as void * */
+    void *p = realloc(old, ncap * elem);
+    if (!p) return -1;
+    memcpy(pv, &p, sizeof p);
+    *cap = ncap;
+    return 0;
+}
