@@ -1,6 +1,7 @@
 /* device_cuda_patch.c: the host-side preparation of each adapter algorithm's factors for the device
- * kernels (kernels/cuda/apply.cu, work list in kernels/cuda/lf_dev_abi.h), one function per algorithm
- * in the order of kernels/cpu/adapters/. C11 compiled by gcc against cuda_runtime.h; CUDA builds only.
+ * kernels (kernels/cuda/apply.cu, work list in kernels/cuda/lf_dev_abi.h): lf_patch_<algo> for each
+ * kernels/cpu/adapters/<algo>_ref.c (norm shares full's), dispatched by lf_patch_setup. C11 compiled
+ * by gcc against cuda_runtime.h; CUDA builds only.
  *
  * A patch on rows [row_off, row_off + rows) of a job's flat(W) (O, K), K = I * khw, becomes either a
  * column block of the job's concatenated LoRA (plain LoRA/LoCon without DoRA) or one lf_dterm. Every
@@ -9,7 +10,7 @@
  *   LoRA (cat)   up (O, rp) holds each patch's up (rows, r') in its row slice, down (rp, K), rank_patch
  *                (rp); r' = dyn_rank or r, rp = sum r' padded to LF_DEV_KC_TC on the tensor-core path
  *   LoRA + DoRA  LOWRANK a = up (rows, r'), b = down (r', K)
- *                Tucker: down = mid (r, r, khw) contracted with down (r, I) (lf_lora_delta_ref)
+ *                Tucker: b = mid (r, r, khw) contracted with the stored down (r, I) (lf_lora_delta_ref)
  *   LoHa         LOHA a (rows, r), b (r, K), a2 (rows, r2), b2 (r2, K); dW = (a @ b) (.) (a2 @ b2)
  *                Tucker: w_a (r, rows) transposed, core t (r, r, khw) contracted with w_b (r, I)
  *   LoKr         LOKR a = W1 (a, c), b = W2 (b, k2), k2 = d * khw, each side full or w_a @ w_b (+ t2)
@@ -21,7 +22,8 @@
  *   OFT          OFT a = R (nblk, b, b), Cayley rotations of the blocks with constraint alpha * rows
  *                (lf_oft_rotation_ref; legacy: the blocks as stored), rescale (rows)
  *   BOFT         ROWMIX a = Q (rows, G), G = b * 2^(nm-1): rotations R (nm * nb, b, b) once, the
- *                composite Q of the butterfly stages rebuilt (double) when s changes (lf_boft_composite)
+ *                composite Q of the butterfly stages rebuilt (double) when s changes (lf_boft_composite);
+ *                rescale (rows)
  *   DoRA         on an additive term: ss (n, double) and kvec (n) on the device, n = rows (axis 1) or I;
  *                the norm pass (device_cuda.c) fills kvec = m / (||Wc|| + eps) from ss
  * gamma[gp] is the module's gamma for LoRA, LoHa, LoKr and GLoRA and 1 otherwise.
@@ -33,7 +35,7 @@
 
 #include "device_internal.h"
 #include "kernels/cpu/adapters/lf_ref.h"
-#include "host/adapter/module_internal.h" /* lf_has, lf_dim, lf_module_lokr_dims, shared with the CPU reference */
+#include "host/adapter/module_internal.h" /* lf_has, lf_module_lokr_dims, shared with the CPU reference */
 #include "kernels/common/lf_math.h"
 
 #define LF_BOFT_MAX_BYTES (256ull << 20)
@@ -440,40 +442,24 @@ fail:
 
 /* ---- full, norm ---------------------------------------------------------------------------------- */
 
-/* full / norm: the whole difference of the slice */
-static lf_status lf_patch_full(const lf_patch_ctx *pc, lf_dterm *t) {
+/* full / norm: the whole difference of the slice, role r: diff / w_norm (rows * K), or for a bias patch
+ * diff_b / b_norm (rows) on a one-column target */
+static lf_status lf_patch_full(const lf_patch_ctx *pc, lf_role r, lf_dterm *t) {
     lf_dev_model *dm = pc->dm;
     lf_hjob *hj = pc->hj;
     const lf_module *m = pc->m;
     const char *layer = pc->layer;
     int64_t rows = pc->rows, K = pc->K;
-    int algo = m->algo;
+    int bias = pc->p->bias;
     lf_status st = LF_OK;
     float *f1 = NULL;
-    lf_role r = algo == LF_ALGO_FULL ? LF_R_DIFF : LF_R_W_NORM;
+    if (bias && K != 1)
+        return lf_err(LF_ERR_SHAPE, "layer '%s': bias patch on a %lld-column target", layer, (long long)K);
+    int64_t n = bias ? rows : rows * K;
     t->kind = LF_TK_FULL;
-    LF_TRY(lf_f32_of(m, r, rows * K, layer, &f1));
-    LF_TRY(lf_dupload(dm, f1, (size_t)(rows * K) * 4, "diff", layer, (void **)&t->a));
-    hj->factor_bytes += (uint64_t)(rows * K) * 4;
-fail:
-    free(f1);
-    return st;
-}
-
-/* the bias part of a full / norm module (role r: diff_b or b_norm), on a one-column target */
-static lf_status lf_patch_bias(const lf_patch_ctx *pc, lf_role r, lf_dterm *t) {
-    lf_dev_model *dm = pc->dm;
-    lf_hjob *hj = pc->hj;
-    const lf_module *m = pc->m;
-    const char *layer = pc->layer;
-    int64_t rows = pc->rows, K = pc->K;
-    lf_status st = LF_OK;
-    float *f1 = NULL;
-    if (K != 1) return lf_err(LF_ERR_SHAPE, "layer '%s': bias patch on a %lld-column target", layer, (long long)K);
-    t->kind = LF_TK_FULL;
-    LF_TRY(lf_f32_of(m, r, rows, layer, &f1));
-    LF_TRY(lf_dupload(dm, f1, (size_t)rows * 4, "bias diff", layer, (void **)&t->a));
-    hj->factor_bytes += (uint64_t)rows * 4;
+    LF_TRY(lf_f32_of(m, r, n, layer, &f1));
+    LF_TRY(lf_dupload(dm, f1, (size_t)n * 4, bias ? "bias diff" : "diff", layer, (void **)&t->a));
+    hj->factor_bytes += (uint64_t)n * 4;
 fail:
     free(f1);
     return st;
@@ -696,7 +682,7 @@ lf_status lf_patch_setup(lf_dev_model *dm, size_t j, size_t gp, const lf_job *jo
     if (p->bias) {
         lf_role r = algo == LF_ALGO_FULL ? LF_R_DIFF_B : algo == LF_ALGO_NORM ? LF_R_B_NORM : LF_R_COUNT;
         if (r == LF_R_COUNT || !lf_has(m, r)) return LF_OK; /* no bias delta in this module (as the CPU) */
-        LF_TRY(lf_patch_bias(&pc, r, &t));
+        LF_TRY(lf_patch_full(&pc, r, &t));
         goto push;
     }
 
@@ -706,7 +692,7 @@ lf_status lf_patch_setup(lf_dev_model *dm, size_t j, size_t gp, const lf_job *jo
     case LF_ALGO_LOKR: st = lf_patch_lokr(&pc, &t); break;
     case LF_ALGO_GLORA: st = lf_patch_glora(&pc, &t); break;
     case LF_ALGO_FULL:
-    case LF_ALGO_NORM: st = lf_patch_full(&pc, &t); break;
+    case LF_ALGO_NORM: st = lf_patch_full(&pc, algo == LF_ALGO_FULL ? LF_R_DIFF : LF_R_W_NORM, &t); break;
     case LF_ALGO_IA3: st = lf_patch_ia3(&pc, &t); break;
     case LF_ALGO_OFT:
     case LF_ALGO_OFT_LEGACY: st = lf_patch_oft(&pc, &t); break;
