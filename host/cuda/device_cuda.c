@@ -27,6 +27,7 @@
 #include <cuda_runtime.h>
 
 #include "device_internal.h"
+#include "host/base/util.h"
 #include "kernels/common/lf_math.h"
 #include "lf_nvtx.h"
 
@@ -98,13 +99,7 @@ void lf_dev_opts_default(lf_dev_opts *o) {
 
 static lf_status lf_buf_push(lf_dev_model *dm, void *base, size_t bytes, size_t total, int pinned, const char *what,
                              const char *layer) {
-    if (dm->nbufs == dm->capbufs) {
-        size_t cap = dm->capbufs ? dm->capbufs * 2 : 256;
-        lf_dbuf *nb = realloc(dm->bufs, cap * sizeof *nb);
-        if (!nb) return lf_err(LF_ERR_NOMEM, "out of memory");
-        dm->bufs = nb;
-        dm->capbufs = cap;
-    }
+    if (lf_grow(&dm->bufs, &dm->capbufs, dm->nbufs + 1)) return lf_err(LF_ERR_NOMEM, "out of memory");
     lf_dbuf *b = &dm->bufs[dm->nbufs++];
     b->base = base;
     b->bytes = bytes;

@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "device_internal.h"
+#include "host/base/util.h"
 #include "kernels/cpu/adapters/lf_ref.h"
 #include "host/adapter/module_internal.h" /* lf_has, lf_module_lokr_dims, shared with the CPU reference */
 #include "kernels/common/lf_math.h"
@@ -104,13 +105,7 @@ static lf_status lf_tucker_expand(const float *t, const float *b, int64_t r, int
 }
 
 static lf_status lf_term_push(lf_dev_model *dm, const lf_dterm *t, size_t *idx) {
-    if (dm->nterms == dm->capterms) {
-        size_t cap = dm->capterms ? dm->capterms * 2 : 64;
-        lf_dterm *nt = realloc(dm->hterms, cap * sizeof *nt);
-        if (!nt) return lf_err(LF_ERR_NOMEM, "out of memory");
-        dm->hterms = nt;
-        dm->capterms = cap;
-    }
+    if (lf_grow(&dm->hterms, &dm->capterms, dm->nterms + 1)) return lf_err(LF_ERR_NOMEM, "out of memory");
     *idx = dm->nterms;
     dm->hterms[dm->nterms++] = *t;
     return LF_OK;
@@ -510,7 +505,10 @@ static lf_status lf_patch_oft(const lf_patch_ctx *pc, lf_dterm *t) {
     LF_TRY(lf_f32_of(m, r, nblk * b * b, layer, &f1));
     if (!legacy) {
         f2 = malloc((size_t)(nblk * b * b) * sizeof *f2);
-        if (!f2) return lf_err(LF_ERR_NOMEM, "layer '%s': out of memory", layer);
+        if (!f2) {
+            st = lf_err(LF_ERR_NOMEM, "layer '%s': out of memory", layer);
+            goto fail;
+        }
         /* P3 / T8: LyCORIS constraint alpha * O (the slice's rows, as lf_module_contrib_ref) */
         LF_TRY(lf_oft_rotation_ref(f1, nblk, b, m->alpha * (double)rows, f2));
     }
@@ -601,7 +599,10 @@ static lf_status lf_patch_boft(const lf_patch_ctx *pc, lf_dterm *t) {
     bo->patch = gp;
     LF_TRY(lf_f32_of(m, LF_R_OFT_BLOCKS, nm * nb * b * b, layer, &f1));
     bo->R = malloc((size_t)(nm * nb * b * b) * sizeof *bo->R);
-    if (!bo->R) return lf_err(LF_ERR_NOMEM, "layer '%s': out of memory", layer);
+    if (!bo->R) {
+        st = lf_err(LF_ERR_NOMEM, "layer '%s': out of memory", layer);
+        goto fail;
+    }
     dm->nboft++; /* owns R from here */
     LF_TRY(lf_oft_rotation_ref(f1, nm * nb, b, m->alpha * (double)rows, bo->R));
     LF_TRY(lf_halloc(dm, (size_t)(rows * G) * 4, 0, "boft staging", layer, (void **)&bo->hq));
