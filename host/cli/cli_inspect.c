@@ -1,0 +1,108 @@
+/* cli_inspect.c: `lorafuse inspect FILE [--model CKPT] [--json]`: what an adapter file is (lf_inspect.h):
+ * algorithms, components, ranks, alphas, DoRA, base family, trigger words, metadata, and with --model
+ * the matched and unmatched modules and every shape problem. Printed as text, or with --json as the
+ * report object. Exit 1 when the model check finds a problem.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "lorafuse/lf_inspect.h"
+
+static void lf_print_list(const char *label, const cJSON *arr, int limit) {
+    int n = cJSON_GetArraySize(arr), i = 0;
+    if (!n) return;
+    printf("%s (%d):", label, n);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr) {
+        if (i++ == limit) {
+            printf("\n  ... %d more", n - limit);
+            break;
+        }
+        if (cJSON_IsString(it)) printf("\n  %s", it->valuestring);
+        else printf(" %g", it->valuedouble);
+    }
+    printf("\n");
+}
+
+static void lf_print_counts(const char *label, const cJSON *obj) {
+    const cJSON *it;
+    const char *sep = " ";
+    if (!cJSON_GetArraySize(obj)) return;
+    printf("%s:", label);
+    cJSON_ArrayForEach(it, obj) {
+        printf("%s%s %d", sep, it->string, (int)it->valuedouble);
+        sep = ", ";
+    }
+    printf("\n");
+}
+
+static void lf_print_inspect(const cJSON *r) {
+    const cJSON *base = cJSON_GetObjectItemCaseSensitive(r, "base");
+    printf("file: %s\n", cJSON_GetObjectItemCaseSensitive(r, "file")->valuestring);
+    printf("tensors: %d, modules: %d\n", (int)cJSON_GetObjectItemCaseSensitive(r, "tensors")->valuedouble,
+           (int)cJSON_GetObjectItemCaseSensitive(r, "modules")->valuedouble);
+    printf("base model: %s (%s)\n", cJSON_GetObjectItemCaseSensitive(base, "family")->valuestring,
+           cJSON_GetObjectItemCaseSensitive(base, "evidence")->valuestring);
+    lf_print_counts("algorithms", cJSON_GetObjectItemCaseSensitive(r, "algorithms"));
+    lf_print_counts("components", cJSON_GetObjectItemCaseSensitive(r, "components"));
+    lf_print_list("ranks", cJSON_GetObjectItemCaseSensitive(r, "ranks"), 16);
+    lf_print_list("alphas", cJSON_GetObjectItemCaseSensitive(r, "alphas"), 16);
+    lf_print_counts("DoRA", cJSON_GetObjectItemCaseSensitive(r, "dora"));
+    lf_print_list("trigger words", cJSON_GetObjectItemCaseSensitive(r, "trigger_words"), 20);
+    lf_print_list("unknown tensors", cJSON_GetObjectItemCaseSensitive(r, "unknown_tensors"), 10);
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(r, "metadata"), *it;
+    if (cJSON_GetArraySize(meta)) printf("metadata:\n");
+    cJSON_ArrayForEach(it, meta) {
+        size_t n = strlen(it->valuestring);
+        printf("  %s: %.*s%s\n", it->string, n > 100 ? 100 : (int)n, it->valuestring, n > 100 ? " ..." : "");
+    }
+    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(r, "model");
+    if (mo) {
+        printf("against %s (%s): %d modules matched, %d unmatched\n",
+               cJSON_GetObjectItemCaseSensitive(mo, "path")->valuestring,
+               cJSON_GetObjectItemCaseSensitive(mo, "family")->valuestring,
+               (int)cJSON_GetObjectItemCaseSensitive(mo, "matched")->valuedouble,
+               (int)cJSON_GetObjectItemCaseSensitive(mo, "unmatched_count")->valuedouble);
+        lf_print_list("unmatched modules", cJSON_GetObjectItemCaseSensitive(mo, "unmatched"), 20);
+        lf_print_list("problems", cJSON_GetObjectItemCaseSensitive(mo, "problems"), 20);
+    }
+    lf_print_list("warnings", cJSON_GetObjectItemCaseSensitive(r, "warnings"), 20);
+}
+
+/* The one call into lf_inspect: print its report; 1 when it fails or finds a problem, else 0. */
+static int lf_inspect_report(const char *file, const char *model, int json) {
+    cJSON *rep = NULL;
+    if (lf_inspect(file, model, &rep) != LF_OK) {
+        fprintf(stderr, "lorafuse inspect: %s\n", lf_last_error());
+        return 1;
+    }
+    if (json) {
+        char *s = cJSON_Print(rep);
+        puts(s);
+        free(s);
+    } else {
+        lf_print_inspect(rep);
+    }
+    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(rep, "model");
+    int bad = mo && cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(mo, "problems")) > 0;
+    cJSON_Delete(rep);
+    return bad ? 1 : 0;
+}
+
+int lf_cli_inspect(int argc, char **argv) {
+    const char *file = NULL, *model = NULL;
+    int json = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+        else if (argv[i][0] != '-' && !file) file = argv[i];
+        else {
+            fprintf(stderr, "lorafuse inspect: unexpected argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!file) return LF_CLI_USAGE;
+    return lf_inspect_report(file, model, json);
+}

@@ -1,0 +1,169 @@
+/* gen_check.c: every check lf_gen_open makes before any work, in the order its errors are reported:
+ * plain option values, the prompt's tags, the checkpoint's parts (UNet, VAE, text encoders with a full
+ * CLIP vocabulary), the image size (the checkpoint's default when not given), the adapters against the
+ * model and the steps, then the tokenizer and the output directory. A bad request therefore fails
+ * here, before a weight is loaded or a file written.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "generate_internal.h"
+#include "host/base/util.h"
+
+/* Tokens of the CLIP BPE vocabulary that lf_tokenizer_load_default encodes with. */
+#define LF_GEN_VOCAB 49408
+
+/* UNet prefix ("model.diffusion_model." or "" for a UNet-only file) and its levels; -1 if no UNet. */
+static int lf_unet_levels(const lf_st_file *st) {
+    const char *pfx = lf_st_find(st, "model.diffusion_model.input_blocks.0.0.weight") ? "model.diffusion_model."
+                      : lf_st_find(st, "input_blocks.0.0.weight")                    ? ""
+                                                                                     : NULL;
+    if (!pfx) return -1;
+    int down = 0;
+    size_t n = lf_st_count(st), pl = strlen(pfx);
+    for (size_t i = 0; i < n; i++) {
+        const char *k = lf_st_at(st, i)->name;
+        if (lf_has_prefix(k, pfx) && lf_has_prefix(k + pl, "input_blocks.") && lf_has_suffix(k, ".0.op.weight")) down++;
+    }
+    return down + 1;
+}
+
+static int64_t lf_te_vocab(const lf_st_file *st, const char *prefix) {
+    static const char *const sfx[] = {"text_model.embeddings.token_embedding.weight", "embeddings.token_embedding.weight",
+                                      "token_embedding.weight"};
+    char name[256];
+    for (size_t i = 0; i < sizeof sfx / sizeof *sfx; i++) {
+        snprintf(name, sizeof name, "%s%s", prefix, sfx[i]);
+        const lf_st_tensor *t = lf_st_find(st, name);
+        if (t && t->ndim == 2) return t->shape[0];
+    }
+    return -1;
+}
+
+static void lf_gen_default_size(const lf_gen *g, int *w, int *h) {
+    const char *s = lf_st_meta(g->m->st, "lorafuse.default_size");
+    if (s) {
+        int a = 0, b = 0;
+        char x = 0;
+        if (sscanf(s, "%d%c%d", &a, &x, &b) == 3 && x == 'x' && a > 0 && b > 0) {
+            *w = a;
+            *h = b;
+            return;
+        }
+    }
+    int d = g->m->family == LF_FAMILY_SDXL ? 1024 : 512;
+    *w = d;
+    *h = d;
+}
+
+/* Defaults for the options left 0 / NULL, then the values that need no file. */
+static lf_status lf_gen_check_opts(lf_gen *g) {
+    lf_gen_opts *o = &g->o;
+    if (!o->negative) o->negative = "";
+    if (!o->steps) o->steps = LF_GEN_DEFAULT_STEPS;
+    if (!o->sampler) o->sampler = LF_GEN_DEFAULT_SAMPLER;
+    if (!o->batch_size) o->batch_size = 1;
+    if (!o->batch_count) o->batch_count = 1;
+    if (!o->output_dir) o->output_dir = LF_GEN_DEFAULT_OUTDIR;
+    if (o->steps < 1 || o->steps > 10000) return lf_err(LF_ERR_ARG, "steps must be 1 to 10000 (got %d)", o->steps);
+    lf_status st = lf_sampler_config_from_name(o->sampler, &g->scfg);
+    if (st != LF_OK) return st;
+    snprintf(g->sampler_name, sizeof g->sampler_name, "%s", lf_sampler_config_name(&g->scfg));
+    if (!isfinite(o->cfg) || o->cfg < 0 || o->cfg > 100)
+        return lf_err(LF_ERR_ARG, "CFG scale must be 0 to 100 (got %g)", o->cfg);
+    if (o->batch_size < 1 || o->batch_size > 64 || o->batch_count < 1 || o->batch_count > 10000)
+        return lf_err(LF_ERR_ARG, "batch size must be 1 to 64 and batch count 1 to 10000 (got %d, %d)", o->batch_size,
+                      o->batch_count);
+    if (o->width < 0 || o->height < 0 || o->width % 8 || o->height % 8 || o->width > LF_GEN_MAX_SIZE ||
+        o->height > LF_GEN_MAX_SIZE)
+        return lf_err(LF_ERR_ARG, "size %dx%d: width and height must be multiples of 8, from 8 to %d", o->width,
+                      o->height, LF_GEN_MAX_SIZE);
+    if (o->clip_skip < 0 || o->clip_skip > 12)
+        return lf_err(LF_ERR_ARG, "clip skip must be 1 to 12 (got %d)", o->clip_skip);
+    if (o->rng != LF_RNG_TORCH_CPU && o->rng != LF_RNG_NV)
+        return lf_err(LF_ERR_ARG, "unknown random source %d", (int)o->rng);
+    if (o->backend == LF_GEN_CUDA)
+        return lf_err(LF_ERR_UNSUPPORTED,
+                      "--backend cuda: not available for generate yet: the UNet, VAE and text encoders run only on the "
+                      "CPU reference (no GPU path for the model runtime); the CUDA build accelerates adapter application "
+                      "only. Use --backend cpu");
+    return LF_OK;
+}
+
+static lf_status lf_gen_check_model(lf_gen *g) {
+    const lf_st_file *st = g->m->st;
+    const char *path = g->o.model;
+    g->unet_levels = lf_unet_levels(st);
+    if (g->unet_levels < 0)
+        return lf_err(LF_ERR_MODEL, "%s: no UNet (model.diffusion_model.input_blocks.*): generate needs a full "
+                                    "single-file checkpoint (UNet, VAE, text encoder)", path);
+    if (!lf_st_find(st, "first_stage_model.decoder.conv_in.weight"))
+        return lf_err(LF_ERR_MODEL, "%s: no VAE (first_stage_model.decoder.*): a checkpoint without its VAE is not "
+                                    "supported (no separate --vae yet)", path);
+    g->tef = lf_clip_detect(st, &g->te_p1, &g->te_p2);
+    if (g->tef == LF_TE_NONE)
+        return lf_err(LF_ERR_MODEL, "%s: no text encoder (cond_stage_model.* / conditioner.embedders.*): generate "
+                                    "needs the checkpoint's CLIP text encoder(s)", path);
+    const char *pf[2] = {g->te_p1, g->tef == LF_TE_SDXL ? g->te_p2 : NULL};
+    for (int i = 0; i < 2; i++) {
+        if (!pf[i]) continue;
+        int64_t v = lf_te_vocab(st, pf[i]);
+        if (v < 0)
+            return lf_err(LF_ERR_MODEL, "%s: text encoder %s has no token embedding", path, pf[i]);
+        if (v < LF_GEN_VOCAB)
+            return lf_err(LF_ERR_MODEL, "%s: text encoder %s has a %lld-token vocabulary; the CLIP tokenizer needs "
+                                        "%d (a test model with a reduced vocabulary cannot encode prompts)",
+                          path, pf[i], (long long)v, LF_GEN_VOCAB);
+    }
+    return LF_OK;
+}
+
+/* The requested size, or the checkpoint's default for a side left 0. */
+static lf_status lf_gen_check_size(lf_gen *g) {
+    lf_gen_opts *o = &g->o;
+    int w = o->width, h = o->height;
+    if (!w || !h) {
+        int dw, dh;
+        lf_gen_default_size(g, &dw, &dh);
+        if (!w) w = dw;
+        if (!h) h = dh;
+    }
+    /* any multiple of 8: the UNet takes every latent size (its upsamplers go back to the skip connections'
+     * sizes, as diffusers' upsample_size); the defaults (checkpoint metadata) are checked here too */
+    if (w < 8 || h < 8 || w % 8 || h % 8 || w > LF_GEN_MAX_SIZE || h > LF_GEN_MAX_SIZE)
+        return lf_err(LF_ERR_ARG, "size %dx%d%s: width and height must be multiples of 8, from 8 to %d", w, h,
+                      o->width && o->height ? "" : " (the model's default size)", LF_GEN_MAX_SIZE);
+    o->width = w;
+    o->height = h;
+    return LF_OK;
+}
+
+lf_status lf_gen_check(lf_gen *g) {
+    lf_gen_opts *o = &g->o;
+    lf_status st;
+    /* 1. plain values */
+    if ((st = lf_gen_check_opts(g)) != LF_OK) return st;
+    /* 2. tags */
+    if ((st = lf_prompt_parse(o->prompt, &g->pr)) != LF_OK) return st;
+    /* 3. model parts, size */
+    if ((st = lf_model_open(o->model, &g->m)) != LF_OK) return st;
+    if ((st = lf_gen_check_model(g)) != LF_OK) return st;
+    if ((st = lf_gen_check_size(g)) != LF_OK) return st;
+    /* 4. adapters: names, files, family, shapes, schedule vs steps (P9) */
+    lf_step_opts so;
+    memset(&so, 0, sizeof so);
+    so.lora_dir = o->lora_dir;
+    so.lbw_presets = o->lbw_presets;
+    if ((st = lf_step_plan_build(g->m, g->pr, o->steps, &so, &g->sp)) != LF_OK) return st;
+    if ((st = lf_gen_prompts(g)) != LF_OK) return st;
+    /* 5. tokenizer, output directory */
+    if ((st = lf_tokenizer_load_default(&g->tok)) != LF_OK) return st;
+    if (o->write_png) {
+        struct stat sb;
+        if (stat(o->output_dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
+            return lf_err(LF_ERR_ARG, "--output-dir %s exists and is not a directory", o->output_dir);
+    }
+    return lf_gen_model_name(g);
+}

@@ -1,0 +1,134 @@
+/* gen_cond.c: text conditioning for lf_gen: the prompt the encoders see (tags removed, trigger words
+ * appended under --auto-trigger) and the (cond, uncond) contexts, cached per text-encoder set of the
+ * step plan for the whole lf_gen_run: the encoders re-run only at a step whose set has not been
+ * encoded yet. Prompt and negative are padded with empty-prompt windows to the same token count,
+ * so that one UNet call takes both (classifier-free guidance).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "generate_internal.h"
+#include "host/base/util.h"
+#include "lorafuse/lf_lora_dir.h"
+
+static char *lf_dup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+lf_status lf_gen_prompts(lf_gen *g) {
+    const lf_gen_opts *o = &g->o;
+    lf_status st = LF_OK;
+    size_t nad = 0;
+    const char **paths = calloc(g->sp->n_adapters + 1, sizeof *paths);
+    if (!paths) return lf_err(LF_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < g->sp->n_adapters; i++) {
+        int dup = 0;
+        for (size_t k = 0; k < nad; k++) dup |= !strcmp(paths[k], g->sp->adapters[i].path);
+        if (!g->sp->adapters[i].dropped && !dup) paths[nad++] = g->sp->adapters[i].path;
+    }
+    if (o->auto_trigger) {
+        st = lf_lora_append_triggers(g->pr->clean, paths, nad, &g->prompt);
+        if (!st) {
+            /* the recorded prompt keeps the tags and gets the same words */
+            const char *extra = g->prompt + strlen(g->pr->clean);
+            size_t n = strlen(o->prompt) + strlen(extra) + 1;
+            if ((g->info_prompt = malloc(n)) != NULL) snprintf(g->info_prompt, n, "%s%s", o->prompt, extra);
+        }
+    } else {
+        g->prompt = lf_dup(g->pr->clean);
+        g->info_prompt = lf_dup(o->prompt);
+    }
+    free(paths);
+    if (st) return st;
+    if (!g->prompt || !g->info_prompt) return lf_err(LF_ERR_NOMEM, "out of memory");
+    return LF_OK;
+}
+
+static void lf_gen_cond_clear(lf_gen_cond *c) {
+    lf_text_cond_free(&c->cond);
+    lf_text_cond_free(&c->uncond);
+    c->have = 0;
+}
+
+lf_status lf_gen_cond_cache_new(lf_gen *g) {
+    g->n_cache = g->sp->n_te_sets ? g->sp->n_te_sets : 1;
+    if ((g->cache = calloc(g->n_cache, sizeof *g->cache)) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
+    return LF_OK;
+}
+
+void lf_gen_cond_cache_free(lf_gen *g) {
+    for (size_t i = 0; i < g->n_cache; i++) lf_gen_cond_clear(&g->cache[i]);
+    free(g->cache);
+    g->cache = NULL;
+    g->n_cache = 0;
+}
+
+static lf_status lf_gen_encode_one(lf_gen *g, const char *text, lf_text_cond *c) {
+    if (g->tef == LF_TE_SDXL) return lf_text_encode_sdxl(g->te1, g->te2, g->tok, text, LF_EMPH_ORIGINAL, c);
+    if (g->tef == LF_TE_SD2) return lf_text_encode_sd(g->te1, g->tok, text, 2, 0, LF_EMPH_ORIGINAL, c);
+    int skip = g->o.clip_skip > 1 ? g->o.clip_skip : 1;
+    return lf_text_encode_sd(g->te1, g->tok, text, skip, lf_tokenizer_eos(g->tok), LF_EMPH_ORIGINAL, c);
+}
+
+/* Append copies of one empty-prompt window to c until it has `tokens` tokens. */
+static lf_status lf_gen_pad(lf_text_cond *c, const lf_text_cond *empty, int64_t tokens) {
+    if (c->tokens >= tokens) return LF_OK;
+    size_t cap = (size_t)(c->tokens * c->width);
+    if (lf_grow(&c->context, &cap, (size_t)(tokens * c->width))) return lf_err(LF_ERR_NOMEM, "out of memory");
+    float *p = c->context;
+    for (int64_t t = c->tokens; t < tokens; t += LF_CLIP_CTX)
+        memcpy(p + t * c->width, empty->context, (size_t)(LF_CLIP_CTX * c->width) * sizeof *p);
+    c->tokens = tokens;
+    return LF_OK;
+}
+
+/* SDXL without a negative prompt: zero context and pooled of the prompt's shape, as diffusers'
+ * StableDiffusionXLPipeline (force_zeros_for_empty_prompt) and A1111 (force_zero_negative_prompt) do. */
+static lf_status lf_gen_zero_like(const lf_text_cond *src, lf_text_cond *z) {
+    memset(z, 0, sizeof *z);
+    z->tokens = src->tokens;
+    z->width = src->width;
+    z->pooled_dim = src->pooled_dim;
+    z->context = calloc((size_t)(src->tokens * src->width), sizeof *z->context);
+    z->pooled = src->pooled ? calloc((size_t)src->pooled_dim, sizeof *z->pooled) : NULL;
+    if (!z->context || (src->pooled && !z->pooled)) {
+        lf_text_cond_free(z);
+        return lf_err(LF_ERR_NOMEM, "out of memory");
+    }
+    return LF_OK;
+}
+
+static lf_status lf_gen_encode(lf_gen *g, size_t set) {
+    double t0 = lf_clock_s();
+    lf_status s = LF_OK;
+    lf_gen_cond *c = &g->cache[set];
+    lf_gen_cond_clear(c);
+    if (!s) s = lf_gen_encode_one(g, g->prompt, &c->cond);
+    if (!s && g->tef == LF_TE_SDXL && !*g->o.negative) s = lf_gen_zero_like(&c->cond, &c->uncond);
+    else if (!s) s = lf_gen_encode_one(g, g->o.negative, &c->uncond);
+    if (!s && c->cond.tokens != c->uncond.tokens) {
+        lf_text_cond e;
+        memset(&e, 0, sizeof e);
+        s = lf_gen_encode_one(g, "", &e);
+        int64_t L = c->cond.tokens > c->uncond.tokens ? c->cond.tokens : c->uncond.tokens;
+        if (!s) s = lf_gen_pad(&c->cond, &e, L);
+        if (!s) s = lf_gen_pad(&c->uncond, &e, L);
+        lf_text_cond_free(&e);
+    }
+    c->have = !s;
+    g->times.encode += lf_clock_s() - t0;
+    g->times.te_runs++;
+    return s;
+}
+
+lf_status lf_gen_cond_select(lf_gen *g, size_t set) {
+    if (set >= g->n_cache) return lf_err(LF_ERR_ARG, "generate: text-encoder set %zu out of range", set);
+    lf_status s;
+    if (!g->cache[set].have && (s = lf_gen_encode(g, set)) != LF_OK) return s;
+    g->cur_set = set;
+    return LF_OK;
+}

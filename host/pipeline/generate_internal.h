@@ -1,0 +1,92 @@
+/* generate_internal.h: the state of one lf_gen (lf_generate.h) and the functions its files share.
+ *
+ *   generate.c    public lf_gen_* entry points, model loading, per-step weights, the sampling loop
+ *   gen_check.c   every check lf_gen_open makes before any work (options, model parts, size, adapters)
+ *   gen_cond.c    the prompt text the encoders see, and its conditioning cached per text-encoder set
+ *   gen_output.c  what an image leaves behind: decode, PNG file with its A1111 parameters, callback
+ *
+ * Calls go generate.c -> gen_check.c -> gen_cond.c, gen_output.c (never back up).
+ */
+#ifndef LF_GENERATE_INTERNAL_H
+#define LF_GENERATE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lorafuse/lf_clip.h"
+#include "lorafuse/lf_generate.h"
+#include "lorafuse/lf_prompt_tags.h"
+#include "lorafuse/lf_sampler.h"
+#include "lorafuse/lf_step_plan.h"
+#include "lorafuse/lf_tokenizer.h"
+#include "lorafuse/lf_unet.h"
+#include "lorafuse/lf_vae.h"
+
+typedef struct {
+    lf_text_cond cond, uncond; /* context (L, D) each, equal L after padding */
+    int have;
+} lf_gen_cond;
+
+struct lf_gen {
+    lf_gen_opts o;
+    lf_gen_info info;
+    lf_gen_times times;
+    lf_sampler_config scfg;
+    lf_model *m;
+    lf_prompt *pr;
+    lf_step_plan *sp;
+    lf_tokenizer *tok;
+    lf_te_family tef;
+    const char *te_p1, *te_p2;
+    int unet_levels;           /* resolution levels (downsamplers + 1) */
+    char *prompt;              /* cleaned, trigger words appended */
+    char *info_prompt;
+    char *lora_hashes;
+    char *model_name;
+    char sampler_name[64];
+    size_t n_jobs_total;
+    lf_gen_progress_fn progress;
+    void *progress_ctx;
+    /* run state */
+    lf_unet *unet;
+    lf_vae *vae;
+    lf_clip *te1, *te2;
+    lf_cpu_backend *be;
+    lf_gen_cond *cache;        /* per text-encoder set */
+    size_t n_cache;
+    size_t cur_set;
+    /* per sampler run */
+    int run_n;                 /* images in this run */
+    int lat_h, lat_w;
+    float *xin, *tin, *ctx, *y, *out2;
+    size_t ctx_cap;
+    double t0, run_t0;
+    int run_idx, runs, first_image;
+};
+
+/* gen_check.c: fill in defaulted options, then check them, the prompt's tags, the model's parts, the
+ * image size and the adapters in that order, and prepare the prompts, tokenizer and output names;
+ * the first failure is returned. No model weights are loaded and nothing is written. */
+lf_status lf_gen_check(lf_gen *g);
+
+/* gen_cond.c */
+/* g->prompt (tags removed, with --auto-trigger the adapters' trigger words appended) and
+ * g->info_prompt (the prompt as given, with the same words) for the step plan's live adapters. */
+lf_status lf_gen_prompts(lf_gen *g);
+/* An empty conditioning slot for each text-encoder set of the step plan (g->cache). */
+lf_status lf_gen_cond_cache_new(lf_gen *g);
+void lf_gen_cond_cache_free(lf_gen *g);
+/* Make set `set` the conditioning of the next denoiser calls, encoding it if it is not cached. */
+lf_status lf_gen_cond_select(lf_gen *g, size_t set);
+
+/* gen_output.c */
+/* g->model_name: the checkpoint's file name without its folder and ".safetensors". */
+lf_status lf_gen_model_name(lf_gen *g);
+/* g->lora_hashes: "name: hash, ..." over the distinct tag names of the adapters not dropped. */
+lf_status lf_gen_lora_hashes(lf_gen *g);
+/* Decode latent `lat` (4, lat_h, lat_w) into img (3, H, W) and rgb (H, W, 3), write the PNG with its
+ * parameters when write_png is set, then hand everything to cb (may be NULL). */
+lf_status lf_gen_finish_image(lf_gen *g, int index, int64_t seed, const float *lat, float *img, uint8_t *rgb,
+                              double t_sample, const char *model_hash, lf_gen_image_fn cb, void *cbctx);
+
+#endif
