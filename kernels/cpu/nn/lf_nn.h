@@ -1,8 +1,10 @@
 /* lf_nn.h: the f32 CPU operator set of the model runtime (UNet, VAE, CLIP text encoders).
  *
  * One operator per function, plain and complete: this is the reference the GPU backend is checked
- * against. Implementation: kernels/cpu/nn/nn_ref.c (BLAS sgemm for every matrix product, scalar loops for
- * the rest). Test: tests/kernels/test_nn.c (each op against a naive loop or an algebraic identity).
+ * against. Implementation, one file per operator family in kernels/cpu/nn/ (BLAS sgemm for every
+ * matrix product, scalar loops for the rest): linear.c, conv2d.c, norm.c, elementwise.c,
+ * softmax_attention.c, layout.c, embedding.c; what they share (chunk sizes, lf_nn_expf) in
+ * nn_internal.h. Test: tests/kernels/test_nn.c (each op against a naive loop or an algebraic identity).
  *
  * Conventions
  *   - All arrays are f32, contiguous, row-major (PyTorch layout); sizes are int64_t.

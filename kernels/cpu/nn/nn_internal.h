@@ -1,0 +1,65 @@
+/* nn_internal.h: what several operator files of kernels/cpu/nn/ share (private to this folder).
+ *
+ * Threading and determinism, the rule of every operator here: each op runs on the pool of
+ * host/base/pool.h in chunks fixed by the shapes alone (lf_par_for); each matrix product is a set of
+ * single-threaded cblas_sgemm calls on disjoint row or column blocks; each reduction (norm statistics,
+ * softmax sums) stays inside one chunk with a fixed lane order. So the bytes do not depend on the
+ * thread count. Scratch (im2col columns, attention scores) comes from the pool's per-thread buffers,
+ * bounded by processing bands of output rows / query rows, so no op mallocs per call.
+ * BLAS takes int sizes: every matrix dimension handed to it must stay below 2^31.
+ */
+#ifndef LF_NN_INTERNAL_H
+#define LF_NN_INTERNAL_H
+
+#include <stdint.h>
+
+#include "host/base/pool.h"
+
+/* Element-wise ops: elements per chunk. */
+#define LF_NN_EW_GRAIN ((int64_t)1 << 15)
+/* Matrix products: at most this many blocks, each at least LF_NN_GEMM_MIN_FLOP (smaller products run
+ * as one sgemm). */
+#define LF_NN_GEMM_MAX_PARTS 8
+#define LF_NN_GEMM_MIN_FLOP 4.0e6
+/* ... and at least this long along the cut axis (BLAS repacks the uncut operand for every block). */
+#define LF_NN_GEMM_MIN_BLOCK 128
+
+/* The hottest element-wise loops get an AVX2 clone picked at load time (GNU ifunc); both clones do the
+ * same f32 operations per element and lane (no FMA: -ffp-contract=off), so the bytes are the same. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && defined(__linux__)
+#define LF_NN_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LF_NN_CLONES
+#endif
+
+/* ---- exp (SiLU, quick_gelu, softmax) ------------------------------------------------------- */
+
+/* e^x in f32: x = n ln2 + r (|r| <= ln2/2, Cody-Waite split of ln2), e^r by its Taylor polynomial of
+ * degree 7 (truncation < 6e-9 relative), times 2^n assembled in the exponent bits. Results below
+ * 2^-126 flush to 0 (x < -87.33), x > 88 saturates at e^88; NaN stays NaN. Branch-free, so loops over
+ * it vectorise. */
+static inline float lf_nn_expf(float x) {
+    const float log2e = 1.44269504088896341f, ln2_hi = 0.693145751953125f,
+                ln2_lo = 1.42860682030941723212e-6f, shifter = 12582912.0f; /* 1.5 * 2^23 */
+    float xc = x > 88.0f ? 88.0f : x;
+    xc = xc < -87.33f ? -87.33f : xc;
+    float t = xc * log2e + shifter;
+    float nf = t - shifter; /* round(xc * log2e) */
+    union { float f; int32_t i; } ut = {t}, sc;
+    int32_t n = ut.i - 0x4B400000; /* bits of the shifter */
+    float r = xc - nf * ln2_hi;
+    r = r - nf * ln2_lo;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    sc.i = (n + 127) << 23;
+    float y = p * sc.f;
+    return x < -87.33f ? 0.0f : y;
+}
+
+#endif
