@@ -1,4 +1,4 @@
-/* nn_pool.c: the thread pool of the f32 CPU operators (nn_pool.h; lf_nn.h lf_nn_set_threads).
+/* pool.c: the thread pool of the f32 CPU operators (pool.h; lf_nn.h lf_nn_set_threads).
  *
  * Workers sleep on a condition variable between jobs (no spinning, so an idle pool costs no CPU and
  * no sched_yield system time); a job is published under the mutex with a new generation number, its
