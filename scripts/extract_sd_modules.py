@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """extract_sd_modules.py: turn the module tables of sd-modules.md into the keymap test fixtures.
 
-Usage: python3 scripts/extract_sd_modules.py [path/to/sd-modules.md]
-(default: ../shared/spec/sd-modules.md relative to the repository root)
+Usage: python3 scripts/extract_sd_modules.py PATH/TO/sd-modules.md
+(the module tables document the fixtures were first made from; it is not part of this repository, and
+the committed .tsv files are the fixtures: docs/keymap.md "Module tables")
 
 Writes, under tests/data/ of the repository:
   sd15_modules.tsv  section A (SD1.5 U-Net, kohya names = flattened diffusers paths) plus the four
@@ -135,7 +136,9 @@ def write_tsv(path, rows):
 
 def main(argv):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    src = argv[1] if len(argv) > 1 else os.path.join(root, "..", "shared", "spec", "sd-modules.md")
+    if len(argv) != 2:
+        raise SystemExit("usage: extract_sd_modules.py PATH/TO/sd-modules.md")
+    src = argv[1]
     with open(src, encoding="utf-8") as f:
         lines = f.read().splitlines()
     sections = split_sections(lines)
