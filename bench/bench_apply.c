@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "lorafuse/lf_adapter.h"
@@ -38,6 +37,7 @@
 #include "lorafuse/lf_keymap.h"
 #include "lorafuse/lf_model.h"
 #include "lorafuse/lf_safetensors.h"
+#include "host/base/util.h"
 
 #if LF_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -48,12 +48,6 @@
 #endif
 
 /* ---- small utilities ------------------------------------------------------------------------ */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
@@ -735,9 +729,9 @@ static lf_status time_case(run_ctx *rc, const bcase *c, const lf_plan *plan, lf_
         if ((st = set_step(dm, c, nad, big_job, k)) != LF_OK) goto done;
         CU(cudaMemsetAsync(gate, i & 0x7f, GATE_BYTES, s));
         CU(cudaEventRecord(e0, s));
-        double h0 = now_s();
+        double h0 = lf_clock_s();
         if ((st = lf_dev_apply_async(dm, rc->stream)) != LF_OK) goto done;
-        enq[i] = 1e3 * (now_s() - h0);
+        enq[i] = 1e3 * (lf_clock_s() - h0);
         CU(cudaEventRecord(e1, s));
         if ((st = lf_dev_apply_wait(dm)) != LF_OK) goto done;
         CU(cudaEventSynchronize(e1));
@@ -748,9 +742,9 @@ static lf_status time_case(run_ctx *rc, const bcase *c, const lf_plan *plan, lf_
     /* host view: lf_dev_apply (enqueue + wait) on an idle stream */
     for (int i = 0; i < 5; i++, k++) {
         if ((st = set_step(dm, c, nad, big_job, k)) != LF_OK) goto done;
-        double h0 = now_s();
+        double h0 = lf_clock_s();
         if ((st = lf_dev_apply(dm, rc->stream)) != LF_OK) goto done;
-        wall[i] = 1e3 * (now_s() - h0);
+        wall[i] = 1e3 * (lf_clock_s() - h0);
     }
     lf_dev_apply_stats ast;
     memset(&ast, 0, sizeof ast);
@@ -865,7 +859,7 @@ done:
 
 static int run_case(run_ctx *rc, const bcase *c, synth_model *sm, result *res) {
     memset(res, 0, sizeof *res);
-    double t0 = now_s();
+    double t0 = lf_clock_s();
     size_t nad = (size_t)(c->mode == M_SWITCH ? 2 : c->nad);
     synth_adapter ad[8];
     lf_adapter *ap[8];
@@ -931,10 +925,10 @@ static int run_case(run_ctx *rc, const bcase *c, synth_model *sm, result *res) {
         sb_printf(&b, ",\"dry_run\":true,\"cpu_ref_job\":\"%s\",\"bytes_min\":%llu", plan->jobs[cj].target->name,
                   (unsigned long long)(2 * wbytes + 4 * felems));
         jnum(&b, "flops", flops, "%.0f");
-        jnum(&b, "setup_s", now_s() - t0, "%.2f");
+        jnum(&b, "setup_s", lf_clock_s() - t0, "%.2f");
         emit(rc, &b);
         fprintf(stderr, "bench_apply: %-38s dry run: %zu jobs, %.2f GB of weights, setup %.2f s\n", c->name,
-                plan->n_jobs, (double)wbytes / 1e9, now_s() - t0);
+                plan->n_jobs, (double)wbytes / 1e9, lf_clock_s() - t0);
         goto out;
     }
 #if LF_HAVE_CUDA
@@ -949,7 +943,7 @@ static int run_case(run_ctx *rc, const bcase *c, synth_model *sm, result *res) {
             goto out;
         }
         sb_printf(&b, ",\"device\":\"%s\"", rc->device_name);
-        jnum(&b, "setup_s", now_s() - t0, "%.2f");
+        jnum(&b, "setup_s", lf_clock_s() - t0, "%.2f");
         st = time_case(rc, c, plan, dm, nad, big_job, &b, res);
         if (st != LF_OK) {
             free(b.p);
@@ -1080,14 +1074,14 @@ int main(int argc, char **argv) {
     const char *env = getenv("LF_DATA_DIR");
     const char *dirs[4] = {data, env, "tests/data", LF_SOURCE_DIR "/tests/data"};
 
-    double start = now_s();
+    double start = lf_clock_s();
     int fails = 0, skipped = 0;
     result res[N_CASES];
     memset(res, 0, sizeof res);
     for (size_t i = 0; i < N_CASES; i++) {
         const bcase *c = &g_cases[i];
         if (!selected(c, filter, quick)) continue;
-        if (now_s() - start > budget) {
+        if (lf_clock_s() - start > budget) {
             fprintf(out, "{\"bench\":\"apply\",\"case\":\"%s\",\"skipped\":\"time budget of %.0f s used up\"}\n",
                     c->name, budget);
             skipped++;
@@ -1106,7 +1100,7 @@ int main(int argc, char **argv) {
                 fails++;
                 break;
             }
-            double t0 = now_s();
+            double t0 = lf_clock_s();
             lf_status st = model_build(sm, 42u + (uint64_t)c->model);
             if (st != LF_OK) {
                 fprintf(stderr, "bench_apply: building the %s model: %s\n", sm->name, lf_last_error());
@@ -1114,7 +1108,7 @@ int main(int argc, char **argv) {
                 break;
             }
             fprintf(stderr, "bench_apply: %s model: %zu weights, %.2f GB f16, family %s, built in %.1f s\n",
-                    sm->name, sm->tab.n, (double)sm->img.size / 1e9, lf_family_name(sm->m->family), now_s() - t0);
+                    sm->name, sm->tab.n, (double)sm->img.size / 1e9, lf_family_name(sm->m->family), lf_clock_s() - t0);
         }
         fails += run_case(&rc, c, sm, &res[i]);
     }
@@ -1155,7 +1149,7 @@ int main(int argc, char **argv) {
         jnum(&b, "min_frac_of_copy_bw_r_le_64", worst, "%.3f");
         sb_printf(&b, ",\"copy_bw_target_met\":%s", worst >= 0.75 ? "true" : "false");
     }
-    jnum(&b, "total_s", now_s() - start, "%.1f");
+    jnum(&b, "total_s", lf_clock_s() - start, "%.1f");
     emit(&rc, &b);
 
     for (int m = 0; m < 2; m++) {
