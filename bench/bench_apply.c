@@ -611,7 +611,7 @@ static void emit_error(run_ctx *rc, const bcase *c, const char *stage, lf_status
     json_clean(lf_last_error(), msg, sizeof msg);
     lf_sbuf b = {0};
     lf_sb_printf(&b, "{\"bench\":\"apply\",\"case\":\"%s\",\"error\":\"%s: %s: %s\"", c->name, stage, lf_status_str(st),
-              msg);
+                 msg);
     emit(rc, &b);
     fprintf(stderr, "bench_apply: %s: %s failed: %s\n", c->name, stage, lf_last_error());
 }
@@ -764,16 +764,16 @@ static lf_status time_case(run_ctx *rc, const bcase *c, const lf_plan *plan, lf_
     if (c->mode == M_ONE_LAYER) flops = job_flops(&plan->jobs[big_job]);
     else
         for (size_t j = 0; j < plan->n_jobs; j++) flops += job_flops(&plan->jobs[j]);
-    lf_sb_printf(b, ",\"jobs_rewritten\":%zu,\"tiles\":%zu,\"launches\":%zu,\"iters\":%d", ast.jobs_rewritten, ast.tiles,
-              ast.launches, rc->iters);
+    lf_sb_printf(b, ",\"jobs_rewritten\":%zu,\"tiles\":%zu,\"launches\":%zu,\"iters\":%d", ast.jobs_rewritten,
+                 ast.tiles, ast.launches, rc->iters);
     jnum(b, "ms", ms, "%.4f");
     jnum(b, "ms_min", t[0], "%.4f");
     jnum(b, "ms_max", t[rc->iters - 1], "%.4f");
     jnum(b, "enqueue_ms", median(enq, rc->iters), "%.4f");
     jnum(b, "wall_ms", median(wall, 5), "%.4f");
     lf_sb_printf(b, ",\"bytes\":%.0f,\"bytes_weights\":%llu,\"bytes_factors\":%llu,\"bytes_upload\":%llu", bytes,
-              (unsigned long long)ast.bytes_weights, (unsigned long long)ast.bytes_factors,
-              (unsigned long long)ast.bytes_upload);
+                 (unsigned long long)ast.bytes_weights, (unsigned long long)ast.bytes_factors,
+                 (unsigned long long)ast.bytes_upload);
     jnum(b, "gbps", bytes / (ms * 1e6), "%.1f");
     jnum(b, "flops", flops, "%.0f");
     jnum(b, "tflops", flops / (ms * 1e9), "%.2f");
@@ -853,11 +853,11 @@ static int run_case(run_ctx *rc, const bcase *c, synth_model *sm, result *res) {
     }
     lf_sbuf b = {0};
     lf_sb_printf(&b,
-              "{\"bench\":\"apply\",\"case\":\"%s\",\"model\":\"%s\",\"coverage\":\"%s\",\"algo\":\"%s\",\"rank\":%d,"
-              "\"adapters\":%zu,\"mode\":\"%s\",\"dtype\":\"f16\",\"jobs\":%zu,\"patches\":%zu,\"weight_bytes\":%llu,"
-              "\"factor_elems\":%llu",
-              c->name, sm->name, c->locon ? "locon" : "kohya", algo_str(c->algo), c->rank, nad, mode_str(c->mode),
-              plan->n_jobs, patches, (unsigned long long)wbytes, (unsigned long long)felems);
+                 "{\"bench\":\"apply\",\"case\":\"%s\",\"model\":\"%s\",\"coverage\":\"%s\",\"algo\":\"%s\","
+                 "\"rank\":%d,\"adapters\":%zu,\"mode\":\"%s\",\"dtype\":\"f16\",\"jobs\":%zu,\"patches\":%zu,"
+                 "\"weight_bytes\":%llu,\"factor_elems\":%llu",
+                 c->name, sm->name, c->locon ? "locon" : "kohya", algo_str(c->algo), c->rank, nad, mode_str(c->mode),
+                 plan->n_jobs, patches, (unsigned long long)wbytes, (unsigned long long)felems);
     if (rc->dry_run) {
         double flops = 0;
         for (size_t j = 0; j < plan->n_jobs; j++) flops += job_flops(&plan->jobs[j]);
@@ -877,7 +877,7 @@ static int run_case(run_ctx *rc, const bcase *c, synth_model *sm, result *res) {
             goto out;
         }
         lf_sb_printf(&b, ",\"dry_run\":true,\"cpu_ref_job\":\"%s\",\"bytes_min\":%llu", plan->jobs[cj].target->name,
-                  (unsigned long long)(2 * wbytes + 4 * felems));
+                     (unsigned long long)(2 * wbytes + 4 * felems));
         jnum(&b, "flops", flops, "%.0f");
         jnum(&b, "setup_s", lf_clock_s() - t0, "%.2f");
         emit(rc, &b);
@@ -1070,7 +1070,7 @@ int main(int argc, char **argv) {
     /* issue-3 targets */
     lf_sbuf b = {0};
     lf_sb_printf(&b, "{\"bench\":\"apply_summary\",\"dry_run\":%s,\"failed_cases\":%d,\"skipped_cases\":%d",
-              dry ? "true" : "false", fails, skipped);
+                 dry ? "true" : "false", fails, skipped);
     const char *one[2] = {"sd15_kohya_lora_r32_x1", "sdxl_kohya_lora_r32_x1"};
     const char *eight[2] = {"sd15_kohya_lora_r32_x8", "sdxl_kohya_lora_r32_x8"};
     double tgt[2] = {0.6, 4.0};

@@ -23,7 +23,11 @@ void lf_sb_str(lf_sbuf *b, const char *s);
 /* Append v in decimal. */
 void lf_sb_u64(lf_sbuf *b, unsigned long long v);
 /* Append printf-style text (any length). */
-void lf_sb_printf(lf_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void lf_sb_printf(lf_sbuf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 /* Append s as a JSON string literal: '"' and '\' escaped, control bytes as \b \f \n \r \t or \u00XX,
  * every other byte (UTF-8 included) as it is (Python's json.dumps with ensure_ascii=False). */
 void lf_sb_json(lf_sbuf *b, const char *s);

@@ -227,7 +227,8 @@ static int unflatten(const char *flat, char *out) {
 
 /* ---- full-size key lists from the fixtures ---------------------------------------------------- */
 static int is_qkv(const char *key) {
-    return lf_has_suffix(key, ".to_q.weight") || lf_has_suffix(key, ".to_k.weight") || lf_has_suffix(key, ".to_v.weight");
+    return lf_has_suffix(key, ".to_q.weight") || lf_has_suffix(key, ".to_k.weight") ||
+           lf_has_suffix(key, ".to_v.weight");
 }
 
 /* Weights with shapes, biases (none on attention q/k/v, as in SD), and the norm layers next to them. */
