@@ -24,12 +24,10 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "lorafuse/lf_adapter.h"
@@ -38,6 +36,8 @@
 #include "lorafuse/lf_keymap.h"
 #include "lorafuse/lf_model.h"
 #include "lorafuse/lf_safetensors.h"
+#include "host/base/strbuf.h"
+#include "host/base/util.h"
 
 #if LF_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -48,12 +48,6 @@
 #endif
 
 /* ---- small utilities ------------------------------------------------------------------------ */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
@@ -69,49 +63,6 @@ static char *xstrdup(const char *s) {
     char *d = xmalloc(n);
     memcpy(d, s, n);
     return d;
-}
-
-/* Growable string. */
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (b->n + n + 1 > cap) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            fprintf(stderr, "bench_apply: out of memory\n");
-            exit(1);
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    char tmp[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n < sizeof tmp) {
-        sb_put(b, tmp, (size_t)n);
-        return;
-    }
-    char *big = xmalloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    sb_put(b, big, (size_t)n);
-    free(big);
 }
 
 /* JSON-safe copy of a message (quotes, backslashes and control bytes replaced). */
@@ -218,14 +169,9 @@ static int read_table(const char *dir, const char *file, table *t) {
         char *kohya = strtok_r(line, "\t", &save), *key = strtok_r(NULL, "\t", &save);
         char *rows = strtok_r(NULL, "\t", &save), *shape = strtok_r(NULL, "\t", &save);
         if (!kohya || !key || !rows || !shape) continue;
-        if (t->n == cap) {
-            cap = cap ? 2 * cap : 256;
-            layer *nv = realloc(t->v, cap * sizeof *nv);
-            if (!nv) {
-                fclose(f);
-                return -1;
-            }
-            t->v = nv;
+        if (lf_grow(&t->v, &cap, t->n + 1)) {
+            fclose(f);
+            return -1;
         }
         layer *l = &t->v[t->n];
         memset(l, 0, sizeof *l);
@@ -288,28 +234,28 @@ typedef struct image {
 /* Lay out header + data for `ts`, fill the data (weights: e0 = `e0`), parse it. */
 static lf_status build_image(const img_tensor *ts, size_t n, const char *meta_json, const char *label,
                              unsigned e0, uint64_t seed, image *out) {
-    sbuf h = {0};
-    sb_put(&h, "{", 1);
-    if (meta_json) sb_printf(&h, "\"__metadata__\":%s,", meta_json);
+    lf_sbuf h = {0};
+    lf_sb_put(&h, "{", 1);
+    if (meta_json) lf_sb_printf(&h, "\"__metadata__\":%s,", meta_json);
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
-        sb_printf(&h, "%s\"%s\":{\"dtype\":\"F16\",\"shape\":[", i ? "," : "", ts[i].name);
-        for (int d = 0; d < ts[i].ndim; d++) sb_printf(&h, "%s%lld", d ? "," : "", (long long)ts[i].shape[d]);
-        sb_printf(&h, "],\"data_offsets\":[%zu,%zu]}", off, off + ts[i].nbytes);
+        lf_sb_printf(&h, "%s\"%s\":{\"dtype\":\"F16\",\"shape\":[", i ? "," : "", ts[i].name);
+        for (int d = 0; d < ts[i].ndim; d++) lf_sb_printf(&h, "%s%lld", d ? "," : "", (long long)ts[i].shape[d]);
+        lf_sb_printf(&h, "],\"data_offsets\":[%zu,%zu]}", off, off + ts[i].nbytes);
         off += ts[i].nbytes;
     }
-    sb_put(&h, "}", 1);
-    while ((8 + h.n) % 8) sb_put(&h, " ", 1);
+    lf_sb_put(&h, "}", 1);
+    while (!h.oom && (8 + h.n) % 8) lf_sb_put(&h, " ", 1);
     size_t total = 8 + h.n + off;
-    unsigned char *buf = malloc(total);
+    unsigned char *buf = h.oom ? NULL : malloc(total);
     if (!buf) {
-        free(h.p);
+        lf_sb_free(&h);
         return lf_err(LF_ERR_NOMEM, "%s: out of memory for %zu bytes", label, total);
     }
     uint64_t hn = h.n;
     for (int i = 0; i < 8; i++) buf[i] = (unsigned char)(hn >> (8 * i));
-    memcpy(buf + 8, h.p, h.n);
-    free(h.p);
+    memcpy(buf + 8, h.s, h.n);
+    lf_sb_free(&h);
     unsigned char *data = buf + 8 + hn;
     fill_f16(data, off / 2, seed, e0, 0);
     off = 0;
@@ -627,14 +573,14 @@ static uint64_t factor_elems(const lf_job *j) {
 }
 
 /* JSON number or null. */
-static void jnum(sbuf *b, const char *key, double v, const char *fmt) {
+static void jnum(lf_sbuf *b, const char *key, double v, const char *fmt) {
     if (!isfinite(v)) {
-        sb_printf(b, ",\"%s\":null", key);
+        lf_sb_printf(b, ",\"%s\":null", key);
         return;
     }
     char tmp[64];
     snprintf(tmp, sizeof tmp, fmt, v);
-    sb_printf(b, ",\"%s\":%s", key, tmp);
+    lf_sb_printf(b, ",\"%s\":%s", key, tmp);
 }
 
 typedef struct result {
@@ -650,20 +596,22 @@ typedef struct run_ctx {
     const char *device_name;
 } run_ctx;
 
-static void emit(run_ctx *rc, sbuf *b) {
-    fprintf(rc->out, "%s}\n", b->p);
+static void emit(run_ctx *rc, lf_sbuf *b) {
+    if (b->oom) {
+        fprintf(stderr, "bench_apply: out of memory\n");
+        exit(1);
+    }
+    fprintf(rc->out, "%s}\n", b->s);
     fflush(rc->out);
-    free(b->p);
-    b->p = NULL;
-    b->n = b->cap = 0;
+    lf_sb_free(b);
 }
 
 static void emit_error(run_ctx *rc, const bcase *c, const char *stage, lf_status st) {
     char msg[768];
     json_clean(lf_last_error(), msg, sizeof msg);
-    sbuf b = {0};
-    sb_printf(&b, "{\"bench\":\"apply\",\"case\":\"%s\",\"error\":\"%s: %s: %s\"", c->name, stage, lf_status_str(st),
-              msg);
+    lf_sbuf b = {0};
+    lf_sb_printf(&b, "{\"bench\":\"apply\",\"case\":\"%s\",\"error\":\"%s: %s: %s\"", c->name, stage, lf_status_str(st),
+                 msg);
     emit(rc, &b);
     fprintf(stderr, "bench_apply: %s: %s failed: %s\n", c->name, stage, lf_last_error());
 }
@@ -711,7 +659,7 @@ static lf_status set_step(lf_dev_model *dm, const bcase *c, size_t nad, size_t b
 
 /* Time `iters` applies and as many same-size device copies; check the smallest job on the CPU. */
 static lf_status time_case(run_ctx *rc, const bcase *c, const lf_plan *plan, lf_dev_model *dm, size_t nad,
-                           size_t big_job, sbuf *b, result *res) {
+                           size_t big_job, lf_sbuf *b, result *res) {
     lf_status st = LF_OK;
     cudaStream_t s = (cudaStream_t)rc->stream;
     cudaEvent_t e0 = NULL, e1 = NULL;
@@ -735,9 +683,9 @@ static lf_status time_case(run_ctx *rc, const bcase *c, const lf_plan *plan, lf_
         if ((st = set_step(dm, c, nad, big_job, k)) != LF_OK) goto done;
         CU(cudaMemsetAsync(gate, i & 0x7f, GATE_BYTES, s));
         CU(cudaEventRecord(e0, s));
-        double h0 = now_s();
+        double h0 = lf_clock_s();
         if ((st = lf_dev_apply_async(dm, rc->stream)) != LF_OK) goto done;
-        enq[i] = 1e3 * (now_s() - h0);
+        enq[i] = 1e3 * (lf_clock_s() - h0);
         CU(cudaEventRecord(e1, s));
         if ((st = lf_dev_apply_wait(dm)) != LF_OK) goto done;
         CU(cudaEventSynchronize(e1));
@@ -748,9 +696,9 @@ static lf_status time_case(run_ctx *rc, const bcase *c, const lf_plan *plan, lf_
     /* host view: lf_dev_apply (enqueue + wait) on an idle stream */
     for (int i = 0; i < 5; i++, k++) {
         if ((st = set_step(dm, c, nad, big_job, k)) != LF_OK) goto done;
-        double h0 = now_s();
+        double h0 = lf_clock_s();
         if ((st = lf_dev_apply(dm, rc->stream)) != LF_OK) goto done;
-        wall[i] = 1e3 * (now_s() - h0);
+        wall[i] = 1e3 * (lf_clock_s() - h0);
     }
     lf_dev_apply_stats ast;
     memset(&ast, 0, sizeof ast);
@@ -816,16 +764,16 @@ static lf_status time_case(run_ctx *rc, const bcase *c, const lf_plan *plan, lf_
     if (c->mode == M_ONE_LAYER) flops = job_flops(&plan->jobs[big_job]);
     else
         for (size_t j = 0; j < plan->n_jobs; j++) flops += job_flops(&plan->jobs[j]);
-    sb_printf(b, ",\"jobs_rewritten\":%zu,\"tiles\":%zu,\"launches\":%zu,\"iters\":%d", ast.jobs_rewritten, ast.tiles,
-              ast.launches, rc->iters);
+    lf_sb_printf(b, ",\"jobs_rewritten\":%zu,\"tiles\":%zu,\"launches\":%zu,\"iters\":%d", ast.jobs_rewritten,
+                 ast.tiles, ast.launches, rc->iters);
     jnum(b, "ms", ms, "%.4f");
     jnum(b, "ms_min", t[0], "%.4f");
     jnum(b, "ms_max", t[rc->iters - 1], "%.4f");
     jnum(b, "enqueue_ms", median(enq, rc->iters), "%.4f");
     jnum(b, "wall_ms", median(wall, 5), "%.4f");
-    sb_printf(b, ",\"bytes\":%.0f,\"bytes_weights\":%llu,\"bytes_factors\":%llu,\"bytes_upload\":%llu", bytes,
-              (unsigned long long)ast.bytes_weights, (unsigned long long)ast.bytes_factors,
-              (unsigned long long)ast.bytes_upload);
+    lf_sb_printf(b, ",\"bytes\":%.0f,\"bytes_weights\":%llu,\"bytes_factors\":%llu,\"bytes_upload\":%llu", bytes,
+                 (unsigned long long)ast.bytes_weights, (unsigned long long)ast.bytes_factors,
+                 (unsigned long long)ast.bytes_upload);
     jnum(b, "gbps", bytes / (ms * 1e6), "%.1f");
     jnum(b, "flops", flops, "%.0f");
     jnum(b, "tflops", flops / (ms * 1e9), "%.2f");
@@ -835,11 +783,11 @@ static lf_status time_case(run_ctx *rc, const bcase *c, const lf_plan *plan, lf_
     jnum(b, "frac_of_copy_bw", cms / ms, "%.3f");
     if (c->target_ms > 0) {
         jnum(b, "target_ms", c->target_ms, "%.2f");
-        sb_printf(b, ",\"target_met\":%s", ms <= c->target_ms ? "true" : "false");
+        lf_sb_printf(b, ",\"target_met\":%s", ms <= c->target_ms ? "true" : "false");
     }
-    sb_printf(b, ",\"check_job\":\"%s\"", tt->name);
+    lf_sb_printf(b, ",\"check_job\":\"%s\"", tt->name);
     jnum(b, "check_rel_l2", rel, "%.3e");
-    sb_printf(b, ",\"check_ok\":%s", isfinite(rel) && rel <= 2e-3 ? "true" : "false");
+    lf_sb_printf(b, ",\"check_ok\":%s", isfinite(rel) && rel <= 2e-3 ? "true" : "false");
     uint64_t devb = 0, pinb = 0;
     lf_dev_memory(dm, &devb, &pinb);
     jnum(b, "device_mib", (double)devb / 1048576.0, "%.0f");
@@ -865,7 +813,7 @@ done:
 
 static int run_case(run_ctx *rc, const bcase *c, synth_model *sm, result *res) {
     memset(res, 0, sizeof *res);
-    double t0 = now_s();
+    double t0 = lf_clock_s();
     size_t nad = (size_t)(c->mode == M_SWITCH ? 2 : c->nad);
     synth_adapter ad[8];
     lf_adapter *ap[8];
@@ -903,13 +851,13 @@ static int run_case(run_ctx *rc, const bcase *c, synth_model *sm, result *res) {
         wbytes += t->end - t->begin;
         felems += factor_elems(&plan->jobs[j]);
     }
-    sbuf b = {0};
-    sb_printf(&b,
-              "{\"bench\":\"apply\",\"case\":\"%s\",\"model\":\"%s\",\"coverage\":\"%s\",\"algo\":\"%s\",\"rank\":%d,"
-              "\"adapters\":%zu,\"mode\":\"%s\",\"dtype\":\"f16\",\"jobs\":%zu,\"patches\":%zu,\"weight_bytes\":%llu,"
-              "\"factor_elems\":%llu",
-              c->name, sm->name, c->locon ? "locon" : "kohya", algo_str(c->algo), c->rank, nad, mode_str(c->mode),
-              plan->n_jobs, patches, (unsigned long long)wbytes, (unsigned long long)felems);
+    lf_sbuf b = {0};
+    lf_sb_printf(&b,
+                 "{\"bench\":\"apply\",\"case\":\"%s\",\"model\":\"%s\",\"coverage\":\"%s\",\"algo\":\"%s\","
+                 "\"rank\":%d,\"adapters\":%zu,\"mode\":\"%s\",\"dtype\":\"f16\",\"jobs\":%zu,\"patches\":%zu,"
+                 "\"weight_bytes\":%llu,\"factor_elems\":%llu",
+                 c->name, sm->name, c->locon ? "locon" : "kohya", algo_str(c->algo), c->rank, nad, mode_str(c->mode),
+                 plan->n_jobs, patches, (unsigned long long)wbytes, (unsigned long long)felems);
     if (rc->dry_run) {
         double flops = 0;
         for (size_t j = 0; j < plan->n_jobs; j++) flops += job_flops(&plan->jobs[j]);
@@ -923,18 +871,18 @@ static int run_case(run_ctx *rc, const bcase *c, synth_model *sm, result *res) {
         st = lf_job_apply(&plan->jobs[cj], 0, tmp);
         free(tmp);
         if (st != LF_OK) {
-            free(b.p);
+            lf_sb_free(&b);
             emit_error(rc, c, "lf_job_apply (CPU reference)", st);
             rcode = 1;
             goto out;
         }
-        sb_printf(&b, ",\"dry_run\":true,\"cpu_ref_job\":\"%s\",\"bytes_min\":%llu", plan->jobs[cj].target->name,
-                  (unsigned long long)(2 * wbytes + 4 * felems));
+        lf_sb_printf(&b, ",\"dry_run\":true,\"cpu_ref_job\":\"%s\",\"bytes_min\":%llu", plan->jobs[cj].target->name,
+                     (unsigned long long)(2 * wbytes + 4 * felems));
         jnum(&b, "flops", flops, "%.0f");
-        jnum(&b, "setup_s", now_s() - t0, "%.2f");
+        jnum(&b, "setup_s", lf_clock_s() - t0, "%.2f");
         emit(rc, &b);
         fprintf(stderr, "bench_apply: %-38s dry run: %zu jobs, %.2f GB of weights, setup %.2f s\n", c->name,
-                plan->n_jobs, (double)wbytes / 1e9, now_s() - t0);
+                plan->n_jobs, (double)wbytes / 1e9, lf_clock_s() - t0);
         goto out;
     }
 #if LF_HAVE_CUDA
@@ -943,16 +891,16 @@ static int run_case(run_ctx *rc, const bcase *c, synth_model *sm, result *res) {
         lf_dev_opts_default(&o);
         st = lf_dev_model_create_plan(rc->dev, plan, &o, &dm);
         if (st != LF_OK) {
-            free(b.p);
+            lf_sb_free(&b);
             emit_error(rc, c, "lf_dev_model_create_plan", st);
             rcode = 1;
             goto out;
         }
-        sb_printf(&b, ",\"device\":\"%s\"", rc->device_name);
-        jnum(&b, "setup_s", now_s() - t0, "%.2f");
+        lf_sb_printf(&b, ",\"device\":\"%s\"", rc->device_name);
+        jnum(&b, "setup_s", lf_clock_s() - t0, "%.2f");
         st = time_case(rc, c, plan, dm, nad, big_job, &b, res);
         if (st != LF_OK) {
-            free(b.p);
+            lf_sb_free(&b);
             emit_error(rc, c, "timing", st);
             rcode = 1;
             goto out;
@@ -960,7 +908,7 @@ static int run_case(run_ctx *rc, const bcase *c, synth_model *sm, result *res) {
         emit(rc, &b);
     }
 #else
-    free(b.p);
+    lf_sb_free(&b);
 #endif
 out:
     if (dm) lf_dev_model_free(dm);
@@ -1080,14 +1028,14 @@ int main(int argc, char **argv) {
     const char *env = getenv("LF_DATA_DIR");
     const char *dirs[4] = {data, env, "tests/data", LF_SOURCE_DIR "/tests/data"};
 
-    double start = now_s();
+    double start = lf_clock_s();
     int fails = 0, skipped = 0;
     result res[N_CASES];
     memset(res, 0, sizeof res);
     for (size_t i = 0; i < N_CASES; i++) {
         const bcase *c = &g_cases[i];
         if (!selected(c, filter, quick)) continue;
-        if (now_s() - start > budget) {
+        if (lf_clock_s() - start > budget) {
             fprintf(out, "{\"bench\":\"apply\",\"case\":\"%s\",\"skipped\":\"time budget of %.0f s used up\"}\n",
                     c->name, budget);
             skipped++;
@@ -1106,7 +1054,7 @@ int main(int argc, char **argv) {
                 fails++;
                 break;
             }
-            double t0 = now_s();
+            double t0 = lf_clock_s();
             lf_status st = model_build(sm, 42u + (uint64_t)c->model);
             if (st != LF_OK) {
                 fprintf(stderr, "bench_apply: building the %s model: %s\n", sm->name, lf_last_error());
@@ -1114,15 +1062,15 @@ int main(int argc, char **argv) {
                 break;
             }
             fprintf(stderr, "bench_apply: %s model: %zu weights, %.2f GB f16, family %s, built in %.1f s\n",
-                    sm->name, sm->tab.n, (double)sm->img.size / 1e9, lf_family_name(sm->m->family), now_s() - t0);
+                    sm->name, sm->tab.n, (double)sm->img.size / 1e9, lf_family_name(sm->m->family), lf_clock_s() - t0);
         }
         fails += run_case(&rc, c, sm, &res[i]);
     }
 
     /* issue-3 targets */
-    sbuf b = {0};
-    sb_printf(&b, "{\"bench\":\"apply_summary\",\"dry_run\":%s,\"failed_cases\":%d,\"skipped_cases\":%d",
-              dry ? "true" : "false", fails, skipped);
+    lf_sbuf b = {0};
+    lf_sb_printf(&b, "{\"bench\":\"apply_summary\",\"dry_run\":%s,\"failed_cases\":%d,\"skipped_cases\":%d",
+                 dry ? "true" : "false", fails, skipped);
     const char *one[2] = {"sd15_kohya_lora_r32_x1", "sdxl_kohya_lora_r32_x1"};
     const char *eight[2] = {"sd15_kohya_lora_r32_x8", "sdxl_kohya_lora_r32_x8"};
     double tgt[2] = {0.6, 4.0};
@@ -1136,12 +1084,12 @@ int main(int argc, char **argv) {
         if (r1) {
             snprintf(key, sizeof key, "%s_r32_ms", models[m].name);
             jnum(&b, key, r1->ms, "%.4f");
-            sb_printf(&b, ",\"%s_r32_target_met\":%s", models[m].name, r1->ms <= tgt[m] ? "true" : "false");
+            lf_sb_printf(&b, ",\"%s_r32_target_met\":%s", models[m].name, r1->ms <= tgt[m] ? "true" : "false");
         }
         if (r1 && r8) {
             snprintf(key, sizeof key, "%s_x8_over_x1", models[m].name);
             jnum(&b, key, r8->ms / r1->ms, "%.3f");
-            sb_printf(&b, ",\"%s_x8_target_met\":%s", models[m].name, r8->ms <= 1.3 * r1->ms ? "true" : "false");
+            lf_sb_printf(&b, ",\"%s_x8_target_met\":%s", models[m].name, r8->ms <= 1.3 * r1->ms ? "true" : "false");
         }
     }
     double worst = INFINITY;
@@ -1153,9 +1101,9 @@ int main(int argc, char **argv) {
     }
     if (isfinite(worst)) {
         jnum(&b, "min_frac_of_copy_bw_r_le_64", worst, "%.3f");
-        sb_printf(&b, ",\"copy_bw_target_met\":%s", worst >= 0.75 ? "true" : "false");
+        lf_sb_printf(&b, ",\"copy_bw_target_met\":%s", worst >= 0.75 ? "true" : "false");
     }
-    jnum(&b, "total_s", now_s() - start, "%.1f");
+    jnum(&b, "total_s", lf_clock_s() - start, "%.1f");
     emit(&rc, &b);
 
     for (int m = 0; m < 2; m++) {

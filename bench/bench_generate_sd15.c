@@ -32,7 +32,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "lorafuse/lf_model.h"
 #include "kernels/cpu/nn/lf_nn.h"
@@ -40,12 +39,7 @@
 #include "lorafuse/lf_prompt_tags.h"
 #include "lorafuse/lf_unet.h"
 #include "lorafuse/lf_live_weights.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "host/base/util.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static float frand(void) { /* uniform [-1, 1) */
@@ -132,7 +126,7 @@ int main(int argc, char **argv) {
     int threads = lf_nn_threads();
 
     /* the plan: once per generate call */
-    double t0 = now();
+    double t0 = lf_clock_s();
     lf_model *m = NULL;
     lf_prompt *pr = NULL;
     lf_step_plan *sp = NULL;
@@ -145,10 +139,10 @@ int main(int argc, char **argv) {
     memset(&so, 0, sizeof so);
     so.lora_dir = dir;
     if (lf_step_plan_build(m, pr, steps, &so, &sp) != LF_OK) return fail("step plan");
-    double t_plan = now() - t0;
-    t0 = now();
+    double t_plan = lf_clock_s() - t0;
+    t0 = lf_clock_s();
     if (lf_cpu_backend_new(sp, 1, &be) != LF_OK) return fail("cpu backend");
-    double t_backend = now() - t0;
+    double t_backend = lf_clock_s() - t0;
     size_t unet_jobs = 0;
     for (size_t j = 0; j < sp->plan->n_jobs; j++) unet_jobs += sp->job_comp[j] == LF_COMP_UNET;
     printf("{\"bench\":\"gen_sd15_plan\",\"tag\":\"%s\",\"steps\":%d,\"jobs\":%zu,\"unet_jobs\":%zu,\"plan_s\":%.3f,"
@@ -156,10 +150,10 @@ int main(int argc, char **argv) {
            tag, steps, sp->plan->n_jobs, unet_jobs, t_plan, t_backend, threads);
     fflush(stdout);
 
-    t0 = now();
+    t0 = lf_clock_s();
     lf_unet *u = make_unet();
     if (!u) return fail("unet");
-    double t_init = now() - t0;
+    double t_init = lf_clock_s() - t0;
     lf_live live = {u, NULL, NULL, 1}; /* the text encoders are not loaded here: their jobs are skipped */
 
     int64_t N = 2, H = px / 8, W = px / 8, L = 77, C = 768;
@@ -172,16 +166,16 @@ int main(int argc, char **argv) {
     double sum_over = 0, sum_unet = 0, sum_be = 0, sum_live = 0;
     size_t sum_jobs = 0;
     for (int t = 1; t <= steps; t++) {
-        double a = now();
+        double a = lf_clock_s();
         if (lf_cpu_backend_step(be, t) != LF_OK) return fail("backend step");
-        double b = now();
+        double b = lf_clock_s();
         lf_live_stats ls;
         if (lf_live_apply_step(&live, sp, be, t, &ls) != LF_OK) return fail("live apply");
-        double c = now();
+        double c = lf_clock_s();
         double tu = -1;
         if (t <= unet_steps) {
             if (lf_unet_forward(u, out, x, tt, ctx, L, NULL, N, H, W) != LF_OK) return fail("unet forward");
-            tu = now() - c;
+            tu = lf_clock_s() - c;
             sum_unet += tu;
         }
         sum_be += b - a, sum_live += c - b, sum_over += c - a;

@@ -22,15 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "lorafuse/lf_unet.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "host/base/util.h"
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static float frand(void) { /* uniform [-1, 1) */
@@ -108,9 +102,9 @@ static double sgemm_peak(int n) {
     for (size_t i = 0; i < (size_t)n * n; i++) a[i] = frand(), b[i] = frand(), c[i] = 0;
     double best = 1e30;
     for (int r = 0; r < 3; r++) {
-        double t0 = now();
+        double t0 = lf_clock_s();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        double dt = now() - t0;
+        double dt = lf_clock_s() - t0;
         if (dt < best) best = dt;
     }
     free(a), free(b), free(c);
@@ -135,7 +129,7 @@ static int run_model(const char *name, const lf_unet_spec *s, int heads, int hea
     const char **names = calloc(n, sizeof *names);
     lf_view *views = calloc(n, sizeof *views);
     float **own = calloc(n, sizeof *own);
-    double t_gen = now();
+    double t_gen = lf_clock_s();
     int64_t params = 0, held = 0;
     for (size_t i = 0; i < n; i++) {
         names[i] = ts[i].name;
@@ -172,7 +166,7 @@ static int run_model(const char *name, const lf_unet_spec *s, int heads, int hea
         }
         views[i].data = p;
     }
-    t_gen = now() - t_gen;
+    t_gen = lf_clock_s() - t_gen;
     lf_unet_opts o = {NULL, heads, head_dim, 32};
     lf_unet *u = NULL;
     if (lf_unet_load_views(names, views, n, 1, name, &o, &u) != LF_OK) {
@@ -192,9 +186,9 @@ static int run_model(const char *name, const lf_unet_spec *s, int heads, int hea
     flops f = unet_flops(s, (double)H, (double)W, (double)L, (double)N);
     double gflop = (f.conv + f.linear + f.attn) / 1e9;
     for (int st = 0; st < steps; st++) {
-        double t0 = now();
+        double t0 = lf_clock_s();
         lf_status rs = lf_unet_forward(u, out, x, t, ctx, L, y, N, H, W);
-        double dt = now() - t0;
+        double dt = lf_clock_s() - t0;
         if (rs != LF_OK) {
             fprintf(stderr, "%s: %s\n", name, lf_last_error());
             return 1;

@@ -1,31 +1,60 @@
-/* strbuf.c: the growable text buffer of strbuf.h (append, JSON string literal). Capacity doubles from
- * 256 bytes; the buffer stays NUL-terminated after every append.
+/* strbuf.c: the growable text buffer of strbuf.h (append, number, printf, JSON string literal).
+ * The buffer is a growable array of char (lf_grow: capacity doubles) and stays NUL-terminated after
+ * every append.
  */
+#include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "strbuf.h"
+#include "util.h"
 
 void lf_sb_put(lf_sbuf *b, const char *s, size_t n) {
     if (b->oom) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
+    if (n > SIZE_MAX - 1 - b->n || lf_grow(&b->s, &b->cap, b->n + n + 1)) {
+        b->oom = 1;
+        return;
     }
-    memcpy(b->s + b->n, s, n);
+    if (n) memcpy(b->s + b->n, s, n);
     b->n += n;
     b->s[b->n] = '\0';
 }
 
 void lf_sb_str(lf_sbuf *b, const char *s) { lf_sb_put(b, s, strlen(s)); }
+
+void lf_sb_u64(lf_sbuf *b, unsigned long long v) {
+    char tmp[24];
+    int k = snprintf(tmp, sizeof tmp, "%llu", v);
+    lf_sb_put(b, tmp, (size_t)k);
+}
+
+/* Short text is formatted once, on the stack; longer text a second time, straight into the buffer. */
+void lf_sb_printf(lf_sbuf *b, const char *fmt, ...) {
+    if (b->oom) return;
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[256];
+    int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (k < 0) {
+        b->oom = 1; /* an encoding error: the text would be incomplete, like after a failed allocation */
+        return;
+    }
+    if ((size_t)k < sizeof tmp) {
+        lf_sb_put(b, tmp, (size_t)k);
+        return;
+    }
+    if (lf_grow(&b->s, &b->cap, b->n + (size_t)k + 1)) {
+        b->oom = 1;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->n, (size_t)k + 1, fmt, ap);
+    va_end(ap);
+    b->n += (size_t)k;
+}
 
 /* Runs of plain bytes are copied at once; only the bytes JSON forbids raw are escaped. */
 void lf_sb_json(lf_sbuf *b, const char *s) {
@@ -52,4 +81,15 @@ void lf_sb_json(lf_sbuf *b, const char *s) {
         run = p + 1;
     }
     lf_sb_put(b, "\"", 1);
+}
+
+void lf_sb_reset(lf_sbuf *b) {
+    b->n = 0;
+    b->oom = 0;
+    lf_sb_put(b, "", 0);
+}
+
+void lf_sb_free(lf_sbuf *b) {
+    free(b->s);
+    *b = (lf_sbuf){0};
 }

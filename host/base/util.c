@@ -59,7 +59,10 @@ lf_status lf_read_file(const char *path, const char *what, size_t max, char **ou
                           max);
         }
         if (n == cap) {
-            size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+            /* Room for max + 1 bytes at most (one more than allowed is how an over-long file shows); the
+             * limit is kept where neither the doubling nor the +1 for the NUL can overflow. */
+            size_t lim = max < SIZE_MAX / 2 ? max + 1 : SIZE_MAX / 2;
+            size_t ncap = cap > lim / 2 ? lim : cap * 2;
             char *p = realloc(buf, ncap + 1);
             if (!p) {
                 free(buf);

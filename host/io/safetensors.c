@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "host/base/strbuf.h"
+#include "host/base/util.h"
 
 #define LF_ST_MAX_TENSORS 1000000u
 #define LF_ST_MAX_META 1000000u
@@ -597,12 +598,6 @@ struct lf_st_writer {
     size_t nmeta, mcap;
 };
 
-static void lf_sb_u64(lf_sbuf *b, unsigned long long v) {
-    char tmp[32];
-    int k = snprintf(tmp, sizeof tmp, "%llu", v);
-    lf_sb_put(b, tmp, (size_t)k);
-}
-
 static size_t lf_hash_str(const char *s) {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
@@ -673,12 +668,9 @@ lf_status lf_st_writer_meta(lf_st_writer *w, const char *key, const char *value)
         free(v);
         return lf_err(LF_ERR_ARG, "safetensors writer: more than %u metadata entries", LF_ST_MAX_META);
     }
-    if (w->nmeta == w->mcap) {
-        size_t cap = w->mcap ? w->mcap * 2 : 8;
-        lf_st_kv *m = realloc(w->meta, cap * sizeof *m);
-        if (!m) { free(v); return lf_err(LF_ERR_NOMEM, "safetensors writer: out of memory"); }
-        w->meta = m;
-        w->mcap = cap;
+    if (lf_grow(&w->meta, &w->mcap, w->nmeta + 1)) {
+        free(v);
+        return lf_err(LF_ERR_NOMEM, "safetensors writer: out of memory");
     }
     char *k = strdup(key);
     if (!k) { free(v); return lf_err(LF_ERR_NOMEM, "safetensors writer: out of memory"); }
@@ -734,13 +726,7 @@ lf_status lf_st_writer_add(lf_st_writer *w, const char *name, lf_dtype dtype, in
         return lf_err(LF_ERR_ARG, "safetensors writer: duplicate tensor name \"" LF_ST_NAME_FMT "\"", N);
     if ((w->n + 1) * 2 > w->hcap && lf_hash_grow(w) != 0)
         return lf_err(LF_ERR_NOMEM, "safetensors writer: out of memory");
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 16;
-        lf_st_wtensor *t = realloc(w->t, cap * sizeof *t);
-        if (!t) return lf_err(LF_ERR_NOMEM, "safetensors writer: out of memory");
-        w->t = t;
-        w->cap = cap;
-    }
+    if (lf_grow(&w->t, &w->cap, w->n + 1)) return lf_err(LF_ERR_NOMEM, "safetensors writer: out of memory");
     lf_st_wtensor *t = &w->t[w->n];
     memset(t, 0, sizeof *t);
     t->name = strdup(name);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/base/util.h"
 #include "keymap_internal.h"
 
 const char *lf_family_name(lf_family f) {
@@ -26,24 +27,17 @@ const char *lf_family_name(lf_family f) {
     }
 }
 
-int lf_km_starts(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
-
-int lf_km_ends(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && memcmp(s + n - k, suffix, k) == 0;
-}
-
 long lf_km_key_index(const lf_km_builder *b, const char *key) {
     const lf_km_slot *s = lf_km_table_find(&b->keyset, key);
     return s ? (long)s->val : -1;
 }
 
 const char *lf_km_sibling(lf_km_builder *b, const char *module, size_t module_len, const char *suffix) {
-    lf_km_str_reset(&b->tmp);
-    lf_km_str_add(&b->tmp, module, module_len);
-    lf_km_str_adds(&b->tmp, suffix);
+    lf_sb_reset(&b->tmp);
+    lf_sb_put(&b->tmp, module, module_len);
+    lf_sb_str(&b->tmp, suffix);
     if (b->tmp.oom) return NULL;
-    long i = lf_km_key_index(b, b->tmp.p);
+    long i = lf_km_key_index(b, b->tmp.s);
     return i < 0 ? NULL : b->keys[i];
 }
 
@@ -51,13 +45,8 @@ lf_status lf_km_add_target(lf_km_builder *b, const char *weight_key, const char 
                            int64_t rows, lf_component comp, uint32_t *idx) {
     lf_keymap *m = b->m;
     if (m->ntargets >= UINT32_MAX - 1) return lf_err(LF_ERR_ARG, "keymap: too many modules");
-    if (m->ntargets == m->cap_targets) {
-        size_t cap = m->cap_targets ? m->cap_targets * 2 : 256;
-        lf_target *t = realloc(m->targets, cap * sizeof *t);
-        if (!t) return lf_err(LF_ERR_NOMEM, "keymap: out of memory for %zu modules", cap);
-        m->targets = t;
-        m->cap_targets = cap;
-    }
+    if (lf_grow(&m->targets, &m->cap_targets, m->ntargets + 1))
+        return lf_err(LF_ERR_NOMEM, "keymap: out of memory for %zu modules", m->ntargets + 1);
     lf_target *t = &m->targets[m->ntargets];
     /* Consecutive targets of one fused weight (TE2 q/k/v) share the copied key strings. */
     const lf_target *prev = m->ntargets ? &m->targets[m->ntargets - 1] : NULL;
@@ -85,18 +74,18 @@ lf_status lf_km_add_target(lf_km_builder *b, const char *weight_key, const char 
 
 lf_status lf_km_add_name(lf_km_builder *b, uint32_t idx, const char *prefix, const char *path, size_t path_len,
                          int flatten, const char *suffix) {
-    lf_km_str *s = &b->name;
-    lf_km_str_reset(s);
-    lf_km_str_adds(s, prefix);
+    lf_sbuf *s = &b->name;
+    lf_sb_reset(s);
+    lf_sb_str(s, prefix);
     if (flatten)
-        lf_km_str_add_flat(s, path, path_len);
+        lf_km_sb_flat(s, path, path_len);
     else
-        lf_km_str_add(s, path, path_len);
-    lf_km_str_adds(s, suffix);
+        lf_sb_put(s, path, path_len);
+    lf_sb_str(s, suffix);
     if (s->oom) return lf_err(LF_ERR_NOMEM, "keymap: out of memory composing a module name");
 
     lf_keymap *m = b->m;
-    lf_km_slot *slot = lf_km_table_find(&m->names, s->p);
+    lf_km_slot *slot = lf_km_table_find(&m->names, s->s);
     if (slot) {
         /* The same spelling from two different modules cannot be resolved: refuse it at lookup time
          * rather than guess (no SD layout produces this; a malformed key list could). */
@@ -106,8 +95,8 @@ lf_status lf_km_add_name(lf_km_builder *b, uint32_t idx, const char *prefix, con
         }
         return LF_OK;
     }
-    char *copy = lf_km_arena_strndup(&m->arena, s->p, s->len);
-    if (!copy) return lf_err(LF_ERR_NOMEM, "keymap: out of memory storing %s", s->p);
+    char *copy = lf_km_arena_strndup(&m->arena, s->s, s->n);
+    if (!copy) return lf_err(LF_ERR_NOMEM, "keymap: out of memory storing %s", s->s);
     return lf_km_table_insert(&m->names, copy, idx);
 }
 
@@ -117,13 +106,13 @@ static lf_family lf_km_detect_family(const char *const *keys, const lf_view *sha
     int sd1_te = 0, sd2_te = 0, xl_te1 = 0, xl_te2 = 0;
     for (size_t i = 0; i < n; i++) {
         const char *k = keys[i];
-        if (!width && shapes && lf_km_starts(k, LF_KM_UNET_ROOT) && lf_km_ends(k, ".attn2.to_k.weight") &&
+        if (!width && shapes && lf_has_prefix(k, LF_KM_UNET_ROOT) && lf_has_suffix(k, ".attn2.to_k.weight") &&
             shapes[i].ndim == 2)
             width = shapes[i].shape[1]; /* to_k W (out, in): in = text-embedding width */
-        if (lf_km_starts(k, "cond_stage_model.transformer.")) sd1_te = 1;
-        else if (lf_km_starts(k, "cond_stage_model.model.")) sd2_te = 1;
-        else if (lf_km_starts(k, "conditioner.embedders.0.")) xl_te1 = 1;
-        else if (lf_km_starts(k, "conditioner.embedders.1.")) xl_te2 = 1;
+        if (lf_has_prefix(k, "cond_stage_model.transformer.")) sd1_te = 1;
+        else if (lf_has_prefix(k, "cond_stage_model.model.")) sd2_te = 1;
+        else if (lf_has_prefix(k, "conditioner.embedders.0.")) xl_te1 = 1;
+        else if (lf_has_prefix(k, "conditioner.embedders.1.")) xl_te2 = 1;
     }
     lf_family by_layout = LF_FAMILY_UNKNOWN;
     if (xl_te1 && xl_te2 && !sd1_te && !sd2_te) by_layout = LF_FAMILY_SDXL;
@@ -155,9 +144,9 @@ static lf_status lf_km_add_other(lf_km_builder *b, size_t i) {
 static void lf_km_builder_free(lf_km_builder *b) {
     lf_km_table_free(&b->keyset);
     free(b->unet);
-    lf_km_str_free(&b->name);
-    lf_km_str_free(&b->tmp);
-    lf_km_str_free(&b->path);
+    lf_sb_free(&b->name);
+    lf_sb_free(&b->tmp);
+    lf_sb_free(&b->path);
 }
 
 lf_status lf_keymap_build(const char *const *keys, const lf_view *shapes, size_t n, lf_keymap **out) {
@@ -184,13 +173,13 @@ lf_status lf_keymap_build(const char *const *keys, const lf_view *shapes, size_t
     for (size_t i = 0; i < n && !st; i++) {
         const char *k = keys[i];
         if (lf_km_key_index(&b, k) != (long)i) continue; /* duplicate key */
-        if (lf_km_starts(k, LF_KM_UNET_ROOT)) {
-            if (lf_km_ends(k, ".weight")) st = lf_km_unet_add(&b, i);
+        if (lf_has_prefix(k, LF_KM_UNET_ROOT)) {
+            if (lf_has_suffix(k, ".weight")) st = lf_km_unet_add(&b, i);
             continue;
         }
         int handled = 0;
         st = lf_km_te_add(&b, i, &handled);
-        if (!st && !handled && lf_km_ends(k, ".weight") && strlen(k) > strlen(".weight"))
+        if (!st && !handled && lf_has_suffix(k, ".weight") && strlen(k) > strlen(".weight"))
             st = lf_km_add_other(&b, i);
     }
     if (st) goto fail;

@@ -1,6 +1,6 @@
 /* keymap_internal.h: private pieces shared by the keymap files (not installed, not public API).
  *
- *   keymap_table.c  string arena, growable string buffer, open-addressing hash table
+ *   keymap_table.c  string arena, flattening append, open-addressing hash table
  *   keymap.c        public API: build driver, family detection (P9), resolve, free
  *   keymap_unet.c   U-Net spellings: LDM path <-> diffusers path from the block structure (P8, T16)
  *   keymap_te.c     text-encoder spellings: HF CLIP names, OpenCLIP resblocks, TE2 q/k/v slices (P8)
@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "lorafuse/lf_keymap.h"
+#include "host/base/strbuf.h"
 
 /* ---- string arena: every string the map owns lives here; freed in one sweep ------------------- */
 typedef struct lf_km_chunk lf_km_chunk;
@@ -27,20 +28,9 @@ typedef struct lf_km_arena {
 char *lf_km_arena_strndup(lf_km_arena *a, const char *s, size_t n);
 void lf_km_arena_free(lf_km_arena *a);
 
-/* ---- growable, always NUL-terminated string buffer ------------------------------------------- */
-typedef struct lf_km_str {
-    char *p;
-    size_t len, cap;
-    int oom; /* sticky: an append failed; the content is then incomplete */
-} lf_km_str;
-
-void lf_km_str_reset(lf_km_str *s);
-void lf_km_str_add(lf_km_str *s, const char *x, size_t n);
-void lf_km_str_adds(lf_km_str *s, const char *x);
-/* Append with every '.' turned into '_' (the kohya flattening; never reversed, T16). */
-void lf_km_str_add_flat(lf_km_str *s, const char *x, size_t n);
-void lf_km_str_addu(lf_km_str *s, unsigned long v);
-void lf_km_str_free(lf_km_str *s);
+/* ---- composing spellings (in lf_sbuf, host/base/strbuf.h) ----------------------------------- */
+/* Append x[0..n) with every '.' turned into '_' (the kohya flattening; never reversed, T16). */
+void lf_km_sb_flat(lf_sbuf *b, const char *x, size_t n);
 
 /* ---- open-addressing hash table: NUL-terminated string -> uint32 (linear probing, FNV-1a) --- */
 typedef struct lf_km_slot {
@@ -106,16 +96,14 @@ typedef struct lf_km_builder {
     size_t n;
     lf_km_table keyset; /* checkpoint key -> index into keys (caller's strings) */
     lf_km_unet *unet;   /* block structure, from lf_km_unet_scan */
-    lf_km_str name;     /* scratch for composing spellings */
-    lf_km_str tmp;      /* scratch for composing keys and paths */
-    lf_km_str path;     /* scratch for a module's diffusers / HF path */
+    lf_sbuf name;       /* scratch for composing spellings */
+    lf_sbuf tmp;        /* scratch for composing keys and paths */
+    lf_sbuf path;       /* scratch for a module's diffusers / HF path */
 } lf_km_builder;
 
 #define LF_KM_UNET_ROOT "model.diffusion_model."
 
 /* keymap.c */
-int lf_km_starts(const char *s, const char *prefix);
-int lf_km_ends(const char *s, const char *suffix);
 /* Index of key in the checkpoint's list, or -1. */
 long lf_km_key_index(const lf_km_builder *b, const char *key);
 /* The checkpoint's own pointer for module + suffix (e.g. ".bias") if that key exists, else NULL. */

@@ -2,7 +2,7 @@
  *
  * - A string arena (64 KiB chunks, bump allocation): every spelling and checkpoint key the map owns, so
  *   lf_keymap_free releases them in one sweep.
- * - A growable string buffer used to compose spellings without fixed-size limits.
+ * - The kohya flattening append on lf_sbuf (spellings are composed in lf_sbuf, without fixed-size limits).
  * - An open-addressing hash table (string -> uint32): FNV-1a 64-bit hash, linear probing, power-of-two
  *   capacity kept at most half full, so lookups are O(1) expected and the build is O(n) amortised
  *   (spec P8: names are resolved through tables built from the model's own modules).
@@ -49,62 +49,13 @@ void lf_km_arena_free(lf_km_arena *a) {
     a->head = NULL;
 }
 
-/* ---- string buffer ---------------------------------------------------------------------------- */
-static int lf_km_str_reserve(lf_km_str *s, size_t extra) {
-    if (s->oom) return 0;
-    if (s->len + extra + 1 <= s->cap) return 1;
-    size_t cap = s->cap ? s->cap : 256;
-    while (cap < s->len + extra + 1) cap *= 2;
-    char *p = realloc(s->p, cap);
-    if (!p) {
-        s->oom = 1;
-        return 0;
-    }
-    s->p = p;
-    s->cap = cap;
-    return 1;
-}
-
-void lf_km_str_reset(lf_km_str *s) {
-    s->len = 0;
-    s->oom = 0;
-    if (lf_km_str_reserve(s, 0)) s->p[0] = '\0';
-}
-
-void lf_km_str_add(lf_km_str *s, const char *x, size_t n) {
-    if (!lf_km_str_reserve(s, n)) return;
-    memcpy(s->p + s->len, x, n);
-    s->len += n;
-    s->p[s->len] = '\0';
-}
-
-void lf_km_str_adds(lf_km_str *s, const char *x) { lf_km_str_add(s, x, strlen(x)); }
-
-void lf_km_str_add_flat(lf_km_str *s, const char *x, size_t n) {
-    if (!lf_km_str_reserve(s, n)) return;
-    for (size_t i = 0; i < n; i++) s->p[s->len + i] = x[i] == '.' ? '_' : x[i];
-    s->len += n;
-    s->p[s->len] = '\0';
-}
-
-void lf_km_str_addu(lf_km_str *s, unsigned long v) {
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    if (!lf_km_str_reserve(s, n)) return;
-    for (size_t i = 0; i < n; i++) s->p[s->len + i] = tmp[n - 1 - i];
-    s->len += n;
-    s->p[s->len] = '\0';
-}
-
-void lf_km_str_free(lf_km_str *s) {
-    free(s->p);
-    s->p = NULL;
-    s->len = s->cap = 0;
-    s->oom = 0;
+/* ---- flattening append ------------------------------------------------------------------------ */
+void lf_km_sb_flat(lf_sbuf *b, const char *x, size_t n) {
+    size_t at = b->n;
+    lf_sb_put(b, x, n);
+    if (b->oom) return;
+    for (size_t i = at; i < b->n; i++)
+        if (b->s[i] == '.') b->s[i] = '_';
 }
 
 /* ---- hash table ------------------------------------------------------------------------------- */

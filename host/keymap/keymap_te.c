@@ -25,6 +25,7 @@
  */
 #include <string.h>
 
+#include "host/base/util.h"
 #include "keymap_internal.h"
 
 typedef struct lf_km_te_layout {
@@ -64,15 +65,15 @@ static lf_status lf_km_te_plain(lf_km_builder *b, const lf_km_te_layout *L, size
 
 static lf_status lf_km_te_clip(lf_km_builder *b, const lf_km_te_layout *L, size_t i) {
     const char *key = b->keys[i];
-    if (!lf_km_ends(key, ".weight")) return LF_OK;
+    if (!lf_has_suffix(key, ".weight")) return LF_OK;
     const char *rest = key + strlen(L->root);
     size_t rlen = strlen(rest) - strlen(".weight");
-    lf_km_str *h = &b->path;
-    lf_km_str_reset(h);
-    if (!lf_km_starts(rest, "text_model.")) lf_km_str_adds(h, "text_model.");
-    lf_km_str_add(h, rest, rlen);
+    lf_sbuf *h = &b->path;
+    lf_sb_reset(h);
+    if (!lf_has_prefix(rest, "text_model.")) lf_sb_str(h, "text_model.");
+    lf_sb_put(h, rest, rlen);
     if (h->oom) return lf_err(LF_ERR_NOMEM, "keymap: out of memory");
-    return lf_km_te_plain(b, L, i, h->p, h->len);
+    return lf_km_te_plain(b, L, i, h->s, h->n);
 }
 
 /* resblocks.N.attn.in_proj_weight (layer = "N"): the whole fused weight under its canonical name
@@ -91,14 +92,14 @@ static lf_status lf_km_te_qkv(lf_km_builder *b, const lf_km_te_layout *L, size_t
     int64_t d = b->shapes[i].shape[0] / 3;
     for (int j = 0; j < 3; j++) {
         if ((st = lf_km_add_target(b, key, bias, j * d, d, L->comp, &idx))) return st;
-        lf_km_str *h = &b->path;
-        lf_km_str_reset(h);
-        lf_km_str_adds(h, "text_model.encoder.layers.");
-        lf_km_str_add(h, layer, llen);
-        lf_km_str_adds(h, ".");
-        lf_km_str_adds(h, proj[j]);
+        lf_sbuf *h = &b->path;
+        lf_sb_reset(h);
+        lf_sb_str(h, "text_model.encoder.layers.");
+        lf_sb_put(h, layer, llen);
+        lf_sb_str(h, ".");
+        lf_sb_str(h, proj[j]);
         if (h->oom) return lf_err(LF_ERR_NOMEM, "keymap: out of memory");
-        if ((st = lf_km_te_names(b, L, idx, h->p, h->len))) return st;
+        if ((st = lf_km_te_names(b, L, idx, h->s, h->n))) return st;
     }
     return LF_OK;
 }
@@ -119,7 +120,7 @@ static lf_status lf_km_te_openclip(lf_km_builder *b, const lf_km_te_layout *L, s
     };
     const char *key = b->keys[i];
     const char *rest = key + strlen(L->root);
-    if (lf_km_starts(rest, "transformer.resblocks.")) {
+    if (lf_has_prefix(rest, "transformer.resblocks.")) {
         const char *layer = rest + strlen("transformer.resblocks.");
         size_t llen = strspn(layer, "0123456789");
         if (llen && layer[llen] == '.') {
@@ -127,20 +128,20 @@ static lf_status lf_km_te_openclip(lf_km_builder *b, const lf_km_te_layout *L, s
             if (strcmp(sub, "attn.in_proj_weight") == 0) return lf_km_te_qkv(b, L, i, layer, llen);
             for (size_t j = 0; j < sizeof block / sizeof block[0]; j++) {
                 if (strcmp(sub, block[j].oc) != 0) continue;
-                lf_km_str *h = &b->path;
-                lf_km_str_reset(h);
-                lf_km_str_adds(h, "text_model.encoder.layers.");
-                lf_km_str_add(h, layer, llen);
-                lf_km_str_adds(h, ".");
-                lf_km_str_adds(h, block[j].hf);
+                lf_sbuf *h = &b->path;
+                lf_sb_reset(h);
+                lf_sb_str(h, "text_model.encoder.layers.");
+                lf_sb_put(h, layer, llen);
+                lf_sb_str(h, ".");
+                lf_sb_str(h, block[j].hf);
                 if (h->oom) return lf_err(LF_ERR_NOMEM, "keymap: out of memory");
-                return lf_km_te_plain(b, L, i, h->p, h->len);
+                return lf_km_te_plain(b, L, i, h->s, h->n);
             }
         }
     }
     for (size_t j = 0; j < sizeof top / sizeof top[0]; j++)
         if (strcmp(rest, top[j].oc) == 0) return lf_km_te_plain(b, L, i, top[j].hf, strlen(top[j].hf));
-    if (lf_km_ends(key, ".weight")) return lf_km_te_plain(b, L, i, NULL, 0);
+    if (lf_has_suffix(key, ".weight")) return lf_km_te_plain(b, L, i, NULL, 0);
     return LF_OK;
 }
 
@@ -148,7 +149,7 @@ lf_status lf_km_te_add(lf_km_builder *b, size_t i, int *handled) {
     const char *key = b->keys[i];
     for (size_t j = 0; j < sizeof lf_km_te_layouts / sizeof lf_km_te_layouts[0]; j++) {
         const lf_km_te_layout *L = &lf_km_te_layouts[j];
-        if (!lf_km_starts(key, L->root)) continue;
+        if (!lf_has_prefix(key, L->root)) continue;
         *handled = 1;
         if (strlen(key) <= strlen(L->root) + strlen(".weight")) return LF_OK;
         return L->openclip ? lf_km_te_openclip(b, L, i) : lf_km_te_clip(b, L, i);

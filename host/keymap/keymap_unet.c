@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/base/util.h"
 #include "keymap_internal.h"
 
 enum { LF_KM_IN, LF_KM_OUT, LF_KM_MID };
@@ -53,13 +54,13 @@ static int lf_km_parse_index(const char **p, int *v) {
  * parts; *rest points into path. Indices outside the tables are refused. */
 static int lf_km_parse_block(const char *path, int *which, int *n, int *k, const char **rest) {
     const char *p = path;
-    if (lf_km_starts(p, "input_blocks.")) {
+    if (lf_has_prefix(p, "input_blocks.")) {
         *which = LF_KM_IN;
         p += strlen("input_blocks.");
-    } else if (lf_km_starts(p, "output_blocks.")) {
+    } else if (lf_has_prefix(p, "output_blocks.")) {
         *which = LF_KM_OUT;
         p += strlen("output_blocks.");
-    } else if (lf_km_starts(p, "middle_block.")) {
+    } else if (lf_has_prefix(p, "middle_block.")) {
         *which = LF_KM_MID;
         p += strlen("middle_block.");
     } else {
@@ -131,7 +132,7 @@ lf_status lf_km_unet_scan(lf_km_builder *b) {
     size_t root = strlen(LF_KM_UNET_ROOT);
     for (size_t i = 0; i < b->n; i++) {
         const char *key = b->keys[i];
-        if (!lf_km_starts(key, LF_KM_UNET_ROOT)) continue;
+        if (!lf_has_prefix(key, LF_KM_UNET_ROOT)) continue;
         int which, n, k;
         const char *rest;
         if (!lf_km_parse_block(key + root, &which, &n, &k, &rest)) continue;
@@ -153,7 +154,7 @@ lf_status lf_km_unet_scan(lf_km_builder *b) {
 }
 
 /* The diffusers path of the module at LDM path p into d; 0 when it has none. */
-static int lf_km_diffusers_path(lf_km_unet *u, const char *p, lf_km_str *d) {
+static int lf_km_diffusers_path(lf_km_unet *u, const char *p, lf_sbuf *d) {
     static const struct {
         const char *ldm, *dif;
     } fixed[] = {
@@ -168,10 +169,10 @@ static int lf_km_diffusers_path(lf_km_unet *u, const char *p, lf_km_str *d) {
         {"in_layers.0", "norm1"},  {"in_layers.2", "conv1"},          {"out_layers.0", "norm2"},
         {"out_layers.3", "conv2"}, {"emb_layers.1", "time_emb_proj"}, {"skip_connection", "conv_shortcut"},
     };
-    lf_km_str_reset(d);
+    lf_sb_reset(d);
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (strcmp(p, fixed[i].ldm) == 0) {
-            lf_km_str_adds(d, fixed[i].dif);
+            lf_sb_str(d, fixed[i].dif);
             return 1;
         }
     int which, n, k;
@@ -179,35 +180,35 @@ static int lf_km_diffusers_path(lf_km_unet *u, const char *p, lf_km_str *d) {
     if (!lf_km_parse_block(p, &which, &n, &k, &rest)) return 0;
     const lf_km_sub *s = lf_km_sub_at(u, which, n, k);
     if (which == LF_KM_MID) {
-        lf_km_str_adds(d, "mid_block");
+        lf_sb_str(d, "mid_block");
     } else {
-        lf_km_str_adds(d, which == LF_KM_IN ? "down_blocks." : "up_blocks.");
-        lf_km_str_addu(d, (unsigned long)s->level);
+        lf_sb_str(d, which == LF_KM_IN ? "down_blocks." : "up_blocks.");
+        lf_sb_u64(d, (unsigned long long)s->level);
     }
     switch (s->kind) {
     case LF_KM_RES:
         for (size_t i = 0; i < sizeof resnet / sizeof resnet[0]; i++)
             if (strcmp(rest, resnet[i].ldm) == 0) {
-                lf_km_str_adds(d, ".resnets.");
-                lf_km_str_addu(d, (unsigned long)s->idx);
-                lf_km_str_adds(d, ".");
-                lf_km_str_adds(d, resnet[i].dif);
+                lf_sb_str(d, ".resnets.");
+                lf_sb_u64(d, (unsigned long long)s->idx);
+                lf_sb_str(d, ".");
+                lf_sb_str(d, resnet[i].dif);
                 return 1;
             }
         return 0;
     case LF_KM_ATTN:
-        lf_km_str_adds(d, ".attentions.");
-        lf_km_str_addu(d, (unsigned long)s->idx);
-        lf_km_str_adds(d, ".");
-        lf_km_str_adds(d, rest);
+        lf_sb_str(d, ".attentions.");
+        lf_sb_u64(d, (unsigned long long)s->idx);
+        lf_sb_str(d, ".");
+        lf_sb_str(d, rest);
         return 1;
     case LF_KM_DOWN:
         if (which != LF_KM_IN || strcmp(rest, "op") != 0) return 0;
-        lf_km_str_adds(d, ".downsamplers.0.conv");
+        lf_sb_str(d, ".downsamplers.0.conv");
         return 1;
     case LF_KM_UP:
         if (which != LF_KM_OUT || strcmp(rest, "conv") != 0) return 0;
-        lf_km_str_adds(d, ".upsamplers.0.conv");
+        lf_sb_str(d, ".upsamplers.0.conv");
         return 1;
     default:
         return 0;
@@ -251,13 +252,13 @@ lf_status lf_km_unet_add(lf_km_builder *b, size_t i) {
     if ((st = lf_km_add_name(b, idx, "lora_unet_", p, plen, 1, ""))) return st;
     if ((st = lf_km_add_name(b, idx, "oft_unet_", p, plen, 1, ""))) return st;
 
-    lf_km_str_reset(&b->tmp);
-    lf_km_str_add(&b->tmp, p, plen);
+    lf_sb_reset(&b->tmp);
+    lf_sb_put(&b->tmp, p, plen);
     if (b->tmp.oom) return lf_err(LF_ERR_NOMEM, "keymap: out of memory");
-    if (!lf_km_diffusers_path(b->unet, b->tmp.p, &b->path)) return LF_OK;
+    if (!lf_km_diffusers_path(b->unet, b->tmp.s, &b->path)) return LF_OK;
     if (b->path.oom) return lf_err(LF_ERR_NOMEM, "keymap: out of memory");
-    const char *d = b->path.p;
-    size_t dlen = b->path.len;
+    const char *d = b->path.s;
+    size_t dlen = b->path.n;
     if ((st = lf_km_add_name(b, idx, "lora_unet_", d, dlen, 1, ""))) return st;
     if ((st = lf_km_add_name(b, idx, "oft_unet_", d, dlen, 1, ""))) return st;
     if ((st = lf_km_add_name(b, idx, "lycoris_", d, dlen, 1, ""))) return st;
@@ -278,18 +279,18 @@ lf_status lf_km_unet_diffusers_names(const char *const *keys, size_t n, char **o
     for (size_t i = 0; i < n && !st; i++) {
         out[i] = NULL;
         const char *key = keys[i], *dot = strrchr(key, '.');
-        if (!lf_km_starts(key, LF_KM_UNET_ROOT) || !dot || (size_t)(dot - key) <= root) continue;
-        lf_km_str_reset(&b.tmp);
-        lf_km_str_add(&b.tmp, key + root, (size_t)(dot - key) - root);
+        if (!lf_has_prefix(key, LF_KM_UNET_ROOT) || !dot || (size_t)(dot - key) <= root) continue;
+        lf_sb_reset(&b.tmp);
+        lf_sb_put(&b.tmp, key + root, (size_t)(dot - key) - root);
         if (b.tmp.oom) st = lf_err(LF_ERR_NOMEM, "keymap: out of memory");
-        else if (lf_km_diffusers_path(b.unet, b.tmp.p, &b.path)) {
-            lf_km_str_adds(&b.path, dot);
-            if (b.path.oom || !(out[i] = malloc(b.path.len + 1))) st = lf_err(LF_ERR_NOMEM, "keymap: out of memory");
-            else memcpy(out[i], b.path.p, b.path.len + 1);
+        else if (lf_km_diffusers_path(b.unet, b.tmp.s, &b.path)) {
+            lf_sb_str(&b.path, dot);
+            if (b.path.oom || !(out[i] = malloc(b.path.n + 1))) st = lf_err(LF_ERR_NOMEM, "keymap: out of memory");
+            else memcpy(out[i], b.path.s, b.path.n + 1);
         }
     }
     free(b.unet);
-    lf_km_str_free(&b.tmp);
-    lf_km_str_free(&b.path);
+    lf_sb_free(&b.tmp);
+    lf_sb_free(&b.path);
     return st;
 }

@@ -7,18 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cJSON.h>
 
 #include "lorafuse/lf_merge.h"
-
-static double lf_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "host/base/util.h"
 
 typedef struct {
     const lf_plan *plan;
@@ -111,7 +105,7 @@ lf_status lf_merge(const char *model_path, const lf_merge_input *in, size_t n, c
             return lf_err(LF_ERR_ARG, "output '%s' is the adapter '%s'; write the merge to a new file", out_path,
                           in[i].path);
 
-    double t0 = lf_now();
+    double t0 = lf_clock_s();
     lf_model *model = NULL;
     lf_adapter **ads = calloc(n + 1, sizeof *ads);
     float *strengths = calloc(n + 1, sizeof *strengths);
@@ -128,7 +122,7 @@ lf_status lf_merge(const char *model_path, const lf_merge_input *in, size_t n, c
             for (size_t m = 0; m < ads[i]->n_mods; m++) ads[i]->mods[m].dyn_rank = in[i].dyn_rank;
     }
     if (st == LF_OK) st = lf_plan_build(model, ads, strengths, n, &o->plan, &plan);
-    double t1 = lf_now();
+    double t1 = lf_clock_s();
     stats->t_read = t1 - t0;
 
     if (st == LF_OK && !(outs = calloc(plan->n_jobs + 1, sizeof *outs))) st = lf_err(LF_ERR_NOMEM, "out of memory");
@@ -138,7 +132,7 @@ lf_status lf_merge(const char *model_path, const lf_merge_input *in, size_t n, c
             st = lf_err(LF_ERR_NOMEM, "out of memory for '%s'", t->name);
     }
     if (st == LF_OK) st = lf_run_jobs(plan, outs, o->threads, !o->reference);
-    double t2 = lf_now();
+    double t2 = lf_clock_s();
     stats->t_compute = t2 - t1;
 
     if (st == LF_OK) st = lf_st_writer_new(&w);
@@ -164,7 +158,7 @@ lf_status lf_merge(const char *model_path, const lf_merge_input *in, size_t n, c
         stats->bytes_out += (size_t)(t->end - t->begin);
     }
     if (st == LF_OK) st = lf_st_writer_commit(w, out_path);
-    stats->t_write = lf_now() - t2;
+    stats->t_write = lf_clock_s() - t2;
 
     free(record);
     lf_st_writer_free(w);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "lorafuse/lf_model.h"
+#include "host/base/util.h"
 
 typedef struct {
     lf_job *jobs;
@@ -22,13 +23,7 @@ static lf_job *lf_job_for(lf_jobs *js, const lf_st_tensor *t) {
      * the math each job does. */
     for (size_t i = 0; i < js->n; i++)
         if (js->jobs[i].target == t) return &js->jobs[i];
-    if (js->n == js->cap) {
-        size_t cap = js->cap ? 2 * js->cap : 64;
-        lf_job *nj = realloc(js->jobs, cap * sizeof *nj);
-        if (!nj) return NULL;
-        js->jobs = nj;
-        js->cap = cap;
-    }
+    if (lf_grow(&js->jobs, &js->cap, js->n + 1)) return NULL;
     lf_job *j = &js->jobs[js->n++];
     memset(j, 0, sizeof *j);
     j->target = t;

@@ -27,8 +27,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lorafuse/lf_prompt_tags.h"
+#include "host/base/util.h"
 
 static const char *const lf_key_names[LF_TK_COUNT] = {"S", "te", "te1", "te2", "unet", "in", "mid", "out"};
 
@@ -406,12 +408,6 @@ void lf_prompt_free(lf_prompt *p) {
     free(p);
 }
 
-static int lf_ci_prefix(const char *s, const char *pre) {
-    for (; *pre; s++, pre++)
-        if (tolower((unsigned char)*s) != *pre) return 0;
-    return 1;
-}
-
 lf_status lf_prompt_parse(const char *text, lf_prompt **out) {
     *out = NULL;
     if (!text) return lf_err(LF_ERR_ARG, "no prompt");
@@ -429,20 +425,15 @@ lf_status lf_prompt_parse(const char *text, lf_prompt **out) {
     const char *p = text;
     while (*p && st == LF_OK) {
         int exact = !strncmp(p, "<lora:", 6);
-        int other = !exact && *p == '<' && (lf_ci_prefix(p, "<lora:") || lf_ci_prefix(p, "<lyco:"));
+        int other = !exact && *p == '<' && (!strncasecmp(p, "<lora:", 6) || !strncasecmp(p, "<lyco:", 6));
         if (!exact && !other) {
             clean[cn++] = *p++;
             continue;
         }
         const char *gt = strchr(p, '>');
-        if (pr->n_tags == cap) {
-            cap = cap ? cap * 2 : 4;
-            lf_tag *nt = realloc(pr->tags, cap * sizeof *nt);
-            if (!nt) {
-                st = lf_err(LF_ERR_NOMEM, "out of memory");
-                break;
-            }
-            pr->tags = nt;
+        if (lf_grow(&pr->tags, &cap, pr->n_tags + 1)) {
+            st = lf_err(LF_ERR_NOMEM, "out of memory");
+            break;
         }
         lf_tag *t = &pr->tags[pr->n_tags++];
         memset(t, 0, sizeof *t);

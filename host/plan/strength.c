@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "lorafuse/lf_strength.h"
+#include "host/base/util.h"
 
 /* ---- blocks ---------------------------------------------------------------------------------- */
 
@@ -123,7 +124,7 @@ typedef struct {
 
 struct lf_lbw_presets {
     lf_preset *p;
-    size_t n;
+    size_t n, cap;
 };
 
 /* hako-mikan/sd-webui-lora-block-weight DEF_WEIGHT_PRESET (17 values: BASE, IN01, IN02, IN04, IN05, IN07,
@@ -178,9 +179,7 @@ static lf_status lf_presets_put(lf_lbw_presets *ps, const char *name, size_t nl,
     for (size_t i = 0; i < ps->n; i++)
         if (strlen(ps->p[i].name) == nl && !memcmp(ps->p[i].name, name, nl)) slot = &ps->p[i];
     if (!slot) {
-        lf_preset *np = realloc(ps->p, (ps->n + 1) * sizeof *np);
-        if (!np) return lf_err(LF_ERR_NOMEM, "out of memory");
-        ps->p = np;
+        if (lf_grow(&ps->p, &ps->cap, ps->n + 1)) return lf_err(LF_ERR_NOMEM, "out of memory");
         slot = &ps->p[ps->n++];
     }
     memset(slot, 0, sizeof *slot);
@@ -246,34 +245,10 @@ lf_status lf_lbw_presets_parse(const char *text, const char *label, lf_lbw_prese
 lf_status lf_lbw_presets_load(const char *path, lf_lbw_presets **out) {
     if (!path) return lf_lbw_presets_parse(NULL, NULL, out);
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return lf_err(LF_ERR_IO, "%s: cannot open the LBW presets file", path);
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (!buf) break;
-        if (n + 1 >= cap) {
-            char *nb = cap < (16u << 20) ? realloc(buf, cap * 2) : NULL;
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t k = fread(buf + n, 1, cap - n - 1, f);
-        n += k;
-        if (!k) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf || bad) {
-        free(buf);
-        return lf_err(bad ? LF_ERR_IO : LF_ERR_NOMEM, "%s: cannot read the LBW presets file", path);
-    }
-    buf[n] = '\0';
-    lf_status st = lf_lbw_presets_parse(buf, path, out);
+    char *buf;
+    lf_status st = lf_read_file(path, "the LBW presets file", (size_t)16 << 20, &buf, NULL);
+    if (st) return st;
+    st = lf_lbw_presets_parse(buf, path, out);
     free(buf);
     return st;
 }

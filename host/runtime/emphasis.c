@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/base/util.h"
+
 /* ---------------------------------------------------------------------------------------------- */
 /* parser                                                                                         */
 
@@ -16,13 +18,7 @@ typedef struct span_vec {
 } span_vec;
 
 static lf_status span_push(span_vec *s, const char *text, size_t len, double w) {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 16;
-        lf_emph_span *p = realloc(s->v, cap * sizeof *p);
-        if (!p) return lf_err(LF_ERR_NOMEM, "emphasis: out of memory");
-        s->v = p;
-        s->cap = cap;
-    }
+    if (lf_grow(&s->v, &s->cap, s->n + 1)) return lf_err(LF_ERR_NOMEM, "emphasis: out of memory");
     char *t = malloc(len + 1);
     if (!t) return lf_err(LF_ERR_NOMEM, "emphasis: out of memory");
     memcpy(t, text, len);
@@ -72,13 +68,7 @@ typedef struct stack {
 } stack;
 
 static int stack_push(stack *s, size_t x) {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 16;
-        size_t *p = realloc(s->v, cap * sizeof *p);
-        if (!p) return 0;
-        s->v = p;
-        s->cap = cap;
-    }
+    if (lf_grow(&s->v, &s->cap, s->n + 1)) return 0;
     s->v[s->n++] = x;
     return 1;
 }
@@ -216,7 +206,7 @@ void lf_prompt_chunks_free(lf_prompt_chunks *c) {
 typedef struct chunker {
     const lf_tokenizer *tok;
     lf_prompt_chunks *out;
-    size_t cap;
+    size_t cap_ids, cap_mult; /* in chunks of LF_CLIP_CTX */
     int32_t cur[LF_CLIP_CHUNK];
     float curm[LF_CLIP_CHUNK];
     size_t len;
@@ -226,15 +216,10 @@ typedef struct chunker {
 static lf_status next_chunk(chunker *c, int is_last) {
     lf_prompt_chunks *o = c->out;
     o->token_count += is_last ? c->len : LF_CLIP_CHUNK;
-    if (o->n == c->cap) {
-        size_t cap = c->cap ? 2 * c->cap : 2;
-        int32_t *ids = realloc(o->ids, cap * LF_CLIP_CTX * sizeof *ids);
-        if (ids) o->ids = ids;
-        float *m = realloc(o->mult, cap * LF_CLIP_CTX * sizeof *m);
-        if (m) o->mult = m;
-        if (!ids || !m) return lf_err(LF_ERR_NOMEM, "emphasis: out of memory");
-        c->cap = cap;
-    }
+    /* Growable arrays whose element is a whole chunk (LF_CLIP_CTX values). */
+    if (lf_grow_impl(&o->ids, &c->cap_ids, o->n + 1, LF_CLIP_CTX * sizeof *o->ids) ||
+        lf_grow_impl(&o->mult, &c->cap_mult, o->n + 1, LF_CLIP_CTX * sizeof *o->mult))
+        return lf_err(LF_ERR_NOMEM, "emphasis: out of memory");
     int32_t *w = o->ids + o->n * LF_CLIP_CTX;
     float *wm = o->mult + o->n * LF_CLIP_CTX;
     int32_t eos = lf_tokenizer_eos(c->tok);
@@ -260,7 +245,7 @@ lf_status lf_prompt_chunk(const lf_tokenizer *tok, const char *prompt, const lf_
     lf_emph_spans spans;
     lf_status st = lf_emphasis_parse(prompt, opts->mode, &spans);
     if (st) return st;
-    chunker c = {tok, out, 0, {0}, {0}, 0, -1};
+    chunker c = {tok, out, 0, 0, {0}, {0}, 0, -1};
     int32_t comma = lf_tokenizer_id(tok, ",</w>");
     lf_tokens ids = {0};
     for (size_t s = 0; s < spans.n && !st; s++) {

@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "clip_internal.h"
+#include "host/base/util.h"
 #include "host/keymap/keymap_internal.h"
 #include "lorafuse/lf_model_dir.h"
 #include "weight_load.h"
@@ -17,28 +19,18 @@
 
 #define LF_MD_PATH 4096
 
+/* A folder's config files are a few KiB; anything near this is not one. */
+#define LF_MD_JSON_MAX ((size_t)64 << 20)
+
+/* The JSON object in `path`. quiet_missing: a file that does not exist is LF_ERR_IO without a message
+ * (the caller treats it as optional or says what it is). */
 static lf_status lf_md_read_json(const char *path, cJSON **out, int quiet_missing) {
     *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return quiet_missing ? LF_ERR_IO : lf_err(LF_ERR_IO, "%s: cannot open", path);
-    char *txt = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 4096 > cap) {
-            cap = 2 * cap + 8192;
-            char *p = realloc(txt, cap);
-            if (!p) {
-                free(txt);
-                fclose(fp);
-                return lf_err(LF_ERR_NOMEM, "%s: out of memory", path);
-            }
-            txt = p;
-        }
-        size_t r = fread(txt + n, 1, 4096, fp);
-        n += r;
-        if (r == 0) break;
-    }
-    fclose(fp);
+    if (quiet_missing && access(path, F_OK) != 0) return LF_ERR_IO;
+    char *txt;
+    size_t n;
+    lf_status st = lf_read_file(path, NULL, LF_MD_JSON_MAX, &txt, &n);
+    if (st) return st;
     cJSON *j = cJSON_ParseWithLength(txt, n);
     free(txt);
     if (!cJSON_IsObject(j)) {

@@ -8,11 +8,14 @@
 #include "lorafuse/lf_tokenizer.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#define ZLIB_CONST /* next_in is a pointer to const */
 #include <zlib.h>
 
+#include "host/base/util.h"
 #include "tokenizer_unicode.h"
 
 #define MERGES_MAX (49152 - 256 - 2) /* merge lines CLIP uses (after the header line) */
@@ -40,13 +43,7 @@ void lf_tokens_free(lf_tokens *t) {
 }
 
 static lf_status tokens_push(lf_tokens *t, int32_t id) {
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 64;
-        int32_t *p = realloc(t->ids, cap * sizeof *p);
-        if (!p) return lf_err(LF_ERR_NOMEM, "tokenizer: out of memory");
-        t->ids = p;
-        t->cap = cap;
-    }
+    if (lf_grow(&t->ids, &t->cap, t->n + 1)) return lf_err(LF_ERR_NOMEM, "tokenizer: out of memory");
     t->ids[t->n++] = id;
     return LF_OK;
 }
@@ -57,13 +54,7 @@ typedef struct cpbuf {
 } cpbuf;
 
 static int cp_push(cpbuf *b, uint32_t c) {
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 64;
-        uint32_t *p = realloc(b->v, cap * sizeof *p);
-        if (!p) return 0;
-        b->v = p;
-        b->cap = cap;
-    }
+    if (lf_grow(&b->v, &b->cap, b->n + 1)) return 0;
     b->v[b->n++] = c;
     return 1;
 }
@@ -241,45 +232,70 @@ static char *xstrndup(const char *s, size_t n) {
     return p;
 }
 
-/* Read a whole file; gzip-compressed files are inflated (zlib's gzread reads plain files as is). */
-static lf_status read_all(const char *path, char **out, size_t *len) {
-    gzFile g = gzopen(path, "rb");
-    if (!g) return lf_err(LF_ERR_IO, "%s: cannot open", path);
-    size_t cap = 1 << 20, n = 0;
-    char *buf = malloc(cap + 1);
-    if (!buf) {
-        gzclose(g);
-        return lf_err(LF_ERR_NOMEM, "%s: out of memory", path);
-    }
-    for (;;) {
-        if (n == cap) {
-            char *p = cap > ((size_t)1 << 30) ? NULL : realloc(buf, 2 * cap + 1);
-            if (!p) {
-                free(buf);
-                gzclose(g);
-                return lf_err(LF_ERR_NOMEM, "%s: out of memory (or larger than 1 GiB)", path);
-            }
-            buf = p;
-            cap *= 2;
+/* Largest vocab.json / merges file, both as stored and once inflated. */
+#define LF_TOK_FILE_MAX ((size_t)1 << 30)
+
+/* Inflate the gzip data in[0..n) into a NUL-terminated buffer: every member, as gzread reads them (bytes
+ * after the last member that are not another gzip header are ignored, as gzread does). */
+static lf_status gunzip(const char *path, const unsigned char *in, size_t n, char **out, size_t *len) {
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (inflateInit2(&zs, 15 + 16) != Z_OK) return lf_err(LF_ERR_NOMEM, "%s: out of memory (inflate)", path);
+    zs.next_in = in;
+    zs.avail_in = (uInt)n; /* n <= LF_TOK_FILE_MAX < UINT_MAX */
+    char *buf = NULL;
+    size_t cap = 0, used = 0;
+    lf_status st = LF_OK;
+    size_t guess = n < LF_TOK_FILE_MAX / 4 ? 4 * n : LF_TOK_FILE_MAX; /* text compresses about 3:1 */
+    if (lf_grow(&buf, &cap, guess + 1)) st = lf_err(LF_ERR_NOMEM, "%s: out of memory", path);
+    while (!st) {
+        if (used + 1 == cap && lf_grow(&buf, &cap, cap + 1)) {
+            st = lf_err(LF_ERR_NOMEM, "%s: out of memory", path);
+            break;
         }
-        unsigned want = (unsigned)((cap - n) > (1u << 30) ? (1u << 30) : (cap - n));
-        int r = gzread(g, buf + n, want);
-        if (r < 0) {
-            int e;
-            const char *msg = gzerror(g, &e);
-            lf_status st = lf_err(LF_ERR_FORMAT, "%s: read/inflate failed: %s", path, msg);
-            free(buf);
-            gzclose(g);
-            return st;
+        size_t room = cap - 1 - used;
+        if (room > LF_TOK_FILE_MAX + 1 - used) room = LF_TOK_FILE_MAX + 1 - used; /* one byte over: "too large" */
+        zs.next_out = (Bytef *)buf + used;
+        zs.avail_out = room > UINT_MAX ? UINT_MAX : (uInt)room;
+        int r = inflate(&zs, Z_NO_FLUSH);
+        used = (size_t)((char *)zs.next_out - buf);
+        if (used > LF_TOK_FILE_MAX) {
+            st = lf_err(LF_ERR_FORMAT, "%s: larger than %zu bytes once inflated", path, LF_TOK_FILE_MAX);
+        } else if (r == Z_STREAM_END) {
+            if (zs.avail_in < 2 || zs.next_in[0] != 0x1f || zs.next_in[1] != 0x8b) break;
+            inflateReset(&zs);
+        } else if (r == Z_BUF_ERROR && zs.avail_in == 0) {
+            st = lf_err(LF_ERR_FORMAT, "%s: inflate failed: unexpected end of file", path);
+        } else if (r != Z_OK && r != Z_BUF_ERROR) {
+            st = lf_err(r == Z_MEM_ERROR ? LF_ERR_NOMEM : LF_ERR_FORMAT, "%s: inflate failed: %s", path,
+                        zs.msg ? zs.msg : "corrupt data");
         }
-        if (r == 0) break;
-        n += (size_t)r;
     }
-    gzclose(g);
-    buf[n] = 0;
+    inflateEnd(&zs);
+    if (st) {
+        free(buf);
+        return st;
+    }
+    buf[used] = 0;
     *out = buf;
-    *len = n;
+    *len = used;
     return LF_OK;
+}
+
+/* Read a whole file; a gzip-compressed one (by its magic bytes) is inflated. */
+static lf_status read_all(const char *path, char **out, size_t *len) {
+    char *raw;
+    size_t n;
+    lf_status st = lf_read_file(path, NULL, LF_TOK_FILE_MAX, &raw, &n);
+    if (st) return st;
+    if (n < 2 || (unsigned char)raw[0] != 0x1f || (unsigned char)raw[1] != 0x8b) {
+        *out = raw;
+        *len = n;
+        return LF_OK;
+    }
+    st = gunzip(path, (const unsigned char *)raw, n, out, len);
+    free(raw);
+    return st;
 }
 
 /* Split the merges text into lines [1 .. MERGES_MAX] after strip(); each line "a b".
@@ -369,14 +385,9 @@ static lf_status finish(lf_tokenizer *t, const char *label, const merge_line *m,
     for (size_t r = 0; r < nm; r++) {
         int32_t a = str_lookup(t, m[r].a, m[r].alen), b = str_lookup(t, m[r].b, m[r].blen);
         size_t cl = m[r].alen + m[r].blen;
-        if (cl + 1 > catcap) {
-            catcap = 2 * (cl + 1);
-            char *p = realloc(cat, catcap);
-            if (!p) {
-                free(cat);
-                return lf_err(LF_ERR_NOMEM, "%s: out of memory", label);
-            }
-            cat = p;
+        if (lf_grow(&cat, &catcap, cl + 1)) {
+            free(cat);
+            return lf_err(LF_ERR_NOMEM, "%s: out of memory", label);
         }
         memcpy(cat, m[r].a, m[r].alen);
         memcpy(cat + m[r].alen, m[r].b, m[r].blen);

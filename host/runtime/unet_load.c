@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/base/util.h"
 #include "weight_load.h"
 #include "lorafuse/lf_live_weights.h"
 #include "unet_internal.h"
@@ -466,15 +467,9 @@ static void lf_un_tadd(lf_un_tl *l, int ndim, int64_t a, int64_t b, int64_t k, c
     ;
 static void lf_un_tadd(lf_un_tl *l, int ndim, int64_t a, int64_t b, int64_t k, const char *fmt, ...) {
     if (l->oom) return;
-    if (l->n == l->cap) {
-        size_t nc = l->cap ? 2 * l->cap : 512;
-        lf_unet_tensor *nt = realloc(l->t, nc * sizeof *nt);
-        if (!nt) {
-            l->oom = 1;
-            return;
-        }
-        l->t = nt;
-        l->cap = nc;
+    if (lf_grow(&l->t, &l->cap, l->n + 1)) {
+        l->oom = 1;
+        return;
     }
     lf_unet_tensor *t = &l->t[l->n++];
     memset(t, 0, sizeof *t);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/base/util.h"
 #include "weight_load.h"
 
 void lf_wts_init(lf_wts *w, const lf_st_file *st, const char *prefix) {
@@ -110,13 +111,7 @@ int lf_wts_shape_eq(int na, const int64_t *a, int nb, const int64_t *b) {
 
 lf_status lf_wts_add(lf_wts_entry **e, size_t *n, size_t *cap, const char *key, float *data, int ndim,
                      const int64_t *shape, int owned) {
-    if (*n == *cap) {
-        size_t nc = *cap ? 2 * *cap : 256;
-        lf_wts_entry *ne = realloc(*e, nc * sizeof *ne);
-        if (!ne) return LF_ERR_NOMEM;
-        *e = ne;
-        *cap = nc;
-    }
+    if (lf_grow(e, cap, *n + 1)) return LF_ERR_NOMEM;
     lf_wts_entry *x = &(*e)[*n];
     memset(x, 0, sizeof *x);
     size_t kl = strlen(key);

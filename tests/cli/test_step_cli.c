@@ -12,31 +12,17 @@
 #include "lf_test.h"
 
 #include "lorafuse/lf_safetensors.h"
+#include "host/base/util.h"
 
 static char g_dir[64], g_out[128], g_err[128];
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    size_t r = b ? fread(b, 1, (size_t)n, f) : 0;
-    if (b) b[r] = '\0';
-    fclose(f);
-    return b;
-}
 
 /* Run `$LF_BIN plan ARGS`; returns the exit code, *out / *err get stdout / stderr (caller frees). */
 static int run_plan(const char *args, char **out, char **err) {
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "'%s' plan %s >%s 2>%s", getenv("LF_BIN"), args, g_out, g_err);
     int rc = system(cmd);
-    *out = slurp(g_out);
-    *err = slurp(g_err);
-    if (!*out) *out = calloc(1, 1);
-    if (!*err) *err = calloc(1, 1);
+    if (lf_read_file(g_out, "plan's stdout", (size_t)64 << 20, out, NULL)) *out = calloc(1, 1);
+    if (lf_read_file(g_err, "plan's stderr", (size_t)64 << 20, err, NULL)) *err = calloc(1, 1);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 

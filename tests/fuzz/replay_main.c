@@ -12,37 +12,25 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "host/base/util.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int lf_cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* The file as an exact-size heap copy (lf_read_file's buffer has room for a NUL past the end, which would
+ * hide an over-read of one byte). NULL if it cannot be read. */
 static unsigned char *lf_slurp(const char *path, size_t *n) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    size_t cap = 4096, len = 0;
-    unsigned char *b = malloc(cap);
-    for (;;) {
-        if (!b) break;
-        if (len == cap) {
-            unsigned char *nb = realloc(b, cap * 2);
-            if (!nb) { free(b); b = NULL; break; }
-            b = nb;
-            cap *= 2;
-        }
-        size_t k = fread(b + len, 1, cap - len, fp);
-        len += k;
-        if (k == 0) break;
+    char *b;
+    if (lf_read_file(path, "corpus file", (size_t)1 << 30, &b, n) != LF_OK) {
+        fprintf(stderr, "%s\n", lf_last_error());
+        return NULL;
     }
-    int err = ferror(fp);
-    fclose(fp);
-    if (!b || err) { free(b); return NULL; }
-    /* exact-size copy */
-    unsigned char *e = malloc(len ? len : 1);
-    if (e && len) memcpy(e, b, len);
+    unsigned char *e = malloc(*n ? *n : 1);
+    if (e) memcpy(e, b, *n);
     free(b);
-    *n = len;
     return e;
 }
 
@@ -66,12 +54,7 @@ int main(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         struct stat sb;
         if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **nn = realloc(names, cap * sizeof *nn);
-            if (!nn) { fprintf(stderr, "out of memory\n"); return 1; }
-            names = nn;
-        }
+        if (lf_grow(&names, &cap, n + 1)) { fprintf(stderr, "out of memory\n"); return 1; }
         size_t len = strlen(e->d_name) + 1;
         names[n] = malloc(len);
         if (!names[n]) { fprintf(stderr, "out of memory\n"); return 1; }

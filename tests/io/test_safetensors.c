@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "lorafuse/lf_safetensors.h"
+#include "host/base/util.h"
 
 #define LABEL "mem.safetensors"
 
@@ -83,16 +84,11 @@ static int count_tmp_files(const char *dir) {
     return k;
 }
 
+/* The file's bytes as unsigned (header lengths are little-endian bytes); NULL if unreadable. */
 static unsigned char *read_file(const char *path, size_t *n) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long len = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    unsigned char *b = malloc(len > 0 ? (size_t)len : 1);
-    *n = fread(b, 1, (size_t)len, fp);
-    fclose(fp);
-    return b;
+    char *b = NULL;
+    lf_read_file(path, NULL, (size_t)1 << 30, &b, n);
+    return (unsigned char *)b;
 }
 
 static int write_file(const char *path, const void *p, size_t n) {

@@ -24,6 +24,7 @@
 
 #include "lf_test.h"
 #include "lorafuse/lf_keymap.h"
+#include "host/base/util.h"
 
 /* ---- small utilities -------------------------------------------------------------------------- */
 static char *xstrdup(const char *s) {
@@ -50,25 +51,15 @@ static void flatten(char *dst, const char *src) {
     *dst = '\0';
 }
 
-static int ends_with(const char *s, const char *t) {
-    size_t n = strlen(s), k = strlen(t);
-    return n >= k && strcmp(s + n - k, t) == 0;
-}
-
 /* ---- checkpoint key list ---------------------------------------------------------------------- */
 typedef struct klist {
     char **keys;
     lf_view *shapes;
-    size_t n, cap;
+    size_t n, cap_keys, cap_shapes;
 } klist;
 
 static void kl_add(klist *kl, const char *key, int ndim, const int64_t *dims) {
-    if (kl->n == kl->cap) {
-        kl->cap = kl->cap ? kl->cap * 2 : 256;
-        kl->keys = realloc(kl->keys, kl->cap * sizeof *kl->keys);
-        kl->shapes = realloc(kl->shapes, kl->cap * sizeof *kl->shapes);
-        if (!kl->keys || !kl->shapes) abort();
-    }
+    if (lf_grow(&kl->keys, &kl->cap_keys, kl->n + 1) || lf_grow(&kl->shapes, &kl->cap_shapes, kl->n + 1)) abort();
     kl->keys[kl->n] = xstrdup(key);
     lf_view v;
     memset(&v, 0, sizeof v);
@@ -120,11 +111,7 @@ typedef struct rows {
 } rows;
 
 static row *rows_push(rows *r) {
-    if (r->n == r->cap) {
-        r->cap = r->cap ? r->cap * 2 : 256;
-        r->v = realloc(r->v, r->cap * sizeof *r->v);
-        if (!r->v) abort();
-    }
+    if (lf_grow(&r->v, &r->cap, r->n + 1)) abort();
     row *x = &r->v[r->n++];
     memset(x, 0, sizeof *x);
     return x;
@@ -155,7 +142,7 @@ static size_t read_tsv(const char *path, const char *only, rows *out) {
              *shape = strtok(NULL, "\t");
         LF_CHECK(name && key && sl && shape, "%s: malformed line", path);
         if (!(name && key && sl && shape)) continue;
-        if (only && strncmp(name, only, strlen(only)) != 0) continue;
+        if (only && !lf_has_prefix(name, only)) continue;
         row *r = rows_push(out);
         r->name = xstrdup(name);
         r->key = xstrdup(key);
@@ -240,7 +227,8 @@ static int unflatten(const char *flat, char *out) {
 
 /* ---- full-size key lists from the fixtures ---------------------------------------------------- */
 static int is_qkv(const char *key) {
-    return ends_with(key, ".to_q.weight") || ends_with(key, ".to_k.weight") || ends_with(key, ".to_v.weight");
+    return lf_has_suffix(key, ".to_q.weight") || lf_has_suffix(key, ".to_k.weight") ||
+           lf_has_suffix(key, ".to_v.weight");
 }
 
 /* Weights with shapes, biases (none on attention q/k/v, as in SD), and the norm layers next to them. */
@@ -259,17 +247,17 @@ static void add_unet_rows(klist *kl, rows *r) {
         /* norm layers: resnet norm1/norm2, attention norm, transformer norm1..3 */
         const char *k = x->key;
         size_t n = strlen(k);
-        if (ends_with(k, ".in_layers.2.weight")) {
+        if (lf_has_suffix(k, ".in_layers.2.weight")) {
             size_t b = n - strlen("in_layers.2.weight");
             kl_add1(kl, fmt("%.*sin_layers.0.weight", (int)b, k), x->shape[1]);
             kl_add1(kl, fmt("%.*sin_layers.0.bias", (int)b, k), x->shape[1]);
             kl_add1(kl, fmt("%.*sout_layers.0.weight", (int)b, k), x->shape[0]);
             kl_add1(kl, fmt("%.*sout_layers.0.bias", (int)b, k), x->shape[0]);
-        } else if (ends_with(k, ".proj_in.weight")) {
+        } else if (lf_has_suffix(k, ".proj_in.weight")) {
             size_t b = n - strlen("proj_in.weight");
             kl_add1(kl, fmt("%.*snorm.weight", (int)b, k), x->shape[0]);
             kl_add1(kl, fmt("%.*snorm.bias", (int)b, k), x->shape[0]);
-        } else if (ends_with(k, ".attn1.to_q.weight")) {
+        } else if (lf_has_suffix(k, ".attn1.to_q.weight")) {
             size_t b = n - strlen("attn1.to_q.weight");
             for (int j = 1; j <= 3; j++) {
                 kl_add1(kl, fmt("%.*snorm%d.weight", (int)b, k, j), x->shape[0]);
@@ -392,7 +380,7 @@ static void test_sd15(void) {
         static const char *const proj[] = {".to_q", ".to_k", ".to_v", ".to_out.0"};
         static const char *const proc[] = {"to_q_lora", "to_k_lora", "to_v_lora", "to_out_lora"};
         for (int j = 0; j < 4; j++) {
-            if (!ends_with(d, proj[j])) continue;
+            if (!lf_has_suffix(d, proj[j])) continue;
             size_t b = strlen(d) - strlen(proj[j]);
             snprintf(name, sizeof name, "%.*s.processor.%s", (int)b, d, proc[j]);
             expect_target(m, name, x);
@@ -589,7 +577,7 @@ static void test_sdxl(void) {
             nabsent++;
             expect_missing(m, x->name);
         } else if (strstr(x->name, "upsamplers")) {
-            LF_CHECK(st == LF_OK && ends_with(t.weight_key, ".2.conv.weight"), "%s on SDXL", x->name);
+            LF_CHECK(st == LF_OK && lf_has_suffix(t.weight_key, ".2.conv.weight"), "%s on SDXL", x->name);
         } else {
             LF_CHECK(st == LF_OK && strcmp(t.weight_key, x->key) == 0, "%s on SDXL -> %s, want %s", x->name,
                      st == LF_OK ? t.weight_key : "-", x->key);

@@ -18,6 +18,7 @@
 
 #include "lf_test.h"
 #include "lf_test_data.h"
+#include "host/base/util.h"
 #include "lorafuse/lf_clip.h"
 #include "lorafuse/lf_generate.h"
 #include "lorafuse/lf_png.h"
@@ -436,14 +437,10 @@ static void test_png(const char *tmp) {
     snprintf(want, sizeof want, "%s/00003-5.png", dir);
     LF_CHECK(path && !strcmp(path, want), "next name %s", path ? path : "(null)");
     free(path);
-    f = fopen(taken, "rb");
-    char buf[16] = {0};
-    if (f) {
-        size_t got = fread(buf, 1, sizeof buf - 1, f);
-        (void)got;
-        fclose(f);
-    }
-    LF_CHECK(!strcmp(buf, "not mine"), "existing file changed");
+    char *buf = NULL;
+    lf_read_file(taken, NULL, 4096, &buf, NULL);
+    LF_CHECK(buf && !strcmp(buf, "not mine"), "existing file changed");
+    free(buf);
     LF_CHECK(count_files(dir) == 4, "%d files in the output dir (no temporary left)", count_files(dir));
     capture_free(&c);
 }

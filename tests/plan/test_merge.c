@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "lf_test.h"
+#include "host/base/util.h"
 #include "kernels/common/lf_half.h"
 #include "lorafuse/lf_merge.h"
 
@@ -36,12 +37,12 @@ static int exists(const char *p) {
 
 /* FNV-1a of a whole file, to prove inputs are never modified. */
 static uint64_t file_hash(const char *p) {
-    FILE *f = fopen(p, "rb");
+    char *b;
+    size_t n;
+    if (lf_read_file(p, NULL, (size_t)1 << 30, &b, &n) != LF_OK) return 0;
     uint64_t h = 1469598103934665603ull;
-    int c;
-    if (!f) return 0;
-    while ((c = fgetc(f)) != EOF) h = (h ^ (uint64_t)c) * 1099511628211ull;
-    fclose(f);
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)b[i]) * 1099511628211ull;
+    free(b);
     return h;
 }
 
@@ -114,11 +115,6 @@ done:
     lf_st_close(o);
 }
 
-static int ends_with(const char *s, const char *suf) {
-    size_t n = strlen(s), k = strlen(suf);
-    return n >= k && strcmp(s + n - k, suf) == 0;
-}
-
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static void test_golden_merges(void) {
@@ -129,7 +125,7 @@ static void test_golden_merges(void) {
     size_t n = 0;
     struct dirent *e;
     while ((e = readdir(d)) && n < 256)
-        if (ends_with(e->d_name, ".expect.safetensors")) names[n++] = strdup(e->d_name);
+        if (lf_has_suffix(e->d_name, ".expect.safetensors")) names[n++] = strdup(e->d_name);
     closedir(d);
     qsort(names, n, sizeof *names, cmp_str);
     LF_CHECK(n >= 4, "only %zu merge cases in %s", n, TINY_DIR);
@@ -321,15 +317,11 @@ static void test_cli(void) {
     snprintf(cmd, sizeof cmd, "%s inspect %s --model %s --json > %s", bin, tpath("good.safetensors"), SD15,
              tpath("inspect.json"));
     LF_CHECK(system(cmd) == 0, "%s", cmd);
-    FILE *f = fopen(tpath("inspect.json"), "r");
-    char buf[8192] = {0};
-    if (f) {
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        buf[n] = '\0';
-        fclose(f);
-    }
-    LF_CHECK(strstr(buf, "\"algorithms\"") && strstr(buf, "\"lora\"") && strstr(buf, "\"matched\":\t1"),
-             "inspect --json output: %s", buf);
+    char *buf = NULL;
+    if (lf_read_file(tpath("inspect.json"), NULL, (size_t)16 << 20, &buf, NULL) != LF_OK) buf = calloc(1, 1);
+    LF_CHECK(buf && strstr(buf, "\"algorithms\"") && strstr(buf, "\"lora\"") && strstr(buf, "\"matched\":\t1"),
+             "inspect --json output: %s", buf ? buf : "");
+    free(buf);
     snprintf(cmd, sizeof cmd, "%s merge --model %s --lora %s:0.5:dyn=2 --output %s 2>/dev/null", bin, SD15,
              tpath("good.safetensors"), tpath("cli.safetensors"));
     LF_CHECK(system(cmd) == 0 && exists(tpath("cli.safetensors")), "%s", cmd);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "host/base/util.h"
 #include "host/keymap/keymap_internal.h"
 #include "lf_test.h"
 #include "lf_test_data.h"
@@ -119,11 +120,7 @@ static int write_xl_folder(const char *root, const char *drop, const char *extra
     snprintf(path, sizeof path, "%s/unet", root);
     mkdir(root, 0700);
     mkdir(path, 0700);
-    FILE *in = fopen(XLLAY "/config.json", "rb");
-    cfgtxt = calloc(1, 1 << 16);
-    size_t nr = fread(cfgtxt, 1, (1 << 16) - 1, in);
-    fclose(in);
-    cfgtxt[nr] = 0;
+    if (lf_read_file(XLLAY "/config.json", NULL, (size_t)1 << 20, &cfgtxt, NULL) != LF_OK) return 0;
     cJSON *cj = cJSON_Parse(cfgtxt);
     free(cfgtxt);
     if (config_edit) {
@@ -183,12 +180,9 @@ static void check_sdxl(void) {
     lf_unet_tensor *ts = NULL;
     size_t n = 0;
     LF_CHECK(lf_unet_spec_tensors(&spec, &ts, &n) == LF_OK, "%s", lf_last_error());
-    FILE *kf = fopen(XLLAY "/keys.json", "rb");
-    char *txt = calloc(1, 1 << 20);
-    size_t nr = kf ? fread(txt, 1, (1 << 20) - 1, kf) : 0;
-    if (kf) fclose(kf);
-    txt[nr] = 0;
-    cJSON *keys = cJSON_Parse(txt);
+    char *txt = NULL;
+    LF_CHECK(lf_read_file(XLLAY "/keys.json", NULL, (size_t)16 << 20, &txt, NULL) == LF_OK, "%s", lf_last_error());
+    cJSON *keys = txt ? cJSON_Parse(txt) : NULL;
     free(txt);
     char **full = calloc(n, sizeof *full), **dn = calloc(n, sizeof *dn);
     for (size_t i = 0; i < n; i++) {
