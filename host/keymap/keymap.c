@@ -17,15 +17,6 @@
 
 #include "keymap_internal.h"
 
-const char *lf_family_name(lf_family f) {
-    switch (f) {
-    case LF_FAMILY_SD1: return "SD1";
-    case LF_FAMILY_SD2: return "SD2";
-    case LF_FAMILY_SDXL: return "SDXL";
-    default: return "unknown";
-    }
-}
-
 int lf_km_starts(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
 
 int lf_km_ends(const char *s, const char *suffix) {

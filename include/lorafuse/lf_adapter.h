@@ -14,10 +14,12 @@
 #ifndef LF_ADAPTER_H
 #define LF_ADAPTER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "lorafuse/lf_status.h"
 #include "lorafuse/lf_tensor.h"
+#include "lorafuse/lf_types.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -107,6 +109,10 @@ typedef struct lf_adapter {
 lf_status lf_adapter_open(const char *path, lf_adapter **out);
 void lf_adapter_free(lf_adapter *a);
 const lf_module *lf_adapter_find(const lf_adapter *a, const char *module_name);
+
+/* Family an adapter was trained for, from metadata, then names (lora_te2_, text_encoder_2,
+ * SGM-named UNet), then shapes (attn2 to_k input width). *why gets a short explanation. */
+lf_family lf_adapter_family(const lf_adapter *a, const char **why);
 
 #ifdef __cplusplus
 }
