@@ -18,6 +18,7 @@
 #include "lorafuse/lf_clip.h"
 #include "lorafuse/lf_config.h"
 #include "lorafuse/lf_generate.h"
+#include "lorafuse/lf_hash.h"
 #include "lorafuse/lf_lora_dir.h"
 #include "lorafuse/lf_png.h"
 #include "lorafuse/lf_sampler.h"
