@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cJSON.h>
+
 #include "lorafuse/lf_config.h"
 #include "lorafuse/lf_inspect.h"
 #include "lorafuse/lf_merge.h"
@@ -142,15 +144,17 @@ static int lf_cmd_inspect(int argc, char **argv) {
         lf_usage(stderr);
         return 2;
     }
-    cJSON *rep = NULL;
-    if (lf_inspect(file, model, &rep) != LF_OK) return lf_fail("inspect");
-    if (json) {
-        char *s = cJSON_Print(rep);
-        puts(s);
-        free(s);
-    } else {
-        lf_print_inspect(rep);
+    char *text = NULL;
+    if (lf_inspect(file, model, &text) != LF_OK) return lf_fail("inspect");
+    cJSON *rep = cJSON_Parse(text);
+    if (!rep) {
+        free(text);
+        fprintf(stderr, "lorafuse inspect: out of memory\n");
+        return 1;
     }
+    if (json) puts(text);
+    else lf_print_inspect(rep);
+    free(text);
     const cJSON *mo = cJSON_GetObjectItemCaseSensitive(rep, "model");
     int bad = mo && cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(mo, "problems")) > 0;
     cJSON_Delete(rep);

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cJSON.h>
+
 #include "lorafuse/lf_inspect.h"
 #include "lorafuse/lf_lora_dir.h"
 #include "lorafuse/lf_model.h"
@@ -104,8 +106,8 @@ static lf_status lf_inspect_against(const lf_adapter *a, const char *model_path,
     return LF_OK;
 }
 
-lf_status lf_inspect(const char *path, const char *model_path, cJSON **out) {
-    *out = NULL;
+lf_status lf_inspect(const char *path, const char *model_path, char **json) {
+    *json = NULL;
     lf_adapter *a = NULL;
     lf_status st = lf_adapter_open(path, &a);
     if (st != LF_OK) return st;
@@ -133,10 +135,11 @@ lf_status lf_inspect(const char *path, const char *model_path, cJSON **out) {
     }
     if (st == LF_OK && model_path) st = lf_inspect_against(a, model_path, rep);
     lf_adapter_free(a);
-    if (st != LF_OK) {
-        cJSON_Delete(rep);
-        return st;
-    }
-    *out = rep;
-    return LF_OK;
+    /* copied so the caller frees with free() whatever allocator cJSON was given */
+    char *text = st == LF_OK ? cJSON_Print(rep) : NULL;
+    cJSON_Delete(rep);
+    if (st != LF_OK) return st;
+    *json = text ? strdup(text) : NULL;
+    cJSON_free(text);
+    return *json ? LF_OK : lf_err(LF_ERR_NOMEM, "%s: out of memory for the report", path);
 }
