@@ -29,7 +29,7 @@
 
 #include "kernels/cuda/lf_dev_abi.h"
 #include "kernels/cpu/adapters/lf_ref.h"
-#include "host/adapter/module_internal.h" /* lf_has, lf_dim, lf_module_lokr_dims, shared with the CPU reference */
+#include "host/adapter/module_geometry.h" /* lf_has, lf_dim, lf_module_lokr_dims, shared with the CPU reference */
 #include "lorafuse/lf_device.h"
 #include "kernels/common/lf_math.h"
 #include "lf_nvtx.h"

@@ -56,6 +56,9 @@ typedef enum lf_role {
     LF_R_COUNT
 } lf_role;
 
+/* "lora_up", "hada_w1_a", ... for messages; "?" out of range. */
+const char *lf_role_name(lf_role r);
+
 typedef struct lf_module {
     const char *name;           /* module name as in the file (prefix before the role suffix) */
     lf_algo algo;
@@ -89,7 +92,6 @@ lf_status lf_module_contrib_ref(const lf_module *m, const float *w0, const lf_vi
  * unknown. lf_role_split finds the longest known suffix that follows a '.' in `name` and returns its
  * role and the length of the module prefix (without the dot). */
 int lf_role_split(const char *name, size_t *module_len);
-const char *lf_role_name(lf_role r);
 
 struct lf_st_file;
 
