@@ -15,92 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/base/util.h"
 #include "keymap_internal.h"
-
-int lf_km_starts(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
-
-int lf_km_ends(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && memcmp(s + n - k, suffix, k) == 0;
-}
-
-long lf_km_key_index(const lf_km_builder *b, const char *key) {
-    const lf_km_slot *s = lf_km_table_find(&b->keyset, key);
-    return s ? (long)s->val : -1;
-}
-
-const char *lf_km_sibling(lf_km_builder *b, const char *module, size_t module_len, const char *suffix) {
-    lf_km_str_reset(&b->tmp);
-    lf_km_str_add(&b->tmp, module, module_len);
-    lf_km_str_adds(&b->tmp, suffix);
-    if (b->tmp.oom) return NULL;
-    long i = lf_km_key_index(b, b->tmp.p);
-    return i < 0 ? NULL : b->keys[i];
-}
-
-lf_status lf_km_add_target(lf_km_builder *b, const char *weight_key, const char *bias_key, int64_t row_off,
-                           int64_t rows, lf_component comp, uint32_t *idx) {
-    lf_keymap *m = b->m;
-    if (m->ntargets >= UINT32_MAX - 1) return lf_err(LF_ERR_ARG, "keymap: too many modules");
-    if (m->ntargets == m->cap_targets) {
-        size_t cap = m->cap_targets ? m->cap_targets * 2 : 256;
-        lf_target *t = realloc(m->targets, cap * sizeof *t);
-        if (!t) return lf_err(LF_ERR_NOMEM, "keymap: out of memory for %zu modules", cap);
-        m->targets = t;
-        m->cap_targets = cap;
-    }
-    lf_target *t = &m->targets[m->ntargets];
-    /* Consecutive targets of one fused weight (TE2 q/k/v) share the copied key strings. */
-    const lf_target *prev = m->ntargets ? &m->targets[m->ntargets - 1] : NULL;
-    if (prev && strcmp(prev->weight_key, weight_key) == 0) {
-        t->weight_key = prev->weight_key;
-    } else {
-        t->weight_key = lf_km_arena_strndup(&m->arena, weight_key, strlen(weight_key));
-        if (!t->weight_key) return lf_err(LF_ERR_NOMEM, "keymap: out of memory copying %s", weight_key);
-    }
-    t->bias_key = NULL;
-    if (bias_key) {
-        if (prev && prev->bias_key && strcmp(prev->bias_key, bias_key) == 0) {
-            t->bias_key = prev->bias_key;
-        } else {
-            t->bias_key = lf_km_arena_strndup(&m->arena, bias_key, strlen(bias_key));
-            if (!t->bias_key) return lf_err(LF_ERR_NOMEM, "keymap: out of memory copying %s", bias_key);
-        }
-    }
-    t->row_off = row_off;
-    t->rows = rows;
-    t->component = comp;
-    *idx = (uint32_t)m->ntargets++;
-    return LF_OK;
-}
-
-lf_status lf_km_add_name(lf_km_builder *b, uint32_t idx, const char *prefix, const char *path, size_t path_len,
-                         int flatten, const char *suffix) {
-    lf_km_str *s = &b->name;
-    lf_km_str_reset(s);
-    lf_km_str_adds(s, prefix);
-    if (flatten)
-        lf_km_str_add_flat(s, path, path_len);
-    else
-        lf_km_str_add(s, path, path_len);
-    lf_km_str_adds(s, suffix);
-    if (s->oom) return lf_err(LF_ERR_NOMEM, "keymap: out of memory composing a module name");
-
-    lf_keymap *m = b->m;
-    lf_km_slot *slot = lf_km_table_find(&m->names, s->p);
-    if (slot) {
-        /* The same spelling from two different modules cannot be resolved: refuse it at lookup time
-         * rather than guess (no SD layout produces this; a malformed key list could). */
-        if (slot->val != idx && slot->val != LF_KM_AMBIGUOUS) {
-            slot->val = LF_KM_AMBIGUOUS;
-            m->nambiguous++;
-        }
-        return LF_OK;
-    }
-    char *copy = lf_km_arena_strndup(&m->arena, s->p, s->len);
-    if (!copy) return lf_err(LF_ERR_NOMEM, "keymap: out of memory storing %s", s->p);
-    return lf_km_table_insert(&m->names, copy, idx);
-}
 
 /* ---- family detection (P9) ------------------------------------------------------------------- */
 static lf_family lf_km_detect_family(const char *const *keys, const lf_view *shapes, size_t n) {
@@ -108,13 +24,13 @@ static lf_family lf_km_detect_family(const char *const *keys, const lf_view *sha
     int sd1_te = 0, sd2_te = 0, xl_te1 = 0, xl_te2 = 0;
     for (size_t i = 0; i < n; i++) {
         const char *k = keys[i];
-        if (!width && shapes && lf_km_starts(k, LF_KM_UNET_ROOT) && lf_km_ends(k, ".attn2.to_k.weight") &&
+        if (!width && shapes && lf_has_prefix(k, LF_KM_UNET_ROOT) && lf_has_suffix(k, ".attn2.to_k.weight") &&
             shapes[i].ndim == 2)
             width = shapes[i].shape[1]; /* to_k W (out, in): in = text-embedding width */
-        if (lf_km_starts(k, "cond_stage_model.transformer.")) sd1_te = 1;
-        else if (lf_km_starts(k, "cond_stage_model.model.")) sd2_te = 1;
-        else if (lf_km_starts(k, "conditioner.embedders.0.")) xl_te1 = 1;
-        else if (lf_km_starts(k, "conditioner.embedders.1.")) xl_te2 = 1;
+        if (lf_has_prefix(k, "cond_stage_model.transformer.")) sd1_te = 1;
+        else if (lf_has_prefix(k, "cond_stage_model.model.")) sd2_te = 1;
+        else if (lf_has_prefix(k, "conditioner.embedders.0.")) xl_te1 = 1;
+        else if (lf_has_prefix(k, "conditioner.embedders.1.")) xl_te2 = 1;
     }
     lf_family by_layout = LF_FAMILY_UNKNOWN;
     if (xl_te1 && xl_te2 && !sd1_te && !sd2_te) by_layout = LF_FAMILY_SDXL;
@@ -175,13 +91,13 @@ lf_status lf_keymap_build(const char *const *keys, const lf_view *shapes, size_t
     for (size_t i = 0; i < n && !st; i++) {
         const char *k = keys[i];
         if (lf_km_key_index(&b, k) != (long)i) continue; /* duplicate key */
-        if (lf_km_starts(k, LF_KM_UNET_ROOT)) {
-            if (lf_km_ends(k, ".weight")) st = lf_km_unet_add(&b, i);
+        if (lf_has_prefix(k, LF_KM_UNET_ROOT)) {
+            if (lf_has_suffix(k, ".weight")) st = lf_km_unet_add(&b, i);
             continue;
         }
         int handled = 0;
         st = lf_km_te_add(&b, i, &handled);
-        if (!st && !handled && lf_km_ends(k, ".weight") && strlen(k) > strlen(".weight"))
+        if (!st && !handled && lf_has_suffix(k, ".weight") && strlen(k) > strlen(".weight"))
             st = lf_km_add_other(&b, i);
     }
     if (st) goto fail;

@@ -25,6 +25,7 @@
  */
 #include <string.h>
 
+#include "host/base/util.h"
 #include "keymap_internal.h"
 
 typedef struct lf_km_te_layout {
@@ -64,12 +65,12 @@ static lf_status lf_km_te_plain(lf_km_builder *b, const lf_km_te_layout *L, size
 
 static lf_status lf_km_te_clip(lf_km_builder *b, const lf_km_te_layout *L, size_t i) {
     const char *key = b->keys[i];
-    if (!lf_km_ends(key, ".weight")) return LF_OK;
+    if (!lf_has_suffix(key, ".weight")) return LF_OK;
     const char *rest = key + strlen(L->root);
     size_t rlen = strlen(rest) - strlen(".weight");
     lf_km_str *h = &b->path;
     lf_km_str_reset(h);
-    if (!lf_km_starts(rest, "text_model.")) lf_km_str_adds(h, "text_model.");
+    if (!lf_has_prefix(rest, "text_model.")) lf_km_str_adds(h, "text_model.");
     lf_km_str_add(h, rest, rlen);
     if (h->oom) return lf_err(LF_ERR_NOMEM, "keymap: out of memory");
     return lf_km_te_plain(b, L, i, h->p, h->len);
@@ -119,7 +120,7 @@ static lf_status lf_km_te_openclip(lf_km_builder *b, const lf_km_te_layout *L, s
     };
     const char *key = b->keys[i];
     const char *rest = key + strlen(L->root);
-    if (lf_km_starts(rest, "transformer.resblocks.")) {
+    if (lf_has_prefix(rest, "transformer.resblocks.")) {
         const char *layer = rest + strlen("transformer.resblocks.");
         size_t llen = strspn(layer, "0123456789");
         if (llen && layer[llen] == '.') {
@@ -140,7 +141,7 @@ static lf_status lf_km_te_openclip(lf_km_builder *b, const lf_km_te_layout *L, s
     }
     for (size_t j = 0; j < sizeof top / sizeof top[0]; j++)
         if (strcmp(rest, top[j].oc) == 0) return lf_km_te_plain(b, L, i, top[j].hf, strlen(top[j].hf));
-    if (lf_km_ends(key, ".weight")) return lf_km_te_plain(b, L, i, NULL, 0);
+    if (lf_has_suffix(key, ".weight")) return lf_km_te_plain(b, L, i, NULL, 0);
     return LF_OK;
 }
 
@@ -148,7 +149,7 @@ lf_status lf_km_te_add(lf_km_builder *b, size_t i, int *handled) {
     const char *key = b->keys[i];
     for (size_t j = 0; j < sizeof lf_km_te_layouts / sizeof lf_km_te_layouts[0]; j++) {
         const lf_km_te_layout *L = &lf_km_te_layouts[j];
-        if (!lf_km_starts(key, L->root)) continue;
+        if (!lf_has_prefix(key, L->root)) continue;
         *handled = 1;
         if (strlen(key) <= strlen(L->root) + strlen(".weight")) return LF_OK;
         return L->openclip ? lf_km_te_openclip(b, L, i) : lf_km_te_clip(b, L, i);

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/base/util.h"
 #include "keymap_internal.h"
 
 enum { LF_KM_IN, LF_KM_OUT, LF_KM_MID };
@@ -53,13 +54,13 @@ static int lf_km_parse_index(const char **p, int *v) {
  * parts; *rest points into path. Indices outside the tables are refused. */
 static int lf_km_parse_block(const char *path, int *which, int *n, int *k, const char **rest) {
     const char *p = path;
-    if (lf_km_starts(p, "input_blocks.")) {
+    if (lf_has_prefix(p, "input_blocks.")) {
         *which = LF_KM_IN;
         p += strlen("input_blocks.");
-    } else if (lf_km_starts(p, "output_blocks.")) {
+    } else if (lf_has_prefix(p, "output_blocks.")) {
         *which = LF_KM_OUT;
         p += strlen("output_blocks.");
-    } else if (lf_km_starts(p, "middle_block.")) {
+    } else if (lf_has_prefix(p, "middle_block.")) {
         *which = LF_KM_MID;
         p += strlen("middle_block.");
     } else {
@@ -131,7 +132,7 @@ lf_status lf_km_unet_scan(lf_km_builder *b) {
     size_t root = strlen(LF_KM_UNET_ROOT);
     for (size_t i = 0; i < b->n; i++) {
         const char *key = b->keys[i];
-        if (!lf_km_starts(key, LF_KM_UNET_ROOT)) continue;
+        if (!lf_has_prefix(key, LF_KM_UNET_ROOT)) continue;
         int which, n, k;
         const char *rest;
         if (!lf_km_parse_block(key + root, &which, &n, &k, &rest)) continue;
@@ -278,7 +279,7 @@ lf_status lf_km_unet_diffusers_names(const char *const *keys, size_t n, char **o
     for (size_t i = 0; i < n && !st; i++) {
         out[i] = NULL;
         const char *key = keys[i], *dot = strrchr(key, '.');
-        if (!lf_km_starts(key, LF_KM_UNET_ROOT) || !dot || (size_t)(dot - key) <= root) continue;
+        if (!lf_has_prefix(key, LF_KM_UNET_ROOT) || !dot || (size_t)(dot - key) <= root) continue;
         lf_km_str_reset(&b.tmp);
         lf_km_str_add(&b.tmp, key + root, (size_t)(dot - key) - root);
         if (b.tmp.oom) st = lf_err(LF_ERR_NOMEM, "keymap: out of memory");

@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "host/keymap/keymap_internal.h"
+#include "host/keymap/keymap_unet.h"
 #include "lf_test.h"
 #include "lf_test_data.h"
 #include "lorafuse/lf_model_dir.h"
