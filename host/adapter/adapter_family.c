@@ -8,7 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "lorafuse/lf_model.h"
+#include "lorafuse/lf_adapter.h"
+#include "lorafuse/lf_safetensors.h"
 
 static lf_family lf_family_from_width(int64_t w) {
     return w == 768 ? LF_FAMILY_SD1 : w == 1024 ? LF_FAMILY_SD2 : w == 2048 ? LF_FAMILY_SDXL : LF_FAMILY_UNKNOWN;

@@ -36,15 +36,6 @@ static const struct {
     {"bias_indices", -2}, {"bias_values", -2}, {"bias_size", -2},
 };
 
-static const char *const lf_role_names[LF_R_COUNT] = {
-    "lora_up", "lora_down", "lora_mid", "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b",
-    "hada_t1", "hada_t2", "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b",
-    "lokr_t2", "a1", "a2", "b1", "b2", "oft_blocks", "oft_diag", "rescale", "weight (IA3)",
-    "on_input", "diff", "diff_b", "w_norm", "b_norm", "dora_scale", "alpha", "scale",
-};
-
-const char *lf_role_name(lf_role r) { return (r >= 0 && r < LF_R_COUNT) ? lf_role_names[r] : "?"; }
-
 int lf_role_split(const char *name, size_t *module_len) {
     size_t n = strlen(name), best = 0;
     int role = -1;

@@ -1,5 +1,5 @@
 /* module_resolve.c: detect, check and resolve one adapter module (lf_module_resolve, lf_algo_name of
- * lf_adapter.h); its CPU-reference contribution is module_contrib.c.
+ * lf_adapter.h, and lf_role_name); its CPU-reference contribution is module_contrib.c.
  *
  * Resolution (lf_module_resolve):
  *   algorithm   from the roles present (adapters.md 1.3); mixtures, missing partners and modules with
@@ -42,6 +42,15 @@ const char *lf_algo_name(lf_algo a) {
     }
 }
 
+static const char *const lf_role_names[LF_R_COUNT] = {
+    "lora_up", "lora_down", "lora_mid", "hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b",
+    "hada_t1", "hada_t2", "lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b",
+    "lokr_t2", "a1", "a2", "b1", "b2", "oft_blocks", "oft_diag", "rescale", "weight (IA3)",
+    "on_input", "diff", "diff_b", "w_norm", "b_norm", "dora_scale", "alpha", "scale",
+};
+
+const char *lf_role_name(lf_role r) { return (r >= 0 && r < LF_R_COUNT) ? lf_role_names[r] : "?"; }
+
 /* Roles that identify each algorithm (BOFT shares oft_blocks with OFT; ndim tells them apart). */
 static unsigned lf_algo_roles(lf_algo a) {
     switch (a) {
@@ -66,13 +75,6 @@ static lf_role lf_first_role(unsigned bits) {
     for (int r = 0; r < LF_R_COUNT; r++)
         if (bits & LF_BIT(r)) return (lf_role)r;
     return LF_R_COUNT;
-}
-
-/* product of dims 2.. (kh*kw of a conv-shaped tensor; 1 for 2-D) */
-static int64_t lf_spatial(const lf_view *v) {
-    int64_t n = 1;
-    for (int i = 2; i < v->ndim; i++) n *= v->shape[i];
-    return n;
 }
 
 /* ---- shapes ------------------------------------------------------------------------------- */
@@ -257,30 +259,6 @@ static lf_status lf_check_loha(lf_module *m) {
     }
     m->rank = (int)r1;
     return LF_OK;
-}
-
-/* rows / cols of W1 (a, c) and W2 (b, k2 = d*khw); d2 = d when known (4-D w2, Tucker), else k2. */
-void lf_module_lokr_dims(const lf_module *m, int64_t *a, int64_t *c, int64_t *b, int64_t *k2, int64_t *d2) {
-    if (lf_lokr_w1_full(m)) {
-        *a = lf_dim(&m->t[LF_R_KW1], 0);
-        *c = lf_view_cols(&m->t[LF_R_KW1]);
-    } else {
-        *a = lf_dim(&m->t[LF_R_KW1A], 0);
-        *c = lf_view_cols(&m->t[LF_R_KW1B]);
-    }
-    if (lf_lokr_w2_full(m)) {
-        *b = lf_dim(&m->t[LF_R_KW2], 0);
-        *k2 = lf_view_cols(&m->t[LF_R_KW2]);
-        *d2 = m->t[LF_R_KW2].ndim >= 3 ? lf_dim(&m->t[LF_R_KW2], 1) : *k2;
-    } else if (lf_lokr_tucker(m)) {
-        *b = lf_view_cols(&m->t[LF_R_KW2A]);
-        *d2 = lf_view_cols(&m->t[LF_R_KW2B]);
-        *k2 = *d2 * lf_spatial(&m->t[LF_R_KT2]);
-    } else {
-        *b = lf_dim(&m->t[LF_R_KW2A], 0);
-        *k2 = lf_view_cols(&m->t[LF_R_KW2B]);
-        *d2 = m->t[LF_R_KW2B].ndim >= 3 ? lf_dim(&m->t[LF_R_KW2B], 1) : *k2;
-    }
 }
 
 static lf_status lf_check_lokr(lf_module *m) {

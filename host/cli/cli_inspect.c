@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cJSON.h>
+
 #include "cli.h"
 #include "lorafuse/lf_inspect.h"
 
@@ -73,18 +75,20 @@ static void lf_print_inspect(const cJSON *r) {
 
 /* The one call into lf_inspect: print its report; 1 when it fails or finds a problem, else 0. */
 static int lf_inspect_report(const char *file, const char *model, int json) {
-    cJSON *rep = NULL;
-    if (lf_inspect(file, model, &rep) != LF_OK) {
+    char *text = NULL;
+    if (lf_inspect(file, model, &text) != LF_OK) {
         fprintf(stderr, "lorafuse inspect: %s\n", lf_last_error());
         return 1;
     }
-    if (json) {
-        char *s = cJSON_Print(rep);
-        puts(s);
-        free(s);
-    } else {
-        lf_print_inspect(rep);
+    cJSON *rep = cJSON_Parse(text);
+    if (!rep) {
+        free(text);
+        fprintf(stderr, "lorafuse inspect: out of memory\n");
+        return 1;
     }
+    if (json) puts(text);
+    else lf_print_inspect(rep);
+    free(text);
     const cJSON *mo = cJSON_GetObjectItemCaseSensitive(rep, "model");
     int bad = mo && cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(mo, "problems")) > 0;
     cJSON_Delete(rep);

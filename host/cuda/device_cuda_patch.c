@@ -36,7 +36,7 @@
 #include "device_internal.h"
 #include "host/base/util.h"
 #include "kernels/cpu/adapters/lf_ref.h"
-#include "host/adapter/module_internal.h" /* lf_has, lf_module_lokr_dims, shared with the CPU reference */
+#include "host/adapter/module_geometry.h" /* lf_has, lf_module_lokr_dims, shared with the CPU reference */
 #include "kernels/common/lf_math.h"
 
 #define LF_BOFT_MAX_BYTES (256ull << 20)

@@ -4,8 +4,8 @@
  * extension), else a file stem, else an `ss_output_name` alias; the first of these levels that finds
  * anything decides; more than one file there is "ambiguous" (candidates listed), none at all is
  * "unknown" (the closest names by case-insensitive Levenshtein distance listed, at most 5).
- * `--auto-trigger`: the words lf_inspect reports as trigger_words (ss_tag_frequency folder names
- * without "N_", sidecar activation text), appended once each unless the prompt already has them.
+ * Trigger words (`--auto-trigger`, and `lorafuse inspect`): ss_tag_frequency folder names without
+ * "N_", sidecar activation text and trained words, appended once each unless the prompt has them.
  *
  * Data shapes: files[] = sorted relative paths ("sub/name.safetensors"), alias[] parallel (NULL until
  * read, "" when the file has none).
@@ -18,7 +18,7 @@
 
 #include <cJSON.h>
 
-#include "lorafuse/lf_inspect.h"
+#include "host/base/util.h"
 #include "lorafuse/lf_lora_dir.h"
 #include "lorafuse/lf_safetensors.h"
 
@@ -33,19 +33,8 @@ struct lf_lora_dir {
     int aliases_read;
 };
 
-static int lf_ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
 static lf_status lf_dir_add(lf_lora_dir *d, const char *rel) {
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 32;
-        char **nf = realloc(d->files, cap * sizeof *nf);
-        if (!nf) return lf_err(LF_ERR_NOMEM, "out of memory");
-        d->files = nf;
-        d->cap = cap;
-    }
+    if (lf_grow(&d->files, &d->cap, d->n + 1)) return lf_err(LF_ERR_NOMEM, "out of memory");
     if ((d->files[d->n] = strdup(rel)) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
     d->n++;
     return LF_OK;
@@ -66,7 +55,7 @@ static lf_status lf_dir_scan(lf_lora_dir *d, const char *rel, int depth) {
         struct stat sb;
         if (stat(full, &sb) != 0) continue;
         if (S_ISDIR(sb.st_mode) && depth < 8) st = lf_dir_scan(d, sub, depth + 1);
-        else if (S_ISREG(sb.st_mode) && lf_ends_with(e->d_name, LF_EXT) && strlen(e->d_name) > LF_EXT_LEN)
+        else if (S_ISREG(sb.st_mode) && lf_has_suffix(e->d_name, LF_EXT) && strlen(e->d_name) > LF_EXT_LEN)
             st = lf_dir_add(d, sub);
     }
     closedir(dir);
@@ -282,29 +271,98 @@ void lf_lora_words_free(char **words, size_t n) {
     free(words);
 }
 
-lf_status lf_lora_triggers(const char *path, char ***words, size_t *n) {
+/* words[n++] = a copy of w */
+static lf_status lf_words_add(char ***words, size_t *n, size_t *cap, const char *w) {
+    char *c = strdup(w);
+    if (!c || lf_grow(words, cap, *n + 1)) {
+        free(c);
+        return lf_err(LF_ERR_NOMEM, "out of memory");
+    }
+    (*words)[(*n)++] = c;
+    return LF_OK;
+}
+
+/* kohya's ss_tag_frequency is {"<repeats>_<folder>": {tag: count, ...}, ...}: the folder names. */
+static lf_status lf_words_from_tags(const char *tag_frequency, char ***words, size_t *n, size_t *cap) {
+    cJSON *tf = tag_frequency ? cJSON_Parse(tag_frequency) : NULL, *folder;
+    lf_status st = LF_OK;
+    if (cJSON_IsObject(tf)) {
+        cJSON_ArrayForEach(folder, tf) {
+            const char *f = folder->string, *us = strchr(f, '_');
+            int numeric = us && us > f;
+            for (const char *c = f; numeric && c < us; c++) numeric = *c >= '0' && *c <= '9';
+            const char *w = numeric ? us + 1 : f;
+            if ((st = lf_words_add(words, n, cap, w)) != LF_OK) break;
+        }
+    }
+    cJSON_Delete(tf);
+    return st;
+}
+
+/* A1111 / SD.Next sidecar "STEM.json" and CivitAI helper "STEM.civitai.info" (STEM: path without its
+ * extension): "activation text" and "trainedWords". */
+static lf_status lf_words_from_sidecars(const char *path, char ***words, size_t *n, size_t *cap) {
+    char side[4096];
+    const char *dot = strrchr(path, '.');
+    size_t stem = dot ? (size_t)(dot - path) : strlen(path);
+    static const char *const suffixes[] = {".json", ".civitai.info"};
+    lf_status st = LF_OK;
+    for (size_t k = 0; k < 2 && st == LF_OK; k++) {
+        if (stem + strlen(suffixes[k]) + 1 > sizeof side) break;
+        memcpy(side, path, stem);
+        strcpy(side + stem, suffixes[k]);
+        char *text = NULL;
+        if (lf_read_file(side, "sidecar", 1 << 20, &text, NULL) != LF_OK) continue; /* no sidecar: no words */
+        cJSON *j = cJSON_Parse(text);
+        free(text);
+        const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "activation text");
+        const cJSON *tw = cJSON_GetObjectItemCaseSensitive(j, "trainedWords"), *w;
+        if (cJSON_IsString(act) && *act->valuestring)
+            st = lf_words_add(words, n, cap, act->valuestring);
+        if (cJSON_IsArray(tw))
+            cJSON_ArrayForEach(w, tw) {
+                if (st != LF_OK) break;
+                if (cJSON_IsString(w)) st = lf_words_add(words, n, cap, w->valuestring);
+            }
+        cJSON_Delete(j);
+    }
+    return st;
+}
+
+lf_status lf_lora_trigger_words(const char *tag_frequency, const char *path, char ***words, size_t *n) {
     *words = NULL;
     *n = 0;
-    cJSON *rep = NULL;
-    lf_status st = lf_inspect(path, NULL, &rep);
-    if (st != LF_OK) return st;
-    const cJSON *tw = cJSON_GetObjectItemCaseSensitive(rep, "trigger_words"), *w;
-    size_t cnt = (size_t)cJSON_GetArraySize(tw), k = 0;
-    char **v = calloc(cnt ? cnt : 1, sizeof *v);
-    if (!v) st = lf_err(LF_ERR_NOMEM, "out of memory");
-    cJSON_ArrayForEach(w, tw) {
-        if (st != LF_OK) break;
-        if (!cJSON_IsString(w) || !*w->valuestring) continue;
-        if ((v[k] = strdup(w->valuestring)) == NULL) st = lf_err(LF_ERR_NOMEM, "out of memory");
-        else k++;
-    }
-    cJSON_Delete(rep);
+    char **v = NULL;
+    size_t k = 0, cap = 0;
+    lf_status st = lf_words_from_tags(tag_frequency, &v, &k, &cap);
+    if (st == LF_OK) st = lf_words_from_sidecars(path, &v, &k, &cap);
     if (st != LF_OK) {
         lf_lora_words_free(v, k);
         return st;
     }
     *words = v;
     *n = k;
+    return LF_OK;
+}
+
+lf_status lf_lora_triggers(const char *path, char ***words, size_t *n) {
+    *words = NULL;
+    *n = 0;
+    lf_st_file *f = NULL;
+    lf_status st = lf_st_open(path, &f);
+    if (st != LF_OK) return st;
+    char **v = NULL;
+    size_t k = 0;
+    st = lf_lora_trigger_words(lf_st_meta(f, "ss_tag_frequency"), path, &v, &k);
+    lf_st_close(f);
+    if (st != LF_OK) return st;
+    size_t kept = 0; /* empty words are kept for inspect, dropped here */
+    for (size_t i = 0; i < k; i++) {
+        if (*v[i]) v[kept++] = v[i];
+        else free(v[i]);
+    }
+    *words = v;
+    *n = kept;
     return LF_OK;
 }
 
@@ -326,10 +384,10 @@ static int lf_ci_contains(const char *hay, const char *needle) {
 
 lf_status lf_lora_append_triggers(const char *prompt, const char *const *paths, size_t n, char **out) {
     *out = NULL;
-    size_t cap = strlen(prompt) + 1, len = cap - 1;
-    char *s = malloc(cap);
-    if (!s) return lf_err(LF_ERR_NOMEM, "out of memory");
-    memcpy(s, prompt, cap);
+    size_t len = strlen(prompt), cap = 0;
+    char *s = NULL;
+    if (lf_grow(&s, &cap, len + 1)) return lf_err(LF_ERR_NOMEM, "out of memory");
+    memcpy(s, prompt, len + 1);
     for (size_t i = 0; i < n; i++) {
         char **w = NULL;
         size_t nw = 0;
@@ -340,16 +398,11 @@ lf_status lf_lora_append_triggers(const char *prompt, const char *const *paths, 
         }
         for (size_t k = 0; k < nw; k++) {
             if (lf_ci_contains(s, w[k])) continue;
-            size_t wl = strlen(w[k]), need = len + wl + 3;
-            if (need > cap) {
-                char *ns = realloc(s, need * 2);
-                if (!ns) {
-                    lf_lora_words_free(w, nw);
-                    free(s);
-                    return lf_err(LF_ERR_NOMEM, "out of memory");
-                }
-                s = ns;
-                cap = need * 2;
+            size_t wl = strlen(w[k]);
+            if (lf_grow(&s, &cap, len + wl + 3)) {
+                lf_lora_words_free(w, nw);
+                free(s);
+                return lf_err(LF_ERR_NOMEM, "out of memory");
             }
             if (len) {
                 memcpy(s + len, ", ", 2);

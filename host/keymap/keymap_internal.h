@@ -1,9 +1,11 @@
 /* keymap_internal.h: private pieces shared by the keymap files (not installed, not public API).
  *
- *   keymap_table.c  string arena, flattening append, open-addressing hash table
- *   keymap.c        public API: build driver, family detection (P9), resolve, free
- *   keymap_unet.c   U-Net spellings: LDM path <-> diffusers path from the block structure (P8, T16)
- *   keymap_te.c     text-encoder spellings: HF CLIP names, OpenCLIP resblocks, TE2 q/k/v slices (P8)
+ *   keymap_table.c    string arena, flattening append (lf_sbuf), open-addressing hash table
+ *   keymap_builder.c  adding to a map under construction: key lookups, targets, spellings
+ *   keymap.c          public API: build driver, family detection (P9), resolve, free
+ *   keymap_unet.c     U-Net spellings: LDM path <-> diffusers path from the block structure (P8, T16)
+ *   keymap_te.c       text-encoder spellings: HF CLIP names, OpenCLIP resblocks, TE2 q/k/v slices (P8)
+ * Calls go one way: keymap.c -> keymap_unet.c, keymap_te.c -> keymap_builder.c -> keymap_table.c.
  *
  * How the map works: lf_keymap_build walks the checkpoint's key list once; for every weight it adds one
  * lf_target (or three, for a fused OpenCLIP in_proj_weight) and inserts every adapter spelling of that
@@ -15,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keymap_unet.h"
 #include "lorafuse/lf_keymap.h"
 #include "host/base/strbuf.h"
 
@@ -101,9 +104,7 @@ typedef struct lf_km_builder {
     lf_sbuf path;       /* scratch for a module's diffusers / HF path */
 } lf_km_builder;
 
-#define LF_KM_UNET_ROOT "model.diffusion_model."
-
-/* keymap.c */
+/* keymap_builder.c */
 /* Index of key in the checkpoint's list, or -1. */
 long lf_km_key_index(const lf_km_builder *b, const char *key);
 /* The checkpoint's own pointer for module + suffix (e.g. ".bias") if that key exists, else NULL. */
@@ -119,9 +120,7 @@ lf_status lf_km_add_name(lf_km_builder *b, uint32_t idx, const char *prefix, con
 lf_status lf_km_unet_scan(lf_km_builder *b);
 /* Add the module whose weight is keys[i] ("model.diffusion_model.<P>.weight"). */
 lf_status lf_km_unet_add(lf_km_builder *b, size_t i);
-/* For UNet tensor keys "model.diffusion_model.<P>.<weight|bias>": out[i] = malloc'd diffusers name
- * "<D>.<weight|bias>", or NULL when the key has none (free each). Used to read diffusers folders. */
-lf_status lf_km_unet_diffusers_names(const char *const *keys, size_t n, char **out);
+/* (lf_km_unet_diffusers_names and LF_KM_UNET_ROOT: keymap_unet.h) */
 
 /* keymap_te.c: add keys[i] if it belongs to a text encoder; *handled = 0 if it does not. */
 lf_status lf_km_te_add(lf_km_builder *b, size_t i, int *handled);

@@ -11,6 +11,7 @@
 #include "generate_internal.h"
 #include "host/base/util.h"
 #include "lorafuse/lf_config.h"
+#include "lorafuse/lf_hash.h"
 #include "lorafuse/lf_png.h"
 
 lf_status lf_gen_model_name(lf_gen *g) {

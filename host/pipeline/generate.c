@@ -13,6 +13,7 @@
 
 #include "generate_internal.h"
 #include "host/base/util.h"
+#include "lorafuse/lf_hash.h"
 #include "lorafuse/lf_live_weights.h"
 #include "lorafuse/lf_png.h"
 

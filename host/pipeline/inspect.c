@@ -3,7 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cJSON.h>
+
 #include "lorafuse/lf_inspect.h"
+#include "lorafuse/lf_lora_dir.h"
 #include "lorafuse/lf_model.h"
 
 static const char *lf_component_of(const char *name) {
@@ -28,53 +31,6 @@ static void lf_add_unique(cJSON *arr, double v) {
     cJSON *it;
     cJSON_ArrayForEach(it, arr) if (it->valuedouble == v) return;
     cJSON_AddItemToArray(arr, cJSON_CreateNumber(v));
-}
-
-static void lf_triggers_from_tags(const char *tagfreq, cJSON *out) {
-    cJSON *tf = tagfreq ? cJSON_Parse(tagfreq) : NULL;
-    cJSON *folder;
-    if (cJSON_IsObject(tf)) {
-        cJSON_ArrayForEach(folder, tf) {
-            const char *n = folder->string, *us = strchr(n, '_');
-            int numeric = us && us > n;
-            for (const char *c = n; numeric && c < us; c++) numeric = *c >= '0' && *c <= '9';
-            cJSON_AddItemToArray(out, cJSON_CreateString(numeric ? us + 1 : n));
-        }
-    }
-    cJSON_Delete(tf);
-}
-
-static char *lf_slurp(const char *path, size_t max) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max, f) : 0;
-    fclose(f);
-    if (buf) buf[n] = '\0';
-    return buf;
-}
-
-/* A1111 / SD.Next sidecar "<file minus extension>.json" or civitai info "<file>.civitai.info". */
-static void lf_triggers_from_sidecar(const char *path, cJSON *out) {
-    char side[4096];
-    const char *dot = strrchr(path, '.');
-    size_t stem = dot ? (size_t)(dot - path) : strlen(path);
-    const char *suffixes[] = {".json", ".civitai.info"};
-    for (size_t k = 0; k < 2; k++) {
-        if (stem + strlen(suffixes[k]) + 1 > sizeof side) return;
-        memcpy(side, path, stem);
-        strcpy(side + stem, suffixes[k]);
-        char *text = lf_slurp(side, 1 << 20);
-        cJSON *j = text ? cJSON_Parse(text) : NULL;
-        free(text);
-        const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "activation text");
-        const cJSON *tw = cJSON_GetObjectItemCaseSensitive(j, "trainedWords");
-        if (cJSON_IsString(act) && *act->valuestring) cJSON_AddItemToArray(out, cJSON_CreateString(act->valuestring));
-        const cJSON *w;
-        if (cJSON_IsArray(tw))
-            cJSON_ArrayForEach(w, tw) if (cJSON_IsString(w)) cJSON_AddItemToArray(out, cJSON_CreateString(w->valuestring));
-        cJSON_Delete(j);
-    }
 }
 
 static void lf_inspect_modules(const lf_adapter *a, cJSON *rep) {
@@ -150,8 +106,8 @@ static lf_status lf_inspect_against(const lf_adapter *a, const char *model_path,
     return LF_OK;
 }
 
-lf_status lf_inspect(const char *path, const char *model_path, cJSON **out) {
-    *out = NULL;
+lf_status lf_inspect(const char *path, const char *model_path, char **json) {
+    *json = NULL;
     lf_adapter *a = NULL;
     lf_status st = lf_adapter_open(path, &a);
     if (st != LF_OK) return st;
@@ -167,19 +123,23 @@ lf_status lf_inspect(const char *path, const char *model_path, cJSON **out) {
     cJSON_AddStringToObject(fam, "evidence", why);
     lf_inspect_modules(a, rep);
     cJSON *trig = cJSON_AddArrayToObject(rep, "trigger_words");
-    lf_triggers_from_tags(lf_st_meta(a->st, "ss_tag_frequency"), trig);
-    lf_triggers_from_sidecar(path, trig);
+    char **words = NULL;
+    size_t n_words = 0;
+    st = lf_lora_trigger_words(lf_st_meta(a->st, "ss_tag_frequency"), path, &words, &n_words);
+    for (size_t i = 0; i < n_words; i++) cJSON_AddItemToArray(trig, cJSON_CreateString(words[i]));
+    lf_lora_words_free(words, n_words);
     cJSON *meta = cJSON_AddObjectToObject(rep, "metadata");
     for (size_t i = 0; i < lf_st_meta_count(a->st); i++) {
         const lf_st_kv *kv = lf_st_meta_at(a->st, i);
         cJSON_AddStringToObject(meta, kv->key, kv->value);
     }
-    if (model_path) st = lf_inspect_against(a, model_path, rep);
+    if (st == LF_OK && model_path) st = lf_inspect_against(a, model_path, rep);
     lf_adapter_free(a);
-    if (st != LF_OK) {
-        cJSON_Delete(rep);
-        return st;
-    }
-    *out = rep;
-    return LF_OK;
+    /* copied so the caller frees with free() whatever allocator cJSON was given */
+    char *text = st == LF_OK ? cJSON_Print(rep) : NULL;
+    cJSON_Delete(rep);
+    if (st != LF_OK) return st;
+    *json = text ? strdup(text) : NULL;
+    cJSON_free(text);
+    return *json ? LF_OK : lf_err(LF_ERR_NOMEM, "%s: out of memory for the report", path);
 }

@@ -128,18 +128,6 @@ const char *lf_spacing_name(lf_spacing s) {
     return s == LF_SPACING_TRAILING ? "trailing" : s == LF_SPACING_LINSPACE ? "linspace" : "leading";
 }
 
-lf_status lf_prediction_parse(const char *name, lf_prediction *out) {
-    if (name && (!strcmp(name, "epsilon") || !strcmp(name, "eps"))) {
-        *out = LF_PRED_EPSILON;
-        return LF_OK;
-    }
-    if (name && (!strcmp(name, "v_prediction") || !strcmp(name, "v"))) {
-        *out = LF_PRED_V;
-        return LF_OK;
-    }
-    return lf_err(LF_ERR_ARG, "unknown prediction type '%s' (known: epsilon, v_prediction)", name ? name : "(null)");
-}
-
 /* ---- training schedule ------------------------------------------------------------------------ */
 
 /* float32 alphas_cumprod as torch computes it */

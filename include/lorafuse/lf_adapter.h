@@ -14,10 +14,12 @@
 #ifndef LF_ADAPTER_H
 #define LF_ADAPTER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "lorafuse/lf_status.h"
 #include "lorafuse/lf_tensor.h"
+#include "lorafuse/lf_types.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,6 +56,9 @@ typedef enum lf_role {
     LF_R_COUNT
 } lf_role;
 
+/* "lora_up", "hada_w1_a", ... for messages; "?" out of range. */
+const char *lf_role_name(lf_role r);
+
 typedef struct lf_module {
     const char *name;           /* module name as in the file (prefix before the role suffix) */
     lf_algo algo;
@@ -87,7 +92,6 @@ lf_status lf_module_contrib_ref(const lf_module *m, const float *w0, const lf_vi
  * unknown. lf_role_split finds the longest known suffix that follows a '.' in `name` and returns its
  * role and the length of the module prefix (without the dot). */
 int lf_role_split(const char *name, size_t *module_len);
-const char *lf_role_name(lf_role r);
 
 struct lf_st_file;
 
@@ -107,6 +111,10 @@ typedef struct lf_adapter {
 lf_status lf_adapter_open(const char *path, lf_adapter **out);
 void lf_adapter_free(lf_adapter *a);
 const lf_module *lf_adapter_find(const lf_adapter *a, const char *module_name);
+
+/* Family an adapter was trained for, from metadata, then names (lora_te2_, text_encoder_2,
+ * SGM-named UNet), then shapes (attn2 to_k input width). *why gets a short explanation. */
+lf_family lf_adapter_family(const lf_adapter *a, const char **why);
 
 #ifdef __cplusplus
 }

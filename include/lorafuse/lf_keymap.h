@@ -16,26 +16,11 @@
 
 #include "lorafuse/lf_status.h"
 #include "lorafuse/lf_tensor.h"
+#include "lorafuse/lf_types.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef enum lf_family {
-    LF_FAMILY_UNKNOWN = 0,
-    LF_FAMILY_SD1,  /* SD1.x: cross-attention width 768, one CLIP-L text encoder */
-    LF_FAMILY_SD2,  /* SD2.x: width 1024, OpenCLIP-H text encoder */
-    LF_FAMILY_SDXL  /* SDXL: width 2048, two text encoders */
-} lf_family;
-
-const char *lf_family_name(lf_family f);
-
-typedef enum lf_component {
-    LF_COMP_UNET = 0,
-    LF_COMP_TE1,  /* SD1/SD2 text encoder, SDXL CLIP-L */
-    LF_COMP_TE2,  /* SDXL OpenCLIP-bigG */
-    LF_COMP_OTHER /* VAE and anything else */
-} lf_component;
 
 typedef struct lf_target {
     const char *weight_key; /* checkpoint key of the weight (owned by the map) */

@@ -33,7 +33,9 @@
 
 #include "lorafuse/lf_clip.h"
 #include "lorafuse/lf_step_plan.h"
+#include "lorafuse/lf_status.h"
 #include "lorafuse/lf_tensor.h"
+#include "lorafuse/lf_types.h"
 #include "lorafuse/lf_unet.h"
 
 #ifdef __cplusplus

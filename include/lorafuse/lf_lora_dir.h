@@ -38,9 +38,17 @@ const char *lf_lora_dir_at(const lf_lora_dir *d, size_t i);
  * or "'NAME' is ambiguous in DIR: ..." (no "prompt col" prefix: the caller adds the tag). */
 lf_status lf_lora_dir_resolve(lf_lora_dir *d, const char *name, char **path);
 
-/* Trigger words of an adapter file: `ss_tag_frequency` folder names without their "N_" repeat prefix,
- * plus a sidecar FILE.json "activation text" / "trainedWords" (the words `lorafuse inspect` lists).
- * *words is a malloc'd array of malloc'd strings (free with lf_lora_words_free). */
+/* The trigger words an adapter's metadata and sidecar files hold, in this order and as written (empty
+ * words kept: `lorafuse inspect` lists them all):
+ *   1. the folder names of `ss_tag_frequency` (tag_frequency: that metadata value, a JSON object;
+ *      may be NULL) without their "N_" repeat prefix ("10_sks dog" -> "sks dog");
+ *   2. from the sidecars STEM.json, then STEM.civitai.info (STEM: path without its extension), the
+ *      "activation text" when not empty and every string of "trainedWords".
+ * A missing sidecar, or one that is not JSON or is over 1 MiB, adds nothing. *words is a malloc'd
+ * array of malloc'd strings (free with lf_lora_words_free). LF_ERR_NOMEM is the only error. */
+lf_status lf_lora_trigger_words(const char *tag_frequency, const char *path, char ***words, size_t *n);
+/* The non-empty trigger words of the adapter file at path (its ss_tag_frequency metadata and its
+ * sidecars, as above). Errors: those of opening the file (lf_safetensors.h). */
 lf_status lf_lora_triggers(const char *path, char ***words, size_t *n);
 void lf_lora_words_free(char **words, size_t n);
 

@@ -16,6 +16,8 @@
 #include "lorafuse/lf_adapter.h"
 #include "lorafuse/lf_keymap.h"
 #include "lorafuse/lf_safetensors.h"
+#include "lorafuse/lf_status.h"
+#include "lorafuse/lf_types.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -29,10 +31,6 @@ typedef struct lf_model {
 
 lf_status lf_model_open(const char *path, lf_model **out);
 void lf_model_free(lf_model *m);
-
-/* Family an adapter was trained for, from metadata, then names (lora_te2_, text_encoder_2,
- * SGM-named UNet), then shapes (attn2 to_k input width). *why gets a short explanation. */
-lf_family lf_adapter_family(const lf_adapter *a, const char **why);
 
 typedef struct lf_patch {
     lf_module mod;         /* copy, resolved against the target shape */

@@ -40,6 +40,8 @@
 #ifndef LF_MODEL_DIR_H
 #define LF_MODEL_DIR_H
 
+#include "lorafuse/lf_status.h"
+#include "lorafuse/lf_types.h"
 #include "lorafuse/lf_unet.h"
 #include "lorafuse/lf_vae.h"
 

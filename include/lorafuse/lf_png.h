@@ -1,5 +1,5 @@
 /* lf_png.h: the image files `lorafuse generate` writes: 8-bit RGB PNG (libpng) carrying A1111's
- * `parameters` tEXt chunk, the hashes that chunk quotes, and a reader for both (tests, tools).
+ * `parameters` tEXt chunk, and a reader for both (tests, tools).
  *
  * Infotext (AUTOMATIC1111 modules/processing.py create_infotext, infotext_utils.quote):
  *   PROMPT
@@ -7,14 +7,9 @@
  *   Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 1, Size: 512x512, Model hash: 0123456789,
  *   Model: NAME, Clip skip: 2, RNG: NV, Lora hashes: "a: 0123456789ab, b: ...", Version: lorafuse 0.1.0
  * in A1111's field order (Clip skip only when > 1, RNG only when not "GPU"); a value containing ',', ':'
- * or a newline is written as a JSON string (quote()), others as is. Hashes:
- *   Model hash   first 10 hex digits of the SHA-256 of the whole checkpoint file (A1111 "new" hash,
- *                hashes.calculate_sha256 / sd_models.CheckpointInfo.shorthash)
- *   Lora hash    first 12 hex digits of the SHA-256 of a safetensors file's bytes after its header
- *                (hashes.addnet_hash_safetensors; A1111 network.py shorthash; CivitAI "AutoV3"),
- *                listed as "NAME: HASH" with ':' and ',' removed from NAME (extra_networks_lora.py).
- * SHA-256 is FIPS 180-4, in host/base/sha256.c (tests/pipeline/test_generate.c checks the NIST vectors); the infotext
- * in host/io/infotext.c, the PNG files in host/io/png_write.c.
+ * or a newline is written as a JSON string (quote()), others as is. The model and LoRA hashes are
+ * lf_hash.h's; LoRA hashes are listed as "NAME: HASH" with ':' and ',' removed from NAME
+ * (extra_networks_lora.py). The infotext is in host/io/infotext.c, the PNG files in host/io/png_write.c.
  *
  * Files: lf_png_save_next writes DIR/NNNNN-SEED.png, NNNNN = 1 + the largest leading number of the
  * files in DIR (A1111 get_next_sequence_number, 5 digits); the image is written to a temporary file
@@ -32,27 +27,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* ---- SHA-256 ---------------------------------------------------------------------------------- */
-typedef struct lf_sha256 {
-    uint32_t h[8];
-    uint64_t len;          /* bytes hashed so far */
-    unsigned char buf[64];
-    size_t nbuf;
-} lf_sha256;
-
-void lf_sha256_init(lf_sha256 *s);
-void lf_sha256_update(lf_sha256 *s, const void *data, size_t n);
-void lf_sha256_final(lf_sha256 *s, unsigned char digest[32]);
-/* Lower-case hex of a digest (64 digits + NUL). */
-void lf_sha256_hex(const unsigned char digest[32], char hex[65]);
-
-/* SHA-256 (hex) of a file's bytes from offset `from` to the end. */
-lf_status lf_sha256_file(const char *path, uint64_t from, char hex[65]);
-/* A1111 model hash (10 hex digits). */
-lf_status lf_a1111_model_hash(const char *path, char out[11]);
-/* A1111 LoRA hash of a safetensors file (12 hex digits of the data after the header). */
-lf_status lf_a1111_lora_hash(const char *path, char out[13]);
 
 /* ---- infotext --------------------------------------------------------------------------------- */
 typedef struct lf_infotext {

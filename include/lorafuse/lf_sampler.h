@@ -28,6 +28,7 @@
 
 #include "lorafuse/lf_rng.h"
 #include "lorafuse/lf_status.h"
+#include "lorafuse/lf_types.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,11 +50,6 @@ typedef enum lf_spacing {
     LF_SPACING_TRAILING,        /* round(arange(T, 0, -T / N)) - 1 */
     LF_SPACING_LINSPACE         /* linspace(0, T - 1, N), reversed */
 } lf_spacing;
-
-typedef enum lf_prediction {
-    LF_PRED_EPSILON = 0,
-    LF_PRED_V                   /* v-prediction (SD2.x 768) */
-} lf_prediction;
 
 typedef struct lf_sampler_config {
     lf_sampler_kind kind;
@@ -82,10 +78,9 @@ const char *lf_sampler_config_name(const lf_sampler_config *cfg);
 const char *lf_sampler_class_name(lf_sampler_kind kind);
 /* Comma-separated A1111 names, for error messages and --help. */
 const char *lf_sampler_names(void);
-/* "leading" | "trailing" | "linspace" <-> lf_spacing; "epsilon" | "v_prediction" <-> lf_prediction. */
+/* "leading" | "trailing" | "linspace" <-> lf_spacing (lf_prediction_parse: lf_types.h). */
 lf_status lf_spacing_parse(const char *name, lf_spacing *out);
 const char *lf_spacing_name(lf_spacing s);
-lf_status lf_prediction_parse(const char *name, lf_prediction *out);
 
 /* ---- schedule tables (host/sample/sigmas.c) ------------------------------------------------ */
 

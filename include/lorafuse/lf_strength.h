@@ -26,8 +26,9 @@
 
 #include <stddef.h>
 
-#include "lorafuse/lf_keymap.h"
 #include "lorafuse/lf_prompt_tags.h"
+#include "lorafuse/lf_status.h"
+#include "lorafuse/lf_types.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -47,11 +47,13 @@
 #ifndef LF_UNET_H
 #define LF_UNET_H
 
+#include <stddef.h>
 #include <stdint.h>
 
-#include "lorafuse/lf_keymap.h"
 #include "lorafuse/lf_safetensors.h"
-#include "lorafuse/lf_sampler.h"
+#include "lorafuse/lf_status.h"
+#include "lorafuse/lf_tensor.h"
+#include "lorafuse/lf_types.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -68,7 +70,7 @@ typedef struct lf_unet_opts {
 } lf_unet_opts;
 
 /* The family default of the prediction type: v for SD2.x, epsilon otherwise (lf_prediction and
- * lf_prediction_parse, "epsilon"/"eps"/"v_prediction"/"v", are the sampler's, lf_sampler.h). */
+ * lf_prediction_parse, "epsilon"/"eps"/"v_prediction"/"v": lf_types.h). */
 lf_prediction lf_prediction_default(lf_family f);
 
 /* What the loader found (read-only). */

@@ -23,10 +23,12 @@
 #ifndef LF_VAE_H
 #define LF_VAE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
-#include "lorafuse/lf_keymap.h"
 #include "lorafuse/lf_safetensors.h"
+#include "lorafuse/lf_status.h"
+#include "lorafuse/lf_types.h"
 
 #ifdef __cplusplus
 extern "C" {

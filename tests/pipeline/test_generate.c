@@ -21,6 +21,7 @@
 #include "host/base/util.h"
 #include "lorafuse/lf_clip.h"
 #include "lorafuse/lf_generate.h"
+#include "lorafuse/lf_hash.h"
 #include "lorafuse/lf_png.h"
 #include "lorafuse/lf_safetensors.h"
 #include "lorafuse/lf_tokenizer.h"

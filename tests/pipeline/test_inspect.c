@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cJSON.h>
+
 #include "lf_test.h"
 #include "lorafuse/lf_inspect.h"
 #include "lorafuse/lf_safetensors.h"
@@ -33,6 +35,15 @@ static int has_string(const cJSON *arr, const char *s) {
     const cJSON *it;
     cJSON_ArrayForEach(it, arr) if (cJSON_IsString(it) && !strcmp(it->valuestring, s)) return 1;
     return 0;
+}
+
+/* The report of path (against model, may be NULL) parsed back from its JSON text; NULL on failure. */
+static cJSON *report(const char *path, const char *model, lf_status *st) {
+    char *text = NULL;
+    *st = lf_inspect(path, model, &text);
+    cJSON *r = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    return r;
 }
 
 static double num(const cJSON *obj, const char *key) {
@@ -81,8 +92,9 @@ int main(void) {
         fclose(f);
     }
 
-    cJSON *r = NULL;
-    LF_CHECK(lf_inspect(path, NULL, &r) == LF_OK, "%s", lf_last_error());
+    lf_status st;
+    cJSON *r = report(path, NULL, &st);
+    LF_CHECK(st == LF_OK && r, "%s", lf_last_error());
     if (r) {
         const cJSON *algos = cJSON_GetObjectItemCaseSensitive(r, "algorithms");
         LF_CHECK(num(algos, "lora") == 4 && num(algos, "loha") == 1, "algorithms");
@@ -100,8 +112,8 @@ int main(void) {
         cJSON_Delete(r);
     }
 
-    r = NULL;
-    LF_CHECK(lf_inspect(path, SD15, &r) == LF_OK, "%s", lf_last_error());
+    r = report(path, SD15, &st);
+    LF_CHECK(st == LF_OK && r, "%s", lf_last_error());
     if (r) {
         const cJSON *mo = cJSON_GetObjectItemCaseSensitive(r, "model");
         LF_CHECK(num(mo, "matched") == 3, "matched %g", num(mo, "matched"));
@@ -114,7 +126,8 @@ int main(void) {
                  strstr(p0->valuestring, "expected"), "problem text: %s", p0 ? p0->valuestring : "");
         cJSON_Delete(r);
     }
-    LF_CHECK(lf_inspect("/nonexistent.safetensors", NULL, &r) == LF_ERR_IO, "missing file");
+    r = report("/nonexistent.safetensors", NULL, &st);
+    LF_CHECK(st == LF_ERR_IO && !r, "missing file");
 
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "host/base/util.h"
-#include "host/keymap/keymap_internal.h"
+#include "host/keymap/keymap_unet.h"
 #include "lf_test.h"
 #include "lf_test_data.h"
 #include "lorafuse/lf_model_dir.h"

@@ -1,13 +1,13 @@
-/* sha256.c: SHA-256 (FIPS 180-4) and the hashes A1111 writes into the `parameters` chunk: the model
+/* hash.c: SHA-256 (FIPS 180-4) and the hashes A1111 writes into the `parameters` chunk: the model
  * hash (first 10 hex digits of the file's SHA-256) and the LoRA "AutoV3" hash (first 12 hex digits of
- * the SHA-256 of a safetensors file after its header). API and sources in lf_png.h; NIST vectors in
+ * the SHA-256 of a safetensors file after its header). API and sources in lf_hash.h; NIST vectors in
  * tests/pipeline/test_generate.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lorafuse/lf_png.h"
+#include "lorafuse/lf_hash.h"
 
 /* ---- SHA-256 (FIPS 180-4) --------------------------------------------------------------------- */
 static const uint32_t lf_sha_k[64] = {
