@@ -259,7 +259,8 @@ def main():
                     os.path.basename(target), os.path.dirname(target))
             theirs = layer_of(target)
             if own and theirs and theirs[1] > own[1]:
-                detail = "%s (layer %s, %s) includes a header of %s (layer %s)" % (f, own[1], own[0], theirs[0], theirs[1])
+                detail = "%s (layer %s, %s) includes a header of %s (layer %s)" % (
+                    f, own[1], own[0], theirs[0], theirs[1])
                 mine = sorted(idents_of(target) & defs.get(f, set()))
                 if mine:  # the includer implements part of that header: the header spans two layers
                     detail += "; it defines %s declared there, so the header mixes layers" % ", ".join(mine[:4])

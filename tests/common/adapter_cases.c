@@ -275,7 +275,8 @@ static int build_module(lf_case *c, lf_test_rng *g, lf_module *m, lf_case_algo a
 static void spec_name(const lf_case_spec *s, char *out, size_t size) {
     int k = snprintf(out, size, "%s/%s/%s/r%d/n%d", lf_case_algo_name(s->algo), lf_dtype_name(s->dtype),
                      lf_case_layer_name(s->layer), s->rank, s->n_adapters);
-    if (s->strength != 1.0f && k > 0 && (size_t)k < size) snprintf(out + k, size - (size_t)k, "/s%g", (double)s->strength);
+    if (s->strength != 1.0f && k > 0 && (size_t)k < size)
+        snprintf(out + k, size - (size_t)k, "/s%g", (double)s->strength);
 }
 
 int lf_case_build(const lf_case_spec *s, uint64_t seed, lf_case *c) {

@@ -280,7 +280,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--dry")) dry = 1;
         else if (!strcmp(argv[i], "--list")) list = dry = 1;
         else {
-            fprintf(stderr, "usage: %s [--json FILE] [--filter SUBSTR] [--quick] [--seed N] [--device N] [-v] [--dry] [--list]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--json FILE] [--filter SUBSTR] [--quick] [--seed N] [--device N] [-v] [--dry] "
+                    "[--list]\n", argv[0]);
             return 2;
         }
     }
