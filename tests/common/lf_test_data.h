@@ -4,14 +4,21 @@
  * lf_test_rel_l2      ||a - b|| / ||b|| in double; Inf when `a` holds a non-finite value
  * lf_test_view        an lf_view over a local array, up to 4 dims (unused trailing dims 0)
  * lf_test_set_role    put a view into a module as one of its roles (tests build lf_module by hand)
+ * lf_test_ulp16       distance in units in the last place of two f16 (or two bf16) bit patterns
+ * lf_test_rng         seeded xorshift64 stream: lf_test_rng_next (64 bits), lf_test_rng_uniform
+ *                     (U[lo, hi) from the top 53 bits), lf_test_seed_mix (a seed per named case)
+ * lf_test_tmpdir      a fresh directory $TMPDIR/lf_<tag>_XXXXXX (mkdtemp); lf_test_rmtree removes it
  */
 #ifndef LF_TEST_DATA_H
 #define LF_TEST_DATA_H
 
+#include <ftw.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lorafuse/lf_adapter.h"
 #include "lorafuse/lf_safetensors.h"
@@ -62,5 +69,61 @@ static inline void lf_test_set_role(lf_module *m, lf_role r, lf_view v) {
     m->t[r] = v;
     m->present |= 1u << r;
 }
+
+/* Sign-magnitude bits mapped to a monotone integer line, so adjacent values differ by 1 and +0 / -0
+ * coincide; the same mapping serves f16 and bf16. */
+static inline int32_t lf_test_ulp16(uint16_t a, uint16_t b) {
+    int32_t x = (a & 0x8000) ? -(int32_t)(a & 0x7fff) : (int32_t)a;
+    int32_t y = (b & 0x8000) ? -(int32_t)(b & 0x7fff) : (int32_t)b;
+    return x > y ? x - y : y - x;
+}
+
+typedef struct {
+    uint64_t s;
+} lf_test_rng;
+
+/* xorshift64 has a fixed point at 0, so seed 0 is replaced. */
+static inline void lf_test_rng_seed(lf_test_rng *r, uint64_t seed) { r->s = seed ? seed : 0x9E3779B97F4A7C15ull; }
+
+static inline uint64_t lf_test_rng_next(lf_test_rng *r) {
+    uint64_t x = r->s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return r->s = x;
+}
+
+static inline float lf_test_rng_uniform(lf_test_rng *r, float lo, float hi) {
+    return lo + (hi - lo) * (float)((double)(lf_test_rng_next(r) >> 11) * (1.0 / 9007199254740992.0));
+}
+
+/* A seed for one named case of a run (FNV-1a of the name, mixed with the run's seed by splitmix64):
+ * a case's data depends only on the run seed and its own name, not on which cases ran before it. */
+static inline uint64_t lf_test_seed_mix(uint64_t seed, const char *name) {
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 1099511628211ull;
+    uint64_t z = seed ^ h;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* dir (at least 64 bytes) receives the new directory's path; returns 0, or -1 (errno set). */
+static inline int lf_test_tmpdir(char *dir, size_t size, const char *tag) {
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base) base = "/tmp";
+    if (snprintf(dir, size, "%s/lf_%s_XXXXXX", base, tag) >= (int)size) return -1;
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static inline int lf_test_rmtree_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Remove a directory made by lf_test_tmpdir and everything under it (links are not followed). */
+static inline int lf_test_rmtree(const char *dir) { return nftw(dir, lf_test_rmtree_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 #endif

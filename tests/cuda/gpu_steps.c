@@ -12,16 +12,11 @@
 #include <string.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "lorafuse/lf_device.h"
 #include "lorafuse/lf_step_plan.h"
 
 #define SD15 "models/tiny-sd15.safetensors"
-
-static int32_t ulp16(uint16_t a, uint16_t b) {
-    int32_t x = (a & 0x8000) ? -(int32_t)(a & 0x7fff) : (int32_t)a;
-    int32_t y = (b & 0x8000) ? -(int32_t)(b & 0x7fff) : (int32_t)b;
-    return x > y ? x - y : y - x;
-}
 
 int main(void) {
     lf_device *dev = NULL;
@@ -67,7 +62,7 @@ int main(void) {
                 uint16_t a, b;
                 memcpy(&a, buf + 2 * i, 2);
                 memcpy(&b, ref + 2 * i, 2);
-                int32_t d = ulp16(a, b);
+                int32_t d = lf_test_ulp16(a, b);
                 if (d > worst) worst = d;
             }
         }

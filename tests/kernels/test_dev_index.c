@@ -217,15 +217,8 @@ static void test_factor_indices(void) {
 
 /* ---- 3. emulation of the terms kernel's per-element math against lf_job_apply --------------------- */
 
-#define BIT(r) (1u << (r))
-
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float urand(float lo, float hi) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return lo + (hi - lo) * (float)((double)(rng >> 11) * (1.0 / 9007199254740992.0));
-}
+static lf_test_rng rng = {0x9E3779B97F4A7C15ull};
+static float urand(float lo, float hi) { return lf_test_rng_uniform(&rng, lo, hi); }
 
 static int ddt_of(lf_dtype dt) { return dt == LF_F32 ? LF_DDT_F32 : dt == LF_F16 ? LF_DDT_F16 : LF_DDT_BF16; }
 
