@@ -34,7 +34,7 @@
 #include <sys/stat.h>
 
 #include "lorafuse/lf_model.h"
-#include "kernels/cpu/nn/lf_nn.h"
+#include "host/base/pool.h"
 #include "lorafuse/lf_step_plan.h"
 #include "lorafuse/lf_prompt_tags.h"
 #include "lorafuse/lf_unet.h"
@@ -123,7 +123,7 @@ int main(int argc, char **argv) {
                "python3 bench/make_sd15_bench.py %s\"}\n", dir, dir);
         return 0;
     }
-    int threads = lf_nn_threads();
+    int threads = lf_par_threads();
 
     /* the plan: once per generate call */
     double t0 = lf_clock_s();

@@ -1,11 +1,11 @@
-/* pool.c: the thread pool of the f32 CPU operators (pool.h; lf_nn.h lf_nn_set_threads).
+/* pool.c: the thread pool of the f32 CPU operators (pool.h).
  *
  * Workers sleep on a condition variable between jobs (no spinning, so an idle pool costs no CPU and
  * no sched_yield system time); a job is published under the mutex with a new generation number, its
  * chunks are claimed with an atomic counter, and the caller waits until every worker has left it.
  * Jobs are serialised by job_mu: one lf_par_for runs at a time, so the per-thread scratch slots are
  * never shared. The pool lives until the process exits (workers are detached; their scratch stays
- * reachable from the static pool, and lf_nn_set_threads frees it).
+ * reachable from the static pool, and lf_par_set_threads frees it).
  */
 #include <cblas.h>
 #include <pthread.h>
@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "kernels/cpu/nn/lf_nn.h"
 #include "pool.h"
 
 static struct {
@@ -108,9 +107,7 @@ int lf_par_threads(void) {
     return P.use;
 }
 
-int lf_nn_threads(void) { return lf_par_threads(); }
-
-int lf_nn_set_threads(int n) {
+int lf_par_set_threads(int n) {
     pthread_once(&lf_par_once, lf_par_init);
     pthread_mutex_lock(&P.job_mu);
     if (n < 1) n = lf_par_default_threads();

@@ -9,7 +9,7 @@
  *
  * tid (0 .. lf_par_threads() - 1) names the thread running the chunk, for per-thread scratch:
  * lf_par_scratch(tid, nfloats) returns a buffer of at least nfloats floats owned by that thread slot,
- * grown on demand and kept for later calls (never shrunk; freed by lf_nn_set_threads), or NULL when
+ * grown on demand and kept for later calls (never shrunk; freed by lf_par_set_threads), or NULL when
  * it cannot be had.
  *
  * Threads: LF_NUM_THREADS from the environment, else the online CPUs (at most LF_PAR_MAX_THREADS).
@@ -27,7 +27,11 @@
 typedef void (*lf_par_fn)(void *ctx, int64_t i0, int64_t i1, int tid);
 
 void lf_par_for(int64_t n, int64_t grain, lf_par_fn fn, void *ctx);
+/* Threads the operators use, caller included (starts the pool if needed). */
 int lf_par_threads(void);
+/* Use n threads from now on; n < 1: back to the default (LF_NUM_THREADS, else the online CPUs).
+ * Also frees the per-thread scratch buffers. Returns the count in effect. */
+int lf_par_set_threads(int n);
 float *lf_par_scratch(int tid, size_t nfloats);
 
 #endif

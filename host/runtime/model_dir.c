@@ -12,7 +12,7 @@
 
 #include "clip_internal.h"
 #include "host/base/util.h"
-#include "host/keymap/keymap_internal.h"
+#include "host/keymap/keymap_unet.h"
 #include "lorafuse/lf_model_dir.h"
 #include "weight_load.h"
 #include "unet_internal.h"

@@ -18,7 +18,7 @@
  *     (grown on demand, kept between calls) and return LF_ERR_NOMEM when it cannot be had; ops that
  *     cannot fail return void.
  *
- * Threads (host/base/pool.c): the ops run on one process-wide pool of LF_NUM_THREADS threads
+ * Threads (host/base/pool.h, lf_par_set_threads): the ops run on one process-wide pool of LF_NUM_THREADS threads
  * (default: the online CPUs), the calling thread included. Work is cut into chunks that depend only
  * on the shapes, never on the thread count, and no reduction crosses a chunk, so every op gives the
  * same bytes with any number of threads. Matrix products are cut into row/column blocks, each one
@@ -36,14 +36,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* ---- threads -------------------------------------------------------------------------------- */
-
-/* Use n threads (caller included) from now on; n < 1: back to the default (LF_NUM_THREADS, else the
- * online CPUs). Also frees the pool's scratch buffers. Returns the count in effect. */
-int lf_nn_set_threads(int n);
-/* Threads the ops use (starts the pool if needed). */
-int lf_nn_threads(void);
 
 /* ---- matrix products ------------------------------------------------------------------------ */
 
