@@ -1,7 +1,8 @@
-/* device_internal.h: what device_cuda.c (CUDA resources, model lifecycle, apply) and
- * device_cuda_patch.c (per-algorithm factor preparation) share: the host-side model (jobs, patches,
- * term table, BOFT and DoRA state, guarded allocations), the CUDA error macros and the guarded
- * allocators. Private to host/cuda; CUDA builds only.
+/* device_internal.h: what device_cuda.c (model lifecycle, apply), device_cuda_patch.c (per-algorithm
+ * factor preparation) and device_cuda_mem.c (guarded allocations, CUDA errors) share: the host-side
+ * model (jobs, patches, term table, BOFT and DoRA state, buffer list), the CUDA error macros and the
+ * guarded allocators. Calls go device_cuda.c -> device_cuda_patch.c -> device_cuda_mem.c. Private to
+ * host/cuda; CUDA builds only.
  */
 #ifndef LF_DEVICE_INTERNAL_H
 #define LF_DEVICE_INTERNAL_H
@@ -14,7 +15,7 @@
 #include "kernels/cuda/lf_dev_abi.h"
 #include "lorafuse/lf_device.h"
 
-/* ---- errors ---------------------------------------------------------------------------------- */
+/* ---- errors (device_cuda_mem.c) --------------------------------------------------------------- */
 
 /* the status of a failed CUDA call: names the call, the layer (or none) and the CUDA error */
 lf_status lf_cu_err(cudaError_t e, const char *call, const char *layer, const char *file, int line);
@@ -119,9 +120,13 @@ struct lf_dev_model {
     lf_dev_apply_stats stats;
 };
 
-/* ---- guarded allocations (device_cuda.c) -------------------------------------------------------- */
+/* ---- guarded allocations (device_cuda_mem.c) ---------------------------------------------------- */
 
 static inline size_t lf_round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+/* Guards around every device and pinned allocation (device_cuda_mem.c, lf_dev_guard_check). */
+#define LF_GUARD 1024
+#define LF_GUARD_BYTE 0xA5
 
 /* device buffer of `bytes` with guards; *out = payload */
 lf_status lf_dalloc(lf_dev_model *dm, size_t bytes, const char *what, const char *layer, void **out);

@@ -26,7 +26,7 @@ Usage: check_layers.py --source DIR --objects LIST [--objects LIST ...] [--cycle
                        [--allow FILE] [--nm NM]
   LIST: a file with one object path per line (CMake: $<TARGET_OBJECTS:lf_core>); each object maps to
   its source by the path after "CMakeFiles/<target>.dir/". --cycle-objects names the list whose
-  objects form lf_core (default: the first --objects).
+  objects the call-cycle check covers (default: every --objects list).
 """
 import argparse
 import os
@@ -192,9 +192,7 @@ def main():
             defs[s], undefs[s] = d, u
             for sym in d:
                 owner.setdefault(sym, s)
-            if (a.cycle_objects and os.path.abspath(lst) == os.path.abspath(a.cycle_objects)) or (
-                not a.cycle_objects and i == 0
-            ):
+            if not a.cycle_objects or os.path.abspath(lst) == os.path.abspath(a.cycle_objects):
                 cycle_sources.add(s)
     if not defs:
         die("no objects")
