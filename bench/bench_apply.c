@@ -14,7 +14,7 @@
  * factors); FLOPs counted from the plan; and, measured in the same run with the same events, a
  * cudaMemcpy device-to-device copy moving the same number of bytes (bytes/2 read + bytes/2 written).
  * After timing, the smallest job is downloaded and compared with the CPU reference (lf_job_apply).
- * A last line {"bench": "apply_summary", ...} holds the issue-3 targets and whether they were met.
+ * A last line {"bench": "apply_summary", ...} holds the time targets and whether they were met.
  *
  * Exit: 0 all cases ran (targets are reported, not enforced); 1 a case failed; 2 bad usage;
  * 77 no usable device (or a build without CUDA: skip line, exit 0 as documented in bench/README.md).
@@ -502,7 +502,7 @@ typedef struct bcase {
     int rank;
     int nad;        /* adapters at once (switch: 2, one active) */
     mode mode;
-    double target_ms; /* issue-3 target, 0 = none */
+    double target_ms; /* time target, 0 = none */
     int quick;      /* part of --quick */
 } bcase;
 
@@ -963,7 +963,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (iters < 20) iters = 20; /* the issue asks for the median of >= 20 */
+    if (iters < 20) iters = 20; /* the targets are medians of >= 20 runs */
     if (warmup < 1) warmup = 1;
     if (list) {
         for (size_t i = 0; i < N_CASES; i++)
@@ -1067,7 +1067,7 @@ int main(int argc, char **argv) {
         fails += run_case(&rc, c, sm, &res[i]);
     }
 
-    /* issue-3 targets */
+    /* time targets */
     lf_sbuf b = {0};
     lf_sb_printf(&b, "{\"bench\":\"apply_summary\",\"dry_run\":%s,\"failed_cases\":%d,\"skipped_cases\":%d",
                  dry ? "true" : "false", fails, skipped);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench_generate.sh: the issue-6 speed figures of `lorafuse generate` on the CPU backend, as JSON lines.
+# bench_generate.sh: the speed figures of `lorafuse generate` on the CPU backend, as JSON lines.
 #   (a) seconds per image for the default model (models/sd15-mini.safetensors, its default 256x256,
 #       20 steps, DPM++ 2M Karras, CFG 7), without a LoRA and with the demo's scheduled LoRA tag;
 #   (b) seconds per step for full-size SD1.5 (512x512, batch 2 = CFG) with and without a rank-32 kohya

@@ -1,6 +1,6 @@
 /* bench_generate_sd15.c: per-step cost of `lorafuse generate` on full-size SD1.5 on the CPU backend, with
  * and without a LoRA whose UNet strength changes at every step, and the scheduling overhead (step plan,
- * lf_cpu_backend_step, lf_live_apply_step) as a fraction of the step time (issue 6, target < 5 % for a
+ * lf_cpu_backend_step, lf_live_apply_step) as a fraction of the step time (target < 5 % for a
  * kohya-style LoRA). One JSON line per measurement. Results: bench/RESULTS.md; usage: bench/README.md.
  *
  *   lf_bench_generate_sd15 [--dir DIR] [--steps N] [--unet-steps K] [--size PX] [--tag TAG]

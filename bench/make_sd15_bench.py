@@ -4,7 +4,7 @@ kohya LoRA for it, for bench/bench_merge.sh. Not a test fixture: files go to OUT
 /tmp/lf-bench) and are a few GB.
 
 Checkpoint: every LoRA-targetable SD1.5 UNet module and every CLIP-L text-encoder Linear with its real
-key and shape (tests/data/sd15_modules.tsv, te_modules.tsv, extracted from the spec's tables), plus
+key and shape (tests/data/sd15_modules.tsv, te_modules.tsv: the module tables of docs/keymap.md), plus
 filler tensors "first_stage_model.bench_filler.N" so that the total is SD1.5's 1.066e9 parameters
 (UNet 859.5M + TE 123.1M + VAE 83.7M), i.e. the bytes a real merge reads and writes.
 LoRA: kohya naming, rank 32, alpha 16, fp16 factors, on the default kohya targets (every Linear / 1x1

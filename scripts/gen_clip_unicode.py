@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate host/runtime/tokenizer_unicode.c: the Unicode tables of the CLIP tokenizer (issue 5b).
+"""Generate host/runtime/tokenizer_unicode.c: the Unicode tables of the CLIP tokenizer.
 
 The tables are derived from the oracle itself, character by character, so that lf_tokenizer
 reproduces transformers' CLIPTokenizer (slow, without ftfy) on this reference environment:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# gpu-check.sh OUTDIR: the one GPU run of issue 3, in one go, under 6 minutes on an H100 (16 cores).
+# gpu-check.sh OUTDIR: the whole GPU check in one go, under 6 minutes on an H100 (16 cores).
 #
 # Stages (each with its own time limit, all under one overall budget; a failed stage never stops the
 # script, the exit code reports it at the end):

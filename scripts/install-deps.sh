@@ -5,9 +5,9 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libcjson-dev libopenblas-dev liblapacke-dev
       libpng-dev clang libclang-rt-14-dev python3 bc)
-# ---- zlib (issue 5b) ----: the CLIP tokenizer reads models/clip/bpe_simple_vocab_16e6.txt.gz
+# ---- zlib ----: the CLIP tokenizer reads models/clip/bpe_simple_vocab_16e6.txt.gz
 pkgs+=(zlib1g-dev)
-# ---- end zlib (issue 5b) ----
+# ---- end zlib ----
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

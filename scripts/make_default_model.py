@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The default model `lorafuse generate` runs out of the box (issue 6), written deterministically.
+"""The default model `lorafuse generate` runs out of the box, written deterministically.
 
     .venv-golden/bin/python scripts/make_default_model.py [--only sd15|sdxl]   # from the repository root
 

@@ -4,7 +4,7 @@
 Output: tests/fuzz/corpus/fuzz_safetensors/*.safetensors (small files, deterministic: same bytes on
 every run). Valid files cover several dtypes, metadata, rank-0 and empty tensors, an unpadded header
 (unaligned data) and scrambled header order; malformed files hit the main rejection rules of
-shared/spec/engineering.md 5.3. Python 3 standard library only.
+docs/safetensors.md. Python 3 standard library only.
 Usage: python3 scripts/make_fuzz_corpus.py [OUT_DIR]
 """
 import json

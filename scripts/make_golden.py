@@ -3,7 +3,7 @@
 
 Rerun (offline, deterministic; from the repository root):
 
-    /usr/bin/python3 -m venv --system-site-packages .venv-golden      # once; needs Debian python3-torch
+    /usr/bin/python3 -m venv --system-site-packages .venv-golden      # once; needs Debian python3-torch, python3-pil
     .venv-golden/bin/pip install --no-deps -r scripts/requirements-golden.txt
     .venv-golden/bin/python scripts/make_golden.py [--only PART]   # PARTS below
 

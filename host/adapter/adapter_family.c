@@ -1,4 +1,4 @@
-/* adapter_family.c: which base model an adapter was made for (spec P9).
+/* adapter_family.c: which base model an adapter was made for (docs/semantics.md P9).
  *
  * Evidence, strongest first: kohya/LyCORIS metadata (ss_base_model_version "sd_v1" / "sd_v2*" /
  * "sdxl_*", ss_v2 "True"); names that exist in one family only (lora_te1_/lora_te2_, text_encoder_2.,

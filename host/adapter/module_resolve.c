@@ -2,9 +2,9 @@
  * lf_adapter.h, and lf_role_name); its CPU-reference contribution is module_contrib.c.
  *
  * Resolution (lf_module_resolve):
- *   algorithm   from the roles present (adapters.md 1.3); mixtures, missing partners and modules with
+ *   algorithm   from the roles present (docs/adapters.md "Tensor names"); mixtures, missing partners and modules with
  *               only alpha/scale/dora_scale are rejected;
- *   rank        adapters.md 1.4 (LoRA down rows, LoHa w1_b rows, LoKr w2_b then w1_b rows, GLoRA a2 /
+ *   rank        docs/semantics.md P1 (LoRA down rows, LoHa w1_b rows, LoKr w2_b then w1_b rows, GLoRA a2 /
  *               a1 rows; none for OFT/BOFT/IA3/full/norm);
  *   gamma (P1)  `scale` tensor if present, else alpha / rank; missing alpha or alpha == 0 give 1 (T6,
  *               T7: the trainers' intent; m->alpha keeps the stored 0 so `inspect` can warn); LoKr

@@ -3,7 +3,7 @@
  *   lorafuse plan --model CKPT --prompt TEXT --steps N [--lora-dir DIR] [--json] [--auto-trigger]
  *                 [--lbw-presets FILE] [--allow-unmatched] [--allow-family-mismatch]
  *
- * Prints (shared/spec/prompt-syntax.md, issue 4 "Command"): the cleaned prompt (with trigger words
+ * Prints (docs/prompt-tags.md "The per-step plan"): the cleaned prompt (with trigger words
  * appended under --auto-trigger), each adapter with its tag, resolved file, algorithm(s) and matched
  * modules (or "dropped"), a table of strengths per step (steps with equal values folded into ranges)
  * for each text encoder and UNet block group (every block when the tag has lbw), and per step the

@@ -17,7 +17,7 @@
  * the non-finite flags come back into pinned memory and are checked in lf_dev_apply_wait, which
  * restores every touched job from W0 (cudaMemcpyAsync of the raw bytes) on failure.
  * Every device and pinned allocation has 1 KiB guards of 0xA5 before and after (lf_dev_guard_check).
- * Errors name the CUDA call, the layer and cudaGetErrorString (engineering.md 9).
+ * Errors name the CUDA call, the layer and cudaGetErrorString (docs/architecture.md "Errors").
  */
 #include <math.h>
 #include <stdint.h>

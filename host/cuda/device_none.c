@@ -1,7 +1,7 @@
 /* device_none.c: the device API (include/lorafuse/lf_device.h) in a build without CUDA. Every entry
  * point that would need a device answers LF_ERR_UNSUPPORTED with a message saying so, so callers and
  * tests link in both builds and skip (exit 77) here. Built instead of device_cuda.c when
- * LF_HAVE_CUDA is 0 (CMakeLists.txt, block "lf_gpu (issue 3)"). */
+ * LF_HAVE_CUDA is 0 (CMakeLists.txt, block "lf_gpu: the device API"). */
 #include <math.h>
 #include <string.h>
 

@@ -2,7 +2,7 @@
  *
  * LF_RANGE_PUSH("name") / LF_RANGE_POP() must pair on the same thread (C has no RAII: pop on every
  * return path). NVTX3 is header-only; its headers are included as SYSTEM through CUDA::nvtx3
- * (they trip -Wpedantic otherwise, engineering.md 5.1).
+ * (they trip -Wpedantic otherwise, docs/architecture.md "Warnings").
  */
 #ifndef LF_NVTX_H
 #define LF_NVTX_H

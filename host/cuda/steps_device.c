@@ -1,5 +1,5 @@
-/* steps_device.c: execute a prompt's per-step plan (lf_step_plan.h, issue 4) with the device backend
- * (lf_device.h, issue 3): the whole step is one grouped apply.
+/* steps_device.c: execute a prompt's per-step plan (lf_step_plan.h) with the device backend
+ * (lf_device.h): the whole step is one grouped apply.
  *
  * The device model is created from the step plan's lf_plan, whose patches are laid out job-major in
  * plan order, exactly as the step plan's coefficient rows are (coef[t * n_coef + patch_base[j] + k]).

@@ -1,6 +1,6 @@
 /* lora_dir.c: resolve `<lora:NAME>` in a LoRA directory and collect trigger words (lf_lora_dir.h).
  *
- * Rules (shared/spec/prompt-syntax.md "Form"): NAME is a relative path (with or without the
+ * Rules (docs/prompt-tags.md "Names"): NAME is a relative path (with or without the
  * extension), else a file stem, else an `ss_output_name` alias; the first of these levels that finds
  * anything decides; more than one file there is "ambiguous" (candidates listed), none at all is
  * "unknown" (the closest names by case-insensitive Levenshtein distance listed, at most 5).

@@ -1,7 +1,7 @@
 /* safetensors.c: strict safetensors reader (mmap + validate-before-touch) and atomic writer.
  *
  * Reader: lf_st_parse() checks the raw header bytes (length, UTF-8, control bytes, "\u0000"), parses
- * the JSON with cJSON, validates every entry (engineering.md 5.3), then the layout of the byte buffer
+ * the JSON with cJSON, validates every entry (docs/safetensors.md), then the layout of the byte buffer
  * (sorted by offsets: contiguous from 0, no gaps or overlaps, ends exactly at EOF). Each rule has its
  * own message naming the file and, where it applies, the tensor. Tensors are kept in ascending-offset
  * order; a name-sorted pointer index serves lf_st_find() and the duplicate check. All strings of a

@@ -5,7 +5,7 @@
  * - The kohya flattening append on lf_sbuf (spellings are composed in lf_sbuf, without fixed-size limits).
  * - An open-addressing hash table (string -> uint32): FNV-1a 64-bit hash, linear probing, power-of-two
  *   capacity kept at most half full, so lookups are O(1) expected and the build is O(n) amortised
- *   (spec P8: names are resolved through tables built from the model's own modules).
+ *   (docs/semantics.md P8: names are resolved through tables built from the model's own modules).
  */
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* keymap_te.c: adapter spellings of text-encoder modules (spec P8, adapters.md 14.1/14.2/14.5, T16).
+/* keymap_te.c: adapter spellings of text-encoder modules (docs/semantics.md P8, docs/keymap.md "Text encoders", T16).
  *
  * Adapters name text-encoder modules by their Hugging Face CLIPTextModel path H
  * (text_model.encoder.layers.N.self_attn.q_proj, ...mlp.fc1, ...layer_norm1, text_model.final_layer_norm,

@@ -1,10 +1,10 @@
-/* keymap_unet.c: adapter spellings of U-Net modules (spec P8, adapters.md 14.1-14.4, traps T15/T16).
+/* keymap_unet.c: adapter spellings of U-Net modules (docs/semantics.md P8, docs/keymap.md "U-Net", traps T15/T16).
  *
  * The checkpoint names a U-Net weight by its LDM/SGM path P ("model.diffusion_model." + P + ".weight",
  * e.g. P = input_blocks.1.1.transformer_blocks.0.attn1.to_q). Adapters name it either by P (kohya SDXL,
  * ComfyUI) or by the diffusers path D of the same module (kohya SD1/SD2, LyCORIS `lycoris_`, PEFT,
  * older diffusers attention processors). D is derived here from the block structure found in the
- * keys, generalising the SD1.5/SDXL conversion tables of adapters.md 14.3/14.4 so that any level
+ * keys, generalising the SD1.5/SDXL conversion tables of docs/keymap.md "U-Net" so that any level
  * count, resnets-per-level and attention layout works (SD1.5: 4 levels, 2 resnets down / 3 up;
  * SDXL: 3 levels, no attention on level 0; small test models with narrow channels):
  *

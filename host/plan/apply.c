@@ -1,4 +1,4 @@
-/* apply.c: compute one patched checkpoint tensor on the CPU (spec P5, P6).
+/* apply.c: compute one patched checkpoint tensor on the CPU (docs/semantics.md P5, P6).
  *
  *   W = round_dtype( W0 + sum_i C_i(W0, s_i) )   accumulated in f32, one rounding at the end
  *

@@ -2,7 +2,7 @@
  *
  * Holds a writable copy of every tensor the plan may patch, starting at W0 ("step 0", nothing
  * applied). Step t recomputes exactly the jobs the plan lists for t, each from the pristine W0 in the
- * mmap'd checkpoint with step t's coefficients (spec P5, P7: never by subtraction; lf_job_apply
+ * mmap'd checkpoint with step t's coefficients (docs/semantics.md P5, P7: never by subtraction; lf_job_apply
  * rounds once, P6), so after step t every tensor equals a fresh merge at step t's strengths, byte for
  * byte. Steps must be applied in order (the list of step t is relative to step t-1).
  * Data shapes: w[j] = bytes of job j's target (same dtype and size as in the checkpoint).

@@ -1,4 +1,4 @@
-/* model.c: open a single-file checkpoint and build its keymap (spec P8: names come from the
+/* model.c: open a single-file checkpoint and build its keymap (docs/semantics.md P8: names come from the
  * model's own key list). */
 #include <stdlib.h>
 

@@ -1,6 +1,6 @@
 /* prompt_tags.c: hand-written scanner for `<lora:...>` prompt tags (lf_prompt_tags.h).
  *
- * Rules implemented (shared/spec/prompt-syntax.md):
+ * Rules implemented (docs/prompt-tags.md):
  *   - "Form": NAME, one optional positional strength S (only as the first field after the name),
  *     then KEY=V fields; keys te te1 te2 unet in mid out lbw dyn ramp; unknown keys and keys given
  *     twice are errors ("Errors": SD.Next ignores them, which hides typos).

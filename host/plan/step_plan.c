@@ -1,6 +1,6 @@
 /* step_plan.c: the per-step strength plan of a prompt (lf_step_plan.h).
  *
- * Rules implemented (shared/spec/prompt-syntax.md, spec P5, P7, P9, P10):
+ * Rules implemented (docs/prompt-tags.md, docs/semantics.md P5, P7, P9, P10):
  *   - Nothing is loaded before every tag has been checked against the model family and the number of
  *     steps (lf_strength_resolve) and every name resolved; nothing is applied before lf_plan_build has
  *     checked every adapter (P9).

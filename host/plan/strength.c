@@ -1,6 +1,6 @@
-/* schedule.c: per-step strength of a parsed tag (lf_strength.h; shared/spec/prompt-syntax.md, P10).
+/* strength.c: per-step strength of a parsed tag (lf_strength.h; docs/prompt-tags.md, P10).
  *
- * Rules implemented (prompt-syntax.md):
+ * Rules implemented (docs/prompt-tags.md):
  *   - "Values and schedules": 1-based steps; a fraction f (percentage p: f = p/100) is step
  *     1 + floor(f*(N-1) + 0.5) (0 % = step 1, 100 % = step N); @0 = step 1; hold = the latest key frame
  *     at or before the step, the later one winning on one step; before the first key frame 0;

@@ -1,4 +1,4 @@
-/* model_live.c: route a step plan's patched tensors into the loaded models (lf_live_weights.h). */
+/* live_weights.c: route a step plan's patched tensors into the loaded models (lf_live_weights.h). */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>

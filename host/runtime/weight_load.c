@@ -1,4 +1,4 @@
-/* model_weights.c: named checkpoint tensors -> owned f32 buffers with shape checks, the key index
+/* weight_load.c: named checkpoint tensors -> owned f32 buffers with shape checks, the key index
  * used to refresh a loaded model's weights, and the Linear/conv/norm layer readers of the UNet and
  * VAE loaders (weight_load.h).
  * Conversion f32/f16/bf16 -> f32 is lf_view_to_f32 (exact for f16 and bf16).

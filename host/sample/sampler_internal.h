@@ -1,4 +1,4 @@
-/* sampler_internal.h: the lf_sampler object shared by sampler_schedule.c (tables) and sampler.c (loop). */
+/* sampler_internal.h: the lf_sampler object shared by sigmas.c (tables) and sampler.c (loop). */
 #ifndef LF_SAMPLER_INTERNAL_H
 #define LF_SAMPLER_INTERNAL_H
 

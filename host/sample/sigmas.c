@@ -1,4 +1,4 @@
-/* sampler_schedule.c: sampler names and configs, and the noise-schedule tables of lf_sampler.h.
+/* sigmas.c: sampler names and configs, and the noise-schedule tables of lf_sampler.h.
  *
  * Every table is computed the way the diffusers 0.30 scheduler class of the sampler computes it in
  * __init__ + set_timesteps(N), including the precision of each intermediate:

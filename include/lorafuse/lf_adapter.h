@@ -3,9 +3,9 @@
  *
  * A module is what shares a name prefix in the file ("lora_unet_..._to_q.lora_up.weight" ->
  * module "lora_unet_..._to_q", role LF_R_UP). Its algorithm is detected from the roles present
- * (adapters.md 1.3) and its scale from alpha / rank or a `scale` tensor (spec P1).
+ * (docs/adapters.md "Tensor names") and its scale from alpha / rank or a `scale` tensor (docs/semantics.md P1).
  *
- * Contribution of a module with strength s to a weight W0 (O, K), K = in*kh*kw (spec P2-P5):
+ * Contribution of a module with strength s to a weight W0 (O, K), K = in*kh*kw (docs/semantics.md P2-P5):
  *   additive (LoRA/LoCon/LoHa/LoKr/GLoRA/full/norm):  C = s * gamma * dW_raw(W0)
  *   DoRA (any additive algo + dora_scale):             C = s * (m * Wc / (||Wc||_axis + eps) - W0), Wc = W0 + gamma*dW_raw
  *   Diag-OFT / BOFT / legacy oft_diag / IA3:           C = W'(W0, s) - W0
@@ -64,7 +64,7 @@ typedef struct lf_module {
     lf_algo algo;
     unsigned present;           /* bit (1u << role) for each role found */
     lf_view t[LF_R_COUNT];      /* views of the tensors, valid where present */
-    int rank;                   /* per adapters.md 1.4; 0 when the algorithm has none */
+    int rank;                   /* per docs/semantics.md P1; 0 when the algorithm has none */
     double alpha;               /* as stored (0 if absent) */
     float gamma;                /* resolved scale per P1 (1 for algorithms without one) */
     int gamma_from_scale;       /* 1 if a `scale` tensor replaced alpha / rank */

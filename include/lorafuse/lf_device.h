@@ -1,11 +1,11 @@
-/* lf_device.h: device residency of patched weights and the fused CUDA apply (issue 3), plain C API.
+/* lf_device.h: device residency of patched weights and the fused CUDA apply, plain C API.
  *
  * Usable from gcc-compiled C: no CUDA types appear here (opaque handles, streams as `void *`, which
  * is a cudaStream_t; NULL = the legacy default stream). Every build links it: a build without CUDA,
  * or a machine with no usable device, answers lf_device_open with LF_ERR_UNSUPPORTED and a message
  * saying which (tests then exit 77).
  *
- * Model of use (spec P5-P7):
+ * Model of use (docs/semantics.md P5-P7):
  *   lf_device_open(0, &dev);
  *   lf_dev_model_create(dev, jobs, n_jobs, &opts, &dm);   upload W0 of every job, adapter factors
  *   lf_dev_set_coef(dm, job, patch, s) / lf_dev_set_coefs / lf_dev_set_adapter_coef;
@@ -144,7 +144,7 @@ lf_status lf_dev_download(lf_dev_model *dm, size_t job, void *host_out);
 lf_status lf_dev_guard_check(lf_dev_model *dm);
 lf_status lf_dev_poison(lf_dev_model *dm);
 
-/* ---- per-step plans (issue 4) on the device -------------------------------------------------- */
+/* ---- per-step plans on the device ------------------------------------------------------------ */
 
 struct lf_step_plan;
 

@@ -1,4 +1,4 @@
-/* lf_generate.h: text-to-image with scheduled LoRA-family adapters (`lorafuse generate`, issue 6).
+/* lf_generate.h: text-to-image with scheduled LoRA-family adapters (`lorafuse generate`).
  *
  * Pipeline (docs/generate.md), diffusers StableDiffusionPipeline / A1111 txt2img semantics:
  *   1. checks, before any work (lf_gen_open): sampler name, size (multiples of 8), steps, batch, model

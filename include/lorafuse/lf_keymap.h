@@ -1,4 +1,4 @@
-/* lf_keymap.h: resolve adapter module names to checkpoint weights (spec P8, adapters.md 14).
+/* lf_keymap.h: resolve adapter module names to checkpoint weights (docs/semantics.md P8, docs/keymap.md).
  *
  * The canonical name of a weight is its key in the single-file (LDM/SGM) checkpoint, e.g.
  * "model.diffusion_model.input_blocks.1.1.proj_in.weight". The map is built from the checkpoint's

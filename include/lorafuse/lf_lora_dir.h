@@ -1,6 +1,6 @@
 /* lf_lora_dir.h: find the file a `<lora:NAME>` tag names in a LoRA directory, and its trigger words.
  *
- * Rules (shared/spec/prompt-syntax.md "Form"): NAME is, in this order of precedence,
+ * Rules (docs/prompt-tags.md "Names"): NAME is, in this order of precedence,
  *   1. a path relative to the directory, with or without ".safetensors" ("styles/ink", "ink.safetensors"),
  *   2. a file stem anywhere under the directory ("ink" for "styles/ink.safetensors"),
  *   3. an `ss_output_name` metadata alias (read only when 1 and 2 find nothing).

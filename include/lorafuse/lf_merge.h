@@ -1,6 +1,6 @@
 /* lf_merge.h: bake adapters into a copy of a checkpoint (`lorafuse merge`).
  *
- * W = W0 + sum_i C_i(W0, s_i) for every patched tensor (spec P5, P6); every other tensor is copied
+ * W = W0 + sum_i C_i(W0, s_i) for every patched tensor (docs/semantics.md P5, P6); every other tensor is copied
  * byte-identical; dtypes kept; the output's metadata keeps the model's and adds "lorafuse.merged"
  * (JSON: file, strength, modules matched per adapter). All adapters are loaded and checked before
  * any output is produced (P9); the output is written to a temporary file and renamed into place.

@@ -1,7 +1,7 @@
-/* lf_prompt_tags.h: the `<lora:...>` prompt tags (shared/spec/prompt-syntax.md), parsed by a hand-written
+/* lf_prompt_tags.h: the `<lora:...>` prompt tags (docs/prompt-tags.md), parsed by a hand-written
  * scanner (no regex) into tag structs; the cleaned prompt is the text with every tag removed.
  *
- * Grammar (prompt-syntax.md "Form", "Values and schedules"):
+ * Grammar (docs/prompt-tags.md "Form", "Values and schedules"):
  *   <lora:NAME>  <lora:NAME:S>  <lora:NAME:KEY=V[:KEY=V]...>  <lora:NAME:S:KEY=V[:KEY=V]...>
  *   KEY   := te | te1 | te2 | unet | in | mid | out | lbw | dyn | ramp    (anything else is an error)
  *   value := number | key_frame ("," key_frame)*      key_frame := number "@" position
@@ -27,7 +27,7 @@
 extern "C" {
 #endif
 
-/* Strength keys, in the order of the precedence table of prompt-syntax.md. LF_TK_S is the positional
+/* Strength keys, in the order of the precedence table of docs/prompt-tags.md. LF_TK_S is the positional
  * strength. */
 typedef enum lf_tag_key {
     LF_TK_S = 0,

@@ -3,7 +3,7 @@
  * Format: u64 little-endian N, N bytes of UTF-8 JSON header
  *   {"NAME": {"dtype": "F16", "shape": [..], "data_offsets": [BEGIN, END]}, "__metadata__": {str: str}}
  * then the byte buffer; offsets are relative to 8 + N. The reader enforces every rule of
- * shared/spec/engineering.md section 5.3 (header <= 100 MB, contiguous offsets without gaps or
+ * docs/safetensors.md (header <= 100 MB, contiguous offsets without gaps or
  * overlaps, sizes = numel * dtype bits / 8, file ends at the last tensor, no duplicate names, no NUL
  * in names, metadata string -> string, integers exact) and reports each violation with its own message
  * naming the file and the tensor.

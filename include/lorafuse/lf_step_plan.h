@@ -1,5 +1,5 @@
 /* lf_step_plan.h: the per-step strength plan of a prompt's `<lora:...>` tags, and the CPU backend that
- * executes it (shared/spec/prompt-syntax.md; spec P5, P7, P10).
+ * executes it (docs/prompt-tags.md; docs/semantics.md P5, P7, P10).
  *
  * One lf_plan is built for all adapters of the prompt (one adapter per tag, in prompt order; the same
  * NAME twice gives two adapters that add up, sharing one loaded file). For every step t = 1..N the

@@ -1,4 +1,4 @@
-/* lf_strength.h: per-step strength of a parsed `<lora:...>` tag (shared/spec/prompt-syntax.md, spec P10).
+/* lf_strength.h: per-step strength of a parsed `<lora:...>` tag (docs/prompt-tags.md, docs/semantics.md P10).
  *
  * Rules:
  *   - Steps are 1-based, t = 1..N. A step-number position is that step (@0 = step 1); a fraction f or a

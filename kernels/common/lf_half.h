@@ -1,6 +1,6 @@
 /* lf_half.h: f16 / bf16 / f8 <-> f32 conversions, shared by the CPU reference and CUDA kernels.
  *
- * f32 -> f16 and f32 -> bf16 round to nearest, ties to even (spec P6: one rounding to the storage
+ * f32 -> f16 and f32 -> bf16 round to nearest, ties to even (docs/semantics.md P6: one rounding to the storage
  * dtype); NaN stays NaN (quiet), overflow goes to Inf. F8 (E4M3FN, E5M2) is read-only: checkpoints
  * may store weights in it, lorafuse never writes it.
  * Bit layouts: f16 1-5-10 (bias 15), bf16 1-8-7 (upper half of f32), E4M3FN 1-4-3 (bias 7, no Inf,

@@ -1,7 +1,7 @@
 /* lf_math.h: per-element math shared by the CPU reference (kernels/cpu/<algo>_ref.c) and the CUDA kernels.
  *
  * Everything here is an LF_HD function (static inline in C, __host__ __device__ under nvcc), so one
- * definition decides the rounding on both sides (engineering.md 7.2). Rules: valid C11 and C++17, no
+ * definition decides the rounding on both sides (docs/architecture.md "Shared math"). Rules: valid C11 and C++17, no
  * globals, no designated initializers or compound literals, fmaf written out where a single rounding
  * is part of the contract (gcc does not contract a*b+c under -ffp-contract=off, nvcc does by default:
  * spelling fmaf makes both give the same bits).
@@ -22,12 +22,12 @@
 extern "C" {
 #endif
 
-/* DoRA epsilon: torch.finfo(torch.float32).eps, what LyCORIS/ComfyUI add to the norm (spec P2). */
+/* DoRA epsilon: torch.finfo(torch.float32).eps, what LyCORIS/ComfyUI add to the norm (docs/semantics.md P2). */
 #define LF_DORA_EPS 1.1920929e-07f
 
 /* ---- fused apply -------------------------------------------------------------------------- */
 
-/* acc + coef*x with one rounding: the additive update acc += (s*gamma) * dW_raw (spec P2, P6). */
+/* acc + coef*x with one rounding: the additive update acc += (s*gamma) * dW_raw (docs/semantics.md P2, P6). */
 LF_HD float lf_math_axpy(float acc, float coef, float x) { return fmaf(coef, x, acc); }
 
 /* The one rounding of the final weight to its storage dtype (P6): w = W0 + sum of contributions, held
@@ -41,7 +41,7 @@ LF_HD float lf_math_round_bf16(float w) { return lf_bf16_to_f32(lf_f32_to_bf16(w
 
 /* ---- LoKr --------------------------------------------------------------------------------- */
 
-/* Kronecker index map (adapters.md 4.3, order w1 (x) w2):
+/* Kronecker index map (docs/adapters.md "LoKr", order w1 (x) w2):
  *   dW[i*b + p][(j*d + q)*khw + sp] = w1[i][j] * w2[p][q][sp],   O = a*b, I = c*d
  * Given an element (o, col) of flat(dW) (O, c*d*khw), return the flat indices into w1 (a, c) and
  * w2 (b, d*khw). A 2-D conv w2 (b, d*kh*kw) and a 4-D one (b, d, kh, kw) share this map. */
@@ -56,7 +56,7 @@ LF_HD void lf_math_lokr_index(int64_t o, int64_t col, int64_t b, int64_t c, int6
 
 /* ---- BOFT --------------------------------------------------------------------------------- */
 
-/* Butterfly permutation of factor i with half-width k = 2^i * b/2 (adapters.md 8.3):
+/* Butterfly permutation of factor i with half-width k = 2^i * b/2 (docs/adapters.md "BOFT"):
  *   pi(c*2k + 2t + g) = c*2k + g*k + t,   t in [0, k), g in {0, 1}.
  * Row p of the gathered matrix Y is row pi(p) of X; the scatter writes it back there. */
 LF_HD int64_t lf_math_boft_perm(int64_t p, int64_t k) {

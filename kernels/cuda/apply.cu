@@ -1,4 +1,4 @@
-/* apply.cu: the grouped, fused adapter apply on the device (issue 3): one launch rewrites every dirty
+/* apply.cu: the grouped, fused adapter apply on the device: one launch rewrites every dirty
  * layer (job) of a model, W = round(W0 + sum_i C_i(W0, s_i)), from a device work list of
  * (job, 64x64 tile) items of mixed shapes, dtypes and algorithms. CPU twin: lf_job_apply
  * (host/plan/apply.c) -> lf_module_contrib_ref (host/adapter/module_contrib.c) -> kernels/cpu/<algo>_ref.c; per-element

@@ -8,7 +8,7 @@ keys prefixed "lf_layer."), then re-read from the file values and merged with Ly
 Oracle per algorithm (the `source` metadata of each expect file says which one applied):
   * "merge":  LyCORIS module.get_merged_weight(multiplier=s)      (LoCon/LoRA, GLoRA, Diag-OFT, BOFT,
               IA3, full, norm).
-  * "forward": LoHa / LoKr.  LyCORIS's merge path applies gamma^2 (adapters.md T1); its forward path
+  * "forward": LoHa / LoKr.  LyCORIS's merge path applies gamma^2 (docs/adapters.md T1); its forward path
               applies gamma once (pinned P1), so the expectation is the forward-path weight
               W0 + s * (module.get_weight(shape) * module.scalar), exactly the lines of
               LohaModule.forward / LokrModule.forward.
@@ -18,13 +18,13 @@ Oracle per algorithm (the `source` metadata of each expect file says which one a
     weight is read back from forward() on one-hot inputs at multiplier s (for DoRA only at s = 1,
     where LyCORIS's own strength semantics coincide with P2) and must agree to 2e-5.
   * "formula": legacy `oft_diag` (LyCORIS <= 2.0.x; no LyCORIS class left): W'_k = (I + s(R-I))^T W_k
-              per block (adapters.md 7.3), computed in torch here.  The oracle is the formula.
+              per block (docs/adapters.md 'OFT'), computed in torch here.  The oracle is the formula.
   * PEFT cases: peft LoraConfig on a one-layer torch model; file = get_peft_model_state_dict() with
     the "base_model.model." prefix replaced by "lf_layer" ... and an `lf_layer.alpha` tensor holding
     lora_alpha (that is how kohya/diffusers conversions carry alpha; PEFT itself keeps it in its
     config).  Expectation = merge_and_unload() of a model with scaling multiplied by s (for LoRA the
     PEFT scale is lora_alpha/r * s).  PEFT DoRA: only s = 1 is written (PEFT puts s inside the
-    norm, adapters.md 5.2 / T3, which is not P2).
+    norm, docs/adapters.md 'DoRA' / T3, which is not P2).
 
 Not produced / deviations (documented):
   * GLoRA old layout (LyCORIS <= 2.x): LyCORIS 3.3.0 can only write the new layout; not generated.

@@ -1,4 +1,4 @@
-"""Goldens of the CLIP tokenizer, the text encoders and A1111 emphasis (issue 5 part B) -> tests/data/model/.
+"""Goldens of the CLIP tokenizer, the text encoders and A1111 emphasis -> tests/data/model/.
 
 Oracle: transformers 4.44.2 (CLIPTokenizer, slow, no ftfy installed: its BasicTokenizer path; and
 CLIPTextModel / CLIPTextModelWithProjection), the tiny encoders loaded from the committed single-file

@@ -1,4 +1,4 @@
-"""End-to-end goldens of `lorafuse generate` (issue 6) -> tests/data/pipeline/pipeline.safetensors.
+"""End-to-end goldens of `lorafuse generate` -> tests/data/pipeline/pipeline.safetensors.
 
 Oracle: diffusers 0.30.3 StableDiffusionPipeline built from the SAME components as the C pipeline:
   UNet / VAE / CLIP text encoder  read from models/sd15-mini.safetensors through diffusers' own single-file

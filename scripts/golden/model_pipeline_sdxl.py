@@ -1,4 +1,4 @@
-"""End-to-end SDXL goldens of `lorafuse generate` (issue 6) -> tests/data/pipeline/pipeline-sdxl.safetensors.
+"""End-to-end SDXL goldens of `lorafuse generate` -> tests/data/pipeline/pipeline-sdxl.safetensors.
 
 Oracle: diffusers 0.30.3 StableDiffusionXLPipeline built from the SAME components as the C pipeline:
   UNet / VAE / TE1 / TE2   read from tests/data/pipeline/sdxl-mini.safetensors (scripts/golden/sdxl_mini.py) through

@@ -1,4 +1,4 @@
-"""Goldens of the random sources and the samplers (issue 6, sampling half) -> tests/data/sampler/.
+"""Goldens of the random sources and the samplers -> tests/data/sampler/.
 
 Oracles: torch 1.13 (CPU generator, torch.randn float32 on x86 / AVX2) and diffusers 0.30.3's schedulers.
 A1111's NV source (modules/rng_philox.py) is not installable here: `philox_randn` below re-derives it

@@ -1,4 +1,4 @@
-"""The SDXL-structured mini model for `lorafuse generate`'s end-to-end test (issue 6), and its LoRA.
+"""The SDXL-structured mini model for `lorafuse generate`'s end-to-end test, and its LoRA.
 
 Called by scripts/make_default_model.py (`--only sdxl`); tests only, nothing under models/:
 

@@ -1,4 +1,4 @@
-/* gpu_steps.c: a prompt's per-step plan (issue 4) executed on the device (issue 3), against the CPU
+/* gpu_steps.c: a prompt's per-step plan executed on the device, against the CPU
  * backend executing the same plan (label gpu; exits 77 without CUDA or a device).
  *
  * For the tiny SD1.5 model and two LoRAs with schedules on the text encoder and the UNet, after every

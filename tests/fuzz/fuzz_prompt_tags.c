@@ -1,5 +1,5 @@
 /* fuzz_prompt_tags.c: libFuzzer target for the `<lora:...>` tag scanner and the schedule evaluator
- * (lf_prompt_tags.h, lf_strength.h; shared/spec/prompt-syntax.md).
+ * (lf_prompt_tags.h, lf_strength.h; docs/prompt-tags.md).
  *
  * The input (NUL-terminated copy, at most 8 KiB) is parsed as a prompt. A failure must leave no result
  * and carry a "prompt col N: " message. On success the invariants of the scanner are checked: the

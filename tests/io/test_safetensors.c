@@ -2,7 +2,7 @@
  *
  * Valid files: writer round trips (names, dtypes, shapes, bytes, metadata, escaping), hand-made
  * unpadded headers (unaligned data), rank-0 and empty tensors, offset order, lookup. Invalid files:
- * every rejection rule of engineering.md 5.3 as its own case, built in memory and parsed with
+ * every rejection rule of docs/safetensors.md as its own case, built in memory and parsed with
  * lf_st_parse (a few through files on disk), checking the status and a distinctive part of the
  * message. Writer: argument checks at add time, and commits that fail (missing directory, write error
  * through RLIMIT_FSIZE, destination is a directory) leave no output, no temporary file and an existing

@@ -1,4 +1,4 @@
-/* test_generate.c: `lorafuse generate` (issue 6): the pipeline end to end against diffusers, the PNG and
+/* test_generate.c: `lorafuse generate`: the pipeline end to end against diffusers, the PNG and
  * its A1111 parameters chunk, SHA-256 (NIST vectors), file names that never overwrite, and the checks
  * that stop bad input before any work.
  * Goldens: tests/data/pipeline/pipeline.safetensors (scripts/golden/model_pipeline.py: diffusers 0.30.3
@@ -510,7 +510,7 @@ static void test_errors(const char *tmp) {
     o.prompt = "a fox <lora:mini_lora:1@9>";
     o.steps = 4;
     lf_gen *g = NULL;
-    /* a key frame past the last step is a warning, not an error (prompt-syntax.md) */
+    /* a key frame past the last step is a warning, not an error (docs/prompt-tags.md) */
     LF_CHECK(lf_gen_open(&o, &g) == LF_OK, "late key frame: %s", lf_last_error());
     lf_gen_free(g);
     o = base_opts(dir);

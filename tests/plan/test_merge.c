@@ -1,6 +1,6 @@
 /* test_merge.c: `merge` end to end on small checkpoints with the real SD1.5 / SDXL block structure
  * (tests/data/tiny, written by scripts/make_golden.py with diffusers/PEFT/LyCORIS as the oracle), in
- * every naming scheme; and every refusal of spec P9 (family, shapes, NaN, unknown suffixes, unmatched
+ * every naming scheme; and every refusal of docs/semantics.md P9 (family, shapes, NaN, unknown suffixes, unmatched
  * modules), none of which may leave an output behind or touch the inputs. */
 #include <dirent.h>
 #include <stdint.h>

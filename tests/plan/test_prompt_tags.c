@@ -1,5 +1,5 @@
-/* test_tags.c: the `<lora:...>` grammar and per-step strengths (shared/spec/prompt-syntax.md,
- * seed-sdnext-lora.txt, spec P10): every example of the SD.Next page and of prompt-syntax.md with its
+/* test_prompt_tags.c: the `<lora:...>` grammar and per-step strengths (docs/prompt-tags.md,
+ * SD.Next's LoRA page, docs/semantics.md P10): every example of the SD.Next page and of docs/prompt-tags.md with its
  * documented strengths, hold and linear ramps, zero before the first key frame, fraction / percentage
  * rounding, precedence of S / te / te1 / te2 / unet / in / mid / out, LBW lengths and presets for both
  * families, the cleaned prompt, and every error class with its message and column.
@@ -137,7 +137,7 @@ static int all_zero(const char *text, lf_family fam, int n) {
     return z;
 }
 
-/* ---- the SD.Next page (seed-sdnext-lora.txt) ---------------------------------------------------- */
+/* ---- the SD.Next page --------------------------------------------------------------------------- */
 
 static void test_sdnext_page(void) {
     /* "<lora:lora_name:strength>": strength for every part */
@@ -165,7 +165,7 @@ static void test_sdnext_page(void) {
     expect_clean("a castle <lora:a:0.5> at night <lora:b:te=0.5:unet=1.5>", "a castle at night", 2);
 }
 
-/* ---- prompt-syntax.md examples -------------------------------------------------------------------- */
+/* ---- docs/prompt-tags.md examples ----------------------------------------------------------------- */
 
 static void test_syntax_examples(void) {
     /* <lora:NAME>: 1.0 everywhere */
@@ -527,7 +527,7 @@ static void test_clean(void) {
 /* ---- errors --------------------------------------------------------------------------------------- */
 
 static void test_errors(void) {
-    /* the message format of prompt-syntax.md, with the tag's column */
+    /* the message format of docs/prompt-tags.md, with the tag's column */
     expect_parse_err("a photo of a cat, <lora:foo:te=abc>",
                      "prompt col 19: <lora:foo:te=abc>: 'abc' is not a number or schedule", 1);
     expect_parse_err("ünï <lora:foo:te=abc>", "prompt col 5: <lora:foo:te=abc>: 'abc' is not a number or schedule", 1);

@@ -1,5 +1,5 @@
 /* test_step_plan.c: the per-step plan and the CPU backend on the tiny SD1.5 and SDXL models
- * (lf_step_plan.h; shared/spec/prompt-syntax.md, P5, P7, P10), and LoRA-directory name resolution.
+ * (lf_step_plan.h; docs/prompt-tags.md, P5, P7, P10), and LoRA-directory name resolution.
  *
  *   - minimality: step t lists exactly the jobs whose coefficients differ from step t-1 (recomputed
  *     here independently of the plan's table); a constant prompt patches everything once, before step 1;

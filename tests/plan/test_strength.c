@@ -1,4 +1,4 @@
-/* test_schedule.c: the step arithmetic of lf_strength.h (shared/spec/prompt-syntax.md "Values and
+/* test_strength.c: the step arithmetic of lf_strength.h (docs/prompt-tags.md "Values and
  * schedules"): the fraction / percentage rounding 1 + floor(f*(N-1) + 0.5) checked exhaustively against
  * exact integer arithmetic for positions written in the prompt, hold and linear evaluation of hand-made
  * schedules (before the first key frame, ties, past the end), LBW expansion of every length.

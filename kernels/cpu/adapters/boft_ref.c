@@ -2,7 +2,7 @@
  *
  * oft_blocks (M, NB, b, b), NB*b = O rows of W, b even, NB a power of two, M <= log2(NB) + 1.
  * Rotations R_{i,B} = Cayley of the skew parts with the LyCORIS clamp over all M*NB blocks
- * (lf_oft_rotation_ref; constraint alpha * O, trap T8). Apply (adapters.md 8.3, spec P3):
+ * (lf_oft_rotation_ref; constraint alpha * O, trap T8). Apply (docs/adapters.md "BOFT", docs/semantics.md P3):
  *   X = W0
  *   for i = 0 .. M-1:  k = 2^i * b/2,  Rs = I + s(R_i - I)   (each factor interpolated by s)
  *     Y[p] = X[pi(p)],  pi = lf_math_boft_perm(., k)         (gather into butterfly order)

@@ -1,6 +1,6 @@
 /* dora_ref.c: CPU reference of DoRA (weight decomposition on top of an additive algorithm).
  *
- * Formula (spec P2, adapters.md 5):
+ * Formula (docs/semantics.md P2, docs/adapters.md "DoRA"):
  *   Wc = W0 + gamma * dW_raw
  *   D  = m (.) Wc / (||Wc||_axis + eps),   eps = 1.1920929e-07 (f32 machine epsilon)
  *   C  = s * (D - W0)          (A1111 / ComfyUI / SD.Next strength: s = 0 gives W0, trap T3)

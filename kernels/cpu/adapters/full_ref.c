@@ -1,7 +1,7 @@
 /* full_ref.c: CPU reference of the additive update, used by full (diff / diff_b), norm
  * (w_norm / b_norm) and, with coef = s*gamma, by every low-rank algorithm.
  *
- * Formula (adapters.md 10, 11; spec P2, P6): acc[i] = acc[i] + coef * x[i], rounded once (fmaf), where
+ * Formula (docs/adapters.md "Full", "Norm"; docs/semantics.md P2, P6): acc[i] = acc[i] + coef * x[i], rounded once (fmaf), where
  *   full:  x = diff (exactly W's shape) or diff_b (O,),      coef = s
  *   norm:  x = w_norm (C,) or b_norm (C,),                   coef = s
  *   LoRA/LoHa/LoKr/GLoRA: x = dW_raw (O, K),                 coef = s * gamma

@@ -1,4 +1,4 @@
-/* glora_ref.c: CPU reference of GLoRA, both file layouts (spec P4, adapters.md 6, trap T12).
+/* glora_ref.c: CPU reference of GLoRA, both file layouts (docs/semantics.md P4, docs/adapters.md "GLoRA", trap T12).
  *
  * New layout (LyCORIS >= 3.0): a1 (I, r[, 1, 1]), a2 (r, I[, 1, 1]), b1 (O, r[, 1, 1]),
  * b2 (r, I[, kh, kw]):

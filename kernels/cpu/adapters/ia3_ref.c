@@ -1,6 +1,6 @@
 /* ia3_ref.c: CPU reference of IA3 (learned per-channel scaling).
  *
- * Formula (adapters.md 9, spec P4): W' = W0 (.) (1 + s*w), broadcast over output rows (on_input = 0,
+ * Formula (docs/adapters.md "IA3", docs/semantics.md P4): W' = W0 (.) (1 + s*w), broadcast over output rows (on_input = 0,
  * w has O entries: Linear (O,), conv (1, O, 1, 1)) or over input channels (on_input = 1, w has I
  * entries, applied to every kh*kw tap of that channel: W'[o][i*khw + sp]). Linear and conv alike
  * (trap T18: A1111's conv path is broken, ComfyUI has none). Contribution acc += W' - W0.

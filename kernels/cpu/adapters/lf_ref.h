@@ -39,7 +39,7 @@ lf_status lf_loha_delta_ref(const lf_ref_factor *f1, const lf_ref_factor *f2, fl
 lf_status lf_lokr_delta_ref(const lf_ref_factor *w1, const lf_ref_factor *w2, int64_t d, int64_t khw,
                             float *dw);
 
-/* glora_ref.c: dW (O, K) of GLoRA (adapters.md 6), I input channels, khw = K / I.
+/* glora_ref.c: dW (O, K) of GLoRA (docs/adapters.md "GLoRA"), I input channels, khw = K / I.
  *   new layout: a1 (I, r), a2 (r, I), b1 (O, r), b2 (r, K):  dW = W0 x_in (a1 a2) + b1 b2
  *   old layout: a1 (r, I), a2 (I, r), b1 (r, I), b2 (O, r):  dW = b2 b1 + W0 a2 a1   (K == I) */
 lf_status lf_glora_delta_ref(const float *w0, const float *a1, const float *a2, const float *b1,
@@ -64,7 +64,7 @@ lf_status lf_oft_rotation_ref(const float *blocks, int64_t nblk, int64_t b, doub
 lf_status lf_oft_contrib_ref(const float *w0, const float *blocks, int64_t nblk, int64_t b, int64_t K,
                              double constraint, const float *rescale, int legacy, float s, float *acc);
 
-/* boft_ref.c: BOFT (adapters.md 8.3) with oft_blocks (nm, nb, b, b), O = nb*b, K columns. */
+/* boft_ref.c: BOFT (docs/adapters.md "BOFT") with oft_blocks (nm, nb, b, b), O = nb*b, K columns. */
 lf_status lf_boft_contrib_ref(const float *w0, const float *blocks, int64_t nm, int64_t nb, int64_t b,
                               int64_t K, double constraint, const float *rescale, float s, float *acc);
 

@@ -1,6 +1,6 @@
 /* loha_ref.c: CPU reference of LoHa (Hadamard product of two low-rank matrices), incl. Tucker.
  *
- * Formula (adapters.md 3.2):
+ * Formula (docs/adapters.md "LoHa"):
  *   dW = M1 (.) M2,   M1 = w1_a @ flat(w1_b),  M2 = w2_a @ flat(w2_b)
  *   w1_a (O, R), w1_b (R, I*kh*kw) (2-D, or an older 4-D (R, I, kh, kw) read flat)
  *   Tucker: M1[o][i*khw + sp] = sum_{p,q} t1[p][q][sp] * w1_a[p][o] * w1_b[q][i],

@@ -1,6 +1,6 @@
 /* lokr_ref.c: CPU reference of LoKr (Kronecker product), every layout LyCORIS writes.
  *
- * Formula (adapters.md 4.3, Kronecker order w1 (x) w2):
+ * Formula (docs/adapters.md "LoKr", Kronecker order w1 (x) w2):
  *   dW[i*b + p][(j*d + q)*khw + sp] = W1[i][j] * W2[p][q][sp],   O = a*b, I = c*d
  *   W1 (a, c)   = lokr_w1, or lokr_w1_a (a, R) @ lokr_w1_b (R, c)
  *   W2 (b, d*khw) = lokr_w2 (b, d[, kh, kw]), or lokr_w2_a (b, R) @ lokr_w2_b (R, d*kh*kw) (conv:

@@ -1,6 +1,6 @@
 /* lora_ref.c: CPU reference of LoRA / LoCon, including the Tucker (CP) form with lora_mid.
  *
- * Formula (adapters.md 2.2, checked against LyCORIS there):
+ * Formula (docs/adapters.md "LoRA / LoCon", checked against LyCORIS there):
  *   plain   dW[o][c]            = sum_r up[o][r] * down[r][c]                     up (O, R), down (R, K)
  *   Tucker  dW[o][i*khw + sp]   = sum_{p,q} up[o][p] * mid[p][q][sp] * down[q][i]
  *           up (O, R), mid (R, R, kh, kw), down (R, I)

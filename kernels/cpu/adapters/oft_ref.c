@@ -1,12 +1,12 @@
 /* oft_ref.c: CPU reference of orthogonal fine-tuning: LyCORIS Diag-OFT / kohya OFT (oft_blocks
  * (K, b, b), K*b = O) and legacy LyCORIS <= 2.0 `oft_diag` (K, b, b).
  *
- * Rotation (adapters.md 7.2, spec P3):
+ * Rotation (docs/adapters.md "OFT", docs/semantics.md P3):
  *   Q_k = B_k - B_k^T;  LyCORIS clamp: n = ||Q||_F (all blocks) + 1e-8, if c > 0 and n > c: Q *= c / n,
  *   with c = alpha * O (trap T8: ComfyUI forgets the * O; kohya's clamp formula is not used);
  *   R_k = (I + Q_k)(I - Q_k)^-1, solved by Gauss-Jordan with partial pivoting in double (the
  *   references invert in fp32; I - Q is never singular for a skew Q). Legacy oft_diag is R itself.
- * Apply (7.3): rows of W0 are mixed by the TRANSPOSE of the interpolated rotation (T13),
+ * Apply: rows of W0 are mixed by the TRANSPOSE of the interpolated rotation (T13),
  *   W'[k*b + m][:] = sum_n (I + s(R_k - I))[n][m] * W0[k*b + n][:],
  * then W' *= 1 + s(rescale - 1) per row when present. Strength enters once (T9: not ComfyUI's s^2).
  * Contribution acc += W' - W0.
