@@ -23,7 +23,6 @@
 #include <cJSON.h>
 
 #include "cli.h"
-#include "lorafuse/lf_lora_dir.h"
 #include "lorafuse/lf_step_plan.h"
 
 typedef struct {
@@ -251,7 +250,6 @@ int lf_cli_plan(int argc, char **argv) {
     lf_model *m = NULL;
     lf_step_plan *sp = NULL;
     char *prompt = NULL;
-    const char **paths = NULL;
     int rc = 1;
     if (lf_prompt_parse(a.prompt, &pr) != LF_OK || lf_model_open(a.model, &m) != LF_OK) goto fail;
     lf_step_opts o;
@@ -260,19 +258,7 @@ int lf_cli_plan(int argc, char **argv) {
     o.lbw_presets = a.presets;
     o.plan = a.plan;
     if (lf_step_plan_build(m, pr, a.steps, &o, &sp) != LF_OK) goto fail;
-    if (a.auto_trigger) {
-        size_t np = 0;
-        if ((paths = calloc(sp->n_adapters + 1, sizeof *paths)) == NULL) {
-            lf_err(LF_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-        for (size_t i = 0; i < sp->n_adapters; i++) {
-            int dup = 0;
-            for (size_t k = 0; k < np; k++) dup |= !strcmp(paths[k], sp->adapters[i].path);
-            if (!sp->adapters[i].dropped && !dup) paths[np++] = sp->adapters[i].path;
-        }
-        if (lf_lora_append_triggers(pr->clean, paths, np, &prompt) != LF_OK) goto fail;
-    }
+    if (a.auto_trigger && lf_step_plan_auto_trigger(sp, pr->clean, &prompt) != LF_OK) goto fail;
     const char *shown = prompt ? prompt : pr->clean;
     if (a.json) {
         cJSON *j = lf_plan_json(&a, shown, sp);
@@ -293,7 +279,6 @@ int lf_cli_plan(int argc, char **argv) {
 fail:
     fprintf(stderr, "lorafuse plan: %s\n", lf_last_error());
 done:
-    free(paths);
     free(prompt);
     lf_step_plan_free(sp);
     lf_model_free(m);

@@ -10,7 +10,6 @@
 
 #include "generate_internal.h"
 #include "host/base/util.h"
-#include "lorafuse/lf_lora_dir.h"
 
 static char *lf_dup(const char *s) {
     size_t n = strlen(s) + 1;
@@ -22,16 +21,8 @@ static char *lf_dup(const char *s) {
 lf_status lf_gen_prompts(lf_gen *g) {
     const lf_gen_opts *o = &g->o;
     lf_status st = LF_OK;
-    size_t nad = 0;
-    const char **paths = calloc(g->sp->n_adapters + 1, sizeof *paths);
-    if (!paths) return lf_err(LF_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < g->sp->n_adapters; i++) {
-        int dup = 0;
-        for (size_t k = 0; k < nad; k++) dup |= !strcmp(paths[k], g->sp->adapters[i].path);
-        if (!g->sp->adapters[i].dropped && !dup) paths[nad++] = g->sp->adapters[i].path;
-    }
     if (o->auto_trigger) {
-        st = lf_lora_append_triggers(g->pr->clean, paths, nad, &g->prompt);
+        st = lf_step_plan_auto_trigger(g->sp, g->pr->clean, &g->prompt);
         if (!st) {
             /* the recorded prompt keeps the tags and gets the same words */
             const char *extra = g->prompt + strlen(g->pr->clean);
@@ -42,7 +33,6 @@ lf_status lf_gen_prompts(lf_gen *g) {
         g->prompt = lf_dup(g->pr->clean);
         g->info_prompt = lf_dup(o->prompt);
     }
-    free(paths);
     if (st) return st;
     if (!g->prompt || !g->info_prompt) return lf_err(LF_ERR_NOMEM, "out of memory");
     return LF_OK;

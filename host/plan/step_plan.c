@@ -284,3 +284,18 @@ lf_status lf_step_plan_build(const lf_model *model, const lf_prompt *prompt, int
     free(paths);
     return st;
 }
+
+lf_status lf_step_plan_auto_trigger(const lf_step_plan *sp, const char *prompt, char **out) {
+    *out = NULL;
+    const char **paths = calloc(sp->n_adapters + 1, sizeof *paths);
+    if (!paths) return lf_err(LF_ERR_NOMEM, "out of memory");
+    size_t n = 0;
+    for (size_t i = 0; i < sp->n_adapters; i++) {
+        int dup = 0;
+        for (size_t k = 0; k < n; k++) dup |= !strcmp(paths[k], sp->adapters[i].path);
+        if (!sp->adapters[i].dropped && !dup) paths[n++] = sp->adapters[i].path;
+    }
+    lf_status st = lf_lora_append_triggers(prompt, paths, n, out);
+    free(paths);
+    return st;
+}

@@ -84,6 +84,9 @@ lf_status lf_step_plan_build(const lf_model *model, const lf_prompt *prompt, int
 lf_status lf_step_plan_build_files(const lf_model *model, const lf_prompt *prompt, const char *const *paths,
                                    int n_steps, const lf_step_opts *opts, lf_step_plan **out);
 void lf_step_plan_free(lf_step_plan *sp);
+/* `prompt` followed by the trigger words of the plan's live adapters (not dropped; each file once, in
+ * prompt order), as lf_lora_append_triggers adds them (A1111/SD.Next "auto trigger"). *out is malloc'd. */
+lf_status lf_step_plan_auto_trigger(const lf_step_plan *sp, const char *prompt, char **out);
 
 /* Coefficients of job j at step t (0 <= t <= n_steps; t = 0: all zero). */
 const float *lf_step_coefs(const lf_step_plan *sp, int t, size_t job);
