@@ -125,6 +125,38 @@ typedef struct {
 
 /* ---- lora ---------------------------------------------------------------------------------------- */
 
+/* The rank a LoRA module contributes: dyn_rank keeps the first dyn_rank of its r ranks (not with a
+ * Tucker core, whose ranks are not ordered). */
+static int64_t lf_lora_rank_used(const lf_module *m) {
+    int64_t r = m->t[LF_R_DOWN].shape[0];
+    return (!lf_has(m, LF_R_MID) && m->dyn_rank > 0 && m->dyn_rank < r) ? m->dyn_rank : r;
+}
+
+/* A LoRA / LoCon module's factors in f32 (malloc'd): up (rows, r) and down (r, K), a Tucker core
+ * (r, r, kh, kw) folded into down by the CPU reference (lf_tucker_expand). */
+static lf_status lf_lora_factors(const lf_module *m, int64_t rows, int64_t K, int64_t I, int64_t khw,
+                                 const char *layer, float **up, float **down) {
+    int64_t r = m->t[LF_R_DOWN].shape[0];
+    float *core = NULL, *d = NULL;
+    lf_status st;
+    *down = NULL;
+    if ((st = lf_f32_of(m, LF_R_UP, rows * r, layer, up)) != LF_OK) return st;
+    if (lf_has(m, LF_R_MID)) {
+        st = lf_f32_of(m, LF_R_MID, r * r * khw, layer, &core);
+        if (!st) st = lf_f32_of(m, LF_R_DOWN, r * I, layer, &d);
+        if (!st) st = lf_tucker_expand(core, d, r, K, khw, layer, down);
+        free(core);
+        free(d);
+    } else {
+        st = lf_f32_of(m, LF_R_DOWN, r * K, layer, down);
+    }
+    if (st) {
+        free(*up);
+        *up = NULL;
+    }
+    return st;
+}
+
 /* LoRA / LoCon: a member of the job's concatenated LoRA (lf_cat_build), or a LOWRANK term under DoRA */
 static lf_status lf_patch_lora(const lf_patch_ctx *pc, lf_dterm *t) {
     lf_dev_model *dm = pc->dm;
@@ -134,10 +166,8 @@ static lf_status lf_patch_lora(const lf_patch_ctx *pc, lf_dterm *t) {
     const char *layer = pc->layer;
     int64_t rows = pc->rows, K = pc->K, I = pc->I, khw = pc->khw;
     lf_status st = LF_OK;
-    float *f1 = NULL, *f2 = NULL, *f3 = NULL, *f4 = NULL;
-    int64_t r = m->t[LF_R_DOWN].shape[0];
-    int mid = lf_has(m, LF_R_MID);
-    int64_t use = (!mid && m->dyn_rank > 0 && m->dyn_rank < r) ? m->dyn_rank : r;
+    float *f1 = NULL, *f2 = NULL;
+    int64_t r = m->t[LF_R_DOWN].shape[0], use = lf_lora_rank_used(m);
     if (!lf_has(m, LF_R_DORA)) {
         dm->patches[gp].in_cat = 1;
         hj->ncat++;
@@ -145,14 +175,7 @@ static lf_status lf_patch_lora(const lf_patch_ctx *pc, lf_dterm *t) {
     }
     t->kind = LF_TK_LOWRANK;
     t->r = (int32_t)use;
-    LF_TRY(lf_f32_of(m, LF_R_UP, rows * r, layer, &f1));
-    if (mid) {
-        LF_TRY(lf_f32_of(m, LF_R_MID, r * r * khw, layer, &f3));
-        LF_TRY(lf_f32_of(m, LF_R_DOWN, r * I, layer, &f4));
-        LF_TRY(lf_tucker_expand(f3, f4, r, K, khw, layer, &f2));
-    } else {
-        LF_TRY(lf_f32_of(m, LF_R_DOWN, r * K, layer, &f2));
-    }
+    LF_TRY(lf_lora_factors(m, rows, K, I, khw, layer, &f1, &f2));
     if (use < r) /* dyn_rank: first `use` columns of up (rows of down are contiguous) */
         for (int64_t o = 0; o < rows; o++) memmove(f1 + o * use, f1 + o * r, (size_t)use * sizeof *f1);
     LF_TRY(lf_dupload(dm, f1, (size_t)(rows * use) * 4, "lora up", layer, (void **)&t->a));
@@ -161,8 +184,6 @@ static lf_status lf_patch_lora(const lf_patch_ctx *pc, lf_dterm *t) {
 fail:
     free(f1);
     free(f2);
-    free(f3);
-    free(f4);
     return st;
 }
 
@@ -174,17 +195,14 @@ lf_status lf_cat_build(lf_dev_model *dm, size_t j, const lf_job *job, lf_djob *d
     int64_t O = hj->O, K = hj->K, I = hj->I, khw = hj->khw, rtot = 0;
     for (size_t i = 0; i < job->n_patches; i++) {
         if (!dm->patches[hj->patch0 + i].in_cat) continue;
-        const lf_module *m = &job->patches[i].mod;
-        int64_t r = m->t[LF_R_DOWN].shape[0];
-        int mid = lf_has(m, LF_R_MID);
-        rtot += (!mid && m->dyn_rank > 0 && m->dyn_rank < r) ? m->dyn_rank : r;
+        rtot += lf_lora_rank_used(&job->patches[i].mod);
     }
     if (rtot == 0) return LF_OK;
     int tc = rtot >= dm->opts.tc_min_rank;
     int64_t rp = tc ? (int64_t)lf_round_up((size_t)rtot, LF_DEV_KC_TC) : rtot;
     float *up = calloc((size_t)(O * rp), sizeof *up), *down = calloc((size_t)(rp * K), sizeof *down);
     int32_t *rpat = malloc((size_t)rp * sizeof *rpat);
-    float *fu = NULL, *fd = NULL, *fm = NULL, *tb = NULL;
+    float *fu = NULL, *tb = NULL;
     lf_status st = LF_OK;
     if (!up || !down || !rpat) {
         st = lf_err(LF_ERR_NOMEM, "layer '%s': out of memory for the concatenated LoRA (%lld ranks)", layer,
@@ -198,17 +216,8 @@ lf_status lf_cat_build(lf_dev_model *dm, size_t j, const lf_job *job, lf_djob *d
         if (!dm->patches[gp].in_cat) continue;
         const lf_patch *p = &job->patches[i];
         const lf_module *m = &p->mod;
-        int64_t rows = p->rows ? p->rows : O, r = m->t[LF_R_DOWN].shape[0];
-        int mid = lf_has(m, LF_R_MID);
-        int64_t use = (!mid && m->dyn_rank > 0 && m->dyn_rank < r) ? m->dyn_rank : r;
-        LF_TRY(lf_f32_of(m, LF_R_UP, rows * r, layer, &fu));
-        if (mid) {
-            LF_TRY(lf_f32_of(m, LF_R_MID, r * r * khw, layer, &fm));
-            LF_TRY(lf_f32_of(m, LF_R_DOWN, r * I, layer, &fd));
-            LF_TRY(lf_tucker_expand(fm, fd, r, K, khw, layer, &tb));
-        } else {
-            LF_TRY(lf_f32_of(m, LF_R_DOWN, r * K, layer, &tb));
-        }
+        int64_t rows = p->rows ? p->rows : O, r = m->t[LF_R_DOWN].shape[0], use = lf_lora_rank_used(m);
+        LF_TRY(lf_lora_factors(m, rows, K, I, khw, layer, &fu, &tb));
         for (int64_t o = 0; o < rows; o++)
             memcpy(up + (p->row_off + o) * rp + col, fu + o * r, (size_t)use * sizeof *up);
         memcpy(down + col * K, tb, (size_t)(use * K) * sizeof *down);
@@ -216,10 +225,8 @@ lf_status lf_cat_build(lf_dev_model *dm, size_t j, const lf_job *job, lf_djob *d
         col += use;
         hj->factor_bytes += (uint64_t)(rows + K) * use * 4;
         free(fu);
-        free(fd);
-        free(fm);
         free(tb);
-        fu = fd = fm = tb = NULL;
+        fu = tb = NULL;
     }
     LF_TRY(lf_dupload(dm, up, (size_t)(O * rp) * 4, "lora up (concatenated)", layer, (void **)&dj->up));
     LF_TRY(lf_dupload(dm, down, (size_t)(rp * K) * 4, "lora down (concatenated)", layer, (void **)&dj->down));
@@ -231,8 +238,6 @@ fail:
     free(down);
     free(rpat);
     free(fu);
-    free(fd);
-    free(fm);
     free(tb);
     return st;
 }
