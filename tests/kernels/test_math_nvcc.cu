@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "lf_test.h"
+#include "lf_test_rng.h"
 extern "C" {
 #include "kernels/cpu/adapters/lf_ref.h"
 }
@@ -31,17 +32,11 @@ uint16_t lf_gcc_store_f16(float w);
 uint16_t lf_gcc_store_bf16(float w);
 }
 
-static uint64_t rs = 0x9e3779b97f4a7c15ull;
-static uint64_t rnext() {
-    rs ^= rs << 13;
-    rs ^= rs >> 7;
-    rs ^= rs << 17;
-    return rs;
-}
-static float runi(float lo, float hi) { return lo + (hi - lo) * (float)((rnext() >> 40) * (1.0 / 16777216.0)); }
+static lf_test_rng rng = {LF_TEST_RNG_SEED};
+static float runi(float lo, float hi) { return lf_test_rng_uniform(&rng, lo, hi); }
 /* random float of any magnitude (random bits, with NaN/Inf now and then) */
 static float rbits() {
-    uint32_t u = (uint32_t)rnext();
+    uint32_t u = (uint32_t)lf_test_rng_next(&rng);
     float f;
     std::memcpy(&f, &u, 4);
     return f;
