@@ -25,7 +25,6 @@
  * per step over all N steps), plan_s_per_step (plan build / N), step_s_lora = unet_s + overhead_s +
  * plan_s_per_step, overhead_fraction = (overhead_s + plan_s_per_step) / step_s_lora, target_met.
  */
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,14 +70,7 @@ static lf_unet *make_unet(void) {
         float *p = malloc((size_t)numel * sizeof(float));
         if (!p) goto done;
         own[i] = p;
-        size_t nl = strlen(ts[i].name);
-        if (ts[i].ndim == 1) {
-            int gamma = nl > 7 && !strcmp(ts[i].name + nl - 7, ".weight");
-            for (int64_t k = 0; k < numel; k++) p[k] = gamma ? 1.0f : 0.02f * lf_test_rng_signed(&rng);
-        } else {
-            float sc = 1.0f / sqrtf((float)(numel / ts[i].shape[0]));
-            for (int64_t k = 0; k < numel; k++) p[k] = sc * lf_test_rng_signed(&rng);
-        }
+        lf_test_rng_weight(&rng, p, ts[i].name, ts[i].ndim, ts[i].shape);
         views[i].data = p;
     }
     lf_unet_opts o = {NULL, 8, 0, 32};

@@ -16,7 +16,6 @@
  * Peak RSS from getrusage. Results: bench/RESULTS.md.
  */
 #include <cblas.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,15 +156,7 @@ static int run_model(const char *name, const lf_unet_spec *s, int heads, int hea
         }
         own[i] = p;
         held += numel;
-        size_t nl = strlen(ts[i].name);
-        if (ts[i].ndim == 1) { /* norm gamma 1, every bias and beta small */
-            int gamma = nl > 7 && !strcmp(ts[i].name + nl - 7, ".weight");
-            for (int64_t k = 0; k < numel; k++) p[k] = gamma ? 1.0f : 0.02f * lf_test_rng_signed(&rng);
-        } else {
-            int64_t fan_in = numel / ts[i].shape[0];
-            float sc = 1.0f / sqrtf((float)fan_in);
-            for (int64_t k = 0; k < numel; k++) p[k] = sc * lf_test_rng_signed(&rng);
-        }
+        lf_test_rng_weight(&rng, p, ts[i].name, ts[i].ndim, ts[i].shape); /* norm gamma 1, biases small */
         views[i].data = p;
     }
     t_gen = lf_clock_s() - t_gen;

@@ -6,6 +6,7 @@
  *                      LF_TEST_RNG_SEED is the seed of every fixed-seed stream
  *   lf_test_rng_uniform  U[lo, hi): u from the top 53 bits, then lo + (hi - lo) * u in float
  *   lf_test_rng_signed   U[-1, 1): 2u - 1 exact in double, rounded once to float
+ *   lf_test_rng_weight   one weight of a random network (the benches' UNets), by name and shape
  * lf_test_rng32_next   xorshift32 (shifts 13, 17, 5) on a uint32_t state: the random f32 bit patterns of
  *                      the f16 / bf16 rounding tests
  * lf_test_splitmix64   one step of a splitmix64 stream (a counter through lf_test_mix64: every seed is good)
@@ -21,6 +22,7 @@
 #ifndef LF_TEST_RNG_H
 #define LF_TEST_RNG_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -60,6 +62,21 @@ static inline float lf_test_rng_uniform(lf_test_rng *r, float lo, float hi) {
 }
 
 static inline float lf_test_rng_signed(lf_test_rng *r) { return (float)(lf_test_rng_unit(r) * 2.0 - 1.0); }
+
+/* 1 for a norm's gamma (a 1-D "*.weight"; draws nothing), 0.02 U[-1, 1) for the other 1-D tensors
+ * (biases, betas), U[-1, 1) / sqrt(fan_in) for the rest (fan_in = numel / shape[0]). */
+static inline void lf_test_rng_weight(lf_test_rng *r, float *p, const char *name, int ndim, const int64_t *shape) {
+    int64_t numel = 1;
+    for (int d = 0; d < ndim; d++) numel *= shape[d];
+    size_t nl = strlen(name);
+    if (ndim == 1) {
+        int gamma = nl > 7 && !strcmp(name + nl - 7, ".weight");
+        for (int64_t k = 0; k < numel; k++) p[k] = gamma ? 1.0f : 0.02f * lf_test_rng_signed(r);
+    } else {
+        float sc = 1.0f / sqrtf((float)(numel / shape[0]));
+        for (int64_t k = 0; k < numel; k++) p[k] = sc * lf_test_rng_signed(r);
+    }
+}
 
 /* splitmix64's output function (Stafford's variant 13). */
 static inline uint64_t lf_test_mix64(uint64_t z) {
