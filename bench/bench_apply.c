@@ -38,6 +38,7 @@
 #include "lorafuse/lf_safetensors.h"
 #include "host/base/strbuf.h"
 #include "host/base/util.h"
+#include "tests/common/lf_test_rng.h"
 
 #if LF_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -87,13 +88,6 @@ typedef struct fill_job {
     int pos;
 } fill_job;
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static void *fill_worker(void *arg) {
     fill_job *j = arg;
     uint64_t s = j->seed;
@@ -102,12 +96,12 @@ static void *fill_worker(void *arg) {
     const uint64_t e0 = (uint64_t)j->e0 * 0x0001000100010001ull;
     size_t i = 0;
     for (; i + 4 <= j->n; i += 4) {
-        uint64_t r = splitmix(&s);
+        uint64_t r = lf_test_splitmix64(&s);
         uint64_t w = (r & keep) | ((((r >> 10) & 0x0003000300030003ull) + e0) << 10);
         memcpy(j->dst + i, &w, 8);
     }
     for (; i < j->n; i++) {
-        uint64_t r = splitmix(&s);
+        uint64_t r = lf_test_splitmix64(&s);
         j->dst[i] = (uint16_t)((r & keep & 0xffffu) | ((((r >> 10) & 3u) + j->e0) << 10));
     }
     return NULL;

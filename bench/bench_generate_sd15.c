@@ -25,7 +25,6 @@
  * per step over all N steps), plan_s_per_step (plan build / N), step_s_lora = unet_s + overhead_s +
  * plan_s_per_step, overhead_fraction = (overhead_s + plan_s_per_step) / step_s_lora, target_met.
  */
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,12 +39,10 @@
 #include "lorafuse/lf_unet.h"
 #include "lorafuse/lf_live_weights.h"
 #include "host/base/util.h"
+#include "tests/common/lf_test_rng.h"
 
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float frand(void) { /* uniform [-1, 1) */
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (float)((double)(rng >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
-}
+/* The random weights and inputs: U[-1, 1) from one fixed-seed stream, in the order drawn below. */
+static lf_test_rng rng = {LF_TEST_RNG_SEED};
 
 static int fail(const char *what) {
     printf("{\"bench\":\"gen_sd15\",\"error\":\"%s: %s\"}\n", what, lf_last_error());
@@ -73,14 +70,7 @@ static lf_unet *make_unet(void) {
         float *p = malloc((size_t)numel * sizeof(float));
         if (!p) goto done;
         own[i] = p;
-        size_t nl = strlen(ts[i].name);
-        if (ts[i].ndim == 1) {
-            int gamma = nl > 7 && !strcmp(ts[i].name + nl - 7, ".weight");
-            for (int64_t k = 0; k < numel; k++) p[k] = gamma ? 1.0f : 0.02f * frand();
-        } else {
-            float sc = 1.0f / sqrtf((float)(numel / ts[i].shape[0]));
-            for (int64_t k = 0; k < numel; k++) p[k] = sc * frand();
-        }
+        lf_test_rng_weight(&rng, p, ts[i].name, ts[i].ndim, ts[i].shape);
         views[i].data = p;
     }
     lf_unet_opts o = {NULL, 8, 0, 32};
@@ -160,8 +150,8 @@ int main(int argc, char **argv) {
     float *x = malloc((size_t)(N * 4 * H * W) * sizeof(float)), *out = malloc((size_t)(N * 4 * H * W) * sizeof(float));
     float *ctx = malloc((size_t)(N * L * C) * sizeof(float)), tt[2] = {500.0f, 500.0f};
     if (!x || !out || !ctx) return fail("latents");
-    for (int64_t i = 0; i < N * 4 * H * W; i++) x[i] = frand();
-    for (int64_t i = 0; i < N * L * C; i++) ctx[i] = frand();
+    for (int64_t i = 0; i < N * 4 * H * W; i++) x[i] = lf_test_rng_signed(&rng);
+    for (int64_t i = 0; i < N * L * C; i++) ctx[i] = lf_test_rng_signed(&rng);
 
     double sum_over = 0, sum_unet = 0, sum_be = 0, sum_live = 0;
     size_t sum_jobs = 0;

@@ -16,7 +16,6 @@
  * Peak RSS from getrusage. Results: bench/RESULTS.md.
  */
 #include <cblas.h>
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,12 +24,10 @@
 
 #include "lorafuse/lf_unet.h"
 #include "host/base/util.h"
+#include "tests/common/lf_test_rng.h"
 
-static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static float frand(void) { /* uniform [-1, 1) */
-    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
-    return (float)((double)(rng >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0);
-}
+/* The random weights and inputs: U[-1, 1) from one fixed-seed stream, in the order drawn below. */
+static lf_test_rng rng = {LF_TEST_RNG_SEED};
 
 /* ---- FLOPs per operator ---------------------------------------------------------------------- */
 typedef struct flops {
@@ -99,7 +96,11 @@ static double sgemm_peak(int n) {
     float *a = malloc((size_t)n * n * sizeof(float)), *b = malloc((size_t)n * n * sizeof(float)),
           *c = malloc((size_t)n * n * sizeof(float));
     if (!a || !b || !c) return 0;
-    for (size_t i = 0; i < (size_t)n * n; i++) a[i] = frand(), b[i] = frand(), c[i] = 0;
+    for (size_t i = 0; i < (size_t)n * n; i++) {
+        a[i] = lf_test_rng_signed(&rng);
+        b[i] = lf_test_rng_signed(&rng);
+        c[i] = 0;
+    }
     double best = 1e30;
     for (int r = 0; r < 3; r++) {
         double t0 = lf_clock_s();
@@ -155,15 +156,7 @@ static int run_model(const char *name, const lf_unet_spec *s, int heads, int hea
         }
         own[i] = p;
         held += numel;
-        size_t nl = strlen(ts[i].name);
-        if (ts[i].ndim == 1) { /* norm gamma 1, every bias and beta small */
-            int gamma = nl > 7 && !strcmp(ts[i].name + nl - 7, ".weight");
-            for (int64_t k = 0; k < numel; k++) p[k] = gamma ? 1.0f : 0.02f * frand();
-        } else {
-            int64_t fan_in = numel / ts[i].shape[0];
-            float sc = 1.0f / sqrtf((float)fan_in);
-            for (int64_t k = 0; k < numel; k++) p[k] = sc * frand();
-        }
+        lf_test_rng_weight(&rng, p, ts[i].name, ts[i].ndim, ts[i].shape); /* norm gamma 1, biases small */
         views[i].data = p;
     }
     t_gen = lf_clock_s() - t_gen;
@@ -176,12 +169,12 @@ static int run_model(const char *name, const lf_unet_spec *s, int heads, int hea
     int64_t H = px / 8, W = px / 8, L = 77, N = batch, C = s->context_dim;
     float *x = malloc((size_t)(N * 4 * H * W) * sizeof(float)), *out = malloc((size_t)(N * 4 * H * W) * sizeof(float));
     float *ctx = malloc((size_t)(N * L * C) * sizeof(float)), t[64], *y = NULL;
-    for (int64_t i = 0; i < N * 4 * H * W; i++) x[i] = frand();
-    for (int64_t i = 0; i < N * L * C; i++) ctx[i] = frand();
+    for (int64_t i = 0; i < N * 4 * H * W; i++) x[i] = lf_test_rng_signed(&rng);
+    for (int64_t i = 0; i < N * L * C; i++) ctx[i] = lf_test_rng_signed(&rng);
     for (int64_t i = 0; i < N && i < 64; i++) t[i] = 500.0f;
     if (s->adm_in_channels) {
         y = malloc((size_t)(N * s->adm_in_channels) * sizeof(float));
-        for (int64_t i = 0; i < N * s->adm_in_channels; i++) y[i] = frand();
+        for (int64_t i = 0; i < N * s->adm_in_channels; i++) y[i] = lf_test_rng_signed(&rng);
     }
     flops f = unet_flops(s, (double)H, (double)W, (double)L, (double)N);
     double gflop = (f.conv + f.linear + f.attn) / 1e9;

@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "lorafuse/lf_adapter.h"
 #include "lorafuse/lf_safetensors.h"
 
@@ -59,11 +59,10 @@ static void test_split(void) {
     check_split(".alpha", "", -1);                         /* no module part */
 }
 
-static char dir[] = "/tmp/lf_test_adapter_XXXXXX";
+static char dir[256];
 
 static const char *write_file(const char *name, const char *const *tensors, const int64_t (*shapes)[2], size_t n) {
-    static char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    const char *path = lf_test_path(dir, name);
     static float zeros[4096];
     for (int i = 0; i < 4096; i++) zeros[i] = 0.01f * (float)(i % 7);
     lf_st_writer *w = NULL;
@@ -128,12 +127,10 @@ static void test_errors(void) {
 }
 
 int main(void) {
-    if (!mkdtemp(dir)) return 1;
+    if (lf_test_tmpdir(dir, sizeof dir, "test_adapter")) return 1;
     test_split();
     test_group();
     test_errors();
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    if (lf_test_rmtree(dir) != 0) fprintf(stderr, "could not remove %s\n", dir);
     return lf_test_finish();
 }

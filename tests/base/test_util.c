@@ -14,25 +14,13 @@
 #include <unistd.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "host/base/strbuf.h"
 #include "host/base/util.h"
 
-static char g_dir[64];
+static char g_dir[256];
 
-static const char *tpath(const char *name) {
-    static char buf[4][256];
-    static int k;
-    k = (k + 1) & 3;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
-
-static int write_bytes(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    size_t k = fwrite(p, 1, n, f);
-    return (fclose(f) == 0 && k == n) ? 0 : -1;
-}
+static const char *tpath(const char *name) { return lf_test_path(g_dir, name); }
 
 static void test_clock(void) {
     double a = lf_clock_s();
@@ -45,7 +33,7 @@ static void test_clock(void) {
 static void test_read_file(void) {
     static const char bytes[] = {'a', 'b', '\0', 'c', '\xff', '\n'};
     const char *f = tpath("six");
-    LF_CHECK(write_bytes(f, bytes, sizeof bytes) == 0, "write %s", f);
+    LF_CHECK(lf_test_write_file(f, bytes, sizeof bytes) == 0, "write %s", f);
 
     char *buf = NULL;
     size_t n = 99;
@@ -65,7 +53,7 @@ static void test_read_file(void) {
              lf_last_error());
 
     const char *e = tpath("empty");
-    LF_CHECK(write_bytes(e, "", 0) == 0, "write %s", e);
+    LF_CHECK(lf_test_write_file(e, "", 0) == 0, "write %s", e);
     LF_CHECK(lf_read_file(e, NULL, 0, &buf, &n) == LF_OK && buf && n == 0 && buf[0] == '\0', "empty file: %s",
              lf_last_error());
     free(buf);
@@ -211,8 +199,7 @@ static void test_sbuf(void) {
 }
 
 int main(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/lf_test_util_XXXXXX");
-    if (!mkdtemp(g_dir)) {
+    if (lf_test_tmpdir(g_dir, sizeof g_dir, "test_util")) {
         perror("mkdtemp");
         return 1;
     }
@@ -221,6 +208,6 @@ int main(void) {
     test_grow();
     test_prefix_suffix();
     test_sbuf();
-    rmdir(g_dir);
+    lf_test_rmtree(g_dir);
     return lf_test_finish();
 }

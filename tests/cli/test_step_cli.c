@@ -10,11 +10,12 @@
 #include <cJSON.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 
 #include "lorafuse/lf_safetensors.h"
 #include "host/base/util.h"
 
-static char g_dir[64], g_out[128], g_err[128];
+static char g_dir[256], g_out[512], g_err[512];
 
 /* Run `$LF_BIN plan ARGS`; returns the exit code, *out / *err get stdout / stderr (caller frees). */
 static int run_plan(const char *args, char **out, char **err) {
@@ -26,21 +27,12 @@ static int run_plan(const char *args, char **out, char **err) {
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+/* src with an SD1 base, an ss_output_name alias and trigger words in its metadata. */
 static int write_alias_lora(const char *src, const char *dst) {
-    lf_st_file *f = NULL;
-    lf_st_writer *w = NULL;
-    int ok = lf_st_open(src, &f) == LF_OK && lf_st_writer_new(&w) == LF_OK;
-    ok = ok && lf_st_writer_meta(w, "ss_base_model_version", "sd_v1") == LF_OK &&
-         lf_st_writer_meta(w, "ss_output_name", "heroine") == LF_OK &&
-         lf_st_writer_meta(w, "ss_tag_frequency", "{\"8_heroine\": {\"heroine\": 4}, \"2_red cape\": {}}") == LF_OK;
-    for (size_t i = 0; ok && i < lf_st_count(f); i++) {
-        const lf_st_tensor *t = lf_st_at(f, i);
-        ok = lf_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, (size_t)(t->end - t->begin)) == LF_OK;
-    }
-    ok = ok && lf_st_writer_commit(w, dst) == LF_OK;
-    lf_st_writer_free(w);
-    lf_st_close(f);
-    return ok;
+    const char *meta[] = {"ss_base_model_version", "sd_v1", "ss_output_name", "heroine", "ss_tag_frequency",
+                          "{\"8_heroine\": {\"heroine\": 4}, \"2_red cape\": {}}", NULL};
+    lf_test_st_edit e = {.meta = meta};
+    return lf_test_st_copy(src, dst, &e);
 }
 
 static double num(const cJSON *o, const char *key) {
@@ -166,8 +158,7 @@ static void test_trigger_and_errors(void) {
 int main(void) {
     if (!getenv("LF_BIN")) LF_SKIP("LF_BIN not set (run through ctest)");
     char cwd[2048], src[4096], dst[4096];
-    snprintf(g_dir, sizeof g_dir, "/tmp/lf_plancli_XXXXXX");
-    if (!mkdtemp(g_dir) || !getcwd(cwd, sizeof cwd)) LF_SKIP("no temp dir");
+    if (lf_test_tmpdir(g_dir, sizeof g_dir, "plancli") || !getcwd(cwd, sizeof cwd)) LF_SKIP("no temp dir");
     snprintf(g_out, sizeof g_out, "%s/out.txt", g_dir);
     snprintf(g_err, sizeof g_err, "%s/err.txt", g_dir);
     const char *links[3][2] = {{"tests/data/tiny/sd15_kohya.lora.safetensors", "k.safetensors"},
@@ -183,14 +174,6 @@ int main(void) {
     test_text();
     test_json();
     test_trigger_and_errors();
-    for (int i = 0; i < 3; i++) {
-        snprintf(dst, sizeof dst, "%s/%s", g_dir, links[i][1]);
-        unlink(dst);
-    }
-    snprintf(dst, sizeof dst, "%s/epoch10.safetensors", g_dir);
-    unlink(dst);
-    unlink(g_out);
-    unlink(g_err);
-    rmdir(g_dir);
+    lf_test_rmtree(g_dir);
     return lf_test_finish();
 }

@@ -9,8 +9,8 @@
  * destination untouched.
  */
 #include "lf_test.h"
+#include "lf_test_data.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -73,29 +73,11 @@ static lf_st_file *parse_ok(int line, const char *hdr, size_t n, const void *dat
 
 static void path_in(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", g_dir, name); }
 
-static int count_tmp_files(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int k = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (strstr(e->d_name, ".tmp.")) k++;
-    closedir(d);
-    return k;
-}
-
 /* The file's bytes as unsigned (header lengths are little-endian bytes); NULL if unreadable. */
 static unsigned char *read_file(const char *path, size_t *n) {
     char *b = NULL;
     lf_read_file(path, NULL, (size_t)1 << 30, &b, n);
     return (unsigned char *)b;
-}
-
-static int write_file(const char *path, const void *p, size_t n) {
-    FILE *fp = fopen(path, "wb");
-    if (!fp) return -1;
-    size_t k = fwrite(p, 1, n, fp);
-    return (fclose(fp) == 0 && k == n) ? 0 : -1;
 }
 
 static int64_t numel_of(const lf_st_tensor *t) {
@@ -147,7 +129,7 @@ static void test_roundtrip(void) {
     path_in(path, sizeof path, "rt.safetensors");
     LF_CHECK(lf_st_writer_commit(w, path) == LF_OK, "commit: %s", lf_last_error());
     lf_st_writer_free(w);
-    LF_CHECK(count_tmp_files(g_dir) == 0, "temporary files left after commit");
+    LF_CHECK(lf_test_count_files(g_dir, ".tmp.") == 0, "temporary files left after commit");
 
     /* Header padded: data starts 8-aligned; header ends with spaces only after '}'. */
     size_t fsize = 0;
@@ -568,12 +550,12 @@ static void test_open_errors(void) {
     LF_CHECK(lf_st_open(g_dir, &f) == LF_ERR_IO && strstr(lf_last_error(), "not a regular file"), "dir: %s",
              lf_last_error());
     path_in(path, sizeof path, "zero.safetensors");
-    write_file(path, "", 0);
+    lf_test_write_file(path, "", 0);
     LF_CHECK(lf_st_open(path, &f) == LF_ERR_FORMAT && strstr(lf_last_error(), "0 bytes, too small"), "empty: %s",
              lf_last_error());
     LF_CHECK(strstr(lf_last_error(), path) != NULL, "names the file: %s", lf_last_error());
     path_in(path, sizeof path, "five.safetensors");
-    write_file(path, "\x02\0\0\0\0", 5);
+    lf_test_write_file(path, "\x02\0\0\0\0", 5);
     LF_CHECK(lf_st_open(path, &f) == LF_ERR_FORMAT && strstr(lf_last_error(), "5 bytes, too small"), "5 bytes: %s",
              lf_last_error());
     /* Valid file followed by junk (polyglot). */
@@ -581,20 +563,20 @@ static void test_open_errors(void) {
     size_t size;
     unsigned char *img = mk_image(hdr, strlen(hdr), "xyextra_bogus_data_for_polyglot_file", 36, &size);
     path_in(path, sizeof path, "polyglot.safetensors");
-    write_file(path, img, size);
+    lf_test_write_file(path, img, size);
     free(img);
     LF_CHECK(lf_st_open(path, &f) == LF_ERR_FORMAT && strstr(lf_last_error(), "34 trailing bytes"), "polyglot: %s",
              lf_last_error());
     LF_CHECK(strstr(lf_last_error(), "polyglot.safetensors") != NULL, "names the file: %s", lf_last_error());
     /* Header running past EOF on disk. */
     path_in(path, sizeof path, "short.safetensors");
-    write_file(path, "\x40\0\0\0\0\0\0\0{}", 10);
+    lf_test_write_file(path, "\x40\0\0\0\0\0\0\0{}", 10);
     LF_CHECK(lf_st_open(path, &f) == LF_ERR_FORMAT && strstr(lf_last_error(), "header length 64 runs past"),
              "short: %s", lf_last_error());
     /* The same bytes, well-formed, open fine. */
     img = mk_image(hdr, strlen(hdr), "xy", 2, &size);
     path_in(path, sizeof path, "handmade.safetensors");
-    write_file(path, img, size);
+    lf_test_write_file(path, img, size);
     free(img);
     f = NULL;
     LF_CHECK(lf_st_open(path, &f) == LF_OK, "handmade: %s", lf_last_error());
@@ -717,7 +699,7 @@ static void test_commit_failures(void) {
     /* 2. Existing destination + a write error (RLIMIT_FSIZE, short write then EFBIG): destination untouched. */
     path_in(path, sizeof path, "existing.safetensors");
     const char *orig = "original contents, not a safetensors file";
-    write_file(path, orig, strlen(orig));
+    lf_test_write_file(path, orig, strlen(orig));
     struct rlimit old;
     if (getrlimit(RLIMIT_FSIZE, &old) == 0) {
         struct rlimit lim = old;
@@ -738,18 +720,18 @@ static void test_commit_failures(void) {
     unsigned char *now = read_file(path, &n);
     LF_CHECK(now && n == strlen(orig) && memcmp(now, orig, n) == 0, "existing destination was modified");
     free(now);
-    LF_CHECK(count_tmp_files(g_dir) == 0, "temporary file left after a failed write");
+    LF_CHECK(lf_test_count_files(g_dir, ".tmp.") == 0, "temporary file left after a failed write");
 
     /* 3. Destination is a non-empty directory: rename fails, directory intact, no temporary file. */
     path_in(path, sizeof path, "isdir.safetensors");
     mkdir(path, 0755);
     char inner[700];
     snprintf(inner, sizeof inner, "%s/keep", path);
-    write_file(inner, "k", 1);
+    lf_test_write_file(inner, "k", 1);
     LF_CHECK(lf_st_writer_commit(w, path) == LF_ERR_IO && strstr(lf_last_error(), "rename into place of temporary file"),
              "commit onto a directory: %s", lf_last_error());
     LF_CHECK(stat(inner, &sb) == 0 && S_ISREG(sb.st_mode), "directory contents changed");
-    LF_CHECK(count_tmp_files(g_dir) == 0, "temporary file left after a failed rename");
+    LF_CHECK(lf_test_count_files(g_dir, ".tmp.") == 0, "temporary file left after a failed rename");
     unlink(inner);
     rmdir(path);
 
@@ -760,30 +742,14 @@ static void test_commit_failures(void) {
     LF_CHECK(lf_st_open(path, &f) == LF_OK && lf_st_count(f) == 1, "reopen: %s", lf_last_error());
     LF_CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0644, "mode %o", (unsigned)(sb.st_mode & 0777));
     lf_st_close(f);
-    LF_CHECK(count_tmp_files(g_dir) == 0, "temporary files left");
+    LF_CHECK(lf_test_count_files(g_dir, ".tmp.") == 0, "temporary files left");
     LF_CHECK(lf_st_writer_commit(w, "") == LF_ERR_ARG, "empty path");
     lf_st_writer_free(w);
     free(big);
 }
 
-static void cleanup_dir(void) {
-    DIR *d = opendir(g_dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(g_dir);
-}
-
 int main(void) {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/lf_test_st.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(g_dir)) {
+    if (lf_test_tmpdir(g_dir, sizeof g_dir, "test_st")) {
         fprintf(stderr, "mkdtemp %s: %s\n", g_dir, strerror(errno));
         return 1;
     }
@@ -802,6 +768,6 @@ int main(void) {
     test_writer_rejects();
     test_writer_many();
     test_commit_failures();
-    cleanup_dir();
+    lf_test_rmtree(g_dir);
     return lf_test_finish();
 }

@@ -217,14 +217,13 @@ static void test_factor_indices(void) {
 
 /* ---- 3. emulation of the terms kernel's per-element math against lf_job_apply --------------------- */
 
-static lf_test_rng rng = {0x9E3779B97F4A7C15ull};
-static float urand(float lo, float hi) { return lf_test_rng_uniform(&rng, lo, hi); }
+static lf_test_rng rng = {LF_TEST_RNG_SEED};
 
 static int ddt_of(lf_dtype dt) { return dt == LF_F32 ? LF_DDT_F32 : dt == LF_F16 ? LF_DDT_F16 : LF_DDT_BF16; }
 
 static float *frand(int64_t n, float amp) {
     float *f = malloc((size_t)(n ? n : 1) * sizeof *f);
-    for (int64_t i = 0; i < n; i++) f[i] = urand(-amp, amp);
+    for (int64_t i = 0; i < n; i++) f[i] = lf_test_rng_uniform(&rng, -amp, amp);
     return f;
 }
 
@@ -255,7 +254,7 @@ static int emulate_case(int e, lf_dtype dt, int64_t O, int64_t I, int64_t kh, in
     tg.data = w0;
     lf_patch p;
     memset(&p, 0, sizeof p);
-    p.coef = urand(0.3f, 1.2f);
+    p.coef = lf_test_rng_uniform(&rng, 0.3f, 1.2f);
     p.row_off = row_off;
     p.rows = rows == O ? 0 : rows;
     lf_module *m = &p.mod;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "lf_test.h"
+#include "lf_test_rng.h"
 #include "kernels/common/lf_half.h"
 #include "lorafuse/lf_tensor.h"
 
@@ -46,11 +47,9 @@ static void check_encode(lf_dtype dt) {
     static const float edges[] = {0.0f, -0.0f, 1.0f, 65504.0f, 65519.99f, 65520.0f, 1e9f, -1e9f, INFINITY, -INFINITY,
                                   NAN, -NAN, 5.9604645e-08f, 2.9802322e-08f, 2.9802326e-08f, 6.1035156e-05f,
                                   6.1035152e-05f, 3.3895314e38f, 1.1754944e-38f, 1e-45f};
-    uint32_t x = 2463534242u;
+    uint32_t rng = 2463534242u;
     for (int i = 0; i < N; i++) {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
+        uint32_t x = lf_test_rng32_next(&rng);
         if (i < (int)(sizeof edges / sizeof edges[0])) src[i] = edges[i];
         else if (i % 3 == 0) { /* halfway between adjacent f16 values */
             uint16_t h = (uint16_t)(x & 0x7bfe);

@@ -14,34 +14,18 @@
 #include <cstring>
 
 #include "lf_test.h"
+#include "lf_test_rng.h"
 extern "C" {
 #include "kernels/cpu/adapters/lf_ref.h"
 }
 #include "kernels/common/lf_math.h"
+#include "lf_math_gcc.h"
 
-extern "C" {
-void lf_gcc_lokr_index(int64_t o, int64_t col, int64_t b, int64_t c, int64_t d, int64_t khw, int64_t *i1, int64_t *i2);
-int64_t lf_gcc_boft_perm(int64_t p, int64_t k);
-float lf_gcc_orth_interp(float r, int diag, float s);
-float lf_gcc_dora_scale(float m, float norm);
-float lf_gcc_dora_contrib(float w0, float wc, float k, float s);
-float lf_gcc_ia3_contrib(float w0, float w, float s);
-float lf_gcc_axpy(float acc, float coef, float x);
-uint16_t lf_gcc_store_f16(float w);
-uint16_t lf_gcc_store_bf16(float w);
-}
-
-static uint64_t rs = 0x9e3779b97f4a7c15ull;
-static uint64_t rnext() {
-    rs ^= rs << 13;
-    rs ^= rs >> 7;
-    rs ^= rs << 17;
-    return rs;
-}
-static float runi(float lo, float hi) { return lo + (hi - lo) * (float)((rnext() >> 40) * (1.0 / 16777216.0)); }
+static lf_test_rng rng = {LF_TEST_RNG_SEED};
+static float runi(float lo, float hi) { return lf_test_rng_uniform(&rng, lo, hi); }
 /* random float of any magnitude (random bits, with NaN/Inf now and then) */
 static float rbits() {
-    uint32_t u = (uint32_t)rnext();
+    uint32_t u = (uint32_t)lf_test_rng_next(&rng);
     float f;
     std::memcpy(&f, &u, 4);
     return f;

@@ -18,35 +18,19 @@
 
 #include "kernels/cpu/adapters/lf_ref.h"
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "lorafuse/lf_adapter.h"
 #include "kernels/common/lf_math.h"
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-
-static float frand(void) { /* uniform in [-1, 1) */
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
+static lf_test_rng rng = {LF_TEST_RNG_SEED};
 
 static float *rnd(int64_t n, float scale) {
     float *p = malloc((size_t)n * sizeof *p);
     if (!p) abort();
-    for (int64_t i = 0; i < n; i++) p[i] = frand() * scale;
+    for (int64_t i = 0; i < n; i++) p[i] = lf_test_rng_signed(&rng) * scale;
     return p;
-}
-
-static lf_view view(const void *data, lf_dtype dt, int nd, const int64_t *shape) {
-    lf_view v;
-    memset(&v, 0, sizeof v);
-    v.data = data;
-    v.dtype = dt;
-    v.ndim = nd;
-    for (int i = 0; i < nd; i++) v.shape[i] = shape[i];
-    return v;
 }
 
 #define SH(...) ((const int64_t[]){__VA_ARGS__})
@@ -55,8 +39,7 @@ static lf_view view(const void *data, lf_dtype dt, int nd, const int64_t *shape)
 #define PUT(m, r, data, ...) put((m), (r), (data), LF_F32, NDIM(__VA_ARGS__), SH(__VA_ARGS__))
 
 static void put(lf_module *m, lf_role r, const void *data, lf_dtype dt, int nd, const int64_t *shape) {
-    m->present |= 1u << r;
-    m->t[r] = view(data, dt, nd, shape);
+    lf_test_set_role(m, r, lf_test_view_n(data, dt, nd, shape));
 }
 
 static void put_scalar(lf_module *m, lf_role r, const float *v) { put(m, r, v, LF_F32, 0, NULL); }
@@ -66,19 +49,6 @@ static lf_module module(const char *name) {
     memset(&m, 0, sizeof m);
     m.name = name;
     return m;
-}
-
-static double max_rel_err(const float *got, const double *want, int64_t n) {
-    double num = 0, den = 0, mx = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs(got[i] - want[i]);
-        if (isnan(d)) return INFINITY;
-        if (d > mx) mx = d;
-        num += d * d;
-        den += want[i] * want[i];
-    }
-    (void)mx;
-    return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
 /* acc = w0 + C(w0, s) for module m resolved against shape w (must succeed). */
@@ -95,7 +65,7 @@ static float *apply1(lf_module *m, const float *w0, const lf_view *w, float s) {
 }
 
 static void check_close(const char *what, const float *got, const double *want, int64_t n, double tol) {
-    double e = max_rel_err(got, want, n);
+    double e = lf_test_rel_l2_f64(got, want, n);
     LF_CHECK(e <= tol, "%s: relative L2 error %.3g > %.3g", what, e, tol);
 }
 
@@ -167,7 +137,7 @@ static void test_math_header(void) {
 static void test_lora(void) {
     enum { O = 7, I = 5, R = 3 };
     float *w0 = rnd(O * I, 1.0f), *up = rnd(O * R, 1.0f), *down = rnd(R * I, 1.0f), alpha = 1.5f;
-    lf_view w = view(NULL, LF_F32, 2, SH(O, I));
+    lf_view w = lf_test_view_n(NULL, LF_F32, 2, SH(O, I));
     float s = 0.7f;
     lf_module m = module("lora_linear");
     PUT(&m, LF_R_UP, up, O, R);
@@ -208,7 +178,7 @@ static void test_lora(void) {
     float *a2 = apply1(&m, w0, &w, s), *a4 = apply1(&m4, w0, &w, s);
     LF_CHECK(memcmp(a2, a4, sizeof(float) * O * I) == 0, "4-D factors on a Linear weight");
     /* ... and 2-D factors on a 1x1 conv */
-    lf_view w11 = view(NULL, LF_F32, 4, SH(O, I, 1, 1));
+    lf_view w11 = lf_test_view_n(NULL, LF_F32, 4, SH(O, I, 1, 1));
     float *a11 = apply1(&m, w0, &w11, s);
     LF_CHECK(memcmp(a2, a11, sizeof(float) * O * I) == 0, "2-D factors on a 1x1 conv");
     /* ... but not a 3x3 kernel on a Linear weight, even with the same element count */
@@ -216,7 +186,7 @@ static void test_lora(void) {
     lf_module m3 = module("lora_3x3_on_linear");
     PUT(&m3, LF_R_UP, up, O, R);
     PUT(&m3, LF_R_DOWN, d33, R, 1, 3, 3);
-    lf_view wl = view(NULL, LF_F32, 2, SH(O, 9));
+    lf_view wl = lf_test_view_n(NULL, LF_F32, 2, SH(O, 9));
     expect_reject(&m3, &wl, LF_ERR_SHAPE, 2, "module 'lora_3x3_on_linear': lora_down has shape (3, 1, 3, 3)",
                   "expected (3, 9) for weight (7, 9)");
     free(a2);
@@ -230,7 +200,7 @@ static void test_lora(void) {
 static void test_locon(void) {
     enum { O = 4, I = 3, R = 2, KH = 3, KW = 3, KHW = 9, K = I * KHW };
     float *w0 = rnd(O * K, 1.0f), *up = rnd(O * R, 1.0f), *down = rnd(R * K, 1.0f), alpha = 1.0f;
-    lf_view w = view(NULL, LF_F32, 4, SH(O, I, KH, KW));
+    lf_view w = lf_test_view_n(NULL, LF_F32, 4, SH(O, I, KH, KW));
     lf_module m = module("locon_3x3");
     PUT(&m, LF_R_UP, up, O, R, 1, 1);
     PUT(&m, LF_R_DOWN, down, R, I, KH, KW);
@@ -283,7 +253,7 @@ static void test_loha(void) {
     enum { O = 6, I = 4, R = 2, KHW = 9, K = I * KHW };
     float *w0 = rnd(O * K, 1.0f), alpha = 4.0f;
     float *w1a = rnd(O * R, 1.0f), *w1b = rnd(R * K, 1.0f), *w2a = rnd(O * R, 1.0f), *w2b = rnd(R * K, 1.0f);
-    lf_view w = view(NULL, LF_F32, 4, SH(O, I, 3, 3));
+    lf_view w = lf_test_view_n(NULL, LF_F32, 4, SH(O, I, 3, 3));
     lf_module m = module("loha_conv");
     PUT(&m, LF_R_HW1A, w1a, O, R);
     PUT(&m, LF_R_HW1B, w1b, R, K); /* 2-D (R, I*kh*kw) as LyCORIS writes it */
@@ -359,7 +329,7 @@ static void test_lokr(void) {
     enum { A = 2, C = 3, B = 3, D = 4, R = 2, O = A * B, I = C * D };
     float *w0 = rnd(O * I, 1.0f), *w1 = rnd(A * C, 1.0f), *w2a = rnd(B * R, 1.0f), *w2b = rnd(R * D, 1.0f);
     float alpha = 1.0f;
-    lf_view w = view(NULL, LF_F32, 2, SH(O, I));
+    lf_view w = lf_test_view_n(NULL, LF_F32, 2, SH(O, I));
     lf_module m = module("lokr_linear");
     PUT(&m, LF_R_KW1, w1, A, C);
     PUT(&m, LF_R_KW2A, w2a, B, R);
@@ -395,7 +365,7 @@ static void test_lokr(void) {
     /* conv 3x3 (6, 12, 3, 3): w1 = w1a (2, 1) @ w1b (1, 3), full 4-D w2 (3, 4, 3, 3) */
     enum { KHW = 9, KC = I * KHW };
     float *w0c = rnd(O * KC, 1.0f), *w1a = rnd(A, 1.0f), *w1b = rnd(C, 1.0f), *w2c = rnd(B * D * KHW, 1.0f);
-    lf_view wc = view(NULL, LF_F32, 4, SH(O, I, 3, 3));
+    lf_view wc = lf_test_view_n(NULL, LF_F32, 4, SH(O, I, 3, 3));
     lf_module c = module("lokr_conv");
     PUT(&c, LF_R_KW1A, w1a, A, 1);
     PUT(&c, LF_R_KW1B, w1b, 1, C);
@@ -460,7 +430,7 @@ static void test_glora(void) {
     enum { O = 5, I = 4, R = 2, KHW = 9, K = I * KHW };
     float *w0 = rnd(O * K, 1.0f), alpha = 1.0f;
     float *a1 = rnd(I * R, 1.0f), *a2 = rnd(R * I, 1.0f), *b1 = rnd(O * R, 1.0f), *b2 = rnd(R * K, 1.0f);
-    lf_view w = view(NULL, LF_F32, 4, SH(O, I, 3, 3));
+    lf_view w = lf_test_view_n(NULL, LF_F32, 4, SH(O, I, 3, 3));
     lf_module m = module("glora_new_conv");
     PUT(&m, LF_R_GA1, a1, I, R, 1, 1);
     PUT(&m, LF_R_GA2, a2, R, I, 1, 1);
@@ -488,7 +458,7 @@ static void test_glora(void) {
 
     /* old layout, Linear (O, I): a1 (R, I), a2 (I, R), b1 (R, I), b2 (O, R) */
     float *oa1 = rnd(R * I, 1.0f), *oa2 = rnd(I * R, 1.0f), *ob1 = rnd(R * I, 1.0f), *ob2 = rnd(O * R, 1.0f);
-    lf_view wl = view(NULL, LF_F32, 2, SH(O, I));
+    lf_view wl = lf_test_view_n(NULL, LF_F32, 2, SH(O, I));
     lf_module o = module("glora_old");
     PUT(&o, LF_R_GA1, oa1, R, I);
     PUT(&o, LF_R_GA2, oa2, I, R);
@@ -514,7 +484,7 @@ static void test_glora(void) {
     /* square ambiguity (O == I, both layouts fit): ComfyUI's rule */
     enum { S = 4, Q = 2 };
     float *s1 = rnd(S * Q, 1.0f), *s2 = rnd(Q * S, 1.0f), *s3 = rnd(S * Q, 1.0f), *s4 = rnd(Q * S, 1.0f);
-    lf_view ws = view(NULL, LF_F32, 2, SH(S, S)), wq = view(NULL, LF_F32, 2, SH(Q, Q));
+    lf_view ws = lf_test_view_n(NULL, LF_F32, 2, SH(S, S)), wq = lf_test_view_n(NULL, LF_F32, 2, SH(Q, Q));
     lf_module amb = module("glora_ambiguous");
     PUT(&amb, LF_R_GA1, s1, S, Q); /* new: a1 (I=4, r=2); old: a1 (r=4, I=2) */
     PUT(&amb, LF_R_GA2, s2, Q, S);
@@ -525,7 +495,7 @@ static void test_glora(void) {
     LF_CHECK(lf_module_resolve(&amb, &wq) == LF_OK && amb.glora_old_layout && amb.rank == S,
              "ambiguous GLoRA on (2, 2) is the old layout (%s)", lf_last_error());
     /* old layout cannot target a 3x3 conv */
-    lf_view w33 = view(NULL, LF_F32, 4, SH(O, I, 3, 3));
+    lf_view w33 = lf_test_view_n(NULL, LF_F32, 4, SH(O, I, 3, 3));
     expect_reject(&o, &w33, LF_ERR_SHAPE, 2, "module 'glora_old'", "needs a Linear weight");
     /* neither layout */
     lf_module nl = module("glora_neither");
@@ -554,7 +524,7 @@ static void test_glora(void) {
 static void test_ia3(void) {
     enum { O = 4, I = 3, KHW = 9, K = I * KHW };
     float *w0 = rnd(O * K, 1.0f), *wo = rnd(O, 0.5f), *wi = rnd(I, 0.5f), on0 = 0.0f, on1 = 1.0f;
-    lf_view w = view(NULL, LF_F32, 4, SH(O, I, 3, 3));
+    lf_view w = lf_test_view_n(NULL, LF_F32, 4, SH(O, I, 3, 3));
     lf_module m = module("ia3_out");
     PUT(&m, LF_R_IA3_W, wo, 1, O, 1, 1);
     put_scalar(&m, LF_R_ON_INPUT, &on0);
@@ -606,7 +576,7 @@ static void test_dora(void) {
     float *mo = rnd(O, 1.0f), *mi = rnd(I, 1.0f);
     for (int i = 0; i < O; i++) mo[i] = 1.0f + 0.5f * fabsf(mo[i]);
     for (int i = 0; i < I; i++) mi[i] = 1.0f + 0.5f * fabsf(mi[i]);
-    lf_view w = view(NULL, LF_F32, 4, SH(O, I, 3, 3));
+    lf_view w = lf_test_view_n(NULL, LF_F32, 4, SH(O, I, 3, 3));
     lf_module base = module("dora");
     PUT(&base, LF_R_UP, up, O, R, 1, 1);
     PUT(&base, LF_R_DOWN, down, R, I, 3, 3);
@@ -636,7 +606,7 @@ static void test_dora(void) {
     LF_CHECK(pc.dora_axis == 1, "PEFT conv magnitude (1, O, 1, 1) with O != I is the output axis");
     dora_norm_check("dora PEFT conv", acc, mo, 1, O, I, KHW);
     free(acc);
-    lf_view wl = view(NULL, LF_F32, 2, SH(O, K));
+    lf_view wl = lf_test_view_n(NULL, LF_F32, 2, SH(O, K));
     lf_module pl = base;
     pl.name = "dora_peft_linear";
     PUT(&pl, LF_R_UP, up, O, R);
@@ -659,7 +629,7 @@ static void test_dora(void) {
     enum { S = 4 };
     float *ws0 = rnd(S * S * KHW, 1.0f), *su = rnd(S * R, 0.3f), *sd = rnd(R * S * KHW, 0.3f), *sm = rnd(S, 1.0f);
     for (int i = 0; i < S; i++) sm[i] = 1.0f + fabsf(sm[i]);
-    lf_view wsq = view(NULL, LF_F32, 4, SH(S, S, 3, 3));
+    lf_view wsq = lf_test_view_n(NULL, LF_F32, 4, SH(S, S, 3, 3));
     lf_module sq = module("dora_square");
     PUT(&sq, LF_R_UP, su, S, R, 1, 1);
     PUT(&sq, LF_R_DOWN, sd, R, S, 3, 3);
@@ -725,7 +695,7 @@ static void column_norms(const float *w, int64_t O, int64_t K, double *out) {
 static void test_oft(void) {
     enum { NB = 3, B = 4, O = NB * B, I = 5, KHW = 9, K = I * KHW };
     float *w0 = rnd(O * K, 1.0f), *blk = rnd(NB * B * B, 0.3f), alpha = 0.0f;
-    lf_view w = view(NULL, LF_F32, 4, SH(O, I, 3, 3));
+    lf_view w = lf_test_view_n(NULL, LF_F32, 4, SH(O, I, 3, 3));
 
     /* R orthogonal, R = I for Q = 0 */
     float R[NB * B * B];
@@ -811,7 +781,7 @@ static void test_oft(void) {
     /* BOFT: (M=3, NB=4, b=2) on O = 8 rows, s = 1: column norms kept; s = 0.5 differs from s = 1 */
     enum { BM = 3, BN = 4, BB = 2, BO = BN * BB };
     float *bw0 = rnd(BO * K, 1.0f), *bb = rnd(BM * BN * BB * BB, 0.4f);
-    lf_view bwv = view(NULL, LF_F32, 4, SH(BO, I, 3, 3));
+    lf_view bwv = lf_test_view_n(NULL, LF_F32, 4, SH(BO, I, 3, 3));
     lf_module bt = module("boft");
     PUT(&bt, LF_R_OFT_BLOCKS, bb, BM, BN, BB, BB);
     acc = apply1(&bt, bw0, &bwv, 1.0f);
@@ -844,7 +814,7 @@ static void test_oft(void) {
     PUT(&bad, LF_R_OFT_BLOCKS, tmp, 1, 3, 2, 2);
     expect_reject(&bad, NULL, LF_ERR_SHAPE, 2, "module 'boft_bad'", "NB a power of two");
     /* OFT block rows must cover O */
-    lf_view w13 = view(NULL, LF_F32, 2, SH(O + 1, I));
+    lf_view w13 = lf_test_view_n(NULL, LF_F32, 2, SH(O + 1, I));
     expect_reject(&m, &w13, LF_ERR_SHAPE, 2, "module 'oft': oft_blocks has shape (3, 4, 4) (12 rows)",
                   "expected 13 rows for weight (13, 5)");
     free(w0);
@@ -858,7 +828,7 @@ static void test_oft(void) {
 static void test_full_norm(void) {
     enum { O = 4, I = 3 };
     float *w0 = rnd(O * I, 1.0f), *diff = rnd(O * I, 1.0f), *db = rnd(O, 1.0f), *b0 = rnd(O, 1.0f);
-    lf_view w = view(NULL, LF_F32, 2, SH(O, I)), bv = view(NULL, LF_F32, 1, SH(O));
+    lf_view w = lf_test_view_n(NULL, LF_F32, 2, SH(O, I)), bv = lf_test_view_n(NULL, LF_F32, 1, SH(O));
     lf_module m = module("full");
     PUT(&m, LF_R_DIFF, diff, O, I);
     PUT(&m, LF_R_DIFF_B, db, O);
@@ -873,7 +843,7 @@ static void test_full_norm(void) {
     check_close("full diff_b", bacc, want, O, 1e-7);
     free(acc);
     /* diff shaped like another weight */
-    lf_view w2 = view(NULL, LF_F32, 2, SH(O, I + 1));
+    lf_view w2 = lf_test_view_n(NULL, LF_F32, 2, SH(O, I + 1));
     expect_reject(&m, &w2, LF_ERR_SHAPE, 1, "module 'full': diff has shape (4, 3), expected (4, 4) for weight (4, 4)");
     /* norm: w_norm (C,), b_norm (C,) */
     lf_module n = module("norm");
@@ -901,7 +871,7 @@ static void test_full_norm(void) {
 static void test_alpha(void) {
     enum { O = 3, I = 2, R = 4 };
     float up[O * R] = {0}, down[R * I] = {0};
-    lf_view w = view(NULL, LF_F32, 2, SH(O, I));
+    lf_view w = lf_test_view_n(NULL, LF_F32, 2, SH(O, I));
     lf_module m = module("alpha");
     PUT(&m, LF_R_UP, up, O, R);
     PUT(&m, LF_R_DOWN, down, R, I);
@@ -939,7 +909,7 @@ static void test_alpha(void) {
 
 static void test_rejections(void) {
     float up[6 * 2] = {0}, down[2 * 5] = {0}, h[12] = {0}, a = 1.0f;
-    lf_view w = view(NULL, LF_F32, 2, SH(6, 5));
+    lf_view w = lf_test_view_n(NULL, LF_F32, 2, SH(6, 5));
 
     lf_module mix = module("mix");
     PUT(&mix, LF_R_UP, up, 6, 2);
@@ -1012,7 +982,7 @@ static void test_rejections(void) {
     lf_module tg = module("target_mismatch");
     PUT(&tg, LF_R_UP, up, 6, 2);
     PUT(&tg, LF_R_DOWN, down, 2, 5);
-    lf_view w7 = view(NULL, LF_F32, 4, SH(7, 5, 1, 1));
+    lf_view w7 = lf_test_view_n(NULL, LF_F32, 4, SH(7, 5, 1, 1));
     expect_reject(&tg, &w7, LF_ERR_SHAPE, 1,
                   "module 'target_mismatch': lora_up has shape (6, 2), expected (7, 2, 1, 1) for weight (7, 5, 1, 1)");
     LF_CHECK(lf_module_resolve(&tg, &w) == LF_OK, "the same module fits (6, 5): %s", lf_last_error());
@@ -1108,7 +1078,7 @@ static void test_strength0_and_p5(void) {
     zoo z;
     build_zoo(&z);
     float *w0 = rnd(O * K, 1.0f), acc[O * K];
-    lf_view w = view(NULL, LF_F32, 4, SH(O, I, 3, 3));
+    lf_view w = lf_test_view_n(NULL, LF_F32, 4, SH(O, I, 3, 3));
     for (int i = 0; i < z.n; i++) {
         lf_status st = lf_module_resolve(&z.m[i], &w);
         LF_CHECK(st == LF_OK, "zoo %s: %s", z.m[i].name, lf_last_error());

@@ -5,28 +5,14 @@
 #include <stdint.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "kernels/cpu/nn/lf_nn.h"
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static float frand(void) { /* uniform in [-1, 1) */
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
+static lf_test_rng rng = {LF_TEST_RNG_SEED};
 static float *rnd(int64_t n) {
     float *p = malloc((size_t)n * sizeof(float));
-    for (int64_t i = 0; i < n; i++) p[i] = frand();
+    for (int64_t i = 0; i < n; i++) p[i] = lf_test_rng_signed(&rng);
     return p;
-}
-static double rel_l2(const float *a, const double *ref, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double dv = a[i] - ref[i];
-        num += dv * dv;
-        den += ref[i] * ref[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1e-300));
 }
 static double *dalloc(int64_t n) { return calloc((size_t)n, sizeof(double)); }
 
@@ -41,7 +27,7 @@ static void test_linear(void) {
             r[m * O + o] = s;
         }
     lf_nn_linear(y, x, W, b, M, I, O);
-    LF_CHECK(rel_l2(y, r, M * O) < 1e-6, "linear rel %g", rel_l2(y, r, M * O));
+    LF_CHECK(lf_test_rel_l2_f64(y, r, M * O) < 1e-6, "linear rel %g", lf_test_rel_l2_f64(y, r, M * O));
     free(x), free(W), free(b), free(y), free(r);
 }
 
@@ -68,7 +54,7 @@ static void conv_case(int64_t N, int64_t Ci, int64_t H, int64_t Wd, int64_t Co, 
                 }
     lf_status st = lf_nn_conv2d(y, x, W, with_bias ? b : NULL, N, Ci, H, Wd, Co, k, k, stride, pad);
     LF_CHECK(st == LF_OK, "conv2d status %d", (int)st);
-    double e = rel_l2(y, r, N * Co * Ho * Wo);
+    double e = lf_test_rel_l2_f64(y, r, N * Co * Ho * Wo);
     LF_CHECK(e < 1e-6, "conv2d N%lld C%lld %lldx%lld -> %lld k%lld s%lld p%lld: rel %g", (long long)N,
              (long long)Ci, (long long)H, (long long)Wd, (long long)Co, (long long)k,
              (long long)stride, (long long)pad, e);
@@ -109,7 +95,7 @@ static void test_group_norm(void) {
                         (x[(n * C + c) * S + s] - m) / sqrt(v + 1e-5) * ga[c] + be[c];
         }
     lf_nn_group_norm(y, x, ga, be, N, C, S, G, 1e-5f);
-    LF_CHECK(rel_l2(y, r, N * C * S) < 1e-5, "group_norm rel %g", rel_l2(y, r, N * C * S));
+    LF_CHECK(lf_test_rel_l2_f64(y, r, N * C * S) < 1e-5, "group_norm rel %g", lf_test_rel_l2_f64(y, r, N * C * S));
     /* in place, no affine: every group has mean 0 and variance ~1 */
     lf_nn_group_norm(x, x, NULL, NULL, N, C, S, G, 0.0f);
     double m = 0, v = 0;
@@ -132,7 +118,7 @@ static void test_layer_norm(void) {
         for (int64_t i = 0; i < D; i++) r[m * D + i] = (x[m * D + i] - mu) / sqrt(v + 1e-5) * ga[i] + be[i];
     }
     lf_nn_layer_norm(y, x, ga, be, M, D, 1e-5f);
-    LF_CHECK(rel_l2(y, r, M * D) < 1e-5, "layer_norm rel %g", rel_l2(y, r, M * D));
+    LF_CHECK(lf_test_rel_l2_f64(y, r, M * D) < 1e-5, "layer_norm rel %g", lf_test_rel_l2_f64(y, r, M * D));
     free(x), free(ga), free(be), free(y), free(r);
 }
 
@@ -143,19 +129,19 @@ static void test_activations(void) {
     double *r = dalloc(n);
     for (int64_t i = 0; i < n; i++) r[i] = x[i] / (1.0 + exp(-(double)x[i]));
     lf_nn_silu(y, x, n);
-    LF_CHECK(rel_l2(y, r, n) < 1e-6, "silu rel %g", rel_l2(y, r, n));
+    LF_CHECK(lf_test_rel_l2_f64(y, r, n) < 1e-6, "silu rel %g", lf_test_rel_l2_f64(y, r, n));
     for (int64_t i = 0; i < n; i++) r[i] = 0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0)));
     lf_nn_gelu(y, x, n);
-    LF_CHECK(rel_l2(y, r, n) < 1e-6, "gelu rel %g", rel_l2(y, r, n));
+    LF_CHECK(lf_test_rel_l2_f64(y, r, n) < 1e-6, "gelu rel %g", lf_test_rel_l2_f64(y, r, n));
     for (int64_t i = 0; i < n; i++) {
         double v = x[i];
         r[i] = 0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
     }
     lf_nn_gelu_tanh(y, x, n);
-    LF_CHECK(rel_l2(y, r, n) < 1e-6, "gelu_tanh rel %g", rel_l2(y, r, n));
+    LF_CHECK(lf_test_rel_l2_f64(y, r, n) < 1e-6, "gelu_tanh rel %g", lf_test_rel_l2_f64(y, r, n));
     for (int64_t i = 0; i < n; i++) r[i] = x[i] / (1.0 + exp(-1.702 * x[i]));
     lf_nn_quick_gelu(y, x, n);
-    LF_CHECK(rel_l2(y, r, n) < 1e-6, "quick_gelu rel %g", rel_l2(y, r, n));
+    LF_CHECK(lf_test_rel_l2_f64(y, r, n) < 1e-6, "quick_gelu rel %g", lf_test_rel_l2_f64(y, r, n));
     float one = 1.0f, g1;
     lf_nn_gelu(&g1, &one, 1);
     LF_CHECK(fabsf(g1 - 0.8413447f) < 1e-6f, "gelu(1) = %.8f", g1);
@@ -163,7 +149,7 @@ static void test_activations(void) {
     memcpy(y, x, (size_t)n * sizeof(float));
     lf_nn_silu(y, y, n);
     for (int64_t i = 0; i < n; i++) r[i] = x[i] / (1.0 + exp(-(double)x[i]));
-    LF_CHECK(rel_l2(y, r, n) < 1e-6, "silu in place");
+    LF_CHECK(lf_test_rel_l2_f64(y, r, n) < 1e-6, "silu in place");
     /* GEGLU */
     int64_t M = 3, F = 5;
     float *gx = rnd(M * 2 * F), *gy = rnd(M * F);
@@ -174,7 +160,7 @@ static void test_activations(void) {
             gr[m * F + f] = gx[m * 2 * F + f] * 0.5 * g * (1.0 + erf(g / sqrt(2.0)));
         }
     lf_nn_geglu(gy, gx, M, F);
-    LF_CHECK(rel_l2(gy, gr, M * F) < 1e-6, "geglu rel %g", rel_l2(gy, gr, M * F));
+    LF_CHECK(lf_test_rel_l2_f64(gy, gr, M * F) < 1e-6, "geglu rel %g", lf_test_rel_l2_f64(gy, gr, M * F));
     free(x), free(y), free(r), free(gx), free(gy), free(gr);
 }
 
@@ -184,21 +170,21 @@ static void test_arith(void) {
     double *r = dalloc(n);
     for (int64_t i = 0; i < n; i++) r[i] = (double)a[i] + b[i];
     lf_nn_add(y, a, b, n);
-    LF_CHECK(rel_l2(y, r, n) < 1e-7, "add");
+    LF_CHECK(lf_test_rel_l2_f64(y, r, n) < 1e-7, "add");
     for (int64_t i = 0; i < n; i++) r[i] = (double)a[i] * b[i];
     lf_nn_mul(y, a, b, n);
-    LF_CHECK(rel_l2(y, r, n) < 1e-7, "mul");
+    LF_CHECK(lf_test_rel_l2_f64(y, r, n) < 1e-7, "mul");
     for (int64_t i = 0; i < n; i++) r[i] = (double)a[i] * 0.25;
     lf_nn_scale(y, a, 0.25f, n);
-    LF_CHECK(rel_l2(y, r, n) < 1e-7, "scale");
+    LF_CHECK(lf_test_rel_l2_f64(y, r, n) < 1e-7, "scale");
     memcpy(y, a, (size_t)n * sizeof(float));
     lf_nn_add_bias_c(y, bc, N, C, S);
     for (int64_t i = 0; i < n; i++) r[i] = (double)a[i] + bc[(i / S) % C];
-    LF_CHECK(rel_l2(y, r, n) < 1e-7, "add_bias_c");
+    LF_CHECK(lf_test_rel_l2_f64(y, r, n) < 1e-7, "add_bias_c");
     memcpy(y, a, (size_t)n * sizeof(float));
     lf_nn_add_bias_nc(y, bnc, N, C, S);
     for (int64_t i = 0; i < n; i++) r[i] = (double)a[i] + bnc[i / S];
-    LF_CHECK(rel_l2(y, r, n) < 1e-7, "add_bias_nc");
+    LF_CHECK(lf_test_rel_l2_f64(y, r, n) < 1e-7, "add_bias_nc");
     free(a), free(b), free(y), free(bc), free(bnc), free(r);
 }
 
@@ -222,7 +208,7 @@ static void test_softmax(void) {
         for (int64_t j = 1; j < Cc; j++) r[Cc + j] = exp(x[Cc + j] - mx) / s;
     }
     lf_nn_softmax_rows(x, R, Cc);
-    LF_CHECK(rel_l2(x, r, R * Cc) < 1e-6, "softmax rel %g", rel_l2(x, r, R * Cc));
+    LF_CHECK(lf_test_rel_l2_f64(x, r, R * Cc) < 1e-6, "softmax rel %g", lf_test_rel_l2_f64(x, r, R * Cc));
     float allm[3] = {-INFINITY, -INFINITY, -INFINITY};
     lf_nn_softmax_rows(allm, 1, 3);
     LF_CHECK(allm[0] == 0.0f && allm[2] == 0.0f, "all-masked row is zeros");
@@ -254,7 +240,7 @@ static void attn_case(int64_t N, int64_t Lq, int64_t Lk, int64_t H, int64_t d, i
             }
     lf_status st = lf_nn_attention(o, q, k, v, N, Lq, Lk, H, d, (float)scale, causal);
     LF_CHECK(st == LF_OK, "attention status");
-    double e = rel_l2(o, r, N * Lq * ld);
+    double e = lf_test_rel_l2_f64(o, r, N * Lq * ld);
     LF_CHECK(e < 1e-5, "attention N%lld Lq%lld Lk%lld H%lld d%lld causal%d: rel %g", (long long)N,
              (long long)Lq, (long long)Lk, (long long)H, (long long)d, causal, e);
     free(q), free(k), free(v), free(o), free(r), free(p);

@@ -10,7 +10,6 @@
  * not a multiple of 2^downsamplers (the UNet's upsamplers then go to the skip connections' sizes).
  * Tolerance: relative L2 <= 1e-3 (f32) for final latents and decoded images.
  */
-#include <dirent.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -350,16 +349,6 @@ static void test_sdxl_cond(void) {
 }
 
 /* ---- PNG files -------------------------------------------------------------------------------- */
-static int count_files(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 static void test_png(const char *tmp) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/out", tmp);
@@ -420,17 +409,12 @@ static void test_png(const char *tmp) {
     /* the model hash is the sha256 of the file (known for an empty file) */
     char empty[600], mh[11];
     snprintf(empty, sizeof empty, "%s/empty", tmp);
-    FILE *f = fopen(empty, "wb");
-    if (f) fclose(f);
+    lf_test_write_text(empty, "");
     LF_CHECK(lf_a1111_model_hash(empty, mh) == LF_OK && !strcmp(mh, "e3b0c44298"), "hash of empty file %s", mh);
     /* never overwrite: a file already holding the next number is left alone */
     char taken[600];
     snprintf(taken, sizeof taken, "%s/00002-5.png", dir);
-    f = fopen(taken, "wb");
-    if (f) {
-        fputs("not mine", f);
-        fclose(f);
-    }
+    lf_test_write_text(taken, "not mine");
     uint8_t px[8 * 8 * 3] = {0};
     char *path = NULL;
     LF_CHECK(lf_png_save_next(dir, 5, px, 8, 8, "x\nSteps: 1, Seed: 5, Size: 8x8", &path) == LF_OK, "save: %s",
@@ -442,7 +426,8 @@ static void test_png(const char *tmp) {
     lf_read_file(taken, NULL, 4096, &buf, NULL);
     LF_CHECK(buf && !strcmp(buf, "not mine"), "existing file changed");
     free(buf);
-    LF_CHECK(count_files(dir) == 4, "%d files in the output dir (no temporary left)", count_files(dir));
+    LF_CHECK(lf_test_count_files(dir, "") == 4, "%d files in the output dir (no temporary left)",
+             lf_test_count_files(dir, ""));
     capture_free(&c);
 }
 
@@ -466,22 +451,6 @@ static void expect_fail(const char *what, const lf_gen_opts *o, lf_status want, 
     LF_CHECK(strstr(msg, needle) != NULL, "%s: message '%s' lacks '%s'", what, msg, needle);
     printf("  %-18s -> %s\n", what, msg);
     lf_gen_free(g);
-}
-
-/* A copy of the mini model without its VAE tensors. */
-static int write_without_vae(const char *out) {
-    lf_st_file *f = NULL;
-    lf_st_writer *w = NULL;
-    if (lf_st_open(MODEL, &f) != LF_OK || lf_st_writer_new(&w) != LF_OK) return 0;
-    for (size_t i = 0; i < lf_st_count(f); i++) {
-        const lf_st_tensor *t = lf_st_at(f, i);
-        if (!strncmp(t->name, "first_stage_model.", 18)) continue;
-        lf_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, (size_t)(t->end - t->begin));
-    }
-    int ok = lf_st_writer_commit(w, out) == LF_OK;
-    lf_st_writer_free(w);
-    lf_st_close(f);
-    return ok;
 }
 
 static void test_errors(const char *tmp) {
@@ -520,7 +489,8 @@ static void test_errors(const char *tmp) {
     o.model = "models/tiny-sd15.safetensors";
     expect_fail("small vocabulary", &o, LF_ERR_MODEL, "1000-token vocabulary");
     snprintf(novae, sizeof novae, "%s/novae.safetensors", tmp);
-    LF_CHECK(write_without_vae(novae), "write %s: %s", novae, lf_last_error());
+    lf_test_st_edit no_vae = {.skip_prefix = "first_stage_model."}; /* the mini model without its VAE */
+    LF_CHECK(lf_test_st_copy(MODEL, novae, &no_vae), "write %s: %s", novae, lf_last_error());
     o = base_opts(dir);
     o.model = novae;
     expect_fail("missing VAE", &o, LF_ERR_MODEL, "no VAE");
@@ -547,8 +517,8 @@ static void test_errors(const char *tmp) {
 }
 
 int main(void) {
-    char tmp[] = "/tmp/lf_test_generate_XXXXXX";
-    if (!mkdtemp(tmp)) return 1;
+    char tmp[256];
+    if (lf_test_tmpdir(tmp, sizeof tmp, "test_generate")) return 1;
     printf("sha256\n");
     test_sha256();
     printf("infotext\n");
@@ -563,8 +533,6 @@ int main(void) {
     test_pipeline(GOLDEN_XL);
     printf("png files\n");
     test_png(tmp);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+    if (lf_test_rmtree(tmp) != 0) fprintf(stderr, "could not remove %s\n", tmp);
     return lf_test_finish();
 }

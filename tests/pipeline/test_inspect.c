@@ -5,17 +5,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cJSON.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "lorafuse/lf_inspect.h"
 #include "lorafuse/lf_safetensors.h"
 
 #define SD15 "models/tiny-sd15.safetensors"
 
-static char dir[] = "/tmp/lf_test_inspect_XXXXXX";
+static char dir[256];
 
 /* The writer borrows data until commit, so every tensor gets its own slice of one pool. */
 static float pool[1 << 14];
@@ -52,7 +52,7 @@ static double num(const cJSON *obj, const char *key) {
 }
 
 int main(void) {
-    if (!mkdtemp(dir)) return 1;
+    if (lf_test_tmpdir(dir, sizeof dir, "test_inspect")) return 1;
     char path[512], side[512];
     snprintf(path, sizeof path, "%s/style.safetensors", dir);
     snprintf(side, sizeof side, "%s/style.json", dir);
@@ -86,11 +86,7 @@ int main(void) {
     ADD("lora_unet_not_a_block_to_q", "lora_down.weight", 4, 16, 0.1f);
     LF_CHECK(lf_st_writer_commit(w, path) == LF_OK, "%s", lf_last_error());
     lf_st_writer_free(w);
-    FILE *f = fopen(side, "w");
-    if (f) {
-        fputs("{\"activation text\": \"in the style of sks\", \"preferred weight\": 0.8}", f);
-        fclose(f);
-    }
+    lf_test_write_text(side, "{\"activation text\": \"in the style of sks\", \"preferred weight\": 0.8}");
 
     lf_status st;
     cJSON *r = report(path, NULL, &st);
@@ -129,8 +125,6 @@ int main(void) {
     r = report("/nonexistent.safetensors", NULL, &st);
     LF_CHECK(st == LF_ERR_IO && !r, "missing file");
 
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    if (lf_test_rmtree(dir) != 0) fprintf(stderr, "could not remove %s\n", dir);
     return lf_test_finish();
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "host/base/util.h"
 #include "kernels/common/lf_half.h"
 #include "lorafuse/lf_merge.h"
@@ -20,15 +21,9 @@
 #define SD15 "models/tiny-sd15.safetensors"
 #define SDXL TINY_DIR "/tiny-sdxl.safetensors"
 
-static char tmp[] = "/tmp/lf_test_merge_XXXXXX";
+static char tmp[256];
 
-static const char *tpath(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmp, name);
-    return buf[k];
-}
+static const char *tpath(const char *name) { return lf_test_path(tmp, name); }
 
 static int exists(const char *p) {
     struct stat sb;
@@ -40,17 +35,9 @@ static uint64_t file_hash(const char *p) {
     char *b;
     size_t n;
     if (lf_read_file(p, NULL, (size_t)1 << 30, &b, &n) != LF_OK) return 0;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)b[i]) * 1099511628211ull;
+    uint64_t h = lf_test_fnv1a(b, n);
     free(b);
     return h;
-}
-
-/* Distance in units in the last place between two values of a 16-bit float dtype. */
-static int32_t ulp16(uint16_t a, uint16_t b) {
-    int32_t x = (a & 0x8000) ? -(int32_t)(a & 0x7fff) : (int32_t)a;
-    int32_t y = (b & 0x8000) ? -(int32_t)(b & 0x7fff) : (int32_t)b;
-    return x > y ? x - y : y - x;
 }
 
 static void compare_tensor(const char *ctx, const lf_st_tensor *got, const lf_st_tensor *exp) {
@@ -64,7 +51,7 @@ static void compare_tensor(const char *ctx, const lf_st_tensor *got, const lf_st
             uint16_t a, b;
             memcpy(&a, got->data + 2 * i, 2);
             memcpy(&b, exp->data + 2 * i, 2);
-            int32_t d = ulp16(a, b);
+            int32_t d = lf_test_ulp16(a, b);
             if (d > worst) worst = d;
         }
         LF_CHECK(worst <= 1, "%s: %s differs by %d ulp", ctx, exp->name, worst);
@@ -335,13 +322,11 @@ static void test_cli(void) {
 }
 
 int main(void) {
-    if (!mkdtemp(tmp)) return 1;
+    if (lf_test_tmpdir(tmp, sizeof tmp, "test_merge")) return 1;
     test_golden_merges();
     test_two_adapters();
     test_refusals();
     test_cli();
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+    if (lf_test_rmtree(tmp) != 0) fprintf(stderr, "could not remove %s\n", tmp);
     return lf_test_finish();
 }

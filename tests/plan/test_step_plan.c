@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 
 #include "lorafuse/lf_lora_dir.h"
 #include "lorafuse/lf_merge.h"
@@ -299,12 +300,11 @@ static void test_sd15_vs_merge(void) {
         {"<lora:k:te=0.3@1,0.9@3,0@4>", 4, {0.3f, 0.3f, 0.9f, 0}, 0},
         {"<lora:k:0.5@0,1.5@50%:ramp=linear:dyn=2>", 3, {0.5f, 1.5f, 1.5f, 0}, 2},
     };
-    char dir[] = "/tmp/lf_steps_XXXXXX";
-    if (!mkdtemp(dir)) {
+    char dir[256], out[512];
+    if (lf_test_tmpdir(dir, sizeof dir, "steps")) {
         LF_CHECK(0, "mkdtemp");
         return;
     }
-    char out[256];
     snprintf(out, sizeof out, "%s/merged.safetensors", dir);
     for (size_t ci = 0; ci < 2; ci++) {
         const char *paths[1] = {KOHYA};
@@ -356,8 +356,7 @@ static void test_sd15_vs_merge(void) {
         lf_step_plan_free(sp);
         lf_prompt_free(pr);
     }
-    remove(out);
-    rmdir(dir);
+    lf_test_rmtree(dir);
 }
 
 /* ---- SDXL ------------------------------------------------------------------------------------------- */
@@ -429,23 +428,12 @@ static void test_errors(void) {
 
 /* ---- LoRA directory -------------------------------------------------------------------------------- */
 
+/* src with an ss_output_name alias and trigger words in its metadata. */
 static int write_alias_lora(const char *src, const char *dst) {
-    lf_st_file *f = NULL;
-    lf_st_writer *w = NULL;
-    int ok = lf_st_open(src, &f) == LF_OK && lf_st_writer_new(&w) == LF_OK;
-    for (size_t i = 0; ok && i < lf_st_meta_count(f); i++)
-        ok = lf_st_writer_meta(w, lf_st_meta_at(f, i)->key, lf_st_meta_at(f, i)->value) == LF_OK;
-    ok = ok && lf_st_writer_meta(w, "ss_output_name", "mychar") == LF_OK &&
-         lf_st_writer_meta(w, "ss_tag_frequency", "{\"10_mychar\": {\"mychar\": 5, \"1girl\": 3}, \"5_blue hair\": "
-                           "{\"blue hair\": 2}}") == LF_OK;
-    for (size_t i = 0; ok && i < lf_st_count(f); i++) {
-        const lf_st_tensor *t = lf_st_at(f, i);
-        ok = lf_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, (size_t)(t->end - t->begin)) == LF_OK;
-    }
-    ok = ok && lf_st_writer_commit(w, dst) == LF_OK;
-    lf_st_writer_free(w);
-    lf_st_close(f);
-    return ok;
+    const char *meta[] = {"ss_output_name", "mychar", "ss_tag_frequency",
+                          "{\"10_mychar\": {\"mychar\": 5, \"1girl\": 3}, \"5_blue hair\": {\"blue hair\": 2}}", NULL};
+    lf_test_st_edit e = {.copy_meta = 1, .meta = meta};
+    return lf_test_st_copy(src, dst, &e);
 }
 
 static void resolve_ok(lf_lora_dir *d, const char *dir, const char *name, const char *rel) {
@@ -464,8 +452,8 @@ static void resolve_err(lf_lora_dir *d, const char *name, const char *msg) {
 }
 
 static void test_lora_dir(void) {
-    char dir[] = "/tmp/lf_loradir_XXXXXX", cwd[2048], path[4096], src[4096];
-    if (!mkdtemp(dir) || !getcwd(cwd, sizeof cwd)) {
+    char dir[256], cwd[2048], path[4096], src[4096];
+    if (lf_test_tmpdir(dir, sizeof dir, "loradir") || !getcwd(cwd, sizeof cwd)) {
         LF_CHECK(0, "mkdtemp");
         return;
     }
@@ -552,18 +540,7 @@ static void test_lora_dir(void) {
     }
     lf_step_plan_free(sp);
     lf_prompt_free(pr);
-    /* clean up */
-    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, links[i].dst);
-        unlink(path);
-    }
-    snprintf(path, sizeof path, "%s/trained/model-000010.safetensors", dir);
-    unlink(path);
-    for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, sub[i]);
-        rmdir(path);
-    }
-    rmdir(dir);
+    lf_test_rmtree(dir);
 }
 
 int main(void) {

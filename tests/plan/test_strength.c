@@ -4,6 +4,7 @@
  * schedules (before the first key frame, ties, past the end), LBW expansion of every length.
  */
 #include "lf_test.h"
+#include "lf_test_data.h"
 
 #include "lorafuse/lf_strength.h"
 
@@ -144,18 +145,15 @@ static void test_lbw_expand(void) {
     LF_CHECK(!lf_lbw_preset_find(ps, "all", &n), "preset names are case-sensitive");
     lf_lbw_presets_free(ps);
     /* a presets file on disk */
-    char path[] = "/tmp/lf_presets_XXXXXX";
-    int fd = mkstemp(path);
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (f) {
-        fputs("# user presets\nHALF:0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5\n", f);
-        fclose(f);
+    char dir[256];
+    const char *path = lf_test_tmpdir(dir, sizeof dir, "presets") ? NULL : lf_test_path(dir, "presets.txt");
+    if (path && !lf_test_write_text(path, "# user presets\nHALF:0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5,0.5\n")) {
         ps = NULL;
         LF_CHECK(lf_lbw_presets_load(path, &ps) == LF_OK && lf_lbw_preset_find(ps, "HALF", &n) && n == 12, "file presets: %s",
                  lf_last_error());
         lf_lbw_presets_free(ps);
-        remove(path);
     }
+    if (path) lf_test_rmtree(dir);
 }
 
 int main(void) {

@@ -12,10 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "lorafuse/lf_clip.h"
 #include "lorafuse/lf_safetensors.h"
 
@@ -31,24 +30,15 @@ static const void *gold(const lf_st_file *g, const char *name, lf_dtype dt, int6
     return lf_view_numel(&v) == numel ? t->data : NULL;
 }
 
-static double rel_l2(const float *a, const void *b_raw, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        float b;
-        memcpy(&b, (const char *)b_raw + 4 * i, 4);
-        num += ((double)a[i] - b) * ((double)a[i] - b);
-        den += (double)b * b;
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 static double worst_rel;
 
 static void check_close(const float *got, const lf_st_file *g, const char *name, int64_t n) {
-    const void *want = gold(g, name, LF_F32, n);
-    LF_CHECK(want != NULL, "golden %s missing", name);
-    if (!want) return;
-    double e = rel_l2(got, want, n);
+    const void *raw = gold(g, name, LF_F32, n);
+    LF_CHECK(raw != NULL, "golden %s missing", name);
+    if (!raw) return;
+    float *want = lf_test_tensor_f32(g, name, NULL);
+    double e = lf_test_rel_l2(got, want, n);
+    free(want);
     if (e > worst_rel) worst_rel = e;
     LF_CHECK(e <= 1e-4, "%s: rel L2 %.3g", name, e);
 }
@@ -96,41 +86,11 @@ static void load_chunks(const lf_st_file *w, const char *ids_key, lf_prompt_chun
     }
 }
 
-/* Write a copy of the tensors under prefix (prefix stripped), skipping `drop` and truncating the first
- * dim of `shrink` to 16 rows; optionally a config.json beside it. */
-static int write_subset(const lf_st_file *f, const char *prefix, const char *path, const char *drop,
+/* The tensors of src under prefix (prefix stripped) at path, without `drop`, `shrink` cut to 16 rows. */
+static int write_subset(const char *src, const char *prefix, const char *path, const char *drop,
                         const char *shrink) {
-    lf_st_writer *w = NULL;
-    if (lf_st_writer_new(&w)) return 0;
-    size_t pl = strlen(prefix);
-    for (size_t i = 0; i < lf_st_count(f); i++) {
-        const lf_st_tensor *t = lf_st_at(f, i);
-        if (strncmp(t->name, prefix, pl) != 0) continue;
-        const char *n = t->name + pl;
-        if (drop && strcmp(n, drop) == 0) continue;
-        int64_t shape[LF_MAX_DIMS];
-        memcpy(shape, t->shape, sizeof shape);
-        size_t bytes = (size_t)(t->end - t->begin);
-        if (shrink && strcmp(n, shrink) == 0) {
-            bytes = bytes / (size_t)shape[0] * 16;
-            shape[0] = 16;
-        }
-        if (lf_st_writer_add(w, n, t->dtype, t->ndim, shape, t->data, bytes)) {
-            lf_st_writer_free(w);
-            return 0;
-        }
-    }
-    int ok = lf_st_writer_commit(w, path) == LF_OK;
-    lf_st_writer_free(w);
-    return ok;
-}
-
-static void write_text(const char *path, const char *text) {
-    FILE *fp = fopen(path, "wb");
-    if (fp) {
-        fputs(text, fp);
-        fclose(fp);
-    }
+    lf_test_st_edit e = {.prefix = prefix, .strip = 1, .drop = drop, .shrink = shrink};
+    return lf_test_st_copy(src, path, &e);
 }
 
 int main(void) {
@@ -185,28 +145,27 @@ int main(void) {
 
     /* ---- diffusers-style folder (text_encoder/: config.json + model.safetensors) ---- */
     char dir[256], path[512];
-    snprintf(dir, sizeof dir, "/tmp/lf_clip_test_%d", (int)getpid());
-    mkdir(dir, 0755);
+    lf_test_tmpdir(dir, sizeof dir, "clip_test");
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    LF_CHECK(write_subset(f15, "cond_stage_model.transformer.", path, NULL, NULL), "write folder model");
+    LF_CHECK(write_subset(SD15, "cond_stage_model.transformer.", path, NULL, NULL), "write folder model");
     snprintf(path, sizeof path, "%s/config.json", dir);
-    write_text(path, "{\"architectures\": [\"CLIPTextModel\"], \"hidden_act\": \"quick_gelu\", \"hidden_size\": 32, "
+    lf_test_write_text(path, "{\"architectures\": [\"CLIPTextModel\"], \"hidden_act\": \"quick_gelu\", \"hidden_size\": 32, "
                      "\"num_attention_heads\": 4, \"layer_norm_eps\": 1e-05}");
     lf_clip *tf = NULL;
     LF_CHECK(lf_clip_load_dir(dir, NULL, &tf) == LF_OK, "load folder: %s", lf_last_error());
     if (tf) check_encoder(tf, g, "sd15", 0);
     lf_clip_free(tf);
     /* a wrong head count from config.json is an error naming the tensor */
-    write_text(path, "{\"hidden_act\": \"quick_gelu\", \"num_attention_heads\": 5}");
+    lf_test_write_text(path, "{\"hidden_act\": \"quick_gelu\", \"num_attention_heads\": 5}");
     tf = NULL;
     LF_CHECK(lf_clip_load_dir(dir, NULL, &tf) == LF_ERR_MODEL && strstr(lf_last_error(), "token_embedding.weight"),
              "5 heads: %s", lf_last_error());
-    write_text(path, "{\"hidden_act\": \"relu\"}");
+    lf_test_write_text(path, "{\"hidden_act\": \"relu\"}");
     LF_CHECK(lf_clip_load_dir(dir, NULL, &tf) == LF_ERR_UNSUPPORTED && strstr(lf_last_error(), "relu"),
              "relu: %s", lf_last_error());
     /* missing / misshapen tensors */
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    LF_CHECK(write_subset(f15, "cond_stage_model.transformer.", path, "text_model.encoder.layers.3.mlp.fc2.bias", NULL),
+    LF_CHECK(write_subset(SD15, "cond_stage_model.transformer.", path, "text_model.encoder.layers.3.mlp.fc2.bias", NULL),
              "write subset");
     lf_st_file *fs = NULL;
     if (lf_st_open(path, &fs) == LF_OK) {
@@ -216,7 +175,7 @@ int main(void) {
                  "missing tensor: %s", lf_last_error());
         lf_st_close(fs);
     }
-    LF_CHECK(write_subset(f15, "cond_stage_model.transformer.", path, NULL,
+    LF_CHECK(write_subset(SD15, "cond_stage_model.transformer.", path, NULL,
                           "text_model.encoder.layers.5.self_attn.k_proj.weight"),
              "write subset");
     if (lf_st_open(path, &fs) == LF_OK) {
@@ -229,10 +188,7 @@ int main(void) {
         lf_st_close(fs);
     }
     LF_CHECK(tf == NULL, "no model after failures");
-    unlink(path);
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    unlink(path);
-    rmdir(dir);
+    lf_test_rmtree(dir);
 
     /* ---- SDXL ---- */
     LF_CHECK(lf_clip_detect(fxl, &p1, &p2) == LF_TE_SDXL, "detect SDXL");

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "lorafuse/lf_merge.h"
 #include "lorafuse/lf_live_weights.h"
 
@@ -103,8 +104,9 @@ static void check_case(const char *base, int xl, const char *lora, const char *t
     lf_step_plan *sp = build(model, text, lora, n_steps, &pr);
     lf_cpu_backend *b = NULL;
     models live, merged;
-    char dir[] = "/tmp/lf_live_XXXXXX", out[256];
-    if (!sp || lf_cpu_backend_new(sp, 0, &b) != LF_OK || !load_models(base, xl, &live) || !mkdtemp(dir)) {
+    char dir[256], out[512];
+    if (!sp || lf_cpu_backend_new(sp, 0, &b) != LF_OK || !load_models(base, xl, &live) ||
+        lf_test_tmpdir(dir, sizeof dir, "live")) {
         LF_CHECK(0, "setup: %s", lf_last_error());
         goto done;
     }
@@ -138,8 +140,7 @@ static void check_case(const char *base, int xl, const char *lora, const char *t
         LF_CHECK(d == 0, "step %d: live model differs from the merged checkpoint in %d outputs", t, d);
         LF_CHECK(strengths[t - 1] == 0.0f ? db == 0 : db > 0, "step %d: base comparison (%d)", t, db);
     }
-    remove(out);
-    rmdir(dir);
+    lf_test_rmtree(dir);
     free(o_live), free(o_ref), free(o_base);
 done:
     free_models(&live);

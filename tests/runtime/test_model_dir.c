@@ -130,9 +130,7 @@ static int write_xl_folder(const char *root, const char *drop, const char *extra
     char *out = cJSON_Print(cj);
     cJSON_Delete(cj);
     snprintf(path, sizeof path, "%s/unet/config.json", root);
-    FILE *fo = fopen(path, "wb");
-    fputs(out, fo);
-    fclose(fo);
+    lf_test_write_text(path, out);
     free(out);
     lf_unet_tensor *ts = NULL;
     size_t n = 0;
@@ -209,8 +207,8 @@ static void check_sdxl(void) {
     for (size_t i = 0; i < n; i++) free(full[i]), free(dn[i]);
     free(full), free(dn), free(ts);
 
-    char root[] = "/tmp/lf_test_mdir_XXXXXX", unet[300], sched[300];
-    if (!mkdtemp(root)) return;
+    char root[256], unet[300], sched[300];
+    if (lf_test_tmpdir(root, sizeof root, "test_mdir")) return;
     snprintf(unet, sizeof unet, "%s/unet", root);
     lf_st_file *f = NULL;
     lf_st_open(SDXL, &f);
@@ -229,9 +227,7 @@ static void check_sdxl(void) {
     snprintf(sched, sizeof sched, "%s/scheduler", root);
     mkdir(sched, 0700);
     snprintf(sched, sizeof sched, "%s/scheduler/scheduler_config.json", root);
-    FILE *sf = fopen(sched, "wb");
-    fputs("{\"_class_name\": \"EulerDiscreteScheduler\", \"prediction_type\": \"v_prediction\"}", sf);
-    fclose(sf);
+    lf_test_write_text(sched, "{\"_class_name\": \"EulerDiscreteScheduler\", \"prediction_type\": \"v_prediction\"}");
     lf_prediction p = LF_PRED_EPSILON;
     int found = 0;
     LF_CHECK(lf_model_dir_prediction(root, &p, &found) == LF_OK && found && p == LF_PRED_V, "v_prediction");
@@ -240,9 +236,7 @@ static void check_sdxl(void) {
              "folder prediction: %s", lf_last_error());
     lf_unet_free(ud);
     ud = NULL;
-    sf = fopen(sched, "wb");
-    fputs("{\"prediction_type\": \"sample\"}", sf);
-    fclose(sf);
+    lf_test_write_text(sched, "{\"prediction_type\": \"sample\"}");
     LF_CHECK(lf_model_dir_prediction(root, &p, &found) == LF_ERR_UNSUPPORTED && strstr(lf_last_error(), "sample"),
              "unknown prediction type: %s", lf_last_error());
     remove(sched);
@@ -266,10 +260,7 @@ static void check_sdxl(void) {
     LF_CHECK(lf_unet_load_dir(unet, NULL, &ud) == LF_ERR_UNSUPPORTED && strstr(lf_last_error(), "class_embed_type"),
              "config: %s", lf_last_error());
     LF_CHECK(ud == NULL, "no model on error");
-    char p2[400];
-    snprintf(p2, sizeof p2, "%s/unet/config.json", root), remove(p2);
-    snprintf(p2, sizeof p2, "%s/unet/diffusion_pytorch_model.safetensors", root), remove(p2);
-    rmdir(unet), snprintf(p2, sizeof p2, "%s/scheduler", root), rmdir(p2), rmdir(root);
+    lf_test_rmtree(root);
     lf_unet_free(us);
     lf_st_close(f);
 }

@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "lorafuse/lf_safetensors.h"
 #include "lorafuse/lf_tokenizer.h"
 
@@ -60,14 +60,6 @@ static void check_set(const lf_tokenizer *tok, const lf_st_file *f, const char *
         }
         lf_tokens_free(&got);
         free(want);
-    }
-}
-
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    if (f) {
-        fputs(text, f);
-        fclose(f);
     }
 }
 
@@ -136,19 +128,19 @@ int main(void) {
     st = lf_tokenizer_load_bpe("tests/data/model/clip_tok_small/merges.txt", &tok);
     LF_CHECK(st == LF_ERR_FORMAT && strstr(lf_last_error(), "merges.txt") && strstr(lf_last_error(), "48894"),
              "short BPE file: %s", lf_last_error());
-    char vj[256], mt[256];
-    snprintf(vj, sizeof vj, "/tmp/lf_tok_%d_vocab.json", (int)getpid());
-    snprintf(mt, sizeof mt, "/tmp/lf_tok_%d_merges.txt", (int)getpid());
-    write_file(vj, "{\"a\": 0, \"b\": 1}");
-    write_file(mt, "#version: 0.2\na b\n");
+    char dir[256], vj[512], mt[512];
+    lf_test_tmpdir(dir, sizeof dir, "tok");
+    snprintf(vj, sizeof vj, "%s/vocab.json", dir);
+    snprintf(mt, sizeof mt, "%s/merges.txt", dir);
+    lf_test_write_text(vj, "{\"a\": 0, \"b\": 1}");
+    lf_test_write_text(mt, "#version: 0.2\na b\n");
     st = lf_tokenizer_load_files(vj, mt, &tok);
     LF_CHECK(st == LF_ERR_FORMAT && strstr(lf_last_error(), "byte symbol"), "incomplete vocab: %s",
              lf_last_error());
-    write_file(vj, "[1, 2]");
+    lf_test_write_text(vj, "[1, 2]");
     st = lf_tokenizer_load_files(vj, mt, &tok);
     LF_CHECK(st == LF_ERR_FORMAT && strstr(lf_last_error(), vj), "vocab not an object: %s", lf_last_error());
-    remove(vj);
-    remove(mt);
+    lf_test_rmtree(dir);
     LF_CHECK(tok == NULL, "no tokenizer after failures");
     return lf_test_finish();
 }

@@ -112,48 +112,12 @@ static void check_arch(void) {
     lf_st_close(f);
 }
 
-/* Copy the UNet tensors of src into a new file at path, dropping `drop`, giving `reshape` a
- * different shape, and storing everything as `dt` (F32 or the source dtype when dt is INVALID). */
+/* The UNet tensors of src at path, without `drop`, with `reshape` given shape (a/2, 2b, ...), and
+ * stored as `dt` (the source dtypes when dt is LF_DTYPE_INVALID). */
 static int write_variant(const char *src, const char *path, const char *drop, const char *reshape,
                          lf_dtype dt) {
-    lf_st_file *f = NULL;
-    if (lf_st_open(src, &f) != LF_OK) return 0;
-    lf_st_writer *w = NULL;
-    lf_st_writer_new(&w);
-    void **keep = calloc(lf_st_count(f), sizeof *keep);
-    for (size_t i = 0; i < lf_st_count(f); i++) {
-        const lf_st_tensor *t = lf_st_at(f, i);
-        if (strncmp(t->name, "model.diffusion_model.", 22) != 0) continue;
-        if (drop && !strcmp(t->name, drop)) continue;
-        int64_t shape[LF_MAX_DIMS];
-        memcpy(shape, t->shape, sizeof shape);
-        lf_view v = lf_st_view(t);
-        int64_t n = lf_view_numel(&v);
-        const void *data = t->data;
-        size_t bytes = (size_t)(t->end - t->begin);
-        lf_dtype odt = t->dtype;
-        if (reshape && !strcmp(t->name, reshape)) { /* (a, b, ...) -> (a/2, 2b, ...): same bytes */
-            shape[0] /= 2;
-            shape[1] *= 2;
-        }
-        if (dt != LF_DTYPE_INVALID && dt != t->dtype) {
-            float *tmp = malloc((size_t)n * sizeof(float));
-            lf_view_to_f32(&v, tmp);
-            keep[i] = malloc((size_t)n * lf_dtype_bits(dt) / 8);
-            lf_f32_to_dtype(tmp, n, dt, keep[i]);
-            free(tmp);
-            data = keep[i];
-            bytes = (size_t)n * lf_dtype_bits(dt) / 8;
-            odt = dt;
-        }
-        lf_st_writer_add(w, t->name, odt, t->ndim, shape, data, bytes);
-    }
-    lf_status st = lf_st_writer_commit(w, path);
-    lf_st_writer_free(w);
-    for (size_t i = 0; i < lf_st_count(f); i++) free(keep[i]);
-    free(keep);
-    lf_st_close(f);
-    return st == LF_OK;
+    lf_test_st_edit e = {.prefix = "model.diffusion_model.", .drop = drop, .reshape = reshape, .dtype = dt};
+    return lf_test_st_copy(src, path, &e);
 }
 
 static lf_status load_path(const char *path, const lf_unet_opts *o, lf_unet **u) {
@@ -166,9 +130,9 @@ static lf_status load_path(const char *path, const lf_unet_opts *o, lf_unet **u)
 }
 
 static void check_errors(void) {
-    char dir[] = "/tmp/lf_test_unet_XXXXXX";
-    if (!mkdtemp(dir)) return;
-    char path[256];
+    char dir[256];
+    if (lf_test_tmpdir(dir, sizeof dir, "test_unet")) return;
+    char path[512];
     snprintf(path, sizeof path, "%s/v.safetensors", dir);
     lf_unet_opts o = {NULL, 4, 0, 4};
     lf_unet *u = NULL;
@@ -224,8 +188,7 @@ static void check_errors(void) {
         LF_CHECK(lf_unet_time_embed(u, emb, t, NULL, 1) == LF_ERR_ARG, "sdxl without y");
         lf_unet_free(u);
     }
-    unlink(path);
-    rmdir(dir);
+    lf_test_rmtree(dir);
 }
 
 int main(void) {

@@ -67,25 +67,10 @@ static void run_case(const char *name, const char *ckpt, const char *golden, lf_
     lf_st_close(gf);
 }
 
-/* Copy the VAE tensors of src to path without `drop` and with `reshape` given shape (a/2, 2b, ...). */
+/* The VAE tensors of src at path without `drop` and with `reshape` given shape (a/2, 2b, ...). */
 static int write_variant(const char *src, const char *path, const char *drop, const char *reshape) {
-    lf_st_file *f = NULL;
-    if (lf_st_open(src, &f) != LF_OK) return 0;
-    lf_st_writer *w = NULL;
-    lf_st_writer_new(&w);
-    for (size_t i = 0; i < lf_st_count(f); i++) {
-        const lf_st_tensor *t = lf_st_at(f, i);
-        if (strncmp(t->name, "first_stage_model.", 18) != 0) continue;
-        if (drop && !strcmp(t->name, drop)) continue;
-        int64_t shape[LF_MAX_DIMS];
-        memcpy(shape, t->shape, sizeof shape);
-        if (reshape && !strcmp(t->name, reshape)) shape[0] /= 2, shape[1] *= 2;
-        lf_st_writer_add(w, t->name, t->dtype, t->ndim, shape, t->data, (size_t)(t->end - t->begin));
-    }
-    lf_status st = lf_st_writer_commit(w, path);
-    lf_st_writer_free(w);
-    lf_st_close(f);
-    return st == LF_OK;
+    lf_test_st_edit e = {.prefix = "first_stage_model.", .drop = drop, .reshape = reshape};
+    return lf_test_st_copy(src, path, &e);
 }
 
 static lf_status load_path(const char *path, lf_family fam, lf_vae **v) {
@@ -99,9 +84,9 @@ static lf_status load_path(const char *path, lf_family fam, lf_vae **v) {
 }
 
 static void check_errors(const char *src) {
-    char dir[] = "/tmp/lf_test_vae_XXXXXX";
-    if (!mkdtemp(dir)) return;
-    char path[256];
+    char dir[256];
+    if (lf_test_tmpdir(dir, sizeof dir, "test_vae")) return;
+    char path[512];
     snprintf(path, sizeof path, "%s/v.safetensors", dir);
     lf_vae *v = NULL;
     const char *miss = "first_stage_model.decoder.up.2.block.1.conv2.weight";
@@ -145,8 +130,7 @@ static void check_errors(const char *src) {
             lf_vae_free(v);
         }
     }
-    unlink(path);
-    rmdir(dir);
+    lf_test_rmtree(dir);
 }
 
 int main(void) {
