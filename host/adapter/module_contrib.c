@@ -4,7 +4,7 @@
  *
  * acc (O, K) += C(W0, s) per P2-P5 in f32, W0 (O, I[, kh, kw]) flattened to (O, K), K = I * kh * kw;
  * with `bias`, acc (O) += s * diff_b / b_norm. s == 0 adds nothing for any algorithm; OFT/BOFT rescale
- * is interpolated by s (see kernels/cpu/oft_ref.c). dyn_rank (plain LoRA only, ignored elsewhere) uses
+ * is interpolated by s (see kernels/cpu/adapters/oft_ref.c). dyn_rank (plain LoRA only, ignored elsewhere) uses
  * the first dyn_rank ranks with gamma still alpha / full rank, as A1111's
  * lyco_helpers.rebuild_conventional slices up[:, :dyn] and down[:dyn] while calc_scale keeps
  * dim = lora_down.shape[0]. On error acc is left partly updated; callers discard it.
