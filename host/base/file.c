@@ -387,8 +387,8 @@ lf_status lf_file_out_commit_new(lf_file_out *f, const char *path, int *taken) {
         lf_out_release(f);
         return st;
     }
+    lf_sync_dir(path); /* before the release: path may be f's own */
     lf_out_release(f); /* after a link the temporary name goes */
-    lf_sync_dir(path);
     return LF_OK;
 }
 
