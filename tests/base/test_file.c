@@ -12,7 +12,6 @@
  * cleanup removes live temporary files, directly and from a real SIGTERM handler in a child that then
  * dies by the signal.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -24,19 +23,13 @@
 #include <unistd.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 #include "host/base/file.h"
 #include "host/base/util.h"
 
 static char g_dir[256];
 
-/* g_dir/name in one of 64 rotating buffers: a test keeps at most a few dozen paths alive at once. */
-static const char *tpath(const char *name) {
-    static char buf[64][512];
-    static int k;
-    k = (k + 1) & 63;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
+static const char *tpath(const char *name) { return lf_test_path(g_dir, name); }
 
 static int write_bytes(const char *path, const void *p, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -55,16 +48,7 @@ static int holds(const char *path, const char *s) {
     return ok;
 }
 
-static int count_tmp_files(void) {
-    DIR *d = opendir(g_dir);
-    if (!d) return -1;
-    int k = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (strstr(e->d_name, ".tmp.")) k++;
-    closedir(d);
-    return k;
-}
+static int count_tmp_files(void) { return lf_test_tmp_files(g_dir, 0); }
 
 /* A character device node (the null device's numbers, so that nothing could harm it) in g_dir; 0 when
  * this process may not create one. */
@@ -351,9 +335,7 @@ static void test_signal_cleanup(void) {
 }
 
 int main(void) {
-    const char *t = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/lf_test_file_XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(g_dir)) {
+    if (lf_test_tmpdir(g_dir, sizeof g_dir, "test_file") != 0) {
         fprintf(stderr, "mkdtemp %s: %s\n", g_dir, strerror(errno));
         return 1;
     }

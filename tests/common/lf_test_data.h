@@ -8,10 +8,13 @@
  * lf_test_rng         seeded xorshift64 stream: lf_test_rng_next (64 bits), lf_test_rng_uniform
  *                     (U[lo, hi) from the top 53 bits), lf_test_seed_mix (a seed per named case)
  * lf_test_tmpdir      a fresh directory $TMPDIR/lf_<tag>_XXXXXX (mkdtemp); lf_test_rmtree removes it
+ * lf_test_path        DIR/NAME in one of 64 rotating static buffers
+ * lf_test_tmp_files   how many "*.tmp.*" (unfinished output) files a directory holds, optionally removing them
  */
 #ifndef LF_TEST_DATA_H
 #define LF_TEST_DATA_H
 
+#include <dirent.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdint.h>
@@ -125,5 +128,30 @@ static inline int lf_test_rmtree_one(const char *path, const struct stat *sb, in
 
 /* Remove a directory made by lf_test_tmpdir and everything under it (links are not followed). */
 static inline int lf_test_rmtree(const char *dir) { return nftw(dir, lf_test_rmtree_one, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* dir/name; the result stays valid for the next 63 calls. */
+static inline const char *lf_test_path(const char *dir, const char *name) {
+    static char buf[64][512];
+    static int k;
+    k = (k + 1) & 63;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+/* The number of "*.tmp.*" entries in dir (temporary outputs left behind), -1 if dir cannot be read;
+ * with remove, they are deleted too, so that the next case is judged on its own. */
+static inline int lf_test_tmp_files(const char *dir, int remove_them) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int k = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strstr(e->d_name, ".tmp.")) {
+            k++;
+            if (remove_them) unlink(lf_test_path(dir, e->d_name));
+        }
+    closedir(d);
+    return k;
+}
 
 #endif

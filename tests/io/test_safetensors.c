@@ -10,8 +10,8 @@
  * destination untouched.
  */
 #include "lf_test.h"
+#include "lf_test_data.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -74,16 +74,7 @@ static lf_st_file *parse_ok(int line, const char *hdr, size_t n, const void *dat
 
 static void path_in(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", g_dir, name); }
 
-static int count_tmp_files(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int k = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (strstr(e->d_name, ".tmp.")) k++;
-    closedir(d);
-    return k;
-}
+static int count_tmp_files(const char *dir) { return lf_test_tmp_files(dir, 0); }
 
 /* The file's bytes as unsigned (header lengths are little-endian bytes); NULL if unreadable. */
 static unsigned char *read_file(const char *path, size_t *n) {
@@ -800,24 +791,8 @@ static void test_commit_failures(void) {
     free(big);
 }
 
-static void cleanup_dir(void) {
-    DIR *d = opendir(g_dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[1024];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(p, sizeof p, "%s/%s", g_dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(g_dir);
-}
-
 int main(void) {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/lf_test_st.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(g_dir)) {
+    if (lf_test_tmpdir(g_dir, sizeof g_dir, "test_st") != 0) {
         fprintf(stderr, "mkdtemp %s: %s\n", g_dir, strerror(errno));
         return 1;
     }
@@ -836,6 +811,6 @@ int main(void) {
     test_writer_rejects();
     test_writer_many();
     test_commit_failures();
-    cleanup_dir();
+    lf_test_rmtree(g_dir);
     return lf_test_finish();
 }

@@ -13,7 +13,6 @@
  *            destination is absent or complete (new path), old or complete (--force), never partial;
  *            no temporary file is left.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -35,13 +34,7 @@
 static const char *g_bin;
 static char g_dir[256];
 
-static const char *tpath(const char *name) {
-    static char buf[16][512];
-    static int k;
-    k = (k + 1) & 15;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
-    return buf[k];
-}
+static const char *tpath(const char *name) { return lf_test_path(g_dir, name); }
 
 static double now_s(void) {
     struct timespec ts;
@@ -138,20 +131,8 @@ static int exists(const char *p) {
     return lstat(p, &sb) == 0;
 }
 
-/* How many "*.tmp.*" files g_dir holds; they are removed, so that each case is judged on its own. */
-static int count_tmp_files(void) {
-    DIR *d = opendir(g_dir);
-    if (!d) return -1;
-    int k = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (strstr(e->d_name, ".tmp.")) {
-            k++;
-            unlink(tpath(e->d_name));
-        }
-    closedir(d);
-    return k;
-}
+/* Temporary files left in g_dir; removed, so that each case is judged on its own. */
+static int count_tmp_files(void) { return lf_test_tmp_files(g_dir, 1); }
 
 static int exit_code(const run_result *r) { return r->status >= 0 && WIFEXITED(r->status) ? WEXITSTATUS(r->status) : -1; }
 
@@ -318,9 +299,7 @@ static void test_signals(void) {
 int main(void) {
     g_bin = getenv("LF_BIN");
     if (!g_bin || access(g_bin, X_OK) != 0) LF_SKIP("LF_BIN does not name the lorafuse binary");
-    const char *t = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/lf_robust_files_XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(g_dir)) {
+    if (lf_test_tmpdir(g_dir, sizeof g_dir, "robust_files") != 0) {
         fprintf(stderr, "mkdtemp %s: %s\n", g_dir, strerror(errno));
         return 1;
     }
