@@ -145,8 +145,8 @@ struct lf_file_out {
     size_t n_ids;
 };
 
-/* The ids of the inputs that exist (the others cannot be the destination). Allocates *ids / *names
- * (names borrowed from opts) when out is wanted. */
+/* The ids of the inputs that exist (a missing one cannot be the destination), in *ids, with their
+ * names (borrowed from o) in *names; both malloc'd, NULL when there are no inputs. */
 static lf_status lf_input_ids(const lf_file_out_opts *o, lf_file_id **ids, const char ***names, size_t *n) {
     *ids = NULL;
     *names = NULL;
