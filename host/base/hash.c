@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "file.h"
 #include "lorafuse/lf_hash.h"
 
 /* ---- SHA-256 (FIPS 180-4) --------------------------------------------------------------------- */
@@ -109,9 +111,22 @@ void lf_sha256_hex(const unsigned char digest[32], char hex[65]) {
     hex[64] = '\0';
 }
 
+/* `path` through the input helper (regular files only, never blocking) as a FILE. */
+static lf_status lf_hash_open(const char *path, FILE **f) {
+    int fd;
+    lf_status st = lf_file_open_in(path, NULL, UINT64_MAX, &fd, NULL, NULL);
+    if (st != LF_OK) return st;
+    if (!(*f = fdopen(fd, "rb"))) {
+        st = lf_err(LF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+    }
+    return st;
+}
+
 lf_status lf_sha256_file(const char *path, uint64_t from, char hex[65]) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return lf_err(LF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f;
+    lf_status st = lf_hash_open(path, &f);
+    if (st != LF_OK) return st;
     if (from && fseeko(f, (off_t)from, SEEK_SET) != 0) {
         fclose(f);
         return lf_err(LF_ERR_IO, "%s: cannot seek to %llu", path, (unsigned long long)from);
@@ -145,8 +160,9 @@ lf_status lf_a1111_model_hash(const char *path, char out[11]) {
 }
 
 lf_status lf_a1111_lora_hash(const char *path, char out[13]) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return lf_err(LF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f;
+    lf_status st = lf_hash_open(path, &f);
+    if (st != LF_OK) return st;
     unsigned char h[8];
     size_t got = fread(h, 1, 8, f);
     fclose(f);
@@ -154,7 +170,7 @@ lf_status lf_a1111_lora_hash(const char *path, char out[13]) {
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = n << 8 | h[i];
     char hex[65];
-    lf_status st = lf_sha256_file(path, n + 8, hex);
+    st = lf_sha256_file(path, n + 8, hex);
     if (st) return st;
     memcpy(out, hex, 12);
     out[12] = '\0';

@@ -1,13 +1,14 @@
-/* util.c: the shared helpers of util.h (clock, whole-file reader, prefix/suffix, growable arrays). */
+/* util.c: the shared helpers of util.h (clock, whole-file reader over file.h's input helper,
+ * prefix/suffix, growable arrays). */
 #include "util.h"
 
+#include "file.h"
+
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,21 +22,12 @@ lf_status lf_read_file(const char *path, const char *what, size_t max, char **ou
     const char *sep = what ? " (" : "", *w = what ? what : "", *end = what ? ")" : "";
     *out = NULL;
     if (len) *len = 0;
-    /* O_NONBLOCK: opening a FIFO must not wait for a writer; the type check below then refuses it. */
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return lf_err(LF_ERR_IO, "%s%s%s%s: cannot open: %s", path, sep, w, end, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return lf_err(LF_ERR_IO, "%s%s%s%s: not a regular file", path, sep, w, end);
-    }
-    if ((uint64_t)sb.st_size > (uint64_t)max) {
-        close(fd);
-        return lf_err(LF_ERR_FORMAT, "%s%s%s%s: %lld bytes, more than the %zu this file may have", path, sep, w,
-                      end, (long long)sb.st_size, max);
-    }
+    int fd;
+    uint64_t size;
+    lf_status st = lf_file_open_in(path, what, (uint64_t)max, &fd, &size, NULL);
+    if (st != LF_OK) return st;
     /* The size is re-checked while reading: a file that grows past max is refused, not truncated. */
-    size_t cap = (size_t)sb.st_size + 1, n = 0;
+    size_t cap = (size_t)size + 1, n = 0;
     char *buf = malloc(cap + 1);
     if (!buf) {
         close(fd);
@@ -45,7 +37,7 @@ lf_status lf_read_file(const char *path, const char *what, size_t max, char **ou
         ssize_t r = read(fd, buf + n, cap - n);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
-            lf_status st = lf_err(LF_ERR_IO, "%s%s%s%s: read failed: %s", path, sep, w, end, strerror(errno));
+            st = lf_err(LF_ERR_IO, "%s%s%s%s: read failed: %s", path, sep, w, end, strerror(errno));
             free(buf);
             close(fd);
             return st;

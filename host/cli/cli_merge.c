@@ -1,8 +1,11 @@
 /* cli_merge.c: `lorafuse merge`: bake adapters into a checkpoint (lf_merge.h).
  *
  *   lorafuse merge --model CKPT --lora PATH[:STRENGTH[:dyn=N]] [--lora ...] --output OUT.safetensors
- *                  [--allow-unmatched] [--allow-family-mismatch] [--threads N] [--reference] [--stats]
+ *                  [--force] [--allow-unmatched] [--allow-family-mismatch] [--threads N] [--reference]
+ *                  [--stats]
  *
+ * An existing OUT is refused unless --force; OUT may never be the model or an adapter, nor an existing
+ * non-regular file (lf_merge.h). An empty --output is a usage error.
  * A summary line (tensors patched and copied, bytes, read / compute / write seconds) goes to stderr;
  * --stats prints the same as one JSON object on stdout.
  */
@@ -74,6 +77,7 @@ int lf_cli_merge(int argc, char **argv) {
         } else if (!strcmp(a, "--allow-unmatched")) opts.plan.allow_unmatched = 1;
         else if (!strcmp(a, "--allow-family-mismatch")) opts.plan.allow_family = 1;
         else if (!strcmp(a, "--reference")) opts.reference = 1;
+        else if (!strcmp(a, "--force")) opts.overwrite = 1;
         else if (!strcmp(a, "--stats")) stats_json = 1;
         else {
             fprintf(stderr, "lorafuse merge: unexpected argument '%s'\n", a);
@@ -82,6 +86,11 @@ int lf_cli_merge(int argc, char **argv) {
     }
     if (!model || !output || !n) {
         fprintf(stderr, "lorafuse merge: --model, --output and at least one --lora are required\n");
+        rc = LF_CLI_USAGE;
+        goto done;
+    }
+    if (!*output || !*model) {
+        fprintf(stderr, "lorafuse merge: %s is empty\n", !*output ? "--output" : "--model");
         rc = LF_CLI_USAGE;
         goto done;
     }

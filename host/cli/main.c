@@ -2,17 +2,43 @@
  * subcommands of cli.h (inspect, merge, plan, generate; one file each).
  *
  * Exit codes: 0 success, 1 failure (the library's message is printed), 2 usage error.
+ *
+ * SIGINT, SIGTERM and SIGHUP remove the temporary files of the outputs being written (merge output,
+ * PNG images; host/base/file.h), then end the process by the same signal with its default action, so
+ * that the caller still sees "killed by SIGINT" and the destination is left as it was.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "host/base/file.h"
 #include "lorafuse/lf_config.h"
+
+static void lf_on_signal(int sig) {
+    lf_file_cleanup_on_signal();
+    /* SA_RESETHAND restored the default action: the re-raised signal ends the process as if no handler
+     * had been installed (once this handler returns, the signal being blocked while it runs). */
+    raise(sig);
+}
+
+static void lf_install_signal_handlers(void) {
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction sa, old;
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue; /* nohup: keep ignoring */
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = lf_on_signal;
+        sigfillset(&sa.sa_mask); /* no other handler interleaves with the cleanup */
+        sa.sa_flags = SA_RESETHAND;
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
 
 static void lf_usage(FILE *f) {
     fputs("usage:\n"
           "  lorafuse inspect FILE [--model CKPT] [--json]\n"
-          "  lorafuse merge --model CKPT --lora PATH[:STRENGTH[:dyn=N]] [--lora ...] --output OUT\n"
+          "  lorafuse merge --model CKPT --lora PATH[:STRENGTH[:dyn=N]] [--lora ...] --output OUT [--force]\n"
           "                 [--allow-unmatched] [--allow-family-mismatch] [--threads N] [--reference] [--stats]\n"
           "  lorafuse plan --model CKPT --prompt TEXT --steps N [--lora-dir DIR] [--json] [--auto-trigger]\n"
           "  lorafuse generate --model CKPT --prompt TEXT [--steps N] [--sampler NAME] [--seed N] ... (generate --help)\n"
@@ -32,6 +58,7 @@ int main(int argc, char **argv) {
         lf_usage(stderr);
         return 2;
     }
+    lf_install_signal_handlers();
     const char *cmd = argv[1];
     if (!strcmp(cmd, "inspect")) return lf_exit_code(lf_cli_inspect(argc, argv));
     if (!strcmp(cmd, "merge")) return lf_exit_code(lf_cli_merge(argc, argv));

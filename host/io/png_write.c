@@ -1,6 +1,7 @@
-/* png_write.c: 8-bit RGB PNG files with libpng, carrying text chunks (A1111's `parameters`): write to a
- * temporary file and link it to the next free NNNNN-SEED.png name, never overwriting; read back for
- * tests and tools (lf_png.h). */
+/* png_write.c: 8-bit RGB PNG files with libpng, carrying text chunks (A1111's `parameters`): written
+ * through the output helper of host/base/file.h (a temporary file in the destination's directory,
+ * fsync'ed, then linked to the next free NNNNN-SEED.png name, never overwriting; removed on any error
+ * or signal); read back for tests and tools through the input helper (lf_png.h). */
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -12,9 +13,13 @@
 
 #include <png.h>
 
+#include "host/base/file.h"
 #include "lorafuse/lf_png.h"
 
 /* ---- PNG -------------------------------------------------------------------------------------- */
+/* Largest PNG file lf_png_read accepts (an 8192 x 8192 RGB image is 192 MiB uncompressed). */
+#define LF_PNG_MAX_FILE ((uint64_t)1 << 30)
+
 typedef struct {
     char msg[200];
 } lf_png_errctx;
@@ -66,9 +71,10 @@ static int lf_png_write_body(lf_png_w *s, const uint8_t *rgb, int w, int h, cons
     return 1;
 }
 
-lf_status lf_png_write(const char *path, const uint8_t *rgb, int w, int h, const char *const *keys,
-                       const char *const *texts, size_t n_text) {
-    if (w <= 0 || h <= 0) return lf_err(LF_ERR_ARG, "png: bad size %dx%d", w, h);
+/* Encode the image into the temporary file of `out` (through a FILE on a duplicate of its descriptor,
+ * as libpng writes to a FILE). */
+static lf_status lf_png_encode(lf_file_out *out, const char *label, const uint8_t *rgb, int w, int h,
+                               const char *const *keys, const char *const *texts, size_t n_text) {
     lf_png_w s;
     memset(&s, 0, sizeof s);
     s.text = calloc(n_text ? n_text : 1, sizeof *s.text);
@@ -79,9 +85,11 @@ lf_status lf_png_write(const char *path, const uint8_t *rgb, int w, int h, const
         return lf_err(LF_ERR_NOMEM, "out of memory");
     }
     lf_status st = LF_OK;
-    s.f = fopen(path, "wb");
+    int fd = dup(lf_file_out_fd(out));
+    s.f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!s.f) {
-        st = lf_err(LF_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        st = lf_err(LF_ERR_IO, "%s: cannot write: %s", label, strerror(errno));
+        if (fd >= 0) close(fd);
         goto done;
     }
     s.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &s.err, lf_png_error, lf_png_warning);
@@ -91,16 +99,29 @@ lf_status lf_png_write(const char *path, const uint8_t *rgb, int w, int h, const
         goto done;
     }
     if (!lf_png_write_body(&s, rgb, w, h, keys, texts, n_text)) {
-        st = lf_err(LF_ERR_IO, "%s: PNG write failed: %s", path, s.err.msg);
+        st = lf_err(LF_ERR_IO, "%s: PNG write failed: %s", label, s.err.msg);
         goto done;
     }
 done:
     if (s.png) png_destroy_write_struct(&s.png, &s.info);
-    if (s.f && fclose(s.f) != 0 && !st) st = lf_err(LF_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    if (st && s.f) remove(path);
+    if (s.f && fclose(s.f) != 0 && !st) st = lf_err(LF_ERR_IO, "%s: write failed: %s", label, strerror(errno));
     free(s.text);
     free(s.rows);
     return st;
+}
+
+lf_status lf_png_write(const char *path, const uint8_t *rgb, int w, int h, const char *const *keys,
+                       const char *const *texts, size_t n_text) {
+    if (w <= 0 || h <= 0) return lf_err(LF_ERR_ARG, "png: bad size %dx%d", w, h);
+    lf_file_out_opts o = {1, NULL, 0};
+    lf_file_out *out = NULL;
+    lf_status st = lf_file_out_open(path, &o, &out);
+    if (st == LF_OK) st = lf_png_encode(out, path, rgb, w, h, keys, texts, n_text);
+    if (st != LF_OK) {
+        lf_file_out_abort(out);
+        return st;
+    }
+    return lf_file_out_commit(out);
 }
 
 /* A1111 get_next_sequence_number: 1 + the largest integer before the first '-' of a file name. */
@@ -122,53 +143,53 @@ static long lf_next_number(const char *dir) {
     return best + 1;
 }
 
+/* DIR/NNNNN-SEED.png into buf. */
+static void lf_png_name(char *buf, size_t cap, const char *dir, long num, int64_t seed) {
+    snprintf(buf, cap, "%s/%05ld-%lld.png", dir, num, (long long)seed);
+}
+
 lf_status lf_png_save_next(const char *dir, int64_t seed, const uint8_t *rgb, int w, int h,
                            const char *parameters, char **path_out) {
     *path_out = NULL;
+    if (w <= 0 || h <= 0) return lf_err(LF_ERR_ARG, "png: bad size %dx%d", w, h);
     if (!dir || !*dir) dir = ".";
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return lf_err(LF_ERR_IO, "%s: cannot create the output directory: %s", dir, strerror(errno));
     size_t cap = strlen(dir) + 64;
-    char *tmp = malloc(cap), *name = malloc(cap);
-    if (!tmp || !name) {
-        free(tmp);
-        free(name);
-        return lf_err(LF_ERR_NOMEM, "out of memory");
-    }
-    snprintf(tmp, cap, "%s/.lorafuse-XXXXXX", dir);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        lf_status st = lf_err(LF_ERR_IO, "%s: cannot create a temporary file: %s", dir, strerror(errno));
-        free(tmp);
-        free(name);
-        return st;
-    }
-    mode_t um = umask(0);
-    umask(um);
-    fchmod(fd, 0666 & ~um); /* mkstemp creates 0600; an image gets the usual permissions */
-    close(fd);
-    const char *key = "parameters";
-    lf_status st = lf_png_write(tmp, rgb, w, h, &key, &parameters, parameters ? 1 : 0);
-    if (st) {
-        remove(tmp);
-        free(tmp);
-        free(name);
-        return st;
-    }
+    char *name = malloc(cap);
+    if (!name) return lf_err(LF_ERR_NOMEM, "out of memory");
+    /* The first free name now; another process may take it before the image is published, so the
+     * publication itself (a link, which never replaces) moves on to the next number when it is taken. */
     long num = lf_next_number(dir);
-    for (int tries = 0; tries < 100000; tries++, num++) {
-        snprintf(name, cap, "%s/%05ld-%lld.png", dir, num, (long long)seed);
-        if (link(tmp, name) == 0) {
-            remove(tmp);
-            free(tmp);
+    int tries = 0;
+    lf_file_out *out = NULL;
+    lf_file_out_opts o = {0, NULL, 0};
+    lf_status st;
+    for (lf_png_name(name, cap, dir, num, seed);; lf_png_name(name, cap, dir, ++num, seed)) {
+        st = lf_file_out_open(name, &o, &out);
+        if (st == LF_OK || !lf_file_exists(name) || ++tries >= 100000) break;
+    }
+    const char *key = "parameters";
+    if (st == LF_OK) st = lf_png_encode(out, name, rgb, w, h, &key, &parameters, parameters ? 1 : 0);
+    if (st != LF_OK) {
+        lf_file_out_abort(out);
+        free(name);
+        return st;
+    }
+    for (; tries < 100000; tries++) {
+        int taken = 0;
+        st = lf_file_out_commit_new(out, name, &taken);
+        if (st != LF_OK) break; /* out is freed */
+        if (!taken) {
             *path_out = name;
             return LF_OK;
         }
-        if (errno != EEXIST) break;
+        lf_png_name(name, cap, dir, ++num, seed);
     }
-    st = lf_err(LF_ERR_IO, "%s: cannot name the image: %s", name, strerror(errno));
-    remove(tmp);
-    free(tmp);
+    if (st == LF_OK) {
+        lf_file_out_abort(out);
+        st = lf_err(LF_ERR_IO, "%s: no free image name after %d tries", dir, tries);
+    }
     free(name);
     return st;
 }
@@ -235,8 +256,15 @@ lf_status lf_png_read(const char *path, uint8_t **rgb, int *w, int *h, const cha
     lf_png_r s;
     memset(&s, 0, sizeof s);
     lf_status st = LF_OK;
-    s.f = fopen(path, "rb");
-    if (!s.f) return lf_err(LF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
+    st = lf_file_open_in(path, NULL, LF_PNG_MAX_FILE, &fd, NULL, NULL);
+    if (st != LF_OK) return st;
+    s.f = fdopen(fd, "rb");
+    if (!s.f) {
+        st = lf_err(LF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+        return st;
+    }
     unsigned char sig[8];
     if (fread(sig, 1, 8, s.f) != 8 || png_sig_cmp(sig, 0, 8)) {
         fclose(s.f);

@@ -7,7 +7,8 @@
  * order; a name-sorted pointer index serves lf_st_find() and the duplicate check. All strings of a
  * parsed file live in one allocation. Tensor data is never dereferenced here (it may be unaligned).
  * Writer: tensors in insertion order with contiguous offsets, "__metadata__" first, header padded with
- * spaces so that the data starts 8-aligned; commit writes "<path>.tmp.XXXXXX", fsyncs and renames.
+ * spaces so that the data starts 8-aligned; commit goes through the output helper of host/base/file.h
+ * ("<path>.tmp.XXXXXX", fsync, rename; non-regular destinations and the inputs refused).
  */
 #include "lorafuse/lf_safetensors.h"
 
@@ -22,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "host/base/file.h"
 #include "host/base/strbuf.h"
 #include "host/base/util.h"
 
@@ -486,23 +488,15 @@ lf_status lf_st_open(const char *path, lf_st_file **out) {
     if (!out) return lf_err(LF_ERR_ARG, "lf_st_open: out is NULL");
     *out = NULL;
     if (!path) return lf_err(LF_ERR_ARG, "lf_st_open: path is NULL");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return lf_err(LF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return lf_err(LF_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return lf_err(LF_ERR_IO, "%s: not a regular file", path);
-    }
-    if (sb.st_size < 0 || (unsigned long long)sb.st_size > (unsigned long long)SIZE_MAX) {
+    int fd;
+    uint64_t fsize;
+    lf_status st = lf_file_open_in(path, NULL, LF_ST_MAX_FILE, &fd, &fsize, NULL);
+    if (st != LF_OK) return st;
+    if (fsize > (uint64_t)SIZE_MAX) {
         close(fd);
         return lf_err(LF_ERR_IO, "%s: file too large to map", path);
     }
-    size_t size = (size_t)sb.st_size;
+    size_t size = (size_t)fsize;
     void *map = NULL;
     if (size > 0) {
         map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -514,7 +508,7 @@ lf_status lf_st_open(const char *path, lf_st_file **out) {
     }
     close(fd); /* the mapping stays valid */
     lf_st_file *f = NULL;
-    lf_status st = lf_st_parse_impl(map ? (const unsigned char *)map : (const unsigned char *)"", size, path, &f);
+    st = lf_st_parse_impl(map ? (const unsigned char *)map : (const unsigned char *)"", size, path, &f);
     if (st != LF_OK) {
         if (map) munmap(map, size);
         return st;
@@ -741,25 +735,17 @@ lf_status lf_st_writer_add(lf_st_writer *w, const char *name, lf_dtype dtype, in
     return LF_OK;
 }
 
-/* Write all n bytes, looping over short writes and EINTR. */
-static int lf_write_all(int fd, const void *p, size_t n) {
-    const unsigned char *b = (const unsigned char *)p;
-    while (n > 0) {
-        size_t chunk = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
-        ssize_t k = write(fd, b, chunk);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (k == 0) { errno = EIO; return -1; }
-        b += k;
-        n -= (size_t)k;
-    }
-    return 0;
+lf_status lf_st_writer_commit(lf_st_writer *w, const char *path) {
+    lf_st_commit_opts o = {1, NULL, 0};
+    return lf_st_writer_commit_opts(w, path, &o);
 }
 
-lf_status lf_st_writer_commit(lf_st_writer *w, const char *path) {
-    if (!w || !path || !*path) return lf_err(LF_ERR_ARG, "safetensors writer: commit needs a writer and a path");
+lf_status lf_st_writer_commit_opts(lf_st_writer *w, const char *path, const lf_st_commit_opts *opts) {
+    if (!w || !path || !opts) return lf_err(LF_ERR_ARG, "safetensors writer: commit needs a writer, a path and options");
+    lf_file_out_opts fo = {opts->overwrite, opts->inputs, opts->n_inputs};
+    /* The destination is checked before the header is built: a refused output costs nothing. */
+    lf_status st = lf_file_out_check(path, &fo);
+    if (st != LF_OK) return st;
     /* Header. */
     lf_sbuf h = {0};
     lf_sb_put(&h, "{", 1);
@@ -806,73 +792,25 @@ lf_status lf_st_writer_commit(lf_st_writer *w, const char *path) {
         return lf_err(LF_ERR_NOMEM, "%s: out of memory building the header", path);
     }
     if (h.n > LF_ST_MAX_HEADER) {
-        lf_status st = lf_err(LF_ERR_ARG, "%s: header would be %zu bytes, over the %llu-byte limit", path, h.n,
-                              (unsigned long long)LF_ST_MAX_HEADER);
+        st = lf_err(LF_ERR_ARG, "%s: header would be %zu bytes, over the %llu-byte limit", path, h.n,
+                    (unsigned long long)LF_ST_MAX_HEADER);
         free(h.s);
         return st;
     }
     unsigned char len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (unsigned char)(((uint64_t)h.n >> (8 * i)) & 0xff);
 
-    /* Temporary file next to the destination. */
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
-    if (!tmp) {
-        free(h.s);
-        return lf_err(LF_ERR_NOMEM, "%s: out of memory", path);
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        lf_status st = lf_err(LF_ERR_IO, "%s: cannot create temporary file %s: %s", path, tmp, strerror(errno));
-        free(tmp);
-        free(h.s);
+    /* Temporary file next to the destination, fsync'ed and renamed into place (file.h). */
+    lf_file_out *out = NULL;
+    st = lf_file_out_open(path, &fo, &out);
+    if (st == LF_OK) st = lf_file_out_write(out, len8, 8);
+    if (st == LF_OK) st = lf_file_out_write(out, h.s, h.n);
+    for (size_t i = 0; st == LF_OK && i < w->n; i++)
+        if (w->t[i].nbytes) st = lf_file_out_write(out, w->t[i].data, w->t[i].nbytes);
+    free(h.s);
+    if (st != LF_OK) {
+        lf_file_out_abort(out);
         return st;
     }
-    lf_status st = LF_OK;
-    const char *what = "write";
-    if (fchmod(fd, 0644) != 0) { what = "chmod"; goto fail; }
-    if (lf_write_all(fd, len8, 8) != 0 || lf_write_all(fd, h.s, h.n) != 0) goto fail;
-    for (size_t i = 0; i < w->n; i++)
-        if (w->t[i].nbytes && lf_write_all(fd, w->t[i].data, w->t[i].nbytes) != 0) goto fail;
-    what = "fsync";
-    if (fsync(fd) != 0) goto fail;
-    what = "close";
-    {
-        int rc = close(fd);
-        fd = -1;
-        if (rc != 0) goto fail;
-    }
-    what = "rename into place";
-    if (rename(tmp, path) != 0) goto fail;
-    /* Make the rename durable (best effort: some file systems refuse fsync on directories). */
-    {
-        const char *slash = strrchr(path, '/');
-        char *dir = NULL;
-        if (!slash) dir = strdup(".");
-        else if (slash == path) dir = strdup("/");
-        else if ((dir = malloc((size_t)(slash - path) + 1)) != NULL) {
-            memcpy(dir, path, (size_t)(slash - path));
-            dir[slash - path] = '\0';
-        }
-        if (dir) {
-            int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (dfd >= 0) {
-                (void)fsync(dfd);
-                close(dfd);
-            }
-            free(dir);
-        }
-    }
-    free(tmp);
-    free(h.s);
-    return LF_OK;
-fail:
-    st = lf_err(LF_ERR_IO, "%s: %s of temporary file %s failed: %s", path, what, tmp, strerror(errno));
-    if (fd >= 0) close(fd);
-    unlink(tmp);
-    free(tmp);
-    free(h.s);
-    return st;
+    return lf_file_out_commit(out);
 }

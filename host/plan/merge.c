@@ -1,7 +1,6 @@
 /* merge.c: `lorafuse merge` — bake adapters into a copy of a checkpoint (see lf_merge.h).
  * The patch math runs on a small pool of threads, one job (checkpoint tensor) at a time.
  */
-#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include <cJSON.h>
 
 #include "lorafuse/lf_merge.h"
+#include "host/base/file.h"
 #include "host/base/util.h"
 
 typedef struct {
@@ -85,12 +85,6 @@ static char *lf_merge_record(const lf_merge_input *in, size_t n, const lf_plan *
     return s;
 }
 
-static int lf_same_file(const char *a, const char *b) {
-    char ra[PATH_MAX], rb[PATH_MAX];
-    if (!realpath(a, ra) || !realpath(b, rb)) return 0;
-    return strcmp(ra, rb) == 0;
-}
-
 lf_status lf_merge(const char *model_path, const lf_merge_input *in, size_t n, const char *out_path,
                    const lf_merge_opts *opts, lf_merge_stats *stats) {
     static const lf_merge_opts defaults;
@@ -98,12 +92,19 @@ lf_status lf_merge(const char *model_path, const lf_merge_input *in, size_t n, c
     lf_merge_stats local;
     if (!stats) stats = &local;
     memset(stats, 0, sizeof *stats);
-    if (lf_same_file(model_path, out_path))
-        return lf_err(LF_ERR_ARG, "output '%s' is the model itself; write the merge to a new file", out_path);
-    for (size_t i = 0; i < n; i++)
-        if (lf_same_file(in[i].path, out_path))
-            return lf_err(LF_ERR_ARG, "output '%s' is the adapter '%s'; write the merge to a new file", out_path,
-                          in[i].path);
+    /* The model and every adapter are inputs the output may not be; the destination is refused here,
+     * before any work, and checked again by the writer just before the rename. */
+    const char **inputs = calloc(n + 1, sizeof *inputs);
+    if (!inputs) return lf_err(LF_ERR_NOMEM, "out of memory");
+    inputs[0] = model_path;
+    for (size_t i = 0; i < n; i++) inputs[i + 1] = in[i].path;
+    lf_st_commit_opts wo = {o->overwrite, inputs, n + 1};
+    lf_file_out_opts fo = {o->overwrite, inputs, n + 1};
+    lf_status st = lf_file_out_check(out_path, &fo);
+    if (st != LF_OK) {
+        free((void *)inputs);
+        return st;
+    }
 
     double t0 = lf_clock_s();
     lf_model *model = NULL;
@@ -113,7 +114,7 @@ lf_status lf_merge(const char *model_path, const lf_merge_input *in, size_t n, c
     void **outs = NULL;
     lf_st_writer *w = NULL;
     char *record = NULL;
-    lf_status st = (ads && strengths) ? LF_OK : lf_err(LF_ERR_NOMEM, "out of memory");
+    if (!ads || !strengths) st = lf_err(LF_ERR_NOMEM, "out of memory");
     if (st == LF_OK) st = lf_model_open(model_path, &model);
     for (size_t i = 0; i < n && st == LF_OK; i++) {
         st = lf_adapter_open(in[i].path, &ads[i]);
@@ -157,7 +158,7 @@ lf_status lf_merge(const char *model_path, const lf_merge_input *in, size_t n, c
         st = lf_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, data, (size_t)(t->end - t->begin));
         stats->bytes_out += (size_t)(t->end - t->begin);
     }
-    if (st == LF_OK) st = lf_st_writer_commit(w, out_path);
+    if (st == LF_OK) st = lf_st_writer_commit_opts(w, out_path, &wo);
     stats->t_write = lf_clock_s() - t2;
 
     free(record);
@@ -168,6 +169,7 @@ lf_status lf_merge(const char *model_path, const lf_merge_input *in, size_t n, c
     for (size_t i = 0; ads && i < n; i++) lf_adapter_free(ads[i]);
     free(ads);
     free(strengths);
+    free((void *)inputs);
     lf_model_free(model);
     return st;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "clip_internal.h"
+#include "host/base/file.h"
 #include "host/base/util.h"
 #include "host/keymap/keymap_unet.h"
 #include "lorafuse/lf_model_dir.h"
@@ -215,11 +216,9 @@ done:
 /* <dir>/<a> if it exists, else <dir>/<b>; into path. */
 static lf_status lf_md_weights(const char *dir, const char *a, const char *b, char *path, size_t n) {
     snprintf(path, n, "%s/%s", dir, a);
-    FILE *f = fopen(path, "rb");
-    if (f) return fclose(f), LF_OK;
+    if (lf_file_exists(path)) return LF_OK;
     snprintf(path, n, "%s/%s", dir, b);
-    f = fopen(path, "rb");
-    if (f) return fclose(f), LF_OK;
+    if (lf_file_exists(path)) return LF_OK;
     return lf_err(LF_ERR_IO, "%s: no weights (%s or %s)", dir, a, b);
 }
 
@@ -489,9 +488,7 @@ lf_status lf_clip_load_dir(const char *dir, const lf_clip_opts *opts, lf_clip **
     if (st) return st;
     lf_st_file *f = NULL;
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    FILE *probe = fopen(path, "rb");
-    if (probe) fclose(probe);
-    else snprintf(path, sizeof path, "%s/model.fp16.safetensors", dir);
+    if (!lf_file_exists(path)) snprintf(path, sizeof path, "%s/model.fp16.safetensors", dir);
     st = lf_st_open(path, &f);
     if (st) return st;
     st = lf_clip_load(f, "", &o, out);

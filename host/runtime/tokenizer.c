@@ -15,6 +15,7 @@
 #define ZLIB_CONST /* next_in is a pointer to const */
 #include <zlib.h>
 
+#include "host/base/file.h"
 #include "host/base/util.h"
 #include "tokenizer_unicode.h"
 
@@ -566,23 +567,17 @@ lf_status lf_tokenizer_load_dir(const char *dir, lf_tokenizer **out) {
     return st;
 }
 
-static int file_exists(const char *p) {
-    FILE *f = fopen(p, "rb");
-    if (f) fclose(f);
-    return f != NULL;
-}
-
 lf_status lf_tokenizer_load_default(lf_tokenizer **out) {
     *out = NULL;
     const char *env = getenv("LF_CLIP_BPE");
     if (env && *env) return lf_tokenizer_load_bpe(env, out);
     const char *rel = "models/clip/" LF_CLIP_BPE_FILE;
-    if (file_exists(rel)) return lf_tokenizer_load_bpe(rel, out);
+    if (lf_file_exists(rel)) return lf_tokenizer_load_bpe(rel, out);
 #ifdef LF_SOURCE_DIR
     {
         char p[4096];
         snprintf(p, sizeof p, "%s/%s", LF_SOURCE_DIR, rel);
-        if (file_exists(p)) return lf_tokenizer_load_bpe(p, out);
+        if (lf_file_exists(p)) return lf_tokenizer_load_bpe(p, out);
     }
 #endif
     return lf_err(LF_ERR_IO, "CLIP BPE file not found: set LF_CLIP_BPE or install %s (scripts/install-deps.sh, "

@@ -4,6 +4,13 @@
  * byte-identical; dtypes kept; the output's metadata keeps the model's and adds "lorafuse.merged"
  * (JSON: file, strength, modules matched per adapter). All adapters are loaded and checked before
  * any output is produced (P9); the output is written to a temporary file and renamed into place.
+ *
+ * The output is refused before any work (LF_ERR_ARG, nothing written) when its path is empty, when
+ * it is the model or one of the adapters (same device and inode: hard links, symbolic links and other
+ * spellings included), when it exists and is not a regular file (a device, a FIFO, a directory), and
+ * when it exists at all unless opts->overwrite. Inputs must be regular files (a FIFO is refused
+ * without blocking). A failure or a signal (in a program whose handlers call host/base/file.h's
+ * cleanup, as `lorafuse` does) leaves the destination as it was and no temporary file.
  */
 #ifndef LF_MERGE_H
 #define LF_MERGE_H
@@ -32,6 +39,7 @@ typedef struct lf_merge_opts {
     lf_plan_opts plan;
     int threads;   /* worker threads for the patch math (0 = online CPUs) */
     int reference; /* 1: scalar reference only (no BLAS path) */
+    int overwrite; /* 1: replace an existing output file (`--force`); 0: refuse it */
 } lf_merge_opts;
 
 lf_status lf_merge(const char *model_path, const lf_merge_input *in, size_t n, const char *out_path,

@@ -13,8 +13,10 @@
  *
  * Files: lf_png_save_next writes DIR/NNNNN-SEED.png, NNNNN = 1 + the largest leading number of the
  * files in DIR (A1111 get_next_sequence_number, 5 digits); the image is written to a temporary file
- * in DIR, then hard-linked to its name, which fails instead of replacing an existing file (the
- * number is then bumped and the link retried), so an existing file is never overwritten.
+ * "NAME.tmp.XXXXXX" in DIR (host/base/file.h: removed on any error, and on a signal in a program whose
+ * handlers call its cleanup), then hard-linked to its name, which fails instead of replacing an
+ * existing file (the number is then bumped and the link retried), so an existing file is never
+ * overwritten.
  */
 #ifndef LF_PNG_H
 #define LF_PNG_H
@@ -67,8 +69,9 @@ const char *lf_infotext_get(const lf_infotext_parsed *p, const char *key);
 void lf_infotext_parsed_free(lf_infotext_parsed *p);
 
 /* ---- PNG -------------------------------------------------------------------------------------- */
-/* Write rgb (h rows of w*3 bytes) to path directly (no temporary file) with tEXt chunks keys[i] =
- * texts[i] (Latin-1 as PNG requires; UTF-8 text goes into an iTXt chunk instead). */
+/* Write rgb (h rows of w*3 bytes) to path with tEXt chunks keys[i] = texts[i] (Latin-1 as PNG
+ * requires; UTF-8 text goes into an iTXt chunk instead), through a temporary file renamed into place:
+ * an existing regular file is replaced, anything else (a device, a FIFO, a directory) refused. */
 lf_status lf_png_write(const char *path, const uint8_t *rgb, int w, int h, const char *const *keys,
                        const char *const *texts, size_t n_text);
 

@@ -7,9 +7,13 @@
  * overlaps, sizes = numel * dtype bits / 8, file ends at the last tensor, no duplicate names, no NUL
  * in names, metadata string -> string, integers exact) and reports each violation with its own message
  * naming the file and the tensor.
+ * Files are opened as regular files only (a FIFO, a device or a directory is refused without
+ * blocking) of at most LF_ST_MAX_FILE bytes.
  * The writer pads the header with spaces to a multiple of 8, keeps metadata, writes to a temporary
- * file in the destination directory, fsyncs and renames it into place: a failed write leaves no
- * output and never touches an input.
+ * file "<path>.tmp.XXXXXX" in the destination directory, fsyncs and renames it into place: a failed
+ * write (or a signal, in a program that calls the cleanup of host/base/file.h from its handlers)
+ * leaves no output and never touches an input. An existing destination that is not a regular file
+ * is never replaced; nor is one of the inputs named in lf_st_commit_opts (same device and inode).
  */
 #ifndef LF_SAFETENSORS_H
 #define LF_SAFETENSORS_H
@@ -25,6 +29,8 @@ extern "C" {
 #endif
 
 #define LF_ST_MAX_HEADER 100000000ull
+/* Largest file lf_st_open maps (1 TiB; the largest checkpoints are tens of GB). */
+#define LF_ST_MAX_FILE (1ull << 40)
 
 typedef struct lf_st_tensor {
     const char *name;
@@ -70,7 +76,17 @@ void lf_st_writer_free(lf_st_writer *w);
 lf_status lf_st_writer_meta(lf_st_writer *w, const char *key, const char *value);
 lf_status lf_st_writer_add(lf_st_writer *w, const char *name, lf_dtype dtype, int ndim,
                            const int64_t *shape, const void *data, size_t nbytes);
-/* Write everything to `path` atomically (temporary file + fsync + rename). */
+typedef struct lf_st_commit_opts {
+    int overwrite;             /* 1: an existing regular file is replaced; 0: refused (LF_ERR_ARG) */
+    const char *const *inputs; /* files the output must not be (compared by device and inode) */
+    size_t n_inputs;
+} lf_st_commit_opts;
+
+/* Write everything to `path` atomically (temporary file + fsync + rename) with the checks of opts;
+ * the destination is checked before any work and again just before the rename. Errors: LF_ERR_ARG
+ * (empty path, destination not a regular file, an input, or existing without overwrite), LF_ERR_IO. */
+lf_status lf_st_writer_commit_opts(lf_st_writer *w, const char *path, const lf_st_commit_opts *opts);
+/* lf_st_writer_commit_opts with overwrite = 1 and no inputs. */
 lf_status lf_st_writer_commit(lf_st_writer *w, const char *path);
 
 #ifdef __cplusplus

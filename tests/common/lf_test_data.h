@@ -10,11 +10,12 @@
  * lf_test_rng ...     the seeded random source (lf_test_rng.h, included here)
  * lf_test_tmpdir      a fresh directory $TMPDIR/lf_<tag>_XXXXXX (mkdtemp); lf_test_rmtree removes it
  *                     and everything under it
- * lf_test_path        "dir/name" in one of 8 rotating static buffers
+ * lf_test_path        "dir/name" in one of 64 rotating static buffers
  * lf_test_write_file  bytes to a file (lf_test_write_text: a string); lf_test_count_files counts the
  *                     entries of a directory
  * lf_test_st_copy     a safetensors file rewritten with edits (subset, renames, a dropped, reshaped or
  *                     shrunk tensor, another dtype, metadata): the broken and variant models of the tests
+ * lf_test_tmp_files   how many "*.tmp.*" (unfinished output) files a directory holds, optionally removing them
  */
 #ifndef LF_TEST_DATA_H
 #define LF_TEST_DATA_H
@@ -125,11 +126,11 @@ static inline int lf_test_rmtree_one(const char *path, const struct stat *sb, in
  * are removed, not followed). */
 static inline int lf_test_rmtree(const char *dir) { return nftw(dir, lf_test_rmtree_one, 16, FTW_DEPTH | FTW_PHYS); }
 
-/* Eight buffers in turn, so that a few paths can appear in one call. */
+/* dir/name; the result stays valid for the next 63 calls. */
 static inline const char *lf_test_path(const char *dir, const char *name) {
-    static char buf[8][1024];
+    static char buf[64][1024];
     static int k;
-    k = (k + 1) & 7;
+    k = (k + 1) & 63;
     snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
     return buf[k];
 }
@@ -154,6 +155,22 @@ static inline int lf_test_count_files(const char *dir, const char *part) {
     int k = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) k += e->d_name[0] != '.' && strstr(e->d_name, part) != NULL;
+    closedir(d);
+    return k;
+}
+
+/* The number of "*.tmp.*" entries in dir (temporary outputs left behind), -1 if dir cannot be read;
+ * with remove, they are deleted too, so that the next case is judged on its own. */
+static inline int lf_test_tmp_files(const char *dir, int remove_them) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int k = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strstr(e->d_name, ".tmp.")) {
+            k++;
+            if (remove_them) unlink(lf_test_path(dir, e->d_name));
+        }
     closedir(d);
     return k;
 }

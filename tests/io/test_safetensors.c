@@ -4,8 +4,9 @@
  * unpadded headers (unaligned data), rank-0 and empty tensors, offset order, lookup. Invalid files:
  * every rejection rule of docs/safetensors.md as its own case, built in memory and parsed with
  * lf_st_parse (a few through files on disk), checking the status and a distinctive part of the
- * message. Writer: argument checks at add time, and commits that fail (missing directory, write error
- * through RLIMIT_FSIZE, destination is a directory) leave no output, no temporary file and an existing
+ * message; a FIFO refused without blocking. Writer: argument checks at add time, and commits that fail
+ * (missing directory, write error through RLIMIT_FSIZE, destination is a directory, exists without
+ * overwrite, is a hard link to an input) leave no output, no temporary file and an existing
  * destination untouched.
  */
 #include "lf_test.h"
@@ -549,6 +550,15 @@ static void test_open_errors(void) {
     LF_CHECK(strstr(lf_last_error(), path) && strstr(lf_last_error(), "cannot open"), "msg: %s", lf_last_error());
     LF_CHECK(lf_st_open(g_dir, &f) == LF_ERR_IO && strstr(lf_last_error(), "not a regular file"), "dir: %s",
              lf_last_error());
+    /* A FIFO with no writer is refused at once (a blocking open would hang; the alarm fails the test). */
+    path_in(path, sizeof path, "fifo.safetensors");
+    LF_CHECK(mkfifo(path, 0600) == 0, "mkfifo %s", path);
+    alarm(20);
+    LF_CHECK(lf_st_open(path, &f) == LF_ERR_IO && f == NULL && strstr(lf_last_error(), "not a regular file (it is a FIFO)") &&
+                 strstr(lf_last_error(), path),
+             "FIFO: %s", lf_last_error());
+    alarm(0);
+    unlink(path);
     path_in(path, sizeof path, "zero.safetensors");
     lf_test_write_file(path, "", 0);
     LF_CHECK(lf_st_open(path, &f) == LF_ERR_FORMAT && strstr(lf_last_error(), "0 bytes, too small"), "empty: %s",
@@ -722,28 +732,52 @@ static void test_commit_failures(void) {
     free(now);
     LF_CHECK(lf_test_count_files(g_dir, ".tmp.") == 0, "temporary file left after a failed write");
 
-    /* 3. Destination is a non-empty directory: rename fails, directory intact, no temporary file. */
+    /* 3. Destination is a non-empty directory: refused before writing, directory intact, no temporary file. */
     path_in(path, sizeof path, "isdir.safetensors");
     mkdir(path, 0755);
     char inner[700];
     snprintf(inner, sizeof inner, "%s/keep", path);
     lf_test_write_file(inner, "k", 1);
-    LF_CHECK(lf_st_writer_commit(w, path) == LF_ERR_IO && strstr(lf_last_error(), "rename into place of temporary file"),
+    LF_CHECK(lf_st_writer_commit(w, path) == LF_ERR_ARG && strstr(lf_last_error(), "is a directory, not a regular file"),
              "commit onto a directory: %s", lf_last_error());
     LF_CHECK(stat(inner, &sb) == 0 && S_ISREG(sb.st_mode), "directory contents changed");
-    LF_CHECK(lf_test_count_files(g_dir, ".tmp.") == 0, "temporary file left after a failed rename");
+    LF_CHECK(lf_test_tmp_files(g_dir, 0) == 0, "temporary file left after a refused commit");
     unlink(inner);
     rmdir(path);
 
-    /* 4. A successful commit replaces an existing file atomically. */
+    /* 4. A successful commit replaces an existing file atomically, with the usual permissions. */
     path_in(path, sizeof path, "existing.safetensors");
     LF_CHECK(lf_st_writer_commit(w, path) == LF_OK, "commit over existing: %s", lf_last_error());
     lf_st_file *f = NULL;
     LF_CHECK(lf_st_open(path, &f) == LF_OK && lf_st_count(f) == 1, "reopen: %s", lf_last_error());
-    LF_CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == 0644, "mode %o", (unsigned)(sb.st_mode & 0777));
+    mode_t um = umask(0);
+    umask(um);
+    LF_CHECK(stat(path, &sb) == 0 && (sb.st_mode & 0777) == (0666 & ~um), "mode %o, umask %o",
+             (unsigned)(sb.st_mode & 0777), (unsigned)um);
     lf_st_close(f);
     LF_CHECK(lf_test_count_files(g_dir, ".tmp.") == 0, "temporary files left");
     LF_CHECK(lf_st_writer_commit(w, "") == LF_ERR_ARG, "empty path");
+
+    /* 5. With options: an existing file is kept unless overwrite; an input is never the destination. */
+    size_t n0 = 0;
+    unsigned char *before = read_file(path, &n0);
+    lf_st_commit_opts keep = {0, NULL, 0};
+    LF_CHECK(lf_st_writer_commit_opts(w, path, &keep) == LF_ERR_ARG && strstr(lf_last_error(), "already exists"),
+             "existing without overwrite: %s", lf_last_error());
+    char link_path[700];
+    path_in(link_path, sizeof link_path, "hardlink.safetensors");
+    LF_CHECK(link(path, link_path) == 0, "link");
+    const char *inputs[] = {path};
+    lf_st_commit_opts in_opts = {1, inputs, 1};
+    LF_CHECK(lf_st_writer_commit_opts(w, link_path, &in_opts) == LF_ERR_ARG &&
+                 strstr(lf_last_error(), "is the same file as the input"),
+             "hard link to the input: %s", lf_last_error());
+    unsigned char *after = read_file(path, &n);
+    LF_CHECK(before && after && n == n0 && memcmp(before, after, n) == 0, "refused commits changed the file");
+    free(before);
+    free(after);
+    unlink(link_path);
+    LF_CHECK(lf_test_tmp_files(g_dir, 0) == 0, "temporary files left after refusals");
     lf_st_writer_free(w);
     free(big);
 }

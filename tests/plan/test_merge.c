@@ -1,7 +1,9 @@
 /* test_merge.c: `merge` end to end on small checkpoints with the real SD1.5 / SDXL block structure
  * (tests/data/tiny, written by scripts/make_golden.py with diffusers/PEFT/LyCORIS as the oracle), in
- * every naming scheme; and every refusal of docs/semantics.md P9 (family, shapes, NaN, unknown suffixes, unmatched
- * modules), none of which may leave an output behind or touch the inputs. */
+ * every naming scheme; every refusal of docs/semantics.md P9 (family, shapes, NaN, unknown suffixes, unmatched
+ * modules), none of which may leave an output behind or touch the inputs; and the output rules (never an
+ * input by device and inode, never a FIFO or a directory, an existing file only with overwrite / --force;
+ * FIFO inputs refused without blocking). */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -133,6 +135,7 @@ static void test_golden_merges(void) {
                 lf_merge_opts o;
                 memset(&o, 0, sizeof o);
                 o.reference = reference;
+                o.overwrite = 1; /* one output file for every case */
                 lf_status st = lf_merge(model, &in, 1, tpath("out.safetensors"), &o, NULL);
                 LF_CHECK(st == LF_OK, "%s: %s", names[i], lf_last_error());
                 if (st == LF_OK) check_output(names[i], model, tpath("out.safetensors"), ex);
@@ -142,7 +145,10 @@ static void test_golden_merges(void) {
             LF_CHECK(file_hash(model) == h0 && file_hash(lora) == h1, "%s: an input changed", names[i]);
             /* strength 0 leaves every byte as it was */
             in.strength = 0.0f;
-            LF_CHECK(lf_merge(model, &in, 1, tpath("zero.safetensors"), NULL, NULL) == LF_OK, "%s", lf_last_error());
+            lf_merge_opts force;
+            memset(&force, 0, sizeof force);
+            force.overwrite = 1;
+            LF_CHECK(lf_merge(model, &in, 1, tpath("zero.safetensors"), &force, NULL) == LF_OK, "%s", lf_last_error());
             check_output("strength 0", model, tpath("zero.safetensors"), NULL);
         }
         lf_st_close(ex);
@@ -288,19 +294,93 @@ static void test_refusals(void) {
     LF_CHECK(lf_merge(SD15, &un, 1, tpath("allowed.safetensors"), &o, NULL) == LF_OK, "allow_unmatched: %s",
              lf_last_error());
 
-    /* the output may not be an input */
-    LF_CHECK(lf_merge(SD15, &in, 1, SD15, NULL, NULL) == LF_ERR_ARG && strstr(lf_last_error(), "is the model"),
-             "output = model: %s", lf_last_error());
-    LF_CHECK(lf_merge(SD15, &in, 1, good, NULL, NULL) == LF_ERR_ARG, "output = adapter: %s", lf_last_error());
     /* an output directory that does not exist: error, nothing written */
     LF_CHECK(lf_merge(SD15, &in, 1, tpath("no/such/dir/out.safetensors"), NULL, NULL) == LF_ERR_IO,
              "bad output dir: %s", lf_last_error());
+}
+
+/* Expect lf_merge(model, lora -> out) to be refused with `want` and `needle` before any work: out keeps
+ * its bytes (or stays absent) and the inputs theirs; no temporary file. */
+static void expect_out_refused(const char *what, const char *model, const char *lora, const char *out, int overwrite,
+                               lf_status want, const char *needle) {
+    lf_merge_input in = {lora, 1.0f, 0};
+    lf_merge_opts o;
+    memset(&o, 0, sizeof o);
+    o.overwrite = overwrite;
+    uint64_t hm = file_hash(model), hl = file_hash(lora), ho = exists(out) ? file_hash(out) : 0;
+    lf_status st = lf_merge(model, &in, 1, out, &o, NULL);
+    LF_CHECK(st == want && strstr(lf_last_error(), needle), "%s: status %s (%s)", what, lf_status_str(st),
+             lf_last_error());
+    LF_CHECK(file_hash(model) == hm && file_hash(lora) == hl, "%s: an input changed", what);
+    LF_CHECK(!*out || (exists(out) ? file_hash(out) : 0) == ho, "%s: the destination changed", what);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -q '\\.tmp\\.'", tmp);
+    LF_CHECK(system(cmd) != 0, "%s: a temporary file was left", what);
+}
+
+/* The output rules of lf_merge.h: never an input (by device and inode), never a non-regular file, never
+ * an existing file without overwrite. */
+static void test_output_rules(void) {
+    const char *lora = TINY_DIR "/sd15_kohya.lora.safetensors";
+    char model[512], cwd_rel[600];
+    /* a private copy of the model, so that links to it stay inside the temporary directory */
+    snprintf(model, sizeof model, "%s", tpath("model.safetensors"));
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cp %s %s", SD15, model);
+    LF_CHECK(system(cmd) == 0, "%s", cmd);
+
+    expect_out_refused("output = model", model, lora, model, 1, LF_ERR_ARG, "is the same file as the input");
+    expect_out_refused("output = adapter", model, lora, lora, 1, LF_ERR_ARG, "is the same file as the input");
+    LF_CHECK(link(model, tpath("hard.safetensors")) == 0, "link");
+    expect_out_refused("hard link to the model", model, lora, tpath("hard.safetensors"), 1, LF_ERR_ARG,
+                       "is the same file as the input");
+    LF_CHECK(symlink(model, tpath("sym.safetensors")) == 0, "symlink");
+    expect_out_refused("symbolic link to the model", model, lora, tpath("sym.safetensors"), 1, LF_ERR_ARG,
+                       "is the same file as the input");
+    snprintf(cwd_rel, sizeof cwd_rel, "%s/./sub/../model.safetensors", tmp);
+    mkdir(tpath("sub"), 0755);
+    expect_out_refused("another spelling of the model", model, lora, cwd_rel, 1, LF_ERR_ARG,
+                       "is the same file as the input");
+    /* the model given through a link, the output its real name */
+    expect_out_refused("model through a link", tpath("sym.safetensors"), lora, model, 1, LF_ERR_ARG,
+                       "is the same file as the input");
+
+    /* an existing output: refused without overwrite, replaced with it */
+    const char *ex = tpath("existing.safetensors");
+    FILE *f = fopen(ex, "wb");
+    if (f) {
+        fputs("precious", f);
+        fclose(f);
+    }
+    expect_out_refused("existing output", model, lora, ex, 0, LF_ERR_ARG, "already exists");
+    lf_merge_input in = {lora, 1.0f, 0};
+    lf_merge_opts o;
+    memset(&o, 0, sizeof o);
+    o.overwrite = 1;
+    LF_CHECK(lf_merge(model, &in, 1, ex, &o, NULL) == LF_OK, "overwrite: %s", lf_last_error());
+    lf_st_file *m = NULL;
+    LF_CHECK(lf_st_open(ex, &m) == LF_OK, "replaced output: %s", lf_last_error());
+    lf_st_close(m);
+
+    expect_out_refused("empty output path", model, lora, "", 1, LF_ERR_ARG, "empty");
+    expect_out_refused("directory as output", model, lora, tpath("sub"), 1, LF_ERR_ARG, "is a directory");
+    LF_CHECK(mkfifo(tpath("fifo"), 0600) == 0, "mkfifo");
+    alarm(30);
+    expect_out_refused("FIFO as output", model, lora, tpath("fifo"), 1, LF_ERR_ARG, "is a FIFO");
+    /* FIFOs as inputs: refused at once, not waited on */
+    expect_out_refused("FIFO as model", tpath("fifo"), lora, tpath("never.safetensors"), 0, LF_ERR_IO,
+                       "not a regular file (it is a FIFO)");
+    expect_out_refused("FIFO as adapter", model, tpath("fifo"), tpath("never.safetensors"), 0, LF_ERR_IO,
+                       "not a regular file (it is a FIFO)");
+    alarm(0);
+    LF_CHECK(!exists(tpath("never.safetensors")), "an output was written for a FIFO input");
 }
 
 static void test_cli(void) {
     const char *bin = getenv("LF_BIN");
     if (!bin) return;
     char cmd[2048];
+    int rc;
     snprintf(cmd, sizeof cmd, "%s inspect %s --model %s --json > %s", bin, tpath("good.safetensors"), SD15,
              tpath("inspect.json"));
     LF_CHECK(system(cmd) == 0, "%s", cmd);
@@ -312,8 +392,14 @@ static void test_cli(void) {
     snprintf(cmd, sizeof cmd, "%s merge --model %s --lora %s:0.5:dyn=2 --output %s 2>/dev/null", bin, SD15,
              tpath("good.safetensors"), tpath("cli.safetensors"));
     LF_CHECK(system(cmd) == 0 && exists(tpath("cli.safetensors")), "%s", cmd);
+    rc = system(cmd); /* the same again: the output exists now */
+    LF_CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1, "existing output without --force: exit %d", WEXITSTATUS(rc));
+    snprintf(cmd, sizeof cmd, "%s merge --model %s --lora %s:0.5:dyn=2 --output %s --force 2>/dev/null", bin, SD15,
+             tpath("good.safetensors"), tpath("cli.safetensors"));
+    rc = system(cmd);
+    LF_CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "existing output with --force: exit %d", WEXITSTATUS(rc));
     snprintf(cmd, sizeof cmd, "%s merge --model %s 2>/dev/null", bin, SD15);
-    int rc = system(cmd);
+    rc = system(cmd);
     LF_CHECK(WEXITSTATUS(rc) == 2, "usage error exit %d", WEXITSTATUS(rc));
     snprintf(cmd, sizeof cmd, "%s merge --model %s --lora %s --output %s 2>/dev/null", bin, SD15,
              tpath("xl.safetensors"), tpath("cli2.safetensors"));
@@ -326,6 +412,7 @@ int main(void) {
     test_golden_merges();
     test_two_adapters();
     test_refusals();
+    test_output_rules();
     test_cli();
     if (lf_test_rmtree(tmp) != 0) fprintf(stderr, "could not remove %s\n", tmp);
     return lf_test_finish();

@@ -324,6 +324,7 @@ static void test_sd15_vs_merge(void) {
             memset(&mo, 0, sizeof mo);
             mo.reference = 1;
             mo.threads = 2;
+            mo.overwrite = 1; /* one output file, merged again at every step */
             lf_merge_stats ms;
             if (lf_merge(SD15, &in, 1, out, &mo, &ms) != LF_OK) {
                 LF_CHECK(0, "merge: %s", lf_last_error());

@@ -127,6 +127,7 @@ static void check_case(const char *base, int xl, const char *lora, const char *t
         memset(&mo, 0, sizeof mo);
         mo.reference = 1;
         mo.threads = 2;
+        mo.overwrite = 1; /* one output file, merged again at every step */
         lf_merge_stats ms;
         if (lf_merge(base, &in, 1, out, &mo, &ms) != LF_OK || !load_models(out, xl, &merged)) {
             LF_CHECK(0, "merge at %g: %s", (double)strengths[t - 1], lf_last_error());
