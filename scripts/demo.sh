@@ -15,4 +15,4 @@ set -x
     --negative "blurry" --steps 8 --seed 42 --auto-trigger --output-dir "$outdir"
 ./build/lorafuse inspect models/tiny-sd15-lora.safetensors --model models/tiny-sd15.safetensors
 ./build/lorafuse merge --model models/tiny-sd15.safetensors \
-    --lora models/tiny-sd15-lora.safetensors:0.8 --output build/tiny-sd15-merged.safetensors
+    --lora models/tiny-sd15-lora.safetensors:0.8 --output build/tiny-sd15-merged.safetensors --force
