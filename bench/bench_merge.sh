@@ -39,7 +39,7 @@ cp_s=$(echo "$t1 - $t0" | bc -l); rm -f "$dir/copy.safetensors"
 results=()
 for i in $(seq "$runs"); do
   t0=$(date +%s.%N)
-  line=$("$build/lorafuse" merge --model "$ckpt" --lora "$lora:1" --output "$dir/merged.safetensors" --stats 2>/dev/null)
+  line=$("$build/lorafuse" merge --model "$ckpt" --lora "$lora:1" --output "$dir/merged.safetensors" --force --stats 2>/dev/null)
   sync
   t1=$(date +%s.%N)
   total=$(echo "$t1 - $t0" | bc -l)
