@@ -575,7 +575,7 @@ static void test_errors(void) {
     expect_parse_err("<lora:foo:te=0@3,1@3>", "increasing order", 0);
     expect_parse_err("<lora:foo:te=0@0.5,1@50%>", "increasing order", 0);
     expect_parse_err("<lora:foo:te=0@60%,1@0.5>", "increasing order", 0);
-    expect_parse_err("<lora:foo:te=1e999>", "'1e999' is not a number or schedule", 0);
+    expect_parse_err("<lora:foo:te=1e999>", "'1e999' is out of range (strengths are at most 3.4e38 in magnitude", 0);
     expect_parse_err("<lora:foo:te=nan>", "'nan' is not a number or schedule", 0);
     expect_parse_err("<lora:foo:te=inf>", "'inf' is not a number or schedule", 0);
     expect_parse_err("<lora:foo:te=0x10>", "'0x10' is not a number or schedule", 0);
@@ -584,7 +584,8 @@ static void test_errors(void) {
     expect_parse_err("<lora:foo:dyn=0>", "dyn must be a positive integer (the number of rank components), not '0'", 0);
     expect_parse_err("<lora:foo:dyn=-2>", "dyn must be a positive integer", 0);
     expect_parse_err("<lora:foo:dyn=4.5>", "dyn must be a positive integer", 0);
-    expect_parse_err("<lora:foo:dyn=99999999999999999999>", "dyn must be a positive integer", 0);
+    expect_parse_err("<lora:foo:dyn=99999999999999999999>", "dyn=99999999999999999999 is out of range (at most 1048576 "
+                     "rank components)", 0);
     expect_parse_err("<lora:foo:lbw=1,1,1,1,1>", "lbw has 5 values; a block-weight vector has 17 or 26 (SD1.x) or 12 or 20 "
                      "(SDXL)", 0);
     expect_parse_err("<lora:foo:lbw=1>", "lbw has 1 values", 0);
