@@ -15,7 +15,6 @@
  * Block keys are those of the model's family (SDXL: IN00-IN08, M00, OUT00-OUT08); "other" is
  * time_embed / label_emb (group in), "other_out" is out.* (group out). Values are effective strengths.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,9 @@
 #include <cJSON.h>
 
 #include "cli.h"
+#include "host/base/number.h"
+#include "host/base/strbuf.h"
+#include "host/base/text.h"
 #include "lorafuse/lf_step_plan.h"
 
 typedef struct {
@@ -48,11 +50,9 @@ static int lf_plan_parse_args(int argc, char **argv, lf_plan_args *a) {
         else if (!strcmp(s, "--lora-dir") && has) a->lora_dir = argv[++i];
         else if (!strcmp(s, "--lbw-presets") && has) a->presets = argv[++i];
         else if (!strcmp(s, "--steps") && has) {
-            char *end;
-            errno = 0;
-            long v = strtol(argv[++i], &end, 10);
-            if (end == argv[i] || *end || errno || v < 1 || v > 100000) {
-                fprintf(stderr, "lorafuse plan: bad --steps '%s' (1 to 100000)\n", argv[i]);
+            long long v;
+            if (lf_num_arg_int(s, argv[++i], 1, LF_STEPS_MAX, &v) != LF_OK) {
+                fprintf(stderr, "lorafuse plan: %s\n", lf_last_error());
                 return 0;
             }
             a->steps = (int)v;
@@ -61,7 +61,8 @@ static int lf_plan_parse_args(int argc, char **argv, lf_plan_args *a) {
         else if (!strcmp(s, "--allow-unmatched")) a->plan.allow_unmatched = 1;
         else if (!strcmp(s, "--allow-family-mismatch")) a->plan.allow_family = 1;
         else {
-            fprintf(stderr, "lorafuse plan: unexpected argument '%s'\n", s);
+            char q[LF_ESC_PART];
+            fprintf(stderr, "lorafuse plan: unexpected argument '%s'\n", lf_esc(q, sizeof q, s, strlen(s)));
             return 0;
         }
     }
@@ -142,15 +143,28 @@ static void lf_algos_str(unsigned algos, char *buf, size_t n) {
     if (!o) snprintf(buf, n, "none");
 }
 
+/* s escaped for the terminal (text.h), whole; "" when out of memory. */
+static void lf_print_escaped(const char *fmt, const char *s) {
+    lf_sbuf b = {0};
+    lf_sb_escape(&b, s, strlen(s));
+    printf(fmt, b.oom || !b.s ? "" : b.s);
+    lf_sb_free(&b);
+}
+
 static void lf_print_text(const lf_plan_args *a, const char *prompt, const lf_step_plan *sp) {
     lf_family f = sp->model->family;
-    printf("prompt: %s\n", prompt);
-    printf("model: %s (%s), %d steps\n", a->model, lf_family_name(f), sp->n_steps);
+    lf_print_escaped("prompt: %s\n", prompt);
+    lf_print_escaped("model: %s", a->model);
+    printf(" (%s), %d steps\n", lf_family_name(f), sp->n_steps);
     printf("adapters:\n");
     for (size_t i = 0; i < sp->n_adapters; i++) {
         const lf_step_adapter *ad = &sp->adapters[i];
-        printf("  %zu. %s (col %d)\n", i + 1, ad->tag->text, ad->tag->col);
-        printf("     file: %s\n", ad->path);
+        printf("  %zu. ", i + 1);
+        lf_print_escaped("%s", ad->tag->text);
+        printf(" (col %d)", ad->tag->col);
+        if (ad->count > 1) printf(" x%zu (identical tags, added up)", ad->count);
+        printf("\n");
+        lf_print_escaped("     file: %s\n", ad->path);
         if (ad->dropped) {
             printf("     dropped: zero at every step (not loaded)\n");
             continue;
@@ -164,7 +178,9 @@ static void lf_print_text(const lf_plan_args *a, const char *prompt, const lf_st
     }
     for (size_t i = 0; i < sp->n_adapters; i++) {
         if (sp->adapters[i].dropped) continue;
-        printf("strengths of adapter %zu (%s):\n", i + 1, sp->adapters[i].tag->name);
+        printf("strengths of adapter %zu (", i + 1);
+        lf_print_escaped("%s", sp->adapters[i].tag->name);
+        printf(")%s:\n", sp->adapters[i].count > 1 ? ", of one copy" : "");
         lf_print_strengths(&sp->adapters[i], f, sp->n_steps);
     }
     printf("plan:\n  step   layers        bytes  text encoders\n");
@@ -182,6 +198,7 @@ static void lf_print_text(const lf_plan_args *a, const char *prompt, const lf_st
         encodes += (size_t)s->te_encode;
     }
     printf("total: %zu layer rewrites, %llu bytes, %zu text-encoder encode(s)\n", layers, bytes, encodes);
+    /* warnings quote tags escaped already */
     for (size_t i = 0; i < sp->warnings.n; i++) fprintf(stderr, "lorafuse plan: warning: %s\n", sp->warnings.v[i]);
 }
 
@@ -202,6 +219,7 @@ static cJSON *lf_plan_json(const lf_plan_args *a, const char *prompt, const lf_s
         cJSON_AddStringToObject(o, "tag", ad->tag->text);
         cJSON_AddStringToObject(o, "name", ad->tag->name);
         cJSON_AddNumberToObject(o, "col", ad->tag->col);
+        cJSON_AddNumberToObject(o, "count", (double)ad->count);
         cJSON_AddStringToObject(o, "file", ad->path);
         cJSON_AddBoolToObject(o, "dropped", ad->dropped);
         cJSON *al = cJSON_AddArrayToObject(o, "algorithms");
