@@ -75,6 +75,14 @@ static lf_component lf_comp_of_key(const char *key) {
     return LF_COMP_OTHER;
 }
 
+/* The last error (about the tag's name or file) prefixed with the tag. Escaped as a whole: it quotes
+ * the name, file and directory names, and escaping is idempotent, so text escaped already is kept. */
+static lf_status lf_step_tag_err(const lf_tag *t) {
+    char q[1024];
+    const char *e = lf_last_error();
+    return lf_tag_err(t, t->col, "%s", lf_esc(q, sizeof q, e, strlen(e)));
+}
+
 /* ---- identical tags ------------------------------------------------------------------------------ */
 
 /* first[i] = the first tag identical to tag i (lf_tag_same; with paths, of the same file too), so that
@@ -167,7 +175,7 @@ static lf_status lf_step_load(lf_step_plan *sp, const lf_step_opts *o) {
         if (!f) {
             st = lf_adapter_open(a->path, &f);
             if (st != LF_OK) {
-                st = lf_tag_err(a->tag, a->tag->col, "%s", lf_last_error());
+                st = lf_step_tag_err(a->tag);
                 break;
             }
             sp->files[sp->n_files++] = f;
@@ -419,7 +427,7 @@ lf_status lf_step_plan_build(const lf_model *model, const lf_prompt *prompt, int
             continue;
         }
         st = lf_lora_dir_resolve(dir, t->name, &paths[i]);
-        if (st != LF_OK) st = lf_tag_err(t, t->col, "%s", lf_last_error());
+        if (st != LF_OK) st = lf_step_tag_err(t);
     }
     lf_lora_dir_free(dir);
     if (st == LF_OK) st = lf_step_plan_build_files(model, prompt, (const char *const *)paths, n_steps, opts, out);
