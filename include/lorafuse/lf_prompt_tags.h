@@ -35,8 +35,10 @@
 extern "C" {
 #endif
 
-/* Limits: bytes of a prompt, tags in one prompt, key frames in one tag (all its keys together), dyn. */
-#define LF_PROMPT_MAX_BYTES 262144
+/* Limits: bytes of a prompt (just under the 128 KiB Linux passes as one command-line argument, so the
+ * CLI reaches the limit, not E2BIG), tags in one prompt, key frames in one tag (all its keys together),
+ * dyn. */
+#define LF_PROMPT_MAX_BYTES 128000
 #define LF_PROMPT_MAX_TAGS 10000
 #define LF_TAG_MAX_KEYFRAMES 10000
 #define LF_TAG_MAX_DYN 1048576

@@ -687,7 +687,7 @@ static void test_limits(void) {
     char *t = repeat("a", LF_PROMPT_MAX_BYTES + 1, "", "");
     lf_prompt *p = NULL;
     LF_CHECK(t && lf_prompt_parse(t, &p) == LF_ERR_ARG && !p &&
-                 !strcmp(lf_last_error(), "prompt of 262145 bytes is longer than the limit of 262144 bytes (docs/limits.md)"),
+                 !strcmp(lf_last_error(), "prompt of 128001 bytes is longer than the limit of 128000 bytes (docs/limits.md)"),
              "prompt bytes: %s", lf_last_error());
     t[LF_PROMPT_MAX_BYTES] = '\0';
     LF_CHECK(lf_prompt_parse(t, &p) == LF_OK && p, "a prompt at the limit");
