@@ -4,16 +4,17 @@
  *                 [--lbw-presets FILE] [--allow-unmatched] [--allow-family-mismatch]
  *
  * Prints (docs/prompt-tags.md "The per-step plan"): the cleaned prompt (with trigger words
- * appended under --auto-trigger), each adapter with its tag, resolved file, algorithm(s) and matched
- * modules (or "dropped"), a table of strengths per step (steps with equal values folded into ranges)
+ * appended under --auto-trigger), each adapter with its tag ("xN" for N identical tags), resolved file,
+ * algorithm(s) and matched modules (or "dropped"), a table of strengths per step (steps with equal values folded into ranges)
  * for each text encoder and UNet block group (every block when the tag has lbw), and per step the
  * layers and bytes rewritten and whether the text encoders run. --json prints one object:
- *   {"prompt", "model", "family", "steps", "adapters": [{"tag", "name", "col", "file", "dropped",
+ *   {"prompt", "model", "family", "steps", "adapters": [{"tag", "name", "col", "count", "file", "dropped",
  *    "algorithms", "modules", "strengths": [{"step", "te" | "te1","te2", "IN00".., "M00", "OUT00"..,
  *    "other", "other_out"}]}], "plan": [{"step", "layers", "bytes", "te_changed", "te_encode",
  *    "te_set"}], "total": {"layers", "bytes", "te_encodes"}, "warnings": [..]}
  * Block keys are those of the model's family (SDXL: IN00-IN08, M00, OUT00-OUT08); "other" is
- * time_embed / label_emb (group in), "other_out" is out.* (group out). Values are effective strengths.
+ * time_embed / label_emb (group in), "other_out" is out.* (group out). Values are effective strengths
+ * (of one copy of a merged tag). Text output escapes the prompt, tags and paths (host/base/text.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
