@@ -93,3 +93,10 @@ const char *lf_esc(char *out, size_t cap, const char *s, size_t n) {
     out[o] = '\0';
     return out;
 }
+
+lf_status lf_err_escape(lf_status st) {
+    char q[2048];
+    const char *e = lf_last_error();
+    lf_esc(q, sizeof q, e, strlen(e));
+    return lf_err(st, "%s", q);
+}

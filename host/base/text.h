@@ -16,6 +16,8 @@
 
 #include <stddef.h>
 
+#include "lorafuse/lf_status.h"
+
 /* Length (1-4) of the valid UTF-8 sequence at s[0..n) (n > 0) and its code point in *cp; 0 when the
  * bytes there are not a valid sequence (RFC 3629: no overlong forms, surrogates or values above
  * U+10FFFF). */
@@ -28,6 +30,11 @@ size_t lf_esc_step(const char *s, size_t n, char tok[8], size_t *tl);
 /* Escape s[0..n) into out[cap] (cap >= 4; NUL-terminated). Text that does not fit is cut at a
  * character boundary and ends with "...". Returns out, for "'%s'" in a message. */
 const char *lf_esc(char *out, size_t cap, const char *s, size_t n);
+
+/* Escape the last error message (lf_last_error) in place and return st: for a message that quotes
+ * input it did not escape itself (file and directory names, arguments). Escaping is idempotent, so
+ * text escaped already is kept as it is. */
+lf_status lf_err_escape(lf_status st);
 
 /* Buffer sizes of the quotes in messages: a part of a tag (a value, a key frame: up to 80 characters,
  * then "...") and a whole tag (up to 160 characters, then "..."). */

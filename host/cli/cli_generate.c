@@ -197,6 +197,7 @@ int lf_cli_generate(int argc, char **argv) {
     if (!lf_generate_parse_args(argc, argv, &a)) return lf_generate_usage();
     lf_gen *g = NULL;
     if (lf_gen_open(&a.o, &g) != LF_OK) {
+        lf_err_escape(LF_OK); /* library messages may quote paths and names as given */
         fprintf(stderr, "lorafuse generate: %s\n", lf_last_error());
         return 1;
     }
@@ -210,6 +211,7 @@ int lf_cli_generate(int argc, char **argv) {
     lf_status st = lf_gen_run(g, lf_gen_image_cb, &ui);
     if (ui.line_open) fputc('\n', stderr);
     if (st != LF_OK) {
+        lf_err_escape(LF_OK); /* library messages may quote paths and names as given */
         fprintf(stderr, "lorafuse generate: %s\n", lf_last_error());
         lf_gen_free(g);
         return 1;

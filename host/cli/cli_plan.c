@@ -296,6 +296,7 @@ int lf_cli_plan(int argc, char **argv) {
     rc = 0;
     goto done;
 fail:
+    lf_err_escape(LF_OK); /* library messages may quote paths and names as given */
     fprintf(stderr, "lorafuse plan: %s\n", lf_last_error());
 done:
     free(prompt);

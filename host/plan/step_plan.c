@@ -78,9 +78,8 @@ static lf_component lf_comp_of_key(const char *key) {
 /* The last error (about the tag's name or file) prefixed with the tag. Escaped as a whole: it quotes
  * the name, file and directory names, and escaping is idempotent, so text escaped already is kept. */
 static lf_status lf_step_tag_err(const lf_tag *t) {
-    char q[1024];
-    const char *e = lf_last_error();
-    return lf_tag_err(t, t->col, "%s", lf_esc(q, sizeof q, e, strlen(e)));
+    lf_err_escape(LF_OK);
+    return lf_tag_err(t, t->col, "%s", lf_last_error());
 }
 
 /* ---- identical tags ------------------------------------------------------------------------------ */
@@ -367,7 +366,7 @@ lf_status lf_step_plan_build_files(const lf_model *model, const lf_prompt *promp
     st = lf_lbw_presets_load(opts ? opts->lbw_presets : NULL, &presets);
     if (st != LF_OK) {
         free(first);
-        return st;
+        return lf_err_escape(st); /* it names the file */
     }
     lf_step_plan *sp = calloc(1, sizeof *sp);
     size_t *entry = calloc(n + 1, sizeof *entry); /* entry of each distinct tag's first copy */
@@ -419,7 +418,7 @@ lf_status lf_step_plan_build(const lf_model *model, const lf_prompt *prompt, int
     char **paths = calloc(n + 1, sizeof *paths);
     lf_status st = !first || !paths ? lf_err(LF_ERR_NOMEM, "out of memory") : lf_step_group(prompt, NULL, first, NULL);
     lf_lora_dir *dir = NULL;
-    if (st == LF_OK) st = lf_lora_dir_open(opts ? opts->lora_dir : NULL, &dir);
+    if (st == LF_OK && (st = lf_lora_dir_open(opts ? opts->lora_dir : NULL, &dir)) != LF_OK) st = lf_err_escape(st);
     for (size_t i = 0; i < n && st == LF_OK; i++) {
         const lf_tag *t = &prompt->tags[i];
         if (first[i] != i) {

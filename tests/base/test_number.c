@@ -1,7 +1,8 @@
 /* test_number.c: the number grammar of host/base/number.h (every form it takes and refuses, range
  * errors apart from syntax errors, integers up to the ends of long long, the command-line messages)
  * and the escaping of user text in host/base/text.h / strbuf.h (control bytes, DEL, invalid UTF-8 of
- * every kind, C1 and bidi marks, valid UTF-8 kept, cutting at a character boundary, idempotence).
+ * every kind, C1 and bidi marks, valid UTF-8 kept, cutting at a character boundary, idempotence,
+ * the last error escaped in place).
  */
 #include <float.h>
 #include <limits.h>
@@ -145,6 +146,10 @@ static void test_escape(void) {
     char tiny[4];
     LF_CHECK(!strcmp(lf_esc(tiny, sizeof tiny, "abcdef", 6), "..."), "cap 4: %s", tiny);
     LF_CHECK(!strcmp(lf_esc(tiny, sizeof tiny, "", 0), ""), "empty");
+    /* the last error, escaped in place; escaping twice changes nothing */
+    LF_CHECK(lf_err(LF_ERR_IO, "cannot open '%s'", "/tmp/\x1b[2Jx") == LF_ERR_IO && lf_err_escape(LF_ERR_IO) == LF_ERR_IO &&
+                 !strcmp(lf_last_error(), "cannot open '/tmp/\\x1b[2Jx'") && lf_err_escape(LF_OK) == LF_OK &&
+                 !strcmp(lf_last_error(), "cannot open '/tmp/\\x1b[2Jx'"), "lf_err_escape: %s", lf_last_error());
     /* lf_utf8_next */
     unsigned cp;
     LF_CHECK(lf_utf8_next("\xf0\x9f\x98\x80", 4, &cp) == 4 && cp == 0x1F600, "U+1F600");

@@ -118,6 +118,11 @@ static void test_escapes(void) {
     snprintf(want, sizeof want, "lorafuse plan: prompt col 1: <lora:\\u202efdp.a>: no LoRA named '\\u202efdp.a' in %s", g_dir);
     expect("bidi override", &r, 1, want, 1);
     run_free(&r);
+    const char *m[] = {"plan", "--model", "/nonexistent/\x1b[2J.safetensors", "--steps", "2", "--prompt", "x", NULL};
+    r = run(m);
+    expect("escape sequence in a model path", &r, 1, "lorafuse plan: ", 1);
+    LF_CHECK(strstr(r.err, "/nonexistent/\\x1b[2J.safetensors") != NULL, "model path escaped: %s", r.err);
+    run_free(&r);
     const char *a[] = {"plan", "--\x1b[2J", NULL};
     r = run(a);
     expect("unexpected argument", &r, 2, "lorafuse plan: unexpected argument '--\\x1b[2J'", 0);
