@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # fuzz-smoke.sh SECONDS [TARGET...]: short libFuzzer runs of the parsers (default: every tests/fuzz/
-# fuzz_*.c target: the safetensors reader and the prompt-tag parser).
+# fuzz_*.c target: the safetensors reader, the prompt-tag parser, the LBW presets file, ...).
 # Builds the fuzz targets with clang (build-fuzz, LF_FUZZ=ON: libFuzzer + ASan + UBSan), then fuzzes
 # each target for SECONDS on a scratch copy of tests/fuzz/corpus/<target> (the committed corpus is
 # never grown). Exits non-zero if the build fails or the fuzzer finds a crash, a leak, a

@@ -1,4 +1,5 @@
-/* strbuf.c: the growable text buffer of strbuf.h (append, number, printf, JSON string literal).
+/* strbuf.c: the growable text buffer of strbuf.h (append, number, printf, JSON string literal,
+ * escaped user text).
  * The buffer is a growable array of char (lf_grow: capacity doubles) and stays NUL-terminated after
  * every append.
  */
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "strbuf.h"
+#include "text.h"
 #include "util.h"
 
 void lf_sb_put(lf_sbuf *b, const char *s, size_t n) {
@@ -81,6 +83,24 @@ void lf_sb_json(lf_sbuf *b, const char *s) {
         run = p + 1;
     }
     lf_sb_put(b, "\"", 1);
+}
+
+/* Runs of characters that need no escape are copied at once. */
+void lf_sb_escape(lf_sbuf *b, const char *s, size_t n) {
+    size_t run = 0, i = 0;
+    while (i < n) {
+        char tok[8];
+        size_t tl, used = lf_esc_step(s + i, n - i, tok, &tl);
+        if (tl == used && !memcmp(tok, s + i, used)) {
+            i += used;
+            continue;
+        }
+        lf_sb_put(b, s + run, i - run);
+        lf_sb_put(b, tok, tl);
+        i += used;
+        run = i;
+    }
+    lf_sb_put(b, s + run, n - run);
 }
 
 void lf_sb_reset(lf_sbuf *b) {

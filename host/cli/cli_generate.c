@@ -12,8 +12,7 @@
  *    "timings": {"sample", "decode", "write"}}  (seconds; sample = this image's share of its run)
  * Exit status: 0 success, 1 failure (nothing is loaded or written when a check fails), 2 usage.
  */
-#include <errno.h>
-#include <math.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +21,8 @@
 #include <cJSON.h>
 
 #include "cli.h"
+#include "host/base/number.h"
+#include "host/base/text.h"
 #include "lorafuse/lf_generate.h"
 
 typedef struct {
@@ -41,14 +42,12 @@ static int lf_generate_usage(void) {
 }
 
 static int lf_gen_int(const char *opt, const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) {
-        fprintf(stderr, "lorafuse generate: bad %s '%s' (%ld to %ld)\n", opt, s, lo, hi);
+    long long v;
+    if (lf_num_arg_int(opt, s, lo, hi, &v) != LF_OK) {
+        fprintf(stderr, "lorafuse generate: %s\n", lf_last_error());
         return 0;
     }
-    *out = v;
+    *out = (long)v;
     return 1;
 }
 
@@ -85,20 +84,19 @@ static int lf_generate_parse_args(int argc, char **argv, lf_generate_args *a) {
             if (!lf_gen_int(s, argv[++i], 1, 12, &v)) return 0;
             a->o.clip_skip = (int)v;
         } else if (!strcmp(s, "--seed") && has) {
-            char *end;
-            errno = 0;
-            long long sd = strtoll(argv[++i], &end, 10);
-            if (end == argv[i] || *end || errno || sd < -1) {
-                fprintf(stderr, "lorafuse generate: bad --seed '%s' (-1 for random, or 0 and up)\n", argv[i]);
+            long long sd;
+            const char *sv = argv[++i];
+            if (lf_num_parse_int(sv, strlen(sv), -1, LLONG_MAX, &sd) != LF_NUM_OK) {
+                char q[LF_ESC_PART];
+                fprintf(stderr, "lorafuse generate: bad --seed '%s' (-1 for random, or 0 and up)\n",
+                        lf_esc(q, sizeof q, sv, strlen(sv)));
                 return 0;
             }
             a->o.seed = sd;
         } else if (!strcmp(s, "--cfg") && has) {
-            char *end;
-            errno = 0;
-            double d = strtod(argv[++i], &end);
-            if (end == argv[i] || *end || errno || !isfinite(d) || d < 0 || d > 100) {
-                fprintf(stderr, "lorafuse generate: bad --cfg '%s' (0 to 100)\n", argv[i]);
+            double d;
+            if (lf_num_arg(s, argv[++i], 0, 100, &d) != LF_OK) {
+                fprintf(stderr, "lorafuse generate: %s\n", lf_last_error());
                 return 0;
             }
             a->o.cfg = d;
@@ -107,19 +105,22 @@ static int lf_generate_parse_args(int argc, char **argv, lf_generate_args *a) {
             if (!strcmp(b, "cpu")) a->o.backend = LF_GEN_CPU;
             else if (!strcmp(b, "cuda")) a->o.backend = LF_GEN_CUDA;
             else {
-                fprintf(stderr, "lorafuse generate: bad --backend '%s' (cpu or cuda)\n", b);
+                char q[LF_ESC_PART];
+                fprintf(stderr, "lorafuse generate: bad --backend '%s' (cpu or cuda)\n", lf_esc(q, sizeof q, b, strlen(b)));
                 return 0;
             }
         } else if (!strcmp(s, "--rng") && has) {
             if (lf_rng_kind_parse(argv[++i], &a->o.rng) != LF_OK) {
-                fprintf(stderr, "lorafuse generate: bad --rng '%s' (cpu or nv)\n", argv[i]);
+                char q[LF_ESC_PART];
+                fprintf(stderr, "lorafuse generate: bad --rng '%s' (cpu or nv)\n", lf_esc(q, sizeof q, argv[i], strlen(argv[i])));
                 return 0;
             }
         } else if (!strcmp(s, "--auto-trigger")) a->o.auto_trigger = 1;
         else if (!strcmp(s, "--quiet")) a->quiet = 1;
         else if (!strcmp(s, "--json")) a->json = 1;
         else {
-            fprintf(stderr, "lorafuse generate: unexpected argument '%s'\n", s);
+            char q[LF_ESC_PART];
+            fprintf(stderr, "lorafuse generate: unexpected argument '%s'\n", lf_esc(q, sizeof q, s, strlen(s)));
             return 0;
         }
     }
@@ -196,6 +197,7 @@ int lf_cli_generate(int argc, char **argv) {
     if (!lf_generate_parse_args(argc, argv, &a)) return lf_generate_usage();
     lf_gen *g = NULL;
     if (lf_gen_open(&a.o, &g) != LF_OK) {
+        lf_err_escape(LF_OK); /* library messages may quote paths and names as given */
         fprintf(stderr, "lorafuse generate: %s\n", lf_last_error());
         return 1;
     }
@@ -209,6 +211,7 @@ int lf_cli_generate(int argc, char **argv) {
     lf_status st = lf_gen_run(g, lf_gen_image_cb, &ui);
     if (ui.line_open) fputc('\n', stderr);
     if (st != LF_OK) {
+        lf_err_escape(LF_OK); /* library messages may quote paths and names as given */
         fprintf(stderr, "lorafuse generate: %s\n", lf_last_error());
         lf_gen_free(g);
         return 1;

@@ -15,17 +15,11 @@
 #include <string.h>
 
 #include "cli.h"
+#include "host/base/number.h"
+#include "host/base/text.h"
 #include "host/base/util.h"
 #include "lorafuse/lf_merge.h"
-
-static int lf_parse_float(const char *s, float *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno) return 0;
-    *out = (float)v;
-    return 1;
-}
+#include "lorafuse/lf_prompt_tags.h"
 
 static int lf_parse_int(const char *s, int *out) {
     char *end;
@@ -36,18 +30,46 @@ static int lf_parse_int(const char *s, int *out) {
     return 1;
 }
 
-/* PATH[:STRENGTH[:dyn=N]], parsed from the right so that paths may contain ':'. */
+/* PATH[:STRENGTH[:dyn=N]], parsed from the right so that paths may contain ':'. STRENGTH is a number
+ * of host/base/number.h, as in prompt tags: a number out of range, or what strtod would read but that
+ * grammar refuses (hex, inf, nan), is reported here rather than taken for part of the path ("x:inf:1"
+ * names a file "x:inf"). Prints the reason and returns 0 on a bad argument. */
 static int lf_parse_lora(char *arg, lf_merge_input *in) {
+    char q[LF_ESC_PART], qa[LF_ESC_PART];
+    lf_esc(qa, sizeof qa, arg, strlen(arg));
     in->path = arg;
     in->strength = 1.0f;
     in->dyn_rank = 0;
     char *c = strrchr(arg, ':');
     if (c && lf_has_prefix(c + 1, "dyn=")) {
-        if (!lf_parse_int(c + 5, &in->dyn_rank) || in->dyn_rank == 0) return 0;
+        long long d = 0;
+        if (lf_num_parse_int(c + 5, strlen(c + 5), 1, LF_TAG_MAX_DYN, &d) != LF_NUM_OK) {
+            fprintf(stderr, "lorafuse merge: --lora '%s': dyn must be an integer from 1 to %d, not '%s'\n", qa,
+                    LF_TAG_MAX_DYN, lf_esc(q, sizeof q, c + 5, strlen(c + 5)));
+            return 0;
+        }
+        in->dyn_rank = (int)d;
         *c = '\0';
         c = strrchr(arg, ':');
     }
-    if (c && lf_parse_float(c + 1, &in->strength)) *c = '\0';
+    if (c) {
+        double v;
+        char *end = c + 1;
+        lf_num_res r = lf_num_parse(c + 1, strlen(c + 1), LF_NUM_F32_MAX, &v, NULL);
+        if (r == LF_NUM_SYNTAX && c[1]) (void)strtod(c + 1, &end); /* what strtod alone would have taken */
+        if (r == LF_NUM_RANGE || (r == LF_NUM_SYNTAX && c[1] && !*end)) {
+            fprintf(stderr, "lorafuse merge: --lora '%s': strength '%s' is %s\n", qa,
+                    lf_esc(q, sizeof q, c + 1, strlen(c + 1)),
+                    r == LF_NUM_RANGE ? "out of range (at most 3.4e38 in magnitude)"
+                                      : "not a decimal number (no hex, inf or nan)");
+            return 0;
+        }
+        if (r == LF_NUM_OK) {
+            in->strength = (float)v;
+            *c = '\0';
+        }
+    }
+    if (!*arg) fprintf(stderr, "lorafuse merge: --lora '%s': no path\n", qa);
     return *arg != '\0';
 }
 

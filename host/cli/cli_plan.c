@@ -4,18 +4,18 @@
  *                 [--lbw-presets FILE] [--allow-unmatched] [--allow-family-mismatch]
  *
  * Prints (docs/prompt-tags.md "The per-step plan"): the cleaned prompt (with trigger words
- * appended under --auto-trigger), each adapter with its tag, resolved file, algorithm(s) and matched
- * modules (or "dropped"), a table of strengths per step (steps with equal values folded into ranges)
+ * appended under --auto-trigger), each adapter with its tag ("xN" for N identical tags), resolved file,
+ * algorithm(s) and matched modules (or "dropped"), a table of strengths per step (steps with equal values folded into ranges)
  * for each text encoder and UNet block group (every block when the tag has lbw), and per step the
  * layers and bytes rewritten and whether the text encoders run. --json prints one object:
- *   {"prompt", "model", "family", "steps", "adapters": [{"tag", "name", "col", "file", "dropped",
+ *   {"prompt", "model", "family", "steps", "adapters": [{"tag", "name", "col", "count", "file", "dropped",
  *    "algorithms", "modules", "strengths": [{"step", "te" | "te1","te2", "IN00".., "M00", "OUT00"..,
  *    "other", "other_out"}]}], "plan": [{"step", "layers", "bytes", "te_changed", "te_encode",
  *    "te_set"}], "total": {"layers", "bytes", "te_encodes"}, "warnings": [..]}
  * Block keys are those of the model's family (SDXL: IN00-IN08, M00, OUT00-OUT08); "other" is
- * time_embed / label_emb (group in), "other_out" is out.* (group out). Values are effective strengths.
+ * time_embed / label_emb (group in), "other_out" is out.* (group out). Values are effective strengths
+ * (of one copy of a merged tag). Text output escapes the prompt, tags and paths (host/base/text.h).
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +23,9 @@
 #include <cJSON.h>
 
 #include "cli.h"
+#include "host/base/number.h"
+#include "host/base/strbuf.h"
+#include "host/base/text.h"
 #include "lorafuse/lf_step_plan.h"
 
 typedef struct {
@@ -48,11 +51,9 @@ static int lf_plan_parse_args(int argc, char **argv, lf_plan_args *a) {
         else if (!strcmp(s, "--lora-dir") && has) a->lora_dir = argv[++i];
         else if (!strcmp(s, "--lbw-presets") && has) a->presets = argv[++i];
         else if (!strcmp(s, "--steps") && has) {
-            char *end;
-            errno = 0;
-            long v = strtol(argv[++i], &end, 10);
-            if (end == argv[i] || *end || errno || v < 1 || v > 100000) {
-                fprintf(stderr, "lorafuse plan: bad --steps '%s' (1 to 100000)\n", argv[i]);
+            long long v;
+            if (lf_num_arg_int(s, argv[++i], 1, LF_STEPS_MAX, &v) != LF_OK) {
+                fprintf(stderr, "lorafuse plan: %s\n", lf_last_error());
                 return 0;
             }
             a->steps = (int)v;
@@ -61,7 +62,8 @@ static int lf_plan_parse_args(int argc, char **argv, lf_plan_args *a) {
         else if (!strcmp(s, "--allow-unmatched")) a->plan.allow_unmatched = 1;
         else if (!strcmp(s, "--allow-family-mismatch")) a->plan.allow_family = 1;
         else {
-            fprintf(stderr, "lorafuse plan: unexpected argument '%s'\n", s);
+            char q[LF_ESC_PART];
+            fprintf(stderr, "lorafuse plan: unexpected argument '%s'\n", lf_esc(q, sizeof q, s, strlen(s)));
             return 0;
         }
     }
@@ -142,15 +144,28 @@ static void lf_algos_str(unsigned algos, char *buf, size_t n) {
     if (!o) snprintf(buf, n, "none");
 }
 
+/* s escaped for the terminal (text.h), whole; "" when out of memory. */
+static void lf_print_escaped(const char *fmt, const char *s) {
+    lf_sbuf b = {0};
+    lf_sb_escape(&b, s, strlen(s));
+    printf(fmt, b.oom || !b.s ? "" : b.s);
+    lf_sb_free(&b);
+}
+
 static void lf_print_text(const lf_plan_args *a, const char *prompt, const lf_step_plan *sp) {
     lf_family f = sp->model->family;
-    printf("prompt: %s\n", prompt);
-    printf("model: %s (%s), %d steps\n", a->model, lf_family_name(f), sp->n_steps);
+    lf_print_escaped("prompt: %s\n", prompt);
+    lf_print_escaped("model: %s", a->model);
+    printf(" (%s), %d steps\n", lf_family_name(f), sp->n_steps);
     printf("adapters:\n");
     for (size_t i = 0; i < sp->n_adapters; i++) {
         const lf_step_adapter *ad = &sp->adapters[i];
-        printf("  %zu. %s (col %d)\n", i + 1, ad->tag->text, ad->tag->col);
-        printf("     file: %s\n", ad->path);
+        printf("  %zu. ", i + 1);
+        lf_print_escaped("%s", ad->tag->text);
+        printf(" (col %d)", ad->tag->col);
+        if (ad->count > 1) printf(" x%zu (identical tags, added up)", ad->count);
+        printf("\n");
+        lf_print_escaped("     file: %s\n", ad->path);
         if (ad->dropped) {
             printf("     dropped: zero at every step (not loaded)\n");
             continue;
@@ -164,7 +179,9 @@ static void lf_print_text(const lf_plan_args *a, const char *prompt, const lf_st
     }
     for (size_t i = 0; i < sp->n_adapters; i++) {
         if (sp->adapters[i].dropped) continue;
-        printf("strengths of adapter %zu (%s):\n", i + 1, sp->adapters[i].tag->name);
+        printf("strengths of adapter %zu (", i + 1);
+        lf_print_escaped("%s", sp->adapters[i].tag->name);
+        printf(")%s:\n", sp->adapters[i].count > 1 ? ", of one copy" : "");
         lf_print_strengths(&sp->adapters[i], f, sp->n_steps);
     }
     printf("plan:\n  step   layers        bytes  text encoders\n");
@@ -182,6 +199,7 @@ static void lf_print_text(const lf_plan_args *a, const char *prompt, const lf_st
         encodes += (size_t)s->te_encode;
     }
     printf("total: %zu layer rewrites, %llu bytes, %zu text-encoder encode(s)\n", layers, bytes, encodes);
+    /* warnings quote tags escaped already */
     for (size_t i = 0; i < sp->warnings.n; i++) fprintf(stderr, "lorafuse plan: warning: %s\n", sp->warnings.v[i]);
 }
 
@@ -202,6 +220,7 @@ static cJSON *lf_plan_json(const lf_plan_args *a, const char *prompt, const lf_s
         cJSON_AddStringToObject(o, "tag", ad->tag->text);
         cJSON_AddStringToObject(o, "name", ad->tag->name);
         cJSON_AddNumberToObject(o, "col", ad->tag->col);
+        cJSON_AddNumberToObject(o, "count", (double)ad->count);
         cJSON_AddStringToObject(o, "file", ad->path);
         cJSON_AddBoolToObject(o, "dropped", ad->dropped);
         cJSON *al = cJSON_AddArrayToObject(o, "algorithms");
@@ -277,6 +296,7 @@ int lf_cli_plan(int argc, char **argv) {
     rc = 0;
     goto done;
 fail:
+    lf_err_escape(LF_OK); /* library messages may quote paths and names as given */
     fprintf(stderr, "lorafuse plan: %s\n", lf_last_error());
 done:
     free(prompt);

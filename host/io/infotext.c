@@ -1,12 +1,22 @@
 /* infotext.c: A1111's `parameters` text (the infotext of a generated image): formatting in A1111's
- * field order with its quoting rule, and a parser that reads it back (lf_png.h describes the format). */
+ * field order with its quoting rule, and a parser that reads it back (lf_png.h describes the format).
+ *
+ * Prompts are written as A1111's create_infotext writes them: as typed, newlines included (A1111
+ * escapes nothing there). Its reader (infotext_utils.parse_generation_parameters) takes any line that
+ * starts, after whitespace, with "Negative prompt:" for the start of the negative prompt, so a prompt
+ * could forge one; lorafuse writes a space before the colon of such a line ("Negative prompt :", and
+ * "Steps :" likewise), which CLIP tokenizes the same (it splits ':' off either way) and no reader takes
+ * for a field. Nothing else changes, so every other prompt reads back exactly.
+ */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lorafuse/lf_png.h"
 #include "host/base/strbuf.h"
+#include "host/base/text.h"
 
 /* ---- parameters text (strbuf.h) ------------------------------------------------------------------ */
 
@@ -14,6 +24,56 @@
 static void lf_sb_quoted(lf_sbuf *b, const char *v) {
     if (strpbrk(v, ",:\n")) lf_sb_json(b, v);
     else lf_sb_str(b, v);
+}
+
+/* Python's str.splitlines breaks (a superset of A1111's split("\n"): other readers split there too). */
+static int lf_line_break(unsigned cp) {
+    return cp == '\n' || cp == '\r' || cp == 0x0B || cp == 0x0C || (cp >= 0x1C && cp <= 0x1E) || cp == 0x85 ||
+           cp == 0x2028 || cp == 0x2029;
+}
+
+/* What Python's str.strip() removes (A1111 strips each line before testing it). */
+static int lf_py_space(unsigned cp) {
+    return cp == ' ' || (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x1F) || cp == 0x85 || cp == 0xA0 ||
+           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+           cp == 0x205F || cp == 0x3000;
+}
+
+/* The code point at s (e: end of the text); a byte of invalid UTF-8 reads as U+FFFD. */
+static size_t lf_cp_at(const char *s, const char *e, unsigned *cp) {
+    size_t k = lf_utf8_next(s, (size_t)(e - s), cp);
+    if (!k) *cp = 0xFFFD, k = 1;
+    return k;
+}
+
+/* A prompt or negative prompt, as typed, with a space written before the colon of a line that
+ * starts (after whitespace) with "Negative prompt:" or "Steps:", any case. `line_start`: s begins a
+ * line of the text. */
+static void lf_sb_prompt(lf_sbuf *b, const char *s, int line_start) {
+    static const char *const fields[2] = {"Negative prompt", "Steps"};
+    const char *run = s, *e = s + strlen(s);
+    for (const char *p = s; p < e;) {
+        if (line_start) {
+            const char *q = p;
+            unsigned cp;
+            size_t k;
+            while (q < e && (k = lf_cp_at(q, e, &cp)) && lf_py_space(cp) && !lf_line_break(cp)) q += k;
+            for (int f = 0; f < 2; f++) {
+                size_t n = strlen(fields[f]);
+                if (!strncasecmp(q, fields[f], n) && q[n] == ':') {
+                    lf_sb_put(b, run, (size_t)(q + n - run));
+                    lf_sb_str(b, " ");
+                    run = q + n;
+                }
+            }
+            line_start = 0;
+        }
+        unsigned cp;
+        size_t k = lf_cp_at(p, e, &cp);
+        line_start = lf_line_break(cp);
+        p += k;
+    }
+    lf_sb_str(b, run);
 }
 
 static void lf_sb_field(lf_sbuf *b, int *first, const char *key, const char *value) {
@@ -27,10 +87,10 @@ static void lf_sb_field(lf_sbuf *b, int *first, const char *key, const char *val
 char *lf_infotext_format(const lf_infotext *p) {
     lf_sbuf b = {0};
     char v[64];
-    lf_sb_str(&b, p->prompt ? p->prompt : "");
+    lf_sb_prompt(&b, p->prompt ? p->prompt : "", 1);
     if (p->negative && *p->negative) {
         lf_sb_str(&b, "\nNegative prompt: ");
-        lf_sb_str(&b, p->negative);
+        lf_sb_prompt(&b, p->negative, 0);
     }
     lf_sb_str(&b, "\n");
     int first = 1;

@@ -18,6 +18,7 @@
 
 #include <cJSON.h>
 
+#include "host/base/text.h"
 #include "host/base/util.h"
 #include "lorafuse/lf_lora_dir.h"
 #include "lorafuse/lf_safetensors.h"
@@ -176,8 +177,8 @@ lf_status lf_lora_dir_resolve(lf_lora_dir *d, const char *name, char **path) {
     *path = NULL;
     size_t *hit = calloc(d->n ? d->n : 1, sizeof *hit), nh = 0;
     if (!hit) return lf_err(LF_ERR_NOMEM, "out of memory");
-    char stem[1024];
-    const char *level = "";
+    char stem[1024], qn[LF_ESC_PART];
+    const char *level = "", *qname = lf_esc(qn, sizeof qn, name, strlen(name)); /* for messages */
     /* 1. relative path, with or without the extension */
     for (size_t i = 0; i < d->n; i++) {
         size_t nl = strlen(name), fl = strlen(d->files[i]);
@@ -212,9 +213,9 @@ lf_status lf_lora_dir_resolve(lf_lora_dir *d, const char *name, char **path) {
         }
         if (nh > 12) lf_append(list, sizeof list, ", ...");
         st = lf_err(LF_ERR_ARG, "'%s' is ambiguous in %s: %zu files match by %s: %s (write the path relative to "
-                    "the directory)", name, d->root, nh, level, list);
+                    "the directory)", qname, d->root, nh, level, list);
     } else if (!d->n) {
-        st = lf_err(LF_ERR_ARG, "no LoRA named '%s': %s holds no .safetensors files (set --lora-dir)", name, d->root);
+        st = lf_err(LF_ERR_ARG, "no LoRA named '%s': %s holds no .safetensors files (set --lora-dir)", qname, d->root);
     } else {
         /* closest names: per file the best of path, stem and alias */
         int *dist = malloc(d->n * sizeof *dist);
@@ -258,7 +259,7 @@ lf_status lf_lora_dir_resolve(lf_lora_dir *d, const char *name, char **path) {
             }
         }
         free(dist);
-        st = lf_err(LF_ERR_ARG, "no LoRA named '%s' in %s (%zu files); closest: %s", name, d->root, d->n, list);
+        st = lf_err(LF_ERR_ARG, "no LoRA named '%s' in %s (%zu files); closest: %s", qname, d->root, d->n, list);
     }
     free(hit);
     return st;

@@ -19,10 +19,14 @@
  *     other <...> text) is kept as typed.
  * Case: "<LoRA:" and "<lyco:" are reported (not silently left in the prompt as text).
  * Columns (of the tag's '<') are 1-based and count UTF-8 characters, not bytes.
+ * Numbers follow the one grammar of host/base/number.h; text quoted in messages is escaped
+ * (host/base/text.h). Limits (docs/limits.md "Prompts and tags"): the prompt's bytes, tags per prompt
+ * and key frames per tag are checked as the scan reaches them, and the scan is linear in the prompt:
+ * columns are counted from the previous column, and the order of key frames is checked against the
+ * last key frame of each kind only.
  */
 #include <ctype.h>
-#include <errno.h>
-#include <math.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +34,8 @@
 #include <strings.h>
 
 #include "lorafuse/lf_prompt_tags.h"
+#include "host/base/number.h"
+#include "host/base/text.h"
 #include "host/base/util.h"
 
 static const char *const lf_key_names[LF_TK_COUNT] = {"S", "te", "te1", "te2", "unet", "in", "mid", "out"};
@@ -47,9 +53,8 @@ lf_status lf_tag_err(const lf_tag *t, int col, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     const char *text = t && t->text ? t->text : "<lora:...>";
-    size_t n = strlen(text);
-    return lf_err(LF_ERR_ARG, "prompt col %d: %.*s%s: %s", col, n > 160 ? 160 : (int)n, text, n > 160 ? "..." : "",
-                  msg);
+    char q[LF_ESC_TAG];
+    return lf_err(LF_ERR_ARG, "prompt col %d: %s: %s", col, lf_esc(q, sizeof q, text, strlen(text)), msg);
 }
 
 void lf_msgs_add(lf_msgs *m, const char *fmt, ...) {
@@ -76,16 +81,24 @@ void lf_msgs_free(lf_msgs *m) {
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
+/* Columns are counted forward from the last one asked for (the scan asks in increasing order), so
+ * that a prompt with many tags or key frames is read in linear time. */
 typedef struct {
-    const char *text; /* the whole prompt (for columns) */
+    const char *text, *at; /* the whole prompt; the position of col */
+    int col;
+} lf_colcur;
+
+typedef struct {
+    lf_colcur *cur;
     lf_tag *tag;
+    size_t n_kf; /* key frames of the tag so far (LF_TAG_MAX_KEYFRAMES) */
 } lf_ps;
 
-static int lf_col_at(const char *text, const char *p) {
-    int c = 1;
-    for (const char *q = text; q < p; q++)
-        if (((unsigned char)*q & 0xC0) != 0x80) c++;
-    return c;
+static int lf_col_at(lf_colcur *c, const char *p) {
+    if (p < c->at) c->at = c->text, c->col = 1;
+    for (; c->at < p; c->at++)
+        if (((unsigned char)*c->at & 0xC0) != 0x80) c->col++;
+    return c->col;
 }
 
 static int lf_is_space(char c) {
@@ -105,123 +118,90 @@ static char *lf_strndup(const char *s, size_t n) {
     return r;
 }
 
-static int lf_isdigit(char c) {
-    return c >= '0' && c <= '9';
-}
-
-/* [s, e) is exactly a decimal number: [+-]? (d+ (. d*)? | . d+) ([eE][+-]? d+)?  (no inf/nan/hex).
- * *has_dot / *has_exp report the form. Returns 1 and the value on success. */
-static int lf_scan_number(const char *s, const char *e, double *out, int *has_dot, int *has_exp) {
-    const char *p = s;
-    int digits = 0, dot = 0, ex = 0;
-    if (p < e && (*p == '+' || *p == '-')) p++;
-    while (p < e && lf_isdigit(*p)) p++, digits++;
-    if (p < e && *p == '.') {
-        dot = 1;
-        p++;
-        while (p < e && lf_isdigit(*p)) p++, digits++;
-    }
-    if (!digits) return 0;
-    if (p < e && (*p == 'e' || *p == 'E')) {
-        const char *q = p + 1;
-        if (q < e && (*q == '+' || *q == '-')) q++;
-        if (q >= e || !lf_isdigit(*q)) return 0;
-        while (q < e && lf_isdigit(*q)) q++;
-        p = q;
-        ex = 1;
-    }
-    if (p != e || e - s > 120) return 0;
-    char buf[128];
-    memcpy(buf, s, (size_t)(e - s));
-    buf[e - s] = '\0';
-    errno = 0;
-    double v = strtod(buf, NULL);
-    if (!isfinite(v) || fabs(v) > 3.0e38) return 0;
-    *out = v;
-    if (has_dot) *has_dot = dot;
-    if (has_exp) *has_exp = ex;
-    return 1;
-}
-
-int lf_tags_scan_number(const char *s, size_t n, double *out) {
-    return lf_scan_number(s, s + n, out, NULL, NULL);
-}
-
-static lf_status lf_perr(const lf_ps *ps, const char *at, const char *fmt, ...)
+static lf_status lf_perr(const lf_ps *ps, const char *fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
+    __attribute__((format(printf, 2, 3)))
 #endif
     ;
 
-static lf_status lf_perr(const lf_ps *ps, const char *at, const char *fmt, ...) {
+/* Messages give the tag's column and quote the offending part of the tag. */
+static lf_status lf_perr(const lf_ps *ps, const char *fmt, ...) {
     char msg[640];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    (void)at; /* messages give the tag's column; the message quotes the offending part */
     return lf_tag_err(ps->tag, ps->tag->col, "%s", msg);
 }
 
-/* "%.*s" helper length clamp for quoting user text in messages */
-static int lf_qlen(const char *s, const char *e) {
-    return e - s > 80 ? 80 : (int)(e - s);
+/* [s, e) escaped for a message, in q (LF_ESC_PART bytes) */
+typedef char lf_quote[LF_ESC_PART];
+static const char *lf_q(lf_quote q, const char *s, const char *e) {
+    return lf_esc(q, LF_ESC_PART, s, (size_t)(e - s));
 }
+
+/* A strength, key-frame value or block weight: a number of number.h, finite as an f32. */
+static lf_num_res lf_strength_num(const char *s, const char *e, double *v) {
+    return lf_num_parse(s, (size_t)(e - s), LF_NUM_F32_MAX, v, NULL);
+}
+
+#define LF_RANGE_WHY "strengths are at most 3.4e38 in magnitude, the range of a 32-bit float"
 
 /* ---- values and schedules ------------------------------------------------------------------- */
 
 static lf_status lf_parse_pos(const lf_ps *ps, const char *s, const char *e, const char *kfs, const char *kfe,
                               lf_keyframe *kf) {
+    lf_quote q, qk;
     lf_trim(&s, &e);
-    if (s == e) return lf_perr(ps, kfs, "key frame '%.*s' has no position after '@'", lf_qlen(kfs, kfe), kfs);
-    double v;
-    int dot = 0, ex = 0;
+    if (s == e) return lf_perr(ps, "key frame '%s' has no position after '@'", lf_q(qk, kfs, kfe));
+    double v = 0;
+    unsigned form = 0;
     if (e[-1] == '%') {
         const char *ne = e - 1;
         const char *ns = s;
         lf_trim(&ns, &ne);
-        if (!lf_scan_number(ns, ne, &v, &dot, &ex) || ex)
-            return lf_perr(ps, s, "'%.*s' is not a step number, percentage or fraction", lf_qlen(s, e), s);
-        if (v < 0) return lf_perr(ps, s, "negative position '%.*s'", lf_qlen(s, e), s);
-        if (v > 100) return lf_perr(ps, s, "percentage '%.*s' is above 100%%", lf_qlen(s, e), s);
+        if (lf_num_parse(ns, (size_t)(ne - ns), 1e300, &v, &form) != LF_NUM_OK || (form & LF_NUM_EXP))
+            return lf_perr(ps, "'%s' is not a step number, percentage or fraction", lf_q(q, s, e));
+        if (v < 0) return lf_perr(ps, "negative position '%s'", lf_q(q, s, e));
+        if (v > 100) return lf_perr(ps, "percentage '%s' is above 100%%", lf_q(q, s, e));
         kf->kind = LF_POS_PERCENT;
         kf->pos = v;
         return LF_OK;
     }
-    if (!lf_scan_number(s, e, &v, &dot, &ex) || ex || *s == '+')
-        return lf_perr(ps, s, "'%.*s' is not a step number, percentage or fraction", lf_qlen(s, e), s);
-    if (v < 0 || *s == '-') return lf_perr(ps, s, "negative position '%.*s'", lf_qlen(s, e), s);
-    if (dot) {
-        if (v > 1)
-            return lf_perr(ps, s, "fraction '%.*s' is above 1 (a position with a decimal point is a fraction of the "
-                           "run; write a step number or a percentage)", lf_qlen(s, e), s);
+    lf_num_res r = lf_num_parse(s, (size_t)(e - s), 1e300, &v, &form);
+    if (r == LF_NUM_SYNTAX || (form & LF_NUM_EXP) || *s == '+' || memchr(s, 'e', (size_t)(e - s)) ||
+        memchr(s, 'E', (size_t)(e - s)))
+        return lf_perr(ps, "'%s' is not a step number, percentage or fraction", lf_q(q, s, e));
+    if (*s == '-') return lf_perr(ps, "negative position '%s'", lf_q(q, s, e));
+    if (form & LF_NUM_DOT) {
+        if (r != LF_NUM_OK || v > 1)
+            return lf_perr(ps, "fraction '%s' is above 1 (a position with a decimal point is a fraction of the "
+                           "run; write a step number or a percentage)", lf_q(q, s, e));
         kf->kind = LF_POS_FRACTION;
     } else {
-        if (v > 1e9) return lf_perr(ps, s, "step number '%.*s' is too large", lf_qlen(s, e), s);
+        if (r != LF_NUM_OK || v > 1e9) return lf_perr(ps, "step number '%s' is too large", lf_q(q, s, e));
         kf->kind = LF_POS_STEP;
     }
     kf->pos = v;
     return LF_OK;
 }
 
-/* Comparable positions: steps with steps, fractions with percentages (as fractions). */
-static int lf_pos_comparable(const lf_keyframe *a, const lf_keyframe *b, double *pa, double *pb) {
-    int sa = a->kind == LF_POS_STEP, sb = b->kind == LF_POS_STEP;
-    if (sa != sb) return 0;
-    *pa = a->kind == LF_POS_PERCENT ? a->pos / 100.0 : a->pos;
-    *pb = b->kind == LF_POS_PERCENT ? b->pos / 100.0 : b->pos;
-    return 1;
+/* Positions comparable while parsing: steps with steps, fractions with percentages (as fractions). */
+static double lf_pos_frac(const lf_keyframe *k) {
+    return k->kind == LF_POS_PERCENT ? k->pos / 100.0 : k->pos;
 }
 
-static lf_status lf_parse_value(const lf_ps *ps, const char *key, const char *s, const char *e, lf_sched *out) {
+static lf_status lf_parse_value(lf_ps *ps, const char *key, const char *s, const char *e, lf_sched *out) {
+    lf_quote q, qk;
     lf_trim(&s, &e);
-    if (s == e) return lf_perr(ps, s, "empty value for '%s'", key);
-    out->col = lf_col_at(ps->text, s);
+    if (s == e) return lf_perr(ps, "empty value for '%s'", key);
+    out->col = lf_col_at(ps->cur, s);
     int has_at = memchr(s, '@', (size_t)(e - s)) != NULL, has_comma = memchr(s, ',', (size_t)(e - s)) != NULL;
     double v;
     if (!has_at && !has_comma) {
-        if (!lf_scan_number(s, e, &v, NULL, NULL))
-            return lf_perr(ps, s, "'%.*s' is not a number or schedule", lf_qlen(s, e), s);
+        lf_num_res r = lf_strength_num(s, e, &v);
+        if (r == LF_NUM_RANGE) return lf_perr(ps, "'%s' is out of range (" LF_RANGE_WHY ")", lf_q(q, s, e));
+        if (r != LF_NUM_OK) return lf_perr(ps, "'%s' is not a number or schedule", lf_q(q, s, e));
         if ((out->kf = calloc(1, sizeof *out->kf)) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
         out->kf[0].value = (float)v;
         out->kf[0].col = out->col;
@@ -230,104 +210,110 @@ static lf_status lf_parse_value(const lf_ps *ps, const char *key, const char *s,
         return LF_OK;
     }
     if (!has_at)
-        return lf_perr(ps, s, "'%.*s' is not a number or schedule (a schedule is VALUE@POSITION,VALUE@POSITION,...)",
-                       lf_qlen(s, e), s);
+        return lf_perr(ps, "'%s' is not a number or schedule (a schedule is VALUE@POSITION,VALUE@POSITION,...)",
+                       lf_q(q, s, e));
     size_t cap = 1;
     for (const char *p = s; p < e; p++) cap += *p == ',';
+    if (ps->n_kf + cap > LF_TAG_MAX_KEYFRAMES)
+        return lf_perr(ps, "more than %d key frames in one tag (docs/limits.md)", LF_TAG_MAX_KEYFRAMES);
     if ((out->kf = calloc(cap, sizeof *out->kf)) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
+    /* the last key frame of each comparable kind: steps, and fractions with percentages */
+    const lf_keyframe *last_step = NULL, *last_frac = NULL;
     const char *p = s;
     while (p <= e) {
-        const char *q = p;
-        while (q < e && *q != ',') q++;
-        const char *ks = p, *ke = q;
+        const char *c = memchr(p, ',', (size_t)(e - p)), *nx = c ? c : e;
+        const char *ks = p, *ke = nx;
         lf_trim(&ks, &ke);
-        if (ks == ke) return lf_perr(ps, ks < e ? ks : s, "empty key frame in '%.*s'", lf_qlen(s, e), s);
+        if (ks == ke) return lf_perr(ps, "empty key frame in '%s'", lf_q(q, s, e));
         const char *at = memchr(ks, '@', (size_t)(ke - ks));
         if (!at)
-            return lf_perr(ps, ks, "key frame '%.*s' has no '@position' (a schedule is VALUE@POSITION,...)",
-                           lf_qlen(ks, ke), ks);
+            return lf_perr(ps, "key frame '%s' has no '@position' (a schedule is VALUE@POSITION,...)", lf_q(qk, ks, ke));
         if (memchr(at + 1, '@', (size_t)(ke - at - 1)))
-            return lf_perr(ps, ks, "key frame '%.*s' has more than one '@'", lf_qlen(ks, ke), ks);
+            return lf_perr(ps, "key frame '%s' has more than one '@'", lf_q(qk, ks, ke));
         const char *vs = ks, *ve = at;
         lf_trim(&vs, &ve);
         lf_keyframe *kf = &out->kf[out->n_kf];
-        kf->col = lf_col_at(ps->text, ks);
-        if (vs == ve) return lf_perr(ps, ks, "key frame '%.*s' has no value before '@'", lf_qlen(ks, ke), ks);
-        if (!lf_scan_number(vs, ve, &v, NULL, NULL))
-            return lf_perr(ps, vs, "'%.*s' in key frame '%.*s' is not a number", lf_qlen(vs, ve), vs, lf_qlen(ks, ke),
-                           ks);
+        kf->col = lf_col_at(ps->cur, ks);
+        if (vs == ve) return lf_perr(ps, "key frame '%s' has no value before '@'", lf_q(qk, ks, ke));
+        lf_num_res r = lf_strength_num(vs, ve, &v);
+        if (r == LF_NUM_RANGE)
+            return lf_perr(ps, "'%s' in key frame '%s' is out of range (" LF_RANGE_WHY ")", lf_q(q, vs, ve),
+                           lf_q(qk, ks, ke));
+        if (r != LF_NUM_OK)
+            return lf_perr(ps, "'%s' in key frame '%s' is not a number", lf_q(q, vs, ve), lf_q(qk, ks, ke));
         kf->value = (float)v;
         lf_status st = lf_parse_pos(ps, at + 1, ke, ks, ke, kf);
         if (st != LF_OK) return st;
-        double pa, pb;
-        for (size_t i = out->n_kf; i-- > 0;) {
-            if (!lf_pos_comparable(&out->kf[i], kf, &pa, &pb)) continue;
-            if (pb <= pa)
-                return lf_perr(ps, ks, "key frames must be in increasing order of position: '%.*s' comes after a key "
-                               "frame at the same or a later position", lf_qlen(ks, ke), ks);
-            break;
-        }
+        const lf_keyframe **last = kf->kind == LF_POS_STEP ? &last_step : &last_frac;
+        if (*last && lf_pos_frac(kf) <= lf_pos_frac(*last))
+            return lf_perr(ps, "key frames must be in increasing order of position: '%s' comes after a key frame at "
+                           "the same or a later position", lf_q(qk, ks, ke));
+        *last = kf;
         out->n_kf++;
-        p = q + 1;
+        ps->n_kf++;
+        p = nx + 1;
     }
     return LF_OK;
 }
 
 /* ---- other keys ----------------------------------------------------------------------------- */
 
-static lf_status lf_parse_lbw(const lf_ps *ps, const char *s, const char *e) {
+static lf_status lf_parse_lbw(lf_ps *ps, const char *s, const char *e) {
     lf_tag *t = ps->tag;
+    lf_quote q;
     lf_trim(&s, &e);
-    if (s == e) return lf_perr(ps, s, "empty value for 'lbw'");
-    t->lbw_col = lf_col_at(ps->text, s);
+    if (s == e) return lf_perr(ps, "empty value for 'lbw'");
+    t->lbw_col = lf_col_at(ps->cur, s);
     double v;
-    if (!memchr(s, ',', (size_t)(e - s)) && !lf_scan_number(s, e, &v, NULL, NULL)) {
+    if (!memchr(s, ',', (size_t)(e - s)) && lf_strength_num(s, e, &v) == LF_NUM_SYNTAX) {
         for (const char *p = s; p < e; p++)
             if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '.' || *p == '-' || *p == '+'))
-                return lf_perr(ps, s, "'%.*s' is neither a block-weight vector nor a preset name", lf_qlen(s, e), s);
+                return lf_perr(ps, "'%s' is neither a block-weight vector nor a preset name", lf_q(q, s, e));
         if ((t->lbw_preset = lf_strndup(s, (size_t)(e - s))) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
         return LF_OK;
     }
     int n = 0;
     const char *p = s;
     while (p <= e) {
-        const char *q = p;
-        while (q < e && *q != ',') q++;
-        const char *vs = p, *ve = q;
+        const char *c = memchr(p, ',', (size_t)(e - p)), *nx = c ? c : e;
+        const char *vs = p, *ve = nx;
         lf_trim(&vs, &ve);
-        if (vs == ve) return lf_perr(ps, vs < e ? vs : s, "empty entry in lbw vector");
-        if (!lf_scan_number(vs, ve, &v, NULL, NULL)) {
+        if (vs == ve) return lf_perr(ps, "empty entry in lbw vector");
+        lf_num_res r = lf_strength_num(vs, ve, &v);
+        if (r == LF_NUM_RANGE) return lf_perr(ps, "'%s' in lbw is out of range (" LF_RANGE_WHY ")", lf_q(q, vs, ve));
+        if (r != LF_NUM_OK) {
             if (*vs == 'R' || *vs == 'U' || *vs == 'X')
-                return lf_perr(ps, vs, "'%.*s' in lbw is not a number (LBW's random and inherited weights R, U, X "
-                               "are not supported)", lf_qlen(vs, ve), vs);
-            return lf_perr(ps, vs, "'%.*s' in lbw is not a number", lf_qlen(vs, ve), vs);
+                return lf_perr(ps, "'%s' in lbw is not a number (LBW's random and inherited weights R, U, X "
+                               "are not supported)", lf_q(q, vs, ve));
+            return lf_perr(ps, "'%s' in lbw is not a number", lf_q(q, vs, ve));
         }
         if (n < LF_LBW_MAX) t->lbw[n] = (float)v;
         n++;
-        p = q + 1;
+        p = nx + 1;
     }
     if (n != 12 && n != 17 && n != 20 && n != 26)
-        return lf_perr(ps, s, "lbw has %d values; a block-weight vector has 17 or 26 (SD1.x) or 12 or 20 (SDXL)", n);
+        return lf_perr(ps, "lbw has %d values; a block-weight vector has 17 or 26 (SD1.x) or 12 or 20 (SDXL)", n);
     t->lbw_n = n;
     return LF_OK;
 }
 
-static lf_status lf_parse_field(const lf_ps *ps, const char *fs, const char *fe, int index, unsigned *seen) {
+static lf_status lf_parse_field(lf_ps *ps, const char *fs, const char *fe, int index, unsigned *seen) {
     lf_tag *t = ps->tag;
+    lf_quote q;
     const char *s = fs, *e = fe;
     lf_trim(&s, &e);
-    if (s == e) return lf_perr(ps, fs, "empty field (two ':' in a row, or a ':' before '>')");
+    if (s == e) return lf_perr(ps, "empty field (two ':' in a row, or a ':' before '>')");
     const char *eq = memchr(s, '=', (size_t)(e - s));
     if (!eq) {
         if (index != 1)
-            return lf_perr(ps, s, "'%.*s' has no KEY= (only the first field after the name may be a plain strength)",
-                           lf_qlen(s, e), s);
+            return lf_perr(ps, "'%s' has no KEY= (only the first field after the name may be a plain strength)",
+                           lf_q(q, s, e));
         return lf_parse_value(ps, "S", s, e, &t->v[LF_TK_S]);
     }
     const char *ks = s, *ke = eq;
     lf_trim(&ks, &ke);
     size_t kl = (size_t)(ke - ks);
-    if (!kl) return lf_perr(ps, s, "'%.*s' has no key before '='", lf_qlen(s, e), s);
+    if (!kl) return lf_perr(ps, "'%s' has no key before '='", lf_q(q, s, e));
     static const char *const others[3] = {"lbw", "dyn", "ramp"};
     int key = -1;
     for (int k = LF_TK_TE; k < LF_TK_COUNT; k++)
@@ -335,46 +321,45 @@ static lf_status lf_parse_field(const lf_ps *ps, const char *fs, const char *fe,
     for (int k = 0; k < 3; k++)
         if (strlen(others[k]) == kl && !memcmp(ks, others[k], kl)) key = LF_TK_COUNT + k;
     if (key < 0)
-        return lf_perr(ps, ks, "unknown key '%.*s' (keys: te, te1, te2, unet, in, mid, out, lbw, dyn, ramp)",
-                       lf_qlen(ks, ke), ks);
-    if (*seen & (1u << key)) return lf_perr(ps, ks, "key '%.*s' is given twice", (int)kl, ks);
+        return lf_perr(ps, "unknown key '%s' (keys: te, te1, te2, unet, in, mid, out, lbw, dyn, ramp)",
+                       lf_q(q, ks, ke));
+    if (*seen & (1u << key)) return lf_perr(ps, "key '%s' is given twice", lf_q(q, ks, ke));
     *seen |= 1u << key;
     const char *vs = eq + 1, *ve = e;
     lf_trim(&vs, &ve);
     if (key < LF_TK_COUNT) return lf_parse_value(ps, lf_key_names[key], vs, ve, &t->v[key]);
     if (key == LF_TK_COUNT) return lf_parse_lbw(ps, vs, ve);
-    if (vs == ve) return lf_perr(ps, vs, "empty value for '%s'", others[key - LF_TK_COUNT]);
+    if (vs == ve) return lf_perr(ps, "empty value for '%s'", others[key - LF_TK_COUNT]);
     if (key == LF_TK_COUNT + 1) {
-        long d = 0;
-        const char *p = vs;
-        while (p < ve && lf_isdigit(*p) && d <= (1L << 20)) d = d * 10 + (*p++ - '0');
-        if (p != ve || d < 1 || d > (1L << 20))
-            return lf_perr(ps, vs, "dyn must be a positive integer (the number of rank components), not '%.*s'",
-                           lf_qlen(vs, ve), vs);
+        long long d = 0;
+        lf_num_res r = lf_num_parse_int(vs, (size_t)(ve - vs), LLONG_MIN, LLONG_MAX, &d);
+        if (r == LF_NUM_RANGE || (r == LF_NUM_OK && d > LF_TAG_MAX_DYN))
+            return lf_perr(ps, "dyn=%s is out of range (at most %d rank components)", lf_q(q, vs, ve), LF_TAG_MAX_DYN);
+        if (r != LF_NUM_OK || d < 1)
+            return lf_perr(ps, "dyn must be a positive integer (the number of rank components), not '%s'",
+                           lf_q(q, vs, ve));
         t->dyn = (int)d;
         return LF_OK;
     }
     if ((size_t)(ve - vs) == 4 && !memcmp(vs, "hold", 4)) t->ramp = LF_RAMP_HOLD;
     else if ((size_t)(ve - vs) == 6 && !memcmp(vs, "linear", 6)) t->ramp = LF_RAMP_LINEAR;
-    else return lf_perr(ps, vs, "ramp must be 'hold' or 'linear', not '%.*s'", lf_qlen(vs, ve), vs);
+    else return lf_perr(ps, "ramp must be 'hold' or 'linear', not '%s'", lf_q(q, vs, ve));
     return LF_OK;
 }
 
 /* Parse the inside of one tag: [cs, ce) is the text between "<lora:" and ">". */
-static lf_status lf_parse_tag(const lf_ps *ps, const char *cs, const char *ce) {
+static lf_status lf_parse_tag(lf_ps *ps, const char *cs, const char *ce) {
     lf_tag *t = ps->tag;
-    const char *lt = memchr(cs, '<', (size_t)(ce - cs));
-    if (lt) return lf_perr(ps, lt, "'<' inside a tag (is a '>' missing?)");
+    if (memchr(cs, '<', (size_t)(ce - cs))) return lf_perr(ps, "'<' inside a tag (is a '>' missing?)");
     unsigned seen = 0;
     int index = 0;
     const char *p = cs;
     while (p <= ce) {
-        const char *q = memchr(p, ':', (size_t)(ce - p));
-        if (!q) q = ce;
+        const char *c = memchr(p, ':', (size_t)(ce - p)), *q = c ? c : ce;
         if (index == 0) {
             const char *s = p, *e = q;
             lf_trim(&s, &e);
-            if (s == e) return lf_perr(ps, p, "empty LoRA name");
+            if (s == e) return lf_perr(ps, "empty LoRA name");
             if ((t->name = lf_strndup(s, (size_t)(e - s))) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
         } else {
             lf_status st = lf_parse_field(ps, p, q, index, &seen);
@@ -389,6 +374,27 @@ static lf_status lf_parse_tag(const lf_ps *ps, const char *cs, const char *ce) {
                 return lf_tag_err(t, t->col, "lbw cannot be combined with in/mid/out (both set UNet block strengths)");
     }
     return LF_OK;
+}
+
+/* ---- identical tags ------------------------------------------------------------------------------ */
+
+static int lf_sched_same(const lf_sched *a, const lf_sched *b) {
+    if (a->n_kf != b->n_kf || a->constant != b->constant) return 0;
+    for (size_t i = 0; i < a->n_kf; i++)
+        if (a->kf[i].value != b->kf[i].value || a->kf[i].kind != b->kf[i].kind || a->kf[i].pos != b->kf[i].pos)
+            return 0;
+    return 1;
+}
+
+int lf_tag_same(const lf_tag *a, const lf_tag *b) {
+    if (strcmp(a->name, b->name) || a->ramp != b->ramp || a->dyn != b->dyn || a->lbw_n != b->lbw_n) return 0;
+    if ((a->lbw_preset != NULL) != (b->lbw_preset != NULL) || (a->lbw_preset && strcmp(a->lbw_preset, b->lbw_preset)))
+        return 0;
+    for (int i = 0; i < a->lbw_n; i++)
+        if (a->lbw[i] != b->lbw[i]) return 0;
+    for (int k = 0; k < LF_TK_COUNT; k++)
+        if (!lf_sched_same(&a->v[k], &b->v[k])) return 0;
+    return 1;
 }
 
 /* ---- prompt ---------------------------------------------------------------------------------- */
@@ -412,6 +418,9 @@ lf_status lf_prompt_parse(const char *text, lf_prompt **out) {
     *out = NULL;
     if (!text) return lf_err(LF_ERR_ARG, "no prompt");
     size_t len = strlen(text);
+    if (len > LF_PROMPT_MAX_BYTES)
+        return lf_err(LF_ERR_ARG, "prompt of %zu bytes is longer than the limit of %d bytes (docs/limits.md)", len,
+                      LF_PROMPT_MAX_BYTES);
     lf_prompt *pr = calloc(1, sizeof *pr);
     char *clean = malloc(len + 1);
     size_t cn = 0, cap = 0;
@@ -422,10 +431,18 @@ lf_status lf_prompt_parse(const char *text, lf_prompt **out) {
         return lf_err(LF_ERR_NOMEM, "out of memory");
     }
     pr->clean = clean;
+    lf_colcur cur = {text, text, 1};
     const char *p = text;
     while (*p && st == LF_OK) {
+        /* copy the text up to the next '<' in one go */
+        const char *lt = strchr(p, '<');
+        size_t run = lt ? (size_t)(lt - p) : strlen(p);
+        memcpy(clean + cn, p, run);
+        cn += run;
+        p += run;
+        if (!*p) break;
         int exact = !strncmp(p, "<lora:", 6);
-        int other = !exact && *p == '<' && (!strncasecmp(p, "<lora:", 6) || !strncasecmp(p, "<lyco:", 6));
+        int other = !exact && (!strncasecmp(p, "<lora:", 6) || !strncasecmp(p, "<lyco:", 6));
         if (!exact && !other) {
             clean[cn++] = *p++;
             continue;
@@ -437,19 +454,23 @@ lf_status lf_prompt_parse(const char *text, lf_prompt **out) {
         }
         lf_tag *t = &pr->tags[pr->n_tags++];
         memset(t, 0, sizeof *t);
-        t->col = lf_col_at(text, p);
+        t->col = lf_col_at(&cur, p);
         size_t tl = gt ? (size_t)(gt - p + 1) : strlen(p);
         if ((t->text = lf_strndup(p, tl)) == NULL) {
             st = lf_err(LF_ERR_NOMEM, "out of memory");
             break;
         }
-        lf_ps ps = {text, t};
+        lf_ps ps = {&cur, t, 0};
+        if (pr->n_tags > LF_PROMPT_MAX_TAGS) {
+            st = lf_perr(&ps, "more than %d tags in one prompt (docs/limits.md)", LF_PROMPT_MAX_TAGS);
+            break;
+        }
         if (other) {
-            st = lf_perr(&ps, p, "write tags as '<lora:NAME...>' (lower case; '<lyco:' is not a separate tag)");
+            st = lf_perr(&ps, "write tags as '<lora:NAME...>' (lower case; '<lyco:' is not a separate tag)");
             break;
         }
         if (!gt) {
-            st = lf_perr(&ps, p, "tag is not closed with '>'");
+            st = lf_perr(&ps, "tag is not closed with '>'");
             break;
         }
         st = lf_parse_tag(&ps, p + 6, gt);

@@ -17,6 +17,10 @@
  *     hako-mikan/sd-webui-lora-block-weight (DEF_WEIGHT_PRESET: 17 values each); a preset applies by
  *     block name to either family, as LBW does (its to26 expansion); a vector typed in the tag must
  *     have a length of the model's family.
+ * Linear work (docs/limits.md): lf_strength_resolve fills the value of every schedule at every step
+ * in one pass over the key frames and the steps (lf_sched_fill), so lf_strength_at is a lookup;
+ * key frames past the last step give one warning per tag; a presets file holds at most
+ * LF_LBW_MAX_PRESETS presets of LF_LBW_MAX_PRESET_BYTES bytes in all.
  */
 #include <math.h>
 #include <stdio.h>
@@ -24,6 +28,8 @@
 #include <string.h>
 
 #include "lorafuse/lf_strength.h"
+#include "host/base/number.h"
+#include "host/base/text.h"
 #include "host/base/util.h"
 
 /* ---- blocks ---------------------------------------------------------------------------------- */
@@ -97,6 +103,44 @@ float lf_sched_eval(const lf_sched *s, lf_ramp ramp, int t, int n_steps) {
     return (float)(v0 + (v1 - v0) * (double)(t - sk) / (double)(s1 - sk));
 }
 
+/* The winner at step t is the last key frame (in written order) whose step is <= t, as in
+ * lf_sched_eval: the last key frame landing on each step, then a running maximum over the steps. */
+lf_status lf_sched_fill(const lf_sched *s, lf_ramp ramp, int n_steps, float *out) {
+    if (s->constant) {
+        for (int t = 0; t < n_steps; t++) out[t] = s->kf[0].value;
+        return LF_OK;
+    }
+    int *kst = malloc((s->n_kf + 1) * sizeof *kst);
+    long *last = malloc(((size_t)n_steps + 1) * sizeof *last);
+    if (!kst || !last) {
+        free(kst);
+        free(last);
+        return lf_err(LF_ERR_NOMEM, "out of memory for a schedule of %zu key frames over %d steps", s->n_kf, n_steps);
+    }
+    for (int t = 0; t <= n_steps; t++) last[t] = -1;
+    for (size_t i = 0; i < s->n_kf; i++) {
+        kst[i] = lf_sched_step(s->kf[i].kind, s->kf[i].pos, n_steps);
+        if (kst[i] <= n_steps) last[kst[i]] = (long)i;
+    }
+    long k = -1;
+    for (int t = 1; t <= n_steps; t++) {
+        if (last[t] > k) k = last[t];
+        float v = 0.0f; /* before the first key frame: not active yet */
+        if (k >= 0) {
+            size_t i = (size_t)k;
+            v = s->kf[i].value;
+            if (ramp == LF_RAMP_LINEAR && i + 1 < s->n_kf) { /* kst[i + 1] > t >= kst[i] */
+                double v0 = s->kf[i].value, v1 = s->kf[i + 1].value;
+                v = (float)(v0 + (v1 - v0) * (double)(t - kst[i]) / (double)(kst[i + 1] - kst[i]));
+            }
+        }
+        out[t - 1] = v;
+    }
+    free(kst);
+    free(last);
+    return LF_OK;
+}
+
 /* ---- LBW ------------------------------------------------------------------------------------- */
 
 /* Block lists of the four vector lengths (after BASE), as LBW's BLOCKID17/12/20/26. */
@@ -155,18 +199,23 @@ static int lf_is_ws(char c) {
     return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f';
 }
 
-/* Parse "v,v,..." in [s, e); returns the count (> LF_LBW_MAX: too many), -1-index on a bad entry. */
-static int lf_parse_vec(const char *s, const char *e, float *v) {
+/* Parse "v,v,..." in [s, e) (numbers of number.h, finite as f32) into v (the first LF_LBW_MAX); returns
+ * the count, or -1 with *bad (1-based entry) and *why (LF_NUM_SYNTAX / LF_NUM_RANGE) on a bad entry. */
+static int lf_parse_vec(const char *s, const char *e, float *v, int *bad, lf_num_res *why) {
     int n = 0;
     const char *p = s;
     while (p <= e) {
-        const char *q = p;
-        while (q < e && *q != ',') q++;
+        const char *c = memchr(p, ',', (size_t)(e - p)), *q = c ? c : e;
         const char *a = p, *b = q;
         while (a < b && lf_is_ws(*a)) a++;
         while (b > a && lf_is_ws(b[-1])) b--;
         double d;
-        if (!lf_tags_scan_number(a, (size_t)(b - a), &d)) return -1 - n;
+        lf_num_res r = lf_num_parse(a, (size_t)(b - a), LF_NUM_F32_MAX, &d, NULL);
+        if (r != LF_NUM_OK) {
+            *bad = n + 1;
+            *why = r;
+            return -1;
+        }
         if (n < LF_LBW_MAX) v[n] = (float)d;
         n++;
         p = q + 1;
@@ -195,12 +244,19 @@ lf_status lf_lbw_presets_parse(const char *text, const char *label, lf_lbw_prese
     if (!ps) return lf_err(LF_ERR_NOMEM, "out of memory");
     lf_status st = LF_OK;
     float v[LF_LBW_MAX];
+    int bad;
+    lf_num_res why;
     for (size_t i = 0; i < sizeof lf_builtin_presets / sizeof lf_builtin_presets[0] && st == LF_OK; i++) {
         const char *s = lf_builtin_presets[i].v;
-        int n = lf_parse_vec(s, s + strlen(s), v);
+        int n = lf_parse_vec(s, s + strlen(s), v, &bad, &why);
         st = lf_presets_put(ps, lf_builtin_presets[i].name, strlen(lf_builtin_presets[i].name), v, n);
     }
-    const char *lbl = label ? label : "presets";
+    char lbl[LF_ESC_PART], q[LF_ESC_PART];
+    lf_esc(lbl, sizeof lbl, label ? label : "presets", strlen(label ? label : "presets"));
+    size_t n_user = 0;
+    if (text && strlen(text) > LF_LBW_MAX_PRESET_BYTES)
+        st = lf_err(LF_ERR_ARG, "%s: %zu bytes, more than the limit of %d bytes for a presets file (docs/limits.md)", lbl,
+                    strlen(text), LF_LBW_MAX_PRESET_BYTES);
     int line = 0;
     for (const char *p = text; p && *p && st == LF_OK;) {
         const char *nl = strchr(p, '\n'), *e = nl ? nl : p + strlen(p);
@@ -222,14 +278,21 @@ lf_status lf_lbw_presets_parse(const char *text, const char *label, lf_lbw_prese
             st = lf_err(LF_ERR_ARG, "%s:%d: preset name must have 1 to 63 characters", lbl, line);
             break;
         }
-        int n = lf_parse_vec(colon + 1, e, v);
+        lf_esc(q, sizeof q, s, nlen);
+        if (++n_user > LF_LBW_MAX_PRESETS) {
+            st = lf_err(LF_ERR_ARG, "%s:%d: preset '%s': more than %d presets in one file (docs/limits.md)", lbl, line, q,
+                        LF_LBW_MAX_PRESETS);
+            break;
+        }
+        int n = lf_parse_vec(colon + 1, e, v, &bad, &why);
         if (n < 0) {
-            st = lf_err(LF_ERR_ARG, "%s:%d: preset '%.*s': entry %d is not a number", lbl, line, (int)nlen, s, -n);
+            st = lf_err(LF_ERR_ARG, "%s:%d: preset '%s': entry %d is %s", lbl, line, q, bad,
+                        why == LF_NUM_RANGE ? "out of range (at most 3.4e38 in magnitude)" : "not a number");
             break;
         }
         if (n != 12 && n != 17 && n != 20 && n != 26) {
-            st = lf_err(LF_ERR_ARG, "%s:%d: preset '%.*s' has %d values; a block-weight vector has 17 or 26 (SD1.x) "
-                        "or 12 or 20 (SDXL)", lbl, line, (int)nlen, s, n);
+            st = lf_err(LF_ERR_ARG, "%s:%d: preset '%s' has %d values; a block-weight vector has 17 or 26 (SD1.x) "
+                        "or 12 or 20 (SDXL)", lbl, line, q, n);
             break;
         }
         st = lf_presets_put(ps, s, nlen, v, n);
@@ -246,7 +309,7 @@ lf_status lf_lbw_presets_load(const char *path, lf_lbw_presets **out) {
     if (!path) return lf_lbw_presets_parse(NULL, NULL, out);
     *out = NULL;
     char *buf;
-    lf_status st = lf_read_file(path, "the LBW presets file", (size_t)16 << 20, &buf, NULL);
+    lf_status st = lf_read_file(path, "the LBW presets file", LF_LBW_MAX_PRESET_BYTES, &buf, NULL);
     if (st) return st;
     st = lf_lbw_presets_parse(buf, path, out);
     free(buf);
@@ -266,7 +329,8 @@ const char *lf_lbw_preset_names(const lf_lbw_presets *p, char *buf, size_t n) {
     size_t o = 0;
     if (n) buf[0] = '\0';
     for (size_t i = 0; p && i < p->n && o + 1 < n; i++) {
-        int w = snprintf(buf + o, n - o, "%s%s", i ? ", " : "", p->p[i].name);
+        char q[LF_ESC_PART];
+        int w = snprintf(buf + o, n - o, "%s%s", i ? ", " : "", lf_esc(q, sizeof q, p->p[i].name, strlen(p->p[i].name)));
         if (w < 0) break;
         o += (size_t)w;
     }
@@ -283,25 +347,98 @@ static void lf_kf_text(const lf_keyframe *kf, char *buf, size_t n) {
     snprintf(buf, n, "%g@%g%s", (double)kf->value, kf->pos, kf->kind == LF_POS_PERCENT ? "%" : "");
 }
 
-static lf_status lf_sched_check(const lf_tag *t, lf_tag_key key, int n_steps, lf_msgs *warn) {
+/* Key frames past the last step of one tag: how many, and the first of them (for one warning). */
+typedef struct {
+    size_t n;
+    lf_tag_key key;
+    char text[64];
+    int step;
+} lf_past;
+
+static lf_status lf_sched_check(const lf_tag *t, lf_tag_key key, int n_steps, lf_past *past) {
     const lf_sched *s = &t->v[key];
     if (s->constant) return LF_OK;
     int prev = 0;
     for (size_t i = 0; i < s->n_kf; i++) {
         const lf_keyframe *kf = &s->kf[i];
         int st = lf_sched_step(kf->kind, kf->pos, n_steps);
-        char a[64], b[64];
-        lf_kf_text(kf, a, sizeof a);
         if (i && st < prev) {
+            char a[64], b[64];
+            lf_kf_text(kf, a, sizeof a);
             lf_kf_text(&s->kf[i - 1], b, sizeof b);
             return lf_tag_err(t, t->col, "key frames must be in increasing order: '%s' lands on step %d of %d, "
                               "before '%s' (step %d)", a, st, n_steps, b, prev);
         }
-        if (st > n_steps && warn)
-            lf_msgs_add(warn, "prompt col %d: %s: %s: key frame '%s' lands on step %d, after the last step (%d): "
-                        "never reached", t->col, t->text, lf_tag_key_name(key), a, st, n_steps);
+        if (st > n_steps && !past->n++) {
+            past->key = key;
+            past->step = st;
+            lf_kf_text(kf, past->text, sizeof past->text);
+        }
         prev = st;
     }
+    return LF_OK;
+}
+
+/* The rows of lf_strength.steps: te1, te2, unet, in, mid, out. */
+enum { LF_ROW_TE1 = 0, LF_ROW_TE2, LF_ROW_UNET, LF_ROW_GRP, LF_ROWS = LF_ROW_GRP + 3 };
+
+static lf_status lf_strength_fill(lf_strength *s) {
+    const lf_sched *rows[LF_ROWS] = {s->te1, s->te2, s->unet, s->grp[0], s->grp[1], s->grp[2]};
+    size_t n = (size_t)s->n_steps;
+    float *v = malloc(LF_ROWS * n * sizeof *v);
+    if (!v) return lf_err(LF_ERR_NOMEM, "out of memory for the strengths of %d steps", s->n_steps);
+    lf_status st = LF_OK;
+    for (int r = 0; r < LF_ROWS && st == LF_OK; r++) {
+        int same = -1; /* rows often share one schedule (in/mid/out <- unet <- S) */
+        for (int q = 0; q < r && same < 0; q++)
+            if (rows[q] == rows[r]) same = q;
+        if (same >= 0) memcpy(v + (size_t)r * n, v + (size_t)same * n, n * sizeof *v);
+        else if (!rows[r])
+            for (size_t t = 0; t < n; t++) v[(size_t)r * n + t] = 1.0f;
+        else st = lf_sched_fill(rows[r], s->ramp, s->n_steps, v + (size_t)r * n);
+    }
+    if (st != LF_OK) {
+        free(v);
+        return st;
+    }
+    s->steps = v;
+    return LF_OK;
+}
+
+void lf_strength_free(lf_strength *s) {
+    if (!s) return;
+    free(s->steps);
+    s->steps = NULL;
+}
+
+/* The preset or vector of the tag, checked against the family, into base / blk. */
+static lf_status lf_strength_lbw(const lf_tag *t, lf_family family, const lf_lbw_presets *presets, lf_strength *out) {
+    const float *v = t->lbw;
+    int n = t->lbw_n;
+    if (t->lbw_preset) {
+        lf_lbw_presets *builtin = NULL;
+        if (!presets) {
+            lf_status st = lf_lbw_presets_parse(NULL, NULL, &builtin);
+            if (st != LF_OK) return st;
+        }
+        const lf_lbw_presets *use = presets ? presets : builtin;
+        v = lf_lbw_preset_find(use, t->lbw_preset, &n);
+        if (v) lf_lbw_expand(v, n, &out->base, out->blk);
+        char names[1024], q[LF_ESC_PART];
+        if (!v) lf_lbw_preset_names(use, names, sizeof names);
+        lf_lbw_presets_free(builtin);
+        if (!v)
+            return lf_tag_err(t, t->col, "unknown lbw preset '%s' (presets: %s)",
+                              lf_esc(q, sizeof q, t->lbw_preset, strlen(t->lbw_preset)), names);
+        out->has_lbw = 1;
+        return LF_OK;
+    }
+    if (family == LF_FAMILY_SDXL && n != 12 && n != 20)
+        return lf_tag_err(t, t->col, "lbw has %d values; an SDXL model takes 12 or 20", n);
+    if ((family == LF_FAMILY_SD1 || family == LF_FAMILY_SD2) && n != 17 && n != 26)
+        return lf_tag_err(t, t->col, "lbw has %d values; an %s model takes 17 or 26", n, lf_family_name(family));
+    lf_lbw_expand(v, n, &out->base, out->blk);
+    out->has_lbw = 1;
     return LF_OK;
 }
 
@@ -319,9 +456,10 @@ lf_status lf_strength_resolve(const lf_tag *t, lf_family family, const lf_lbw_pr
                 return lf_tag_err(t, t->col, "%s names one of the two SDXL text encoders; this %s model has one "
                                   "text encoder: use te", lf_tag_key_name((lf_tag_key)k), lf_family_name(family));
     }
+    lf_past past = {0, LF_TK_S, "", 0};
     for (int k = 0; k < LF_TK_COUNT; k++) {
         if (!t->v[k].n_kf) continue;
-        lf_status st = lf_sched_check(t, (lf_tag_key)k, n_steps, warn);
+        lf_status st = lf_sched_check(t, (lf_tag_key)k, n_steps, &past);
         if (st != LF_OK) return st;
     }
     const lf_sched *S = lf_given(t, LF_TK_S), *te = lf_given(t, LF_TK_TE);
@@ -337,50 +475,44 @@ lf_status lf_strength_resolve(const lf_tag *t, lf_family family, const lf_lbw_pr
     out->base = 1.0f;
     for (int b = 0; b < LF_BLK_OTHER; b++) out->blk[b] = 1.0f;
     if (t->lbw_preset || t->lbw_n) {
-        const float *v = t->lbw;
-        int n = t->lbw_n;
-        if (t->lbw_preset) {
-            lf_lbw_presets *builtin = NULL;
-            if (!presets) {
-                lf_status st = lf_lbw_presets_parse(NULL, NULL, &builtin);
-                if (st != LF_OK) return st;
-            }
-            const lf_lbw_presets *use = presets ? presets : builtin;
-            v = lf_lbw_preset_find(use, t->lbw_preset, &n);
-            if (v) lf_lbw_expand(v, n, &out->base, out->blk);
-            char names[1024];
-            if (!v) lf_lbw_preset_names(use, names, sizeof names);
-            lf_lbw_presets_free(builtin);
-            if (!v) return lf_tag_err(t, t->col, "unknown lbw preset '%s' (presets: %s)", t->lbw_preset, names);
-            out->has_lbw = 1;
-            return LF_OK;
-        }
-        if (family == LF_FAMILY_SDXL && n != 12 && n != 20)
-            return lf_tag_err(t, t->col, "lbw has %d values; an SDXL model takes 12 or 20", n);
-        if ((family == LF_FAMILY_SD1 || family == LF_FAMILY_SD2) && n != 17 && n != 26)
-            return lf_tag_err(t, t->col, "lbw has %d values; an %s model takes 17 or 26", n, lf_family_name(family));
-        lf_lbw_expand(v, n, &out->base, out->blk);
-        out->has_lbw = 1;
+        lf_status st = lf_strength_lbw(t, family, presets, out);
+        if (st != LF_OK) return st;
+    }
+    lf_status st = lf_strength_fill(out);
+    if (st != LF_OK) return st;
+    if (past.n && warn) {
+        char q[LF_ESC_TAG];
+        lf_esc(q, sizeof q, t->text, strlen(t->text));
+        if (past.n == 1)
+            lf_msgs_add(warn, "prompt col %d: %s: %s: key frame '%s' lands on step %d, after the last step (%d): "
+                        "never reached", t->col, q, lf_tag_key_name(past.key), past.text, past.step, n_steps);
+        else
+            lf_msgs_add(warn, "prompt col %d: %s: %zu key frames land after the last step (%d) and are never reached, "
+                        "the first %s: '%s' on step %d", t->col, q, past.n, n_steps, lf_tag_key_name(past.key),
+                        past.text, past.step);
     }
     return LF_OK;
 }
 
-static float lf_eval_or_one(const lf_strength *s, const lf_sched *sc, int t) {
+static float lf_eval_or_one(const lf_strength *s, const lf_sched *sc, int row, int t) {
+    if (s->steps && t >= 1 && t <= s->n_steps) return s->steps[(size_t)row * (size_t)s->n_steps + (size_t)(t - 1)];
     return sc ? lf_sched_eval(sc, s->ramp, t, s->n_steps) : 1.0f;
 }
 
 float lf_strength_te(const lf_strength *s, lf_component comp, int t) {
-    return lf_eval_or_one(s, comp == LF_COMP_TE2 ? s->te2 : s->te1, t) * s->base;
+    int two = comp == LF_COMP_TE2;
+    return lf_eval_or_one(s, two ? s->te2 : s->te1, two ? LF_ROW_TE2 : LF_ROW_TE1, t) * s->base;
 }
 
 float lf_strength_at(const lf_strength *s, lf_component comp, int block, int t) {
     if (comp == LF_COMP_TE1 || comp == LF_COMP_TE2) return lf_strength_te(s, comp, t);
     if (block < 0 || block >= LF_BLK_COUNT) block = LF_BLK_OTHER;
     if (s->has_lbw) {
-        float u = lf_eval_or_one(s, s->unet, t);
+        float u = lf_eval_or_one(s, s->unet, LF_ROW_UNET, t);
         return block < LF_BLK_OTHER ? u * s->blk[block] : u;
     }
-    return lf_eval_or_one(s, s->grp[lf_block_group(block)], t);
+    lf_group g = lf_block_group(block);
+    return lf_eval_or_one(s, s->grp[g], LF_ROW_GRP + (int)g, t);
 }
 
 int lf_strength_all_zero(const lf_strength *s) {

@@ -7,7 +7,10 @@
  *   Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 1, Size: 512x512, Model hash: 0123456789,
  *   Model: NAME, Clip skip: 2, RNG: NV, Lora hashes: "a: 0123456789ab, b: ...", Version: lorafuse 0.1.0
  * in A1111's field order (Clip skip only when > 1, RNG only when not "GPU"); a value containing ',', ':'
- * or a newline is written as a JSON string (quote()), others as is. The model and LoRA hashes are
+ * or a newline is written as a JSON string (quote()), others as is. PROMPT and NEG are written as
+ * typed, newlines included, as A1111 does; a line of them that starts (after whitespace, any case)
+ * with "Negative prompt:" or "Steps:" gets a space before the colon, so that no prompt can forge the
+ * negative prompt or a parameters line (CLIP tokenizes both spellings the same). The model and LoRA hashes are
  * lf_hash.h's; LoRA hashes are listed as "NAME: HASH" with ':' and ',' removed from NAME
  * (extra_networks_lora.py). The infotext is in host/io/infotext.c, the PNG files in host/io/png_write.c.
  *

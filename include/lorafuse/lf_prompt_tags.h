@@ -12,6 +12,14 @@
  * where C is the 1-based column (in characters, UTF-8 aware) of the tag's '<' and the message quotes
  * the offending part of the tag.
  *
+ * Numbers (strengths, positions, lbw entries) follow one grammar everywhere (docs/limits.md "Numbers"):
+ * decimal with an optional sign, decimal point and exponent; no hex, inf or nan; a strength or lbw
+ * entry beyond the range of a 32-bit float is an "out of range" error, not a syntax error.
+ * Text quoted in messages has its control bytes, invalid UTF-8 and bidi marks escaped.
+ *
+ * Limits (docs/limits.md "Prompts and tags"), each with its own message: LF_PROMPT_MAX_BYTES,
+ * LF_PROMPT_MAX_TAGS, LF_TAG_MAX_KEYFRAMES, LF_TAG_MAX_DYN. The scanner is linear in the prompt.
+ *
  * Data shapes: an lf_prompt owns the cleaned text and an array of lf_tag in prompt order; each tag
  * holds one lf_sched per strength key (n_kf = 0: not given), the ramp, dyn, and the lbw vector or
  * preset name as written (checked against the model family later, lf_strength.h).
@@ -26,6 +34,14 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Limits: bytes of a prompt (just under the 128 KiB Linux passes as one command-line argument, so the
+ * CLI reaches the limit, not E2BIG), tags in one prompt, key frames in one tag (all its keys together),
+ * dyn. */
+#define LF_PROMPT_MAX_BYTES 128000
+#define LF_PROMPT_MAX_TAGS 10000
+#define LF_TAG_MAX_KEYFRAMES 10000
+#define LF_TAG_MAX_DYN 1048576
 
 /* Strength keys, in the order of the precedence table of docs/prompt-tags.md. LF_TK_S is the positional
  * strength. */
@@ -100,9 +116,10 @@ lf_status lf_tag_err(const lf_tag *t, int col, const char *fmt, ...)
 #endif
     ;
 
-/* 1 if s[0..n) is exactly a finite decimal number ([+-]? digits [. digits] [e[+-]digits], no inf/nan/hex);
- * the value goes to *out. The number syntax of tags, shared with the LBW presets file. */
-int lf_tags_scan_number(const char *s, size_t n, double *out);
+/* 1 if two tags mean the same (name, every value and key frame, ramp, dyn, lbw), however they are
+ * spelled ("<lora:a:.1>" and "<lora:a:0.1>"); columns and text are not compared. Identical tags are
+ * one adapter counted several times (lf_step_plan.h). */
+int lf_tag_same(const lf_tag *a, const lf_tag *b);
 
 /* A growing list of warning lines (positions past the last step, ...). */
 typedef struct lf_msgs {

@@ -2,7 +2,9 @@
  * executes it (docs/prompt-tags.md; docs/semantics.md P5, P7, P10).
  *
  * One lf_plan is built for all adapters of the prompt (one adapter per tag, in prompt order; the same
- * NAME twice gives two adapters that add up, sharing one loaded file). For every step t = 1..N the
+ * NAME twice gives two adapters that add up, sharing one loaded file). Identical tags (lf_tag_same,
+ * same file) are one entry with a count: their contributions add up exactly as separate tags would,
+ * at the cost of one (see lf_step_adapter). For every step t = 1..N the
  * coefficient of every patch (adapter, layer) is the tag's strength for the layer's component
  * (te1 / te2 / UNet, from the keymap) and block (lf_block_of_key), per lf_strength.h. Step t lists
  * only the jobs (checkpoint tensors) whose coefficient vector differs from step t-1 (step 1 compares
@@ -33,17 +35,30 @@
 extern "C" {
 #endif
 
+/* Limits (docs/limits.md "Prompts and tags"): steps of a plan, different adapters in one prompt
+ * (identical tags count once, dropped ones too), and entries of the coefficient table
+ * ((steps + 1) x patches, 512 MiB of floats). */
+#define LF_STEPS_MAX 10000
+#define LF_PROMPT_MAX_ADAPTERS 64
+#define LF_STEP_PLAN_MAX_COEFS (1 << 27)
+
 typedef struct lf_step_opts {
     const char *lora_dir;       /* NULL: LF_LORA_DIR_DEFAULT (lf_step_plan_build only) */
     const char *lbw_presets;    /* user LBW presets file, or NULL */
     lf_plan_opts plan;          /* allow_unmatched, allow_family */
 } lf_step_opts;
 
+/* One entry per distinct tag: `count` identical tags (the first one is `tag`). An entry whose
+ * contributions are linear in the strength (every algorithm but OFT with rescale and multi-factor
+ * BOFT) is one plan adapter at count times the tag's strength (n_plan = 1); otherwise each copy is a
+ * plan adapter of its own at the tag's strength (n_plan = count). */
 typedef struct lf_step_adapter {
     const lf_tag *tag;
+    size_t count;               /* identical tags merged into this entry (>= 1) */
     char *path;                 /* resolved file */
     int dropped;                /* zero at every step: not loaded */
-    size_t plan_index;          /* index among the plan's adapters (SIZE_MAX when dropped) */
+    size_t plan_index;          /* first of its adapters in the plan (SIZE_MAX when dropped) */
+    size_t n_plan;              /* its adapters in the plan: plan_index .. plan_index + n_plan - 1 */
     unsigned algos;             /* bit (1u << lf_algo) for each algorithm among the matched modules */
     size_t modules;             /* modules matched */
     lf_strength str;
@@ -61,7 +76,7 @@ typedef struct lf_step {
 typedef struct lf_step_plan {
     const lf_model *model;
     int n_steps;
-    lf_step_adapter *adapters;  /* one per tag, prompt order */
+    lf_step_adapter *adapters;  /* one per distinct tag, in the order of their first copy */
     size_t n_adapters;
     lf_adapter **files;         /* distinct loaded files (owned) */
     size_t n_files;
@@ -80,7 +95,9 @@ typedef struct lf_step_plan {
  * the model family and N, names, adapter files, P9 plan checks) happens before anything is applied. */
 lf_status lf_step_plan_build(const lf_model *model, const lf_prompt *prompt, int n_steps, const lf_step_opts *opts,
                              lf_step_plan **out);
-/* Same with the file of each tag given (paths[i] for prompt->tags[i]). */
+/* Same with the file of each tag given (paths[i] for prompt->tags[i]). Errors before any work: steps
+ * outside 1..LF_STEPS_MAX, more than LF_PROMPT_MAX_ADAPTERS different tags; a coefficient table above
+ * LF_STEP_PLAN_MAX_COEFS is refused before it is allocated. */
 lf_status lf_step_plan_build_files(const lf_model *model, const lf_prompt *prompt, const char *const *paths,
                                    int n_steps, const lf_step_opts *opts, lf_step_plan **out);
 void lf_step_plan_free(lf_step_plan *sp);

@@ -59,16 +59,24 @@ int lf_block_in_family(int block, lf_family f);
 
 /* Step a key frame position lands on for a run of n_steps (>= 1). May exceed n_steps. */
 int lf_sched_step(lf_pos_kind kind, double pos, int n_steps);
-/* Value of a schedule at step t of n_steps (the schedule must have n_kf >= 1). */
+/* Value of a schedule at step t of n_steps (the schedule must have n_kf >= 1); O(key frames). */
 float lf_sched_eval(const lf_sched *s, lf_ramp ramp, int t, int n_steps);
+/* out[t - 1] = lf_sched_eval(s, ramp, t, n_steps) for every t = 1..n_steps, bit for bit, in
+ * O(key frames + steps). */
+lf_status lf_sched_fill(const lf_sched *s, lf_ramp ramp, int n_steps, float *out);
 
 /* ---- LBW presets ---------------------------------------------------------------------------- */
 
 typedef struct lf_lbw_presets lf_lbw_presets;
 
+/* Limits of a presets file (docs/limits.md "Prompts and tags"). */
+#define LF_LBW_MAX_PRESETS 1000
+#define LF_LBW_MAX_PRESET_BYTES (1 << 20)
+
 /* Built-in presets, plus, when text is not NULL, the user presets in it: "NAME:v,v,..." lines (12, 17,
  * 20 or 26 values), blank lines and '#' comments skipped; a user preset replaces a built-in of the same
- * name. label names the text in error messages ("FILE:LINE: ..."). */
+ * name. label names the text in error messages ("FILE:LINE: ..."). At most LF_LBW_MAX_PRESETS user
+ * presets and LF_LBW_MAX_PRESET_BYTES bytes. */
 lf_status lf_lbw_presets_parse(const char *text, const char *label, lf_lbw_presets **out);
 /* Same, reading the user presets from a file (path NULL: built-ins only). */
 lf_status lf_lbw_presets_load(const char *path, lf_lbw_presets **out);
@@ -95,13 +103,18 @@ typedef struct lf_strength {
     int has_lbw;
     float base;                /* BASE factor (1 without lbw) */
     float blk[LF_BLK_OTHER];   /* per numbered block factor (1 without lbw) */
+    float *steps;              /* owned: te1, te2, unet, in, mid, out at steps 1..n_steps (6 rows of n_steps) */
 } lf_strength;
 
 /* Resolve the precedence rules, check te1/te2 against the family, the lbw vector length or preset, the
- * key frame order after rounding to n_steps; warnings (key frames past the last step) go to warn (may
- * be NULL). Errors are LF_ERR_ARG "prompt col C: TAG: ...". */
+ * key frame order after rounding to n_steps, and fill the value of every schedule at every step (so
+ * that lf_strength_at is a lookup; free with lf_strength_free). Key frames past the last step give one
+ * warning per tag in warn (may be NULL). Errors are LF_ERR_ARG "prompt col C: TAG: ..."; on error
+ * nothing needs freeing. */
 lf_status lf_strength_resolve(const lf_tag *tag, lf_family family, const lf_lbw_presets *presets, int n_steps,
                               lf_strength *out, lf_msgs *warn);
+/* Release what lf_strength_resolve allocated (safe on a zeroed or already freed struct). */
+void lf_strength_free(lf_strength *s);
 
 /* Coefficient at step t for a layer of component comp (LF_COMP_TE1/TE2: text encoders; UNET and OTHER:
  * UNet rules) in block (lf_block_of_key; LF_BLK_NONE counts as LF_BLK_OTHER). */

@@ -7,7 +7,8 @@
  * names are non-empty, schedules have key frames, lbw lengths are valid, lbw is never combined with
  * in/mid/out. Every tag is then resolved for SD1 and SDXL at a step count taken from the input, and its
  * strength is evaluated for every component and block at every step. The same bytes are also parsed as
- * an LBW presets file. An invariant violation aborts.
+ * an LBW presets file (fuzz_lbw_presets.c fuzzes that format on its own). Error messages hold no control
+ * byte (quoted input is escaped). An invariant violation aborts.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -38,6 +39,7 @@ static void lf_fuzz_tag(const lf_tag *t, int n_steps) {
         }
         acc += (float)lf_strength_all_zero(&s);
         lf_fuzz_sink = acc;
+        lf_strength_free(&s);
         lf_msgs_free(&warn);
     }
 }
@@ -52,6 +54,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (lf_prompt_parse(text, &p) != LF_OK) {
         if (p) abort();
         if (strncmp(lf_last_error(), "prompt col ", 11)) abort();
+        for (const char *m = lf_last_error(); *m; m++) /* quoted input is escaped */
+            if ((unsigned char)*m < 0x20 || *m == 0x7f) abort();
     } else {
         if (strlen(p->clean) > strlen(text)) abort();
         int n_steps = 1 + (int)(size % 37);

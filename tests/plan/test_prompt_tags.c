@@ -2,12 +2,16 @@
  * SD.Next's LoRA page, docs/semantics.md P10): every example of the SD.Next page and of docs/prompt-tags.md with its
  * documented strengths, hold and linear ramps, zero before the first key frame, fraction / percentage
  * rounding, precedence of S / te / te1 / te2 / unet / in / mid / out, LBW lengths and presets for both
- * families, the cleaned prompt, and every error class with its message and column.
+ * families, the cleaned prompt, and every error class with its message and column; hostile input: the
+ * number grammar in tags (hex, inf, out of range), escaped messages and warnings, the limits on prompt
+ * bytes, tags, key frames and presets files (each with its message), a 10000-key-frame schedule and its
+ * one summarised warning, and which tags are identical (lf_tag_same).
  */
 #include "lf_test.h"
 
 #include "lorafuse/lf_strength.h"
 #include "lorafuse/lf_prompt_tags.h"
+#include "host/base/strbuf.h"
 
 #define SD1 LF_FAMILY_SD1
 #define SDXL LF_FAMILY_SDXL
@@ -44,6 +48,7 @@ static int one_open(lf_one *o, const char *text, lf_family fam, int n) {
 }
 
 static void one_close(lf_one *o) {
+    lf_strength_free(&o->s);
     lf_prompt_free(o->p);
     lf_msgs_free(&o->warn);
 }
@@ -113,6 +118,7 @@ static void expect_resolve_err(const char *text, lf_family fam, int n, const cha
     lf_strength s;
     lf_status r = lf_strength_resolve(&p->tags[0], fam, NULL, n, &s, NULL);
     LF_CHECK(r == LF_ERR_ARG, "%s: resolve should fail", text);
+    if (r == LF_OK) lf_strength_free(&s);
     LF_CHECK(strstr(lf_last_error(), msg) != NULL, "%s:\n  got '%s'\n  want it to contain '%s'", text, lf_last_error(),
              msg);
     lf_prompt_free(p);
@@ -459,6 +465,7 @@ static void test_lbw(void) {
             lf_strength_resolve(&p->tags[0], SDXL, ps, 4, &s, NULL) == LF_OK) {
             LF_CHECK(feq(lf_strength_at(&s, UNET, LF_BLK_M00, 1), 1) && feq(lf_strength_at(&s, UNET, 4, 1), 0) &&
                      feq(lf_strength_at(&s, TE1, -1, 1), 0), "user preset applied");
+            lf_strength_free(&s);
         } else {
             LF_CHECK(0, "user preset resolve: %s", lf_last_error());
         }
@@ -575,7 +582,7 @@ static void test_errors(void) {
     expect_parse_err("<lora:foo:te=0@3,1@3>", "increasing order", 0);
     expect_parse_err("<lora:foo:te=0@0.5,1@50%>", "increasing order", 0);
     expect_parse_err("<lora:foo:te=0@60%,1@0.5>", "increasing order", 0);
-    expect_parse_err("<lora:foo:te=1e999>", "'1e999' is not a number or schedule", 0);
+    expect_parse_err("<lora:foo:te=1e999>", "'1e999' is out of range (strengths are at most 3.4e38 in magnitude", 0);
     expect_parse_err("<lora:foo:te=nan>", "'nan' is not a number or schedule", 0);
     expect_parse_err("<lora:foo:te=inf>", "'inf' is not a number or schedule", 0);
     expect_parse_err("<lora:foo:te=0x10>", "'0x10' is not a number or schedule", 0);
@@ -584,7 +591,8 @@ static void test_errors(void) {
     expect_parse_err("<lora:foo:dyn=0>", "dyn must be a positive integer (the number of rank components), not '0'", 0);
     expect_parse_err("<lora:foo:dyn=-2>", "dyn must be a positive integer", 0);
     expect_parse_err("<lora:foo:dyn=4.5>", "dyn must be a positive integer", 0);
-    expect_parse_err("<lora:foo:dyn=99999999999999999999>", "dyn must be a positive integer", 0);
+    expect_parse_err("<lora:foo:dyn=99999999999999999999>", "dyn=99999999999999999999 is out of range (at most 1048576 "
+                     "rank components)", 0);
     expect_parse_err("<lora:foo:lbw=1,1,1,1,1>", "lbw has 5 values; a block-weight vector has 17 or 26 (SD1.x) or 12 or 20 "
                      "(SDXL)", 0);
     expect_parse_err("<lora:foo:lbw=1>", "lbw has 1 values", 0);
@@ -614,6 +622,173 @@ static void test_errors(void) {
     LF_CHECK(lf_prompt_parse(NULL, &p) == LF_ERR_ARG && !p, "NULL prompt");
 }
 
+/* ---- hostile input: numbers, escaping, limits, identical tags ------------------------------------ */
+
+static char *repeat(const char *unit, size_t n, const char *prefix, const char *suffix) {
+    size_t ul = strlen(unit), pl = strlen(prefix), sl = strlen(suffix);
+    char *s = malloc(pl + ul * n + sl + 1);
+    if (!s) return NULL;
+    memcpy(s, prefix, pl);
+    for (size_t i = 0; i < n; i++) memcpy(s + pl + i * ul, unit, ul);
+    memcpy(s + pl + ul * n, suffix, sl + 1);
+    return s;
+}
+
+static void test_numbers_in_tags(void) {
+    /* the one grammar: what strtod reads but the grammar refuses is no number; too large says so */
+    expect_parse_err("<lora:foo:0x10>", "prompt col 1: <lora:foo:0x10>: '0x10' is not a number or schedule", 1);
+    expect_parse_err("<lora:foo:-inf>", "'-inf' is not a number or schedule", 0);
+    expect_parse_err("<lora:foo:1e39>", "'1e39' is out of range (strengths are at most 3.4e38 in magnitude", 0);
+    expect_parse_err("<lora:foo:-1e999@1>", "'-1e999' in key frame '-1e999@1' is out of range", 0);
+    expect_parse_err("<lora:foo:1@1,inf@2>", "'inf' in key frame 'inf@2' is not a number", 0);
+    expect_parse_err("<lora:foo:lbw=1,1e39,1,1,1,1,1,1,1,1,1,1>", "'1e39' in lbw is out of range", 0);
+    expect_parse_err("<lora:foo:lbw=1e999>", "'1e999' in lbw is out of range", 0);
+    expect_parse_err("<lora:foo:1@0x3>", "'0x3' is not a step number, percentage or fraction", 0);
+    expect_parse_err("<lora:foo:1@1e999>", "'1e999' is not a step number, percentage or fraction", 0);
+    expect_parse_err("<lora:foo:1@1e999%>", "'1e999%' is not a step number, percentage or fraction", 0);
+    expect_parse_err("<lora:foo:dyn=0x10>", "dyn must be a positive integer (the number of rank components), not '0x10'", 0);
+    expect_parse_err("<lora:foo:dyn=2000000>", "dyn=2000000 is out of range (at most 1048576 rank components)", 0);
+    expect_const("<lora:foo:3.4e38>", SD1, 3.4e38f, 3.4e38f, 3.4e38f, 3.4e38f);
+    expect_const("<lora:foo:1e-999>", SD1, 0, 0, 0, 0);
+    expect_const("<lora:foo:+.5e1>", SD1, 5, 5, 5, 5);
+    lf_prompt *p = NULL;
+    LF_CHECK(lf_prompt_parse("<lora:foo:dyn=+7>", &p) == LF_OK && p->tags[0].dyn == 7, "dyn=+7");
+    lf_prompt_free(p);
+}
+
+static void test_escaped_messages(void) {
+    /* control bytes and invalid UTF-8 of the tag and of the quoted part are escaped */
+    expect_parse_err("<lora:\x1b[31mEVIL\x1b[0m:x>",
+                     "prompt col 1: <lora:\\x1b[31mEVIL\\x1b[0m:x>: 'x' is not a number or schedule", 1);
+    expect_parse_err("<lora:a:te=\x1b]0;pwned\x07>",
+                     "prompt col 1: <lora:a:te=\\x1b]0;pwned\\x07>: '\\x1b]0;pwned\\x07' is not a number or schedule", 1);
+    expect_parse_err("\xff\xfe <lora:a:\xc3(>", "prompt col 4: <lora:a:\\xc3(>: '\\xc3(' is not a number or schedule", 1);
+    expect_parse_err("<lora:a\r\nNegative prompt:1:foo=2>", "prompt col 1: <lora:a\\r\\nNegative prompt:1:foo=2>: "
+                     "unknown key 'foo'", 0);
+    expect_parse_err("<lora:a:\xe2\x80\xae" "1>", "'\\u202e1' is not a number or schedule", 0);
+    /* a long tag: cut at a character boundary, never inside an escape */
+    char *t = repeat("\x1b", 300, "<lora:", ":zz>");
+    lf_prompt *p = NULL;
+    LF_CHECK(t && lf_prompt_parse(t, &p) == LF_ERR_ARG, "long escaped tag");
+    const char *e = lf_last_error();
+    LF_CHECK(!strncmp(e, "prompt col 1: <lora:\\x1b\\x1b", 28) && strstr(e, "\\x1b...: 'zz' is not a number") &&
+             strlen(e) < 400 && !strchr(e, 0x1b), "long escaped tag: %s", e);
+    free(t);
+    /* warnings quote the tag escaped too */
+    lf_one o;
+    if (one_open(&o, "<lora:\x1b[2J:unet=1@1,0@15>", SD1, 10))
+        LF_CHECK(o.warn.n == 1 && !strchr(o.warn.v[0], 0x1b) && strstr(o.warn.v[0], "<lora:\\x1b[2J:"), "warning: %s",
+                 o.warn.n ? o.warn.v[0] : "(none)");
+    one_close(&o);
+}
+
+static void test_limits(void) {
+    /* prompt bytes */
+    char *t = repeat("a", LF_PROMPT_MAX_BYTES + 1, "", "");
+    lf_prompt *p = NULL;
+    LF_CHECK(t && lf_prompt_parse(t, &p) == LF_ERR_ARG && !p &&
+                 !strcmp(lf_last_error(), "prompt of 128001 bytes is longer than the limit of 128000 bytes (docs/limits.md)"),
+             "prompt bytes: %s", lf_last_error());
+    t[LF_PROMPT_MAX_BYTES] = '\0';
+    LF_CHECK(lf_prompt_parse(t, &p) == LF_OK && p, "a prompt at the limit");
+    lf_prompt_free(p);
+    p = NULL;
+    free(t);
+    /* tags per prompt: the first tag past the limit is named */
+    t = repeat("<lora:a:.1>", LF_PROMPT_MAX_TAGS + 1, "", "");
+    LF_CHECK(t && lf_prompt_parse(t, &p) == LF_ERR_ARG && !p &&
+                 !strcmp(lf_last_error(), "prompt col 110001: <lora:a:.1>: more than 10000 tags in one prompt (docs/limits.md)"),
+             "tags: %s", lf_last_error());
+    t[11 * LF_PROMPT_MAX_TAGS] = '\0';
+    LF_CHECK(lf_prompt_parse(t, &p) == LF_OK && p && p->n_tags == LF_PROMPT_MAX_TAGS, "10000 tags");
+    if (p) LF_CHECK(lf_tag_same(&p->tags[0], &p->tags[9999]), "identical tags");
+    lf_prompt_free(p);
+    p = NULL;
+    free(t);
+    /* key frames per tag, over all its keys */
+    /* key frames per tag count over all its keys: 10000 in unet, one more in te */
+    lf_sbuf kb = {0};
+    lf_sb_str(&kb, "<lora:a:unet=");
+    for (int i = 1; i <= LF_TAG_MAX_KEYFRAMES; i++) lf_sb_printf(&kb, "%s0@%d", i > 1 ? "," : "", i);
+    lf_sb_str(&kb, ":te=1@1>");
+    LF_CHECK(!kb.oom && lf_prompt_parse(kb.s, &p) == LF_ERR_ARG &&
+                 strstr(lf_last_error(), "...: more than 10000 key frames in one tag (docs/limits.md)"),
+             "key frames: %s", lf_last_error());
+    lf_sb_free(&kb);
+    /* a schedule of 10000 key frames (the limit) over 10000 steps: linear, so quick */
+    lf_sbuf b = {0};
+    lf_sb_str(&b, "<lora:a:unet=");
+    for (int i = 1; i <= LF_TAG_MAX_KEYFRAMES; i++) lf_sb_printf(&b, "%s%d@%d", i > 1 ? "," : "", i % 2, i);
+    lf_sb_str(&b, ":ramp=linear>");
+    lf_one o;
+    if (!b.oom && one_open(&o, b.s, SD1, LF_TAG_MAX_KEYFRAMES)) {
+        int ok = 1;
+        for (int s = 1; s <= LF_TAG_MAX_KEYFRAMES && ok; s++) ok = lf_strength_at(&o.s, UNET, 0, s) == (float)(s % 2);
+        LF_CHECK(ok && o.warn.n == 0, "10000 key frames: value of each step");
+    }
+    one_close(&o);
+    /* the same 10000 key frames at 4 steps: one warning for the 9996 past the end */
+    if (!b.oom && one_open(&o, b.s, SD1, 4))
+        LF_CHECK(o.warn.n == 1 && strstr(o.warn.v[0], ": 9996 key frames land after the last step (4) and are never "
+                                                      "reached, the first unet: '1@5' on step 5") &&
+                     strlen(o.warn.v[0]) < 400,
+                 "summarised warning: %s", o.warn.n ? o.warn.v[0] : "(none)");
+    one_close(&o);
+    lf_sb_free(&b);
+    /* presets file: bytes and count */
+    lf_lbw_presets *ps = NULL;
+    t = repeat("#", LF_LBW_MAX_PRESET_BYTES + 1, "", "");
+    LF_CHECK(t && lf_lbw_presets_parse(t, "big.txt", &ps) == LF_ERR_ARG && !ps &&
+                 !strcmp(lf_last_error(), "big.txt: 1048577 bytes, more than the limit of 1048576 bytes for a presets file "
+                                          "(docs/limits.md)"), "presets bytes: %s", lf_last_error());
+    free(t);
+    lf_sbuf pf = {0};
+    for (int i = 0; i <= LF_LBW_MAX_PRESETS; i++) lf_sb_printf(&pf, "P%d:1,1,1,1,1,1,1,1,1,1,1,1\n", i);
+    LF_CHECK(lf_lbw_presets_parse(pf.s, "many.txt", &ps) == LF_ERR_ARG &&
+                 !strcmp(lf_last_error(), "many.txt:1001: preset 'P1000': more than 1000 presets in one file (docs/limits.md)"),
+             "presets count: %s", lf_last_error());
+    lf_sb_free(&pf);
+    LF_CHECK(lf_lbw_presets_parse("A:1,1e39,1,1,1,1,1,1,1,1,1,1\n", "r.txt", &ps) == LF_ERR_ARG &&
+                 !strcmp(lf_last_error(), "r.txt:1: preset 'A': entry 2 is out of range (at most 3.4e38 in magnitude)"),
+             "presets range: %s", lf_last_error());
+    LF_CHECK(lf_lbw_presets_parse("\x1b[1mA:0x1,1,1,1,1,1,1,1,1,1,1,1\n", "\x1b.txt", &ps) == LF_ERR_ARG &&
+                 !strcmp(lf_last_error(), "\\x1b.txt:1: preset '\\x1b[1mA': entry 1 is not a number"),
+             "presets escaped: %s", lf_last_error());
+}
+
+static void test_same(void) {
+    static const struct {
+        const char *a, *b;
+        int same;
+    } c[] = {
+        {"<lora:a:.1>", "<lora:a:0.1>", 1},
+        {"<lora:a : 0.1 >", "<lora:a:1e-1>", 1},
+        {"<lora:a:te=1@1,0@50%:dyn=4>", "<lora:a:dyn=4:te=1@0,0@50%>", 0}, /* @0 and @1 are both step 1, written apart */
+        {"<lora:a:te=1@1,0@50%:dyn=4>", "<lora:a:dyn=4:te=1@1, 0@50%>", 1},
+        {"<lora:a:0.1>", "<lora:b:0.1>", 0},
+        {"<lora:a:0.1>", "<lora:a:te=0.1:unet=0.1>", 0},
+        {"<lora:a:0.1>", "<lora:a:0.1:ramp=linear>", 0},
+        {"<lora:a:0.1>", "<lora:a:0.1:dyn=2>", 0},
+        {"<lora:a:lbw=ALL>", "<lora:a:lbw=ALL>", 1},
+        {"<lora:a:lbw=ALL>", "<lora:a:lbw=INS>", 0},
+        {"<lora:a:lbw=1,1,1,1,1,1,1,1,1,1,1,1>", "<lora:a:lbw=1,1,1,1,1,1,1,1,1,1,1,0.5>", 0},
+        {"<lora:a:0.5@50%>", "<lora:a:0.5@0.5>", 0},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text, "%s %s", c[i].a, c[i].b);
+        lf_prompt *p = NULL;
+        if (lf_prompt_parse(text, &p) != LF_OK) {
+            LF_CHECK(0, "%s: %s", text, lf_last_error());
+            continue;
+        }
+        LF_CHECK(lf_tag_same(&p->tags[0], &p->tags[1]) == c[i].same && lf_tag_same(&p->tags[1], &p->tags[0]) == c[i].same,
+                 "%s: same %d", text, c[i].same);
+        LF_CHECK(lf_tag_same(&p->tags[0], &p->tags[0]), "%s: a tag is the same as itself", text);
+        lf_prompt_free(p);
+    }
+}
+
 int main(void) {
     test_sdnext_page();
     test_syntax_examples();
@@ -624,5 +799,9 @@ int main(void) {
     test_lbw();
     test_clean();
     test_errors();
+    test_numbers_in_tags();
+    test_escaped_messages();
+    test_limits();
+    test_same();
     return lf_test_finish();
 }

@@ -1,8 +1,11 @@
 /* test_strength.c: the step arithmetic of lf_strength.h (docs/prompt-tags.md "Values and
  * schedules"): the fraction / percentage rounding 1 + floor(f*(N-1) + 0.5) checked exhaustively against
  * exact integer arithmetic for positions written in the prompt, hold and linear evaluation of hand-made
- * schedules (before the first key frame, ties, past the end), LBW expansion of every length.
+ * schedules (before the first key frame, ties, past the end), lf_sched_fill against lf_sched_eval bit
+ * for bit on random schedules, LBW expansion of every length.
  */
+#include <stdint.h>
+
 #include "lf_test.h"
 #include "lf_test_data.h"
 
@@ -107,6 +110,46 @@ static void test_eval(void) {
     LF_CHECK(lf_sched_eval(&s, LF_RAMP_HOLD, 1, 1) == 3.0f && lf_sched_eval(&s, LF_RAMP_LINEAR, 1, 1) == 3.0f, "N = 1");
 }
 
+/* lf_sched_fill against lf_sched_eval, bit for bit, on random schedules of every kind: steps, fractions
+ * and percentages mixed (so out of order once rounded), ties, key frames past the end, both ramps. */
+static void test_fill(void) {
+    uint32_t seed = 12345;
+    int bad = 0, cases = 0;
+    for (int c = 0; c < 400; c++) {
+        lf_keyframe kf[24];
+        seed = seed * 1664525u + 1013904223u;
+        size_t n = 1 + (seed >> 8) % 24;
+        int n_steps = 1 + (int)((seed >> 16) % 40);
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            kf[i].value = (float)((int)(seed >> 20) % 21 - 10) / 8.0f;
+            kf[i].kind = (lf_pos_kind)((seed >> 4) % 3);
+            kf[i].pos = kf[i].kind == LF_POS_STEP ? (double)((seed >> 9) % 50)
+                        : kf[i].kind == LF_POS_FRACTION ? (double)((seed >> 9) % 1001) / 1000.0
+                                                        : (double)((seed >> 9) % 101);
+            kf[i].col = 0;
+        }
+        lf_sched s = mk(kf, n);
+        s.constant = n == 1 && c % 7 == 0;
+        float out[40];
+        for (int r = 0; r < 2; r++) {
+            lf_ramp ramp = r ? LF_RAMP_LINEAR : LF_RAMP_HOLD;
+            cases++;
+            if (lf_sched_fill(&s, ramp, n_steps, out) != LF_OK) {
+                LF_CHECK(0, "fill failed: %s", lf_last_error());
+                continue;
+            }
+            for (int t = 1; t <= n_steps; t++) {
+                float e = lf_sched_eval(&s, ramp, t, n_steps);
+                if (memcmp(&e, &out[t - 1], sizeof e) && bad++ < 5)
+                    LF_CHECK(0, "case %d ramp %d step %d of %d: fill %g, eval %g", c, r, t, n_steps, (double)out[t - 1],
+                             (double)e);
+            }
+        }
+    }
+    LF_CHECK(bad == 0, "fill = eval on %d random schedules (%d differ)", cases, bad);
+}
+
 static void test_lbw_expand(void) {
     float v[26], base, blk[LF_BLK_OTHER];
     for (int i = 0; i < 26; i++) v[i] = (float)(i + 1);
@@ -159,6 +202,7 @@ static void test_lbw_expand(void) {
 int main(void) {
     test_rounding_exhaustive();
     test_eval();
+    test_fill();
     test_lbw_expand();
     return lf_test_finish();
 }
