@@ -10,6 +10,7 @@
 #include <cJSON.h>
 
 #include "cli.h"
+#include "host/base/text.h"
 #include "lorafuse/lf_inspect.h"
 
 static void lf_print_list(const char *label, const cJSON *arr, int limit) {
@@ -77,6 +78,7 @@ static void lf_print_inspect(const cJSON *r) {
 static int lf_inspect_report(const char *file, const char *model, int json) {
     char *text = NULL;
     if (lf_inspect(file, model, &text) != LF_OK) {
+        lf_err_escape(LF_OK);
         fprintf(stderr, "lorafuse inspect: %s\n", lf_last_error());
         return 1;
     }
@@ -103,7 +105,8 @@ int lf_cli_inspect(int argc, char **argv) {
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (argv[i][0] != '-' && !file) file = argv[i];
         else {
-            fprintf(stderr, "lorafuse inspect: unexpected argument '%s'\n", argv[i]);
+            char q[LF_ESC_PART];
+            fprintf(stderr, "lorafuse inspect: unexpected argument '%s'\n", lf_esc(q, sizeof q, argv[i], strlen(argv[i])));
             return 2;
         }
     }

@@ -80,6 +80,7 @@ int lf_cli_merge(int argc, char **argv) {
     lf_merge_opts opts;
     memset(&opts, 0, sizeof opts);
     int stats_json = 0, rc = 2;
+    char q[LF_ESC_PART];
     if (!in) return 1;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -87,13 +88,10 @@ int lf_cli_merge(int argc, char **argv) {
         if (!strcmp(a, "--model") && has) model = argv[++i];
         else if (!strcmp(a, "--output") && has) output = argv[++i];
         else if (!strcmp(a, "--lora") && has) {
-            if (!lf_parse_lora(argv[++i], &in[n++])) {
-                fprintf(stderr, "lorafuse merge: bad --lora '%s' (expected PATH[:STRENGTH[:dyn=N]])\n", argv[i]);
-                goto done;
-            }
+            if (!lf_parse_lora(argv[++i], &in[n++])) goto done; /* it said why */
         } else if (!strcmp(a, "--threads") && has) {
             if (!lf_parse_int(argv[++i], &opts.threads)) {
-                fprintf(stderr, "lorafuse merge: bad --threads '%s'\n", argv[i]);
+                fprintf(stderr, "lorafuse merge: bad --threads '%s'\n", lf_esc(q, sizeof q, argv[i], strlen(argv[i])));
                 goto done;
             }
         } else if (!strcmp(a, "--allow-unmatched")) opts.plan.allow_unmatched = 1;
@@ -102,7 +100,7 @@ int lf_cli_merge(int argc, char **argv) {
         else if (!strcmp(a, "--force")) opts.overwrite = 1;
         else if (!strcmp(a, "--stats")) stats_json = 1;
         else {
-            fprintf(stderr, "lorafuse merge: unexpected argument '%s'\n", a);
+            fprintf(stderr, "lorafuse merge: unexpected argument '%s'\n", lf_esc(q, sizeof q, a, strlen(a)));
             goto done;
         }
     }
@@ -118,6 +116,7 @@ int lf_cli_merge(int argc, char **argv) {
     }
     lf_merge_stats st;
     if (lf_merge(model, in, n, output, &opts, &st) != LF_OK) {
+        lf_err_escape(LF_OK);
         fprintf(stderr, "lorafuse merge: %s\n", lf_last_error());
         rc = 1;
         goto done;
