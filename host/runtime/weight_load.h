@@ -5,9 +5,9 @@
  * Every name is `prefix` + a printf-formatted suffix ("model.diffusion_model." + "out.2.weight").
  * lf_wts_load checks the tensor against an expected shape, where a negative entry accepts any size
  * and is filled with the actual one; (a, b) and (a, b, 1, 1) match each other (Linear vs 1x1 conv
- * spellings of the same weight). The first failure (missing tensor, wrong shape, dtype, memory) is
- * kept in w->status with an lf_err message naming the file and the tensor; later calls do nothing and
- * return NULL, so a loader reads a whole layer and checks w->status once.
+ * spellings of the same weight). The first failure (missing tensor, wrong shape, dtype, non-finite
+ * value, memory) is kept in w->status with an lf_err message naming the file and the tensor; later
+ * calls do nothing and return NULL, so a loader reads a whole layer and checks w->status once.
  *
  * Tensor source: the lf_st_file, or (lf_wts_set_alias) a name-sorted table of tensors standing for it
  * (a diffusers file under LDM names, or in-memory views); each alias may carry the name it has in its
@@ -84,6 +84,14 @@ float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
+/* What every loaded weight must be, checked once at load (lf_wts_load, and clip_load.c for its own
+ * buffers): a float dtype (F16, BF16, F32, F64, F8_E4M3, F8_E5M2) -- an integer or boolean tensor where
+ * a weight belongs is a damaged or mislabeled file, not a quantisation lorafuse knows (LF_ERR_DTYPE) --
+ * and, after the conversion to f32, finite values (LF_ERR_NONFINITE: a NaN or Inf weight spreads to
+ * every pixel). Messages name the file and the tensor (and the first bad element). One pass over the
+ * f32 data, no extra memory. */
+lf_status lf_wts_check_dtype(const char *file, const char *name, lf_dtype dt);
+lf_status lf_wts_check_finite(const char *file, const char *name, const float *x, int64_t n);
 /* Record a failure found by the caller (message already set by lf_err); keeps the first one. */
 lf_status lf_wts_fail(lf_wts *w, lf_status st);
 /* Append an entry (key copied); used by loaders that keep their own buffers (clip_load.c). */
