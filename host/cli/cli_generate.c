@@ -171,7 +171,9 @@ static lf_status lf_gen_image_cb(void *ctx, const lf_gen_image *im) {
         if (!o) return lf_err(LF_ERR_NOMEM, "out of memory");
         if (im->file) cJSON_AddStringToObject(o, "file", im->file);
         else cJSON_AddNullToObject(o, "file");
-        cJSON_AddNumberToObject(o, "seed", (double)im->seed);
+        char seed[24]; /* exact: a double holds integers only up to 2^53 */
+        snprintf(seed, sizeof seed, "%lld", (long long)im->seed);
+        cJSON_AddRawToObject(o, "seed", seed);
         cJSON_AddNumberToObject(o, "index", im->index);
         cJSON_AddNumberToObject(o, "width", im->width);
         cJSON_AddNumberToObject(o, "height", im->height);
@@ -201,6 +203,7 @@ int lf_cli_generate(int argc, char **argv) {
     }
     lf_gen_ui ui = {isatty(2), a.quiet, a.json, 0};
     const lf_gen_info *in = lf_gen_get_info(g);
+    for (size_t i = 0; i < in->n_warnings && !a.quiet; i++) fprintf(stderr, "lorafuse generate: warning: %s\n", in->warnings[i]);
     if (!a.quiet)
         fprintf(stderr, "lorafuse generate: %s, %dx%d, %d steps, %s, CFG %g, %d image(s), %zu adapter(s)\n", in->family,
                 in->width, in->height, in->steps, in->sampler, in->cfg, in->batch_size * in->batch_count,

@@ -44,6 +44,7 @@ struct lf_gen {
     char *lora_hashes;
     char *model_name;
     char sampler_name[64];
+    lf_msgs warnings;          /* the checks' warnings, then the step plan's (lf_gen_info.warnings) */
     size_t n_jobs_total;
     lf_gen_progress_fn progress;
     void *progress_ctx;

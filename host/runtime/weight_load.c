@@ -90,7 +90,7 @@ lf_status lf_wts_check_dtype(const char *file, const char *name, lf_dtype dt) {
     }
 }
 
-lf_status lf_wts_check_finite(const char *file, const char *name, const float *x, int64_t n) {
+int64_t lf_wts_first_nonfinite(const float *x, int64_t n) {
     /* exponent bits all ones: Inf or NaN; an OR over blocks vectorises, the element is found after */
     const int64_t blk = 4096;
     for (int64_t i0 = 0; i0 < n; i0 += blk) {
@@ -103,12 +103,20 @@ lf_status lf_wts_check_finite(const char *file, const char *name, const float *x
         }
         if (!bad) continue;
         for (int64_t i = i0; i < i1; i++)
-            if (!isfinite(x[i]))
-                return lf_err(LF_ERR_NONFINITE, "%s: tensor \"%s\" holds a non-finite value (%s at element %lld of "
-                              "%lld): the checkpoint is damaged", file, name, isnan(x[i]) ? "NaN" : x[i] > 0 ? "+Inf" : "-Inf",
-                              (long long)i, (long long)n);
+            if (!isfinite(x[i])) return i;
     }
-    return LF_OK;
+    return n;
+}
+
+const char *lf_wts_nonfinite_name(float v) {
+    return isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf";
+}
+
+lf_status lf_wts_check_finite(const char *file, const char *name, const float *x, int64_t n) {
+    int64_t i = lf_wts_first_nonfinite(x, n);
+    if (i == n) return LF_OK;
+    return lf_err(LF_ERR_NONFINITE, "%s: tensor \"%s\" holds a non-finite value (%s at element %lld of %lld): the "
+                  "checkpoint is damaged", file, name, lf_wts_nonfinite_name(x[i]), (long long)i, (long long)n);
 }
 
 lf_status lf_wts_fail(lf_wts *w, lf_status st) {

@@ -92,6 +92,10 @@ float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...)
  * f32 data, no extra memory. */
 lf_status lf_wts_check_dtype(const char *file, const char *name, lf_dtype dt);
 lf_status lf_wts_check_finite(const char *file, const char *name, const float *x, int64_t n);
+/* Index of the first NaN or Inf in x[0..n), or n when every value is finite; and "NaN", "+Inf" or
+ * "-Inf" for such a value (messages). Also the per-step latent check of generate. */
+int64_t lf_wts_first_nonfinite(const float *x, int64_t n);
+const char *lf_wts_nonfinite_name(float v);
 /* Record a failure found by the caller (message already set by lf_err); keeps the first one. */
 lf_status lf_wts_fail(lf_wts *w, lf_status st);
 /* Append an entry (key copied); used by loaders that keep their own buffers (clip_load.c). */

@@ -59,13 +59,14 @@ typedef struct lf_gen_opts {
     int steps;                 /* 0: LF_GEN_DEFAULT_STEPS */
     const char *sampler;       /* NULL: LF_GEN_DEFAULT_SAMPLER (lf_sampler.h names) */
     double cfg;                /* guidance scale (lf_gen_opts_default: 7) */
-    int64_t seed;              /* -1: random (recorded) */
+    int64_t seed;              /* -1: random in [0, 2^32 - 3] (recorded); else 0 .. INT64_MAX, and image i
+                                * gets seed + i, which must not pass INT64_MAX (refused up front) */
     int width, height;         /* 0: the model's default (metadata lorafuse.default_size, else 512 SD1/SD2, 1024 SDXL) */
     int batch_size, batch_count; /* 0: 1 */
     const char *lora_dir;      /* NULL: models/lora */
     const char *lbw_presets;   /* NULL: built-in presets only */
     int auto_trigger;          /* append the adapters' trigger words to the prompt */
-    const char *output_dir;    /* NULL: LF_GEN_DEFAULT_OUTDIR */
+    const char *output_dir;    /* NULL: LF_GEN_DEFAULT_OUTDIR; "" is refused */
     lf_gen_backend backend;
     lf_rng_kind rng;           /* LF_RNG_TORCH_CPU (diffusers' CPU generator) or LF_RNG_NV */
     int clip_skip;             /* A1111 clip skip (0 or 1: last layer) */
@@ -99,6 +100,9 @@ typedef struct lf_gen_info {
     const char *family;
     size_t n_adapters;         /* adapters not dropped */
     size_t te_encodes;         /* text-encoder runs the plan needs per sampler run */
+    const char *const *warnings; /* what the checks noticed but did not refuse (an invalid default-size
+                                  * metadata, the step plan's warnings), one line each */
+    size_t n_warnings;
 } lf_gen_info;
 
 typedef struct lf_gen lf_gen;
