@@ -4,7 +4,10 @@
  *                     [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]
  *                     [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--backend cpu|cuda]
  *                     [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--quiet] [--json]
+ *                     [--memory-limit MIB] [--force-size]
  *
+ * Memory: the call's estimate (lf_gen_info.mem_estimate) must fit --memory-limit, by default the memory
+ * the system can give now; --force-size runs anyway.
  * Progress goes to stderr: a bar redrawn in place when stderr is a terminal, one plain line per step
  * otherwise ("step 3/20, 2.41 it/s, elapsed 1.2 s, ETA 7.0 s"); --quiet prints nothing but errors.
  * Each image prints its file name on stdout, or with --json one JSON object per line:
@@ -34,6 +37,7 @@ static int lf_generate_usage(void) {
           "                         [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]\n"
           "                         [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--backend cpu|cuda]\n"
           "                         [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--quiet] [--json]\n"
+          "                         [--memory-limit MIB] [--force-size]\n"
           "defaults: 20 steps, sampler \"" LF_GEN_DEFAULT_SAMPLER "\", CFG 7, random seed, the model's size\n"
           "(512x512 SD1.x/SD2.x, 1024x1024 SDXL, 256x256 for models/sd15-mini), output dir \"" LF_GEN_DEFAULT_OUTDIR "\"\n",
           stderr);
@@ -115,7 +119,11 @@ static int lf_generate_parse_args(int argc, char **argv, lf_generate_args *a) {
                 fprintf(stderr, "lorafuse generate: bad --rng '%s' (cpu or nv)\n", argv[i]);
                 return 0;
             }
-        } else if (!strcmp(s, "--auto-trigger")) a->o.auto_trigger = 1;
+        } else if (!strcmp(s, "--memory-limit") && has) {
+            if (!lf_gen_int(s, argv[++i], 1, 1L << 30, &v)) return 0; /* MiB, up to 1 PiB */
+            a->o.mem_limit = (uint64_t)v << 20;
+        } else if (!strcmp(s, "--force-size")) a->o.force_size = 1;
+        else if (!strcmp(s, "--auto-trigger")) a->o.auto_trigger = 1;
         else if (!strcmp(s, "--quiet")) a->quiet = 1;
         else if (!strcmp(s, "--json")) a->json = 1;
         else {
@@ -205,9 +213,9 @@ int lf_cli_generate(int argc, char **argv) {
     const lf_gen_info *in = lf_gen_get_info(g);
     for (size_t i = 0; i < in->n_warnings && !a.quiet; i++) fprintf(stderr, "lorafuse generate: warning: %s\n", in->warnings[i]);
     if (!a.quiet)
-        fprintf(stderr, "lorafuse generate: %s, %dx%d, %d steps, %s, CFG %g, %d image(s), %zu adapter(s)\n", in->family,
-                in->width, in->height, in->steps, in->sampler, in->cfg, in->batch_size * in->batch_count,
-                in->n_adapters);
+        fprintf(stderr, "lorafuse generate: %s, %dx%d, %d steps, %s, CFG %g, %d image(s), %zu adapter(s), memory ~%.2f GiB\n",
+                in->family, in->width, in->height, in->steps, in->sampler, in->cfg, in->batch_size * in->batch_count,
+                in->n_adapters, (double)in->mem_estimate / (1 << 30));
     lf_gen_set_progress(g, lf_gen_progress_cb, &ui);
     lf_status st = lf_gen_run(g, lf_gen_image_cb, &ui);
     if (ui.line_open) fputc('\n', stderr);

@@ -1,7 +1,8 @@
 /* gen_check.c: every check lf_gen_open makes before any work, in the order its errors are reported:
  * plain option values, the prompt's tags, the checkpoint's parts (UNet, VAE, text encoders with a full
  * CLIP vocabulary), the image size (the checkpoint's default when not given), the adapters against the
- * model and the steps, then the tokenizer and the output directory. A bad request therefore fails
+ * model and the steps, then the tokenizer, the memory estimate and the output directory. A bad request
+ * therefore fails
  * here, before a weight is loaded or a file written.
  */
 #include <errno.h>
@@ -197,8 +198,9 @@ lf_status lf_gen_check(lf_gen *g) {
     if ((st = lf_step_plan_build(g->m, g->pr, o->steps, &so, &g->sp)) != LF_OK) return st;
     for (size_t i = 0; i < g->sp->warnings.n; i++) lf_msgs_add(&g->warnings, "%s", g->sp->warnings.v[i]);
     if ((st = lf_gen_prompts(g)) != LF_OK) return st;
-    /* 5. tokenizer, output directory */
+    /* 5. tokenizer, memory, output directory */
     if ((st = lf_tokenizer_load_default(&g->tok)) != LF_OK) return st;
+    if ((st = lf_gen_check_memory(g)) != LF_OK) return st;
     if (o->write_png) {
         struct stat sb;
         if (stat(o->output_dir, &sb) == 0 && !S_ISDIR(sb.st_mode))

@@ -99,6 +99,8 @@ lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
     g->info.batch_count = o->batch_count;
     g->info.cfg = o->cfg;
     g->info.family = lf_family_name(g->m->family);
+    g->info.mem_estimate = g->mem.total;
+    g->info.mem_limit = g->mem.limit;
     g->info.warnings = (const char *const *)g->warnings.v;
     g->info.n_warnings = g->warnings.n;
     *out = g;
@@ -106,14 +108,6 @@ lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
 }
 
 /* ---- weights ---------------------------------------------------------------------------------- */
-static lf_unet_opts lf_gen_unet_opts(const lf_gen *g) {
-    lf_unet_opts uo;
-    memset(&uo, 0, sizeof uo);
-    if (g->m->family == LF_FAMILY_SD1) uo.num_heads = 8; /* every SD1.x UNet; the context width may be small */
-    else if (g->m->family == LF_FAMILY_SD2 || g->m->family == LF_FAMILY_SDXL) uo.head_dim = 64;
-    return uo;
-}
-
 static lf_status lf_gen_load_unet(lf_gen *g, const lf_st_file *st) {
     lf_unet_opts uo = lf_gen_unet_opts(g);
     lf_unet *u = NULL;

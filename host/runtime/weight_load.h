@@ -13,6 +13,9 @@
  * (a diffusers file under LDM names, or in-memory views); each alias may carry the name it has in its
  * own file, used in error messages. With `borrow`, F32 alias data is used in place (no copy, not
  * owned, not refreshable).
+ * With borrow = LF_WTS_SHAPES (any source) nothing is converted or held: lf_wts_load checks the name,
+ * shape and dtype, counts the values and returns a placeholder pointer, so a loader builds a model's
+ * structure and arch from the keys and shapes alone (model_mem.h: memory estimates before loading).
  * The entries stay owned by the lf_wts until lf_wts_release hands the list (sorted by key) to the model.
  * lf_wts_load_lin / lf_wts_load_norm read the Linear, conv and norm layers the UNet and the VAE are
  * built from (lf_wts_lin, lf_wts_norm).
@@ -42,6 +45,9 @@ typedef struct lf_wts_alias {
     lf_st_tensor t;         /* t.name: the name the loader asks for (prefix + suffix) */
     const char *orig;       /* name in its own file (messages), or NULL */
 } lf_wts_alias;
+
+/* borrow value of a structure-only load (see above) */
+#define LF_WTS_SHAPES (-1)
 
 typedef struct lf_wts {
     const lf_st_file *st;

@@ -1,10 +1,12 @@
 /* lf_generate.h: text-to-image with scheduled LoRA-family adapters (`lorafuse generate`).
  *
  * Pipeline (docs/generate.md), diffusers StableDiffusionPipeline / A1111 txt2img semantics:
- *   1. checks, before any work (lf_gen_open): sampler name, size (multiples of 8), steps, batch, model
- *      parts (UNet, VAE, text encoder(s), a vocabulary the CLIP tokenizer fits), the prompt's
- *      `<lora:...>` tags against the LoRA directory, the model and the step count (lf_step_plan_build,
- *      P9), the backend. Nothing is loaded or written when one fails.
+ *   1. checks, before any work (lf_gen_open): sampler name, size (multiples of 8), steps, batch, seed
+ *      range, model parts (UNet, VAE, text encoder(s), a vocabulary the CLIP tokenizer fits), the
+ *      prompt's `<lora:...>` tags against the LoRA directory, the model and the step count
+ *      (lf_step_plan_build, P9), the backend, the memory estimate against the memory available. Nothing
+ *      is loaded or written when one fails. At load, every weight must be a float tensor with finite
+ *      values; during sampling, a NaN or Inf in a latent stops the call at that step.
  *   2. load UNet, VAE and text encoder(s) in f32 (lf_unet.h, lf_vae.h, lf_clip.h).
  *   3. per run of the sampler: the initial latent of each image from its own generator (lf_rng.h,
  *      seed + image index as A1111), then lf_sampler_run; before each step the step plan's CPU backend
@@ -71,6 +73,9 @@ typedef struct lf_gen_opts {
     lf_rng_kind rng;           /* LF_RNG_TORCH_CPU (diffusers' CPU generator) or LF_RNG_NV */
     int clip_skip;             /* A1111 clip skip (0 or 1: last layer) */
     int write_png;             /* 0: nothing is written (tests) */
+    uint64_t mem_limit;        /* bytes the call may use; 0: what the system can give now (MemAvailable,
+                                * cgroup v2 memory.max) */
+    int force_size;            /* run even when the memory estimate is over the limit */
 } lf_gen_opts;
 
 void lf_gen_opts_default(lf_gen_opts *o);
@@ -100,6 +105,8 @@ typedef struct lf_gen_info {
     const char *family;
     size_t n_adapters;         /* adapters not dropped */
     size_t te_encodes;         /* text-encoder runs the plan needs per sampler run */
+    uint64_t mem_estimate;     /* bytes the call is expected to need at its peak (docs/generate.md "Memory") */
+    uint64_t mem_limit;        /* the limit it was checked against; 0: unknown, not checked */
     const char *const *warnings; /* what the checks noticed but did not refuse (an invalid default-size
                                   * metadata, the step plan's warnings), one line each */
     size_t n_warnings;
