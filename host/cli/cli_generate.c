@@ -4,10 +4,11 @@
  *                     [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]
  *                     [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--backend cpu|cuda]
  *                     [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--quiet] [--json]
- *                     [--memory-limit MIB] [--force-size]
+ *                     [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]
  *
  * Memory: the call's estimate (lf_gen_info.mem_estimate) must fit --memory-limit, by default the memory
- * the system can give now; --force-size runs anyway.
+ * the system can give now; --force-size runs anyway. LoRA directory: symbolic links out of it are
+ * followed (--allow-symlinks-out, the default, as A1111 and SD.Next) or refused (--no-symlinks-out).
  * Progress goes to stderr: a bar redrawn in place when stderr is a terminal, one plain line per step
  * otherwise ("step 3/20, 2.41 it/s, elapsed 1.2 s, ETA 7.0 s"); --quiet prints nothing but errors.
  * Each image prints its file name on stdout, or with --json one JSON object per line:
@@ -37,7 +38,7 @@ static int lf_generate_usage(void) {
           "                         [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]\n"
           "                         [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--backend cpu|cuda]\n"
           "                         [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--quiet] [--json]\n"
-          "                         [--memory-limit MIB] [--force-size]\n"
+          "                         [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]\n"
           "defaults: 20 steps, sampler \"" LF_GEN_DEFAULT_SAMPLER "\", CFG 7, random seed, the model's size\n"
           "(512x512 SD1.x/SD2.x, 1024x1024 SDXL, 256x256 for models/sd15-mini), output dir \"" LF_GEN_DEFAULT_OUTDIR "\"\n",
           stderr);
@@ -123,6 +124,8 @@ static int lf_generate_parse_args(int argc, char **argv, lf_generate_args *a) {
             if (!lf_gen_int(s, argv[++i], 1, 1L << 30, &v)) return 0; /* MiB, up to 1 PiB */
             a->o.mem_limit = (uint64_t)v << 20;
         } else if (!strcmp(s, "--force-size")) a->o.force_size = 1;
+        else if (!strcmp(s, "--allow-symlinks-out")) a->o.lora_dir_confine = 0;
+        else if (!strcmp(s, "--no-symlinks-out")) a->o.lora_dir_confine = 1;
         else if (!strcmp(s, "--auto-trigger")) a->o.auto_trigger = 1;
         else if (!strcmp(s, "--quiet")) a->quiet = 1;
         else if (!strcmp(s, "--json")) a->json = 1;

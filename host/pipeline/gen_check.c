@@ -194,6 +194,7 @@ lf_status lf_gen_check(lf_gen *g) {
     lf_step_opts so;
     memset(&so, 0, sizeof so);
     so.lora_dir = o->lora_dir;
+    so.lora_dir_confine = o->lora_dir_confine;
     so.lbw_presets = o->lbw_presets;
     if ((st = lf_step_plan_build(g->m, g->pr, o->steps, &so, &g->sp)) != LF_OK) return st;
     for (size_t i = 0; i < g->sp->warnings.n; i++) lf_msgs_add(&g->warnings, "%s", g->sp->warnings.v[i]);

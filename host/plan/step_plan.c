@@ -268,7 +268,8 @@ lf_status lf_step_plan_build(const lf_model *model, const lf_prompt *prompt, int
                              lf_step_plan **out) {
     *out = NULL;
     lf_lora_dir *dir = NULL;
-    lf_status st = lf_lora_dir_open(opts ? opts->lora_dir : NULL, &dir);
+    lf_lora_dir_opts lo = {opts ? opts->lora_dir_confine : 0};
+    lf_status st = lf_lora_dir_scan(opts ? opts->lora_dir : NULL, &lo, &dir);
     if (st != LF_OK) return st;
     size_t n = prompt->n_tags;
     char **paths = calloc(n + 1, sizeof *paths);

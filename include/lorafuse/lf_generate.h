@@ -66,6 +66,7 @@ typedef struct lf_gen_opts {
     int width, height;         /* 0: the model's default (metadata lorafuse.default_size, else 512 SD1/SD2, 1024 SDXL) */
     int batch_size, batch_count; /* 0: 1 */
     const char *lora_dir;      /* NULL: models/lora */
+    int lora_dir_confine;      /* refuse symbolic links out of lora_dir (lf_lora_dir.h); 0: follow them */
     const char *lbw_presets;   /* NULL: built-in presets only */
     int auto_trigger;          /* append the adapters' trigger words to the prompt */
     const char *output_dir;    /* NULL: LF_GEN_DEFAULT_OUTDIR; "" is refused */
