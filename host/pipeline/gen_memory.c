@@ -118,7 +118,17 @@ static uint64_t lf_te_values(const lf_st_file *st, const char *prefix) {
     return n;
 }
 
-static double lf_gib(uint64_t b) { return (double)b / (double)((uint64_t)1 << 30); }
+/* "1.25 GiB", "310 MiB" */
+typedef struct {
+    char s[32];
+} lf_size_str;
+
+static lf_size_str lf_size(uint64_t b) {
+    lf_size_str r;
+    if (b >= (uint64_t)1 << 30) snprintf(r.s, sizeof r.s, "%.2f GiB", (double)b / (double)((uint64_t)1 << 30));
+    else snprintf(r.s, sizeof r.s, "%.0f MiB", (double)b / (double)(1 << 20));
+    return r;
+}
 
 lf_status lf_gen_check_memory(lf_gen *g) {
     const lf_gen_opts *o = &g->o;
@@ -151,9 +161,9 @@ lf_status lf_gen_check_memory(lf_gen *g) {
     m->limit = o->mem_limit ? o->mem_limit : lf_mem_available(&from);
     if (!m->limit || m->total <= m->limit || o->force_size) return LF_OK;
     return lf_err(LF_ERR_ARG,
-                  "%dx%d with %" PRId64 " image(s) per sampler run needs about %.2f GiB (weights %.2f, UNet peak %.2f, VAE "
-                  "decode peak %.2f, buffers %.2f GiB), more than the %.2f GiB available (%s): use a smaller size or "
-                  "batch size, or --force-size to run anyway",
-                  o->width, o->height, R, lf_gib(m->total), lf_gib(m->weights + m->patched), lf_gib(m->unet),
-                  lf_gib(m->vae), lf_gib(m->buffers + m->scratch), lf_gib(m->limit), from);
+                  "%dx%d with %" PRId64 " image(s) per sampler run needs about %s (weights %s, UNet peak %s, VAE decode "
+                  "peak %s, buffers %s), more than the %s available (%s): use a smaller size or batch size, or "
+                  "--force-size to run anyway",
+                  o->width, o->height, R, lf_size(m->total).s, lf_size(m->weights + m->patched).s, lf_size(m->unet).s,
+                  lf_size(m->vae).s, lf_size(m->buffers + m->scratch).s, lf_size(m->limit).s, from);
 }
