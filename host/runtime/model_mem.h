@@ -23,6 +23,16 @@
 #include "lorafuse/lf_unet.h"
 #include "lorafuse/lf_vae.h"
 
+/* A replay's count of f32 values: live now, and the most at any moment. */
+typedef struct lf_mem_track {
+    double live, peak;
+} lf_mem_track;
+
+static inline void lf_mem_alloc(lf_mem_track *m, double n) {
+    m->live += n;
+    if (m->live > m->peak) m->peak = m->live;
+}
+
 /* unet_mem.c */
 lf_status lf_unet_load_shapes(const lf_st_file *st, const lf_unet_opts *opts, lf_unet **out);
 /* One lf_unet_forward on x (N, in_ch, H, W) with a context of L tokens. */

@@ -416,34 +416,25 @@ done:
 }
 
 /* ---- memory of a decode (model_mem.h) -------------------------------------------------------------
- * The buffers lf_vae_decode and the functions it calls allocate, in their order; live counts floats in
- * use, peak the most at any time. Keep in step with the code above. */
-typedef struct {
-    double live, peak;
-} lf_va_mem;
-
-static void lf_va_mem_alloc(lf_va_mem *m, double n) {
-    m->live += n;
-    if (m->live > m->peak) m->peak = m->live;
-}
-
+ * The buffers lf_vae_decode and the functions it calls allocate, in their order (lf_mem_track counts
+ * floats). Keep in step with the code above. */
 /* lf_va_res_step on h (N, cin, S): o, then a and b inside lf_va_res_fwd; h is freed after. */
-static void lf_va_mem_res(lf_va_mem *m, const lf_va_res *r, double N, double S) {
+static void lf_va_mem_res(lf_mem_track *m, const lf_va_res *r, double N, double S) {
     double in = N * (double)r->cin * S, o = N * (double)r->cout * S;
-    lf_va_mem_alloc(m, o);
-    lf_va_mem_alloc(m, in + o); /* a, b */
+    lf_mem_alloc(m, o);
+    lf_mem_alloc(m, in + o); /* a, b */
     m->live -= in + o + in;     /* a, b, then the input */
 }
 
 uint64_t lf_vae_decode_peak(const lf_vae *v, int64_t N, int64_t h, int64_t w) {
     const lf_va_coder *d = &v->dec;
     double n = (double)N, S = (double)h * (double)w, z = (double)v->arch.latent_channels;
-    lf_va_mem m = {0, 0};
-    lf_va_mem_alloc(&m, 2 * n * z * S);                     /* s, t */
-    lf_va_mem_alloc(&m, n * (double)d->conv_in.out * S);    /* x */
+    lf_mem_track m = {0, 0};
+    lf_mem_alloc(&m, 2 * n * z * S);                     /* s, t */
+    lf_mem_alloc(&m, n * (double)d->conv_in.out * S);    /* x */
     lf_va_mem_res(&m, &d->mid1, n, S);
     double C = (double)d->attn.C;
-    lf_va_mem_alloc(&m, 5 * n * S * C);                     /* g, t, q, k, v of the attention */
+    lf_mem_alloc(&m, 5 * n * S * C);                     /* g, t, q, k, v of the attention */
     m.live -= 5 * n * S * C;
     lf_va_mem_res(&m, &d->mid2, n, S);
     for (int i = d->n - 1; i >= 0; i--) {
@@ -451,7 +442,7 @@ uint64_t lf_vae_decode_peak(const lf_vae *v, int64_t N, int64_t h, int64_t w) {
         for (int j = 0; j < lv->n_res; j++) lf_va_mem_res(&m, &lv->res[j], n, S);
         if (lv->resample.w) {
             double c = (double)lv->resample.in, x = n * c * S;
-            lf_va_mem_alloc(&m, 2 * 4 * x);                 /* u, y at twice the size */
+            lf_mem_alloc(&m, 2 * 4 * x);                 /* u, y at twice the size */
             m.live -= 4 * x + x;                            /* u, then the old x */
             S *= 4;
         }
