@@ -117,6 +117,7 @@ static int lf_measure(int which) {
 static void test_peaks(void) {
 #ifdef LF_SANITIZED
     printf("  skipped: the sanitizer's allocator keeps freed memory (quarantine)\n");
+    if (0) lf_measure(0);
 #else
     for (int which = 0; which < 2; which++) {
         fflush(stdout);
