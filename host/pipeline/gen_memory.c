@@ -15,7 +15,7 @@
  * are left out. The UNet and VAE structures come from shapes-only loads, which also refuse a
  * non-float weight before any loading.
  * Limit: lf_gen_opts.mem_limit when set, else what the system can give now: the smaller of
- * /proc/meminfo MemAvailable and the cgroup v2 limit (memory.max - memory.current), else
+ * /proc/meminfo MemAvailable and the cgroup v2 room (memory.max - memory.current + its page cache), else
  * sysconf(_SC_AVPHYS_PAGES); unknown: no check.
  */
 #include <inttypes.h>
@@ -69,7 +69,25 @@ static uint64_t lf_cgroup_value(const char *dir, const char *name) {
     return ok ? (uint64_t)v : UINT64_MAX;
 }
 
-/* Bytes this process's cgroup (v2) may still allocate; UINT64_MAX when unlimited or unknown. */
+/* The "file" line of a cgroup's memory.stat: page cache charged to it, which the kernel reclaims when
+ * the cgroup needs memory (0 when absent). */
+static uint64_t lf_cgroup_file_cache(const char *dir) {
+    char path[512], line[256];
+    if (snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.stat", dir) >= (int)sizeof path) return 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    unsigned long long v = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "file ", 5)) {
+            if (sscanf(line + 5, "%llu", &v) != 1) v = 0;
+            break;
+        }
+    fclose(f);
+    return (uint64_t)v;
+}
+
+/* Bytes this process's cgroup (v2) may still allocate: memory.max - (memory.current - page cache);
+ * UINT64_MAX when unlimited or unknown. */
 static uint64_t lf_cgroup_room(void) {
     FILE *f = fopen("/proc/self/cgroup", "r");
     if (!f) return UINT64_MAX;
@@ -85,7 +103,10 @@ static uint64_t lf_cgroup_room(void) {
     if (!strcmp(dir, "/")) dir[0] = '\0';
     uint64_t max = lf_cgroup_value(dir, "memory.max"), cur = lf_cgroup_value(dir, "memory.current");
     if (max == UINT64_MAX) return UINT64_MAX;
-    return cur == UINT64_MAX || cur >= max ? (cur == UINT64_MAX ? max : 0) : max - cur;
+    if (cur == UINT64_MAX) return max;
+    uint64_t cache = lf_cgroup_file_cache(dir);
+    cur = cache < cur ? cur - cache : 0;
+    return cur >= max ? 0 : max - cur;
 }
 
 /* Memory the system can give now, and where the number comes from; 0 when unknown. */
