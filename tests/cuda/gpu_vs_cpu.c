@@ -181,7 +181,7 @@ static void run_group(int pinned, const char *filter, uint64_t seed) {
         }
         /* a group name per job (the non-finite check below looks for it in the message) */
         char name[sizeof c->name];
-        snprintf(name, sizeof name, "%s/%d/%s", test, i, c->name);
+        if (snprintf(name, sizeof name, "%s/%d/%s", test, i, c->name) >= (int)sizeof name) { /* clipped: a prefix */ }
         memcpy(c->name, name, sizeof name);
         cs[i] = c;
         jobs[i] = c->job;

@@ -484,6 +484,25 @@ static int write_without_vae(const char *out) {
     return ok;
 }
 
+/* A copy of the mini model whose metadata lorafuse.default_size is `size`. */
+static int write_with_default_size(const char *out, const char *size) {
+    lf_st_file *f = NULL;
+    lf_st_writer *w = NULL;
+    if (lf_st_open(MODEL, &f) != LF_OK || lf_st_writer_new(&w) != LF_OK) return 0;
+    for (size_t i = 0; i < lf_st_meta_count(f); i++) {
+        const lf_st_kv *kv = lf_st_meta_at(f, i);
+        lf_st_writer_meta(w, kv->key, strcmp(kv->key, "lorafuse.default_size") ? kv->value : size);
+    }
+    for (size_t i = 0; i < lf_st_count(f); i++) {
+        const lf_st_tensor *t = lf_st_at(f, i);
+        lf_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, (size_t)(t->end - t->begin));
+    }
+    int ok = lf_st_writer_commit(w, out) == LF_OK;
+    lf_st_writer_free(w);
+    lf_st_close(f);
+    return ok;
+}
+
 static void test_errors(const char *tmp) {
     char dir[512], novae[512];
     snprintf(dir, sizeof dir, "%s/never", tmp);
@@ -537,6 +556,24 @@ static void test_errors(const char *tmp) {
     expect_fail("empty output dir", &o, LF_ERR_ARG, "--output-dir is empty");
     o.write_png = 0; /* nothing written: no directory needed */
     LF_CHECK(lf_gen_open(&o, &g) == LF_OK, "empty output dir without PNG: %s", lf_last_error());
+    lf_gen_free(g);
+    g = NULL;
+    /* an invalid default-size metadata: a warning naming file and value, the family default used */
+    char badsize[512];
+    snprintf(badsize, sizeof badsize, "%s/badsize.safetensors", tmp);
+    LF_CHECK(write_with_default_size(badsize, "512x513"), "write %s: %s", badsize, lf_last_error());
+    o = base_opts(dir);
+    o.model = badsize;
+    LF_CHECK(lf_gen_open(&o, &g) == LF_OK, "bad default size: %s", lf_last_error());
+    if (g) {
+        const lf_gen_info *in = lf_gen_get_info(g);
+        char want[1024];
+        snprintf(want, sizeof want, "%s: metadata lorafuse.default_size \"512x513\" is not WxH with multiples of 8 "
+                 "from 8 to 8192; using 512x512", badsize);
+        LF_CHECK(in->width == 512 && in->height == 512 && in->n_warnings == 1 && !strncmp(in->warnings[0], want, strlen(want)),
+                 "bad default size: %dx%d, %zu warnings: %s", in->width, in->height, in->n_warnings,
+                 in->n_warnings ? in->warnings[0] : "");
+    }
     lf_gen_free(g);
     g = NULL;
     /* memory: the estimate against a limit, --force-size */

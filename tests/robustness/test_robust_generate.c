@@ -220,10 +220,16 @@ static void test_memory(void) {
                 "more than the 1.00 GiB available (--memory-limit): use a smaller size or batch size, or --force-size");
     expect_fail("64x64 over 1 MiB", "--memory-limit 1",
                 "lorafuse generate: 64x64 with 1 image(s) per sampler run needs about ", NULL);
-    expect_ok("--force-size", "--memory-limit 1 --force-size --quiet --steps 1", 1);
+    free(expect_ok("--force-size", "--memory-limit 1 --force-size --quiet --steps 1", 1).out);
 }
 
+/* Runs a 512x512 image (the family default): 2 s, but 80 s in the sanitizer build, where it is skipped
+ * (tests/pipeline/test_generate.c checks the same warning through the library in every build). */
 static void test_default_size(void) {
+#ifdef LF_TEST_SANITIZED
+    printf("  skipped in the sanitizer build (slow)\n");
+    return;
+#endif
     char model[512], args[1024], want[1024];
     snprintf(model, sizeof model, "%s/badsize.safetensors", g_tmp);
     LF_CHECK(write_variant(model, NULL, CH_NONE, "lorafuse.default_size", "99999999999999999999x64"), "write: %s",

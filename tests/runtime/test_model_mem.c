@@ -21,14 +21,6 @@
 
 #define MINI "models/sd15-mini.safetensors"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define LF_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LF_SANITIZED 1
-#endif
-#endif
-
 static void test_arch(const lf_st_file *f) {
     lf_unet_opts uo = {0};
     uo.num_heads = 8;
@@ -115,7 +107,7 @@ static int lf_measure(int which) {
 }
 
 static void test_peaks(void) {
-#ifdef LF_SANITIZED
+#ifdef LF_TEST_SANITIZED
     printf("  skipped: the sanitizer's allocator keeps freed memory (quarantine)\n");
     if (0) lf_measure(0);
 #else
