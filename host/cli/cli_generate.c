@@ -214,9 +214,11 @@ int lf_cli_generate(int argc, char **argv) {
     }
     lf_gen_ui ui = {isatty(2), a.quiet, a.json, 0};
     const lf_gen_info *in = lf_gen_get_info(g);
-    for (size_t i = 0; i < in->n_warnings && !a.quiet; i++) fprintf(stderr, "lorafuse generate: warning: %s\n", in->warnings[i]);
+    for (size_t i = 0; i < in->n_warnings && !a.quiet; i++)
+        fprintf(stderr, "lorafuse generate: warning: %s\n", in->warnings[i]);
     if (!a.quiet)
-        fprintf(stderr, "lorafuse generate: %s, %dx%d, %d steps, %s, CFG %g, %d image(s), %zu adapter(s), memory ~%.2f GiB\n",
+        fprintf(stderr,
+                "lorafuse generate: %s, %dx%d, %d steps, %s, CFG %g, %d image(s), %zu adapter(s), memory ~%.2f GiB\n",
                 in->family, in->width, in->height, in->steps, in->sampler, in->cfg, in->batch_size * in->batch_count,
                 in->n_adapters, (double)in->mem_estimate / (1 << 30));
     lf_gen_set_progress(g, lf_gen_progress_cb, &ui);

@@ -469,7 +469,8 @@ lf_status lf_lora_dir_resolve(lf_lora_dir *d, const char *name, char **path) {
                 lf_append(list, sizeof list, ")");
             }
         }
-        st = lf_err(LF_ERR_ARG, "no LoRA named '%s' in %s (%zu files); closest: %s%s", name, d->root, d->n, list, links);
+        st = lf_err(LF_ERR_ARG, "no LoRA named '%s' in %s (%zu files); closest: %s%s", name, d->root, d->n, list,
+                    links);
     }
     free(hit);
     return st;

@@ -2,8 +2,7 @@
  * plain option values, the prompt's tags, the checkpoint's parts (UNet, VAE, text encoders with a full
  * CLIP vocabulary), the image size (the checkpoint's default when not given), the adapters against the
  * model and the steps, then the tokenizer, the memory estimate and the output directory. A bad request
- * therefore fails
- * here, before a weight is loaded or a file written.
+ * therefore fails here, before a weight is loaded or a file written.
  */
 #include <errno.h>
 #include <math.h>

@@ -570,7 +570,8 @@ static void test_errors(const char *tmp) {
         char want[1024];
         snprintf(want, sizeof want, "%s: metadata lorafuse.default_size \"512x513\" is not WxH with multiples of 8 "
                  "from 8 to 8192; using 512x512", badsize);
-        LF_CHECK(in->width == 512 && in->height == 512 && in->n_warnings == 1 && !strncmp(in->warnings[0], want, strlen(want)),
+        LF_CHECK(in->width == 512 && in->height == 512 && in->n_warnings == 1 &&
+                     !strncmp(in->warnings[0], want, strlen(want)),
                  "bad default size: %dx%d, %zu warnings: %s", in->width, in->height, in->n_warnings,
                  in->n_warnings ? in->warnings[0] : "");
     }

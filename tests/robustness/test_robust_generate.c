@@ -186,10 +186,14 @@ static void test_damaged_models(void) {
         change how;
         const char *want, *quiet;
     } cases[] = {
-        {"NaN UNet weight", UNET_W, CH_NAN, "tensor \"" UNET_W "\" holds a non-finite value (NaN at element 0 of ", "--quiet"},
-        {"NaN VAE weight", VAE_W, CH_NAN, "tensor \"" VAE_W "\" holds a non-finite value (NaN at element 0 of ", "--quiet"},
-        {"NaN text-encoder weight", TE_W, CH_NAN, "tensor \"" TE_W "\" holds a non-finite value (NaN at element 0 of ", "--quiet"},
-        {"Inf UNet weight", UNET_W, CH_INF, "tensor \"" UNET_W "\" holds a non-finite value (+Inf at element 5 of ", "--quiet"},
+        {"NaN UNet weight", UNET_W, CH_NAN, "tensor \"" UNET_W "\" holds a non-finite value (NaN at element 0 of ",
+         "--quiet"},
+        {"NaN VAE weight", VAE_W, CH_NAN, "tensor \"" VAE_W "\" holds a non-finite value (NaN at element 0 of ",
+         "--quiet"},
+        {"NaN text-encoder weight", TE_W, CH_NAN,
+         "tensor \"" TE_W "\" holds a non-finite value (NaN at element 0 of ", "--quiet"},
+        {"Inf UNet weight", UNET_W, CH_INF, "tensor \"" UNET_W "\" holds a non-finite value (+Inf at element 5 of ",
+         "--quiet"},
         /* refused by the checks before loading: the first line even without --quiet */
         {"I16 UNet weight", UNET_W, CH_I16, "tensor \"" UNET_W "\" has dtype I16: a model weight must be a float", ""},
         {"I16 VAE weight", VAE_W, CH_I16, "tensor \"" VAE_W "\" has dtype I16: a model weight must be a float", ""},
