@@ -4,7 +4,11 @@
  *                     [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]
  *                     [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--backend cpu|cuda]
  *                     [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--quiet] [--json]
+ *                     [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]
  *
+ * Memory: the call's estimate (lf_gen_info.mem_estimate) must fit --memory-limit, by default the memory
+ * the system can give now; --force-size runs anyway. LoRA directory: symbolic links out of it are
+ * followed (--allow-symlinks-out, the default, as A1111 and SD.Next) or refused (--no-symlinks-out).
  * Progress goes to stderr: a bar redrawn in place when stderr is a terminal, one plain line per step
  * otherwise ("step 3/20, 2.41 it/s, elapsed 1.2 s, ETA 7.0 s"); --quiet prints nothing but errors.
  * Each image prints its file name on stdout, or with --json one JSON object per line:
@@ -35,6 +39,7 @@ static int lf_generate_usage(void) {
           "                         [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]\n"
           "                         [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--backend cpu|cuda]\n"
           "                         [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--quiet] [--json]\n"
+          "                         [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]\n"
           "defaults: 20 steps, sampler \"" LF_GEN_DEFAULT_SAMPLER "\", CFG 7, random seed, the model's size\n"
           "(512x512 SD1.x/SD2.x, 1024x1024 SDXL, 256x256 for models/sd15-mini), output dir \"" LF_GEN_DEFAULT_OUTDIR "\"\n",
           stderr);
@@ -115,7 +120,13 @@ static int lf_generate_parse_args(int argc, char **argv, lf_generate_args *a) {
                 fprintf(stderr, "lorafuse generate: bad --rng '%s' (cpu or nv)\n", lf_esc(q, sizeof q, argv[i], strlen(argv[i])));
                 return 0;
             }
-        } else if (!strcmp(s, "--auto-trigger")) a->o.auto_trigger = 1;
+        } else if (!strcmp(s, "--memory-limit") && has) {
+            if (!lf_gen_int(s, argv[++i], 1, 1L << 30, &v)) return 0; /* MiB, up to 1 PiB */
+            a->o.mem_limit = (uint64_t)v << 20;
+        } else if (!strcmp(s, "--force-size")) a->o.force_size = 1;
+        else if (!strcmp(s, "--allow-symlinks-out")) a->o.lora_dir_confine = 0;
+        else if (!strcmp(s, "--no-symlinks-out")) a->o.lora_dir_confine = 1;
+        else if (!strcmp(s, "--auto-trigger")) a->o.auto_trigger = 1;
         else if (!strcmp(s, "--quiet")) a->quiet = 1;
         else if (!strcmp(s, "--json")) a->json = 1;
         else {
@@ -172,7 +183,9 @@ static lf_status lf_gen_image_cb(void *ctx, const lf_gen_image *im) {
         if (!o) return lf_err(LF_ERR_NOMEM, "out of memory");
         if (im->file) cJSON_AddStringToObject(o, "file", im->file);
         else cJSON_AddNullToObject(o, "file");
-        cJSON_AddNumberToObject(o, "seed", (double)im->seed);
+        char seed[24]; /* exact: a double holds integers only up to 2^53 */
+        snprintf(seed, sizeof seed, "%lld", (long long)im->seed);
+        cJSON_AddRawToObject(o, "seed", seed);
         cJSON_AddNumberToObject(o, "index", im->index);
         cJSON_AddNumberToObject(o, "width", im->width);
         cJSON_AddNumberToObject(o, "height", im->height);
@@ -203,10 +216,13 @@ int lf_cli_generate(int argc, char **argv) {
     }
     lf_gen_ui ui = {isatty(2), a.quiet, a.json, 0};
     const lf_gen_info *in = lf_gen_get_info(g);
+    for (size_t i = 0; i < in->n_warnings && !a.quiet; i++)
+        fprintf(stderr, "lorafuse generate: warning: %s\n", in->warnings[i]);
     if (!a.quiet)
-        fprintf(stderr, "lorafuse generate: %s, %dx%d, %d steps, %s, CFG %g, %d image(s), %zu adapter(s)\n", in->family,
-                in->width, in->height, in->steps, in->sampler, in->cfg, in->batch_size * in->batch_count,
-                in->n_adapters);
+        fprintf(stderr,
+                "lorafuse generate: %s, %dx%d, %d steps, %s, CFG %g, %d image(s), %zu adapter(s), memory ~%.2f GiB\n",
+                in->family, in->width, in->height, in->steps, in->sampler, in->cfg, in->batch_size * in->batch_count,
+                in->n_adapters, (double)in->mem_estimate / (1 << 30));
     lf_gen_set_progress(g, lf_gen_progress_cb, &ui);
     lf_status st = lf_gen_run(g, lf_gen_image_cb, &ui);
     if (ui.line_open) fputc('\n', stderr);

@@ -2,6 +2,7 @@
  *
  *   lorafuse plan --model CKPT --prompt TEXT --steps N [--lora-dir DIR] [--json] [--auto-trigger]
  *                 [--lbw-presets FILE] [--allow-unmatched] [--allow-family-mismatch]
+ *                 [--allow-symlinks-out | --no-symlinks-out]   (LoRA directory links: lf_lora_dir.h)
  *
  * Prints (docs/prompt-tags.md "The per-step plan"): the cleaned prompt (with trigger words
  * appended under --auto-trigger), each adapter with its tag ("xN" for N identical tags), resolved file,
@@ -30,13 +31,14 @@
 
 typedef struct {
     const char *model, *prompt, *lora_dir, *presets;
-    int steps, json, auto_trigger;
+    int steps, json, auto_trigger, confine;
     lf_plan_opts plan;
 } lf_plan_args;
 
 static int lf_plan_usage(void) {
     fputs("usage: lorafuse plan --model CKPT --prompt TEXT --steps N [--lora-dir DIR] [--json] [--auto-trigger]\n"
-          "                     [--lbw-presets FILE] [--allow-unmatched] [--allow-family-mismatch]\n",
+          "                     [--lbw-presets FILE] [--allow-unmatched] [--allow-family-mismatch]\n"
+          "                     [--allow-symlinks-out | --no-symlinks-out]\n",
           stderr);
     return 2;
 }
@@ -59,6 +61,8 @@ static int lf_plan_parse_args(int argc, char **argv, lf_plan_args *a) {
             a->steps = (int)v;
         } else if (!strcmp(s, "--json")) a->json = 1;
         else if (!strcmp(s, "--auto-trigger")) a->auto_trigger = 1;
+        else if (!strcmp(s, "--allow-symlinks-out")) a->confine = 0;
+        else if (!strcmp(s, "--no-symlinks-out")) a->confine = 1;
         else if (!strcmp(s, "--allow-unmatched")) a->plan.allow_unmatched = 1;
         else if (!strcmp(s, "--allow-family-mismatch")) a->plan.allow_family = 1;
         else {
@@ -274,6 +278,7 @@ int lf_cli_plan(int argc, char **argv) {
     lf_step_opts o;
     memset(&o, 0, sizeof o);
     o.lora_dir = a.lora_dir;
+    o.lora_dir_confine = a.confine;
     o.lbw_presets = a.presets;
     o.plan = a.plan;
     if (lf_step_plan_build(m, pr, a.steps, &o, &sp) != LF_OK) goto fail;

@@ -1,11 +1,14 @@
 /* gen_check.c: every check lf_gen_open makes before any work, in the order its errors are reported:
  * plain option values, the prompt's tags, the checkpoint's parts (UNet, VAE, text encoders with a full
  * CLIP vocabulary), the image size (the checkpoint's default when not given), the adapters against the
- * model and the steps, then the tokenizer and the output directory. A bad request therefore fails
- * here, before a weight is loaded or a file written.
+ * model and the steps, then the tokenizer, the memory estimate and the output directory. A bad request
+ * therefore fails here, before a weight is loaded or a file written.
  */
+#include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -42,20 +45,42 @@ static int64_t lf_te_vocab(const lf_st_file *st, const char *prefix) {
     return -1;
 }
 
-static void lf_gen_default_size(const lf_gen *g, int *w, int *h) {
-    const char *s = lf_st_meta(g->m->st, "lorafuse.default_size");
-    if (s) {
-        int a = 0, b = 0;
-        char x = 0;
-        if (sscanf(s, "%d%c%d", &a, &x, &b) == 3 && x == 'x' && a > 0 && b > 0) {
-            *w = a;
-            *h = b;
-            return;
-        }
+/* "WxH" with W, H multiples of 8 in [8, LF_GEN_MAX_SIZE], nothing else (strtol: no overflow). */
+static int lf_gen_parse_size(const char *s, int *w, int *h) {
+    long v[2];
+    const char *p = s;
+    for (int i = 0; i < 2; i++) {
+        if (*p < '0' || *p > '9') return 0;
+        char *end;
+        errno = 0;
+        v[i] = strtol(p, &end, 10);
+        if (errno || v[i] < 8 || v[i] > LF_GEN_MAX_SIZE || v[i] % 8) return 0;
+        p = end;
+        if (i == 0 && *p++ != 'x') return 0;
     }
+    if (*p) return 0;
+    *w = (int)v[0];
+    *h = (int)v[1];
+    return 1;
+}
+
+/* The checkpoint's default size: metadata lorafuse.default_size, else 512 (SD1/SD2) or 1024 (SDXL). An
+ * invalid value is not an error but a warning naming the file and the value, and the family default is
+ * used: a checkpoint's metadata is advisory (A1111 and SD.Next never refuse a checkpoint over it, and
+ * their size is the user's setting, 512 or 1024 by default), and --width/--height bypass it. */
+static void lf_gen_default_size(lf_gen *g, int *w, int *h) {
     int d = g->m->family == LF_FAMILY_SDXL ? 1024 : 512;
     *w = d;
     *h = d;
+    const char *s = lf_st_meta(g->m->st, "lorafuse.default_size");
+    if (!s || lf_gen_parse_size(s, w, h)) return;
+    char shown[64];
+    size_t n = strlen(s);
+    snprintf(shown, sizeof shown, "%.40s%s", s, n > 40 ? "..." : "");
+    for (char *c = shown; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f) *c = '?';
+    lf_msgs_add(&g->warnings, "%s: metadata lorafuse.default_size \"%s\" is not WxH with multiples of 8 from 8 to "
+                "%d; using %dx%d (give --width and --height to choose)", g->o.model, shown, LF_GEN_MAX_SIZE, d, d);
 }
 
 /* Defaults for the options left 0 / NULL, then the values that need no file. */
@@ -82,6 +107,19 @@ static lf_status lf_gen_check_opts(lf_gen *g) {
                       o->height, LF_GEN_MAX_SIZE);
     if (o->clip_skip < 0 || o->clip_skip > 12)
         return lf_err(LF_ERR_ARG, "clip skip must be 1 to 12 (got %d)", o->clip_skip);
+    /* seeds: -1 (random, drawn in [0, 2^32 - 3] as A1111's get_fixed_seed) or 0 .. INT64_MAX; image i gets
+     * seed + i, which must stay in range: A1111 (Python ints) hands seed + i to torch's manual_seed, which
+     * raises past 2^64 - 1; lorafuse keeps seeds in int64 and refuses before any work, never wraps */
+    int64_t n_images = (int64_t)o->batch_size * o->batch_count;
+    if (o->seed < -1)
+        return lf_err(LF_ERR_ARG, "seed %lld: a seed is -1 (random) or 0 to %lld", (long long)o->seed,
+                      (long long)INT64_MAX);
+    if (o->seed > INT64_MAX - (n_images - 1))
+        return lf_err(LF_ERR_ARG, "seed %lld with %lld images: image i gets seed + i, and the last would pass %lld "
+                      "(the largest seed); use a seed at most %lld", (long long)o->seed, (long long)n_images,
+                      (long long)INT64_MAX, (long long)(INT64_MAX - (n_images - 1)));
+    if (o->write_png && !*o->output_dir)
+        return lf_err(LF_ERR_ARG, "--output-dir is empty: give a directory (\".\" for the current one)");
     if (o->rng != LF_RNG_TORCH_CPU && o->rng != LF_RNG_NV)
         return lf_err(LF_ERR_ARG, "unknown random source %d", (int)o->rng);
     if (o->backend == LF_GEN_CUDA)
@@ -131,10 +169,10 @@ static lf_status lf_gen_check_size(lf_gen *g) {
         if (!h) h = dh;
     }
     /* any multiple of 8: the UNet takes every latent size (its upsamplers go back to the skip connections'
-     * sizes, as diffusers' upsample_size); the defaults (checkpoint metadata) are checked here too */
+     * sizes, as diffusers' upsample_size); a default is valid by construction */
     if (w < 8 || h < 8 || w % 8 || h % 8 || w > LF_GEN_MAX_SIZE || h > LF_GEN_MAX_SIZE)
-        return lf_err(LF_ERR_ARG, "size %dx%d%s: width and height must be multiples of 8, from 8 to %d", w, h,
-                      o->width && o->height ? "" : " (the model's default size)", LF_GEN_MAX_SIZE);
+        return lf_err(LF_ERR_ARG, "size %dx%d: width and height must be multiples of 8, from 8 to %d", w, h,
+                      LF_GEN_MAX_SIZE);
     o->width = w;
     o->height = h;
     return LF_OK;
@@ -155,11 +193,14 @@ lf_status lf_gen_check(lf_gen *g) {
     lf_step_opts so;
     memset(&so, 0, sizeof so);
     so.lora_dir = o->lora_dir;
+    so.lora_dir_confine = o->lora_dir_confine;
     so.lbw_presets = o->lbw_presets;
     if ((st = lf_step_plan_build(g->m, g->pr, o->steps, &so, &g->sp)) != LF_OK) return st;
+    for (size_t i = 0; i < g->sp->warnings.n; i++) lf_msgs_add(&g->warnings, "%s", g->sp->warnings.v[i]);
     if ((st = lf_gen_prompts(g)) != LF_OK) return st;
-    /* 5. tokenizer, output directory */
+    /* 5. tokenizer, memory, output directory */
     if ((st = lf_tokenizer_load_default(&g->tok)) != LF_OK) return st;
+    if ((st = lf_gen_check_memory(g)) != LF_OK) return st;
     if (o->write_png) {
         struct stat sb;
         if (stat(o->output_dir, &sb) == 0 && !S_ISDIR(sb.st_mode))

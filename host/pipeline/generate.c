@@ -13,6 +13,7 @@
 
 #include "generate_internal.h"
 #include "host/base/util.h"
+#include "host/runtime/weight_load.h"
 #include "lorafuse/lf_hash.h"
 #include "lorafuse/lf_live_weights.h"
 #include "lorafuse/lf_png.h"
@@ -66,6 +67,7 @@ void lf_gen_free(lf_gen *g) {
     free(g->info_prompt);
     free(g->lora_hashes);
     free(g->model_name);
+    lf_msgs_free(&g->warnings);
     free(g);
 }
 
@@ -97,19 +99,15 @@ lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
     g->info.batch_count = o->batch_count;
     g->info.cfg = o->cfg;
     g->info.family = lf_family_name(g->m->family);
+    g->info.mem_estimate = g->mem.total;
+    g->info.mem_limit = g->mem.limit;
+    g->info.warnings = (const char *const *)g->warnings.v;
+    g->info.n_warnings = g->warnings.n;
     *out = g;
     return LF_OK;
 }
 
 /* ---- weights ---------------------------------------------------------------------------------- */
-static lf_unet_opts lf_gen_unet_opts(const lf_gen *g) {
-    lf_unet_opts uo;
-    memset(&uo, 0, sizeof uo);
-    if (g->m->family == LF_FAMILY_SD1) uo.num_heads = 8; /* every SD1.x UNet; the context width may be small */
-    else if (g->m->family == LF_FAMILY_SD2 || g->m->family == LF_FAMILY_SDXL) uo.head_dim = 64;
-    return uo;
-}
-
 static lf_status lf_gen_load_unet(lf_gen *g, const lf_st_file *st) {
     lf_unet_opts uo = lf_gen_unet_opts(g);
     lf_unet *u = NULL;
@@ -182,6 +180,18 @@ static void lf_gen_report(lf_gen *g, int step) {
     g->progress(g->progress_ctx, &p);
 }
 
+/* A NaN or Inf in a latent spreads to the whole image: stop at the first step that has one. what: which
+ * array (the latent entering the step, the model output of the step, the final latent). */
+static lf_status lf_gen_check_latent(const lf_gen *g, int step, const float *v, size_t n, const char *what) {
+    int64_t i = lf_wts_first_nonfinite(v, (int64_t)n);
+    if (i == (int64_t)n) return LF_OK;
+    size_t per = (size_t)(4 * g->lat_h * g->lat_w);
+    return lf_err(LF_ERR_NONFINITE, "step %d of %d: %s holds %s (image %d, element %zu of %zu): the model with "
+                  "this step's weights (checkpoint and adapters at their strengths) gives non-finite values; "
+                  "nothing was written for this image", step, g->o.steps, what, lf_wts_nonfinite_name(v[i]),
+                  g->first_image + (int)((size_t)i / per) + 1, (size_t)i % per, per);
+}
+
 static lf_status lf_gen_denoise(void *ctx, int step, const float *x, float sigma, float t, float *out) {
     (void)sigma;
     lf_gen *g = ctx;
@@ -190,6 +200,8 @@ static lf_status lf_gen_denoise(void *ctx, int step, const float *x, float sigma
     int N = cfg ? 2 * n : n;
     int64_t L = c->cond.tokens, D = c->cond.width;
     size_t per = (size_t)(4 * g->lat_h * g->lat_w);
+    lf_status cs = lf_gen_check_latent(g, step, x, (size_t)n * per, "the latent entering this step");
+    if (cs != LF_OK) return cs;
     size_t need = (size_t)N * (size_t)(L * D);
     if (lf_grow(&g->ctx, &g->ctx_cap, need)) return lf_err(LF_ERR_NOMEM, "out of memory");
     size_t one = (size_t)(L * D);
@@ -234,6 +246,7 @@ static lf_status lf_gen_denoise(void *ctx, int step, const float *x, float sigma
     } else {
         memcpy(out, g->out2, tot * sizeof(float));
     }
+    if ((s = lf_gen_check_latent(g, step, out, tot, "the UNet's prediction")) != LF_OK) return s;
     lf_gen_report(g, step);
     return LF_OK;
 }
@@ -296,7 +309,7 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
         g->run_n = n;
         g->first_image = index;
         for (int i = 0; i < n; i++) {
-            int64_t sd = index + i == 0 ? seed0 : seed0 + index + i;
+            int64_t sd = index + i == 0 ? seed0 : seed0 + index + i; /* in range: lf_gen_check */
             if ((s = lf_rng_init(&rngs[i], o->rng, sd)) != LF_OK) break;
             if (index + i == 0) seed0 = rngs[0].seed; /* -1 resolved */
             lf_sampler_init_latent(smp, &rngs[i], x + (size_t)i * per, per);
@@ -305,6 +318,7 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
         g->run_t0 = lf_clock_s();
         lf_gen_report(g, 0);
         s = lf_sampler_run(smp, x, (size_t)n * per, stoch ? &rngs[0] : NULL, &scb);
+        if (!s) s = lf_gen_check_latent(g, o->steps, x, (size_t)n * per, "the final latent");
         if (s) break;
         double t_sample = (lf_clock_s() - g->run_t0) / n;
         for (int i = 0; i < n && !s; i++)

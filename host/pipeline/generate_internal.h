@@ -4,8 +4,9 @@
  *   gen_check.c   every check lf_gen_open makes before any work (options, model parts, size, adapters)
  *   gen_cond.c    the prompt text the encoders see, and its conditioning cached per text-encoder set
  *   gen_output.c  what an image leaves behind: decode, PNG file with its A1111 parameters, callback
+ *   gen_memory.c  the memory a call will need (estimated from the checkpoint before loading) and may use
  *
- * Calls go generate.c -> gen_check.c -> gen_cond.c, gen_output.c (never back up).
+ * Calls go generate.c -> gen_check.c -> gen_cond.c, gen_output.c, gen_memory.c (never back up).
  */
 #ifndef LF_GENERATE_INTERNAL_H
 #define LF_GENERATE_INTERNAL_H
@@ -27,6 +28,12 @@ typedef struct {
     int have;
 } lf_gen_cond;
 
+/* The memory estimate of gen_memory.c, in bytes. */
+typedef struct {
+    uint64_t weights, patched, buffers, unet, vae, scratch, total;
+    uint64_t limit;            /* the limit checked against (0: unknown, not checked) */
+} lf_gen_mem;
+
 struct lf_gen {
     lf_gen_opts o;
     lf_gen_info info;
@@ -44,6 +51,8 @@ struct lf_gen {
     char *lora_hashes;
     char *model_name;
     char sampler_name[64];
+    lf_gen_mem mem;
+    lf_msgs warnings;          /* the checks' warnings, then the step plan's (lf_gen_info.warnings) */
     size_t n_jobs_total;
     lf_gen_progress_fn progress;
     void *progress_ctx;
@@ -68,6 +77,13 @@ struct lf_gen {
  * image size and the adapters in that order, and prepare the prompts, tokenizer and output names;
  * the first failure is returned. No model weights are loaded and nothing is written. */
 lf_status lf_gen_check(lf_gen *g);
+
+/* gen_memory.c */
+/* The UNet options of the checkpoint's family (heads rule). */
+lf_unet_opts lf_gen_unet_opts(const lf_gen *g);
+/* Fill g->mem and refuse (LF_ERR_ARG, the estimate and its parts in the message) when the estimate is
+ * over the limit and force_size is not set. Needs the step plan and the checked size. */
+lf_status lf_gen_check_memory(lf_gen *g);
 
 /* gen_cond.c */
 /* g->prompt (tags removed, with --auto-trigger the adapters' trigger words appended) and

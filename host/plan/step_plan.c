@@ -418,7 +418,8 @@ lf_status lf_step_plan_build(const lf_model *model, const lf_prompt *prompt, int
     char **paths = calloc(n + 1, sizeof *paths);
     lf_status st = !first || !paths ? lf_err(LF_ERR_NOMEM, "out of memory") : lf_step_group(prompt, NULL, first, NULL);
     lf_lora_dir *dir = NULL;
-    if (st == LF_OK && (st = lf_lora_dir_open(opts ? opts->lora_dir : NULL, &dir)) != LF_OK) st = lf_err_escape(st);
+    lf_lora_dir_opts lo = {opts ? opts->lora_dir_confine : 0};
+    if (st == LF_OK && (st = lf_lora_dir_scan(opts ? opts->lora_dir : NULL, &lo, &dir)) != LF_OK) st = lf_err_escape(st);
     for (size_t i = 0; i < n && st == LF_OK; i++) {
         const lf_tag *t = &prompt->tags[i];
         if (first[i] != i) {

@@ -84,6 +84,7 @@ static float *load(loader *L, const char *suffix, int ndim, int64_t *shape) {
                        got, want);
         return NULL;
     }
+    if ((L->st = lf_wts_check_dtype(lf_st_path(L->f), name, v.dtype)) != LF_OK) return NULL;
     for (int i = 0; i < ndim; i++) shape[i] = v.shape[i];
     int64_t n = lf_view_numel(&v);
     float *p = malloc((size_t)(n ? n : 1) * sizeof *p);
@@ -96,6 +97,10 @@ static float *load(loader *L, const char *suffix, int ndim, int64_t *shape) {
         free(p);
         L->st = lf_err(st, "%s: text encoder tensor %s: dtype %s cannot be read as f32", lf_st_path(L->f), name,
                        lf_dtype_name(v.dtype));
+        return NULL;
+    }
+    if ((L->st = lf_wts_check_finite(lf_st_path(L->f), name, p, n)) != LF_OK) {
+        free(p);
         return NULL;
     }
     if (lf_wts_add(&L->e, &L->n, &L->cap, name + strlen(L->prefix), p, v.ndim, v.shape, 0) != LF_OK) {

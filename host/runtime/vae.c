@@ -15,6 +15,7 @@
 
 #include "kernels/cpu/nn/lf_nn.h"
 #include "lorafuse/lf_vae.h"
+#include "model_mem.h"
 #include "weight_load.h"
 
 #define LF_VA_EPS 1e-6f
@@ -228,8 +229,9 @@ void lf_vae_free(lf_vae *v) {
     free(v);
 }
 
-lf_status lf_va_load_src(const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias, const char *label,
-                         lf_family family, const lf_vae_opts *opts, lf_vae **out) {
+/* lf_va_load_src with the lf_wts borrow mode (0, or LF_WTS_SHAPES for lf_vae_load_shapes). */
+static lf_status lf_va_load_mode(const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias, const char *label,
+                                 lf_family family, const lf_vae_opts *opts, int borrow, lf_vae **out) {
     *out = NULL;
     lf_vae_opts o;
     memset(&o, 0, sizeof o);
@@ -248,7 +250,7 @@ lf_status lf_va_load_src(const lf_st_file *st, const lf_wts_alias *alias, size_t
     lf_vae *v = calloc(1, sizeof *v);
     if (!v) return lf_err(LF_ERR_NOMEM, "%s: out of memory", file);
     lf_va_ctx c;
-    lf_wts_init_src(&c.w, st, alias, n_alias, file, 0, prefix);
+    lf_wts_init_src(&c.w, st, alias, n_alias, file, borrow, prefix);
     c.file = file;
     if (!lf_wts_find(&c.w, "decoder.conv_in.weight")) {
         free(v);
@@ -269,6 +271,15 @@ lf_status lf_va_load_src(const lf_st_file *st, const lf_wts_alias *alias, size_t
     lf_wts_release(&c.w, &v->wts, &v->n_wts);
     *out = v;
     return LF_OK;
+}
+
+lf_status lf_va_load_src(const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias, const char *label,
+                         lf_family family, const lf_vae_opts *opts, lf_vae **out) {
+    return lf_va_load_mode(st, alias, n_alias, label, family, opts, 0, out);
+}
+
+lf_status lf_vae_load_shapes(const lf_st_file *st, lf_family family, lf_vae **out) {
+    return lf_va_load_mode(st, NULL, 0, NULL, family, NULL, LF_WTS_SHAPES, out);
 }
 
 lf_status lf_vae_load(const lf_st_file *st, lf_family family, const lf_vae_opts *opts, lf_vae **out) {
@@ -402,6 +413,41 @@ lf_status lf_vae_decode(const lf_vae *v, float *img, const float *latents, int64
 done:
     free(s), free(t), free(x);
     return st;
+}
+
+/* ---- memory of a decode (model_mem.h) -------------------------------------------------------------
+ * The buffers lf_vae_decode and the functions it calls allocate, in their order (lf_mem_track counts
+ * floats). Keep in step with the code above. */
+/* lf_va_res_step on h (N, cin, S): o, then a and b inside lf_va_res_fwd; h is freed after. */
+static void lf_va_mem_res(lf_mem_track *m, const lf_va_res *r, double N, double S) {
+    double in = N * (double)r->cin * S, o = N * (double)r->cout * S;
+    lf_mem_alloc(m, o);
+    lf_mem_alloc(m, in + o); /* a, b */
+    m->live -= in + o + in;     /* a, b, then the input */
+}
+
+uint64_t lf_vae_decode_peak(const lf_vae *v, int64_t N, int64_t h, int64_t w) {
+    const lf_va_coder *d = &v->dec;
+    double n = (double)N, S = (double)h * (double)w, z = (double)v->arch.latent_channels;
+    lf_mem_track m = {0, 0};
+    lf_mem_alloc(&m, 2 * n * z * S);                     /* s, t */
+    lf_mem_alloc(&m, n * (double)d->conv_in.out * S);    /* x */
+    lf_va_mem_res(&m, &d->mid1, n, S);
+    double C = (double)d->attn.C;
+    lf_mem_alloc(&m, 5 * n * S * C);                     /* g, t, q, k, v of the attention */
+    m.live -= 5 * n * S * C;
+    lf_va_mem_res(&m, &d->mid2, n, S);
+    for (int i = d->n - 1; i >= 0; i--) {
+        const lf_va_level *lv = &d->lv[i];
+        for (int j = 0; j < lv->n_res; j++) lf_va_mem_res(&m, &lv->res[j], n, S);
+        if (lv->resample.w) {
+            double c = (double)lv->resample.in, x = n * c * S;
+            lf_mem_alloc(&m, 2 * 4 * x);                 /* u, y at twice the size */
+            m.live -= 4 * x + x;                            /* u, then the old x */
+            S *= 4;
+        }
+    }
+    return (uint64_t)(m.peak * sizeof(float));
 }
 
 lf_status lf_vae_encode(const lf_vae *v, float *latents, float *logvar, const float *img, int64_t N,

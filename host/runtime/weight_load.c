@@ -3,6 +3,7 @@
  * VAE loaders (weight_load.h).
  * Conversion f32/f16/bf16 -> f32 is lf_view_to_f32 (exact for f16 and bf16).
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@ void lf_wts_init_src(lf_wts *w, const lf_st_file *st, const lf_wts_alias *alias,
                      const char *label, int borrow, const char *prefix) {
     lf_wts_init(w, st, prefix);
     if (alias) lf_wts_set_alias(w, alias, n_alias, label, borrow);
+    else if (borrow == LF_WTS_SHAPES) w->borrow = borrow;
 }
 
 const char *lf_wts_pick_prefix(const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias,
@@ -77,6 +79,45 @@ const lf_st_tensor *lf_wts_find(const lf_wts *w, const char *fmt, ...) {
     lf_wts_name(w, name, sizeof name, fmt, ap);
     va_end(ap);
     return lf_wts_lookup(w, name);
+}
+
+lf_status lf_wts_check_dtype(const char *file, const char *name, lf_dtype dt) {
+    switch (dt) {
+    case LF_F16: case LF_BF16: case LF_F32: case LF_F64: case LF_F8_E4M3: case LF_F8_E5M2: return LF_OK;
+    default:
+        return lf_err(LF_ERR_DTYPE, "%s: tensor \"%s\" has dtype %s: a model weight must be a float tensor "
+                      "(F16, BF16, F32, F64, F8_E4M3, F8_E5M2); the file is damaged or not a checkpoint",
+                      file, name, lf_dtype_name(dt));
+    }
+}
+
+int64_t lf_wts_first_nonfinite(const float *x, int64_t n) {
+    /* exponent bits all ones: Inf or NaN; an OR over blocks vectorises, the element is found after */
+    const int64_t blk = 4096;
+    for (int64_t i0 = 0; i0 < n; i0 += blk) {
+        int64_t i1 = i0 + blk < n ? i0 + blk : n;
+        uint32_t bad = 0;
+        for (int64_t i = i0; i < i1; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], sizeof u);
+            bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+        }
+        if (!bad) continue;
+        for (int64_t i = i0; i < i1; i++)
+            if (!isfinite(x[i])) return i;
+    }
+    return n;
+}
+
+const char *lf_wts_nonfinite_name(float v) {
+    return isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf";
+}
+
+lf_status lf_wts_check_finite(const char *file, const char *name, const float *x, int64_t n) {
+    int64_t i = lf_wts_first_nonfinite(x, n);
+    if (i == n) return LF_OK;
+    return lf_err(LF_ERR_NONFINITE, "%s: tensor \"%s\" holds a non-finite value (%s at element %lld of %lld): the "
+                  "checkpoint is damaged", file, name, lf_wts_nonfinite_name(x[i]), (long long)i, (long long)n);
 }
 
 lf_status lf_wts_fail(lf_wts *w, lf_status st) {
@@ -155,10 +196,20 @@ float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...) {
         lf_wts_fail(w, LF_ERR_SHAPE);
         return NULL;
     }
+    if (lf_wts_check_dtype(file, shown, t->dtype) != LF_OK) {
+        lf_wts_fail(w, LF_ERR_DTYPE);
+        return NULL;
+    }
     for (int i = 0; i < en; i++) shape[i] = t->shape[i];
     for (int i = en; i < ndim; i++) shape[i] = 1;
     lf_view v = lf_st_view(t);
     int64_t numel = lf_view_numel(&v);
+    if (w->borrow == LF_WTS_SHAPES) { /* structure only: count it, hold nothing */
+        static float placeholder[1];
+        w->loaded++;
+        w->floats += numel;
+        return placeholder;
+    }
     float *buf = NULL;
     int owned = 1;
     if (w->borrow && al && t->dtype == LF_F32) {
@@ -179,6 +230,11 @@ float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...) {
             lf_wts_fail(w, st);
             return NULL;
         }
+    }
+    if (lf_wts_check_finite(file, shown, buf, numel) != LF_OK) {
+        if (owned) free(buf);
+        lf_wts_fail(w, LF_ERR_NONFINITE);
+        return NULL;
     }
     if (lf_wts_add(&w->e, &w->n, &w->cap, name + strlen(w->prefix), buf, t->ndim, t->shape, owned) != LF_OK) {
         if (owned) free(buf);

@@ -5,14 +5,17 @@
  * Every name is `prefix` + a printf-formatted suffix ("model.diffusion_model." + "out.2.weight").
  * lf_wts_load checks the tensor against an expected shape, where a negative entry accepts any size
  * and is filled with the actual one; (a, b) and (a, b, 1, 1) match each other (Linear vs 1x1 conv
- * spellings of the same weight). The first failure (missing tensor, wrong shape, dtype, memory) is
- * kept in w->status with an lf_err message naming the file and the tensor; later calls do nothing and
- * return NULL, so a loader reads a whole layer and checks w->status once.
+ * spellings of the same weight). The first failure (missing tensor, wrong shape, dtype, non-finite
+ * value, memory) is kept in w->status with an lf_err message naming the file and the tensor; later
+ * calls do nothing and return NULL, so a loader reads a whole layer and checks w->status once.
  *
  * Tensor source: the lf_st_file, or (lf_wts_set_alias) a name-sorted table of tensors standing for it
  * (a diffusers file under LDM names, or in-memory views); each alias may carry the name it has in its
  * own file, used in error messages. With `borrow`, F32 alias data is used in place (no copy, not
  * owned, not refreshable).
+ * With borrow = LF_WTS_SHAPES (any source) nothing is converted or held: lf_wts_load checks the name,
+ * shape and dtype, counts the values and returns a placeholder pointer, so a loader builds a model's
+ * structure and arch from the keys and shapes alone (model_mem.h: memory estimates before loading).
  * The entries stay owned by the lf_wts until lf_wts_release hands the list (sorted by key) to the model.
  * lf_wts_load_lin / lf_wts_load_norm read the Linear, conv and norm layers the UNet and the VAE are
  * built from (lf_wts_lin, lf_wts_norm).
@@ -42,6 +45,9 @@ typedef struct lf_wts_alias {
     lf_st_tensor t;         /* t.name: the name the loader asks for (prefix + suffix) */
     const char *orig;       /* name in its own file (messages), or NULL */
 } lf_wts_alias;
+
+/* borrow value of a structure-only load (see above) */
+#define LF_WTS_SHAPES (-1)
 
 typedef struct lf_wts {
     const lf_st_file *st;
@@ -84,6 +90,18 @@ float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
+/* What every loaded weight must be, checked once at load (lf_wts_load, and clip_load.c for its own
+ * buffers): a float dtype (F16, BF16, F32, F64, F8_E4M3, F8_E5M2) -- an integer or boolean tensor where
+ * a weight belongs is a damaged or mislabeled file, not a quantisation lorafuse knows (LF_ERR_DTYPE) --
+ * and, after the conversion to f32, finite values (LF_ERR_NONFINITE: a NaN or Inf weight spreads to
+ * every pixel). Messages name the file and the tensor (and the first bad element). One pass over the
+ * f32 data, no extra memory. */
+lf_status lf_wts_check_dtype(const char *file, const char *name, lf_dtype dt);
+lf_status lf_wts_check_finite(const char *file, const char *name, const float *x, int64_t n);
+/* Index of the first NaN or Inf in x[0..n), or n when every value is finite; and "NaN", "+Inf" or
+ * "-Inf" for such a value (messages). Also the per-step latent check of generate. */
+int64_t lf_wts_first_nonfinite(const float *x, int64_t n);
+const char *lf_wts_nonfinite_name(float v);
 /* Record a failure found by the caller (message already set by lf_err); keeps the first one. */
 lf_status lf_wts_fail(lf_wts *w, lf_status st);
 /* Append an entry (key copied); used by loaders that keep their own buffers (clip_load.c). */

@@ -1,10 +1,12 @@
 /* lf_generate.h: text-to-image with scheduled LoRA-family adapters (`lorafuse generate`).
  *
  * Pipeline (docs/generate.md), diffusers StableDiffusionPipeline / A1111 txt2img semantics:
- *   1. checks, before any work (lf_gen_open): sampler name, size (multiples of 8), steps, batch, model
- *      parts (UNet, VAE, text encoder(s), a vocabulary the CLIP tokenizer fits), the prompt's
- *      `<lora:...>` tags against the LoRA directory, the model and the step count (lf_step_plan_build,
- *      P9), the backend. Nothing is loaded or written when one fails.
+ *   1. checks, before any work (lf_gen_open): sampler name, size (multiples of 8), steps, batch, seed
+ *      range, model parts (UNet, VAE, text encoder(s), a vocabulary the CLIP tokenizer fits), the
+ *      prompt's `<lora:...>` tags against the LoRA directory, the model and the step count
+ *      (lf_step_plan_build, P9), the backend, the memory estimate against the memory available. Nothing
+ *      is loaded or written when one fails. At load, every weight must be a float tensor with finite
+ *      values; during sampling, a NaN or Inf in a latent stops the call at that step.
  *   2. load UNet, VAE and text encoder(s) in f32 (lf_unet.h, lf_vae.h, lf_clip.h).
  *   3. per run of the sampler: the initial latent of each image from its own generator (lf_rng.h,
  *      seed + image index as A1111), then lf_sampler_run; before each step the step plan's CPU backend
@@ -59,17 +61,22 @@ typedef struct lf_gen_opts {
     int steps;                 /* 0: LF_GEN_DEFAULT_STEPS */
     const char *sampler;       /* NULL: LF_GEN_DEFAULT_SAMPLER (lf_sampler.h names) */
     double cfg;                /* guidance scale (lf_gen_opts_default: 7) */
-    int64_t seed;              /* -1: random (recorded) */
+    int64_t seed;              /* -1: random in [0, 2^32 - 3] (recorded); else 0 .. INT64_MAX, and image i
+                                * gets seed + i, which must not pass INT64_MAX (refused up front) */
     int width, height;         /* 0: the model's default (metadata lorafuse.default_size, else 512 SD1/SD2, 1024 SDXL) */
     int batch_size, batch_count; /* 0: 1 */
     const char *lora_dir;      /* NULL: models/lora */
+    int lora_dir_confine;      /* refuse symbolic links out of lora_dir (lf_lora_dir.h); 0: follow them */
     const char *lbw_presets;   /* NULL: built-in presets only */
     int auto_trigger;          /* append the adapters' trigger words to the prompt */
-    const char *output_dir;    /* NULL: LF_GEN_DEFAULT_OUTDIR */
+    const char *output_dir;    /* NULL: LF_GEN_DEFAULT_OUTDIR; "" is refused */
     lf_gen_backend backend;
     lf_rng_kind rng;           /* LF_RNG_TORCH_CPU (diffusers' CPU generator) or LF_RNG_NV */
     int clip_skip;             /* A1111 clip skip (0 or 1: last layer) */
     int write_png;             /* 0: nothing is written (tests) */
+    uint64_t mem_limit;        /* bytes the call may use; 0: what the system can give now (MemAvailable,
+                                * cgroup v2 memory.max) */
+    int force_size;            /* run even when the memory estimate is over the limit */
 } lf_gen_opts;
 
 void lf_gen_opts_default(lf_gen_opts *o);
@@ -99,6 +106,11 @@ typedef struct lf_gen_info {
     const char *family;
     size_t n_adapters;         /* adapters not dropped */
     size_t te_encodes;         /* text-encoder runs the plan needs per sampler run */
+    uint64_t mem_estimate;     /* bytes the call is expected to need at its peak (docs/generate.md "Memory") */
+    uint64_t mem_limit;        /* the limit it was checked against; 0: unknown, not checked */
+    const char *const *warnings; /* what the checks noticed but did not refuse (an invalid default-size
+                                  * metadata, the step plan's warnings), one line each */
+    size_t n_warnings;
 } lf_gen_info;
 
 typedef struct lf_gen lf_gen;

@@ -44,6 +44,7 @@ extern "C" {
 
 typedef struct lf_step_opts {
     const char *lora_dir;       /* NULL: LF_LORA_DIR_DEFAULT (lf_step_plan_build only) */
+    int lora_dir_confine;       /* refuse symbolic links out of lora_dir (lf_lora_dir_opts.confine) */
     const char *lbw_presets;    /* user LBW presets file, or NULL */
     lf_plan_opts plan;          /* allow_unmatched, allow_family */
 } lf_step_opts;

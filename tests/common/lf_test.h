@@ -3,6 +3,7 @@
  * LF_CHECK(cond, fmt, ...) records a failure with file:line and a message and carries on;
  * lf_test_finish() prints "N passed, N failed" (the closing line CI reads) and returns the exit code.
  * LF_SKIP() exits with 77, which CTest reports as skipped.
+ * LF_TEST_SANITIZED is defined in the ASan build (tests that measure memory or time skip themselves).
  */
 #ifndef LF_TEST_H
 #define LF_TEST_H
@@ -11,6 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define LF_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LF_TEST_SANITIZED 1
+#endif
+#endif
 
 static int lf_test_passed, lf_test_failed;
 

@@ -481,10 +481,70 @@ static void test_errors(const char *tmp) {
     lf_gen *g = NULL;
     /* a key frame past the last step is a warning, not an error (docs/prompt-tags.md) */
     LF_CHECK(lf_gen_open(&o, &g) == LF_OK, "late key frame: %s", lf_last_error());
+    LF_CHECK(g && lf_gen_get_info(g)->n_warnings >= 1,
+             "late key frame: the step plan's warning is in lf_gen_info (%zu)", g ? lf_gen_get_info(g)->n_warnings : 0);
     lf_gen_free(g);
+    g = NULL;
     o = base_opts(dir);
     o.backend = LF_GEN_CUDA;
     expect_fail("cuda backend", &o, LF_ERR_UNSUPPORTED, "no GPU path");
+    /* seeds: -1 or 0 .. INT64_MAX, seed + image index in range (never wrapped) */
+    o = base_opts(dir);
+    o.seed = -2;
+    expect_fail("seed -2", &o, LF_ERR_ARG, "-1 (random) or 0 to 9223372036854775807");
+    o.seed = INT64_MAX;
+    o.batch_size = 2;
+    expect_fail("seed overflow", &o, LF_ERR_ARG, "use a seed at most 9223372036854775806");
+    o.batch_size = 1;
+    o.batch_count = 3;
+    o.seed = INT64_MAX - 2; /* the last image gets INT64_MAX exactly */
+    LF_CHECK(lf_gen_open(&o, &g) == LF_OK, "seed INT64_MAX - 2 with 3 images: %s", lf_last_error());
+    lf_gen_free(g);
+    g = NULL;
+    o = base_opts(dir);
+    o.output_dir = "";
+    expect_fail("empty output dir", &o, LF_ERR_ARG, "--output-dir is empty");
+    o.write_png = 0; /* nothing written: no directory needed */
+    LF_CHECK(lf_gen_open(&o, &g) == LF_OK, "empty output dir without PNG: %s", lf_last_error());
+    lf_gen_free(g);
+    g = NULL;
+    /* an invalid default-size metadata: a warning naming file and value, the family default used */
+    char badsize[512];
+    snprintf(badsize, sizeof badsize, "%s/badsize.safetensors", tmp);
+    const char *const badmeta[] = {"lorafuse.default_size", "512x513", NULL};
+    lf_test_st_edit bad_size = {0};
+    bad_size.copy_meta = 1;
+    bad_size.meta = badmeta;
+    LF_CHECK(lf_test_st_copy(MODEL, badsize, &bad_size), "write %s: %s", badsize, lf_last_error());
+    o = base_opts(dir);
+    o.model = badsize;
+    LF_CHECK(lf_gen_open(&o, &g) == LF_OK, "bad default size: %s", lf_last_error());
+    if (g) {
+        const lf_gen_info *in = lf_gen_get_info(g);
+        char want[1024];
+        snprintf(want, sizeof want, "%s: metadata lorafuse.default_size \"512x513\" is not WxH with multiples of 8 "
+                 "from 8 to 8192; using 512x512", badsize);
+        LF_CHECK(in->width == 512 && in->height == 512 && in->n_warnings == 1 &&
+                     !strncmp(in->warnings[0], want, strlen(want)),
+                 "bad default size: %dx%d, %zu warnings: %s", in->width, in->height, in->n_warnings,
+                 in->n_warnings ? in->warnings[0] : "");
+    }
+    lf_gen_free(g);
+    g = NULL;
+    /* memory: the estimate against a limit, --force-size */
+    o = base_opts(dir);
+    o.width = o.height = 64;
+    o.mem_limit = 1 << 20;
+    expect_fail("memory limit", &o, LF_ERR_ARG, "more than the 1 MiB available (--memory-limit)");
+    o.force_size = 1;
+    LF_CHECK(lf_gen_open(&o, &g) == LF_OK && lf_gen_get_info(g)->mem_estimate > (1 << 20) &&
+                 lf_gen_get_info(g)->mem_limit == (1 << 20), "forced: %s", lf_last_error());
+    lf_gen_free(g);
+    g = NULL;
+    o = base_opts(dir);
+    o.width = o.height = 8192;
+    o.mem_limit = (uint64_t)8 << 30;
+    expect_fail("8192x8192", &o, LF_ERR_ARG, "8192x8192 with 1 image(s) per sampler run needs about ");
     o = base_opts(dir);
     o.model = "models/tiny-sd15.safetensors";
     expect_fail("small vocabulary", &o, LF_ERR_MODEL, "1000-token vocabulary");

@@ -45,8 +45,10 @@ static inline float lf_nn_expf(float x) {
     xc = xc < -87.33f ? -87.33f : xc;
     float t = xc * log2e + shifter;
     float nf = t - shifter; /* round(xc * log2e) */
-    union { float f; int32_t i; } ut = {t}, sc;
-    int32_t n = ut.i - 0x4B400000; /* bits of the shifter */
+    /* unsigned bit arithmetic: for finite x, n + 127 lies in [1, 254]; a NaN's bits give any value,
+     * which must not be a signed shift (its result is NaN anyway: r and p are NaN) */
+    union { float f; uint32_t u; } ut = {t}, sc;
+    uint32_t n = ut.u - 0x4B400000u; /* bits of the shifter */
     float r = xc - nf * ln2_hi;
     r = r - nf * ln2_lo;
     float p = 1.0f / 5040.0f;
@@ -57,7 +59,7 @@ static inline float lf_nn_expf(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    sc.i = (n + 127) << 23;
+    sc.u = (n + 127u) << 23;
     float y = p * sc.f;
     return x < -87.33f ? 0.0f : y;
 }

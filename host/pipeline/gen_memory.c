@@ -1,0 +1,190 @@
+/* gen_memory.c: the memory one generate call will need, estimated from the checkpoint before anything is
+ * loaded, and the memory it may use; lf_gen_check refuses a request over the limit unless forced.
+ *
+ * Estimate (bytes; docs/generate.md "Memory"):
+ *   weights   4 * (UNet + VAE + text-encoder values): every weight is held once in f32
+ *   patched   the adapters' target layers in their checkpoint dtype (the CPU backend's pristine copies)
+ *   buffers   per sampler run of R images (R = batch size, 1 for ancestral/SDE samplers), n = R * 4 * h * w
+ *             latent values: x, the UNet's input and output pair (2 * 2n), the sampler's six work
+ *             arrays (6n): 11n floats; the decoded image 3 * H * W floats and its 8-bit copy
+ *   peak      the larger of one UNet forward on 2R latents with CFG (R without) and one VAE decode of
+ *             one latent (model_mem.h: the runtime's buffers replayed with the model's real widths)
+ *   scratch   32 MiB per worker thread (the pool's im2col bands and attention score blocks, OpenBLAS's
+ *             per-thread buffer)
+ * Text-encoder activations (77-token windows) and the mapped checkpoint file (page cache, reclaimable)
+ * are left out. The UNet and VAE structures come from shapes-only loads, which also refuse a
+ * non-float weight before any loading.
+ * Limit: lf_gen_opts.mem_limit when set, else what the system can give now: the smaller of
+ * /proc/meminfo MemAvailable and the cgroup v2 room (memory.max - memory.current + its page cache), else
+ * sysconf(_SC_AVPHYS_PAGES); unknown: no check.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "generate_internal.h"
+#include "host/base/pool.h"
+#include "host/base/util.h"
+#include "host/runtime/model_mem.h"
+
+#define LF_GEN_MEM_SCRATCH ((uint64_t)32 << 20) /* per thread: pool scratch and OpenBLAS's buffer */
+#define LF_GEN_MEM_TOKENS 77                   /* one prompt window */
+
+lf_unet_opts lf_gen_unet_opts(const lf_gen *g) {
+    lf_unet_opts uo;
+    memset(&uo, 0, sizeof uo);
+    if (g->m->family == LF_FAMILY_SD1) uo.num_heads = 8; /* every SD1.x UNet; the context width may be small */
+    else if (g->m->family == LF_FAMILY_SD2 || g->m->family == LF_FAMILY_SDXL) uo.head_dim = 64;
+    return uo;
+}
+
+/* First number of the line of /proc/meminfo that starts with key, in bytes (0: none). */
+static uint64_t lf_meminfo(const char *key) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    uint64_t v = 0;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, kl) && line[kl] == ':') {
+            unsigned long long kb = 0;
+            if (sscanf(line + kl + 1, "%llu", &kb) == 1 && kb < UINT64_MAX / 1024) v = (uint64_t)kb * 1024;
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* A number (or "max") read from a cgroup file; UINT64_MAX for "max" or when absent. */
+static uint64_t lf_cgroup_value(const char *dir, const char *name) {
+    char path[512], buf[64];
+    if (snprintf(path, sizeof path, "/sys/fs/cgroup%s/%s", dir, name) >= (int)sizeof path) return UINT64_MAX;
+    FILE *f = fopen(path, "r");
+    if (!f) return UINT64_MAX;
+    unsigned long long v = 0;
+    int ok = fgets(buf, sizeof buf, f) && sscanf(buf, "%llu", &v) == 1;
+    fclose(f);
+    return ok ? (uint64_t)v : UINT64_MAX;
+}
+
+/* The "file" line of a cgroup's memory.stat: page cache charged to it, which the kernel reclaims when
+ * the cgroup needs memory (0 when absent). */
+static uint64_t lf_cgroup_file_cache(const char *dir) {
+    char path[512], line[256];
+    if (snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.stat", dir) >= (int)sizeof path) return 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    unsigned long long v = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "file ", 5)) {
+            if (sscanf(line + 5, "%llu", &v) != 1) v = 0;
+            break;
+        }
+    fclose(f);
+    return (uint64_t)v;
+}
+
+/* Bytes this process's cgroup (v2) may still allocate: memory.max - (memory.current - page cache);
+ * UINT64_MAX when unlimited or unknown. */
+static uint64_t lf_cgroup_room(void) {
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (!f) return UINT64_MAX;
+    char line[512], dir[512] = "";
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "0::", 3)) {
+            snprintf(dir, sizeof dir, "%s", line + 3);
+            dir[strcspn(dir, "\n")] = '\0';
+            break;
+        }
+    fclose(f);
+    if (!*dir) return UINT64_MAX;
+    if (!strcmp(dir, "/")) dir[0] = '\0';
+    uint64_t max = lf_cgroup_value(dir, "memory.max"), cur = lf_cgroup_value(dir, "memory.current");
+    if (max == UINT64_MAX) return UINT64_MAX;
+    if (cur == UINT64_MAX) return max;
+    uint64_t cache = lf_cgroup_file_cache(dir);
+    cur = cache < cur ? cur - cache : 0;
+    return cur >= max ? 0 : max - cur;
+}
+
+/* Memory the system can give now, and where the number comes from; 0 when unknown. */
+static uint64_t lf_mem_available(const char **from) {
+    uint64_t v = lf_meminfo("MemAvailable"), room = lf_cgroup_room();
+    *from = "MemAvailable";
+    if (!v) {
+        long pages = sysconf(_SC_AVPHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        if (pages > 0 && psz > 0) v = (uint64_t)pages * (uint64_t)psz;
+        *from = "free physical memory";
+    }
+    if (room < v || (!v && room != UINT64_MAX)) {
+        v = room;
+        *from = "the cgroup's memory.max";
+    }
+    return v;
+}
+
+/* Float values of the tensors under a text encoder's key prefix (what lf_clip_load converts). */
+static uint64_t lf_te_values(const lf_st_file *st, const char *prefix) {
+    uint64_t n = 0;
+    if (!prefix) return 0;
+    for (size_t i = 0; i < lf_st_count(st); i++) {
+        const lf_st_tensor *t = lf_st_at(st, i);
+        if (!lf_has_prefix(t->name, prefix) || t->dtype == LF_I64 || t->dtype == LF_I32) continue;
+        uint64_t k = 1;
+        for (int d = 0; d < t->ndim; d++) k *= (uint64_t)t->shape[d];
+        n += k;
+    }
+    return n;
+}
+
+/* "1.25 GiB", "310 MiB" */
+typedef struct {
+    char s[32];
+} lf_size_str;
+
+static lf_size_str lf_size(uint64_t b) {
+    lf_size_str r;
+    if (b >= (uint64_t)1 << 30) snprintf(r.s, sizeof r.s, "%.2f GiB", (double)b / (double)((uint64_t)1 << 30));
+    else snprintf(r.s, sizeof r.s, "%.0f MiB", (double)b / (double)(1 << 20));
+    return r;
+}
+
+lf_status lf_gen_check_memory(lf_gen *g) {
+    const lf_gen_opts *o = &g->o;
+    lf_unet_opts uo = lf_gen_unet_opts(g);
+    lf_unet *u = NULL;
+    lf_vae *v = NULL;
+    lf_status st = lf_unet_load_shapes(g->m->st, &uo, &u);
+    if (st == LF_OK) st = lf_vae_load_shapes(g->m->st, g->m->family, &v);
+    if (st != LF_OK) {
+        lf_unet_free(u);
+        return st;
+    }
+    int stoch = g->scfg.kind == LF_SAMPLER_EULER_A || g->scfg.kind == LF_SAMPLER_DPMPP_2M_SDE;
+    int64_t R = stoch ? 1 : o->batch_size, h = o->height / 8, w = o->width / 8;
+    uint64_t n = (uint64_t)R * 4 * (uint64_t)h * (uint64_t)w, px = (uint64_t)o->width * (uint64_t)o->height;
+    lf_gen_mem *m = &g->mem;
+    memset(m, 0, sizeof *m);
+    m->weights = 4 * ((uint64_t)lf_unet_get_arch(u)->n_params + (uint64_t)lf_vae_get_arch(v)->n_params +
+                      lf_te_values(g->m->st, g->te_p1) + (g->tef == LF_TE_SDXL ? lf_te_values(g->m->st, g->te_p2) : 0));
+    for (size_t j = 0; j < g->sp->plan->n_jobs; j++)
+        m->patched += g->sp->plan->jobs[j].target->end - g->sp->plan->jobs[j].target->begin;
+    m->buffers = 4 * 11 * n + 4 * 3 * px + 3 * px;
+    m->unet = lf_unet_forward_peak(u, (o->cfg > 1.0 ? 2 : 1) * R, h, w, LF_GEN_MEM_TOKENS);
+    m->vae = lf_vae_decode_peak(v, 1, h, w);
+    m->scratch = (uint64_t)lf_par_threads() * LF_GEN_MEM_SCRATCH;
+    m->total = m->weights + m->patched + m->buffers + (m->unet > m->vae ? m->unet : m->vae) + m->scratch;
+    lf_unet_free(u);
+    lf_vae_free(v);
+    const char *from = "--memory-limit";
+    m->limit = o->mem_limit ? o->mem_limit : lf_mem_available(&from);
+    if (!m->limit || m->total <= m->limit || o->force_size) return LF_OK;
+    return lf_err(LF_ERR_ARG,
+                  "%dx%d with %" PRId64 " image(s) per sampler run needs about %s (weights %s, UNet peak %s, VAE decode "
+                  "peak %s, buffers %s), more than the %s available (%s): use a smaller size or batch size, or "
+                  "--force-size to run anyway",
+                  o->width, o->height, R, lf_size(m->total).s, lf_size(m->weights + m->patched).s, lf_size(m->unet).s,
+                  lf_size(m->vae).s, lf_size(m->buffers + m->scratch).s, lf_size(m->limit).s, from);
+}
