@@ -470,7 +470,7 @@ lf_status lf_lora_dir_resolve(lf_lora_dir *d, const char *name, char **path) {
                 lf_append(list, sizeof list, ")");
             }
         }
-        st = lf_err(LF_ERR_ARG, "no LoRA named '%s' in %s (%zu files); closest: %s%s", qname, d->root, d->n, list,
+        st = lf_err(LF_ERR_ARG, "no LoRA named '%s' in %s (%zu file%s); closest: %s%s", qname, d->root, d->n, d->n == 1 ? "" : "s", list,
                     links);
     }
     free(hit);

@@ -47,8 +47,8 @@ typedef struct lf_rng {
     uint64_t nv_offset;                 /* randn calls so far */
 } lf_rng;
 
-/* Seed a generator. seed -1 picks a random seed in [0, 2^32 - 2] (A1111's range) and stores it in
- * rng->seed so that it can be recorded; other negative seeds are taken modulo 2^64 like torch's
+/* Seed a generator. seed -1 picks a random seed in [0, 2^32 - 3] (A1111's random.randrange(4294967294))
+ * and stores it in rng->seed so that it can be recorded; other negative seeds are taken modulo 2^64 like torch's
  * manual_seed. LF_ERR_ARG for an unknown kind. */
 lf_status lf_rng_init(lf_rng *rng, lf_rng_kind kind, int64_t seed);
 

@@ -102,7 +102,7 @@ static void test_escapes(void) {
     char want[512];
     lf_run r = plan("<lora:\x1b[31mEVIL\x1b[0m>", "4");
     snprintf(want, sizeof want, "lorafuse plan: prompt col 1: <lora:\\x1b[31mEVIL\\x1b[0m>: no LoRA named "
-             "'\\x1b[31mEVIL\\x1b[0m' in %s (1 files); closest: a", g_dir);
+             "'\\x1b[31mEVIL\\x1b[0m' in %s (1 file); closest: a", g_dir);
     expect("escape sequence in a name", &r, 1, want, 0);
     run_free(&r);
     r = plan("a cat <lora:a:te=\x1b]0;owned\x07:unet=1>", "4");
