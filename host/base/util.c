@@ -1,7 +1,8 @@
-/* util.c: the shared helpers of util.h (clock, whole-file reader, prefix/suffix, growable arrays). */
+/* util.c: the shared helpers of util.h (clock, whole-file reader, prefix/suffix, same-file test, growable arrays). */
 #include "util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -102,4 +103,10 @@ int lf_grow_impl(void *pv, size_t *cap, size_t need, size_t elem) {
     memcpy(pv, &p, sizeof p);
     *cap = ncap;
     return 0;
+}
+
+int lf_path_same(const char *a, const char *b) {
+    char ra[PATH_MAX], rb[PATH_MAX];
+    if (!a || !b || !realpath(a, ra) || !realpath(b, rb)) return 0;
+    return strcmp(ra, rb) == 0;
 }

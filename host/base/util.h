@@ -3,6 +3,7 @@
  *   lf_clock_s()                    monotonic seconds, for progress lines and benchmarks
  *   lf_read_file(path, max, ...)    a whole regular file into a NUL-terminated buffer
  *   lf_has_prefix / lf_has_suffix   byte-wise string tests
+ *   lf_path_same(a, b)              two existing paths name the same file
  *   lf_grow(&v, &cap, need)         make room for `need` elements in a growable array
  *
  * Growable arrays are plain (pointer, count, capacity) triples: `T *v; size_t n, cap;` and
@@ -30,6 +31,10 @@ lf_status lf_read_file(const char *path, const char *what, size_t max, char **ou
 /* 1 when s starts (ends) with p, else 0. */
 int lf_has_prefix(const char *s, const char *p);
 int lf_has_suffix(const char *s, const char *p);
+
+/* 1 when both paths exist and resolve to the same file (realpath), else 0: an output that would
+ * overwrite one of the inputs. */
+int lf_path_same(const char *a, const char *b);
 
 /* Make room for at least `need` elements of `elem` bytes in the array *(void **)pv of capacity
  * *cap. Returns 0, or -1 when out of memory or when the byte size would overflow; on failure the

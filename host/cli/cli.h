@@ -19,5 +19,6 @@ int lf_cli_inspect(int argc, char **argv);
 int lf_cli_merge(int argc, char **argv);
 int lf_cli_plan(int argc, char **argv);
 int lf_cli_generate(int argc, char **argv);
+int lf_cli_extract(int argc, char **argv); /* cli_extract.c */
 
 #endif
