@@ -381,7 +381,7 @@ static char *lf_x_record(const char *model, const lf_merge_input *in, size_t n, 
     if (c->clamp > 0) cJSON_AddNumberToObject(r, "clamp_quantile", c->clamp);
     cJSON_AddStringToObject(r, "svd", svd_names[c->svd]);
     if (c->svd != LF_SVD_EXACT) {
-        cJSON_AddNumberToObject(r, "oversample", c->oversample);
+        if (c->oversample) cJSON_AddNumberToObject(r, "oversample", c->oversample);
         cJSON_AddNumberToObject(r, "power_iters", c->power_iters);
     }
     cJSON_AddStringToObject(r, "dtype", lf_dtype_name(c->dtype));
@@ -567,7 +567,7 @@ lf_status lf_extract(const char *model_path, const lf_merge_input *loras, size_t
     run.cfg.clamp = o->clamp_quantile;
     run.cfg.dtype = o->dtype == LF_DTYPE_INVALID ? LF_F16 : o->dtype;
     run.cfg.svd = o->svd;
-    run.cfg.oversample = o->oversample ? o->oversample : LF_X_OVERSAMPLE;
+    run.cfg.oversample = o->oversample;
     run.cfg.power_iters = o->power_iters ? o->power_iters : LF_X_POWER_ITERS;
     lf_model *model = NULL, *tuned = NULL;
     lf_adapter **ads = calloc(n_loras + 1, sizeof *ads);

@@ -66,12 +66,18 @@ int lf_extract_pick_rank(const double *s, int64_t p, double total_sq, lf_rank_po
     return r > cap ? cap : (int)r;
 }
 
+int64_t lf_extract_width(const lf_xcfg *cfg, int cap) {
+    int64_t os = cfg->oversample ? cfg->oversample : cap > LF_X_OVERSAMPLE_MIN ? cap : LF_X_OVERSAMPLE_MIN;
+    return (int64_t)cap + os;
+}
+
 int lf_extract_use_randomized(const lf_xcfg *cfg, int64_t p, int cap) {
     if (cfg->svd == LF_SVD_RANDOMIZED) return 1;
     if (cfg->svd == LF_SVD_EXACT || cfg->policy == LF_RANK_SV_CUMULATIVE) return 0;
-    /* the range finder costs ~(2q + 2) rows K l flops against ~4 rows K p for gesdd, plus the
-     * bidiagonalisation's poor cache use: worth it once l is a small part of p */
-    return p >= LF_X_RSVD_MIN_DIM && 4 * ((int64_t)cap + cfg->oversample) <= p;
+    /* the range finder costs ~2 (2q + 2) rows K l flops in GEMMs against ~4 rows K p + 8 p^3 for gesdd,
+     * whose bidiagonalisation runs at matrix-vector speed: 10-30x faster on SD layers once l <= p / 4
+     * (bench/RESULTS.md); below 256 the exact SVD takes milliseconds anyway */
+    return p >= LF_X_RSVD_MIN_DIM && 4 * lf_extract_width(cfg, cap) <= p;
 }
 
 static int lf_cmp_float(const void *a, const void *b) {
@@ -134,7 +140,7 @@ lf_status lf_extract_module(const lf_xcfg *cfg, float *dw, lf_xmod *m) {
     m->randomized = lf_extract_use_randomized(cfg, p, m->cap);
     lf_status st;
     if (m->randomized) {
-        int64_t l = (int64_t)m->cap + cfg->oversample;
+        int64_t l = lf_extract_width(cfg, m->cap);
         st = lf_svd_randomized(dw, O, K, l < p ? l : p, cfg->power_iters, lf_name_seed(m->name), &s);
     } else {
         st = lf_svd_exact(dw, O, K, &s);

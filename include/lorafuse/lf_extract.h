@@ -57,8 +57,8 @@ typedef struct lf_extract_opts {
     int unet_only;          /* leave the text encoders out */
     lf_dtype dtype;         /* LF_F16 (also for LF_DTYPE_INVALID), LF_BF16 or LF_F32 */
     lf_svd_method svd;
-    int oversample;         /* randomized: columns beyond the rank (0: 10) */
-    int power_iters;        /* randomized: power iterations (0: 2) */
+    int oversample;         /* randomized: columns beyond the rank (0: max(rank, 10), i.e. twice the rank) */
+    int power_iters;        /* randomized: power iterations (0: 3) */
     int threads;            /* > 0: lf_par_set_threads(threads) for the run (process-wide pool); 0: as set */
     lf_plan_opts plan;      /* adapters: allow_unmatched, allow_family (not across the adapters) */
 } lf_extract_opts;

@@ -5,7 +5,7 @@
  * - lf_svd_exact on both precisions (small: dgesdd, large: sgesdd), tall and wide: the singular values
  *   against sigma, orthonormal U and Vt, U S Vt = A, the rank-k truncation's residual = the
  *   Eckart-Young optimum sqrt(sum_{i>=k} sigma_i^2); a rank-deficient matrix.
- * - lf_svd_randomized (k + 10 columns, 2 power iterations, the defaults of lorafuse extract): the
+ * - lf_svd_randomized (k + max(k, 10) columns, 3 power iterations, the defaults of lorafuse extract): the
  *   rank-k residual within 1 % of the optimum on a decaying and on a flat-tailed spectrum, the same
  *   bytes from the same seed, the leading values close to the exact ones.
  * - bad arguments are errors.
@@ -161,23 +161,22 @@ static void test_randomized(int64_t m, int64_t n, int64_t k, const char *what, i
         }
     float *a = make_matrix(m, n, sigma, p);
     lf_svd r1, r2, ex;
-    lf_status st = lf_svd_randomized(a, m, n, k + 10, 2, 42, &r1);
+    int64_t l = k + (k > 10 ? k : 10);
+    lf_status st = lf_svd_randomized(a, m, n, l, 3, 42, &r1);
     LF_CHECK(st == LF_OK, "randomized: %s", lf_last_error());
-    LF_CHECK(lf_svd_randomized(a, m, n, k + 10, 2, 42, &r2) == LF_OK, "%s", lf_last_error());
+    LF_CHECK(lf_svd_randomized(a, m, n, l, 3, 42, &r2) == LF_OK, "%s", lf_last_error());
     LF_CHECK(lf_svd_exact(a, m, n, &ex) == LF_OK, "%s", lf_last_error());
     if (st == LF_OK && r2.u && ex.u) {
         double res = residual(a, &r1, k), opt = optimum(sigma, p, k), exres = residual(a, &ex, k);
         LF_CHECK(res <= 1.01 * opt, "%s (%lld, %lld) k %lld: randomized residual %.6g, optimum %.6g", what,
                  (long long)m, (long long)n, (long long)k, res, opt);
         LF_CHECK(fabs(exres - opt) <= 1e-4 * opt, "%s: exact residual %.6g, optimum %.6g", what, exres, opt);
-        LF_CHECK(r1.p == k + 10 && memcmp(r1.u, r2.u, (size_t)(m * r1.p) * sizeof(float)) == 0 &&
+        LF_CHECK(r1.p == l && memcmp(r1.u, r2.u, (size_t)(m * r1.p) * sizeof(float)) == 0 &&
                      memcmp(r1.vt, r2.vt, (size_t)(r1.p * n) * sizeof(float)) == 0,
                  "%s: the same seed gives different factors", what);
         double es = 0;
         for (int64_t i = 0; i < k; i++) es = fmax(es, fabs(r1.s[i] - ex.s[i]) / ex.s[0]);
-        /* the values near sigma_k are underestimated on a slowly decaying spectrum; the residual is what
-         * the extraction promises */
-        LF_CHECK(es <= 1e-2, "%s: leading singular values off by %g of S0", what, es);
+        LF_CHECK(es <= 2e-3, "%s: leading singular values off by %g of S0", what, es);
         printf("randomized %s (%lld, %lld) k %lld: residual / optimum = %.6f, max |S - S_exact| / S0 %.1e\n", what,
                (long long)m, (long long)n, (long long)k, res / opt, es);
     }

@@ -8,7 +8,8 @@
  *   (a LoRA of rank <= R: relative error <= 1e-5, also at R = 8); dW itself (the report's norm) matches
  *   the reference; alpha = rank; kohya names and LoCon shapes;
  * - every dynamic policy (sv_ratio, sv_fro, sv_cumulative, with caps) picks kohya's rank per module;
- * - the randomized SVD's residual is within 1 % of the optimum (10 extra columns, 2 power iterations);
+ * - the randomized SVD's residual is within 1 % of the optimum (the defaults: max(rank, 10) extra columns,
+ *   3 power iterations);
  * - `merge` of the extracted LoRA equals `merge` of the originals (or the tuned checkpoint) within the
  *   residual the report gives;
  * and: F16/BF16 output, the clamp quantile (kohya's formula), --unet-only, identical bytes from 1 and 2
