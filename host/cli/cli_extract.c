@@ -63,8 +63,9 @@ static void lf_x_print_report(const lf_extract_report *r) {
         printf("%-72s %-22s %5d %7.3f%% %10.3e %s\n", l->name, shape, l->rank, 100.0 * l->kept,
                l->norm > 0 ? l->residual / l->norm : 0.0, l->randomized ? "randomized" : "exact");
     }
-    printf("total: %zu modules, ||dW||_F %.6g, kept %.3f%%, residual %.3e relative; %zu zero, %zu not representable%s%s\n",
-           r->n_layers, r->norm, r->norm > 0 ? 100.0 * sqrt(fmax(0.0, 1.0 - (r->residual / r->norm) * (r->residual / r->norm))) : 100.0,
+    printf("total: %zu modules (%zu smaller than the rank, kept whole), ||dW||_F %.6g, kept %.3f%%, residual %.3e "
+           "relative; %zu zero, %zu not representable%s%s\n",
+           r->n_layers, r->n_full, r->norm, r->norm > 0 ? 100.0 * sqrt(fmax(0.0, 1.0 - (r->residual / r->norm) * (r->residual / r->norm))) : 100.0,
            r->norm > 0 ? r->residual / r->norm : 0.0, r->n_zero, r->n_skipped, r->n_skipped ? ", first: " : "",
            r->skipped_first);
 }
@@ -92,6 +93,7 @@ static void lf_x_print_json(const lf_extract_report *r) {
     }
     cJSON *t = cJSON_AddObjectToObject(o, "totals");
     cJSON_AddNumberToObject(t, "modules", (double)r->n_layers);
+    cJSON_AddNumberToObject(t, "kept_whole", (double)r->n_full);
     cJSON_AddNumberToObject(t, "zero", (double)r->n_zero);
     cJSON_AddNumberToObject(t, "not_representable", (double)r->n_skipped);
     if (r->n_skipped) cJSON_AddStringToObject(t, "not_representable_first", r->skipped_first);

@@ -36,8 +36,15 @@ typedef struct lf_xunit {
     char msg[512];
 } lf_xunit;
 
+/* The largest module a rank applies to: [0] --rank, [1] --conv-rank (k x k convs when it is given). */
+typedef struct lf_xbig {
+    const char *name;
+    int64_t rows, K, p;
+} lf_xbig;
+
 typedef struct lf_xrun {
     lf_xcfg cfg;
+    lf_xbig big[2];
     lf_xunit *units;
     size_t n_units, cap_units;
     lf_xmod *mods;
@@ -194,12 +201,32 @@ static lf_status lf_x_add_unit(lf_xrun *run, const lf_extract_opts *o, const lf_
         m->kh = t->ndim == 4 ? t->shape[2] : 1;
         m->kw = t->ndim == 4 ? t->shape[3] : 1;
         int64_t p = m->rows < K ? m->rows : K;
-        int want = kxk && o->conv_rank ? o->conv_rank : o->rank;
-        if (want > p)
-            return lf_err(LF_ERR_ARG, "extract: %s %d is above the size of '%s' (%lld, %lld%s): at most %lld",
-                          kxk && o->conv_rank ? "conv rank" : "rank", want, m->name, (long long)m->rows,
-                          (long long)K, kxk ? " after flattening the kernel" : "", (long long)p);
-        m->cap = want ? want : (int)p;
+        int conv = kxk && o->conv_rank;
+        int want = conv ? o->conv_rank : o->rank;
+        /* a module smaller than the rank is kept whole, at rank min(O, K), as kohya does (LyCORIS files
+         * patch conv_out, 4 rows); a rank no module can hold is refused after the walk */
+        m->clamped = want > p;
+        m->cap = want && want < p ? want : (int)p;
+        lf_xbig *big = &run->big[conv];
+        if (p > big->p) {
+            big->p = p;
+            big->name = m->name;
+            big->rows = m->rows;
+            big->K = K;
+        }
+    }
+    return LF_OK;
+}
+
+/* A rank above every module it applies to is a mistake, not a cap. */
+static lf_status lf_x_check_ranks(const lf_xrun *run, const lf_extract_opts *o) {
+    for (int conv = 0; conv < 2; conv++) {
+        const lf_xbig *b = &run->big[conv];
+        int want = conv ? o->conv_rank : o->rank;
+        if (b->name && want > b->p)
+            return lf_err(LF_ERR_ARG, "extract: %s %d is above the size of every module it applies to; the largest, "
+                          "'%s', is (%lld, %lld) flattened: at most %lld", conv ? "conv rank" : "rank", want, b->name,
+                          (long long)b->rows, (long long)b->K, (long long)b->p);
     }
     return LF_OK;
 }
@@ -450,15 +477,22 @@ static lf_status lf_x_write(lf_xrun *run, const lf_model *model, const char *out
     int any_kxk = 0;
     lf_xmod **v = malloc((run->n_mods + 1) * sizeof *v);
     if (!v) return lf_err(LF_ERR_NOMEM, "extract: out of memory");
-    for (size_t i = 0; i < run->n_mods; i++)
-        if (!run->mods[i].zero) {
-            v[nz++] = &run->mods[i];
-            any_kxk |= run->mods[i].kh * run->mods[i].kw > 1;
+    for (size_t i = 0; i < run->n_mods; i++) {
+        const lf_xmod *m = &run->mods[i];
+        if (m->zero) {
+            rep->n_zero++;
+            continue;
         }
-        else rep->n_zero++;
+        v[nz++] = &run->mods[i];
+        any_kxk |= m->kh * m->kw > 1;
+        rep->n_full += (size_t)m->clamped;
+    }
     qsort(v, nz, sizeof *v, lf_x_by_name);
     lf_st_writer *w = NULL;
-    lf_status st = lf_st_writer_new(&w);
+    lf_status st = nz ? lf_st_writer_new(&w)
+                      : lf_err(LF_ERR_MODEL, "extract: nothing to write: %s no module a LoRA can carry (%zu modules "
+                               "unchanged, %zu tensors changed that a LoRA cannot hold)",
+                               tuned ? "the tuned checkpoint changes" : "the adapters change", rep->n_zero, rep->n_skipped);
     if (!st) st = lf_x_metadata(w, model->family, out, model_path, in, n, tuned, o, &run->cfg, nz, any_kxk);
     size_t esz = lf_dtype_bits(run->cfg.dtype) / 8;
     unsigned char *alphas = malloc((nz + 1) * 4);
@@ -598,6 +632,7 @@ lf_status lf_extract(const char *model_path, const lf_merge_input *loras, size_t
         if (!covered || !excluded) st = lf_err(LF_ERR_NOMEM, "extract: out of memory");
     }
     if (st == LF_OK) st = lf_x_units(&run, o, model, plan, tuned, covered, excluded);
+    if (st == LF_OK) st = lf_x_check_ranks(&run, o);
     if (st == LF_OK) lf_x_skipped(model, plan, tuned, covered, excluded, rep);
     if (st == LF_OK && o->threads > 0) lf_par_set_threads(o->threads);
     rep->threads = lf_par_threads();

@@ -37,6 +37,7 @@ typedef struct lf_xmod {
     int64_t K, in, kh, kw;  /* K = in * kh * kw */
     int ndim;               /* 2 (Linear) or 4 (conv) */
     int cap;                /* the rank, or the dynamic policy's cap; <= min(rows, K) */
+    int clamped;            /* the rank asked for is above min(rows, K): kept whole */
     /* results */
     int zero;               /* dW = 0: left out */
     int rank, randomized;

@@ -15,6 +15,8 @@
  *   sv_fro F       r = 1 + first i with sum_{j<=i} S_j^2 / sum_j S_j^2 >= F^2
  *   sv_cumulative F  r = 1 + first i with sum_{j<=i} S_j / sum_j S_j >= F
  *   each capped by rank (conv_rank) when given; r = 1 when S_0 <= 1e-6 (kohya's MIN_SV).
+ * A module smaller than the rank (min(O, K) < rank, e.g. conv_out's 4 rows) is written whole, at rank
+ * min(O, K), as kohya does; a rank above every module it applies to is an error.
  * Every input is opened and checked (P9; shapes, families, ranks against the layers, output path)
  * before anything is computed, and nothing is written unless every module succeeds; the output is
  * written to a temporary file and renamed into place (lf_safetensors.h).
@@ -82,6 +84,7 @@ typedef struct lf_extract_report {
     lf_extract_layer *layers; /* the modules written, sorted by name */
     size_t n_layers;
     size_t n_zero;            /* modules with dW = 0, left out */
+    size_t n_full;            /* modules smaller than the rank, written whole at rank min(O, K) */
     size_t n_skipped;         /* tensors with a nonzero change a LoRA cannot carry (biases, norms,
                                  embeddings, VAE), left out */
     char skipped_first[256];  /* the first of them */

@@ -13,9 +13,10 @@
  * - `merge` of the extracted LoRA equals `merge` of the originals (or the tuned checkpoint) within the
  *   residual the report gives;
  * and: F16/BF16 output, the clamp quantile (kohya's formula), --unet-only, identical bytes from 1 and 2
- * threads, the fused TE2 q/k/v slices of the tiny SDXL model (names and round trip), and the refusals
- * (rank <= 0 or above a layer's size, adapters of two families, a tuned checkpoint of another shape,
- * an output equal to an input, bad combinations), none of which writes a file.
+ * threads, the fused TE2 q/k/v slices of the tiny SDXL model (names and round trip), a rank above one
+ * module's size (that module kept whole), and the refusals (rank <= 0 or above every module's size,
+ * adapters of two families, a tuned checkpoint of another shape or without a weight, an output equal
+ * to an input, nothing to write, bad combinations), none of which writes a file.
  * Run: ctest -R test_extract --output-on-failure
  */
 #include <math.h>
@@ -488,9 +489,20 @@ static void check_refusals(void) {
     expect_refusal("rank 0", run(lora, &o, out, NULL), LF_ERR_ARG, out, "rank 0");
     o.rank = -3;
     expect_refusal("rank -3", run(lora, &o, out, NULL), LF_ERR_ARG, out, "at least 1");
+    o = opts_rank(49);
+    expect_refusal("rank above every layer", run(lora, &o, out, NULL), LF_ERR_ARG, out,
+                   "'lora_te_text_model_encoder_layers_0_mlp_fc1', is (64, 48) flattened: at most 48");
+    /* above one module only: that module is kept whole (kohya's min(rank, in, out)), exactly */
     o = opts_rank(25);
-    expect_refusal("rank above a layer", run(lora, &o, out, NULL), LF_ERR_ARG, out,
-                   "lora_unet_down_blocks_0_resnets_0_conv1");
+    lf_extract_report r;
+    lf_status st = run(tuned, &o, out, &r);
+    const lf_extract_layer *c3 = find_layer(&r, "lora_unet_down_blocks_0_resnets_0_conv1");
+    LF_CHECK(st == LF_OK && r.n_full == 1 && c3 && c3->rank == 24 && c3->residual <= 1e-5 * c3->norm,
+             "rank 25: the 24-row conv is kept whole (%s)", lf_last_error());
+    lf_extract_report_free(&r);
+    remove(out);
+    expect_refusal("nothing changes", lf_extract(BASE, NULL, 0, DATA "base.safetensors", out, &o, NULL), LF_ERR_MODEL,
+                   out, "nothing to write");
     o = opts_rank(8);
     o.conv_rank = 30;
     expect_refusal("conv rank above a layer", run(lora, &o, out, NULL), LF_ERR_ARG, out, "conv rank 30");
@@ -550,7 +562,7 @@ static void check_refusals(void) {
     struct stat before, after;
     stat(copy, &before);
     lf_merge_input one = {copy, 1.0f, 0};
-    lf_status st = lf_extract(BASE, &one, 1, NULL, copy, &o, NULL);
+    st = lf_extract(BASE, &one, 1, NULL, copy, &o, NULL);
     stat(copy, &after);
     LF_CHECK(st == LF_ERR_ARG && strstr(lf_last_error(), "is the adapter") && before.st_size == after.st_size &&
                  before.st_mtime == after.st_mtime,
