@@ -102,9 +102,13 @@ lf_status lf_job_delta_ws(const lf_job *job, int fast, float *dw, lf_apply_ws *w
     lf_view v = lf_st_view(t);
     int64_t n = lf_view_numel(&v);
     memset(dw, 0, (size_t)n * sizeof *dw);
-    lf_status st = lf_ws_reserve(ws, n, 1, t->name);
-    if (st == LF_OK) st = lf_view_to_f32(&v, ws->buf);
-    if (st == LF_OK) st = lf_job_accumulate(job, fast, &v, ws->buf, dw);
+    /* a plain LoRA on the BLAS path does not read W0: skip converting it when no patch needs it */
+    int need_w0 = 0;
+    for (size_t i = 0; i < job->n_patches; i++)
+        need_w0 |= job->patches[i].coef != 0.0f && !(fast && lf_blas_ok(&job->patches[i]));
+    lf_status st = need_w0 ? lf_ws_reserve(ws, n, 1, t->name) : LF_OK;
+    if (st == LF_OK && need_w0) st = lf_view_to_f32(&v, ws->buf);
+    if (st == LF_OK) st = lf_job_accumulate(job, fast, &v, need_w0 ? ws->buf : NULL, dw);
     for (int64_t i = 0; i < n && st == LF_OK; i++)
         if (!isfinite(dw[i]))
             st = lf_err(LF_ERR_NONFINITE, "layer '%s': the summed contribution is not finite at element %lld", t->name,
