@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cJSON.h>
 
@@ -95,6 +97,15 @@ static lf_status lf_x_check_output(const char *out, const char *model, const lf_
         if (lf_path_same(out, in[i].path))
             return lf_err(LF_ERR_ARG, "extract: output '%s' is the adapter '%s'; write the LoRA to a new file", out,
                           in[i].path);
+    /* the writer creates a temporary file next to the output: find out now, not after the SVDs */
+    const char *slash = strrchr(out, '/');
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash == out ? 1 : slash - out) : 1, slash ? out : ".");
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode) || access(dir, W_OK | X_OK) != 0)
+        return lf_err(LF_ERR_IO, "extract: cannot write into '%s', the folder of the output '%s'", dir, out);
+    if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return lf_err(LF_ERR_IO, "extract: the output '%s' is a folder", out);
     return LF_OK;
 }
 

@@ -519,6 +519,9 @@ static void check_refusals(void) {
     expect_refusal("both inputs", lf_extract(BASE, lora->in, 1, DATA "tuned.safetensors", out, &o, NULL), LF_ERR_ARG,
                    out, "not both");
     expect_refusal("no input", lf_extract(BASE, NULL, 0, NULL, out, &o, NULL), LF_ERR_ARG, out, "neither");
+    char nodir[512];
+    snprintf(nodir, sizeof nodir, "%s/missing/refused.safetensors", g_dir);
+    expect_refusal("no such folder", run(lora, &o, nodir, NULL), LF_ERR_IO, nodir, "cannot write into");
 
     /* adapters of two families */
     char xl[512];
