@@ -21,6 +21,7 @@
 #ifndef LF_SVD_H
 #define LF_SVD_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "lorafuse/lf_status.h"
@@ -41,5 +42,13 @@ lf_status lf_svd_exact(const float *a, int64_t m, int64_t n, lf_svd *out);
 lf_status lf_svd_randomized(const float *a, int64_t m, int64_t n, int64_t l, int q, uint64_t seed, lf_svd *out);
 
 void lf_svd_free(lf_svd *s);
+
+/* The last step of the randomized SVD, shared with the device path (host/cuda/device_cuda_svd.c): from
+ * the orthonormal range basis Q (m, l), given as Qt (l, m) row-major, and B = Q^T A (l, n) row-major,
+ * the exact SVD of B = Ub S Vt and U = Q Ub. */
+lf_status lf_svd_from_range(const float *qt, const float *b, int64_t m, int64_t n, int64_t l, lf_svd *out);
+
+/* n standard normal f32 values from `seed` (splitmix64, Box-Muller): the test matrix Omega^T (l, n). */
+void lf_svd_gaussian(float *x, size_t n, uint64_t seed);
 
 #endif

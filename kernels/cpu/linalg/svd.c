@@ -104,8 +104,7 @@ static uint64_t lf_svd_splitmix(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-/* n standard normal f32 values (Box-Muller on 53-bit uniforms). */
-static void lf_svd_gaussian(float *x, size_t n, uint64_t seed) {
+void lf_svd_gaussian(float *x, size_t n, uint64_t seed) {
     uint64_t s = seed;
     for (size_t i = 0; i < n; i += 2) {
         double u1 = ((double)(lf_svd_splitmix(&s) >> 11) + 1.0) * 0x1p-53; /* (0, 1] */
@@ -124,6 +123,28 @@ static lf_status lf_svd_orth(float *xt, int64_t rows, int64_t l, float *tau) {
     return lf_svd_info("sgeqrf/sorgqr", info, rows, l);
 }
 
+lf_status lf_svd_from_range(const float *qt, const float *b, int64_t m, int64_t n, int64_t l, lf_svd *out) {
+    lf_svd sb;
+    lf_status st = lf_svd_exact(b, l, n, &sb); /* B = Ub S Vt */
+    if (st != LF_OK) return st;
+    memset(out, 0, sizeof *out);
+    out->u = malloc((size_t)(m * l) * sizeof *out->u);
+    if (!out->u) {
+        lf_svd_free(&sb);
+        return lf_err(LF_ERR_NOMEM, "svd: out of memory for a (%lld, %lld) matrix", (long long)m, (long long)n);
+    }
+    /* U (m, l) = Q Ub, Q = Qt^T */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)l, (int)l, 1.0f, qt, (int)m, sb.u, (int)l, 0.0f,
+                out->u, (int)l);
+    out->m = m;
+    out->n = n;
+    out->p = l;
+    out->s = sb.s;
+    out->vt = sb.vt;
+    free(sb.u);
+    return LF_OK;
+}
+
 lf_status lf_svd_randomized(const float *a, int64_t m, int64_t n, int64_t l, int q, uint64_t seed, lf_svd *out) {
     memset(out, 0, sizeof *out);
     lf_status st = lf_svd_dims(m, n);
@@ -134,8 +155,6 @@ lf_status lf_svd_randomized(const float *a, int64_t m, int64_t n, int64_t l, int
                       q, (long long)m, (long long)n);
     float *omt = malloc((size_t)(l * n) * sizeof *omt), *yt = malloc((size_t)(l * m) * sizeof *yt),
           *zt = malloc((size_t)(l * n) * sizeof *zt), *tau = malloc((size_t)l * sizeof *tau);
-    lf_svd b;
-    memset(&b, 0, sizeof b);
     if (!omt || !yt || !zt || !tau) {
         st = lf_err(LF_ERR_NOMEM, "svd: out of memory for a (%lld, %lld) matrix at %lld columns", (long long)m,
                     (long long)n, (long long)l);
@@ -155,24 +174,10 @@ lf_status lf_svd_randomized(const float *a, int64_t m, int64_t n, int64_t l, int
         st = lf_svd_orth(yt, m, l, tau);
     }
     if (st != LF_OK) goto done;
-    /* B (l, n) = Q^T A; B = Ub S Vt; U (m, l) = Q Ub */
+    /* B (l, n) = Q^T A */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, L, N, M, 1.0f, yt, M, a, N, 0.0f, zt, N);
-    if ((st = lf_svd_exact(zt, l, n, &b)) != LF_OK) goto done;
-    out->u = malloc((size_t)(m * l) * sizeof *out->u);
-    if (!out->u) {
-        st = lf_err(LF_ERR_NOMEM, "svd: out of memory for a (%lld, %lld) matrix", (long long)m, (long long)n);
-        goto done;
-    }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, L, L, 1.0f, yt, M, b.u, L, 0.0f, out->u, L);
-    out->m = m;
-    out->n = n;
-    out->p = l;
-    out->s = b.s;
-    out->vt = b.vt;
-    b.s = NULL;
-    b.vt = NULL;
+    st = lf_svd_from_range(yt, zt, m, n, l, out);
 done:
-    lf_svd_free(&b);
     free(omt);
     free(yt);
     free(zt);
