@@ -19,71 +19,9 @@
 
 #include "kernels/cpu/linalg/lf_svd.h"
 #include "lf_test.h"
-#include "lf_test_rng.h"
+#include "lf_test_svd.h"
 
-static lf_test_rng rng = {LF_TEST_RNG_SEED};
-
-static double gauss(void) {
-    double u1 = lf_test_rng_unit(&rng), u2 = lf_test_rng_unit(&rng);
-    if (u1 < 1e-300) u1 = 1e-300;
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
-
-/* k orthonormal columns of length n, stored column j at q[j * n ...]. */
-static double *orthonormal(int64_t n, int64_t k) {
-    double *q = malloc((size_t)(n * k) * sizeof *q);
-    if (!q) abort();
-    for (int64_t i = 0; i < n * k; i++) q[i] = gauss();
-    for (int64_t j = 0; j < k; j++) {
-        double *c = q + j * n;
-        for (int pass = 0; pass < 2; pass++)
-            for (int64_t p = 0; p < j; p++) {
-                const double *b = q + p * n;
-                double d = 0;
-                for (int64_t i = 0; i < n; i++) d += b[i] * c[i];
-                for (int64_t i = 0; i < n; i++) c[i] -= d * b[i];
-            }
-        double nn = 0;
-        for (int64_t i = 0; i < n; i++) nn += c[i] * c[i];
-        nn = sqrt(nn);
-        for (int64_t i = 0; i < n; i++) c[i] /= nn;
-    }
-    return q;
-}
-
-/* A (m, n) row-major f32 = sum_j sigma_j u_j v_j^T over r terms. */
-static float *make_matrix(int64_t m, int64_t n, const double *sigma, int64_t r) {
-    double *u = orthonormal(m, r), *v = orthonormal(n, r);
-    float *a = malloc((size_t)(m * n) * sizeof *a);
-    if (!a) abort();
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t c = 0; c < n; c++) {
-            double x = 0;
-            for (int64_t j = 0; j < r; j++) x += sigma[j] * u[j * m + i] * v[j * n + c];
-            a[i * n + c] = (float)x;
-        }
-    free(u);
-    free(v);
-    return a;
-}
-
-/* ||A - U_k S_k Vt_k||_F in double. */
-static double residual(const float *a, const lf_svd *s, int64_t k) {
-    double r2 = 0;
-    for (int64_t i = 0; i < s->m; i++)
-        for (int64_t c = 0; c < s->n; c++) {
-            double x = a[i * s->n + c];
-            for (int64_t j = 0; j < k; j++) x -= (double)s->u[i * s->p + j] * s->s[j] * s->vt[j * s->n + c];
-            r2 += x * x;
-        }
-    return sqrt(r2);
-}
-
-static double optimum(const double *sigma, int64_t r, int64_t k) {
-    double t = 0;
-    for (int64_t i = k; i < r; i++) t += sigma[i] * sigma[i];
-    return sqrt(t);
-}
+static lf_test_rng g_rng = {LF_TEST_RNG_SEED};
 
 /* max |X^T X - I| over the p columns of U (m, p) row-major and the p rows of Vt (p, n). */
 static double orth_error(const lf_svd *s, int64_t p) {
@@ -103,7 +41,7 @@ static void test_exact(int64_t m, int64_t n, double decay, double tol) {
     int64_t p = m < n ? m : n;
     double *sigma = malloc((size_t)p * sizeof *sigma);
     for (int64_t i = 0; i < p; i++) sigma[i] = 2.0 * pow(decay, (double)i);
-    float *a = make_matrix(m, n, sigma, p);
+    float *a = lf_test_spectrum_matrix(&g_rng, m, n, sigma, p);
     lf_svd s;
     lf_status st = lf_svd_exact(a, m, n, &s);
     LF_CHECK(st == LF_OK, "exact (%lld, %lld): %s", (long long)m, (long long)n, lf_last_error());
@@ -114,12 +52,12 @@ static void test_exact(int64_t m, int64_t n, double decay, double tol) {
         int64_t po = p < 40 ? p : 40;
         double eo = orth_error(&s, po);
         LF_CHECK(eo <= 20 * tol, "(%lld, %lld): orthonormality off by %g", (long long)m, (long long)n, eo);
-        double anorm = optimum(sigma, p, 0);
-        double full = residual(a, &s, p);
+        double anorm = lf_test_svd_optimum(sigma, p, 0);
+        double full = lf_test_svd_residual(a, &s, p);
         LF_CHECK(full <= 10 * tol * anorm, "(%lld, %lld): U S Vt differs from A by %g of %g", (long long)m, (long long)n,
                  full, anorm);
         for (int64_t k = 1; k <= p; k *= 4) {
-            double res = residual(a, &s, k), opt = optimum(sigma, p, k);
+            double res = lf_test_svd_residual(a, &s, k), opt = lf_test_svd_optimum(sigma, p, k);
             LF_CHECK(fabs(res - opt) <= 1e-4 * opt + 10 * tol * anorm, "(%lld, %lld) rank %lld: residual %.9g, optimum %.9g",
                      (long long)m, (long long)n, (long long)k, res, opt);
         }
@@ -134,12 +72,12 @@ static void test_exact(int64_t m, int64_t n, double decay, double tol) {
 static void test_rank_deficient(void) {
     const int64_t m = 200, n = 150, r = 7;
     double sigma[7] = {3, 2.5, 2, 1, 0.5, 0.25, 0.125};
-    float *a = make_matrix(m, n, sigma, r);
+    float *a = lf_test_spectrum_matrix(&g_rng, m, n, sigma, r);
     lf_svd s;
     LF_CHECK(lf_svd_exact(a, m, n, &s) == LF_OK, "%s", lf_last_error());
     if (s.s) {
         LF_CHECK(s.s[r] <= 1e-6 * s.s[0], "rank 7: S[7] = %g", s.s[r]);
-        double res = residual(a, &s, r);
+        double res = lf_test_svd_residual(a, &s, r);
         LF_CHECK(res <= 1e-6 * 4.5, "rank 7 matrix: rank-7 residual %g", res);
     }
     lf_svd_free(&s);
@@ -151,7 +89,7 @@ static void test_randomized(int64_t m, int64_t n, int64_t k, const char *what, i
     int64_t p = m < n ? m : n;
     double *sigma = malloc((size_t)p * sizeof *sigma);
     for (int64_t i = 0; i < p; i++)
-        sigma[i] = flat ? (i < k ? 4.0 - 0.1 * (double)i : 0.2 * (1.0 + 0.3 * gauss() / 3.0)) : pow(0.97, (double)i);
+        sigma[i] = flat ? (i < k ? 4.0 - 0.1 * (double)i : 0.2 * (1.0 + 0.3 * lf_test_gauss(&g_rng) / 3.0)) : pow(0.97, (double)i);
     /* keep sigma sorted for the optimum (the flat tail is noisy) */
     for (int64_t i = 1; i < p; i++)
         for (int64_t j = i; j > 0 && sigma[j] > sigma[j - 1]; j--) {
@@ -159,7 +97,7 @@ static void test_randomized(int64_t m, int64_t n, int64_t k, const char *what, i
             sigma[j] = sigma[j - 1];
             sigma[j - 1] = t;
         }
-    float *a = make_matrix(m, n, sigma, p);
+    float *a = lf_test_spectrum_matrix(&g_rng, m, n, sigma, p);
     lf_svd r1, r2, ex;
     int64_t l = k + (k > 10 ? k : 10);
     lf_status st = lf_svd_randomized(a, m, n, l, 3, 42, &r1);
@@ -167,7 +105,7 @@ static void test_randomized(int64_t m, int64_t n, int64_t k, const char *what, i
     LF_CHECK(lf_svd_randomized(a, m, n, l, 3, 42, &r2) == LF_OK, "%s", lf_last_error());
     LF_CHECK(lf_svd_exact(a, m, n, &ex) == LF_OK, "%s", lf_last_error());
     if (st == LF_OK && r2.u && ex.u) {
-        double res = residual(a, &r1, k), opt = optimum(sigma, p, k), exres = residual(a, &ex, k);
+        double res = lf_test_svd_residual(a, &r1, k), opt = lf_test_svd_optimum(sigma, p, k), exres = lf_test_svd_residual(a, &ex, k);
         LF_CHECK(res <= 1.01 * opt, "%s (%lld, %lld) k %lld: randomized residual %.6g, optimum %.6g", what,
                  (long long)m, (long long)n, (long long)k, res, opt);
         LF_CHECK(fabs(exres - opt) <= 1e-4 * opt, "%s: exact residual %.6g, optimum %.6g", what, exres, opt);
