@@ -361,22 +361,31 @@ static void lf_x_chunk(void *ctx, int64_t i0, int64_t i1, int tid) {
     }
 }
 
-static lf_xrun *g_sort_run; /* qsort has no context argument; the sort runs on the calling thread */
+typedef struct {
+    uint64_t bytes;
+    size_t unit;
+} lf_xorder;
 
 static int lf_x_bigger_first(const void *a, const void *b) {
-    const lf_xunit *x = &g_sort_run->units[*(const size_t *)a], *y = &g_sort_run->units[*(const size_t *)b];
-    uint64_t nx = x->t->end - x->t->begin, ny = y->t->end - y->t->begin;
-    if (nx != ny) return nx < ny ? 1 : -1;
-    return (*(const size_t *)a > *(const size_t *)b) - (*(const size_t *)a < *(const size_t *)b);
+    const lf_xorder *x = a, *y = b;
+    if (x->bytes != y->bytes) return x->bytes < y->bytes ? 1 : -1;
+    return (x->unit > y->unit) - (x->unit < y->unit);
 }
 
 static lf_status lf_x_compute(lf_xrun *run) {
     if (!run->n_units) return LF_OK;
-    if (!(run->order = malloc(run->n_units * sizeof *run->order))) return lf_err(LF_ERR_NOMEM, "extract: out of memory");
-    for (size_t i = 0; i < run->n_units; i++) run->order[i] = i;
-    g_sort_run = run;
-    qsort(run->order, run->n_units, sizeof *run->order, lf_x_bigger_first);
-    g_sort_run = NULL;
+    lf_xorder *ord = malloc(run->n_units * sizeof *ord);
+    if (!ord || !(run->order = malloc(run->n_units * sizeof *run->order))) {
+        free(ord);
+        return lf_err(LF_ERR_NOMEM, "extract: out of memory");
+    }
+    for (size_t i = 0; i < run->n_units; i++) {
+        ord[i].bytes = run->units[i].t->end - run->units[i].t->begin;
+        ord[i].unit = i;
+    }
+    qsort(ord, run->n_units, sizeof *ord, lf_x_bigger_first);
+    for (size_t i = 0; i < run->n_units; i++) run->order[i] = ord[i].unit;
+    free(ord);
     lf_par_for((int64_t)run->n_units, 1, lf_x_chunk, run);
     for (size_t i = 0; i < run->n_units; i++) /* the first failure in file order */
         if (run->units[i].st != LF_OK) return lf_err(run->units[i].st, "extract: %s", run->units[i].msg);
