@@ -20,6 +20,9 @@ scripts/requirements-golden.txt.  Outputs:
   tests/data/tiny/<case>.lora.safetensors + <case>.expect.safetensors
       LoRA files in every naming scheme for the tiny models, expectation from the reference merge
       (scripts/golden/tiny.py docstring).
+  tests/data/extract/: a four-module model, adapters of every kind and a fine-tune, with each module's
+      dW, numpy's singular values and best rank-R residuals and kohya's rank policies
+      (scripts/golden/extract.py docstring).
 
 Fixture format (read by the C tests):
   expect: W0 [, b0], W.k [, b.k] for k = 0,1,2...; metadata scenario.k = "FILE@STRENGTH[,FILE@STRENGTH...]"
@@ -57,6 +60,7 @@ PARTS = [
     ("sampler", "model_sampler", "torch/NV randn, scheduler tables and loops -> tests/data/sampler/"),
     ("pipeline", "model_pipeline", "diffusers pipelines with scheduled LoRAs -> tests/data/pipeline/"),
     ("pipeline-sdxl", "model_pipeline_sdxl", "SDXL pipeline on sdxl-mini -> tests/data/pipeline/pipeline-sdxl.*"),
+    ("extract", "extract", "extraction: dW, numpy's SVD optimum, kohya's rank policies -> tests/data/extract/"),
 ]
 
 

@@ -95,3 +95,4 @@ int lf_grow_impl(void *pv, size_t *cap, size_t need, size_t elem) {
     *cap = ncap;
     return 0;
 }
+

@@ -31,6 +31,7 @@ lf_status lf_read_file(const char *path, const char *what, size_t max, char **ou
 int lf_has_prefix(const char *s, const char *p);
 int lf_has_suffix(const char *s, const char *p);
 
+
 /* Make room for at least `need` elements of `elem` bytes in the array *(void **)pv of capacity
  * *cap. Returns 0, or -1 when out of memory or when the byte size would overflow; on failure the
  * array and *cap are unchanged. Use through lf_grow. */

@@ -28,6 +28,7 @@
 #include "host/base/number.h"
 #include "host/base/text.h"
 #include "lorafuse/lf_generate.h"
+#include "lorafuse/lf_step_plan.h"
 
 typedef struct {
     lf_gen_opts o;
@@ -46,23 +47,13 @@ static int lf_generate_usage(void) {
     return 2;
 }
 
-static int lf_gen_int(const char *opt, const char *s, long lo, long hi, long *out) {
-    long long v;
-    if (lf_num_arg_int(opt, s, lo, hi, &v) != LF_OK) {
-        fprintf(stderr, "lorafuse generate: %s\n", lf_last_error());
-        return 0;
-    }
-    *out = (long)v;
-    return 1;
-}
-
 static int lf_generate_parse_args(int argc, char **argv, lf_generate_args *a) {
     memset(a, 0, sizeof *a);
     lf_gen_opts_default(&a->o);
     for (int i = 2; i < argc; i++) {
         const char *s = argv[i];
         int has = i + 1 < argc;
-        long v;
+        long long v;
         if (!strcmp(s, "--model") && has) a->o.model = argv[++i];
         else if (!strcmp(s, "--prompt") && has) a->o.prompt = argv[++i];
         else if (!strcmp(s, "--negative") && has) a->o.negative = argv[++i];
@@ -71,22 +62,22 @@ static int lf_generate_parse_args(int argc, char **argv, lf_generate_args *a) {
         else if (!strcmp(s, "--lbw-presets") && has) a->o.lbw_presets = argv[++i];
         else if (!strcmp(s, "--output-dir") && has) a->o.output_dir = argv[++i];
         else if (!strcmp(s, "--steps") && has) {
-            if (!lf_gen_int(s, argv[++i], 1, 10000, &v)) return 0;
+            if (!lf_cli_int("generate", s, argv[++i], 1, LF_STEPS_MAX, &v)) return 0;
             a->o.steps = (int)v;
         } else if (!strcmp(s, "--width") && has) {
-            if (!lf_gen_int(s, argv[++i], 8, LF_GEN_MAX_SIZE, &v)) return 0;
+            if (!lf_cli_int("generate", s, argv[++i], 8, LF_GEN_MAX_SIZE, &v)) return 0;
             a->o.width = (int)v;
         } else if (!strcmp(s, "--height") && has) {
-            if (!lf_gen_int(s, argv[++i], 8, LF_GEN_MAX_SIZE, &v)) return 0;
+            if (!lf_cli_int("generate", s, argv[++i], 8, LF_GEN_MAX_SIZE, &v)) return 0;
             a->o.height = (int)v;
         } else if (!strcmp(s, "--batch-size") && has) {
-            if (!lf_gen_int(s, argv[++i], 1, 64, &v)) return 0;
+            if (!lf_cli_int("generate", s, argv[++i], 1, 64, &v)) return 0;
             a->o.batch_size = (int)v;
         } else if (!strcmp(s, "--batch-count") && has) {
-            if (!lf_gen_int(s, argv[++i], 1, 10000, &v)) return 0;
+            if (!lf_cli_int("generate", s, argv[++i], 1, 10000, &v)) return 0;
             a->o.batch_count = (int)v;
         } else if (!strcmp(s, "--clip-skip") && has) {
-            if (!lf_gen_int(s, argv[++i], 1, 12, &v)) return 0;
+            if (!lf_cli_int("generate", s, argv[++i], 1, 12, &v)) return 0;
             a->o.clip_skip = (int)v;
         } else if (!strcmp(s, "--seed") && has) {
             long long sd;
@@ -100,10 +91,7 @@ static int lf_generate_parse_args(int argc, char **argv, lf_generate_args *a) {
             a->o.seed = sd;
         } else if (!strcmp(s, "--cfg") && has) {
             double d;
-            if (lf_num_arg(s, argv[++i], 0, 100, &d) != LF_OK) {
-                fprintf(stderr, "lorafuse generate: %s\n", lf_last_error());
-                return 0;
-            }
+            if (!lf_cli_num("generate", s, argv[++i], 0, 100, &d)) return 0;
             a->o.cfg = d;
         } else if (!strcmp(s, "--backend") && has) {
             const char *b = argv[++i];
@@ -121,7 +109,7 @@ static int lf_generate_parse_args(int argc, char **argv, lf_generate_args *a) {
                 return 0;
             }
         } else if (!strcmp(s, "--memory-limit") && has) {
-            if (!lf_gen_int(s, argv[++i], 1, 1L << 30, &v)) return 0; /* MiB, up to 1 PiB */
+            if (!lf_cli_int("generate", s, argv[++i], 1, 1L << 30, &v)) return 0; /* MiB, up to 1 PiB */
             a->o.mem_limit = (uint64_t)v << 20;
         } else if (!strcmp(s, "--force-size")) a->o.force_size = 1;
         else if (!strcmp(s, "--allow-symlinks-out")) a->o.lora_dir_confine = 0;

@@ -21,58 +21,6 @@
 #include "lorafuse/lf_merge.h"
 #include "lorafuse/lf_prompt_tags.h"
 
-static int lf_parse_int(const char *s, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < 0 || v > 1 << 20) return 0;
-    *out = (int)v;
-    return 1;
-}
-
-/* PATH[:STRENGTH[:dyn=N]], parsed from the right so that paths may contain ':'. STRENGTH is a number
- * of host/base/number.h, as in prompt tags: a number out of range, or what strtod would read but that
- * grammar refuses (hex, inf, nan), is reported here rather than taken for part of the path ("x:inf:1"
- * names a file "x:inf"). Prints the reason and returns 0 on a bad argument. */
-static int lf_parse_lora(char *arg, lf_merge_input *in) {
-    char q[LF_ESC_PART], qa[LF_ESC_PART];
-    lf_esc(qa, sizeof qa, arg, strlen(arg));
-    in->path = arg;
-    in->strength = 1.0f;
-    in->dyn_rank = 0;
-    char *c = strrchr(arg, ':');
-    if (c && lf_has_prefix(c + 1, "dyn=")) {
-        long long d = 0;
-        if (lf_num_parse_int(c + 5, strlen(c + 5), 1, LF_TAG_MAX_DYN, &d) != LF_NUM_OK) {
-            fprintf(stderr, "lorafuse merge: --lora '%s': dyn must be an integer from 1 to %d, not '%s'\n", qa,
-                    LF_TAG_MAX_DYN, lf_esc(q, sizeof q, c + 5, strlen(c + 5)));
-            return 0;
-        }
-        in->dyn_rank = (int)d;
-        *c = '\0';
-        c = strrchr(arg, ':');
-    }
-    if (c) {
-        double v;
-        char *end = c + 1;
-        lf_num_res r = lf_num_parse(c + 1, strlen(c + 1), LF_NUM_F32_MAX, &v, NULL);
-        if (r == LF_NUM_SYNTAX && c[1]) (void)strtod(c + 1, &end); /* what strtod alone would have taken */
-        if (r == LF_NUM_RANGE || (r == LF_NUM_SYNTAX && c[1] && !*end)) {
-            fprintf(stderr, "lorafuse merge: --lora '%s': strength '%s' is %s\n", qa,
-                    lf_esc(q, sizeof q, c + 1, strlen(c + 1)),
-                    r == LF_NUM_RANGE ? "out of range (at most 3.4e38 in magnitude)"
-                                      : "not a decimal number (no hex, inf or nan)");
-            return 0;
-        }
-        if (r == LF_NUM_OK) {
-            in->strength = (float)v;
-            *c = '\0';
-        }
-    }
-    if (!*arg) fprintf(stderr, "lorafuse merge: --lora '%s': no path\n", qa);
-    return *arg != '\0';
-}
-
 int lf_cli_merge(int argc, char **argv) {
     const char *model = NULL, *output = NULL;
     lf_merge_input *in = calloc((size_t)argc, sizeof *in);
@@ -88,12 +36,9 @@ int lf_cli_merge(int argc, char **argv) {
         if (!strcmp(a, "--model") && has) model = argv[++i];
         else if (!strcmp(a, "--output") && has) output = argv[++i];
         else if (!strcmp(a, "--lora") && has) {
-            if (!lf_parse_lora(argv[++i], &in[n++])) goto done; /* it said why */
+            if (!lf_cli_parse_lora("merge", argv[++i], &in[n++])) goto done; /* it said why */
         } else if (!strcmp(a, "--threads") && has) {
-            if (!lf_parse_int(argv[++i], &opts.threads)) {
-                fprintf(stderr, "lorafuse merge: bad --threads '%s'\n", lf_esc(q, sizeof q, argv[i], strlen(argv[i])));
-                goto done;
-            }
+            if (!lf_cli_count("merge", "--threads", argv[++i], 0, &opts.threads)) goto done;
         } else if (!strcmp(a, "--allow-unmatched")) opts.plan.allow_unmatched = 1;
         else if (!strcmp(a, "--allow-family-mismatch")) opts.plan.allow_family = 1;
         else if (!strcmp(a, "--reference")) opts.reference = 1;

@@ -54,10 +54,7 @@ static int lf_plan_parse_args(int argc, char **argv, lf_plan_args *a) {
         else if (!strcmp(s, "--lbw-presets") && has) a->presets = argv[++i];
         else if (!strcmp(s, "--steps") && has) {
             long long v;
-            if (lf_num_arg_int(s, argv[++i], 1, LF_STEPS_MAX, &v) != LF_OK) {
-                fprintf(stderr, "lorafuse plan: %s\n", lf_last_error());
-                return 0;
-            }
+            if (!lf_cli_int("plan", s, argv[++i], 1, LF_STEPS_MAX, &v)) return 0;
             a->steps = (int)v;
         } else if (!strcmp(s, "--json")) a->json = 1;
         else if (!strcmp(s, "--auto-trigger")) a->auto_trigger = 1;

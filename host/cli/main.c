@@ -42,6 +42,7 @@ static void lf_usage(FILE *f) {
           "                 [--allow-unmatched] [--allow-family-mismatch] [--threads N] [--reference] [--stats]\n"
           "  lorafuse plan --model CKPT --prompt TEXT --steps N [--lora-dir DIR] [--json] [--auto-trigger]\n"
           "  lorafuse generate --model CKPT --prompt TEXT [--steps N] [--sampler NAME] [--seed N] ... (generate --help)\n"
+          "  lorafuse extract --model CKPT (--lora PATH[:S] ... | --tuned CKPT2) --output OUT (--rank R | --sv-fro F ...)\n"
           "  lorafuse version\n",
           f);
 }
@@ -64,6 +65,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "merge")) return lf_exit_code(lf_cli_merge(argc, argv));
     if (!strcmp(cmd, "plan")) return lf_cli_plan(argc, argv);
     if (!strcmp(cmd, "generate")) return lf_cli_generate(argc, argv);
+    if (!strcmp(cmd, "extract")) return lf_exit_code(lf_cli_extract(argc, argv));
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("lorafuse %s (CUDA %s, cuDNN %s)\n", LF_VERSION, LF_HAVE_CUDA ? "yes" : "no", LF_HAVE_CUDNN ? "yes" : "no");
         return 0;

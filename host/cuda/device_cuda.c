@@ -76,6 +76,8 @@ lf_status lf_device_open(int ordinal, lf_device **out) {
 
 void lf_device_close(lf_device *dev) { free(dev); }
 
+int lf_device_ordinal(const lf_device *dev) { return dev ? dev->ordinal : 0; }
+
 const char *lf_device_describe(const lf_device *dev) { return dev ? dev->desc : "(no device)"; }
 
 void lf_dev_opts_default(lf_dev_opts *o) {

@@ -1,8 +1,9 @@
 /* device_internal.h: what device_cuda.c (model lifecycle, apply), device_cuda_patch.c (per-algorithm
  * factor preparation) and device_cuda_mem.c (guarded allocations, CUDA errors) share: the host-side
  * model (jobs, patches, term table, BOFT and DoRA state, buffer list), the CUDA error macros and the
- * guarded allocators. Calls go device_cuda.c -> device_cuda_patch.c -> device_cuda_mem.c. Private to
- * host/cuda; CUDA builds only.
+ * guarded allocators. Calls go device_cuda.c -> device_cuda_patch.c -> device_cuda_mem.c;
+ * device_cuda_svd.c (the device SVD) uses device_cuda.c (lf_device_ordinal) and device_cuda_mem.c. Private
+ * to host/cuda; CUDA builds only.
  */
 #ifndef LF_DEVICE_INTERNAL_H
 #define LF_DEVICE_INTERNAL_H
@@ -34,6 +35,9 @@ lf_status lf_cu_err(cudaError_t e, const char *call, const char *layer, const ch
     do {                                                                                       \
         if ((st = (expr)) != LF_OK) goto fail;                                                 \
     } while (0)
+
+/* the ordinal lf_device_open opened (device_cuda.c), for entry points that set the device again */
+int lf_device_ordinal(const lf_device *dev);
 
 /* ---- types ----------------------------------------------------------------------------------- */
 

@@ -132,3 +132,9 @@ lf_status lf_keymap_resolve(const lf_keymap *m, const char *module_name, lf_targ
     *out = m->targets[s->val];
     return LF_OK;
 }
+
+size_t lf_keymap_target_count(const lf_keymap *m) { return m ? m->ntargets : 0; }
+
+const lf_target *lf_keymap_target_at(const lf_keymap *m, size_t i) {
+    return m && i < m->ntargets ? &m->targets[i] : NULL;
+}

@@ -48,6 +48,7 @@ lf_status lf_km_add_target(lf_km_builder *b, const char *weight_key, const char 
     t->row_off = row_off;
     t->rows = rows;
     t->component = comp;
+    t->kohya = NULL;
     *idx = (uint32_t)m->ntargets++;
     return LF_OK;
 }
@@ -78,4 +79,15 @@ lf_status lf_km_add_name(lf_km_builder *b, uint32_t idx, const char *prefix, con
     char *copy = lf_km_arena_strndup(&m->arena, s->s, s->n);
     if (!copy) return lf_err(LF_ERR_NOMEM, "keymap: out of memory storing %s", s->s);
     return lf_km_table_insert(&m->names, copy, idx);
+}
+
+lf_status lf_km_set_kohya(lf_km_builder *b, uint32_t idx, const char *prefix, const char *path, size_t path_len) {
+    lf_sbuf *s = &b->name;
+    lf_sb_reset(s);
+    lf_sb_str(s, prefix);
+    lf_km_sb_flat(s, path, path_len);
+    char *copy = s->oom ? NULL : lf_km_arena_strndup(&b->m->arena, s->s, s->n);
+    if (!copy) return lf_err(LF_ERR_NOMEM, "keymap: out of memory composing a kohya name");
+    b->m->targets[idx].kohya = copy;
+    return LF_OK;
 }

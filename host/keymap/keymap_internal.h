@@ -115,6 +115,8 @@ lf_status lf_km_add_target(lf_km_builder *b, const char *weight_key, const char 
 /* Insert the spelling prefix + path (flattened '.'->'_' if flatten) + suffix for target idx. */
 lf_status lf_km_add_name(lf_km_builder *b, uint32_t idx, const char *prefix, const char *path, size_t path_len,
                          int flatten, const char *suffix);
+/* Record prefix + path flattened ('.'->'_') as the kohya name of target idx (lf_target.kohya). */
+lf_status lf_km_set_kohya(lf_km_builder *b, uint32_t idx, const char *prefix, const char *path, size_t path_len);
 
 /* keymap_unet.c */
 lf_status lf_km_unet_scan(lf_km_builder *b);

@@ -48,6 +48,9 @@ static const lf_km_te_layout lf_km_te_layouts[] = {
 static lf_status lf_km_te_names(lf_km_builder *b, const lf_km_te_layout *L, uint32_t idx, const char *h, size_t n) {
     lf_status st = lf_km_add_name(b, idx, L->kohya, h, n, 1, "");
     if (!st) st = lf_km_add_name(b, idx, L->peft, h, n, 0, "");
+    /* kohya's networks target the encoder layers only, never the embeddings */
+    static const char enc[] = "text_model.encoder.";
+    if (!st && n > sizeof enc - 1 && memcmp(h, enc, sizeof enc - 1) == 0) st = lf_km_set_kohya(b, idx, L->kohya, h, n);
     return st;
 }
 

@@ -255,8 +255,12 @@ lf_status lf_km_unet_add(lf_km_builder *b, size_t i) {
     lf_sb_reset(&b->tmp);
     lf_sb_put(&b->tmp, p, plen);
     if (b->tmp.oom) return lf_err(LF_ERR_NOMEM, "keymap: out of memory");
-    if (!lf_km_diffusers_path(b->unet, b->tmp.s, &b->path)) return LF_OK;
+    int has_d = lf_km_diffusers_path(b->unet, b->tmp.s, &b->path);
     if (b->path.oom) return lf_err(LF_ERR_NOMEM, "keymap: out of memory");
+    /* kohya names SDXL modules by their SGM path and SD1/SD2 modules by their diffusers path */
+    if (has_d && b->m->family != LF_FAMILY_SDXL) st = lf_km_set_kohya(b, idx, "lora_unet_", b->path.s, b->path.n);
+    else st = lf_km_set_kohya(b, idx, "lora_unet_", p, plen);
+    if (st || !has_d) return st;
     const char *d = b->path.s;
     size_t dlen = b->path.n;
     if ((st = lf_km_add_name(b, idx, "lora_unet_", d, dlen, 1, ""))) return st;

@@ -156,6 +156,18 @@ lf_status lf_dev_model_create_steps(lf_device *dev, const struct lf_step_plan *s
  * applied, always from W0 (P7). For consecutive steps that is the step's own job list. */
 lf_status lf_dev_apply_step(lf_dev_model *dm, const struct lf_step_plan *sp, int t, void *stream);
 
+/* ---- truncated SVD on the device (the two paths of `lorafuse extract`, docs/extract.md "GPU") ------- */
+
+/* The SVD of a row-major f32 matrix a (m, n) held on the host, computed on dev: cuSOLVER gesvdj
+ * (Jacobi, economy size, every singular triplet) when l = 0; otherwise the randomized SVD of
+ * kernels/cpu/linalg/lf_svd.h with l columns (1 <= l <= min(m, n)) and q power iterations, the same
+ * Gaussian test matrix from `seed`, its products in cuBLAS sgemm and its QRs in cuSOLVER geqrf/orgqr,
+ * then B's small SVD and U = Q Ub on the host. Writes p = min(m, n) (l = 0) or l singular values to s
+ * (descending), u (m, p) and vt (p, n) row-major, all host memory the caller provides. Compiled and
+ * tested under the gpu label; `lorafuse extract` does not call it yet. */
+lf_status lf_dev_svd(lf_device *dev, const float *a, int64_t m, int64_t n, int64_t l, int q, uint64_t seed,
+                     double *s, float *u, float *vt);
+
 #ifdef __cplusplus
 }
 #endif

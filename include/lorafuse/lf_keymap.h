@@ -27,6 +27,11 @@ typedef struct lf_target {
     const char *bias_key;   /* checkpoint key of the bias, NULL if the module has none */
     int64_t row_off, rows;  /* rows [row_off, row_off+rows) of the weight; rows = 0: all rows */
     lf_component component;
+    /* The name kohya-style LoRA files give this module in this model's family (owned by the map):
+     * U-Net "lora_unet_<diffusers path>" for SD1/SD2, "lora_unet_<SGM path>" for SDXL; text encoders
+     * "lora_te_" / "lora_te1_" / "lora_te2_" + the HF path of an encoder layer (SDXL TE2 q/k/v: one per
+     * row slice). NULL where kohya names nothing: embeddings, a fused in_proj as a whole, the VAE. */
+    const char *kohya;
 } lf_target;
 
 typedef struct lf_keymap lf_keymap;
@@ -45,6 +50,11 @@ size_t lf_keymap_size(const lf_keymap *m);
  * "lora_unet_down_blocks_0_attentions_0_proj_in" or "unet.down_blocks.0.attentions.0.proj_in").
  * LF_ERR_MODEL (no message set) when the name matches no module of this model. */
 lf_status lf_keymap_resolve(const lf_keymap *m, const char *module_name, lf_target *out);
+
+/* The map's targets, in checkpoint key order (a fused TE2 in_proj_weight: the whole, then its q/k/v
+ * row slices). For walking every module of a model (extraction names each one by its kohya name). */
+size_t lf_keymap_target_count(const lf_keymap *m);
+const lf_target *lf_keymap_target_at(const lf_keymap *m, size_t i);
 
 #ifdef __cplusplus
 }

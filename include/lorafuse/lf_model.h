@@ -77,6 +77,10 @@ typedef struct lf_apply_ws {
 } lf_apply_ws;
 
 lf_status lf_job_apply_ws(const lf_job *job, int fast, void *out, lf_apply_ws *ws);
+/* dw (numel of the target, f32) = sum of the job's contributions C_i(W0, s_i), each against the pristine
+ * W0, accumulated from zero by the same code as lf_job_apply and not rounded: the merged weight minus
+ * W0 without the cancellation of subtracting it. A non-finite sum is an error naming the tensor. */
+lf_status lf_job_delta_ws(const lf_job *job, int fast, float *dw, lf_apply_ws *ws);
 void lf_apply_ws_free(lf_apply_ws *ws);
 
 #ifdef __cplusplus

@@ -11,7 +11,7 @@ Library code: include/lorafuse/ (public headers), host/ and kernels/. Rules:
   cycle             no call cycle between the .c files of lf_core: A uses a symbol defined in B and B
                     (transitively) uses one defined in A (nm, strongly connected components)
 Layers, bottom up (a file may use its own layer and those below):
-  0 kernels/common  1 host/base  2 kernels/cpu/adapters, kernels/cpu/nn, kernels/cuda
+  0 kernels/common  1 host/base  2 kernels/cpu/adapters, kernels/cpu/nn, kernels/cpu/linalg, kernels/cuda
   3 host/io, host/keymap, host/adapter  4 host/plan  5 host/runtime  6 host/sample
   6.5 host/cuda (anything below host/pipeline)  7 host/pipeline  8 host/cli
 A public header counts as the layer of the .c files that define what it declares: every identifier
@@ -40,6 +40,7 @@ LAYERS = [
     ("host/base", 1),
     ("kernels/cpu/adapters", 2),
     ("kernels/cpu/nn", 2),
+    ("kernels/cpu/linalg", 2),
     ("kernels/cuda", 2),
     ("host/io", 3),
     ("host/keymap", 3),

@@ -332,6 +332,27 @@ static void check_te(const lf_keymap *m, const rows *te, const char *peft) {
     }
 }
 
+/* Every row's kohya name is the kohya name of its target (lf_target.kohya): the map names each module
+ * the way the module tables do, and exactly one target holds that name. */
+static void check_kohya(const lf_keymap *m, const rows *r) {
+    size_t nt = lf_keymap_target_count(m);
+    for (size_t i = 0; i < r->n; i++) {
+        const row *x = &r->v[i];
+        int64_t nrows = x->r1 ? x->r1 - x->r0 : 0;
+        const lf_target *hit = NULL;
+        size_t named = 0;
+        for (size_t j = 0; j < nt; j++) {
+            const lf_target *t = lf_keymap_target_at(m, j);
+            if (t->kohya && strcmp(t->kohya, x->name) == 0) named++;
+            if (strcmp(t->weight_key, x->key) == 0 && t->row_off == x->r0 && t->rows == nrows) hit = t;
+        }
+        LF_CHECK(hit && hit->kohya && strcmp(hit->kohya, x->name) == 0, "kohya name of %s rows [%lld,+%lld): %s, want %s",
+                 x->key, (long long)x->r0, (long long)nrows, hit && hit->kohya ? hit->kohya : "(none)", x->name);
+        LF_CHECK(named == 1, "kohya name %s held by %zu targets", x->name, named);
+    }
+    LF_CHECK(lf_keymap_target_at(m, nt) == NULL, "target_at past the end");
+}
+
 /* ---- SD1.5 ---------------------------------------------------------------------------------- */
 static lf_keymap *g_sd15, *g_sdxl;
 static rows g_sd15_rows;
@@ -417,6 +438,13 @@ static void test_sd15(void) {
     }
 
     check_te(m, &te, "text_encoder.");
+    check_kohya(m, &g_sd15_rows);
+    check_kohya(m, &te);
+    {
+        lf_target t;
+        LF_CHECK(lf_keymap_resolve(m, "lora_te_text_model_embeddings_token_embedding", &t) == LF_OK && !t.kohya,
+                 "the token embedding has no kohya name");
+    }
     {
         row x = {0};
         x.key = "cond_stage_model.transformer.text_model.final_layer_norm.weight";
@@ -500,6 +528,9 @@ static void test_sdxl(void) {
     }
     check_te(m, &te1, "text_encoder.");
     check_te(m, &te2, "text_encoder_2.");
+    check_kohya(m, &unet);
+    check_kohya(m, &te1);
+    check_kohya(m, &te2);
 
     /* diffusers / PEFT spellings of SDXL modules (docs/keymap.md "U-Net") */
     static const struct {
