@@ -147,6 +147,14 @@ static lf_num_res lf_strength_num(const char *s, const char *e, double *v) {
 
 #define LF_RANGE_WHY "strengths are at most 3.4e38 in magnitude, the range of a 32-bit float"
 
+int lf_lbw_name_ok(const char *s, size_t n) {
+    double v;
+    if (!n || lf_num_parse(s, n, LF_NUM_F32_MAX, &v, NULL) != LF_NUM_SYNTAX) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '.' || s[i] == '-' || s[i] == '+')) return 0;
+    return 1;
+}
+
 /* ---- values and schedules ------------------------------------------------------------------- */
 
 static lf_status lf_parse_pos(const lf_ps *ps, const char *s, const char *e, const char *kfs, const char *kfe,
@@ -266,9 +274,8 @@ static lf_status lf_parse_lbw(lf_ps *ps, const char *s, const char *e) {
     t->lbw_col = lf_col_at(ps->cur, s);
     double v;
     if (!memchr(s, ',', (size_t)(e - s)) && lf_strength_num(s, e, &v) == LF_NUM_SYNTAX) {
-        for (const char *p = s; p < e; p++)
-            if (!(isalnum((unsigned char)*p) || *p == '_' || *p == '.' || *p == '-' || *p == '+'))
-                return lf_perr(ps, "'%s' is neither a block-weight vector nor a preset name", lf_q(q, s, e));
+        if (!lf_lbw_name_ok(s, (size_t)(e - s)))
+            return lf_perr(ps, "'%s' is neither a block-weight vector nor a preset name", lf_q(q, s, e));
         if ((t->lbw_preset = lf_strndup(s, (size_t)(e - s))) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
         return LF_OK;
     }

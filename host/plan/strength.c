@@ -279,6 +279,11 @@ lf_status lf_lbw_presets_parse(const char *text, const char *label, lf_lbw_prese
             break;
         }
         lf_esc(q, sizeof q, s, nlen);
+        if (!lf_lbw_name_ok(s, nlen)) {
+            st = lf_err(LF_ERR_ARG, "%s:%d: preset name '%s' cannot be written in a tag (lbw=NAME): use letters, "
+                        "digits, '_', '.', '-' and '+', and not a number", lbl, line, q);
+            break;
+        }
         if (++n_user > LF_LBW_MAX_PRESETS) {
             st = lf_err(LF_ERR_ARG, "%s:%d: preset '%s': more than %d presets in one file (docs/limits.md)", lbl, line, q,
                         LF_LBW_MAX_PRESETS);

@@ -108,6 +108,10 @@ typedef struct lf_prompt {
 lf_status lf_prompt_parse(const char *text, lf_prompt **out);
 void lf_prompt_free(lf_prompt *p);
 
+/* 1 when s[0..n) can name an LBW preset in a tag (lbw=NAME): letters, digits, '_', '.', '-', '+', and
+ * not a number (a number there is a one-entry vector). Preset files accept only such names. */
+int lf_lbw_name_ok(const char *s, size_t n);
+
 /* "prompt col C: TAG: " + message, as LF_ERR_ARG (used by later stages that check a tag against the
  * model, the number of steps or the LoRA directory). */
 lf_status lf_tag_err(const lf_tag *t, int col, const char *fmt, ...)

@@ -752,8 +752,21 @@ static void test_limits(void) {
                  !strcmp(lf_last_error(), "r.txt:1: preset 'A': entry 2 is out of range (at most 3.4e38 in magnitude)"),
              "presets range: %s", lf_last_error());
     LF_CHECK(lf_lbw_presets_parse("\x1b[1mA:0x1,1,1,1,1,1,1,1,1,1,1,1\n", "\x1b.txt", &ps) == LF_ERR_ARG &&
-                 !strcmp(lf_last_error(), "\\x1b.txt:1: preset '\\x1b[1mA': entry 1 is not a number"),
+                 !strcmp(lf_last_error(), "\\x1b.txt:1: preset name '\\x1b[1mA' cannot be written in a tag "
+                                          "(lbw=NAME): use letters, digits, '_', '.', '-' and '+', and not a number"),
              "presets escaped: %s", lf_last_error());
+    LF_CHECK(lf_lbw_presets_parse("A\x1b:0x1,1,1,1,1,1,1,1,1,1,1,1\n", "\x1b.txt", &ps) == LF_ERR_ARG,
+             "presets name with ESC refused");
+    LF_CHECK(lf_lbw_presets_parse("B:0x1,1,1,1,1,1,1,1,1,1,1,1\n", "\x1b.txt", &ps) == LF_ERR_ARG &&
+                 !strcmp(lf_last_error(), "\\x1b.txt:1: preset 'B': entry 1 is not a number"),
+             "presets file name escaped: %s", lf_last_error());
+    /* a name a tag could not reference (it reads as a number there) is refused in the file (found by fuzzing) */
+    LF_CHECK(lf_lbw_presets_parse("\n\n1:1,1,1,1,1,1,1,1,1,\t1,1,1\r\n", "p.txt", &ps) == LF_ERR_ARG &&
+                 strstr(lf_last_error(), "p.txt:3: preset name '1' cannot be written in a tag"),
+             "numeric preset name: %s", lf_last_error());
+    LF_CHECK(lf_lbw_name_ok("ALL0.5", 6) && lf_lbw_name_ok("my-preset_2", 11) && !lf_lbw_name_ok("1e3", 3) &&
+                 !lf_lbw_name_ok("a b", 3) && !lf_lbw_name_ok("", 0),
+             "lf_lbw_name_ok");
 }
 
 static void test_same(void) {
