@@ -94,9 +94,20 @@ int lf_file_exists(const char *path) {
 
 static _Atomic(char *) lf_live[LF_FILE_MAX_LIVE];
 static atomic_int lf_cleaning;
+/* A temporary file is created and registered with signals blocked, but only on the creating thread:
+ * a process-directed signal may run the handler on any other thread (a pool worker, a BLAS thread)
+ * between the creation and the registration. So the two sides hand over: the creator counts itself in
+ * lf_creating and gives up when lf_signalled is set; the cleanup sets lf_signalled, then waits until no
+ * creation is in flight, and only then unlinks what is registered. */
+static atomic_int lf_creating, lf_signalled;
 
 void lf_file_cleanup_on_signal(void) {
     int saved = errno; /* a handler must leave errno as it found it */
+    atomic_store(&lf_signalled, 1);
+    for (int i = 0; i < 20000 && atomic_load(&lf_creating); i++) { /* at most ~1 s; a creation takes microseconds */
+        struct timespec ts = {0, 50000};
+        nanosleep(&ts, NULL);
+    }
     atomic_fetch_add(&lf_cleaning, 1);
     for (size_t i = 0; i < LF_FILE_MAX_LIVE; i++) {
         char *p = atomic_exchange(&lf_live[i], NULL);
@@ -275,14 +286,19 @@ lf_status lf_file_out_open(const char *path, const lf_file_out_opts *opts, lf_fi
 
     sigset_t old;
     lf_block_signals(&old);
-    f->fd = lf_tmp_create(f->tmp);
-    int e = errno;
-    if (f->fd >= 0 && (f->slot = lf_live_add(f->tmp)) < 0) {
-        close(f->fd);
-        unlink(f->tmp);
-        f->fd = -1;
-        e = 0;
+    atomic_fetch_add(&lf_creating, 1);
+    int e = EINTR;
+    if (!atomic_load(&lf_signalled)) { /* else the process is being ended: create nothing */
+        f->fd = lf_tmp_create(f->tmp);
+        e = errno;
+        if (f->fd >= 0 && (f->slot = lf_live_add(f->tmp)) < 0) {
+            close(f->fd);
+            unlink(f->tmp);
+            f->fd = -1;
+            e = 0;
+        }
     }
+    atomic_fetch_sub(&lf_creating, 1);
     lf_restore_signals(&old);
     if (f->fd < 0) {
         st = e ? lf_err(LF_ERR_IO, "output '%s': cannot create temporary file %s: %s", path, f->tmp, strerror(e))
