@@ -84,7 +84,9 @@ lf_status lf_file_out_commit_new(lf_file_out *f, const char *path, int *taken);
 void lf_file_out_abort(lf_file_out *f);
 
 /* Remove every live temporary file. Async-signal-safe; the outputs stay open (their commit then fails,
- * their abort still frees them). */
+ * their abort still frees them). It is meant for the way out of the process: from then on no new
+ * output can be opened (LF_ERR_IO, EINTR), so that a thread creating one while the signal is handled
+ * on another cannot leave a file behind. */
 void lf_file_cleanup_on_signal(void);
 
 #endif

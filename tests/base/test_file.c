@@ -303,21 +303,8 @@ static void on_term(int sig) {
 
 static void test_signal_cleanup(void) {
     lf_file_out_opts force = {1, NULL, 0};
-    lf_file_out *a = NULL, *b = NULL;
-    LF_CHECK(lf_file_out_open(tpath("s1"), &force, &a) == LF_OK && lf_file_out_open(tpath("s2"), &force, &b) == LF_OK,
-             "open: %s", lf_last_error());
-    LF_CHECK(count_tmp_files() == 2, "two temporary files");
-    lf_file_cleanup_on_signal();
-    LF_CHECK(count_tmp_files() == 0, "cleanup left temporary files");
-    /* the outputs stay valid objects: commit fails cleanly, abort frees */
-    if (a) LF_CHECK(lf_file_out_commit(a) == LF_ERR_IO && !lf_file_exists(tpath("s1")), "commit after cleanup: %s",
-                    lf_last_error());
-    lf_file_out_abort(b);
-    /* a slot freed by the cleanup is reused */
-    LF_CHECK(put(tpath("s3"), "ok", &force) == LF_OK && holds(tpath("s3"), "ok"), "after cleanup: %s", lf_last_error());
-    unlink(tpath("s3"));
-
-    /* A real signal: a child with a live output and a SIGTERM handler that cleans up and re-raises. */
+    /* A real signal first (the in-process cleanup below ends this process's outputs): a child with a
+     * live output and a SIGTERM handler that cleans up and re-raises. */
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
@@ -332,6 +319,21 @@ static void test_signal_cleanup(void) {
     LF_CHECK(pid > 0 && waitpid(pid, &status, 0) == pid, "fork/wait");
     LF_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM, "child status %#x", (unsigned)status);
     LF_CHECK(count_tmp_files() == 0 && !lf_file_exists(tpath("child.bin")), "the child left files");
+
+    lf_file_out *a = NULL, *b = NULL;
+    LF_CHECK(lf_file_out_open(tpath("s1"), &force, &a) == LF_OK && lf_file_out_open(tpath("s2"), &force, &b) == LF_OK,
+             "open: %s", lf_last_error());
+    LF_CHECK(count_tmp_files() == 2, "two temporary files");
+    lf_file_cleanup_on_signal();
+    LF_CHECK(count_tmp_files() == 0, "cleanup left temporary files");
+    /* the outputs stay valid objects: commit fails cleanly, abort frees */
+    if (a) LF_CHECK(lf_file_out_commit(a) == LF_ERR_IO && !lf_file_exists(tpath("s1")), "commit after cleanup: %s",
+                    lf_last_error());
+    lf_file_out_abort(b);
+    /* the process is on its way out: no new temporary file appears */
+    LF_CHECK(put(tpath("s3"), "ok", &force) == LF_ERR_IO && strstr(lf_last_error(), "Interrupted") &&
+                 count_tmp_files() == 0 && !lf_file_exists(tpath("s3")),
+             "an output opened after the cleanup: %s", lf_last_error());
 }
 
 int main(void) {
