@@ -4,6 +4,7 @@
  *                    [--rank R] [--conv-rank R] [--sv-ratio X | --sv-fro F | --sv-cumulative F]
  *                    [--clamp-quantile Q] [--unet-only] [--dtype f16|bf16|f32]
  *                    [--svd auto|exact|randomized] [--oversample N] [--power-iters N] [--threads N]
+ *                    [--svd-device cpu|cuda] [--force]
  *                    [--allow-unmatched] [--allow-family-mismatch] [--report] [--json]
  *
  * A summary line goes to stderr; --report prints one line per module (rank, share of ||dW||_F kept,
@@ -17,8 +18,27 @@
 
 #include <cJSON.h>
 
+#include <pthread.h>
+
 #include "cli.h"
+#include "lorafuse/lf_device.h"
 #include "lorafuse/lf_extract.h"
+
+/* --svd-device cuda: every module's SVD on the device (lf_dev_svd), one at a time (the pool's threads
+ * call in parallel; the device's memory holds one module's work). */
+typedef struct {
+    lf_device *dev;
+    pthread_mutex_t mu;
+} lf_x_device;
+
+static lf_status lf_x_device_svd(void *ctx, const float *a, int64_t m, int64_t n, int64_t l, int q, uint64_t seed,
+                                 double *s, float *u, float *vt) {
+    lf_x_device *d = ctx;
+    pthread_mutex_lock(&d->mu);
+    lf_status st = lf_dev_svd(d->dev, a, m, n, l, q, seed, s, u, vt);
+    pthread_mutex_unlock(&d->mu);
+    return st;
+}
 
 static void lf_x_print_report(const lf_extract_report *r) {
     printf("%-72s %-22s %5s %8s %10s %s\n", "module", "shape (out, in, k)", "rank", "kept", "residual", "svd");
@@ -89,7 +109,8 @@ int lf_cli_extract(int argc, char **argv) {
     size_t n = 0;
     lf_extract_opts o;
     memset(&o, 0, sizeof o);
-    int report = 0, json = 0, policies = 0, rc = 2;
+    int report = 0, json = 0, policies = 0, rc = 2, on_device = 0;
+    lf_x_device dev = {NULL, PTHREAD_MUTEX_INITIALIZER};
     if (!in) return 1;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -113,6 +134,10 @@ int lf_cli_extract(int argc, char **argv) {
             o.dtype = !strcmp(d, "f16") ? LF_F16 : !strcmp(d, "bf16") ? LF_BF16 : !strcmp(d, "f32") ? LF_F32
                                                                                                     : LF_DTYPE_INVALID;
             ok = o.dtype != LF_DTYPE_INVALID;
+        } else if (!strcmp(a, "--svd-device") && val) {
+            const char *d = argv[++i];
+            ok = !strcmp(d, "cpu") || !strcmp(d, "cuda");
+            on_device = !strcmp(d, "cuda");
         } else if (!strcmp(a, "--svd") && val) {
             const char *d = argv[++i];
             o.svd = !strcmp(d, "exact") ? LF_SVD_EXACT : !strcmp(d, "randomized") ? LF_SVD_RANDOMIZED : LF_SVD_AUTO;
@@ -141,6 +166,15 @@ int lf_cli_extract(int argc, char **argv) {
         rc = LF_CLI_USAGE;
         goto done;
     }
+    if (on_device) {
+        if (lf_device_open(0, &dev.dev) != LF_OK) {
+            fprintf(stderr, "lorafuse extract: --svd-device cuda: %s\n", lf_last_error());
+            rc = 1;
+            goto done;
+        }
+        o.svd_fn = lf_x_device_svd;
+        o.svd_ctx = &dev;
+    }
     lf_extract_report r;
     if (lf_extract(model, in, n, tuned, output, &o, &r) != LF_OK) {
         fprintf(stderr, "lorafuse extract: %s\n", lf_last_error());
@@ -158,6 +192,7 @@ int lf_cli_extract(int argc, char **argv) {
     lf_extract_report_free(&r);
     rc = 0;
 done:
+    lf_device_close(dev.dev);
     free(in);
     return rc;
 }

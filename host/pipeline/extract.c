@@ -643,6 +643,8 @@ lf_status lf_extract(const char *model_path, const lf_merge_input *loras, size_t
     run.cfg.svd = o->svd;
     run.cfg.oversample = o->oversample;
     run.cfg.power_iters = o->power_iters ? o->power_iters : LF_X_POWER_ITERS;
+    run.cfg.svd_fn = o->svd_fn;
+    run.cfg.svd_ctx = o->svd_ctx;
     lf_model *model = NULL, *tuned = NULL;
     lf_adapter **ads = calloc(n_loras + 1, sizeof *ads);
     float *strengths = calloc(n_loras + 1, sizeof *strengths);

@@ -26,6 +26,8 @@ typedef struct lf_xcfg {
     lf_svd_method svd;
     int oversample;         /* 0: max(rank, LF_X_OVERSAMPLE_MIN) per module */
     int power_iters;
+    lf_extract_svd_fn svd_fn; /* NULL: the CPU's */
+    void *svd_ctx;
 } lf_xcfg;
 
 /* One output module: rows [row_off, row_off + rows) of a weight, flattened to (rows, K). */

@@ -126,6 +126,26 @@ static uint64_t lf_name_seed(const char *s) {
     return h;
 }
 
+/* The SVD of dw (O, K): the caller's (cfg->svd_fn) or the CPU's; l = 0 exact, else randomized. */
+static lf_status lf_extract_svd(const lf_xcfg *cfg, const float *dw, int64_t O, int64_t K, int64_t l, uint64_t seed,
+                                lf_svd *s) {
+    if (!cfg->svd_fn)
+        return l ? lf_svd_randomized(dw, O, K, l, cfg->power_iters, seed, s) : lf_svd_exact(dw, O, K, s);
+    int64_t p = l ? l : (O < K ? O : K);
+    memset(s, 0, sizeof *s);
+    s->m = O;
+    s->n = K;
+    s->p = p;
+    s->s = malloc((size_t)p * sizeof *s->s);
+    s->u = malloc((size_t)(O * p) * sizeof *s->u);
+    s->vt = malloc((size_t)(p * K) * sizeof *s->vt);
+    lf_status st = !s->s || !s->u || !s->vt ? lf_err(LF_ERR_NOMEM, "out of memory for the SVD")
+                                             : cfg->svd_fn(cfg->svd_ctx, dw, O, K, l, l ? cfg->power_iters : 0, seed,
+                                                           s->s, s->u, s->vt);
+    if (st != LF_OK) lf_svd_free(s);
+    return st;
+}
+
 lf_status lf_extract_module(const lf_xcfg *cfg, float *dw, lf_xmod *m) {
     double t0 = lf_clock_s();
     int64_t O = m->rows, K = m->K, n = O * K, p = O < K ? O : K;
@@ -141,9 +161,9 @@ lf_status lf_extract_module(const lf_xcfg *cfg, float *dw, lf_xmod *m) {
     lf_status st;
     if (m->randomized) {
         int64_t l = lf_extract_width(cfg, m->cap);
-        st = lf_svd_randomized(dw, O, K, l < p ? l : p, cfg->power_iters, lf_name_seed(m->name), &s);
+        st = lf_extract_svd(cfg, dw, O, K, l < p ? l : p, lf_name_seed(m->name), &s);
     } else {
-        st = lf_svd_exact(dw, O, K, &s);
+        st = lf_extract_svd(cfg, dw, O, K, 0, 0, &s);
     }
     if (st != LF_OK) return lf_err_wrap(st, "module '%s' (%lld, %lld): ", m->name, (long long)O, (long long)K);
     /* kohya's policies divide by sum S^2 of the full spectrum; the randomized path only has the top

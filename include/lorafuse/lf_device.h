@@ -164,7 +164,7 @@ lf_status lf_dev_apply_step(lf_dev_model *dm, const struct lf_step_plan *sp, int
  * Gaussian test matrix from `seed`, its products in cuBLAS sgemm and its QRs in cuSOLVER geqrf/orgqr,
  * then B's small SVD and U = Q Ub on the host. Writes p = min(m, n) (l = 0) or l singular values to s
  * (descending), u (m, p) and vt (p, n) row-major, all host memory the caller provides. Compiled and
- * tested under the gpu label; `lorafuse extract` does not call it yet. */
+ * tested under the gpu label; `lorafuse extract --svd-device cuda` calls it (lf_extract_opts.svd_fn). */
 lf_status lf_dev_svd(lf_device *dev, const float *a, int64_t m, int64_t n, int64_t l, int q, uint64_t seed,
                      double *s, float *u, float *vt);
 

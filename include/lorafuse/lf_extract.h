@@ -49,6 +49,14 @@ typedef enum lf_svd_method {
     LF_SVD_RANDOMIZED  /* range finder + power iterations; needs a rank, not with sv_cumulative */
 } lf_svd_method;
 
+/* An SVD the caller provides instead of the CPU's: the arguments and results of lf_dev_svd
+ * (lf_device.h): a (m, n) row-major on the host; l = 0: every triplet (p = min(m, n)), else the
+ * randomized SVD with l columns, q power iterations and the Gaussian test matrix of `seed`; s (p or l
+ * values, descending), u (m, p) and vt (p, n) row-major into the caller's host memory. It is called
+ * from the operator pool's threads, possibly at the same time. */
+typedef lf_status (*lf_extract_svd_fn)(void *ctx, const float *a, int64_t m, int64_t n, int64_t l, int q,
+                                       uint64_t seed, double *s, float *u, float *vt);
+
 typedef struct lf_extract_opts {
     int rank;               /* fixed rank, or the cap of a dynamic policy (0: no cap; dynamic only) */
     int conv_rank;          /* the same for k x k convolutions, k > 1 (0: rank) */
@@ -65,6 +73,8 @@ typedef struct lf_extract_opts {
     lf_plan_opts plan;      /* adapters: allow_unmatched, allow_family (not across the adapters) */
     int overwrite;          /* 1: an existing output file is replaced; 0: refused (never an input, never a
                                special file) */
+    lf_extract_svd_fn svd_fn; /* NULL: the CPU's SVD (kernels/cpu/linalg); else this one, e.g. the device's */
+    void *svd_ctx;            /* svd_fn's first argument */
 } lf_extract_opts;
 
 /* One module of the output. */

@@ -6,7 +6,9 @@
  * - randomized (cuBLAS sgemm + cuSOLVER QR, the CPU's test matrix, `extract`'s defaults l = 2k,
  *   3 power iterations): the residual within 1 % of the optimum and the values close to the CPU
  *   randomized path's (same Omega);
- * - bad arguments.
+ * - bad arguments;
+ * - `extract` with the device SVD (opts.svd_fn, as `--svd-device cuda` sets it) on the extraction
+ *   fixtures: every module's residual within 1e-4 relative of the CPU path's.
  */
 #include <math.h>
 #include <stdint.h>
@@ -17,6 +19,7 @@
 #include "lf_test.h"
 #include "lf_test_svd.h"
 #include "lorafuse/lf_device.h"
+#include "lorafuse/lf_extract.h"
 
 static lf_test_rng g_rng = {LF_TEST_RNG_SEED};
 
@@ -53,6 +56,39 @@ static void check(lf_device *dev, int64_t m, int64_t n, int64_t k, int64_t l, do
     free(sigma);
 }
 
+static lf_status device_svd(void *ctx, const float *a, int64_t m, int64_t n, int64_t l, int q, uint64_t seed, double *s,
+                            float *u, float *vt) {
+    return lf_dev_svd(ctx, a, m, n, l, q, seed, s, u, vt);
+}
+
+static void check_extract(lf_device *dev, lf_svd_method method) {
+    lf_merge_input in = {"tests/data/extract/lora_r8.safetensors", 1.0f, 0};
+    lf_extract_opts o;
+    memset(&o, 0, sizeof o);
+    o.rank = 4;
+    o.dtype = LF_F32;
+    o.svd = method;
+    o.threads = 1; /* one module at a time on the device */
+    o.overwrite = 1;
+    lf_extract_report cpu, gpu;
+    LF_CHECK(lf_extract("tests/data/extract/base.safetensors", &in, 1, NULL, "/tmp/lf_gpu_svd_cpu.safetensors", &o,
+                        &cpu) == LF_OK, "extract (cpu): %s", lf_last_error());
+    o.svd_fn = device_svd;
+    o.svd_ctx = dev;
+    LF_CHECK(lf_extract("tests/data/extract/base.safetensors", &in, 1, NULL, "/tmp/lf_gpu_svd_dev.safetensors", &o,
+                        &gpu) == LF_OK, "extract (device): %s", lf_last_error());
+    LF_CHECK(cpu.n_layers == gpu.n_layers, "modules: cpu %zu, device %zu", cpu.n_layers, gpu.n_layers);
+    for (size_t i = 0; i < cpu.n_layers && i < gpu.n_layers; i++) {
+        double a = cpu.layers[i].residual, b = gpu.layers[i].residual, nrm = cpu.layers[i].norm;
+        LF_CHECK(fabs(a - b) <= 1e-4 * nrm, "%s: residual cpu %.6g, device %.6g (||dW|| %.6g)", cpu.layers[i].name, a,
+                 b, nrm);
+    }
+    lf_extract_report_free(&cpu);
+    lf_extract_report_free(&gpu);
+    remove("/tmp/lf_gpu_svd_cpu.safetensors");
+    remove("/tmp/lf_gpu_svd_dev.safetensors");
+}
+
 int main(void) {
     lf_device *dev = NULL;
     lf_status st = lf_device_open(0, &dev);
@@ -68,6 +104,8 @@ int main(void) {
     float u[4], vt[6], a[6] = {1, 2, 3, 4, 5, 6};
     LF_CHECK(lf_dev_svd(dev, a, 2, 3, 3, 1, 1, s, u, vt) == LF_ERR_ARG, "l above min(m, n)");
     LF_CHECK(lf_dev_svd(dev, a, 0, 3, 0, 1, 1, s, u, vt) == LF_ERR_ARG, "an empty matrix");
+    check_extract(dev, LF_SVD_EXACT);
+    check_extract(dev, LF_SVD_RANDOMIZED);
     lf_device_close(dev);
     return lf_test_finish();
 }

@@ -34,6 +34,7 @@
 #include "lorafuse/lf_merge.h"
 #include "lorafuse/lf_safetensors.h"
 #include "host/base/util.h"
+#include "kernels/cpu/linalg/lf_svd.h"
 
 #define DATA "tests/data/extract/"
 #define BASE DATA "base.safetensors"
@@ -575,6 +576,68 @@ static void check_refusals(void) {
     LF_CHECK(lf_test_count_files(g_dir, "refused") == 0, "a refused run left a file");
 }
 
+/* The caller's SVD (opts.svd_fn, as `--svd-device cuda` sets it to the device's): a stand-in with the
+ * device SVD's contract that runs the CPU's must give the CPU path's bytes, and be called once per
+ * nonzero module, with l = 0 on the exact path and l > 0 (and the power iterations) on the randomized. */
+typedef struct {
+    int calls, exact, randomized, bad_q;
+    int q_want;
+} svd_probe;
+
+static lf_status probe_svd(void *ctx, const float *a, int64_t m, int64_t n, int64_t l, int q, uint64_t seed, double *s,
+                           float *u, float *vt) {
+    svd_probe *pr = ctx;
+    __atomic_add_fetch(&pr->calls, 1, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(l ? &pr->randomized : &pr->exact, 1, __ATOMIC_SEQ_CST);
+    if (l && q != pr->q_want) __atomic_add_fetch(&pr->bad_q, 1, __ATOMIC_SEQ_CST);
+    lf_svd r;
+    lf_status st = l ? lf_svd_randomized(a, m, n, l, q, seed, &r) : lf_svd_exact(a, m, n, &r);
+    if (st != LF_OK) return st;
+    memcpy(s, r.s, (size_t)r.p * sizeof *s);
+    memcpy(u, r.u, (size_t)(m * r.p) * sizeof *u);
+    memcpy(vt, r.vt, (size_t)(r.p * n) * sizeof *vt);
+    lf_svd_free(&r);
+    return LF_OK;
+}
+
+static int same_bytes(const char *a, const char *b) {
+    char *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    int same = lf_read_file(a, NULL, 1 << 26, &x, &nx) == LF_OK && lf_read_file(b, NULL, 1 << 26, &y, &ny) == LF_OK &&
+               nx == ny && !memcmp(x, y, nx);
+    free(x);
+    free(y);
+    return same;
+}
+
+static void check_svd_hook(const xcase *c) {
+    for (int k = 0; k < 2; k++) {
+        lf_extract_opts o = opts_rank(4);
+        o.svd = k ? LF_SVD_RANDOMIZED : LF_SVD_EXACT;
+        o.overwrite = 1;
+        char cpu[300], hook[300]; /* the same file name: it is the output's modelspec.title */
+        snprintf(cpu, sizeof cpu, "%s/hook_cpu", g_dir);
+        snprintf(hook, sizeof hook, "%s/hook_fn", g_dir);
+        mkdir(cpu, 0777);
+        mkdir(hook, 0777);
+        snprintf(cpu, sizeof cpu, "%s/hook_cpu/x%d.safetensors", g_dir, k);
+        snprintf(hook, sizeof hook, "%s/hook_fn/x%d.safetensors", g_dir, k);
+        lf_extract_report r1, r2;
+        LF_CHECK(run(c, &o, cpu, &r1) == LF_OK, "%s: cpu svd: %s", c->name, lf_last_error());
+        svd_probe pr = {0, 0, 0, 0, 3};
+        o.svd_fn = probe_svd;
+        o.svd_ctx = &pr;
+        LF_CHECK(run(c, &o, hook, &r2) == LF_OK, "%s: caller's svd: %s", c->name, lf_last_error());
+        LF_CHECK(same_bytes(cpu, hook), "%s (%s): the caller's SVD gives other bytes than the CPU's", c->name,
+                 k ? "randomized" : "exact");
+        LF_CHECK(pr.calls == (int)r2.n_layers && (k ? pr.randomized : pr.exact) == pr.calls && !pr.bad_q,
+                 "%s: svd_fn called %d times (%d exact, %d randomized, %d with other q) for %zu modules", c->name,
+                 pr.calls, pr.exact, pr.randomized, pr.bad_q, r2.n_layers);
+        lf_extract_report_free(&r1);
+        lf_extract_report_free(&r2);
+    }
+}
+
 int main(void) {
     if (lf_test_tmpdir(g_dir, sizeof g_dir, "extract") != 0) LF_SKIP("no temporary directory");
     for (size_t i = 0; i < NCASES; i++) load_case(&g_cases[i], i);
@@ -593,6 +656,8 @@ int main(void) {
     check_unet_only(&g_cases[0]);
     check_unet_only(&g_cases[NCASES - 1]);
     check_sdxl_slices();
+    check_svd_hook(&g_cases[0]);
+    check_svd_hook(&g_cases[NCASES - 2]);
     check_refusals();
     printf("residual vs numpy's optimum: exact within %.2e relative, randomized at most %.4f %% above; round trips "
            "within %.2e of ||dW||\n", g_worst_exact, 100 * g_worst_rand, g_worst_trip);
