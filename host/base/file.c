@@ -389,8 +389,13 @@ lf_status lf_file_out_commit_new(lf_file_out *f, const char *path, int *taken) {
     int rc = link(f->tmp, path), e = errno;
     if (rc != 0 && (e == EPERM || e == ENOTSUP || e == EOPNOTSUPP || e == EMLINK || e == ENOSYS)) {
         /* No hard links on this file system: rename after a check (a small window, the best it allows). */
-        rc = lf_file_exists(path) ? -1 : rename(f->tmp, path);
-        e = rc ? (lf_file_exists(path) ? EEXIST : errno) : 0;
+        if (lf_file_exists(path)) {
+            rc = -1;
+            e = EEXIST;
+        } else {
+            rc = rename(f->tmp, path);
+            e = rc ? errno : 0; /* rename's own reason (EACCES, EXDEV, ...), not a later lstat's */
+        }
         f->renamed = rc == 0;
     }
     lf_restore_signals(&old);

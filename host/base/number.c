@@ -34,14 +34,19 @@ lf_num_res lf_num_parse(const char *s, size_t n, double max_abs, double *out, un
         f |= LF_NUM_EXP;
     }
     if (p != e) return LF_NUM_SYNTAX;
-    /* strtod needs a terminated copy; the grammar above is a subset of what it reads, so it consumes
-     * all of it. Long numbers (hundreds of digits are still numbers) go to the heap. */
+    /* strtod needs a terminated copy; the grammar above is a subset of what it reads in the C locale,
+     * so it consumes all of it. A program embedding the library under a locale whose decimal point is
+     * not '.' would have strtod stop early: that is a syntax error here, never a silently cut value.
+     * Long numbers (hundreds of digits are still numbers) go to the heap. */
     char stack[128], *buf = n < sizeof stack ? stack : malloc(n + 1);
     if (!buf) return LF_NUM_RANGE;
     memcpy(buf, s, n);
     buf[n] = '\0';
-    double v = strtod(buf, NULL);
+    char *end = NULL;
+    double v = strtod(buf, &end);
+    int whole = end == buf + n;
     if (buf != stack) free(buf);
+    if (!whole) return LF_NUM_SYNTAX;
     if (!isfinite(v) || fabs(v) > max_abs) return LF_NUM_RANGE;
     *out = v;
     if (form) *form = f;

@@ -197,7 +197,9 @@ static lf_status lf_dir_scan(lf_lora_dir *d, const char *rel, int depth, int out
         }
         struct stat lsb, sb;
         int keep = 0;
-        if (strlen(sub) < LF_LORA_DIR_MAX_PATH && lstat(full, &lsb) == 0 && stat(full, &sb) == 0) {
+        /* stat follows a link; for anything else lstat already said what it is */
+        if (strlen(sub) < LF_LORA_DIR_MAX_PATH && lstat(full, &lsb) == 0 &&
+            (!S_ISLNK(lsb.st_mode) ? (sb = lsb, 1) : stat(full, &sb) == 0)) {
             int link = S_ISLNK(lsb.st_mode), o = out || (link && !lf_link_inside(d, full));
             if (S_ISDIR(sb.st_mode) && depth < LF_LORA_DIR_MAX_DEPTH) {
                 if (link && o && d->confine) d->links_out++;
@@ -516,7 +518,7 @@ static lf_status lf_words_from_tags(const char *tag_frequency, char ***words, si
  * extension): "activation text" and "trainedWords". */
 static lf_status lf_words_from_sidecars(const char *path, char ***words, size_t *n, size_t *cap) {
     char side[4096];
-    const char *dot = strrchr(path, '.');
+    const char *base = strrchr(path, '/'), *dot = strrchr(base ? base + 1 : path, '.'); /* not a folder's dot */
     size_t stem = dot ? (size_t)(dot - path) : strlen(path);
     static const char *const suffixes[] = {".json", ".civitai.info"};
     lf_status st = LF_OK;
