@@ -34,5 +34,8 @@ int lf_cli_parse_lora(const char *cmd, char *arg, lf_merge_input *in);
 int lf_cli_int(const char *cmd, const char *opt, const char *arg, long long lo, long long hi, long long *out);
 int lf_cli_num(const char *cmd, const char *opt, const char *arg, double lo, double hi, double *out);
 int lf_cli_count(const char *cmd, const char *opt, const char *arg, long long lo, int *out);
+/* printf(fmt, s) with s escaped for the terminal (host/base/text.h), whole: for text that comes from
+ * input (a prompt, a path, a file's metadata); "" when out of memory. */
+void lf_cli_print_escaped(const char *fmt, const char *s);
 
 #endif

@@ -1,5 +1,5 @@
 /* cli_args.c: argument forms several subcommands share: `--lora PATH[:STRENGTH[:dyn=N]]` (merge,
- * extract) and number options, with the number grammar of host/base/number.h and the input
+ * extract), number options and printing what a file or the user wrote, with the number grammar of host/base/number.h and the input
  * quoted escaped (host/base/text.h) in every message.
  */
 #include <stdio.h>
@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "host/base/number.h"
+#include "host/base/strbuf.h"
 #include "host/base/text.h"
 #include "host/base/util.h"
 #include "lorafuse/lf_prompt_tags.h"
@@ -72,4 +73,11 @@ int lf_cli_count(const char *cmd, const char *opt, const char *arg, long long lo
     if (!lf_cli_int(cmd, opt, arg, lo, 1 << 20, &v)) return 0;
     *out = (int)v;
     return 1;
+}
+
+void lf_cli_print_escaped(const char *fmt, const char *s) {
+    lf_sbuf b = {0};
+    lf_sb_escape(&b, s, strlen(s));
+    printf(fmt, b.oom || !b.s ? "" : b.s);
+    lf_sb_free(&b);
 }

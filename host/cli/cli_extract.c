@@ -21,6 +21,7 @@
 #include <pthread.h>
 
 #include "cli.h"
+#include "host/base/text.h"
 #include "lorafuse/lf_device.h"
 #include "lorafuse/lf_extract.h"
 
@@ -103,6 +104,13 @@ static void lf_x_print_json(const lf_extract_report *r) {
     cJSON_Delete(o);
 }
 
+/* A value of a fixed-choice option that is none of them: say which ones there are. Returns 0. */
+static int lf_x_bad_choice(const char *opt, const char *arg, const char *choices) {
+    char q[LF_ESC_PART];
+    fprintf(stderr, "lorafuse extract: bad %s '%s' (%s)\n", opt, lf_esc(q, sizeof q, arg, strlen(arg)), choices);
+    return 0;
+}
+
 int lf_cli_extract(int argc, char **argv) {
     const char *model = NULL, *output = NULL, *tuned = NULL;
     lf_merge_input *in = calloc((size_t)argc, sizeof *in);
@@ -133,15 +141,15 @@ int lf_cli_extract(int argc, char **argv) {
             const char *d = argv[++i];
             o.dtype = !strcmp(d, "f16") ? LF_F16 : !strcmp(d, "bf16") ? LF_BF16 : !strcmp(d, "f32") ? LF_F32
                                                                                                     : LF_DTYPE_INVALID;
-            ok = o.dtype != LF_DTYPE_INVALID;
+            ok = o.dtype != LF_DTYPE_INVALID || lf_x_bad_choice(a, d, "f16, bf16 or f32");
         } else if (!strcmp(a, "--svd-device") && val) {
             const char *d = argv[++i];
-            ok = !strcmp(d, "cpu") || !strcmp(d, "cuda");
+            ok = !strcmp(d, "cpu") || !strcmp(d, "cuda") || lf_x_bad_choice(a, d, "cpu or cuda");
             on_device = !strcmp(d, "cuda");
         } else if (!strcmp(a, "--svd") && val) {
             const char *d = argv[++i];
             o.svd = !strcmp(d, "exact") ? LF_SVD_EXACT : !strcmp(d, "randomized") ? LF_SVD_RANDOMIZED : LF_SVD_AUTO;
-            ok = o.svd != LF_SVD_AUTO || !strcmp(d, "auto");
+            ok = o.svd != LF_SVD_AUTO || !strcmp(d, "auto") || lf_x_bad_choice(a, d, "auto, exact or randomized");
         } else if (!strcmp(a, "--oversample") && val) ok = lf_cli_count("extract", a, argv[++i], 1, &o.oversample);
         else if (!strcmp(a, "--power-iters") && val) ok = lf_cli_count("extract", a, argv[++i], 1, &o.power_iters);
         else if (!strcmp(a, "--threads") && val) ok = lf_cli_count("extract", a, argv[++i], 0, &o.threads);
@@ -152,13 +160,11 @@ int lf_cli_extract(int argc, char **argv) {
         else if (!strcmp(a, "--report")) report = 1;
         else if (!strcmp(a, "--json")) json = 1;
         else {
-            fprintf(stderr, "lorafuse extract: unexpected argument '%s'\n", a);
+            char q[LF_ESC_PART];
+            fprintf(stderr, "lorafuse extract: unexpected argument '%s'\n", lf_esc(q, sizeof q, a, strlen(a)));
             goto done;
         }
-        if (!ok) {
-            fprintf(stderr, "lorafuse extract: bad value '%s' for %s\n", argv[i], a);
-            goto done;
-        }
+        if (!ok) goto done; /* the parser said why */
     }
     if (!model || !output || (!n && !tuned) || (n && tuned) || policies > 1 || (!o.rank && !policies)) {
         fprintf(stderr, "lorafuse extract: --model, --output, either --lora (one or more) or --tuned, and --rank or "
@@ -168,6 +174,7 @@ int lf_cli_extract(int argc, char **argv) {
     }
     if (on_device) {
         if (lf_device_open(0, &dev.dev) != LF_OK) {
+            lf_err_escape(LF_OK);
             fprintf(stderr, "lorafuse extract: --svd-device cuda: %s\n", lf_last_error());
             rc = 1;
             goto done;
@@ -177,6 +184,7 @@ int lf_cli_extract(int argc, char **argv) {
     }
     lf_extract_report r;
     if (lf_extract(model, in, n, tuned, output, &o, &r) != LF_OK) {
+        lf_err_escape(LF_OK);
         fprintf(stderr, "lorafuse extract: %s\n", lf_last_error());
         lf_extract_report_free(&r);
         rc = 1;

@@ -23,7 +23,7 @@ static void lf_print_list(const char *label, const cJSON *arr, int limit) {
             printf("\n  ... %d more", n - limit);
             break;
         }
-        if (cJSON_IsString(it)) printf("\n  %s", it->valuestring);
+        if (cJSON_IsString(it)) lf_cli_print_escaped("\n  %s", it->valuestring);
         else printf(" %g", it->valuedouble);
     }
     printf("\n");
@@ -35,7 +35,9 @@ static void lf_print_counts(const char *label, const cJSON *obj) {
     if (!cJSON_GetArraySize(obj)) return;
     printf("%s:", label);
     cJSON_ArrayForEach(it, obj) {
-        printf("%s%s %d", sep, it->string, (int)it->valuedouble);
+        printf("%s", sep);
+        lf_cli_print_escaped("%s", it->string);
+        printf(" %d", (int)it->valuedouble);
         sep = ", ";
     }
     printf("\n");
@@ -43,11 +45,11 @@ static void lf_print_counts(const char *label, const cJSON *obj) {
 
 static void lf_print_inspect(const cJSON *r) {
     const cJSON *base = cJSON_GetObjectItemCaseSensitive(r, "base");
-    printf("file: %s\n", cJSON_GetObjectItemCaseSensitive(r, "file")->valuestring);
+    lf_cli_print_escaped("file: %s\n", cJSON_GetObjectItemCaseSensitive(r, "file")->valuestring);
     printf("tensors: %d, modules: %d\n", (int)cJSON_GetObjectItemCaseSensitive(r, "tensors")->valuedouble,
            (int)cJSON_GetObjectItemCaseSensitive(r, "modules")->valuedouble);
-    printf("base model: %s (%s)\n", cJSON_GetObjectItemCaseSensitive(base, "family")->valuestring,
-           cJSON_GetObjectItemCaseSensitive(base, "evidence")->valuestring);
+    printf("base model: %s", cJSON_GetObjectItemCaseSensitive(base, "family")->valuestring);
+    lf_cli_print_escaped(" (%s)\n", cJSON_GetObjectItemCaseSensitive(base, "evidence")->valuestring);
     lf_print_counts("algorithms", cJSON_GetObjectItemCaseSensitive(r, "algorithms"));
     lf_print_counts("components", cJSON_GetObjectItemCaseSensitive(r, "components"));
     lf_print_list("ranks", cJSON_GetObjectItemCaseSensitive(r, "ranks"), 16);
@@ -58,14 +60,14 @@ static void lf_print_inspect(const cJSON *r) {
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(r, "metadata"), *it;
     if (cJSON_GetArraySize(meta)) printf("metadata:\n");
     cJSON_ArrayForEach(it, meta) {
-        size_t n = strlen(it->valuestring);
-        printf("  %s: %.*s%s\n", it->string, n > 100 ? 100 : (int)n, it->valuestring, n > 100 ? " ..." : "");
+        char q[104]; /* a value is shown up to 100 characters, then "..." */
+        lf_cli_print_escaped("  %s: ", it->string);
+        printf("%s\n", lf_esc(q, sizeof q, it->valuestring, strlen(it->valuestring)));
     }
     const cJSON *mo = cJSON_GetObjectItemCaseSensitive(r, "model");
     if (mo) {
-        printf("against %s (%s): %d modules matched, %d unmatched\n",
-               cJSON_GetObjectItemCaseSensitive(mo, "path")->valuestring,
-               cJSON_GetObjectItemCaseSensitive(mo, "family")->valuestring,
+        lf_cli_print_escaped("against %s", cJSON_GetObjectItemCaseSensitive(mo, "path")->valuestring);
+        printf(" (%s): %d modules matched, %d unmatched\n", cJSON_GetObjectItemCaseSensitive(mo, "family")->valuestring,
                (int)cJSON_GetObjectItemCaseSensitive(mo, "matched")->valuedouble,
                (int)cJSON_GetObjectItemCaseSensitive(mo, "unmatched_count")->valuedouble);
         lf_print_list("unmatched modules", cJSON_GetObjectItemCaseSensitive(mo, "unmatched"), 20);

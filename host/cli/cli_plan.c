@@ -145,28 +145,20 @@ static void lf_algos_str(unsigned algos, char *buf, size_t n) {
     if (!o) snprintf(buf, n, "none");
 }
 
-/* s escaped for the terminal (text.h), whole; "" when out of memory. */
-static void lf_print_escaped(const char *fmt, const char *s) {
-    lf_sbuf b = {0};
-    lf_sb_escape(&b, s, strlen(s));
-    printf(fmt, b.oom || !b.s ? "" : b.s);
-    lf_sb_free(&b);
-}
-
 static void lf_print_text(const lf_plan_args *a, const char *prompt, const lf_step_plan *sp) {
     lf_family f = sp->model->family;
-    lf_print_escaped("prompt: %s\n", prompt);
-    lf_print_escaped("model: %s", a->model);
+    lf_cli_print_escaped("prompt: %s\n", prompt);
+    lf_cli_print_escaped("model: %s", a->model);
     printf(" (%s), %d steps\n", lf_family_name(f), sp->n_steps);
     printf("adapters:\n");
     for (size_t i = 0; i < sp->n_adapters; i++) {
         const lf_step_adapter *ad = &sp->adapters[i];
         printf("  %zu. ", i + 1);
-        lf_print_escaped("%s", ad->tag->text);
+        lf_cli_print_escaped("%s", ad->tag->text);
         printf(" (col %d)", ad->tag->col);
         if (ad->count > 1) printf(" x%zu (identical tags, added up)", ad->count);
         printf("\n");
-        lf_print_escaped("     file: %s\n", ad->path);
+        lf_cli_print_escaped("     file: %s\n", ad->path);
         if (ad->dropped) {
             printf("     dropped: zero at every step (not loaded)\n");
             continue;
@@ -181,7 +173,7 @@ static void lf_print_text(const lf_plan_args *a, const char *prompt, const lf_st
     for (size_t i = 0; i < sp->n_adapters; i++) {
         if (sp->adapters[i].dropped) continue;
         printf("strengths of adapter %zu (", i + 1);
-        lf_print_escaped("%s", sp->adapters[i].tag->name);
+        lf_cli_print_escaped("%s", sp->adapters[i].tag->name);
         printf(")%s:\n", sp->adapters[i].count > 1 ? ", of one copy" : "");
         lf_print_strengths(&sp->adapters[i], f, sp->n_steps);
     }
