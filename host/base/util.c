@@ -72,6 +72,11 @@ lf_status lf_read_file(const char *path, const char *what, size_t max, char **ou
     return LF_OK;
 }
 
+const char *lf_basename(const char *path) {
+    const char *s = strrchr(path, '/');
+    return s ? s + 1 : path;
+}
+
 int lf_has_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
 int lf_has_suffix(const char *s, const char *p) {

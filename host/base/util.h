@@ -2,7 +2,7 @@
  *
  *   lf_clock_s()                    monotonic seconds, for progress lines and benchmarks
  *   lf_read_file(path, max, ...)    a whole regular file into a NUL-terminated buffer
- *   lf_has_prefix / lf_has_suffix   byte-wise string tests
+ *   lf_has_prefix / lf_has_suffix   byte-wise string tests; lf_basename, a path's last component
  *   lf_grow(&v, &cap, need)         make room for `need` elements in a growable array
  *
  * Growable arrays are plain (pointer, count, capacity) triples: `T *v; size_t n, cap;` and
@@ -26,6 +26,9 @@ double lf_clock_s(void);
  * ("the LBW presets file"); NULL for none. Errors: LF_ERR_IO (cannot open / not a regular file /
  * read error), LF_ERR_FORMAT (larger than max), LF_ERR_NOMEM. */
 lf_status lf_read_file(const char *path, const char *what, size_t max, char **out, size_t *len);
+
+/* The last component of a path: what follows its last '/', or the whole path. */
+const char *lf_basename(const char *path);
 
 /* 1 when s starts (ends) with p, else 0. */
 int lf_has_prefix(const char *s, const char *p);

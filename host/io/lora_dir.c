@@ -282,8 +282,7 @@ const char *lf_lora_dir_at(const lf_lora_dir *d, size_t i) {
 
 /* stem of a relative path: basename without the extension, into buf */
 static const char *lf_stem(const char *rel, char *buf, size_t n) {
-    const char *b = strrchr(rel, '/');
-    b = b ? b + 1 : rel;
+    const char *b = lf_basename(rel);
     size_t l = strlen(b) - LF_EXT_LEN;
     if (l >= n) l = n - 1;
     memcpy(buf, b, l);
@@ -405,8 +404,7 @@ lf_status lf_lora_dir_resolve(lf_lora_dir *d, const char *name, char **path) {
     if (!nh) {
         level = "file names";
         for (size_t i = 0; i < d->n; i++) {
-            const char *b = strrchr(d->f[i].rel, '/');
-            b = b ? b + 1 : d->f[i].rel;
+            const char *b = lf_basename(d->f[i].rel);
             if (!strcmp(lf_stem(d->f[i].rel, stem, sizeof stem), name) || !strcmp(b, name)) hit[nh++] = i;
         }
     }
@@ -518,7 +516,7 @@ static lf_status lf_words_from_tags(const char *tag_frequency, char ***words, si
  * extension): "activation text" and "trainedWords". */
 static lf_status lf_words_from_sidecars(const char *path, char ***words, size_t *n, size_t *cap) {
     char side[4096];
-    const char *base = strrchr(path, '/'), *dot = strrchr(base ? base + 1 : path, '.'); /* not a folder's dot */
+    const char *dot = strrchr(lf_basename(path), '.'); /* the file's extension, not a folder's dot */
     size_t stem = dot ? (size_t)(dot - path) : strlen(path);
     static const char *const suffixes[] = {".json", ".civitai.info"};
     lf_status st = LF_OK;

@@ -73,7 +73,8 @@ static lf_status lf_x_check_opts(const lf_extract_opts *o, size_t n_loras, const
         return lf_err(LF_ERR_ARG, "extract: %s %g: the fraction must be in (0, 1]", lf_rank_policy_name(o->policy),
                       o->param);
     if (o->policy > LF_RANK_SV_CUMULATIVE || o->svd > LF_SVD_RANDOMIZED)
-        return lf_err(LF_ERR_ARG, "extract: unknown rank policy or SVD method");
+        return lf_err(LF_ERR_ARG, "extract: rank policy %d / SVD method %d: expected 0 to %d / 0 to %d", (int)o->policy,
+                      (int)o->svd, (int)LF_RANK_SV_CUMULATIVE, (int)LF_SVD_RANDOMIZED);
     if (!(o->clamp_quantile >= 0 && o->clamp_quantile < 1))
         return lf_err(LF_ERR_ARG, "extract: clamp quantile %g must be in (0, 1) (0: off)", o->clamp_quantile);
     if (o->dtype != LF_DTYPE_INVALID && o->dtype != LF_F16 && o->dtype != LF_BF16 && o->dtype != LF_F32)
@@ -164,12 +165,6 @@ static size_t lf_x_tensor_index(const lf_st_file *st, const lf_st_tensor *t) {
     return lo;
 }
 
-static int lf_x_any_coef(const lf_job *j) {
-    for (size_t i = 0; i < j->n_patches; i++)
-        if (j->patches[i].coef != 0.0f) return 1;
-    return 0;
-}
-
 static lf_status lf_x_tuned_weight(const lf_model *base, const lf_model *tuned, const lf_st_tensor *t,
                                    const lf_st_tensor **out) {
     const lf_st_tensor *u = lf_st_find(tuned->st, t->name);
@@ -186,8 +181,9 @@ static lf_status lf_x_tuned_weight(const lf_model *base, const lf_model *tuned, 
                       lf_shape_str(&vb, b, sizeof b), lf_st_path(tuned->st), lf_shape_str(&va, a, sizeof a),
                       lf_st_path(base->st));
     if (!lf_dtype_readable(u->dtype) || !lf_dtype_readable(t->dtype))
-        return lf_err(LF_ERR_DTYPE, "extract: '%s' is stored as %s / %s; cannot read it as numbers", t->name,
-                      lf_dtype_name(t->dtype), lf_dtype_name(u->dtype));
+        return lf_err(LF_ERR_DTYPE, "extract: '%s' is %s in the base '%s' and %s in the tuned '%s'; both must be a float "
+                      "dtype to be read as numbers", t->name, lf_dtype_name(t->dtype), lf_st_path(base->st),
+                      lf_dtype_name(u->dtype), lf_st_path(tuned->st));
     *out = u;
     return LF_OK;
 }
@@ -285,7 +281,7 @@ static lf_status lf_x_units(lf_xrun *run, const lf_extract_opts *o, const lf_mod
         const lf_st_tensor *tt = NULL;
         if (plan) {
             job = lf_x_find_job(plan, t);
-            if (!job || !lf_x_any_coef(job)) continue;
+            if (!job || !lf_job_active(job)) continue;
         } else {
             lf_status st = lf_x_tuned_weight(model, tuned, t, &tt);
             if (st != LF_OK) return st;
@@ -307,7 +303,7 @@ static void lf_x_skipped(const lf_model *model, const lf_plan *plan, const lf_mo
         for (size_t j = 0; j < plan->n_jobs; j++) {
             const lf_job *job = &plan->jobs[j];
             size_t i = lf_x_tensor_index(model->st, job->target);
-            if (covered[i] || excluded[i] || !lf_x_any_coef(job)) continue;
+            if (covered[i] || excluded[i] || !lf_job_active(job)) continue;
             if (!first) first = job->target->name;
             n++;
         }
@@ -330,13 +326,8 @@ static void lf_x_skipped(const lf_model *model, const lf_plan *plan, const lf_mo
 static lf_status lf_x_diff(const lf_st_tensor *base, const lf_st_tensor *tuned, float *dw, lf_apply_ws *ws) {
     lf_view vb = lf_st_view(base), vt = lf_st_view(tuned);
     int64_t n = lf_view_numel(&vb);
-    if (ws->cap < (size_t)n) {
-        float *nb = realloc(ws->buf, (size_t)n * sizeof *nb);
-        if (!nb) return lf_err(LF_ERR_NOMEM, "'%s': out of memory for %lld elements", base->name, (long long)n);
-        ws->buf = nb;
-        ws->cap = (size_t)n;
-    }
-    lf_status st = lf_view_to_f32(&vt, dw);
+    lf_status st = lf_apply_ws_reserve(ws, n, 1, base->name);
+    if (st == LF_OK) st = lf_view_to_f32(&vt, dw);
     if (st == LF_OK) st = lf_view_to_f32(&vb, ws->buf);
     for (int64_t i = 0; i < n && st == LF_OK; i++) {
         dw[i] -= ws->buf[i];
@@ -406,11 +397,6 @@ static lf_status lf_x_compute(lf_xrun *run) {
 
 static int lf_x_by_name(const void *a, const void *b) {
     return strcmp((*(const lf_xmod *const *)a)->name, (*(const lf_xmod *const *)b)->name);
-}
-
-static const char *lf_basename(const char *p) {
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
 }
 
 static char *lf_x_record(const char *model, const lf_merge_input *in, size_t n, const char *tuned,

@@ -15,8 +15,7 @@
 #include "lorafuse/lf_png.h"
 
 lf_status lf_gen_model_name(lf_gen *g) {
-    const char *b = strrchr(g->o.model, '/');
-    b = b ? b + 1 : g->o.model;
+    const char *b = lf_basename(g->o.model);
     size_t n = strlen(b);
     if (lf_has_suffix(b, ".safetensors")) n -= strlen(".safetensors");
     if ((g->model_name = malloc(n + 1)) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");

@@ -56,8 +56,7 @@ static lf_status lf_job_accumulate(const lf_job *job, int fast, const lf_view *v
     return st;
 }
 
-/* ws->buf holds at least `copies` f32 copies of an n-element tensor. */
-static lf_status lf_ws_reserve(lf_apply_ws *ws, int64_t n, size_t copies, const char *name) {
+lf_status lf_apply_ws_reserve(lf_apply_ws *ws, int64_t n, size_t copies, const char *name) {
     if (ws->cap >= copies * (size_t)n) return LF_OK;
     float *nb = realloc(ws->buf, copies * (size_t)n * sizeof *nb);
     if (!nb) return lf_err(LF_ERR_NOMEM, "'%s': out of memory for %lld elements", name, (long long)n);
@@ -66,18 +65,22 @@ static lf_status lf_ws_reserve(lf_apply_ws *ws, int64_t n, size_t copies, const 
     return LF_OK;
 }
 
+int lf_job_active(const lf_job *job) {
+    for (size_t i = 0; i < job->n_patches; i++)
+        if (job->patches[i].coef != 0.0f) return 1;
+    return 0;
+}
+
 lf_status lf_job_apply_ws(const lf_job *job, int fast, void *out, lf_apply_ws *ws) {
     const lf_st_tensor *t = job->target;
     lf_view v = lf_st_view(t);
     int64_t n = lf_view_numel(&v);
     size_t bytes = (size_t)(t->end - t->begin);
-    int any = 0;
-    for (size_t i = 0; i < job->n_patches; i++) any |= job->patches[i].coef != 0.0f;
-    if (!any) {
+    if (!lf_job_active(job)) {
         memcpy(out, t->data, bytes);
         return LF_OK;
     }
-    lf_status st = lf_ws_reserve(ws, n, 2, t->name);
+    lf_status st = lf_apply_ws_reserve(ws, n, 2, t->name);
     float *w0 = ws->buf, *acc = ws->buf ? ws->buf + n : NULL;
     if (st == LF_OK) st = lf_view_to_f32(&v, w0);
     if (st == LF_OK) memcpy(acc, w0, (size_t)n * sizeof *acc);
@@ -106,7 +109,7 @@ lf_status lf_job_delta_ws(const lf_job *job, int fast, float *dw, lf_apply_ws *w
     int need_w0 = 0;
     for (size_t i = 0; i < job->n_patches; i++)
         need_w0 |= job->patches[i].coef != 0.0f && !(fast && lf_blas_ok(&job->patches[i]));
-    lf_status st = need_w0 ? lf_ws_reserve(ws, n, 1, t->name) : LF_OK;
+    lf_status st = need_w0 ? lf_apply_ws_reserve(ws, n, 1, t->name) : LF_OK;
     if (st == LF_OK && need_w0) st = lf_view_to_f32(&v, ws->buf);
     if (st == LF_OK) st = lf_job_accumulate(job, fast, &v, need_w0 ? ws->buf : NULL, dw);
     for (int64_t i = 0; i < n && st == LF_OK; i++)

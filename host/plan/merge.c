@@ -64,11 +64,6 @@ static lf_status lf_run_jobs(const lf_plan *plan, void **outs, int threads, int 
     return st;
 }
 
-static const char *lf_basename(const char *p) {
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
-}
-
 /* "lorafuse.merged": [{"file": ..., "strength": ..., "modules": ...}, ...] */
 static char *lf_merge_record(const lf_merge_input *in, size_t n, const lf_plan *plan) {
     cJSON *arr = cJSON_CreateArray();

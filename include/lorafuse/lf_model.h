@@ -82,6 +82,10 @@ lf_status lf_job_apply_ws(const lf_job *job, int fast, void *out, lf_apply_ws *w
  * W0 without the cancellation of subtracting it. A non-finite sum is an error naming the tensor. */
 lf_status lf_job_delta_ws(const lf_job *job, int fast, float *dw, lf_apply_ws *ws);
 void lf_apply_ws_free(lf_apply_ws *ws);
+/* ws->buf holds at least `copies` f32 copies of an n-element tensor (name: for the message). */
+lf_status lf_apply_ws_reserve(lf_apply_ws *ws, int64_t n, size_t copies, const char *name);
+/* 1 when some patch of the job has a nonzero coefficient (else the job leaves W0 as it is). */
+int lf_job_active(const lf_job *job);
 
 #ifdef __cplusplus
 }
