@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "generate_internal.h"
+#include "host/base/text.h"
 #include "host/base/util.h"
 
 /* Tokens of the CLIP BPE vocabulary that lf_tokenizer_load_default encodes with. */
@@ -45,6 +46,10 @@ static int64_t lf_te_vocab(const lf_st_file *st, const char *prefix) {
     return -1;
 }
 
+/* A side of an image: any multiple of 8 from 8 to LF_GEN_MAX_SIZE (the UNet takes every latent size:
+ * its upsamplers go back to the skip connections' sizes, as diffusers' upsample_size). */
+static int lf_gen_side_ok(long v) { return v >= 8 && v <= LF_GEN_MAX_SIZE && v % 8 == 0; }
+
 /* "WxH" with W, H multiples of 8 in [8, LF_GEN_MAX_SIZE], nothing else (strtol: no overflow). */
 static int lf_gen_parse_size(const char *s, int *w, int *h) {
     long v[2];
@@ -54,7 +59,7 @@ static int lf_gen_parse_size(const char *s, int *w, int *h) {
         char *end;
         errno = 0;
         v[i] = strtol(p, &end, 10);
-        if (errno || v[i] < 8 || v[i] > LF_GEN_MAX_SIZE || v[i] % 8) return 0;
+        if (errno || !lf_gen_side_ok(v[i])) return 0;
         p = end;
         if (i == 0 && *p++ != 'x') return 0;
     }
@@ -74,11 +79,8 @@ static void lf_gen_default_size(lf_gen *g, int *w, int *h) {
     *h = d;
     const char *s = lf_st_meta(g->m->st, "lorafuse.default_size");
     if (!s || lf_gen_parse_size(s, w, h)) return;
-    char shown[64];
-    size_t n = strlen(s);
-    snprintf(shown, sizeof shown, "%.40s%s", s, n > 40 ? "..." : "");
-    for (char *c = shown; *c; c++)
-        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f) *c = '?';
+    char shown[48];
+    lf_esc(shown, sizeof shown, s, strlen(s));
     lf_msgs_add(&g->warnings, "%s: metadata lorafuse.default_size \"%s\" is not WxH with multiples of 8 from 8 to "
                 "%d; using %dx%d (give --width and --height to choose)", g->o.model, shown, LF_GEN_MAX_SIZE, d, d);
 }
@@ -92,7 +94,8 @@ static lf_status lf_gen_check_opts(lf_gen *g) {
     if (!o->batch_size) o->batch_size = 1;
     if (!o->batch_count) o->batch_count = 1;
     if (!o->output_dir) o->output_dir = LF_GEN_DEFAULT_OUTDIR;
-    if (o->steps < 1 || o->steps > 10000) return lf_err(LF_ERR_ARG, "steps must be 1 to 10000 (got %d)", o->steps);
+    if (o->steps < 1 || o->steps > LF_STEPS_MAX)
+        return lf_err(LF_ERR_ARG, "steps must be 1 to %d (got %d)", LF_STEPS_MAX, o->steps);
     lf_status st = lf_sampler_config_from_name(o->sampler, &g->scfg);
     if (st != LF_OK) return st;
     snprintf(g->sampler_name, sizeof g->sampler_name, "%s", lf_sampler_config_name(&g->scfg));
@@ -101,8 +104,7 @@ static lf_status lf_gen_check_opts(lf_gen *g) {
     if (o->batch_size < 1 || o->batch_size > 64 || o->batch_count < 1 || o->batch_count > 10000)
         return lf_err(LF_ERR_ARG, "batch size must be 1 to 64 and batch count 1 to 10000 (got %d, %d)", o->batch_size,
                       o->batch_count);
-    if (o->width < 0 || o->height < 0 || o->width % 8 || o->height % 8 || o->width > LF_GEN_MAX_SIZE ||
-        o->height > LF_GEN_MAX_SIZE)
+    if ((o->width && !lf_gen_side_ok(o->width)) || (o->height && !lf_gen_side_ok(o->height)))
         return lf_err(LF_ERR_ARG, "size %dx%d: width and height must be multiples of 8, from 8 to %d", o->width,
                       o->height, LF_GEN_MAX_SIZE);
     if (o->clip_skip < 0 || o->clip_skip > 12)
@@ -168,11 +170,7 @@ static lf_status lf_gen_check_size(lf_gen *g) {
         if (!w) w = dw;
         if (!h) h = dh;
     }
-    /* any multiple of 8: the UNet takes every latent size (its upsamplers go back to the skip connections'
-     * sizes, as diffusers' upsample_size); a default is valid by construction */
-    if (w < 8 || h < 8 || w % 8 || h % 8 || w > LF_GEN_MAX_SIZE || h > LF_GEN_MAX_SIZE)
-        return lf_err(LF_ERR_ARG, "size %dx%d: width and height must be multiples of 8, from 8 to %d", w, h,
-                      LF_GEN_MAX_SIZE);
+    /* a side given was checked with the options, a default is valid by construction */
     o->width = w;
     o->height = h;
     return LF_OK;

@@ -162,8 +162,7 @@ lf_status lf_gen_check_memory(lf_gen *g) {
         lf_unet_free(u);
         return st;
     }
-    int stoch = g->scfg.kind == LF_SAMPLER_EULER_A || g->scfg.kind == LF_SAMPLER_DPMPP_2M_SDE;
-    int64_t R = stoch ? 1 : o->batch_size, h = o->height / 8, w = o->width / 8;
+    int64_t R = lf_gen_per_run(g), h = o->height / 8, w = o->width / 8;
     uint64_t n = (uint64_t)R * 4 * (uint64_t)h * (uint64_t)w, px = (uint64_t)o->width * (uint64_t)o->height;
     lf_gen_mem *m = &g->mem;
     memset(m, 0, sizeof *m);

@@ -252,8 +252,6 @@ static lf_status lf_gen_denoise(void *ctx, int step, const float *x, float sigma
 }
 
 /* ---- sampling loop ---------------------------------------------------------------------------- */
-static int lf_stochastic(lf_sampler_kind k) { return k == LF_SAMPLER_EULER_A || k == LF_SAMPLER_DPMPP_2M_SDE; }
-
 lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
     lf_gen_opts *o = &g->o;
     g->t0 = lf_clock_s();
@@ -283,8 +281,8 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
     g->times.load = lf_clock_s() - t0;
     g->scfg.prediction = lf_unet_get_arch(g->unet)->prediction; /* v for SD2.x (lf_unet.h) */
     if ((s = lf_sampler_create(&g->scfg, o->steps, &smp)) != LF_OK) goto done;
-    int stoch = lf_stochastic(g->scfg.kind);
-    int per_run = stoch ? 1 : o->batch_size;
+    int stoch = lf_gen_stochastic(g);
+    int per_run = lf_gen_per_run(g);
     int total = o->batch_size * o->batch_count;
     g->runs = (total + per_run - 1) / per_run;
     size_t per = (size_t)(4 * g->lat_h * g->lat_w);

@@ -76,6 +76,13 @@ struct lf_gen {
 /* gen_check.c: fill in defaulted options, then check them, the prompt's tags, the model's parts, the
  * image size and the adapters in that order, and prepare the prompts, tokenizer and output names;
  * the first failure is returned. No model weights are loaded and nothing is written. */
+/* Ancestral and SDE samplers draw noise per image, so each image is its own sampler run: the images of
+ * one sampler run (the memory estimate and the loop both follow this). */
+static inline int lf_gen_stochastic(const lf_gen *g) {
+    return g->scfg.kind == LF_SAMPLER_EULER_A || g->scfg.kind == LF_SAMPLER_DPMPP_2M_SDE;
+}
+static inline int lf_gen_per_run(const lf_gen *g) { return lf_gen_stochastic(g) ? 1 : g->o.batch_size; }
+
 lf_status lf_gen_check(lf_gen *g);
 
 /* gen_memory.c */
