@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/base/util.h"
 #include "lorafuse/lf_lora_dir.h"
 #include "lorafuse/lf_step_plan.h"
 #include "host/base/text.h"
@@ -69,9 +70,9 @@ void lf_step_job(const lf_step_plan *sp, int t, size_t j, lf_patch *patches, lf_
 }
 
 static lf_component lf_comp_of_key(const char *key) {
-    if (!strncmp(key, "model.diffusion_model.", 22)) return LF_COMP_UNET;
-    if (!strncmp(key, "cond_stage_model.", 17) || !strncmp(key, "conditioner.embedders.0.", 24)) return LF_COMP_TE1;
-    if (!strncmp(key, "conditioner.embedders.1.", 24)) return LF_COMP_TE2;
+    if (lf_has_prefix(key, "model.diffusion_model.")) return LF_COMP_UNET;
+    if (lf_has_prefix(key, "cond_stage_model.") || lf_has_prefix(key, "conditioner.embedders.0.")) return LF_COMP_TE1;
+    if (lf_has_prefix(key, "conditioner.embedders.1.")) return LF_COMP_TE2;
     return LF_COMP_OTHER;
 }
 

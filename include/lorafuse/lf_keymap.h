@@ -30,7 +30,8 @@ typedef struct lf_target {
     /* The name kohya-style LoRA files give this module in this model's family (owned by the map):
      * U-Net "lora_unet_<diffusers path>" for SD1/SD2, "lora_unet_<SGM path>" for SDXL; text encoders
      * "lora_te_" / "lora_te1_" / "lora_te2_" + the HF path of an encoder layer (SDXL TE2 q/k/v: one per
-     * row slice). NULL where kohya names nothing: embeddings, a fused in_proj as a whole, the VAE. */
+     * row slice). Norm layers are named too (a LoRA file may not carry them; extract writes only 2-D and
+     * 4-D weights). NULL where kohya names nothing: embeddings, a fused in_proj as a whole, the VAE. */
     const char *kohya;
 } lf_target;
 
