@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "lf_test.h"
+#include "lf_test_data.h"
 
 #include "host/base/strbuf.h"
 #include "host/base/util.h"
@@ -257,6 +258,27 @@ static int copy_file(const char *src, const char *dst) {
     return ok;
 }
 
+/* `inspect` prints what a downloaded file says about itself (metadata, trigger words from
+ * ss_tag_frequency): escape sequences there reach the terminal escaped, never raw. */
+static void test_inspect_metadata(void) {
+    char evil[128];
+    snprintf(evil, sizeof evil, "%s/evil.safetensors", g_dir);
+    const char *const meta[] = {"ss_output_name", "\x1b]0;owned\x07name", "ss_tag_frequency",
+                                "{\"5_\\u001b[31mred\": {\"x\": 1}}", NULL};
+    lf_test_st_edit e = {0};
+    e.copy_meta = 1;
+    e.meta = meta;
+    LF_CHECK(lf_test_st_copy(LORA, evil, &e), "write %s: %s", evil, lf_last_error());
+    const char *a[] = {"inspect", evil, NULL};
+    lf_run r = run(a);
+    expect("inspect of a file with escape sequences in its metadata", &r, 0, "", 0);
+    LF_CHECK(!strchr(r.out, '\x1b') && !strchr(r.out, '\x07'), "a raw control byte reached stdout: %.200s", r.out);
+    LF_CHECK(strstr(r.out, "\\x1b]0;owned\\x07name") && strstr(r.out, "\\x1b[31mred"),
+             "metadata and trigger word shown escaped: %.400s", r.out);
+    run_free(&r);
+    unlink(evil);
+}
+
 int main(void) {
     if (!getenv("LF_BIN")) LF_SKIP("LF_BIN not set");
     struct stat st;
@@ -272,6 +294,7 @@ int main(void) {
     test_repeats();
     test_schedules();
     test_sizes_numbers();
+    test_inspect_metadata();
     unlink(lora);
     unlink(g_out);
     unlink(g_err);
