@@ -15,6 +15,7 @@
  *    nonzero module, sorted by name, and the metadata, through the atomic safetensors writer.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,6 +295,27 @@ static lf_status lf_x_units(lf_xrun *run, const lf_extract_opts *o, const lf_mod
     return LF_OK;
 }
 
+/* Whether a tensor of the tuned model differs from the base's. A tensor stored in another dtype
+ * (an f32 fine-tune of an f16 base) is compared by value, so a dtype change alone is no change and a
+ * changed value is counted whatever the dtypes; a tensor of another shape belongs to another
+ * architecture and is not compared. */
+static bool lf_x_tensor_changed(const lf_st_tensor *t, const lf_st_tensor *u) {
+    if (u->ndim != t->ndim) return false;
+    for (int d = 0; d < t->ndim; d++)
+        if (u->shape[d] != t->shape[d]) return false;
+    if (u->dtype == t->dtype) return memcmp(u->data, t->data, (size_t)(t->end - t->begin)) != 0;
+    if (!lf_dtype_readable(u->dtype) || !lf_dtype_readable(t->dtype)) return true;
+    lf_view vt = lf_st_view(t), vu = lf_st_view(u);
+    int64_t n = lf_view_numel(&vt);
+    float *a = malloc((size_t)n * sizeof *a), *b = malloc((size_t)n * sizeof *b);
+    bool changed = true; /* without memory to compare, report it rather than hide it */
+    if (a && b && lf_view_to_f32(&vt, a) == LF_OK && lf_view_to_f32(&vu, b) == LF_OK)
+        changed = memcmp(a, b, (size_t)n * sizeof *a) != 0;
+    free(a);
+    free(b);
+    return changed;
+}
+
 /* Tensors that change but no unit carries (biases, norms, embeddings, the VAE): counted, named. */
 static void lf_x_skipped(const lf_model *model, const lf_plan *plan, const lf_model *tuned,
                          const unsigned char *covered, const unsigned char *excluded, lf_extract_report *rep) {
@@ -310,9 +332,7 @@ static void lf_x_skipped(const lf_model *model, const lf_plan *plan, const lf_mo
     } else {
         for (size_t i = 0; i < lf_st_count(model->st); i++) {
             const lf_st_tensor *t = lf_st_at(model->st, i), *u = lf_st_find(tuned->st, t->name);
-            if (covered[i] || excluded[i] || !u || u->dtype != t->dtype || u->end - u->begin != t->end - t->begin)
-                continue;
-            if (memcmp(u->data, t->data, (size_t)(t->end - t->begin)) == 0) continue;
+            if (covered[i] || excluded[i] || !u || !lf_x_tensor_changed(t, u)) continue;
             if (!first) first = t->name;
             n++;
         }

@@ -187,6 +187,7 @@ typedef struct lf_test_st_edit {
     const char *reshape;     /* this tensor's shape (a, b, ...) becomes (a/2, 2b, ...): the same bytes */
     const char *shrink;      /* this tensor keeps its first 16 rows */
     lf_dtype dtype;          /* every tensor converted to it (LF_DTYPE_INVALID: kept) */
+    const char *dtype_only;  /* only this tensor converted to dtype (NULL: every tensor) */
     int copy_meta;           /* the source's metadata first */
     const char *const *meta; /* then these key, value pairs, up to a NULL key */
 } lf_test_st_edit;
@@ -218,7 +219,7 @@ static inline int lf_test_st_copy(const char *src, const char *dst, const lf_tes
             bytes = bytes / (size_t)shape[0] * 16;
             shape[0] = 16;
         }
-        if (e->dtype != LF_DTYPE_INVALID && e->dtype != t->dtype) {
+        if (e->dtype != LF_DTYPE_INVALID && e->dtype != t->dtype && (!e->dtype_only || !strcmp(name, e->dtype_only))) {
             lf_view v = lf_st_view(t);
             int64_t n = lf_view_numel(&v);
             float *tmp = malloc((size_t)(n ? n : 1) * sizeof(float));

@@ -482,6 +482,30 @@ static void expect_refusal(const char *what, lf_status st, lf_status want, const
     LF_CHECK(!exists(out), "%s: %s was written", what, out);
 }
 
+/* A changed tensor that no unit carries stays "not representable" when the tuned checkpoint stores it
+ * in another dtype than the base (an f32 fine-tune of an f16 model). */
+static void check_skipped_dtype(const xcase *tuned, const char *out) {
+    lf_extract_opts o = opts_rank(8);
+    lf_extract_report r0, r1;
+    lf_status st = run(tuned, &o, out, &r0);
+    remove(out);
+    LF_CHECK(st == LF_OK && r0.n_skipped == 2, "tuned: %zu not representable (%s)", r0.n_skipped, lf_last_error());
+    char mixed[512];
+    snprintf(mixed, sizeof mixed, "%s/tuned_mixed_dtype.safetensors", g_dir);
+    lf_test_st_edit e;
+    memset(&e, 0, sizeof e);
+    e.dtype = LF_BF16;
+    e.dtype_only = r0.skipped_first;
+    LF_CHECK(lf_test_st_copy(DATA "tuned.safetensors", mixed, &e), "copy");
+    st = lf_extract(BASE, NULL, 0, mixed, out, &o, &r1);
+    remove(out);
+    LF_CHECK(st == LF_OK && r1.n_skipped == 2 && !strcmp(r1.skipped_first, r0.skipped_first),
+             "'%s' stored as BF16: %zu not representable, first '%s' (%s)", r0.skipped_first, r1.n_skipped,
+             r1.skipped_first, lf_last_error());
+    if (st == LF_OK) lf_extract_report_free(&r1);
+    lf_extract_report_free(&r0);
+}
+
 static void check_refusals(void) {
     const xcase *lora = &g_cases[1], *tuned = &g_cases[NCASES - 1];
     char out[512];
@@ -502,6 +526,7 @@ static void check_refusals(void) {
              "rank 25: the 24-row conv is kept whole (%s)", lf_last_error());
     lf_extract_report_free(&r);
     remove(out);
+    check_skipped_dtype(tuned, out);
     expect_refusal("nothing changes", lf_extract(BASE, NULL, 0, DATA "base.safetensors", out, &o, NULL), LF_ERR_MODEL,
                    out, "nothing to write");
     o = opts_rank(8);
