@@ -27,6 +27,7 @@
 
 #include <cJSON.h>
 
+#include "host/base/strbuf.h"
 #include "host/base/text.h"
 #include "host/base/util.h"
 #include "lorafuse/lf_lora_dir.h"
@@ -359,28 +360,18 @@ static lf_status lf_full_path(const lf_lora_dir *d, size_t i, char **path) {
     return LF_OK;
 }
 
-static void lf_append(char *buf, size_t n, const char *s) {
-    size_t o = strlen(buf), l = strlen(s);
-    if (o + 1 >= n) return;
-    if (l > n - o - 1) l = n - o - 1;
-    memcpy(buf + o, s, l);
-    buf[o + l] = '\0';
-}
-
-/* A name as a list shows it: at most LF_LORA_DIR_SHOWN_BYTES bytes (cut before a UTF-8 continuation
- * byte), then "...". */
-static void lf_append_name(char *buf, size_t n, const char *s) {
+/* A name as a list shows it: escaped for the terminal, at most LF_LORA_DIR_SHOWN_BYTES bytes of it (cut
+ * before a UTF-8 continuation byte), then "...". */
+static void lf_sb_name(lf_sbuf *b, const char *s) {
     size_t l = strlen(s);
     if (l <= LF_LORA_DIR_SHOWN_BYTES) {
-        lf_append(buf, n, s);
+        lf_sb_escape(b, s, l);
         return;
     }
-    char cut[LF_LORA_DIR_SHOWN_BYTES + 4];
     size_t k = LF_LORA_DIR_SHOWN_BYTES;
     while (k > 0 && ((unsigned char)s[k] & 0xC0) == 0x80) k--;
-    memcpy(cut, s, k);
-    memcpy(cut + k, "...", 4);
-    lf_append(buf, n, cut);
+    lf_sb_escape(b, s, k);
+    lf_sb_str(b, "...");
 }
 
 lf_status lf_lora_dir_resolve(lf_lora_dir *d, const char *name, char **path) {
@@ -426,14 +417,16 @@ lf_status lf_lora_dir_resolve(lf_lora_dir *d, const char *name, char **path) {
     } else if (nh == 1) {
         st = lf_full_path(d, hit[0], path);
     } else if (nh > 1) {
-        char list[2048] = "";
+        lf_sbuf list = {0};
         for (size_t k = 0; k < nh && k < LF_LORA_DIR_SHOW_AMBIGUOUS; k++) {
-            lf_append(list, sizeof list, k ? ", " : "");
-            lf_append_name(list, sizeof list, d->f[hit[k]].rel);
+            lf_sb_str(&list, k ? ", " : "");
+            lf_sb_name(&list, d->f[hit[k]].rel);
         }
-        if (nh > LF_LORA_DIR_SHOW_AMBIGUOUS) lf_append(list, sizeof list, ", ...");
-        st = lf_err(LF_ERR_ARG, "'%s' is ambiguous in %s: %zu files match by %s: %s (write the path relative to "
-                    "the directory)", qname, d->root, nh, level, list);
+        if (nh > LF_LORA_DIR_SHOW_AMBIGUOUS) lf_sb_str(&list, ", ...");
+        st = list.oom ? lf_nomem()
+                      : lf_err(LF_ERR_ARG, "'%s' is ambiguous in %s: %zu files match by %s: %s (write the path "
+                               "relative to the directory)", qname, d->root, nh, level, list.s);
+        lf_sb_free(&list);
     } else if (!d->n) {
         st = lf_err(LF_ERR_ARG, "no LoRA named '%s': %s holds no .safetensors files (set --lora-dir)%s", qname, d->root,
                     links);
@@ -456,22 +449,24 @@ lf_status lf_lora_dir_resolve(lf_lora_dir *d, const char *name, char **path) {
             best[k] = i;
             bd[k] = di;
         }
-        char list[2048] = "";
+        lf_sbuf list = {0};
         for (size_t k = 0; k < nb; k++) {
             size_t i = best[k];
             char rel[LF_LORA_DIR_MAX_PATH];
             snprintf(rel, sizeof rel, "%.*s", (int)(strlen(d->f[i].rel) - LF_EXT_LEN), d->f[i].rel);
-            lf_append(list, sizeof list, k ? ", " : "");
-            lf_append_name(list, sizeof list, rel);
+            lf_sb_str(&list, k ? ", " : "");
+            lf_sb_name(&list, rel);
             if (lf_alias(d, i) && lf_edit_distance(name, lf_alias(d, i), INT_MAX - 1) == bd[k] &&
                 strcmp(lf_alias(d, i), lf_stem(d->f[i].rel, stem, sizeof stem))) {
-                lf_append(list, sizeof list, " (alias ");
-                lf_append_name(list, sizeof list, lf_alias(d, i));
-                lf_append(list, sizeof list, ")");
+                lf_sb_str(&list, " (alias ");
+                lf_sb_name(&list, lf_alias(d, i));
+                lf_sb_str(&list, ")");
             }
         }
-        st = lf_err(LF_ERR_ARG, "no LoRA named '%s' in %s (%zu file%s); closest: %s%s", qname, d->root, d->n, d->n == 1 ? "" : "s", list,
-                    links);
+        st = list.oom ? lf_nomem()
+                      : lf_err(LF_ERR_ARG, "no LoRA named '%s' in %s (%zu file%s); closest: %s%s", qname, d->root, d->n,
+                               d->n == 1 ? "" : "s", list.s ? list.s : "", links);
+        lf_sb_free(&list);
     }
     free(hit);
     return st;
@@ -597,35 +592,27 @@ static int lf_ci_contains(const char *hay, const char *needle) {
 
 lf_status lf_lora_append_triggers(const char *prompt, const char *const *paths, size_t n, char **out) {
     *out = NULL;
-    size_t len = strlen(prompt), cap = 0;
-    char *s = NULL;
-    if (lf_grow(&s, &cap, len + 1)) return lf_err(LF_ERR_NOMEM, "out of memory");
-    memcpy(s, prompt, len + 1);
+    lf_sbuf b = {0};
+    lf_sb_str(&b, prompt);
     for (size_t i = 0; i < n; i++) {
         char **w = NULL;
         size_t nw = 0;
         lf_status st = lf_lora_triggers(paths[i], &w, &nw);
         if (st != LF_OK) {
-            free(s);
+            lf_sb_free(&b);
             return st;
         }
-        for (size_t k = 0; k < nw; k++) {
-            if (lf_ci_contains(s, w[k])) continue;
-            size_t wl = strlen(w[k]);
-            if (lf_grow(&s, &cap, len + wl + 3)) {
-                lf_lora_words_free(w, nw);
-                free(s);
-                return lf_err(LF_ERR_NOMEM, "out of memory");
-            }
-            if (len) {
-                memcpy(s + len, ", ", 2);
-                len += 2;
-            }
-            memcpy(s + len, w[k], wl + 1);
-            len += wl;
+        for (size_t k = 0; k < nw && !b.oom; k++) {
+            if (lf_ci_contains(b.s, w[k])) continue;
+            if (b.n) lf_sb_str(&b, ", ");
+            lf_sb_str(&b, w[k]);
         }
         lf_lora_words_free(w, nw);
     }
-    *out = s;
+    if (b.oom) {
+        lf_sb_free(&b);
+        return lf_err(LF_ERR_NOMEM, "out of memory");
+    }
+    *out = b.s;
     return LF_OK;
 }

@@ -184,6 +184,15 @@ static void test_lists(void) {
     memcpy(cut + LF_LORA_DIR_SHOWN_BYTES, "...", 4);
     LF_CHECK(c && !strncmp(c + 9, cut, strlen(cut)), "long name cut to %d bytes: %s", LF_LORA_DIR_SHOWN_BYTES, m);
     lf_lora_dir_free(d);
+
+    /* a file name from the disk reaches a terminal escaped: an ESC byte is shown as \x1b */
+    mkdirf("%s/%s", "esc");
+    touch("%s/%s", "esc/st\x1b[2Jyle.safetensors");
+    snprintf(root, sizeof root, "%s/esc", g_tmp);
+    d = NULL;
+    LF_CHECK(lf_lora_dir_open(root, &d) == LF_OK, "esc: %s", lf_last_error());
+    if (d) resolve(d, "style", LF_ERR_ARG, "closest: st\\x1b[2Jyle");
+    lf_lora_dir_free(d);
 }
 
 /* Many files: the unknown-name message stays short and fast; past the limit every resolve says so. */
