@@ -412,8 +412,10 @@ lf_status lf_lora_dir_resolve(lf_lora_dir *d, const char *name, char **path) {
                  "--allow-symlinks-out)", d->links_out, d->links_out == 1 ? "" : "s");
     lf_status st;
     if (nh == 1 && d->f[hit[0]].out && d->confine) {
+        char qrel[LF_ESC_PART];
         st = lf_err(LF_ERR_ARG, "'%s' is %s in %s, a symbolic link leading out of the LoRA directory: refused "
-                    "(--allow-symlinks-out follows such links)", name, d->f[hit[0]].rel, d->root);
+                    "(--allow-symlinks-out follows such links)", qname,
+                    lf_esc(qrel, sizeof qrel, d->f[hit[0]].rel, strlen(d->f[hit[0]].rel)), d->root);
     } else if (nh == 1) {
         st = lf_full_path(d, hit[0], path);
     } else if (nh > 1) {
