@@ -12,6 +12,7 @@
 #include "generate_internal.h"
 #include "host/base/file.h"
 #include "host/base/util.h"
+#include "host/runtime/model_mem.h"
 #include "lorafuse/lf_model_dir.h"
 
 static int lf_is_dir(const char *p) {
@@ -65,6 +66,16 @@ lf_status lf_gen_load_vae(lf_gen *g) {
     lf_st_file *st = NULL;
     lf_status s = lf_st_open(g->vae_file, &st);
     if (s == LF_OK) s = lf_vae_load(st, g->m->family, NULL, &g->vae); /* the weights are copied: st may go */
+    lf_st_close(st);
+    return s;
+}
+
+lf_status lf_gen_vae_shapes(lf_gen *g, lf_vae **out) {
+    if (g->vae_dir[0]) return lf_vae_load_dir(g->vae_dir, NULL, out); /* no shapes-only load of a folder */
+    if (!g->vae_file[0]) return lf_vae_load_shapes(g->m->st, g->m->family, out);
+    lf_st_file *st = NULL;
+    lf_status s = lf_st_open(g->vae_file, &st);
+    if (s == LF_OK) s = lf_vae_load_shapes(st, g->m->family, out);
     lf_st_close(st);
     return s;
 }

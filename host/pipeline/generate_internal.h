@@ -125,5 +125,7 @@ lf_status lf_gen_finish_image(lf_gen *g, int index, int64_t seed, const float *l
 lf_status lf_gen_check_vae(lf_gen *g);
 /* g->vae from --vae, else from the checkpoint. */
 lf_status lf_gen_load_vae(lf_gen *g);
+/* The VAE's structure for the memory estimate (shapes only; a diffusers folder is loaded whole). */
+lf_status lf_gen_vae_shapes(lf_gen *g, lf_vae **out);
 
 #endif
