@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "host/base/text.h"
 #include "lorafuse/lf_png.h"
+#include "lorafuse/lf_png_info.h"
 
 static const char lf_pnginfo_usage_text[] = "usage: lorafuse png-info FILE... [--json]\n";
 

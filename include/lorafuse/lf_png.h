@@ -77,16 +77,6 @@ lf_status lf_infotext_parse(const char *text, lf_infotext_parsed *out);
 const char *lf_infotext_get(const lf_infotext_parsed *p, const char *key);
 void lf_infotext_parsed_free(lf_infotext_parsed *p);
 
-/* A parameters text as `lorafuse png-info --json` prints it (malloc'd, one line):
- *   {"fields": {...}, "lora_hashes": {"NAME": "HASH", ...}}
- * fields: what A1111 1.10's infotext_utils.parse_generation_parameters returns with its default
- * options: "Prompt", "Negative prompt", every "Key: value" of the last line (JSON-quoted values
- * unquoted; a "WxH" value split into "Key-1" and "Key-2"; a key with nothing after its colon dropped),
- * then its defaults for absent keys ("Clip skip" "1", "RNG" "GPU", "Schedule type" "Automatic", the
- * hires, inpaint, schedule-sigma, VAE and FP8 fields), the old hires-fix size restore and the version
- * back-compat flags (for "Version: vX.Y.Z" texts). lora_hashes: the "Lora hashes" field split as
- * A1111's Lora extension does (lora_script.infotext_pasted). docs/png-info.md. */
-lf_status lf_infotext_json(const char *text, char **json);
 
 /* ---- PNG -------------------------------------------------------------------------------------- */
 /* Write rgb (h rows of w*3 bytes) to path with text chunks keys[i] = texts[i] (UTF-8): a tEXt chunk
