@@ -61,6 +61,13 @@ int lf_cli_next(lf_cli_parser *p, char **val);
 int lf_cli_operands(lf_cli_parser *p, char ***rest);
 /* The usage lines and a pointer to --help on stderr; returns 2 (the usage exit code). */
 int lf_cli_bad_usage(const lf_cli_parser *p);
+/* After the option loop, `last` being lf_cli_next's last answer (LF_CLI_BAD when an option's value was
+ * refused): -1 to go on with the operands (*rest, *n, at most max_operands); else the exit code, the
+ * usage printed where it is an error: 0 after --help, 2 after a bad option or an operand too many
+ * ("lorafuse CMD: unexpected argument 'X'"). */
+int lf_cli_finish(lf_cli_parser *p, int last, int max_operands, char ***rest, int *n);
+/* "lorafuse CMD: bad OPT 'ARG' (CHOICES)" for a value outside a fixed set; returns 0. */
+int lf_cli_bad_choice(const char *cmd, const char *opt, const char *arg, const char *choices);
 
 /* `--lora PATH[:STRENGTH[:dyn=N]]`, parsed from the right so that paths may hold ':' (arg is cut in
  * place; in->path points into it). Prints "lorafuse CMD: ..." with the reason and returns 0 on a bad

@@ -201,3 +201,20 @@ int lf_cli_operands(lf_cli_parser *p, char ***rest) {
     *rest = p->argv + optind;
     return p->argc - optind;
 }
+
+int lf_cli_finish(lf_cli_parser *p, int last, int max_operands, char ***rest, int *n) {
+    if (last == LF_CLI_HELP) return 0;
+    if (last != LF_CLI_END) return lf_cli_bad_usage(p); /* lf_cli_next or the option's parser said why */
+    *n = lf_cli_operands(p, rest);
+    if (*n <= max_operands) return -1;
+    char q[LF_ESC_PART];
+    const char *extra = (*rest)[max_operands];
+    fprintf(stderr, "lorafuse %s: unexpected argument '%s'\n", p->cmd, lf_esc(q, sizeof q, extra, strlen(extra)));
+    return lf_cli_bad_usage(p);
+}
+
+int lf_cli_bad_choice(const char *cmd, const char *opt, const char *arg, const char *choices) {
+    char q[LF_ESC_PART];
+    fprintf(stderr, "lorafuse %s: bad %s '%s' (%s)\n", cmd, opt, lf_esc(q, sizeof q, arg, strlen(arg)), choices);
+    return 0;
+}

@@ -104,13 +104,6 @@ static void lf_x_print_json(const lf_extract_report *r) {
     cJSON_Delete(o);
 }
 
-/* A value of a fixed-choice option that is none of them: say which ones there are. Returns 0. */
-static int lf_x_bad_choice(const char *opt, const char *arg, const char *choices) {
-    char q[LF_ESC_PART];
-    fprintf(stderr, "lorafuse extract: bad %s '%s' (%s)\n", opt, lf_esc(q, sizeof q, arg, strlen(arg)), choices);
-    return 0;
-}
-
 static const char lf_extract_usage_text[] =
     "usage: lorafuse extract --model CKPT (--lora PATH[:STRENGTH] [--lora ...] | --tuned CKPT2) --output OUT\n"
     "                        [--rank R] [--conv-rank R] [--sv-ratio X | --sv-fro F | --sv-cumulative F]\n"
@@ -150,7 +143,7 @@ int lf_cli_extract(int argc, char **argv) {
     memset(&o, 0, sizeof o);
     int report = 0, json = 0, policies = 0, rc = 2, on_device = 0, k = LF_CLI_END, ok = 1;
     lf_x_device dev = {NULL, PTHREAD_MUTEX_INITIALIZER};
-    char *d, **rest, q[LF_ESC_PART];
+    char *d, **rest;
     if (!in) return 1;
     lf_cli_parser p;
     lf_cli_parser_init(&p, "extract", lf_extract_usage_text, lf_extract_help_text, lf_extract_cli_opts, argc, argv);
@@ -176,15 +169,15 @@ int lf_cli_extract(int argc, char **argv) {
         case X_DTYPE:
             o.dtype = !strcmp(d, "f16") ? LF_F16 : !strcmp(d, "bf16") ? LF_BF16 : !strcmp(d, "f32") ? LF_F32
                                                                                                     : LF_DTYPE_INVALID;
-            ok = o.dtype != LF_DTYPE_INVALID || lf_x_bad_choice(opt, d, "f16, bf16 or f32");
+            ok = o.dtype != LF_DTYPE_INVALID || lf_cli_bad_choice("extract", opt, d, "f16, bf16 or f32");
             break;
         case X_SVDDEV:
-            ok = !strcmp(d, "cpu") || !strcmp(d, "cuda") || lf_x_bad_choice(opt, d, "cpu or cuda");
+            ok = !strcmp(d, "cpu") || !strcmp(d, "cuda") || lf_cli_bad_choice("extract", opt, d, "cpu or cuda");
             on_device = !strcmp(d, "cuda");
             break;
         case X_SVD:
             o.svd = !strcmp(d, "exact") ? LF_SVD_EXACT : !strcmp(d, "randomized") ? LF_SVD_RANDOMIZED : LF_SVD_AUTO;
-            ok = o.svd != LF_SVD_AUTO || !strcmp(d, "auto") || lf_x_bad_choice(opt, d, "auto, exact or randomized");
+            ok = o.svd != LF_SVD_AUTO || !strcmp(d, "auto") || lf_cli_bad_choice("extract", opt, d, "auto, exact or randomized");
             break;
         case X_OVERSAMPLE: ok = lf_cli_count("extract", opt, d, 1, &o.oversample); break;
         case X_POWER: ok = lf_cli_count("extract", opt, d, 1, &o.power_iters); break;
@@ -198,21 +191,11 @@ int lf_cli_extract(int argc, char **argv) {
         default: break;
         }
     }
-    if (ok && k == LF_CLI_HELP) {
-        rc = 0;
-        goto done;
-    }
-    if (!ok || k != LF_CLI_END) {
-        /* said why */
-    } else if (lf_cli_operands(&p, &rest) > 0) {
-        fprintf(stderr, "lorafuse extract: unexpected argument '%s'\n", lf_esc(q, sizeof q, rest[0], strlen(rest[0])));
-    } else if (!model || !output || (!n && !tuned) || (n && tuned) || policies > 1 || (!o.rank && !policies)) {
+    int n_rest;
+    if ((rc = lf_cli_finish(&p, ok ? k : LF_CLI_BAD, 0, &rest, &n_rest)) >= 0) goto done;
+    if (!model || !output || (!n && !tuned) || (n && tuned) || policies > 1 || (!o.rank && !policies)) {
         fprintf(stderr, "lorafuse extract: --model, --output, either --lora (one or more) or --tuned, and --rank or "
                         "one of --sv-ratio / --sv-fro / --sv-cumulative are required\n");
-    } else {
-        rc = 0;
-    }
-    if (rc) {
         rc = lf_cli_bad_usage(&p);
         goto done;
     }

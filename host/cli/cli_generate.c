@@ -77,13 +77,6 @@ static const lf_cli_opt lf_generate_cli_opts[] = {
     [G_JSON] = {"json", 0, 0},           [G_VAE] = {"vae", 1, 0},             [G_HASHCACHE] = {"hash-cache", 1, 0},
     {NULL, 0, 0}};
 
-/* A value of a fixed-choice option that is none of them. Returns 0. */
-static int lf_generate_bad_choice(const char *opt, const char *arg, const char *choices) {
-    char q[LF_ESC_PART];
-    fprintf(stderr, "lorafuse generate: bad %s '%s' (%s)\n", opt, lf_esc(q, sizeof q, arg, strlen(arg)), choices);
-    return 0;
-}
-
 /* One option's value into a->o; 0 after a message when it is bad. */
 static int lf_generate_opt(lf_generate_args *a, int o, const char *v) {
     long long n;
@@ -122,16 +115,16 @@ static int lf_generate_opt(lf_generate_args *a, int o, const char *v) {
         return 1;
     case G_SEED:
         if (lf_num_parse_int(v, strlen(v), -1, LLONG_MAX, &n) != LF_NUM_OK)
-            return lf_generate_bad_choice("--seed", v, "-1 for random, or 0 and up");
+            return lf_cli_bad_choice("generate", "--seed", v, "-1 for random, or 0 and up");
         a->o.seed = n;
         return 1;
     case G_CFG: return lf_cli_num("generate", "--cfg", v, 0, 100, &a->o.cfg);
     case G_BACKEND:
         if (!strcmp(v, "cpu")) a->o.backend = LF_GEN_CPU;
         else if (!strcmp(v, "cuda")) a->o.backend = LF_GEN_CUDA;
-        else return lf_generate_bad_choice("--backend", v, "cpu or cuda");
+        else return lf_cli_bad_choice("generate", "--backend", v, "cpu or cuda");
         return 1;
-    case G_RNG: return lf_rng_kind_parse(v, &a->o.rng) == LF_OK || lf_generate_bad_choice("--rng", v, "cpu or nv");
+    case G_RNG: return lf_rng_kind_parse(v, &a->o.rng) == LF_OK || lf_cli_bad_choice("generate", "--rng", v, "cpu or nv");
     case G_MEMLIMIT:
         if (!lf_cli_int("generate", "--memory-limit", v, 1, 1L << 30, &n)) return 0; /* MiB, up to 1 PiB */
         a->o.mem_limit = (uint64_t)n << 20;
@@ -152,27 +145,18 @@ static int lf_generate_parse_args(int argc, char **argv, lf_generate_args *a, in
     lf_gen_opts_default(&a->o);
     lf_cli_parser p;
     lf_cli_parser_init(&p, "generate", lf_generate_usage_text, lf_generate_help_text, lf_generate_cli_opts, argc, argv);
-    int o;
+    int o, n;
     char *v, **rest;
-    *rc = 2;
     while ((o = lf_cli_next(&p, &v)) >= 0 && lf_generate_opt(a, o, v)) {
     }
-    if (o == LF_CLI_HELP) {
-        *rc = 0;
-        return 0;
-    }
-    char q[LF_ESC_PART];
-    if (o != LF_CLI_END)
-        ; /* lf_cli_next or the option's parser said why */
-    else if (lf_cli_operands(&p, &rest) > 0)
-        fprintf(stderr, "lorafuse generate: unexpected argument '%s'\n", lf_esc(q, sizeof q, rest[0], strlen(rest[0])));
-    else if (!a->o.model || !a->o.prompt)
+    if ((*rc = lf_cli_finish(&p, o < 0 ? o : LF_CLI_BAD, 0, &rest, &n)) >= 0) return 0;
+    if (!a->o.model || !a->o.prompt)
         fprintf(stderr, "lorafuse generate: --model and --prompt are required\n");
     else if ((a->o.width != 0) != (a->o.height != 0))
         fprintf(stderr, "lorafuse generate: give --width and --height together\n");
     else
         return 1;
-    lf_cli_bad_usage(&p);
+    *rc = lf_cli_bad_usage(&p);
     return 0;
 }
 

@@ -112,18 +112,16 @@ static const lf_cli_opt lf_inspect_cli_opts[] = {{"model", 1, 0}, {"json", 0, 0}
 int lf_cli_inspect(int argc, char **argv) {
     const char *model = NULL;
     int json = 0, o;
-    char *v, **rest, q[LF_ESC_PART];
+    char *v, **rest;
     lf_cli_parser p;
     lf_cli_parser_init(&p, "inspect", lf_inspect_usage_text, lf_inspect_help_text, lf_inspect_cli_opts, argc, argv);
     while ((o = lf_cli_next(&p, &v)) >= 0) {
         if (o == 0) model = v;
         else json = 1;
     }
-    if (o == LF_CLI_HELP) return 0;
-    if (o == LF_CLI_BAD) return lf_cli_bad_usage(&p);
-    int n = lf_cli_operands(&p, &rest);
+    int n, rc = lf_cli_finish(&p, o, 1, &rest, &n);
+    if (rc >= 0) return rc;
     if (n == 1) return lf_inspect_report(rest[0], model, json);
-    if (n == 0) fprintf(stderr, "lorafuse inspect: no FILE given\n");
-    else fprintf(stderr, "lorafuse inspect: unexpected argument '%s'\n", lf_esc(q, sizeof q, rest[1], strlen(rest[1])));
+    fprintf(stderr, "lorafuse inspect: no FILE given\n");
     return lf_cli_bad_usage(&p);
 }

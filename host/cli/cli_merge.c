@@ -48,7 +48,7 @@ int lf_cli_merge(int argc, char **argv) {
     lf_merge_opts opts;
     memset(&opts, 0, sizeof opts);
     int stats_json = 0, rc = 2, o = LF_CLI_END, ok = 1;
-    char q[LF_ESC_PART], *v, **rest;
+    char *v, **rest;
     if (!in) return 1;
     lf_cli_parser p;
     lf_cli_parser_init(&p, "merge", lf_merge_usage_text, lf_merge_help_text, lf_merge_cli_opts, argc, argv);
@@ -66,21 +66,15 @@ int lf_cli_merge(int argc, char **argv) {
         default: break;
         }
     }
-    if (ok && o == LF_CLI_HELP) {
-        rc = 0;
-        goto done;
-    }
-    if (!ok || o != LF_CLI_END) {
-        /* said why */
-    } else if (lf_cli_operands(&p, &rest) > 0) {
-        fprintf(stderr, "lorafuse merge: unexpected argument '%s'\n", lf_esc(q, sizeof q, rest[0], strlen(rest[0])));
-    } else if (!model || !output || !n) {
+    int n_rest;
+    if ((rc = lf_cli_finish(&p, ok ? o : LF_CLI_BAD, 0, &rest, &n_rest)) >= 0) goto done;
+    rc = 2;
+    if (!model || !output || !n)
         fprintf(stderr, "lorafuse merge: --model, --output and at least one --lora are required\n");
-    } else if (!*output || !*model) {
+    else if (!*output || !*model)
         fprintf(stderr, "lorafuse merge: %s is empty\n", !*output ? "--output" : "--model");
-    } else {
+    else
         rc = 0;
-    }
     if (rc) {
         rc = lf_cli_bad_usage(&p);
         goto done;

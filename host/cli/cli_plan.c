@@ -62,21 +62,17 @@ static int lf_plan_parse_args(int argc, char **argv, lf_plan_args *a, int *rc) {
     memset(a, 0, sizeof *a);
     lf_cli_parser p;
     lf_cli_parser_init(&p, "plan", lf_plan_usage_text, lf_plan_help_text, lf_plan_cli_opts, argc, argv);
-    int o;
+    int o, ok = 1, n_rest;
     char *v, **rest;
     long long n;
-    *rc = 2;
-    while ((o = lf_cli_next(&p, &v)) >= 0) {
+    while (ok && (o = lf_cli_next(&p, &v)) >= 0) {
         switch (o) {
         case P_MODEL: a->model = v; break;
         case P_PROMPT: a->prompt = v; break;
         case P_LORA_DIR: a->lora_dir = v; break;
         case P_LBW: a->presets = v; break;
         case P_STEPS:
-            if (!lf_cli_int("plan", "--steps", v, 1, LF_STEPS_MAX, &n)) {
-                lf_cli_bad_usage(&p);
-                return 0;
-            }
+            ok = lf_cli_int("plan", "--steps", v, 1, LF_STEPS_MAX, &n);
             a->steps = (int)n;
             break;
         case P_JSON: a->json = 1; break;
@@ -88,20 +84,10 @@ static int lf_plan_parse_args(int argc, char **argv, lf_plan_args *a, int *rc) {
         default: break;
         }
     }
-    if (o == LF_CLI_HELP) {
-        *rc = 0;
-        return 0;
-    }
-    char q[LF_ESC_PART];
-    if (o == LF_CLI_BAD)
-        ; /* lf_cli_next said why */
-    else if (lf_cli_operands(&p, &rest) > 0) {
-        fprintf(stderr, "lorafuse plan: unexpected argument '%s'\n", lf_esc(q, sizeof q, rest[0], strlen(rest[0])));
-    } else if (!a->model || !a->prompt || !a->steps) {
-        fprintf(stderr, "lorafuse plan: --model, --prompt and --steps are required\n");
-    } else
-        return 1;
-    lf_cli_bad_usage(&p);
+    if ((*rc = lf_cli_finish(&p, ok ? o : LF_CLI_BAD, 0, &rest, &n_rest)) >= 0) return 0;
+    if (a->model && a->prompt && a->steps) return 1;
+    fprintf(stderr, "lorafuse plan: --model, --prompt and --steps are required\n");
+    *rc = lf_cli_bad_usage(&p);
     return 0;
 }
 

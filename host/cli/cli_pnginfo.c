@@ -79,14 +79,13 @@ int lf_cli_pnginfo(int argc, char **argv) {
     lf_cli_parser p;
     lf_cli_parser_init(&p, "png-info", lf_pnginfo_usage_text, lf_pnginfo_help_text, lf_pnginfo_cli_opts, argc, argv);
     while ((o = lf_cli_next(&p, &v)) >= 0) json = 1;
-    if (o == LF_CLI_HELP) return 0;
-    if (o == LF_CLI_BAD) return lf_cli_bad_usage(&p);
-    int n = lf_cli_operands(&p, &files);
+    int n, rc = lf_cli_finish(&p, o, 1 << 30, &files, &n);
+    if (rc >= 0) return rc;
     if (!n) {
         fprintf(stderr, "lorafuse png-info: no FILE given\n");
         return lf_cli_bad_usage(&p);
     }
-    int rc = 0;
+    rc = 0;
     for (int i = 0; i < n; i++) {
         if (!lf_pnginfo_one(files[i], json, n > 1)) rc = 1;
         fflush(stdout);

@@ -3,6 +3,7 @@
  * for unknown, ambiguous, valueless, value-taking-flag and repeated options; --opt=value; -h/--help on
  * every subcommand (exit 0, usage and an example) and its text found verbatim in README.md (the docs
  * and --help in sync); an output folder that cannot be created refused before the model is loaded;
+ * merge keeping an existing --output unless --force;
  * generate --vae with a separate VAE file (same image as the checkpoint's own VAE, "VAE hash"/"VAE" in
  * the parameters) and its refusals; png-info on generate's own output (text and --json round trip).
  */
@@ -120,6 +121,25 @@ static void test_output_dir(void) {
     expect(args, 1, want);
 }
 
+/* merge keeps an existing --output unless --force, refused before any work. */
+static void test_merge_force(void) {
+    char out[512], args[2048], want[1024];
+    snprintf(out, sizeof out, "%s/merged.safetensors", g_tmp);
+    lf_test_write_text(out, "keep me");
+    snprintf(args, sizeof args, "merge --model models/sd15-mini.safetensors --lora models/lora/mini_lora.safetensors "
+             "--output '%s'", out);
+    snprintf(want, sizeof want, "lorafuse merge: output '%s' already exists; refusing to replace it (--force replaces it)",
+             out);
+    expect(args, 1, want);
+    char *kept = NULL;
+    LF_CHECK(lf_read_file(out, "out", 64, &kept, NULL) == LF_OK && !strcmp(kept, "keep me"), "the file was kept");
+    free(kept);
+    strcat(args, " --force");
+    run_result r = run(args);
+    LF_CHECK(r.rc == 0 && !strncmp(r.first, "lorafuse merge: 1 adapter(s) -> ", 32), "--force: exit %d (%s)", r.rc, r.first);
+    run_free(&r);
+}
+
 /* Run generate with extra args into <tmp>/DIR (64x64, 1 step, seed 3) and read the image back. */
 static int gen_image(const char *extra, const char *dir, uint8_t **rgb, char **params) {
     char args[4096], png[1024];
@@ -228,6 +248,7 @@ int main(void) {
     test_option_errors();
     test_help();
     test_output_dir();
+    test_merge_force();
     test_vae();
     test_png_info();
     lf_test_rmtree(g_tmp);
