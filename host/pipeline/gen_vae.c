@@ -15,6 +15,15 @@
 #include "host/runtime/model_mem.h"
 #include "lorafuse/lf_model_dir.h"
 
+/* g->vae_name: the last component of the path given, trailing '/' aside ("models/my-vae/" -> "my-vae"). */
+static void lf_gen_vae_name(lf_gen *g, const char *p) {
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/') n--;
+    size_t b = n;
+    while (b > 0 && p[b - 1] != '/') b--;
+    snprintf(g->vae_name, sizeof g->vae_name, "%.*s", (int)(n - b), p + b);
+}
+
 static int lf_is_dir(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
@@ -40,7 +49,7 @@ lf_status lf_gen_check_vae(lf_gen *g) {
                 snprintf(g->vae_file, sizeof g->vae_file, "%s", cfg);
         if (!g->vae_file[0])
             return lf_err(LF_ERR_ARG, "--vae %s: no diffusion_pytorch_model.safetensors in %s", p, g->vae_dir);
-        snprintf(g->vae_name, sizeof g->vae_name, "%s", lf_basename(p));
+        lf_gen_vae_name(g, p);
         return LF_OK;
     }
     lf_st_file *st = NULL;
@@ -56,7 +65,7 @@ lf_status lf_gen_check_vae(lf_gen *g) {
         return lf_err(LF_ERR_MODEL, "--vae %s: no VAE decoder in this file (decoder.conv_in.weight or "
                       "first_stage_model.decoder.conv_in.weight)", p);
     snprintf(g->vae_file, sizeof g->vae_file, "%s", p);
-    snprintf(g->vae_name, sizeof g->vae_name, "%s", lf_basename(p));
+    lf_gen_vae_name(g, p);
     return LF_OK;
 }
 

@@ -174,6 +174,19 @@ static void test_vae(void) {
     char want[64];
     snprintf(want, sizeof want, "VAE hash: %.10s, VAE: ", h);
     LF_CHECK(pb && strstr(pb, want), "VAE hash field (want '%s'):\n%s", want, pb ? pb : "");
+    free(b);
+    free(pb);
+    /* a diffusers model folder holding vae/ (tests/data/model/tiny-sd15-diffusers: 4 levels, 8x, 4 latent
+     * channels): decoded by that VAE, named by the folder, hashed by its weights file */
+    b = NULL;
+    pb = NULL;
+    LF_CHECK(gen_image("--model models/sd15-mini.safetensors --vae tests/data/model/tiny-sd15-diffusers/", "dir", &b,
+                       &pb), "with a diffusers folder");
+    LF_CHECK(lf_sha256_file("tests/data/model/tiny-sd15-diffusers/vae/diffusion_pytorch_model.safetensors", 0, h) == LF_OK,
+             "hash");
+    snprintf(want, sizeof want, "VAE hash: %.10s, VAE: tiny-sd15-diffusers, ", h);
+    LF_CHECK(pb && strstr(pb, want), "folder VAE fields (want '%s'):\n%s", want, pb ? pb : "");
+    LF_CHECK(a && b && memcmp(a, b, 64 * 64 * 3), "another VAE, another image");
     free(a);
     free(b);
     free(pa);
