@@ -1,8 +1,8 @@
 /* test_cli_options.c: the conventions every subcommand shares (host/cli/cli_args.c) and the checks
  * before work, through the real binary ($LF_BIN): exit codes and the exact first line of each message
  * for unknown, ambiguous, valueless, value-taking-flag and repeated options; --opt=value; -h/--help on
- * every subcommand (exit 0, usage and an example) and its text found verbatim in README.md (the docs
- * and --help in sync); an output folder that cannot be created refused before the model is loaded;
+ * every subcommand (exit 0, usage and an example) and every "$ lorafuse CMD --help" block of README.md
+ * and the docs equal to it (the docs and --help in sync); an output folder that cannot be created refused before the model is loaded;
  * merge keeping an existing --output unless --force;
  * generate --vae with a separate VAE file (same image as the checkpoint's own VAE, "VAE hash"/"VAE" in
  * the parameters) and its refusals; png-info on generate's own output (text and --json round trip).
@@ -80,13 +80,18 @@ static void test_option_errors(void) {
     run_free(&r);
 }
 
-/* Every subcommand's --help: exit 0, usage first, an example, nothing on stderr, and the same text in
- * README.md (between ``` fences), so that the docs show what the program says. */
+/* The documents that show `$ lorafuse CMD --help` blocks: each block must be the program's output. */
+static const char *const g_docs[] = {"README.md", "docs/generate.md", "docs/png-info.md"};
+
+/* Every subcommand's --help: exit 0, usage first, an example, nothing on stderr; README.md shows it,
+ * and every "$ lorafuse CMD --help" block of the docs is followed by exactly that text. */
 static void test_help(void) {
     static const char *const cmds[] = {"inspect", "merge", "plan", "generate", "extract", "png-info"};
-    char *readme = NULL;
-    LF_CHECK(lf_read_file("README.md", "README", (size_t)1 << 22, &readme, NULL) == LF_OK, "README.md");
+    char *docs[3] = {NULL, NULL, NULL};
+    for (size_t d = 0; d < 3; d++)
+        LF_CHECK(lf_read_file(g_docs[d], "doc", (size_t)1 << 22, &docs[d], NULL) == LF_OK, "%s", g_docs[d]);
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        char *help = NULL;
         for (int form = 0; form < 2; form++) {
             char args[64], want[64];
             snprintf(args, sizeof args, "%s %s", cmds[i], form ? "-h" : "--help");
@@ -95,12 +100,22 @@ static void test_help(void) {
             LF_CHECK(r.rc == 0 && !*r.err, "%s: exit %d, stderr '%s'", args, r.rc, r.first);
             LF_CHECK(!strncmp(r.out, want, strlen(want)) && strstr(r.out, "\nexample:\n  lorafuse "), "%s:\n%s", args,
                      r.out);
-            LF_CHECK(readme && strstr(readme, r.out), "README.md lacks the output of 'lorafuse %s' (docs out of sync):\n%s",
-                     args, r.out);
+            if (!form) help = strdup(r.out);
+            else LF_CHECK(help && !strcmp(help, r.out), "-h and --help differ");
             run_free(&r);
         }
+        char marker[64];
+        snprintf(marker, sizeof marker, "$ lorafuse %s --help\n", cmds[i]);
+        LF_CHECK(docs[0] && strstr(docs[0], marker), "README.md has no '%s' block", marker);
+        for (size_t d = 0; d < 3; d++)
+            for (const char *at = docs[d] ? strstr(docs[d], marker) : NULL; at; at = strstr(at + 1, marker))
+                LF_CHECK(help && !strncmp(at + strlen(marker), help, strlen(help)) &&
+                             !strncmp(at + strlen(marker) + strlen(help), "```", 3),
+                         "%s: the '%s' block is not the program's output (docs out of sync):\n%s", g_docs[d], marker,
+                         help ? help : "");
+        free(help);
     }
-    free(readme);
+    for (size_t d = 0; d < 3; d++) free(docs[d]);
 }
 
 /* An --output-dir that cannot be created fails in the checks: its message is the first line (nothing was
