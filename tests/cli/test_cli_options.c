@@ -3,7 +3,7 @@
  * for unknown, ambiguous, valueless, value-taking-flag and repeated options; --opt=value; -h/--help on
  * every subcommand (exit 0, usage and an example) and every "$ lorafuse CMD --help" block of README.md
  * and the docs equal to it (the docs and --help in sync); an output folder that cannot be created refused before the model is loaded;
- * merge keeping an existing --output unless --force;
+ * merge keeping an existing --output unless --force; a damaged hash cache a warning, then rebuilt;
  * generate --vae with a separate VAE file (same image as the checkpoint's own VAE, "VAE hash"/"VAE" in
  * the parameters) and its refusals; png-info on generate's own output (text and --json round trip).
  */
@@ -134,6 +134,25 @@ static void test_output_dir(void) {
              file);
     snprintf(want, sizeof want, "lorafuse generate: --output-dir %s exists and is not a directory", file);
     expect(args, 1, want);
+}
+
+/* A damaged hash cache is a warning, the first line of a run that goes on; the cache is rebuilt, and
+ * the next run finds the model's hash in it (no warning). */
+static void test_hash_cache_warning(void) {
+    char cache[512], args[2048], want[1024];
+    snprintf(cache, sizeof cache, "%s/hashes.json", g_tmp);
+    lf_test_write_text(cache, "{\"version\": 1, \"sha256\": [");
+    snprintf(args, sizeof args, "generate --model models/sd15-mini.safetensors --prompt x --steps 1 --width 64 --height 64 "
+             "--seed 1 --output-dir '%s/hc' --hash-cache '%s'", g_tmp, cache);
+    snprintf(want, sizeof want, "lorafuse generate: warning: hash cache %s is not valid JSON; rebuilding it", cache);
+    expect(args, 0, want);
+    run_result r = run(args);
+    LF_CHECK(r.rc == 0 && !strstr(r.err, "warning"), "second run: exit %d, %s", r.rc, r.err);
+    run_free(&r);
+    char *text = NULL;
+    LF_CHECK(lf_read_file(cache, "cache", (size_t)1 << 20, &text, NULL) == LF_OK && strstr(text, "sd15-mini.safetensors"),
+             "the rebuilt cache holds the model");
+    free(text);
 }
 
 /* merge keeps an existing --output unless --force, refused before any work. */
@@ -277,6 +296,7 @@ int main(void) {
     test_help();
     test_output_dir();
     test_merge_force();
+    test_hash_cache_warning();
     test_vae();
     test_png_info();
     lf_test_rmtree(g_tmp);
