@@ -80,11 +80,25 @@ lf_status lf_gen_load_vae(lf_gen *g) {
 }
 
 lf_status lf_gen_vae_shapes(lf_gen *g, lf_vae **out) {
-    if (g->vae_dir[0]) return lf_vae_load_dir(g->vae_dir, NULL, out); /* no shapes-only load of a folder */
-    if (!g->vae_file[0]) return lf_vae_load_shapes(g->m->st, g->m->family, out);
-    lf_st_file *st = NULL;
-    lf_status s = lf_st_open(g->vae_file, &st);
-    if (s == LF_OK) s = lf_vae_load_shapes(st, g->m->family, out);
-    lf_st_close(st);
+    lf_status s;
+    if (g->vae_dir[0]) {
+        s = lf_vae_load_dir(g->vae_dir, NULL, out); /* no shapes-only load of a folder */
+    } else if (!g->vae_file[0]) {
+        return lf_vae_load_shapes(g->m->st, g->m->family, out);
+    } else {
+        lf_st_file *st = NULL;
+        s = lf_st_open(g->vae_file, &st);
+        if (s == LF_OK) s = lf_vae_load_shapes(st, g->m->family, out);
+        lf_st_close(st);
+    }
+    /* the checkpoint's own VAE is checked with the loaded model (generate.c); another one here, by name */
+    const lf_vae_arch *a = s == LF_OK ? lf_vae_get_arch(*out) : NULL;
+    if (a && (a->latent_channels != 4 || a->factor != 8)) {
+        s = lf_err(LF_ERR_UNSUPPORTED, "--vae %s: a VAE with %lld latent channels and a %lldx scale; generate needs 4 "
+                   "channels and 8x (an SD1.x / SD2.x / SDXL VAE)", g->o.vae, (long long)a->latent_channels,
+                   (long long)a->factor);
+        lf_vae_free(*out);
+        *out = NULL;
+    }
     return s;
 }
