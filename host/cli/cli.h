@@ -8,22 +8,66 @@
  *   lorafuse extract --model CKPT (--lora ... | --tuned CKPT2) --output OUT ...       (cli_extract.c)
  * Argument forms they share: cli_args.c.
  *
- * Each returns the process exit code: 0 success, 1 failure (the library's message printed), 2 usage;
- * or LF_CLI_USAGE after its own message when the whole `lorafuse` usage should follow (main.c prints
- * it and exits 2), so that no subcommand calls back into main.c.
+ *   lorafuse png-info FILE... [--json]                                              (cli_pnginfo.c)
+ *
+ * Each returns the process exit code: 0 success (and after --help), 1 failure (the library's message
+ * printed), 2 usage (its message, then the subcommand's usage lines on stderr).
  */
 #ifndef LF_CLI_H
 #define LF_CLI_H
 
-#include "lorafuse/lf_merge.h"
+#include <getopt.h>
 
-#define LF_CLI_USAGE (-2)
+#include "lorafuse/lf_merge.h"
 
 int lf_cli_inspect(int argc, char **argv);
 int lf_cli_merge(int argc, char **argv);
 int lf_cli_plan(int argc, char **argv);
 int lf_cli_generate(int argc, char **argv);
 int lf_cli_extract(int argc, char **argv);
+int lf_cli_pnginfo(int argc, char **argv);
+
+/* ---- options ---- */
+/* One long option of a subcommand: name without "--", whether it takes a value, whether it may be
+ * given more than once (a value option given twice is refused otherwise; flags may repeat). A table
+ * ends with a NULL name. -h/--help is added to every table. */
+typedef struct lf_cli_opt {
+    const char *name;
+    int arg, repeat;
+} lf_cli_opt;
+
+#define LF_CLI_MAX_OPTS 48
+#define LF_CLI_OPT_BASE 256
+enum { LF_CLI_END = -1, LF_CLI_HELP = -2, LF_CLI_BAD = -3 };
+
+typedef struct lf_cli_parser {
+    const char *cmd, *usage, *help; /* usage: the synopsis lines; help: options and an example */
+    const lf_cli_opt *opts;
+    int n, argc;
+    char **argv;
+    struct option lo[LF_CLI_MAX_OPTS + 2];
+    unsigned char seen[LF_CLI_MAX_OPTS];
+} lf_cli_parser;
+
+/* argv[1] is the subcommand; options are read from argv[2] on (operands may come anywhere). */
+void lf_cli_parser_init(lf_cli_parser *p, const char *cmd, const char *usage, const char *help,
+                        const lf_cli_opt *opts, int argc, char **argv);
+/* The next option: its index in opts (*val: its value or NULL); LF_CLI_END after the last;
+ * LF_CLI_HELP after printing usage and help on stdout (exit 0); LF_CLI_BAD after printing why on
+ * stderr ("lorafuse CMD: option --x needs a value", "unknown option '--stpes' (closest: --steps)",
+ * "option --json takes no value", "option --model is given more than once"). */
+int lf_cli_next(lf_cli_parser *p, char **val);
+/* The operands left once lf_cli_next returned LF_CLI_END: their count, *rest the first. */
+int lf_cli_operands(lf_cli_parser *p, char ***rest);
+/* The usage lines and a pointer to --help on stderr; returns 2 (the usage exit code). */
+int lf_cli_bad_usage(const lf_cli_parser *p);
+/* After the option loop, `last` being lf_cli_next's last answer (LF_CLI_BAD when an option's value was
+ * refused): -1 to go on with the operands (*rest, *n, at most max_operands); else the exit code, the
+ * usage printed where it is an error: 0 after --help, 2 after a bad option or an operand too many
+ * ("lorafuse CMD: unexpected argument 'X'"). */
+int lf_cli_finish(lf_cli_parser *p, int last, int max_operands, char ***rest, int *n);
+/* "lorafuse CMD: bad OPT 'ARG' (CHOICES)" for a value outside a fixed set; returns 0. */
+int lf_cli_bad_choice(const char *cmd, const char *opt, const char *arg, const char *choices);
 
 /* `--lora PATH[:STRENGTH[:dyn=N]]`, parsed from the right so that paths may hold ':' (arg is cut in
  * place; in->path points into it). Prints "lorafuse CMD: ..." with the reason and returns 0 on a bad

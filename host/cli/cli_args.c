@@ -1,7 +1,10 @@
-/* cli_args.c: argument forms several subcommands share: `--lora PATH[:STRENGTH[:dyn=N]]` (merge,
- * extract), number options and printing what a file or the user wrote, with the number grammar of host/base/number.h and the input
+/* cli_args.c: what every subcommand shares: the option parser (getopt_long: `--opt value` and
+ * `--opt=value`, -h/--help, unknown options named with the closest one, missing values and repeated
+ * single-value options refused), `--lora PATH[:STRENGTH[:dyn=N]]` (merge, extract), number options and
+ * printing what a file or the user wrote, with the number grammar of host/base/number.h and the input
  * quoted escaped (host/base/text.h) in every message.
  */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,4 +83,138 @@ void lf_cli_print_escaped(const char *fmt, const char *s) {
     lf_sb_escape(&b, s, strlen(s));
     printf(fmt, b.oom || !b.s ? "" : b.s);
     lf_sb_free(&b);
+}
+
+/* ---- options (getopt_long) -------------------------------------------------------------------- */
+
+/* Edit distance of a and b (at most 63 characters of each are compared). */
+static size_t lf_cli_distance(const char *a, size_t na, const char *b) {
+    size_t nb = strlen(b), row[64];
+    if (na > 63) na = 63;
+    if (nb > 63) nb = 63;
+    for (size_t j = 0; j <= nb; j++) row[j] = j;
+    for (size_t i = 1; i <= na; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= nb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best) best = row[j] + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[nb];
+}
+
+void lf_cli_parser_init(lf_cli_parser *p, const char *cmd, const char *usage, const char *help,
+                        const lf_cli_opt *opts, int argc, char **argv) {
+    memset(p, 0, sizeof *p);
+    p->cmd = cmd;
+    p->usage = usage;
+    p->help = help;
+    p->opts = opts;
+    p->argc = argc - 1; /* getopt sees the subcommand as the program name */
+    p->argv = argv + 1;
+    while (opts[p->n].name) p->n++;
+    for (int i = 0; i < p->n; i++) {
+        p->lo[i].name = opts[i].name;
+        p->lo[i].has_arg = opts[i].arg ? required_argument : no_argument;
+        p->lo[i].flag = NULL;
+        p->lo[i].val = LF_CLI_OPT_BASE + i;
+    }
+    p->lo[p->n].name = "help";
+    p->lo[p->n].has_arg = no_argument;
+    p->lo[p->n].val = 'h';
+    optind = 0; /* 0: GNU getopt starts over (a second parser in one process) */
+    opterr = 0;
+}
+
+int lf_cli_bad_usage(const lf_cli_parser *p) {
+    fprintf(stderr, "%s(lorafuse %s --help shows every option with an example)\n", p->usage, p->cmd);
+    return 2;
+}
+
+/* An unknown option as written, and the known option nearest to its name (edit distance), or the
+ * options an ambiguous abbreviation could mean. */
+static void lf_cli_unknown(const lf_cli_parser *p, const char *arg) {
+    char q[LF_ESC_PART];
+    const char *name = arg;
+    while (*name == '-') name++;
+    size_t n = strcspn(name, "=");
+    size_t best = (size_t)-1, n_pre = 0;
+    const char *closest = "help";
+    char pre[160] = "";
+    for (int i = 0; i <= p->n; i++) {
+        const char *cand = i < p->n ? p->opts[i].name : "help";
+        size_t d = lf_cli_distance(name, n, cand);
+        if (n && !strncmp(cand, name, n) && n_pre++ < 4) /* getopt_long takes a unique abbreviation */
+            snprintf(pre + strlen(pre), sizeof pre - strlen(pre), "%s--%s", n_pre > 1 ? ", " : "", cand);
+        if (d < best) best = d, closest = cand;
+    }
+    if (n_pre > 1)
+        fprintf(stderr, "lorafuse %s: option '%s' is ambiguous (%s%s)\n", p->cmd, lf_esc(q, sizeof q, arg, strlen(arg)),
+                pre, n_pre > 4 ? ", ..." : "");
+    else
+        fprintf(stderr, "lorafuse %s: unknown option '%s' (closest: --%s)\n", p->cmd,
+                lf_esc(q, sizeof q, arg, strlen(arg)), closest);
+}
+
+int lf_cli_next(lf_cli_parser *p, char **val) {
+    *val = NULL;
+    for (;;) {
+        int idx = -1;
+        int c = getopt_long(p->argc, p->argv, ":h", p->lo, &idx);
+        if (c == -1) return LF_CLI_END;
+        if (c == 'h') {
+            fputs(p->usage, stdout);
+            fputs(p->help, stdout);
+            return LF_CLI_HELP;
+        }
+        if (c == ':' || c == '?') {
+            const char *arg = p->argv[optind - 1];
+            int o = optopt - LF_CLI_OPT_BASE;
+            if (c == ':' && o >= 0 && o < p->n)
+                fprintf(stderr, "lorafuse %s: option --%s needs a value\n", p->cmd, p->opts[o].name);
+            else if (o >= 0 && o < p->n)
+                fprintf(stderr, "lorafuse %s: option --%s takes no value\n", p->cmd, p->opts[o].name);
+            else if (optopt && optopt != '?') {
+                char s[3] = {'-', (char)optopt, '\0'};
+                lf_cli_unknown(p, s);
+            } else
+                lf_cli_unknown(p, arg);
+            return LF_CLI_BAD;
+        }
+        int o = c - LF_CLI_OPT_BASE;
+        if (p->seen[o] && !p->opts[o].repeat && p->opts[o].arg) {
+            fprintf(stderr, "lorafuse %s: option --%s is given more than once\n", p->cmd, p->opts[o].name);
+            return LF_CLI_BAD;
+        }
+        p->seen[o] = 1;
+        *val = optarg;
+        return o;
+    }
+}
+
+int lf_cli_operands(lf_cli_parser *p, char ***rest) {
+    *rest = p->argv + optind;
+    return p->argc - optind;
+}
+
+int lf_cli_finish(lf_cli_parser *p, int last, int max_operands, char ***rest, int *n) {
+    if (last == LF_CLI_HELP) return 0;
+    if (last != LF_CLI_END) return lf_cli_bad_usage(p); /* lf_cli_next or the option's parser said why */
+    *n = lf_cli_operands(p, rest);
+    if (*n <= max_operands) return -1;
+    char q[LF_ESC_PART];
+    const char *extra = (*rest)[max_operands];
+    fprintf(stderr, "lorafuse %s: unexpected argument '%s'\n", p->cmd, lf_esc(q, sizeof q, extra, strlen(extra)));
+    return lf_cli_bad_usage(p);
+}
+
+int lf_cli_bad_choice(const char *cmd, const char *opt, const char *arg, const char *choices) {
+    char q[LF_ESC_PART];
+    fprintf(stderr, "lorafuse %s: bad %s '%s' (%s)\n", cmd, opt, lf_esc(q, sizeof q, arg, strlen(arg)), choices);
+    return 0;
 }

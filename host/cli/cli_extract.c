@@ -104,12 +104,36 @@ static void lf_x_print_json(const lf_extract_report *r) {
     cJSON_Delete(o);
 }
 
-/* A value of a fixed-choice option that is none of them: say which ones there are. Returns 0. */
-static int lf_x_bad_choice(const char *opt, const char *arg, const char *choices) {
-    char q[LF_ESC_PART];
-    fprintf(stderr, "lorafuse extract: bad %s '%s' (%s)\n", opt, lf_esc(q, sizeof q, arg, strlen(arg)), choices);
-    return 0;
-}
+static const char lf_extract_usage_text[] =
+    "usage: lorafuse extract --model CKPT (--lora PATH[:STRENGTH] [--lora ...] | --tuned CKPT2) --output OUT\n"
+    "                        [--rank R] [--conv-rank R] [--sv-ratio X | --sv-fro F | --sv-cumulative F]\n"
+    "                        [--clamp-quantile Q] [--unet-only] [--dtype f16|bf16|f32]\n"
+    "                        [--svd auto|exact|randomized] [--oversample N] [--power-iters N] [--threads N]\n"
+    "                        [--svd-device cpu|cuda] [--force] [--allow-unmatched] [--allow-family-mismatch]\n"
+    "                        [--report] [--json]\n";
+
+static const char lf_extract_help_text[] =
+    "Adapters (summed as merge adds them) or a fine-tune minus its base, back into one kohya LoRA by\n"
+    "truncated SVD. --rank R, or a rank per module by --sv-ratio / --sv-fro / --sv-cumulative (capped by\n"
+    "--rank). --report: one line per module; --json: the same as JSON (docs/extract.md).\n"
+    "example:\n"
+    "  lorafuse extract --model models/sd15-mini.safetensors --lora models/lora/mini_lora.safetensors \\\n"
+    "      --lora models/lora/mini_loha.safetensors:0.5 --rank 8 --output combined.safetensors\n";
+
+enum {
+    X_MODEL, X_OUTPUT, X_TUNED, X_LORA, X_RANK, X_CONVRANK, X_SVRATIO, X_SVFRO, X_SVCUM, X_CLAMP, X_DTYPE, X_SVDDEV,
+    X_SVD, X_OVERSAMPLE, X_POWER, X_THREADS, X_UNETONLY, X_FORCE, X_UNMATCHED, X_FAMILY, X_REPORT, X_JSON
+};
+
+static const lf_cli_opt lf_extract_cli_opts[] = {
+    [X_MODEL] = {"model", 1, 0},           [X_OUTPUT] = {"output", 1, 0},     [X_TUNED] = {"tuned", 1, 0},
+    [X_LORA] = {"lora", 1, 1},             [X_RANK] = {"rank", 1, 0},         [X_CONVRANK] = {"conv-rank", 1, 0},
+    [X_SVRATIO] = {"sv-ratio", 1, 0},      [X_SVFRO] = {"sv-fro", 1, 0},      [X_SVCUM] = {"sv-cumulative", 1, 0},
+    [X_CLAMP] = {"clamp-quantile", 1, 0},  [X_DTYPE] = {"dtype", 1, 0},       [X_SVDDEV] = {"svd-device", 1, 0},
+    [X_SVD] = {"svd", 1, 0},               [X_OVERSAMPLE] = {"oversample", 1, 0}, [X_POWER] = {"power-iters", 1, 0},
+    [X_THREADS] = {"threads", 1, 0},       [X_UNETONLY] = {"unet-only", 0, 0}, [X_FORCE] = {"force", 0, 0},
+    [X_UNMATCHED] = {"allow-unmatched", 0, 0}, [X_FAMILY] = {"allow-family-mismatch", 0, 0},
+    [X_REPORT] = {"report", 0, 0},         [X_JSON] = {"json", 0, 0},         {NULL, 0, 0}};
 
 int lf_cli_extract(int argc, char **argv) {
     const char *model = NULL, *output = NULL, *tuned = NULL;
@@ -117,59 +141,62 @@ int lf_cli_extract(int argc, char **argv) {
     size_t n = 0;
     lf_extract_opts o;
     memset(&o, 0, sizeof o);
-    int report = 0, json = 0, policies = 0, rc = 2, on_device = 0;
+    int report = 0, json = 0, policies = 0, rc = 2, on_device = 0, k = LF_CLI_END, ok = 1;
     lf_x_device dev = {NULL, PTHREAD_MUTEX_INITIALIZER};
+    char *d, **rest;
     if (!in) return 1;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        int ok = 1;
-        if (!strcmp(a, "--model") && val) model = argv[++i];
-        else if (!strcmp(a, "--output") && val) output = argv[++i];
-        else if (!strcmp(a, "--tuned") && val) tuned = argv[++i];
-        else if (!strcmp(a, "--lora") && val) ok = lf_cli_parse_lora("extract", argv[++i], &in[n++]);
-        else if (!strcmp(a, "--rank") && val) ok = lf_cli_count("extract", a, argv[++i], 1, &o.rank);
-        else if (!strcmp(a, "--conv-rank") && val) ok = lf_cli_count("extract", a, argv[++i], 1, &o.conv_rank);
-        else if ((!strcmp(a, "--sv-ratio") || !strcmp(a, "--sv-fro") || !strcmp(a, "--sv-cumulative")) && val) {
-            o.policy = !strcmp(a, "--sv-ratio") ? LF_RANK_SV_RATIO : !strcmp(a, "--sv-fro") ? LF_RANK_SV_FRO
-                                                                                             : LF_RANK_SV_CUMULATIVE;
-            ok = lf_cli_num("extract", a, argv[++i], 1e-12, 1e12, &o.param);
+    lf_cli_parser p;
+    lf_cli_parser_init(&p, "extract", lf_extract_usage_text, lf_extract_help_text, lf_extract_cli_opts, argc, argv);
+    while (ok && (k = lf_cli_next(&p, &d)) >= 0) {
+        const char *a = p.lo[k].name; /* for messages: "--" + name below */
+        char opt[40];
+        snprintf(opt, sizeof opt, "--%s", a);
+        switch (k) {
+        case X_MODEL: model = d; break;
+        case X_OUTPUT: output = d; break;
+        case X_TUNED: tuned = d; break;
+        case X_LORA: ok = lf_cli_parse_lora("extract", d, &in[n++]); break;
+        case X_RANK: ok = lf_cli_count("extract", opt, d, 1, &o.rank); break;
+        case X_CONVRANK: ok = lf_cli_count("extract", opt, d, 1, &o.conv_rank); break;
+        case X_SVRATIO:
+        case X_SVFRO:
+        case X_SVCUM:
+            o.policy = k == X_SVRATIO ? LF_RANK_SV_RATIO : k == X_SVFRO ? LF_RANK_SV_FRO : LF_RANK_SV_CUMULATIVE;
+            ok = lf_cli_num("extract", opt, d, 1e-12, 1e12, &o.param);
             policies++;
-        } else if (!strcmp(a, "--clamp-quantile") && val) {
-            ok = lf_cli_num("extract", a, argv[++i], 1e-12, 1.0 - 1e-12, &o.clamp_quantile);
-        } else if (!strcmp(a, "--dtype") && val) {
-            const char *d = argv[++i];
+            break;
+        case X_CLAMP: ok = lf_cli_num("extract", opt, d, 1e-12, 1.0 - 1e-12, &o.clamp_quantile); break;
+        case X_DTYPE:
             o.dtype = !strcmp(d, "f16") ? LF_F16 : !strcmp(d, "bf16") ? LF_BF16 : !strcmp(d, "f32") ? LF_F32
                                                                                                     : LF_DTYPE_INVALID;
-            ok = o.dtype != LF_DTYPE_INVALID || lf_x_bad_choice(a, d, "f16, bf16 or f32");
-        } else if (!strcmp(a, "--svd-device") && val) {
-            const char *d = argv[++i];
-            ok = !strcmp(d, "cpu") || !strcmp(d, "cuda") || lf_x_bad_choice(a, d, "cpu or cuda");
+            ok = o.dtype != LF_DTYPE_INVALID || lf_cli_bad_choice("extract", opt, d, "f16, bf16 or f32");
+            break;
+        case X_SVDDEV:
+            ok = !strcmp(d, "cpu") || !strcmp(d, "cuda") || lf_cli_bad_choice("extract", opt, d, "cpu or cuda");
             on_device = !strcmp(d, "cuda");
-        } else if (!strcmp(a, "--svd") && val) {
-            const char *d = argv[++i];
+            break;
+        case X_SVD:
             o.svd = !strcmp(d, "exact") ? LF_SVD_EXACT : !strcmp(d, "randomized") ? LF_SVD_RANDOMIZED : LF_SVD_AUTO;
-            ok = o.svd != LF_SVD_AUTO || !strcmp(d, "auto") || lf_x_bad_choice(a, d, "auto, exact or randomized");
-        } else if (!strcmp(a, "--oversample") && val) ok = lf_cli_count("extract", a, argv[++i], 1, &o.oversample);
-        else if (!strcmp(a, "--power-iters") && val) ok = lf_cli_count("extract", a, argv[++i], 1, &o.power_iters);
-        else if (!strcmp(a, "--threads") && val) ok = lf_cli_count("extract", a, argv[++i], 0, &o.threads);
-        else if (!strcmp(a, "--unet-only")) o.unet_only = 1;
-        else if (!strcmp(a, "--force")) o.overwrite = 1;
-        else if (!strcmp(a, "--allow-unmatched")) o.plan.allow_unmatched = 1;
-        else if (!strcmp(a, "--allow-family-mismatch")) o.plan.allow_family = 1;
-        else if (!strcmp(a, "--report")) report = 1;
-        else if (!strcmp(a, "--json")) json = 1;
-        else {
-            char q[LF_ESC_PART];
-            fprintf(stderr, "lorafuse extract: unexpected argument '%s'\n", lf_esc(q, sizeof q, a, strlen(a)));
-            goto done;
+            ok = o.svd != LF_SVD_AUTO || !strcmp(d, "auto") || lf_cli_bad_choice("extract", opt, d, "auto, exact or randomized");
+            break;
+        case X_OVERSAMPLE: ok = lf_cli_count("extract", opt, d, 1, &o.oversample); break;
+        case X_POWER: ok = lf_cli_count("extract", opt, d, 1, &o.power_iters); break;
+        case X_THREADS: ok = lf_cli_count("extract", opt, d, 0, &o.threads); break;
+        case X_UNETONLY: o.unet_only = 1; break;
+        case X_FORCE: o.overwrite = 1; break;
+        case X_UNMATCHED: o.plan.allow_unmatched = 1; break;
+        case X_FAMILY: o.plan.allow_family = 1; break;
+        case X_REPORT: report = 1; break;
+        case X_JSON: json = 1; break;
+        default: break;
         }
-        if (!ok) goto done; /* the parser said why */
     }
+    int n_rest;
+    if ((rc = lf_cli_finish(&p, ok ? k : LF_CLI_BAD, 0, &rest, &n_rest)) >= 0) goto done;
     if (!model || !output || (!n && !tuned) || (n && tuned) || policies > 1 || (!o.rank && !policies)) {
         fprintf(stderr, "lorafuse extract: --model, --output, either --lora (one or more) or --tuned, and --rank or "
                         "one of --sv-ratio / --sv-fro / --sv-cumulative are required\n");
-        rc = LF_CLI_USAGE;
+        rc = lf_cli_bad_usage(&p);
         goto done;
     }
     if (on_device) {

@@ -2,9 +2,10 @@
  *
  *   lorafuse generate --model PATH --prompt TEXT [--negative TEXT] [--steps N] [--sampler NAME]
  *                     [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]
- *                     [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--backend cpu|cuda]
- *                     [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--quiet] [--json]
- *                     [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]
+ *                     [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--vae PATH] [--backend cpu|cuda]
+ *                     [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--hash-cache FILE] [--quiet]
+ *                     [--json] [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]
+ * (usage and --help text: lf_generate_usage_text, lf_generate_help_text; README "generate" shows both)
  *
  * Memory: the call's estimate (lf_gen_info.mem_estimate) must fit --memory-limit, by default the memory
  * the system can give now; --force-size runs anyway. LoRA directory: symbolic links out of it are
@@ -35,103 +36,128 @@ typedef struct {
     int quiet, json;
 } lf_generate_args;
 
-static int lf_generate_usage(void) {
-    fputs("usage: lorafuse generate --model PATH --prompt TEXT [--negative TEXT] [--steps N] [--sampler NAME]\n"
-          "                         [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]\n"
-          "                         [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--backend cpu|cuda]\n"
-          "                         [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--quiet] [--json]\n"
-          "                         [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]\n"
-          "defaults: 20 steps, sampler \"" LF_GEN_DEFAULT_SAMPLER "\", CFG 7, random seed, the model's size\n"
-          "(512x512 SD1.x/SD2.x, 1024x1024 SDXL, 256x256 for models/sd15-mini), output dir \"" LF_GEN_DEFAULT_OUTDIR "\"\n",
-          stderr);
-    return 2;
+static const char lf_generate_usage_text[] =
+    "usage: lorafuse generate --model PATH --prompt TEXT [--negative TEXT] [--steps N] [--sampler NAME]\n"
+    "                         [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]\n"
+    "                         [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--vae PATH] [--backend cpu|cuda]\n"
+    "                         [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--hash-cache FILE] [--quiet]\n"
+    "                         [--json] [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]\n";
+
+static const char lf_generate_help_text[] =
+    "Text-to-image with scheduled <lora:...> tags; PNGs named NNNNN-SEED.png with A1111's parameters.\n"
+    "defaults: 20 steps, sampler \"" LF_GEN_DEFAULT_SAMPLER "\", CFG 7, random seed (-1), the model's size\n"
+    "(512x512 SD1.x/SD2.x, 1024x1024 SDXL, or its lorafuse.default_size), LoRA dir \"models/lora\",\n"
+    "output dir \"" LF_GEN_DEFAULT_OUTDIR "\" (created if missing), the checkpoint's own VAE, rng cpu.\n"
+    "  --vae PATH          a VAE to decode with instead of the checkpoint's: a .safetensors file or a\n"
+    "                      diffusers vae/ folder (recorded as \"VAE hash\" and \"VAE\" in the parameters)\n"
+    "  --hash-cache FILE   the SHA-256 cache of model and LoRA files (default $LF_HASH_CACHE, else\n"
+    "                      $XDG_CACHE_HOME/lorafuse/hashes.json or ~/.cache/lorafuse/hashes.json)\n"
+    "  --memory-limit MIB  refuse a call whose memory estimate is larger (default: what is available);\n"
+    "                      --force-size runs anyway\n"
+    "  --quiet             only errors on stderr;  --json  one JSON object per image on stdout\n"
+    "example:\n"
+    "  lorafuse generate --model models/sd15-mini.safetensors --steps 8 --seed 42 \\\n"
+    "      --prompt 'a house <lora:mini_lora:te=0.5:unet=0.3@0,1@4>' --output-dir out\n";
+
+enum {
+    G_MODEL, G_PROMPT, G_NEGATIVE, G_SAMPLER, G_LORA_DIR, G_LBW, G_OUTDIR, G_STEPS, G_WIDTH, G_HEIGHT, G_BSIZE,
+    G_BCOUNT, G_CLIPSKIP, G_SEED, G_CFG, G_BACKEND, G_RNG, G_MEMLIMIT, G_FORCESIZE, G_SYMOUT, G_NOSYMOUT,
+    G_AUTOTRIG, G_QUIET, G_JSON, G_VAE, G_HASHCACHE
+};
+
+static const lf_cli_opt lf_generate_cli_opts[] = {
+    [G_MODEL] = {"model", 1, 0},         [G_PROMPT] = {"prompt", 1, 0},       [G_NEGATIVE] = {"negative", 1, 0},
+    [G_SAMPLER] = {"sampler", 1, 0},     [G_LORA_DIR] = {"lora-dir", 1, 0},   [G_LBW] = {"lbw-presets", 1, 0},
+    [G_OUTDIR] = {"output-dir", 1, 0},   [G_STEPS] = {"steps", 1, 0},         [G_WIDTH] = {"width", 1, 0},
+    [G_HEIGHT] = {"height", 1, 0},       [G_BSIZE] = {"batch-size", 1, 0},    [G_BCOUNT] = {"batch-count", 1, 0},
+    [G_CLIPSKIP] = {"clip-skip", 1, 0},  [G_SEED] = {"seed", 1, 0},           [G_CFG] = {"cfg", 1, 0},
+    [G_BACKEND] = {"backend", 1, 0},     [G_RNG] = {"rng", 1, 0},             [G_MEMLIMIT] = {"memory-limit", 1, 0},
+    [G_FORCESIZE] = {"force-size", 0, 0}, [G_SYMOUT] = {"allow-symlinks-out", 0, 0},
+    [G_NOSYMOUT] = {"no-symlinks-out", 0, 0}, [G_AUTOTRIG] = {"auto-trigger", 0, 0}, [G_QUIET] = {"quiet", 0, 0},
+    [G_JSON] = {"json", 0, 0},           [G_VAE] = {"vae", 1, 0},             [G_HASHCACHE] = {"hash-cache", 1, 0},
+    {NULL, 0, 0}};
+
+/* One option's value into a->o; 0 after a message when it is bad. */
+static int lf_generate_opt(lf_generate_args *a, int o, const char *v) {
+    long long n;
+    const char *opt = NULL;
+    switch (o) {
+    case G_MODEL: a->o.model = v; return 1;
+    case G_PROMPT: a->o.prompt = v; return 1;
+    case G_NEGATIVE: a->o.negative = v; return 1;
+    case G_SAMPLER: a->o.sampler = v; return 1;
+    case G_LORA_DIR: a->o.lora_dir = v; return 1;
+    case G_LBW: a->o.lbw_presets = v; return 1;
+    case G_OUTDIR: a->o.output_dir = v; return 1;
+    case G_VAE: a->o.vae = v; return 1;
+    case G_HASHCACHE: a->o.hash_cache = v; return 1;
+    case G_STEPS:
+        if (!lf_cli_int("generate", "--steps", v, 1, LF_STEPS_MAX, &n)) return 0;
+        a->o.steps = (int)n;
+        return 1;
+    case G_WIDTH:
+    case G_HEIGHT:
+        opt = o == G_WIDTH ? "--width" : "--height";
+        if (!lf_cli_int("generate", opt, v, 8, LF_GEN_MAX_SIZE, &n)) return 0;
+        *(o == G_WIDTH ? &a->o.width : &a->o.height) = (int)n;
+        return 1;
+    case G_BSIZE:
+        if (!lf_cli_int("generate", "--batch-size", v, 1, 64, &n)) return 0;
+        a->o.batch_size = (int)n;
+        return 1;
+    case G_BCOUNT:
+        if (!lf_cli_int("generate", "--batch-count", v, 1, 10000, &n)) return 0;
+        a->o.batch_count = (int)n;
+        return 1;
+    case G_CLIPSKIP:
+        if (!lf_cli_int("generate", "--clip-skip", v, 1, 12, &n)) return 0;
+        a->o.clip_skip = (int)n;
+        return 1;
+    case G_SEED:
+        if (lf_num_parse_int(v, strlen(v), -1, LLONG_MAX, &n) != LF_NUM_OK)
+            return lf_cli_bad_choice("generate", "--seed", v, "-1 for random, or 0 and up");
+        a->o.seed = n;
+        return 1;
+    case G_CFG: return lf_cli_num("generate", "--cfg", v, 0, 100, &a->o.cfg);
+    case G_BACKEND:
+        if (!strcmp(v, "cpu")) a->o.backend = LF_GEN_CPU;
+        else if (!strcmp(v, "cuda")) a->o.backend = LF_GEN_CUDA;
+        else return lf_cli_bad_choice("generate", "--backend", v, "cpu or cuda");
+        return 1;
+    case G_RNG: return lf_rng_kind_parse(v, &a->o.rng) == LF_OK || lf_cli_bad_choice("generate", "--rng", v, "cpu or nv");
+    case G_MEMLIMIT:
+        if (!lf_cli_int("generate", "--memory-limit", v, 1, 1L << 30, &n)) return 0; /* MiB, up to 1 PiB */
+        a->o.mem_limit = (uint64_t)n << 20;
+        return 1;
+    case G_FORCESIZE: a->o.force_size = 1; return 1;
+    case G_SYMOUT: a->o.lora_dir_confine = 0; return 1;
+    case G_NOSYMOUT: a->o.lora_dir_confine = 1; return 1;
+    case G_AUTOTRIG: a->o.auto_trigger = 1; return 1;
+    case G_QUIET: a->quiet = 1; return 1;
+    case G_JSON: a->json = 1; return 1;
+    default: return 0;
+    }
 }
 
-static int lf_generate_parse_args(int argc, char **argv, lf_generate_args *a) {
+/* 1: run; 0: exit with *rc (0 after --help, 2 after a usage error). */
+static int lf_generate_parse_args(int argc, char **argv, lf_generate_args *a, int *rc) {
     memset(a, 0, sizeof *a);
     lf_gen_opts_default(&a->o);
-    for (int i = 2; i < argc; i++) {
-        const char *s = argv[i];
-        int has = i + 1 < argc;
-        long long v;
-        if (!strcmp(s, "--model") && has) a->o.model = argv[++i];
-        else if (!strcmp(s, "--prompt") && has) a->o.prompt = argv[++i];
-        else if (!strcmp(s, "--negative") && has) a->o.negative = argv[++i];
-        else if (!strcmp(s, "--sampler") && has) a->o.sampler = argv[++i];
-        else if (!strcmp(s, "--lora-dir") && has) a->o.lora_dir = argv[++i];
-        else if (!strcmp(s, "--lbw-presets") && has) a->o.lbw_presets = argv[++i];
-        else if (!strcmp(s, "--output-dir") && has) a->o.output_dir = argv[++i];
-        else if (!strcmp(s, "--steps") && has) {
-            if (!lf_cli_int("generate", s, argv[++i], 1, LF_STEPS_MAX, &v)) return 0;
-            a->o.steps = (int)v;
-        } else if (!strcmp(s, "--width") && has) {
-            if (!lf_cli_int("generate", s, argv[++i], 8, LF_GEN_MAX_SIZE, &v)) return 0;
-            a->o.width = (int)v;
-        } else if (!strcmp(s, "--height") && has) {
-            if (!lf_cli_int("generate", s, argv[++i], 8, LF_GEN_MAX_SIZE, &v)) return 0;
-            a->o.height = (int)v;
-        } else if (!strcmp(s, "--batch-size") && has) {
-            if (!lf_cli_int("generate", s, argv[++i], 1, 64, &v)) return 0;
-            a->o.batch_size = (int)v;
-        } else if (!strcmp(s, "--batch-count") && has) {
-            if (!lf_cli_int("generate", s, argv[++i], 1, 10000, &v)) return 0;
-            a->o.batch_count = (int)v;
-        } else if (!strcmp(s, "--clip-skip") && has) {
-            if (!lf_cli_int("generate", s, argv[++i], 1, 12, &v)) return 0;
-            a->o.clip_skip = (int)v;
-        } else if (!strcmp(s, "--seed") && has) {
-            long long sd;
-            const char *sv = argv[++i];
-            if (lf_num_parse_int(sv, strlen(sv), -1, LLONG_MAX, &sd) != LF_NUM_OK) {
-                char q[LF_ESC_PART];
-                fprintf(stderr, "lorafuse generate: bad --seed '%s' (-1 for random, or 0 and up)\n",
-                        lf_esc(q, sizeof q, sv, strlen(sv)));
-                return 0;
-            }
-            a->o.seed = sd;
-        } else if (!strcmp(s, "--cfg") && has) {
-            double d;
-            if (!lf_cli_num("generate", s, argv[++i], 0, 100, &d)) return 0;
-            a->o.cfg = d;
-        } else if (!strcmp(s, "--backend") && has) {
-            const char *b = argv[++i];
-            if (!strcmp(b, "cpu")) a->o.backend = LF_GEN_CPU;
-            else if (!strcmp(b, "cuda")) a->o.backend = LF_GEN_CUDA;
-            else {
-                char q[LF_ESC_PART];
-                fprintf(stderr, "lorafuse generate: bad --backend '%s' (cpu or cuda)\n", lf_esc(q, sizeof q, b, strlen(b)));
-                return 0;
-            }
-        } else if (!strcmp(s, "--rng") && has) {
-            if (lf_rng_kind_parse(argv[++i], &a->o.rng) != LF_OK) {
-                char q[LF_ESC_PART];
-                fprintf(stderr, "lorafuse generate: bad --rng '%s' (cpu or nv)\n", lf_esc(q, sizeof q, argv[i], strlen(argv[i])));
-                return 0;
-            }
-        } else if (!strcmp(s, "--memory-limit") && has) {
-            if (!lf_cli_int("generate", s, argv[++i], 1, 1L << 30, &v)) return 0; /* MiB, up to 1 PiB */
-            a->o.mem_limit = (uint64_t)v << 20;
-        } else if (!strcmp(s, "--force-size")) a->o.force_size = 1;
-        else if (!strcmp(s, "--allow-symlinks-out")) a->o.lora_dir_confine = 0;
-        else if (!strcmp(s, "--no-symlinks-out")) a->o.lora_dir_confine = 1;
-        else if (!strcmp(s, "--auto-trigger")) a->o.auto_trigger = 1;
-        else if (!strcmp(s, "--quiet")) a->quiet = 1;
-        else if (!strcmp(s, "--json")) a->json = 1;
-        else {
-            char q[LF_ESC_PART];
-            fprintf(stderr, "lorafuse generate: unexpected argument '%s'\n", lf_esc(q, sizeof q, s, strlen(s)));
-            return 0;
-        }
+    lf_cli_parser p;
+    lf_cli_parser_init(&p, "generate", lf_generate_usage_text, lf_generate_help_text, lf_generate_cli_opts, argc, argv);
+    int o, n;
+    char *v, **rest;
+    while ((o = lf_cli_next(&p, &v)) >= 0 && lf_generate_opt(a, o, v)) {
     }
-    if (!a->o.model || !a->o.prompt) {
+    if ((*rc = lf_cli_finish(&p, o < 0 ? o : LF_CLI_BAD, 0, &rest, &n)) >= 0) return 0;
+    if (!a->o.model || !a->o.prompt)
         fprintf(stderr, "lorafuse generate: --model and --prompt are required\n");
-        return 0;
-    }
-    if ((a->o.width != 0) != (a->o.height != 0)) {
+    else if ((a->o.width != 0) != (a->o.height != 0))
         fprintf(stderr, "lorafuse generate: give --width and --height together\n");
-        return 0;
-    }
-    return 1;
+    else
+        return 1;
+    *rc = lf_cli_bad_usage(&p);
+    return 0;
 }
 
 typedef struct {
@@ -195,7 +221,8 @@ static lf_status lf_gen_image_cb(void *ctx, const lf_gen_image *im) {
 
 int lf_cli_generate(int argc, char **argv) {
     lf_generate_args a;
-    if (!lf_generate_parse_args(argc, argv, &a)) return lf_generate_usage();
+    int rc;
+    if (!lf_generate_parse_args(argc, argv, &a, &rc)) return rc;
     lf_gen *g = NULL;
     if (lf_gen_open(&a.o, &g) != LF_OK) {
         lf_err_escape(LF_OK); /* library messages may quote paths and names as given */

@@ -99,19 +99,29 @@ static int lf_inspect_report(const char *file, const char *model, int json) {
     return bad ? 1 : 0;
 }
 
+static const char lf_inspect_usage_text[] = "usage: lorafuse inspect FILE [--model CKPT] [--json]\n";
+
+static const char lf_inspect_help_text[] =
+    "What an adapter file is: algorithms, components, ranks, alphas, DoRA, base family, trigger words,\n"
+    "metadata; with --model every module resolved against the checkpoint (exit 1 when one does not fit).\n"
+    "example:\n"
+    "  lorafuse inspect models/lora/mini_lora.safetensors --model models/sd15-mini.safetensors\n";
+
+static const lf_cli_opt lf_inspect_cli_opts[] = {{"model", 1, 0}, {"json", 0, 0}, {NULL, 0, 0}};
+
 int lf_cli_inspect(int argc, char **argv) {
-    const char *file = NULL, *model = NULL;
-    int json = 0;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
-        else if (argv[i][0] != '-' && !file) file = argv[i];
-        else {
-            char q[LF_ESC_PART];
-            fprintf(stderr, "lorafuse inspect: unexpected argument '%s'\n", lf_esc(q, sizeof q, argv[i], strlen(argv[i])));
-            return 2;
-        }
+    const char *model = NULL;
+    int json = 0, o;
+    char *v, **rest;
+    lf_cli_parser p;
+    lf_cli_parser_init(&p, "inspect", lf_inspect_usage_text, lf_inspect_help_text, lf_inspect_cli_opts, argc, argv);
+    while ((o = lf_cli_next(&p, &v)) >= 0) {
+        if (o == 0) model = v;
+        else json = 1;
     }
-    if (!file) return LF_CLI_USAGE;
-    return lf_inspect_report(file, model, json);
+    int n, rc = lf_cli_finish(&p, o, 1, &rest, &n);
+    if (rc >= 0) return rc;
+    if (n == 1) return lf_inspect_report(rest[0], model, json);
+    fprintf(stderr, "lorafuse inspect: no FILE given\n");
+    return lf_cli_bad_usage(&p);
 }

@@ -21,42 +21,62 @@
 #include "lorafuse/lf_merge.h"
 #include "lorafuse/lf_prompt_tags.h"
 
+static const char lf_merge_usage_text[] =
+    "usage: lorafuse merge --model CKPT --lora PATH[:STRENGTH[:dyn=N]] [--lora ...] --output OUT [--force]\n"
+    "                      [--allow-unmatched] [--allow-family-mismatch] [--threads N] [--reference] [--stats]\n";
+
+static const char lf_merge_help_text[] =
+    "Bakes adapters into a copy of the checkpoint (W = W0 + sum of each adapter's contribution, rounded once).\n"
+    "An existing OUT is refused unless --force; OUT may never be the model or an adapter. Nothing is written\n"
+    "until every adapter is checked. --threads 0 (default) uses every core; --stats prints a JSON line.\n"
+    "example:\n"
+    "  lorafuse merge --model models/sd15-mini.safetensors --lora models/lora/mini_lora.safetensors:0.8 \\\n"
+    "      --output merged.safetensors\n";
+
+enum { M_MODEL, M_OUTPUT, M_LORA, M_THREADS, M_UNMATCHED, M_FAMILY, M_REFERENCE, M_FORCE, M_STATS };
+
+static const lf_cli_opt lf_merge_cli_opts[] = {
+    [M_MODEL] = {"model", 1, 0},          [M_OUTPUT] = {"output", 1, 0},   [M_LORA] = {"lora", 1, 1},
+    [M_THREADS] = {"threads", 1, 0},      [M_UNMATCHED] = {"allow-unmatched", 0, 0},
+    [M_FAMILY] = {"allow-family-mismatch", 0, 0}, [M_REFERENCE] = {"reference", 0, 0},
+    [M_FORCE] = {"force", 0, 0},          [M_STATS] = {"stats", 0, 0},     {NULL, 0, 0}};
+
 int lf_cli_merge(int argc, char **argv) {
     const char *model = NULL, *output = NULL;
     lf_merge_input *in = calloc((size_t)argc, sizeof *in);
     size_t n = 0;
     lf_merge_opts opts;
     memset(&opts, 0, sizeof opts);
-    int stats_json = 0, rc = 2;
-    char q[LF_ESC_PART];
+    int stats_json = 0, rc = 2, o = LF_CLI_END, ok = 1;
+    char *v, **rest;
     if (!in) return 1;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        int has = i + 1 < argc;
-        if (!strcmp(a, "--model") && has) model = argv[++i];
-        else if (!strcmp(a, "--output") && has) output = argv[++i];
-        else if (!strcmp(a, "--lora") && has) {
-            if (!lf_cli_parse_lora("merge", argv[++i], &in[n++])) goto done; /* it said why */
-        } else if (!strcmp(a, "--threads") && has) {
-            if (!lf_cli_count("merge", "--threads", argv[++i], 0, &opts.threads)) goto done;
-        } else if (!strcmp(a, "--allow-unmatched")) opts.plan.allow_unmatched = 1;
-        else if (!strcmp(a, "--allow-family-mismatch")) opts.plan.allow_family = 1;
-        else if (!strcmp(a, "--reference")) opts.reference = 1;
-        else if (!strcmp(a, "--force")) opts.overwrite = 1;
-        else if (!strcmp(a, "--stats")) stats_json = 1;
-        else {
-            fprintf(stderr, "lorafuse merge: unexpected argument '%s'\n", lf_esc(q, sizeof q, a, strlen(a)));
-            goto done;
+    lf_cli_parser p;
+    lf_cli_parser_init(&p, "merge", lf_merge_usage_text, lf_merge_help_text, lf_merge_cli_opts, argc, argv);
+    while (ok && (o = lf_cli_next(&p, &v)) >= 0) {
+        switch (o) {
+        case M_MODEL: model = v; break;
+        case M_OUTPUT: output = v; break;
+        case M_LORA: ok = lf_cli_parse_lora("merge", v, &in[n++]); break; /* it says why */
+        case M_THREADS: ok = lf_cli_count("merge", "--threads", v, 0, &opts.threads); break;
+        case M_UNMATCHED: opts.plan.allow_unmatched = 1; break;
+        case M_FAMILY: opts.plan.allow_family = 1; break;
+        case M_REFERENCE: opts.reference = 1; break;
+        case M_FORCE: opts.overwrite = 1; break;
+        case M_STATS: stats_json = 1; break;
+        default: break;
         }
     }
-    if (!model || !output || !n) {
+    int n_rest;
+    if ((rc = lf_cli_finish(&p, ok ? o : LF_CLI_BAD, 0, &rest, &n_rest)) >= 0) goto done;
+    rc = 2;
+    if (!model || !output || !n)
         fprintf(stderr, "lorafuse merge: --model, --output and at least one --lora are required\n");
-        rc = LF_CLI_USAGE;
-        goto done;
-    }
-    if (!*output || !*model) {
+    else if (!*output || !*model)
         fprintf(stderr, "lorafuse merge: %s is empty\n", !*output ? "--output" : "--model");
-        rc = LF_CLI_USAGE;
+    else
+        rc = 0;
+    if (rc) {
+        rc = lf_cli_bad_usage(&p);
         goto done;
     }
     lf_merge_stats st;

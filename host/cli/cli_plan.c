@@ -35,44 +35,60 @@ typedef struct {
     lf_plan_opts plan;
 } lf_plan_args;
 
-static int lf_plan_usage(void) {
-    fputs("usage: lorafuse plan --model CKPT --prompt TEXT --steps N [--lora-dir DIR] [--json] [--auto-trigger]\n"
-          "                     [--lbw-presets FILE] [--allow-unmatched] [--allow-family-mismatch]\n"
-          "                     [--allow-symlinks-out | --no-symlinks-out]\n",
-          stderr);
-    return 2;
-}
+static const char lf_plan_usage_text[] =
+    "usage: lorafuse plan --model CKPT --prompt TEXT --steps N [--lora-dir DIR] [--json] [--auto-trigger]\n"
+    "                     [--lbw-presets FILE] [--allow-unmatched] [--allow-family-mismatch]\n"
+    "                     [--allow-symlinks-out | --no-symlinks-out]\n";
 
-static int lf_plan_parse_args(int argc, char **argv, lf_plan_args *a) {
+static const char lf_plan_help_text[] =
+    "Prints the per-step plan of a prompt's <lora:...> tags without generating: the cleaned prompt, each\n"
+    "adapter's file and algorithms, strengths per step and block group, layers rewritten per step.\n"
+    "LoRA dir: \"models/lora\" by default. --json prints one object (docs/prompt-tags.md).\n"
+    "example:\n"
+    "  lorafuse plan --model models/sd15-mini.safetensors --steps 8 \\\n"
+    "      --prompt 'a house <lora:mini_lora:te=0.5:unet=0.3@0,1@4>'\n";
+
+enum { P_MODEL, P_PROMPT, P_LORA_DIR, P_LBW, P_STEPS, P_JSON, P_AUTOTRIG, P_SYMOUT, P_NOSYMOUT, P_UNMATCHED, P_FAMILY };
+
+static const lf_cli_opt lf_plan_cli_opts[] = {
+    [P_MODEL] = {"model", 1, 0},           [P_PROMPT] = {"prompt", 1, 0},   [P_LORA_DIR] = {"lora-dir", 1, 0},
+    [P_LBW] = {"lbw-presets", 1, 0},       [P_STEPS] = {"steps", 1, 0},     [P_JSON] = {"json", 0, 0},
+    [P_AUTOTRIG] = {"auto-trigger", 0, 0}, [P_SYMOUT] = {"allow-symlinks-out", 0, 0},
+    [P_NOSYMOUT] = {"no-symlinks-out", 0, 0}, [P_UNMATCHED] = {"allow-unmatched", 0, 0},
+    [P_FAMILY] = {"allow-family-mismatch", 0, 0}, {NULL, 0, 0}};
+
+/* 1: run; 0: exit with *rc (0 after --help, 2 after a usage error). */
+static int lf_plan_parse_args(int argc, char **argv, lf_plan_args *a, int *rc) {
     memset(a, 0, sizeof *a);
-    for (int i = 2; i < argc; i++) {
-        const char *s = argv[i];
-        int has = i + 1 < argc;
-        if (!strcmp(s, "--model") && has) a->model = argv[++i];
-        else if (!strcmp(s, "--prompt") && has) a->prompt = argv[++i];
-        else if (!strcmp(s, "--lora-dir") && has) a->lora_dir = argv[++i];
-        else if (!strcmp(s, "--lbw-presets") && has) a->presets = argv[++i];
-        else if (!strcmp(s, "--steps") && has) {
-            long long v;
-            if (!lf_cli_int("plan", s, argv[++i], 1, LF_STEPS_MAX, &v)) return 0;
-            a->steps = (int)v;
-        } else if (!strcmp(s, "--json")) a->json = 1;
-        else if (!strcmp(s, "--auto-trigger")) a->auto_trigger = 1;
-        else if (!strcmp(s, "--allow-symlinks-out")) a->confine = 0;
-        else if (!strcmp(s, "--no-symlinks-out")) a->confine = 1;
-        else if (!strcmp(s, "--allow-unmatched")) a->plan.allow_unmatched = 1;
-        else if (!strcmp(s, "--allow-family-mismatch")) a->plan.allow_family = 1;
-        else {
-            char q[LF_ESC_PART];
-            fprintf(stderr, "lorafuse plan: unexpected argument '%s'\n", lf_esc(q, sizeof q, s, strlen(s)));
-            return 0;
+    lf_cli_parser p;
+    lf_cli_parser_init(&p, "plan", lf_plan_usage_text, lf_plan_help_text, lf_plan_cli_opts, argc, argv);
+    int o, ok = 1, n_rest;
+    char *v, **rest;
+    long long n;
+    while (ok && (o = lf_cli_next(&p, &v)) >= 0) {
+        switch (o) {
+        case P_MODEL: a->model = v; break;
+        case P_PROMPT: a->prompt = v; break;
+        case P_LORA_DIR: a->lora_dir = v; break;
+        case P_LBW: a->presets = v; break;
+        case P_STEPS:
+            ok = lf_cli_int("plan", "--steps", v, 1, LF_STEPS_MAX, &n);
+            a->steps = (int)n;
+            break;
+        case P_JSON: a->json = 1; break;
+        case P_AUTOTRIG: a->auto_trigger = 1; break;
+        case P_SYMOUT: a->confine = 0; break;
+        case P_NOSYMOUT: a->confine = 1; break;
+        case P_UNMATCHED: a->plan.allow_unmatched = 1; break;
+        case P_FAMILY: a->plan.allow_family = 1; break;
+        default: break;
         }
     }
-    if (!a->model || !a->prompt || !a->steps) {
-        fprintf(stderr, "lorafuse plan: --model, --prompt and --steps are required\n");
-        return 0;
-    }
-    return 1;
+    if ((*rc = lf_cli_finish(&p, ok ? o : LF_CLI_BAD, 0, &rest, &n_rest)) >= 0) return 0;
+    if (a->model && a->prompt && a->steps) return 1;
+    fprintf(stderr, "lorafuse plan: --model, --prompt and --steps are required\n");
+    *rc = lf_cli_bad_usage(&p);
+    return 0;
 }
 
 /* The value columns of an adapter's strength table: text encoders, then blocks. */
@@ -257,7 +273,8 @@ static cJSON *lf_plan_json(const lf_plan_args *a, const char *prompt, const lf_s
 
 int lf_cli_plan(int argc, char **argv) {
     lf_plan_args a;
-    if (!lf_plan_parse_args(argc, argv, &a)) return lf_plan_usage();
+    int rc0;
+    if (!lf_plan_parse_args(argc, argv, &a, &rc0)) return rc0;
     lf_prompt *pr = NULL;
     lf_model *m = NULL;
     lf_step_plan *sp = NULL;

@@ -97,6 +97,7 @@ char *lf_infotext_format(const lf_infotext *p) {
     snprintf(v, sizeof v, "%d", p->steps);
     lf_sb_field(&b, &first, "Steps", v);
     if (p->sampler) lf_sb_field(&b, &first, "Sampler", p->sampler);
+    if (p->schedule_type) lf_sb_field(&b, &first, "Schedule type", p->schedule_type);
     snprintf(v, sizeof v, "%.15g", p->cfg);
     lf_sb_field(&b, &first, "CFG scale", v);
     snprintf(v, sizeof v, "%lld", (long long)p->seed);
@@ -105,6 +106,8 @@ char *lf_infotext_format(const lf_infotext *p) {
     lf_sb_field(&b, &first, "Size", v);
     if (p->model_hash) lf_sb_field(&b, &first, "Model hash", p->model_hash);
     if (p->model) lf_sb_field(&b, &first, "Model", p->model);
+    if (p->vae_hash) lf_sb_field(&b, &first, "VAE hash", p->vae_hash);
+    if (p->vae) lf_sb_field(&b, &first, "VAE", p->vae);
     if (p->clip_skip > 1) {
         snprintf(v, sizeof v, "%d", p->clip_skip);
         lf_sb_field(&b, &first, "Clip skip", v);
@@ -303,6 +306,7 @@ lf_status lf_infotext_parse(const char *text, lf_infotext_parsed *out) {
         lf_infotext_kv *kv = &out->kv[out->n_kv++];
         kv->key = lf_strndup(k, kn);
         kv->value = lf_unquote(v, vn);
+        kv->raw_len = vn;
         if (!kv->key || !kv->value) st = LF_ERR_NOMEM;
         if (kv->value) lf_trim(kv->value);
         p = e > p ? e : p + 1;

@@ -14,6 +14,7 @@
 #include <png.h>
 
 #include "host/base/file.h"
+#include "host/base/text.h"
 #include "lorafuse/lf_png.h"
 
 /* ---- PNG -------------------------------------------------------------------------------------- */
@@ -35,10 +36,40 @@ static void lf_png_warning(png_structp png, png_const_charp msg) {
     (void)msg;
 }
 
-static int lf_is_latin1_ascii(const char *s) {
-    for (; *s; s++)
-        if ((unsigned char)*s >= 0x80) return 0;
-    return 1;
+/* The Latin-1 bytes of UTF-8 text when every character is U+0000..U+00FF (malloc'd), else NULL (then
+ * *beyond says why: 0 out of memory, 1 a character past U+00FF or invalid UTF-8). PIL (A1111) writes a
+ * tEXt chunk exactly when the text encodes to Latin-1. */
+static char *lf_to_latin1(const char *s, int *beyond) {
+    size_t n = strlen(s), k = 0;
+    char *o = malloc(n + 1);
+    *beyond = 0;
+    if (!o) return NULL;
+    for (size_t i = 0; i < n;) {
+        unsigned cp;
+        size_t len = lf_utf8_next(s + i, n - i, &cp);
+        if (!len || cp > 0xFF) {
+            free(o);
+            *beyond = 1;
+            return NULL;
+        }
+        o[k++] = (char)cp;
+        i += len;
+    }
+    o[k] = '\0';
+    return o;
+}
+
+/* Latin-1 bytes as UTF-8 (malloc'd; NULL when out of memory). */
+static char *lf_from_latin1(const char *s, size_t n) {
+    char *o = malloc(2 * n + 1), *p = o;
+    if (!o) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x80) *p++ = (char)c;
+        else *p++ = (char)(0xC0 | c >> 6), *p++ = (char)(0x80 | (c & 63));
+    }
+    *p = '\0';
+    return o;
 }
 
 /* Everything libpng touches after setjmp lives in this struct (no clobbered locals). */
@@ -47,6 +78,7 @@ typedef struct {
     png_structp png;
     png_infop info;
     png_textp text;
+    char **latin1;             /* the Latin-1 form of each text written as tEXt, else NULL */
     png_bytep *rows;
     lf_png_errctx err;
 } lf_png_w;
@@ -58,10 +90,11 @@ static int lf_png_write_body(lf_png_w *s, const uint8_t *rgb, int w, int h, cons
     png_set_IHDR(s->png, s->info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     for (size_t i = 0; i < n_text; i++) {
-        s->text[i].compression = lf_is_latin1_ascii(texts[i]) ? PNG_TEXT_COMPRESSION_NONE : PNG_ITXT_COMPRESSION_NONE;
+        const char *t = s->latin1[i] ? s->latin1[i] : texts[i];
+        s->text[i].compression = s->latin1[i] ? PNG_TEXT_COMPRESSION_NONE : PNG_ITXT_COMPRESSION_NONE;
         s->text[i].key = (png_charp)(uintptr_t)keys[i];
-        s->text[i].text = (png_charp)(uintptr_t)texts[i];
-        s->text[i].text_length = strlen(texts[i]);
+        s->text[i].text = (png_charp)(uintptr_t)t;
+        s->text[i].text_length = strlen(t);
     }
     if (n_text) png_set_text(s->png, s->info, s->text, (int)n_text);
     png_write_info(s->png, s->info);
@@ -78,13 +111,17 @@ static lf_status lf_png_encode(lf_file_out *out, const char *label, const uint8_
     lf_png_w s;
     memset(&s, 0, sizeof s);
     s.text = calloc(n_text ? n_text : 1, sizeof *s.text);
+    s.latin1 = calloc(n_text ? n_text : 1, sizeof *s.latin1);
     s.rows = malloc((size_t)h * sizeof *s.rows);
-    if (!s.text || !s.rows) {
-        free(s.text);
-        free(s.rows);
-        return lf_err(LF_ERR_NOMEM, "out of memory");
-    }
     lf_status st = LF_OK;
+    for (size_t i = 0; s.latin1 && i < n_text; i++) {
+        int beyond;
+        if (!(s.latin1[i] = lf_to_latin1(texts[i], &beyond)) && !beyond) st = LF_ERR_NOMEM;
+    }
+    if (!s.text || !s.latin1 || !s.rows || st) {
+        st = lf_err(LF_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     int fd = dup(lf_file_out_fd(out));
     s.f = fd >= 0 ? fdopen(fd, "wb") : NULL;
     if (!s.f) {
@@ -106,6 +143,8 @@ done:
     if (s.png) png_destroy_write_struct(&s.png, &s.info);
     if (s.f && fclose(s.f) != 0 && !st) st = lf_err(LF_ERR_IO, "%s: write failed: %s", label, strerror(errno));
     free(s.text);
+    for (size_t i = 0; s.latin1 && i < n_text; i++) free(s.latin1[i]);
+    free(s.latin1);
     free(s.rows);
     return st;
 }
@@ -242,9 +281,11 @@ static int lf_png_read_body(lf_png_r *s, const char *key, int want_pixels) {
         png_get_text(s->png, s->info, &t, &n);
         for (int i = 0; i < n; i++)
             if (!strcmp(t[i].key, key)) {
-                size_t len = t[i].compression >= PNG_ITXT_COMPRESSION_NONE ? t[i].itxt_length : t[i].text_length;
+                int itxt = t[i].compression >= PNG_ITXT_COMPRESSION_NONE;
+                size_t len = itxt ? t[i].itxt_length : t[i].text_length;
                 free(s->text);
-                s->text = strndup(t[i].text, len); /* libpng text is NUL-terminated */
+                /* libpng text is NUL-terminated; tEXt and zTXt hold Latin-1 */
+                s->text = itxt ? strndup(t[i].text, len) : lf_from_latin1(t[i].text, len);
             }
     }
     return 1;

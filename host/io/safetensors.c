@@ -1,6 +1,7 @@
 /* safetensors.c: strict safetensors reader (mmap + validate-before-touch) and atomic writer.
  *
- * Reader: lf_st_parse() checks the raw header bytes (length, UTF-8, control bytes, "\u0000"), parses
+ * Reader: a pickle checkpoint (zip or raw pickle), a GGUF file or a diffusers folder is named as such,
+ * never parsed (a pickle is never unpickled). lf_st_parse() checks the raw header bytes (length, UTF-8, control bytes, "\u0000"), parses
  * the JSON with cJSON, validates every entry (docs/safetensors.md), then the layout of the byte buffer
  * (sorted by offsets: contiguous from 0, no gaps or overlaps, ends exactly at EOF). Each rule has its
  * own message naming the file and, where it applies, the tensor. Tensors are kept in ascending-offset
@@ -408,8 +409,25 @@ done:
 
 /* ---- reader API ----------------------------------------------------------------------------- */
 
+/* What a file that is not safetensors is, by its first bytes, when it is a format people give by
+ * mistake: NULL otherwise. A safetensors file has '{' at byte 8, so none of these can be one. */
+static const char *lf_st_other_format(const unsigned char *buf, size_t size) {
+    if (size >= 9 && buf[8] == '{') return NULL;
+    if (size >= 4 && !memcmp(buf, "PK\x03\x04", 4))
+        return "is a zip archive, a PyTorch checkpoint (.ckpt/.pt/.pth/.bin holding a pickle): pickle checkpoints "
+               "are not read, for safety; convert to .safetensors";
+    if (size >= 2 && buf[0] == 0x80 && buf[1] >= 2 && buf[1] <= 5)
+        return "is a Python pickle (an old PyTorch .ckpt/.pt): pickle checkpoints are not read, for safety; convert "
+               "to .safetensors";
+    if (size >= 4 && !memcmp(buf, "GGUF", 4))
+        return "is a GGUF file (llama.cpp / stable-diffusion.cpp format): not read; use the .safetensors original";
+    return NULL;
+}
+
 static lf_status lf_st_parse_impl(const unsigned char *buf, size_t size, const char *label, lf_st_file **out) {
     const char *L = label ? label : "<memory>";
+    const char *other = lf_st_other_format(buf, size);
+    if (other) return lf_err(LF_ERR_FORMAT, "%s %s", L, other);
     if (size < 8)
         return lf_err(LF_ERR_FORMAT, "%s: file is %zu bytes, too small for the 8-byte header length", L, size);
     uint64_t n = 0;
@@ -490,6 +508,15 @@ lf_status lf_st_open(const char *path, lf_st_file **out) {
     if (!path) return lf_err(LF_ERR_ARG, "lf_st_open: path is NULL");
     int fd;
     uint64_t fsize;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        static const char *const marks[] = {"model_index.json", "config.json", "unet"};
+        char p[4096];
+        for (size_t i = 0; i < sizeof marks / sizeof *marks; i++)
+            if (snprintf(p, sizeof p, "%s/%s", path, marks[i]) < (int)sizeof p && lf_file_exists(p))
+                return lf_err(LF_ERR_IO, "%s is a diffusers folder (%s): give a single .safetensors file here "
+                              "(generate --vae takes a diffusers vae/ folder)", path, marks[i]);
+    }
     lf_status st = lf_file_open_in(path, NULL, LF_ST_MAX_FILE, &fd, &fsize, NULL);
     if (st != LF_OK) return st;
     if (fsize > (uint64_t)SIZE_MAX) {

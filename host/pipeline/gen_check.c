@@ -1,8 +1,9 @@
 /* gen_check.c: every check lf_gen_open makes before any work, in the order its errors are reported:
  * plain option values, the prompt's tags, the checkpoint's parts (UNet, VAE, text encoders with a full
  * CLIP vocabulary), the image size (the checkpoint's default when not given), the adapters against the
- * model and the steps, then the tokenizer, the memory estimate and the output directory. A bad request
- * therefore fails here, before a weight is loaded or a file written.
+ * model and the steps, then the tokenizer, the memory estimate, the output directory (it exists and is
+ * writable, or can be created) and the file hashes of the parameters (cached). A bad request therefore
+ * fails here, before a weight is loaded or a file written.
  */
 #include <errno.h>
 #include <math.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "generate_internal.h"
 #include "host/base/text.h"
@@ -139,9 +141,9 @@ static lf_status lf_gen_check_model(lf_gen *g) {
     if (g->unet_levels < 0)
         return lf_err(LF_ERR_MODEL, "%s: no UNet (model.diffusion_model.input_blocks.*): generate needs a full "
                                     "single-file checkpoint (UNet, VAE, text encoder)", path);
-    if (!lf_st_find(st, "first_stage_model.decoder.conv_in.weight"))
-        return lf_err(LF_ERR_MODEL, "%s: no VAE (first_stage_model.decoder.*): a checkpoint without its VAE is not "
-                                    "supported (no separate --vae yet)", path);
+    if (!g->o.vae && !lf_st_find(st, "first_stage_model.decoder.conv_in.weight"))
+        return lf_err(LF_ERR_MODEL, "%s: no VAE (first_stage_model.decoder.*): give one with --vae (a VAE "
+                                    ".safetensors file or a diffusers vae/ folder)", path);
     g->tef = lf_clip_detect(st, &g->te_p1, &g->te_p2);
     if (g->tef == LF_TE_NONE)
         return lf_err(LF_ERR_MODEL, "%s: no text encoder (cond_stage_model.* / conditioner.embedders.*): generate "
@@ -176,6 +178,35 @@ static lf_status lf_gen_check_size(lf_gen *g) {
     return LF_OK;
 }
 
+/* The output folder can hold the images: an existing folder we may write into, or a missing one whose
+ * parent is such a folder (lf_png_save_next creates one level, as A1111 creates its outdir). Checked
+ * here so that a bad --output-dir fails before loading and sampling, not after. */
+static lf_status lf_gen_check_output_dir(const char *dir) {
+    struct stat sb;
+    if (stat(dir, &sb) == 0) {
+        if (!S_ISDIR(sb.st_mode)) return lf_err(LF_ERR_ARG, "--output-dir %s exists and is not a directory", dir);
+        if (access(dir, W_OK | X_OK) != 0)
+            return lf_err(LF_ERR_IO, "--output-dir %s: cannot write into it: %s", dir, strerror(errno));
+        return LF_OK;
+    }
+    if (errno != ENOENT) return lf_err(LF_ERR_IO, "--output-dir %s: %s", dir, strerror(errno));
+    /* the parent: what precedes the last '/' not at the end ("a/b/" -> "a") */
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    while (n > 0 && dir[n - 1] != '/') n--;
+    while (n > 1 && dir[n - 1] == '/') n--;
+    char parent[4096];
+    if (n == 0) snprintf(parent, sizeof parent, ".");
+    else snprintf(parent, sizeof parent, "%.*s", (int)(n < sizeof parent ? n : sizeof parent - 1), dir);
+    if (stat(parent, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return lf_err(LF_ERR_IO, "--output-dir %s cannot be created: %s %s", dir, parent,
+                      stat(parent, &sb) != 0 ? "does not exist (one missing level is created, not more)"
+                                             : "is not a directory");
+    if (access(parent, W_OK | X_OK) != 0)
+        return lf_err(LF_ERR_IO, "--output-dir %s cannot be created in %s: %s", dir, parent, strerror(errno));
+    return LF_OK;
+}
+
 lf_status lf_gen_check(lf_gen *g) {
     lf_gen_opts *o = &g->o;
     lf_status st;
@@ -186,6 +217,7 @@ lf_status lf_gen_check(lf_gen *g) {
     /* 3. model parts, size */
     if ((st = lf_model_open(o->model, &g->m)) != LF_OK) return st;
     if ((st = lf_gen_check_model(g)) != LF_OK) return st;
+    if ((st = lf_gen_check_vae(g)) != LF_OK) return st;
     if ((st = lf_gen_check_size(g)) != LF_OK) return st;
     /* 4. adapters: names, files, family, shapes, schedule vs steps (P9) */
     lf_step_opts so;
@@ -199,10 +231,8 @@ lf_status lf_gen_check(lf_gen *g) {
     /* 5. tokenizer, memory, output directory */
     if ((st = lf_tokenizer_load_default(&g->tok)) != LF_OK) return st;
     if ((st = lf_gen_check_memory(g)) != LF_OK) return st;
-    if (o->write_png) {
-        struct stat sb;
-        if (stat(o->output_dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
-            return lf_err(LF_ERR_ARG, "--output-dir %s exists and is not a directory", o->output_dir);
-    }
-    return lf_gen_model_name(g);
+    if (o->write_png && (st = lf_gen_check_output_dir(o->output_dir)) != LF_OK) return st;
+    /* 6. file hashes for the parameters (cached: a file is hashed once per version) */
+    if ((st = lf_gen_model_name(g)) != LF_OK) return st;
+    return lf_gen_hashes(g);
 }

@@ -157,7 +157,7 @@ lf_status lf_gen_check_memory(lf_gen *g) {
     lf_unet *u = NULL;
     lf_vae *v = NULL;
     lf_status st = lf_unet_load_shapes(g->m->st, &uo, &u);
-    if (st == LF_OK) st = lf_vae_load_shapes(g->m->st, g->m->family, &v);
+    if (st == LF_OK) st = lf_gen_vae_shapes(g, &v);
     if (st != LF_OK) {
         lf_unet_free(u);
         return st;

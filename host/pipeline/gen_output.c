@@ -1,7 +1,8 @@
 /* gen_output.c: what each generated image leaves behind: the VAE decode to 8-bit RGB
- * (x / 2 + 0.5, clamped to [0, 1], rounded), the A1111 parameters text (model name and hash, Lora
- * hashes, seed, sampler, ...), the PNG written as DIR/NNNNN-SEED.png (lf_png_save_next) and the
- * caller's image callback.
+ * (x / 2 + 0.5, clamped to [0, 1], rounded), the A1111 parameters text (model name and hash, VAE,
+ * Lora hashes, seed, sampler and schedule type, ...), the PNG written as DIR/NNNNN-SEED.png
+ * (lf_png_save_next) and the caller's image callback. The file hashes go through the persistent
+ * hash cache (lf_hash_cache.h), computed once per file version.
  */
 #include <math.h>
 #include <stdio.h>
@@ -11,7 +12,7 @@
 #include "generate_internal.h"
 #include "host/base/util.h"
 #include "lorafuse/lf_config.h"
-#include "lorafuse/lf_hash.h"
+#include "lorafuse/lf_hash_cache.h"
 #include "lorafuse/lf_png.h"
 
 lf_status lf_gen_model_name(lf_gen *g) {
@@ -24,7 +25,9 @@ lf_status lf_gen_model_name(lf_gen *g) {
     return LF_OK;
 }
 
-lf_status lf_gen_lora_hashes(lf_gen *g) {
+/* "name: hash, ..." (12 hex digits each) over the distinct tag names of the adapters not dropped;
+ * ':' and ',' dropped from names as A1111's extra_networks_lora.py does. */
+static lf_status lf_gen_lora_hashes(lf_gen *g, lf_hash_cache *hc) {
     size_t cap = 1;
     for (size_t i = 0; i < g->sp->n_adapters; i++) cap += strlen(g->sp->adapters[i].tag->name) + 20;
     char *s = calloc(cap, 1);
@@ -36,8 +39,8 @@ lf_status lf_gen_lora_hashes(lf_gen *g) {
         int dup = 0;
         for (size_t k = 0; k < i; k++) dup |= !g->sp->adapters[k].dropped && !strcmp(g->sp->adapters[k].tag->name, a->tag->name);
         if (dup) continue;
-        char h[13];
-        lf_status st = lf_a1111_lora_hash(a->path, h);
+        char h[65];
+        lf_status st = lf_hash_cache_get(hc, a->path, LF_HASH_ADDNET, h, NULL);
         if (st) {
             free(s);
             return st;
@@ -45,10 +48,44 @@ lf_status lf_gen_lora_hashes(lf_gen *g) {
         if (o) o += (size_t)snprintf(s + o, cap - o, ", ");
         for (const char *c = a->tag->name; *c; c++)
             if (*c != ':' && *c != ',') s[o++] = *c;
-        o += (size_t)snprintf(s + o, cap - o, ": %s", h);
+        o += (size_t)snprintf(s + o, cap - o, ": %.12s", h);
     }
+    free(g->lora_hashes);
     g->lora_hashes = s;
     return LF_OK;
+}
+
+lf_status lf_gen_hashes(lf_gen *g) {
+    lf_hash_cache *hc = NULL;
+    char h[65];
+    lf_status st = lf_hash_cache_open(g->o.hash_cache, &hc);
+    if (st == LF_OK) st = lf_hash_cache_get(hc, g->o.model, LF_HASH_FILE, h, NULL);
+    if (st == LF_OK) snprintf(g->model_hash, sizeof g->model_hash, "%.10s", h);
+    if (st == LF_OK && g->vae_file[0] && (st = lf_hash_cache_get(hc, g->vae_file, LF_HASH_FILE, h, NULL)) == LF_OK)
+        snprintf(g->vae_hash, sizeof g->vae_hash, "%.10s", h);
+    if (st == LF_OK) st = lf_gen_lora_hashes(g, hc);
+    lf_hash_cache_save(hc);
+    const char *w = lf_hash_cache_warning(hc);
+    if (w) lf_msgs_add(&g->warnings, "%s", w);
+    lf_hash_cache_close(hc);
+    return st;
+}
+
+/* A1111 1.9+ writes the sampler and its schedule apart ("DPM++ 2M", "Karras"). "Automatic" is what it
+ * writes for a sampler's own schedule; for DPM++ 2M and its SDE variant that is Karras / exponential,
+ * so their plain (non-Karras) lorafuse forms say "Uniform" (k-diffusion's default sigmas, what the
+ * combined name "DPM++ 2M" meant before 1.9). */
+static void lf_gen_sampler_fields(const lf_gen *g, char *name, size_t n, const char **schedule) {
+    snprintf(name, n, "%s", g->sampler_name);
+    size_t len = strlen(name);
+    if (g->scfg.karras && len > 7 && !strcmp(name + len - 7, " Karras")) {
+        name[len - 7] = '\0';
+        *schedule = "Karras";
+    } else if (g->scfg.kind == LF_SAMPLER_DPMPP_2M || g->scfg.kind == LF_SAMPLER_DPMPP_2M_SDE) {
+        *schedule = "Uniform";
+    } else {
+        *schedule = "Automatic";
+    }
 }
 
 /* The A1111 parameters text of one image (malloc'd; NULL when out of memory). */
@@ -58,13 +95,17 @@ static char *lf_gen_parameters(const lf_gen *g, int64_t seed, const char *model_
     it.prompt = g->info_prompt;
     it.negative = g->o.negative;
     it.steps = g->o.steps;
-    it.sampler = g->sampler_name;
+    char sampler[sizeof g->sampler_name];
+    lf_gen_sampler_fields(g, sampler, sizeof sampler, &it.schedule_type);
+    it.sampler = sampler;
     it.cfg = g->o.cfg;
     it.seed = seed;
     it.width = g->o.width;
     it.height = g->o.height;
     it.model_hash = model_hash;
     it.model = g->model_name;
+    it.vae_hash = g->vae_file[0] ? g->vae_hash : NULL;
+    it.vae = g->vae_name[0] ? g->vae_name : NULL;
     it.clip_skip = g->tef == LF_TE_SD1 ? g->o.clip_skip : 0;
     it.rng = g->o.rng == LF_RNG_NV ? "NV" : "CPU";
     it.lora_hashes = g->lora_hashes;

@@ -260,17 +260,14 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
     float *x = NULL, *img = NULL;
     uint8_t *rgb = NULL;
     lf_rng *rngs = NULL;
-    char model_hash[11];
     lf_gen_unload(g);
     memset(&g->times, 0, sizeof g->times);
     g->lat_h = o->height / 8;
     g->lat_w = o->width / 8;
     /* load */
     double t0 = lf_clock_s();
-    if ((s = lf_a1111_model_hash(o->model, model_hash)) != LF_OK) goto done;
-    if (!g->lora_hashes && (s = lf_gen_lora_hashes(g)) != LF_OK) goto done;
     if ((s = lf_gen_load_unet(g, g->m->st)) != LF_OK) goto done;
-    if ((s = lf_vae_load(g->m->st, g->m->family, NULL, &g->vae)) != LF_OK) goto done;
+    if ((s = lf_gen_load_vae(g)) != LF_OK) goto done;
     if ((s = lf_gen_load_te(g, g->m->st)) != LF_OK) goto done;
     if (lf_unet_get_arch(g->unet)->in_channels != 4 || lf_vae_get_arch(g->vae)->latent_channels != 4 ||
         lf_vae_get_arch(g->vae)->factor != 8) {
@@ -320,7 +317,7 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
         if (s) break;
         double t_sample = (lf_clock_s() - g->run_t0) / n;
         for (int i = 0; i < n && !s; i++)
-            s = lf_gen_finish_image(g, index + i, rngs[i].seed, x + (size_t)i * per, img, rgb, t_sample, model_hash, cb,
+            s = lf_gen_finish_image(g, index + i, rngs[i].seed, x + (size_t)i * per, img, rgb, t_sample, g->model_hash, cb,
                                     cbctx);
         index += n;
     }

@@ -5,8 +5,10 @@
  *   gen_cond.c    the prompt text the encoders see, and its conditioning cached per text-encoder set
  *   gen_output.c  what an image leaves behind: decode, PNG file with its A1111 parameters, callback
  *   gen_memory.c  the memory a call will need (estimated from the checkpoint before loading) and may use
+ *   gen_vae.c     --vae: a VAE file or diffusers folder in place of the checkpoint's (check and load)
  *
- * Calls go generate.c -> gen_check.c -> gen_cond.c, gen_output.c, gen_memory.c (never back up).
+ * Calls go generate.c -> gen_check.c -> gen_cond.c, gen_output.c, gen_memory.c, gen_vae.c (never back
+ * up); generate.c also loads through gen_vae.c.
  */
 #ifndef LF_GENERATE_INTERNAL_H
 #define LF_GENERATE_INTERNAL_H
@@ -50,6 +52,9 @@ struct lf_gen {
     char *info_prompt;
     char *lora_hashes;
     char *model_name;
+    char model_hash[11];       /* A1111 short hashes (gen_output.c, through the hash cache) */
+    char vae_hash[11];
+    char vae_file[4096], vae_dir[4096], vae_name[256]; /* --vae (gen_vae.c); empty: the checkpoint's */
     char sampler_name[64];
     lf_gen_mem mem;
     lf_msgs warnings;          /* the checks' warnings, then the step plan's (lf_gen_info.warnings) */
@@ -105,11 +110,22 @@ lf_status lf_gen_cond_select(lf_gen *g, size_t set);
 /* gen_output.c */
 /* g->model_name: the checkpoint's file name without its folder and ".safetensors". */
 lf_status lf_gen_model_name(lf_gen *g);
-/* g->lora_hashes: "name: hash, ..." over the distinct tag names of the adapters not dropped. */
-lf_status lf_gen_lora_hashes(lf_gen *g);
+/* g->model_hash, g->vae_hash (with --vae) and g->lora_hashes ("name: hash, ..." over the distinct tag
+ * names of the adapters not dropped), through the hash cache of g->o.hash_cache (lf_hash_cache.h);
+ * its warnings join g->warnings. */
+lf_status lf_gen_hashes(lf_gen *g);
 /* Decode latent `lat` (4, lat_h, lat_w) into img (3, H, W) and rgb (H, W, 3), write the PNG with its
  * parameters when write_png is set, then hand everything to cb (may be NULL). */
 lf_status lf_gen_finish_image(lf_gen *g, int index, int64_t seed, const float *lat, float *img, uint8_t *rgb,
                               double t_sample, const char *model_hash, lf_gen_image_fn cb, void *cbctx);
+
+/* gen_vae.c */
+/* --vae: what it names (file or diffusers folder) and that it holds a VAE decoder; sets vae_file,
+ * vae_dir, vae_name. LF_OK without --vae. */
+lf_status lf_gen_check_vae(lf_gen *g);
+/* g->vae from --vae, else from the checkpoint. */
+lf_status lf_gen_load_vae(lf_gen *g);
+/* The VAE's structure for the memory estimate (shapes only; a diffusers folder is loaded whole). */
+lf_status lf_gen_vae_shapes(lf_gen *g, lf_vae **out);
 
 #endif

@@ -77,6 +77,8 @@ typedef struct lf_gen_opts {
     uint64_t mem_limit;        /* bytes the call may use; 0: what the system can give now (MemAvailable,
                                 * cgroup v2 memory.max) */
     int force_size;            /* run even when the memory estimate is over the limit */
+    const char *vae;           /* NULL: the checkpoint's VAE; else a VAE .safetensors file or diffusers vae/ folder */
+    const char *hash_cache;    /* NULL: lf_hash_cache_default_path() (lorafuse/lf_hash_cache.h); "": no cache */
 } lf_gen_opts;
 
 void lf_gen_opts_default(lf_gen_opts *o);

@@ -31,8 +31,14 @@ void lf_sha256_final(lf_sha256 *s, unsigned char digest[32]);
 /* Lower-case hex of a digest (64 digits + NUL). */
 void lf_sha256_hex(const unsigned char digest[32], char hex[65]);
 
-/* SHA-256 (hex) of a file's bytes from offset `from` to the end. */
+/* SHA-256 (hex) of a file's bytes from offset `from` to the end, through libcrypto (the CPU's SHA
+ * instructions where it has them). lf_sha256_file_portable: the same with the C code of lf_sha256_*
+ * (the oracle of tests and the "before" of bench/RESULTS.md). A cached version: lf_hash_cache.h. */
 lf_status lf_sha256_file(const char *path, uint64_t from, char hex[65]);
+lf_status lf_sha256_file_portable(const char *path, uint64_t from, char hex[65]);
+/* Where a safetensors file's data starts: 8 + the header length in its first 8 bytes (the offset the
+ * LoRA hash starts at). */
+lf_status lf_a1111_lora_offset(const char *path, uint64_t *off);
 /* A1111 model hash (10 hex digits). */
 lf_status lf_a1111_model_hash(const char *path, char out[11]);
 /* A1111 LoRA hash of a safetensors file (12 hex digits of the data after the header). */

@@ -101,7 +101,8 @@ typedef struct {
     double secs;
 } result;
 
-/* Run `$LF_BIN generate ARGS --output-dir <tmp>/out` in the empty folder <tmp>/work. */
+/* Run `$LF_BIN generate ARGS` in the empty folder <tmp>/work, with the model, prompt, 2 steps, the size,
+ * seed 7 and --output-dir <tmp>/out unless ARGS gives them. */
 static result run(const char *args) {
     result r;
     memset(&r, 0, sizeof r);
@@ -110,8 +111,14 @@ static result run(const char *args) {
     snprintf(errf, sizeof errf, "%s/stderr", g_tmp);
     snprintf(outf, sizeof outf, "%s/stdout", g_tmp);
     mkdir(work, 0755);
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' generate --model '%s' --prompt 'a fox' --steps 2 %s --seed 7 --output-dir "
-             "'%s/out' %s >'%s' 2>'%s'", work, getenv("LF_BIN"), g_mini, g_size, g_tmp, args, outf, errf);
+    /* the defaults an argument of the case does not give itself (an option given twice is refused) */
+    char model[4200] = "", outdir[4200] = "";
+    if (!strstr(args, "--model ")) snprintf(model, sizeof model, "--model '%s'", g_mini);
+    if (!strstr(args, "--output-dir ")) snprintf(outdir, sizeof outdir, "--output-dir '%s/out'", g_tmp);
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' generate %s %s %s %s %s %s %s >'%s' 2>'%s'", work, getenv("LF_BIN"), model,
+             strstr(args, "--prompt ") ? "" : "--prompt 'a fox'", strstr(args, "--steps ") ? "" : "--steps 2",
+             strstr(args, "--width ") ? "" : g_size,
+             strstr(args, "--seed ") ? "" : "--seed 7", outdir, args, outf, errf);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = system(cmd);

@@ -126,7 +126,7 @@ static void test_escapes(void) {
     run_free(&r);
     const char *a[] = {"plan", "--\x1b[2J", NULL};
     r = run(a);
-    expect("unexpected argument", &r, 2, "lorafuse plan: unexpected argument '--\\x1b[2J'", 0);
+    expect("unknown option", &r, 2, "lorafuse plan: unknown option '--\\x1b[2J' (closest: --json)", 0);
     run_free(&r);
     /* a newline in the prompt is printed escaped in plan's text output too */
     r = plan("a cat\n\x1b[1mbold <lora:a:0.5>", "2");
