@@ -2,6 +2,7 @@
  *
  *   lorafuse plan --model CKPT --prompt TEXT --steps N [--lora-dir DIR] [--json] [--auto-trigger]
  *                 [--lbw-presets FILE] [--allow-unmatched] [--allow-family-mismatch]
+ *                 [--tag-dialect lorafuse|loractl]
  *                 [--allow-symlinks-out | --no-symlinks-out]   (LoRA directory links: lf_lora_dir.h)
  *
  * Prints (docs/prompt-tags.md "The per-step plan"): the cleaned prompt (with trigger words
@@ -30,7 +31,7 @@
 #include "lorafuse/lf_step_plan.h"
 
 typedef struct {
-    const char *model, *prompt, *lora_dir, *presets;
+    const char *model, *prompt, *lora_dir, *presets, *dialect;
     int steps, json, auto_trigger, confine;
     lf_plan_opts plan;
 } lf_plan_args;
@@ -38,6 +39,7 @@ typedef struct {
 static int lf_plan_usage(void) {
     fputs("usage: lorafuse plan --model CKPT --prompt TEXT --steps N [--lora-dir DIR] [--json] [--auto-trigger]\n"
           "                     [--lbw-presets FILE] [--allow-unmatched] [--allow-family-mismatch]\n"
+          "                     [--tag-dialect lorafuse|loractl]\n"
           "                     [--allow-symlinks-out | --no-symlinks-out]\n",
           stderr);
     return 2;
@@ -52,6 +54,7 @@ static int lf_plan_parse_args(int argc, char **argv, lf_plan_args *a) {
         else if (!strcmp(s, "--prompt") && has) a->prompt = argv[++i];
         else if (!strcmp(s, "--lora-dir") && has) a->lora_dir = argv[++i];
         else if (!strcmp(s, "--lbw-presets") && has) a->presets = argv[++i];
+        else if (!strcmp(s, "--tag-dialect") && has) a->dialect = argv[++i];
         else if (!strcmp(s, "--steps") && has) {
             long long v;
             if (!lf_cli_int("plan", s, argv[++i], 1, LF_STEPS_MAX, &v)) return 0;
@@ -263,7 +266,10 @@ int lf_cli_plan(int argc, char **argv) {
     lf_step_plan *sp = NULL;
     char *prompt = NULL;
     int rc = 1;
-    if (lf_prompt_parse(a.prompt, &pr) != LF_OK || lf_model_open(a.model, &m) != LF_OK) goto fail;
+    lf_tag_dialect dialect = LF_DIALECT_LORAFUSE;
+    if ((a.dialect && lf_tag_dialect_parse(a.dialect, &dialect) != LF_OK) ||
+        lf_prompt_parse_dialect(a.prompt, dialect, &pr) != LF_OK || lf_model_open(a.model, &m) != LF_OK)
+        goto fail;
     lf_step_opts o;
     memset(&o, 0, sizeof o);
     o.lora_dir = a.lora_dir;

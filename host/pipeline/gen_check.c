@@ -182,7 +182,9 @@ lf_status lf_gen_check(lf_gen *g) {
     /* 1. plain values */
     if ((st = lf_gen_check_opts(g)) != LF_OK) return st;
     /* 2. tags */
-    if ((st = lf_prompt_parse(o->prompt, &g->pr)) != LF_OK) return st;
+    lf_tag_dialect dialect = LF_DIALECT_LORAFUSE;
+    if (o->tag_dialect && (st = lf_tag_dialect_parse(o->tag_dialect, &dialect)) != LF_OK) return st;
+    if ((st = lf_prompt_parse_dialect(o->prompt, dialect, &g->pr)) != LF_OK) return st;
     /* 3. model parts, size */
     if ((st = lf_model_open(o->model, &g->m)) != LF_OK) return st;
     if ((st = lf_gen_check_model(g)) != LF_OK) return st;

@@ -97,7 +97,11 @@ static void test_json(void) {
         LF_CHECK(num(p6, "layers") > 0 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p6, "te_encode")) &&
                  near(num(p6, "te_set"), 1), "step 6");
         const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "warnings");
-        LF_CHECK(cJSON_GetArraySize(w) == 1 && strstr(cJSON_GetArrayItem(w, 0)->valuestring, "never reached"), "warning");
+        LF_CHECK(cJSON_GetArraySize(w) == 2 &&
+                     strstr(cJSON_GetArrayItem(w, 0)->valuestring, "<lora:k:te=0.1@1,0.6@6>: loractl reads this tag "
+                            "differently (te at step 4 of 8: 0.1 here, 0.2 in loractl)") &&
+                     strstr(cJSON_GetArrayItem(w, 1)->valuestring, "never reached"),
+                 "warnings: the dialect warning once (first tag), never reached (third tag)");
         LF_CHECK(!strcmp(cJSON_GetObjectItemCaseSensitive(j, "family")->valuestring, "SD1"), "family");
         cJSON_Delete(j);
     }
@@ -155,6 +159,35 @@ static void test_trigger_and_errors(void) {
     free(err);
 }
 
+/* --tag-dialect: loractl's ramp in the plan, no dialect warning under it, an unknown dialect refused. */
+static void test_dialect(void) {
+    char *out, *err, args[1024];
+    snprintf(args, sizeof args, "--model models/tiny-sd15.safetensors --steps 6 --lora-dir %s --json --tag-dialect "
+             "loractl --prompt '<lyco:k:1:0@0;1~1>'", g_dir);
+    int rc = run_plan(args, &out, &err);
+    LF_CHECK(rc == 0 && !*err, "loractl dialect: exit %d: %s", rc, err);
+    cJSON *j = cJSON_Parse(out);
+    const cJSON *s0 = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "adapters"), 0),
+                                                       "strengths");
+    double want[6] = {0, 0, 0.25, 0.5, 0.75, 1}; /* x = max(0, t - 2) / (6 - 2) */
+    LF_CHECK(cJSON_GetArraySize(s0) == 6, "6 steps of strengths");
+    for (int t = 0; t < 6 && cJSON_GetArraySize(s0) == 6; t++) {
+        const cJSON *row = cJSON_GetArrayItem(s0, t);
+        LF_CHECK(near(num(row, "IN01"), want[t]) && near(num(row, "te"), 1), "loractl step %d: unet %g", t + 1,
+                 num(row, "IN01"));
+    }
+    cJSON_Delete(j);
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "--model models/tiny-sd15.safetensors --steps 6 --lora-dir %s --tag-dialect sdnext "
+             "--prompt '<lora:k:1>'", g_dir);
+    rc = run_plan(args, &out, &err);
+    LF_CHECK(rc == 1 && !strcmp(err, "lorafuse plan: unknown tag dialect 'sdnext' (dialects: lorafuse, loractl)\n"),
+             "unknown dialect: exit %d: %s", rc, err);
+    free(out);
+    free(err);
+}
+
 int main(void) {
     if (!getenv("LF_BIN")) LF_SKIP("LF_BIN not set (run through ctest)");
     char cwd[2048], src[4096], dst[4096];
@@ -174,6 +207,7 @@ int main(void) {
     test_text();
     test_json();
     test_trigger_and_errors();
+    test_dialect();
     lf_test_rmtree(g_dir);
     return lf_test_finish();
 }
