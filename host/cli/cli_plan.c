@@ -148,6 +148,37 @@ static void lf_algos_str(unsigned algos, char *buf, size_t n) {
     if (!o) snprintf(buf, n, "none");
 }
 
+/* The steps whose prompt text is text k, as ranges ("1-4, 9"; the first 8 ranges). */
+static void lf_print_text_steps(const lf_prompt_sched *ps, size_t k) {
+    int shown = 0, t = 1, n = ps->n_steps;
+    while (t <= n) {
+        if (ps->at[t - 1] != k) {
+            t++;
+            continue;
+        }
+        int t1 = t;
+        while (t1 < n && ps->at[t1] == k) t1++;
+        if (shown++ == 8) {
+            printf(", ...");
+            return;
+        }
+        printf(shown > 1 ? ", %d" : "%d", t);
+        if (t1 > t) printf("-%d", t1);
+        t = t1 + 1;
+    }
+}
+
+/* Prompt editing: the texts the encoders see and their steps. */
+static void lf_print_prompt_texts(const lf_step_plan *sp) {
+    const lf_prompt_sched *ps = &sp->prompts[0];
+    printf("prompt texts (prompt editing):\n");
+    for (size_t k = 0; k < ps->n_texts; k++) {
+        printf("  %zu. steps ", k + 1);
+        lf_print_text_steps(ps, k);
+        lf_cli_print_escaped(": %s\n", ps->texts[k]);
+    }
+}
+
 static void lf_print_text(const lf_plan_args *a, const char *prompt, const lf_step_plan *sp) {
     lf_family f = sp->model->family;
     lf_cli_print_escaped("prompt: %s\n", prompt);
@@ -180,19 +211,24 @@ static void lf_print_text(const lf_plan_args *a, const char *prompt, const lf_st
         printf(")%s:\n", sp->adapters[i].count > 1 ? ", of one copy" : "");
         lf_print_strengths(&sp->adapters[i], f, sp->n_steps);
     }
-    printf("plan:\n  step   layers        bytes  text encoders\n");
+    int editing = sp->prompts[0].n_texts > 1;
+    if (editing) lf_print_prompt_texts(sp);
+    printf("plan:\n  step   layers        bytes  text encoders%s\n", editing ? "       prompt text" : "");
     size_t layers = 0, encodes = 0;
     unsigned long long bytes = 0;
     for (int t = 1; t <= sp->n_steps; t++) {
         const lf_step *s = &sp->steps[t - 1];
         char te[64];
-        if (s->te_encode) snprintf(te, sizeof te, "encode (set %zu)", s->te_set + 1);
-        else if (s->te_changed) snprintf(te, sizeof te, "reuse set %zu", s->te_set + 1);
+        int enc = editing ? s->cond_encode : s->te_encode, prev = t > 1 ? (int)sp->steps[t - 2].cond_set : -1;
+        if (enc) snprintf(te, sizeof te, "encode (set %zu)", s->te_set + 1);
+        else if (s->te_changed || (editing && (int)s->cond_set != prev)) snprintf(te, sizeof te, "reuse set %zu", s->te_set + 1);
         else snprintf(te, sizeof te, "-");
-        printf("  %-5d %7zu %12llu  %s\n", t, s->n_jobs, (unsigned long long)s->bytes, te);
+        if (editing) printf("  %-5d %7zu %12llu  %-18s %zu\n", t, s->n_jobs, (unsigned long long)s->bytes, te,
+                            sp->prompts[0].at[t - 1] + 1);
+        else printf("  %-5d %7zu %12llu  %s\n", t, s->n_jobs, (unsigned long long)s->bytes, te);
         layers += s->n_jobs;
         bytes += s->bytes;
-        encodes += (size_t)s->te_encode;
+        encodes += (size_t)enc;
     }
     printf("total: %zu layer rewrites, %llu bytes, %zu text-encoder encode(s)\n", layers, bytes, encodes);
     /* warnings quote tags escaped already */
@@ -245,10 +281,15 @@ static cJSON *lf_plan_json(const lf_plan_args *a, const char *prompt, const lf_s
         cJSON_AddBoolToObject(o, "te_changed", s->te_changed);
         cJSON_AddBoolToObject(o, "te_encode", s->te_encode);
         cJSON_AddNumberToObject(o, "te_set", (double)s->te_set);
+        cJSON_AddNumberToObject(o, "prompt_text", (double)sp->prompts[0].at[t - 1]);
+        cJSON_AddNumberToObject(o, "cond_set", (double)s->cond_set);
+        cJSON_AddBoolToObject(o, "cond_encode", s->cond_encode);
         layers += (double)s->n_jobs;
         bytes += (double)s->bytes;
-        enc += s->te_encode;
+        enc += s->cond_encode;
     }
+    cJSON *texts = cJSON_AddArrayToObject(r, "prompt_texts");
+    for (size_t k = 0; k < sp->prompts[0].n_texts; k++) cJSON_AddItemToArray(texts, cJSON_CreateString(sp->prompts[0].texts[k]));
     cJSON *tot = cJSON_AddObjectToObject(r, "total");
     cJSON_AddNumberToObject(tot, "layers", layers);
     cJSON_AddNumberToObject(tot, "bytes", bytes);
@@ -279,6 +320,7 @@ int lf_cli_plan(int argc, char **argv) {
     if (lf_step_plan_build(m, pr, a.steps, &o, &sp) != LF_OK) goto fail;
     if (a.auto_trigger && lf_step_plan_auto_trigger(sp, pr->clean, &prompt) != LF_OK) goto fail;
     const char *shown = prompt ? prompt : pr->clean;
+    if (prompt && lf_step_plan_set_prompts(sp, prompt, NULL) != LF_OK) goto fail;
     if (a.json) {
         cJSON *j = lf_plan_json(&a, shown, sp);
         char *s = j ? cJSON_Print(j) : NULL;

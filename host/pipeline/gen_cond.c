@@ -1,7 +1,8 @@
 /* gen_cond.c: text conditioning for lf_gen: the prompt the encoders see (tags removed, trigger words
- * appended under --auto-trigger) and the (cond, uncond) contexts, cached per text-encoder set of the
- * step plan for the whole lf_gen_run: the encoders re-run only at a step whose set has not been
- * encoded yet. Prompt and negative are padded with empty-prompt windows to the same token count,
+ * appended under --auto-trigger, then scheduled with the negative prompt for prompt editing,
+ * lf_step_plan_set_prompts) and the (cond, uncond) contexts, cached per cond set of the step plan
+ * (text-encoder set, prompt text, negative text) for the whole lf_gen_run: the encoders re-run only
+ * at a step whose cond set has not been encoded yet. Prompt and negative are padded with empty-prompt windows to the same token count,
  * so that one UNet call takes both (classifier-free guidance).
  */
 #include <stdio.h>
@@ -35,7 +36,7 @@ lf_status lf_gen_prompts(lf_gen *g) {
     }
     if (st) return st;
     if (!g->prompt || !g->info_prompt) return lf_err(LF_ERR_NOMEM, "out of memory");
-    return LF_OK;
+    return lf_step_plan_set_prompts(g->sp, g->prompt, o->negative);
 }
 
 static void lf_gen_cond_clear(lf_gen_cond *c) {
@@ -45,7 +46,7 @@ static void lf_gen_cond_clear(lf_gen_cond *c) {
 }
 
 lf_status lf_gen_cond_cache_new(lf_gen *g) {
-    g->n_cache = g->sp->n_te_sets ? g->sp->n_te_sets : 1;
+    g->n_cache = g->sp->n_cond_sets ? g->sp->n_cond_sets : 1;
     if ((g->cache = calloc(g->n_cache, sizeof *g->cache)) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
     return LF_OK;
 }
@@ -97,9 +98,15 @@ static lf_status lf_gen_encode(lf_gen *g, size_t set) {
     lf_status s = LF_OK;
     lf_gen_cond *c = &g->cache[set];
     lf_gen_cond_clear(c);
-    if (!s) s = lf_gen_encode_one(g, g->prompt, &c->cond);
+    const lf_step_plan *sp = g->sp;
+    const char *prompt = g->prompt, *negative = g->o.negative;
+    if (set < sp->n_cond_sets) {
+        prompt = sp->prompts[0].texts[sp->cond_sets[set].text[0]];
+        negative = sp->prompts[1].texts[sp->cond_sets[set].text[1]];
+    }
+    if (!s) s = lf_gen_encode_one(g, prompt, &c->cond);
     if (!s && g->tef == LF_TE_SDXL && !*g->o.negative) s = lf_gen_zero_like(&c->cond, &c->uncond);
-    else if (!s) s = lf_gen_encode_one(g, g->o.negative, &c->uncond);
+    else if (!s) s = lf_gen_encode_one(g, negative, &c->uncond);
     if (!s && c->cond.tokens != c->uncond.tokens) {
         lf_text_cond e;
         memset(&e, 0, sizeof e);
@@ -116,7 +123,7 @@ static lf_status lf_gen_encode(lf_gen *g, size_t set) {
 }
 
 lf_status lf_gen_cond_select(lf_gen *g, size_t set) {
-    if (set >= g->n_cache) return lf_err(LF_ERR_ARG, "generate: text-encoder set %zu out of range", set);
+    if (set >= g->n_cache) return lf_err(LF_ERR_ARG, "generate: cond set %zu out of range", set);
     lf_status s;
     if (!g->cache[set].have && (s = lf_gen_encode(g, set)) != LF_OK) return s;
     g->cur_set = set;

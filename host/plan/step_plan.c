@@ -23,6 +23,8 @@
  *   - "Dialects": the first lorafuse-dialect tag that loractl would read differently (another te or
  *     UNet strength at some step, lf_prompt_parse_dialect + lf_strength_resolve of its text) gives one
  *     warning per plan; tags loractl cannot read (lorafuse-only keys) are not compared.
+ *   - Prompt editing: the cond set of a step is its (text-encoder set, prompt text, negative text),
+ *     numbered in order of first use (hashed, linear in the steps).
  * Data shapes: see lf_step_plan.h (coef rows of n_coef floats, patch_base per job).
  */
 #include <stdint.h>
@@ -53,6 +55,9 @@ void lf_step_plan_free(lf_step_plan *sp) {
         for (int t = 0; t < sp->n_steps; t++) free(sp->steps[t].jobs);
     free(sp->steps);
     lf_msgs_free(&sp->warnings);
+    lf_prompt_sched_free(&sp->prompts[0]);
+    lf_prompt_sched_free(&sp->prompts[1]);
+    free(sp->cond_sets);
     free(sp);
 }
 
@@ -353,6 +358,45 @@ static lf_status lf_step_diff(lf_step_plan *sp) {
     return st;
 }
 
+lf_status lf_step_plan_set_prompts(lf_step_plan *sp, const char *prompt, const char *negative) {
+    size_t n = (size_t)sp->n_steps, hcap = 2 * n + 1;
+    lf_prompt_sched ps[2];
+    memset(ps, 0, sizeof ps);
+    lf_status st = lf_prompt_sched_build(prompt, sp->n_steps, &ps[0]);
+    if (st == LF_OK) st = lf_prompt_sched_build(negative ? negative : "", sp->n_steps, &ps[1]);
+    lf_cond_set *sets = malloc(n * sizeof *sets);
+    size_t *slot = calloc(hcap, sizeof *slot), n_sets = 0;
+    if (st == LF_OK && (!sets || !slot)) st = lf_err(LF_ERR_NOMEM, "out of memory");
+    for (size_t t = 0; t < n && st == LF_OK; t++) {
+        lf_cond_set c = {sp->steps[t].te_set, {ps[0].at[t], ps[1].at[t]}};
+        size_t h = (size_t)((c.te_set * 1000003u + c.text[0]) * 1000003u + c.text[1]) % hcap;
+        while (slot[h] && (sets[slot[h] - 1].te_set != c.te_set || sets[slot[h] - 1].text[0] != c.text[0] ||
+                           sets[slot[h] - 1].text[1] != c.text[1]))
+            h = (h + 1) % hcap;
+        sp->steps[t].cond_encode = !slot[h];
+        if (!slot[h]) {
+            sets[n_sets++] = c;
+            slot[h] = n_sets;
+        }
+        sp->steps[t].cond_set = slot[h] - 1;
+    }
+    free(slot);
+    if (st != LF_OK) {
+        free(sets);
+        lf_prompt_sched_free(&ps[0]);
+        lf_prompt_sched_free(&ps[1]);
+        return st;
+    }
+    lf_prompt_sched_free(&sp->prompts[0]);
+    lf_prompt_sched_free(&sp->prompts[1]);
+    free(sp->cond_sets);
+    sp->prompts[0] = ps[0];
+    sp->prompts[1] = ps[1];
+    sp->cond_sets = sets;
+    sp->n_cond_sets = n_sets;
+    return LF_OK;
+}
+
 /* The first step where the loractl reading of a lorafuse-dialect tag differs: a warning (once per plan). */
 static void lf_step_dialect_note(lf_step_plan *sp, const lf_step_adapter *a, int *noted) {
     const lf_tag *t = a->tag;
@@ -438,6 +482,7 @@ lf_status lf_step_plan_build_files(const lf_model *model, const lf_prompt *promp
     if (st == LF_OK) st = lf_step_load(sp, opts);
     if (st == LF_OK) st = lf_step_coefs_fill(sp);
     if (st == LF_OK) st = lf_step_diff(sp);
+    if (st == LF_OK) st = lf_step_plan_set_prompts(sp, prompt->clean, NULL);
     if (st != LF_OK) {
         lf_step_plan_free(sp);
         return st;
