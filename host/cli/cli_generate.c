@@ -4,7 +4,7 @@
  *                     [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]
  *                     [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--backend cpu|cuda]
  *                     [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--quiet] [--json]
- *                     [--tag-dialect lorafuse|loractl]
+ *                     [--tag-dialect lorafuse|loractl] [--embeddings-dir DIR]
  *                     [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]
  *
  * Memory: the call's estimate (lf_gen_info.mem_estimate) must fit --memory-limit, by default the memory
@@ -41,7 +41,7 @@ static int lf_generate_usage(void) {
           "                         [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]\n"
           "                         [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--backend cpu|cuda]\n"
           "                         [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--quiet] [--json]\n"
-          "                         [--tag-dialect lorafuse|loractl]\n"
+          "                         [--tag-dialect lorafuse|loractl] [--embeddings-dir DIR]\n"
           "                         [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]\n"
           "defaults: 20 steps, sampler \"" LF_GEN_DEFAULT_SAMPLER "\", CFG 7, random seed, the model's size\n"
           "(512x512 SD1.x/SD2.x, 1024x1024 SDXL, 256x256 for models/sd15-mini), output dir \"" LF_GEN_DEFAULT_OUTDIR "\"\n",
@@ -63,6 +63,7 @@ static int lf_generate_parse_args(int argc, char **argv, lf_generate_args *a) {
         else if (!strcmp(s, "--lora-dir") && has) a->o.lora_dir = argv[++i];
         else if (!strcmp(s, "--lbw-presets") && has) a->o.lbw_presets = argv[++i];
         else if (!strcmp(s, "--tag-dialect") && has) a->o.tag_dialect = argv[++i];
+        else if (!strcmp(s, "--embeddings-dir") && has) a->o.embeddings_dir = argv[++i];
         else if (!strcmp(s, "--output-dir") && has) a->o.output_dir = argv[++i];
         else if (!strcmp(s, "--steps") && has) {
             if (!lf_cli_int("generate", s, argv[++i], 1, LF_STEPS_MAX, &v)) return 0;

@@ -200,6 +200,7 @@ lf_status lf_gen_check(lf_gen *g) {
     if ((st = lf_gen_prompts(g)) != LF_OK) return st;
     /* 5. tokenizer, memory, output directory */
     if ((st = lf_tokenizer_load_default(&g->tok)) != LF_OK) return st;
+    if ((st = lf_gen_embeddings(g)) != LF_OK) return st;
     if ((st = lf_gen_check_memory(g)) != LF_OK) return st;
     if (o->write_png) {
         struct stat sb;

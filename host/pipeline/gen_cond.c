@@ -39,6 +39,26 @@ lf_status lf_gen_prompts(lf_gen *g) {
     return lf_step_plan_set_prompts(g->sp, g->prompt, o->negative);
 }
 
+lf_status lf_gen_embeddings(lf_gen *g) {
+    const char *dir = g->o.embeddings_dir ? g->o.embeddings_dir : LF_EMB_DIR_DEFAULT;
+    lf_status st = lf_embeddings_open(dir, g->o.embeddings_dir == NULL, g->tok, &g->emb);
+    if (st || !g->emb->n) return st;
+    lf_chunk_opts o = lf_chunk_opts_default(lf_tokenizer_eos(g->tok));
+    o.emb = g->emb;
+    o.emb_part = g->tef == LF_TE_SDXL ? LF_EMB_CLIP_L : LF_EMB_ONE;
+    for (int k = 0; k < 2 && !st; k++) {
+        const lf_prompt_sched *ps = &g->sp->prompts[k];
+        for (size_t i = 0; i < ps->n_texts && !st; i++) {
+            lf_prompt_chunks c;
+            st = lf_prompt_chunk(g->tok, ps->texts[i], &o, &c);
+            if (!st) lf_prompt_chunks_free(&c);
+            else lf_err_wrap(st, "%s: ", k ? "negative prompt" : "prompt");
+        }
+    }
+    if (!st) st = lf_embeddings_hashes(g->emb, &g->ti_hashes);
+    return st;
+}
+
 static void lf_gen_cond_clear(lf_gen_cond *c) {
     lf_text_cond_free(&c->cond);
     lf_text_cond_free(&c->uncond);
@@ -59,10 +79,10 @@ void lf_gen_cond_cache_free(lf_gen *g) {
 }
 
 static lf_status lf_gen_encode_one(lf_gen *g, const char *text, lf_text_cond *c) {
-    if (g->tef == LF_TE_SDXL) return lf_text_encode_sdxl(g->te1, g->te2, g->tok, text, LF_EMPH_ORIGINAL, c);
-    if (g->tef == LF_TE_SD2) return lf_text_encode_sd(g->te1, g->tok, text, 2, 0, LF_EMPH_ORIGINAL, c);
+    if (g->tef == LF_TE_SDXL) return lf_text_encode_sdxl(g->te1, g->te2, g->tok, text, LF_EMPH_ORIGINAL, g->emb, c);
+    if (g->tef == LF_TE_SD2) return lf_text_encode_sd(g->te1, g->tok, text, 2, 0, LF_EMPH_ORIGINAL, g->emb, c);
     int skip = g->o.clip_skip > 1 ? g->o.clip_skip : 1;
-    return lf_text_encode_sd(g->te1, g->tok, text, skip, lf_tokenizer_eos(g->tok), LF_EMPH_ORIGINAL, c);
+    return lf_text_encode_sd(g->te1, g->tok, text, skip, lf_tokenizer_eos(g->tok), LF_EMPH_ORIGINAL, g->emb, c);
 }
 
 /* Append copies of one empty-prompt window to c until it has `tokens` tokens. */

@@ -66,6 +66,8 @@ void lf_gen_free(lf_gen *g) {
     free(g->prompt);
     free(g->info_prompt);
     free(g->lora_hashes);
+    free(g->ti_hashes);
+    lf_embeddings_free(g->emb);
     free(g->model_name);
     lf_msgs_free(&g->warnings);
     free(g);

@@ -22,6 +22,18 @@ Nothing is reimplemented here: the reference files are executed as they are.
            TEXT = the schedule entry reconstruct_cond_batch picks at current_step = t - 1 (the
            CFGDenoiser's step counter, 0-based) from get_learned_conditioning_prompt_schedules(N).
            Without --a1111 this part is skipped (the committed table stays).
+  ti       textual inversion on models/sd15-mini.safetensors (width 32): tests/data/prompt/embeddings/ holds
+           tinyemb.safetensors (kohya `emb_params`, 2 vectors), tinyconcept.safetensors (`string_to_param.*`,
+           1 vector), xlemb.safetensors (clip_l + clip_g) and pickled.pt (a few bytes; never opened);
+           tests/data/prompt/ti_expect.safetensors holds <case>.cond (77, 32) for each case of TI_CASES:
+           transformers' CLIPTextModel (the pipeline golden's text encoder, model_pipeline.components)
+           run on A1111's window (BOS, the prompt's tokens with the embedding's name replaced by `vectors`
+           placeholder ids 0, EOS padding), with a forward hook on embeddings.token_embedding putting the
+           embedding's vectors at window positions offset + 1 ... (EmbeddingsWithFixes), then
+           last_hidden_state (final LN, clip skip 1), and where a case weights the embedding A1111's
+           "No norm" emphasis (sd_emphasis.py: z *= mult). ("Original" then rescales by
+           mean_before / mean_after, but this model's final LayerNorm (weight 1, bias 0) leaves means
+           of about 1e-10, rounding noise, so that ratio is no test here.)
 """
 import argparse
 import importlib.util
@@ -160,6 +172,65 @@ def prompt_table(path):
     return lines
 
 
+TI_CASES = [
+    # name, prompt (no emphasis syntax but the one weight), embedding word, its weight
+    ("plain", "a photo of tinyemb cat", "tinyemb", 1.0),
+    ("upper", "a photo of TinyEmb, cat", "tinyemb", 1.0),
+    ("concept", "tinyconcept in the snow", "tinyconcept", 1.0),
+    ("weighted", "a photo of (tinyemb:1.3) cat", "tinyemb", 1.3),
+]
+
+
+def ti_tables(root):
+    sys.path.insert(0, os.path.dirname(HERE))
+    from golden.common import save_file
+    from golden.model_pipeline import components, tokenizer_files
+    import torch
+    from transformers import CLIPTokenizer
+    with tempfile.TemporaryDirectory() as d:
+        tokenizer_files(root, d)
+        tok = CLIPTokenizer(os.path.join(d, "vocab.json"), os.path.join(d, "merges.txt"), model_max_length=77,
+                            clean_up_tokenization_spaces=False)
+    _, _, te = components(root)
+    g = torch.Generator().manual_seed(77)
+    embs = {"tinyemb": torch.randn(2, 32, generator=g) * 0.05, "tinyconcept": torch.randn(1, 32, generator=g) * 0.05}
+    edir = os.path.join(OUT, "embeddings")
+    os.makedirs(edir, exist_ok=True)
+    save_file({"emb_params": embs["tinyemb"].half()}, os.path.join(edir, "tinyemb.safetensors"))
+    save_file({"string_to_param.*": embs["tinyconcept"]}, os.path.join(edir, "tinyconcept.safetensors"))
+    save_file({"clip_l": torch.randn(3, 32, generator=g), "clip_g": torch.randn(3, 32, generator=g)},
+              os.path.join(edir, "xlemb.safetensors"))
+    with open(os.path.join(edir, "pickled.pt"), "wb") as f:
+        f.write(b"PK\x03\x04 not opened")
+    embs["tinyemb"] = embs["tinyemb"].half().float()  # what the file holds
+    out = {}
+    bos, eos = tok.bos_token_id, tok.eos_token_id
+    for name, prompt, word, weight in TI_CASES:
+        text = prompt.replace("(" + word + ":1.3)", word)
+        ids = tok(text, add_special_tokens=False).input_ids
+        wid = tok(word, add_special_tokens=False).input_ids
+        at = next(i for i in range(len(ids)) if ids[i:i + len(wid)] == wid)
+        vec = embs[word]
+        chunk = ids[:at] + [0] * vec.shape[0] + ids[at + len(wid):]
+        mult = [1.0] + [1.0] * at + [weight] * vec.shape[0] + [1.0] * (77 - 1 - at - vec.shape[0])
+        window = torch.tensor([[bos] + chunk + [eos] * (76 - len(chunk))])
+        off = at + 1
+
+        def hook(mod, inp, res, off=off, vec=vec):
+            res = res.clone()
+            res[0, off:off + vec.shape[0]] = vec
+            return res
+
+        h = te.text_model.embeddings.token_embedding.register_forward_hook(hook)
+        with torch.no_grad():
+            z = te(window).last_hidden_state[0].double()
+        h.remove()
+        z = z * torch.tensor(mult, dtype=torch.float64)[:, None]
+        out[name + ".cond"] = z.float()
+    save_file(out, os.path.join(OUT, "ti_expect.safetensors"), {"cases": ",".join(c[0] for c in TI_CASES)})
+    print("wrote tests/data/prompt/embeddings/, tests/data/prompt/ti_expect.safetensors")
+
+
 def write(name, lines):
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, name), "w", encoding="utf-8", newline="\n") as f:
@@ -174,6 +245,7 @@ def main():
     ap.add_argument("--a1111", help="AUTOMATIC1111's modules/prompt_parser.py")
     a = ap.parse_args()
     write("loractl.tsv", loractl_table(a.loractl))
+    ti_tables(ROOT)
     if a.a1111:
         write("prompt_edit.tsv", prompt_table(a.a1111))
     else:

@@ -324,7 +324,7 @@ static void test_sdxl_cond(void) {
     for (int i = 0; i < 2 && te1 && te2 && tok; i++) {
         lf_text_cond c;
         memset(&c, 0, sizeof c);
-        LF_CHECK(lf_text_encode_sdxl(te1, te2, tok, texts[i], LF_EMPH_ORIGINAL, &c) == LF_OK, "encode: %s",
+        LF_CHECK(lf_text_encode_sdxl(te1, te2, tok, texts[i], LF_EMPH_ORIGINAL, NULL, &c) == LF_OK, "encode: %s",
                  lf_last_error());
         size_t nc = 0, np = 0;
         float *rc = tensor_f32(gf, names[i][0], &nc), *rp = tensor_f32(gf, names[i][1], &np);

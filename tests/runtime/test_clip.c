@@ -131,7 +131,7 @@ int main(void) {
         if (lf_tokenizer_load_default(&tok) == LF_OK) {
             lf_text_cond cond;
             lf_status st = lf_text_encode_sd(te, tok, "a photo of a cat", 1, lf_tokenizer_eos(tok),
-                                             LF_EMPH_ORIGINAL, &cond);
+                                             LF_EMPH_ORIGINAL, NULL, &cond);
             LF_CHECK(st == LF_ERR_ARG && strstr(lf_last_error(), "49406") &&
                          strstr(lf_last_error(), "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"),
                      "id outside the vocabulary: %s", lf_last_error());
