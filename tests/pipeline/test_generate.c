@@ -632,6 +632,44 @@ static void test_prompt_editing(void) {
     expect_fail("unknown dialect", &o, LF_ERR_ARG, "unknown tag dialect 'sdnext' (dialects: lorafuse, loractl)");
 }
 
+/* Textual inversion through generate: the embedding changes the image and is recorded in TI hashes;
+ * a pickle, an SDXL embedding on SD1.x and a missing --embeddings-dir stop the run before any work. */
+static void test_embeddings(void) {
+    const char *dir = "tests/data/prompt/embeddings";
+    lf_gen_opts o = base_opts("unused");
+    o.prompt = "a tinyemb fox";
+    o.embeddings_dir = dir;
+    o.width = o.height = 64;
+    o.seed = 7;
+    o.write_png = 0;
+    lf_gen *g = NULL;
+    capture c;
+    memset(&c, 0, sizeof c);
+    char hex[65], want[96];
+    LF_CHECK(lf_sha256_file("tests/data/prompt/embeddings/tinyemb.safetensors", 0, hex) == LF_OK, "sha256");
+    snprintf(want, sizeof want, ", TI hashes: \"tinyemb: %.12s\", Version: ", hex);
+    if (lf_gen_open(&o, &g) == LF_OK && lf_gen_run(g, grab, &c) == LF_OK && c.count == 1) {
+        LF_CHECK(strstr(c.params, want) != NULL, "TI hashes in parameters: %s", c.params);
+        size_t n = 0, e = 0;
+        float *plain = edit_run("a tinyemb fox", "", &n, &e); /* no embeddings directory: the word is text */
+        LF_CHECK(plain && n == c.nl && !same_latent(plain, c.latent, n), "the embedding changes the image");
+        free(plain);
+    } else {
+        LF_CHECK(0, "embedding run: %s", lf_last_error());
+    }
+    capture_free(&c);
+    lf_gen_free(g);
+    o.prompt = "a fox";
+    o.negative = "pickled";
+    expect_fail("pickle embedding", &o, LF_ERR_FORMAT,
+                "negative prompt: tests/data/prompt/embeddings/pickled.pt: embedding 'pickled' is a pickle file");
+    o.negative = "";
+    o.prompt = "a [fox:xlemb:2]";
+    expect_fail("SDXL embedding", &o, LF_ERR_MODEL, "xlemb.safetensors: embedding 'xlemb' is an SDXL embedding");
+    o.embeddings_dir = "tests/data/prompt/none";
+    expect_fail("no such dir", &o, LF_ERR_IO, "tests/data/prompt/none: no such embeddings directory");
+}
+
 int main(void) {
     char tmp[256];
     if (lf_test_tmpdir(tmp, sizeof tmp, "test_generate")) return 1;
@@ -643,6 +681,8 @@ int main(void) {
     test_errors(tmp);
     printf("prompt editing\n");
     test_prompt_editing();
+    printf("textual inversion\n");
+    test_embeddings();
     printf("pipeline vs diffusers (%s)\n", GOLDEN);
     test_pipeline(GOLDEN);
     printf("SDXL conditioning vs diffusers (%s)\n", GOLDEN_XL);
