@@ -2,6 +2,8 @@
  * algorithms, components, ranks, alphas, DoRA, base family, trigger words, metadata, and with --model
  * the matched and unmatched modules and every shape problem. Printed as text, or with --json as the
  * report object. Exit 1 when the model check finds a problem.
+ * `lorafuse inspect --embeddings [DIR] [--json]` lists the textual-inversion embeddings of DIR (default
+ * models/embeddings): name, vectors, which encoders they are for; exit 1 when a file cannot be read.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 
 #include "cli.h"
 #include "host/base/text.h"
+#include "lorafuse/lf_embeddings.h"
 #include "lorafuse/lf_inspect.h"
 
 static void lf_print_list(const char *label, const cJSON *arr, int limit) {
@@ -99,11 +102,79 @@ static int lf_inspect_report(const char *file, const char *model, int json) {
     return bad ? 1 : 0;
 }
 
+/* One embedding as a JSON object; *bad set when it cannot be read. */
+static cJSON *lf_embedding_json(lf_embedding *e, int *bad) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", e->name);
+    cJSON_AddStringToObject(o, "file", e->path);
+    if (e->pickle) {
+        cJSON_AddStringToObject(o, "kind", "pickle");
+        cJSON_AddStringToObject(o, "note", "not read, for safety; convert it to .safetensors");
+        return o;
+    }
+    if (lf_embedding_load(e) != LF_OK) {
+        *bad = 1;
+        cJSON_AddStringToObject(o, "kind", "error");
+        cJSON_AddStringToObject(o, "error", lf_last_error());
+        return o;
+    }
+    cJSON_AddStringToObject(o, "kind", e->parts == 2 ? "sdxl" : "one-encoder");
+    cJSON_AddNumberToObject(o, "vectors", (double)e->vectors);
+    cJSON *w = cJSON_AddArrayToObject(o, "width");
+    for (int k = 0; k < e->parts; k++) cJSON_AddItemToArray(w, cJSON_CreateNumber((double)e->width[k]));
+    return o;
+}
+
+/* inspect --embeddings: every embedding of dir, read; 1 when one cannot be read. */
+static int lf_inspect_embeddings(const char *dir, int json) {
+    lf_tokenizer *tok = NULL;
+    lf_embeddings *db = NULL;
+    if (lf_tokenizer_load_default(&tok) != LF_OK || lf_embeddings_open(dir, 0, tok, &db) != LF_OK) {
+        lf_err_escape(LF_OK);
+        fprintf(stderr, "lorafuse inspect: %s\n", lf_last_error());
+        lf_tokenizer_free(tok);
+        return 1;
+    }
+    int bad = 0;
+    cJSON *r = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(r, "embeddings");
+    cJSON_AddStringToObject(r, "dir", dir);
+    for (size_t i = 0; i < db->n; i++) cJSON_AddItemToArray(arr, lf_embedding_json(&db->v[i], &bad));
+    if (json) {
+        char *s = cJSON_Print(r);
+        if (s) puts(s);
+        free(s);
+    } else {
+        lf_cli_print_escaped("embeddings in %s", dir);
+        printf(" (%zu):\n", db->n);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, arr) {
+            const char *kind = cJSON_GetObjectItemCaseSensitive(it, "kind")->valuestring;
+            lf_cli_print_escaped("  %-16s ", cJSON_GetObjectItemCaseSensitive(it, "name")->valuestring);
+            const cJSON *w = cJSON_GetObjectItemCaseSensitive(it, "width");
+            int v = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "vectors"));
+            if (!strcmp(kind, "pickle")) printf("pickle file: not read, for safety (convert it to .safetensors)");
+            else if (!strcmp(kind, "error")) lf_cli_print_escaped("%s", cJSON_GetObjectItemCaseSensitive(it, "error")->valuestring);
+            else if (!strcmp(kind, "sdxl"))
+                printf("%d vector%s, SDXL (clip_l %d, clip_g %d)", v, v == 1 ? "" : "s",
+                       (int)cJSON_GetArrayItem(w, 0)->valuedouble, (int)cJSON_GetArrayItem(w, 1)->valuedouble);
+            else
+                printf("%d vector%s, width %d (one text encoder: SD1.x 768, SD2.x 1024)", v, v == 1 ? "" : "s",
+                       (int)cJSON_GetArrayItem(w, 0)->valuedouble);
+            lf_cli_print_escaped("  %s\n", cJSON_GetObjectItemCaseSensitive(it, "file")->valuestring);
+        }
+    }
+    cJSON_Delete(r);
+    lf_embeddings_free(db);
+    lf_tokenizer_free(tok);
+    return bad;
+}
+
 int lf_cli_inspect(int argc, char **argv) {
     const char *file = NULL, *model = NULL;
-    int json = 0;
+    int json = 0, embeddings = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--embeddings")) embeddings = 1;
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (argv[i][0] != '-' && !file) file = argv[i];
         else {
@@ -112,6 +183,7 @@ int lf_cli_inspect(int argc, char **argv) {
             return 2;
         }
     }
+    if (embeddings) return lf_inspect_embeddings(file ? file : LF_EMB_DIR_DEFAULT, json);
     if (!file) return LF_CLI_USAGE;
     return lf_inspect_report(file, model, json);
 }
