@@ -34,6 +34,10 @@ Nothing is reimplemented here: the reference files are executed as they are.
            "No norm" emphasis (sd_emphasis.py: z *= mult). ("Original" then rescales by
            mean_before / mean_after, but this model's final LayerNorm (weight 1, bias 0) leaves means
            of about 1e-10, rounding noise, so that ratio is no test here.)
+           SDXL: xltiny.safetensors (clip_l (2, 16), clip_g (2, 16)) on tests/data/pipeline/sdxl-mini
+           (model_pipeline_sdxl.components): xl.cond (77, 32) = concat(TE1 hidden_states[-2] with clip_l in
+           place, TE2 hidden_states[-2] with clip_g in place; TE2's window padded with id 0 after its EOS)
+           and xl.pooled (16) = TE2 text_embeds, for "a photo of xltiny cat".
 """
 import argparse
 import importlib.util
@@ -227,6 +231,31 @@ def ti_tables(root):
         h.remove()
         z = z * torch.tensor(mult, dtype=torch.float64)[:, None]
         out[name + ".cond"] = z.float()
+    # SDXL: clip_l into TE1, clip_g into TE2
+    from golden.model_pipeline_sdxl import components as xl_components
+    _, _, te1, te2 = xl_components(root)
+    xl = {"clip_l": torch.randn(2, 16, generator=g) * 0.05, "clip_g": torch.randn(2, 16, generator=g) * 0.05}
+    save_file(xl, os.path.join(edir, "xltiny.safetensors"))
+    ids = tok("a photo of xltiny cat", add_special_tokens=False).input_ids
+    wid = tok("xltiny", add_special_tokens=False).input_ids
+    at = next(i for i in range(len(ids)) if ids[i:i + len(wid)] == wid)
+    chunk = ids[:at] + [0, 0] + ids[at + len(wid):]
+    w1 = torch.tensor([[bos] + chunk + [eos] * (76 - len(chunk))])
+    w2 = torch.tensor([[bos] + chunk + [eos] + [0] * (75 - len(chunk))])
+    hidden = []
+    for model, window, vec in ((te1, w1, xl["clip_l"]), (te2, w2, xl["clip_g"])):
+        def hook(mod, inp, res, vec=vec):
+            res = res.clone()
+            res[0, at + 1:at + 3] = vec
+            return res
+        h = model.text_model.embeddings.token_embedding.register_forward_hook(hook)
+        with torch.no_grad():
+            o = model(window, output_hidden_states=True)
+        h.remove()
+        hidden.append(o.hidden_states[-2][0])
+        if model is te2:
+            out["xl.pooled"] = o.text_embeds[0].float()
+    out["xl.cond"] = torch.cat(hidden, dim=1).float()
     save_file(out, os.path.join(OUT, "ti_expect.safetensors"), {"cases": ",".join(c[0] for c in TI_CASES)})
     print("wrote tests/data/prompt/embeddings/, tests/data/prompt/ti_expect.safetensors")
 

@@ -196,7 +196,7 @@ static void test_dialect(void) {
 static void test_inspect_embeddings(void) {
     char *out, *err;
     int rc = run_cmd("inspect", "--embeddings tests/data/prompt/embeddings", &out, &err);
-    const char *head = "embeddings in tests/data/prompt/embeddings (4):\n  pickled ";
+    const char *head = "embeddings in tests/data/prompt/embeddings (5):\n  pickled ";
     LF_CHECK(rc == 0 && !*err && !strncmp(out, head, strlen(head)) &&
                  strstr(out, "\n  tinyemb          2 vectors, width 32 (one text encoder") &&
                  strstr(out, "\n  xlemb            3 vectors, SDXL (clip_l 32, clip_g 32)"),

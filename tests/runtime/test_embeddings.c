@@ -64,6 +64,42 @@ done:
     lf_st_close(gf);
 }
 
+/* SDXL: clip_l vectors into TE1, clip_g into TE2 (sdxl-mini, widths 16 and 16). */
+static void test_golden_sdxl(lf_embeddings *db) {
+    lf_st_file *gf = NULL, *mf = NULL;
+    lf_clip *te1 = NULL, *te2 = NULL;
+    const char *p1 = NULL, *p2 = NULL;
+    lf_text_cond c;
+    memset(&c, 0, sizeof c);
+    if (lf_st_open(EXPECT, &gf) != LF_OK || lf_st_open("tests/data/pipeline/sdxl-mini.safetensors", &mf) != LF_OK ||
+        lf_clip_detect(mf, &p1, &p2) != LF_TE_SDXL || lf_clip_load(mf, p1, NULL, &te1) != LF_OK ||
+        lf_clip_load(mf, p2, NULL, &te2) != LF_OK) {
+        LF_CHECK(0, "open sdxl-mini: %s", lf_last_error());
+        goto done;
+    }
+    const lf_st_tensor *tc = lf_st_find(gf, "xl.cond"), *tp = lf_st_find(gf, "xl.pooled");
+    lf_status st = lf_text_encode_sdxl(te1, te2, g_tok, "a photo of xltiny cat", LF_EMPH_ORIGINAL, db, &c);
+    LF_CHECK(st == LF_OK && tc && tp && c.tokens == 77 && c.width == 32 && c.pooled_dim == 16, "sdxl: %s",
+             lf_last_error());
+    if (st == LF_OK && tc && tp) {
+        double ec = lf_test_rel_l2(c.context, (const float *)tc->data, 77 * 32);
+        double ep = lf_test_rel_l2(c.pooled, (const float *)tp->data, 16);
+        printf("  %-10s 'a photo of xltiny cat': context rel L2 %.3g, pooled rel L2 %.3g\n", "sdxl", ec, ep);
+        LF_CHECK(ec < 1e-5 && ep < 1e-5, "sdxl: rel L2 %g, %g", ec, ep);
+    }
+    lf_text_cond_free(&c);
+    /* the width is checked when encoding: xlemb's vectors are 32 wide */
+    LF_CHECK(te1 && te2 && lf_text_encode_sdxl(te1, te2, g_tok, "xlemb", LF_EMPH_ORIGINAL, db, &c) == LF_ERR_MODEL &&
+                 strstr(lf_last_error(), "xlemb.safetensors: embedding vectors of width 32; this text encoder's tokens "
+                                         "have width 16"),
+             "width check: %s", lf_last_error());
+done:
+    lf_clip_free(te1);
+    lf_clip_free(te2);
+    lf_st_close(mf);
+    lf_st_close(gf);
+}
+
 static void test_chunks(lf_embeddings *db) {
     lf_chunk_opts o = lf_chunk_opts_default(lf_tokenizer_eos(g_tok));
     o.emb = db;
@@ -108,9 +144,9 @@ static void test_dir_and_hashes(void) {
     LF_CHECK(lf_embeddings_open("tests/data/prompt/no-such-dir", 0, g_tok, &db) == LF_ERR_IO &&
                  !strcmp(lf_last_error(), "tests/data/prompt/no-such-dir: no such embeddings directory"),
              "a missing given directory: %s", lf_last_error());
-    LF_CHECK(lf_embeddings_open(EMB_DIR, 0, g_tok, &db) == LF_OK && db->n == 4 && !strcmp(db->v[0].name, "pickled") &&
+    LF_CHECK(lf_embeddings_open(EMB_DIR, 0, g_tok, &db) == LF_OK && db->n == 5 && !strcmp(db->v[0].name, "pickled") &&
                  db->v[0].pickle && !strcmp(db->v[2].name, "tinyemb"),
-             "4 files, sorted by path");
+             "5 files, sorted by path");
     char *h = NULL;
     LF_CHECK(lf_embeddings_hashes(db, &h) == LF_OK && !h, "no hashes before use");
     lf_chunk_opts o = lf_chunk_opts_default(lf_tokenizer_eos(g_tok));
@@ -135,6 +171,7 @@ int main(void) {
     if (db) {
         printf("conditioning vs transformers\n");
         test_golden(db);
+        test_golden_sdxl(db);
         test_chunks(db);
     }
     lf_embeddings_free(db);
