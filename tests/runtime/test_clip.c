@@ -70,6 +70,7 @@ static void check_encoder(const lf_clip *m, const lf_st_file *g, const char *enc
 }
 
 static void load_chunks(const lf_st_file *w, const char *ids_key, lf_prompt_chunks *c) {
+    memset(c, 0, sizeof *c); /* fixes: none */
     int n = 2;
     c->n = (size_t)n;
     c->ids = malloc((size_t)n * 77 * sizeof *c->ids);
