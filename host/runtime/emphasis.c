@@ -1,4 +1,5 @@
-/* emphasis.c: A1111 prompt emphasis: parser, 75-token chunking with comma backtrack, weighting.
+/* emphasis.c: A1111 prompt emphasis: parser, 75-token chunking with comma backtrack and textual-inversion
+ * embeddings (find_embedding_at_position, PromptChunkFix), weighting.
  * The rules, formulas and shapes are in lf_emphasis.h; this file follows them in the same order as
  * A1111's parse_prompt_attention / tokenize_line / EmphasisOriginal.after_transformers.
  */

@@ -21,7 +21,10 @@ Nothing is reimplemented here: the reference files are executed as they are.
                S <TAB> t <TAB> TEXT        (t = 1..N: the text A1111 encodes for step t)
            TEXT = the schedule entry reconstruct_cond_batch picks at current_step = t - 1 (the
            CFGDenoiser's step counter, 0-based) from get_learned_conditioning_prompt_schedules(N).
-           Without --a1111 this part is skipped (the committed table stays).
+           Without --a1111 this part is skipped (the committed table stays). The committed table was
+           made from prompt_parser.py of AUTOMATIC1111/stable-diffusion-webui commit 28bd8e14 (its text up
+           to reconstruct_cond_batch, the functions used here), with lark 1.3.1; with that lark, the
+           doctest "a [{b|d{:.5] c" gives the prompt as written (the doctest itself says it is not handled).
   ti       textual inversion on models/sd15-mini.safetensors (width 32): tests/data/prompt/embeddings/ holds
            tinyemb.safetensors (kohya `emb_params`, 2 vectors), tinyconcept.safetensors (`string_to_param.*`,
            1 vector), xlemb.safetensors (clip_l + clip_g) and pickled.pt (a few bytes; never opened);
