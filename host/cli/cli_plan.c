@@ -260,7 +260,10 @@ static cJSON *lf_plan_json(const lf_plan_args *a, const char *prompt, const lf_s
             if (ad->algos & (1u << k)) cJSON_AddItemToArray(al, cJSON_CreateString(lf_algo_name((lf_algo)k)));
         cJSON_AddNumberToObject(o, "modules", (double)ad->modules);
         if (ad->tag->dyn) cJSON_AddNumberToObject(o, "dyn", ad->tag->dyn);
-        cJSON_AddStringToObject(o, "ramp", ad->tag->ramp == LF_RAMP_LINEAR ? "linear" : "hold");
+        cJSON_AddStringToObject(o, "ramp", ad->tag->ramp == LF_RAMP_LINEAR    ? "linear"
+                                           : ad->tag->ramp == LF_RAMP_LORACTL ? "loractl"
+                                                                              : "hold");
+        cJSON_AddStringToObject(o, "dialect", lf_tag_dialect_name(ad->tag->dialect));
         cJSON *st = cJSON_AddArrayToObject(o, "strengths");
         for (int t = 1; t <= sp->n_steps; t++) {
             cJSON *row = cJSON_CreateObject();

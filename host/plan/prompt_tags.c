@@ -241,6 +241,9 @@ static lf_status lf_parse_value(lf_ps *ps, const char *key, const char *s, const
         out->constant = 1;
         return LF_OK;
     }
+    if (memchr(s, ';', (size_t)(e - s)) || memchr(s, '~', (size_t)(e - s)))
+        return lf_perr(ps, "'%s': ';' and '~' are loractl's separators; write VALUE@POSITION,... or use "
+                       "--tag-dialect loractl", lf_q(q, s, e));
     if (!has_at)
         return lf_perr(ps, "'%s' is not a number or schedule (a schedule is VALUE@POSITION,VALUE@POSITION,...)",
                        lf_q(q, s, e));

@@ -560,6 +560,9 @@ static void test_errors(void) {
     expect_parse_err("<lora:foo:1:0.5:unet=1>", "key 'unet' is given twice (a second plain value is unet, a third dyn)", 0);
     expect_parse_err("<lora:foo:1:0.5:4:dyn=8>", "key 'dyn' is given twice", 0);
     expect_parse_err("<lora:foo:1:0.5:x>", "dyn must be a positive integer", 0);
+    expect_parse_err("<lora:foo:0@0;1@1>", "prompt col 1: <lora:foo:0@0;1@1>: '0@0;1@1': ';' and '~' are loractl's "
+                     "separators; write VALUE@POSITION,... or use --tag-dialect loractl", 1);
+    expect_parse_err("<lora:foo:unet=0~0,1~1>", "';' and '~' are loractl's separators", 0);
     expect_parse_err("<lora:foo:hr=1>", "prompt col 1: <lora:foo:hr=1>: 'hr' is loractl's strength for a hires pass; "
                      "lorafuse has no hires pass", 1);
     expect_parse_err("<lora:foo:=1>", "'=1' has no key before '='", 0);
