@@ -231,7 +231,10 @@ lf_status lf_embeddings_hashes(const lf_embeddings *db, char **out) {
             lf_sb_free(&b);
             return st;
         }
-        lf_sb_printf(&b, "%s%s: %.12s", b.n ? ", " : "", db->v[i].name, hex);
+        if (b.n) lf_sb_str(&b, ", ");
+        for (const char *c = db->v[i].name; *c; c++) /* A1111 drops ':' and ',' from the name */
+            if (*c != ':' && *c != ',') lf_sb_put(&b, c, 1);
+        lf_sb_printf(&b, ": %.12s", hex);
     }
     if (b.oom) {
         lf_sb_free(&b);

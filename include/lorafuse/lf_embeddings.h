@@ -10,7 +10,8 @@
  *     (vectors, 1280)). .pt and .bin files are pickles: listed, and refused with a message when a prompt
  *     uses them (they are never opened).
  *   - An embedding has at most 75 vectors (one chunk).
- *   - TI hashes (A1111 infotext): "name: first 12 hex digits of the file's SHA-256".
+ *   - TI hashes (A1111 infotext): "name: first 12 hex digits of the file's SHA-256", ':' and ',' dropped
+ *     from the name (sd_hijack_clip.py).
  * Limits: LF_EMB_MAX_FILES files, directories LF_EMB_MAX_DEPTH deep.
  */
 #ifndef LF_EMBEDDINGS_H
