@@ -15,7 +15,10 @@
  * number has a '.' (CollectSteps). Whitespace is Python's ASCII \s.
  * Evaluation (AtStep): a scheduled part is FROM while step <= WHEN, else TO; an alternation takes
  * option (step - 1) mod count. Texts are found once per distinct schedule end and kept once each
- * (hashed), so memory follows the distinct texts, not the steps.
+ * (hashed), so memory follows the distinct texts, not the steps. When the prompt has at most
+ * LF_PE_SIG_MAX choices (scheduled parts and alternations), the choices taken at an end are its
+ * signature: an end whose signature was seen reuses that text without building it again (an
+ * alternation over 10,000 steps of a long prompt builds two texts, not 10,000).
  */
 #include <math.h>
 #include <stdint.h>
@@ -28,6 +31,7 @@
 
 enum { LF_PE_TEXT, LF_PE_SEQ, LF_PE_SCHED, LF_PE_ALT };
 #define LF_PE_NONE SIZE_MAX
+#define LF_PE_SIG_MAX 64
 
 typedef struct {
     int kind;
@@ -319,10 +323,33 @@ void lf_prompt_sched_free(lf_prompt_sched *s) {
     memset(s, 0, sizeof *s);
 }
 
-static uint64_t lf_pe_hash(const char *s, size_t n) {
+static uint64_t lf_pe_hash(const void *p, size_t n) {
+    const unsigned char *s = p;
     uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ull;
     return h;
+}
+
+/* The choices taken at end e (one per SCHED/ALT node, in node order) and the text they give. */
+typedef struct {
+    size_t n_choice, *choice;  /* node indices */
+    size_t n, hcap;            /* signatures kept, table size */
+    size_t *sig;               /* n x n_choice */
+    size_t *text;              /* per signature */
+    size_t *slot;              /* hcap: signature index + 1 */
+} lf_pe_sigs;
+
+static void lf_pe_sig_of(const lf_pe *x, const lf_pe_sigs *g, long long e, size_t *sig) {
+    for (size_t i = 0; i < g->n_choice; i++) {
+        const lf_pe_node *d = &x->nodes[g->choice[i]];
+        if (d->kind == LF_PE_SCHED) {
+            sig[i] = e <= d->when;
+        } else {
+            size_t k = 0;
+            for (size_t c = d->child; c != LF_PE_NONE; c = x->nodes[c].next) k++;
+            sig[i] = (size_t)((e - 1) % (long long)k);
+        }
+    }
 }
 
 /* Keep text [s, s + n) once: its index in out->texts. */
@@ -382,6 +409,24 @@ lf_status lf_prompt_sched_build(const char *text, int n_steps, lf_prompt_sched *
             if (x.nodes[i].kind == LF_PE_ALT) memset(end_at + 1, 1, N);
         }
     }
+    lf_pe_sigs g;
+    memset(&g, 0, sizeof g);
+    size_t sig[LF_PE_SIG_MAX];
+    if (st == LF_OK && parsed) {
+        for (size_t i = 0; i < x.n; i++) g.n_choice += x.nodes[i].kind == LF_PE_SCHED || x.nodes[i].kind == LF_PE_ALT;
+        if (g.n_choice > LF_PE_SIG_MAX) {
+            g.n_choice = 0; /* build every end's text */
+        } else if (g.n_choice) {
+            g.hcap = hcap;
+            g.choice = malloc(g.n_choice * sizeof *g.choice);
+            g.sig = malloc(N * g.n_choice * sizeof *g.sig);
+            g.text = malloc(N * sizeof *g.text);
+            g.slot = calloc(hcap, sizeof *g.slot);
+            if (!g.choice || !g.sig || !g.text || !g.slot) st = lf_err(LF_ERR_NOMEM, "out of memory");
+            for (size_t i = 0, k = 0; i < x.n && st == LF_OK; i++)
+                if (x.nodes[i].kind == LF_PE_SCHED || x.nodes[i].kind == LF_PE_ALT) g.choice[k++] = i;
+        }
+    }
     size_t bytes = 0, e = 1, last_e = 0, last_idx = 0;
     for (size_t t = 1; t <= N && st == LF_OK; t++) {
         if (!parsed) {
@@ -393,15 +438,36 @@ lf_status lf_prompt_sched_build(const char *text, int n_steps, lf_prompt_sched *
         if (e < t - 1) e = t - 1;
         while (!end_at[e]) e++;
         if (e != last_e) {
+            size_t k = 0;
+            last_e = e;
+            if (g.n_choice) { /* a signature seen before: its text */
+                lf_pe_sig_of(&x, &g, (long long)e, sig);
+                k = (size_t)(lf_pe_hash(sig, g.n_choice * sizeof *sig) % g.hcap);
+                while (g.slot[k] && memcmp(g.sig + (g.slot[k] - 1) * g.n_choice, sig, g.n_choice * sizeof *sig))
+                    k = (k + 1) % g.hcap;
+                if (g.slot[k]) {
+                    last_idx = g.text[g.slot[k] - 1];
+                    out->at[t - 1] = last_idx;
+                    continue;
+                }
+            }
             lf_sb_reset(&sb);
             lf_pe_eval(&x, root, (long long)e, &sb);
             if (sb.oom) st = lf_err(LF_ERR_NOMEM, "out of memory");
             else st = lf_pe_keep(out, slot, hash, hcap, sb.s ? sb.s : "", sb.n, &bytes, &last_idx);
-            last_e = e;
+            if (st == LF_OK && g.n_choice) {
+                memcpy(g.sig + g.n * g.n_choice, sig, g.n_choice * sizeof *sig);
+                g.text[g.n++] = last_idx;
+                g.slot[k] = g.n;
+            }
         }
         out->at[t - 1] = last_idx;
     }
     lf_sb_free(&sb);
+    free(g.choice);
+    free(g.sig);
+    free(g.text);
+    free(g.slot);
     free(x.nodes);
     free(x.fail);
     free(end_at);
