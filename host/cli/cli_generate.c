@@ -4,7 +4,8 @@
  *                     [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]
  *                     [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--vae PATH] [--backend cpu|cuda]
  *                     [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--hash-cache FILE] [--quiet]
- *                     [--json] [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]
+ *                     [--json] [--tag-dialect lorafuse|loractl] [--embeddings-dir DIR]
+ *                     [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]
  * (usage and --help text: lf_generate_usage_text, lf_generate_help_text; README "generate" shows both)
  *
  * Memory: the call's estimate (lf_gen_info.mem_estimate) must fit --memory-limit, by default the memory
@@ -41,7 +42,8 @@ static const char lf_generate_usage_text[] =
     "                         [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]\n"
     "                         [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--vae PATH] [--backend cpu|cuda]\n"
     "                         [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--hash-cache FILE] [--quiet]\n"
-    "                         [--json] [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]\n";
+    "                         [--json] [--tag-dialect lorafuse|loractl] [--embeddings-dir DIR]\n"
+    "                         [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]\n";
 
 static const char lf_generate_help_text[] =
     "Text-to-image with scheduled <lora:...> tags; PNGs named NNNNN-SEED.png with A1111's parameters.\n"
@@ -52,6 +54,10 @@ static const char lf_generate_help_text[] =
     "                      diffusers vae/ folder (recorded as \"VAE hash\" and \"VAE\" in the parameters)\n"
     "  --hash-cache FILE   the SHA-256 cache of model and LoRA files (default $LF_HASH_CACHE, else\n"
     "                      $XDG_CACHE_HOME/lorafuse/hashes.json or ~/.cache/lorafuse/hashes.json)\n"
+    "  --tag-dialect D     how schedules in <lora:...> tags are read: lorafuse (default) or loractl\n"
+    "                      (docs/prompt-tags.md)\n"
+    "  --embeddings-dir D  textual-inversion embeddings used by name in prompts (default\n"
+    "                      \"models/embeddings\")\n"
     "  --memory-limit MIB  refuse a call whose memory estimate is larger (default: what is available);\n"
     "                      --force-size runs anyway\n"
     "  --quiet             only errors on stderr;  --json  one JSON object per image on stdout\n"
@@ -62,7 +68,7 @@ static const char lf_generate_help_text[] =
 enum {
     G_MODEL, G_PROMPT, G_NEGATIVE, G_SAMPLER, G_LORA_DIR, G_LBW, G_OUTDIR, G_STEPS, G_WIDTH, G_HEIGHT, G_BSIZE,
     G_BCOUNT, G_CLIPSKIP, G_SEED, G_CFG, G_BACKEND, G_RNG, G_MEMLIMIT, G_FORCESIZE, G_SYMOUT, G_NOSYMOUT,
-    G_AUTOTRIG, G_QUIET, G_JSON, G_VAE, G_HASHCACHE
+    G_AUTOTRIG, G_QUIET, G_JSON, G_VAE, G_HASHCACHE, G_DIALECT, G_EMBDIR
 };
 
 static const lf_cli_opt lf_generate_cli_opts[] = {
@@ -75,7 +81,7 @@ static const lf_cli_opt lf_generate_cli_opts[] = {
     [G_FORCESIZE] = {"force-size", 0, 0}, [G_SYMOUT] = {"allow-symlinks-out", 0, 0},
     [G_NOSYMOUT] = {"no-symlinks-out", 0, 0}, [G_AUTOTRIG] = {"auto-trigger", 0, 0}, [G_QUIET] = {"quiet", 0, 0},
     [G_JSON] = {"json", 0, 0},           [G_VAE] = {"vae", 1, 0},             [G_HASHCACHE] = {"hash-cache", 1, 0},
-    {NULL, 0, 0}};
+    [G_DIALECT] = {"tag-dialect", 1, 0}, [G_EMBDIR] = {"embeddings-dir", 1, 0}, {NULL, 0, 0}};
 
 /* One option's value into a->o; 0 after a message when it is bad. */
 static int lf_generate_opt(lf_generate_args *a, int o, const char *v) {
@@ -91,6 +97,8 @@ static int lf_generate_opt(lf_generate_args *a, int o, const char *v) {
     case G_OUTDIR: a->o.output_dir = v; return 1;
     case G_VAE: a->o.vae = v; return 1;
     case G_HASHCACHE: a->o.hash_cache = v; return 1;
+    case G_DIALECT: a->o.tag_dialect = v; return 1;
+    case G_EMBDIR: a->o.embeddings_dir = v; return 1;
     case G_STEPS:
         if (!lf_cli_int("generate", "--steps", v, 1, LF_STEPS_MAX, &n)) return 0;
         a->o.steps = (int)n;

@@ -2,6 +2,8 @@
  * algorithms, components, ranks, alphas, DoRA, base family, trigger words, metadata, and with --model
  * the matched and unmatched modules and every shape problem. Printed as text, or with --json as the
  * report object. Exit 1 when the model check finds a problem.
+ * `lorafuse inspect --embeddings [DIR] [--json]` lists the textual-inversion embeddings of DIR (default
+ * models/embeddings): name, vectors, which encoders they are for; exit 1 when a file cannot be read.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 
 #include "cli.h"
 #include "host/base/text.h"
+#include "lorafuse/lf_embeddings.h"
 #include "lorafuse/lf_inspect.h"
 
 static void lf_print_list(const char *label, const cJSON *arr, int limit) {
@@ -99,28 +102,102 @@ static int lf_inspect_report(const char *file, const char *model, int json) {
     return bad ? 1 : 0;
 }
 
-static const char lf_inspect_usage_text[] = "usage: lorafuse inspect FILE [--model CKPT] [--json]\n";
+/* One embedding as a JSON object; *bad set when it cannot be read. */
+static cJSON *lf_embedding_json(lf_embedding *e, int *bad) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", e->name);
+    cJSON_AddStringToObject(o, "file", e->path);
+    if (e->pickle) {
+        cJSON_AddStringToObject(o, "kind", "pickle");
+        cJSON_AddStringToObject(o, "note", "not read, for safety; convert it to .safetensors");
+        return o;
+    }
+    if (lf_embedding_load(e) != LF_OK) {
+        *bad = 1;
+        cJSON_AddStringToObject(o, "kind", "error");
+        cJSON_AddStringToObject(o, "error", lf_last_error());
+        return o;
+    }
+    cJSON_AddStringToObject(o, "kind", e->parts == 2 ? "sdxl" : "one-encoder");
+    cJSON_AddNumberToObject(o, "vectors", (double)e->vectors);
+    cJSON *w = cJSON_AddArrayToObject(o, "width");
+    for (int k = 0; k < e->parts; k++) cJSON_AddItemToArray(w, cJSON_CreateNumber((double)e->width[k]));
+    return o;
+}
+
+/* inspect --embeddings: every embedding of dir, read; 1 when one cannot be read. */
+static int lf_inspect_embeddings(const char *dir, int json) {
+    lf_tokenizer *tok = NULL;
+    lf_embeddings *db = NULL;
+    if (lf_tokenizer_load_default(&tok) != LF_OK || lf_embeddings_open(dir, 0, tok, &db) != LF_OK) {
+        lf_err_escape(LF_OK);
+        fprintf(stderr, "lorafuse inspect: %s\n", lf_last_error());
+        lf_tokenizer_free(tok);
+        return 1;
+    }
+    int bad = 0;
+    cJSON *r = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(r, "embeddings");
+    cJSON_AddStringToObject(r, "dir", dir);
+    for (size_t i = 0; i < db->n; i++) cJSON_AddItemToArray(arr, lf_embedding_json(&db->v[i], &bad));
+    if (json) {
+        char *s = cJSON_Print(r);
+        if (s) puts(s);
+        free(s);
+    } else {
+        lf_cli_print_escaped("embeddings in %s", dir);
+        printf(" (%zu):\n", db->n);
+        const cJSON *it;
+        cJSON_ArrayForEach(it, arr) {
+            const char *kind = cJSON_GetObjectItemCaseSensitive(it, "kind")->valuestring;
+            lf_cli_print_escaped("  %-16s ", cJSON_GetObjectItemCaseSensitive(it, "name")->valuestring);
+            const cJSON *w = cJSON_GetObjectItemCaseSensitive(it, "width");
+            int v = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(it, "vectors"));
+            if (!strcmp(kind, "pickle")) printf("pickle file: not read, for safety (convert it to .safetensors)");
+            else if (!strcmp(kind, "error")) lf_cli_print_escaped("%s", cJSON_GetObjectItemCaseSensitive(it, "error")->valuestring);
+            else if (!strcmp(kind, "sdxl"))
+                printf("%d vector%s, SDXL (clip_l %d, clip_g %d)", v, v == 1 ? "" : "s",
+                       (int)cJSON_GetArrayItem(w, 0)->valuedouble, (int)cJSON_GetArrayItem(w, 1)->valuedouble);
+            else
+                printf("%d vector%s, width %d (one text encoder: SD1.x 768, SD2.x 1024)", v, v == 1 ? "" : "s",
+                       (int)cJSON_GetArrayItem(w, 0)->valuedouble);
+            lf_cli_print_escaped("  %s\n", cJSON_GetObjectItemCaseSensitive(it, "file")->valuestring);
+        }
+    }
+    cJSON_Delete(r);
+    lf_embeddings_free(db);
+    lf_tokenizer_free(tok);
+    return bad;
+}
+
+static const char lf_inspect_usage_text[] = "usage: lorafuse inspect FILE [--model CKPT] [--json]\n"
+                                            "       lorafuse inspect --embeddings [DIR] [--json]\n";
 
 static const char lf_inspect_help_text[] =
     "What an adapter file is: algorithms, components, ranks, alphas, DoRA, base family, trigger words,\n"
     "metadata; with --model every module resolved against the checkpoint (exit 1 when one does not fit).\n"
+    "--embeddings lists the textual-inversion embeddings of DIR (default \"" LF_EMB_DIR_DEFAULT "\").\n"
     "example:\n"
     "  lorafuse inspect models/lora/mini_lora.safetensors --model models/sd15-mini.safetensors\n";
 
-static const lf_cli_opt lf_inspect_cli_opts[] = {{"model", 1, 0}, {"json", 0, 0}, {NULL, 0, 0}};
+enum { I_MODEL, I_JSON, I_EMBEDDINGS };
+
+static const lf_cli_opt lf_inspect_cli_opts[] = {
+    [I_MODEL] = {"model", 1, 0}, [I_JSON] = {"json", 0, 0}, [I_EMBEDDINGS] = {"embeddings", 0, 0}, {NULL, 0, 0}};
 
 int lf_cli_inspect(int argc, char **argv) {
     const char *model = NULL;
-    int json = 0, o;
+    int json = 0, embeddings = 0, o;
     char *v, **rest;
     lf_cli_parser p;
     lf_cli_parser_init(&p, "inspect", lf_inspect_usage_text, lf_inspect_help_text, lf_inspect_cli_opts, argc, argv);
     while ((o = lf_cli_next(&p, &v)) >= 0) {
-        if (o == 0) model = v;
-        else json = 1;
+        if (o == I_MODEL) model = v;
+        else if (o == I_JSON) json = 1;
+        else embeddings = 1;
     }
     int n, rc = lf_cli_finish(&p, o, 1, &rest, &n);
     if (rc >= 0) return rc;
+    if (embeddings) return lf_inspect_embeddings(n == 1 ? rest[0] : LF_EMB_DIR_DEFAULT, json);
     if (n == 1) return lf_inspect_report(rest[0], model, json);
     fprintf(stderr, "lorafuse inspect: no FILE given\n");
     return lf_cli_bad_usage(&p);

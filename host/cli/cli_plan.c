@@ -2,7 +2,7 @@
  *
  *   lorafuse plan --model CKPT --prompt TEXT --steps N [--lora-dir DIR] [--json] [--auto-trigger]
  *                 [--lbw-presets FILE] [--allow-unmatched] [--allow-family-mismatch]
- *                 [--allow-symlinks-out | --no-symlinks-out]   (LoRA directory links: lf_lora_dir.h)
+ *                 [--tag-dialect lorafuse|loractl] [--allow-symlinks-out | --no-symlinks-out]   (LoRA directory links: lf_lora_dir.h)
  *
  * Prints (docs/prompt-tags.md "The per-step plan"): the cleaned prompt (with trigger words
  * appended under --auto-trigger), each adapter with its tag ("xN" for N identical tags), resolved file,
@@ -30,7 +30,7 @@
 #include "lorafuse/lf_step_plan.h"
 
 typedef struct {
-    const char *model, *prompt, *lora_dir, *presets;
+    const char *model, *prompt, *lora_dir, *presets, *dialect;
     int steps, json, auto_trigger, confine;
     lf_plan_opts plan;
 } lf_plan_args;
@@ -38,24 +38,25 @@ typedef struct {
 static const char lf_plan_usage_text[] =
     "usage: lorafuse plan --model CKPT --prompt TEXT --steps N [--lora-dir DIR] [--json] [--auto-trigger]\n"
     "                     [--lbw-presets FILE] [--allow-unmatched] [--allow-family-mismatch]\n"
-    "                     [--allow-symlinks-out | --no-symlinks-out]\n";
+    "                     [--tag-dialect lorafuse|loractl] [--allow-symlinks-out | --no-symlinks-out]\n";
 
 static const char lf_plan_help_text[] =
     "Prints the per-step plan of a prompt's <lora:...> tags without generating: the cleaned prompt, each\n"
     "adapter's file and algorithms, strengths per step and block group, layers rewritten per step.\n"
     "LoRA dir: \"models/lora\" by default. --json prints one object (docs/prompt-tags.md).\n"
+    "--tag-dialect loractl reads schedules in tags as loractl does (docs/prompt-tags.md).\n"
     "example:\n"
     "  lorafuse plan --model models/sd15-mini.safetensors --steps 8 \\\n"
     "      --prompt 'a house <lora:mini_lora:te=0.5:unet=0.3@0,1@4>'\n";
 
-enum { P_MODEL, P_PROMPT, P_LORA_DIR, P_LBW, P_STEPS, P_JSON, P_AUTOTRIG, P_SYMOUT, P_NOSYMOUT, P_UNMATCHED, P_FAMILY };
+enum { P_MODEL, P_PROMPT, P_LORA_DIR, P_LBW, P_STEPS, P_JSON, P_AUTOTRIG, P_SYMOUT, P_NOSYMOUT, P_UNMATCHED, P_FAMILY, P_DIALECT };
 
 static const lf_cli_opt lf_plan_cli_opts[] = {
     [P_MODEL] = {"model", 1, 0},           [P_PROMPT] = {"prompt", 1, 0},   [P_LORA_DIR] = {"lora-dir", 1, 0},
     [P_LBW] = {"lbw-presets", 1, 0},       [P_STEPS] = {"steps", 1, 0},     [P_JSON] = {"json", 0, 0},
     [P_AUTOTRIG] = {"auto-trigger", 0, 0}, [P_SYMOUT] = {"allow-symlinks-out", 0, 0},
     [P_NOSYMOUT] = {"no-symlinks-out", 0, 0}, [P_UNMATCHED] = {"allow-unmatched", 0, 0},
-    [P_FAMILY] = {"allow-family-mismatch", 0, 0}, {NULL, 0, 0}};
+    [P_FAMILY] = {"allow-family-mismatch", 0, 0}, [P_DIALECT] = {"tag-dialect", 1, 0}, {NULL, 0, 0}};
 
 /* 1: run; 0: exit with *rc (0 after --help, 2 after a usage error). */
 static int lf_plan_parse_args(int argc, char **argv, lf_plan_args *a, int *rc) {
@@ -71,6 +72,7 @@ static int lf_plan_parse_args(int argc, char **argv, lf_plan_args *a, int *rc) {
         case P_PROMPT: a->prompt = v; break;
         case P_LORA_DIR: a->lora_dir = v; break;
         case P_LBW: a->presets = v; break;
+        case P_DIALECT: a->dialect = v; break;
         case P_STEPS:
             ok = lf_cli_int("plan", "--steps", v, 1, LF_STEPS_MAX, &n);
             a->steps = (int)n;
@@ -161,6 +163,37 @@ static void lf_algos_str(unsigned algos, char *buf, size_t n) {
     if (!o) snprintf(buf, n, "none");
 }
 
+/* The steps whose prompt text is text k, as ranges ("1-4, 9"; the first 8 ranges). */
+static void lf_print_text_steps(const lf_prompt_sched *ps, size_t k) {
+    int shown = 0, t = 1, n = ps->n_steps;
+    while (t <= n) {
+        if (ps->at[t - 1] != k) {
+            t++;
+            continue;
+        }
+        int t1 = t;
+        while (t1 < n && ps->at[t1] == k) t1++;
+        if (shown++ == 8) {
+            printf(", ...");
+            return;
+        }
+        printf(shown > 1 ? ", %d" : "%d", t);
+        if (t1 > t) printf("-%d", t1);
+        t = t1 + 1;
+    }
+}
+
+/* Prompt editing: the texts the encoders see and their steps. */
+static void lf_print_prompt_texts(const lf_step_plan *sp) {
+    const lf_prompt_sched *ps = &sp->prompts[0];
+    printf("prompt texts (prompt editing):\n");
+    for (size_t k = 0; k < ps->n_texts; k++) {
+        printf("  %zu. steps ", k + 1);
+        lf_print_text_steps(ps, k);
+        lf_cli_print_escaped(": %s\n", ps->texts[k]);
+    }
+}
+
 static void lf_print_text(const lf_plan_args *a, const char *prompt, const lf_step_plan *sp) {
     lf_family f = sp->model->family;
     lf_cli_print_escaped("prompt: %s\n", prompt);
@@ -193,19 +226,24 @@ static void lf_print_text(const lf_plan_args *a, const char *prompt, const lf_st
         printf(")%s:\n", sp->adapters[i].count > 1 ? ", of one copy" : "");
         lf_print_strengths(&sp->adapters[i], f, sp->n_steps);
     }
-    printf("plan:\n  step   layers        bytes  text encoders\n");
+    int editing = sp->prompts[0].n_texts > 1;
+    if (editing) lf_print_prompt_texts(sp);
+    printf("plan:\n  step   layers        bytes  text encoders%s\n", editing ? "       prompt text" : "");
     size_t layers = 0, encodes = 0;
     unsigned long long bytes = 0;
     for (int t = 1; t <= sp->n_steps; t++) {
         const lf_step *s = &sp->steps[t - 1];
         char te[64];
-        if (s->te_encode) snprintf(te, sizeof te, "encode (set %zu)", s->te_set + 1);
-        else if (s->te_changed) snprintf(te, sizeof te, "reuse set %zu", s->te_set + 1);
+        int enc = editing ? s->cond_encode : s->te_encode, prev = t > 1 ? (int)sp->steps[t - 2].cond_set : -1;
+        if (enc) snprintf(te, sizeof te, "encode (set %zu)", s->te_set + 1);
+        else if (s->te_changed || (editing && (int)s->cond_set != prev)) snprintf(te, sizeof te, "reuse set %zu", s->te_set + 1);
         else snprintf(te, sizeof te, "-");
-        printf("  %-5d %7zu %12llu  %s\n", t, s->n_jobs, (unsigned long long)s->bytes, te);
+        if (editing) printf("  %-5d %7zu %12llu  %-18s %zu\n", t, s->n_jobs, (unsigned long long)s->bytes, te,
+                            sp->prompts[0].at[t - 1] + 1);
+        else printf("  %-5d %7zu %12llu  %s\n", t, s->n_jobs, (unsigned long long)s->bytes, te);
         layers += s->n_jobs;
         bytes += s->bytes;
-        encodes += (size_t)s->te_encode;
+        encodes += (size_t)enc;
     }
     printf("total: %zu layer rewrites, %llu bytes, %zu text-encoder encode(s)\n", layers, bytes, encodes);
     /* warnings quote tags escaped already */
@@ -237,7 +275,10 @@ static cJSON *lf_plan_json(const lf_plan_args *a, const char *prompt, const lf_s
             if (ad->algos & (1u << k)) cJSON_AddItemToArray(al, cJSON_CreateString(lf_algo_name((lf_algo)k)));
         cJSON_AddNumberToObject(o, "modules", (double)ad->modules);
         if (ad->tag->dyn) cJSON_AddNumberToObject(o, "dyn", ad->tag->dyn);
-        cJSON_AddStringToObject(o, "ramp", ad->tag->ramp == LF_RAMP_LINEAR ? "linear" : "hold");
+        cJSON_AddStringToObject(o, "ramp", ad->tag->ramp == LF_RAMP_LINEAR    ? "linear"
+                                           : ad->tag->ramp == LF_RAMP_LORACTL ? "loractl"
+                                                                              : "hold");
+        cJSON_AddStringToObject(o, "dialect", lf_tag_dialect_name(ad->tag->dialect));
         cJSON *st = cJSON_AddArrayToObject(o, "strengths");
         for (int t = 1; t <= sp->n_steps; t++) {
             cJSON *row = cJSON_CreateObject();
@@ -258,10 +299,15 @@ static cJSON *lf_plan_json(const lf_plan_args *a, const char *prompt, const lf_s
         cJSON_AddBoolToObject(o, "te_changed", s->te_changed);
         cJSON_AddBoolToObject(o, "te_encode", s->te_encode);
         cJSON_AddNumberToObject(o, "te_set", (double)s->te_set);
+        cJSON_AddNumberToObject(o, "prompt_text", (double)sp->prompts[0].at[t - 1]);
+        cJSON_AddNumberToObject(o, "cond_set", (double)s->cond_set);
+        cJSON_AddBoolToObject(o, "cond_encode", s->cond_encode);
         layers += (double)s->n_jobs;
         bytes += (double)s->bytes;
-        enc += s->te_encode;
+        enc += s->cond_encode;
     }
+    cJSON *texts = cJSON_AddArrayToObject(r, "prompt_texts");
+    for (size_t k = 0; k < sp->prompts[0].n_texts; k++) cJSON_AddItemToArray(texts, cJSON_CreateString(sp->prompts[0].texts[k]));
     cJSON *tot = cJSON_AddObjectToObject(r, "total");
     cJSON_AddNumberToObject(tot, "layers", layers);
     cJSON_AddNumberToObject(tot, "bytes", bytes);
@@ -280,7 +326,10 @@ int lf_cli_plan(int argc, char **argv) {
     lf_step_plan *sp = NULL;
     char *prompt = NULL;
     int rc = 1;
-    if (lf_prompt_parse(a.prompt, &pr) != LF_OK || lf_model_open(a.model, &m) != LF_OK) goto fail;
+    lf_tag_dialect dialect = LF_DIALECT_LORAFUSE;
+    if ((a.dialect && lf_tag_dialect_parse(a.dialect, &dialect) != LF_OK) ||
+        lf_prompt_parse_dialect(a.prompt, dialect, &pr) != LF_OK || lf_model_open(a.model, &m) != LF_OK)
+        goto fail;
     lf_step_opts o;
     memset(&o, 0, sizeof o);
     o.lora_dir = a.lora_dir;
@@ -290,6 +339,7 @@ int lf_cli_plan(int argc, char **argv) {
     if (lf_step_plan_build(m, pr, a.steps, &o, &sp) != LF_OK) goto fail;
     if (a.auto_trigger && lf_step_plan_auto_trigger(sp, pr->clean, &prompt) != LF_OK) goto fail;
     const char *shown = prompt ? prompt : pr->clean;
+    if (prompt && lf_step_plan_set_prompts(sp, prompt, NULL) != LF_OK) goto fail;
     if (a.json) {
         cJSON *j = lf_plan_json(&a, shown, sp);
         char *s = j ? cJSON_Print(j) : NULL;

@@ -38,6 +38,7 @@ static void lf_install_signal_handlers(void) {
 static void lf_usage(FILE *f) {
     fputs("usage:\n"
           "  lorafuse inspect FILE [--model CKPT] [--json]\n"
+          "  lorafuse inspect --embeddings [DIR] [--json]\n"
           "  lorafuse merge --model CKPT --lora PATH[:STRENGTH[:dyn=N]] [--lora ...] --output OUT [--force]\n"
           "                 [--allow-unmatched] [--allow-family-mismatch] [--threads N] [--reference] [--stats]\n"
           "  lorafuse plan --model CKPT --prompt TEXT --steps N [--lora-dir DIR] [--json] [--auto-trigger]\n"

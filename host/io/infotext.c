@@ -114,6 +114,7 @@ char *lf_infotext_format(const lf_infotext *p) {
     }
     if (p->rng) lf_sb_field(&b, &first, "RNG", p->rng);
     if (p->lora_hashes && *p->lora_hashes) lf_sb_field(&b, &first, "Lora hashes", p->lora_hashes);
+    if (p->ti_hashes && *p->ti_hashes) lf_sb_field(&b, &first, "TI hashes", p->ti_hashes);
     if (p->version) lf_sb_field(&b, &first, "Version", p->version);
     if (b.oom) {
         free(b.s);

@@ -213,7 +213,9 @@ lf_status lf_gen_check(lf_gen *g) {
     /* 1. plain values */
     if ((st = lf_gen_check_opts(g)) != LF_OK) return st;
     /* 2. tags */
-    if ((st = lf_prompt_parse(o->prompt, &g->pr)) != LF_OK) return st;
+    lf_tag_dialect dialect = LF_DIALECT_LORAFUSE;
+    if (o->tag_dialect && (st = lf_tag_dialect_parse(o->tag_dialect, &dialect)) != LF_OK) return st;
+    if ((st = lf_prompt_parse_dialect(o->prompt, dialect, &g->pr)) != LF_OK) return st;
     /* 3. model parts, size */
     if ((st = lf_model_open(o->model, &g->m)) != LF_OK) return st;
     if ((st = lf_gen_check_model(g)) != LF_OK) return st;
@@ -230,6 +232,7 @@ lf_status lf_gen_check(lf_gen *g) {
     if ((st = lf_gen_prompts(g)) != LF_OK) return st;
     /* 5. tokenizer, memory, output directory */
     if ((st = lf_tokenizer_load_default(&g->tok)) != LF_OK) return st;
+    if ((st = lf_gen_embeddings(g)) != LF_OK) return st;
     if ((st = lf_gen_check_memory(g)) != LF_OK) return st;
     if (o->write_png && (st = lf_gen_check_output_dir(o->output_dir)) != LF_OK) return st;
     /* 6. file hashes for the parameters (cached: a file is hashed once per version) */

@@ -1,7 +1,8 @@
 /* gen_cond.c: text conditioning for lf_gen: the prompt the encoders see (tags removed, trigger words
- * appended under --auto-trigger) and the (cond, uncond) contexts, cached per text-encoder set of the
- * step plan for the whole lf_gen_run: the encoders re-run only at a step whose set has not been
- * encoded yet. Prompt and negative are padded with empty-prompt windows to the same token count,
+ * appended under --auto-trigger, then scheduled with the negative prompt for prompt editing,
+ * lf_step_plan_set_prompts) and the (cond, uncond) contexts, cached per cond set of the step plan
+ * (text-encoder set, prompt text, negative text) for the whole lf_gen_run: the encoders re-run only
+ * at a step whose cond set has not been encoded yet. Prompt and negative are padded with empty-prompt windows to the same token count,
  * so that one UNet call takes both (classifier-free guidance).
  */
 #include <stdio.h>
@@ -35,7 +36,27 @@ lf_status lf_gen_prompts(lf_gen *g) {
     }
     if (st) return st;
     if (!g->prompt || !g->info_prompt) return lf_err(LF_ERR_NOMEM, "out of memory");
-    return LF_OK;
+    return lf_step_plan_set_prompts(g->sp, g->prompt, o->negative);
+}
+
+lf_status lf_gen_embeddings(lf_gen *g) {
+    const char *dir = g->o.embeddings_dir ? g->o.embeddings_dir : LF_EMB_DIR_DEFAULT;
+    lf_status st = lf_embeddings_open(dir, g->o.embeddings_dir == NULL, g->tok, &g->emb);
+    if (st || !g->emb->n) return st;
+    lf_chunk_opts o = lf_chunk_opts_default(lf_tokenizer_eos(g->tok));
+    o.emb = g->emb;
+    o.emb_part = g->tef == LF_TE_SDXL ? LF_EMB_CLIP_L : LF_EMB_ONE;
+    for (int k = 0; k < 2 && !st; k++) {
+        const lf_prompt_sched *ps = &g->sp->prompts[k];
+        for (size_t i = 0; i < ps->n_texts && !st; i++) {
+            lf_prompt_chunks c;
+            st = lf_prompt_chunk(g->tok, ps->texts[i], &o, &c);
+            if (!st) lf_prompt_chunks_free(&c);
+            else lf_err_wrap(st, "%s: ", k ? "negative prompt" : "prompt");
+        }
+    }
+    if (!st) st = lf_embeddings_hashes(g->emb, &g->ti_hashes);
+    return st;
 }
 
 static void lf_gen_cond_clear(lf_gen_cond *c) {
@@ -45,7 +66,7 @@ static void lf_gen_cond_clear(lf_gen_cond *c) {
 }
 
 lf_status lf_gen_cond_cache_new(lf_gen *g) {
-    g->n_cache = g->sp->n_te_sets ? g->sp->n_te_sets : 1;
+    g->n_cache = g->sp->n_cond_sets ? g->sp->n_cond_sets : 1;
     if ((g->cache = calloc(g->n_cache, sizeof *g->cache)) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
     return LF_OK;
 }
@@ -58,10 +79,10 @@ void lf_gen_cond_cache_free(lf_gen *g) {
 }
 
 static lf_status lf_gen_encode_one(lf_gen *g, const char *text, lf_text_cond *c) {
-    if (g->tef == LF_TE_SDXL) return lf_text_encode_sdxl(g->te1, g->te2, g->tok, text, LF_EMPH_ORIGINAL, c);
-    if (g->tef == LF_TE_SD2) return lf_text_encode_sd(g->te1, g->tok, text, 2, 0, LF_EMPH_ORIGINAL, c);
+    if (g->tef == LF_TE_SDXL) return lf_text_encode_sdxl(g->te1, g->te2, g->tok, text, LF_EMPH_ORIGINAL, g->emb, c);
+    if (g->tef == LF_TE_SD2) return lf_text_encode_sd(g->te1, g->tok, text, 2, 0, LF_EMPH_ORIGINAL, g->emb, c);
     int skip = g->o.clip_skip > 1 ? g->o.clip_skip : 1;
-    return lf_text_encode_sd(g->te1, g->tok, text, skip, lf_tokenizer_eos(g->tok), LF_EMPH_ORIGINAL, c);
+    return lf_text_encode_sd(g->te1, g->tok, text, skip, lf_tokenizer_eos(g->tok), LF_EMPH_ORIGINAL, g->emb, c);
 }
 
 /* Append copies of one empty-prompt window to c until it has `tokens` tokens. */
@@ -97,9 +118,15 @@ static lf_status lf_gen_encode(lf_gen *g, size_t set) {
     lf_status s = LF_OK;
     lf_gen_cond *c = &g->cache[set];
     lf_gen_cond_clear(c);
-    if (!s) s = lf_gen_encode_one(g, g->prompt, &c->cond);
+    const lf_step_plan *sp = g->sp;
+    const char *prompt = g->prompt, *negative = g->o.negative;
+    if (set < sp->n_cond_sets) {
+        prompt = sp->prompts[0].texts[sp->cond_sets[set].text[0]];
+        negative = sp->prompts[1].texts[sp->cond_sets[set].text[1]];
+    }
+    if (!s) s = lf_gen_encode_one(g, prompt, &c->cond);
     if (!s && g->tef == LF_TE_SDXL && !*g->o.negative) s = lf_gen_zero_like(&c->cond, &c->uncond);
-    else if (!s) s = lf_gen_encode_one(g, g->o.negative, &c->uncond);
+    else if (!s) s = lf_gen_encode_one(g, negative, &c->uncond);
     if (!s && c->cond.tokens != c->uncond.tokens) {
         lf_text_cond e;
         memset(&e, 0, sizeof e);
@@ -116,7 +143,7 @@ static lf_status lf_gen_encode(lf_gen *g, size_t set) {
 }
 
 lf_status lf_gen_cond_select(lf_gen *g, size_t set) {
-    if (set >= g->n_cache) return lf_err(LF_ERR_ARG, "generate: text-encoder set %zu out of range", set);
+    if (set >= g->n_cache) return lf_err(LF_ERR_ARG, "generate: cond set %zu out of range", set);
     lf_status s;
     if (!g->cache[set].have && (s = lf_gen_encode(g, set)) != LF_OK) return s;
     g->cur_set = set;

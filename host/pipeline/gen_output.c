@@ -109,6 +109,7 @@ static char *lf_gen_parameters(const lf_gen *g, int64_t seed, const char *model_
     it.clip_skip = g->tef == LF_TE_SD1 ? g->o.clip_skip : 0;
     it.rng = g->o.rng == LF_RNG_NV ? "NV" : "CPU";
     it.lora_hashes = g->lora_hashes;
+    it.ti_hashes = g->ti_hashes;
     it.version = "lorafuse " LF_VERSION;
     return lf_infotext_format(&it);
 }

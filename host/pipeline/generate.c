@@ -66,6 +66,8 @@ void lf_gen_free(lf_gen *g) {
     free(g->prompt);
     free(g->info_prompt);
     free(g->lora_hashes);
+    free(g->ti_hashes);
+    lf_embeddings_free(g->emb);
     free(g->model_name);
     lf_msgs_free(&g->warnings);
     free(g);
@@ -86,7 +88,7 @@ lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
     const lf_gen_opts *o = &g->o;
     for (int t = 1; t <= o->steps; t++) {
         g->n_jobs_total += g->sp->steps[t - 1].n_jobs;
-        g->info.te_encodes += (size_t)g->sp->steps[t - 1].te_encode;
+        g->info.te_encodes += (size_t)g->sp->steps[t - 1].cond_encode;
     }
     for (size_t i = 0; i < g->sp->n_adapters; i++) g->info.n_adapters += !g->sp->adapters[i].dropped;
     g->info.prompt = g->prompt;
@@ -161,7 +163,7 @@ static lf_status lf_gen_before_step(void *ctx, int step) {
         }
         if ((s = lf_gen_apply_step(g, step, fresh)) != LF_OK) return s;
     }
-    return lf_gen_cond_select(g, g->sp->steps[step - 1].te_set);
+    return lf_gen_cond_select(g, g->sp->steps[step - 1].cond_set);
 }
 
 static void lf_gen_report(lf_gen *g, int step) {

@@ -51,6 +51,8 @@ struct lf_gen {
     char *prompt;              /* cleaned, trigger words appended */
     char *info_prompt;
     char *lora_hashes;
+    char *ti_hashes;           /* the embeddings the prompts use (A1111 "TI hashes"), or NULL */
+    lf_embeddings *emb;        /* textual-inversion embeddings (--embeddings-dir) */
     char *model_name;
     char model_hash[11];       /* A1111 short hashes (gen_output.c, through the hash cache) */
     char vae_hash[11];
@@ -101,6 +103,9 @@ lf_status lf_gen_check_memory(lf_gen *g);
 /* g->prompt (tags removed, with --auto-trigger the adapters' trigger words appended) and
  * g->info_prompt (the prompt as given, with the same words) for the step plan's live adapters. */
 lf_status lf_gen_prompts(lf_gen *g);
+/* Open the embeddings directory and find, load and check the embeddings every prompt text of the plan
+ * uses (their kind against the model's text encoders; widths when encoding), with their TI hashes. */
+lf_status lf_gen_embeddings(lf_gen *g);
 /* An empty conditioning slot for each text-encoder set of the step plan (g->cache). */
 lf_status lf_gen_cond_cache_new(lf_gen *g);
 void lf_gen_cond_cache_free(lf_gen *g);

@@ -1,9 +1,16 @@
 /* prompt_tags.c: hand-written scanner for `<lora:...>` prompt tags (lf_prompt_tags.h).
  *
  * Rules implemented (docs/prompt-tags.md):
- *   - "Form": NAME, one optional positional strength S (only as the first field after the name),
- *     then KEY=V fields; keys te te1 te2 unet in mid out lbw dyn ramp; unknown keys and keys given
- *     twice are errors ("Errors": SD.Next ignores them, which hides typos).
+ *   - "Form": NAME, up to three positional values as A1111 reads them (S = te and unet, then unet,
+ *     then dyn; only before the first KEY=V field), then KEY=V fields; keys te te1 te2 unet in mid
+ *     out lbw dyn ramp; unknown keys and keys given twice (a positional value counts as its key) are
+ *     errors ("Errors": SD.Next ignores them, which hides typos); hr, hrte, hrunet (loractl's hires
+ *     pass) are refused by name. `<lyco:` is A1111's alias of `<lora:`.
+ *   - "Dialects": under LF_DIALECT_LORACTL a value is read as loractl's sorted_positions does:
+ *     entries split at ',' or ';', value and position split at '@' or '~', an entry without a
+ *     position after the first one is at position 1, entries stably sorted by position; keys te,
+ *     unet, dyn only. Where loractl silently drops text (a first entry without a position followed by
+ *     more entries, a third '@' part) the tag is an error instead.
  *   - "Values and schedules": a value is a number or VALUE@POS[,VALUE@POS]...; positions are step
  *     numbers (integers, @0 = @1), percentages ("50%", 0..100) or fractions (a decimal point, 0..1);
  *     a fraction above 1, a percentage above 100 and a negative position are errors; key frames
@@ -17,7 +24,7 @@
  *   - Tags are removed from the prompt text; where a tag is cut out, the whitespace on both sides
  *     collapses to one space, and the result is trimmed at both ends. Everything else (commas,
  *     other <...> text) is kept as typed.
- * Case: "<LoRA:" and "<lyco:" are reported (not silently left in the prompt as text).
+ * Case: "<LoRA:" and "<LYCO:" are reported (not silently left in the prompt as text).
  * Columns (of the tag's '<') are 1-based and count UTF-8 characters, not bytes.
  * Numbers follow the one grammar of host/base/number.h; text quoted in messages is escaped
  * (host/base/text.h). Limits (docs/limits.md "Prompts and tags"): the prompt's bytes, tags per prompt
@@ -42,6 +49,21 @@ static const char *const lf_key_names[LF_TK_COUNT] = {"S", "te", "te1", "te2", "
 
 const char *lf_tag_key_name(lf_tag_key k) {
     return (unsigned)k < LF_TK_COUNT ? lf_key_names[k] : "?";
+}
+
+const char *lf_tag_dialect_name(lf_tag_dialect d) {
+    return d == LF_DIALECT_LORACTL ? "loractl" : "lorafuse";
+}
+
+lf_status lf_tag_dialect_parse(const char *s, lf_tag_dialect *out) {
+    if (s && !strcmp(s, "lorafuse")) *out = LF_DIALECT_LORAFUSE;
+    else if (s && !strcmp(s, "loractl")) *out = LF_DIALECT_LORACTL;
+    else {
+        char q[LF_ESC_PART];
+        return lf_err(LF_ERR_ARG, "unknown tag dialect '%s' (dialects: lorafuse, loractl)",
+                      s ? lf_esc(q, sizeof q, s, strlen(s)) : "");
+    }
+    return LF_OK;
 }
 
 /* ---- messages ------------------------------------------------------------------------------- */
@@ -92,6 +114,7 @@ typedef struct {
     lf_colcur *cur;
     lf_tag *tag;
     size_t n_kf; /* key frames of the tag so far (LF_TAG_MAX_KEYFRAMES) */
+    lf_tag_dialect dialect;
 } lf_ps;
 
 static int lf_col_at(lf_colcur *c, const char *p) {
@@ -212,11 +235,15 @@ static lf_status lf_parse_value(lf_ps *ps, const char *key, const char *s, const
         if (r != LF_NUM_OK) return lf_perr(ps, "'%s' is not a number or schedule", lf_q(q, s, e));
         if ((out->kf = calloc(1, sizeof *out->kf)) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
         out->kf[0].value = (float)v;
+        out->kf[0].value_d = v;
         out->kf[0].col = out->col;
         out->n_kf = 1;
         out->constant = 1;
         return LF_OK;
     }
+    if (memchr(s, ';', (size_t)(e - s)) || memchr(s, '~', (size_t)(e - s)))
+        return lf_perr(ps, "'%s': ';' and '~' are loractl's separators; write VALUE@POSITION,... or use "
+                       "--tag-dialect loractl", lf_q(q, s, e));
     if (!has_at)
         return lf_perr(ps, "'%s' is not a number or schedule (a schedule is VALUE@POSITION,VALUE@POSITION,...)",
                        lf_q(q, s, e));
@@ -250,6 +277,7 @@ static lf_status lf_parse_value(lf_ps *ps, const char *key, const char *s, const
         if (r != LF_NUM_OK)
             return lf_perr(ps, "'%s' in key frame '%s' is not a number", lf_q(q, vs, ve), lf_q(qk, ks, ke));
         kf->value = (float)v;
+        kf->value_d = v;
         lf_status st = lf_parse_pos(ps, at + 1, ke, ks, ke, kf);
         if (st != LF_OK) return st;
         const lf_keyframe **last = kf->kind == LF_POS_STEP ? &last_step : &last_frac;
@@ -261,6 +289,77 @@ static lf_status lf_parse_value(lf_ps *ps, const char *key, const char *s, const
         ps->n_kf++;
         p = nx + 1;
     }
+    return LF_OK;
+}
+
+/* ---- loractl values ---------------------------------------------------------------------------- */
+
+/* Stable order by position (loractl's steps.sort(key=position): Python's sort is stable). */
+static int lf_kf_cmp_pos(const void *a, const void *b) {
+    const lf_keyframe *x = a, *y = b;
+    if (x->pos != y->pos) return x->pos < y->pos ? -1 : 1;
+    return (x->col > y->col) - (x->col < y->col);
+}
+
+static const char *lf_find_any(const char *s, const char *e, const char *set) {
+    for (; s < e; s++)
+        if (strchr(set, *s)) return s;
+    return NULL;
+}
+
+/* One number of a loractl entry ([s, e) trimmed): a value (f32 range) or a position (any double). */
+static lf_status lf_loractl_num(const lf_ps *ps, const char *s, const char *e, int is_pos, const char *ks,
+                                const char *ke, double *v) {
+    lf_quote q, qk;
+    lf_trim(&s, &e);
+    if (s == e) return lf_perr(ps, "entry '%s' has an empty %s", lf_q(qk, ks, ke), is_pos ? "position" : "value");
+    lf_num_res r = lf_num_parse(s, (size_t)(e - s), is_pos ? 1e300 : LF_NUM_F32_MAX, v, NULL);
+    if (r == LF_NUM_RANGE && !is_pos)
+        return lf_perr(ps, "'%s' in entry '%s' is out of range (" LF_RANGE_WHY ")", lf_q(q, s, e), lf_q(qk, ks, ke));
+    if (r != LF_NUM_OK) return lf_perr(ps, "'%s' in entry '%s' is not a number", lf_q(q, s, e), lf_q(qk, ks, ke));
+    return LF_OK;
+}
+
+/* A value as loractl's sorted_positions reads it: "V" or "V@P,V@P;V~P,...". */
+static lf_status lf_parse_value_loractl(lf_ps *ps, const char *key, const char *s, const char *e, lf_sched *out) {
+    lf_quote q, qk;
+    lf_trim(&s, &e);
+    if (s == e) return lf_perr(ps, "empty value for '%s'", key);
+    out->col = lf_col_at(ps->cur, s);
+    size_t cap = 1;
+    for (const char *p = s; p < e; p++) cap += *p == ',' || *p == ';';
+    if (ps->n_kf + cap > LF_TAG_MAX_KEYFRAMES)
+        return lf_perr(ps, "more than %d key frames in one tag (docs/limits.md)", LF_TAG_MAX_KEYFRAMES);
+    if ((out->kf = calloc(cap, sizeof *out->kf)) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
+    const char *p = s;
+    while (p <= e) {
+        const char *c = lf_find_any(p, e, ",;"), *nx = c ? c : e;
+        const char *ks = p, *ke = nx;
+        lf_trim(&ks, &ke);
+        if (ks == ke) return lf_perr(ps, "empty entry in '%s'", lf_q(q, s, e));
+        const char *at = lf_find_any(ks, ke, "@~");
+        if (at && lf_find_any(at + 1, ke, "@~"))
+            return lf_perr(ps, "entry '%s' has more than one '@' or '~' (loractl would ignore the rest)",
+                           lf_q(qk, ks, ke));
+        lf_keyframe *kf = &out->kf[out->n_kf];
+        kf->col = lf_col_at(ps->cur, ks);
+        kf->kind = LF_POS_LORACTL;
+        double v = 0, pos = 1; /* an entry after the first without a position: loractl's implicit 1 */
+        lf_status st = lf_loractl_num(ps, ks, at ? at : ke, 0, ks, ke, &v);
+        if (st == LF_OK && at) st = lf_loractl_num(ps, at + 1, ke, 1, ks, ke, &pos);
+        if (st != LF_OK) return st;
+        if (!at && out->n_kf == 0 && nx < e)
+            return lf_perr(ps, "'%s': the first entry has no position, so loractl would use its value alone and "
+                           "ignore the rest; give it a position ('%s@0,...')", lf_q(q, s, e), lf_q(qk, ks, ke));
+        kf->value = (float)v;
+        kf->value_d = v;
+        kf->pos = pos;
+        out->n_kf++;
+        ps->n_kf++;
+        if (!at && nx >= e && out->n_kf == 1) out->constant = 1;
+        p = nx + 1;
+    }
+    if (!out->constant) qsort(out->kf, out->n_kf, sizeof *out->kf, lf_kf_cmp_pos);
     return LF_OK;
 }
 
@@ -304,7 +403,54 @@ static lf_status lf_parse_lbw(lf_ps *ps, const char *s, const char *e) {
     return LF_OK;
 }
 
-static lf_status lf_parse_field(lf_ps *ps, const char *fs, const char *fe, int index, unsigned *seen) {
+/* A dyn value (positional or dyn=): a positive integer. */
+static lf_status lf_parse_dyn(lf_ps *ps, const char *vs, const char *ve) {
+    lf_quote q;
+    if (vs == ve) return lf_perr(ps, "empty value for 'dyn'");
+    long long d = 0;
+    lf_num_res r = lf_num_parse_int(vs, (size_t)(ve - vs), LLONG_MIN, LLONG_MAX, &d);
+    if (r == LF_NUM_RANGE || (r == LF_NUM_OK && d > LF_TAG_MAX_DYN))
+        return lf_perr(ps, "dyn=%s is out of range (at most %d rank components)", lf_q(q, vs, ve), LF_TAG_MAX_DYN);
+    if (r != LF_NUM_OK || d < 1)
+        return lf_perr(ps, "dyn must be a positive integer (the number of rank components), not '%s'", lf_q(q, vs, ve));
+    ps->tag->dyn = (int)d;
+    return LF_OK;
+}
+
+static lf_status lf_parse_any_value(lf_ps *ps, const char *key, const char *s, const char *e, lf_sched *out) {
+    if (ps->dialect == LF_DIALECT_LORACTL) return lf_parse_value_loractl(ps, key, s, e, out);
+    return lf_parse_value(ps, key, s, e, out);
+}
+
+/* Keys other than the strength keys, after them in the `seen` bits. */
+enum { LF_XK_LBW = LF_TK_COUNT, LF_XK_DYN, LF_XK_RAMP, LF_XK_END };
+static const char *const lf_other_keys[3] = {"lbw", "dyn", "ramp"};
+
+/* The key [ks, ke) names, or -1 (with the message given) when the dialect has no such key. */
+static lf_status lf_field_key(const lf_ps *ps, const char *ks, const char *ke, int *key) {
+    lf_quote q;
+    size_t kl = (size_t)(ke - ks);
+    *key = -1;
+    for (int k = LF_TK_TE; k < LF_TK_COUNT; k++)
+        if (strlen(lf_key_names[k]) == kl && !memcmp(ks, lf_key_names[k], kl)) *key = k;
+    for (int k = 0; k < 3; k++)
+        if (strlen(lf_other_keys[k]) == kl && !memcmp(ks, lf_other_keys[k], kl)) *key = LF_TK_COUNT + k;
+    if ((kl == 2 && !memcmp(ks, "hr", 2)) || (kl == 4 && !memcmp(ks, "hrte", 4)) ||
+        (kl == 6 && !memcmp(ks, "hrunet", 6)))
+        return lf_perr(ps, "'%s' is loractl's strength for a hires pass; lorafuse has no hires pass", lf_q(q, ks, ke));
+    if (ps->dialect == LF_DIALECT_LORACTL) {
+        if (*key == LF_TK_TE || *key == LF_TK_UNET || *key == LF_XK_DYN) return LF_OK;
+        return lf_perr(ps, "unknown key '%s' in the loractl dialect (keys: te, unet, dyn; te1, te2, in, mid, out, "
+                       "lbw and ramp are keys of --tag-dialect lorafuse)", lf_q(q, ks, ke));
+    }
+    if (*key < 0)
+        return lf_perr(ps, "unknown key '%s' (keys: te, te1, te2, unet, in, mid, out, lbw, dyn, ramp)", lf_q(q, ks, ke));
+    return LF_OK;
+}
+
+/* Field `index` (1-based after the name). *positional stays 1 while every field so far was a plain
+ * value: A1111 reads them as te (S here: te and unet), unet, dyn. */
+static lf_status lf_parse_field(lf_ps *ps, const char *fs, const char *fe, int index, unsigned *seen, int *positional) {
     lf_tag *t = ps->tag;
     lf_quote q;
     const char *s = fs, *e = fe;
@@ -312,42 +458,35 @@ static lf_status lf_parse_field(lf_ps *ps, const char *fs, const char *fe, int i
     if (s == e) return lf_perr(ps, "empty field (two ':' in a row, or a ':' before '>')");
     const char *eq = memchr(s, '=', (size_t)(e - s));
     if (!eq) {
-        if (index != 1)
-            return lf_perr(ps, "'%s' has no KEY= (only the first field after the name may be a plain strength)",
-                           lf_q(q, s, e));
-        return lf_parse_value(ps, "S", s, e, &t->v[LF_TK_S]);
+        if (!*positional)
+            return lf_perr(ps, "'%s' has no KEY= (plain values come first: STRENGTH, then UNET, then DYN)", lf_q(q, s, e));
+        if (index > 3)
+            return lf_perr(ps, "'%s' is a fourth plain value (at most three: STRENGTH, UNET, DYN)", lf_q(q, s, e));
+        static const int pos_key[3] = {LF_TK_S, LF_TK_UNET, LF_XK_DYN};
+        int key = pos_key[index - 1];
+        if (key != LF_TK_S) *seen |= 1u << key;
+        if (key == LF_XK_DYN) return lf_parse_dyn(ps, s, e);
+        return lf_parse_any_value(ps, lf_key_names[key], s, e, &t->v[key]);
     }
+    *positional = 0;
     const char *ks = s, *ke = eq;
     lf_trim(&ks, &ke);
-    size_t kl = (size_t)(ke - ks);
-    if (!kl) return lf_perr(ps, "'%s' has no key before '='", lf_q(q, s, e));
-    static const char *const others[3] = {"lbw", "dyn", "ramp"};
-    int key = -1;
-    for (int k = LF_TK_TE; k < LF_TK_COUNT; k++)
-        if (strlen(lf_key_names[k]) == kl && !memcmp(ks, lf_key_names[k], kl)) key = k;
-    for (int k = 0; k < 3; k++)
-        if (strlen(others[k]) == kl && !memcmp(ks, others[k], kl)) key = LF_TK_COUNT + k;
-    if (key < 0)
-        return lf_perr(ps, "unknown key '%s' (keys: te, te1, te2, unet, in, mid, out, lbw, dyn, ramp)",
-                       lf_q(q, ks, ke));
-    if (*seen & (1u << key)) return lf_perr(ps, "key '%s' is given twice", lf_q(q, ks, ke));
+    if (ks == ke) return lf_perr(ps, "'%s' has no key before '='", lf_q(q, s, e));
+    int key;
+    lf_status st = lf_field_key(ps, ks, ke, &key);
+    if (st != LF_OK) return st;
+    if (*seen & (1u << key)) {
+        if (key == LF_TK_UNET || key == LF_XK_DYN)
+            return lf_perr(ps, "key '%s' is given twice (a second plain value is unet, a third dyn)", lf_q(q, ks, ke));
+        return lf_perr(ps, "key '%s' is given twice", lf_q(q, ks, ke));
+    }
     *seen |= 1u << key;
     const char *vs = eq + 1, *ve = e;
     lf_trim(&vs, &ve);
-    if (key < LF_TK_COUNT) return lf_parse_value(ps, lf_key_names[key], vs, ve, &t->v[key]);
-    if (key == LF_TK_COUNT) return lf_parse_lbw(ps, vs, ve);
-    if (vs == ve) return lf_perr(ps, "empty value for '%s'", others[key - LF_TK_COUNT]);
-    if (key == LF_TK_COUNT + 1) {
-        long long d = 0;
-        lf_num_res r = lf_num_parse_int(vs, (size_t)(ve - vs), LLONG_MIN, LLONG_MAX, &d);
-        if (r == LF_NUM_RANGE || (r == LF_NUM_OK && d > LF_TAG_MAX_DYN))
-            return lf_perr(ps, "dyn=%s is out of range (at most %d rank components)", lf_q(q, vs, ve), LF_TAG_MAX_DYN);
-        if (r != LF_NUM_OK || d < 1)
-            return lf_perr(ps, "dyn must be a positive integer (the number of rank components), not '%s'",
-                           lf_q(q, vs, ve));
-        t->dyn = (int)d;
-        return LF_OK;
-    }
+    if (key < LF_TK_COUNT) return lf_parse_any_value(ps, lf_key_names[key], vs, ve, &t->v[key]);
+    if (key == LF_XK_LBW) return lf_parse_lbw(ps, vs, ve);
+    if (key == LF_XK_DYN) return lf_parse_dyn(ps, vs, ve);
+    if (vs == ve) return lf_perr(ps, "empty value for 'ramp'");
     if ((size_t)(ve - vs) == 4 && !memcmp(vs, "hold", 4)) t->ramp = LF_RAMP_HOLD;
     else if ((size_t)(ve - vs) == 6 && !memcmp(vs, "linear", 6)) t->ramp = LF_RAMP_LINEAR;
     else return lf_perr(ps, "ramp must be 'hold' or 'linear', not '%s'", lf_q(q, vs, ve));
@@ -359,7 +498,9 @@ static lf_status lf_parse_tag(lf_ps *ps, const char *cs, const char *ce) {
     lf_tag *t = ps->tag;
     if (memchr(cs, '<', (size_t)(ce - cs))) return lf_perr(ps, "'<' inside a tag (is a '>' missing?)");
     unsigned seen = 0;
-    int index = 0;
+    int index = 0, positional = 1;
+    t->dialect = ps->dialect;
+    if (ps->dialect == LF_DIALECT_LORACTL) t->ramp = LF_RAMP_LORACTL;
     const char *p = cs;
     while (p <= ce) {
         const char *c = memchr(p, ':', (size_t)(ce - p)), *q = c ? c : ce;
@@ -369,7 +510,7 @@ static lf_status lf_parse_tag(lf_ps *ps, const char *cs, const char *ce) {
             if (s == e) return lf_perr(ps, "empty LoRA name");
             if ((t->name = lf_strndup(s, (size_t)(e - s))) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
         } else {
-            lf_status st = lf_parse_field(ps, p, q, index, &seen);
+            lf_status st = lf_parse_field(ps, p, q, index, &seen, &positional);
             if (st != LF_OK) return st;
         }
         index++;
@@ -394,7 +535,9 @@ static int lf_sched_same(const lf_sched *a, const lf_sched *b) {
 }
 
 int lf_tag_same(const lf_tag *a, const lf_tag *b) {
-    if (strcmp(a->name, b->name) || a->ramp != b->ramp || a->dyn != b->dyn || a->lbw_n != b->lbw_n) return 0;
+    if (strcmp(a->name, b->name) || a->ramp != b->ramp || a->dyn != b->dyn || a->lbw_n != b->lbw_n ||
+        a->dialect != b->dialect)
+        return 0;
     if ((a->lbw_preset != NULL) != (b->lbw_preset != NULL) || (a->lbw_preset && strcmp(a->lbw_preset, b->lbw_preset)))
         return 0;
     for (int i = 0; i < a->lbw_n; i++)
@@ -421,7 +564,18 @@ void lf_prompt_free(lf_prompt *p) {
     free(p);
 }
 
+/* Length of the tag opener at p ("<lora:", "<lyco:", and in the loractl dialect "<loractl:"), 0 if none. */
+static size_t lf_tag_open(const char *p, lf_tag_dialect d) {
+    if (!strncmp(p, "<lora:", 6) || !strncmp(p, "<lyco:", 6)) return 6;
+    if (d == LF_DIALECT_LORACTL && !strncmp(p, "<loractl:", 9)) return 9;
+    return 0;
+}
+
 lf_status lf_prompt_parse(const char *text, lf_prompt **out) {
+    return lf_prompt_parse_dialect(text, LF_DIALECT_LORAFUSE, out);
+}
+
+lf_status lf_prompt_parse_dialect(const char *text, lf_tag_dialect dialect, lf_prompt **out) {
     *out = NULL;
     if (!text) return lf_err(LF_ERR_ARG, "no prompt");
     size_t len = strlen(text);
@@ -448,7 +602,8 @@ lf_status lf_prompt_parse(const char *text, lf_prompt **out) {
         cn += run;
         p += run;
         if (!*p) break;
-        int exact = !strncmp(p, "<lora:", 6);
+        size_t open = lf_tag_open(p, dialect);
+        int exact = open != 0;
         int other = !exact && (!strncasecmp(p, "<lora:", 6) || !strncasecmp(p, "<lyco:", 6));
         if (!exact && !other) {
             clean[cn++] = *p++;
@@ -467,20 +622,20 @@ lf_status lf_prompt_parse(const char *text, lf_prompt **out) {
             st = lf_err(LF_ERR_NOMEM, "out of memory");
             break;
         }
-        lf_ps ps = {&cur, t, 0};
+        lf_ps ps = {&cur, t, 0, dialect};
         if (pr->n_tags > LF_PROMPT_MAX_TAGS) {
             st = lf_perr(&ps, "more than %d tags in one prompt (docs/limits.md)", LF_PROMPT_MAX_TAGS);
             break;
         }
         if (other) {
-            st = lf_perr(&ps, "write tags as '<lora:NAME...>' (lower case; '<lyco:' is not a separate tag)");
+            st = lf_perr(&ps, "write tags as '<lora:NAME...>' or '<lyco:NAME...>' (lower case)");
             break;
         }
         if (!gt) {
             st = lf_perr(&ps, "tag is not closed with '>'");
             break;
         }
-        st = lf_parse_tag(&ps, p + 6, gt);
+        st = lf_parse_tag(&ps, p + open, gt);
         /* cut the tag out: collapse the whitespace on both sides of the cut to the one already written */
         p = gt + 1;
         if (cn && lf_is_space(clean[cn - 1]))

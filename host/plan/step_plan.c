@@ -20,6 +20,11 @@
  *     = all zero); the text encoders encode once per distinct text-encoder coefficient set (found by
  *     hashing, linear in the steps). dyn above a module's rank is a warning (the module uses its full
  *     rank, as A1111's slicing does).
+ *   - "Dialects": the first lorafuse-dialect tag that loractl would read differently (another te or
+ *     UNet strength at some step, lf_prompt_parse_dialect + lf_strength_resolve of its text) gives one
+ *     warning per plan; tags loractl cannot read (lorafuse-only keys) are not compared.
+ *   - Prompt editing: the cond set of a step is its (text-encoder set, prompt text, negative text),
+ *     numbered in order of first use (hashed, linear in the steps).
  * Data shapes: see lf_step_plan.h (coef rows of n_coef floats, patch_base per job).
  */
 #include <stdint.h>
@@ -50,6 +55,9 @@ void lf_step_plan_free(lf_step_plan *sp) {
         for (int t = 0; t < sp->n_steps; t++) free(sp->steps[t].jobs);
     free(sp->steps);
     lf_msgs_free(&sp->warnings);
+    lf_prompt_sched_free(&sp->prompts[0]);
+    lf_prompt_sched_free(&sp->prompts[1]);
+    free(sp->cond_sets);
     free(sp);
 }
 
@@ -350,8 +358,79 @@ static lf_status lf_step_diff(lf_step_plan *sp) {
     return st;
 }
 
+lf_status lf_step_plan_set_prompts(lf_step_plan *sp, const char *prompt, const char *negative) {
+    size_t n = (size_t)sp->n_steps, hcap = 2 * n + 1;
+    lf_prompt_sched ps[2];
+    memset(ps, 0, sizeof ps);
+    lf_status st = lf_prompt_sched_build(prompt, sp->n_steps, &ps[0]);
+    if (st == LF_OK) st = lf_prompt_sched_build(negative ? negative : "", sp->n_steps, &ps[1]);
+    lf_cond_set *sets = malloc(n * sizeof *sets);
+    size_t *slot = calloc(hcap, sizeof *slot), n_sets = 0;
+    if (st == LF_OK && (!sets || !slot)) st = lf_err(LF_ERR_NOMEM, "out of memory");
+    for (size_t t = 0; t < n && st == LF_OK; t++) {
+        lf_cond_set c = {sp->steps[t].te_set, {ps[0].at[t], ps[1].at[t]}};
+        size_t h = (size_t)((c.te_set * 1000003u + c.text[0]) * 1000003u + c.text[1]) % hcap;
+        while (slot[h] && (sets[slot[h] - 1].te_set != c.te_set || sets[slot[h] - 1].text[0] != c.text[0] ||
+                           sets[slot[h] - 1].text[1] != c.text[1]))
+            h = (h + 1) % hcap;
+        sp->steps[t].cond_encode = !slot[h];
+        if (!slot[h]) {
+            sets[n_sets++] = c;
+            slot[h] = n_sets;
+        }
+        sp->steps[t].cond_set = slot[h] - 1;
+    }
+    free(slot);
+    if (st != LF_OK) {
+        free(sets);
+        lf_prompt_sched_free(&ps[0]);
+        lf_prompt_sched_free(&ps[1]);
+        return st;
+    }
+    lf_prompt_sched_free(&sp->prompts[0]);
+    lf_prompt_sched_free(&sp->prompts[1]);
+    free(sp->cond_sets);
+    sp->prompts[0] = ps[0];
+    sp->prompts[1] = ps[1];
+    sp->cond_sets = sets;
+    sp->n_cond_sets = n_sets;
+    return LF_OK;
+}
+
+/* The first step where the loractl reading of a lorafuse-dialect tag differs: a warning (once per plan). */
+static void lf_step_dialect_note(lf_step_plan *sp, const lf_step_adapter *a, int *noted) {
+    const lf_tag *t = a->tag;
+    if (*noted || t->dialect != LF_DIALECT_LORAFUSE) return;
+    lf_prompt *p = NULL;
+    lf_strength s;
+    if (lf_prompt_parse_dialect(t->text, LF_DIALECT_LORACTL, &p) != LF_OK || p->n_tags != 1 ||
+        lf_strength_resolve(&p->tags[0], sp->model->family, NULL, sp->n_steps, &s, NULL) != LF_OK) {
+        lf_prompt_free(p);
+        return;
+    }
+    for (int step = 1; step <= sp->n_steps && !*noted; step++) {
+        int unet = 0;
+        float here = lf_strength_te(&a->str, LF_COMP_TE1, step), there = lf_strength_te(&s, LF_COMP_TE1, step);
+        if (here == there) {
+            unet = 1;
+            here = lf_strength_at(&a->str, LF_COMP_UNET, LF_BLK_M00, step);
+            there = lf_strength_at(&s, LF_COMP_UNET, LF_BLK_M00, step);
+        }
+        if (here == there) continue;
+        char q[LF_ESC_TAG];
+        lf_msgs_add(&sp->warnings, "prompt col %d: %s: loractl reads this tag differently (%s at step %d of %d: %g here, "
+                    "%g in loractl); lorafuse's reading is used, --tag-dialect loractl selects loractl's "
+                    "(docs/prompt-tags.md \"Dialects\")", t->col, lf_esc(q, sizeof q, t->text, strlen(t->text)),
+                    unet ? "unet" : "te", step, sp->n_steps, (double)here, (double)there);
+        *noted = 1;
+    }
+    lf_strength_free(&s);
+    lf_prompt_free(p);
+}
+
 lf_status lf_step_plan_build_files(const lf_model *model, const lf_prompt *prompt, const char *const *paths,
                                    int n_steps, const lf_step_opts *opts, lf_step_plan **out) {
+    int noted = 0; /* the dialect warning was given */
     *out = NULL;
     if (n_steps < 1 || n_steps > LF_STEPS_MAX)
         return lf_err(LF_ERR_ARG, "the number of steps must be 1 to %d (got %d)", LF_STEPS_MAX, n_steps);
@@ -392,6 +471,7 @@ lf_status lf_step_plan_build_files(const lf_model *model, const lf_prompt *promp
         a->plan_index = SIZE_MAX;
         st = lf_strength_resolve(a->tag, model->family, presets, n_steps, &a->str, &sp->warnings);
         if (st != LF_OK) break;
+        lf_step_dialect_note(sp, a, &noted);
         a->dropped = lf_strength_all_zero(&a->str);
         if (!paths[i]) st = lf_tag_err(a->tag, a->tag->col, "no file for this tag");
         else if ((a->path = strdup(paths[i])) == NULL) st = lf_err(LF_ERR_NOMEM, "out of memory");
@@ -402,6 +482,7 @@ lf_status lf_step_plan_build_files(const lf_model *model, const lf_prompt *promp
     if (st == LF_OK) st = lf_step_load(sp, opts);
     if (st == LF_OK) st = lf_step_coefs_fill(sp);
     if (st == LF_OK) st = lf_step_diff(sp);
+    if (st == LF_OK) st = lf_step_plan_set_prompts(sp, prompt->clean, NULL);
     if (st != LF_OK) {
         lf_step_plan_free(sp);
         return st;

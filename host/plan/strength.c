@@ -17,6 +17,13 @@
  *     hako-mikan/sd-webui-lora-block-weight (DEF_WEIGHT_PRESET: 17 values each); a preset applies by
  *     block name to either family, as LBW does (its to26 expansion); a vector typed in the tag must
  *     have a length of the model's family.
+ *   - "Dialects": a loractl-dialect schedule is loractl's calculate_weight(m, step, N, step_offset=2)
+ *     at lorafuse step t: A1111 sets its sampling_step after each step's model call, so step t (1-based)
+ *     sees step = max(0, t - 2); when the schedule's last position is <= 1 positions are fractions and
+ *     x = step / (N - 2) (loractl divides by zero at N = 2: an error here), else x = step; the value is
+ *     numpy.interp(x, positions, values) in double (clamped at both ends, a position written twice
+ *     gives the later value), rounded once to float. Precedence as loractl's params_to_weights: te <- S
+ *     <- 1; unet <- the positional UNET or unet= <- te.
  * Linear work (docs/limits.md): lf_strength_resolve fills the value of every schedule at every step
  * in one pass over the key frames and the steps (lf_sched_fill), so lf_strength_at is a lookup;
  * key frames past the last step give one warning per tag; a presets file holds at most
@@ -82,7 +89,32 @@ int lf_block_of_key(const char *key) {
 
 /* ---- schedules ------------------------------------------------------------------------------- */
 
+/* numpy.interp(x, xp, fp) for one x, xp sorted (duplicates allowed), as numpy's arr_interp: the j with
+ * xp[j] <= x < xp[j + 1], fp at an exact match, else slope * (x - xp[j]) + fp[j] in double. */
+static double lf_np_interp(double x, const lf_keyframe *k, size_t n) {
+    if (x > k[n - 1].pos) return k[n - 1].value_d;
+    if (x < k[0].pos) return k[0].value_d;
+    size_t lo = 0, hi = n; /* last j with k[j].pos <= x: in [lo, hi) */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (k[mid].pos <= x) lo = mid;
+        else hi = mid;
+    }
+    size_t j = lo;
+    if (j == n - 1 || k[j].pos == x) return k[j].value_d;
+    double slope = (k[j + 1].value_d - k[j].value_d) / (k[j + 1].pos - k[j].pos);
+    return slope * (x - k[j].pos) + k[j].value_d;
+}
+
+/* loractl's x at lorafuse step t of n_steps (see the header comment). */
+static double lf_loractl_x(const lf_sched *s, int t, int n_steps) {
+    double step = t >= 2 ? (double)(t - 2) : 0.0;
+    if (s->kf[s->n_kf - 1].pos <= 1.0) return step / (double)(n_steps - 2);
+    return step;
+}
+
 int lf_sched_step(lf_pos_kind kind, double pos, int n_steps) {
+    if (kind == LF_POS_LORACTL) return 1; /* no single step: read through lf_np_interp */
     if (kind == LF_POS_STEP) return pos < 1 ? 1 : pos > 2e9 ? 2000000000 : (int)pos;
     double x = kind == LF_POS_PERCENT ? pos * (double)(n_steps - 1) / 100.0 : pos * (double)(n_steps - 1);
     return 1 + (int)floor(x + 0.5 + 1e-9);
@@ -90,6 +122,7 @@ int lf_sched_step(lf_pos_kind kind, double pos, int n_steps) {
 
 float lf_sched_eval(const lf_sched *s, lf_ramp ramp, int t, int n_steps) {
     if (s->constant) return s->kf[0].value;
+    if (ramp == LF_RAMP_LORACTL) return (float)lf_np_interp(lf_loractl_x(s, t, n_steps), s->kf, s->n_kf);
     size_t k = s->n_kf;
     int sk = 0;
     for (size_t i = 0; i < s->n_kf; i++) {
@@ -106,8 +139,8 @@ float lf_sched_eval(const lf_sched *s, lf_ramp ramp, int t, int n_steps) {
 /* The winner at step t is the last key frame (in written order) whose step is <= t, as in
  * lf_sched_eval: the last key frame landing on each step, then a running maximum over the steps. */
 lf_status lf_sched_fill(const lf_sched *s, lf_ramp ramp, int n_steps, float *out) {
-    if (s->constant) {
-        for (int t = 0; t < n_steps; t++) out[t] = s->kf[0].value;
+    if (s->constant || ramp == LF_RAMP_LORACTL) {
+        for (int t = 1; t <= n_steps; t++) out[t - 1] = lf_sched_eval(s, ramp, t, n_steps);
         return LF_OK;
     }
     int *kst = malloc((s->n_kf + 1) * sizeof *kst);
@@ -363,6 +396,13 @@ typedef struct {
 static lf_status lf_sched_check(const lf_tag *t, lf_tag_key key, int n_steps, lf_past *past) {
     const lf_sched *s = &t->v[key];
     if (s->constant) return LF_OK;
+    if (t->ramp == LF_RAMP_LORACTL) {
+        if (n_steps == 2 && s->kf[s->n_kf - 1].pos <= 1.0)
+            return lf_tag_err(t, t->col, "%s: loractl reads positions up to 1 as fractions of steps - 2, which is 0 "
+                              "at 2 steps (loractl fails there); use 3 or more steps or step positions",
+                              lf_tag_key_name(key));
+        return LF_OK;
+    }
     int prev = 0;
     for (size_t i = 0; i < s->n_kf; i++) {
         const lf_keyframe *kf = &s->kf[i];
@@ -472,7 +512,8 @@ lf_status lf_strength_resolve(const lf_tag *t, lf_family family, const lf_lbw_pr
     out->te1 = lf_given(t, LF_TK_TE1) ? lf_given(t, LF_TK_TE1) : te_eff;
     out->te2 = lf_given(t, LF_TK_TE2) ? lf_given(t, LF_TK_TE2) : te_eff;
     const lf_sched *u = lf_given(t, LF_TK_UNET);
-    out->unet = u ? u : S ? S : te;
+    if (t->dialect == LF_DIALECT_LORACTL) out->unet = u ? u : te_eff; /* params_to_weights: unet <- te */
+    else out->unet = u ? u : S ? S : te;
     for (int g = 0; g < 3; g++) {
         const lf_sched *gs = lf_given(t, (lf_tag_key)(LF_TK_IN + g));
         out->grp[g] = gs ? gs : out->unet;

@@ -4,6 +4,9 @@
  * a = attention(q, k, v; heads, d = w / heads, scale 1/sqrt(d), causal); x += a Woᵀ + bo;
  * h = LN2(x); x += fc2(act(fc1(h))). All ops from lf_nn.h (BLAS sgemm for the products).
  * Scratch per call: ~ (6w + ff) * T floats.
+ * Textual inversion (A1111 EmbeddingsWithFixes): a fix of a chunk replaces the token embeddings of
+ * window positions offset + 1 .. offset + min(vectors, 77 - offset - 1) with its vectors, before the
+ * position embeddings are added; its width must be the encoder's.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -12,8 +15,9 @@
 #include "clip_internal.h"
 #include "kernels/cpu/nn/lf_nn.h"
 
-lf_status lf_clip_forward(const lf_clip *m, const int32_t *ids, int64_t T, const lf_clip_run *run, float *hidden,
-                          float *pooled) {
+/* lf_clip_forward with rows[t] (when rows and rows[t] are not NULL) in place of token t's embedding. */
+static lf_status lf_clip_forward_rows(const lf_clip *m, const int32_t *ids, const float *const *rows, int64_t T,
+                                      const lf_clip_run *run, float *hidden, float *pooled) {
     const lf_clip_config *c = &m->cfg;
     const int64_t w = c->width, ff = c->ff, L = c->layers;
     int skip = run ? run->skip : 1;
@@ -37,6 +41,8 @@ lf_status lf_clip_forward(const lf_clip *m, const int32_t *ids, int64_t T, const
     }
     st = lf_nn_embedding(x, m->tok_emb, ids, T, c->vocab, w);
     if (st) goto done;
+    for (int64_t t = 0; rows && t < T; t++)
+        if (rows[t]) memcpy(x + t * w, rows[t], (size_t)w * sizeof *x);
     lf_nn_add(x, x, m->pos_emb, T * w);
     const int64_t heads = c->heads, d = w / heads;
     float *k = q + T * w, *v = q + 2 * T * w;
@@ -83,12 +89,41 @@ done:
     return st;
 }
 
+lf_status lf_clip_forward(const lf_clip *m, const int32_t *ids, int64_t T, const lf_clip_run *run, float *hidden,
+                          float *pooled) {
+    return lf_clip_forward_rows(m, ids, NULL, T, run, hidden, pooled);
+}
+
+/* The rows of window k that its fixes replace (rows[t] NULL elsewhere); 0 when it has none. */
+static lf_status lf_clip_fix_rows(const lf_clip *m, const lf_prompt_chunks *c, size_t k,
+                                  const float *rows[LF_CLIP_CTX], int *any) {
+    *any = 0;
+    for (int t = 0; t < LF_CLIP_CTX; t++) rows[t] = NULL;
+    for (size_t i = 0; i < c->n_fixes; i++) {
+        const lf_emb_fix *f = &c->fixes[i];
+        if (f->chunk != k) continue;
+        if (f->width != m->cfg.width)
+            return lf_err(LF_ERR_MODEL, "%s: embedding vectors of width %lld; this text encoder's tokens have width %lld "
+                          "(an embedding for another model family)", f->path, (long long)f->width,
+                          (long long)m->cfg.width);
+        int64_t room = LF_CLIP_CTX - (int64_t)f->offset - 1, n = f->vectors < room ? f->vectors : room;
+        for (int64_t j = 0; j < n; j++) rows[f->offset + 1 + (size_t)j] = f->vec + j * f->width;
+        *any = 1;
+    }
+    return LF_OK;
+}
+
 lf_status lf_clip_encode_chunks(const lf_clip *m, const lf_prompt_chunks *c, const lf_clip_run *run,
                                 lf_emph_mode mode, float *hidden, float *pooled) {
     const int64_t w = m->cfg.width;
     for (size_t k = 0; k < c->n; k++) {
         float *hk = hidden + (int64_t)k * LF_CLIP_CTX * w;
-        lf_status st = lf_clip_forward(m, c->ids + k * LF_CLIP_CTX, LF_CLIP_CTX, run, hk, k == 0 ? pooled : NULL);
+        const float *rows[LF_CLIP_CTX];
+        int any;
+        lf_status st = lf_clip_fix_rows(m, c, k, rows, &any);
+        if (!st)
+            st = lf_clip_forward_rows(m, c->ids + k * LF_CLIP_CTX, any ? rows : NULL, LF_CLIP_CTX, run, hk,
+                                      k == 0 ? pooled : NULL);
         if (st) return lf_err_wrap(st, "window %zu of %zu: ", k + 1, c->n);
         lf_emphasis_apply(hk, c->mult + k * LF_CLIP_CTX, LF_CLIP_CTX, w, mode);
     }
@@ -103,10 +138,11 @@ void lf_text_cond_free(lf_text_cond *c) {
 }
 
 lf_status lf_text_encode_sd(const lf_clip *te, const lf_tokenizer *tok, const char *prompt, int clip_skip,
-                            int32_t pad, lf_emph_mode mode, lf_text_cond *out) {
+                            int32_t pad, lf_emph_mode mode, lf_embeddings *emb, lf_text_cond *out) {
     memset(out, 0, sizeof *out);
     lf_chunk_opts o = lf_chunk_opts_default(pad);
     o.mode = mode;
+    o.emb = emb;
     lf_prompt_chunks c;
     lf_status st = lf_prompt_chunk(tok, prompt, &o, &c);
     if (st) return st;
@@ -164,10 +200,13 @@ done:
 }
 
 lf_status lf_text_encode_sdxl(const lf_clip *te1, const lf_clip *te2, const lf_tokenizer *tok, const char *prompt,
-                              lf_emph_mode mode, lf_text_cond *out) {
+                              lf_emph_mode mode, lf_embeddings *emb, lf_text_cond *out) {
     memset(out, 0, sizeof *out);
     lf_chunk_opts o1 = lf_chunk_opts_default(lf_tokenizer_eos(tok)), o2 = lf_chunk_opts_default(0);
     o1.mode = o2.mode = mode;
+    o1.emb = o2.emb = emb;
+    o1.emb_part = LF_EMB_CLIP_L;
+    o2.emb_part = LF_EMB_CLIP_G;
     lf_prompt_chunks c1, c2;
     lf_status st = lf_prompt_chunk(tok, prompt, &o1, &c1);
     if (st) return st;

@@ -1,4 +1,5 @@
-/* emphasis.c: A1111 prompt emphasis: parser, 75-token chunking with comma backtrack, weighting.
+/* emphasis.c: A1111 prompt emphasis: parser, 75-token chunking with comma backtrack and textual-inversion
+ * embeddings (find_embedding_at_position, PromptChunkFix), weighting.
  * The rules, formulas and shapes are in lf_emphasis.h; this file follows them in the same order as
  * A1111's parse_prompt_attention / tokenize_line / EmphasisOriginal.after_transformers.
  */
@@ -190,7 +191,7 @@ lf_status lf_emphasis_parse(const char *prompt, lf_emph_mode mode, lf_emph_spans
 /* chunks                                                                                         */
 
 lf_chunk_opts lf_chunk_opts_default(int32_t pad) {
-    lf_chunk_opts o = {LF_EMPH_ORIGINAL, 20, pad};
+    lf_chunk_opts o = {LF_EMPH_ORIGINAL, 20, pad, NULL, LF_EMB_ONE};
     return o;
 }
 
@@ -198,9 +199,12 @@ void lf_prompt_chunks_free(lf_prompt_chunks *c) {
     if (!c) return;
     free(c->ids);
     free(c->mult);
+    free(c->fixes);
     c->ids = NULL;
     c->mult = NULL;
+    c->fixes = NULL;
     c->n = 0;
+    c->n_fixes = 0;
 }
 
 typedef struct chunker {
@@ -211,7 +215,25 @@ typedef struct chunker {
     float curm[LF_CLIP_CHUNK];
     size_t len;
     long last_comma;
+    size_t cap_fixes;
 } chunker;
+
+/* The part of embedding e a chunk of this model uses, checked against what e holds. */
+static lf_status lf_emb_fix_add(chunker *c, const lf_chunk_opts *o, const lf_embedding *e) {
+    int want2 = o->emb_part != LF_EMB_ONE;
+    if (want2 && e->parts != 2)
+        return lf_err(LF_ERR_MODEL, "%s: embedding '%s' is for a model with one text encoder (SD1.x/SD2.x); this SDXL "
+                      "model needs clip_l and clip_g vectors", e->path, e->name);
+    if (!want2 && e->parts != 1)
+        return lf_err(LF_ERR_MODEL, "%s: embedding '%s' is an SDXL embedding (clip_l, clip_g); this model has one "
+                      "text encoder", e->path, e->name);
+    lf_prompt_chunks *out = c->out;
+    if (lf_grow(&out->fixes, &c->cap_fixes, out->n_fixes + 1)) return lf_err(LF_ERR_NOMEM, "emphasis: out of memory");
+    int k = o->emb_part == LF_EMB_CLIP_G;
+    lf_emb_fix f = {out->n, c->len, e->vec[k], e->vectors, e->width[k], e->path};
+    out->fixes[out->n_fixes++] = f;
+    return LF_OK;
+}
 
 static lf_status next_chunk(chunker *c, int is_last) {
     lf_prompt_chunks *o = c->out;
@@ -245,7 +267,7 @@ lf_status lf_prompt_chunk(const lf_tokenizer *tok, const char *prompt, const lf_
     lf_emph_spans spans;
     lf_status st = lf_emphasis_parse(prompt, opts->mode, &spans);
     if (st) return st;
-    chunker c = {tok, out, 0, 0, {0}, {0}, 0, -1};
+    chunker c = {tok, out, 0, 0, {0}, {0}, 0, -1, 0};
     int32_t comma = lf_tokenizer_id(tok, ",</w>");
     lf_tokens ids = {0};
     for (size_t s = 0; s < spans.n && !st; s++) {
@@ -277,6 +299,18 @@ lf_status lf_prompt_chunk(const lf_tokenizer *tok, const char *prompt, const lf_
             if (c.len == LF_CLIP_CHUNK) {
                 st = next_chunk(&c, 0);
                 if (st) break;
+            }
+            lf_embedding *e = NULL;
+            if (opts->emb && (st = lf_embeddings_match(opts->emb, ids.ids, ids.n, p, &e)) != LF_OK) break;
+            if (e) {
+                if (c.len + (size_t)e->vectors > LF_CLIP_CHUNK && (st = next_chunk(&c, 0)) != LF_OK) break;
+                if ((st = lf_emb_fix_add(&c, opts, e)) != LF_OK) break;
+                for (int64_t v = 0; v < e->vectors; v++, c.len++) {
+                    c.cur[c.len] = 0;
+                    c.curm[c.len] = w;
+                }
+                p += e->n_ids - 1;
+                continue;
             }
             c.cur[c.len] = t;
             c.curm[c.len] = w;

@@ -83,7 +83,7 @@ lf_status lf_clip_forward(const lf_clip *m, const int32_t *ids, int64_t T, const
 
 /* Every 77-id window of c: hidden (c->n * 77, width) = the windows' hidden states, each weighted per
  * `mode` with the window's multipliers (lf_emphasis_apply); pooled (may be NULL) from window 0,
- * unweighted. */
+ * unweighted. The embeddings of c->fixes replace the token embeddings they cover (width checked). */
 lf_status lf_clip_encode_chunks(const lf_clip *m, const lf_prompt_chunks *c, const lf_clip_run *run,
                                 lf_emph_mode mode, float *hidden, float *pooled);
 
@@ -98,13 +98,14 @@ typedef struct lf_text_cond {
 void lf_text_cond_free(lf_text_cond *c);
 
 /* SD1.x (CLIP-L, HF layout; clip_skip >= 1, final LN always) and SD2.x (OpenCLIP; penultimate + final
- * LN: pass clip_skip 2) from a prompt with A1111 emphasis and chunks; pad: EOS for SD1, 0 for SD2. */
+ * LN: pass clip_skip 2) from a prompt with A1111 emphasis and chunks; pad: EOS for SD1, 0 for SD2.
+ * emb: textual-inversion embeddings matched in the prompt (NULL: none; lf_emphasis.h). */
 lf_status lf_text_encode_sd(const lf_clip *te, const lf_tokenizer *tok, const char *prompt, int clip_skip,
-                            int32_t pad, lf_emph_mode mode, lf_text_cond *out);
+                            int32_t pad, lf_emph_mode mode, lf_embeddings *emb, lf_text_cond *out);
 /* SDXL: concat(TE1 penultimate, TE2 penultimate) along features, pooled from TE2; TE1 windows pad with
- * EOS, TE2 windows with 0. */
+ * EOS, TE2 windows with 0; embeddings give TE1 their clip_l vectors, TE2 their clip_g vectors. */
 lf_status lf_text_encode_sdxl(const lf_clip *te1, const lf_clip *te2, const lf_tokenizer *tok, const char *prompt,
-                              lf_emph_mode mode, lf_text_cond *out);
+                              lf_emph_mode mode, lf_embeddings *emb, lf_text_cond *out);
 /* SDXL assembly from already chunked windows (c1 for TE1, c2 for TE2: same window count). */
 lf_status lf_text_encode_sdxl_chunks(const lf_clip *te1, const lf_clip *te2, const lf_prompt_chunks *c1,
                                      const lf_prompt_chunks *c2, lf_emph_mode mode, lf_text_cond *out);

@@ -18,7 +18,13 @@
  * that comma move to the next chunk. BREAK closes the current chunk (even an empty one). A closed chunk
  * becomes the 77-id window BOS + tokens + EOS-padding (weights 1 on BOS/EOS/padding); models padding
  * with another id (SDXL TE2, SD2: 0) get it after the first EOS of each window. The prompt always
- * yields at least one chunk. Textual-inversion embeddings are not supported.
+ * yields at least one chunk.
+ * Textual-inversion embeddings (lf_embeddings.h), when opts->emb is set: at each token of a span, an
+ * embedding whose name's tokens start there (after the comma backtrack and the full-chunk check, as
+ * A1111) takes `vectors` places of id 0 with the span's weight, in the next chunk if they do not fit
+ * in this one, and is recorded as a fix (chunk, offset) whose vectors replace the token embeddings of
+ * window positions offset + 1 .. (lf_clip_encode_chunks); its name's tokens are skipped. As in A1111, a
+ * comma backtrack moves the placeholder ids but not the fix.
  *
  * Weighting of the encoder output z (77, D) of each chunk (modules/sd_emphasis.py):
  *   Original: m0 = mean(z); z[t, :] *= w[t]; z *= m0 / mean(z)      (mean over all 77*D values)
@@ -32,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lorafuse/lf_embeddings.h"
 #include "lorafuse/lf_status.h"
 #include "lorafuse/lf_tokenizer.h"
 
@@ -65,7 +72,19 @@ typedef struct lf_chunk_opts {
     lf_emph_mode mode;
     int comma_backtrack; /* A1111 comma_padding_backtrack (default 20; 0 = off) */
     int32_t pad;         /* padding id after the first EOS: EOS (SD1, SDXL TE1) or 0 (SDXL TE2, SD2) */
+    lf_embeddings *emb;  /* textual-inversion embeddings, or NULL */
+    int emb_part;        /* which vectors: LF_EMB_ONE (one-encoder model), LF_EMB_CLIP_L, LF_EMB_CLIP_G (SDXL) */
 } lf_chunk_opts;
+
+enum { LF_EMB_ONE = 0, LF_EMB_CLIP_L, LF_EMB_CLIP_G };
+
+/* An embedding placed in a chunk: window `chunk`, its vectors from window position offset + 1 on. */
+typedef struct lf_emb_fix {
+    size_t chunk, offset;
+    const float *vec;    /* (vectors, width) */
+    int64_t vectors, width;
+    const char *path;    /* for messages */
+} lf_emb_fix;
 
 /* A1111 defaults for a model padding with `pad`. */
 lf_chunk_opts lf_chunk_opts_default(int32_t pad);
@@ -75,6 +94,8 @@ typedef struct lf_prompt_chunks {
     int32_t *ids;        /* (n, 77) */
     float *mult;         /* (n, 77) weights */
     size_t token_count;  /* A1111's count shown in the UI: 75 per full chunk + tokens of the last */
+    lf_emb_fix *fixes;   /* embeddings placed, in prompt order */
+    size_t n_fixes;
 } lf_prompt_chunks;
 
 lf_status lf_prompt_chunk(const lf_tokenizer *tok, const char *prompt, const lf_chunk_opts *opts,

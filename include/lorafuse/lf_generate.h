@@ -68,6 +68,8 @@ typedef struct lf_gen_opts {
     const char *lora_dir;      /* NULL: models/lora */
     int lora_dir_confine;      /* refuse symbolic links out of lora_dir (lf_lora_dir.h); 0: follow them */
     const char *lbw_presets;   /* NULL: built-in presets only */
+    const char *tag_dialect;   /* how tag values are read: NULL or "lorafuse", "loractl" (lf_prompt_tags.h) */
+    const char *embeddings_dir; /* textual-inversion embeddings; NULL: models/embeddings (none if missing) */
     int auto_trigger;          /* append the adapters' trigger words to the prompt */
     const char *output_dir;    /* NULL: LF_GEN_DEFAULT_OUTDIR; "" is refused */
     lf_gen_backend backend;

@@ -53,6 +53,7 @@ typedef struct lf_infotext {
     const char *rng;           /* "CPU" / "NV"; NULL: omitted (A1111's default "GPU") */
     const char *lora_hashes;   /* "name: hash, ..." or NULL */
     const char *version;       /* "lorafuse 0.1.0" */
+    const char *ti_hashes;     /* textual-inversion embeddings, "name: hash, ..." or NULL (after Lora hashes) */
 } lf_infotext;
 
 /* The parameters text (malloc'd) or NULL (out of memory). */

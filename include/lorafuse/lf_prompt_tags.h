@@ -1,11 +1,16 @@
 /* lf_prompt_tags.h: the `<lora:...>` prompt tags (docs/prompt-tags.md), parsed by a hand-written
  * scanner (no regex) into tag structs; the cleaned prompt is the text with every tag removed.
  *
- * Grammar (docs/prompt-tags.md "Form", "Values and schedules"):
- *   <lora:NAME>  <lora:NAME:S>  <lora:NAME:KEY=V[:KEY=V]...>  <lora:NAME:S:KEY=V[:KEY=V]...>
+ * Grammar (docs/prompt-tags.md "Form", "Values and schedules"); `<lyco:` is the same tag (A1111's
+ * alias), and the loractl dialect also reads `<loractl:`:
+ *   <lora:NAME[:S[:UNET[:DYN]]][:KEY=V]...>   (positional values as A1111: te (and unet), unet, dyn)
  *   KEY   := te | te1 | te2 | unet | in | mid | out | lbw | dyn | ramp    (anything else is an error)
  *   value := number | key_frame ("," key_frame)*      key_frame := number "@" position
  *   position := integer (step, 1-based, @0 = step 1) | number "%" | decimal in [0, 1] (fraction)
+ * The loractl dialect (lf_tag_dialect, docs/prompt-tags.md "Dialects") reads values as loractl's
+ * sorted_positions / calculate_weight: entries separated by ',' or ';', '@' or '~' before the
+ * position, positions <= 1 (the last one decides) fractions of the run, linear interpolation with
+ * clamping; keys te, unet, dyn; hr, hrte, hrunet refused by name (no hires pass).
  * Whitespace around fields, values, ',' and '@' is ignored; a `>` ends the tag, a `<` inside a tag is
  * an error. Every malformed tag is LF_ERR_ARG with the message
  *   "prompt col C: <lora:...>: what was expected"
@@ -43,6 +48,14 @@ extern "C" {
 #define LF_TAG_MAX_KEYFRAMES 10000
 #define LF_TAG_MAX_DYN 1048576
 
+/* How values are read: lorafuse's own rules, or loractl's (cheald/sd-webui-loractl, lib/utils.py). */
+typedef enum lf_tag_dialect { LF_DIALECT_LORAFUSE = 0, LF_DIALECT_LORACTL } lf_tag_dialect;
+
+/* "lorafuse", "loractl". */
+const char *lf_tag_dialect_name(lf_tag_dialect d);
+/* The dialect named s; LF_ERR_ARG (naming the choices) for anything else. */
+lf_status lf_tag_dialect_parse(const char *s, lf_tag_dialect *out);
+
 /* Strength keys, in the order of the precedence table of docs/prompt-tags.md. LF_TK_S is the positional
  * strength. */
 typedef enum lf_tag_key {
@@ -63,7 +76,8 @@ const char *lf_tag_key_name(lf_tag_key k);
 typedef enum lf_pos_kind {
     LF_POS_STEP = 0, /* integer step number as written (0 means step 1) */
     LF_POS_FRACTION, /* decimal in [0, 1] */
-    LF_POS_PERCENT   /* number in [0, 100] followed by '%' */
+    LF_POS_PERCENT,  /* number in [0, 100] followed by '%' */
+    LF_POS_LORACTL   /* loractl dialect: the number as written (a fraction when the schedule's last is <= 1) */
 } lf_pos_kind;
 
 typedef struct lf_keyframe {
@@ -71,6 +85,7 @@ typedef struct lf_keyframe {
     lf_pos_kind kind;
     double pos;   /* as written: step number, fraction or percentage */
     int col;      /* 1-based prompt column of the key frame */
+    double value_d; /* the value as written, in double (loractl interpolates in double) */
 } lf_keyframe;
 
 /* A value: a plain number (constant = 1, one key frame whose position is unused) or a schedule. */
@@ -81,7 +96,8 @@ typedef struct lf_sched {
     int col;          /* column of the value */
 } lf_sched;
 
-typedef enum lf_ramp { LF_RAMP_HOLD = 0, LF_RAMP_LINEAR } lf_ramp;
+/* LF_RAMP_LORACTL: every tag of the loractl dialect (np.interp over its key frames, lf_strength.h). */
+typedef enum lf_ramp { LF_RAMP_HOLD = 0, LF_RAMP_LINEAR, LF_RAMP_LORACTL } lf_ramp;
 
 #define LF_LBW_MAX 26
 
@@ -96,6 +112,7 @@ typedef struct lf_tag {
     float lbw[LF_LBW_MAX];
     char *lbw_preset;           /* lbw=NAME (a preset), else NULL */
     int lbw_col;
+    lf_tag_dialect dialect;     /* how its values were read */
 } lf_tag;
 
 typedef struct lf_prompt {
@@ -104,8 +121,11 @@ typedef struct lf_prompt {
     size_t n_tags;
 } lf_prompt;
 
-/* Parse a prompt. On error *out is NULL and lf_last_error() has the "prompt col C: TAG: ..." message. */
+/* Parse a prompt (lorafuse dialect). On error *out is NULL and lf_last_error() has the
+ * "prompt col C: TAG: ..." message. */
 lf_status lf_prompt_parse(const char *text, lf_prompt **out);
+/* Same, reading the tags' values in dialect d. */
+lf_status lf_prompt_parse_dialect(const char *text, lf_tag_dialect d, lf_prompt **out);
 void lf_prompt_free(lf_prompt *p);
 
 /* 1 when s[0..n) can name an LBW preset in a tag (lbw=NAME): letters, digits, '_', '.', '-', '+', and

@@ -14,6 +14,11 @@
  * encoded once (te_encode), at the first step that uses it. A tag whose strengths are zero at every
  * step drops its adapter: the file is neither loaded nor planned.
  *
+ * Prompt editing (lf_prompt_edit.h) joins the same plan: the conditioning of a step is a cond set, one
+ * per distinct (text-encoder set, prompt text, negative text) of the run, encoded once, at the first
+ * step that uses it (cond_encode). lf_step_plan_build schedules the cleaned prompt with an empty
+ * negative; lf_step_plan_set_prompts replaces both (generate: trigger words appended, the negative).
+ *
  * Every job is always recomputed from the pristine W0 of the mmap'd checkpoint (P7: no subtraction),
  * W = W0 + sum_i coef_i * C_i, rounded once (lf_job_apply). Conditional and unconditional halves of a
  * CFG batch share the weights of a step: a schedule never splits the batch.
@@ -28,6 +33,7 @@
 #include <stdint.h>
 
 #include "lorafuse/lf_model.h"
+#include "lorafuse/lf_prompt_edit.h"
 #include "lorafuse/lf_strength.h"
 #include "lorafuse/lf_prompt_tags.h"
 
@@ -72,7 +78,14 @@ typedef struct lf_step {
     int te_changed;             /* text-encoder coefficients differ from the previous step */
     int te_encode;              /* the text encoders must run (a text-encoder set not encoded before) */
     size_t te_set;              /* which distinct text-encoder set this step uses (0-based) */
+    size_t cond_set;            /* which cond set (text-encoder set, prompt text, negative text) */
+    int cond_encode;            /* its first step: the text encoders run */
 } lf_step;
+
+typedef struct lf_cond_set {
+    size_t te_set;
+    size_t text[2];             /* index into prompts[0].texts (prompt) and prompts[1].texts (negative) */
+} lf_cond_set;
 
 typedef struct lf_step_plan {
     const lf_model *model;
@@ -89,6 +102,9 @@ typedef struct lf_step_plan {
     float *coef;                /* (n_steps + 1) x n_coef */
     lf_step *steps;             /* steps[t - 1], t = 1..n_steps */
     size_t n_te_sets;
+    lf_prompt_sched prompts[2]; /* prompt and negative prompt text of every step */
+    lf_cond_set *cond_sets;
+    size_t n_cond_sets;
     lf_msgs warnings;
 } lf_step_plan;
 
@@ -102,6 +118,9 @@ lf_status lf_step_plan_build(const lf_model *model, const lf_prompt *prompt, int
 lf_status lf_step_plan_build_files(const lf_model *model, const lf_prompt *prompt, const char *const *paths,
                                    int n_steps, const lf_step_opts *opts, lf_step_plan **out);
 void lf_step_plan_free(lf_step_plan *sp);
+/* Schedule the prompt and negative (NULL: "") texts over the plan's steps (prompt editing) and make
+ * the cond sets of every step. Errors are those of lf_prompt_sched_build; the plan is unchanged then. */
+lf_status lf_step_plan_set_prompts(lf_step_plan *sp, const char *prompt, const char *negative);
 /* `prompt` followed by the trigger words of the plan's live adapters (not dropped; each file once, in
  * prompt order), as lf_lora_append_triggers adds them (A1111/SD.Next "auto trigger"). *out is malloc'd. */
 lf_status lf_step_plan_auto_trigger(const lf_step_plan *sp, const char *prompt, char **out);

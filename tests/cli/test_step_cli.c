@@ -17,14 +17,18 @@
 
 static char g_dir[256], g_out[512], g_err[512];
 
-/* Run `$LF_BIN plan ARGS`; returns the exit code, *out / *err get stdout / stderr (caller frees). */
-static int run_plan(const char *args, char **out, char **err) {
+/* Run `$LF_BIN SUB ARGS`; returns the exit code, *out / *err get stdout / stderr (caller frees). */
+static int run_cmd(const char *sub, const char *args, char **out, char **err) {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "'%s' plan %s >%s 2>%s", getenv("LF_BIN"), args, g_out, g_err);
+    snprintf(cmd, sizeof cmd, "'%s' %s %s >%s 2>%s", getenv("LF_BIN"), sub, args, g_out, g_err);
     int rc = system(cmd);
     if (lf_read_file(g_out, "plan's stdout", (size_t)64 << 20, out, NULL)) *out = calloc(1, 1);
     if (lf_read_file(g_err, "plan's stderr", (size_t)64 << 20, err, NULL)) *err = calloc(1, 1);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static int run_plan(const char *args, char **out, char **err) {
+    return run_cmd("plan", args, out, err);
 }
 
 /* src with an SD1 base, an ss_output_name alias and trigger words in its metadata. */
@@ -97,7 +101,11 @@ static void test_json(void) {
         LF_CHECK(num(p6, "layers") > 0 && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p6, "te_encode")) &&
                  near(num(p6, "te_set"), 1), "step 6");
         const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "warnings");
-        LF_CHECK(cJSON_GetArraySize(w) == 1 && strstr(cJSON_GetArrayItem(w, 0)->valuestring, "never reached"), "warning");
+        LF_CHECK(cJSON_GetArraySize(w) == 2 &&
+                     strstr(cJSON_GetArrayItem(w, 0)->valuestring, "<lora:k:te=0.1@1,0.6@6>: loractl reads this tag "
+                            "differently (te at step 4 of 8: 0.1 here, 0.2 in loractl)") &&
+                     strstr(cJSON_GetArrayItem(w, 1)->valuestring, "never reached"),
+                 "warnings: the dialect warning once (first tag), never reached (third tag)");
         LF_CHECK(!strcmp(cJSON_GetObjectItemCaseSensitive(j, "family")->valuestring, "SD1"), "family");
         cJSON_Delete(j);
     }
@@ -155,6 +163,62 @@ static void test_trigger_and_errors(void) {
     free(err);
 }
 
+/* --tag-dialect: loractl's ramp in the plan, no dialect warning under it, an unknown dialect refused. */
+static void test_dialect(void) {
+    char *out, *err, args[1024];
+    snprintf(args, sizeof args, "--model models/tiny-sd15.safetensors --steps 6 --lora-dir %s --json --tag-dialect "
+             "loractl --prompt '<lyco:k:1:0@0;1~1>'", g_dir);
+    int rc = run_plan(args, &out, &err);
+    LF_CHECK(rc == 0 && !*err, "loractl dialect: exit %d: %s", rc, err);
+    cJSON *j = cJSON_Parse(out);
+    const cJSON *s0 = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "adapters"), 0),
+                                                       "strengths");
+    double want[6] = {0, 0, 0.25, 0.5, 0.75, 1}; /* x = max(0, t - 2) / (6 - 2) */
+    LF_CHECK(cJSON_GetArraySize(s0) == 6, "6 steps of strengths");
+    for (int t = 0; t < 6 && cJSON_GetArraySize(s0) == 6; t++) {
+        const cJSON *row = cJSON_GetArrayItem(s0, t);
+        LF_CHECK(near(num(row, "IN01"), want[t]) && near(num(row, "te"), 1), "loractl step %d: unet %g", t + 1,
+                 num(row, "IN01"));
+    }
+    cJSON_Delete(j);
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "--model models/tiny-sd15.safetensors --steps 6 --lora-dir %s --tag-dialect sdnext "
+             "--prompt '<lora:k:1>'", g_dir);
+    rc = run_plan(args, &out, &err);
+    LF_CHECK(rc == 1 && !strcmp(err, "lorafuse plan: unknown tag dialect 'sdnext' (dialects: lorafuse, loractl)\n"),
+             "unknown dialect: exit %d: %s", rc, err);
+    free(out);
+    free(err);
+}
+
+/* inspect --embeddings: the list, its JSON, a missing directory. */
+static void test_inspect_embeddings(void) {
+    char *out, *err;
+    int rc = run_cmd("inspect", "--embeddings tests/data/prompt/embeddings", &out, &err);
+    const char *head = "embeddings in tests/data/prompt/embeddings (5):\n  pickled ";
+    LF_CHECK(rc == 0 && !*err && !strncmp(out, head, strlen(head)) &&
+                 strstr(out, "\n  tinyemb          2 vectors, width 32 (one text encoder") &&
+                 strstr(out, "\n  xlemb            3 vectors, SDXL (clip_l 32, clip_g 32)"),
+             "inspect --embeddings: exit %d:\n%s%s", rc, out, err);
+    free(out);
+    free(err);
+    rc = run_cmd("inspect", "--embeddings tests/data/prompt/embeddings --json", &out, &err);
+    cJSON *j = cJSON_Parse(out);
+    const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "embeddings"), 2);
+    LF_CHECK(rc == 0 && e && !strcmp(cJSON_GetObjectItemCaseSensitive(e, "name")->valuestring, "tinyemb") &&
+                 num(e, "vectors") == 2 && !strcmp(cJSON_GetObjectItemCaseSensitive(e, "kind")->valuestring, "one-encoder"),
+             "inspect --embeddings --json: %s", out);
+    cJSON_Delete(j);
+    free(out);
+    free(err);
+    rc = run_cmd("inspect", "--embeddings tests/data/prompt/none", &out, &err);
+    LF_CHECK(rc == 1 && !strcmp(err, "lorafuse inspect: tests/data/prompt/none: no such embeddings directory\n"),
+             "missing directory: exit %d: %s", rc, err);
+    free(out);
+    free(err);
+}
+
 int main(void) {
     if (!getenv("LF_BIN")) LF_SKIP("LF_BIN not set (run through ctest)");
     char cwd[2048], src[4096], dst[4096];
@@ -174,6 +238,8 @@ int main(void) {
     test_text();
     test_json();
     test_trigger_and_errors();
+    test_dialect();
+    test_inspect_embeddings();
     lf_test_rmtree(g_dir);
     return lf_test_finish();
 }

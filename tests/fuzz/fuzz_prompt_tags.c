@@ -8,13 +8,16 @@
  * in/mid/out. Every tag is then resolved for SD1 and SDXL at a step count taken from the input, and its
  * strength is evaluated for every component and block at every step. The same bytes are also parsed as
  * an LBW presets file (fuzz_lbw_presets.c fuzzes that format on its own). Error messages hold no control
- * byte (quoted input is escaped). An invariant violation aborts.
+ * byte (quoted input is escaped). The bytes are parsed in the loractl dialect too (tags resolved the same
+ * way), and the cleaned prompt is scheduled for prompt editing (lf_prompt_edit.h): every step has a text
+ * no longer than the prompt, or the error is one of the documented limits. An invariant violation aborts.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lorafuse/lf_prompt_edit.h"
 #include "lorafuse/lf_strength.h"
 #include "lorafuse/lf_prompt_tags.h"
 
@@ -44,6 +47,18 @@ static void lf_fuzz_tag(const lf_tag *t, int n_steps) {
     }
 }
 
+/* The prompt-editing schedule of the cleaned prompt: a text per step, none longer than the prompt. */
+static void lf_fuzz_edit(const char *clean, int n_steps) {
+    lf_prompt_sched s;
+    if (lf_prompt_sched_build(clean, n_steps, &s) != LF_OK) {
+        if (!strstr(lf_last_error(), "(docs/limits.md)")) abort();
+        return;
+    }
+    for (int t = 0; t < n_steps; t++)
+        if (s.at[t] >= s.n_texts || strlen(s.texts[s.at[t]]) > strlen(clean)) abort();
+    lf_prompt_sched_free(&s);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size > 8192) return 0;
     char *text = malloc(size + 1);
@@ -62,7 +77,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 0; i < p->n_tags; i++) {
             const lf_tag *t = &p->tags[i];
             size_t tl = strlen(t->text);
-            if (strncmp(t->text, "<lora:", 6) || t->text[tl - 1] != '>' || !t->name[0] || t->col < 1) abort();
+            if ((strncmp(t->text, "<lora:", 6) && strncmp(t->text, "<lyco:", 6)) || t->text[tl - 1] != '>' ||
+                !t->name[0] || t->col < 1)
+                abort();
             if (t->lbw_n && t->lbw_n != 12 && t->lbw_n != 17 && t->lbw_n != 20 && t->lbw_n != 26) abort();
             for (int k = 0; k < LF_TK_COUNT; k++)
                 if (t->v[k].n_kf && !t->v[k].kf) abort();
@@ -70,7 +87,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 abort();
             lf_fuzz_tag(t, n_steps);
         }
+        lf_fuzz_edit(p->clean, n_steps);
         lf_prompt_free(p);
+    }
+    if (lf_prompt_parse_dialect(text, LF_DIALECT_LORACTL, &p) == LF_OK) {
+        for (size_t i = 0; i < p->n_tags; i++) lf_fuzz_tag(&p->tags[i], 1 + (int)(size % 37));
+        lf_prompt_free(p);
+    } else if (p || strncmp(lf_last_error(), "prompt col ", 11)) {
+        abort();
     }
     lf_lbw_presets *ps = NULL;
     if (lf_lbw_presets_parse(text, "fuzz", &ps) == LF_OK) lf_lbw_presets_free(ps);

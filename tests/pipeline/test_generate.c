@@ -324,7 +324,7 @@ static void test_sdxl_cond(void) {
     for (int i = 0; i < 2 && te1 && te2 && tok; i++) {
         lf_text_cond c;
         memset(&c, 0, sizeof c);
-        LF_CHECK(lf_text_encode_sdxl(te1, te2, tok, texts[i], LF_EMPH_ORIGINAL, &c) == LF_OK, "encode: %s",
+        LF_CHECK(lf_text_encode_sdxl(te1, te2, tok, texts[i], LF_EMPH_ORIGINAL, NULL, &c) == LF_OK, "encode: %s",
                  lf_last_error());
         size_t nc = 0, np = 0;
         float *rc = tensor_f32(gf, names[i][0], &nc), *rp = tensor_f32(gf, names[i][1], &np);
@@ -576,6 +576,100 @@ static void test_errors(const char *tmp) {
     }
 }
 
+/* ---- prompt editing ----------------------------------------------------------------------------- */
+
+/* The final latent of a 4-step 64x64 run (NULL on failure), and its number of encoder runs. */
+static float *edit_run(const char *prompt, const char *negative, size_t *n, size_t *encodes) {
+    lf_gen_opts o = base_opts("unused");
+    o.prompt = prompt;
+    o.negative = negative;
+    o.width = o.height = 64;
+    o.seed = 7;
+    o.write_png = 0;
+    lf_gen *g = NULL;
+    capture c;
+    memset(&c, 0, sizeof c);
+    float *r = NULL;
+    if (lf_gen_open(&o, &g) == LF_OK && lf_gen_run(g, grab, &c) == LF_OK && c.count == 1) {
+        r = c.latent;
+        c.latent = NULL;
+        *n = c.nl;
+        *encodes = lf_gen_get_info(g)->te_encodes;
+    } else {
+        LF_CHECK(0, "'%s': %s", prompt, lf_last_error());
+    }
+    capture_free(&c);
+    lf_gen_free(g);
+    return r;
+}
+
+static int same_latent(const float *a, const float *b, size_t n) {
+    return a && b && !memcmp(a, b, n * sizeof *a);
+}
+
+/* A schedule that never switches is the plain prompt bit for bit; one that switches at step 2 is
+ * neither prompt and encodes twice; the negative prompt is scheduled the same way. */
+static void test_prompt_editing(void) {
+    size_t n = 0, e0 = 0, e1 = 0, e2 = 0, e3 = 0, e4 = 0, e5 = 0;
+    float *fox = edit_run("a fox", "", &n, &e0), *cat = edit_run("a cat", "blur", &n, &e0);
+    float *never = edit_run("a [fox:cat:9]", "", &n, &e1), *at0 = edit_run("a [fox:cat:0]", "[sharp:blur:0]", &n, &e2);
+    float *at2 = edit_run("a [fox:cat:2]", "", &n, &e3), *alt = edit_run("a [fox|cat]", "", &n, &e4);
+    float *lyco = edit_run("a [fox:cat:2] <lyco:mini_lora:0:0>", "", &n, &e5);
+    LF_CHECK(same_latent(never, fox, n) && e1 == 1, "[fox:cat:9] over 4 steps is 'a fox' (%zu encodes)", e1);
+    LF_CHECK(same_latent(at0, cat, n) && e2 == 1, "[fox:cat:0] with [sharp:blur:0] is 'a cat' / 'blur'");
+    LF_CHECK(at2 && !same_latent(at2, fox, n) && !same_latent(at2, cat, n) && e3 == 2, "[fox:cat:2]: %zu encodes", e3);
+    LF_CHECK(alt && !same_latent(alt, fox, n) && e4 == 2, "[fox|cat]: %zu encodes", e4);
+    LF_CHECK(same_latent(lyco, at2, n) && e5 == 2, "an all-zero lyco tag leaves prompt editing as it was");
+    free(fox);
+    free(cat);
+    free(never);
+    free(at0);
+    free(at2);
+    free(alt);
+    free(lyco);
+    lf_gen_opts o = base_opts("unused");
+    o.tag_dialect = "sdnext";
+    expect_fail("unknown dialect", &o, LF_ERR_ARG, "unknown tag dialect 'sdnext' (dialects: lorafuse, loractl)");
+}
+
+/* Textual inversion through generate: the embedding changes the image and is recorded in TI hashes;
+ * a pickle, an SDXL embedding on SD1.x and a missing --embeddings-dir stop the run before any work. */
+static void test_embeddings(void) {
+    const char *dir = "tests/data/prompt/embeddings";
+    lf_gen_opts o = base_opts("unused");
+    o.prompt = "a tinyemb fox";
+    o.embeddings_dir = dir;
+    o.width = o.height = 64;
+    o.seed = 7;
+    o.write_png = 0;
+    lf_gen *g = NULL;
+    capture c;
+    memset(&c, 0, sizeof c);
+    char hex[65], want[96];
+    LF_CHECK(lf_sha256_file("tests/data/prompt/embeddings/tinyemb.safetensors", 0, hex) == LF_OK, "sha256");
+    snprintf(want, sizeof want, ", TI hashes: \"tinyemb: %.12s\", Version: ", hex);
+    if (lf_gen_open(&o, &g) == LF_OK && lf_gen_run(g, grab, &c) == LF_OK && c.count == 1) {
+        LF_CHECK(strstr(c.params, want) != NULL, "TI hashes in parameters: %s", c.params);
+        size_t n = 0, e = 0;
+        float *plain = edit_run("a tinyemb fox", "", &n, &e); /* no embeddings directory: the word is text */
+        LF_CHECK(plain && n == c.nl && !same_latent(plain, c.latent, n), "the embedding changes the image");
+        free(plain);
+    } else {
+        LF_CHECK(0, "embedding run: %s", lf_last_error());
+    }
+    capture_free(&c);
+    lf_gen_free(g);
+    o.prompt = "a fox";
+    o.negative = "pickled";
+    expect_fail("pickle embedding", &o, LF_ERR_FORMAT,
+                "negative prompt: tests/data/prompt/embeddings/pickled.pt: embedding 'pickled' is a pickle file");
+    o.negative = "";
+    o.prompt = "a [fox:xlemb:2]";
+    expect_fail("SDXL embedding", &o, LF_ERR_MODEL, "xlemb.safetensors: embedding 'xlemb' is an SDXL embedding");
+    o.embeddings_dir = "tests/data/prompt/none";
+    expect_fail("no such dir", &o, LF_ERR_IO, "tests/data/prompt/none: no such embeddings directory");
+}
+
 int main(void) {
     char tmp[256];
     if (lf_test_tmpdir(tmp, sizeof tmp, "test_generate")) return 1;
@@ -585,6 +679,10 @@ int main(void) {
     test_infotext();
     printf("errors before any work\n");
     test_errors(tmp);
+    printf("prompt editing\n");
+    test_prompt_editing();
+    printf("textual inversion\n");
+    test_embeddings();
     printf("pipeline vs diffusers (%s)\n", GOLDEN);
     test_pipeline(GOLDEN);
     printf("SDXL conditioning vs diffusers (%s)\n", GOLDEN_XL);

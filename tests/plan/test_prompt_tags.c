@@ -553,9 +553,18 @@ static void test_errors(void) {
     expect_parse_err("<lora:foo::te=1>", "prompt col 1: <lora:foo::te=1>: empty field (two ':' in a row, or a ':' before '>')",
                      1);
     expect_parse_err("<lora:foo:>", "empty field", 0);
-    expect_parse_err("<lora:foo:0.5:0.7>", "prompt col 1: <lora:foo:0.5:0.7>: '0.7' has no KEY= (only the first field after "
-                     "the name may be a plain strength)", 1);
-    expect_parse_err("<lora:foo:te=1:0.5>", "'0.5' has no KEY=", 0);
+    expect_parse_err("<lora:foo:0.5:0.7:8:1>", "prompt col 1: <lora:foo:0.5:0.7:8:1>: '1' is a fourth plain value (at most "
+                     "three: STRENGTH, UNET, DYN)", 1);
+    expect_parse_err("<lora:foo:te=1:0.5>", "prompt col 1: <lora:foo:te=1:0.5>: '0.5' has no KEY= (plain values come "
+                     "first: STRENGTH, then UNET, then DYN)", 1);
+    expect_parse_err("<lora:foo:1:0.5:unet=1>", "key 'unet' is given twice (a second plain value is unet, a third dyn)", 0);
+    expect_parse_err("<lora:foo:1:0.5:4:dyn=8>", "key 'dyn' is given twice", 0);
+    expect_parse_err("<lora:foo:1:0.5:x>", "dyn must be a positive integer", 0);
+    expect_parse_err("<lora:foo:0@0;1@1>", "prompt col 1: <lora:foo:0@0;1@1>: '0@0;1@1': ';' and '~' are loractl's "
+                     "separators; write VALUE@POSITION,... or use --tag-dialect loractl", 1);
+    expect_parse_err("<lora:foo:unet=0~0,1~1>", "';' and '~' are loractl's separators", 0);
+    expect_parse_err("<lora:foo:hr=1>", "prompt col 1: <lora:foo:hr=1>: 'hr' is loractl's strength for a hires pass; "
+                     "lorafuse has no hires pass", 1);
     expect_parse_err("<lora:foo:=1>", "'=1' has no key before '='", 0);
     expect_parse_err("<lora:foo:te=>", "prompt col 1: <lora:foo:te=>: empty value for 'te'", 1);
     expect_parse_err("<lora:foo:te=0.5,1>", "'0.5,1' is not a number or schedule (a schedule is VALUE@POSITION,"
@@ -605,9 +614,9 @@ static void test_errors(void) {
     expect_parse_err("<lora:foo:lbw=ALL:in=0>", "prompt col 1: <lora:foo:lbw=ALL:in=0>: lbw cannot be combined with "
                      "in/mid/out (both set UNet block strengths)", 1);
     expect_parse_err("<lora:foo:out=1:lbw=ALL>", "lbw cannot be combined with in/mid/out", 0);
-    expect_parse_err("a <LoRA:foo:1>", "prompt col 3: <LoRA:foo:1>: write tags as '<lora:NAME...>' (lower case; '<lyco:' "
-                     "is not a separate tag)", 1);
-    expect_parse_err("<lyco:foo:1>", "write tags as '<lora:NAME...>'", 0);
+    expect_parse_err("a <LoRA:foo:1>", "prompt col 3: <LoRA:foo:1>: write tags as '<lora:NAME...>' or '<lyco:NAME...>' "
+                     "(lower case)", 1);
+    expect_parse_err("<LyCO:foo:1>", "write tags as '<lora:NAME...>'", 0);
     /* the first error stops the parse: a later good tag does not matter, an earlier one is not kept */
     expect_parse_err("<lora:a:1> <lora:b:x> <lora:c:1>", "prompt col 12: <lora:b:x>: 'x' is not a number or schedule", 1);
     /* long tags are shortened in the message */
@@ -802,7 +811,26 @@ static void test_same(void) {
     }
 }
 
+/* A1111's positional forms <lora:NAME:TE:UNET:DYN> and the <lyco:> alias (extra_networks_lora.py:
+ * te = positional 1 or te=, unet = positional 2 or unet= or te, dyn = positional 3 or dyn=). */
+static void test_a1111_positional(void) {
+    expect_const("<lora:a:0.5:0.7>", SD1, 0.5f, 0.7f, 0.7f, 0.7f);
+    expect_const("<lora:a:0.5:0.7:te=0.25>", SD1, 0.25f, 0.7f, 0.7f, 0.7f);
+    expect_const("<lyco:a:0.5:0:16>", SD1, 0.5f, 0.0f, 0.0f, 0.0f);
+    expect_const("<lora:a:te=0.5>", SD1, 0.5f, 0.5f, 0.5f, 0.5f);
+    lf_prompt *p = NULL;
+    LF_CHECK(lf_prompt_parse("x <lyco:sub/a : 0.5 : 0.7 : 16> y", &p) == LF_OK && p->n_tags == 1 &&
+                 !strcmp(p->tags[0].name, "sub/a") && p->tags[0].dyn == 16 && !strcmp(p->clean, "x y"),
+             "lyco alias with three positional values: %s", p ? "" : lf_last_error());
+    lf_prompt_free(p);
+    LF_CHECK(lf_prompt_parse("<lora:a:1:1:0>", &p) == LF_ERR_ARG && strstr(lf_last_error(), "dyn must be a positive"),
+             "positional dyn 0");
+    LF_CHECK(lf_prompt_parse("<loractl:a:1>", &p) == LF_OK && p->n_tags == 0, "<loractl: is text in the lorafuse dialect");
+    lf_prompt_free(p);
+}
+
 int main(void) {
+    test_a1111_positional();
     test_sdnext_page();
     test_syntax_examples();
     test_ramps();

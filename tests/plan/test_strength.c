@@ -71,7 +71,7 @@ static lf_sched mk(lf_keyframe *kf, size_t n) {
 }
 
 static void test_eval(void) {
-    lf_keyframe a[3] = {{0.5f, LF_POS_STEP, 3, 0}, {1.0f, LF_POS_STEP, 5, 0}, {0.0f, LF_POS_PERCENT, 100, 0}};
+    lf_keyframe a[3] = {{0.5f, LF_POS_STEP, 3, 0, 0}, {1.0f, LF_POS_STEP, 5, 0, 0}, {0.0f, LF_POS_PERCENT, 100, 0, 0}};
     lf_sched s = mk(a, 3);
     /* N = 9: key frames at steps 3, 5, 9 */
     float hold[9] = {0, 0, 0.5f, 0.5f, 1, 1, 1, 1, 0};
@@ -86,8 +86,8 @@ static void test_eval(void) {
      * takes the last key frame at or before t) */
     LF_CHECK(lf_sched_eval(&s, LF_RAMP_HOLD, 4, 4) == 0.0f, "100%% of 4 = step 4, later in the list");
     /* ties: three key frames on step 2, the last one wins; linear then runs from it */
-    lf_keyframe b[4] = {{0.1f, LF_POS_STEP, 0, 0}, {0.2f, LF_POS_STEP, 2, 0}, {0.3f, LF_POS_FRACTION, 0.25, 0},
-                        {0.7f, LF_POS_STEP, 6, 0}};
+    lf_keyframe b[4] = {{0.1f, LF_POS_STEP, 0, 0, 0}, {0.2f, LF_POS_STEP, 2, 0, 0}, {0.3f, LF_POS_FRACTION, 0.25, 0, 0},
+                        {0.7f, LF_POS_STEP, 6, 0, 0}};
     s = mk(b, 4); /* N = 5: 0.25 -> 1 + floor(1 + 0.5) = 2 */
     LF_CHECK(lf_sched_eval(&s, LF_RAMP_HOLD, 1, 5) == 0.1f, "t1");
     LF_CHECK(lf_sched_eval(&s, LF_RAMP_HOLD, 2, 5) == 0.3f, "tie: later wins");
@@ -95,17 +95,17 @@ static void test_eval(void) {
              (double)lf_sched_eval(&s, LF_RAMP_LINEAR, 4, 5));
     LF_CHECK(fabsf(lf_sched_eval(&s, LF_RAMP_LINEAR, 5, 5) - 0.6f) < 1e-6f, "toward a key frame past the end");
     /* constant */
-    lf_keyframe c[1] = {{0.25f, LF_POS_STEP, 0, 0}};
+    lf_keyframe c[1] = {{0.25f, LF_POS_STEP, 0, 0, 0}};
     s = mk(c, 1);
     s.constant = 1;
     LF_CHECK(lf_sched_eval(&s, LF_RAMP_LINEAR, 1, 3) == 0.25f && lf_sched_eval(&s, LF_RAMP_HOLD, 3, 3) == 0.25f, "constant");
     /* one key frame: 0 before, held after (both ramps) */
-    lf_keyframe d[1] = {{2.0f, LF_POS_STEP, 4, 0}};
+    lf_keyframe d[1] = {{2.0f, LF_POS_STEP, 4, 0, 0}};
     s = mk(d, 1);
     LF_CHECK(lf_sched_eval(&s, LF_RAMP_LINEAR, 3, 9) == 0.0f && lf_sched_eval(&s, LF_RAMP_LINEAR, 4, 9) == 2.0f &&
              lf_sched_eval(&s, LF_RAMP_LINEAR, 9, 9) == 2.0f, "single key frame, linear");
     /* N = 1: every fraction is step 1 */
-    lf_keyframe e[2] = {{1.0f, LF_POS_FRACTION, 0.0, 0}, {3.0f, LF_POS_FRACTION, 1.0, 0}};
+    lf_keyframe e[2] = {{1.0f, LF_POS_FRACTION, 0.0, 0, 0}, {3.0f, LF_POS_FRACTION, 1.0, 0, 0}};
     s = mk(e, 2);
     LF_CHECK(lf_sched_eval(&s, LF_RAMP_HOLD, 1, 1) == 3.0f && lf_sched_eval(&s, LF_RAMP_LINEAR, 1, 1) == 3.0f, "N = 1");
 }

@@ -302,6 +302,16 @@ static void test_lora_dir(void) {
     check_files("link loops", -1);
 }
 
+/* --tag-dialect and --embeddings-dir are checked before any work. */
+static void test_prompt_options(void) {
+    expect_fail("unknown tag dialect", "--tag-dialect sdnext",
+                "lorafuse generate: unknown tag dialect 'sdnext' (dialects: lorafuse, loractl)", NULL);
+    char args[600];
+    snprintf(args, sizeof args, "--embeddings-dir '%s/none'", g_tmp);
+    expect_fail("no embeddings dir", args, "lorafuse generate: ", "/none: no such embeddings directory");
+    expect_ok("loractl dialect", "--tag-dialect loractl", 1);
+}
+
 int main(void) {
     if (!getenv("LF_BIN")) LF_SKIP("LF_BIN not set (run through ctest)");
     if (lf_test_tmpdir(g_tmp, sizeof g_tmp, "robust_gen") != 0) return 1;
@@ -318,6 +328,8 @@ int main(void) {
     test_default_size();
     printf("LoRA directory links\n");
     test_lora_dir();
+    printf("prompt options\n");
+    test_prompt_options();
     lf_test_rmtree(g_tmp);
     return lf_test_finish();
 }

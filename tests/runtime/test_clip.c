@@ -70,6 +70,7 @@ static void check_encoder(const lf_clip *m, const lf_st_file *g, const char *enc
 }
 
 static void load_chunks(const lf_st_file *w, const char *ids_key, lf_prompt_chunks *c) {
+    memset(c, 0, sizeof *c); /* fixes: none */
     int n = 2;
     c->n = (size_t)n;
     c->ids = malloc((size_t)n * 77 * sizeof *c->ids);
@@ -131,7 +132,7 @@ int main(void) {
         if (lf_tokenizer_load_default(&tok) == LF_OK) {
             lf_text_cond cond;
             lf_status st = lf_text_encode_sd(te, tok, "a photo of a cat", 1, lf_tokenizer_eos(tok),
-                                             LF_EMPH_ORIGINAL, &cond);
+                                             LF_EMPH_ORIGINAL, NULL, &cond);
             LF_CHECK(st == LF_ERR_ARG && strstr(lf_last_error(), "49406") &&
                          strstr(lf_last_error(), "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"),
                      "id outside the vocabulary: %s", lf_last_error());
