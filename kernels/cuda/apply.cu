@@ -31,6 +31,8 @@
  *   read from L2 through shared memory per rank chunk. Never run on a GPU yet (docs/cuda.md).
  * Test: tests/cuda/gpu_vs_cpu.c (ctest -L gpu); bench: bench/ (helper "bench").
  */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <mma.h>
 
@@ -54,7 +56,26 @@ static_assert(TM == 64 && TN == 64 && NT == 128, "the thread map below assumes 6
 
 /* ---- typed access to W / W0 ------------------------------------------------------------------ */
 
-__device__ __forceinline__ float ld1(const void *p, int dt, int64_t i) { return lf_dev_ld(p, dt, i); }
+/* 16-bit <-> f32 with the hardware conversions (cvt): the same values as the shared software routines
+ * of lf_half.h (round to nearest even, subnormals kept, overflow to Inf); only a NaN's payload may
+ * differ, and a NaN is flagged either way */
+__device__ __forceinline__ float h16_to_f32(uint16_t h, int dt) {
+    return dt == LF_DDT_F16 ? __half2float(__ushort_as_half(h)) : __bfloat162float(__ushort_as_bfloat16(h));
+}
+__device__ __forceinline__ uint16_t f32_to_h16(float x, int dt) {
+    return dt == LF_DDT_F16 ? __half_as_ushort(__float2half_rn(x)) : __bfloat16_as_ushort(__float2bfloat16_rn(x));
+}
+
+__device__ __forceinline__ float ld1(const void *p, int dt, int64_t i) {
+    return dt == LF_DDT_F32 ? static_cast<const float *>(p)[i] : h16_to_f32(static_cast<const uint16_t *>(p)[i], dt);
+}
+
+/* row i (0..7) of the thread's 8x4 elements of a (TM, BS_LD) shared tile, as one 16-byte access: a
+ * quarter-warp's 8 lanes then read 128 contiguous bytes (scalar reads at stride 4 floats were 4-way
+ * bank conflicts) */
+__device__ __forceinline__ float4 &tile_row(float *t, int ty, int tx, int i) {
+    return *reinterpret_cast<float4 *>(t + (ty * 8 + i) * BS_LD + tx * 4);
+}
 
 /* 4 elements from index i (i % 4 == 0, pointer 16-byte aligned: checked by the host, vec_ok) */
 __device__ __forceinline__ void ld4(const void *p, int dt, int64_t i, float v[4]) {
@@ -67,17 +88,17 @@ __device__ __forceinline__ void ld4(const void *p, int dt, int64_t i, float v[4]
     uint16_t h[4] = {(uint16_t)(q.x & 0xffffu), (uint16_t)(q.x >> 16), (uint16_t)(q.y & 0xffffu),
                      (uint16_t)(q.y >> 16)};
 #pragma unroll
-    for (int k = 0; k < 4; k++) v[k] = dt == LF_DDT_F16 ? lf_f16_to_f32(h[k]) : lf_bf16_to_f32(h[k]);
+    for (int k = 0; k < 4; k++) v[k] = h16_to_f32(h[k], dt);
 }
 
-/* stores round once (lf_dev_round16) and return true if a stored value is not finite: for f16/bf16 the
+/* stores round once (the hardware twin of lf_dev_round16) and return true if a stored value is not finite: for f16/bf16 the
  * rounded bits are checked, since an f32-finite sum can overflow the 16-bit format */
 __device__ __forceinline__ bool st1(void *p, int dt, int64_t i, float v) {
     if (dt == LF_DDT_F32) {
         static_cast<float *>(p)[i] = v;
         return !isfinite(v);
     }
-    const uint16_t h = lf_dev_round16(v, dt);
+    const uint16_t h = f32_to_h16(v, dt);
     static_cast<uint16_t *>(p)[i] = h;
     return lf_dev_bits16_bad(h, dt);
 }
@@ -91,7 +112,7 @@ __device__ __forceinline__ bool st4(void *p, int dt, int64_t i, const float v[4]
     bool bad = false;
 #pragma unroll
     for (int k = 0; k < 4; k++) {
-        h[k] = lf_dev_round16(v[k], dt);
+        h[k] = f32_to_h16(v[k], dt);
         bad |= lf_dev_bits16_bad(h[k], dt) != 0;
     }
     uint2 q;
@@ -314,9 +335,10 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 4) lf_lora_kernel_v1(const lf_
         if (J.tc) {
             tc_product(J, it.o0, it.c0, L.coef, L.gamma, J.tc == 2, sm, tid);
 #pragma unroll
-            for (int i = 0; i < 8; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) acc[i][j] = sm[(ty * 8 + i) * BS_LD + tx * 4 + j];
+            for (int i = 0; i < 8; i++) {
+                const float4 v = tile_row(sm, ty, tx, i);
+                acc[i][0] = v.x, acc[i][1] = v.y, acc[i][2] = v.z, acc[i][3] = v.w;
+            }
         } else {
             fma_product(acc, J.up, J.rcat, it.o0, J.O, J.down, J.K, it.c0, J.rcat, J.rank_patch, L.coef, L.gamma,
                         sm, tid, ty, tx);
@@ -364,9 +386,10 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 3) lf_terms_kernel_v1(const lf
             if (J.tc) {
                 tc_product(J, o0, c0, L.coef, L.gamma, J.tc == 2, Dt, tid);
 #pragma unroll
-                for (int i = 0; i < 8; i++)
-#pragma unroll
-                    for (int j = 0; j < 4; j++) a[i][j] += Dt[(ty * 8 + i) * BS_LD + tx * 4 + j];
+                for (int i = 0; i < 8; i++) {
+                    const float4 v = tile_row(Dt, ty, tx, i);
+                    a[i][0] += v.x, a[i][1] += v.y, a[i][2] += v.z, a[i][3] += v.w;
+                }
                 __syncthreads(); /* Dt is rewritten below */
             } else {
                 float d[8][4];
@@ -379,9 +402,7 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 3) lf_terms_kernel_v1(const lf
             }
         }
 #pragma unroll
-        for (int i = 0; i < 8; i++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) Acc[(ty * 8 + i) * BS_LD + tx * 4 + j] = a[i][j];
+        for (int i = 0; i < 8; i++) tile_row(Acc, ty, tx, i) = make_float4(a[i][0], a[i][1], a[i][2], a[i][3]);
     }
 
     for (int t = 0; t < J.nterm; t++) {
@@ -399,12 +420,11 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 3) lf_terms_kernel_v1(const lf
             fma_product(e, q ? T.a2 : T.a, q ? T.r2 : T.r, o0 - T.row_off, T.rows, q ? T.b2 : T.b, K, c0,
                         q ? T.r2 : T.r, nullptr, nullptr, nullptr, Wk, tid, ty, tx);
 #pragma unroll
-            for (int i = 0; i < 8; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    float *p = Dt + (ty * 8 + i) * BS_LD + tx * 4 + j;
-                    *p = q ? *p * e[i][j] : e[i][j]; /* LoHa: M1 (.) M2 (loha_ref.c) */
-                }
+            for (int i = 0; i < 8; i++) { /* LoHa: M1 (.) M2 (loha_ref.c) */
+                float4 &d = tile_row(Dt, ty, tx, i);
+                d = q ? make_float4(d.x * e[i][0], d.y * e[i][1], d.z * e[i][2], d.w * e[i][3])
+                      : make_float4(e[i][0], e[i][1], e[i][2], e[i][3]);
+            }
         }
 
         const bool additive = kind <= LF_TK_FULL;
@@ -438,9 +458,10 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 3) lf_terms_kernel_v1(const lf
     if (mode == 1) return;
     float a[8][4];
 #pragma unroll
-    for (int i = 0; i < 8; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) a[i][j] = Acc[(ty * 8 + i) * BS_LD + tx * 4 + j];
+    for (int i = 0; i < 8; i++) {
+        const float4 v = tile_row(Acc, ty, tx, i);
+        a[i][0] = v.x, a[i][1] = v.y, a[i][2] = v.z, a[i][3] = v.w;
+    }
     if (store_w(J, o0, cb, ty, a)) L.bad[it.jidx] = 1;
 }
 

@@ -128,13 +128,13 @@ static bool guards_ok(const alloc_rec &a, const char *when) {
     const unsigned char *p = a.raw;
     for (size_t i = 0; i < GUARD; i++)
         if (p[i] != GUARD_BYTE) {
-            report("guard zone damaged %s: %s allocation #%llu of %zu bytes, byte %zu before its start is 0x%02x", when,
+            report("guard zone damaged (%s): %s allocation #%llu of %zu bytes, byte %zu before its start is 0x%02x", when,
                    a.pinned ? "pinned" : "device", (unsigned long long)a.id, a.bytes, GUARD - i, p[i]);
             return false;
         }
     for (size_t i = GUARD + a.bytes; i < a.total; i++)
         if (p[i] != GUARD_BYTE) {
-            report("guard zone damaged %s: %s allocation #%llu of %zu bytes, byte %zu after its end is 0x%02x", when,
+            report("guard zone damaged (%s): %s allocation #%llu of %zu bytes, byte %zu after its end is 0x%02x", when,
                    a.pinned ? "pinned" : "device", (unsigned long long)a.id, a.bytes, i - GUARD - a.bytes, p[i]);
             return false;
         }
@@ -590,7 +590,7 @@ int launch(const char *name, dim3 grid, dim3 block, size_t smem, void *stream, v
     b->smem_limit = SMEM_STATIC_MAX + smem;
     b->fn = fn;
     b->ctx = ctx;
-    if (b->f.size() < nthr) b->f.resize(nthr);
+    b->f.resize(nthr); /* exactly the block: release() looks at every entry */
     b->wval.assign(((nthr + 31) / 32) * 32, 0.0);
     b->wptr.assign(((nthr + 31) / 32) * 32, nullptr);
     while (b->stacks.size() < nthr) b->stacks.push_back(static_cast<char *>(malloc(STACK)));
@@ -630,10 +630,9 @@ void lf_emu_fail_at(uint64_t n) {
 const char *lf_emu_failed_call(void) { return S().failed_call.c_str(); }
 void lf_emu_get_counters(lf_emu_counters *c) { *c = S().c; }
 void lf_emu_reset_counters(void) {
-    uint64_t calls = S().c.calls, races = S().c.races;
+    uint64_t calls = S().c.calls;
     S().c = lf_emu_counters{};
     S().c.calls = calls;
-    S().c.races = races;
 }
 size_t lf_emu_live(uint64_t *bytes) {
     uint64_t b = 0;

@@ -34,6 +34,7 @@ void lf_emu_fail_at(uint64_t n);
 /* the name of the call that was made to fail last, or "" */
 const char *lf_emu_failed_call(void);
 void lf_emu_get_counters(lf_emu_counters *c);
+/* zero every counter but the call numbering (races included: a test that provokes one on purpose) */
 void lf_emu_reset_counters(void);
 /* live device + pinned allocations and their payload bytes */
 size_t lf_emu_live(uint64_t *bytes);
