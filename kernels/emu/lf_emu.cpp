@@ -14,6 +14,9 @@
  * asynchronous) order the host. Two accesses to overlapping bytes from different streams, one a
  * write, with no order between them are a race (reported, counted, fatal at exit). A kernel's
  * accesses are unknown here, so a kernel conflicts with any unordered access of another stream.
+ * An asynchronous copy from device into pinned host memory becomes visible to the host only at a
+ * synchronisation that covers it (until then the destination reads 0xFF), so host code that reads
+ * pinned results too early sees garbage, as it may on a GPU.
  * Kernels: lf_emu::launch runs the blocks in order; a block's threads are ucontext fibres switched
  * at barriers and warp collectives (see lf_emu_cuda.h for the rules checked).
  * Errors: launch configuration errors as cudaGetLastError; a kernel that breaks a rule sets the sticky
@@ -62,6 +65,15 @@ struct access_rec {
     const char *op;
 };
 
+/* an asynchronous device -> pinned copy not yet visible to the host: its bytes land when the host (or a
+ * later operation ordered after it) synchronises with it; until then the destination holds 0xFF */
+struct landing {
+    unsigned char *dst;
+    std::vector<unsigned char> data;
+    int sid;
+    uint64_t seq;
+};
+
 struct alloc_rec {
     unsigned char *raw;
     size_t bytes, total;
@@ -94,6 +106,7 @@ struct emu_state {
     std::vector<lf_emu_stream *> streams; /* index = id; [0] = legacy */
     std::set<lf_emu_event *> events;
     std::vector<access_rec> kernel_recs;
+    std::vector<landing> pending;
     vclock host;
     cudaError_t last = cudaSuccess, sticky = cudaSuccess;
     uint64_t fail_at = 0;
@@ -267,8 +280,21 @@ static void race(const lf_emu_stream *x, const char *op, const access_rec &r, co
                r.sid);
 }
 
+/* land the pending device -> pinned copies that clock v (or stream sid's program order) covers */
+static void land(const vclock &v, int sid) {
+    emu_state &s = S();
+    size_t k = 0;
+    for (size_t i = 0; i < s.pending.size(); i++) {
+        landing &p = s.pending[i];
+        if (p.sid == sid || vc_get(v, p.sid) >= p.seq) memcpy(p.dst, p.data.data(), p.data.size());
+        else s.pending[k++] = std::move(p);
+    }
+    s.pending.resize(k);
+}
+
 static void touch(lf_emu_stream *x, alloc_rec *a, size_t off, size_t len, bool write, const char *op) {
     if (!a) return;
+    if (a->pinned && !S().pending.empty()) land(x->vc, x->id); /* stream order makes earlier copies visible */
     for (const access_rec &r : a->recs)
         if (!ordered(x, r) && (r.write || write) && (r.len == 0 || (off < r.off + r.len && r.off < off + len))) {
             race(x, op, r, a);
@@ -307,6 +333,7 @@ static void host_join(const vclock &v) {
     emu_state &s = S();
     vc_join(s.host, v);
     s.c.syncs++;
+    if (!s.pending.empty()) land(s.host, -1);
     auto prune = [&](std::vector<access_rec> &recs) {
         size_t k = 0;
         for (size_t i = 0; i < recs.size(); i++)
@@ -870,8 +897,15 @@ static cudaError_t copy(void *dst, const void *src, size_t n, cudaMemcpyKind kin
     begin_op(x);
     touch(x, as, os, n, false, call);
     touch(x, ad, od, n, true, call);
-    memmove(dst, src, n);
     const bool from_dev = as && !as->pinned, to_dev = ad && !ad->pinned;
+    if (async && from_dev && ad && ad->pinned) {
+        /* the host may read it only after a synchronisation that covers this copy */
+        const unsigned char *p = static_cast<const unsigned char *>(src);
+        s.pending.push_back(landing{static_cast<unsigned char *>(dst), std::vector<unsigned char>(p, p + n), x->id, x->seq});
+        memset(dst, 0xFF, n);
+    } else {
+        memmove(dst, src, n);
+    }
     (from_dev && to_dev ? s.c.bytes_d2d : from_dev ? s.c.bytes_d2h : s.c.bytes_h2d) += n;
     s.c.copies++;
     /* synchronous calls return after the copy unless device -> device or pageable -> device */

@@ -9,7 +9,7 @@
  * - runtime: copies outside an allocation or of the wrong kind fail, a kernel writing past its buffer
  *   is found at cudaFree (guard zones), error injection fails exactly the N-th call, a memset on the
  *   legacy stream and a copy on a non-blocking stream to the same bytes are a race, and an event
- *   between them removes it;
+ *   between them removes it; a device -> pinned copy lands only at a synchronisation covering it;
  * - cuBLAS stand-in: sgemm with transposes and leading dimensions against a CPU loop; a leading
  *   dimension below the rows is CUBLAS_STATUS_INVALID_VALUE.
  */
@@ -221,6 +221,19 @@ int main() {
         lf_emu_get_counters(&c);
         CHECK(c.races == 0, "ordered by an event: %llu races", (unsigned long long)c.races);
         cudaStreamSynchronize(s);
+        /* a device -> pinned copy is visible to the host only after a synchronisation covering it */
+        int *pin = nullptr, *dv = nullptr, val = 42;
+        cudaHostAlloc((void **)&pin, sizeof(int), cudaHostAllocDefault);
+        cudaMalloc((void **)&dv, sizeof(int));
+        cudaMemcpy(dv, &val, sizeof val, cudaMemcpyHostToDevice);
+        cudaMemcpyAsync(pin, dv, sizeof val, cudaMemcpyDeviceToHost, s);
+        const int early = *pin;
+        cudaEventRecord(ev, s);
+        cudaEventSynchronize(ev);
+        CHECK(early == -1 && *pin == 42, "pinned result: %d before the sync (expected -1: not landed), %d after", early,
+              *pin);
+        cudaFreeHost(pin);
+        cudaFree(dv);
         cudaEventDestroy(ev);
         cudaStreamDestroy(s);
         cudaFree(d);
