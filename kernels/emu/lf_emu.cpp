@@ -33,6 +33,23 @@
 
 #include <ucontext.h>
 
+/* AddressSanitizer must be told about every stack switch (-DLF_SANITIZE=ON with the emulation) */
+#if defined(__SANITIZE_ADDRESS__)
+#define LF_EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LF_EMU_ASAN 1
+#endif
+#endif
+#ifdef LF_EMU_ASAN
+#include <sanitizer/common_interface_defs.h>
+#define LF_SWITCH_START(save, bottom, size) __sanitizer_start_switch_fiber((save), (bottom), (size))
+#define LF_SWITCH_FINISH(save, bottom, size) __sanitizer_finish_switch_fiber((save), (bottom), (size))
+#else
+#define LF_SWITCH_START(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
+#define LF_SWITCH_FINISH(save, bottom, size) ((void)(save), (void)(bottom), (void)(size))
+#endif
+
 #include <cuda_runtime.h>
 
 #include "kernels/emu/lf_emu.h"
@@ -377,16 +394,26 @@ struct block_run {
     std::vector<void *> wptr;
     std::vector<std::pair<const void *, size_t>> tags;
     size_t used = 0, smem_limit = SMEM_STATIC_MAX;
+    void *asan_fake = nullptr;            /* the scheduler's fake stack while a fibre runs (ASan) */
+    const void *sched_bottom = nullptr;   /* the scheduler's stack, for switches back (ASan) */
+    size_t sched_size = 0;
     alignas(256) unsigned char arena[SMEM_MAX];
 };
 
 constexpr size_t STACK = 128 * 1024;
 thread_local block_run *cur_block;
 
+/* a fibre is running again: tell ASan (and learn the scheduler's stack) */
+static void switched_in(block_run *b) { LF_SWITCH_FINISH(nullptr, &b->sched_bottom, &b->sched_size); }
+/* a fibre hands control back to the scheduler; fake: its fake stack to keep, NULL when it ends */
+static void to_scheduler(block_run *b, void **fake) { LF_SWITCH_START(fake, b->sched_bottom, b->sched_size); }
+
 static void fibre_entry() {
     block_run *b = cur_block;
+    switched_in(b);
     b->fn(b->ctx);
     b->f[(size_t)b->cur].state = F_DONE;
+    to_scheduler(b, nullptr);
     /* uc_link returns to the scheduler */
 }
 
@@ -404,7 +431,10 @@ static void wait_here(int state, int line, uint64_t key, unsigned mask, const ch
     f.key = key;
     f.mask = mask;
     f.file = file;
+    void *fake = nullptr;
+    to_scheduler(b, &fake);
     swapcontext(&f.ctx, &b->sched);
+    switched_in(b);
 }
 
 static void block_fail(block_run *b, const std::string &m) {
@@ -514,7 +544,9 @@ static bool run_block(block_run *b) {
             if (b->f[(size_t)i].state != F_RUN) continue;
             b->cur = i;
             set_thread_index(i);
+            LF_SWITCH_START(&b->asan_fake, b->stacks[(size_t)i], STACK);
             swapcontext(&b->sched, &b->f[(size_t)i].ctx);
+            LF_SWITCH_FINISH(b->asan_fake, nullptr, nullptr);
             ran = true;
         }
         if (b->failed) return false;
@@ -543,6 +575,7 @@ void fail(const char *fmt, ...) {
     block_fail(b, m);
     fibre &f = b->f[(size_t)b->cur];
     f.state = F_DONE;
+    to_scheduler(b, nullptr);
     swapcontext(&f.ctx, &b->sched);
     abort(); /* never resumed */
 }
