@@ -17,7 +17,8 @@
  * An asynchronous copy from device into pinned host memory becomes visible to the host only at a
  * synchronisation that covers it (until then the destination reads 0xFF), so host code that reads
  * pinned results too early sees garbage, as it may on a GPU.
- * Kernels: lf_emu::launch runs the blocks in order; a block's threads are ucontext fibres switched
+ * Kernels: lf_emu::launch runs the blocks in order (LF_EMU_SCHEDULE=reverse: in reverse, and the
+ * threads of each block too, the other extreme of the orders a GPU may choose); a block's threads are ucontext fibres switched
  * at barriers and warp collectives (see lf_emu_cuda.h for the rules checked).
  * Errors: launch configuration errors as cudaGetLastError; a kernel that breaks a rule sets the sticky
  * cudaErrorAssert; error injection on the N-th call (lf_emu.h).
@@ -132,10 +133,13 @@ struct emu_state {
     bool atexit_set = false;
     long handles = 0;
     int device = 0;
+    bool reverse = false; /* LF_EMU_SCHEDULE=reverse: blocks and the threads of a block in reverse order */
     emu_state() {
         streams.push_back(&legacy);
         const char *e = getenv("LF_EMU_FAIL_AT");
         if (e && *e) fail_at = strtoull(e, nullptr, 10);
+        const char *o = getenv("LF_EMU_SCHEDULE");
+        reverse = o && !strcmp(o, "reverse");
     }
 };
 
@@ -540,7 +544,8 @@ static bool run_block(block_run *b) {
     }
     for (;;) {
         bool ran = false;
-        for (int i = 0; i < b->n && !b->failed; i++) {
+        for (int k = 0; k < b->n && !b->failed; k++) {
+            const int i = S().reverse ? b->n - 1 - k : k;
             if (b->f[(size_t)i].state != F_RUN) continue;
             b->cur = i;
             set_thread_index(i);
@@ -660,7 +665,8 @@ int launch(const char *name, dim3 grid, dim3 block, size_t smem, void *stream, v
     cur_block = b;
     for (unsigned z = 0; z < grid.z; z++)
         for (unsigned y = 0; y < grid.y; y++)
-            for (unsigned bx = 0; bx < grid.x; bx++) {
+            for (unsigned k = 0; k < grid.x; k++) {
+                const unsigned bx = s.reverse ? grid.x - 1 - k : k;
                 blockIdx.x = bx, blockIdx.y = y, blockIdx.z = z;
                 s.c.blocks++;
                 s.c.threads += nthr;
