@@ -53,6 +53,7 @@ constexpr int SMEM_FLOATS = TM * AS_LD + KCT * BS_LD; /* >= TM*BS_LD and >= KCF*
 static_assert(SMEM_FLOATS >= TM * BS_LD, "C staging must fit");
 static_assert(SMEM_FLOATS >= KCF * (AF_LD + TN), "FMA chunks must fit");
 static_assert(TM == 64 && TN == 64 && NT == 128, "the thread map below assumes 64x64 tiles, 128 threads");
+static_assert(KCF == 16 && AF_LD % 32 == 4, "fma_product's store map assumes 16-rank chunks, AF_LD = 4 mod 32");
 
 /* ---- typed access to W / W0 ------------------------------------------------------------------ */
 
@@ -162,7 +163,10 @@ __device__ __forceinline__ void fma_product(float out[8][4], const float *__rest
     for (int kc = 0; kc < R; kc += KCF) {
         int kn = R - kc < KCF ? R - kc : KCF;
         for (int e = tid; e < TM * KCF; e += NT) {
-            int row = e / KCF, k = e % KCF, ar = arow0 + row;
+            /* a warp stores 8 ranks of 4 rows: banks (4k + row) % 32 all differ (16 ranks of 2 rows
+             * were 2-way conflicts, AF_LD = 68 being 4 mod 32) */
+            const int lane = e & 31, w = e >> 5, k = (lane & 7) + 8 * (w & 1), row = (w >> 1) * 4 + (lane >> 3);
+            const int ar = arow0 + row;
             float v = 0.0f;
             if (k < kn && ar >= 0 && ar < arows) {
                 v = A[(int64_t)ar * lda + kc + k];
@@ -431,7 +435,10 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 3) lf_terms_kernel_v1(const lf
         double rs = 0.0; /* mode 1, output axis: the row's sum of squares over this thread's columns */
 #pragma unroll 1
         for (int e = 0; e < 32; e++) {
-            const int i = e >> 2, j = e & 3, o = o0 + lf_dev_thr_row(tid, i), ol = o - T.row_off, c = cb + j;
+            /* row i, column j rotated by (tx / 8, ty % 2): the 4 lanes that share a bank (tx, tx + 8, and
+             * the two rows ty of a warp, 8 * 68 floats apart = 0 mod 32) touch 4 different columns */
+            const int i = e >> 2, j = (e + (tx >> 3) + 2 * (ty & 1)) & 3;
+            const int o = o0 + lf_dev_thr_row(tid, i), ol = o - T.row_off, c = cb + j;
             const bool ok = o < J.O && ol >= 0 && ol < T.rows && c < K;
             if (ok) {
                 float *acc = Acc + (ty * 8 + i) * BS_LD + tx * 4 + j;
@@ -445,7 +452,7 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 3) lf_terms_kernel_v1(const lf
                     else atomicAdd(T.ss + lf_dev_dora_index(2, ol, c, J.khw), (double)wc * wc);
                 }
             }
-            if (mode == 1 && T.dora_axis == 1 && j == 3) {
+            if (mode == 1 && T.dora_axis == 1 && (e & 3) == 3) { /* the row's 4 elements are done */
                 /* reduce the row over the 16 threads that share it (one half-warp), one atomic */
                 for (int off = 8; off > 0; off >>= 1) rs += __shfl_xor_sync(0xffffffffu, rs, off);
                 if (tx == 0 && o < J.O && ol >= 0 && ol < T.rows) atomicAdd(T.ss + ol, rs);
