@@ -479,6 +479,9 @@ extern "C" int lf_cuda_apply_launch(const lf_dlaunch *L, int mode, int64_t ntile
     if (ntiles > INT_MAX) return (int)cudaErrorInvalidValue;
     dim3 grid((unsigned)ntiles), block(LF_DEV_THREADS);
     cudaStream_t s = static_cast<cudaStream_t>(stream);
+    /* cudaGetLastError below must report this launch: an earlier failed runtime call (of this library
+     * or the caller) leaves its error pending until read, and would be blamed on the launch */
+    (void)cudaGetLastError();
     if (mode == 0) lf_lora_kernel_v1<<<grid, block, 0, s>>>(*L);
     else lf_terms_kernel_v1<<<grid, block, 0, s>>>(*L, mode - 1);
     return (int)cudaGetLastError();

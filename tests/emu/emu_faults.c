@@ -111,7 +111,10 @@ static void run(lf_device *dev, lf_job *jobs, int pinned) {
         size_t live = lf_emu_live(&live_bytes);
         LF_CHECK(live == 0, "call %llu (%s): %zu allocations (%llu bytes) left after the model was freed",
                  (unsigned long long)i, call, live, (unsigned long long)live_bytes);
-        if (!call[0]) continue; /* the sequence made fewer calls this time */
+        if (!call[0]) { /* the sequence made fewer calls this time: then it must not fail either */
+            LF_CHECK(o.st == LF_OK, "call %llu not reached, yet step %s failed: %s", (unsigned long long)i, o.step, o.msg);
+            continue;
+        }
         if (o.st == LF_OK) {
             /* a failure the code may absorb: the restore path retries what it needs, a failed destroy is ignored */
             silent++;
