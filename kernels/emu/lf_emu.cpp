@@ -16,7 +16,9 @@
  * accesses are unknown here, so a kernel conflicts with any unordered access of another stream.
  * An asynchronous copy from device into pinned host memory becomes visible to the host only at a
  * synchronisation that covers it (until then the destination reads 0xFF), so host code that reads
- * pinned results too early sees garbage, as it may on a GPU.
+ * pinned results too early sees garbage, as it may on a GPU; an asynchronous copy from pinned memory
+ * to the device reads its source as late as allowed (before the next operation ordered after it),
+ * so host code that rewrites pinned staging too early sends the new bytes.
  * Kernels: lf_emu::launch runs the blocks in order (LF_EMU_SCHEDULE=reverse: in reverse, and the
  * threads of each block too, the other extreme of the orders a GPU may choose); a block's threads are ucontext fibres switched
  * at barriers and warp collectives (see lf_emu_cuda.h for the rules checked).
@@ -92,6 +94,17 @@ struct landing {
     uint64_t seq;
 };
 
+/* an asynchronous pinned -> device copy not yet performed: it reads its source as late as CUDA allows
+ * (before the next operation ordered after it, or a host synchronisation covering it), so host code
+ * that rewrites pinned staging while the copy may still be in flight sends the new bytes */
+struct staged {
+    void *dst;
+    const void *src;
+    size_t n;
+    int sid;
+    uint64_t seq;
+};
+
 struct alloc_rec {
     unsigned char *raw;
     size_t bytes, total;
@@ -125,6 +138,7 @@ struct emu_state {
     std::set<lf_emu_event *> events;
     std::vector<access_rec> kernel_recs;
     std::vector<landing> pending;
+    std::vector<staged> staging;
     vclock host;
     cudaError_t last = cudaSuccess, sticky = cudaSuccess;
     uint64_t fail_at = 0;
@@ -273,6 +287,8 @@ static lf_emu_stream *stream_of(cudaStream_t st) {
 }
 
 /* a new operation on stream x: its clock (program order, host order, legacy-stream rules) */
+static void flush_staged(const vclock &v, int sid);
+
 static void begin_op(lf_emu_stream *x) {
     emu_state &s = S();
     vc_join(x->vc, s.host);
@@ -282,6 +298,7 @@ static void begin_op(lf_emu_stream *x) {
     } else if (!(x->flags & cudaStreamNonBlocking)) {
         vc_join(x->vc, s.legacy.vc);
     }
+    if (!s.staging.empty()) flush_staged(x->vc, x->id); /* what this operation comes after has happened */
     x->seq++;
     if (x->vc.size() <= (size_t)x->id) x->vc.resize((size_t)x->id + 1, 0);
     x->vc[(size_t)x->id] = x->seq;
@@ -311,6 +328,18 @@ static void land(const vclock &v, int sid) {
         else s.pending[k++] = std::move(p);
     }
     s.pending.resize(k);
+}
+
+/* perform the staged copies that clock v (or stream sid's program order) covers, in issue order */
+static void flush_staged(const vclock &v, int sid) {
+    emu_state &s = S();
+    size_t k = 0;
+    for (size_t i = 0; i < s.staging.size(); i++) {
+        const staged &p = s.staging[i];
+        if (p.sid == sid || vc_get(v, p.sid) >= p.seq) memmove(p.dst, p.src, p.n);
+        else s.staging[k++] = p;
+    }
+    s.staging.resize(k);
 }
 
 static void touch(lf_emu_stream *x, alloc_rec *a, size_t off, size_t len, bool write, const char *op) {
@@ -354,6 +383,7 @@ static void host_join(const vclock &v) {
     emu_state &s = S();
     vc_join(s.host, v);
     s.c.syncs++;
+    if (!s.staging.empty()) flush_staged(s.host, -1);
     if (!s.pending.empty()) land(s.host, -1);
     auto prune = [&](std::vector<access_rec> &recs) {
         size_t k = 0;
@@ -942,6 +972,8 @@ static cudaError_t copy(void *dst, const void *src, size_t n, cudaMemcpyKind kin
         const unsigned char *p = static_cast<const unsigned char *>(src);
         s.pending.push_back(landing{static_cast<unsigned char *>(dst), std::vector<unsigned char>(p, p + n), x->id, x->seq});
         memset(dst, 0xFF, n);
+    } else if (async && as && as->pinned && to_dev) {
+        s.staging.push_back(staged{dst, src, n, x->id, x->seq});
     } else {
         memmove(dst, src, n);
     }

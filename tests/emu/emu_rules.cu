@@ -9,7 +9,8 @@
  * - runtime: copies outside an allocation or of the wrong kind fail, a kernel writing past its buffer
  *   is found at cudaFree (guard zones), error injection fails exactly the N-th call, a memset on the
  *   legacy stream and a copy on a non-blocking stream to the same bytes are a race, and an event
- *   between them removes it; a device -> pinned copy lands only at a synchronisation covering it;
+ *   between them removes it; a device -> pinned copy lands only at a synchronisation covering it, a
+ *   pinned -> device copy reads its source only before the next operation ordered after it;
  * - cuBLAS stand-in: sgemm with transposes and leading dimensions against a CPU loop; a leading
  *   dimension below the rows is CUBLAS_STATUS_INVALID_VALUE.
  */
@@ -232,6 +233,13 @@ int main() {
         cudaEventSynchronize(ev);
         CHECK(early == -1 && *pin == 42, "pinned result: %d before the sync (expected -1: not landed), %d after", early,
               *pin);
+        /* a pinned -> device copy reads its source late: staging rewritten too early sends the new bytes */
+        *pin = 1;
+        cudaMemcpyAsync(dv, pin, sizeof val, cudaMemcpyHostToDevice, s);
+        *pin = 2;
+        cudaStreamSynchronize(s);
+        cudaMemcpy(&val, dv, sizeof val, cudaMemcpyDeviceToHost);
+        CHECK(val == 2, "pinned staging rewritten after the copy was issued: the device got %d (expected 2)", val);
         cudaFreeHost(pin);
         cudaFree(dv);
         cudaEventDestroy(ev);
