@@ -10,6 +10,9 @@
  * message names the failed call (the CUDA function, or lf_cuda_apply_launch for a kernel launch);
  * leave no device or pinned allocation behind once the model is freed (lf_emu_live); and leave every
  * weight that a later successful apply writes equal to the CPU-free reference (W0 after a restore).
+ * The same for the device SVD (lf_dev_svd, device_cuda_svd.c: cuSOLVER and cuBLAS handles, gesvdj,
+ * geqrf/orgqr, sgemm), exact and randomized: every failed call gives an error naming it, and no
+ * allocation or library handle is left behind (the emulator's exit report counts handles).
  * Usage: emu_faults [-v]
  */
 #include <stdio.h>
@@ -131,6 +134,43 @@ static void run(lf_device *dev, lf_job *jobs, int pinned) {
     lf_emu_fail_at(0);
 }
 
+/* one exact and one randomized SVD of a small matrix; the first failure ends it */
+static void svd_sequence(lf_device *dev, outcome *o) {
+    enum { M = 40, N = 24, P = 24 };
+    static float a[M * N], u[M * P], vt[P * N];
+    static double sv[P];
+    memset(o, 0, sizeof *o);
+    for (int i = 0; i < M * N; i++) a[i] = (float)((i * 37) % 23) / 23.0f - 0.5f;
+    if (fail_step(o, lf_dev_svd(dev, a, M, N, 0, 0, 1, sv, u, vt), "svd exact")) return;
+    fail_step(o, lf_dev_svd(dev, a, M, N, 8, 2, 1, sv, u, vt), "svd randomized");
+}
+
+static void run_svd(lf_device *dev) {
+    outcome o;
+    lf_emu_fail_at(0);
+    svd_sequence(dev, &o);
+    LF_CHECK(o.st == LF_OK, "svd: clean run failed in %s: %s", o.step, o.msg);
+    lf_emu_counters c;
+    lf_emu_get_counters(&c);
+    const uint64_t n = c.calls;
+    printf("svd: %llu fallible CUDA / cuBLAS / cuSOLVER calls\n", (unsigned long long)n);
+    for (uint64_t i = 1; i <= n; i++) {
+        lf_emu_fail_at(i);
+        svd_sequence(dev, &o);
+        const char *call = lf_emu_failed_call();
+        LF_CHECK(lf_emu_live(NULL) == 0, "svd call %llu (%s): allocations left", (unsigned long long)i, call);
+        if (!call[0]) {
+            LF_CHECK(o.st == LF_OK, "svd call %llu not reached, yet %s failed: %s", (unsigned long long)i, o.step, o.msg);
+            continue;
+        }
+        LF_CHECK(o.st != LF_OK, "svd call %llu (%s) failed without an error", (unsigned long long)i, call);
+        LF_CHECK(o.st == LF_OK || names_call(o.msg, call), "svd call %llu (%s): the message does not name it: %s",
+                 (unsigned long long)i, call, o.msg);
+        if (verbose) printf("svd call %llu (%s): %s\n", (unsigned long long)i, call, o.msg);
+    }
+    lf_emu_fail_at(0);
+}
+
 int main(int argc, char **argv) {
     verbose = argc > 1 && !strcmp(argv[1], "-v");
     lf_device *dev = NULL;
@@ -149,6 +189,7 @@ int main(int argc, char **argv) {
     }
     run(dev, jobs, 0);
     run(dev, jobs, 1);
+    run_svd(dev);
     for (int i = 0; i < NJ; i++) lf_case_free(&cases[i]);
     lf_device_close(dev);
     return lf_test_finish();
