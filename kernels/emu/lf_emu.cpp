@@ -22,6 +22,8 @@
  * Kernels: lf_emu::launch runs the blocks in order (LF_EMU_SCHEDULE=reverse: in reverse, and the
  * threads of each block too, the other extreme of the orders a GPU may choose); a block's threads are ucontext fibres switched
  * at barriers and warp collectives (see lf_emu_cuda.h for the rules checked).
+ * One host thread: the state is not locked (host/cuda drives the device from one thread; extract's
+ * device SVD runs one module at a time).
  * Errors: launch configuration errors as cudaGetLastError; a kernel that breaks a rule sets the sticky
  * cudaErrorAssert; error injection on the N-th call (lf_emu.h).
  */
@@ -573,7 +575,6 @@ static bool run_block(block_run *b) {
         f.line = 0;
     }
     for (;;) {
-        bool ran = false;
         for (int k = 0; k < b->n && !b->failed; k++) {
             const int i = S().reverse ? b->n - 1 - k : k;
             if (b->f[(size_t)i].state != F_RUN) continue;
@@ -582,11 +583,9 @@ static bool run_block(block_run *b) {
             LF_SWITCH_START(&b->asan_fake, b->stacks[(size_t)i], STACK);
             swapcontext(&b->sched, &b->f[(size_t)i].ctx);
             LF_SWITCH_FINISH(b->asan_fake, nullptr, nullptr);
-            ran = true;
         }
         if (b->failed) return false;
         if (!release(b)) return !b->failed;
-        (void)ran;
     }
 }
 
