@@ -22,8 +22,8 @@
  * Kernels: lf_emu::launch runs the blocks in order (LF_EMU_SCHEDULE=reverse: in reverse, and the
  * threads of each block too, the other extreme of the orders a GPU may choose); a block's threads are ucontext fibres switched
  * at barriers and warp collectives (see lf_emu_cuda.h for the rules checked).
- * One host thread: the state is not locked (host/cuda drives the device from one thread; extract's
- * device SVD runs one module at a time).
+ * Calls must not overlap: the state is not locked (host/cuda drives the device from one thread at a
+ * time; `extract --svd-device cuda` serialises its pool's SVDs with a mutex).
  * Errors: launch configuration errors as cudaGetLastError; a kernel that breaks a rule sets the sticky
  * cudaErrorAssert; error injection on the N-th call (lf_emu.h).
  */
