@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 dir=${BUILD_DIR:-build}
-cmake -S . -B "$dir" -G Ninja ${CMAKE_ARGS:-}
+gen=Ninja
+command -v ninja >/dev/null 2>&1 || gen="Unix Makefiles"
+cmake -S . -B "$dir" -G "$gen" ${CMAKE_ARGS:-}
 cmake --build "$dir" -j"$(nproc)"
 ctest --test-dir "$dir" --output-on-failure -j"$(nproc)"

@@ -319,6 +319,10 @@ lf_status lf_dev_model_create(lf_device *dev, const lf_job *jobs, size_t n_jobs,
     LF_CU(cudaEventCreateWithFlags(&dm->done, cudaEventDisableTiming), NULL);
     dm->event_ok = 1;
     LF_TRY(lf_dora_norms(dm));
+    /* The memsets and pageable uploads above run on the legacy default stream and may still be in
+     * flight (cudaMemset is asynchronous; cudaMemcpy from pageable memory returns before its DMA ends);
+     * an apply on a non-blocking stream does not wait for that stream, so finish them here. */
+    LF_CU(cudaDeviceSynchronize(), "(end of model creation)");
     LF_RANGE_POP();
     *out = dm;
     return LF_OK;
@@ -384,6 +388,21 @@ static lf_status lf_restore_jobs(lf_dev_model *dm, const size_t *jl, size_t n, v
     }
     LF_CU(cudaStreamSynchronize((cudaStream_t)stream), "(restore after a failed apply)");
 fail:
+    return st;
+}
+
+/* After a failed apply (status st, message in lf_last_error): restore the touched jobs and extend the
+ * message with the outcome. Both messages are copied first: lf_err must not read the buffer it
+ * writes (it did: the restore's own error came out repeated). Returns st. */
+static lf_status lf_restore_after(lf_dev_model *dm, lf_status st, void *stream) {
+    char msg[1024], why[1024];
+    snprintf(msg, sizeof msg, "%s", lf_last_error());
+    if (lf_restore_jobs(dm, dm->touched, dm->ntouched, stream) != LF_OK) {
+        snprintf(why, sizeof why, "%s", lf_last_error());
+        lf_err(st, "%s; restoring the touched layers from W0 failed too (the weights may be half-written): %s", msg, why);
+    } else {
+        lf_err(st, "%s (the %zu layers of this apply were restored from W0)", msg, dm->ntouched);
+    }
     return st;
 }
 
@@ -486,15 +505,7 @@ fail:
     free(l2);
     free(f1);
     free(f2);
-    if (dm->ntouched) {
-        lf_status keep = st;
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", lf_last_error());
-        if (lf_restore_jobs(dm, dm->touched, dm->ntouched, stream) != LF_OK)
-            lf_err(keep, "%s; restoring the touched layers from W0 failed too: %s", msg, lf_last_error());
-        else lf_err(keep, "%s (the %zu touched layers were restored from W0)", msg, dm->ntouched);
-        st = keep;
-    }
+    if (dm->ntouched) lf_restore_after(dm, st, stream);
     LF_RANGE_POP();
     return st;
 }
@@ -506,24 +517,14 @@ lf_status lf_dev_apply_wait(lf_dev_model *dm) {
     cudaError_t e = cudaEventSynchronize(dm->done);
     if (e != cudaSuccess) {
         st = lf_cu_err(e, "cudaEventSynchronize (apply)", NULL, __FILE__, __LINE__);
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", lf_last_error());
-        if (lf_restore_jobs(dm, dm->touched, dm->ntouched, dm->pending_stream) == LF_OK)
-            lf_err(st, "%s (the %zu touched layers were restored from W0)", msg, dm->ntouched);
-        else lf_err(st, "%s; the device is unusable, the weights may be half-written", msg);
-        return st;
+        return lf_restore_after(dm, st, dm->pending_stream);
     }
     for (size_t k = 0; k < dm->ntouched; k++) {
         size_t j = dm->touched[k];
         if (!dm->h_bad[j]) continue;
         st = lf_err(LF_ERR_NONFINITE, "layer '%s': patched weight is not finite; check the adapters' strengths and "
-                    "factors (the %zu layers of this apply were restored from W0)", dm->jobs[j].name, dm->ntouched);
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", lf_last_error());
-        if (lf_restore_jobs(dm, dm->touched, dm->ntouched, dm->pending_stream) != LF_OK)
-            lf_err(st, "%s; restoring failed: %s", msg, lf_last_error());
-        else lf_err(st, "%s", msg);
-        return st;
+                    "factors", dm->jobs[j].name);
+        return lf_restore_after(dm, st, dm->pending_stream);
     }
     return LF_OK;
 }

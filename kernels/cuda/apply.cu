@@ -31,6 +31,8 @@
  *   read from L2 through shared memory per rank chunk. Never run on a GPU yet (docs/cuda.md).
  * Test: tests/cuda/gpu_vs_cpu.c (ctest -L gpu); bench: bench/ (helper "bench").
  */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <mma.h>
 
@@ -51,10 +53,30 @@ constexpr int SMEM_FLOATS = TM * AS_LD + KCT * BS_LD; /* >= TM*BS_LD and >= KCF*
 static_assert(SMEM_FLOATS >= TM * BS_LD, "C staging must fit");
 static_assert(SMEM_FLOATS >= KCF * (AF_LD + TN), "FMA chunks must fit");
 static_assert(TM == 64 && TN == 64 && NT == 128, "the thread map below assumes 64x64 tiles, 128 threads");
+static_assert(KCF == 16 && AF_LD % 32 == 4, "fma_product's store map assumes 16-rank chunks, AF_LD = 4 mod 32");
 
 /* ---- typed access to W / W0 ------------------------------------------------------------------ */
 
-__device__ __forceinline__ float ld1(const void *p, int dt, int64_t i) { return lf_dev_ld(p, dt, i); }
+/* 16-bit <-> f32 with the hardware conversions (cvt): the same values as the shared software routines
+ * of lf_half.h (round to nearest even, subnormals kept, overflow to Inf); only a NaN's payload may
+ * differ, and a NaN is flagged either way */
+__device__ __forceinline__ float h16_to_f32(uint16_t h, int dt) {
+    return dt == LF_DDT_F16 ? __half2float(__ushort_as_half(h)) : __bfloat162float(__ushort_as_bfloat16(h));
+}
+__device__ __forceinline__ uint16_t f32_to_h16(float x, int dt) {
+    return dt == LF_DDT_F16 ? __half_as_ushort(__float2half_rn(x)) : __bfloat16_as_ushort(__float2bfloat16_rn(x));
+}
+
+__device__ __forceinline__ float ld1(const void *p, int dt, int64_t i) {
+    return dt == LF_DDT_F32 ? static_cast<const float *>(p)[i] : h16_to_f32(static_cast<const uint16_t *>(p)[i], dt);
+}
+
+/* row i (0..7) of the thread's 8x4 elements of a (TM, BS_LD) shared tile, as one 16-byte access: a
+ * quarter-warp's 8 lanes then read 128 contiguous bytes (scalar reads at stride 4 floats were 4-way
+ * bank conflicts) */
+__device__ __forceinline__ float4 &tile_row(float *t, int ty, int tx, int i) {
+    return *reinterpret_cast<float4 *>(t + (ty * 8 + i) * BS_LD + tx * 4);
+}
 
 /* 4 elements from index i (i % 4 == 0, pointer 16-byte aligned: checked by the host, vec_ok) */
 __device__ __forceinline__ void ld4(const void *p, int dt, int64_t i, float v[4]) {
@@ -67,17 +89,17 @@ __device__ __forceinline__ void ld4(const void *p, int dt, int64_t i, float v[4]
     uint16_t h[4] = {(uint16_t)(q.x & 0xffffu), (uint16_t)(q.x >> 16), (uint16_t)(q.y & 0xffffu),
                      (uint16_t)(q.y >> 16)};
 #pragma unroll
-    for (int k = 0; k < 4; k++) v[k] = dt == LF_DDT_F16 ? lf_f16_to_f32(h[k]) : lf_bf16_to_f32(h[k]);
+    for (int k = 0; k < 4; k++) v[k] = h16_to_f32(h[k], dt);
 }
 
-/* stores round once (lf_dev_round16) and return true if a stored value is not finite: for f16/bf16 the
+/* stores round once (the hardware twin of lf_dev_round16) and return true if a stored value is not finite: for f16/bf16 the
  * rounded bits are checked, since an f32-finite sum can overflow the 16-bit format */
 __device__ __forceinline__ bool st1(void *p, int dt, int64_t i, float v) {
     if (dt == LF_DDT_F32) {
         static_cast<float *>(p)[i] = v;
         return !isfinite(v);
     }
-    const uint16_t h = lf_dev_round16(v, dt);
+    const uint16_t h = f32_to_h16(v, dt);
     static_cast<uint16_t *>(p)[i] = h;
     return lf_dev_bits16_bad(h, dt);
 }
@@ -91,7 +113,7 @@ __device__ __forceinline__ bool st4(void *p, int dt, int64_t i, const float v[4]
     bool bad = false;
 #pragma unroll
     for (int k = 0; k < 4; k++) {
-        h[k] = lf_dev_round16(v[k], dt);
+        h[k] = f32_to_h16(v[k], dt);
         bad |= lf_dev_bits16_bad(h[k], dt) != 0;
     }
     uint2 q;
@@ -141,7 +163,10 @@ __device__ __forceinline__ void fma_product(float out[8][4], const float *__rest
     for (int kc = 0; kc < R; kc += KCF) {
         int kn = R - kc < KCF ? R - kc : KCF;
         for (int e = tid; e < TM * KCF; e += NT) {
-            int row = e / KCF, k = e % KCF, ar = arow0 + row;
+            /* a warp stores 8 ranks of 4 rows: banks (4k + row) % 32 all differ (16 ranks of 2 rows
+             * were 2-way conflicts, AF_LD = 68 being 4 mod 32) */
+            const int lane = e & 31, w = e >> 5, k = (lane & 7) + 8 * (w & 1), row = (w >> 1) * 4 + (lane >> 3);
+            const int ar = arow0 + row;
             float v = 0.0f;
             if (k < kn && ar >= 0 && ar < arows) {
                 v = A[(int64_t)ar * lda + kc + k];
@@ -314,9 +339,10 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 4) lf_lora_kernel_v1(const lf_
         if (J.tc) {
             tc_product(J, it.o0, it.c0, L.coef, L.gamma, J.tc == 2, sm, tid);
 #pragma unroll
-            for (int i = 0; i < 8; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) acc[i][j] = sm[(ty * 8 + i) * BS_LD + tx * 4 + j];
+            for (int i = 0; i < 8; i++) {
+                const float4 v = tile_row(sm, ty, tx, i);
+                acc[i][0] = v.x, acc[i][1] = v.y, acc[i][2] = v.z, acc[i][3] = v.w;
+            }
         } else {
             fma_product(acc, J.up, J.rcat, it.o0, J.O, J.down, J.K, it.c0, J.rcat, J.rank_patch, L.coef, L.gamma,
                         sm, tid, ty, tx);
@@ -364,9 +390,10 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 3) lf_terms_kernel_v1(const lf
             if (J.tc) {
                 tc_product(J, o0, c0, L.coef, L.gamma, J.tc == 2, Dt, tid);
 #pragma unroll
-                for (int i = 0; i < 8; i++)
-#pragma unroll
-                    for (int j = 0; j < 4; j++) a[i][j] += Dt[(ty * 8 + i) * BS_LD + tx * 4 + j];
+                for (int i = 0; i < 8; i++) {
+                    const float4 v = tile_row(Dt, ty, tx, i);
+                    a[i][0] += v.x, a[i][1] += v.y, a[i][2] += v.z, a[i][3] += v.w;
+                }
                 __syncthreads(); /* Dt is rewritten below */
             } else {
                 float d[8][4];
@@ -379,9 +406,7 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 3) lf_terms_kernel_v1(const lf
             }
         }
 #pragma unroll
-        for (int i = 0; i < 8; i++)
-#pragma unroll
-            for (int j = 0; j < 4; j++) Acc[(ty * 8 + i) * BS_LD + tx * 4 + j] = a[i][j];
+        for (int i = 0; i < 8; i++) tile_row(Acc, ty, tx, i) = make_float4(a[i][0], a[i][1], a[i][2], a[i][3]);
     }
 
     for (int t = 0; t < J.nterm; t++) {
@@ -399,19 +424,21 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 3) lf_terms_kernel_v1(const lf
             fma_product(e, q ? T.a2 : T.a, q ? T.r2 : T.r, o0 - T.row_off, T.rows, q ? T.b2 : T.b, K, c0,
                         q ? T.r2 : T.r, nullptr, nullptr, nullptr, Wk, tid, ty, tx);
 #pragma unroll
-            for (int i = 0; i < 8; i++)
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    float *p = Dt + (ty * 8 + i) * BS_LD + tx * 4 + j;
-                    *p = q ? *p * e[i][j] : e[i][j]; /* LoHa: M1 (.) M2 (loha_ref.c) */
-                }
+            for (int i = 0; i < 8; i++) { /* LoHa: M1 (.) M2 (loha_ref.c) */
+                float4 &d = tile_row(Dt, ty, tx, i);
+                d = q ? make_float4(d.x * e[i][0], d.y * e[i][1], d.z * e[i][2], d.w * e[i][3])
+                      : make_float4(e[i][0], e[i][1], e[i][2], e[i][3]);
+            }
         }
 
         const bool additive = kind <= LF_TK_FULL;
         double rs = 0.0; /* mode 1, output axis: the row's sum of squares over this thread's columns */
 #pragma unroll 1
         for (int e = 0; e < 32; e++) {
-            const int i = e >> 2, j = e & 3, o = o0 + lf_dev_thr_row(tid, i), ol = o - T.row_off, c = cb + j;
+            /* row i, column j rotated by (tx / 8, ty % 2): the 4 lanes that share a bank (tx, tx + 8, and
+             * the two rows ty of a warp, 8 * 68 floats apart = 0 mod 32) touch 4 different columns */
+            const int i = e >> 2, j = (e + (tx >> 3) + 2 * (ty & 1)) & 3;
+            const int o = o0 + lf_dev_thr_row(tid, i), ol = o - T.row_off, c = cb + j;
             const bool ok = o < J.O && ol >= 0 && ol < T.rows && c < K;
             if (ok) {
                 float *acc = Acc + (ty * 8 + i) * BS_LD + tx * 4 + j;
@@ -425,7 +452,7 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 3) lf_terms_kernel_v1(const lf
                     else atomicAdd(T.ss + lf_dev_dora_index(2, ol, c, J.khw), (double)wc * wc);
                 }
             }
-            if (mode == 1 && T.dora_axis == 1 && j == 3) {
+            if (mode == 1 && T.dora_axis == 1 && (e & 3) == 3) { /* the row's 4 elements are done */
                 /* reduce the row over the 16 threads that share it (one half-warp), one atomic */
                 for (int off = 8; off > 0; off >>= 1) rs += __shfl_xor_sync(0xffffffffu, rs, off);
                 if (tx == 0 && o < J.O && ol >= 0 && ol < T.rows) atomicAdd(T.ss + ol, rs);
@@ -438,9 +465,10 @@ __global__ void __launch_bounds__(LF_DEV_THREADS, 3) lf_terms_kernel_v1(const lf
     if (mode == 1) return;
     float a[8][4];
 #pragma unroll
-    for (int i = 0; i < 8; i++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) a[i][j] = Acc[(ty * 8 + i) * BS_LD + tx * 4 + j];
+    for (int i = 0; i < 8; i++) {
+        const float4 v = tile_row(Acc, ty, tx, i);
+        a[i][0] = v.x, a[i][1] = v.y, a[i][2] = v.z, a[i][3] = v.w;
+    }
     if (store_w(J, o0, cb, ty, a)) L.bad[it.jidx] = 1;
 }
 
@@ -451,6 +479,9 @@ extern "C" int lf_cuda_apply_launch(const lf_dlaunch *L, int mode, int64_t ntile
     if (ntiles > INT_MAX) return (int)cudaErrorInvalidValue;
     dim3 grid((unsigned)ntiles), block(LF_DEV_THREADS);
     cudaStream_t s = static_cast<cudaStream_t>(stream);
+    /* cudaGetLastError below must report this launch: an earlier failed runtime call (of this library
+     * or the caller) leaves its error pending until read, and would be blamed on the launch */
+    (void)cudaGetLastError();
     if (mode == 0) lf_lora_kernel_v1<<<grid, block, 0, s>>>(*L);
     else lf_terms_kernel_v1<<<grid, block, 0, s>>>(*L, mode - 1);
     return (int)cudaGetLastError();

@@ -19,7 +19,10 @@
  * launch), with W0 on the device and in pinned host memory (max_backup_mb 0), check that changing one
  * coefficient rewrites exactly that layer, and that a non-finite result is reported and rolled back
  * to W0.
- * Usage: gpu_vs_cpu [--json FILE] [--filter SUBSTR] [--quick] [--seed N] [--device N] [-v] [--dry] [--list]
+ * Usage: gpu_vs_cpu [--json FILE] [--filter SUBSTR] [--quick] [--seed N] [--device N] [--tc-min-rank R] [-v]
+ *                   [--dry] [--list]
+ *   --tc-min-rank R: concatenated LoRA of rank >= R on the tensor cores (default 16; 1 puts every
+ *          LoRA case on the TF32 path).
  *   --dry: no device; build every case and run the CPU reference, golden cases also against their
  *          stored result with the golden bounds (CTest gpu_vs_cpu_dry, label cpu).
  *   --list: print the names of the cases the other options select, run nothing.
@@ -44,6 +47,13 @@ static int verbose;
 static int dry;  /* --dry: build every case and run only the CPU reference (no device) */
 static int list; /* --list: print the names of the cases and run nothing */
 static lf_device *dev;
+static int tc_min_rank; /* --tc-min-rank: 0 = the library default */
+
+/* the device options of every model of this run */
+static void run_opts(lf_dev_opts *o) {
+    lf_dev_opts_default(o);
+    if (tc_min_rank > 0) o->tc_min_rank = tc_min_rank;
+}
 
 static void json_line(const lf_case *c, const char *test, const lf_cmp *r, double us) {
     if (!json) return;
@@ -147,7 +157,9 @@ static void run_case(lf_case *c) {
         return;
     }
     lf_dev_model *dm = NULL;
-    lf_status st = lf_dev_model_create(dev, &c->job, 1, NULL, &dm);
+    lf_dev_opts o;
+    run_opts(&o);
+    lf_status st = lf_dev_model_create(dev, &c->job, 1, &o, &dm);
     LF_CHECK(st == LF_OK, "%s: create: %s", c->name, lf_last_error());
     if (st) return;
     lf_case *cs[1] = {c};
@@ -191,7 +203,7 @@ static void run_group(int pinned, const char *filter, uint64_t seed) {
         goto out;
     }
     lf_dev_opts o;
-    lf_dev_opts_default(&o);
+    run_opts(&o);
     if (pinned) o.max_backup_mb = 0;
     lf_dev_model *dm = NULL;
     lf_status st = lf_dev_model_create(dev, jobs, NG, &o, &dm);
@@ -276,12 +288,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "--device") && i + 1 < argc) ordinal = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--tc-min-rank") && i + 1 < argc) tc_min_rank = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-v")) verbose = 1;
         else if (!strcmp(argv[i], "--dry")) dry = 1;
         else if (!strcmp(argv[i], "--list")) list = dry = 1;
         else {
-            fprintf(stderr, "usage: %s [--json FILE] [--filter SUBSTR] [--quick] [--seed N] [--device N] [-v] [--dry] "
-                    "[--list]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--json FILE] [--filter SUBSTR] [--quick] [--seed N] [--device N] "
+                    "[--tc-min-rank R] [-v] [--dry] [--list]\n", argv[0]);
             return 2;
         }
     }
