@@ -101,3 +101,12 @@ int lf_grow_impl(void *pv, size_t *cap, size_t need, size_t elem) {
     return 0;
 }
 
+
+char *lf_strndup(const char *s, size_t n) {
+    char *r = malloc(n + 1);
+    if (r) {
+        memcpy(r, s, n);
+        r[n] = '\0';
+    }
+    return r;
+}

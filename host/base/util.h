@@ -4,6 +4,7 @@
  *   lf_read_file(path, max, ...)    a whole regular file into a NUL-terminated buffer
  *   lf_has_prefix / lf_has_suffix   byte-wise string tests; lf_basename, a path's last component
  *   lf_grow(&v, &cap, need)         make room for `need` elements in a growable array
+ *   lf_strndup(s, n)                a malloc'd NUL-terminated copy of s[0..n)
  *
  * Growable arrays are plain (pointer, count, capacity) triples: `T *v; size_t n, cap;` and
  *     if (lf_grow(&v, &cap, n + 1)) return lf_err(LF_ERR_NOMEM, ...);
@@ -26,6 +27,10 @@ double lf_clock_s(void);
  * ("the LBW presets file"); NULL for none. Errors: LF_ERR_IO (cannot open / not a regular file /
  * read error), LF_ERR_FORMAT (larger than max), LF_ERR_NOMEM. */
 lf_status lf_read_file(const char *path, const char *what, size_t max, char **out, size_t *len);
+
+/* A malloc'd copy of s[0..n) with a NUL after it (s need not be NUL-terminated); NULL when out of
+ * memory. */
+char *lf_strndup(const char *s, size_t n);
 
 /* The last component of a path: what follows its last '/', or the whole path. */
 const char *lf_basename(const char *path);

@@ -17,6 +17,7 @@
 #include "lorafuse/lf_png.h"
 #include "host/base/strbuf.h"
 #include "host/base/text.h"
+#include "host/base/util.h"
 
 /* ---- parameters text (strbuf.h) ------------------------------------------------------------------ */
 
@@ -128,14 +129,6 @@ char *lf_infotext_format(const lf_infotext *p) {
 }
 
 /* ---- infotext parser -------------------------------------------------------------------------- */
-static char *lf_strndup(const char *s, size_t n) {
-    char *p = malloc(n + 1);
-    if (p) {
-        memcpy(p, s, n);
-        p[n] = '\0';
-    }
-    return p;
-}
 
 static int lf_is_word(unsigned char c) { return isalnum(c) || c == '_' || c >= 0x80; }
 

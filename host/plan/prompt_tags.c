@@ -133,13 +133,6 @@ static void lf_trim(const char **s, const char **e) {
     while (*e > *s && lf_is_space((*e)[-1])) (*e)--;
 }
 
-static char *lf_strndup(const char *s, size_t n) {
-    char *r = malloc(n + 1);
-    if (!r) return NULL;
-    memcpy(r, s, n);
-    r[n] = '\0';
-    return r;
-}
 
 static lf_status lf_perr(const lf_ps *ps, const char *fmt, ...)
 #if defined(__GNUC__)

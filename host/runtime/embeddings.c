@@ -22,14 +22,6 @@
 #include "host/base/text.h"
 #include "host/base/util.h"
 
-static char *lf_emb_dup(const char *s, size_t n) {
-    char *r = malloc(n + 1);
-    if (r) {
-        memcpy(r, s, n);
-        r[n] = '\0';
-    }
-    return r;
-}
 
 void lf_embeddings_free(lf_embeddings *db) {
     if (!db) return;
@@ -66,8 +58,8 @@ static lf_status lf_emb_add(lf_emb_walk *w, const char *path) {
     lf_embedding *e = &w->db->v[w->db->n++];
     memset(e, 0, sizeof *e);
     e->pickle = k > 0;
-    e->name = lf_emb_dup(base, strlen(base) - strlen(ext[k]));
-    e->path = lf_emb_dup(path, strlen(path));
+    e->name = lf_strndup(base, strlen(base) - strlen(ext[k]));
+    e->path = lf_strndup(path, strlen(path));
     if (!e->name || !e->path) return lf_err(LF_ERR_NOMEM, "out of memory");
     lf_tokens t = {0};
     lf_status st = lf_tokenizer_encode(w->tok, e->name, &t);

@@ -224,14 +224,6 @@ void lf_tokenizer_free(lf_tokenizer *t) {
     free(t);
 }
 
-static char *xstrndup(const char *s, size_t n) {
-    char *p = malloc(n + 1);
-    if (p) {
-        memcpy(p, s, n);
-        p[n] = 0;
-    }
-    return p;
-}
 
 /* Largest vocab.json / merges file, both as stored and once inflated. */
 #define LF_TOK_FILE_MAX ((size_t)1 << 30)
@@ -442,9 +434,9 @@ lf_status lf_tokenizer_load_bpe(const char *path, lf_tokenizer **out) {
         for (int k = 0; k < 256; k++) {
             char s[16];
             size_t l = utf8_put(cs[order[k]], s);
-            t->tok[k] = xstrndup(s, l);
+            t->tok[k] = lf_strndup(s, l);
             memcpy(s + l, "</w>", 4);
-            t->tok[256 + k] = xstrndup(s, l + 4);
+            t->tok[256 + k] = lf_strndup(s, l + 4);
             if (!t->tok[k] || !t->tok[256 + k]) {
                 st = lf_err(LF_ERR_NOMEM, "%s: out of memory", path);
                 goto fail;
@@ -461,8 +453,8 @@ lf_status lf_tokenizer_load_bpe(const char *path, lf_tokenizer **out) {
             s[m[r].alen + m[r].blen] = 0;
             t->tok[512 + r] = s;
         }
-        t->tok[512 + nm] = xstrndup("<|startoftext|>", 15);
-        t->tok[513 + nm] = xstrndup("<|endoftext|>", 13);
+        t->tok[512 + nm] = lf_strndup("<|startoftext|>", 15);
+        t->tok[513 + nm] = lf_strndup("<|endoftext|>", 13);
         if (!t->tok[512 + nm] || !t->tok[513 + nm]) {
             st = lf_err(LF_ERR_NOMEM, "%s: out of memory", path);
             goto fail;
@@ -526,7 +518,7 @@ lf_status lf_tokenizer_load_files(const char *vocab_json, const char *merges_txt
                         e->string);
             goto fail;
         }
-        t->tok[id] = xstrndup(e->string, strlen(e->string));
+        t->tok[id] = lf_strndup(e->string, strlen(e->string));
         if (!t->tok[id]) {
             st = lf_err(LF_ERR_NOMEM, "%s: out of memory", vocab_json);
             goto fail;
