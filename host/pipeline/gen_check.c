@@ -184,7 +184,7 @@ lf_status lf_gen_check(lf_gen *g) {
     /* 2. tags */
     if ((st = lf_prompt_parse(o->prompt, &g->pr)) != LF_OK) return st;
     /* 3. model parts, size */
-    if ((st = lf_model_open(o->model, &g->m)) != LF_OK) return st;
+    if (!g->m && (st = lf_model_open(o->model, &g->m)) != LF_OK) return st;
     if ((st = lf_gen_check_model(g)) != LF_OK) return st;
     if ((st = lf_gen_check_size(g)) != LF_OK) return st;
     /* 4. adapters: names, files, family, shapes, schedule vs steps (P9) */
@@ -197,7 +197,7 @@ lf_status lf_gen_check(lf_gen *g) {
     for (size_t i = 0; i < g->sp->warnings.n; i++) lf_msgs_add(&g->warnings, "%s", g->sp->warnings.v[i]);
     if ((st = lf_gen_prompts(g)) != LF_OK) return st;
     /* 5. tokenizer, memory, output directory */
-    if ((st = lf_tokenizer_load_default(&g->tok)) != LF_OK) return st;
+    if (!g->tok && (st = lf_tokenizer_load_default(&g->tok)) != LF_OK) return st;
     if ((st = lf_gen_check_memory(g)) != LF_OK) return st;
     if (o->write_png) {
         struct stat sb;

@@ -7,6 +7,11 @@
  * (lf_live_weights.h lf_live_apply_step). Steps that change nothing cost nothing; a constant-strength
  * prompt patches once, before step 1. Text encoders re-run only at steps whose text-encoder set was
  * not encoded before (the conditioning is cached per set for the whole call).
+ *
+ * Sessions (lf_gen_session): the loaded models live in the session, a job borrows them. The session
+ * remembers which checkpoint tensors the loaded models hold patched (`patched`); a job first restores
+ * from W0 those its own plan does not patch, then at its first step recomputes all of its jobs from W0
+ * (lf_live_apply_all), so what it samples with is what a freshly loaded model would hold.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +22,21 @@
 #include "lorafuse/lf_hash.h"
 #include "lorafuse/lf_live_weights.h"
 #include "lorafuse/lf_png.h"
+
+struct lf_gen_session {
+    char *model;               /* checkpoint path */
+    lf_model *m;
+    lf_tokenizer *tok;
+    lf_unet *unet;
+    lf_vae *vae;
+    lf_clip *te1, *te2;
+    char model_hash[11];
+    const char *family;
+    int used;                  /* a job has run: the loaded weights may hold its patches */
+    const lf_st_tensor **patched; /* tensors the loaded models hold patched, and their components */
+    lf_component *patched_comp;
+    size_t n_patched, cap_patched;
+};
 
 void lf_gen_opts_default(lf_gen_opts *o) {
     memset(o, 0, sizeof *o);
@@ -36,11 +56,103 @@ void lf_gen_set_progress(lf_gen *g, lf_gen_progress_fn fn, void *ctx) {
     g->progress_ctx = ctx;
 }
 
+void lf_gen_set_cancel(lf_gen *g, lf_gen_cancel_fn fn, void *ctx) {
+    g->cancel = fn;
+    g->cancel_ctx = ctx;
+}
+
+int lf_gen_interrupted(const lf_gen *g) { return g->interrupted; }
+
+/* ---- sessions --------------------------------------------------------------------------------- */
+static void lf_gen_session_unload(lf_gen_session *s) {
+    lf_unet_free(s->unet);
+    lf_vae_free(s->vae);
+    lf_clip_free(s->te1);
+    lf_clip_free(s->te2);
+    s->unet = NULL;
+    s->vae = NULL;
+    s->te1 = s->te2 = NULL;
+    s->used = 0;
+    s->n_patched = 0;
+}
+
+void lf_gen_session_free(lf_gen_session *s) {
+    if (!s) return;
+    lf_gen_session_unload(s);
+    lf_model_free(s->m);
+    lf_tokenizer_free(s->tok);
+    free(s->patched);
+    free(s->patched_comp);
+    free(s->model);
+    free(s);
+}
+
+const char *lf_gen_session_model(const lf_gen_session *s) { return s->model; }
+const char *lf_gen_session_family(const lf_gen_session *s) { return s->family; }
+const char *lf_gen_session_hash(const lf_gen_session *s) { return s->model_hash; }
+size_t lf_gen_session_patched(const lf_gen_session *s) { return s->n_patched; }
+
+/* A session around the model and tokenizer g's checks opened; g borrows them from now on. */
+static lf_status lf_gen_session_adopt(lf_gen *g, lf_gen_session **out) {
+    lf_gen_session *s = calloc(1, sizeof *s);
+    size_t n = strlen(g->o.model) + 1;
+    if (!s || !(s->model = malloc(n))) {
+        free(s);
+        return lf_err(LF_ERR_NOMEM, "out of memory");
+    }
+    memcpy(s->model, g->o.model, n);
+    s->m = g->m;
+    s->tok = g->tok;
+    s->family = lf_family_name(g->m->family);
+    g->sess = s;
+    *out = s;
+    return LF_OK;
+}
+
+static lf_status lf_gen_session_load(lf_gen_session *s, const lf_gen *g);
+static lf_status lf_gen_open_job(lf_gen *g, const lf_gen_opts *opts);
+
+lf_status lf_gen_session_open(const char *model, lf_gen_session **out) {
+    *out = NULL;
+    if (!model) return lf_err(LF_ERR_ARG, "serve: no model");
+    lf_gen_opts o;
+    lf_gen_opts_default(&o);
+    o.model = model;
+    o.prompt = "";
+    o.write_png = 0;
+    o.force_size = 1;
+    lf_gen *g = NULL;
+    lf_status st = lf_gen_open(&o, &g); /* the model's checks, with an empty prompt */
+    if (st != LF_OK) return st;
+    lf_gen_session *s = g->sess;
+    if ((st = lf_gen_session_load(s, g)) != LF_OK) {
+        lf_gen_free(g);
+        return st;
+    }
+    g->own_sess = 0; /* the session outlives its first job */
+    lf_gen_free(g);
+    *out = s;
+    return LF_OK;
+}
+
+lf_status lf_gen_open_in(lf_gen_session *s, const lf_gen_opts *opts, lf_gen **out) {
+    *out = NULL;
+    if (!s || !opts || !opts->prompt) return lf_err(LF_ERR_ARG, "generate: a session and a prompt are required");
+    lf_gen_opts o = *opts;
+    o.model = s->model;
+    o.force_size = 1;
+    lf_gen *g = calloc(1, sizeof *g);
+    if (!g) return lf_err(LF_ERR_NOMEM, "out of memory");
+    g->sess = s;
+    g->m = s->m;
+    g->tok = s->tok;
+    lf_status st = lf_gen_open_job(g, &o);
+    if (st == LF_OK) *out = g;
+    return st;
+}
+
 static void lf_gen_unload(lf_gen *g) {
-    lf_unet_free(g->unet);
-    lf_vae_free(g->vae);
-    lf_clip_free(g->te1);
-    lf_clip_free(g->te2);
+    if (g->own_sess) lf_gen_session_unload(g->sess);
     lf_cpu_backend_free(g->be);
     g->unet = NULL;
     g->vae = NULL;
@@ -61,8 +173,12 @@ void lf_gen_free(lf_gen *g) {
     lf_gen_unload(g);
     lf_step_plan_free(g->sp);
     lf_prompt_free(g->pr);
-    lf_tokenizer_free(g->tok);
-    lf_model_free(g->m);
+    if (!g->sess) {
+        lf_tokenizer_free(g->tok);
+        lf_model_free(g->m);
+    } else if (g->own_sess) {
+        lf_gen_session_free(g->sess);
+    }
     free(g->prompt);
     free(g->info_prompt);
     free(g->lora_hashes);
@@ -71,11 +187,8 @@ void lf_gen_free(lf_gen *g) {
     free(g);
 }
 
-lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
-    *out = NULL;
-    if (!opts || !opts->model || !opts->prompt) return lf_err(LF_ERR_ARG, "generate: --model and --prompt are required");
-    lf_gen *g = calloc(1, sizeof *g);
-    if (!g) return lf_err(LF_ERR_NOMEM, "out of memory");
+/* The checks and the summary of a job on g (whose model may be a session's); g is freed on failure. */
+static lf_status lf_gen_open_job(lf_gen *g, const lf_gen_opts *opts) {
     g->o = *opts;
     lf_status st = lf_gen_check(g);
     if (st != LF_OK) {
@@ -103,33 +216,85 @@ lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
     g->info.mem_limit = g->mem.limit;
     g->info.warnings = (const char *const *)g->warnings.v;
     g->info.n_warnings = g->warnings.n;
+    return LF_OK;
+}
+
+lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
+    *out = NULL;
+    if (!opts || !opts->model || !opts->prompt) return lf_err(LF_ERR_ARG, "generate: --model and --prompt are required");
+    lf_gen *g = calloc(1, sizeof *g);
+    if (!g) return lf_err(LF_ERR_NOMEM, "out of memory");
+    lf_status st = lf_gen_open_job(g, opts);
+    if (st != LF_OK) return st;
+    lf_gen_session *s;
+    if ((st = lf_gen_session_adopt(g, &s)) != LF_OK) {
+        lf_gen_free(g);
+        return st;
+    }
+    g->own_sess = 1;
     *out = g;
     return LF_OK;
 }
 
 /* ---- weights ---------------------------------------------------------------------------------- */
-static lf_status lf_gen_load_unet(lf_gen *g, const lf_st_file *st) {
+/* Load the session's UNet, VAE and text encoders with what g's checks found (heads rule, encoder
+ * prefixes); on failure nothing stays loaded. */
+static lf_status lf_gen_session_load(lf_gen_session *s, const lf_gen *g) {
+    const lf_st_file *st = s->m->st;
     lf_unet_opts uo = lf_gen_unet_opts(g);
-    lf_unet *u = NULL;
-    lf_status s = lf_unet_load(st, &uo, &u);
-    if (s) return s;
-    lf_unet_free(g->unet);
-    g->unet = u;
-    return LF_OK;
+    lf_status r = lf_a1111_model_hash(s->model, s->model_hash);
+    if (!r) r = lf_unet_load(st, &uo, &s->unet);
+    if (!r) r = lf_vae_load(st, s->m->family, NULL, &s->vae);
+    if (!r) r = lf_clip_load(st, g->te_p1, NULL, &s->te1);
+    if (!r && g->tef == LF_TE_SDXL) r = lf_clip_load(st, g->te_p2, NULL, &s->te2);
+    if (!r && (lf_unet_get_arch(s->unet)->in_channels != 4 || lf_vae_get_arch(s->vae)->latent_channels != 4 ||
+               lf_vae_get_arch(s->vae)->factor != 8))
+        r = lf_err(LF_ERR_UNSUPPORTED, "%s: only 4-channel latents with an 8x VAE are supported (txt2img)", s->model);
+    if (r) lf_gen_session_unload(s);
+    return r;
 }
 
-static lf_status lf_gen_load_te(lf_gen *g, const lf_st_file *st) {
-    lf_clip *a = NULL, *b = NULL;
-    lf_status s = lf_clip_load(st, g->te_p1, NULL, &a);
-    if (!s && g->tef == LF_TE_SDXL) s = lf_clip_load(st, g->te_p2, NULL, &b);
-    if (s) {
-        lf_clip_free(a);
-        return s;
+static int lf_gen_plan_patches(const lf_step_plan *sp, const lf_st_tensor *t) {
+    for (size_t j = 0; j < sp->plan->n_jobs; j++)
+        if (sp->plan->jobs[j].target == t) return 1;
+    return 0;
+}
+
+/* Before a job on a used session: the loaded weights an earlier job patched go back to W0 unless this
+ * job's plan patches them (those are recomputed from W0 at its first step); then `patched` lists
+ * exactly this plan's tensors. Until the restore is done, `patched` keeps both sets, so a failure
+ * leaves it a superset of what the models hold patched. */
+static lf_status lf_gen_session_switch(lf_gen_session *s, const lf_step_plan *sp) {
+    size_t nj = sp->plan->n_jobs, need = s->n_patched + nj;
+    if (need > s->cap_patched) {
+        const lf_st_tensor **p = realloc(s->patched, need * sizeof *p);
+        if (p) s->patched = p;
+        lf_component *c = p ? realloc(s->patched_comp, need * sizeof *c) : NULL;
+        if (c) s->patched_comp = c;
+        if (!p || !c) return lf_err(LF_ERR_NOMEM, "out of memory");
+        s->cap_patched = need;
     }
-    lf_clip_free(g->te1);
-    lf_clip_free(g->te2);
-    g->te1 = a;
-    g->te2 = b;
+    size_t old = s->n_patched;
+    for (size_t j = 0; j < nj; j++) {
+        s->patched[s->n_patched] = sp->plan->jobs[j].target;
+        s->patched_comp[s->n_patched++] = sp->job_comp[j];
+    }
+    lf_live live = {s->unet, s->te1, s->te2, 0};
+    for (size_t i = 0; i < old; i++) {
+        const lf_st_tensor *t = s->patched[i];
+        if (lf_gen_plan_patches(sp, t)) continue;
+        lf_view v;
+        memset(&v, 0, sizeof v);
+        v.data = t->data;
+        v.dtype = t->dtype;
+        v.ndim = t->ndim;
+        memcpy(v.shape, t->shape, sizeof v.shape);
+        lf_status st = lf_live_set(&live, s->patched_comp[i], t->name, &v);
+        if (st != LF_OK) return st;
+    }
+    memmove(s->patched, s->patched + old, nj * sizeof *s->patched);
+    memmove(s->patched_comp, s->patched_comp + old, nj * sizeof *s->patched_comp);
+    s->n_patched = nj;
     return LF_OK;
 }
 
@@ -149,11 +314,19 @@ static lf_status lf_gen_apply_step(lf_gen *g, int t, int all) {
 }
 
 /* ---- sampler callbacks ------------------------------------------------------------------------ */
+/* The cancel callback said stop: lf_gen_run ends with the images finished so far. */
+static int lf_gen_stop(lf_gen *g) {
+    if (!g->interrupted && g->cancel && g->cancel(g->cancel_ctx)) g->interrupted = 1;
+    return g->interrupted;
+}
+
 static lf_status lf_gen_before_step(void *ctx, int step) {
     lf_gen *g = ctx;
     lf_status s = LF_OK;
+    if (lf_gen_stop(g)) return lf_err(LF_ERR_ARG, "interrupted at step %d", step);
     if (g->n_jobs_total) {
-        int fresh = step == 1 && g->run_idx > 0;
+        /* a used session's models may hold another job's weights at the first step */
+        int fresh = step == 1 && (g->run_idx > 0 || g->sess->used);
         if (step == 1) {
             lf_cpu_backend_free(g->be);
             g->be = NULL;
@@ -260,23 +433,23 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
     float *x = NULL, *img = NULL;
     uint8_t *rgb = NULL;
     lf_rng *rngs = NULL;
-    char model_hash[11];
+    lf_gen_session *ss = g->sess;
+    const char *model_hash = ss->model_hash;
+    int sampled = 0;
     lf_gen_unload(g);
     memset(&g->times, 0, sizeof g->times);
+    g->interrupted = 0;
     g->lat_h = o->height / 8;
     g->lat_w = o->width / 8;
-    /* load */
+    /* load (a session of its own), or bring a used session's weights back to W0 outside this plan */
     double t0 = lf_clock_s();
-    if ((s = lf_a1111_model_hash(o->model, model_hash)) != LF_OK) goto done;
     if (!g->lora_hashes && (s = lf_gen_lora_hashes(g)) != LF_OK) goto done;
-    if ((s = lf_gen_load_unet(g, g->m->st)) != LF_OK) goto done;
-    if ((s = lf_vae_load(g->m->st, g->m->family, NULL, &g->vae)) != LF_OK) goto done;
-    if ((s = lf_gen_load_te(g, g->m->st)) != LF_OK) goto done;
-    if (lf_unet_get_arch(g->unet)->in_channels != 4 || lf_vae_get_arch(g->vae)->latent_channels != 4 ||
-        lf_vae_get_arch(g->vae)->factor != 8) {
-        s = lf_err(LF_ERR_UNSUPPORTED, "%s: only 4-channel latents with an 8x VAE are supported (txt2img)", o->model);
-        goto done;
-    }
+    if (!ss->unet && (s = lf_gen_session_load(ss, g)) != LF_OK) goto done;
+    if (ss->used && (s = lf_gen_session_switch(ss, g->sp)) != LF_OK) goto done;
+    g->unet = ss->unet;
+    g->vae = ss->vae;
+    g->te1 = ss->te1;
+    g->te2 = ss->te2;
     if ((s = lf_gen_cond_cache_new(g)) != LF_OK) goto done;
     g->times.load = lf_clock_s() - t0;
     g->scfg.prediction = lf_unet_get_arch(g->unet)->prediction; /* v for SD2.x (lf_unet.h) */
@@ -302,7 +475,10 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
     int64_t seed0 = o->seed;
     lf_sampler_cb scb = {g, lf_gen_before_step, lf_gen_denoise};
     int index = 0;
-    for (g->run_idx = 0; g->run_idx < g->runs && !s; g->run_idx++) {
+    /* from here on the models may hold this plan's patches (ss->used is set when the loop ends) */
+    if (!ss->used && (s = lf_gen_session_switch(ss, g->sp)) != LF_OK) goto done;
+    sampled = 1;
+    for (g->run_idx = 0; g->run_idx < g->runs && !s && !lf_gen_stop(g); g->run_idx++) {
         int n = total - index < per_run ? total - index : per_run;
         g->run_n = n;
         g->first_image = index;
@@ -316,6 +492,10 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
         g->run_t0 = lf_clock_s();
         lf_gen_report(g, 0);
         s = lf_sampler_run(smp, x, (size_t)n * per, stoch ? &rngs[0] : NULL, &scb);
+        if (s && g->interrupted) {
+            s = LF_OK;
+            break;
+        }
         if (!s) s = lf_gen_check_latent(g, o->steps, x, (size_t)n * per, "the final latent");
         if (s) break;
         double t_sample = (lf_clock_s() - g->run_t0) / n;
@@ -325,6 +505,7 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
         index += n;
     }
 done:
+    if (sampled) ss->used = 1;
     lf_sampler_free(smp);
     free(x);
     free(img);

@@ -56,6 +56,11 @@ struct lf_gen {
     size_t n_jobs_total;
     lf_gen_progress_fn progress;
     void *progress_ctx;
+    lf_gen_cancel_fn cancel;
+    void *cancel_ctx;
+    int interrupted;
+    lf_gen_session *sess;      /* the loaded model (generate.c); m and tok are its own when set */
+    int own_sess;              /* lf_gen_open's session of its own: unloaded after lf_gen_run */
     /* run state */
     lf_unet *unet;
     lf_vae *vae;
@@ -73,9 +78,6 @@ struct lf_gen {
     int run_idx, runs, first_image;
 };
 
-/* gen_check.c: fill in defaulted options, then check them, the prompt's tags, the model's parts, the
- * image size and the adapters in that order, and prepare the prompts, tokenizer and output names;
- * the first failure is returned. No model weights are loaded and nothing is written. */
 /* Ancestral and SDE samplers draw noise per image, so each image is its own sampler run: the images of
  * one sampler run (the memory estimate and the loop both follow this). */
 static inline int lf_gen_stochastic(const lf_gen *g) {
@@ -83,6 +85,10 @@ static inline int lf_gen_stochastic(const lf_gen *g) {
 }
 static inline int lf_gen_per_run(const lf_gen *g) { return lf_gen_stochastic(g) ? 1 : g->o.batch_size; }
 
+/* gen_check.c: fill in defaulted options, then check them, the prompt's tags, the model's parts, the
+ * image size and the adapters in that order, and prepare the prompts, tokenizer and output names;
+ * the first failure is returned. No model weights are loaded and nothing is written. A model and
+ * tokenizer already in g (a session's) are used, not opened again. */
 lf_status lf_gen_check(lf_gen *g);
 
 /* gen_memory.c */
