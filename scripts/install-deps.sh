@@ -8,6 +8,9 @@ pkgs=(build-essential cmake ninja-build pkg-config libcjson-dev libopenblas-dev 
 # ---- zlib ----: the CLIP tokenizer reads models/clip/bpe_simple_vocab_16e6.txt.gz
 pkgs+=(zlib1g-dev)
 # ---- end zlib ----
+# ---- libmicrohttpd ----: the HTTP server of `lorafuse serve`
+pkgs+=(libmicrohttpd-dev)
+# ---- end libmicrohttpd ----
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,7 @@
  *                 [--lbw-presets FILE] [--allow-unmatched] [--allow-family-mismatch]  (cli_plan.c)
  *   lorafuse generate --model CKPT --prompt TEXT [...]                               (cli_generate.c)
  *   lorafuse extract --model CKPT (--lora ... | --tuned CKPT2) --output OUT ...       (cli_extract.c)
+ *   lorafuse serve --model CKPT [--listen HOST:PORT] [...]                           (cli_serve.c)
  * Argument forms they share: cli_args.c.
  *
  * Each returns the process exit code: 0 success, 1 failure (the library's message printed), 2 usage;
@@ -24,6 +25,7 @@ int lf_cli_merge(int argc, char **argv);
 int lf_cli_plan(int argc, char **argv);
 int lf_cli_generate(int argc, char **argv);
 int lf_cli_extract(int argc, char **argv);
+int lf_cli_serve(int argc, char **argv);
 
 /* `--lora PATH[:STRENGTH[:dyn=N]]`, parsed from the right so that paths may hold ':' (arg is cut in
  * place; in->path points into it). Prints "lorafuse CMD: ..." with the reason and returns 0 on a bad

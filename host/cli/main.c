@@ -1,5 +1,5 @@
 /* main.c: the lorafuse command-line interface: the usage text, `version`, and dispatch to the
- * subcommands of cli.h (inspect, merge, plan, generate; one file each).
+ * subcommands of cli.h (inspect, merge, plan, generate, extract, serve; one file each).
  *
  * Exit codes: 0 success, 1 failure (the library's message is printed), 2 usage error.
  *
@@ -43,6 +43,7 @@ static void lf_usage(FILE *f) {
           "  lorafuse plan --model CKPT --prompt TEXT --steps N [--lora-dir DIR] [--json] [--auto-trigger]\n"
           "  lorafuse generate --model CKPT --prompt TEXT [--steps N] [--sampler NAME] [--seed N] ... (generate --help)\n"
           "  lorafuse extract --model CKPT (--lora PATH[:S] ... | --tuned CKPT2) --output OUT (--rank R | --sv-fro F ...)\n"
+          "  lorafuse serve --model CKPT [--listen HOST:PORT] [--lora-dir DIR] [--api-auth USER:PASS] ... (serve --help)\n"
           "  lorafuse version\n",
           f);
 }
@@ -66,6 +67,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "plan")) return lf_cli_plan(argc, argv);
     if (!strcmp(cmd, "generate")) return lf_cli_generate(argc, argv);
     if (!strcmp(cmd, "extract")) return lf_exit_code(lf_cli_extract(argc, argv));
+    if (!strcmp(cmd, "serve")) return lf_cli_serve(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("lorafuse %s (CUDA %s, cuDNN %s)\n", LF_VERSION, LF_HAVE_CUDA ? "yes" : "no", LF_HAVE_CUDNN ? "yes" : "no");
         return 0;

@@ -1,0 +1,131 @@
+/* cli_serve.c: `lorafuse serve`, the A1111-compatible HTTP API over a resident model (lf_serve.h,
+ * docs/serve.md).
+ *
+ *   lorafuse serve --model PATH [--listen HOST:PORT] [--lora-dir DIR] [--output-dir DIR]
+ *                  [--api-auth USER:PASS[,USER:PASS...]] [--queue N] [--backend cpu|cuda] [--threads N]
+ *                  [--max-body-mb N] [--max-prompt N] [--max-tags N] [--max-pixels N] [--max-steps N]
+ *                  [--max-images N]
+ *
+ * Prints one line on stdout when it is ready ("lorafuse serve: listening on URL, model PATH (FAMILY),
+ * backend cpu"); a non-loopback --listen without --api-auth prints a warning on stderr. SIGINT and
+ * SIGTERM (and SIGHUP) shut it down cleanly: they are blocked in every thread and taken here with
+ * sigwait, so the server stops as lf_serve_stop says and the process exits 0.
+ * Exit status: 0 after a signal, 1 failure to start, 2 usage.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "host/base/pool.h"
+#include "host/base/text.h"
+#include "lorafuse/lf_serve.h"
+
+static int lf_serve_usage(void) {
+    fputs("usage: lorafuse serve --model PATH [--listen HOST:PORT] [--lora-dir DIR] [--output-dir DIR]\n"
+          "                      [--api-auth USER:PASS[,USER:PASS...]] [--queue N] [--backend cpu|cuda] [--threads N]\n"
+          "                      [--max-body-mb N] [--max-prompt N] [--max-tags N] [--max-pixels N] [--max-steps N]\n"
+          "                      [--max-images N]\n"
+          "defaults: --listen " LF_SERVE_DEFAULT_LISTEN ", --lora-dir models/lora, --queue 32, no --output-dir\n"
+          "(save_images refused), limits: body 32 MiB, prompt 16384 bytes, 32 tags, 4194304 pixels\n"
+          "(width x height x batch_size), 150 steps, 64 images per request\n",
+          stderr);
+    return 2;
+}
+
+typedef struct {
+    lf_serve_opts o;
+    int threads;
+} lf_serve_args;
+
+static int lf_serve_parse_args(int argc, char **argv, lf_serve_args *a) {
+    memset(a, 0, sizeof *a);
+    lf_serve_opts_default(&a->o);
+    for (int i = 2; i < argc; i++) {
+        const char *s = argv[i];
+        int has = i + 1 < argc;
+        long long v;
+        if (!strcmp(s, "--model") && has) a->o.model = argv[++i];
+        else if (!strcmp(s, "--listen") && has) a->o.listen = argv[++i];
+        else if (!strcmp(s, "--lora-dir") && has) a->o.lora_dir = argv[++i];
+        else if (!strcmp(s, "--output-dir") && has) a->o.output_dir = argv[++i];
+        else if (!strcmp(s, "--api-auth") && has) a->o.api_auth = argv[++i];
+        else if (!strcmp(s, "--queue") && has) {
+            if (!lf_cli_int("serve", s, argv[++i], 0, 100000, &v)) return 0;
+            a->o.queue = (int)v;
+        } else if (!strcmp(s, "--threads") && has) {
+            if (!lf_cli_int("serve", s, argv[++i], 1, 1024, &v)) return 0;
+            a->threads = (int)v;
+        } else if (!strcmp(s, "--max-body-mb") && has) {
+            if (!lf_cli_int("serve", s, argv[++i], 1, 4096, &v)) return 0;
+            a->o.limits.max_body = (size_t)v << 20;
+        } else if (!strcmp(s, "--max-prompt") && has) {
+            if (!lf_cli_int("serve", s, argv[++i], 1, 1 << 24, &v)) return 0;
+            a->o.limits.max_prompt = (size_t)v;
+        } else if (!strcmp(s, "--max-tags") && has) {
+            if (!lf_cli_int("serve", s, argv[++i], 0, 4096, &v)) return 0;
+            a->o.limits.max_tags = (int)v;
+        } else if (!strcmp(s, "--max-pixels") && has) {
+            if (!lf_cli_int("serve", s, argv[++i], 64, 1ll << 40, &v)) return 0;
+            a->o.limits.max_pixels = v;
+        } else if (!strcmp(s, "--max-steps") && has) {
+            if (!lf_cli_int("serve", s, argv[++i], 1, 10000, &v)) return 0;
+            a->o.limits.max_steps = (int)v;
+        } else if (!strcmp(s, "--max-images") && has) {
+            if (!lf_cli_int("serve", s, argv[++i], 1, 100000, &v)) return 0;
+            a->o.limits.max_images = (int)v;
+        } else if (!strcmp(s, "--backend") && has) {
+            const char *b = argv[++i];
+            if (!strcmp(b, "cpu")) a->o.backend = LF_GEN_CPU;
+            else if (!strcmp(b, "cuda")) a->o.backend = LF_GEN_CUDA;
+            else {
+                char q[LF_ESC_PART];
+                fprintf(stderr, "lorafuse serve: bad --backend '%s' (cpu or cuda)\n", lf_esc(q, sizeof q, b, strlen(b)));
+                return 0;
+            }
+        } else {
+            char q[LF_ESC_PART];
+            fprintf(stderr, "lorafuse serve: unexpected argument '%s'\n", lf_esc(q, sizeof q, s, strlen(s)));
+            return 0;
+        }
+    }
+    if (!a->o.model) {
+        fprintf(stderr, "lorafuse serve: --model is required\n");
+        return 0;
+    }
+    return 1;
+}
+
+int lf_cli_serve(int argc, char **argv) {
+    lf_serve_args a;
+    if (!lf_serve_parse_args(argc, argv, &a)) return lf_serve_usage();
+    if (a.threads) lf_par_set_threads(a.threads);
+    /* the signals are taken by sigwait below: blocked here, before any thread starts, so that every
+     * thread inherits the mask and none runs main.c's handler */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    char q[LF_ESC_PART];
+    if (!a.o.api_auth && !lf_serve_is_loopback(a.o.listen))
+        fprintf(stderr, "lorafuse serve: warning: --listen %s is not a loopback address and no --api-auth is set: "
+                "anyone who can reach it can use the server\n", lf_esc(q, sizeof q, a.o.listen, strlen(a.o.listen)));
+    lf_serve *s = NULL;
+    if (lf_serve_start(&a.o, &s) != LF_OK) {
+        lf_err_escape(LF_OK);
+        fprintf(stderr, "lorafuse serve: %s\n", lf_last_error());
+        return 1;
+    }
+    printf("lorafuse serve: listening on %s, model %s (%s), backend cpu\n", lf_serve_url(s),
+           lf_esc(q, sizeof q, a.o.model, strlen(a.o.model)), lf_serve_family(s));
+    fflush(stdout);
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    fprintf(stderr, "lorafuse serve: %s: stopping\n", sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP");
+    lf_serve_stop(s);
+    fprintf(stderr, "lorafuse serve: stopped\n");
+    return 0;
+}
