@@ -292,8 +292,10 @@ static lf_status lf_gen_session_switch(lf_gen_session *s, const lf_step_plan *sp
         lf_status st = lf_live_set(&live, s->patched_comp[i], t->name, &v);
         if (st != LF_OK) return st;
     }
-    memmove(s->patched, s->patched + old, nj * sizeof *s->patched);
-    memmove(s->patched_comp, s->patched_comp + old, nj * sizeof *s->patched_comp);
+    if (nj) {
+        memmove(s->patched, s->patched + old, nj * sizeof *s->patched);
+        memmove(s->patched_comp, s->patched_comp + old, nj * sizeof *s->patched_comp);
+    }
     s->n_patched = nj;
     return LF_OK;
 }
