@@ -19,7 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "serve_internal.h"
+#include "serve_request.h"
 #include "host/base/text.h"
 #include "lorafuse/lf_generate.h"
 #include "lorafuse/lf_sampler.h"
