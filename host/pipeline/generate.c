@@ -8,10 +8,10 @@
  * prompt patches once, before step 1. Text encoders re-run only at steps whose text-encoder set was
  * not encoded before (the conditioning is cached per set for the whole call).
  *
- * Sessions (lf_gen_session): the loaded models live in the session, a job borrows them. The session
- * remembers which checkpoint tensors the loaded models hold patched (`patched`); a job first restores
- * from W0 those its own plan does not patch, then at its first step recomputes all of its jobs from W0
- * (lf_live_apply_all), so what it samples with is what a freshly loaded model would hold.
+ * Sessions (lf_gen_session, gen_session.c): the loaded models live in the session, a job borrows them.
+ * The session knows what each loaded weight holds; a job first restores from W0 those its own plan does
+ * not patch, then at the first step of each sampler run rewrites exactly the tensors whose bytes differ
+ * from what they hold, so what it samples with is what a freshly loaded model would hold.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -19,24 +19,8 @@
 #include "generate_internal.h"
 #include "host/base/util.h"
 #include "host/runtime/weight_load.h"
-#include "lorafuse/lf_hash.h"
 #include "lorafuse/lf_live_weights.h"
 #include "lorafuse/lf_png.h"
-
-struct lf_gen_session {
-    char *model;               /* checkpoint path */
-    lf_model *m;
-    lf_tokenizer *tok;
-    lf_unet *unet;
-    lf_vae *vae;
-    lf_clip *te1, *te2;
-    char model_hash[11];
-    const char *family;
-    int used;                  /* a job has run: the loaded weights may hold its patches */
-    const lf_st_tensor **patched; /* tensors the loaded models hold patched, and their components */
-    lf_component *patched_comp;
-    size_t n_patched, cap_patched;
-};
 
 void lf_gen_opts_default(lf_gen_opts *o) {
     memset(o, 0, sizeof *o);
@@ -63,53 +47,7 @@ void lf_gen_set_cancel(lf_gen *g, lf_gen_cancel_fn fn, void *ctx) {
 
 int lf_gen_interrupted(const lf_gen *g) { return g->interrupted; }
 
-/* ---- sessions --------------------------------------------------------------------------------- */
-static void lf_gen_session_unload(lf_gen_session *s) {
-    lf_unet_free(s->unet);
-    lf_vae_free(s->vae);
-    lf_clip_free(s->te1);
-    lf_clip_free(s->te2);
-    s->unet = NULL;
-    s->vae = NULL;
-    s->te1 = s->te2 = NULL;
-    s->used = 0;
-    s->n_patched = 0;
-}
-
-void lf_gen_session_free(lf_gen_session *s) {
-    if (!s) return;
-    lf_gen_session_unload(s);
-    lf_model_free(s->m);
-    lf_tokenizer_free(s->tok);
-    free(s->patched);
-    free(s->patched_comp);
-    free(s->model);
-    free(s);
-}
-
-const char *lf_gen_session_model(const lf_gen_session *s) { return s->model; }
-const char *lf_gen_session_family(const lf_gen_session *s) { return s->family; }
-const char *lf_gen_session_hash(const lf_gen_session *s) { return s->model_hash; }
-size_t lf_gen_session_patched(const lf_gen_session *s) { return s->n_patched; }
-
-/* A session around the model and tokenizer g's checks opened; g borrows them from now on. */
-static lf_status lf_gen_session_adopt(lf_gen *g, lf_gen_session **out) {
-    lf_gen_session *s = calloc(1, sizeof *s);
-    size_t n = strlen(g->o.model) + 1;
-    if (!s || !(s->model = malloc(n))) {
-        free(s);
-        return lf_err(LF_ERR_NOMEM, "out of memory");
-    }
-    memcpy(s->model, g->o.model, n);
-    s->m = g->m;
-    s->tok = g->tok;
-    s->family = lf_family_name(g->m->family);
-    g->sess = s;
-    *out = s;
-    return LF_OK;
-}
-
-static lf_status lf_gen_session_load(lf_gen_session *s, const lf_gen *g);
+/* ---- sessions (gen_session.c) ------------------------------------------------------------------ */
 static lf_status lf_gen_open_job(lf_gen *g, const lf_gen_opts *opts);
 
 lf_status lf_gen_session_open(const char *model, lf_gen_session **out) {
@@ -173,6 +111,7 @@ void lf_gen_free(lf_gen *g) {
     lf_gen_unload(g);
     lf_step_plan_free(g->sp);
     lf_prompt_free(g->pr);
+    free(g->aid);
     if (!g->sess) {
         lf_tokenizer_free(g->tok);
         lf_model_free(g->m);
@@ -226,8 +165,7 @@ lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
     if (!g) return lf_err(LF_ERR_NOMEM, "out of memory");
     lf_status st = lf_gen_open_job(g, opts);
     if (st != LF_OK) return st;
-    lf_gen_session *s;
-    if ((st = lf_gen_session_adopt(g, &s)) != LF_OK) {
+    if ((st = lf_gen_session_adopt(g)) != LF_OK) {
         lf_gen_free(g);
         return st;
     }
@@ -237,80 +175,26 @@ lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
 }
 
 /* ---- weights ---------------------------------------------------------------------------------- */
-/* Load the session's UNet, VAE and text encoders with what g's checks found (heads rule, encoder
- * prefixes); on failure nothing stays loaded. */
-static lf_status lf_gen_session_load(lf_gen_session *s, const lf_gen *g) {
-    const lf_st_file *st = s->m->st;
-    lf_unet_opts uo = lf_gen_unet_opts(g);
-    lf_status r = lf_a1111_model_hash(s->model, s->model_hash);
-    if (!r) r = lf_unet_load(st, &uo, &s->unet);
-    if (!r) r = lf_vae_load(st, s->m->family, NULL, &s->vae);
-    if (!r) r = lf_clip_load(st, g->te_p1, NULL, &s->te1);
-    if (!r && g->tef == LF_TE_SDXL) r = lf_clip_load(st, g->te_p2, NULL, &s->te2);
-    if (!r && (lf_unet_get_arch(s->unet)->in_channels != 4 || lf_vae_get_arch(s->vae)->latent_channels != 4 ||
-               lf_vae_get_arch(s->vae)->factor != 8))
-        r = lf_err(LF_ERR_UNSUPPORTED, "%s: only 4-channel latents with an 8x VAE are supported (txt2img)", s->model);
-    if (r) lf_gen_session_unload(s);
-    return r;
-}
-
-static int lf_gen_plan_patches(const lf_step_plan *sp, const lf_st_tensor *t) {
-    for (size_t j = 0; j < sp->plan->n_jobs; j++)
-        if (sp->plan->jobs[j].target == t) return 1;
-    return 0;
-}
-
-/* Before a job on a used session: the loaded weights an earlier job patched go back to W0 unless this
- * job's plan patches them (those are recomputed from W0 at its first step); then `patched` lists
- * exactly this plan's tensors. Until the restore is done, `patched` keeps both sets, so a failure
- * leaves it a superset of what the models hold patched. */
-static lf_status lf_gen_session_switch(lf_gen_session *s, const lf_step_plan *sp) {
-    size_t nj = sp->plan->n_jobs, need = s->n_patched + nj;
-    if (need > s->cap_patched) {
-        const lf_st_tensor **p = realloc(s->patched, need * sizeof *p);
-        if (p) s->patched = p;
-        lf_component *c = p ? realloc(s->patched_comp, need * sizeof *c) : NULL;
-        if (c) s->patched_comp = c;
-        if (!p || !c) return lf_err(LF_ERR_NOMEM, "out of memory");
-        s->cap_patched = need;
-    }
-    size_t old = s->n_patched;
-    for (size_t j = 0; j < nj; j++) {
-        s->patched[s->n_patched] = sp->plan->jobs[j].target;
-        s->patched_comp[s->n_patched++] = sp->job_comp[j];
-    }
-    lf_live live = {s->unet, s->te1, s->te2, 0};
-    for (size_t i = 0; i < old; i++) {
-        const lf_st_tensor *t = s->patched[i];
-        if (lf_gen_plan_patches(sp, t)) continue;
-        lf_view v;
-        memset(&v, 0, sizeof v);
-        v.data = t->data;
-        v.dtype = t->dtype;
-        v.ndim = t->ndim;
-        memcpy(v.shape, t->shape, sizeof v.shape);
-        lf_status st = lf_live_set(&live, s->patched_comp[i], t->name, &v);
-        if (st != LF_OK) return st;
-    }
-    if (nj) {
-        memmove(s->patched, s->patched + old, nj * sizeof *s->patched);
-        memmove(s->patched_comp, s->patched_comp + old, nj * sizeof *s->patched_comp);
-    }
-    s->n_patched = nj;
-    return LF_OK;
-}
-
-/* Step t: CPU backend, then the loaded models. all = 1 refreshes every job (a new sampler run, whose
- * models still hold the previous run's last step). */
-static lf_status lf_gen_apply_step(lf_gen *g, int t, int all) {
-    if (!g->n_jobs_total) return LF_OK;
+/* Step t: the CPU backend, then the loaded models. any = 1 at the first step of a run whose models may
+ * hold anything (a used session, a later sampler run of this job): exactly the tensors whose bytes
+ * differ from what the models hold are recomputed (gen_session.c); otherwise the step's own list. */
+static lf_status lf_gen_apply_step(lf_gen *g, int t, int any) {
     double t0 = lf_clock_s();
-    lf_status s = lf_cpu_backend_step(g->be, t);
-    lf_live live = {g->unet, g->te1, g->te2, 0};
-    lf_live_stats ls;
-    memset(&ls, 0, sizeof ls);
-    if (!s) s = all ? lf_live_apply_all(&live, g->sp, g->be, &ls) : lf_live_apply_step(&live, g->sp, g->be, t, &ls);
-    g->times.weight_updates += ls.refreshed;
+    lf_status s;
+    size_t n = 0;
+    if (any) {
+        s = lf_gen_session_apply_changed(g, g->be, t, &n);
+    } else {
+        lf_live live = {g->unet, g->te1, g->te2, 0};
+        lf_live_stats ls;
+        memset(&ls, 0, sizeof ls);
+        s = lf_gen_session_mark_step(g, t, 0);
+        if (!s) s = lf_cpu_backend_step(g->be, t);
+        if (!s) s = lf_live_apply_step(&live, g->sp, g->be, t, &ls);
+        if (!s) s = lf_gen_session_mark_step(g, t, 1);
+        n = ls.refreshed;
+    }
+    g->times.weight_updates += n;
     g->times.weights += lf_clock_s() - t0;
     return s;
 }
@@ -327,7 +211,7 @@ static lf_status lf_gen_before_step(void *ctx, int step) {
     lf_status s = LF_OK;
     if (lf_gen_stop(g)) return lf_err(LF_ERR_ARG, "interrupted at step %d", step);
     if (g->n_jobs_total) {
-        /* a used session's models may hold another job's weights at the first step */
+        /* at a run's first step, models that ran before may hold anything */
         int fresh = step == 1 && (g->run_idx > 0 || g->sess->used);
         if (step == 1) {
             lf_cpu_backend_free(g->be);
@@ -447,13 +331,21 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
     double t0 = lf_clock_s();
     if (!g->lora_hashes && (s = lf_gen_lora_hashes(g)) != LF_OK) goto done;
     if (!ss->unet && (s = lf_gen_session_load(ss, g)) != LF_OK) goto done;
-    if (ss->used && (s = lf_gen_session_switch(ss, g->sp)) != LF_OK) goto done;
+    g->times.load = lf_clock_s() - t0;
+    t0 = lf_clock_s();
+    /* from here on the models may hold this plan's patches (ss->used is set when the loop ends) */
+    sampled = 1;
+    size_t restored = 0;
+    s = lf_gen_adapter_ids(g);
+    if (!s) s = lf_gen_session_switch(ss, g->sp, &restored);
+    g->times.weights += lf_clock_s() - t0;
+    g->times.weight_updates += restored;
+    if (s) goto done;
     g->unet = ss->unet;
     g->vae = ss->vae;
     g->te1 = ss->te1;
     g->te2 = ss->te2;
     if ((s = lf_gen_cond_cache_new(g)) != LF_OK) goto done;
-    g->times.load = lf_clock_s() - t0;
     g->scfg.prediction = lf_unet_get_arch(g->unet)->prediction; /* v for SD2.x (lf_unet.h) */
     if ((s = lf_sampler_create(&g->scfg, o->steps, &smp)) != LF_OK) goto done;
     int stoch = lf_gen_stochastic(g);
@@ -477,9 +369,6 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
     int64_t seed0 = o->seed;
     lf_sampler_cb scb = {g, lf_gen_before_step, lf_gen_denoise};
     int index = 0;
-    /* from here on the models may hold this plan's patches (ss->used is set when the loop ends) */
-    if (!ss->used && (s = lf_gen_session_switch(ss, g->sp)) != LF_OK) goto done;
-    sampled = 1;
     for (g->run_idx = 0; g->run_idx < g->runs && !s && !lf_gen_stop(g); g->run_idx++) {
         int n = total - index < per_run ? total - index : per_run;
         g->run_n = n;

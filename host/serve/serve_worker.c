@@ -79,7 +79,8 @@ static cJSON *lf_srv_repeat(const char *s, int n) {
 }
 
 /* The "info" text of a finished job: A1111's Processed.js() fields that apply. */
-static char *lf_srv_info(const lf_serve *s, const lf_srv_job *j, const lf_gen_info *in, int interrupted) {
+static char *lf_srv_info(const lf_serve *s, const lf_srv_job *j, const lf_gen_info *in, const lf_gen_times *t,
+                         int interrupted) {
     const lf_srv_req *q = j->req;
     int n = cJSON_GetArraySize(j->seeds);
     cJSON *o = cJSON_CreateObject();
@@ -116,9 +117,17 @@ static char *lf_srv_info(const lf_serve *s, const lf_srv_job *j, const lf_gen_in
     cJSON_AddFalseToObject(o, "is_using_inpainting_conditioning");
     cJSON_AddStringToObject(o, "version", "lorafuse " LF_VERSION);
     cJSON_AddBoolToObject(o, "interrupted", interrupted);
-    char *t = cJSON_PrintUnformatted(o);
+    /* where the time went (seconds) and how many loaded weights were rewritten, restores included */
+    cJSON *lt = cJSON_AddObjectToObject(o, "lorafuse_timings");
+    cJSON_AddNumberToObject(lt, "text_encoders", t->encode);
+    cJSON_AddNumberToObject(lt, "weights", t->weights);
+    cJSON_AddNumberToObject(lt, "unet", t->unet);
+    cJSON_AddNumberToObject(lt, "vae", t->decode);
+    cJSON_AddNumberToObject(lt, "weight_updates", (double)t->weight_updates);
+    cJSON_AddNumberToObject(lt, "te_runs", (double)t->te_runs);
+    char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
-    return t;
+    return text;
 }
 
 static lf_srv_resp lf_srv_run(lf_serve *s, lf_srv_job *j) {
@@ -161,7 +170,7 @@ static lf_srv_resp lf_srv_run(lf_serve *s, lf_srv_job *j) {
         lf_err_escape(LF_OK);
         r = lf_srv_resp_500(st, lf_last_error());
     } else {
-        char *info = lf_srv_info(s, j, lf_gen_get_info(g), lf_gen_interrupted(g));
+        char *info = lf_srv_info(s, j, lf_gen_get_info(g), lf_gen_get_times(g), lf_gen_interrupted(g));
         r = (lf_srv_resp){200, cJSON_CreateObject(), 0};
         cJSON_AddItemToObject(r.body, "images", j->images);
         j->images = NULL;

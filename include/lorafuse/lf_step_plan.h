@@ -124,6 +124,10 @@ void lf_cpu_backend_free(lf_cpu_backend *b);
 /* Apply step t's list (t must be the step after the last one applied, starting at 1): each listed job
  * is recomputed from the pristine W0 with step t's coefficients. */
 lf_status lf_cpu_backend_step(lf_cpu_backend *b, int t);
+/* Same order rule, but recompute only jobs[0..n) with step t's coefficients: for a model that already
+ * holds the right bytes for every other job (a resident model reused across prompts); the others keep
+ * what the backend held. */
+lf_status lf_cpu_backend_step_jobs(lf_cpu_backend *b, int t, const size_t *jobs, size_t n);
 /* Current bytes of job j's tensor (same dtype and size as the checkpoint's). */
 const void *lf_cpu_backend_weight(const lf_cpu_backend *b, size_t j, size_t *nbytes);
 

@@ -7,7 +7,8 @@ models/sd15-mini.safetensors and models/lora, and checks:
     refresh-loras, options GET/POST, progress, interrupt, png-info);
   - a txt2img PNG equals the file `lorafuse generate` writes with the same settings, byte for byte
     (pixels and parameters), for a LoRA request, a batch with an ancestral sampler and clip skip;
-  - LoRA A -> LoRA B -> no LoRA -> LoRA A on one server gives the bytes of fresh processes;
+  - LoRA A -> LoRA B -> no LoRA -> LoRA A on one server gives the bytes of fresh processes, and only the
+    loaded weights whose bytes differ are rewritten between requests (info.lorafuse_timings);
   - a request with every field of A1111's request model (as real clients send it) is accepted;
   - every error status: 422 (type, range, features lorafuse does not do, unknown LoRA with the closest
     names, a bad tag with its column, limits), 404, 405, 413, 401 (--api-auth), 503 with Retry-After
@@ -162,6 +163,20 @@ def t_identity(srv, binary, tmp):
                    ("--batch-size", "2", "--batch-count", "2", "--clip-skip", "2"))
     check(st == 200 and len(js["images"]) == 4 and images(js) == ref, "txt2img == generate (batch, Euler a, clip skip)")
     check(st == 200 and json.loads(js["info"])["all_seeds"] == [11, 12, 13, 14], "all_seeds of a batch")
+
+
+def t_changed_only(srv):
+    """Only the loaded weights whose bytes differ are rewritten between requests and sampler runs."""
+    def updates(prompt, n_iter=1):
+        st, js, _ = txt2img(srv, prompt=prompt, steps=2, seed=1, width=32, height=32, sampler_name="Euler",
+                            n_iter=n_iter)
+        return json.loads(js["info"])["lorafuse_timings"]["weight_updates"] if st == 200 else None
+    first = updates("w <lora:mini_lora:1>")
+    check(first and first > 0, "a LoRA request rewrites its layers (%r)" % first)
+    check(updates("w <lora:mini_lora:1>", n_iter=2) == 0, "the same LoRA again, two sampler runs: nothing rewritten")
+    check(updates("other words <lora:mini_lora:1>") == 0, "another prompt, same adapters: nothing rewritten")
+    check(updates("w") == first, "no LoRA after it: exactly its layers restored")
+    check(updates("w") == 0, "no LoRA again: nothing rewritten")
 
 
 def t_sequence(srv, binary, tmp):
@@ -380,7 +395,7 @@ def main():
         srv = Server(a.bin, "--output-dir", out, "--max-body-mb", "1")
         try:
             tests = [("endpoints", lambda: t_endpoints(srv)), ("identity", lambda: t_identity(srv, a.bin, tmp)),
-                     ("sequence", lambda: t_sequence(srv, a.bin, tmp)),
+                     ("sequence", lambda: t_sequence(srv, a.bin, tmp)), ("changed", lambda: t_changed_only(srv)),
                      ("client", lambda: t_client_body(srv, a.bin, tmp)), ("errors", lambda: t_errors(srv)),
                      ("interrupt", lambda: t_interrupt_progress(srv)), ("save", lambda: t_save(srv, out)),
                      ("load", lambda: t_load(srv))]
