@@ -261,8 +261,8 @@ lf_srv_resp lf_srv_route(lf_serve *s, const char *method, const char *url, const
     if (known < 0) return lf_srv_resp_detail(404, "Not Found");
     if ((known == 0 && !get) || (known == 1 && !post) || (known == 2 && !get && !post))
         return lf_srv_resp_detail(405, "Method Not Allowed");
-    const char *p = url + strlen("/sdapi/v1/");
     if (!strcmp(url, "/health")) return lf_srv_health(s);
+    const char *p = url + strlen("/sdapi/v1/"); /* every other route has that prefix */
     if (!strcmp(p, "samplers")) return lf_srv_samplers();
     if (!strcmp(p, "schedulers")) return lf_srv_schedulers();
     if (!strcmp(p, "sd-models")) return lf_srv_models(s);
