@@ -239,6 +239,7 @@ static lf_status lf_srv_names(lf_serve *s) {
     s->set.model_title = s->model_title;
     s->set.model_file = s->model_file;
     s->set.model_name = s->model_name;
+    s->set.outdir = s->o.output_dir ? s->o.output_dir : "";
     return LF_OK;
 }
 

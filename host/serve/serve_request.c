@@ -212,6 +212,13 @@ static int lf_setting(const char *key, const cJSON *v, const char *loc, lf_srv_s
         }
         return 1;
     }
+    if (!strcmp(key, "outdir_txt2img_samples")) { /* GET /options gives it; a client may post it back */
+        if (!cJSON_IsString(v) || strcmp(v->valuestring, set->outdir)) {
+            *r = lf_srv_resp_422(loc, "value_error", "outdir_txt2img_samples is read-only (--output-dir)");
+            return 0;
+        }
+        return 1;
+    }
     if (!strcmp(key, "samples_format")) {
         if (!cJSON_IsString(v) || strcasecmp(v->valuestring, "png")) {
             *r = lf_srv_resp_422(loc, "value_error", "samples_format: only \"png\" is implemented");
@@ -222,7 +229,7 @@ static int lf_setting(const char *key, const cJSON *v, const char *loc, lf_srv_s
     char q[LF_ESC_PART];
     *r = lf_srv_resp_422(loc, "value_error",
                          "setting '%s' is not implemented (settings: CLIP_stop_at_last_layers, randn_source, "
-                         "sd_model_checkpoint, samples_format)", lf_esc(q, sizeof q, key, strlen(key)));
+                         "sd_model_checkpoint, samples_format, outdir_txt2img_samples)", lf_esc(q, sizeof q, key, strlen(key)));
     return 0;
 }
 

@@ -40,6 +40,7 @@ typedef struct lf_srv_settings {
     const char *model_title;    /* the loaded model as sd_model_checkpoint names it: "NAME.safetensors [HASH]", */
     const char *model_file;     /* "NAME.safetensors", */
     const char *model_name;     /* "NAME" (any of them selects it) */
+    const char *outdir;         /* outdir_txt2img_samples, read-only: --output-dir or "" */
 } lf_srv_settings;
 
 /* serve_b64.c */

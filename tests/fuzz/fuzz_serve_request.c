@@ -34,7 +34,7 @@ static void lf_fuzz_check_resp(const lf_srv_resp *r) {
 }
 
 static void lf_fuzz_txt2img(const char *s, size_t n, const lf_serve_limits *lim) {
-    lf_srv_settings set = {1, LF_RNG_TORCH_CPU, "m.safetensors [0123456789]", "m.safetensors", "m"};
+    lf_srv_settings set = {1, LF_RNG_TORCH_CPU, "m.safetensors [0123456789]", "m.safetensors", "m", "out"};
     lf_srv_req *q = NULL;
     lf_srv_resp r = lf_srv_parse_txt2img(s, n, lim, &set, (int)(n & 1), &q);
     if (!q) {
@@ -62,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lf_fuzz_txt2img(s, size, &lim);
     lf_serve_limits tight = {256, 16, 1, 4096, 4, 2};
     lf_fuzz_txt2img(s, size, &tight);
-    lf_srv_settings set = {1, LF_RNG_TORCH_CPU, "m.safetensors [0123456789]", "m.safetensors", "m"};
+    lf_srv_settings set = {1, LF_RNG_TORCH_CPU, "m.safetensors [0123456789]", "m.safetensors", "m", "out"};
     lf_srv_resp r = lf_srv_parse_options(s, size, &set);
     if (r.status != 200 && r.status != 422) abort();
     if (set.clip_skip < 1 || set.clip_skip > 12) abort();

@@ -135,7 +135,9 @@ def t_endpoints(srv):
     st2, js2, _ = srv.request("GET", "/sdapi/v1/options")
     check(st == 422 and "bogus_option" in js["detail"][0]["msg"] and js2["CLIP_stop_at_last_layers"] == 2,
           "options post: unknown option refused, nothing applied")
-    srv.request("POST", "/sdapi/v1/options", {"CLIP_stop_at_last_layers": 1})
+    st, js, _ = srv.request("GET", "/sdapi/v1/options")
+    st2, js2, _ = srv.request("POST", "/sdapi/v1/options", dict(js, CLIP_stop_at_last_layers=1))
+    check(st2 == 200, "options: what GET gives can be posted back %r" % js2)
     st, js, _ = srv.request("GET", "/sdapi/v1/progress")
     check(st == 200 and js["progress"] == 0 and js["state"]["job_count"] == 0 and "eta_relative" in js, "progress idle")
     st, js, _ = srv.request("POST", "/sdapi/v1/interrupt")
