@@ -53,12 +53,6 @@ const char *lf_gen_session_model(const lf_gen_session *s) { return s->model; }
 const char *lf_gen_session_family(const lf_gen_session *s) { return s->family; }
 const char *lf_gen_session_hash(const lf_gen_session *s) { return s->model_hash; }
 
-size_t lf_gen_session_patched(const lf_gen_session *s) {
-    size_t n = 0;
-    for (size_t i = 0; i < s->n_held; i++) n += memcmp(s->held[i].sig, lf_sig_w0, LF_GEN_SIG) != 0;
-    return n;
-}
-
 lf_status lf_gen_session_adopt(lf_gen *g) {
     lf_gen_session *s = calloc(1, sizeof *s);
     size_t n = strlen(g->o.model) + 1;

@@ -127,8 +127,10 @@ void lf_gen_free(lf_gen *g);
  * once, then any number of jobs (lf_gen_open_in), one at a time. A job changes only the loaded weights
  * its adapters patch; before it starts, every tensor an earlier job patched and this one does not is
  * restored from the checkpoint's pristine bytes (W0, never by subtraction), and every tensor this one
- * patches is recomputed from W0. So a job's images are those of lf_gen_open + lf_gen_run with the same
- * options in a fresh process, byte for byte, whatever ran before (tests/serve/test_serve.py).
+ * patches whose bytes differ from what it holds is recomputed from W0 (the session keeps a signature of
+ * the patches behind each loaded tensor). So a job's images are those of lf_gen_open + lf_gen_run with
+ * the same options in a fresh process, byte for byte, whatever ran before (tests/serve/test_serve.py),
+ * and a job with the same adapters as the last one rewrites nothing.
  * lf_gen_open is a job on a session of its own that loads at lf_gen_run and unloads when it ends. */
 typedef struct lf_gen_session lf_gen_session;
 
@@ -139,8 +141,6 @@ void lf_gen_session_free(lf_gen_session *s);
 const char *lf_gen_session_model(const lf_gen_session *s);
 const char *lf_gen_session_family(const lf_gen_session *s);
 const char *lf_gen_session_hash(const lf_gen_session *s);
-/* Tensors the last job left patched (differing from W0). */
-size_t lf_gen_session_patched(const lf_gen_session *s);
 
 /* A job on the session: the checks of lf_gen_open against the loaded model (o->model is ignored: the
  * session's), then lf_gen_run samples with the resident weights. The session must outlive the job and
