@@ -246,6 +246,8 @@ def t_errors(srv):
     expect_422(srv, {"prompt": "x <lora:mini_lorra:1>"}, "prompt", ["mini_lora"], "unknown LoRA lists the closest")
     expect_422(srv, {"prompt": "a <lora:mini_lora:abc>"}, "prompt", ["col"], "bad tag gives its column")
     expect_422(srv, {"prompt": "a <lora:../lora/mini_lora:1>"}, "prompt", [], "a name leaving the LoRA directory")
+    expect_422(srv, {"prompt": "a <lora:%s:1>" % os.path.abspath("models/lora/mini_lora")}, "prompt", [],
+               "an absolute path")
     expect_422(srv, {"prompt": "<lora:mini_lora:1>" * 33}, "prompt", ["32"], "tag limit")
     st, js, _ = srv.request("POST", "/sdapi/v1/txt2img", raw="{not json")
     check(st == 422, "invalid JSON: %s" % st)
