@@ -210,9 +210,10 @@ static lf_status lf_gen_before_step(void *ctx, int step) {
     lf_gen *g = ctx;
     lf_status s = LF_OK;
     if (lf_gen_stop(g)) return lf_err(LF_ERR_ARG, "interrupted at step %d", step);
-    if (g->n_jobs_total) {
-        /* at a run's first step, models that ran before may hold anything */
-        int fresh = step == 1 && (g->run_idx > 0 || g->sess->used);
+    /* at a run's first step, models that ran before may hold anything: also a plan whose jobs stay at
+     * zero (listed at no step) must bring its tensors back to W0 then */
+    int fresh = step == 1 && (g->run_idx > 0 || g->sess->used);
+    if (g->n_jobs_total || (fresh && g->sp->plan->n_jobs)) {
         if (step == 1) {
             lf_cpu_backend_free(g->be);
             g->be = NULL;

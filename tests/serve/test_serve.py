@@ -183,7 +183,9 @@ def t_changed_only(srv):
 
 def t_sequence(srv, binary, tmp):
     seq = ["a house <lora:mini_lora:1>", "a house <lora:mini_lokr:0.7> <lora:mini_dora:0.6>", "a house",
-           "a house <lora:mini_lora:1>", "a house <lora:mini_lora:0.2@1,1@2>", "a house"]
+           "a house <lora:mini_lora:1>", "a house <lora:mini_lora:0.2@1,1@2>", "a house",
+           # a UNet-only adapter with unet=0: planned, but its layers stay at zero at every step
+           "a house <lora:mini_loha:1>", "a house <lora:mini_loha:te=1:unet=0>"]
     for p in seq:
         st, js, _ = txt2img(srv, prompt=p, steps=3, seed=3, width=48, height=48, sampler_name="Euler")
         ref = generate(binary, tmp, p, 3, 3, 48, 48, "Euler")
