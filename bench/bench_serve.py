@@ -117,23 +117,27 @@ def main():
         rows = {}
         k = a.switches
         for name, seq in (("same_set", [sets[1]] * k), ("alternating", [sets[i % 3] for i in range(k)])):
-            w, tot, upd, unet = [], [], [], []
+            w, tot, upd, unet, vae, te = [], [], [], [], [], []
             for i, p in enumerate(seq):
                 dt, t = srv.txt2img(dict(base, prompt=p, seed=i))
                 w.append(t["weights"])
                 tot.append(dt)
                 upd.append(t["weight_updates"])
                 unet.append(t["unet"])
-            rows[name] = (w, tot, upd, unet)
+                vae.append(t["vae"])
+                te.append(t["text_encoders"])
+            rows[name] = (w, tot, upd, unet, vae, te)
             print(json.dumps(dict(common, case="switch", pattern=name, requests=len(seq),
                                   weights_ms_mean=1e3 * sum(w) / len(w), request_ms_mean=1e3 * sum(tot) / len(tot),
                                   weights_frac=sum(w) / sum(tot), tensors_rewritten_mean=sum(upd) / len(upd))),
                   flush=True)
-        w, tot, upd, unet = rows["alternating"]
+        w, tot, upd, unet, vae, te = rows["alternating"]
         over = [t - u for t, u in zip(tot, unet)]
-        print(json.dumps(dict(common, case="overhead", requests=len(tot), unet_ms_mean=1e3 * sum(unet) / len(unet),
-                              overhead_ms_mean=1e3 * sum(over) / len(over),
-                              overhead_frac=sum(over) / sum(tot))), flush=True)
+        mean = lambda v: 1e3 * sum(v) / len(v)  # noqa: E731
+        print(json.dumps(dict(common, case="overhead", requests=len(tot), unet_ms_mean=mean(unet),
+                              overhead_ms_mean=mean(over), overhead_frac=sum(over) / sum(tot), vae_ms_mean=mean(vae),
+                              text_encoders_ms_mean=mean(te), weights_ms_mean=mean(w),
+                              rest_ms_mean=mean(over) - mean(vae) - mean(te) - mean(w))), flush=True)
     finally:
         srv.stop()
     # a fresh process per request
