@@ -9,6 +9,7 @@ models/sd15-mini.safetensors and models/lora, and checks:
     (pixels and parameters), for a LoRA request, a batch with an ancestral sampler and clip skip;
   - LoRA A -> LoRA B -> no LoRA -> LoRA A on one server gives the bytes of fresh processes, and only the
     loaded weights whose bytes differ are rewritten between requests (info.lorafuse_timings);
+  - an SDXL model (tests/data/pipeline/sdxl-mini) switching LoRA -> none -> LoRA equals fresh processes;
   - a request with every field of A1111's request model (as real clients send it) is accepted;
   - every error status: 422 (type, range, features lorafuse does not do, unknown LoRA with the closest
     names, a bad tag with its column, limits), 404, 405, 413, 401 (--api-auth), 503 with Retry-After
@@ -48,9 +49,9 @@ def check(cond, what):
 
 
 class Server:
-    def __init__(self, binary, *extra):
-        self.proc = subprocess.Popen([binary, "serve", "--model", MODEL, "--listen", "127.0.0.1:0", "--lora-dir",
-                                      LORA_DIR, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def __init__(self, binary, *extra, model=MODEL, lora_dir=LORA_DIR):
+        self.proc = subprocess.Popen([binary, "serve", "--model", model, "--listen", "127.0.0.1:0", "--lora-dir",
+                                      lora_dir, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if "listening on http://" not in line:
             raise SystemExit("server did not start: %r %s" % (line, self.proc.stderr.read()))
@@ -89,10 +90,10 @@ def sha(b):
     return hashlib.sha256(b).hexdigest()
 
 
-def generate(binary, tmp, prompt, steps, seed, w, h, sampler, extra=()):
+def generate(binary, tmp, prompt, steps, seed, w, h, sampler, extra=(), model=MODEL, lora_dir=LORA_DIR):
     """The PNG files of a fresh `lorafuse generate`, in order."""
     out = tempfile.mkdtemp(dir=tmp)
-    subprocess.run([binary, "generate", "--quiet", "--model", MODEL, "--lora-dir", LORA_DIR, "--prompt", prompt,
+    subprocess.run([binary, "generate", "--quiet", "--model", model, "--lora-dir", lora_dir, "--prompt", prompt,
                     "--steps", str(steps), "--seed", str(seed), "--width", str(w), "--height", str(h), "--sampler",
                     sampler, "--output-dir", out, *extra], check=True, stdout=subprocess.DEVNULL)
     files = sorted(os.listdir(out))
@@ -326,6 +327,19 @@ def t_auth(binary):
         check(srv.stop() == 0, "auth server exits 0")
 
 
+def t_sdxl(binary, tmp):
+    """An SDXL model (two text encoders): LoRA -> none -> LoRA against fresh processes."""
+    model, loras = "tests/data/pipeline/sdxl-mini.safetensors", "tests/data/pipeline/lora"
+    srv = Server(binary, model=model, lora_dir=loras)
+    try:
+        for p in ["a cat <lora:sdxl_mini_lora:0.7>", "a cat", "a cat <lora:sdxl_mini_lora:0.7>"]:
+            st, js, _ = txt2img(srv, prompt=p, steps=2, seed=3, width=64, height=64, sampler_name="Euler")
+            ref = generate(binary, tmp, p, 2, 3, 64, 64, "Euler", model=model, lora_dir=loras)
+            check(st == 200 and images(js) == ref, "SDXL: %r == a fresh process" % p)
+    finally:
+        check(srv.stop() == 0, "SDXL server exits 0")
+
+
 def t_queue_and_sigterm(binary):
     srv = Server(binary, "--queue", "1")
     res = {}
@@ -414,6 +428,9 @@ def main():
         if not a.only or "auth" in a.only:
             print("-- auth", flush=True)
             t_auth(a.bin)
+        if not a.only or "sdxl" in a.only:
+            print("-- sdxl", flush=True)
+            t_sdxl(a.bin, tmp)
         if not a.only or "sigterm" in a.only:
             print("-- sigterm", flush=True)
             t_queue_and_sigterm(a.bin)
