@@ -2,8 +2,8 @@
  * docs/serve.md).
  *
  *   lorafuse serve --model PATH [--listen HOST:PORT] [--lora-dir DIR] [--output-dir DIR]
- *                  [--api-auth USER:PASS[,USER:PASS...]] [--queue N] [--backend cpu|cuda] [--threads N]
- *                  [--max-body-mb N] [--max-prompt N] [--max-tags N] [--max-pixels N] [--max-steps N]
+ *                  [--api-auth USER:PASS[,USER:PASS...]] [--queue N] [--lora-cache-mb N] [--backend cpu|cuda]
+ *                  [--threads N] [--max-body-mb N] [--max-prompt N] [--max-tags N] [--max-pixels N] [--max-steps N]
  *                  [--max-images N]
  *
  * Prints one line on stdout when it is ready ("lorafuse serve: listening on URL, model PATH (FAMILY),
@@ -24,10 +24,11 @@
 
 static int lf_serve_usage(void) {
     fputs("usage: lorafuse serve --model PATH [--listen HOST:PORT] [--lora-dir DIR] [--output-dir DIR]\n"
-          "                      [--api-auth USER:PASS[,USER:PASS...]] [--queue N] [--backend cpu|cuda] [--threads N]\n"
-          "                      [--max-body-mb N] [--max-prompt N] [--max-tags N] [--max-pixels N] [--max-steps N]\n"
+          "                      [--api-auth USER:PASS[,USER:PASS...]] [--queue N] [--lora-cache-mb N]\n"
+          "                      [--backend cpu|cuda] [--threads N] [--max-body-mb N] [--max-prompt N] [--max-tags N] [--max-pixels N] [--max-steps N]\n"
           "                      [--max-images N]\n"
-          "defaults: --listen " LF_SERVE_DEFAULT_LISTEN ", --lora-dir models/lora, --queue 32, no --output-dir\n"
+          "defaults: --listen " LF_SERVE_DEFAULT_LISTEN ", --lora-dir models/lora, --queue 32, --lora-cache-mb 1024,\n"
+          "no --output-dir "
           "(save_images refused), limits: body 32 MiB, prompt 16384 bytes, 32 tags, 4194304 pixels\n"
           "(width x height x batch_size), 150 steps, 64 images per request\n",
           stderr);
@@ -54,6 +55,9 @@ static int lf_serve_parse_args(int argc, char **argv, lf_serve_args *a) {
         else if (!strcmp(s, "--queue") && has) {
             if (!lf_cli_int("serve", s, argv[++i], 0, 100000, &v)) return 0;
             a->o.queue = (int)v;
+        } else if (!strcmp(s, "--lora-cache-mb") && has) {
+            if (!lf_cli_int("serve", s, argv[++i], 0, 1 << 24, &v)) return 0;
+            a->o.lora_cache_mb = (int)v;
         } else if (!strcmp(s, "--threads") && has) {
             if (!lf_cli_int("serve", s, argv[++i], 1, 1024, &v)) return 0;
             a->threads = (int)v;

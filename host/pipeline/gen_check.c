@@ -193,6 +193,7 @@ lf_status lf_gen_check(lf_gen *g) {
     so.lora_dir = o->lora_dir;
     so.lora_dir_confine = o->lora_dir_confine;
     so.lbw_presets = o->lbw_presets;
+    so.source = o->adapters;
     if ((st = lf_step_plan_build(g->m, g->pr, o->steps, &so, &g->sp)) != LF_OK) return st;
     for (size_t i = 0; i < g->sp->warnings.n; i++) lf_msgs_add(&g->warnings, "%s", g->sp->warnings.v[i]);
     if ((st = lf_gen_prompts(g)) != LF_OK) return st;

@@ -201,6 +201,14 @@ static lf_srv_resp lf_srv_health(lf_serve *s) {
     cJSON_AddBoolToObject(o, "busy", busy);
     cJSON_AddNumberToObject(o, "queued", queued);
     cJSON_AddNumberToObject(o, "queue_size", s->o.queue);
+    lf_srv_cache_info ci;
+    lf_srv_cache_stats(s->cache, &ci);
+    cJSON *c = cJSON_AddObjectToObject(o, "lora_cache");
+    cJSON_AddNumberToObject(c, "entries", (double)ci.entries);
+    cJSON_AddNumberToObject(c, "bytes", (double)ci.bytes);
+    cJSON_AddNumberToObject(c, "limit", (double)ci.limit);
+    cJSON_AddNumberToObject(c, "hits", (double)ci.hits);
+    cJSON_AddNumberToObject(c, "misses", (double)ci.misses);
     return (lf_srv_resp){stopping ? 503 : 200, o, 0};
 }
 
@@ -270,7 +278,10 @@ lf_srv_resp lf_srv_route(lf_serve *s, const char *method, const char *url, const
     if (!strcmp(p, "progress")) return lf_srv_progress_get(s);
     if (!strcmp(p, "options")) return get ? lf_srv_options_get(s) : lf_srv_options_post(s, body, n);
     if (!strcmp(p, "interrupt")) return lf_srv_interrupt(s);
-    if (!strcmp(p, "refresh-loras")) return lf_ok(cJSON_CreateObject()); /* the directory is read per request */
+    if (!strcmp(p, "refresh-loras")) { /* the directory is read per request; the opened files are dropped */
+        lf_srv_cache_clear(s->cache);
+        return lf_ok(cJSON_CreateObject());
+    }
     if (!strcmp(p, "png-info")) return lf_srv_png_info(body, n);
     return lf_srv_txt2img(s, body, n);
 }

@@ -35,6 +35,7 @@ void lf_serve_limits_default(lf_serve_limits *l) {
 void lf_serve_opts_default(lf_serve_opts *o) {
     memset(o, 0, sizeof *o);
     o->queue = LF_SERVE_DEFAULT_QUEUE;
+    o->lora_cache_mb = LF_SERVE_DEFAULT_LORA_CACHE_MB;
     lf_serve_limits_default(&o->limits);
 }
 
@@ -248,6 +249,7 @@ static void lf_srv_free(lf_serve *s) {
     pthread_cond_destroy(&s->cv_work);
     pthread_cond_destroy(&s->cv_done);
     lf_gen_session_free(s->sess);
+    lf_srv_cache_free(s->cache);
     for (size_t i = 0; i < s->n_users; i++) free(s->users[i]);
     free(s->users);
     free(s->model_title);
@@ -278,6 +280,7 @@ lf_status lf_serve_start(const lf_serve_opts *o, lf_serve **out) {
         return lf_err(LF_ERR_UNSUPPORTED, "--backend cuda: not available for serve yet: the UNet, VAE and text "
                       "encoders run only on the CPU reference (no GPU path for the model runtime). Use --backend cpu");
     if (o->queue < 0) return lf_err(LF_ERR_ARG, "--queue must be 0 or more");
+    if (o->lora_cache_mb < 0) return lf_err(LF_ERR_ARG, "--lora-cache-mb must be 0 or more");
     lf_serve *s = calloc(1, sizeof *s);
     if (!s) return lf_err(LF_ERR_NOMEM, "out of memory");
     s->o = *o;
@@ -291,6 +294,7 @@ lf_status lf_serve_start(const lf_serve_opts *o, lf_serve **out) {
     int v6 = 0;
     lf_status st = lf_srv_listen(s->o.listen, &sa, &v6);
     if (!st && o->api_auth) st = lf_srv_users(s, o->api_auth);
+    if (!st) st = lf_srv_cache_new((uint64_t)o->lora_cache_mb << 20, &s->cache, &s->src);
     if (!st) st = lf_gen_session_open(o->model, &s->sess);
     if (!st) st = lf_srv_names(s);
     if (!st) st = lf_srv_worker_start(s);

@@ -6,9 +6,11 @@
  *   serve_worker.c   the job queue, the worker thread and one txt2img job on the resident session
  *   serve_request.c  a txt2img JSON body -> a checked request (A1111's field names and defaults)
  *   serve_b64.c      base64 and constant-time comparison
+ *   serve_cache.c    the LRU cache of opened adapter files (--lora-cache-mb)
  * serve_request.h declares what serve_request.c and serve_b64.c offer (also to the fuzz target).
  *
- * Calls go serve_http.c -> serve_api.c -> serve_worker.c -> serve_request.c -> serve_b64.c.
+ * Calls go serve_http.c -> serve_api.c -> serve_worker.c -> serve_request.c -> serve_b64.c, and
+ * serve_http.c, serve_api.c -> serve_cache.c (the worker reaches it through lf_adapter_source).
  * Locking: s->mu guards the queue, the running job's progress, the interrupt flag and the options;
  * the worker holds it only between steps, never while sampling.
  */
@@ -24,7 +26,21 @@
 #include "lorafuse/lf_generate.h"
 #include "lorafuse/lf_rng.h"
 #include "lorafuse/lf_serve.h"
+#include "lorafuse/lf_step_plan.h"
 #include "serve_request.h"
+
+/* serve_cache.c */
+typedef struct lf_srv_cache lf_srv_cache;
+typedef struct lf_srv_cache_info {
+    size_t entries;
+    uint64_t bytes, limit, hits, misses;
+} lf_srv_cache_info;
+/* A cache of at most `limit` bytes of adapter files; *src is set to open and release through it. */
+lf_status lf_srv_cache_new(uint64_t limit, lf_srv_cache **out, lf_adapter_source *src);
+/* Drop every entry (those a plan holds when it releases them). */
+void lf_srv_cache_clear(lf_srv_cache *c);
+void lf_srv_cache_stats(lf_srv_cache *c, lf_srv_cache_info *info);
+void lf_srv_cache_free(lf_srv_cache *c);
 
 /* One queued or running txt2img job. */
 typedef struct lf_srv_job {
@@ -40,6 +56,8 @@ struct lf_serve {
     char url[128];
     int port;
     lf_gen_session *sess;
+    lf_srv_cache *cache;
+    lf_adapter_source src;      /* the cache's open / release, handed to every job */
     char *model_title, *model_file, *model_name; /* lf_srv_settings */
     char **users;               /* "USER:PASS" credentials */
     size_t n_users;

@@ -151,6 +151,7 @@ static lf_srv_resp lf_srv_run(lf_serve *s, lf_srv_job *j) {
     o.rng = q->rng;
     o.clip_skip = q->clip_skip;
     o.backend = s->o.backend;
+    o.adapters = &s->src;
     lf_gen *g = NULL;
     lf_status st = lf_gen_open_in(s->sess, &o, &g);
     if (st != LF_OK) {

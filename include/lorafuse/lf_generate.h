@@ -77,6 +77,7 @@ typedef struct lf_gen_opts {
     uint64_t mem_limit;        /* bytes the call may use; 0: what the system can give now (MemAvailable,
                                 * cgroup v2 memory.max) */
     int force_size;            /* run even when the memory estimate is over the limit */
+    const struct lf_adapter_source *adapters; /* adapter files from a cache (lf_step_plan.h); NULL: opened per call */
 } lf_gen_opts;
 
 void lf_gen_opts_default(lf_gen_opts *o);

@@ -29,6 +29,7 @@ extern "C" {
 #define LF_SERVE_DEFAULT_MAX_STEPS 150
 #define LF_SERVE_DEFAULT_MAX_IMAGES 64              /* batch_size * n_iter */
 #define LF_SERVE_DEFAULT_QUEUE 32
+#define LF_SERVE_DEFAULT_LORA_CACHE_MB 1024
 #define LF_SERVE_DEFAULT_LISTEN "127.0.0.1:7860"
 
 typedef struct lf_serve_limits {
@@ -48,7 +49,8 @@ typedef struct lf_serve_opts {
     const char *lora_dir;       /* NULL: models/lora; names resolve only inside it (no links out) */
     const char *output_dir;     /* save_images writes here (never overwriting); NULL: save_images refused */
     const char *api_auth;       /* "USER:PASS[,USER:PASS...]": HTTP basic auth on every endpoint but /health */
-    int queue;                  /* waiting jobs; 0: LF_SERVE_DEFAULT_QUEUE */
+    int queue;                  /* waiting jobs (lf_serve_opts_default: LF_SERVE_DEFAULT_QUEUE) */
+    int lora_cache_mb;          /* opened adapter files kept, MiB of file size (0: none kept) */
     lf_gen_backend backend;
     lf_serve_limits limits;
 } lf_serve_opts;

@@ -42,11 +42,20 @@ extern "C" {
 #define LF_PROMPT_MAX_ADAPTERS 64
 #define LF_STEP_PLAN_MAX_COEFS (1 << 27)
 
+/* Where a plan gets its adapter files: open gives a file the plan borrows until it hands it back with
+ * release (a cache of loaded files, for a server). The plan never modifies a file it borrows. */
+typedef struct lf_adapter_source {
+    lf_status (*open)(void *ctx, const char *path, lf_adapter **out);
+    void (*release)(void *ctx, lf_adapter *a);
+    void *ctx;
+} lf_adapter_source;
+
 typedef struct lf_step_opts {
     const char *lora_dir;       /* NULL: LF_LORA_DIR_DEFAULT (lf_step_plan_build only) */
     int lora_dir_confine;       /* refuse symbolic links out of lora_dir (lf_lora_dir_opts.confine) */
     const char *lbw_presets;    /* user LBW presets file, or NULL */
     lf_plan_opts plan;          /* allow_unmatched, allow_family */
+    const lf_adapter_source *source; /* NULL: lf_adapter_open, files owned by the plan */
 } lf_step_opts;
 
 /* One entry per distinct tag: `count` identical tags (the first one is `tag`). An entry whose
@@ -79,8 +88,9 @@ typedef struct lf_step_plan {
     int n_steps;
     lf_step_adapter *adapters;  /* one per distinct tag, in the order of their first copy */
     size_t n_adapters;
-    lf_adapter **files;         /* distinct loaded files (owned) */
+    lf_adapter **files;         /* distinct loaded files (owned, or borrowed from source) */
     size_t n_files;
+    lf_adapter_source source;   /* where files came from (open NULL: lf_adapter_open) */
     lf_plan *plan;              /* jobs for every non-dropped adapter; patch coefs are placeholders */
     lf_component *job_comp;     /* per job */
     int *job_block;             /* per job (LF_BLK_NONE outside the UNet) */

@@ -15,6 +15,8 @@ models/sd15-mini.safetensors and models/lora, and checks:
     names, a bad tag with its column, limits), 404, 405, 413, 401 (--api-auth), 503 with Retry-After
     (full queue), 500 (a job that fails while running); the server keeps serving after each;
   - interrupt stops a running job; save_images writes under --output-dir without overwriting;
+  - the adapter file cache: a repeated LoRA is a hit, a file replaced on disk is opened again (and its
+    new weights used), refresh-loras empties it, --lora-cache-mb 0 keeps nothing;
   - SIGTERM with a running job and a full queue: the running one answers, the queued one gets 503,
     the process exits 0;
   - load: 8 concurrent clients x 4 requests with mixed LoRA sets and bad requests, every good answer
@@ -340,6 +342,42 @@ def t_sdxl(binary, tmp):
         check(srv.stop() == 0, "SDXL server exits 0")
 
 
+def t_cache(binary, tmp):
+    """The LRU cache of opened adapter files: hits, a file changed on disk, refresh-loras, --lora-cache-mb 0."""
+    ldir = os.path.join(tmp, "cache_loras")
+    os.makedirs(ldir)
+    f = os.path.join(ldir, "style.safetensors")
+    shutil.copy(os.path.join(LORA_DIR, "mini_lora.safetensors"), f)
+    srv = Server(binary, lora_dir=ldir)
+    body = dict(prompt="c <lora:style:0.9>", steps=2, seed=4, width=32, height=32, sampler_name="Euler")
+
+    def cache():
+        return srv.request("GET", "/health")[1]["lora_cache"]
+    try:
+        txt2img(srv, **body)
+        st, js, _ = txt2img(srv, **body)
+        c = cache()
+        check(st == 200 and c["hits"] == 1 and c["misses"] == 1 and c["entries"] == 1, "cache: a hit %r" % c)
+        # the file replaced by another adapter under the same name: opened again, the new weights used
+        shutil.copy(os.path.join(LORA_DIR, "mini_loha.safetensors"), f)
+        st, js, _ = txt2img(srv, **body)
+        ref = generate(binary, tmp, body["prompt"], 2, 4, 32, 32, "Euler", lora_dir=ldir)
+        c = cache()
+        check(st == 200 and images(js) == ref and c["misses"] == 2 and c["entries"] == 1,
+              "cache: a file changed on disk is opened again and its new weights used %r" % c)
+        srv.request("POST", "/sdapi/v1/refresh-loras")
+        check(cache()["entries"] == 0, "cache: refresh-loras drops the opened files")
+    finally:
+        check(srv.stop() == 0, "cache server exits 0")
+    srv = Server(binary, "--lora-cache-mb", "0", lora_dir=ldir)
+    try:
+        st, js, _ = txt2img(srv, **body)
+        check(st == 200 and images(js) == ref and srv.request("GET", "/health")[1]["lora_cache"]["entries"] == 0,
+              "--lora-cache-mb 0 keeps nothing")
+    finally:
+        check(srv.stop() == 0, "no-cache server exits 0")
+
+
 def t_queue_and_sigterm(binary):
     srv = Server(binary, "--queue", "1")
     res = {}
@@ -428,6 +466,9 @@ def main():
         if not a.only or "auth" in a.only:
             print("-- auth", flush=True)
             t_auth(a.bin)
+        if not a.only or "cache" in a.only:
+            print("-- cache", flush=True)
+            t_cache(a.bin, tmp)
         if not a.only or "sdxl" in a.only:
             print("-- sdxl", flush=True)
             t_sdxl(a.bin, tmp)
