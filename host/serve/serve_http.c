@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -260,7 +261,7 @@ static void lf_srv_free(lf_serve *s) {
 
 void lf_serve_stop(lf_serve *s) {
     if (!s) return;
-    if (s->mhd) MHD_quiesce_daemon(s->mhd);
+    MHD_socket lsock = s->mhd ? MHD_quiesce_daemon(s->mhd) : MHD_INVALID_SOCKET; /* ours to close now */
     lf_srv_worker_stop(s);
     /* let the woken connections send their answers */
     for (int i = 0; s->mhd && i < 500; i++) {
@@ -270,6 +271,7 @@ void lf_serve_stop(lf_serve *s) {
         nanosleep(&ts, NULL);
     }
     if (s->mhd) MHD_stop_daemon(s->mhd);
+    if (lsock != MHD_INVALID_SOCKET) close(lsock);
     lf_srv_free(s);
 }
 
