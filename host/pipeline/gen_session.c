@@ -15,6 +15,12 @@
  * are byte for byte those of a freshly loaded model, and a request with the same adapters as the last one
  * rewrites nothing. While a tensor is being rewritten its signature is "unknown" (all 0xff), so a failure
  * half-way leaves nothing that a later job would trust.
+ *
+ * Text-encoder outputs: a job on a shared session takes the conditioning of a text-encoder set from the
+ * session's memo when an earlier job encoded the same texts (prompt as the encoders see it, negative
+ * prompt, clip skip) with text encoders holding the same bytes: the key hashes the texts and the
+ * (name, signature) of every text-encoder tensor not at W0; the encoders are deterministic, so the
+ * memo's floats are those a new encoding would give.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -39,9 +45,16 @@ void lf_gen_session_unload(lf_gen_session *s) {
     s->n_held = 0;
 }
 
+static void lf_gen_memo_clear(lf_gen_te_memo *m) {
+    lf_text_cond_free(&m->cond);
+    lf_text_cond_free(&m->uncond);
+    memset(m, 0, sizeof *m);
+}
+
 void lf_gen_session_free(lf_gen_session *s) {
     if (!s) return;
     lf_gen_session_unload(s);
+    for (size_t i = 0; i < LF_GEN_TE_MEMO; i++) lf_gen_memo_clear(&s->memo[i]);
     lf_model_free(s->m);
     lf_tokenizer_free(s->tok);
     free(s->held);
@@ -242,5 +255,83 @@ lf_status lf_gen_session_mark_step(lf_gen *g, int t, int done) {
     if (!scratch) return lf_err(LF_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < step->n_jobs; i++) lf_gen_job_sig(g, t, step->jobs[i], scratch, s->held[step->jobs[i]].sig);
     free(scratch);
+    return LF_OK;
+}
+
+/* ---- text-encoder memo ------------------------------------------------------------------------ */
+/* The memo key of what the encoders would see now; 0 when some text-encoder tensor is unknown. */
+static int lf_gen_te_key(const lf_gen *g, unsigned char key[LF_GEN_SIG]) {
+    static const unsigned char unknown[LF_GEN_SIG] = {
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    const lf_gen_session *s = g->sess;
+    lf_sha256 h;
+    lf_sha256_init(&h);
+    int v[2] = {g->o.clip_skip, (int)g->tef};
+    lf_sha256_update(&h, g->prompt, strlen(g->prompt) + 1);
+    lf_sha256_update(&h, g->o.negative, strlen(g->o.negative) + 1);
+    lf_sha256_update(&h, v, sizeof v);
+    for (size_t i = 0; i < s->n_held; i++) { /* file order of the plan's tensors: the same for every plan */
+        const lf_gen_held *e = &s->held[i];
+        if (e->comp == LF_COMP_UNET || !memcmp(e->sig, lf_sig_w0, LF_GEN_SIG)) continue;
+        if (!memcmp(e->sig, unknown, LF_GEN_SIG)) return 0;
+        lf_sha256_update(&h, e->t->name, strlen(e->t->name) + 1);
+        lf_sha256_update(&h, e->sig, LF_GEN_SIG);
+    }
+    lf_sha256_final(&h, key);
+    return 1;
+}
+
+static lf_status lf_gen_cond_copy(const lf_text_cond *a, lf_text_cond *b) {
+    memset(b, 0, sizeof *b);
+    size_t n = (size_t)(a->tokens * a->width);
+    b->tokens = a->tokens;
+    b->width = a->width;
+    b->pooled_dim = a->pooled_dim;
+    b->context = malloc((n ? n : 1) * sizeof *b->context);
+    b->pooled = a->pooled ? malloc((size_t)a->pooled_dim * sizeof *b->pooled) : NULL;
+    if (!b->context || (a->pooled && !b->pooled)) {
+        lf_text_cond_free(b);
+        return lf_err(LF_ERR_NOMEM, "out of memory");
+    }
+    memcpy(b->context, a->context, n * sizeof *b->context);
+    if (a->pooled) memcpy(b->pooled, a->pooled, (size_t)a->pooled_dim * sizeof *b->pooled);
+    return LF_OK;
+}
+
+lf_status lf_gen_session_cond(lf_gen *g, size_t set) {
+    lf_gen_session *s = g->sess;
+    unsigned char key[LF_GEN_SIG];
+    int keyed = !g->own_sess && set < g->n_cache && !g->cache[set].have && lf_gen_te_key(g, key);
+    if (keyed)
+        for (size_t i = 0; i < LF_GEN_TE_MEMO; i++) {
+            lf_gen_te_memo *m = &s->memo[i];
+            if (!m->last_use || memcmp(m->key, key, LF_GEN_SIG)) continue;
+            lf_gen_cond *c = &g->cache[set];
+            lf_status st = lf_gen_cond_copy(&m->cond, &c->cond);
+            if (!st) st = lf_gen_cond_copy(&m->uncond, &c->uncond);
+            if (st) {
+                lf_text_cond_free(&c->cond);
+                return st;
+            }
+            c->have = 1;
+            m->last_use = ++s->memo_tick;
+            keyed = 0; /* nothing new to keep */
+            break;
+        }
+    lf_status st = lf_gen_cond_select(g, set);
+    if (st || !keyed) return st;
+    size_t slot = 0; /* an empty slot, else the least recently used */
+    for (size_t i = 0; i < LF_GEN_TE_MEMO; i++)
+        if (s->memo[i].last_use < s->memo[slot].last_use) slot = i;
+    lf_gen_te_memo *m = &s->memo[slot];
+    lf_gen_memo_clear(m);
+    if (lf_gen_cond_copy(&g->cache[set].cond, &m->cond) || lf_gen_cond_copy(&g->cache[set].uncond, &m->uncond)) {
+        lf_gen_memo_clear(m); /* a memo that could not be kept is no error */
+        lf_err_clear();
+        return LF_OK;
+    }
+    memcpy(m->key, key, LF_GEN_SIG);
+    m->last_use = ++s->memo_tick;
     return LF_OK;
 }

@@ -221,7 +221,7 @@ static lf_status lf_gen_before_step(void *ctx, int step) {
         }
         if ((s = lf_gen_apply_step(g, step, fresh)) != LF_OK) return s;
     }
-    return lf_gen_cond_select(g, g->sp->steps[step - 1].te_set);
+    return lf_gen_session_cond(g, g->sp->steps[step - 1].te_set);
 }
 
 static void lf_gen_report(lf_gen *g, int step) {

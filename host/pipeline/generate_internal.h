@@ -5,7 +5,8 @@
  *   gen_cond.c    the prompt text the encoders see, and its conditioning cached per text-encoder set
  *   gen_output.c  what an image leaves behind: decode, PNG file with its A1111 parameters, callback
  *   gen_memory.c  the memory a call will need (estimated from the checkpoint before loading) and may use
- *   gen_session.c the resident model (lf_gen_session): loading, and which loaded weights hold what
+ *   gen_session.c the resident model (lf_gen_session): loading, which loaded weights hold what, and the
+ *                 text-encoder outputs kept across jobs
  *
  * Calls go generate.c -> gen_session.c, gen_check.c -> gen_cond.c, gen_output.c, gen_memory.c (never
  * back up).
@@ -45,6 +46,14 @@ typedef struct {
     unsigned char sig[LF_GEN_SIG];
 } lf_gen_held;
 
+/* Text-encoder outputs kept across the jobs of a session (gen_session.c), keyed by what decides them. */
+#define LF_GEN_TE_MEMO 16
+typedef struct {
+    unsigned char key[LF_GEN_SIG];
+    lf_text_cond cond, uncond;
+    uint64_t last_use;         /* 0: empty slot */
+} lf_gen_te_memo;
+
 struct lf_gen_session {
     char *model;               /* checkpoint path */
     lf_model *m;
@@ -57,6 +66,8 @@ struct lf_gen_session {
     int used;                  /* a job has run on the loaded models */
     lf_gen_held *held;         /* after lf_gen_session_switch: held[j] is the running plan's job j */
     size_t n_held;
+    lf_gen_te_memo memo[LF_GEN_TE_MEMO];
+    uint64_t memo_tick;
 };
 
 struct lf_gen {
@@ -132,6 +143,11 @@ lf_status lf_gen_session_switch(lf_gen_session *s, const lf_step_plan *sp, size_
 /* At step t of a run whose models may hold anything (a used session, a later sampler run): recompute
  * and hand over exactly the jobs whose bytes at step t differ from what the models hold. */
 lf_status lf_gen_session_apply_changed(lf_gen *g, lf_cpu_backend *be, int t, size_t *refreshed);
+/* lf_gen_cond_select for a job on a shared session: the conditioning of text-encoder set `set` comes
+ * from the session's memo when the same prompt, negative prompt and clip skip were encoded with the
+ * same text-encoder weights (the signatures of the patches they hold) by an earlier job, and what is
+ * encoded goes into the memo (LF_GEN_TE_MEMO entries, least recently used replaced). */
+lf_status lf_gen_session_cond(lf_gen *g, size_t set);
 /* Around the plan's own step t (lf_cpu_backend_step + lf_live_apply_step): done = 0 marks its jobs
  * unknown, done = 1 records what they hold now. */
 lf_status lf_gen_session_mark_step(lf_gen *g, int t, int done);

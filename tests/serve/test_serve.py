@@ -8,7 +8,8 @@ models/sd15-mini.safetensors and models/lora, and checks:
   - a txt2img PNG equals the file `lorafuse generate` writes with the same settings, byte for byte
     (pixels and parameters), for a LoRA request, a batch with an ancestral sampler and clip skip;
   - LoRA A -> LoRA B -> no LoRA -> LoRA A on one server gives the bytes of fresh processes, and only the
-    loaded weights whose bytes differ are rewritten between requests (info.lorafuse_timings);
+    loaded weights whose bytes differ are rewritten between requests, and text-encoder outputs are reused
+    for the same texts and text-encoder weights (info.lorafuse_timings);
   - an SDXL model (tests/data/pipeline/sdxl-mini) switching LoRA -> none -> LoRA equals fresh processes;
   - a request with every field of A1111's request model (as real clients send it) is accepted;
   - every error status: 422 (type, range, features lorafuse does not do, unknown LoRA with the closest
@@ -172,16 +173,28 @@ def t_identity(srv, binary, tmp):
 
 def t_changed_only(srv):
     """Only the loaded weights whose bytes differ are rewritten between requests and sampler runs."""
+    last = {}
+
     def updates(prompt, n_iter=1):
         st, js, _ = txt2img(srv, prompt=prompt, steps=2, seed=1, width=32, height=32, sampler_name="Euler",
                             n_iter=n_iter)
-        return json.loads(js["info"])["lorafuse_timings"]["weight_updates"] if st == 200 else None
+        t = json.loads(js["info"])["lorafuse_timings"] if st == 200 else {}
+        last["te_runs"] = t.get("te_runs")
+        return t.get("weight_updates")
     first = updates("w <lora:mini_lora:1>")
     check(first and first > 0, "a LoRA request rewrites its layers (%r)" % first)
     check(updates("w <lora:mini_lora:1>", n_iter=2) == 0, "the same LoRA again, two sampler runs: nothing rewritten")
+    check(last["te_runs"] == 0, "the same prompt and text-encoder weights: no text encoding (memo)")
     check(updates("other words <lora:mini_lora:1>") == 0, "another prompt, same adapters: nothing rewritten")
+    check(last["te_runs"] == 1, "another prompt: encoded")
     check(updates("w") == first, "no LoRA after it: exactly its layers restored")
+    check(last["te_runs"] == 1, "the same text with other text-encoder weights: encoded")
     check(updates("w") == 0, "no LoRA again: nothing rewritten")
+    check(last["te_runs"] == 0, "no LoRA again: no text encoding")
+    updates("w <lora:mini_lora:1>")
+    check(last["te_runs"] == 0, "back to the LoRA: its encoding is still in the memo")
+    updates("w <lora:mini_lora:te=0.5:unet=1>")
+    check(last["te_runs"] == 1, "another text-encoder strength: encoded")
 
 
 def t_sequence(srv, binary, tmp):
