@@ -8,14 +8,16 @@
  *
  * Prints one line on stdout when it is ready ("lorafuse serve: listening on URL, model PATH (FAMILY),
  * backend cpu"); a non-loopback --listen without --api-auth prints a warning on stderr. SIGINT and
- * SIGTERM (and SIGHUP) shut it down cleanly: they are blocked in every thread and taken here with
- * sigwait, so the server stops as lf_serve_stop says and the process exits 0.
+ * SIGTERM (and SIGHUP unless ignored) shut it down cleanly: their handler (on whichever thread the
+ * kernel picks: libraries start threads of their own before main) writes the signal to a pipe that the
+ * main thread reads, then the server stops as lf_serve_stop says and the process exits 0.
  * Exit status: 0 after a signal, 1 failure to start, 2 usage.
  */
-#include <pthread.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "host/base/pool.h"
@@ -39,6 +41,31 @@ typedef struct {
     lf_serve_opts o;
     int threads;
 } lf_serve_args;
+
+static int lf_serve_sigpipe[2] = {-1, -1};
+
+static void lf_serve_on_signal(int sig) {
+    unsigned char b = (unsigned char)sig;
+    ssize_t r = write(lf_serve_sigpipe[1], &b, 1); /* async-signal-safe; a full pipe already says "stop" */
+    (void)r;
+}
+
+/* Route SIGINT, SIGTERM and SIGHUP to lf_serve_on_signal (a signal ignored at start, as under nohup,
+ * stays ignored). */
+static int lf_serve_signals(void) {
+    if (pipe(lf_serve_sigpipe) != 0) return 0;
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction sa, old;
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = lf_serve_on_signal;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        sigaction(sigs[i], &sa, NULL);
+    }
+    return 1;
+}
 
 static int lf_serve_parse_args(int argc, char **argv, lf_serve_args *a) {
     memset(a, 0, sizeof *a);
@@ -105,14 +132,10 @@ int lf_cli_serve(int argc, char **argv) {
     lf_serve_args a;
     if (!lf_serve_parse_args(argc, argv, &a)) return lf_serve_usage();
     if (a.threads) lf_par_set_threads(a.threads);
-    /* the signals are taken by sigwait below: blocked here, before any thread starts, so that every
-     * thread inherits the mask and none runs main.c's handler */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    if (!lf_serve_signals()) {
+        fprintf(stderr, "lorafuse serve: cannot create the signal pipe: %s\n", strerror(errno));
+        return 1;
+    }
     char q[LF_ESC_PART];
     if (!a.o.api_auth && !lf_serve_is_loopback(a.o.listen))
         fprintf(stderr, "lorafuse serve: warning: --listen %s is not a loopback address and no --api-auth is set: "
@@ -126,8 +149,10 @@ int lf_cli_serve(int argc, char **argv) {
     printf("lorafuse serve: listening on %s, model %s (%s), backend cpu\n", lf_serve_url(s),
            lf_esc(q, sizeof q, a.o.model, strlen(a.o.model)), lf_serve_family(s));
     fflush(stdout);
-    int sig = 0;
-    sigwait(&sigs, &sig);
+    unsigned char b = 0;
+    while (read(lf_serve_sigpipe[0], &b, 1) < 0 && errno == EINTR) {
+    }
+    int sig = b;
     fprintf(stderr, "lorafuse serve: %s: stopping\n", sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP");
     lf_serve_stop(s);
     fprintf(stderr, "lorafuse serve: stopped\n");

@@ -17,7 +17,7 @@ models/sd15-mini.safetensors and models/lora, and checks:
     (full queue), 500 (a job that fails while running); the server keeps serving after each;
   - interrupt stops a running job; save_images writes under --output-dir without overwriting;
   - the adapter file cache: a repeated LoRA is a hit, a file replaced on disk is opened again (and its
-    new weights used), refresh-loras empties it, --lora-cache-mb 0 keeps nothing;
+    new weights used), refresh-loras empties it, the size bound evicts, --lora-cache-mb 0 keeps nothing;
   - SIGTERM with a running job and a full queue: the running one answers, the queued one gets 503,
     the process exits 0;
   - load: 8 concurrent clients x 4 requests with mixed LoRA sets and bad requests, every good answer
@@ -382,6 +382,17 @@ def t_cache(binary, tmp):
         check(cache()["entries"] == 0, "cache: refresh-loras drops the opened files")
     finally:
         check(srv.stop() == 0, "cache server exits 0")
+    # the size bound: 1 MiB holds mini_lora (0.34 MB) but not mini_loha (1.1 MB), 2 MiB holds both
+    for mb, after in (("1", [1, 0]), ("2", [1, 2])):
+        srv = Server(binary, "--lora-cache-mb", mb)
+        try:
+            got = []
+            for name in ("mini_lora", "mini_loha"):
+                txt2img(srv, **dict(body, prompt="c <lora:%s:1>" % name))
+                got.append(srv.request("GET", "/health")[1]["lora_cache"]["entries"])
+            check(got == after, "--lora-cache-mb %s: entries %r, expected %r" % (mb, got, after))
+        finally:
+            check(srv.stop() == 0, "cache size server exits 0")
     srv = Server(binary, "--lora-cache-mb", "0", lora_dir=ldir)
     try:
         st, js, _ = txt2img(srv, **body)
