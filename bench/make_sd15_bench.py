@@ -80,6 +80,12 @@ def main():
         i += 1
     write_safetensors(os.path.join(out, "sd15-f16.safetensors"), ckpt)
 
+    n = write_lora(os.path.join(out, "lora-r32.safetensors"), mods, rng)
+    print(f"wrote {out}/sd15-f16.safetensors ({params} params) and {out}/lora-r32.safetensors ({n} modules)")
+
+
+def write_lora(path, mods, rng):
+    """The rank-32 kohya LoRA on the default kohya targets of mods; returns its module count."""
     lora = []
     for kohya, _, _, shape in mods:
         linear_or_1x1 = len(shape) == 2 or shape[2:] == (1, 1)
@@ -92,8 +98,8 @@ def main():
         lora.append((kohya + ".alpha", "F16", (), iter([np.float16(ALPHA).tobytes()]), 2))
     meta = {"ss_network_module": "networks.lora", "ss_network_dim": str(RANK), "ss_network_alpha": str(ALPHA),
             "ss_base_model_version": "sd_v1"}
-    write_safetensors(os.path.join(out, "lora-r32.safetensors"), lora, meta)
-    print(f"wrote {out}/sd15-f16.safetensors ({params} params) and {out}/lora-r32.safetensors ({len(lora) // 3} modules)")
+    write_safetensors(path, lora, meta)
+    return len(lora) // 3
 
 
 if __name__ == "__main__":

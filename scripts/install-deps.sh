@@ -11,6 +11,9 @@ pkgs+=(zlib1g-dev)
 # ---- libcrypto ----: SHA-256 of model/LoRA/VAE files (OpenSSL EVP, host/base/hash.c)
 pkgs+=(libssl-dev)
 # ---- end libcrypto ----
+# ---- libmicrohttpd ----: the HTTP server of `lorafuse serve`
+pkgs+=(libmicrohttpd-dev)
+# ---- end libmicrohttpd ----
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,7 @@
  *                 [--lbw-presets FILE] [--allow-unmatched] [--allow-family-mismatch]  (cli_plan.c)
  *   lorafuse generate --model CKPT --prompt TEXT [...]                               (cli_generate.c)
  *   lorafuse extract --model CKPT (--lora ... | --tuned CKPT2) --output OUT ...       (cli_extract.c)
+ *   lorafuse serve --model CKPT [--listen HOST:PORT] [...]                           (cli_serve.c)
  * Argument forms they share: cli_args.c.
  *
  *   lorafuse png-info FILE... [--json]                                              (cli_pnginfo.c)
@@ -26,6 +27,7 @@ int lf_cli_plan(int argc, char **argv);
 int lf_cli_generate(int argc, char **argv);
 int lf_cli_extract(int argc, char **argv);
 int lf_cli_pnginfo(int argc, char **argv);
+int lf_cli_serve(int argc, char **argv);
 
 /* ---- options ---- */
 /* One long option of a subcommand: name without "--", whether it takes a value, whether it may be

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,12 +105,12 @@ static int lf_png_write_body(lf_png_w *s, const uint8_t *rgb, int w, int h, cons
     return 1;
 }
 
-/* Encode the image into the temporary file of `out` (through a FILE on a duplicate of its descriptor,
- * as libpng writes to a FILE). */
-static lf_status lf_png_encode(lf_file_out *out, const char *label, const uint8_t *rgb, int w, int h,
-                               const char *const *keys, const char *const *texts, size_t n_text) {
+/* Encode the image into f (closed here, also on failure); label names it in messages. */
+static lf_status lf_png_encode_to(FILE *f, const char *label, const uint8_t *rgb, int w, int h,
+                                  const char *const *keys, const char *const *texts, size_t n_text) {
     lf_png_w s;
     memset(&s, 0, sizeof s);
+    s.f = f;
     s.text = calloc(n_text ? n_text : 1, sizeof *s.text);
     s.latin1 = calloc(n_text ? n_text : 1, sizeof *s.latin1);
     s.rows = malloc((size_t)h * sizeof *s.rows);
@@ -120,13 +121,6 @@ static lf_status lf_png_encode(lf_file_out *out, const char *label, const uint8_
     }
     if (!s.text || !s.latin1 || !s.rows || st) {
         st = lf_err(LF_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    int fd = dup(lf_file_out_fd(out));
-    s.f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    if (!s.f) {
-        st = lf_err(LF_ERR_IO, "%s: cannot write: %s", label, strerror(errno));
-        if (fd >= 0) close(fd);
         goto done;
     }
     s.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &s.err, lf_png_error, lf_png_warning);
@@ -147,6 +141,39 @@ done:
     free(s.latin1);
     free(s.rows);
     return st;
+}
+
+/* Encode the image into the temporary file of `out` (through a FILE on a duplicate of its descriptor,
+ * as libpng writes to a FILE). */
+static lf_status lf_png_encode(lf_file_out *out, const char *label, const uint8_t *rgb, int w, int h,
+                               const char *const *keys, const char *const *texts, size_t n_text) {
+    int fd = dup(lf_file_out_fd(out));
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f) {
+        lf_status st = lf_err(LF_ERR_IO, "%s: cannot write: %s", label, strerror(errno));
+        if (fd >= 0) close(fd);
+        return st;
+    }
+    return lf_png_encode_to(f, label, rgb, w, h, keys, texts, n_text);
+}
+
+lf_status lf_png_encode_mem(const uint8_t *rgb, int w, int h, const char *const *keys, const char *const *texts,
+                            size_t n_text, uint8_t **buf, size_t *len) {
+    *buf = NULL;
+    *len = 0;
+    if (w <= 0 || h <= 0) return lf_err(LF_ERR_ARG, "png: bad size %dx%d", w, h);
+    char *mem = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&mem, &n);
+    if (!f) return lf_err(LF_ERR_NOMEM, "png: out of memory");
+    lf_status st = lf_png_encode_to(f, "png (memory)", rgb, w, h, keys, texts, n_text);
+    if (st != LF_OK) {
+        free(mem);
+        return st;
+    }
+    *buf = (uint8_t *)mem;
+    *len = n;
+    return LF_OK;
 }
 
 lf_status lf_png_write(const char *path, const uint8_t *rgb, int w, int h, const char *const *keys,
@@ -291,21 +318,13 @@ static int lf_png_read_body(lf_png_r *s, const char *key, int want_pixels) {
     return 1;
 }
 
-lf_status lf_png_read(const char *path, uint8_t **rgb, int *w, int *h, const char *key, char **text) {
-    if (rgb) *rgb = NULL;
-    if (text) *text = NULL;
+/* Read the PNG from f (closed here); path names it in messages. */
+static lf_status lf_png_read_from(FILE *f, const char *path, uint8_t **rgb, int *w, int *h, const char *key,
+                                  char **text) {
     lf_png_r s;
     memset(&s, 0, sizeof s);
     lf_status st = LF_OK;
-    int fd;
-    st = lf_file_open_in(path, NULL, LF_PNG_MAX_FILE, &fd, NULL, NULL);
-    if (st != LF_OK) return st;
-    s.f = fdopen(fd, "rb");
-    if (!s.f) {
-        st = lf_err(LF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-        close(fd);
-        return st;
-    }
+    s.f = f;
     unsigned char sig[8];
     if (fread(sig, 1, 8, s.f) != 8 || png_sig_cmp(sig, 0, 8)) {
         fclose(s.f);
@@ -339,4 +358,29 @@ done:
     free(s.rows);
     free(s.text);
     return st;
+}
+
+lf_status lf_png_read(const char *path, uint8_t **rgb, int *w, int *h, const char *key, char **text) {
+    if (rgb) *rgb = NULL;
+    if (text) *text = NULL;
+    int fd;
+    lf_status st = lf_file_open_in(path, NULL, LF_PNG_MAX_FILE, &fd, NULL, NULL);
+    if (st != LF_OK) return st;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        st = lf_err(LF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+        return st;
+    }
+    return lf_png_read_from(f, path, rgb, w, h, key, text);
+}
+
+lf_status lf_png_read_mem(const uint8_t *buf, size_t len, uint8_t **rgb, int *w, int *h, const char *key,
+                          char **text) {
+    if (rgb) *rgb = NULL;
+    if (text) *text = NULL;
+    if (!len) return lf_err(LF_ERR_FORMAT, "png (memory): not a PNG file (empty)");
+    FILE *f = fmemopen((void *)(uintptr_t)buf, len, "rb");
+    if (!f) return lf_err(LF_ERR_NOMEM, "png: out of memory");
+    return lf_png_read_from(f, "png (memory)", rgb, w, h, key, text);
 }

@@ -217,7 +217,7 @@ lf_status lf_gen_check(lf_gen *g) {
     if (o->tag_dialect && (st = lf_tag_dialect_parse(o->tag_dialect, &dialect)) != LF_OK) return st;
     if ((st = lf_prompt_parse_dialect(o->prompt, dialect, &g->pr)) != LF_OK) return st;
     /* 3. model parts, size */
-    if ((st = lf_model_open(o->model, &g->m)) != LF_OK) return st;
+    if (!g->m && (st = lf_model_open(o->model, &g->m)) != LF_OK) return st;
     if ((st = lf_gen_check_model(g)) != LF_OK) return st;
     if ((st = lf_gen_check_vae(g)) != LF_OK) return st;
     if ((st = lf_gen_check_size(g)) != LF_OK) return st;
@@ -227,11 +227,12 @@ lf_status lf_gen_check(lf_gen *g) {
     so.lora_dir = o->lora_dir;
     so.lora_dir_confine = o->lora_dir_confine;
     so.lbw_presets = o->lbw_presets;
+    so.source = o->adapters;
     if ((st = lf_step_plan_build(g->m, g->pr, o->steps, &so, &g->sp)) != LF_OK) return st;
     for (size_t i = 0; i < g->sp->warnings.n; i++) lf_msgs_add(&g->warnings, "%s", g->sp->warnings.v[i]);
     if ((st = lf_gen_prompts(g)) != LF_OK) return st;
     /* 5. tokenizer, memory, output directory */
-    if ((st = lf_tokenizer_load_default(&g->tok)) != LF_OK) return st;
+    if (!g->tok && (st = lf_tokenizer_load_default(&g->tok)) != LF_OK) return st;
     if ((st = lf_gen_embeddings(g)) != LF_OK) return st;
     if ((st = lf_gen_check_memory(g)) != LF_OK) return st;
     if (o->write_png && (st = lf_gen_check_output_dir(o->output_dir)) != LF_OK) return st;

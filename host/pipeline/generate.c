@@ -7,6 +7,11 @@
  * (lf_live_weights.h lf_live_apply_step). Steps that change nothing cost nothing; a constant-strength
  * prompt patches once, before step 1. Text encoders re-run only at steps whose text-encoder set was
  * not encoded before (the conditioning is cached per set for the whole call).
+ *
+ * Sessions (lf_gen_session, gen_session.c): the loaded models live in the session, a job borrows them.
+ * The session knows what each loaded weight holds; a job first restores from W0 those its own plan does
+ * not patch, then at the first step of each sampler run rewrites exactly the tensors whose bytes differ
+ * from what they hold, so what it samples with is what a freshly loaded model would hold.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +19,6 @@
 #include "generate_internal.h"
 #include "host/base/util.h"
 #include "host/runtime/weight_load.h"
-#include "lorafuse/lf_hash.h"
 #include "lorafuse/lf_live_weights.h"
 #include "lorafuse/lf_png.h"
 
@@ -36,11 +40,60 @@ void lf_gen_set_progress(lf_gen *g, lf_gen_progress_fn fn, void *ctx) {
     g->progress_ctx = ctx;
 }
 
+void lf_gen_set_cancel(lf_gen *g, lf_gen_cancel_fn fn, void *ctx) {
+    g->cancel = fn;
+    g->cancel_ctx = ctx;
+}
+
+int lf_gen_interrupted(const lf_gen *g) { return g->interrupted; }
+
+/* ---- sessions (gen_session.c) ------------------------------------------------------------------ */
+static lf_status lf_gen_open_job(lf_gen *g, const lf_gen_opts *opts);
+
+lf_status lf_gen_session_open(const char *model, lf_gen_session **out) {
+    *out = NULL;
+    if (!model) return lf_err(LF_ERR_ARG, "serve: no model");
+    lf_gen_opts o;
+    lf_gen_opts_default(&o);
+    o.model = model;
+    o.prompt = "";
+    o.write_png = 0;
+    o.force_size = 1;
+    lf_gen *g = NULL;
+    lf_status st = lf_gen_open(&o, &g); /* the model's checks, with an empty prompt */
+    if (st != LF_OK) return st;
+    lf_gen_session *s = g->sess;
+    if ((st = lf_gen_session_load(s, g)) != LF_OK) {
+        lf_gen_free(g);
+        return st;
+    }
+    g->own_sess = 0; /* the session outlives its first job */
+    lf_gen_free(g);
+    *out = s;
+    return LF_OK;
+}
+
+lf_status lf_gen_open_in(lf_gen_session *s, const lf_gen_opts *opts, lf_gen **out) {
+    *out = NULL;
+    if (!s || !opts || !opts->prompt) return lf_err(LF_ERR_ARG, "generate: a session and a prompt are required");
+    if (opts->vae)
+        return lf_err(LF_ERR_UNSUPPORTED, "generate: a job on a loaded model decodes with the model's VAE; a --vae "
+                      "is chosen when the model is loaded");
+    lf_gen_opts o = *opts;
+    o.model = s->model;
+    o.force_size = 1;
+    lf_gen *g = calloc(1, sizeof *g);
+    if (!g) return lf_err(LF_ERR_NOMEM, "out of memory");
+    g->sess = s;
+    g->m = s->m;
+    g->tok = s->tok;
+    lf_status st = lf_gen_open_job(g, &o);
+    if (st == LF_OK) *out = g;
+    return st;
+}
+
 static void lf_gen_unload(lf_gen *g) {
-    lf_unet_free(g->unet);
-    lf_vae_free(g->vae);
-    lf_clip_free(g->te1);
-    lf_clip_free(g->te2);
+    if (g->own_sess) lf_gen_session_unload(g->sess);
     lf_cpu_backend_free(g->be);
     g->unet = NULL;
     g->vae = NULL;
@@ -61,8 +114,13 @@ void lf_gen_free(lf_gen *g) {
     lf_gen_unload(g);
     lf_step_plan_free(g->sp);
     lf_prompt_free(g->pr);
-    lf_tokenizer_free(g->tok);
-    lf_model_free(g->m);
+    free(g->aid);
+    if (!g->sess) {
+        lf_tokenizer_free(g->tok);
+        lf_model_free(g->m);
+    } else if (g->own_sess) {
+        lf_gen_session_free(g->sess);
+    }
     free(g->prompt);
     free(g->info_prompt);
     free(g->lora_hashes);
@@ -73,11 +131,8 @@ void lf_gen_free(lf_gen *g) {
     free(g);
 }
 
-lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
-    *out = NULL;
-    if (!opts || !opts->model || !opts->prompt) return lf_err(LF_ERR_ARG, "generate: --model and --prompt are required");
-    lf_gen *g = calloc(1, sizeof *g);
-    if (!g) return lf_err(LF_ERR_NOMEM, "out of memory");
+/* The checks and the summary of a job on g (whose model may be a session's); g is freed on failure. */
+static lf_status lf_gen_open_job(lf_gen *g, const lf_gen_opts *opts) {
     g->o = *opts;
     lf_status st = lf_gen_check(g);
     if (st != LF_OK) {
@@ -105,57 +160,65 @@ lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
     g->info.mem_limit = g->mem.limit;
     g->info.warnings = (const char *const *)g->warnings.v;
     g->info.n_warnings = g->warnings.n;
+    return LF_OK;
+}
+
+lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
+    *out = NULL;
+    if (!opts || !opts->model || !opts->prompt) return lf_err(LF_ERR_ARG, "generate: --model and --prompt are required");
+    lf_gen *g = calloc(1, sizeof *g);
+    if (!g) return lf_err(LF_ERR_NOMEM, "out of memory");
+    lf_status st = lf_gen_open_job(g, opts);
+    if (st != LF_OK) return st;
+    if ((st = lf_gen_session_adopt(g)) != LF_OK) {
+        lf_gen_free(g);
+        return st;
+    }
+    g->own_sess = 1;
     *out = g;
     return LF_OK;
 }
 
 /* ---- weights ---------------------------------------------------------------------------------- */
-static lf_status lf_gen_load_unet(lf_gen *g, const lf_st_file *st) {
-    lf_unet_opts uo = lf_gen_unet_opts(g);
-    lf_unet *u = NULL;
-    lf_status s = lf_unet_load(st, &uo, &u);
-    if (s) return s;
-    lf_unet_free(g->unet);
-    g->unet = u;
-    return LF_OK;
-}
-
-static lf_status lf_gen_load_te(lf_gen *g, const lf_st_file *st) {
-    lf_clip *a = NULL, *b = NULL;
-    lf_status s = lf_clip_load(st, g->te_p1, NULL, &a);
-    if (!s && g->tef == LF_TE_SDXL) s = lf_clip_load(st, g->te_p2, NULL, &b);
-    if (s) {
-        lf_clip_free(a);
-        return s;
-    }
-    lf_clip_free(g->te1);
-    lf_clip_free(g->te2);
-    g->te1 = a;
-    g->te2 = b;
-    return LF_OK;
-}
-
-/* Step t: CPU backend, then the loaded models. all = 1 refreshes every job (a new sampler run, whose
- * models still hold the previous run's last step). */
-static lf_status lf_gen_apply_step(lf_gen *g, int t, int all) {
-    if (!g->n_jobs_total) return LF_OK;
+/* Step t: the CPU backend, then the loaded models. any = 1 at the first step of a run whose models may
+ * hold anything (a used session, a later sampler run of this job): exactly the tensors whose bytes
+ * differ from what the models hold are recomputed (gen_session.c); otherwise the step's own list. */
+static lf_status lf_gen_apply_step(lf_gen *g, int t, int any) {
     double t0 = lf_clock_s();
-    lf_status s = lf_cpu_backend_step(g->be, t);
-    lf_live live = {g->unet, g->te1, g->te2, 0};
-    lf_live_stats ls;
-    memset(&ls, 0, sizeof ls);
-    if (!s) s = all ? lf_live_apply_all(&live, g->sp, g->be, &ls) : lf_live_apply_step(&live, g->sp, g->be, t, &ls);
-    g->times.weight_updates += ls.refreshed;
+    lf_status s;
+    size_t n = 0;
+    if (any) {
+        s = lf_gen_session_apply_changed(g, g->be, t, &n);
+    } else {
+        lf_live live = {g->unet, g->te1, g->te2, 0};
+        lf_live_stats ls;
+        memset(&ls, 0, sizeof ls);
+        s = lf_gen_session_mark_step(g, t, 0);
+        if (!s) s = lf_cpu_backend_step(g->be, t);
+        if (!s) s = lf_live_apply_step(&live, g->sp, g->be, t, &ls);
+        if (!s) s = lf_gen_session_mark_step(g, t, 1);
+        n = ls.refreshed;
+    }
+    g->times.weight_updates += n;
     g->times.weights += lf_clock_s() - t0;
     return s;
 }
 
 /* ---- sampler callbacks ------------------------------------------------------------------------ */
+/* The cancel callback said stop: lf_gen_run ends with the images finished so far. */
+static int lf_gen_stop(lf_gen *g) {
+    if (!g->interrupted && g->cancel && g->cancel(g->cancel_ctx)) g->interrupted = 1;
+    return g->interrupted;
+}
+
 static lf_status lf_gen_before_step(void *ctx, int step) {
     lf_gen *g = ctx;
     lf_status s = LF_OK;
-    if (g->n_jobs_total) {
-        int fresh = step == 1 && g->run_idx > 0;
+    if (lf_gen_stop(g)) return lf_err(LF_ERR_ARG, "interrupted at step %d", step);
+    /* at a run's first step, models that ran before may hold anything: also a plan whose jobs stay at
+     * zero (listed at no step) must bring its tensors back to W0 then */
+    int fresh = step == 1 && (g->run_idx > 0 || g->sess->used);
+    if (g->n_jobs_total || (fresh && g->sp->plan->n_jobs)) {
         if (step == 1) {
             lf_cpu_backend_free(g->be);
             g->be = NULL;
@@ -163,7 +226,7 @@ static lf_status lf_gen_before_step(void *ctx, int step) {
         }
         if ((s = lf_gen_apply_step(g, step, fresh)) != LF_OK) return s;
     }
-    return lf_gen_cond_select(g, g->sp->steps[step - 1].cond_set);
+    return lf_gen_session_cond(g, g->sp->steps[step - 1].cond_set);
 }
 
 static void lf_gen_report(lf_gen *g, int step) {
@@ -262,22 +325,31 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
     float *x = NULL, *img = NULL;
     uint8_t *rgb = NULL;
     lf_rng *rngs = NULL;
+    lf_gen_session *ss = g->sess;
+    int sampled = 0;
     lf_gen_unload(g);
     memset(&g->times, 0, sizeof g->times);
+    g->interrupted = 0;
     g->lat_h = o->height / 8;
     g->lat_w = o->width / 8;
-    /* load */
+    /* load (a session of its own), or bring a used session's weights back to W0 outside this plan */
     double t0 = lf_clock_s();
-    if ((s = lf_gen_load_unet(g, g->m->st)) != LF_OK) goto done;
-    if ((s = lf_gen_load_vae(g)) != LF_OK) goto done;
-    if ((s = lf_gen_load_te(g, g->m->st)) != LF_OK) goto done;
-    if (lf_unet_get_arch(g->unet)->in_channels != 4 || lf_vae_get_arch(g->vae)->latent_channels != 4 ||
-        lf_vae_get_arch(g->vae)->factor != 8) {
-        s = lf_err(LF_ERR_UNSUPPORTED, "%s: only 4-channel latents with an 8x VAE are supported (txt2img)", o->model);
-        goto done;
-    }
-    if ((s = lf_gen_cond_cache_new(g)) != LF_OK) goto done;
+    if (!ss->unet && (s = lf_gen_session_load(ss, g)) != LF_OK) goto done;
     g->times.load = lf_clock_s() - t0;
+    t0 = lf_clock_s();
+    /* from here on the models may hold this plan's patches (ss->used is set when the loop ends) */
+    sampled = 1;
+    size_t restored = 0;
+    s = lf_gen_adapter_ids(g);
+    if (!s) s = lf_gen_session_switch(ss, g->sp, &restored);
+    g->times.weights += lf_clock_s() - t0;
+    g->times.weight_updates += restored;
+    if (s) goto done;
+    g->unet = ss->unet;
+    g->vae = ss->vae;
+    g->te1 = ss->te1;
+    g->te2 = ss->te2;
+    if ((s = lf_gen_cond_cache_new(g)) != LF_OK) goto done;
     g->scfg.prediction = lf_unet_get_arch(g->unet)->prediction; /* v for SD2.x (lf_unet.h) */
     if ((s = lf_sampler_create(&g->scfg, o->steps, &smp)) != LF_OK) goto done;
     int stoch = lf_gen_stochastic(g);
@@ -301,7 +373,7 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
     int64_t seed0 = o->seed;
     lf_sampler_cb scb = {g, lf_gen_before_step, lf_gen_denoise};
     int index = 0;
-    for (g->run_idx = 0; g->run_idx < g->runs && !s; g->run_idx++) {
+    for (g->run_idx = 0; g->run_idx < g->runs && !s && !lf_gen_stop(g); g->run_idx++) {
         int n = total - index < per_run ? total - index : per_run;
         g->run_n = n;
         g->first_image = index;
@@ -315,6 +387,10 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
         g->run_t0 = lf_clock_s();
         lf_gen_report(g, 0);
         s = lf_sampler_run(smp, x, (size_t)n * per, stoch ? &rngs[0] : NULL, &scb);
+        if (s && g->interrupted) {
+            s = LF_OK;
+            break;
+        }
         if (!s) s = lf_gen_check_latent(g, o->steps, x, (size_t)n * per, "the final latent");
         if (s) break;
         double t_sample = (lf_clock_s() - g->run_t0) / n;
@@ -324,6 +400,7 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
         index += n;
     }
 done:
+    if (sampled) ss->used = 1;
     lf_sampler_free(smp);
     free(x);
     free(img);

@@ -6,9 +6,11 @@
  *   gen_output.c  what an image leaves behind: decode, PNG file with its A1111 parameters, callback
  *   gen_memory.c  the memory a call will need (estimated from the checkpoint before loading) and may use
  *   gen_vae.c     --vae: a VAE file or diffusers folder in place of the checkpoint's (check and load)
+ *   gen_session.c the resident model (lf_gen_session): loading, which loaded weights hold what, and the
+ *                 text-encoder outputs kept across jobs
  *
- * Calls go generate.c -> gen_check.c -> gen_cond.c, gen_output.c, gen_memory.c, gen_vae.c (never back
- * up); generate.c also loads through gen_vae.c.
+ * Calls go generate.c -> gen_session.c, gen_check.c -> gen_cond.c, gen_output.c, gen_memory.c, gen_vae.c
+ * (never back up); generate.c also loads through gen_vae.c.
  */
 #ifndef LF_GENERATE_INTERNAL_H
 #define LF_GENERATE_INTERNAL_H
@@ -35,6 +37,39 @@ typedef struct {
     uint64_t weights, patched, buffers, unet, vae, scratch, total;
     uint64_t limit;            /* the limit checked against (0: unknown, not checked) */
 } lf_gen_mem;
+
+/* A checkpoint tensor the loaded models may hold patched, and the signature of the bytes it holds
+ * (gen_session.c: all zero = W0, all 0xff = unknown). */
+#define LF_GEN_SIG 32
+typedef struct {
+    const lf_st_tensor *t;
+    lf_component comp;
+    unsigned char sig[LF_GEN_SIG];
+} lf_gen_held;
+
+/* Text-encoder outputs kept across the jobs of a session (gen_session.c), keyed by what decides them. */
+#define LF_GEN_TE_MEMO 16
+typedef struct {
+    unsigned char key[LF_GEN_SIG];
+    lf_text_cond cond, uncond;
+    uint64_t last_use;         /* 0: empty slot */
+} lf_gen_te_memo;
+
+struct lf_gen_session {
+    char *model;               /* checkpoint path */
+    lf_model *m;
+    lf_tokenizer *tok;
+    lf_unet *unet;
+    lf_vae *vae;
+    lf_clip *te1, *te2;
+    char model_hash[11];
+    const char *family;
+    int used;                  /* a job has run on the loaded models */
+    lf_gen_held *held;         /* after lf_gen_session_switch: held[j] is the running plan's job j */
+    size_t n_held;
+    lf_gen_te_memo memo[LF_GEN_TE_MEMO];
+    uint64_t memo_tick;
+};
 
 struct lf_gen {
     lf_gen_opts o;
@@ -63,6 +98,12 @@ struct lf_gen {
     size_t n_jobs_total;
     lf_gen_progress_fn progress;
     void *progress_ctx;
+    lf_gen_cancel_fn cancel;
+    void *cancel_ctx;
+    int interrupted;
+    lf_gen_session *sess;      /* the loaded model (generate.c); m and tok are its own when set */
+    int own_sess;              /* lf_gen_open's session of its own: unloaded after lf_gen_run */
+    unsigned char (*aid)[LF_GEN_SIG]; /* per plan adapter: its file's identity (gen_session.c) */
     /* run state */
     lf_unet *unet;
     lf_vae *vae;
@@ -80,9 +121,6 @@ struct lf_gen {
     int run_idx, runs, first_image;
 };
 
-/* gen_check.c: fill in defaulted options, then check them, the prompt's tags, the model's parts, the
- * image size and the adapters in that order, and prepare the prompts, tokenizer and output names;
- * the first failure is returned. No model weights are loaded and nothing is written. */
 /* Ancestral and SDE samplers draw noise per image, so each image is its own sampler run: the images of
  * one sampler run (the memory estimate and the loop both follow this). */
 static inline int lf_gen_stochastic(const lf_gen *g) {
@@ -90,7 +128,35 @@ static inline int lf_gen_stochastic(const lf_gen *g) {
 }
 static inline int lf_gen_per_run(const lf_gen *g) { return lf_gen_stochastic(g) ? 1 : g->o.batch_size; }
 
+/* gen_check.c: fill in defaulted options, then check them, the prompt's tags, the model's parts, the
+ * image size and the adapters in that order, and prepare the prompts, tokenizer and output names;
+ * the first failure is returned. No model weights are loaded and nothing is written. A model and
+ * tokenizer already in g (a session's) are used, not opened again. */
 lf_status lf_gen_check(lf_gen *g);
+
+/* gen_session.c */
+void lf_gen_session_unload(lf_gen_session *s);
+/* A session of g's own around the model and tokenizer its checks opened (g->sess; g borrows them). */
+lf_status lf_gen_session_adopt(lf_gen *g);
+/* Load the session's UNet, VAE and text encoder(s) with what g's checks found; nothing stays loaded
+ * on failure. */
+lf_status lf_gen_session_load(lf_gen_session *s, const lf_gen *g);
+/* g->aid: the identity of every plan adapter's file. */
+lf_status lf_gen_adapter_ids(lf_gen *g);
+/* Before a job: restore from W0 what the session holds patched outside sp (*restored tensors), and list
+ * sp's tensors. */
+lf_status lf_gen_session_switch(lf_gen_session *s, const lf_step_plan *sp, size_t *restored);
+/* At step t of a run whose models may hold anything (a used session, a later sampler run): recompute
+ * and hand over exactly the jobs whose bytes at step t differ from what the models hold. */
+lf_status lf_gen_session_apply_changed(lf_gen *g, lf_cpu_backend *be, int t, size_t *refreshed);
+/* lf_gen_cond_select for a job on a shared session: the conditioning of text-encoder set `set` comes
+ * from the session's memo when the same prompt, negative prompt and clip skip were encoded with the
+ * same text-encoder weights (the signatures of the patches they hold) by an earlier job, and what is
+ * encoded goes into the memo (LF_GEN_TE_MEMO entries, least recently used replaced). */
+lf_status lf_gen_session_cond(lf_gen *g, size_t set);
+/* Around the plan's own step t (lf_cpu_backend_step + lf_live_apply_step): done = 0 marks its jobs
+ * unknown, done = 1 records what they hold now. */
+lf_status lf_gen_session_mark_step(lf_gen *g, int t, int done);
 
 /* gen_memory.c */
 /* The UNet options of the checkpoint's family (heads rule). */
@@ -129,7 +195,7 @@ lf_status lf_gen_finish_image(lf_gen *g, int index, int64_t seed, const float *l
  * vae_dir, vae_name. LF_OK without --vae. */
 lf_status lf_gen_check_vae(lf_gen *g);
 /* g->vae from --vae, else from the checkpoint. */
-lf_status lf_gen_load_vae(lf_gen *g);
+lf_status lf_gen_load_vae(const lf_gen *g, lf_vae **out);
 /* The VAE's structure for the memory estimate (shapes only; a diffusers folder is loaded whole). */
 lf_status lf_gen_vae_shapes(lf_gen *g, lf_vae **out);
 

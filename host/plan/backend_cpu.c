@@ -97,20 +97,34 @@ static void lf_cpu_step_chunk(void *vc, int64_t i0, int64_t i1, int tid) {
     }
 }
 
-lf_status lf_cpu_backend_step(lf_cpu_backend *b, int t) {
+/* Recompute the jobs of s (step t's list, or a caller's) with step t's coefficients. */
+static lf_status lf_cpu_backend_run(lf_cpu_backend *b, int t, const lf_step *s) {
     const lf_step_plan *sp = b->sp;
     if (t != b->last + 1 || t < 1 || t > sp->n_steps)
         return lf_err(LF_ERR_ARG, "cpu backend: step %d requested after step %d (steps run 1..%d in order)", t, b->last,
                       sp->n_steps);
     lf_cpu_step_ctx c;
     memset(&c, 0, sizeof c);
-    c.b = b, c.s = &sp->steps[t - 1], c.t = t, c.err_i = SIZE_MAX;
+    c.b = b, c.s = s, c.t = t, c.err_i = SIZE_MAX;
     pthread_mutex_init(&c.mu, NULL);
     lf_par_for((int64_t)c.s->n_jobs, 1, lf_cpu_step_chunk, &c);
     pthread_mutex_destroy(&c.mu);
     if (c.err_i != SIZE_MAX) return lf_err(c.err, "step %d: %s", t, c.msg);
     b->last = t;
     return LF_OK;
+}
+
+lf_status lf_cpu_backend_step(lf_cpu_backend *b, int t) {
+    if (t < 1 || t > b->sp->n_steps) return lf_cpu_backend_run(b, t, NULL);
+    return lf_cpu_backend_run(b, t, &b->sp->steps[t - 1]);
+}
+
+lf_status lf_cpu_backend_step_jobs(lf_cpu_backend *b, int t, const size_t *jobs, size_t n) {
+    lf_step s;
+    memset(&s, 0, sizeof s);
+    s.jobs = (size_t *)(uintptr_t)jobs;
+    s.n_jobs = n;
+    return lf_cpu_backend_run(b, t, &s);
 }
 
 const void *lf_cpu_backend_weight(const lf_cpu_backend *b, size_t j, size_t *nbytes) {

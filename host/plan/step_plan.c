@@ -44,7 +44,10 @@ void lf_step_plan_free(lf_step_plan *sp) {
         lf_strength_free(&sp->adapters[i].str);
     }
     free(sp->adapters);
-    for (size_t i = 0; i < sp->n_files; i++) lf_adapter_free(sp->files[i]);
+    for (size_t i = 0; i < sp->n_files; i++) {
+        if (sp->source.release) sp->source.release(sp->source.ctx, sp->files[i]);
+        else lf_adapter_free(sp->files[i]);
+    }
     free(sp->files);
     lf_plan_free(sp->plan);
     free(sp->job_comp);
@@ -169,6 +172,7 @@ static lf_status lf_step_dyn(lf_step_plan *sp, lf_step_adapter *a) {
  * one adapter of the plan, or `count` of them when its contribution is not linear in the strength. */
 static lf_status lf_step_load(lf_step_plan *sp, const lf_step_opts *o) {
     size_t n = sp->n_adapters, np = 0;
+    if (o && o->source && o->source->open && o->source->release) sp->source = *o->source;
     lf_adapter **f_of = calloc(n + 1, sizeof *f_of);
     sp->files = calloc(n + 1, sizeof *sp->files);
     lf_status st = LF_OK;
@@ -181,7 +185,7 @@ static lf_status lf_step_load(lf_step_plan *sp, const lf_step_opts *o) {
         for (size_t k = 0; k < sp->n_files && !f; k++)
             if (!strcmp(sp->files[k]->path, a->path)) f = sp->files[k];
         if (!f) {
-            st = lf_adapter_open(a->path, &f);
+            st = sp->source.open ? sp->source.open(sp->source.ctx, a->path, &f) : lf_adapter_open(a->path, &f);
             if (st != LF_OK) {
                 st = lf_step_tag_err(a->tag);
                 break;

@@ -132,3 +132,8 @@ lf_status lf_live_apply_all(const lf_live *m, const lf_step_plan *sp, const lf_c
                             lf_live_stats *stats) {
     return lf_live_run(m, sp, b, NULL, sp->plan->n_jobs, stats);
 }
+
+lf_status lf_live_apply_jobs(const lf_live *m, const lf_step_plan *sp, const lf_cpu_backend *b, const size_t *jobs,
+                             size_t n, lf_live_stats *stats) {
+    return lf_live_run(m, sp, b, jobs, n, stats);
+}

@@ -81,6 +81,7 @@ typedef struct lf_gen_opts {
     int force_size;            /* run even when the memory estimate is over the limit */
     const char *vae;           /* NULL: the checkpoint's VAE; else a VAE .safetensors file or diffusers vae/ folder */
     const char *hash_cache;    /* NULL: lf_hash_cache_default_path() (lorafuse/lf_hash_cache.h); "": no cache */
+    const struct lf_adapter_source *adapters; /* adapter files from a cache (lf_step_plan.h); NULL: opened per call */
 } lf_gen_opts;
 
 void lf_gen_opts_default(lf_gen_opts *o);
@@ -126,6 +127,38 @@ void lf_gen_set_progress(lf_gen *g, lf_gen_progress_fn fn, void *ctx);
 /* Load the model, sample, decode and write every image; cb (may be NULL) sees each image. */
 lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *ctx);
 void lf_gen_free(lf_gen *g);
+
+/* Resident model (lorafuse serve): the checkpoint opened and its UNet, VAE and text encoders loaded
+ * once, then any number of jobs (lf_gen_open_in), one at a time. A job changes only the loaded weights
+ * its adapters patch; before it starts, every tensor an earlier job patched and this one does not is
+ * restored from the checkpoint's pristine bytes (W0, never by subtraction), and every tensor this one
+ * patches whose bytes differ from what it holds is recomputed from W0 (the session keeps a signature of
+ * the patches behind each loaded tensor). So a job's images are those of lf_gen_open + lf_gen_run with
+ * the same options in a fresh process, byte for byte, whatever ran before (tests/serve/test_serve.py),
+ * and a job with the same adapters as the last one rewrites nothing.
+ * lf_gen_open is a job on a session of its own that loads at lf_gen_run and unloads when it ends. */
+typedef struct lf_gen_session lf_gen_session;
+
+/* Open `model` and load it (every check of lf_gen_open on the model's parts). */
+lf_status lf_gen_session_open(const char *model, lf_gen_session **out);
+void lf_gen_session_free(lf_gen_session *s);
+/* What the session holds: the checkpoint's path and family name, and its A1111 model hash. */
+const char *lf_gen_session_model(const lf_gen_session *s);
+const char *lf_gen_session_family(const lf_gen_session *s);
+const char *lf_gen_session_hash(const lf_gen_session *s);
+
+/* A job on the session: the checks of lf_gen_open against the loaded model (o->model is ignored: the
+ * session's), then lf_gen_run samples with the resident weights. The session must outlive the job and
+ * run one job at a time. The memory estimate is not checked against the system (the weights are
+ * already loaded; the caller bounds sizes). */
+lf_status lf_gen_open_in(lf_gen_session *s, const lf_gen_opts *o, lf_gen **out);
+
+/* Stop a running lf_gen_run early: fn (called before every sampler step and every image, from the
+ * thread running the job) returns nonzero to stop. lf_gen_run then returns LF_OK with the images
+ * finished before (lf_gen_interrupted says it stopped early). */
+typedef int (*lf_gen_cancel_fn)(void *ctx);
+void lf_gen_set_cancel(lf_gen *g, lf_gen_cancel_fn fn, void *ctx);
+int lf_gen_interrupted(const lf_gen *g);
 
 /* Seconds spent so far in loading, text encoding, weight updates (plan + refresh), UNet, decode. */
 typedef struct lf_gen_times {

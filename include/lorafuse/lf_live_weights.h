@@ -73,6 +73,9 @@ lf_status lf_live_apply_step(const lf_live *m, const lf_step_plan *sp, const lf_
 /* Refresh every job of the plan with the backend's current bytes. */
 lf_status lf_live_apply_all(const lf_live *m, const lf_step_plan *sp, const lf_cpu_backend *b,
                             lf_live_stats *stats);
+/* Refresh the plan jobs jobs[0..n) with the backend's current bytes (after lf_cpu_backend_step_jobs). */
+lf_status lf_live_apply_jobs(const lf_live *m, const lf_step_plan *sp, const lf_cpu_backend *b, const size_t *jobs,
+                             size_t n, lf_live_stats *stats);
 
 #ifdef __cplusplus
 }

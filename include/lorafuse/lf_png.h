@@ -87,6 +87,10 @@ void lf_infotext_parsed_free(lf_infotext_parsed *p);
 lf_status lf_png_write(const char *path, const uint8_t *rgb, int w, int h, const char *const *keys,
                        const char *const *texts, size_t n_text);
 
+/* The bytes lf_png_write would write, into *buf (malloc'd, *len bytes). */
+lf_status lf_png_encode_mem(const uint8_t *rgb, int w, int h, const char *const *keys, const char *const *texts,
+                            size_t n_text, uint8_t **buf, size_t *len);
+
 /* Write DIR/NNNNN-SEED.png (see above); *path_out (malloc'd) gets the name used. DIR is created if
  * missing (one level). */
 lf_status lf_png_save_next(const char *dir, int64_t seed, const uint8_t *rgb, int w, int h,
@@ -96,6 +100,9 @@ lf_status lf_png_save_next(const char *dir, int64_t seed, const uint8_t *rgb, in
  * NULL when absent; text may be NULL; tEXt and zTXt are Latin-1 and come back as UTF-8). All outputs
  * malloc'd. */
 lf_status lf_png_read(const char *path, uint8_t **rgb, int *w, int *h, const char *key, char **text);
+/* lf_png_read from len bytes in memory. */
+lf_status lf_png_read_mem(const uint8_t *buf, size_t len, uint8_t **rgb, int *w, int *h, const char *key,
+                          char **text);
 
 #ifdef __cplusplus
 }

@@ -48,11 +48,20 @@ extern "C" {
 #define LF_PROMPT_MAX_ADAPTERS 64
 #define LF_STEP_PLAN_MAX_COEFS (1 << 27)
 
+/* Where a plan gets its adapter files: open gives a file the plan borrows until it hands it back with
+ * release (a cache of loaded files, for a server). The plan never modifies a file it borrows. */
+typedef struct lf_adapter_source {
+    lf_status (*open)(void *ctx, const char *path, lf_adapter **out);
+    void (*release)(void *ctx, lf_adapter *a);
+    void *ctx;
+} lf_adapter_source;
+
 typedef struct lf_step_opts {
     const char *lora_dir;       /* NULL: LF_LORA_DIR_DEFAULT (lf_step_plan_build only) */
     int lora_dir_confine;       /* refuse symbolic links out of lora_dir (lf_lora_dir_opts.confine) */
     const char *lbw_presets;    /* user LBW presets file, or NULL */
     lf_plan_opts plan;          /* allow_unmatched, allow_family */
+    const lf_adapter_source *source; /* NULL: lf_adapter_open, files owned by the plan */
 } lf_step_opts;
 
 /* One entry per distinct tag: `count` identical tags (the first one is `tag`). An entry whose
@@ -92,8 +101,9 @@ typedef struct lf_step_plan {
     int n_steps;
     lf_step_adapter *adapters;  /* one per distinct tag, in the order of their first copy */
     size_t n_adapters;
-    lf_adapter **files;         /* distinct loaded files (owned) */
+    lf_adapter **files;         /* distinct loaded files (owned, or borrowed from source) */
     size_t n_files;
+    lf_adapter_source source;   /* where files came from (open NULL: lf_adapter_open) */
     lf_plan *plan;              /* jobs for every non-dropped adapter; patch coefs are placeholders */
     lf_component *job_comp;     /* per job */
     int *job_block;             /* per job (LF_BLK_NONE outside the UNet) */
@@ -143,6 +153,10 @@ void lf_cpu_backend_free(lf_cpu_backend *b);
 /* Apply step t's list (t must be the step after the last one applied, starting at 1): each listed job
  * is recomputed from the pristine W0 with step t's coefficients. */
 lf_status lf_cpu_backend_step(lf_cpu_backend *b, int t);
+/* Same order rule, but recompute only jobs[0..n) with step t's coefficients: for a model that already
+ * holds the right bytes for every other job (a resident model reused across prompts); the others keep
+ * what the backend held. */
+lf_status lf_cpu_backend_step_jobs(lf_cpu_backend *b, int t, const size_t *jobs, size_t n);
 /* Current bytes of job j's tensor (same dtype and size as the checkpoint's). */
 const void *lf_cpu_backend_weight(const lf_cpu_backend *b, size_t j, size_t *nbytes);
 
