@@ -11,7 +11,8 @@
  * SIGTERM (and SIGHUP unless ignored) shut it down cleanly: their handler (on whichever thread the
  * kernel picks: libraries start threads of their own before main) writes the signal to a pipe that the
  * main thread reads, then the server stops as lf_serve_stop says and the process exits 0.
- * Exit status: 0 after a signal, 1 failure to start, 2 usage.
+ * Exit status: 0 after a signal or --help, 1 failure to start, 2 usage.
+ * (usage and --help text: lf_serve_usage_text, lf_serve_help_text; README "serve" shows both)
  */
 #include <errno.h>
 #include <signal.h>
@@ -24,18 +25,20 @@
 #include "host/base/text.h"
 #include "lorafuse/lf_serve.h"
 
-static int lf_serve_usage(void) {
-    fputs("usage: lorafuse serve --model PATH [--listen HOST:PORT] [--lora-dir DIR] [--output-dir DIR]\n"
-          "                      [--api-auth USER:PASS[,USER:PASS...]] [--queue N] [--lora-cache-mb N]\n"
-          "                      [--backend cpu|cuda] [--threads N] [--max-body-mb N] [--max-prompt N] [--max-tags N] [--max-pixels N] [--max-steps N]\n"
-          "                      [--max-images N]\n"
-          "defaults: --listen " LF_SERVE_DEFAULT_LISTEN ", --lora-dir models/lora, --queue 32, --lora-cache-mb 1024,\n"
-          "no --output-dir "
-          "(save_images refused), limits: body 32 MiB, prompt 16384 bytes, 32 tags, 4194304 pixels\n"
-          "(width x height x batch_size), 150 steps, 64 images per request\n",
-          stderr);
-    return 2;
-}
+static const char lf_serve_usage_text[] =
+    "usage: lorafuse serve --model PATH [--listen HOST:PORT] [--lora-dir DIR] [--output-dir DIR]\n"
+    "                      [--api-auth USER:PASS[,USER:PASS...]] [--queue N] [--lora-cache-mb N]\n"
+    "                      [--backend cpu|cuda] [--threads N] [--max-body-mb N] [--max-prompt N]\n"
+    "                      [--max-tags N] [--max-pixels N] [--max-steps N] [--max-images N]\n";
+
+static const char lf_serve_help_text[] =
+    "AUTOMATIC1111's HTTP API (/sdapi/v1) over a model loaded once (docs/serve.md).\n"
+    "defaults: --listen " LF_SERVE_DEFAULT_LISTEN ", --lora-dir models/lora, --queue 32, --lora-cache-mb 1024,\n"
+    "no --output-dir (save_images refused); limits: body 32 MiB, prompt 16384 bytes, 32 tags, 4194304\n"
+    "pixels (width x height x batch_size), 150 steps, 64 images per request.\n"
+    "SIGINT/SIGTERM stop it: the running job is interrupted, queued ones get 503, exit 0.\n"
+    "example:\n"
+    "  lorafuse serve --model models/sd15-mini.safetensors --lora-dir models/lora --listen 127.0.0.1:7860\n";
 
 typedef struct {
     lf_serve_opts o;
@@ -67,70 +70,76 @@ static int lf_serve_signals(void) {
     return 1;
 }
 
-static int lf_serve_parse_args(int argc, char **argv, lf_serve_args *a) {
+enum {
+    S_MODEL, S_LISTEN, S_LORA_DIR, S_OUTDIR, S_AUTH, S_QUEUE, S_CACHE, S_THREADS, S_BODY, S_PROMPT, S_TAGS, S_PIXELS,
+    S_STEPS, S_IMAGES, S_BACKEND
+};
+
+static const lf_cli_opt lf_serve_cli_opts[] = {
+    [S_MODEL] = {"model", 1, 0},           [S_LISTEN] = {"listen", 1, 0},       [S_LORA_DIR] = {"lora-dir", 1, 0},
+    [S_OUTDIR] = {"output-dir", 1, 0},     [S_AUTH] = {"api-auth", 1, 0},       [S_QUEUE] = {"queue", 1, 0},
+    [S_CACHE] = {"lora-cache-mb", 1, 0},   [S_THREADS] = {"threads", 1, 0},     [S_BODY] = {"max-body-mb", 1, 0},
+    [S_PROMPT] = {"max-prompt", 1, 0},     [S_TAGS] = {"max-tags", 1, 0},       [S_PIXELS] = {"max-pixels", 1, 0},
+    [S_STEPS] = {"max-steps", 1, 0},       [S_IMAGES] = {"max-images", 1, 0},   [S_BACKEND] = {"backend", 1, 0},
+    {NULL, 0, 0}};
+
+/* One option's value into a; 0 after a message when it is bad. */
+static int lf_serve_opt(lf_serve_args *a, int o, const char *v) {
+    static const char *const name[] = {[S_QUEUE] = "--queue", [S_CACHE] = "--lora-cache-mb", [S_THREADS] = "--threads",
+                                       [S_BODY] = "--max-body-mb", [S_PROMPT] = "--max-prompt", [S_TAGS] = "--max-tags",
+                                       [S_PIXELS] = "--max-pixels", [S_STEPS] = "--max-steps", [S_IMAGES] = "--max-images"};
+    static const long long lo[] = {[S_QUEUE] = 0, [S_CACHE] = 0, [S_THREADS] = 1, [S_BODY] = 1, [S_PROMPT] = 1,
+                                   [S_TAGS] = 0, [S_PIXELS] = 64, [S_STEPS] = 1, [S_IMAGES] = 1};
+    static const long long hi[] = {[S_QUEUE] = 100000, [S_CACHE] = 1 << 24, [S_THREADS] = 1024, [S_BODY] = 4096,
+                                   [S_PROMPT] = 1 << 24, [S_TAGS] = 4096, [S_PIXELS] = 1ll << 40, [S_STEPS] = 10000,
+                                   [S_IMAGES] = 100000};
+    long long n = 0;
+    if (o >= S_QUEUE && o <= S_IMAGES && !lf_cli_int("serve", name[o], v, lo[o], hi[o], &n)) return 0;
+    switch (o) {
+    case S_MODEL: a->o.model = v; return 1;
+    case S_LISTEN: a->o.listen = v; return 1;
+    case S_LORA_DIR: a->o.lora_dir = v; return 1;
+    case S_OUTDIR: a->o.output_dir = v; return 1;
+    case S_AUTH: a->o.api_auth = v; return 1;
+    case S_QUEUE: a->o.queue = (int)n; return 1;
+    case S_CACHE: a->o.lora_cache_mb = (int)n; return 1;
+    case S_THREADS: a->threads = (int)n; return 1;
+    case S_BODY: a->o.limits.max_body = (size_t)n << 20; return 1;
+    case S_PROMPT: a->o.limits.max_prompt = (size_t)n; return 1;
+    case S_TAGS: a->o.limits.max_tags = (int)n; return 1;
+    case S_PIXELS: a->o.limits.max_pixels = n; return 1;
+    case S_STEPS: a->o.limits.max_steps = (int)n; return 1;
+    case S_IMAGES: a->o.limits.max_images = (int)n; return 1;
+    case S_BACKEND:
+        if (!strcmp(v, "cpu")) a->o.backend = LF_GEN_CPU;
+        else if (!strcmp(v, "cuda")) a->o.backend = LF_GEN_CUDA;
+        else return lf_cli_bad_choice("serve", "--backend", v, "cpu or cuda");
+        return 1;
+    default: return 0;
+    }
+}
+
+/* 1: run; 0: exit with *rc (0 after --help, 2 after a usage error). */
+static int lf_serve_parse_args(int argc, char **argv, lf_serve_args *a, int *rc) {
     memset(a, 0, sizeof *a);
     lf_serve_opts_default(&a->o);
-    for (int i = 2; i < argc; i++) {
-        const char *s = argv[i];
-        int has = i + 1 < argc;
-        long long v;
-        if (!strcmp(s, "--model") && has) a->o.model = argv[++i];
-        else if (!strcmp(s, "--listen") && has) a->o.listen = argv[++i];
-        else if (!strcmp(s, "--lora-dir") && has) a->o.lora_dir = argv[++i];
-        else if (!strcmp(s, "--output-dir") && has) a->o.output_dir = argv[++i];
-        else if (!strcmp(s, "--api-auth") && has) a->o.api_auth = argv[++i];
-        else if (!strcmp(s, "--queue") && has) {
-            if (!lf_cli_int("serve", s, argv[++i], 0, 100000, &v)) return 0;
-            a->o.queue = (int)v;
-        } else if (!strcmp(s, "--lora-cache-mb") && has) {
-            if (!lf_cli_int("serve", s, argv[++i], 0, 1 << 24, &v)) return 0;
-            a->o.lora_cache_mb = (int)v;
-        } else if (!strcmp(s, "--threads") && has) {
-            if (!lf_cli_int("serve", s, argv[++i], 1, 1024, &v)) return 0;
-            a->threads = (int)v;
-        } else if (!strcmp(s, "--max-body-mb") && has) {
-            if (!lf_cli_int("serve", s, argv[++i], 1, 4096, &v)) return 0;
-            a->o.limits.max_body = (size_t)v << 20;
-        } else if (!strcmp(s, "--max-prompt") && has) {
-            if (!lf_cli_int("serve", s, argv[++i], 1, 1 << 24, &v)) return 0;
-            a->o.limits.max_prompt = (size_t)v;
-        } else if (!strcmp(s, "--max-tags") && has) {
-            if (!lf_cli_int("serve", s, argv[++i], 0, 4096, &v)) return 0;
-            a->o.limits.max_tags = (int)v;
-        } else if (!strcmp(s, "--max-pixels") && has) {
-            if (!lf_cli_int("serve", s, argv[++i], 64, 1ll << 40, &v)) return 0;
-            a->o.limits.max_pixels = v;
-        } else if (!strcmp(s, "--max-steps") && has) {
-            if (!lf_cli_int("serve", s, argv[++i], 1, 10000, &v)) return 0;
-            a->o.limits.max_steps = (int)v;
-        } else if (!strcmp(s, "--max-images") && has) {
-            if (!lf_cli_int("serve", s, argv[++i], 1, 100000, &v)) return 0;
-            a->o.limits.max_images = (int)v;
-        } else if (!strcmp(s, "--backend") && has) {
-            const char *b = argv[++i];
-            if (!strcmp(b, "cpu")) a->o.backend = LF_GEN_CPU;
-            else if (!strcmp(b, "cuda")) a->o.backend = LF_GEN_CUDA;
-            else {
-                char q[LF_ESC_PART];
-                fprintf(stderr, "lorafuse serve: bad --backend '%s' (cpu or cuda)\n", lf_esc(q, sizeof q, b, strlen(b)));
-                return 0;
-            }
-        } else {
-            char q[LF_ESC_PART];
-            fprintf(stderr, "lorafuse serve: unexpected argument '%s'\n", lf_esc(q, sizeof q, s, strlen(s)));
-            return 0;
-        }
+    lf_cli_parser p;
+    lf_cli_parser_init(&p, "serve", lf_serve_usage_text, lf_serve_help_text, lf_serve_cli_opts, argc, argv);
+    int o, n;
+    char *v, **rest;
+    while ((o = lf_cli_next(&p, &v)) >= 0 && lf_serve_opt(a, o, v)) {
     }
-    if (!a->o.model) {
-        fprintf(stderr, "lorafuse serve: --model is required\n");
-        return 0;
-    }
-    return 1;
+    if ((*rc = lf_cli_finish(&p, o < 0 ? o : LF_CLI_BAD, 0, &rest, &n)) >= 0) return 0;
+    if (a->o.model) return 1;
+    fprintf(stderr, "lorafuse serve: --model is required\n");
+    *rc = lf_cli_bad_usage(&p);
+    return 0;
 }
 
 int lf_cli_serve(int argc, char **argv) {
     lf_serve_args a;
-    if (!lf_serve_parse_args(argc, argv, &a)) return lf_serve_usage();
+    int rc;
+    if (!lf_serve_parse_args(argc, argv, &a, &rc)) return rc;
     if (a.threads) lf_par_set_threads(a.threads);
     if (!lf_serve_signals()) {
         fprintf(stderr, "lorafuse serve: cannot create the signal pipe: %s\n", strerror(errno));
