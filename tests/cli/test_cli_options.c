@@ -111,7 +111,7 @@ static void test_help(void) {
             for (const char *at = docs[d] ? strstr(docs[d], marker) : NULL; at; at = strstr(at + 1, marker))
                 LF_CHECK(help && !strncmp(at + strlen(marker), help, strlen(help)) &&
                              !strncmp(at + strlen(marker) + strlen(help), "```", 3),
-                         "%s: the '%s' block is not the program's output (docs out of sync):\n%s", g_docs[d], marker,
+                         "%s: the '%s' block is not the program's output (docs out of sync: python3 scripts/sync-help.py):\n%s", g_docs[d], marker,
                          help ? help : "");
         free(help);
     }
