@@ -106,7 +106,7 @@ typedef struct {
 static result run(const char *args) {
     result r;
     memset(&r, 0, sizeof r);
-    char cmd[8192], work[512], errf[512], outf[512];
+    char cmd[16384], work[512], errf[512], outf[512];
     snprintf(work, sizeof work, "%s/work", g_tmp);
     snprintf(errf, sizeof errf, "%s/stderr", g_tmp);
     snprintf(outf, sizeof outf, "%s/stdout", g_tmp);
@@ -115,10 +115,11 @@ static result run(const char *args) {
     char model[4200] = "", outdir[4200] = "";
     if (!strstr(args, "--model ")) snprintf(model, sizeof model, "--model '%s'", g_mini);
     if (!strstr(args, "--output-dir ")) snprintf(outdir, sizeof outdir, "--output-dir '%s/out'", g_tmp);
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' generate %s %s %s %s %s %s %s >'%s' 2>'%s'", work, getenv("LF_BIN"), model,
+    int len = snprintf(cmd, sizeof cmd, "cd '%s' && '%s' generate %s %s %s %s %s %s %s >'%s' 2>'%s'", work, getenv("LF_BIN"), model,
              strstr(args, "--prompt ") ? "" : "--prompt 'a fox'", strstr(args, "--steps ") ? "" : "--steps 2",
              strstr(args, "--width ") ? "" : g_size,
              strstr(args, "--seed ") ? "" : "--seed 7", outdir, args, outf, errf);
+    LF_CHECK(len > 0 && (size_t)len < sizeof cmd, "the command of case '%.80s' does not fit %zu bytes", args, sizeof cmd);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = system(cmd);
