@@ -403,6 +403,10 @@ lf_status lf_unet_load(const lf_st_file *st, const lf_unet_opts *opts, lf_unet *
     return lf_un_load_src(st, NULL, 0, NULL, 0, opts, out);
 }
 
+lf_status lf_unet_load_mapped(const lf_st_file *st, const lf_unet_opts *opts, lf_unet **out) {
+    return lf_un_load_src(st, NULL, 0, NULL, LF_WTS_MAP, opts, out);
+}
+
 lf_status lf_unet_load_views(const char *const *names, const lf_view *views, size_t n, int borrow,
                              const char *label, const lf_unet_opts *opts, lf_unet **out) {
     *out = NULL;
