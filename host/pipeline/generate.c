@@ -111,7 +111,7 @@ lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
 static lf_status lf_gen_load_unet(lf_gen *g, const lf_st_file *st) {
     lf_unet_opts uo = lf_gen_unet_opts(g);
     lf_unet *u = NULL;
-    lf_status s = lf_unet_load(st, &uo, &u);
+    lf_status s = lf_unet_load_mapped(st, &uo, &u); /* g->m keeps st open until the models are freed */
     if (s) return s;
     lf_unet_free(g->unet);
     g->unet = u;
@@ -120,8 +120,8 @@ static lf_status lf_gen_load_unet(lf_gen *g, const lf_st_file *st) {
 
 static lf_status lf_gen_load_te(lf_gen *g, const lf_st_file *st) {
     lf_clip *a = NULL, *b = NULL;
-    lf_status s = lf_clip_load(st, g->te_p1, NULL, &a);
-    if (!s && g->tef == LF_TE_SDXL) s = lf_clip_load(st, g->te_p2, NULL, &b);
+    lf_status s = lf_clip_load_mapped(st, g->te_p1, NULL, &a);
+    if (!s && g->tef == LF_TE_SDXL) s = lf_clip_load_mapped(st, g->te_p2, NULL, &b);
     if (s) {
         lf_clip_free(a);
         return s;
@@ -270,7 +270,7 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
     if ((s = lf_a1111_model_hash(o->model, model_hash)) != LF_OK) goto done;
     if (!g->lora_hashes && (s = lf_gen_lora_hashes(g)) != LF_OK) goto done;
     if ((s = lf_gen_load_unet(g, g->m->st)) != LF_OK) goto done;
-    if ((s = lf_vae_load(g->m->st, g->m->family, NULL, &g->vae)) != LF_OK) goto done;
+    if ((s = lf_vae_load_mapped(g->m->st, g->m->family, NULL, &g->vae)) != LF_OK) goto done;
     if ((s = lf_gen_load_te(g, g->m->st)) != LF_OK) goto done;
     if (lf_unet_get_arch(g->unet)->in_channels != 4 || lf_vae_get_arch(g->vae)->latent_channels != 4 ||
         lf_vae_get_arch(g->vae)->factor != 8) {

@@ -6,6 +6,9 @@
  * rounds once, P6), so after step t every tensor equals a fresh merge at step t's strengths, byte for
  * byte. Steps must be applied in order (the list of step t is relative to step t-1).
  * Data shapes: w[j] = bytes of job j's target (same dtype and size as in the checkpoint).
+ * Memory: w holds only the tensors the plan patches, in the checkpoint's dtype (the loaded models bind
+ * to them: lf_live_weights.h), W0 is read from the mapping; the jobs' f32 scratch is freed after each
+ * step.
  * Threads: the jobs of a step are independent (each writes only its own w[j] from W0 and the factors), so
  * they run on the operator pool (host/base/pool.h), one job per chunk, each with its own patch
  * scratch; every job's bytes are what the serial loop gives. A failure reports the lowest failing job.
@@ -108,6 +111,9 @@ lf_status lf_cpu_backend_step(lf_cpu_backend *b, int t) {
     pthread_mutex_init(&c.mu, NULL);
     lf_par_for((int64_t)c.s->n_jobs, 1, lf_cpu_step_chunk, &c);
     pthread_mutex_destroy(&c.mu);
+    /* the f32 scratch of the jobs (copies of the largest layer per thread) is not kept between steps:
+     * the model's forward pass runs between two steps and needs that memory more */
+    for (int i = 0; i < LF_PAR_MAX_THREADS; i++) lf_apply_ws_free(&b->ws[i]);
     if (c.err_i != SIZE_MAX) return lf_err(c.err, "step %d: %s", t, c.msg);
     b->last = t;
     return LF_OK;

@@ -39,4 +39,7 @@ struct lf_clip {
     char label[512];        /* file, for messages */
 };
 
+/* lf_clip_set_weight without the copy where the weight is not fused (lf_wts_bind; live_weights.c). */
+lf_status lf_clip_bind_weight(lf_clip *m, const char *key, const lf_view *v);
+
 #endif

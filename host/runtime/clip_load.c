@@ -464,3 +464,10 @@ lf_status lf_clip_set_weight(lf_clip *m, const char *key, const lf_view *v) {
     if (!e) return lf_err(LF_ERR_MODEL, "%s: the text encoder at \"%s\" holds no weight \"%s\"", m->label, m->prefix, key);
     return lf_wts_refresh(e, v, m->label, key);
 }
+
+lf_status lf_clip_bind_weight(lf_clip *m, const char *key, const lf_view *v) {
+    const char *k = clip_strip(m, key);
+    lf_wts_entry *e = k ? lf_wts_get(m->wts, m->n_wts, k) : NULL;
+    if (!e) return lf_err(LF_ERR_MODEL, "%s: the text encoder at \"%s\" holds no weight \"%s\"", m->label, m->prefix, key);
+    return lf_wts_bind(e, v, m->label, key);
+}

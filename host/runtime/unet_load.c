@@ -629,3 +629,10 @@ lf_status lf_unet_set_weight(lf_unet *u, const char *key, const lf_view *v) {
     if (!e) return lf_err(LF_ERR_MODEL, "%s: the UNet holds no weight \"%s\"", u->label, key);
     return lf_wts_refresh(e, v, u->label, key);
 }
+
+lf_status lf_unet_bind_weight(lf_unet *u, const char *key, const lf_view *v) {
+    const char *k = lf_un_strip(u, key);
+    lf_wts_entry *e = k ? lf_wts_get(u->wts, u->n_wts, k) : NULL;
+    if (!e) return lf_err(LF_ERR_MODEL, "%s: the UNet holds no weight \"%s\"", u->label, key);
+    return lf_wts_bind(e, v, u->label, key);
+}
