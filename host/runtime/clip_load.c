@@ -465,6 +465,13 @@ lf_status lf_clip_set_weight(lf_clip *m, const char *key, const lf_view *v) {
     return lf_wts_refresh(e, v, m->label, key);
 }
 
+uint64_t lf_clip_weight_bytes(const lf_clip *m) {
+    if (!m) return 0;
+    int64_t a = 0, b = 0; /* the index lists every weight (the fused q/k/v by its rows) */
+    lf_wts_list_bytes(m->wts, m->n_wts, &a, &b);
+    return (uint64_t)(a + b);
+}
+
 lf_status lf_clip_bind_weight(lf_clip *m, const char *key, const lf_view *v) {
     const char *k = clip_strip(m, key);
     lf_wts_entry *e = k ? lf_wts_get(m->wts, m->n_wts, k) : NULL;

@@ -630,6 +630,12 @@ lf_status lf_unet_set_weight(lf_unet *u, const char *key, const lf_view *v) {
     return lf_wts_refresh(e, v, u->label, key);
 }
 
+uint64_t lf_unet_weight_bytes(const lf_unet *u) {
+    int64_t a = 0, b = 0;
+    if (u) lf_wts_list_bytes(u->wts, u->n_wts, &a, &b);
+    return (uint64_t)(a + b);
+}
+
 lf_status lf_unet_bind_weight(lf_unet *u, const char *key, const lf_view *v) {
     const char *k = lf_un_strip(u, key);
     lf_wts_entry *e = k ? lf_wts_get(u->wts, u->n_wts, k) : NULL;

@@ -286,6 +286,12 @@ lf_status lf_vae_load(const lf_st_file *st, lf_family family, const lf_vae_opts 
     return lf_va_load_src(st, NULL, 0, NULL, family, opts, out);
 }
 
+uint64_t lf_vae_weight_bytes(const lf_vae *v) {
+    int64_t a = 0, b = 0;
+    if (v) lf_wts_list_bytes(v->wts, v->n_wts, &a, &b);
+    return (uint64_t)(a + b);
+}
+
 lf_status lf_vae_load_mapped(const lf_st_file *st, lf_family family, const lf_vae_opts *opts, lf_vae **out) {
     return lf_va_load_mode(st, NULL, 0, NULL, family, opts, LF_WTS_MAP, out);
 }

@@ -131,6 +131,8 @@ lf_status lf_unet_load(const lf_st_file *st, const lf_unet_opts *opts, lf_unet *
  * must stay open until lf_unet_free (the file's pages are then the model's memory, shared with the
  * page cache; a weight refreshed later gets its own buffer). */
 lf_status lf_unet_load_mapped(const lf_st_file *st, const lf_unet_opts *opts, lf_unet **out);
+/* Bytes of weights the model reads: its own buffers plus memory used in place (mapping, bound tensors). */
+uint64_t lf_unet_weight_bytes(const lf_unet *u);
 /* Same from n named views (LDM names without prefix; label names the source in messages). borrow:
  * F32 views are used in place and must outlive the model. */
 lf_status lf_unet_load_views(const char *const *names, const lf_view *views, size_t n, int borrow,
