@@ -319,6 +319,11 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
         if (!s) s = lf_gen_check_latent(g, o->steps, x, (size_t)n * per, "the final latent");
         if (s) break;
         double t_sample = (lf_clock_s() - g->run_t0) / n;
+        /* the UNet's and text encoders' mapped pages are not needed while the VAE decodes: handing them back
+         * keeps the decode's buffers from adding to them (docs/model-runtime.md "Memory") */
+        lf_unet_drop_pages(g->unet);
+        lf_clip_drop_pages(g->te1);
+        lf_clip_drop_pages(g->te2);
         for (int i = 0; i < n && !s; i++)
             s = lf_gen_finish_image(g, index + i, rngs[i].seed, x + (size_t)i * per, img, rgb, t_sample, model_hash, cb,
                                     cbctx);

@@ -7,8 +7,8 @@
  * byte. Steps must be applied in order (the list of step t is relative to step t-1).
  * Data shapes: w[j] = bytes of job j's target (same dtype and size as in the checkpoint).
  * Memory: w holds only the tensors the plan patches, in the checkpoint's dtype (the loaded models bind
- * to them: lf_live_weights.h), W0 is read from the mapping; the jobs' f32 scratch is freed after each
- * step.
+ * to them: lf_live_weights.h), W0 is read from the mapping and its pages handed back after each job
+ * (host/base/pages.h); the jobs' f32 scratch is freed after each step.
  * Threads: the jobs of a step are independent (each writes only its own w[j] from W0 and the factors), so
  * they run on the operator pool (host/base/pool.h), one job per chunk, each with its own patch
  * scratch; every job's bytes are what the serial loop gives. A failure reports the lowest failing job.
@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "lorafuse/lf_step_plan.h"
+#include "host/base/pages.h"
 #include "host/base/pool.h"
 
 struct lf_cpu_backend {
@@ -65,6 +66,7 @@ lf_status lf_cpu_backend_new(const lf_step_plan *sp, int fast, lf_cpu_backend **
             return lf_err(LF_ERR_NOMEM, "out of memory for '%s' (%zu bytes)", t->name, nb);
         }
         memcpy(b->w[j], t->data, nb);
+        lf_drop_pages(t->data, nb);
     }
     *out = b;
     return LF_OK;
@@ -88,6 +90,10 @@ static void lf_cpu_step_chunk(void *vc, int64_t i0, int64_t i1, int tid) {
         lf_job job;
         lf_step_job(c->b->sp, c->t, j, scratch, &job);
         lf_status st = lf_job_apply_ws(&job, c->b->fast, c->b->w[j], &c->b->ws[tid]);
+        /* W0 is read again only at the next step that lists the job: its mapped pages go back to the page
+         * cache meanwhile, so a patched layer is resident once (w[j]), not twice */
+        const lf_st_tensor *tg = c->b->sp->plan->jobs[j].target;
+        lf_drop_pages(tg->data, (size_t)(tg->end - tg->begin));
         if (st != LF_OK) {
             pthread_mutex_lock(&c->mu);
             if ((size_t)i < c->err_i) {

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "clip_internal.h"
+#include "host/base/pages.h"
 #include "lorafuse/lf_live_weights.h"
 #include "lorafuse/lf_tensor.h"
 
@@ -102,6 +103,7 @@ static float *load(loader *L, const char *suffix, int ndim, int64_t *shape) {
                        lf_dtype_name(v.dtype));
         return NULL;
     }
+    if (L->map) lf_drop_pages(t->data, (size_t)(t->end - t->begin)); /* the f32 copy is what is read */
     if ((L->st = lf_wts_check_finite(lf_st_path(L->f), name, p, n)) != LF_OK) {
         free(p);
         return NULL;
@@ -194,6 +196,7 @@ static void fuse_qkv(loader *L, lf_clip_layer *y, lf_view *q, int64_t w) {
             else lf_view_to_f32(&q[i], (float *)(void *)(r + i * nb));
         }
         if (!e) continue;
+        if (e->mapped) lf_drop_pages(e->data, nb); /* the fused copy is what is read */
         if (e->owned) free(e->data);
         if (r) { /* the entry now names rows of the fused buffer, owned by the layer */
             e->data = r + i * nb;
@@ -470,6 +473,10 @@ uint64_t lf_clip_weight_bytes(const lf_clip *m) {
     int64_t a = 0, b = 0; /* the index lists every weight (the fused q/k/v by its rows) */
     lf_wts_list_bytes(m->wts, m->n_wts, &a, &b);
     return (uint64_t)(a + b);
+}
+
+void lf_clip_drop_pages(lf_clip *m) {
+    if (m) lf_wts_list_drop_pages(m->wts, m->n_wts);
 }
 
 lf_status lf_clip_bind_weight(lf_clip *m, const char *key, const lf_view *v) {

@@ -636,6 +636,10 @@ uint64_t lf_unet_weight_bytes(const lf_unet *u) {
     return (uint64_t)(a + b);
 }
 
+void lf_unet_drop_pages(lf_unet *u) {
+    if (u) lf_wts_list_drop_pages(u->wts, u->n_wts);
+}
+
 lf_status lf_unet_bind_weight(lf_unet *u, const char *key, const lf_view *v) {
     const char *k = lf_un_strip(u, key);
     lf_wts_entry *e = k ? lf_wts_get(u->wts, u->n_wts, k) : NULL;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/base/pages.h"
 #include "host/base/util.h"
 #include "weight_load.h"
 
@@ -248,6 +249,7 @@ float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...) {
             return NULL;
         }
     }
+    if (w->map && !w->alias && owned) lf_drop_pages(t->data, (size_t)(t->end - t->begin));
     if (lf_wts_check_finite(file, shown, buf, numel) != LF_OK) {
         if (owned) free(buf);
         lf_wts_fail(w, LF_ERR_NONFINITE);
@@ -467,7 +469,7 @@ lf_status lf_wts_refresh(lf_wts_entry *en, const lf_view *v, const char *label, 
         if (en->owned) free(en->data);
         en->data = buf;
         en->owned = 1;
-        en->mapped = 0;
+        en->mapped = en->bound = 0;
         en->dtype = dt;
     }
     if (dt == v->dtype) memcpy(en->data, v->data, nb);
@@ -484,7 +486,8 @@ lf_status lf_wts_bind(lf_wts_entry *en, const lf_view *v, const char *label, con
     if (en->owned) free(en->data);
     en->data = (void *)(uintptr_t)v->data;
     en->owned = 0;
-    en->mapped = 1;
+    en->mapped = 0;
+    en->bound = 1;
     en->dtype = v->dtype;
     lf_wts_sync_view(en);
     return LF_OK;
@@ -499,6 +502,17 @@ void lf_wts_list_bytes(const lf_wts_entry *e, size_t n, int64_t *owned, int64_t 
     }
     if (owned) *owned = o;
     if (in_place) *in_place = p;
+}
+
+int64_t lf_wts_list_drop_pages(const lf_wts_entry *e, size_t n) {
+    int64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!e[i].mapped) continue;
+        size_t len = (size_t)(e[i].numel * (int64_t)lf_dtype_bits(e[i].dtype) / 8);
+        lf_drop_pages(e[i].data, len);
+        total += (int64_t)len;
+    }
+    return total;
 }
 
 /* ---- layers ------------------------------------------------------------------------------------- */

@@ -47,6 +47,7 @@ typedef struct lf_wts_entry {
     int owned;              /* data freed with the list */
     int borrowed;           /* data is the caller's: not refreshable */
     int mapped;             /* data is in the checkpoint's mapping: a refresh first makes an owned copy */
+    int bound;              /* data is a caller's tensor (lf_wts_bind): a refresh first makes an owned copy */
     int transpose;          /* stored transposed: checkpoint (a, b) is held as (b, a) (f32 only) */
     lf_view *view;          /* the model's view of this weight (lf_wts_load_view), kept in step by
                              * refresh and bind; NULL for f32 buffers the model reads directly */
@@ -155,6 +156,10 @@ lf_status lf_wts_refresh(lf_wts_entry *en, const lf_view *v, const char *label, 
 lf_status lf_wts_bind(lf_wts_entry *en, const lf_view *v, const char *label, const char *key);
 /* Bytes of the list's data held in the model's own memory (owned), and used in place (mapped/bound). */
 void lf_wts_list_bytes(const lf_wts_entry *e, size_t n, int64_t *owned, int64_t *in_place);
+/* Hand the resident pages of the mapped entries back to the system (lf_drop_pages, host/base/pages.h: the
+ * page cache keeps them, the next read faults them back in; the values do not change). Owned and bound
+ * memory is left alone. Returns the bytes covered. */
+int64_t lf_wts_list_drop_pages(const lf_wts_entry *e, size_t n);
 
 /* ---- layers the UNet and VAE loaders share (unet_load.c, vae.c) ---------------------------------- */
 
