@@ -1,10 +1,12 @@
 /* lf_live_weights.h: adapters on a loaded model, through the per-layer (job) interface.
  *
- * A loaded UNet (lf_unet.h) or text encoder (lf_clip.h) holds f32 copies of its weights, indexed by
- * the checkpoint key each was read from. A backend that patches checkpoint tensors (lf_step_plan.h
- * lf_cpu_backend, lf_merge, the device backend after a download) produces new bytes for a tensor in
- * the checkpoint's dtype; lf_*_set_weight converts them once to f32 into the model's copy, in place
- * (no reallocation: the forward passes keep their pointers). Keys:
+ * A loaded UNet (lf_unet.h) or text encoder (lf_clip.h) holds its weights in the checkpoint's dtype
+ * (f32 for biases and norms), indexed by the checkpoint key each was read from. A backend that patches
+ * checkpoint tensors (lf_step_plan.h lf_cpu_backend, lf_merge, the device backend after a download)
+ * produces new bytes for a tensor in the checkpoint's dtype; lf_*_set_weight copies them into the model
+ * (in their dtype; converted to f32 for an f32 buffer); lf_live_apply_step / lf_live_apply_all do not
+ * copy: the model reads the CPU backend's tensor in place from then on (HF q/k/v rows, held in one fused
+ * buffer, are copied), so the backend must outlive the model's use of them. Keys:
  *   UNet    "model.diffusion_model.<P>" (or <P> alone) for the LDM path P; a model read from a
  *           diffusers folder is indexed by the LDM names too, so plans built on the single-file keys
  *           address it the same way.
