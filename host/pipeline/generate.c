@@ -202,6 +202,9 @@ static lf_status lf_gen_denoise(void *ctx, int step, const float *x, float sigma
     size_t per = (size_t)(4 * g->lat_h * g->lat_w);
     lf_status cs = lf_gen_check_latent(g, step, x, (size_t)n * per, "the latent entering this step");
     if (cs != LF_OK) return cs;
+    /* the text encoders ran (or not) before this step; their mapped pages are not read by the UNet */
+    lf_clip_drop_pages(g->te1);
+    lf_clip_drop_pages(g->te2);
     size_t need = (size_t)N * (size_t)(L * D);
     if (lf_grow(&g->ctx, &g->ctx_cap, need)) return lf_err(LF_ERR_NOMEM, "out of memory");
     size_t one = (size_t)(L * D);
