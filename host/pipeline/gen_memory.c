@@ -8,8 +8,9 @@
  *   buffers   per sampler run of R images (R = batch size, 1 for ancestral/SDE samplers), n = R * 4 * h * w
  *             latent values: x, the UNet's input and output pair (2 * 2n), the sampler's six work
  *             arrays (6n): 11n floats; the decoded image 3 * H * W floats and its 8-bit copy
- *   peak      the larger of one UNet forward on 2R latents with CFG (R without) and one VAE decode of
- *             one latent (model_mem.h: the runtime's buffers replayed with the model's real widths)
+ *   peak      the larger of one UNet forward on 2R latents with CFG (R without) over all the weights and
+ *             one VAE decode of one latent over the weights still resident then (the f32 copies and the
+ *             VAE's; model_mem.h: the runtime's buffers replayed with the model's real widths)
  *   scratch   32 MiB per worker thread (the pool's im2col bands and attention score blocks, OpenBLAS's
  *             per-thread buffer) and the f32 conversion buffer of the largest non-f32 weight
  * Text-encoder activations (77-token windows) and the mapped checkpoint file (page cache, reclaimable)
@@ -130,10 +131,12 @@ static uint64_t lf_mem_available(const char **from) {
 
 /* Bytes the models hold for the float tensors of the file (weight_load.h): weights of 2 or more dims in
  * their stored dtype (F64/F8 as f32), 1-D tensors and text-encoder embeddings ("embedding" in the name)
- * as f32; *conv gets 4 * the values of the largest weight the operators convert (not F32). */
-static uint64_t lf_weight_bytes(const lf_st_file *st, uint64_t *conv) {
+ * as f32; *conv gets 4 * the values of the largest weight the operators convert (not F32); *decode what
+ * stays resident while the VAE decodes (the f32 copies and the VAE's "first_stage_model." weights: the
+ * UNet's and text encoders' mapped pages are handed back then, generate.c). */
+static uint64_t lf_weight_bytes(const lf_st_file *st, uint64_t *conv, uint64_t *decode) {
     uint64_t n = 0;
-    *conv = 0;
+    *conv = *decode = 0;
     for (size_t i = 0; i < lf_st_count(st); i++) {
         const lf_st_tensor *t = lf_st_at(st, i);
         if (t->dtype != LF_F16 && t->dtype != LF_BF16 && t->dtype != LF_F32 && t->dtype != LF_F64 &&
@@ -142,8 +145,9 @@ static uint64_t lf_weight_bytes(const lf_st_file *st, uint64_t *conv) {
         uint64_t k = 1;
         for (int d = 0; d < t->ndim; d++) k *= (uint64_t)t->shape[d];
         int kept = t->dtype == LF_F16 || t->dtype == LF_BF16 || t->dtype == LF_F32;
-        if (t->ndim < 2 || strstr(t->name, "embedding") || !kept) n += 4 * k;
-        else n += t->end - t->begin;
+        uint64_t b = t->ndim < 2 || strstr(t->name, "embedding") || !kept ? 4 * k : t->end - t->begin;
+        n += b;
+        if (b != t->end - t->begin || lf_has_prefix(t->name, "first_stage_model.")) *decode += b;
         if (t->ndim >= 2 && t->dtype != LF_F32 && 4 * k > *conv) *conv = 4 * k;
     }
     return n;
@@ -176,15 +180,17 @@ lf_status lf_gen_check_memory(lf_gen *g) {
     uint64_t n = (uint64_t)R * 4 * (uint64_t)h * (uint64_t)w, px = (uint64_t)o->width * (uint64_t)o->height;
     lf_gen_mem *m = &g->mem;
     memset(m, 0, sizeof *m);
-    uint64_t conv = 0;
-    m->weights = lf_weight_bytes(g->m->st, &conv);
+    uint64_t conv = 0, decode_w = 0;
+    m->weights = lf_weight_bytes(g->m->st, &conv, &decode_w);
     for (size_t j = 0; j < g->sp->plan->n_jobs; j++)
         m->patched += g->sp->plan->jobs[j].target->end - g->sp->plan->jobs[j].target->begin;
     m->buffers = 4 * 11 * n + 4 * 3 * px + 3 * px;
     m->unet = lf_unet_forward_peak(u, (o->cfg > 1.0 ? 2 : 1) * R, h, w, LF_GEN_MEM_TOKENS);
     m->vae = lf_vae_decode_peak(v, 1, h, w);
     m->scratch = (uint64_t)lf_par_threads() * LF_GEN_MEM_SCRATCH + conv;
-    m->total = m->weights + m->patched + m->buffers + (m->unet > m->vae ? m->unet : m->vae) + m->scratch;
+    /* the UNet phase holds every weight, the decode only what decode_w counts */
+    uint64_t unet_phase = m->weights + m->unet, vae_phase = decode_w + m->vae;
+    m->total = m->patched + m->buffers + (unet_phase > vae_phase ? unet_phase : vae_phase) + m->scratch;
     lf_unet_free(u);
     lf_vae_free(v);
     const char *from = "--memory-limit";
