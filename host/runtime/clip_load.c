@@ -196,7 +196,8 @@ static void fuse_qkv(loader *L, lf_clip_layer *y, lf_view *q, int64_t w) {
             else lf_view_to_f32(&q[i], (float *)(void *)(r + i * nb));
         }
         if (!e) continue;
-        if (e->mapped) lf_drop_pages(e->data, nb); /* the fused copy is what is read */
+        if (e->mapped) /* the fused copy is what is read */
+            lf_drop_pages(e->data, (size_t)e->numel * lf_dtype_bits(e->dtype) / 8);
         if (e->owned) free(e->data);
         if (r) { /* the entry now names rows of the fused buffer, owned by the layer */
             e->data = r + i * nb;

@@ -118,11 +118,15 @@ const char *lf_wts_nonfinite_name(float v) {
     return isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf";
 }
 
+/* The error of a non-finite value v at element i of an n-element tensor. */
+static lf_status lf_wts_nonfinite_err(const char *file, const char *name, float v, int64_t i, int64_t n) {
+    return lf_err(LF_ERR_NONFINITE, "%s: tensor \"%s\" holds a non-finite value (%s at element %lld of %lld): the "
+                  "checkpoint is damaged", file, name, lf_wts_nonfinite_name(v), (long long)i, (long long)n);
+}
+
 lf_status lf_wts_check_finite(const char *file, const char *name, const float *x, int64_t n) {
     int64_t i = lf_wts_first_nonfinite(x, n);
-    if (i == n) return LF_OK;
-    return lf_err(LF_ERR_NONFINITE, "%s: tensor \"%s\" holds a non-finite value (%s at element %lld of %lld): the "
-                  "checkpoint is damaged", file, name, lf_wts_nonfinite_name(x[i]), (long long)i, (long long)n);
+    return i == n ? LF_OK : lf_wts_nonfinite_err(file, name, x[i], i, n);
 }
 
 lf_status lf_wts_fail(lf_wts *w, lf_status st) {
@@ -286,10 +290,7 @@ lf_status lf_wts_check_finite_view(const char *file, const char *name, const lf_
         if (st != LF_OK)
             return lf_err(st, "%s: tensor \"%s\": dtype %s cannot be read as f32", file, name, lf_dtype_name(v->dtype));
         int64_t j = lf_wts_first_nonfinite(tmp, part.shape[0]);
-        if (j < part.shape[0])
-            return lf_err(LF_ERR_NONFINITE, "%s: tensor \"%s\" holds a non-finite value (%s at element %lld of %lld): the "
-                          "checkpoint is damaged", file, name, lf_wts_nonfinite_name(tmp[j]), (long long)(i0 + j),
-                          (long long)n);
+        if (j < part.shape[0]) return lf_wts_nonfinite_err(file, name, tmp[j], i0 + j, n);
     }
     return LF_OK;
 }
