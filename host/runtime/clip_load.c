@@ -152,6 +152,7 @@ static int loadw(loader *L, const char *suffix, int64_t a, int64_t b, lf_view *d
     }
     if ((L->st = lf_wts_check_finite_view(lf_st_path(L->f), name, &v)) != LF_OK) return 0;
     size_t nb = (size_t)lf_view_numel(&v) * lf_dtype_bits(dt) / 8;
+    if (L->map) lf_drop_pages(v.data, nb); /* read back when the encoder runs (weight_load.c) */
     void *buf = (void *)(uintptr_t)v.data;
     if (!L->map) {
         if ((buf = malloc(nb ? nb : 1)) == NULL) {

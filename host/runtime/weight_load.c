@@ -334,6 +334,9 @@ int lf_wts_load_view(lf_wts *w, lf_view *out, int ndim, int64_t *shape, const ch
     size_t nb = (size_t)numel * lf_dtype_bits(v.dtype) / 8;
     void *buf = (void *)(uintptr_t)v.data;
     int in_place = (w->map && !w->alias) || (w->borrow && al && v.dtype == LF_F32);
+    /* the check read every page: in the mapping they go back until the forward pass reads them, so the
+     * load does not hold the whole file at once */
+    if (in_place && w->map) lf_drop_pages(v.data, nb);
     if (!in_place) {
         if ((buf = malloc(nb ? nb : 1)) == NULL) {
             lf_err(LF_ERR_NOMEM, "%s: out of memory loading \"%s\" (%zu bytes)", file, shown, nb);
