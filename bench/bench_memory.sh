@@ -33,12 +33,13 @@ for r in $(seq 1 "$runs"); do
     for case in no_lora lora; do
         prompt="a photo of a cat"
         [ $case = lora ] && prompt="$prompt <lora:full-r8:0.8>"
-        for b in "${builds[@]}"; do
-            tag=$(basename "$(cd "$b" && pwd)")-$case-$r
+        for i in "${!builds[@]}"; do
+            b=${builds[$i]}
+            tag=b$i-$case-$r
             /usr/bin/time -v "$b/lorafuse" generate --model "$model" --prompt "$prompt" --negative "" --steps "$steps" \
                 --sampler Euler --seed 1 --width "$size" --height "$size" --lora-dir "$dir/lora" \
                 --output-dir "$out/$tag" --json > "$out/$tag.json" 2> "$out/$tag.err" || true
-            python3 - "$b" "$case" "$r" "$out/$tag" "$out/$(basename "$(cd "${builds[0]}" && pwd)")-$case-$r" \
+            python3 - "$b" "$case" "$r" "$out/$tag" "$out/b0-$case-$r" \
                 "$steps" "$size" <<'PY'
 import json, re, struct, sys, zlib, os
 b, case, r, tag, ref, steps, size = sys.argv[1:]
