@@ -3,7 +3,12 @@
  * machine's BLAS sgemm peak measured in the same run. One JSON line per measurement.
  *
  *   lf_bench_unet_cpu [--model sd15|sdxl|both] [--size-sd15 PX] [--size-sdxl PX] [--batch N]
- *                     [--steps N] [--sgemm N] [--share-sd15 0|1] [--share-sdxl 0|1]
+ *                     [--steps N] [--sgemm N] [--share-sd15 0|1] [--share-sdxl 0|1] [--f16-ab 0|1]
+ * --f16-ab 1: the weights are rounded to f16 values and the model is loaded twice, once with f32 weights
+ * and once with the same values stored as f16 (converted per operator call, lf_nn.h); the steps alternate
+ * f32, f16, f32, f16, ... in one process (so other load on the machine hits both alike), each line says
+ * which ("weights_dtype"), its wall and CPU seconds, and whether its output equals the f32 model's bit for
+ * bit ("identical"). The figure of the stored-dtype change: f16 seconds over f32 seconds.
  * Defaults (a run of about 3 minutes on 2 cores): SD1.5 at 512x512 (latent 64x64), SDXL at 512x512
  * (latent 64x64; pass --size-sdxl 1024 for the real 1024x1024, 128x128 latent: about 4x the work),
  * batch 2 (CFG), context 77 tokens (768 / 2048 wide), 1 timed step each, sgemm 2048^3.
@@ -13,7 +18,8 @@
  * cache behaviour is unchanged for the large matrices, whose operands exceed the caches anyway).
  * FLOPs: counted per operator from the structure (2 * multiply-adds of every conv, Linear and the two
  * attention products; GroupNorm, LayerNorm, SiLU, GEGLU, softmax and adds are not counted, < 1%).
- * Peak RSS from getrusage. Results: bench/RESULTS.md.
+ * Peak RSS from getrusage; the activation peak of one forward replayed buffer by buffer (model_mem.h) is
+ * printed first ("unet_cpu_activations"); --steps 0 prints only that. Results: bench/RESULTS.md.
  */
 #include <cblas.h>
 #include <stdint.h>
@@ -24,6 +30,7 @@
 
 #include "lorafuse/lf_unet.h"
 #include "host/base/util.h"
+#include "host/runtime/model_mem.h"
 #include "tests/common/lf_test_rng.h"
 
 /* The random weights and inputs: U[-1, 1) from one fixed-seed stream, in the order drawn below. */
@@ -119,8 +126,14 @@ static double peak_rss_mb(void) {
 }
 
 /* ---- one model ------------------------------------------------------------------------------- */
+static double cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
 static int run_model(const char *name, const lf_unet_spec *s, int heads, int head_dim, int px, int batch,
-                     int steps, int share, double peak) {
+                     int steps, int share, double peak, int ab) {
     lf_unet_tensor *ts = NULL;
     size_t n = 0;
     if (lf_unet_spec_tensors(s, &ts, &n) != LF_OK) {
@@ -158,6 +171,16 @@ static int run_model(const char *name, const lf_unet_spec *s, int heads, int hea
         held += numel;
         lf_test_rng_weight(&rng, p, ts[i].name, ts[i].ndim, ts[i].shape); /* norm gamma 1, biases small */
         views[i].data = p;
+        if (ab) { /* f16-exact values, so both models hold the same numbers */
+            uint16_t *h = malloc((size_t)numel * sizeof *h);
+            if (!h) return 1;
+            lf_f32_to_dtype(p, numel, LF_F16, h);
+            lf_view hv = views[i];
+            hv.data = h;
+            hv.dtype = LF_F16;
+            lf_view_to_f32(&hv, p);
+            free(h);
+        }
     }
     t_gen = lf_clock_s() - t_gen;
     lf_unet_opts o = {NULL, heads, head_dim, 32};
@@ -176,12 +199,43 @@ static int run_model(const char *name, const lf_unet_spec *s, int heads, int hea
         y = malloc((size_t)(N * s->adm_in_channels) * sizeof(float));
         for (int64_t i = 0; i < N * s->adm_in_channels; i++) y[i] = lf_test_rng_signed(&rng);
     }
+    lf_unet *u16 = NULL;
+    float *ref = NULL;
+    if (ab) { /* the same values stored as f16, copied by the loader */
+        lf_view *v16 = calloc(n, sizeof *v16);
+        void **h = calloc(n, sizeof *h);
+        for (size_t i = 0; i < n && v16 && h; i++) {
+            v16[i] = views[i];
+            if (views[i].ndim < 2) continue;
+            int64_t numel = 1;
+            for (int d = 0; d < views[i].ndim; d++) numel *= views[i].shape[d];
+            if ((h[i] = malloc((size_t)numel * 2)) == NULL) break;
+            lf_f32_to_dtype(views[i].data, numel, LF_F16, h[i]);
+            v16[i].data = h[i];
+            v16[i].dtype = LF_F16;
+        }
+        lf_status ls = lf_unet_load_views(names, v16, n, 0, name, &o, &u16);
+        for (size_t i = 0; i < n && h; i++) free(h[i]);
+        free(h), free(v16);
+        ref = malloc((size_t)(N * 4 * H * W) * sizeof(float));
+        if (ls != LF_OK || !ref) {
+            fprintf(stderr, "%s: %s\n", name, lf_last_error());
+            return 1;
+        }
+    }
+    printf("{\"bench\":\"unet_cpu_activations\",\"model\":\"%s\",\"pixels\":%d,\"batch\":%lld,"
+           "\"activation_peak_gb\":%.3f}\n", name, px, (long long)N, (double)lf_unet_forward_peak(u, N, H, W, L) / 1e9);
+    fflush(stdout);
     flops f = unet_flops(s, (double)H, (double)W, (double)L, (double)N);
     double gflop = (f.conv + f.linear + f.attn) / 1e9;
-    for (int st = 0; st < steps; st++) {
-        double t0 = lf_clock_s();
-        lf_status rs = lf_unet_forward(u, out, x, t, ctx, L, y, N, H, W);
-        double dt = lf_clock_s() - t0;
+    for (int st = 0; st < (ab ? 2 * steps : steps); st++) {
+        int half = ab && st % 2; /* the f16 model's turn */
+        double t0 = lf_clock_s(), c0 = cpu_s();
+        lf_status rs = lf_unet_forward(half ? u16 : u, out, x, t, ctx, L, y, N, H, W);
+        double dt = lf_clock_s() - t0, dc = cpu_s() - c0;
+        int same = 1;
+        if (ab && !half) memcpy(ref, out, (size_t)(N * 4 * H * W) * sizeof(float));
+        if (half) same = !memcmp(ref, out, (size_t)(N * 4 * H * W) * sizeof(float));
         if (rs != LF_OK) {
             fprintf(stderr, "%s: %s\n", name, lf_last_error());
             return 1;
@@ -191,13 +245,17 @@ static int run_model(const char *name, const lf_unet_spec *s, int heads, int hea
         printf("{\"bench\":\"unet_cpu\",\"model\":\"%s\",\"pixels\":%d,\"latent\":%lld,\"batch\":%lld,\"context\":[%lld,%lld],"
                "\"step\":%d,\"seconds\":%.3f,\"gflop\":%.1f,\"gflop_conv\":%.1f,\"gflop_linear\":%.1f,\"gflop_attention\":%.1f,"
                "\"gflops\":%.2f,\"sgemm_peak_gflops\":%.2f,\"fraction_of_peak\":%.3f,\"params\":%lld,"
-               "\"weights_held_gb\":%.2f,\"shared_weights\":%d,\"init_s\":%.1f,\"peak_rss_mb\":%.0f,\"checksum\":%.6g}\n",
-               name, px, (long long)H, (long long)N, (long long)L, (long long)C, st + 1, dt, gflop, f.conv / 1e9,
-               f.linear / 1e9, f.attn / 1e9, gflop / dt, peak, gflop / dt / peak, (long long)params,
-               (double)held * 4 / 1e9, share, t_gen, peak_rss_mb(), sum);
+               "\"weights_held_gb\":%.2f,\"shared_weights\":%d,\"init_s\":%.1f,\"peak_rss_mb\":%.0f,\"checksum\":%.6g,"
+               "\"weights_dtype\":\"%s\",\"cpu_s\":%.3f,\"identical\":%s}\n",
+               name, px, (long long)H, (long long)N, (long long)L, (long long)C, ab ? st / 2 + 1 : st + 1, dt, gflop,
+               f.conv / 1e9, f.linear / 1e9, f.attn / 1e9, gflop / dt, peak, gflop / dt / peak, (long long)params,
+               (double)held * 4 / 1e9, share, t_gen, peak_rss_mb(), sum, half ? "f16" : "f32", dc,
+               same ? "true" : "false");
         fflush(stdout);
     }
     lf_unet_free(u);
+    lf_unet_free(u16);
+    free(ref);
     for (size_t i = 0; i < n; i++) free(own[i]);
     free(own), free(views), free(names), free(ts), free(x), free(out), free(ctx), free(y);
     return 0;
@@ -205,12 +263,12 @@ static int run_model(const char *name, const lf_unet_spec *s, int heads, int hea
 
 int main(int argc, char **argv) {
     const char *model = "both";
-    int px15 = 512, pxxl = 512, batch = 2, steps = 1, gemm = 2048, share15 = 0, sharexl = 1;
+    int px15 = 512, pxxl = 512, batch = 2, steps = 1, gemm = 2048, share15 = 0, sharexl = 1, ab = 0;
     for (int i = 1; i < argc; i += 2) { /* every option takes one value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             fprintf(stderr, "usage: %s [--model sd15|sdxl|both] [--size-sd15 PX] [--size-sdxl PX] [--batch N] "
-                            "[--steps N] [--sgemm N] [--share-sd15 0|1] [--share-sdxl 0|1]\n", argv[0]);
+                            "[--steps N] [--sgemm N] [--share-sd15 0|1] [--share-sdxl 0|1] [--f16-ab 0|1]\n", argv[0]);
             return 2;
         }
         if (!strcmp(a, "--model")) model = v;
@@ -221,12 +279,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--sgemm")) gemm = atoi(v);
         else if (!strcmp(a, "--share-sd15")) share15 = atoi(v);
         else if (!strcmp(a, "--share-sdxl")) sharexl = atoi(v);
+        else if (!strcmp(a, "--f16-ab")) ab = atoi(v);
         else {
             fprintf(stderr, "unknown option %s\n", a);
             return 2;
         }
     }
-    if (batch < 1 || batch > 64 || steps < 1 || px15 % 64 || pxxl % 32 || px15 < 64 || pxxl < 32 || gemm < 64) {
+    if (batch < 1 || batch > 64 || steps < 0 || px15 % 64 || pxxl % 32 || px15 < 64 || pxxl < 32 || gemm < 64) {
         fprintf(stderr, "bad sizes: pixels must be multiples of 64 (SD1.5) / 32 (SDXL), batch 1..64\n");
         return 2;
     }
@@ -236,11 +295,11 @@ int main(int argc, char **argv) {
     int rc = 0;
     if (!strcmp(model, "sd15") || !strcmp(model, "both")) {
         lf_unet_spec s = {4, 4, 4, {320, 640, 1280, 1280}, 2, {1, 1, 1, 0}, 1, 768, 0, 0, 0};
-        rc |= run_model("sd15", &s, 8, 0, px15, batch, steps, share15, peak);
+        rc |= run_model("sd15", &s, 8, 0, px15, batch, steps, share15, peak, ab);
     }
     if (!strcmp(model, "sdxl") || !strcmp(model, "both")) {
         lf_unet_spec s = {4, 4, 3, {320, 640, 1280}, 2, {0, 2, 10}, 10, 2048, 2816, 1, 0};
-        rc |= run_model("sdxl", &s, 0, 64, pxxl, batch, steps, sharexl, peak);
+        rc |= run_model("sdxl", &s, 0, 64, pxxl, batch, steps, sharexl, peak, ab);
     }
     return rc;
 }

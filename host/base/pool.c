@@ -134,6 +134,12 @@ float *lf_par_scratch(int tid, size_t nfloats) {
     return P.scr[tid];
 }
 
+size_t lf_par_scratch_bytes(void) {
+    size_t b = 0;
+    for (int i = 0; i < LF_PAR_MAX_THREADS; i++) b += P.cap[i] * sizeof(float);
+    return b;
+}
+
 static void lf_par_inline(int64_t n, int64_t grain, lf_par_fn fn, void *ctx, int tid) {
     for (int64_t i0 = 0; i0 < n; i0 += grain) fn(ctx, i0, i0 + grain < n ? i0 + grain : n, tid);
 }

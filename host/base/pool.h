@@ -33,5 +33,7 @@ int lf_par_threads(void);
  * Also frees the per-thread scratch buffers. Returns the count in effect. */
 int lf_par_set_threads(int n);
 float *lf_par_scratch(int tid, size_t nfloats);
+/* Bytes held by the per-thread scratch buffers now (memory reports). */
+size_t lf_par_scratch_bytes(void);
 
 #endif

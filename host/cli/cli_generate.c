@@ -15,7 +15,8 @@
  * otherwise ("step 3/20, 2.41 it/s, elapsed 1.2 s, ETA 7.0 s"); --quiet prints nothing but errors.
  * Each image prints its file name on stdout, or with --json one JSON object per line:
  *   {"file", "seed", "index", "width", "height", "steps", "sampler", "cfg",
- *    "timings": {"sample", "decode", "write"}}  (seconds; sample = this image's share of its run)
+ *    "timings": {"sample", "decode", "write"},  (seconds; sample = this image's share of its run)
+ *    "memory": {"peak_rss", "weights", "adapter_backups", "activations", "scratch"}}  (bytes, lf_gen_memory)
  * Exit status: 0 success, 1 failure (nothing is loaded or written when a check fails), 2 usage.
  */
 #include <limits.h>
@@ -171,6 +172,7 @@ static int lf_generate_parse_args(int argc, char **argv, lf_generate_args *a, in
 typedef struct {
     int tty, quiet, json;
     int line_open;
+    const lf_gen *g;
 } lf_gen_ui;
 
 static void lf_gen_progress_cb(void *ctx, const lf_gen_progress *p) {
@@ -215,6 +217,14 @@ static lf_status lf_gen_image_cb(void *ctx, const lf_gen_image *im) {
         cJSON_AddNumberToObject(t, "sample", im->t_sample);
         cJSON_AddNumberToObject(t, "decode", im->t_decode);
         cJSON_AddNumberToObject(t, "write", im->t_write);
+        lf_gen_memory mem;
+        lf_gen_get_memory(ui->g, &mem);
+        cJSON *mo = cJSON_AddObjectToObject(o, "memory");
+        cJSON_AddNumberToObject(mo, "peak_rss", (double)mem.peak_rss);
+        cJSON_AddNumberToObject(mo, "weights", (double)mem.weights);
+        cJSON_AddNumberToObject(mo, "adapter_backups", (double)mem.adapter_backups);
+        cJSON_AddNumberToObject(mo, "activations", (double)mem.activations);
+        cJSON_AddNumberToObject(mo, "scratch", (double)mem.scratch);
         char *s = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
         if (!s) return lf_err(LF_ERR_NOMEM, "out of memory");
@@ -237,7 +247,7 @@ int lf_cli_generate(int argc, char **argv) {
         fprintf(stderr, "lorafuse generate: %s\n", lf_last_error());
         return 1;
     }
-    lf_gen_ui ui = {isatty(2), a.quiet, a.json, 0};
+    lf_gen_ui ui = {isatty(2), a.quiet, a.json, 0, g};
     const lf_gen_info *in = lf_gen_get_info(g);
     for (size_t i = 0; i < in->n_warnings && !a.quiet; i++)
         fprintf(stderr, "lorafuse generate: warning: %s\n", in->warnings[i]);

@@ -2,15 +2,17 @@
  * loaded, and the memory it may use; lf_gen_check refuses a request over the limit unless forced.
  *
  * Estimate (bytes; docs/generate.md "Memory"):
- *   weights   4 * (UNet + VAE + text-encoder values): every weight is held once in f32
+ *   weights   the UNet, VAE and text-encoder weights in their stored dtype (docs/model-runtime.md: mapped
+ *             from the file or one copy), plus f32 copies of the small 1-D tensors and the token embeddings
  *   patched   the adapters' target layers in their checkpoint dtype (the CPU backend's pristine copies)
  *   buffers   per sampler run of R images (R = batch size, 1 for ancestral/SDE samplers), n = R * 4 * h * w
  *             latent values: x, the UNet's input and output pair (2 * 2n), the sampler's six work
  *             arrays (6n): 11n floats; the decoded image 3 * H * W floats and its 8-bit copy
- *   peak      the larger of one UNet forward on 2R latents with CFG (R without) and one VAE decode of
- *             one latent (model_mem.h: the runtime's buffers replayed with the model's real widths)
+ *   peak      the larger of one UNet forward on 2R latents with CFG (R without) over all the weights and
+ *             one VAE decode of one latent over the weights still resident then (the f32 copies and the
+ *             VAE's; model_mem.h: the runtime's buffers replayed with the model's real widths)
  *   scratch   32 MiB per worker thread (the pool's im2col bands and attention score blocks, OpenBLAS's
- *             per-thread buffer)
+ *             per-thread buffer) and the f32 conversion buffer of the largest non-f32 weight
  * Text-encoder activations (77-token windows) and the mapped checkpoint file (page cache, reclaimable)
  * are left out. The UNet and VAE structures come from shapes-only loads, which also refuse a
  * non-float weight before any loading.
@@ -22,12 +24,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "generate_internal.h"
 #include "host/base/pool.h"
 #include "host/base/util.h"
 #include "host/runtime/model_mem.h"
+#include "kernels/cpu/nn/lf_nn.h"
 
 #define LF_GEN_MEM_SCRATCH ((uint64_t)32 << 20) /* per thread: pool scratch and OpenBLAS's buffer */
 #define LF_GEN_MEM_TOKENS 77                   /* one prompt window */
@@ -125,16 +129,26 @@ static uint64_t lf_mem_available(const char **from) {
     return v;
 }
 
-/* Float values of the tensors under a text encoder's key prefix (what lf_clip_load converts). */
-static uint64_t lf_te_values(const lf_st_file *st, const char *prefix) {
+/* Bytes the models hold for the float tensors of the file (weight_load.h): weights of 2 or more dims in
+ * their stored dtype (F64/F8 as f32), 1-D tensors and text-encoder embeddings ("embedding" in the name)
+ * as f32; *conv gets 4 * the values of the largest weight the operators convert (not F32); *decode what
+ * stays resident while the VAE decodes (the f32 copies and the VAE's "first_stage_model." weights: the
+ * UNet's and text encoders' mapped pages are handed back then, generate.c). */
+static uint64_t lf_weight_bytes(const lf_st_file *st, uint64_t *conv, uint64_t *decode) {
     uint64_t n = 0;
-    if (!prefix) return 0;
+    *conv = *decode = 0;
     for (size_t i = 0; i < lf_st_count(st); i++) {
         const lf_st_tensor *t = lf_st_at(st, i);
-        if (!lf_has_prefix(t->name, prefix) || t->dtype == LF_I64 || t->dtype == LF_I32) continue;
+        if (t->dtype != LF_F16 && t->dtype != LF_BF16 && t->dtype != LF_F32 && t->dtype != LF_F64 &&
+            t->dtype != LF_F8_E4M3 && t->dtype != LF_F8_E5M2)
+            continue;
         uint64_t k = 1;
         for (int d = 0; d < t->ndim; d++) k *= (uint64_t)t->shape[d];
-        n += k;
+        int kept = t->dtype == LF_F16 || t->dtype == LF_BF16 || t->dtype == LF_F32;
+        uint64_t b = t->ndim < 2 || strstr(t->name, "embedding") || !kept ? 4 * k : t->end - t->begin;
+        n += b;
+        if (b != t->end - t->begin || lf_has_prefix(t->name, "first_stage_model.")) *decode += b;
+        if (t->ndim >= 2 && t->dtype != LF_F32 && 4 * k > *conv) *conv = 4 * k;
     }
     return n;
 }
@@ -166,15 +180,17 @@ lf_status lf_gen_check_memory(lf_gen *g) {
     uint64_t n = (uint64_t)R * 4 * (uint64_t)h * (uint64_t)w, px = (uint64_t)o->width * (uint64_t)o->height;
     lf_gen_mem *m = &g->mem;
     memset(m, 0, sizeof *m);
-    m->weights = 4 * ((uint64_t)lf_unet_get_arch(u)->n_params + (uint64_t)lf_vae_get_arch(v)->n_params +
-                      lf_te_values(g->m->st, g->te_p1) + (g->tef == LF_TE_SDXL ? lf_te_values(g->m->st, g->te_p2) : 0));
+    uint64_t conv = 0, decode_w = 0;
+    m->weights = lf_weight_bytes(g->m->st, &conv, &decode_w);
     for (size_t j = 0; j < g->sp->plan->n_jobs; j++)
         m->patched += g->sp->plan->jobs[j].target->end - g->sp->plan->jobs[j].target->begin;
     m->buffers = 4 * 11 * n + 4 * 3 * px + 3 * px;
     m->unet = lf_unet_forward_peak(u, (o->cfg > 1.0 ? 2 : 1) * R, h, w, LF_GEN_MEM_TOKENS);
     m->vae = lf_vae_decode_peak(v, 1, h, w);
-    m->scratch = (uint64_t)lf_par_threads() * LF_GEN_MEM_SCRATCH;
-    m->total = m->weights + m->patched + m->buffers + (m->unet > m->vae ? m->unet : m->vae) + m->scratch;
+    m->scratch = (uint64_t)lf_par_threads() * LF_GEN_MEM_SCRATCH + conv;
+    /* the UNet phase holds every weight, the decode only what decode_w counts */
+    uint64_t unet_phase = m->weights + m->unet, vae_phase = decode_w + m->vae;
+    m->total = m->patched + m->buffers + (unet_phase > vae_phase ? unet_phase : vae_phase) + m->scratch;
     lf_unet_free(u);
     lf_vae_free(v);
     const char *from = "--memory-limit";
@@ -186,4 +202,15 @@ lf_status lf_gen_check_memory(lf_gen *g) {
                   "--force-size to run anyway",
                   o->width, o->height, R, lf_size(m->total).s, lf_size(m->weights + m->patched).s, lf_size(m->unet).s,
                   lf_size(m->vae).s, lf_size(m->buffers + m->scratch).s, lf_size(m->limit).s, from);
+}
+
+void lf_gen_get_memory(const lf_gen *g, lf_gen_memory *out) {
+    memset(out, 0, sizeof *out);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) out->peak_rss = (uint64_t)ru.ru_maxrss * 1024; /* Linux: KiB */
+    out->weights = lf_unet_weight_bytes(g->unet) + lf_vae_weight_bytes(g->vae) + lf_clip_weight_bytes(g->te1) +
+                   lf_clip_weight_bytes(g->te2);
+    out->adapter_backups = g->be ? g->mem.patched : 0;
+    out->activations = g->mem.unet > g->mem.vae ? g->mem.unet : g->mem.vae;
+    out->scratch = lf_nn_scratch_bytes();
 }

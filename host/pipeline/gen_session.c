@@ -84,11 +84,11 @@ lf_status lf_gen_session_adopt(lf_gen *g) {
 lf_status lf_gen_session_load(lf_gen_session *s, const lf_gen *g) {
     const lf_st_file *st = s->m->st;
     lf_unet_opts uo = lf_gen_unet_opts(g);
-    lf_status r = lf_unet_load(st, &uo, &s->unet);
+    lf_status r = lf_unet_load_mapped(st, &uo, &s->unet); /* s->m keeps st mapped while the models live */
     if (!r) r = lf_gen_load_vae(g, &s->vae); /* --vae: the session's VAE for all its jobs */
     memcpy(s->model_hash, g->model_hash, sizeof s->model_hash); /* from the hash cache (lf_gen_hashes) */
-    if (!r) r = lf_clip_load(st, g->te_p1, NULL, &s->te1);
-    if (!r && g->tef == LF_TE_SDXL) r = lf_clip_load(st, g->te_p2, NULL, &s->te2);
+    if (!r) r = lf_clip_load_mapped(st, g->te_p1, NULL, &s->te1);
+    if (!r && g->tef == LF_TE_SDXL) r = lf_clip_load_mapped(st, g->te_p2, NULL, &s->te2);
     if (!r && (lf_unet_get_arch(s->unet)->in_channels != 4 || lf_vae_get_arch(s->vae)->latent_channels != 4 ||
                lf_vae_get_arch(s->vae)->factor != 8))
         r = lf_err(LF_ERR_UNSUPPORTED, "%s: only 4-channel latents with an 8x VAE are supported (txt2img)", s->model);

@@ -71,7 +71,7 @@ lf_status lf_gen_check_vae(lf_gen *g) {
 
 lf_status lf_gen_load_vae(const lf_gen *g, lf_vae **out) {
     if (g->vae_dir[0]) return lf_vae_load_dir(g->vae_dir, NULL, out);
-    if (!g->vae_file[0]) return lf_vae_load(g->m->st, g->m->family, NULL, out);
+    if (!g->vae_file[0]) return lf_vae_load_mapped(g->m->st, g->m->family, NULL, out);
     lf_st_file *st = NULL;
     lf_status s = lf_st_open(g->vae_file, &st);
     if (s == LF_OK) s = lf_vae_load(st, g->m->family, NULL, out); /* the weights are copied: st may go */

@@ -93,7 +93,17 @@ lf_status lf_gen_open_in(lf_gen_session *s, const lf_gen_opts *opts, lf_gen **ou
 }
 
 static void lf_gen_unload(lf_gen *g) {
-    if (g->own_sess) lf_gen_session_unload(g->sess);
+    if (g->own_sess) {
+        lf_gen_session_unload(g->sess);
+    } else if (g->be) {
+        /* the session's models read this job's patched tensors in place (lf_live_weights.h) and outlive
+         * the backend: they take copies; without memory for them the models go, and the next job loads */
+        lf_live live = {g->sess->unet, g->sess->te1, g->sess->te2, 0};
+        if (lf_live_own(&live) != LF_OK) {
+            lf_err_clear();
+            lf_gen_session_unload(g->sess);
+        }
+    }
     lf_cpu_backend_free(g->be);
     g->unet = NULL;
     g->vae = NULL;
@@ -219,11 +229,10 @@ static lf_status lf_gen_before_step(void *ctx, int step) {
      * zero (listed at no step) must bring its tensors back to W0 then */
     int fresh = step == 1 && (g->run_idx > 0 || g->sess->used);
     if (g->n_jobs_total || (fresh && g->sp->plan->n_jobs)) {
-        if (step == 1) {
-            lf_cpu_backend_free(g->be);
-            g->be = NULL;
-            if ((s = lf_cpu_backend_new(g->sp, 1, &g->be)) != LF_OK) return s;
-        }
+        /* one backend per job: the models read its tensors in place, so a later sampler run rewinds it
+         * and recomputes only what differs (gen_session.c) instead of building another */
+        if (step == 1 && g->be) lf_cpu_backend_rewind(g->be);
+        else if (step == 1 && (s = lf_cpu_backend_new(g->sp, 1, &g->be)) != LF_OK) return s;
         if ((s = lf_gen_apply_step(g, step, fresh)) != LF_OK) return s;
     }
     return lf_gen_session_cond(g, g->sp->steps[step - 1].cond_set);
@@ -267,6 +276,9 @@ static lf_status lf_gen_denoise(void *ctx, int step, const float *x, float sigma
     size_t per = (size_t)(4 * g->lat_h * g->lat_w);
     lf_status cs = lf_gen_check_latent(g, step, x, (size_t)n * per, "the latent entering this step");
     if (cs != LF_OK) return cs;
+    /* the text encoders ran (or not) before this step; their mapped pages are not read by the UNet */
+    lf_clip_drop_pages(g->te1);
+    lf_clip_drop_pages(g->te2);
     size_t need = (size_t)N * (size_t)(L * D);
     if (lf_grow(&g->ctx, &g->ctx_cap, need)) return lf_err(LF_ERR_NOMEM, "out of memory");
     size_t one = (size_t)(L * D);
@@ -394,6 +406,11 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
         if (!s) s = lf_gen_check_latent(g, o->steps, x, (size_t)n * per, "the final latent");
         if (s) break;
         double t_sample = (lf_clock_s() - g->run_t0) / n;
+        /* the UNet's and text encoders' mapped pages are not needed while the VAE decodes: handing them back
+         * keeps the decode's buffers from adding to them (docs/model-runtime.md "Memory") */
+        lf_unet_drop_pages(g->unet);
+        lf_clip_drop_pages(g->te1);
+        lf_clip_drop_pages(g->te2);
         for (int i = 0; i < n && !s; i++)
             s = lf_gen_finish_image(g, index + i, rngs[i].seed, x + (size_t)i * per, img, rgb, t_sample, g->model_hash, cb,
                                     cbctx);

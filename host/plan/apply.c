@@ -18,18 +18,25 @@
 
 #include "lorafuse/lf_model.h"
 
+/* An aligned F32 view's own values (a factor the CPU backend converted once), else NULL: convert. */
+static const float *lf_f32_in_place(const lf_view *v) {
+    return v->dtype == LF_F32 && ((uintptr_t)v->data & 3u) == 0 ? v->data : NULL;
+}
+
 static lf_status lf_lora_blas(const lf_module *m, float s, float *acc, int64_t O, int64_t K) {
     int64_t r = m->rank, use = (m->dyn_rank > 0 && m->dyn_rank < r) ? m->dyn_rank : r;
-    float *up = malloc((size_t)(O * r) * sizeof *up), *down = malloc((size_t)(r * K) * sizeof *down);
+    const float *up = lf_f32_in_place(&m->t[LF_R_UP]), *down = lf_f32_in_place(&m->t[LF_R_DOWN]);
+    float *up_c = up ? NULL : malloc((size_t)(O * r) * sizeof *up_c);
+    float *down_c = down ? NULL : malloc((size_t)(r * K) * sizeof *down_c);
     lf_status st = LF_OK;
-    if (!up || !down) st = lf_err(LF_ERR_NOMEM, "module '%s': out of memory", m->name);
-    if (st == LF_OK) st = lf_view_to_f32(&m->t[LF_R_UP], up);
-    if (st == LF_OK) st = lf_view_to_f32(&m->t[LF_R_DOWN], down);
+    if ((!up && !up_c) || (!down && !down_c)) st = lf_err(LF_ERR_NOMEM, "module '%s': out of memory", m->name);
+    if (st == LF_OK && !up) st = lf_view_to_f32(&m->t[LF_R_UP], up_c), up = up_c;
+    if (st == LF_OK && !down) st = lf_view_to_f32(&m->t[LF_R_DOWN], down_c), down = down_c;
     if (st == LF_OK)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)O, (int)K, (int)use, s * m->gamma, up, (int)r,
                     down, (int)K, 1.0f, acc, (int)K);
-    free(up);
-    free(down);
+    free(up_c);
+    free(down_c);
     return st;
 }
 

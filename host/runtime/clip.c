@@ -49,7 +49,7 @@ static lf_status lf_clip_forward_rows(const lf_clip *m, const int32_t *ids, cons
     for (int64_t l = 0; l < stop; l++) {
         const lf_clip_layer *y = &m->layers[l];
         lf_nn_layer_norm(h, x, y->ln1_w, y->ln1_b, T, w, c->eps);
-        lf_nn_linear(qkv, h, y->qkv_w, y->qkv_b, T, w, 3 * w);
+        if ((st = lf_nn_linear_w(qkv, h, &y->qkv_w, y->qkv_b, T, w, 3 * w)) != LF_OK) goto done;
         for (int64_t t = 0; t < T; t++) {
             memcpy(q + t * w, qkv + t * 3 * w, (size_t)w * sizeof *q);
             memcpy(k + t * w, qkv + t * 3 * w + w, (size_t)w * sizeof *q);
@@ -57,13 +57,13 @@ static lf_status lf_clip_forward_rows(const lf_clip *m, const int32_t *ids, cons
         }
         st = lf_nn_attention(a, q, k, v, 1, T, T, heads, d, 1.0f / sqrtf((float)d), 1);
         if (st) goto done;
-        lf_nn_linear(h, a, y->out_w, y->out_b, T, w, w);
+        if ((st = lf_nn_linear_w(h, a, &y->out_w, y->out_b, T, w, w)) != LF_OK) goto done;
         lf_nn_add(x, x, h, T * w);
         lf_nn_layer_norm(h, x, y->ln2_w, y->ln2_b, T, w, c->eps);
-        lf_nn_linear(f, h, y->fc1_w, y->fc1_b, T, w, ff);
+        if ((st = lf_nn_linear_w(f, h, &y->fc1_w, y->fc1_b, T, w, ff)) != LF_OK) goto done;
         if (c->act == LF_CLIP_GELU) lf_nn_gelu(f, f, T * ff);
         else lf_nn_quick_gelu(f, f, T * ff);
-        lf_nn_linear(h, f, y->fc2_w, y->fc2_b, T, ff, w);
+        if ((st = lf_nn_linear_w(h, f, &y->fc2_w, y->fc2_b, T, ff, w)) != LF_OK) goto done;
         lf_nn_add(x, x, h, T * w);
         if (hidden && l + 1 == L - skip + 1) {
             if (run && run->final_ln) lf_nn_layer_norm(hidden, x, m->lnf_w, m->lnf_b, T, w, c->eps);

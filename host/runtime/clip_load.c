@@ -1,5 +1,6 @@
-/* clip_load.c: load a CLIP text encoder (lf_clip.h) from single-file checkpoint keys, converting every
- * weight once to f32 (a diffusers/transformers folder, lf_clip_load_dir, is read in model_dir.c).
+/* clip_load.c: load a CLIP text encoder (lf_clip.h) from single-file checkpoint keys: the Linear weights
+ * in their stored dtype (weight_load.h), embeddings, norms and biases as f32 (a diffusers/transformers
+ * folder, lf_clip_load_dir, is read in model_dir.c).
  *
  * Key layouts (prefix P):
  *   HF (SD1 cond_stage_model.transformer., SDXL conditioner.embedders.0.transformer., folders ""):
@@ -19,6 +20,7 @@
 #include <string.h>
 
 #include "clip_internal.h"
+#include "host/base/pages.h"
 #include "lorafuse/lf_live_weights.h"
 #include "lorafuse/lf_tensor.h"
 
@@ -27,12 +29,14 @@ typedef struct loader {
     char prefix[160];
     lf_status st;
     int strip_tm; /* old SD1 HF keys: suffixes are given with "text_model.", the file lacks it */
-    lf_wts_entry *e; /* key index of what was loaded (data not owned: the lf_clip frees it) */
+    lf_wts_entry *e; /* key index of what was loaded (f32 data not owned: the lf_clip frees it; stored-dtype
+                      * weights owned by their entries) */
     size_t n, cap;
+    int map;         /* stored-dtype weights used in place from the file's mapping */
 } loader;
 
 /* Point the index entry of `old` at `now` (+ transpose flag); drop it when now is NULL. */
-static void reindex(loader *L, const float *old, float *now, int transpose) {
+static void reindex(loader *L, const void *old, void *now, int transpose) {
     for (size_t i = 0; i < L->n; i++)
         if (L->e[i].data == old) {
             if (now) {
@@ -99,11 +103,12 @@ static float *load(loader *L, const char *suffix, int ndim, int64_t *shape) {
                        lf_dtype_name(v.dtype));
         return NULL;
     }
+    if (L->map) lf_drop_pages(t->data, (size_t)(t->end - t->begin)); /* the f32 copy is what is read */
     if ((L->st = lf_wts_check_finite(lf_st_path(L->f), name, p, n)) != LF_OK) {
         free(p);
         return NULL;
     }
-    if (lf_wts_add(&L->e, &L->n, &L->cap, name + strlen(L->prefix), p, v.ndim, v.shape, 0) != LF_OK) {
+    if (lf_wts_add(&L->e, &L->n, &L->cap, name + strlen(L->prefix), p, LF_F32, v.ndim, v.shape, 0) != LF_OK) {
         free(p);
         L->st = lf_err(LF_ERR_NOMEM, "%s: out of memory loading %s", lf_st_path(L->f), name);
         return NULL;
@@ -121,13 +126,104 @@ static float *load2(loader *L, const char *suffix, int64_t a, int64_t b) {
     return load(L, suffix, 2, s);
 }
 
+/* A Linear weight (a, b) into *dst in its stored dtype (F16/BF16/F32: mapped or one owned copy; other
+ * dtypes as f32), owned by its index entry. 0 on failure. */
+static int loadw(loader *L, const char *suffix, int64_t a, int64_t b, lf_view *dst) {
+    memset(dst, 0, sizeof *dst);
+    if (L->st) return 0;
+    char name[512];
+    full_name(L, suffix, name, sizeof name);
+    const lf_st_tensor *t = lf_st_find(L->f, name);
+    lf_dtype dt = t ? t->dtype : LF_F32;
+    if (dt != LF_F16 && dt != LF_BF16 && dt != LF_F32) { /* missing, bad shape or other dtype: as load() */
+        float *p = load2(L, suffix, a, b);
+        if (!p) return 0;
+        L->e[L->n - 1].owned = 1;
+        L->e[L->n - 1].view = dst;
+        *dst = lf_st_view(t);
+        dst->data = p;
+        dst->dtype = LF_F32;
+        return 1;
+    }
+    lf_view v = lf_st_view(t);
+    if (v.ndim != 2 || (a >= 0 && v.shape[0] != a) || (b >= 0 && v.shape[1] != b)) {
+        free(load2(L, suffix, a, b)); /* fails with the shape message */
+        return 0;
+    }
+    if ((L->st = lf_wts_check_finite_view(lf_st_path(L->f), name, &v)) != LF_OK) return 0;
+    size_t nb = (size_t)lf_view_numel(&v) * lf_dtype_bits(dt) / 8;
+    if (L->map) lf_drop_pages(v.data, nb); /* read back when the encoder runs (weight_load.c) */
+    void *buf = (void *)(uintptr_t)v.data;
+    if (!L->map) {
+        if ((buf = malloc(nb ? nb : 1)) == NULL) {
+            L->st = lf_err(LF_ERR_NOMEM, "%s: out of memory loading %s", lf_st_path(L->f), name);
+            return 0;
+        }
+        memcpy(buf, v.data, nb);
+    }
+    if (lf_wts_add(&L->e, &L->n, &L->cap, name + strlen(L->prefix), buf, dt, v.ndim, v.shape, !L->map) != LF_OK) {
+        if (!L->map) free(buf);
+        L->st = lf_err(LF_ERR_NOMEM, "%s: out of memory loading %s", lf_st_path(L->f), name);
+        return 0;
+    }
+    L->e[L->n - 1].mapped = L->map;
+    L->e[L->n - 1].view = dst;
+    *dst = v;
+    dst->data = buf;
+    return 1;
+}
+
+/* The index entry whose data is p. */
+static lf_wts_entry *entry_of(loader *L, const void *p) {
+    for (size_t i = 0; i < L->n; i++)
+        if (L->e[i].data == p) return &L->e[i];
+    return NULL;
+}
+
+/* q, k, v (each (w, w), any dtypes) fused into y->qkv_w (3w, w), one buffer the layer owns, in their
+ * common dtype (f32 when they differ); the entries of q, k, v point at their rows. */
+static void fuse_qkv(loader *L, lf_clip_layer *y, lf_view *q, int64_t w) {
+    int ok = !L->st;
+    lf_dtype dt = q[0].dtype;
+    for (int i = 1; i < 3; i++)
+        if (q[i].dtype != dt) dt = LF_F32;
+    size_t eb = lf_dtype_bits(dt) / 8, nb = (size_t)(w * w) * eb;
+    unsigned char *r = ok ? malloc(3 * nb) : NULL;
+    if (ok && !r) L->st = lf_err(LF_ERR_NOMEM, "%s: out of memory", lf_st_path(L->f));
+    for (int i = 0; i < 3; i++) {
+        lf_wts_entry *e = q[i].data ? entry_of(L, q[i].data) : NULL;
+        if (r) {
+            if (q[i].dtype == dt) memcpy(r + i * nb, q[i].data, nb);
+            else lf_view_to_f32(&q[i], (float *)(void *)(r + i * nb));
+        }
+        if (!e) continue;
+        if (e->mapped) /* the fused copy is what is read */
+            lf_drop_pages(e->data, (size_t)e->numel * lf_dtype_bits(e->dtype) / 8);
+        if (e->owned) free(e->data);
+        if (r) { /* the entry now names rows of the fused buffer, owned by the layer */
+            e->data = r + i * nb;
+            e->dtype = dt;
+            e->owned = e->mapped = 0;
+            e->view = NULL;
+        } else {
+            e->data = NULL;
+            reindex(L, NULL, NULL, 0);
+        }
+    }
+    if (!r) return;
+    y->qkv_own = r;
+    y->qkv_w = q[0];
+    y->qkv_w.data = r;
+    y->qkv_w.dtype = dt;
+    y->qkv_w.shape[0] = 3 * w;
+}
+
 void lf_clip_free(lf_clip *m) {
     if (!m) return;
     if (m->layers)
         for (int64_t l = 0; l < m->cfg.layers; l++) {
             lf_clip_layer *y = &m->layers[l];
-            float *ps[] = {y->ln1_w, y->ln1_b, y->qkv_w, y->qkv_b, y->out_w, y->out_b, y->ln2_w, y->ln2_b,
-                           y->fc1_w, y->fc1_b, y->fc2_w, y->fc2_b};
+            void *ps[] = {y->ln1_w, y->ln1_b, y->qkv_own, y->qkv_b, y->out_b, y->ln2_w, y->ln2_b, y->fc1_b, y->fc2_b};
             for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) free(ps[i]);
         }
     free(m->layers);
@@ -172,19 +268,21 @@ static lf_status load_layer_hf(loader *L, lf_clip *m, int64_t l) {
 #define NAME(x) (snprintf(s, sizeof s, "text_model.encoder.layers.%lld.%s", (long long)l, x), s)
     y->ln1_w = load1(L, NAME("layer_norm1.weight"), w);
     y->ln1_b = load1(L, NAME("layer_norm1.bias"), w);
-    float *qw = load2(L, NAME("self_attn.q_proj.weight"), w, w), *kw = load2(L, NAME("self_attn.k_proj.weight"), w, w),
-          *vw = load2(L, NAME("self_attn.v_proj.weight"), w, w);
-    y->qkv_w = cat3(L, qw, kw, vw, w * w);
+    lf_view qkv[3];
+    loadw(L, NAME("self_attn.q_proj.weight"), w, w, &qkv[0]);
+    loadw(L, NAME("self_attn.k_proj.weight"), w, w, &qkv[1]);
+    loadw(L, NAME("self_attn.v_proj.weight"), w, w, &qkv[2]);
+    fuse_qkv(L, y, qkv, w);
     float *qb = load1(L, NAME("self_attn.q_proj.bias"), w), *kb = load1(L, NAME("self_attn.k_proj.bias"), w),
           *vb = load1(L, NAME("self_attn.v_proj.bias"), w);
     y->qkv_b = cat3(L, qb, kb, vb, w);
-    y->out_w = load2(L, NAME("self_attn.out_proj.weight"), w, w);
+    loadw(L, NAME("self_attn.out_proj.weight"), w, w, &y->out_w);
     y->out_b = load1(L, NAME("self_attn.out_proj.bias"), w);
     y->ln2_w = load1(L, NAME("layer_norm2.weight"), w);
     y->ln2_b = load1(L, NAME("layer_norm2.bias"), w);
-    y->fc1_w = load2(L, NAME("mlp.fc1.weight"), m->cfg.ff, w);
+    loadw(L, NAME("mlp.fc1.weight"), m->cfg.ff, w, &y->fc1_w);
     y->fc1_b = load1(L, NAME("mlp.fc1.bias"), m->cfg.ff);
-    y->fc2_w = load2(L, NAME("mlp.fc2.weight"), w, m->cfg.ff);
+    loadw(L, NAME("mlp.fc2.weight"), w, m->cfg.ff, &y->fc2_w);
     y->fc2_b = load1(L, NAME("mlp.fc2.bias"), w);
 #undef NAME
     return L->st;
@@ -197,23 +295,35 @@ static lf_status load_layer_oc(loader *L, lf_clip *m, int64_t l) {
 #define NAME(x) (snprintf(s, sizeof s, "transformer.resblocks.%lld.%s", (long long)l, x), s)
     y->ln1_w = load1(L, NAME("ln_1.weight"), w);
     y->ln1_b = load1(L, NAME("ln_1.bias"), w);
-    y->qkv_w = load2(L, NAME("attn.in_proj_weight"), 3 * w, w);
+    loadw(L, NAME("attn.in_proj_weight"), 3 * w, w, &y->qkv_w);
     y->qkv_b = load1(L, NAME("attn.in_proj_bias"), 3 * w);
-    y->out_w = load2(L, NAME("attn.out_proj.weight"), w, w);
+    loadw(L, NAME("attn.out_proj.weight"), w, w, &y->out_w);
     y->out_b = load1(L, NAME("attn.out_proj.bias"), w);
     y->ln2_w = load1(L, NAME("ln_2.weight"), w);
     y->ln2_b = load1(L, NAME("ln_2.bias"), w);
-    y->fc1_w = load2(L, NAME("mlp.c_fc.weight"), m->cfg.ff, w);
+    loadw(L, NAME("mlp.c_fc.weight"), m->cfg.ff, w, &y->fc1_w);
     y->fc1_b = load1(L, NAME("mlp.c_fc.bias"), m->cfg.ff);
-    y->fc2_w = load2(L, NAME("mlp.c_proj.weight"), w, m->cfg.ff);
+    loadw(L, NAME("mlp.c_proj.weight"), w, m->cfg.ff, &y->fc2_w);
     y->fc2_b = load1(L, NAME("mlp.c_proj.bias"), w);
 #undef NAME
     return L->st;
 }
 
+static lf_status clip_load(const lf_st_file *f, const char *prefix, const lf_clip_opts *opts, int map,
+                           lf_clip **out);
+
 lf_status lf_clip_load(const lf_st_file *f, const char *prefix, const lf_clip_opts *opts, lf_clip **out) {
+    return clip_load(f, prefix, opts, 0, out);
+}
+
+lf_status lf_clip_load_mapped(const lf_st_file *f, const char *prefix, const lf_clip_opts *opts, lf_clip **out) {
+    return clip_load(f, prefix, opts, 1, out);
+}
+
+static lf_status clip_load(const lf_st_file *f, const char *prefix, const lf_clip_opts *opts, int map,
+                           lf_clip **out) {
     *out = NULL;
-    loader L = {f, "", LF_OK, 0, NULL, 0, 0};
+    loader L = {f, "", LF_OK, 0, NULL, 0, 0, map};
     if (strlen(prefix) + 16 >= sizeof L.prefix)
         return lf_err(LF_ERR_ARG, "%s: text encoder prefix too long: %s", lf_st_path(f), prefix);
     lf_clip *m = calloc(1, sizeof *m);
@@ -358,4 +468,24 @@ lf_status lf_clip_set_weight(lf_clip *m, const char *key, const lf_view *v) {
     lf_wts_entry *e = k ? lf_wts_get(m->wts, m->n_wts, k) : NULL;
     if (!e) return lf_err(LF_ERR_MODEL, "%s: the text encoder at \"%s\" holds no weight \"%s\"", m->label, m->prefix, key);
     return lf_wts_refresh(e, v, m->label, key);
+}
+
+uint64_t lf_clip_weight_bytes(const lf_clip *m) {
+    if (!m) return 0;
+    int64_t a = 0, b = 0; /* the index lists every weight (the fused q/k/v by its rows) */
+    lf_wts_list_bytes(m->wts, m->n_wts, &a, &b);
+    return (uint64_t)(a + b);
+}
+
+void lf_clip_drop_pages(lf_clip *m) {
+    if (m) lf_wts_list_drop_pages(m->wts, m->n_wts);
+}
+
+lf_status lf_clip_own_weights(lf_clip *m) { return m ? lf_wts_list_own(m->wts, m->n_wts, m->label) : LF_OK; }
+
+lf_status lf_clip_bind_weight(lf_clip *m, const char *key, const lf_view *v) {
+    const char *k = clip_strip(m, key);
+    lf_wts_entry *e = k ? lf_wts_get(m->wts, m->n_wts, k) : NULL;
+    if (!e) return lf_err(LF_ERR_MODEL, "%s: the text encoder at \"%s\" holds no weight \"%s\"", m->label, m->prefix, key);
+    return lf_wts_bind(e, v, m->label, key);
 }

@@ -1,4 +1,6 @@
-/* live_weights.c: route a step plan's patched tensors into the loaded models (lf_live_weights.h). */
+/* live_weights.c: route a step plan's patched tensors into the loaded models (lf_live_weights.h).
+ * A step binds the models to the backend's tensors (no copy: the CPU backend rewrites them in place in
+ * the checkpoint's dtype, and they live until lf_cpu_backend_free); lf_live_set copies. */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -7,18 +9,21 @@
 
 #include "host/base/pool.h"
 
+#include "clip_internal.h"
 #include "lorafuse/lf_live_weights.h"
+#include "unet_internal.h"
 
-lf_status lf_live_set(const lf_live *m, lf_component comp, const char *key, const lf_view *v) {
+/* Copy (bind = 0) or bind (1) v into the model of comp. */
+static lf_status lf_live_put(const lf_live *m, lf_component comp, const char *key, const lf_view *v, int bind) {
     switch (comp) {
     case LF_COMP_UNET:
-        if (m->unet) return lf_unet_set_weight(m->unet, key, v);
+        if (m->unet) return bind ? lf_unet_bind_weight(m->unet, key, v) : lf_unet_set_weight(m->unet, key, v);
         break;
     case LF_COMP_TE1:
-        if (m->te1) return lf_clip_set_weight(m->te1, key, v);
+        if (m->te1) return bind ? lf_clip_bind_weight(m->te1, key, v) : lf_clip_set_weight(m->te1, key, v);
         break;
     case LF_COMP_TE2:
-        if (m->te2) return lf_clip_set_weight(m->te2, key, v);
+        if (m->te2) return bind ? lf_clip_bind_weight(m->te2, key, v) : lf_clip_set_weight(m->te2, key, v);
         break;
     default:
         return lf_err(LF_ERR_MODEL, "weight \"%s\" belongs to no UNet or text encoder", key);
@@ -26,6 +31,17 @@ lf_status lf_live_set(const lf_live *m, lf_component comp, const char *key, cons
     if (m->skip_missing) return LF_OK;
     return lf_err(LF_ERR_MODEL, "weight \"%s\" is patched by the plan but its %s is not loaded", key,
                   comp == LF_COMP_UNET ? "UNet" : comp == LF_COMP_TE1 ? "text encoder 1" : "text encoder 2");
+}
+
+lf_status lf_live_set(const lf_live *m, lf_component comp, const char *key, const lf_view *v) {
+    return lf_live_put(m, comp, key, v, 0);
+}
+
+lf_status lf_live_own(const lf_live *m) {
+    lf_status st = lf_unet_own_weights(m->unet);
+    if (!st) st = lf_clip_own_weights(m->te1);
+    if (!st) st = lf_clip_own_weights(m->te2);
+    return st;
 }
 
 static lf_status lf_live_job(const lf_live *m, const lf_step_plan *sp, const lf_cpu_backend *b, size_t j,
@@ -46,7 +62,7 @@ static lf_status lf_live_job(const lf_live *m, const lf_step_plan *sp, const lf_
     v.ndim = t->ndim;
     memcpy(v.shape, t->shape, sizeof v.shape);
     if (!v.data) return lf_err(LF_ERR_ARG, "backend has no bytes for job %zu (%s)", j, t->name);
-    lf_status st = lf_live_set(m, comp, t->name, &v);
+    lf_status st = lf_live_put(m, comp, t->name, &v, 1);
     if (st != LF_OK) return st;
     s->refreshed++;
     s->bytes += nb;

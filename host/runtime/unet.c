@@ -31,13 +31,13 @@ static float *lf_un_alloc(int64_t n, lf_status *st) {
     return p;
 }
 
-static void lf_un_linear(const lf_un_lin *l, float *y, const float *x, int64_t M) {
-    lf_nn_linear(y, x, l->w, l->b, M, l->in, l->out);
+static lf_status lf_un_linear(const lf_un_lin *l, float *y, const float *x, int64_t M) {
+    return lf_nn_linear_w(y, x, &l->w, l->b, M, l->in, l->out);
 }
 
 static lf_status lf_un_conv(const lf_un_lin *l, float *y, const float *x, int64_t N, int64_t H,
                             int64_t W, int64_t stride, int64_t pad) {
-    return lf_nn_conv2d(y, x, l->w, l->b, N, l->in, H, W, l->out, l->k, l->k, stride, pad);
+    return lf_nn_conv2d_w(y, x, &l->w, l->b, N, l->in, H, W, l->out, l->k, l->k, stride, pad);
 }
 
 /* ---- time embedding ------------------------------------------------------------------------- */
@@ -57,13 +57,13 @@ lf_status lf_unet_time_embed(const lf_unet *u, float *emb, const float *t, const
     }
     if (st == LF_OK) {
         lf_nn_timestep_embedding(te, t, N, C0, 1, 0.0f, 10000.0f);
-        lf_un_linear(&u->t1, h, te, N);
+        st = lf_un_linear(&u->t1, h, te, N);
         lf_nn_silu(h, h, N * T);
-        lf_un_linear(&u->t2, emb, h, N);
-        if (a->adm_in_channels > 0) {
-            lf_un_linear(&u->l1, ya, y, N);
+        if (st == LF_OK) st = lf_un_linear(&u->t2, emb, h, N);
+        if (st == LF_OK && a->adm_in_channels > 0) {
+            st = lf_un_linear(&u->l1, ya, y, N);
             lf_nn_silu(ya, ya, N * T);
-            lf_un_linear(&u->l2, yb, ya, N);
+            if (st == LF_OK) st = lf_un_linear(&u->l2, yb, ya, N);
             lf_nn_add(emb, emb, yb, N * T);
         }
     }
@@ -105,12 +105,12 @@ static lf_status lf_un_res_fwd(const lf_unet *u, const lf_un_res *r, float *out,
     lf_nn_group_norm(a, h, r->n1.g, r->n1.b, N, r->cin, S, G, LF_UN_EPS_RES);
     lf_nn_silu(a, a, N * r->cin * S);
     if ((st = lf_un_conv(&r->c1, b, a, N, H, W, 1, 1)) != LF_OK) goto done;
-    lf_un_linear(&r->emb, e, emb_s, N);
+    if ((st = lf_un_linear(&r->emb, e, emb_s, N)) != LF_OK) goto done;
     lf_nn_add_bias_nc(b, e, N, r->cout, S);
     lf_nn_group_norm(b, b, r->n2.g, r->n2.b, N, r->cout, S, G, LF_UN_EPS_RES);
     lf_nn_silu(b, b, N * r->cout * S);
     if ((st = lf_un_conv(&r->c2, out, b, N, H, W, 1, 1)) != LF_OK) goto done;
-    if (r->skip.w) {
+    if (r->skip.w.data) {
         if ((st = lf_un_conv(&r->skip, b, h, N, H, W, 1, 0)) != LF_OK) goto done;
         lf_nn_add(out, out, b, N * r->cout * S);
     } else {
@@ -129,13 +129,13 @@ static lf_status lf_un_attn_fwd(const lf_un_attn *at, float *x, const float *a, 
     float *q = lf_un_alloc(N * Lq * inner, &st), *k = lf_un_alloc(N * Lk * inner, &st);
     float *v = lf_un_alloc(N * Lk * inner, &st), *o = lf_un_alloc(N * Lq * inner, &st);
     if (st != LF_OK) goto done;
-    lf_un_linear(&at->q, q, a, N * Lq);
-    lf_un_linear(&at->k, k, c, N * Lk);
-    lf_un_linear(&at->v, v, c, N * Lk);
+    if ((st = lf_un_linear(&at->q, q, a, N * Lq)) != LF_OK || (st = lf_un_linear(&at->k, k, c, N * Lk)) != LF_OK ||
+        (st = lf_un_linear(&at->v, v, c, N * Lk)) != LF_OK)
+        goto done;
     st = lf_nn_attention(o, q, k, v, N, Lq, Lk, at->heads, at->dim_head,
                          (float)(1.0 / sqrt((double)at->dim_head)), 0);
     if (st != LF_OK) goto done;
-    lf_un_linear(&at->o, q, o, N * Lq); /* q reused as the projection output */
+    if ((st = lf_un_linear(&at->o, q, o, N * Lq)) != LF_OK) goto done; /* q reused as the projection output */
     lf_nn_add(x, x, q, N * Lq * inner);
 done:
     free(q), free(k), free(v), free(o);
@@ -161,7 +161,7 @@ static lf_status lf_un_xf_fwd(const lf_unet *u, const lf_un_xf *x, float *out, c
         lf_nn_nchw_to_nlc(tok, a, N, I, S);
     } else {
         lf_nn_nchw_to_nlc(a, g, N, C, S);
-        lf_un_linear(&x->pin, tok, a, M);
+        if ((st = lf_un_linear(&x->pin, tok, a, M)) != LF_OK) goto done;
     }
     for (int d = 0; d < x->depth; d++) {
         const lf_un_tblock *b = &x->blocks[d];
@@ -170,16 +170,16 @@ static lf_status lf_un_xf_fwd(const lf_unet *u, const lf_un_xf *x, float *out, c
         lf_nn_layer_norm(a, tok, b->ln2.g, b->ln2.b, M, I, LF_UN_EPS_LN);
         if ((st = lf_un_attn_fwd(&b->a2, tok, a, ctx, N, S, L)) != LF_OK) goto done;
         lf_nn_layer_norm(a, tok, b->ln3.g, b->ln3.b, M, I, LF_UN_EPS_LN);
-        lf_un_linear(&b->ff1, f1, a, M);
+        if ((st = lf_un_linear(&b->ff1, f1, a, M)) != LF_OK) goto done;
         lf_nn_geglu(f2, f1, M, b->ff1.out / 2);
-        lf_un_linear(&b->ff2, a, f2, M);
+        if ((st = lf_un_linear(&b->ff2, a, f2, M)) != LF_OK) goto done;
         lf_nn_add(tok, tok, a, M * I);
     }
     if (x->pout.k) {
         lf_nn_nlc_to_nchw(a, tok, N, I, S);
         if ((st = lf_un_conv(&x->pout, out, a, N, H, W, 1, 0)) != LF_OK) goto done;
     } else {
-        lf_un_linear(&x->pout, g, tok, M);
+        if ((st = lf_un_linear(&x->pout, g, tok, M)) != LF_OK) goto done;
         lf_nn_nlc_to_nchw(out, g, N, C, S);
     }
     lf_nn_add(out, out, h, N * C * S);

@@ -403,6 +403,10 @@ lf_status lf_unet_load(const lf_st_file *st, const lf_unet_opts *opts, lf_unet *
     return lf_un_load_src(st, NULL, 0, NULL, 0, opts, out);
 }
 
+lf_status lf_unet_load_mapped(const lf_st_file *st, const lf_unet_opts *opts, lf_unet **out) {
+    return lf_un_load_src(st, NULL, 0, NULL, LF_WTS_MAP, opts, out);
+}
+
 lf_status lf_unet_load_views(const char *const *names, const lf_view *views, size_t n, int borrow,
                              const char *label, const lf_unet_opts *opts, lf_unet **out) {
     *out = NULL;
@@ -624,4 +628,23 @@ lf_status lf_unet_set_weight(lf_unet *u, const char *key, const lf_view *v) {
     lf_wts_entry *e = k ? lf_wts_get(u->wts, u->n_wts, k) : NULL;
     if (!e) return lf_err(LF_ERR_MODEL, "%s: the UNet holds no weight \"%s\"", u->label, key);
     return lf_wts_refresh(e, v, u->label, key);
+}
+
+uint64_t lf_unet_weight_bytes(const lf_unet *u) {
+    int64_t a = 0, b = 0;
+    if (u) lf_wts_list_bytes(u->wts, u->n_wts, &a, &b);
+    return (uint64_t)(a + b);
+}
+
+void lf_unet_drop_pages(lf_unet *u) {
+    if (u) lf_wts_list_drop_pages(u->wts, u->n_wts);
+}
+
+lf_status lf_unet_own_weights(lf_unet *u) { return u ? lf_wts_list_own(u->wts, u->n_wts, u->label) : LF_OK; }
+
+lf_status lf_unet_bind_weight(lf_unet *u, const char *key, const lf_view *v) {
+    const char *k = lf_un_strip(u, key);
+    lf_wts_entry *e = k ? lf_wts_get(u->wts, u->n_wts, k) : NULL;
+    if (!e) return lf_err(LF_ERR_MODEL, "%s: the UNet holds no weight \"%s\"", u->label, key);
+    return lf_wts_bind(e, v, u->label, key);
 }

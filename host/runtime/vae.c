@@ -286,6 +286,16 @@ lf_status lf_vae_load(const lf_st_file *st, lf_family family, const lf_vae_opts 
     return lf_va_load_src(st, NULL, 0, NULL, family, opts, out);
 }
 
+uint64_t lf_vae_weight_bytes(const lf_vae *v) {
+    int64_t a = 0, b = 0;
+    if (v) lf_wts_list_bytes(v->wts, v->n_wts, &a, &b);
+    return (uint64_t)(a + b);
+}
+
+lf_status lf_vae_load_mapped(const lf_st_file *st, lf_family family, const lf_vae_opts *opts, lf_vae **out) {
+    return lf_va_load_mode(st, NULL, 0, NULL, family, opts, LF_WTS_MAP, out);
+}
+
 const lf_vae_arch *lf_vae_get_arch(const lf_vae *v) { return &v->arch; }
 
 /* ---- forward -------------------------------------------------------------------------------- */
@@ -298,7 +308,7 @@ static float *lf_va_alloc(int64_t n, lf_status *st) {
 
 static lf_status lf_va_conv_fwd(const lf_va_conv *l, float *y, const float *x, int64_t N, int64_t H,
                                 int64_t W, int64_t stride, int64_t pad) {
-    return lf_nn_conv2d(y, x, l->w, l->b, N, l->in, H, W, l->out, l->k, l->k, stride, pad);
+    return lf_nn_conv2d_w(y, x, &l->w, l->b, N, l->in, H, W, l->out, l->k, l->k, stride, pad);
 }
 
 /* out (N, cout, H, W) = resnet(h (N, cin, H, W)) */
@@ -314,7 +324,7 @@ static lf_status lf_va_res_fwd(const lf_va_res *r, float *out, const float *h, i
     lf_nn_group_norm(b, b, r->n2.g, r->n2.b, N, r->cout, S, G, LF_VA_EPS);
     lf_nn_silu(b, b, N * r->cout * S);
     if ((st = lf_va_conv_fwd(&r->c2, out, b, N, H, W, 1, 1)) != LF_OK) goto done;
-    if (r->sc.w) {
+    if (r->sc.w.data) {
         if ((st = lf_va_conv_fwd(&r->sc, b, h, N, H, W, 1, 0)) != LF_OK) goto done;
         lf_nn_add(out, out, b, N * r->cout * S);
     } else {
@@ -335,12 +345,13 @@ static lf_status lf_va_attn_fwd(const lf_va_attn *at, float *h, int64_t N, int64
     if (st != LF_OK) goto done;
     lf_nn_group_norm(g, h, at->n.g, at->n.b, N, C, S, G, LF_VA_EPS);
     lf_nn_nchw_to_nlc(t, g, N, C, S);
-    lf_nn_linear(q, t, at->q.w, at->q.b, M, C, C);
-    lf_nn_linear(k, t, at->k.w, at->k.b, M, C, C);
-    lf_nn_linear(v, t, at->v.w, at->v.b, M, C, C);
+    if ((st = lf_nn_linear_w(q, t, &at->q.w, at->q.b, M, C, C)) != LF_OK ||
+        (st = lf_nn_linear_w(k, t, &at->k.w, at->k.b, M, C, C)) != LF_OK ||
+        (st = lf_nn_linear_w(v, t, &at->v.w, at->v.b, M, C, C)) != LF_OK)
+        goto done;
     if ((st = lf_nn_attention(g, q, k, v, N, S, S, 1, C, (float)(1.0 / sqrt((double)C)), 0)) != LF_OK)
         goto done;
-    lf_nn_linear(t, g, at->o.w, at->o.b, M, C, C);
+    if ((st = lf_nn_linear_w(t, g, &at->o.w, at->o.b, M, C, C)) != LF_OK) goto done;
     lf_nn_nlc_to_nchw(g, t, N, C, S);
     lf_nn_add(h, h, g, M * C);
 done:
@@ -396,7 +407,7 @@ lf_status lf_vae_decode(const lf_vae *v, float *img, const float *latents, int64
         const lf_va_level *lv = &d->lv[i];
         for (int j = 0; j < lv->n_res; j++)
             if ((st = lf_va_res_step(&lv->res[j], &x, &C, N, H, W, G)) != LF_OK) goto done;
-        if (lv->resample.w) {
+        if (lv->resample.w.data) {
             float *u = lf_va_alloc(N * C * 4 * H * W, &st), *y = lf_va_alloc(N * C * 4 * H * W, &st);
             if (st == LF_OK) {
                 lf_nn_upsample_nearest2x(u, x, N, C, H, W);
@@ -440,7 +451,7 @@ uint64_t lf_vae_decode_peak(const lf_vae *v, int64_t N, int64_t h, int64_t w) {
     for (int i = d->n - 1; i >= 0; i--) {
         const lf_va_level *lv = &d->lv[i];
         for (int j = 0; j < lv->n_res; j++) lf_va_mem_res(&m, &lv->res[j], n, S);
-        if (lv->resample.w) {
+        if (lv->resample.w.data) {
             double c = (double)lv->resample.in, x = n * c * S;
             lf_mem_alloc(&m, 2 * 4 * x);                 /* u, y at twice the size */
             m.live -= 4 * x + x;                            /* u, then the old x */
@@ -467,7 +478,7 @@ lf_status lf_vae_encode(const lf_vae *v, float *latents, float *logvar, const fl
         const lf_va_level *lv = &e->lv[i];
         for (int j = 0; j < lv->n_res; j++)
             if ((st = lf_va_res_step(&lv->res[j], &x, &C, N, H, W, G)) != LF_OK) goto done;
-        if (lv->resample.w) { /* pad (0, 1, 0, 1), conv 3x3 stride 2 pad 0 */
+        if (lv->resample.w.data) { /* pad (0, 1, 0, 1), conv 3x3 stride 2 pad 0 */
             int64_t Ho = lf_nn_conv_out(H + 1, 3, 2, 0), Wo = lf_nn_conv_out(W + 1, 3, 2, 0);
             float *p = lf_va_alloc(N * C * (H + 1) * (W + 1), &st), *y = lf_va_alloc(N * C * Ho * Wo, &st);
             if (st == LF_OK) {

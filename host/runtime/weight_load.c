@@ -1,7 +1,7 @@
-/* weight_load.c: named checkpoint tensors -> owned f32 buffers with shape checks, the key index
- * used to refresh a loaded model's weights, and the Linear/conv/norm layer readers of the UNet and
- * VAE loaders (weight_load.h).
- * Conversion f32/f16/bf16 -> f32 is lf_view_to_f32 (exact for f16 and bf16).
+/* weight_load.c: named checkpoint tensors -> weights in their stored dtype (mapped or one owned copy)
+ * or owned f32 buffers, with shape, dtype and finiteness checks; the key index used to refresh or bind
+ * a loaded model's weights; the Linear/conv/norm layer readers of the UNet and VAE loaders
+ * (weight_load.h). Conversion f32/f16/bf16 -> f32 is lf_view_to_f32 (exact for f16 and bf16).
  */
 #include <math.h>
 #include <stdarg.h>
@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "host/base/pages.h"
 #include "host/base/util.h"
 #include "weight_load.h"
 
@@ -33,6 +34,10 @@ static int lf_wts_alias_cmp(const void *k, const void *a) {
 void lf_wts_init_src(lf_wts *w, const lf_st_file *st, const lf_wts_alias *alias, size_t n_alias,
                      const char *label, int borrow, const char *prefix) {
     lf_wts_init(w, st, prefix);
+    if (borrow == LF_WTS_MAP) {
+        w->map = !alias;
+        borrow = 0;
+    }
     if (alias) lf_wts_set_alias(w, alias, n_alias, label, borrow);
     else if (borrow == LF_WTS_SHAPES) w->borrow = borrow;
 }
@@ -113,11 +118,15 @@ const char *lf_wts_nonfinite_name(float v) {
     return isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf";
 }
 
+/* The error of a non-finite value v at element i of an n-element tensor. */
+static lf_status lf_wts_nonfinite_err(const char *file, const char *name, float v, int64_t i, int64_t n) {
+    return lf_err(LF_ERR_NONFINITE, "%s: tensor \"%s\" holds a non-finite value (%s at element %lld of %lld): the "
+                  "checkpoint is damaged", file, name, lf_wts_nonfinite_name(v), (long long)i, (long long)n);
+}
+
 lf_status lf_wts_check_finite(const char *file, const char *name, const float *x, int64_t n) {
     int64_t i = lf_wts_first_nonfinite(x, n);
-    if (i == n) return LF_OK;
-    return lf_err(LF_ERR_NONFINITE, "%s: tensor \"%s\" holds a non-finite value (%s at element %lld of %lld): the "
-                  "checkpoint is damaged", file, name, lf_wts_nonfinite_name(x[i]), (long long)i, (long long)n);
+    return i == n ? LF_OK : lf_wts_nonfinite_err(file, name, x[i], i, n);
 }
 
 lf_status lf_wts_fail(lf_wts *w, lf_status st) {
@@ -150,7 +159,7 @@ int lf_wts_shape_eq(int na, const int64_t *a, int nb, const int64_t *b) {
     return 1;
 }
 
-lf_status lf_wts_add(lf_wts_entry **e, size_t *n, size_t *cap, const char *key, float *data, int ndim,
+lf_status lf_wts_add(lf_wts_entry **e, size_t *n, size_t *cap, const char *key, void *data, lf_dtype dt, int ndim,
                      const int64_t *shape, int owned) {
     if (lf_grow(e, cap, *n + 1)) return LF_ERR_NOMEM;
     lf_wts_entry *x = &(*e)[*n];
@@ -160,6 +169,7 @@ lf_status lf_wts_add(lf_wts_entry **e, size_t *n, size_t *cap, const char *key, 
     if (!x->key) return LF_ERR_NOMEM;
     memcpy(x->key, key, kl + 1);
     x->data = data;
+    x->dtype = dt;
     x->ndim = ndim > 4 ? 4 : ndim;
     x->numel = 1;
     for (int i = 0; i < ndim; i++) x->numel *= shape[i];
@@ -169,13 +179,9 @@ lf_status lf_wts_add(lf_wts_entry **e, size_t *n, size_t *cap, const char *key, 
     return LF_OK;
 }
 
-float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...) {
-    if (w->status != LF_OK) return NULL;
-    char name[256];
-    va_list ap;
-    va_start(ap, fmt);
-    lf_wts_name(w, name, sizeof name, fmt, ap);
-    va_end(ap);
+/* The checked tensor prefix + suffix (name already formatted) for a load, or NULL (w->status set). */
+static const lf_st_tensor *lf_wts_checked(lf_wts *w, const char *name, int ndim, int64_t *shape,
+                                          const lf_wts_alias **alias) {
     const char *file = w->label;
     const lf_wts_alias *al = lf_wts_alias_find(w, name);
     const lf_st_tensor *t = w->alias ? (al ? &al->t : NULL) : lf_wts_lookup(w, name);
@@ -202,6 +208,22 @@ float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...) {
     }
     for (int i = 0; i < en; i++) shape[i] = t->shape[i];
     for (int i = en; i < ndim; i++) shape[i] = 1;
+    *alias = al;
+    return t;
+}
+
+float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...) {
+    if (w->status != LF_OK) return NULL;
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    lf_wts_name(w, name, sizeof name, fmt, ap);
+    va_end(ap);
+    const char *file = w->label;
+    const lf_wts_alias *al = NULL;
+    const lf_st_tensor *t = lf_wts_checked(w, name, ndim, shape, &al);
+    if (!t) return NULL;
+    const char *shown = al && al->orig ? al->orig : name;
     lf_view v = lf_st_view(t);
     int64_t numel = lf_view_numel(&v);
     if (w->borrow == LF_WTS_SHAPES) { /* structure only: count it, hold nothing */
@@ -231,12 +253,13 @@ float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...) {
             return NULL;
         }
     }
+    if (w->map && !w->alias && owned) lf_drop_pages(t->data, (size_t)(t->end - t->begin));
     if (lf_wts_check_finite(file, shown, buf, numel) != LF_OK) {
         if (owned) free(buf);
         lf_wts_fail(w, LF_ERR_NONFINITE);
         return NULL;
     }
-    if (lf_wts_add(&w->e, &w->n, &w->cap, name + strlen(w->prefix), buf, t->ndim, t->shape, owned) != LF_OK) {
+    if (lf_wts_add(&w->e, &w->n, &w->cap, name + strlen(w->prefix), buf, LF_F32, t->ndim, t->shape, owned) != LF_OK) {
         if (owned) free(buf);
         lf_err(LF_ERR_NOMEM, "%s: out of memory loading \"%s\"", file, shown);
         lf_wts_fail(w, LF_ERR_NOMEM);
@@ -245,7 +268,101 @@ float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...) {
     w->e[w->n - 1].borrowed = !owned;
     w->loaded++;
     w->floats += numel;
+    if (owned) w->bytes += numel * 4;
     return buf;
+}
+
+/* F16, BF16 and F32 weights are held as stored; the operators convert them per call. */
+static int lf_wts_kept_dtype(lf_dtype dt) { return dt == LF_F16 || dt == LF_BF16 || dt == LF_F32; }
+
+lf_status lf_wts_check_finite_view(const char *file, const char *name, const lf_view *v) {
+    int64_t n = lf_view_numel(v);
+    if (v->dtype == LF_F32 && ((uintptr_t)v->data & 3u) == 0) return lf_wts_check_finite(file, name, v->data, n);
+    enum { BLK = 16384 };
+    float tmp[BLK];
+    size_t eb = lf_dtype_bits(v->dtype) / 8;
+    for (int64_t i0 = 0; i0 < n; i0 += BLK) {
+        lf_view part = *v;
+        part.ndim = 1;
+        part.shape[0] = n - i0 < BLK ? n - i0 : BLK;
+        part.data = (const unsigned char *)v->data + (size_t)i0 * eb;
+        lf_status st = lf_view_to_f32(&part, tmp);
+        if (st != LF_OK)
+            return lf_err(st, "%s: tensor \"%s\": dtype %s cannot be read as f32", file, name, lf_dtype_name(v->dtype));
+        int64_t j = lf_wts_first_nonfinite(tmp, part.shape[0]);
+        if (j < part.shape[0]) return lf_wts_nonfinite_err(file, name, tmp[j], i0 + j, n);
+    }
+    return LF_OK;
+}
+
+int lf_wts_load_view(lf_wts *w, lf_view *out, int ndim, int64_t *shape, const char *fmt, ...) {
+    memset(out, 0, sizeof *out);
+    if (w->status != LF_OK) return 0;
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    lf_wts_name(w, name, sizeof name, fmt, ap);
+    va_end(ap);
+    const lf_wts_alias *al = NULL;
+    const lf_st_tensor *t = lf_wts_checked(w, name, ndim, shape, &al);
+    if (!t) return 0;
+    const char *file = w->label, *shown = al && al->orig ? al->orig : name;
+    lf_view v = lf_st_view(t);
+    int64_t numel = lf_view_numel(&v);
+    if (w->borrow == LF_WTS_SHAPES) { /* structure only: count it, hold nothing */
+        static float placeholder[1];
+        w->loaded++;
+        w->floats += numel;
+        *out = v;
+        out->data = placeholder;
+        return 1;
+    }
+    if (!lf_wts_kept_dtype(v.dtype)) { /* F64, F8: held as f32 */
+        float *p = lf_wts_load(w, ndim, shape, "%s", name + strlen(w->prefix));
+        if (!p) return 0;
+        *out = v;
+        out->data = p;
+        out->dtype = LF_F32;
+        w->e[w->n - 1].view = out;
+        return 1;
+    }
+    lf_status st = lf_wts_check_finite_view(file, shown, &v);
+    if (st != LF_OK) {
+        lf_wts_fail(w, st);
+        return 0;
+    }
+    size_t nb = (size_t)numel * lf_dtype_bits(v.dtype) / 8;
+    void *buf = (void *)(uintptr_t)v.data;
+    int in_place = (w->map && !w->alias) || (w->borrow && al && v.dtype == LF_F32);
+    /* the check read every page: in the mapping they go back until the forward pass reads them, so the
+     * load does not hold the whole file at once */
+    if (in_place && w->map) lf_drop_pages(v.data, nb);
+    if (!in_place) {
+        if ((buf = malloc(nb ? nb : 1)) == NULL) {
+            lf_err(LF_ERR_NOMEM, "%s: out of memory loading \"%s\" (%zu bytes)", file, shown, nb);
+            lf_wts_fail(w, LF_ERR_NOMEM);
+            return 0;
+        }
+        memcpy(buf, v.data, nb);
+    }
+    if (lf_wts_add(&w->e, &w->n, &w->cap, name + strlen(w->prefix), buf, v.dtype, t->ndim, t->shape, !in_place) !=
+        LF_OK) {
+        if (!in_place) free(buf);
+        lf_err(LF_ERR_NOMEM, "%s: out of memory loading \"%s\"", file, shown);
+        lf_wts_fail(w, LF_ERR_NOMEM);
+        return 0;
+    }
+    lf_wts_entry *e = &w->e[w->n - 1];
+    e->borrowed = in_place && !w->map; /* the caller's f32 views: not refreshable (as before) */
+    e->mapped = in_place && w->map;
+    e->view = out;
+    *out = v;
+    out->data = buf;
+    w->loaded++;
+    w->floats += numel;
+    if (in_place) w->mapped_bytes += (int64_t)nb;
+    else w->bytes += (int64_t)nb;
+    return 1;
 }
 
 static int lf_wts_entry_cmp(const void *a, const void *b) {
@@ -286,7 +403,7 @@ lf_wts_entry *lf_wts_get(lf_wts_entry *e, size_t n, const char *key) {
     return e && n ? bsearch(key, e, n, sizeof *e, lf_wts_key_cmp) : NULL;
 }
 
-lf_status lf_wts_refresh(lf_wts_entry *en, const lf_view *v, const char *label, const char *key) {
+static lf_status lf_wts_check_new(const lf_wts_entry *en, const lf_view *v, const char *label, const char *key) {
     if (en->borrowed)
         return lf_err(LF_ERR_ARG, "%s: weight \"%s\" is borrowed memory and cannot be refreshed", label, key);
     if (!lf_wts_shape_eq(en->ndim, en->shape, v->ndim, v->shape) || lf_view_numel(v) != en->numel) {
@@ -299,8 +416,21 @@ lf_status lf_wts_refresh(lf_wts_entry *en, const lf_view *v, const char *label, 
     if (!lf_dtype_readable(v->dtype))
         return lf_err(LF_ERR_DTYPE, "%s: weight \"%s\": dtype %s cannot be read as f32", label, key,
                       lf_dtype_name(v->dtype));
+    return LF_OK;
+}
+
+/* The model's view follows its entry. */
+static void lf_wts_sync_view(lf_wts_entry *en) {
+    if (!en->view) return;
+    en->view->data = en->data;
+    en->view->dtype = en->dtype;
+}
+
+/* An f32 entry (lf_wts_load, clip_load.c's own buffers): v converted into it, transposed if so held. */
+static lf_status lf_wts_refresh_f32(lf_wts_entry *en, const lf_view *v, const char *label, const char *key) {
+    float *data = en->data;
     if (!en->transpose) {
-        lf_status st = lf_view_to_f32(v, en->data);
+        lf_status st = lf_view_to_f32(v, data);
         if (st != LF_OK) return lf_err(st, "%s: weight \"%s\": conversion to f32 failed", label, key);
         return LF_OK;
     }
@@ -310,12 +440,83 @@ lf_status lf_wts_refresh(lf_wts_entry *en, const lf_view *v, const char *label, 
     if (st == LF_OK) {
         int64_t a = en->shape[0], b = en->shape[1];
         for (int64_t i = 0; i < a; i++)
-            for (int64_t j = 0; j < b; j++) en->data[j * a + i] = tmp[i * b + j];
+            for (int64_t j = 0; j < b; j++) data[j * a + i] = tmp[i * b + j];
     } else {
         lf_err(st, "%s: weight \"%s\": conversion to f32 failed", label, key);
     }
     free(tmp);
     return st;
+}
+
+lf_status lf_wts_refresh(lf_wts_entry *en, const lf_view *v, const char *label, const char *key) {
+    lf_status st = lf_wts_check_new(en, v, label, key);
+    if (st != LF_OK) return st;
+    if (!en->view && en->dtype == LF_F32) return lf_wts_refresh_f32(en, v, label, key);
+    if (!en->view) { /* rows of a fused buffer (clip_load.c's q/k/v): rewritten in place in its dtype */
+        size_t nb = (size_t)en->numel * lf_dtype_bits(en->dtype) / 8;
+        if (v->dtype == en->dtype) {
+            memcpy(en->data, v->data, nb);
+            return LF_OK;
+        }
+        float *tmp = malloc((size_t)en->numel * sizeof *tmp);
+        if (!tmp) return lf_err(LF_ERR_NOMEM, "%s: out of memory refreshing \"%s\"", label, key);
+        if ((st = lf_view_to_f32(v, tmp)) == LF_OK) st = lf_f32_to_dtype(tmp, en->numel, en->dtype, en->data);
+        free(tmp);
+        return st == LF_OK ? LF_OK : lf_err(st, "%s: weight \"%s\": conversion failed", label, key);
+    }
+    /* a stored-dtype weight takes v's dtype (f32 for dtypes the operators do not keep) */
+    lf_dtype dt = lf_wts_kept_dtype(v->dtype) ? v->dtype : LF_F32;
+    size_t nb = (size_t)en->numel * lf_dtype_bits(dt) / 8;
+    if (!en->owned || en->dtype != dt) {
+        void *buf = malloc(nb ? nb : 1);
+        if (!buf) return lf_err(LF_ERR_NOMEM, "%s: out of memory refreshing \"%s\" (%zu bytes)", label, key, nb);
+        if (en->owned) free(en->data);
+        en->data = buf;
+        en->owned = 1;
+        en->mapped = en->bound = 0;
+        en->dtype = dt;
+    }
+    if (dt == v->dtype) memcpy(en->data, v->data, nb);
+    else if ((st = lf_view_to_f32(v, en->data)) != LF_OK)
+        return lf_err(st, "%s: weight \"%s\": conversion to f32 failed", label, key);
+    lf_wts_sync_view(en);
+    return LF_OK;
+}
+
+lf_status lf_wts_bind(lf_wts_entry *en, const lf_view *v, const char *label, const char *key) {
+    if (!en->view || !lf_wts_kept_dtype(v->dtype)) return lf_wts_refresh(en, v, label, key);
+    lf_status st = lf_wts_check_new(en, v, label, key);
+    if (st != LF_OK) return st;
+    if (en->owned) free(en->data);
+    en->data = (void *)(uintptr_t)v->data;
+    en->owned = 0;
+    en->mapped = 0;
+    en->bound = 1;
+    en->dtype = v->dtype;
+    lf_wts_sync_view(en);
+    return LF_OK;
+}
+
+void lf_wts_list_bytes(const lf_wts_entry *e, size_t n, int64_t *owned, int64_t *in_place) {
+    int64_t o = 0, p = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t b = e[i].numel * (int64_t)lf_dtype_bits(e[i].dtype) / 8;
+        if (e[i].owned) o += b;
+        else p += b;
+    }
+    if (owned) *owned = o;
+    if (in_place) *in_place = p;
+}
+
+int64_t lf_wts_list_drop_pages(const lf_wts_entry *e, size_t n) {
+    int64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!e[i].mapped) continue;
+        size_t len = (size_t)(e[i].numel * (int64_t)lf_dtype_bits(e[i].dtype) / 8);
+        lf_drop_pages(e[i].data, len);
+        total += (int64_t)len;
+    }
+    return total;
 }
 
 /* ---- layers ------------------------------------------------------------------------------------- */
@@ -329,12 +530,12 @@ void lf_wts_pathf(char *dst, size_t n, const char *fmt, ...) {
 
 void lf_wts_load_lin(lf_wts *w, lf_wts_lin *l, const char *path, int64_t k, int64_t out, int64_t in, int bias) {
     int64_t sh[4] = {out, in, k, k};
-    l->w = lf_wts_load(w, k ? 4 : 2, sh, "%s.weight", path);
+    int ok = lf_wts_load_view(w, &l->w, k ? 4 : 2, sh, "%s.weight", path);
     l->out = sh[0];
     l->in = sh[1];
     l->k = k;
     l->b = NULL;
-    if (!l->w) return;
+    if (!ok) return;
     if (bias == LF_WTS_BIAS || (bias == LF_WTS_BIAS_OPT && lf_wts_find(w, "%s.bias", path))) {
         int64_t bs[1] = {l->out};
         l->b = lf_wts_load(w, 1, bs, "%s.bias", path);
@@ -346,4 +547,19 @@ void lf_wts_load_norm(lf_wts *w, lf_wts_norm *n, const char *path, int64_t C) {
     n->g = lf_wts_load(w, 1, sh, "%s.weight", path);
     n->C = sh[0];
     n->b = lf_wts_load(w, 1, sh, "%s.bias", path);
+}
+
+lf_status lf_wts_list_own(lf_wts_entry *e, size_t n, const char *label) {
+    for (size_t i = 0; i < n; i++) {
+        if (!e[i].bound) continue;
+        lf_view v; /* the bound bytes, read before refresh replaces e[i].data by its own copy */
+        memset(&v, 0, sizeof v);
+        v.data = e[i].data;
+        v.dtype = e[i].dtype;
+        v.ndim = e[i].ndim;
+        memcpy(v.shape, e[i].shape, sizeof v.shape);
+        lf_status st = lf_wts_refresh(&e[i], &v, label, e[i].key);
+        if (st != LF_OK) return st;
+    }
+    return LF_OK;
 }

@@ -1,6 +1,13 @@
 /* weight_load.h: private helper of the model loaders (unet_load.c, vae.c, clip_load.c): read named
- * checkpoint tensors into owned f32 buffers with a shape check, one sticky status per load, and keep
- * an index key -> f32 buffer so that a loaded model's weights can be refreshed later (lf_live_weights.h).
+ * checkpoint tensors with a shape check, one sticky status per load, and keep an index key -> buffer
+ * so that a loaded model's weights can be refreshed later (lf_live_weights.h).
+ *
+ * Memory model (docs/model-runtime.md): the weights of matrix products (lf_wts_load_view: Linear and
+ * conv weights, every tensor of 2 or more dims) stay in the checkpoint's dtype when it is F16, BF16 or
+ * F32 -- used in place from the file's mapping when the source allows it (w->map: the caller keeps the
+ * file open while the model lives), else one owned copy in that dtype -- and the operators convert them
+ * to f32 per call (lf_nn.h). Other dtypes (F64, F8) and the small 1-D tensors (biases, norms) are held
+ * as f32 (lf_wts_load).
  *
  * Every name is `prefix` + a printf-formatted suffix ("model.diffusion_model." + "out.2.weight").
  * lf_wts_load checks the tensor against an expected shape, where a negative entry accepts any size
@@ -29,16 +36,21 @@
 #include "lorafuse/lf_safetensors.h"
 #include "lorafuse/lf_vae.h"
 
-/* One f32 weight a model holds, under the key suffix it was read as (no prefix). */
+/* One weight a model holds, under the key suffix it was read as (no prefix). */
 typedef struct lf_wts_entry {
     char *key;              /* owned */
-    float *data;            /* f32 values (the model's own copy) */
+    void *data;             /* values in `dtype` (the model's own copy, the file's mapping, or bound) */
+    lf_dtype dtype;         /* F32 for lf_wts_load and lf_wts_add; the stored dtype for lf_wts_load_view */
     int64_t numel;
     int ndim;
     int64_t shape[4];       /* shape in the checkpoint */
     int owned;              /* data freed with the list */
     int borrowed;           /* data is the caller's: not refreshable */
-    int transpose;          /* stored transposed: checkpoint (a, b) is held as (b, a) */
+    int mapped;             /* data is in the checkpoint's mapping: a refresh first makes an owned copy */
+    int bound;              /* data is a caller's tensor (lf_wts_bind): a refresh first makes an owned copy */
+    int transpose;          /* stored transposed: checkpoint (a, b) is held as (b, a) (f32 only) */
+    lf_view *view;          /* the model's view of this weight (lf_wts_load_view), kept in step by
+                             * refresh and bind; NULL for f32 buffers the model reads directly */
 } lf_wts_entry;
 
 typedef struct lf_wts_alias {
@@ -48,6 +60,8 @@ typedef struct lf_wts_alias {
 
 /* borrow value of a structure-only load (see above) */
 #define LF_WTS_SHAPES (-1)
+/* borrow value of a load whose stored-dtype weights stay in st's mapping (w->map; st outlives the model) */
+#define LF_WTS_MAP (-2)
 
 typedef struct lf_wts {
     const lf_st_file *st;
@@ -61,6 +75,9 @@ typedef struct lf_wts {
     const lf_wts_alias *alias; /* sorted by t.name; replaces st when set */
     size_t n_alias;
     int borrow;
+    int map;                /* stored-dtype weights of st used in place (st outlives the model) */
+    int64_t bytes;          /* bytes the model holds in its own memory (copies, f32 buffers) */
+    int64_t mapped_bytes;   /* bytes used in place from the mapping */
 } lf_wts;
 
 void lf_wts_init(lf_wts *w, const lf_st_file *st, const char *prefix);
@@ -90,6 +107,17 @@ float *lf_wts_load(lf_wts *w, int ndim, int64_t *shape, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
+/* Load prefix + suffix (a weight of 2 or more dims) in its stored dtype with shape (as lf_wts_load)
+ * into *v: in place from the mapping (w->map, or borrow with F32 aliases), else an owned copy (F16, BF16,
+ * F32 kept; other float dtypes converted to f32). The values are checked finite. 0 on failure. The
+ * entry keeps a pointer to v, so v must stay where it is (a field of the model). */
+int lf_wts_load_view(lf_wts *w, lf_view *v, int ndim, int64_t *shape, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+/* Finite check of a view of any readable dtype (converted in small blocks, no full copy). */
+lf_status lf_wts_check_finite_view(const char *file, const char *name, const lf_view *v);
 /* What every loaded weight must be, checked once at load (lf_wts_load, and clip_load.c for its own
  * buffers): a float dtype (F16, BF16, F32, F64, F8_E4M3, F8_E5M2) -- an integer or boolean tensor where
  * a weight belongs is a damaged or mislabeled file, not a quantisation lorafuse knows (LF_ERR_DTYPE) --
@@ -104,8 +132,8 @@ int64_t lf_wts_first_nonfinite(const float *x, int64_t n);
 const char *lf_wts_nonfinite_name(float v);
 /* Record a failure found by the caller (message already set by lf_err); keeps the first one. */
 lf_status lf_wts_fail(lf_wts *w, lf_status st);
-/* Append an entry (key copied); used by loaders that keep their own buffers (clip_load.c). */
-lf_status lf_wts_add(lf_wts_entry **e, size_t *n, size_t *cap, const char *key, float *data, int ndim,
+/* Append an entry (key copied) of dtype dt; used by loaders that keep their own buffers (clip_load.c). */
+lf_status lf_wts_add(lf_wts_entry **e, size_t *n, size_t *cap, const char *key, void *data, lf_dtype dt, int ndim,
                      const int64_t *shape, int owned);
 /* Sort a list by key (for lf_wts_get). */
 void lf_wts_sort(lf_wts_entry *e, size_t n);
@@ -117,15 +145,32 @@ void lf_wts_free(lf_wts *w);
 void lf_wts_free_list(lf_wts_entry *e, size_t n);
 /* The entry for key (sorted list), or NULL. */
 lf_wts_entry *lf_wts_get(lf_wts_entry *e, size_t n, const char *key);
-/* Overwrite entry's f32 data from v (f32/f16/bf16...): the shape must match the checkpoint's
- * ((a, b) ~ (a, b, 1, 1)). label and key name the model in messages. */
+/* Overwrite entry's data from v: the shape must match the checkpoint's ((a, b) ~ (a, b, 1, 1)). An f32
+ * entry gets v converted to f32; a stored-dtype entry gets v's bytes in v's dtype (in place when the
+ * dtypes match and the memory is the model's own; a mapped or differently typed entry first gets an
+ * owned buffer). Either way the operators see exactly v's values. label and key name the model. */
 lf_status lf_wts_refresh(lf_wts_entry *en, const lf_view *v, const char *label, const char *key);
+/* Point a stored-dtype entry at v's memory (no copy; the model's own buffer is freed): for the CPU
+ * backend of a step plan, whose patched tensors outlive the model's use of them. v must hold the
+ * entry's shape; an f32-only entry (transposed, or a 1-D f32 buffer) is refreshed instead. */
+lf_status lf_wts_bind(lf_wts_entry *en, const lf_view *v, const char *label, const char *key);
+/* Bytes of the list's data held in the model's own memory (owned), and used in place (mapped/bound). */
+void lf_wts_list_bytes(const lf_wts_entry *e, size_t n, int64_t *owned, int64_t *in_place);
+/* Hand the resident pages of the mapped entries back to the system (lf_drop_pages, host/base/pages.h: the
+ * page cache keeps them, the next read faults them back in; the values do not change). Owned and bound
+ * memory is left alone. Returns the bytes covered. */
+int64_t lf_wts_list_drop_pages(const lf_wts_entry *e, size_t n);
+/* Every weight bound to a caller's tensor (lf_wts_bind) gets an owned copy of its bytes, so the caller's
+ * tensor may go (a CPU backend freed while the model stays loaded). */
+lf_status lf_wts_list_own(lf_wts_entry *e, size_t n, const char *label);
 
 /* ---- layers the UNet and VAE loaders share (unet_load.c, vae.c) ---------------------------------- */
 
-/* A Linear (k = 0) or k x k conv layer: W (out, in[, k, k]), b (out) or NULL. */
+/* A Linear (k = 0) or k x k conv layer: W (out, in[, k, k]) in its stored dtype (w.data NULL: absent),
+ * b (out) f32 or NULL. */
 typedef struct lf_wts_lin {
-    const float *w, *b;
+    lf_view w;
+    const float *b;
     int64_t out, in, k;
 } lf_wts_lin;
 

@@ -60,6 +60,12 @@ typedef struct lf_clip lf_clip;
 /* Load the text encoder whose keys start with prefix (HF: prefix + "text_model.embeddings...", also
  * without "text_model."; OpenCLIP: prefix + "token_embedding.weight"). Errors name file and tensor. */
 lf_status lf_clip_load(const lf_st_file *f, const char *prefix, const lf_clip_opts *opts, lf_clip **out);
+/* lf_clip_load with the Linear weights used in place from f's mapping: f stays open until lf_clip_free. */
+lf_status lf_clip_load_mapped(const lf_st_file *f, const char *prefix, const lf_clip_opts *opts, lf_clip **out);
+/* Bytes of weights the encoder reads (own buffers and mapped memory). */
+uint64_t lf_clip_weight_bytes(const lf_clip *m);
+/* lf_unet_drop_pages for a text encoder loaded with lf_clip_load_mapped. */
+void lf_clip_drop_pages(lf_clip *m);
 /* A diffusers/transformers folder (text_encoder/ or text_encoder_2/): config.json +
  * model.safetensors (or model.fp16.safetensors). */
 lf_status lf_clip_load_dir(const char *dir, const lf_clip_opts *opts, lf_clip **out);

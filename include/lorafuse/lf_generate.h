@@ -118,6 +118,15 @@ typedef struct lf_gen_info {
     size_t n_warnings;
 } lf_gen_info;
 
+/* Memory of a running call, bytes (docs/model-runtime.md "Memory"): peak_rss is the process's peak
+ * resident set so far (getrusage); weights what the loaded models read (own buffers + the checkpoint's
+ * mapped pages); adapter_backups the CPU backend's patched tensors (checkpoint dtype); activations the
+ * runtime's replayed peak of one UNet forward or VAE decode (the larger); scratch the operators' own
+ * buffers now (weight conversion, per-thread bands). */
+typedef struct lf_gen_memory {
+    uint64_t peak_rss, weights, adapter_backups, activations, scratch;
+} lf_gen_memory;
+
 typedef struct lf_gen lf_gen;
 
 /* Every check; on failure nothing was loaded or written and lf_last_error() says why. */
@@ -127,6 +136,8 @@ void lf_gen_set_progress(lf_gen *g, lf_gen_progress_fn fn, void *ctx);
 /* Load the model, sample, decode and write every image; cb (may be NULL) sees each image. */
 lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *ctx);
 void lf_gen_free(lf_gen *g);
+/* The memory figures now (valid during lf_gen_run, e.g. from the image callback, and after it). */
+void lf_gen_get_memory(const lf_gen *g, lf_gen_memory *out);
 
 /* Resident model (lorafuse serve): the checkpoint opened and its UNet, VAE and text encoders loaded
  * once, then any number of jobs (lf_gen_open_in), one at a time. A job changes only the loaded weights

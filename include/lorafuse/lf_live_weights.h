@@ -1,10 +1,12 @@
 /* lf_live_weights.h: adapters on a loaded model, through the per-layer (job) interface.
  *
- * A loaded UNet (lf_unet.h) or text encoder (lf_clip.h) holds f32 copies of its weights, indexed by
- * the checkpoint key each was read from. A backend that patches checkpoint tensors (lf_step_plan.h
- * lf_cpu_backend, lf_merge, the device backend after a download) produces new bytes for a tensor in
- * the checkpoint's dtype; lf_*_set_weight converts them once to f32 into the model's copy, in place
- * (no reallocation: the forward passes keep their pointers). Keys:
+ * A loaded UNet (lf_unet.h) or text encoder (lf_clip.h) holds its weights in the checkpoint's dtype
+ * (f32 for biases and norms), indexed by the checkpoint key each was read from. A backend that patches
+ * checkpoint tensors (lf_step_plan.h lf_cpu_backend, lf_merge, the device backend after a download)
+ * produces new bytes for a tensor in the checkpoint's dtype; lf_*_set_weight copies them into the model
+ * (in their dtype; converted to f32 for an f32 buffer); lf_live_apply_step / lf_live_apply_all do not
+ * copy: the model reads the CPU backend's tensor in place from then on (HF q/k/v rows, held in one fused
+ * buffer, are copied), so the backend must outlive the model's use of them. Keys:
  *   UNet    "model.diffusion_model.<P>" (or <P> alone) for the LDM path P; a model read from a
  *           diffusers folder is indexed by the LDM names too, so plans built on the single-file keys
  *           address it the same way.
@@ -66,6 +68,9 @@ typedef struct lf_live_stats {
 
 /* Route one checkpoint tensor (key, value) to the model of `comp`. */
 lf_status lf_live_set(const lf_live *m, lf_component comp, const char *key, const lf_view *v);
+/* Every weight of the models bound to a backend's tensor gets its own copy, so that backend may be
+ * freed while the models stay loaded (a resident model between jobs: lf_generate.h sessions). */
+lf_status lf_live_own(const lf_live *m);
 /* Refresh the jobs step t lists with the backend's current bytes (call after lf_cpu_backend_step(b, t)).
  * stats may be NULL. */
 lf_status lf_live_apply_step(const lf_live *m, const lf_step_plan *sp, const lf_cpu_backend *b, int t,

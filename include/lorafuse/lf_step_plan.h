@@ -153,6 +153,10 @@ void lf_cpu_backend_free(lf_cpu_backend *b);
 /* Apply step t's list (t must be the step after the last one applied, starting at 1): each listed job
  * is recomputed from the pristine W0 with step t's coefficients. */
 lf_status lf_cpu_backend_step(lf_cpu_backend *b, int t);
+/* Start the steps again at 1 (a new sampler run of the same plan) without touching the tensors: they
+ * keep the bytes of the last step applied, and the caller recomputes the jobs whose bytes must differ
+ * at step 1 (lf_cpu_backend_step_jobs), so tensors bound to the backend stay valid throughout. */
+void lf_cpu_backend_rewind(lf_cpu_backend *b);
 /* Same order rule, but recompute only jobs[0..n) with step t's coefficients: for a model that already
  * holds the right bytes for every other job (a resident model reused across prompts); the others keep
  * what the backend held. */

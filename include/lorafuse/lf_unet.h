@@ -1,8 +1,9 @@
 /* lf_unet.h: the Stable Diffusion UNet (SD1.x, SD2.x, SDXL) on the f32 CPU reference operators.
  *
  * Loading: a single-file checkpoint with LDM/SGM keys ("model.diffusion_model.*", or the same keys
- * without the prefix in a UNet-only file), weights in f32, f16 or bf16, converted once to f32 (the
- * model owns them; the lf_st_file may be closed after lf_unet_load). The architecture is read from the
+ * without the prefix in a UNet-only file), weights in f32, f16 or bf16, held in that dtype (one owned
+ * copy, so the lf_st_file may be closed after lf_unet_load; or used in place from the file's mapping
+ * with lf_unet_load_mapped) and converted to f32 per operator call (docs/model-runtime.md). The architecture is read from the
  * keys and shapes only (input_blocks / middle_block / output_blocks as the LDM openaimodel lays them
  * out), so tiny test models and full-size ones load through the same code:
  *   input_blocks.i     0: conv_in; then per level L resnets (".0.in_layers") each optionally followed
@@ -126,6 +127,16 @@ typedef struct lf_unet lf_unet;
 /* Read the UNet of a checkpoint. opts may be NULL (defaults). Errors name the file, the tensor and
  * the expected vs found shape (missing tensor: LF_ERR_MODEL; wrong shape: LF_ERR_SHAPE). */
 lf_status lf_unet_load(const lf_st_file *st, const lf_unet_opts *opts, lf_unet **out);
+/* lf_unet_load without the copy: the F16/BF16/F32 weights are used in place from st's mapping, so st
+ * must stay open until lf_unet_free (the file's pages are then the model's memory, shared with the
+ * page cache; a weight refreshed later gets its own buffer). */
+lf_status lf_unet_load_mapped(const lf_st_file *st, const lf_unet_opts *opts, lf_unet **out);
+/* Bytes of weights the model reads: its own buffers plus memory used in place (mapping, bound tensors). */
+uint64_t lf_unet_weight_bytes(const lf_unet *u);
+/* A model loaded with lf_unet_load_mapped: hand the resident pages of its mapped weights back to the
+ * system while it is not needed (generate does so before the VAE decode); they stay in the page cache
+ * and the next forward reads them back. No effect on values or on owned memory. */
+void lf_unet_drop_pages(lf_unet *u);
 /* Same from n named views (LDM names without prefix; label names the source in messages). borrow:
  * F32 views are used in place and must outlive the model. */
 lf_status lf_unet_load_views(const char *const *names, const lf_view *views, size_t n, int borrow,

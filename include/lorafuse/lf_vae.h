@@ -62,6 +62,10 @@ typedef struct lf_vae lf_vae;
 /* family picks the scaling factor when opts->scaling_factor is 0 (LF_FAMILY_UNKNOWN then is an
  * LF_ERR_ARG error). Errors name the file, the tensor, and the expected vs found shape. */
 lf_status lf_vae_load(const lf_st_file *st, lf_family family, const lf_vae_opts *opts, lf_vae **out);
+/* lf_vae_load with the weights used in place from st's mapping: st stays open until lf_vae_free. */
+lf_status lf_vae_load_mapped(const lf_st_file *st, lf_family family, const lf_vae_opts *opts, lf_vae **out);
+/* Bytes of weights the model reads (own buffers and mapped memory). */
+uint64_t lf_vae_weight_bytes(const lf_vae *v);
 void lf_vae_free(lf_vae *v);
 const lf_vae_arch *lf_vae_get_arch(const lf_vae *v);
 

@@ -74,6 +74,51 @@ static void test_conv2d(void) {
     LF_CHECK(lf_nn_conv2d(y, x, W, NULL, 1, 1, 2, 2, 1, 3, 3, 1, 0) == LF_ERR_SHAPE, "too small");
 }
 
+/* Weights held as f16, bf16 or unaligned f32 (lf_nn_linear_w, lf_nn_conv2d_w) give the bytes of the f32
+ * path on the same values (the conversion is exact and the products are cut alike), large enough that
+ * the matrix products are split into several blocks and the conversion into several chunks. */
+static void weight_view_case(lf_dtype dt) {
+    const int64_t M = 300, I = 200, O = 700, N = 2, Ci = 24, H = 40, Wd = 36, Co = 40;
+    const char *dn = lf_dtype_name(dt);
+    float *x = rnd(M * I), *W = rnd(O * I), *b = rnd(O), *xc = rnd(N * Ci * H * Wd), *Wc = rnd(Co * Ci * 9);
+    float *y0 = malloc((size_t)(M * O) * sizeof(float)), *y1 = malloc((size_t)(M * O) * sizeof(float));
+    float *c0 = malloc((size_t)(N * Co * H * Wd) * sizeof(float)), *c1 = malloc((size_t)(N * Co * H * Wd) * sizeof(float));
+    unsigned char *raw = malloc((size_t)(O * I) * 4 + 2), *rawc = malloc((size_t)(Co * Ci * 9) * 4 + 2);
+    float *Wk[2] = {W, Wc};
+    unsigned char *dst[2] = {raw, rawc};
+    int64_t n[2] = {O * I, Co * Ci * 9};
+    lf_view v[2];
+    for (int i = 0; i < 2; i++) { /* the values the stored dtype holds, and the view of them */
+        memset(&v[i], 0, sizeof v[i]);
+        v[i].dtype = dt;
+        v[i].ndim = 2;
+        v[i].shape[0] = i ? Co : O;
+        v[i].shape[1] = n[i] / v[i].shape[0];
+        v[i].data = dst[i] + (dt == LF_F32 ? 2 : 0); /* an f32 weight 2 bytes off alignment */
+        lf_f32_to_dtype(Wk[i], n[i], dt, (void *)(uintptr_t)v[i].data);
+        lf_view_to_f32(&v[i], Wk[i]);
+    }
+    lf_nn_linear(y0, x, W, b, M, I, O);
+    LF_CHECK(lf_nn_linear_w(y1, x, &v[0], b, M, I, O) == LF_OK && !memcmp(y0, y1, (size_t)(M * O) * sizeof(float)),
+             "linear with %s weights differs from f32", dn);
+    lf_nn_linear(y0, x, W, b, 5, I, O); /* few rows: cut along the outputs */
+    LF_CHECK(lf_nn_linear_w(y1, x, &v[0], b, 5, I, O) == LF_OK && !memcmp(y0, y1, (size_t)(5 * O) * sizeof(float)),
+             "linear (5 rows) with %s weights differs from f32", dn);
+    LF_CHECK(lf_nn_conv2d(c0, xc, Wc, b, N, Ci, H, Wd, Co, 3, 3, 1, 1) == LF_OK &&
+             lf_nn_conv2d_w(c1, xc, &v[1], b, N, Ci, H, Wd, Co, 3, 3, 1, 1) == LF_OK &&
+             !memcmp(c0, c1, (size_t)(N * Co * H * Wd) * sizeof(float)), "conv2d with %s weights differs from f32", dn);
+    v[0].shape[0] = O - 1; /* a view that does not hold out*in values */
+    LF_CHECK(lf_nn_linear_w(y1, x, &v[0], b, M, I, O) == LF_ERR_SHAPE, "linear_w accepted a wrong shape");
+    free(x), free(W), free(b), free(xc), free(Wc), free(y0), free(y1), free(c0), free(c1), free(raw), free(rawc);
+}
+
+static void test_weight_views(void) {
+    weight_view_case(LF_F16);
+    weight_view_case(LF_BF16);
+    weight_view_case(LF_F32);
+    LF_CHECK(lf_nn_scratch_bytes() >= (size_t)(700 * 200) * sizeof(float), "conversion buffer not reported");
+}
+
 static void test_group_norm(void) {
     int64_t N = 2, C = 8, S = 5, G = 4, cg = C / G;
     float *x = rnd(N * C * S), *ga = rnd(C), *be = rnd(C), *y = rnd(N * C * S);
@@ -348,6 +393,7 @@ static void test_embeddings(void) {
 int main(void) {
     test_linear();
     test_conv2d();
+    test_weight_views();
     test_group_norm();
     test_layer_norm();
     test_activations();

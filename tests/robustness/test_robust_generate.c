@@ -310,7 +310,7 @@ static void test_prompt_options(void) {
     char args[600];
     snprintf(args, sizeof args, "--embeddings-dir '%s/none'", g_tmp);
     expect_fail("no embeddings dir", args, "lorafuse generate: ", "/none: no such embeddings directory");
-    expect_ok("loractl dialect", "--tag-dialect loractl", 1);
+    free(expect_ok("loractl dialect", "--tag-dialect loractl", 1).out);
 }
 
 int main(void) {

@@ -197,3 +197,12 @@ lf_status lf_nn_conv2d(float *y, const float *x, const float *W, const float *b,
         return lf_err(LF_ERR_NOMEM, "conv2d: im2col scratch of %lld floats", (long long)(K * c.band * Wo));
     return LF_OK;
 }
+
+lf_status lf_nn_conv2d_w(float *y, const float *x, const lf_view *W, const float *b, int64_t N,
+                         int64_t C_in, int64_t H, int64_t Wd, int64_t C_out, int64_t kh, int64_t kw,
+                         int64_t stride, int64_t pad) {
+    const float *w;
+    lf_status st = lf_nn_weight_f32(W, C_out * C_in * kh * kw, "conv2d", &w);
+    if (st != LF_OK) return st;
+    return lf_nn_conv2d(y, x, w, b, N, C_in, H, Wd, C_out, kh, kw, stride, pad);
+}

@@ -8,6 +8,11 @@
  *
  * Conventions
  *   - All arrays are f32, contiguous, row-major (PyTorch layout); sizes are int64_t.
+ *   - Weights of matrix products come as an lf_view (lf_tensor.h: data, dtype, shape): the model keeps
+ *     them in the checkpoint's dtype (F16, BF16, F32, ... mapped from the file where it can), and the op
+ *     converts them to f32 inside (lf_nn_linear_w, lf_nn_conv2d_w). f16/bf16 -> f32 is exact and the
+ *     products are cut exactly as for f32 weights, so the bytes equal those of the f32 path. The view
+ *     is the backend-neutral weight: a GPU backend implements the same ops over the same views.
  *   - Activations x (N, C, H, W); token sequences x (N, L, D) (= rows (M, D) with M = N*L).
  *   - Linear W (out, in), b (out) or NULL: y = x @ Wᵀ + b (as torch.nn.Linear).
  *   - Conv2d W (C_out, C_in, kh, kw), b (C_out) or NULL (as torch.nn.Conv2d, groups = 1, dilation 1).
@@ -32,6 +37,7 @@
 #include <stdint.h>
 
 #include "lorafuse/lf_status.h"
+#include "lorafuse/lf_tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -43,6 +49,15 @@ extern "C" {
 void lf_nn_linear(float *y, const float *x, const float *W, const float *b, int64_t M, int64_t in,
                   int64_t out);
 
+/* lf_nn_linear with W (out, in) as a view of any readable dtype (see Conventions). LF_ERR_NOMEM when
+ * the conversion buffer cannot be had, LF_ERR_SHAPE when W does not hold out*in values. */
+lf_status lf_nn_linear_w(float *y, const float *x, const lf_view *W, const float *b, int64_t M, int64_t in,
+                         int64_t out);
+
+/* Bytes of the operators' own scratch now held: the shared weight-conversion buffer (the largest
+ * non-f32 weight converted so far) plus the per-thread pool buffers (host/base/pool.h). Reports only. */
+size_t lf_nn_scratch_bytes(void);
+
 /* Output size of a convolution along one axis: (size + 2*pad - k) / stride + 1. */
 int64_t lf_nn_conv_out(int64_t size, int64_t k, int64_t stride, int64_t pad);
 
@@ -53,6 +68,11 @@ int64_t lf_nn_conv_out(int64_t size, int64_t k, int64_t stride, int64_t pad);
 lf_status lf_nn_conv2d(float *y, const float *x, const float *W, const float *b, int64_t N,
                        int64_t C_in, int64_t H, int64_t Wd, int64_t C_out, int64_t kh, int64_t kw,
                        int64_t stride, int64_t pad);
+
+/* lf_nn_conv2d with W (C_out, C_in, kh, kw) as a view of any readable dtype (see Conventions). */
+lf_status lf_nn_conv2d_w(float *y, const float *x, const lf_view *W, const float *b, int64_t N,
+                         int64_t C_in, int64_t H, int64_t Wd, int64_t C_out, int64_t kh, int64_t kw,
+                         int64_t stride, int64_t pad);
 
 /* ---- normalisation -------------------------------------------------------------------------- */
 

@@ -10,6 +10,8 @@
  * Test: tests/kernels/test_nn.c (ctest -R nn).
  */
 #include <cblas.h>
+#include <stdint.h>
+#include <stdlib.h>
 
 #include "lf_nn.h"
 #include "nn_internal.h"
@@ -58,4 +60,74 @@ void lf_nn_linear(float *y, const float *x, const float *W, const float *b, int6
     /* a row block repacks all of W, a column block all of x: keep blocks long enough to amortise it */
     if (grain < LF_NN_GEMM_MIN_BLOCK) grain = LF_NN_GEMM_MIN_BLOCK;
     lf_par_for(len, grain, lf_nn_linear_chunk, &c);
+}
+
+/* ---- weights held in their stored dtype ------------------------------------------------------ */
+
+/* The shared conversion buffer: one weight at a time in f32 (see nn_internal.h). */
+static float *lf_nn_wbuf;
+static size_t lf_nn_wcap;
+
+typedef struct {
+    const lf_view *W;
+    float *dst;
+    int64_t cols;
+    lf_status st;
+} lf_nn_conv_rows_ctx;
+
+static void lf_nn_convert_rows(void *vc, int64_t r0, int64_t r1, int tid) {
+    lf_nn_conv_rows_ctx *c = vc;
+    (void)tid;
+    lf_view part = *c->W;
+    size_t row_bytes = (size_t)c->cols * lf_dtype_bits(part.dtype) / 8;
+    part.data = (const unsigned char *)part.data + (size_t)r0 * row_bytes;
+    part.ndim = 2;
+    part.shape[0] = r1 - r0;
+    part.shape[1] = c->cols;
+    if (lf_view_to_f32(&part, c->dst + r0 * c->cols) != LF_OK) c->st = LF_ERR_DTYPE;
+}
+
+lf_status lf_nn_weight_f32(const lf_view *W, int64_t n, const char *op, const float **out) {
+    *out = NULL;
+    if (lf_view_numel(W) != n) {
+        char sh[128];
+        return lf_err(LF_ERR_SHAPE, "%s: weight of shape %s, expected %lld values", op,
+                      lf_shape_str(W, sh, sizeof sh), (long long)n);
+    }
+    if (W->dtype == LF_F32 && ((uintptr_t)W->data & 3u) == 0) {
+        *out = W->data;
+        return LF_OK;
+    }
+    if (!lf_dtype_readable(W->dtype) || lf_dtype_bits(W->dtype) % 8)
+        return lf_err(LF_ERR_DTYPE, "%s: weight of dtype %s cannot be read as f32", op, lf_dtype_name(W->dtype));
+    if (lf_nn_wcap < (size_t)n) {
+        free(lf_nn_wbuf);
+        lf_nn_wcap = 0;
+        if ((lf_nn_wbuf = malloc((size_t)(n > 0 ? n : 1) * sizeof(float))) == NULL)
+            return lf_err(LF_ERR_NOMEM, "%s: out of memory converting a weight of %lld values to f32", op,
+                          (long long)n);
+        lf_nn_wcap = (size_t)n;
+    }
+    int64_t rows = W->ndim > 0 ? W->shape[0] : 1, cols = rows > 0 ? n / rows : 0;
+    lf_nn_conv_rows_ctx c = {W, lf_nn_wbuf, cols, LF_OK};
+    /* chunks of about 2^18 values: the conversion is memory-bound, a few chunks per thread suffice */
+    int64_t grain = cols > 0 ? ((int64_t)1 << 18) / cols : rows;
+    lf_par_for(rows, grain < 1 ? 1 : grain, lf_nn_convert_rows, &c);
+    if (c.st != LF_OK) return lf_err(c.st, "%s: weight of dtype %s cannot be read as f32", op, lf_dtype_name(W->dtype));
+    *out = lf_nn_wbuf;
+    return LF_OK;
+}
+
+size_t lf_nn_scratch_bytes(void) {
+    return lf_nn_wcap * sizeof(float) + lf_par_scratch_bytes();
+}
+
+lf_status lf_nn_linear_w(float *y, const float *x, const lf_view *W, const float *b, int64_t M, int64_t in,
+                         int64_t out) {
+    if (M <= 0 || out <= 0) return LF_OK;
+    const float *w;
+    lf_status st = lf_nn_weight_f32(W, in * out, "linear", &w);
+    if (st != LF_OK) return st;
+    lf_nn_linear(y, x, w, b, M, in, out);
+    return LF_OK;
 }

@@ -14,6 +14,15 @@
 #include <stdint.h>
 
 #include "host/base/pool.h"
+#include "lorafuse/lf_tensor.h"
+
+/* f32 values of the weight W (n values): W's own memory when it is f32 and 4-byte aligned, else W
+ * converted (exactly, for F16/BF16) into the one shared conversion buffer of the operators, rows in
+ * parallel on the pool. The buffer is grown on demand and kept (lf_nn_scratch_bytes); it is valid until
+ * the next call, and the ops are called from one thread at a time (host/runtime's forward passes).
+ * LF_ERR_SHAPE / LF_ERR_DTYPE / LF_ERR_NOMEM (message naming `op`) when W holds another number of
+ * values, an unreadable dtype, or memory fails. */
+lf_status lf_nn_weight_f32(const lf_view *W, int64_t n, const char *op, const float **out);
 
 /* Element-wise ops: elements per chunk. */
 #define LF_NN_EW_GRAIN ((int64_t)1 << 15)
