@@ -299,8 +299,7 @@ lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, 
     if (o->shards > 1) lf_sb_printf(&mp, "%s/manifest-shard-%d-of-%d.jsonl", o->output_dir, o->shard, o->shards);
     else lf_sb_printf(&mp, "%s/manifest.jsonl", o->output_dir);
     if (mp.oom) return lf_err(LF_ERR_NOMEM, "out of memory");
-    struct stat sb;
-    if (!o->resume && stat(mp.s, &sb) == 0 && sb.st_size > 0) {
+    if (!o->resume && lf_file_exists(mp.s)) {
         st = lf_err(LF_ERR_ARG, "%s exists: add --resume to finish that run, or choose another --output-dir",
                     lf_esc(q, sizeof q, mp.s, strlen(mp.s)));
         lf_sb_free(&mp);
@@ -313,7 +312,7 @@ lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, 
         lf_bopts(j, o, &go);
         lf_gen *g = NULL;
         if ((st = lf_gen_open(&go, &g)) != LF_OK) {
-            st = lf_err_wrap(st, "%s", lf_bjob_name(j, name, sizeof name));
+            st = lf_err_wrap(st, "%s: ", lf_bjob_name(j, name, sizeof name));
             lf_sb_free(&mp);
             return st;
         }
@@ -354,7 +353,7 @@ lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, 
             double tl = lf_clock_s();
             if (!o->quiet) fprintf(stderr, "lorafuse batch: loading %s\n", lf_esc(q, sizeof q, j->model, strlen(j->model)));
             if ((st = lf_gen_session_open(j->model, &sess)) != LF_OK) {
-                st = lf_err_wrap(st, "%s", lf_bjob_name(j, name, sizeof name));
+                st = lf_err_wrap(st, "%s: ", lf_bjob_name(j, name, sizeof name));
                 break;
             }
             r.load += lf_clock_s() - tl;
@@ -368,7 +367,7 @@ lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, 
         lf_bopts(j, o, &go);
         lf_gen *g = NULL;
         if ((st = lf_gen_open_in(sess, &go, &g)) != LF_OK) {
-            st = lf_err_wrap(st, "%s", lf_bjob_name(j, name, sizeof name));
+            st = lf_err_wrap(st, "%s: ", lf_bjob_name(j, name, sizeof name));
             break;
         }
         r.job = j;
@@ -376,7 +375,7 @@ lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, 
         r.t_start = lf_bnow();
         memset(&r.prev, 0, sizeof r.prev);
         st = lf_gen_run(g, lf_bimage, &r);
-        if (st != LF_OK) st = lf_err_wrap(st, "%s", lf_bjob_name(j, name, sizeof name));
+        if (st != LF_OK) st = lf_err_wrap(st, "%s: ", lf_bjob_name(j, name, sizeof name));
         const lf_gen_times *t = lf_gen_get_times(g);
         stats->times.encode += t->encode;
         stats->times.weights += t->weights;

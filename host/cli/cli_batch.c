@@ -33,12 +33,11 @@ static const char lf_batch_help_text[] =
     "shards: --shard I/N (0 <= I < N), else SLURM_ARRAY_TASK_ID/_MIN/_COUNT, else JOB_COMPLETION_INDEX\n"
     "with --shards N. --dry-run prints the expanded jobs and totals without loading a model.\n"
     "example:\n"
-    "  echo '{\"id\": \"cat\", \"model\": \"models/sd15-mini.safetensors\", \"prompt\": \"a cat "
-    "<lora:mini_lora:{s}>\",\n"
-    "         \"steps\": 4, \"width\": 64, \"height\": 64, \"axes\": {\"s\": [0, 0.5, 1], \"seed\": [1, 2]}}' "
-    "> jobs.jsonl\n"
     "  lorafuse batch jobs.jsonl --output-dir out --dry-run\n"
-    "  lorafuse batch jobs.jsonl --output-dir out && lorafuse batch --report out/manifest.jsonl\n";
+    "  lorafuse batch jobs.jsonl --output-dir out && lorafuse batch --report out/manifest.jsonl\n"
+    "with jobs.jsonl holding lines such as\n"
+    "  {\"id\": \"cat\", \"model\": \"models/sd15-mini.safetensors\", \"prompt\": \"a cat <lora:mini_lora:{s}>\",\n"
+    "   \"steps\": 4, \"width\": 64, \"height\": 64, \"axes\": {\"s\": [0, 0.5, 1], \"seed\": [1, 2]}}\n";
 
 enum { B_OUTDIR, B_SHARD, B_SHARDS, B_RESUME, B_DRY, B_JSON, B_MAX, B_LORA, B_BACKEND, B_THREADS, B_QUIET, B_REPORT };
 
