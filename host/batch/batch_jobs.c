@@ -308,7 +308,7 @@ static lf_status lf_bsweep(lf_batch_list *l, size_t *cap, lf_bctx *c, const cJSO
             pos[ai] = r % k;
             r /= k;
         }
-        cJSON *j = cJSON_Duplicate(o, 1);
+        cJSON *j = cJSON_Duplicate(o, 1), *ax = cJSON_CreateArray();
         lf_sbuf id = {0};
         lf_sb_printf(&id, "%s/%04zu", sid, n);
         ai = 0;
@@ -320,6 +320,10 @@ static lf_status lf_bsweep(lf_batch_list *l, size_t *cap, lf_bctx *c, const cJSO
                 st = lf_err(LF_ERR_NOMEM, "out of memory");
                 break;
             }
+            cJSON *pair = cJSON_CreateArray();
+            cJSON_AddItemToArray(pair, cJSON_CreateString(a->string));
+            cJSON_AddItemToArray(pair, cJSON_CreateString(txt));
+            cJSON_AddItemToArray(ax, pair);
             lf_sb_printf(&id, "%s%s=", ai ? "_" : "-", a->string);
             for (const char *p = txt; *p && p - txt < 24; p++)
                 lf_sb_printf(&id, "%c", isalnum((unsigned char)*p) || strchr(".-", *p) ? *p : '_');
@@ -356,7 +360,13 @@ static lf_status lf_bsweep(lf_batch_list *l, size_t *cap, lf_bctx *c, const cJSO
             }
             st = id.oom || !j ? lf_err(LF_ERR_NOMEM, "out of memory")
                               : lf_bjob_add(l, cap, j, id.s, sid, c->line, lf_bwhere(c, j));
+            if (st == LF_OK) {
+                l->jobs[l->n - 1].axes = cJSON_PrintUnformatted(ax);
+                l->jobs[l->n - 1].sweep_index = n;
+                if (!l->jobs[l->n - 1].axes) st = lf_err(LF_ERR_NOMEM, "out of memory");
+            }
         }
+        cJSON_Delete(ax);
         lf_sb_free(&id);
         cJSON_Delete(j);
     }
@@ -519,7 +529,7 @@ void lf_batch_list_free(lf_batch_list *l) {
     for (size_t i = 0; i < l->n; i++) {
         lf_batch_job *j = &l->jobs[i];
         free(j->id), free(j->dir), free(j->model), free(j->prompt), free(j->negative), free(j->sampler);
-        free(j->params), free(j->key), free(j->sweep);
+        free(j->params), free(j->key), free(j->sweep), free(j->axes);
     }
     free(l->jobs);
     memset(l, 0, sizeof *l);

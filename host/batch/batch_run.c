@@ -26,6 +26,7 @@
 
 #include <cJSON.h>
 
+#include "batch_internal.h"
 #include "host/base/file.h"
 #include "host/base/strbuf.h"
 #include "host/base/text.h"
@@ -389,6 +390,7 @@ lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, 
     }
     stats->images = r.written;
     lf_gen_session_free(sess);
+    if (st == LF_OK) st = lf_batch_grids(l, idx, n_idx, o->output_dir, &stats->grids);
     if (fd >= 0) close(fd);
     lf_brecs_free(&done);
     lf_sb_free(&mp);

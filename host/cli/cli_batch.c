@@ -292,13 +292,13 @@ int lf_cli_batch(int argc, char **argv) {
                 rc = 0;
                 if (a.json)
                     printf("{\"shard\": \"%d/%d\", \"jobs\": %zu, \"images\": %zu, \"skipped\": %zu, \"model_loads\": "
-                           "%zu, \"seconds\": %.3f, \"weight_updates\": %zu, \"te_runs\": %zu}\n",
-                           a.o.shard, a.o.shards, s.jobs, s.images, s.skipped, s.model_loads, s.seconds,
+                           "%zu, \"grids\": %zu, \"seconds\": %.3f, \"weight_updates\": %zu, \"te_runs\": %zu}\n",
+                           a.o.shard, a.o.shards, s.jobs, s.images, s.skipped, s.model_loads, s.grids, s.seconds,
                            s.times.weight_updates, s.times.te_runs);
                 else
                     printf("lorafuse batch: shard %d/%d: %zu image(s) written, %zu already done, %zu job(s), "
-                           "%zu model load(s), %.2f s\n", a.o.shard, a.o.shards, s.images, s.skipped, s.jobs,
-                           s.model_loads, s.seconds);
+                           "%zu model load(s), %zu grid sheet(s), %.2f s\n", a.o.shard, a.o.shards, s.images, s.skipped,
+                           s.jobs, s.model_loads, s.grids, s.seconds);
             }
         }
     } else {

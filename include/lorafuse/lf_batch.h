@@ -40,6 +40,8 @@ typedef struct lf_batch_job {
     char *params;              /* the expanded job as a JSON object (the manifest's "params") */
     char *key;                 /* model + sorted LoRA tags: jobs with the same key share the weights */
     char *sweep;               /* the sweep's id, or NULL */
+    char *axes;                /* a sweep's job: its axis values as JSON [["NAME", "VALUE"], ...]; else NULL */
+    size_t sweep_index;        /* a sweep's job: its index in the sweep's product */
     int line;                  /* job file line (JSON Lines), 0 when unknown */
 } lf_batch_job;
 
@@ -68,13 +70,13 @@ typedef struct lf_batch_opts {
 } lf_batch_opts;
 
 typedef struct lf_batch_stats {
-    size_t jobs, images, skipped, model_loads;
+    size_t jobs, images, skipped, model_loads, grids; /* grids: sheets written */
     double seconds;
     lf_gen_times times;        /* summed over the jobs */
 } lf_batch_stats;
 
 /* Check every job of idx (lf_gen_open without loading: tags, LoRA files, sizes, sampler), then run
- * them in that order, loading each model once. */
+ * them in that order, loading each model once; then the grid sheets of its sweeps (docs/batch.md). */
 lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, const lf_batch_opts *o,
                        lf_batch_stats *st);
 

@@ -5,6 +5,7 @@ With models/sd15-mini.safetensors and models/lora at 64x64, 2 steps:
   - sweep expansion, ordering and sharding (--dry-run --json): the union of the shards for N = 1, 3, 7
     is the unsharded job list with no job twice; Slurm's and Kubernetes' variables pick the same shard
     as --shard; the order groups jobs by model and LoRA tags;
+  - grid sheets: a sweep over s and seed (columns, rows), a sweep over one axis (one row);
   - a batch image equals `lorafuse generate`'s file for the same job, byte for byte;
   - shards run as separate processes make the unsharded run's images byte for byte, and --report over
     their manifests counts every image once;
@@ -25,6 +26,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -110,6 +112,19 @@ def test_shards(binary, tmp, jobs):
     check(dry(binary, jobs, ["--shards", "3"], env={"JOB_COMPLETION_INDEX": "1"}) == want,
           "JOB_COMPLETION_INDEX picks shard 1/3")
     del doc
+
+
+def png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    return struct.unpack(">II", head[16:24]) if head[:8] == b"\x89PNG\r\n\x1a\n" else (0, 0)
+
+
+def test_grids(out):
+    # "str": columns s (3), rows seed (2), row labels on the left; "te": one row of t (2), no row labels
+    w, h = png_size(os.path.join(out, "str", "grid.png"))
+    check(w > 3 * 64 and h == 24 + 2 * 64, "str grid sheet size %dx%d" % (w, h))
+    check(png_size(os.path.join(out, "te", "grid.png")) == (2 * 64, 24 + 64), "te grid sheet size")
 
 
 def test_generate_equal(binary, tmp, out):
@@ -264,7 +279,8 @@ def main():
         clean = os.path.join(tmp, "clean")
         r = run(binary, ["batch", jobs, "--output-dir", clean, "--quiet"])
         check(r.returncode == 0, "clean run: " + r.stderr)
-        check(len(pngs(clean)) == 11, "11 images")
+        check(len(pngs(clean)) == 13, "11 images and 2 grid sheets")
+        test_grids(clean)
         test_generate_equal(binary, tmp, clean)
         test_sharded_run(binary, tmp, jobs, clean)
         test_resume(binary, tmp, jobs, clean)
