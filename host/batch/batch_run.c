@@ -286,6 +286,31 @@ static long lf_bkill_env(const char *kind) {
     return strtol(e + n + 1, NULL, 10);
 }
 
+/* All images of j recorded. */
+static int lf_bjob_done(const lf_brecs *done, const lf_batch_job *j) {
+    size_t ni = lf_batch_job_images(j);
+    for (size_t i = 0; i < ni; i++)
+        if (!lf_brecs_has(done, j->id, (int)i)) return 0;
+    return 1;
+}
+
+/* *sess holding j's model: kept, or the old one freed and j's loaded (its time counted as load). */
+static lf_status lf_bsession(lf_gen_session **sess, const lf_batch_job *j, const lf_batch_opts *o, lf_brun *r,
+                             lf_batch_stats *stats) {
+    if (*sess && !strcmp(lf_gen_session_model(*sess), j->model)) return LF_OK;
+    lf_gen_session_free(*sess);
+    *sess = NULL;
+    char q[LF_ESC_PART], name[256];
+    double tl = lf_clock_s();
+    if (!o->quiet) fprintf(stderr, "lorafuse batch: loading %s\n", lf_esc(q, sizeof q, j->model, strlen(j->model)));
+    lf_status st = lf_gen_session_open(j->model, sess);
+    if (st != LF_OK) return lf_err_wrap(st, "%s: ", lf_bjob_name(j, name, sizeof name));
+    r->load += lf_clock_s() - tl;
+    stats->times.load += lf_clock_s() - tl;
+    stats->model_loads++;
+    return LF_OK;
+}
+
 lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, const lf_batch_opts *o,
                        lf_batch_stats *stats) {
     memset(stats, 0, sizeof *stats);
@@ -306,34 +331,43 @@ lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, 
         lf_sb_free(&mp);
         return st;
     }
-    /* every job checked before the first image: options, sampler, tags, LoRA files, the model's parts */
-    for (size_t k = 0; k < n_idx; k++) {
+    lf_brun r;
+    memset(&r, 0, sizeof r);
+    r.o = o;
+    r.kill_png = lf_bkill_env("png");
+    r.kill_record = lf_bkill_env("record");
+    /* resume: the records kept (read only; the manifest is rewritten once the checks passed) */
+    lf_brecs done = {0};
+    r.done = &done;
+    if (o->resume && (st = lf_bread_manifest(o->output_dir, mp.s, &done)) != LF_OK) {
+        lf_sb_free(&mp);
+        return st;
+    }
+    /* every job still to run checked before the first image: options, sampler, tags, LoRA files, the
+     * model's parts; the jobs of the first model to run are checked on its session (loaded now, once),
+     * the others without loading */
+    lf_gen_session *sess = NULL;
+    const char *first = NULL;
+    for (size_t k = 0; k < n_idx && st == LF_OK; k++) {
         const lf_batch_job *j = &l->jobs[idx[k]];
+        if (lf_bjob_done(&done, j)) continue;
+        if (!first) {
+            first = j->model;
+            st = lf_bsession(&sess, j, o, &r, stats);
+        }
         lf_gen_opts go;
         lf_bopts(j, o, &go);
         lf_gen *g = NULL;
-        if ((st = lf_gen_open(&go, &g)) != LF_OK) {
-            st = lf_err_wrap(st, "%s: ", lf_bjob_name(j, name, sizeof name));
-            lf_sb_free(&mp);
-            return st;
-        }
+        if (st == LF_OK) st = !strcmp(j->model, first) ? lf_gen_open_in(sess, &go, &g) : lf_gen_open(&go, &g);
+        if (st != LF_OK) st = lf_err_wrap(st, "%s: ", lf_bjob_name(j, name, sizeof name));
         lf_gen_free(g);
     }
-    lf_brecs done = {0};
-    if (o->resume) st = lf_bread_manifest(o->output_dir, mp.s, &done);
     if (st == LF_OK && o->resume) st = lf_bwrite_manifest(mp.s, &done);
     int fd = st == LF_OK ? open(mp.s, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666) : -1;
     if (st == LF_OK && fd < 0)
         st = lf_err(LF_ERR_IO, "%s: cannot open the manifest: %s", lf_esc(q, sizeof q, mp.s, strlen(mp.s)),
                     strerror(errno));
-    lf_brun r;
-    memset(&r, 0, sizeof r);
-    r.o = o;
-    r.done = &done;
     r.fd = fd;
-    r.kill_png = lf_bkill_env("png");
-    r.kill_record = lf_bkill_env("record");
-    lf_gen_session *sess = NULL;
     for (size_t k = 0; k < n_idx && st == LF_OK; k++) {
         const lf_batch_job *j = &l->jobs[idx[k]];
         size_t ni = lf_batch_job_images(j), have = 0;
@@ -348,19 +382,7 @@ lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, 
         if (st == LF_OK && o->resume) lf_bclean_temps(dir.s);
         lf_sb_free(&dir);
         if (st != LF_OK) break;
-        if (!sess || strcmp(lf_gen_session_model(sess), j->model)) {
-            lf_gen_session_free(sess);
-            sess = NULL;
-            double tl = lf_clock_s();
-            if (!o->quiet) fprintf(stderr, "lorafuse batch: loading %s\n", lf_esc(q, sizeof q, j->model, strlen(j->model)));
-            if ((st = lf_gen_session_open(j->model, &sess)) != LF_OK) {
-                st = lf_err_wrap(st, "%s: ", lf_bjob_name(j, name, sizeof name));
-                break;
-            }
-            r.load += lf_clock_s() - tl;
-            stats->times.load += lf_clock_s() - tl;
-            stats->model_loads++;
-        }
+        if ((st = lf_bsession(&sess, j, o, &r, stats)) != LF_OK) break;
         if (!o->quiet)
             fprintf(stderr, "lorafuse batch: [%zu/%zu] %s: %zu image(s)\n", k + 1, n_idx,
                     lf_bjob_name(j, name, sizeof name), ni - have);

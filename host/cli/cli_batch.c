@@ -1,6 +1,7 @@
 /* cli_batch.c: `lorafuse batch`, many jobs from a job file in one process (lf_batch.h, docs/batch.md).
  *
- *   lorafuse batch JOBS [--output-dir DIR] [--shard I/N | --shards N] [--resume] [--dry-run] [--json] ...
+ *   lorafuse batch JOBS [--output-dir DIR] [--shard I/N | --shards N] [--resume] [--dry-run] [--json]
+ *                  [--max-jobs N] [--lora-dir DIR] [--backend cpu|cuda] [--threads N] [--order adapters|file]
  *   lorafuse batch --report MANIFEST... [--json]
  *
  * The shard: --shard I/N; else Slurm's array variables (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN,
@@ -22,7 +23,7 @@
 static const char lf_batch_usage_text[] =
     "usage: lorafuse batch JOBS [--output-dir DIR] [--shard I/N | --shards N] [--resume] [--dry-run]\n"
     "                      [--json] [--max-jobs N] [--lora-dir DIR] [--backend cpu|cuda] [--threads N]\n"
-    "                      [--quiet]\n"
+    "                      [--order adapters|file] [--quiet]\n"
     "       lorafuse batch --report MANIFEST... [--json]\n";
 
 static const char lf_batch_help_text[] =
@@ -32,6 +33,7 @@ static const char lf_batch_help_text[] =
     "defaults: --output-dir outputs/batch, --max-jobs " "10000" ", --lora-dir models/lora, --backend cpu.\n"
     "shards: --shard I/N (0 <= I < N), else SLURM_ARRAY_TASK_ID/_MIN/_COUNT, else JOB_COMPLETION_INDEX\n"
     "with --shards N. --dry-run prints the expanded jobs and totals without loading a model.\n"
+    "--order file runs the jobs as written instead of grouped by model and LoRA tags (for comparison).\n"
     "example:\n"
     "  lorafuse batch jobs.jsonl --output-dir out --dry-run\n"
     "  lorafuse batch jobs.jsonl --output-dir out && lorafuse batch --report out/manifest.jsonl\n"
@@ -39,19 +41,19 @@ static const char lf_batch_help_text[] =
     "  {\"id\": \"cat\", \"model\": \"models/sd15-mini.safetensors\", \"prompt\": \"a cat <lora:mini_lora:{s}>\",\n"
     "   \"steps\": 4, \"width\": 64, \"height\": 64, \"axes\": {\"s\": [0, 0.5, 1], \"seed\": [1, 2]}}\n";
 
-enum { B_OUTDIR, B_SHARD, B_SHARDS, B_RESUME, B_DRY, B_JSON, B_MAX, B_LORA, B_BACKEND, B_THREADS, B_QUIET, B_REPORT };
+enum { B_OUTDIR, B_SHARD, B_SHARDS, B_RESUME, B_DRY, B_JSON, B_MAX, B_LORA, B_BACKEND, B_THREADS, B_QUIET, B_REPORT, B_ORDER };
 
 static const lf_cli_opt lf_batch_cli_opts[] = {
     [B_OUTDIR] = {"output-dir", 1, 0}, [B_SHARD] = {"shard", 1, 0},     [B_SHARDS] = {"shards", 1, 0},
     [B_RESUME] = {"resume", 0, 0},     [B_DRY] = {"dry-run", 0, 0},     [B_JSON] = {"json", 0, 0},
     [B_MAX] = {"max-jobs", 1, 0},      [B_LORA] = {"lora-dir", 1, 0},   [B_BACKEND] = {"backend", 1, 0},
     [B_THREADS] = {"threads", 1, 0},   [B_QUIET] = {"quiet", 0, 0},     [B_REPORT] = {"report", 0, 0},
-    {NULL, 0, 0}};
+    [B_ORDER] = {"order", 1, 0},       {NULL, 0, 0}};
 
 typedef struct {
     lf_batch_opts o;
     const char *shard_arg;
-    int shards_k8s, dry, json, report, threads;
+    int shards_k8s, dry, json, report, threads, file_order;
     long long max_jobs;
 } lf_batch_args;
 
@@ -80,6 +82,10 @@ static int lf_batch_opt(lf_batch_args *a, int o, const char *v) {
         return 1;
     case B_QUIET: a->o.quiet = 1; return 1;
     case B_REPORT: a->report = 1; return 1;
+    case B_ORDER:
+        if (!strcmp(v, "file")) a->file_order = 1;
+        else if (strcmp(v, "adapters")) return lf_cli_bad_choice("batch", "--order", v, "adapters or file");
+        return 1;
     default: return 0;
     }
 }
@@ -277,7 +283,7 @@ int lf_cli_batch(int argc, char **argv) {
         return 1;
     }
     size_t unordered = lf_batch_rewrites(&l, NULL, l.n);
-    lf_batch_order(&l);
+    if (!a.file_order) lf_batch_order(&l);
     size_t *idx = NULL, n_idx = 0;
     rc = 1;
     if (lf_batch_shard(&l, a.o.shard, a.o.shards, &idx, &n_idx) == LF_OK) {

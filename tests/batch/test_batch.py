@@ -209,7 +209,7 @@ def test_bad_input(binary, tmp):
     check(r.returncode == 0 and "64 jobs" in r.stdout, "--max-jobs 64 takes the sweep")
     p = w("bad5.jsonl", job + ', "id": "ok"}\n' + job + ', "id": "nolora", "prompt": "a <lora:nosuch:1>"}\n')
     out = os.path.join(tmp, "bad5")
-    r = run(binary, ["batch", p, "--output-dir", out])
+    r = run(binary, ["batch", p, "--output-dir", out, "--quiet"])
     check(first_line(r).startswith("lorafuse batch: job 'nolora' (line 2): prompt col 3: <lora:nosuch:1>: no LoRA "
                                    "named 'nosuch' in models/lora"), "unknown LoRA: " + first_line(r))
     check(pngs(out) == {}, "unknown LoRA: no image written")
