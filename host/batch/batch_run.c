@@ -40,6 +40,7 @@ typedef struct {
     char *job;
     int image;
     char *line;                /* the record as read */
+    char *params;              /* its "params", printed as lf_batch_job.params is */
 } lf_brec;
 
 typedef struct {
@@ -48,7 +49,7 @@ typedef struct {
 } lf_brecs;
 
 static void lf_brecs_free(lf_brecs *r) {
-    for (size_t i = 0; i < r->n; i++) free(r->v[i].job), free(r->v[i].line);
+    for (size_t i = 0; i < r->n; i++) free(r->v[i].job), free(r->v[i].line), free(r->v[i].params);
     free(r->v);
     memset(r, 0, sizeof *r);
 }
@@ -116,7 +117,8 @@ static lf_status lf_bread_manifest(const char *out, const char *path, lf_brecs *
                     b->job = lf_strndup(job->valuestring, strlen(job->valuestring));
                     b->image = img->valueint;
                     b->line = lf_strndup(p, strlen(p));
-                    if (!b->job || !b->line) st = lf_err(LF_ERR_NOMEM, "out of memory");
+                    b->params = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "params"));
+                    if (!b->job || !b->line || !b->params) st = lf_err(LF_ERR_NOMEM, "out of memory");
                 }
             }
             lf_sb_free(&f);
@@ -286,6 +288,23 @@ static long lf_bkill_env(const char *kind) {
     return strtol(e + n + 1, NULL, 10);
 }
 
+/* Drop the records of jobs whose parameters changed since they were written (the job file was
+ * edited): those images are made again. Records of jobs no longer in the file are kept. */
+static void lf_bdrop_changed(lf_brecs *r, const lf_batch_list *l) {
+    size_t k = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        const lf_batch_job *j = NULL;
+        for (size_t t = 0; t < l->n && !j; t++)
+            if (!strcmp(l->jobs[t].id, r->v[i].job)) j = &l->jobs[t];
+        if (j && (strcmp(j->params, r->v[i].params) || (size_t)r->v[i].image >= lf_batch_job_images(j))) {
+            free(r->v[i].job), free(r->v[i].line), free(r->v[i].params);
+            continue;
+        }
+        r->v[k++] = r->v[i];
+    }
+    r->n = k;
+}
+
 /* All images of j recorded. */
 static int lf_bjob_done(const lf_brecs *done, const lf_batch_job *j) {
     size_t ni = lf_batch_job_images(j);
@@ -343,6 +362,7 @@ lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, 
         lf_sb_free(&mp);
         return st;
     }
+    lf_bdrop_changed(&done, l);
     /* every job still to run checked before the first image: options, sampler, tags, LoRA files, the
      * model's parts; the jobs of the first model to run are checked on its session (loaded now, once),
      * the others without loading */
@@ -444,13 +464,13 @@ lf_status lf_batch_report(const char *const *paths, size_t n, char **json) {
             } else if (lf_brecs_has(&seen, job->valuestring, img->valueint)) {
                 dups++;
             } else {
-                lf_brec b = {lf_strndup(job->valuestring, strlen(job->valuestring)), img->valueint, NULL};
+                lf_brec b = {lf_strndup(job->valuestring, strlen(job->valuestring)), img->valueint, NULL, NULL};
                 if (lf_grow(&seen.v, &seen.cap, seen.n + 1) || !b.job) {
                     free(b.job);
                     st = lf_err(LF_ERR_NOMEM, "out of memory");
                 } else seen.v[seen.n++] = b;
                 if (st == LF_OK && !lf_brecs_has(&jobs, job->valuestring, 0)) {
-                    lf_brec c = {lf_strndup(job->valuestring, strlen(job->valuestring)), 0, NULL};
+                    lf_brec c = {lf_strndup(job->valuestring, strlen(job->valuestring)), 0, NULL, NULL};
                     if (lf_grow(&jobs.v, &jobs.cap, jobs.n + 1) || !c.job) free(c.job);
                     else jobs.v[jobs.n++] = c;
                 }

@@ -11,7 +11,8 @@ With models/sd15-mini.safetensors and models/lora at 64x64, 2 steps:
     their manifests counts every image once;
   - SIGKILL at several points (LORAFUSE_BATCH_KILL_AT: after an image file, after a record), then
     --resume: the images and the manifest's records (job, image, seed, file, sha256, params) equal a
-    clean run's, with no record twice and no temporary file left;
+    clean run's, with no record twice and no temporary file left; a job edited under the same id is
+    made again on --resume, the others kept;
   - bad input: the first line of the message for a malformed JSON line (line and column), a broken
     document, an unknown field, a sweep over --max-jobs, an unknown LoRA in one job (checked before any
     image: nothing written), an output folder that cannot be created, an existing manifest without --resume;
@@ -175,6 +176,22 @@ def test_resume(binary, tmp, jobs, clean):
             check(st["skipped"] == done and st["images"] == 11 - done, "%s: %s" % (at, st))
 
 
+def test_resume_edited(binary, tmp, clean):
+    # a job whose parameters changed under the same id is made again; the others are kept
+    out = os.path.join(tmp, "edited")
+    shutil.copytree(clean, out)
+    doc = json.loads(json.dumps(JOBS))
+    doc["jobs"][1]["prompt"] = "a bush <lora:mini_loha:0.7>"
+    jobs = os.path.join(tmp, "edited.json")
+    with open(jobs, "w") as f:
+        json.dump(doc, f)
+    r = run(binary, ["batch", jobs, "--output-dir", out, "--resume", "--json", "--quiet"])
+    st = json.loads(r.stdout) if r.returncode == 0 else {}
+    check(st.get("images") == 1 and st.get("skipped") == 10, "edited job made again: %s %s" % (st, r.stderr))
+    recs = records([os.path.join(out, "manifest.jsonl")])
+    check(len(recs) == 11 and any(x[0] == "loha" and "a bush" in x[5] for x in recs), "edited job's new record")
+
+
 def first_line(r):
     return r.stderr.splitlines()[0] if r.stderr else ""
 
@@ -284,6 +301,7 @@ def main():
         test_generate_equal(binary, tmp, clean)
         test_sharded_run(binary, tmp, jobs, clean)
         test_resume(binary, tmp, jobs, clean)
+        test_resume_edited(binary, tmp, clean)
         test_bad_input(binary, tmp)
         test_cluster_files(binary, tmp, jobs, clean)
     finally:
