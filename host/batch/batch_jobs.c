@@ -478,13 +478,10 @@ lf_status lf_batch_load(const char *path, size_t max_jobs, lf_batch_list *out) {
         cJSON *one = line ? cJSON_Parse(line) : NULL;
         const char *t = text;
         while (isspace((unsigned char)*t)) t++;
-        if (!one && *t == '{') st = lf_bsyntax(path, text, cJSON_GetErrorPtr() ? end : NULL, 1);
+        /* on failure cJSON leaves `end` at the whole-file parse's error */
+        if (!one && *t == '{') st = lf_bsyntax(path, text, end, 1);
         cJSON_Delete(one);
         free(line);
-        if (st == LF_OK && !one && *t == '{') { /* the whole-file parse's error position */
-            cJSON_Delete(cJSON_ParseWithOpts(text, &end, 1));
-            st = lf_bsyntax(path, text, cJSON_GetErrorPtr(), 1);
-        }
         if (st != LF_OK) {
             free(text);
             return st;
