@@ -75,7 +75,8 @@ typedef struct lf_batch_stats {
     lf_gen_times times;        /* summed over the jobs */
 } lf_batch_stats;
 
-/* Check every job of idx (lf_gen_open without loading: tags, LoRA files, sizes, sampler), then run
+/* Check every job of idx still to run (tags, LoRA files, sizes, sampler: lf_gen_open_in on the first
+ * model's session, loaded once, lf_gen_open for other models), then run
  * them in that order, loading each model once; then the grid sheets of its sweeps (docs/batch.md). */
 lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, const lf_batch_opts *o,
                        lf_batch_stats *st);
