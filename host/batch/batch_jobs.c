@@ -4,7 +4,7 @@
  * A sweep of axes A1 (n1 values) .. Ak (nk values) expands into n1 * ... * nk jobs, A1 outermost; the
  * count is checked against the job limit before anything is built. A job without a seed (or -1) gets
  * one derived from its id (FNV-1a 32-bit mod 2^32 - 2), so that every run and every shard make the
- * same image for it.
+ * same image for it (a sweep's jobs: derived from the sweep's id, so that its cells share the seed).
  */
 #include <ctype.h>
 #include <math.h>
@@ -221,7 +221,7 @@ static lf_status lf_bjob_add(lf_batch_list *l, size_t *cap, cJSON *o, const char
     j->clip_skip = (int)lf_bnum(o, "clip_skip", 0);
     j->cfg = lf_bnum(o, "cfg_scale", LF_GEN_DEFAULT_CFG);
     j->seed = (int64_t)lf_bnum(o, "seed", -1);
-    if (j->seed < 0) j->seed = lf_bseed_of(id);
+    if (j->seed < 0) j->seed = lf_bseed_of(sweep ? sweep : id); /* a sweep's cells share it, as in an X/Y plot */
     if (!j->id || !j->dir || (sweep && !j->sweep) || !j->model || !j->prompt || !j->negative)
         return lf_err(LF_ERR_NOMEM, "out of memory");
     lf_status st = lf_bsampler(o, where, &j->sampler);
