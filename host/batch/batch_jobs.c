@@ -349,7 +349,7 @@ static lf_status lf_bsweep(lf_batch_list *l, size_t *cap, lf_bctx *c, const cJSO
                     st = lf_err(LF_ERR_FORMAT,
                                 "%s: axis '%s' is neither a job field nor written as {%s} in the prompt, "
                                 "negative_prompt, model, sampler_name or scheduler", where,
-                                lf_esc(q, sizeof q, a->string, strlen(a->string)), a->string);
+                                lf_esc(q, sizeof q, a->string, strlen(a->string)), q);
             }
             free(txt);
         }
