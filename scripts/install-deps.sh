@@ -14,7 +14,7 @@ pkgs+=(libssl-dev)
 # ---- libmicrohttpd ----: the HTTP server of `lorafuse serve`
 pkgs+=(libmicrohttpd-dev)
 # ---- end libmicrohttpd ----
-# ---- cairo ----: the grid sheets of `lorafuse batch` sweeps (host/batch/batch_grid.c)
+# ---- cairo ----: the grid sheets of `lorafuse batch` sweeps (host/batch/batch_grid.c; brings libfontconfig-dev)
 pkgs+=(libcairo2-dev)
 # ---- end cairo ----
 missing=()

@@ -13,6 +13,7 @@
 
 #include <cJSON.h>
 #include <cairo.h>
+#include <fontconfig/fontconfig.h>
 
 #include "batch_internal.h"
 #include "host/base/file.h"
@@ -221,6 +222,7 @@ lf_status lf_batch_grids(const lf_batch_list *l, const size_t *idx, size_t n_idx
         if (l->jobs[k].sweep && l->jobs[k].axes) v[n++] = &l->jobs[k];
     qsort(v, n, sizeof *v, lf_gcmp);
     lf_status st = LF_OK;
+    int drew = 0;
     for (size_t a = 0; a < n && st == LF_OK;) {
         size_t b = a + 1;
         while (b < n && !strcmp(v[b]->sweep, v[a]->sweep)) b++;
@@ -228,8 +230,13 @@ lf_status lf_batch_grids(const lf_batch_list *l, const size_t *idx, size_t n_idx
         for (size_t k = 0; k < n_idx && !mine; k++)
             mine = l->jobs[idx[k]].sweep && !strcmp(l->jobs[idx[k]].sweep, v[a]->sweep);
         if (mine) st = lf_gsweep(v + a, b - a, out, n_grids);
+        if (mine) drew = 1;
         a = b;
     }
     free(v);
+    if (drew) { /* cairo's and fontconfig's font caches live until released (they are set up again if needed) */
+        cairo_debug_reset_static_data();
+        FcFini();
+    }
     return st;
 }
