@@ -6,8 +6,9 @@
  * written as OUT/JOBDIR/NNNNN-SEED.png (NNNNN: the image's index in its job, as generate numbers a fresh
  * folder) through a temporary file renamed when complete; then one line is appended to the manifest
  * with a single write(2) and fsync'ed. A record is proof of its image: --resume keeps the records whose
- * file has the recorded SHA-256 (rewriting the manifest with them), and a job runs again only when one
- * of its images lacks such a record (the images that have one are not written again).
+ * file has the recorded SHA-256 (rewriting the manifest with them), reads those of the folder's other
+ * manifests too (another split of the same work), and a job runs again only when one of its images
+ * lacks such a record (the images that have one are not written again).
  *
  * Test hook: LORAFUSE_BATCH_KILL_AT=png:N or record:N sends SIGKILL to the process itself right after
  * its N-th image file is published (before its record) or its N-th record is appended.
@@ -41,6 +42,7 @@ typedef struct {
     int image;
     char *line;                /* the record as read */
     char *params;              /* its "params", printed as lf_batch_job.params is */
+    int own;                   /* from this shard's manifest (rewritten by --resume), else another's */
 } lf_brec;
 
 typedef struct {
@@ -91,7 +93,7 @@ static lf_status lf_bmkdirs(const char *path) {
 
 /* Read a manifest for --resume: the records whose image file (relative to out) has the recorded hash.
  * A line that does not parse (a record cut by a crash) is dropped. */
-static lf_status lf_bread_manifest(const char *out, const char *path, lf_brecs *r) {
+static lf_status lf_bread_manifest(const char *out, const char *path, int own, lf_brecs *r) {
     char *text = NULL;
     if (!lf_file_exists(path)) return LF_OK;
     lf_status st = lf_read_file(path, "the manifest", (size_t)1 << 31, &text, NULL);
@@ -118,6 +120,7 @@ static lf_status lf_bread_manifest(const char *out, const char *path, lf_brecs *
                     b->image = img->valueint;
                     b->line = lf_strndup(p, strlen(p));
                     b->params = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(j, "params"));
+                    b->own = own;
                     if (!b->job || !b->line || !b->params) st = lf_err(LF_ERR_NOMEM, "out of memory");
                 }
             }
@@ -130,12 +133,33 @@ static lf_status lf_bread_manifest(const char *out, const char *path, lf_brecs *
     return st;
 }
 
+/* The records of the output folder's other manifests (manifest*.jsonl: other shards, or the same work
+ * split differently before), so that images made under another split are not made again. */
+static lf_status lf_bread_others(const char *out, const char *own_path, lf_brecs *r) {
+    DIR *d = opendir(out);
+    if (!d) return LF_OK;
+    struct dirent *e;
+    lf_status st = LF_OK;
+    while (st == LF_OK && (e = readdir(d))) {
+        if (!lf_has_prefix(e->d_name, "manifest") || !lf_has_suffix(e->d_name, ".jsonl") ||
+            !strcmp(e->d_name, lf_basename(own_path)))
+            continue;
+        lf_sbuf p = {0};
+        lf_sb_printf(&p, "%s/%s", out, e->d_name);
+        st = p.oom ? lf_err(LF_ERR_NOMEM, "out of memory") : lf_bread_manifest(out, p.s, 0, r);
+        lf_sb_free(&p);
+    }
+    closedir(d);
+    return st;
+}
+
 /* Write the kept records as the manifest (temporary file, then rename). */
 static lf_status lf_bwrite_manifest(const char *path, const lf_brecs *r) {
     lf_file_out_opts fo = {1, NULL, 0};
     lf_file_out *f = NULL;
     lf_status st = lf_file_out_open(path, &fo, &f);
     for (size_t i = 0; i < r->n && st == LF_OK; i++) {
+        if (!r->v[i].own) continue;
         st = lf_file_out_write(f, r->v[i].line, strlen(r->v[i].line));
         if (st == LF_OK) st = lf_file_out_write(f, "\n", 1);
     }
@@ -358,7 +382,8 @@ lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, 
     /* resume: the records kept (read only; the manifest is rewritten once the checks passed) */
     lf_brecs done = {0};
     r.done = &done;
-    if (o->resume && (st = lf_bread_manifest(o->output_dir, mp.s, &done)) != LF_OK) {
+    if (o->resume && ((st = lf_bread_manifest(o->output_dir, mp.s, 1, &done)) != LF_OK ||
+                      (st = lf_bread_others(o->output_dir, mp.s, &done)) != LF_OK)) {
         lf_sb_free(&mp);
         return st;
     }
@@ -464,13 +489,13 @@ lf_status lf_batch_report(const char *const *paths, size_t n, char **json) {
             } else if (lf_brecs_has(&seen, job->valuestring, img->valueint)) {
                 dups++;
             } else {
-                lf_brec b = {lf_strndup(job->valuestring, strlen(job->valuestring)), img->valueint, NULL, NULL};
+                lf_brec b = {lf_strndup(job->valuestring, strlen(job->valuestring)), img->valueint, NULL, NULL, 0};
                 if (lf_grow(&seen.v, &seen.cap, seen.n + 1) || !b.job) {
                     free(b.job);
                     st = lf_err(LF_ERR_NOMEM, "out of memory");
                 } else seen.v[seen.n++] = b;
                 if (st == LF_OK && !lf_brecs_has(&jobs, job->valuestring, 0)) {
-                    lf_brec c = {lf_strndup(job->valuestring, strlen(job->valuestring)), 0, NULL, NULL};
+                    lf_brec c = {lf_strndup(job->valuestring, strlen(job->valuestring)), 0, NULL, NULL, 0};
                     if (lf_grow(&jobs.v, &jobs.cap, jobs.n + 1) || !c.job) free(c.job);
                     else jobs.v[jobs.n++] = c;
                 }

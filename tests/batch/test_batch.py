@@ -8,7 +8,7 @@ With models/sd15-mini.safetensors and models/lora at 64x64, 2 steps:
   - grid sheets: a sweep over s and seed (columns, rows), a sweep over one axis (one row);
   - a batch image equals `lorafuse generate`'s file for the same job, byte for byte;
   - shards run as separate processes make the unsharded run's images byte for byte, and --report over
-    their manifests counts every image once;
+    their manifests counts every image once; the same work split in 2 with --resume makes nothing again;
   - SIGKILL at several points (LORAFUSE_BATCH_KILL_AT: after an image file, after a record), then
     --resume: the images and the manifest's records (job, image, seed, file, sha256, params) equal a
     clean run's, with no record twice and no temporary file left; a job edited under the same id is
@@ -149,6 +149,14 @@ def test_sharded_run(binary, tmp, jobs, clean):
     mans = [os.path.join(out, "manifest-shard-%d-of-3.jsonl" % i) for i in range(3)]
     check(sorted(records(mans)) == sorted(records([os.path.join(clean, "manifest.jsonl")])),
           "sharded records == unsharded records")
+    # the same work split in 2 afterwards: --resume finds every image in the 3 shards' manifests
+    skipped = 0
+    for i in range(2):
+        r = run(binary, ["batch", jobs, "--output-dir", out, "--shard", "%d/2" % i, "--resume", "--json", "--quiet"])
+        st = json.loads(r.stdout) if r.returncode == 0 else {}
+        check(st.get("images") == 0, "re-split shard %d/2 makes nothing: %s %s" % (i, st, r.stderr))
+        skipped += st.get("skipped", 0)
+    check(skipped == 11 and pngs(out) == pngs(clean), "re-split: every image found once")
     r = run(binary, ["batch", "--report", "--json"] + mans)
     rep = json.loads(r.stdout) if r.returncode == 0 else {}
     check(rep.get("images") == 11 and rep.get("jobs") == 10 and rep.get("duplicates") == 0,
