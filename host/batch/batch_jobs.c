@@ -457,14 +457,21 @@ static lf_status lf_bdoc(lf_batch_list *l, size_t *cap, const char *file, const 
 lf_status lf_batch_load(const char *path, size_t max_jobs, lf_batch_list *out) {
     memset(out, 0, sizeof *out);
     char *text = NULL;
-    size_t len = 0, cap = 0;
+    size_t len = 0;
     lf_status st = lf_read_file(path, "the job file", (size_t)1 << 30, &text, &len);
     if (st != LF_OK) return st;
+    st = lf_batch_parse(path, text, len, max_jobs, out);
+    free(text);
+    return st;
+}
+
+lf_status lf_batch_parse(const char *path, const char *text, size_t len, size_t max_jobs, lf_batch_list *out) {
+    memset(out, 0, sizeof *out);
+    size_t cap = 0;
+    lf_status st = LF_OK;
     char q[LF_ESC_PART];
-    if (strlen(text) != len) {
-        free(text);
+    if (strlen(text) != len)
         return lf_err(LF_ERR_FORMAT, "%s: the job file contains a NUL byte", lf_esc(q, sizeof q, path, strlen(path)));
-    }
     /* one JSON object for the whole file (with defaults/jobs/sweeps: a document), else JSON Lines; a
      * file whose first line is not a whole JSON value but that starts with '{' is a broken document */
     const char *end = NULL;
@@ -482,16 +489,13 @@ lf_status lf_batch_load(const char *path, size_t max_jobs, lf_batch_list *out) {
         if (!one && *t == '{') st = lf_bsyntax(path, text, end, 1);
         cJSON_Delete(one);
         free(line);
-        if (st != LF_OK) {
-            free(text);
-            return st;
-        }
+        if (st != LF_OK) return st;
     }
     if (is_doc) st = lf_bdoc(out, &cap, path, doc, max_jobs);
     else {
         int lineno = 0;
-        for (char *p = text; *p && st == LF_OK;) {
-            char *nl = strchr(p, '\n');
+        for (const char *p = text; *p && st == LF_OK;) {
+            const char *nl = strchr(p, '\n');
             size_t n = nl ? (size_t)(nl - p) : strlen(p);
             lineno++;
             char *line = lf_strndup(p, n);
@@ -515,7 +519,6 @@ lf_status lf_batch_load(const char *path, size_t max_jobs, lf_batch_list *out) {
         }
     }
     cJSON_Delete(doc);
-    free(text);
     if (st == LF_OK && out->n == 0) st = lf_err(LF_ERR_FORMAT, "%s: no jobs", lf_esc(q, sizeof q, path, strlen(path)));
     if (st == LF_OK) st = lf_bunique(out, path);
     if (st != LF_OK) lf_batch_list_free(out);

@@ -53,6 +53,8 @@ typedef struct lf_batch_list {
 /* Read, expand and check a job file (syntax, fields, types, ids, the job limit). Errors name
  * "FILE:LINE:COL" for JSON syntax and the job (id or line) for the rest. */
 lf_status lf_batch_load(const char *path, size_t max_jobs, lf_batch_list *out);
+/* The same on text[0..len) (NUL-terminated) named `path` in messages. */
+lf_status lf_batch_parse(const char *path, const char *text, size_t len, size_t max_jobs, lf_batch_list *out);
 void lf_batch_list_free(lf_batch_list *l);
 void lf_batch_order(lf_batch_list *l);
 /* The jobs of shard i (0-based) of n: *idx (malloc'd, ascending) and *n_idx. */
