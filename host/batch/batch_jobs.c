@@ -353,6 +353,7 @@ static lf_status lf_bsweep(lf_batch_list *l, size_t *cap, lf_bctx *c, const cJSO
             }
             free(txt);
         }
+        if (st == LF_OK && j) st = lf_bcheck_fields(c, j, 1); /* the values a field axis set */
         if (st == LF_OK) {
             if (j) {
                 cJSON_DeleteItemFromObjectCaseSensitive(j, "id");

@@ -14,7 +14,7 @@ With models/sd15-mini.safetensors and models/lora at 64x64, 2 steps:
     clean run's, with no record twice and no temporary file left; a job edited under the same id is
     made again on --resume, the others kept;
   - bad input: the first line of the message for a malformed JSON line (line and column), a broken
-    document, an unknown field, a sweep over --max-jobs, an axis used nowhere, an unknown LoRA in one job (checked before any
+    document, an unknown field, a sweep over --max-jobs, an axis used nowhere, an axis value out of a field's range, an unknown LoRA in one job (checked before any
     image: nothing written), an output folder that cannot be created, an existing manifest without --resume;
   - scripts/cluster/slurm-array.sbatch: `bash -n`, then two shards with the SLURM_ARRAY_* variables set
     by hand and its --report form; scripts/cluster/k8s-indexed-job.yaml parses (PyYAML, else a line check)
@@ -236,6 +236,10 @@ def test_bad_input(binary, tmp):
     r = run(binary, ["batch", p, "--dry-run"])
     check(first_line(r) == "lorafuse batch: %s:1: sweep 'ax': axis 'zz' is neither a job field nor written as {zz} "
           "in the prompt, negative_prompt, model, sampler_name or scheduler" % p, "unused axis: " + first_line(r))
+    p = w("bad7.jsonl", job + ', "id": "st", "axes": {"steps": [2, 0]}}\n')
+    r = run(binary, ["batch", p, "--dry-run"])
+    check(first_line(r) == "lorafuse batch: %s:1: sweep 'st': steps 0 is not an integer from 1 to 10000" % p,
+          "axis value out of range: " + first_line(r))
     p = w("bad5.jsonl", job + ', "id": "ok"}\n' + job + ', "id": "nolora", "prompt": "a <lora:nosuch:1>"}\n')
     out = os.path.join(tmp, "bad5")
     r = run(binary, ["batch", p, "--output-dir", out, "--quiet"])
