@@ -149,7 +149,7 @@ static int lf_bcmp_str(const void *a, const void *b) { return strcmp(*(char *con
 /* The LoRA tags of the prompt: the adapter names (sorted, one a line) and the tags as written (sorted). */
 static lf_status lf_btags(const char *prompt, const char *where, char **names, char **tags) {
     lf_prompt *p = NULL;
-    if (lf_prompt_parse(prompt, &p) != LF_OK) return lf_err_wrap(LF_ERR_FORMAT, "%s: ", where);
+    if (lf_prompt_parse(prompt, &p) != LF_OK) return lf_err_wrap(lf_err_escape(LF_ERR_FORMAT), "%s: ", where);
     char **a = calloc(p->n_tags + 1, sizeof *a), **b = calloc(p->n_tags + 1, sizeof *b);
     lf_sbuf sn = {0}, st = {0};
     if (a && b) {
@@ -178,7 +178,7 @@ static lf_status lf_bsampler(const cJSON *o, const char *where, char **out) {
     char q[LF_ESC_PART], buf[96];
     if (!name || !*name) name = LF_GEN_DEFAULT_SAMPLER;
     lf_sampler_config c;
-    if (lf_sampler_config_from_name(name, &c) != LF_OK) return lf_err_wrap(LF_ERR_FORMAT, "%s: ", where);
+    if (lf_sampler_config_from_name(name, &c) != LF_OK) return lf_err_wrap(lf_err_escape(LF_ERR_FORMAT), "%s: ", where);
     int karras = c.karras;
     if (sch && !strcasecmp(sch, "karras")) karras = 1;
     else if (!sch || !*sch || !strcasecmp(sch, "automatic")) karras = c.karras || c.kind == LF_SAMPLER_DPMPP_2M;
@@ -186,7 +186,7 @@ static lf_status lf_bsampler(const cJSON *o, const char *where, char **out) {
         return lf_err(LF_ERR_FORMAT, "%s: scheduler '%s' is not implemented (automatic, karras)", where,
                       lf_esc(q, sizeof q, sch, strlen(sch)));
     snprintf(buf, sizeof buf, "%s%s", name, karras && !c.karras ? " Karras" : "");
-    if (lf_sampler_config_from_name(buf, &c) != LF_OK) return lf_err_wrap(LF_ERR_FORMAT, "%s: ", where);
+    if (lf_sampler_config_from_name(buf, &c) != LF_OK) return lf_err_wrap(lf_err_escape(LF_ERR_FORMAT), "%s: ", where);
     *out = lf_bdup(lf_sampler_config_name(&c));
     return *out ? LF_OK : lf_err(LF_ERR_NOMEM, "out of memory");
 }
