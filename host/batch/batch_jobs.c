@@ -209,7 +209,8 @@ static lf_status lf_bjob_add(lf_batch_list *l, size_t *cap, cJSON *o, const char
     j->dir = lf_bdup(id);
     j->sweep = lf_bdup(sweep);
     const char *model = lf_bstr(o, "model");
-    if (!model || !*model) return lf_err(LF_ERR_FORMAT, "%s: no model (set \"model\" in the job or in defaults)", where);
+    if (!model || !*model)
+        return lf_err(LF_ERR_FORMAT, "%s: no model (set \"model\" in the job or in defaults)", where);
     j->model = lf_bdup(model);
     j->prompt = lf_bdup(lf_bstr(o, "prompt") ? lf_bstr(o, "prompt") : "");
     j->negative = lf_bdup(lf_bstr(o, "negative_prompt") ? lf_bstr(o, "negative_prompt") : "");

@@ -41,7 +41,10 @@ static const char lf_batch_help_text[] =
     "  {\"id\": \"cat\", \"model\": \"models/sd15-mini.safetensors\", \"prompt\": \"a cat <lora:mini_lora:{s}>\",\n"
     "   \"steps\": 4, \"width\": 64, \"height\": 64, \"axes\": {\"s\": [0, 0.5, 1], \"seed\": [1, 2]}}\n";
 
-enum { B_OUTDIR, B_SHARD, B_SHARDS, B_RESUME, B_DRY, B_JSON, B_MAX, B_LORA, B_BACKEND, B_THREADS, B_QUIET, B_REPORT, B_ORDER };
+enum {
+    B_OUTDIR, B_SHARD, B_SHARDS, B_RESUME, B_DRY, B_JSON, B_MAX, B_LORA, B_BACKEND, B_THREADS, B_QUIET, B_REPORT,
+    B_ORDER
+};
 
 static const lf_cli_opt lf_batch_cli_opts[] = {
     [B_OUTDIR] = {"output-dir", 1, 0}, [B_SHARD] = {"shard", 1, 0},     [B_SHARDS] = {"shards", 1, 0},
@@ -124,7 +127,8 @@ static int lf_batch_pick_shard(lf_batch_args *a) {
             return 0;
         int rc = lf_batch_env("SLURM_ARRAY_TASK_COUNT", 1, 100000, &count);
         if (rc <= 0) {
-            if (rc == 0) fprintf(stderr, "lorafuse batch: SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not\n");
+            if (rc == 0)
+                fprintf(stderr, "lorafuse batch: SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not\n");
             return 0;
         }
         long long i = (id - min) / step;
@@ -266,7 +270,8 @@ int lf_cli_batch(int argc, char **argv) {
     if (n != 1) {
         if (n) {
             char q[LF_ESC_PART];
-            fprintf(stderr, "lorafuse batch: unexpected argument '%s'\n", lf_esc(q, sizeof q, rest[1], strlen(rest[1])));
+            fprintf(stderr, "lorafuse batch: unexpected argument '%s'\n",
+                    lf_esc(q, sizeof q, rest[1], strlen(rest[1])));
         } else fprintf(stderr, "lorafuse batch: no job file\n");
         return lf_cli_bad_usage(&p);
     }
