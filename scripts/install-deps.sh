@@ -14,6 +14,9 @@ pkgs+=(libssl-dev)
 # ---- libmicrohttpd ----: the HTTP server of `lorafuse serve`
 pkgs+=(libmicrohttpd-dev)
 # ---- end libmicrohttpd ----
+# ---- cairo ----: the grid sheets of `lorafuse batch` sweeps (host/batch/batch_grid.c; brings libfontconfig-dev)
+pkgs+=(libcairo2-dev)
+# ---- end cairo ----
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

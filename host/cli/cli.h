@@ -7,6 +7,7 @@
  *   lorafuse generate --model CKPT --prompt TEXT [...]                               (cli_generate.c)
  *   lorafuse extract --model CKPT (--lora ... | --tuned CKPT2) --output OUT ...       (cli_extract.c)
  *   lorafuse serve --model CKPT [--listen HOST:PORT] [...]                           (cli_serve.c)
+ *   lorafuse batch JOBS [--output-dir DIR] [--shard I/N] [--resume] [--dry-run] ...   (cli_batch.c)
  * Argument forms they share: cli_args.c.
  *
  *   lorafuse png-info FILE... [--json]                                              (cli_pnginfo.c)
@@ -28,6 +29,7 @@ int lf_cli_generate(int argc, char **argv);
 int lf_cli_extract(int argc, char **argv);
 int lf_cli_pnginfo(int argc, char **argv);
 int lf_cli_serve(int argc, char **argv);
+int lf_cli_batch(int argc, char **argv);
 
 /* ---- options ---- */
 /* One long option of a subcommand: name without "--", whether it takes a value, whether it may be

@@ -1,5 +1,5 @@
 /* main.c: the lorafuse command-line interface: the usage text, `version`, and dispatch to the
- * subcommands of cli.h (inspect, merge, plan, generate, extract, png-info, serve; one file each).
+ * subcommands of cli.h (inspect, merge, plan, generate, extract, png-info, serve, batch; one file each).
  *
  * Exit codes: 0 success, 1 failure (the library's message is printed), 2 usage error.
  *
@@ -46,6 +46,7 @@ static void lf_usage(FILE *f) {
           "  lorafuse extract --model CKPT (--lora PATH[:S] ... | --tuned CKPT2) --output OUT (--rank R | --sv-fro F ...)\n"
           "  lorafuse png-info FILE... [--json]\n"
           "  lorafuse serve --model CKPT [--listen HOST:PORT] [--lora-dir DIR] [--api-auth USER:PASS] ...\n"
+          "  lorafuse batch JOBS [--output-dir DIR] [--shard I/N] [--resume] [--dry-run] ... (batch --help)\n"
           "  lorafuse version\n"
           "'lorafuse COMMAND --help' shows a command's options with an example.\n",
           f);
@@ -65,6 +66,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "extract")) return lf_cli_extract(argc, argv);
     if (!strcmp(cmd, "png-info")) return lf_cli_pnginfo(argc, argv);
     if (!strcmp(cmd, "serve")) return lf_cli_serve(argc, argv);
+    if (!strcmp(cmd, "batch")) return lf_cli_batch(argc, argv);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("lorafuse %s (CUDA %s, cuDNN %s)\n", LF_VERSION, LF_HAVE_CUDA ? "yes" : "no", LF_HAVE_CUDNN ? "yes" : "no");
         return 0;

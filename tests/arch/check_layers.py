@@ -13,7 +13,7 @@ Library code: include/lorafuse/ (public headers), host/ and kernels/. Rules:
 Layers, bottom up (a file may use its own layer and those below):
   0 kernels/common  1 host/base  2 kernels/cpu/adapters, kernels/cpu/nn, kernels/cpu/linalg, kernels/cuda
   3 host/io, host/keymap, host/adapter  4 host/plan  5 host/runtime  6 host/sample
-  6.5 host/cuda (anything below host/pipeline)  7 host/pipeline  7.5 host/serve  8 host/cli
+  6.5 host/cuda (anything below host/pipeline)  7 host/pipeline  7.5 host/serve, host/batch  8 host/cli
 A public header counts as the layer of the .c files that define what it declares: every identifier
 of the header that some object defines (nm) votes for its object's folder; the header takes the
 highest of those layers (a header with no defined symbol, e.g. types only, is layer 0).
@@ -51,6 +51,7 @@ LAYERS = [
     ("host/cuda", 6.5),
     ("host/pipeline", 7),
     ("host/serve", 7.5),
+    ("host/batch", 7.5),
     ("host/cli", 8),
 ]
 LIB_ROOTS = ("include/lorafuse", "host", "kernels")

@@ -86,7 +86,7 @@ static const char *const g_docs[] = {"README.md", "docs/generate.md", "docs/png-
 /* Every subcommand's --help: exit 0, usage first, an example, nothing on stderr; README.md shows it,
  * and every "$ lorafuse CMD --help" block of the docs is followed by exactly that text. */
 static void test_help(void) {
-    static const char *const cmds[] = {"inspect", "merge", "plan", "generate", "extract", "png-info", "serve"};
+    static const char *const cmds[] = {"inspect", "merge", "plan", "generate", "extract", "png-info", "serve", "batch"};
     char *docs[3] = {NULL, NULL, NULL};
     for (size_t d = 0; d < 3; d++)
         LF_CHECK(lf_read_file(g_docs[d], "doc", (size_t)1 << 22, &docs[d], NULL) == LF_OK, "%s", g_docs[d]);
