@@ -36,9 +36,9 @@ def f16(sd):
     return {k: v.detach().to(torch.float16).contiguous() for k, v in sd.items()}
 
 
-def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else "/tmp/lf-mem"
-    os.makedirs(out, exist_ok=True)
+def write_checkpoint(path, seeds=(1, 2, 3), meta=None):
+    """The full-size SD1.5 checkpoint at `path` (UNet, CLIP-L, VAE from `seeds`); its parameter count.
+    Shared with bench/make_sd15_full.py."""
     torch.set_num_threads(1)
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -46,26 +46,33 @@ def main():
     from golden.common import save_file
     ckpt = {}
     with torch.no_grad():
-        torch.manual_seed(1)
+        torch.manual_seed(seeds[0])
         m = UNet2DConditionModel(**UNET)
         cfg = m.config
         sd = {k: v.float() for k, v in m.state_dict().items()}
         del m
         ckpt.update(f16(ldm.unet_to_ldm(sd, cfg)))
         del sd
-        torch.manual_seed(2)
+        torch.manual_seed(seeds[1])
         m = CLIPTextModel(CLIPTextConfig(**CLIP))
         sd = {k: v.float() for k, v in m.state_dict().items() if not k.endswith("position_ids")}
         del m
         ckpt.update(f16(ldm.clip_to_ldm(sd, "cond_stage_model.transformer.")))
-        torch.manual_seed(3)
+        torch.manual_seed(seeds[2])
         m = AutoencoderKL(**VAE)
         cfg = m.config
         sd = {k: v.float() for k, v in m.state_dict().items()}
         del m
         ckpt.update(f16(ldm.vae_to_ldm(sd, cfg)))
-    save_file(ckpt, os.path.join(out, "sd15-full-f16.safetensors"), {"lorafuse.default_size": "512x512"})
-    n = sum(v.numel() for v in ckpt.values())
+    save_file(ckpt, path, meta or {})
+    return sum(v.numel() for v in ckpt.values())
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else "/tmp/lf-mem"
+    os.makedirs(out, exist_ok=True)
+    from golden.common import save_file
+    n = write_checkpoint(os.path.join(out, "sd15-full-f16.safetensors"), meta={"lorafuse.default_size": "512x512"})
     print(f"wrote {out}/sd15-full-f16.safetensors ({n} params)")
 
     # the LoRA: kohya names from the module tables (docs/keymap.md)
