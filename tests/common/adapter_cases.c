@@ -618,15 +618,15 @@ void lf_cases_end(lf_case_iter *it, lf_case_counts *counts) {
 /* ---- comparison -------------------------------------------------------------------------------- */
 
 lf_tol lf_tol_golden(lf_dtype dt) {
-    if (dt == LF_F32) return (lf_tol){1e-5, 1e-5, 0, 1e-4, -1};
-    return (lf_tol){INFINITY, INFINITY, 0, 0, 1};
+    if (dt == LF_F32) return (lf_tol){1e-5, 1e-5, 0, 1e-4, -1, NULL};
+    return (lf_tol){INFINITY, INFINITY, 0, 0, 1, NULL};
 }
 
 lf_tol lf_tol_device(lf_dtype dt) {
     switch (dt) {
-    case LF_F16: return (lf_tol){1e-3, 0, 1e-3, 1.0 / 512, -1};
-    case LF_BF16: return (lf_tol){8e-3, 0, 8e-3, 1.0 / 64, -1};
-    default: return (lf_tol){1e-5, 0, 2e-5, 2e-5, -1};
+    case LF_F16: return (lf_tol){1e-3, 0, 1e-3, 1.0 / 512, -1, NULL};
+    case LF_BF16: return (lf_tol){8e-3, 0, 8e-3, 1.0 / 64, -1, NULL};
+    default: return (lf_tol){1e-5, 0, 2e-5, 2e-5, -1, NULL};
     }
 }
 
@@ -671,7 +671,7 @@ int lf_case_compare(const char *name, const void *got, const void *ref, int64_t 
             r->nonfinite += bad;
             ratio = bad ? INFINITY : 0;
         } else {
-            double d = fabs((double)g - e), lim = abs_bound + tol->rtol * fabs((double)e);
+            double d = fabs((double)g - e), lim = abs_bound + tol->rtol * fabs((double)e) + (tol->elem ? tol->elem[i] : 0);
             int64_t u = og > oe ? og - oe : oe - og;
             num += d * d;
             if (d > r->max_abs) r->max_abs = d;

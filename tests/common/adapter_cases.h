@@ -22,7 +22,7 @@
  *   lf_cases_end(it, &counts);
  *
  * Comparator (lf_case_compare): NaN never passes, Inf must match in sign; per finite element
- * |g - r| <= atol + atol_rms * rms(r) + rtol * |r| and (max_ulp >= 0) ulp(g, r) <= max_ulp; relative
+ * |g - r| <= atol + atol_rms * rms(r) + rtol * |r| (+ elem[i] when given) and (max_ulp >= 0) ulp(g, r) <= max_ulp; relative
  * L2 ||g - r|| / ||r|| <= rel_l2. On failure one line "FAIL <case>: ..." names the case, the bounds
  * and the worst element. Bounds (docs/cuda.md for the device):
  *   golden  (CPU reference vs LyCORIS/PEFT)  f32: atol 1e-5, rtol 1e-4, rel_l2 1e-5; f16/bf16: 1 ulp
@@ -116,6 +116,7 @@ typedef struct lf_tol {
     double atol_rms;
     double rtol;
     int max_ulp;     /* per element, in the dtype's own ulps; -1: none */
+    const float *elem; /* per element, added to the absolute bound (an error model's term); NULL: none */
 } lf_tol;
 
 lf_tol lf_tol_golden(lf_dtype dt);
