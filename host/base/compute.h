@@ -1,0 +1,112 @@
+/* compute.h: the operator interface the model runtime (UNet, CLIP text encoders, VAE) is written
+ * against, once, and that each compute backend implements (the CPU's lf_nn.h operators, the CUDA
+ * backend's kernels and cuBLAS calls), in the manner of ggml's backends: one op set, one table per
+ * backend, `supports` says what a backend can run.
+ *
+ * Memory
+ *   - Activations are f32 arrays in the backend's memory (host memory for the CPU backend, device
+ *     memory for CUDA), contiguous, row-major (PyTorch layout), from alloc and given back with
+ *     release. The model never dereferences them: it moves data in and out with upload/download and
+ *     between buffers with copy2d.
+ *   - Weights stay where the model keeps them: matrix-product weights as an lf_view in the
+ *     checkpoint's dtype (lf_tensor.h), biases and norm parameters as host f32 arrays. A backend
+ *     that computes elsewhere keeps its own resident copy of each weight, found by the view's data
+ *     pointer (or the array's address), made on first use; forget(ptr) drops it when the model
+ *     frees or rebinds that memory, bind(ptr, ...) points it at memory the backend already holds
+ *     (weights patched on the device).
+ *
+ * Ops: the operators of kernels/cpu/nn/lf_nn.h with the same argument order, shapes and meaning
+ * (read the formula there): output first, then inputs, then sizes, then options. Every op returns an
+ * lf_status (a device backend reports launch and library errors there). Element-wise ops may run in
+ * place; every other op needs its output distinct from its inputs. Results: the CPU backend gives
+ * lf_nn's bytes exactly; other backends are compared with it per op and end to end (docs/cuda.md).
+ */
+#ifndef LF_COMPUTE_H
+#define LF_COMPUTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lorafuse/lf_status.h"
+#include "lorafuse/lf_tensor.h"
+
+typedef enum lf_cop {
+    LF_COP_LINEAR, LF_COP_CONV2D, LF_COP_GROUP_NORM, LF_COP_LAYER_NORM, LF_COP_SILU, LF_COP_GELU,
+    LF_COP_GELU_TANH, LF_COP_QUICK_GELU, LF_COP_GEGLU, LF_COP_ADD, LF_COP_MUL, LF_COP_SCALE, LF_COP_ADD_BIAS_C,
+    LF_COP_ADD_BIAS_NC, LF_COP_ATTENTION, LF_COP_NCHW_TO_NLC, LF_COP_NLC_TO_NCHW, LF_COP_RESIZE_NEAREST,
+    LF_COP_PAD2D, LF_COP_CONCAT_C, LF_COP_TIMESTEP_EMBEDDING, LF_COP_EMBEDDING, LF_COP_COPY2D, LF_COP_COUNT
+} lf_cop;
+
+typedef struct lf_compute lf_compute;
+
+/* Arguments of `supports`: the op, the dtype of its weight (LF_F32 when it has none) and, for
+ * attention, the head width (0 otherwise). */
+typedef struct lf_cop_desc {
+    lf_cop op;
+    lf_dtype weight;
+    int64_t head_dim;
+} lf_cop_desc;
+
+struct lf_compute {
+    const char *name; /* "cpu", "cuda" */
+    void *impl;
+
+    /* ---- memory -------------------------------------------------------------------------------- */
+    /* n floats of backend memory (contents undefined); LF_ERR_NOMEM names what was asked for. */
+    lf_status (*alloc)(lf_compute *c, int64_t n, float **out);
+    void (*release)(lf_compute *c, float *p); /* NULL allowed */
+    lf_status (*upload)(lf_compute *c, float *dst, const float *host_src, int64_t n);
+    lf_status (*download)(lf_compute *c, float *host_dst, const float *src, int64_t n);
+    /* rows x cols floats: dst[r * dst_ld + j] = src[r * src_ld + j], both in backend memory. */
+    lf_status (*copy2d)(lf_compute *c, float *dst, int64_t dst_ld, const float *src, int64_t src_ld, int64_t rows,
+                        int64_t cols);
+    /* Waits for queued work (a no-op on the CPU); errors of asynchronous work surface here at the latest. */
+    lf_status (*sync)(lf_compute *c);
+    /* The resident copy of the weight at host address p is stale (freed, rebound, patched on the
+     * host): drop it. bind: use dev (backend memory of the view's dtype and size) for p from now on. */
+    void (*forget)(lf_compute *c, const void *p);
+    lf_status (*bind)(lf_compute *c, const void *p, const lf_view *v, void *dev);
+    int (*supports)(const lf_compute *c, const lf_cop_desc *d);
+    void (*destroy)(lf_compute *c);
+
+    /* ---- ops (lf_nn.h) ------------------------------------------------------------------------- */
+    lf_status (*linear)(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t M,
+                        int64_t in, int64_t out);
+    lf_status (*conv2d)(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t N,
+                        int64_t C_in, int64_t H, int64_t Wd, int64_t C_out, int64_t kh, int64_t kw, int64_t stride,
+                        int64_t pad);
+    lf_status (*group_norm)(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
+                            int64_t N, int64_t C, int64_t S, int64_t groups, float eps);
+    lf_status (*layer_norm)(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
+                            int64_t M, int64_t D, float eps);
+    lf_status (*silu)(lf_compute *c, float *y, const float *x, int64_t n);
+    lf_status (*gelu)(lf_compute *c, float *y, const float *x, int64_t n);
+    lf_status (*gelu_tanh)(lf_compute *c, float *y, const float *x, int64_t n);
+    lf_status (*quick_gelu)(lf_compute *c, float *y, const float *x, int64_t n);
+    lf_status (*geglu)(lf_compute *c, float *y, const float *x, int64_t M, int64_t F);
+    lf_status (*add)(lf_compute *c, float *y, const float *a, const float *b, int64_t n);
+    lf_status (*mul)(lf_compute *c, float *y, const float *a, const float *b, int64_t n);
+    lf_status (*scale)(lf_compute *c, float *y, const float *x, float s, int64_t n);
+    /* b: host f32 parameters (add_bias_c: a model bias) or, for add_bias_nc, backend memory (an
+     * activation: the per-sample time embedding). */
+    lf_status (*add_bias_c)(lf_compute *c, float *x, const float *b, int64_t N, int64_t C, int64_t S);
+    lf_status (*add_bias_nc)(lf_compute *c, float *x, const float *b, int64_t N, int64_t C, int64_t S);
+    lf_status (*attention)(lf_compute *c, float *out, const float *q, const float *k, const float *v, int64_t N,
+                           int64_t Lq, int64_t Lk, int64_t heads, int64_t d, float scale, int causal);
+    lf_status (*nchw_to_nlc)(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t S);
+    lf_status (*nlc_to_nchw)(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t S);
+    lf_status (*resize_nearest)(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                                int64_t Ho, int64_t Wo);
+    lf_status (*pad2d)(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                       int64_t left, int64_t right, int64_t top, int64_t bottom);
+    lf_status (*concat_c)(lf_compute *c, float *y, const float *a, const float *b, int64_t N, int64_t Ca, int64_t Cb,
+                          int64_t S);
+    /* t: host (N) timesteps; emb: backend memory. */
+    lf_status (*timestep_embedding)(lf_compute *c, float *emb, const float *t, int64_t N, int64_t dim,
+                                    int flip_sin_to_cos, float shift, float max_period);
+    /* table: host f32 (V, D) (a model weight), ids: host (L); y: backend memory. */
+    lf_status (*embedding)(lf_compute *c, float *y, const float *table, const int32_t *ids, int64_t L, int64_t V,
+                           int64_t D);
+};
+
+#endif
