@@ -66,6 +66,10 @@ const char *lf_gen_session_model(const lf_gen_session *s) { return s->model; }
 const char *lf_gen_session_family(const lf_gen_session *s) { return s->family; }
 const char *lf_gen_session_hash(const lf_gen_session *s) { return s->model_hash; }
 
+uint64_t lf_gen_session_owned_bytes(const lf_gen_session *s) {
+    return lf_unet_owned_bytes(s->unet) + lf_clip_owned_bytes(s->te1) + lf_clip_owned_bytes(s->te2);
+}
+
 lf_status lf_gen_session_adopt(lf_gen *g) {
     lf_gen_session *s = calloc(1, sizeof *s);
     size_t n = strlen(g->o.model) + 1;
@@ -190,7 +194,7 @@ lf_status lf_gen_session_switch(lf_gen_session *s, const lf_step_plan *sp, size_
         v.dtype = t->dtype;
         v.ndim = t->ndim;
         memcpy(v.shape, t->shape, sizeof v.shape);
-        if (st == LF_OK && (st = lf_live_set(&live, s->held[i].comp, t->name, &v)) == LF_OK) (*restored)++;
+        if (st == LF_OK && (st = lf_live_restore(&live, s->held[i].comp, t->name, &v)) == LF_OK) (*restored)++;
         if (st != LF_OK) {
             memset(s->held[i].sig, 0xff, LF_GEN_SIG);
             s->held[keep++] = s->held[i];

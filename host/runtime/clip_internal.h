@@ -40,7 +40,7 @@ struct lf_clip {
 };
 
 /* lf_clip_set_weight without the copy where the weight is not fused (lf_wts_bind; live_weights.c). */
-lf_status lf_clip_bind_weight(lf_clip *m, const char *key, const lf_view *v);
+lf_status lf_clip_bind_weight(lf_clip *m, const char *key, const lf_view *v, int from_file);
 /* Owned copies of every bound weight (lf_wts_list_own). */
 lf_status lf_clip_own_weights(lf_clip *m);
 

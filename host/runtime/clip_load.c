@@ -477,15 +477,21 @@ uint64_t lf_clip_weight_bytes(const lf_clip *m) {
     return (uint64_t)(a + b);
 }
 
+uint64_t lf_clip_owned_bytes(const lf_clip *m) {
+    int64_t a = 0;
+    if (m) lf_wts_list_bytes(m->wts, m->n_wts, &a, NULL);
+    return (uint64_t)a;
+}
+
 void lf_clip_drop_pages(lf_clip *m) {
     if (m) lf_wts_list_drop_pages(m->wts, m->n_wts);
 }
 
 lf_status lf_clip_own_weights(lf_clip *m) { return m ? lf_wts_list_own(m->wts, m->n_wts, m->label) : LF_OK; }
 
-lf_status lf_clip_bind_weight(lf_clip *m, const char *key, const lf_view *v) {
+lf_status lf_clip_bind_weight(lf_clip *m, const char *key, const lf_view *v, int from_file) {
     const char *k = clip_strip(m, key);
     lf_wts_entry *e = k ? lf_wts_get(m->wts, m->n_wts, k) : NULL;
     if (!e) return lf_err(LF_ERR_MODEL, "%s: the text encoder at \"%s\" holds no weight \"%s\"", m->label, m->prefix, key);
-    return lf_wts_bind(e, v, m->label, key);
+    return lf_wts_bind(e, v, from_file, m->label, key);
 }

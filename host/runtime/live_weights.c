@@ -13,17 +13,19 @@
 #include "lorafuse/lf_live_weights.h"
 #include "unet_internal.h"
 
-/* Copy (bind = 0) or bind (1) v into the model of comp. */
-static lf_status lf_live_put(const lf_live *m, lf_component comp, const char *key, const lf_view *v, int bind) {
+/* Copy v into the model of comp (mode 0), bind the model to a backend's tensor (1), or to the
+ * checkpoint's own tensor in the model's file mapping (2). */
+static lf_status lf_live_put(const lf_live *m, lf_component comp, const char *key, const lf_view *v, int mode) {
+    int bind = mode != 0, from_file = mode == 2;
     switch (comp) {
     case LF_COMP_UNET:
-        if (m->unet) return bind ? lf_unet_bind_weight(m->unet, key, v) : lf_unet_set_weight(m->unet, key, v);
+        if (m->unet) return bind ? lf_unet_bind_weight(m->unet, key, v, from_file) : lf_unet_set_weight(m->unet, key, v);
         break;
     case LF_COMP_TE1:
-        if (m->te1) return bind ? lf_clip_bind_weight(m->te1, key, v) : lf_clip_set_weight(m->te1, key, v);
+        if (m->te1) return bind ? lf_clip_bind_weight(m->te1, key, v, from_file) : lf_clip_set_weight(m->te1, key, v);
         break;
     case LF_COMP_TE2:
-        if (m->te2) return bind ? lf_clip_bind_weight(m->te2, key, v) : lf_clip_set_weight(m->te2, key, v);
+        if (m->te2) return bind ? lf_clip_bind_weight(m->te2, key, v, from_file) : lf_clip_set_weight(m->te2, key, v);
         break;
     default:
         return lf_err(LF_ERR_MODEL, "weight \"%s\" belongs to no UNet or text encoder", key);
@@ -35,6 +37,10 @@ static lf_status lf_live_put(const lf_live *m, lf_component comp, const char *ke
 
 lf_status lf_live_set(const lf_live *m, lf_component comp, const char *key, const lf_view *v) {
     return lf_live_put(m, comp, key, v, 0);
+}
+
+lf_status lf_live_restore(const lf_live *m, lf_component comp, const char *key, const lf_view *v) {
+    return lf_live_put(m, comp, key, v, 2);
 }
 
 lf_status lf_live_own(const lf_live *m) {

@@ -72,7 +72,7 @@ lf_status lf_un_load_src(const lf_st_file *st, const lf_wts_alias *alias, size_t
 
 /* lf_unet_set_weight without the copy: the model reads v's memory from now on (lf_wts_bind); for
  * live_weights.c, whose backend tensors outlive the model's use of them. */
-lf_status lf_unet_bind_weight(lf_unet *u, const char *key, const lf_view *v);
+lf_status lf_unet_bind_weight(lf_unet *u, const char *key, const lf_view *v, int from_file);
 /* Owned copies of every bound weight (lf_wts_list_own). */
 lf_status lf_unet_own_weights(lf_unet *u);
 

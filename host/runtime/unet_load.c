@@ -636,15 +636,21 @@ uint64_t lf_unet_weight_bytes(const lf_unet *u) {
     return (uint64_t)(a + b);
 }
 
+uint64_t lf_unet_owned_bytes(const lf_unet *u) {
+    int64_t a = 0;
+    if (u) lf_wts_list_bytes(u->wts, u->n_wts, &a, NULL);
+    return (uint64_t)a;
+}
+
 void lf_unet_drop_pages(lf_unet *u) {
     if (u) lf_wts_list_drop_pages(u->wts, u->n_wts);
 }
 
 lf_status lf_unet_own_weights(lf_unet *u) { return u ? lf_wts_list_own(u->wts, u->n_wts, u->label) : LF_OK; }
 
-lf_status lf_unet_bind_weight(lf_unet *u, const char *key, const lf_view *v) {
+lf_status lf_unet_bind_weight(lf_unet *u, const char *key, const lf_view *v, int from_file) {
     const char *k = lf_un_strip(u, key);
     lf_wts_entry *e = k ? lf_wts_get(u->wts, u->n_wts, k) : NULL;
     if (!e) return lf_err(LF_ERR_MODEL, "%s: the UNet holds no weight \"%s\"", u->label, key);
-    return lf_wts_bind(e, v, u->label, key);
+    return lf_wts_bind(e, v, from_file, u->label, key);
 }

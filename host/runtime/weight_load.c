@@ -483,15 +483,15 @@ lf_status lf_wts_refresh(lf_wts_entry *en, const lf_view *v, const char *label, 
     return LF_OK;
 }
 
-lf_status lf_wts_bind(lf_wts_entry *en, const lf_view *v, const char *label, const char *key) {
+lf_status lf_wts_bind(lf_wts_entry *en, const lf_view *v, int from_file, const char *label, const char *key) {
     if (!en->view || !lf_wts_kept_dtype(v->dtype)) return lf_wts_refresh(en, v, label, key);
     lf_status st = lf_wts_check_new(en, v, label, key);
     if (st != LF_OK) return st;
     if (en->owned) free(en->data);
     en->data = (void *)(uintptr_t)v->data;
     en->owned = 0;
-    en->mapped = 0;
-    en->bound = 1;
+    en->mapped = from_file;
+    en->bound = !from_file;
     en->dtype = v->dtype;
     lf_wts_sync_view(en);
     return LF_OK;

@@ -151,9 +151,11 @@ lf_wts_entry *lf_wts_get(lf_wts_entry *e, size_t n, const char *key);
  * owned buffer). Either way the operators see exactly v's values. label and key name the model. */
 lf_status lf_wts_refresh(lf_wts_entry *en, const lf_view *v, const char *label, const char *key);
 /* Point a stored-dtype entry at v's memory (no copy; the model's own buffer is freed): for the CPU
- * backend of a step plan, whose patched tensors outlive the model's use of them. v must hold the
- * entry's shape; an f32-only entry (transposed, or a 1-D f32 buffer) is refreshed instead. */
-lf_status lf_wts_bind(lf_wts_entry *en, const lf_view *v, const char *label, const char *key);
+ * backend of a step plan, whose patched tensors outlive the model's use of them (from_file 0: bound,
+ * lf_wts_list_own copies it), or for the checkpoint's own tensor in the file mapping the model was
+ * loaded from (from_file 1: mapped again, as after the load: a session's W0 costs no memory). v must
+ * hold the entry's shape; an f32-only entry (transposed, or a 1-D f32 buffer) is refreshed instead. */
+lf_status lf_wts_bind(lf_wts_entry *en, const lf_view *v, int from_file, const char *label, const char *key);
 /* Bytes of the list's data held in the model's own memory (owned), and used in place (mapped/bound). */
 void lf_wts_list_bytes(const lf_wts_entry *e, size_t n, int64_t *owned, int64_t *in_place);
 /* Hand the resident pages of the mapped entries back to the system (lf_drop_pages, host/base/pages.h: the

@@ -64,6 +64,8 @@ lf_status lf_clip_load(const lf_st_file *f, const char *prefix, const lf_clip_op
 lf_status lf_clip_load_mapped(const lf_st_file *f, const char *prefix, const lf_clip_opts *opts, lf_clip **out);
 /* Bytes of weights the encoder reads (own buffers and mapped memory). */
 uint64_t lf_clip_weight_bytes(const lf_clip *m);
+/* Of those, the bytes in the encoder's own buffers. */
+uint64_t lf_clip_owned_bytes(const lf_clip *m);
 /* lf_unet_drop_pages for a text encoder loaded with lf_clip_load_mapped. */
 void lf_clip_drop_pages(lf_clip *m);
 /* A diffusers/transformers folder (text_encoder/ or text_encoder_2/): config.json +

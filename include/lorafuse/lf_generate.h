@@ -157,6 +157,10 @@ void lf_gen_session_free(lf_gen_session *s);
 const char *lf_gen_session_model(const lf_gen_session *s);
 const char *lf_gen_session_family(const lf_gen_session *s);
 const char *lf_gen_session_hash(const lf_gen_session *s);
+/* Bytes of UNet and text-encoder weights the session holds in its own memory: the rest is read in place
+ * from the checkpoint's mapping. A job's adapters add their patched tensors while it runs (copies kept
+ * when it ends); a later job without them gives those tensors back to the mapping. */
+uint64_t lf_gen_session_owned_bytes(const lf_gen_session *s);
 
 /* A job on the session: the checks of lf_gen_open against the loaded model (o->model is ignored: the
  * session's), then lf_gen_run samples with the resident weights. The session must outlive the job and

@@ -68,6 +68,10 @@ typedef struct lf_live_stats {
 
 /* Route one checkpoint tensor (key, value) to the model of `comp`. */
 lf_status lf_live_set(const lf_live *m, lf_component comp, const char *key, const lf_view *v);
+/* Give the model of `comp` back its pristine weight: v is the checkpoint's own tensor in the file mapping
+ * the model was loaded from (it lives as long as the model). The model reads it in place again, as after
+ * the load (no copy, nothing for lf_live_own to copy); an f32-only weight is converted instead. */
+lf_status lf_live_restore(const lf_live *m, lf_component comp, const char *key, const lf_view *v);
 /* Every weight of the models bound to a backend's tensor gets its own copy, so that backend may be
  * freed while the models stay loaded (a resident model between jobs: lf_generate.h sessions). */
 lf_status lf_live_own(const lf_live *m);

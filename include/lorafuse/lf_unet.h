@@ -133,6 +133,8 @@ lf_status lf_unet_load(const lf_st_file *st, const lf_unet_opts *opts, lf_unet *
 lf_status lf_unet_load_mapped(const lf_st_file *st, const lf_unet_opts *opts, lf_unet **out);
 /* Bytes of weights the model reads: its own buffers plus memory used in place (mapping, bound tensors). */
 uint64_t lf_unet_weight_bytes(const lf_unet *u);
+/* Of those, the bytes in the model's own buffers (weights refreshed or converted; not the mapping). */
+uint64_t lf_unet_owned_bytes(const lf_unet *u);
 /* A model loaded with lf_unet_load_mapped: hand the resident pages of its mapped weights back to the
  * system while it is not needed (generate does so before the VAE decode); they stay in the page cache
  * and the next forward reads them back. No effect on values or on owned memory. */

@@ -701,7 +701,8 @@ static float *session_run(lf_gen_session *ss, const char *prompt, int batch_coun
 
 /* Jobs on one resident model equal fresh runs: a scheduled LoRA over two sampler runs (the backend is
  * rewound, not rebuilt), then the same tags again (nothing recomputed: the models read the copies they
- * took when the last job's backend went), then no LoRA; a job cannot change the session's VAE. */
+ * took when the last job's backend went), then no LoRA (and the session's own memory is back to what it
+ * was after the load); a job cannot change the session's VAE. */
 static void test_session(void) {
     const char *lora = "a fox <lora:mini_lora:0.4@1,1@3>";
     size_t n = 0, m = 0;
@@ -710,8 +711,16 @@ static void test_session(void) {
         LF_CHECK(0, "session: %s", lf_last_error());
         return;
     }
+    uint64_t owned0 = lf_gen_session_owned_bytes(ss);
     float *two = session_run(ss, lora, 2, &n), *again = session_run(ss, lora, 1, &m);
+    uint64_t owned_lora = lf_gen_session_owned_bytes(ss);
     float *none = session_run(ss, "a fox", 1, &m);
+    /* the LoRA's tensors were kept as copies when its jobs ended; the job without it gives them back
+     * to the checkpoint's mapping (read in place as after the load), not to more copies of W0 */
+    LF_CHECK(owned_lora > owned0, "session: the LoRA jobs left copies of their tensors (%llu -> %llu bytes)",
+             (unsigned long long)owned0, (unsigned long long)owned_lora);
+    LF_CHECK(lf_gen_session_owned_bytes(ss) == owned0, "session: back at W0 it owns %llu bytes, %llu after the load",
+             (unsigned long long)lf_gen_session_owned_bytes(ss), (unsigned long long)owned0);
     size_t e = 0;
     float *fresh_lora = edit_run(lora, "", &m, &e), *fresh_none = edit_run("a fox", "", &m, &e);
     float *fresh8 = seeded_run(lora, "", 8, &m, &e);
