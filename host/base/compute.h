@@ -11,9 +11,10 @@
  *   - Weights stay where the model keeps them: matrix-product weights as an lf_view in the
  *     checkpoint's dtype (lf_tensor.h), biases and norm parameters as host f32 arrays. A backend
  *     that computes elsewhere keeps its own resident copy of each weight, found by the view's data
- *     pointer (or the array's address), made on first use; forget(ptr) drops it when the model
- *     frees or rebinds that memory, bind(ptr, ...) points it at memory the backend already holds
- *     (weights patched on the device).
+ *     pointer (or the array's address), made on first use; forget(ptr, bytes) drops every copy made
+ *     from host memory overlapping that range when the model rewrites, rebinds or frees it (the
+ *     runtime's weight watcher, host/runtime/weight_load.h, reports each such change), bind(ptr, ...)
+ *     points it at memory the backend already holds (weights patched on the device).
  *
  * Ops: the operators of kernels/cpu/nn/lf_nn.h with the same argument order, shapes and meaning
  * (read the formula there): output first, then inputs, then sizes, then options. Every op returns an
@@ -62,9 +63,10 @@ struct lf_compute {
                         int64_t cols);
     /* Waits for queued work (a no-op on the CPU); errors of asynchronous work surface here at the latest. */
     lf_status (*sync)(lf_compute *c);
-    /* The resident copy of the weight at host address p is stale (freed, rebound, patched on the
-     * host): drop it. bind: use dev (backend memory of the view's dtype and size) for p from now on. */
-    void (*forget)(lf_compute *c, const void *p);
+    /* The host memory [p, p + bytes) is being rewritten, rebound or freed: drop every resident copy made
+     * from memory overlapping it. May be called from several threads at once. bind: use dev (backend
+     * memory of the view's dtype and size) for the weight at host address p from now on. */
+    void (*forget)(lf_compute *c, const void *p, size_t bytes);
     lf_status (*bind)(lf_compute *c, const void *p, const lf_view *v, void *dev);
     int (*supports)(const lf_compute *c, const lf_cop_desc *d);
     void (*destroy)(lf_compute *c);

@@ -381,8 +381,25 @@ void lf_wts_release(lf_wts *w, lf_wts_entry **e, size_t *n) {
     w->n = w->cap = 0;
 }
 
+/* ---- watcher ---------------------------------------------------------------------------------- */
+
+static lf_wts_watch_fn lf_wts_watcher;
+static void *lf_wts_watcher_ctx;
+
+void lf_wts_watch(lf_wts_watch_fn fn, void *ctx) {
+    lf_wts_watcher = fn;
+    lf_wts_watcher_ctx = ctx;
+}
+
+/* en's bytes are about to be rewritten, replaced or freed */
+static void lf_wts_changing(const lf_wts_entry *en) {
+    if (lf_wts_watcher && en->data)
+        lf_wts_watcher(lf_wts_watcher_ctx, en->data, (size_t)en->numel * lf_dtype_bits(en->dtype) / 8);
+}
+
 void lf_wts_free_list(lf_wts_entry *e, size_t n) {
     for (size_t i = 0; i < n; i++) {
+        lf_wts_changing(&e[i]);
         if (e[i].owned) free(e[i].data);
         free(e[i].key);
     }
@@ -451,6 +468,7 @@ static lf_status lf_wts_refresh_f32(lf_wts_entry *en, const lf_view *v, const ch
 lf_status lf_wts_refresh(lf_wts_entry *en, const lf_view *v, const char *label, const char *key) {
     lf_status st = lf_wts_check_new(en, v, label, key);
     if (st != LF_OK) return st;
+    lf_wts_changing(en);
     if (!en->view && en->dtype == LF_F32) return lf_wts_refresh_f32(en, v, label, key);
     if (!en->view) { /* rows of a fused buffer (clip_load.c's q/k/v): rewritten in place in its dtype */
         size_t nb = (size_t)en->numel * lf_dtype_bits(en->dtype) / 8;
@@ -487,6 +505,7 @@ lf_status lf_wts_bind(lf_wts_entry *en, const lf_view *v, int from_file, const c
     if (!en->view || !lf_wts_kept_dtype(v->dtype)) return lf_wts_refresh(en, v, label, key);
     lf_status st = lf_wts_check_new(en, v, label, key);
     if (st != LF_OK) return st;
+    lf_wts_changing(en);
     if (en->owned) free(en->data);
     en->data = (void *)(uintptr_t)v->data;
     en->owned = 0;

@@ -137,6 +137,15 @@ lf_status lf_wts_add(lf_wts_entry **e, size_t *n, size_t *cap, const char *key, 
                      const int64_t *shape, int owned);
 /* Sort a list by key (for lf_wts_get). */
 void lf_wts_sort(lf_wts_entry *e, size_t n);
+/* The watcher: called with the old memory (data, bytes) of every model weight about to be rewritten,
+ * replaced, bound elsewhere or freed (lf_wts_refresh, lf_wts_bind, lf_wts_list_own, lf_wts_free*), by
+ * any model of the process, possibly from several threads at once (lf_live_apply_step runs jobs on the
+ * operator pool). A compute backend that keeps resident copies of weights found by host address
+ * (host/base/compute.h forget) follows the models this way, so freed and reused addresses never hit a
+ * stale copy. One watcher per process; fn NULL removes it. */
+typedef void (*lf_wts_watch_fn)(void *ctx, const void *data, size_t bytes);
+void lf_wts_watch(lf_wts_watch_fn fn, void *ctx);
+
 /* Hand the entry list, sorted by key, to the caller; the lf_wts is empty afterwards. */
 void lf_wts_release(lf_wts *w, lf_wts_entry **e, size_t *n);
 /* Free every entry still owned. */

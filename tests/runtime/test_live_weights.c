@@ -5,13 +5,15 @@
  * per-step plan (lf_cpu_backend_step + lf_live_apply_step, only the jobs the step lists) gives the
  * same UNet output, text-encoder hidden states and pooled output, bit for bit, as the models loaded
  * from lf_merge's checkpoint at that step's strength. Steps that list no job refresh nothing.
- * Also: unknown key, wrong shape, a job whose model is not loaded (error / skip_missing).
+ * Also: unknown key, wrong shape, a job whose model is not loaded (error / skip_missing); the weight
+ * watcher (weight_load.h) hears of every weight rewritten, rebound or freed.
  * Run: ctest --test-dir build -R live_weights
  */
 #include <unistd.h>
 
 #include "lf_test.h"
 #include "lf_test_data.h"
+#include "host/runtime/weight_load.h"
 #include "lorafuse/lf_merge.h"
 #include "lorafuse/lf_live_weights.h"
 
@@ -194,6 +196,42 @@ static void check_errors(void) {
     lf_model_free(model);
 }
 
+/* what the watcher heard */
+typedef struct watched {
+    int calls;
+    size_t last_bytes;
+    const void *last;
+} watched;
+
+static void on_change(void *ctx, const void *data, size_t bytes) {
+    watched *w = ctx;
+    w->calls++;
+    w->last = data;
+    w->last_bytes = bytes;
+}
+
+static void check_watcher(void) {
+    models m;
+    if (!load_models(SD15, 0, &m)) return;
+    watched w = {0, 0, NULL};
+    lf_wts_watch(on_change, &w);
+    /* proj_in of input block 1: (16, 16, 1, 1) in the tiny model, f16 in the file */
+    const char *k = "model.diffusion_model.input_blocks.1.1.proj_in.weight";
+    static float buf[16 * 16];
+    lf_view v = {buf, LF_F32, 4, {16, 16, 1, 1}};
+    LF_CHECK(lf_unet_set_weight(m.unet, k, &v) == LF_OK, "set %s: %s", k, lf_last_error());
+    LF_CHECK(w.calls == 1 && w.last && w.last_bytes > 0 && w.last_bytes % (16 * 16) == 0,
+             "a refresh is heard once with the old memory: %d calls, %zu bytes", w.calls, w.last_bytes);
+    const void *first = w.last;
+    LF_CHECK(lf_unet_set_weight(m.unet, k, &v) == LF_OK && w.calls == 2 && w.last_bytes == 16 * 16 * 4,
+             "the second refresh rewrites the model's own f32 copy: %d calls, %zu bytes", w.calls, w.last_bytes);
+    LF_CHECK(w.last != first, "the first refresh replaced the memory the watcher heard of");
+    int before = w.calls;
+    free_models(&m);
+    LF_CHECK(w.calls > before + 100, "freeing the models is heard per weight (%d calls)", w.calls - before);
+    lf_wts_watch(NULL, NULL);
+}
+
 int main(void) {
     if (access(SD15, R_OK) != 0 || access(KOHYA, R_OK) != 0) LF_SKIP("tiny models missing (run from the source tree)");
     const float s1[4] = {0.5f, 0.5f, 1.25f, 0.0f};
@@ -203,5 +241,6 @@ int main(void) {
     const float s3[2] = {0.7f, 1.5f};
     check_case(SDXL, 1, XL_KOHYA, "<lora:x:0.7@1,1.5@2>", 2, s3);
     check_errors();
+    check_watcher();
     return lf_test_finish();
 }
