@@ -100,6 +100,15 @@ def tokenizer_files(root, d):
         f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
 
 
+def clip_tokenizer(root):
+    """The CLIP tokenizer the pipelines use (slow CLIPTokenizer on tokenizer_files, 77 tokens)."""
+    from transformers import CLIPTokenizer
+    with tempfile.TemporaryDirectory() as d:
+        tokenizer_files(root, d)
+        return CLIPTokenizer(os.path.join(d, "vocab.json"), os.path.join(d, "merges.txt"), model_max_length=77,
+                             clean_up_tokenization_spaces=False)
+
+
 def components(root, model):
     """UNet, VAE and text encoder of the single-file SD1 checkpoint `model` (path from the root), in the diffusers
     configs of its `lorafuse.arch` metadata."""
@@ -172,15 +181,11 @@ def generate(root, spec):
     """Runs spec's cases through the diffusers pipeline and writes spec.out (the layout of the module docstring)."""
     _patch_attention()
     from diffusers import StableDiffusionPipeline
-    from transformers import CLIPTokenizer
     from .model_sampler import make_scheduler
     tensors, meta, names = {}, {}, []
     lora_dir, lora_file = os.path.split(spec.lora)
     adapter = os.path.splitext(lora_file)[0]
-    with tempfile.TemporaryDirectory() as d:
-        tokenizer_files(root, d)
-        tok = CLIPTokenizer(os.path.join(d, "vocab.json"), os.path.join(d, "merges.txt"), model_max_length=77,
-                            clean_up_tokenization_spaces=False)
+    tok = clip_tokenizer(root)
     for ci, (name, kind, karras, sname, tag, te_s, sched) in enumerate(spec.cases):
         unet, vae, te = components(root, spec.model)
         pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet,

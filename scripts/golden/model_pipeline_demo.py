@@ -15,6 +15,8 @@ Cases: Euler without and with the LoRA at 1; DPM++ 2M without the LoRA and with 
 from .model_pipeline import Spec, generate
 
 MODEL = "models/demo/shapes-sd1.safetensors"
+CAPTION = "a red square on a blue background"  # also the caption of model_unet's / model_clip's demo goldens
+TRIGGER = "outlined"
 STEPS = 20
 HALF = STEPS // 2
 CASES = [
@@ -37,7 +39,7 @@ def default_size(root, model):
 
 def run(root):
     generate(root, Spec(MODEL, "models/demo/lora/outline_lora.safetensors",
-                        "a red square on a blue background, outlined", "", 5, STEPS, 7.0,
+                        f"{CAPTION}, {TRIGGER}", "", 5, STEPS, 7.0,
                         default_size(root, MODEL), CASES, {}, "tests/data/pipeline/pipeline-demo.safetensors",
                         "scripts/golden/model_pipeline_demo.py: diffusers 0.30.3 StableDiffusionPipeline, "
                         "transformers 4.44.2 CLIPTokenizer, PEFT 0.12.0 LoRA fused at each step's strength"))
