@@ -22,7 +22,7 @@ callback_on_step_end that refuses the UNet layers at the next step's strength (t
 constant `te` strength: diffusers encodes the prompt once, before the loop).
 Each case stores <case>.latent (1, 4, h, w): the final latent (output_type="latent"),
 <case>.image (1, 3, H, W): vae.decode(latent / scaling_factor) in f32, <case>.rgb (H, W, 3) U8: the
-pipeline's own postprocessing (round(clamp(x/2+0.5, 0, 1) * 255)); and cond / uncond (77, 32) of the first
+pipeline's own postprocessing (round(clamp(x/2+0.5, 0, 1) * 255)); and cond / uncond (77, D) of the first
 case. Metadata per case: prompt (with the <lora:...> tags lorafuse reads), negative, sampler (A1111 name),
 steps, cfg, seed, width, height (<case>.width / <case>.height where a case has its own size: euler_72x40,
 a 9x5 latent that is not a multiple of 2^downsamplers); `cases` lists them.
