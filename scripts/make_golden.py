@@ -60,6 +60,7 @@ PARTS = [
     ("sampler", "model_sampler", "torch/NV randn, scheduler tables and loops -> tests/data/sampler/"),
     ("pipeline", "model_pipeline", "diffusers pipelines with scheduled LoRAs -> tests/data/pipeline/"),
     ("pipeline-sdxl", "model_pipeline_sdxl", "SDXL pipeline on sdxl-mini -> tests/data/pipeline/pipeline-sdxl.*"),
+    ("pipeline-demo", "model_pipeline_demo", "pipeline on the trained demo model -> tests/data/pipeline/pipeline-demo.*"),
     ("extract", "extract", "extraction: dW, numpy's SVD optimum, kohya's rank policies -> tests/data/extract/"),
 ]
 

@@ -13,7 +13,10 @@ Files:
                             fast_differs: the K where CLIPTokenizerFast gives other ids (documentation).
   clip_encoders.safetensors <enc>.P.ids (I32 77), <enc>.P.last (LN(h_L)), .penult (h_{L-1}),
                             .skip2 (LN(h_{L-1}), A1111/diffusers SD1 clip skip 2), .pooled
-                            enc: sd15 (models/tiny-sd15), xl1 / xl2 (tests/data/tiny/tiny-sdxl TE1 / TE2)
+                            enc: sd15 (models/tiny-sd15), xl1 / xl2 (tests/data/tiny/tiny-sdxl TE1 / TE2);
+                            demo: the trained demo model's encoder (models/demo/shapes-sd1, full vocabulary,
+                            real ids) on its own prompts: model_pipeline_demo.CAPTION, the same with the
+                            LoRA's trigger word, "" (metadata demo_prompts)
                             The tiny vocabularies have 1000 ids: real ids are mapped by
                             tiny(id) = 998 for BOS, 999 for EOS, id % 998 otherwise (pad 0 stays 0).
                             pooled: sd15/xl1 pooler_output (final-LN hidden at the first EOS), xl2 text_embeds
@@ -201,10 +204,21 @@ def run(root):
             enc[f"{name}.{p}.ids"] = torch.tensor(wi, dtype=torch.int32)
             for k, v in run_enc(m, wi).items():
                 enc[f"{name}.{p}.{k}"] = v.float().contiguous()
+    from .model_pipeline import components
+    from .model_pipeline_demo import CAPTION, MODEL, TRIGGER
+    demo_te = components(root, MODEL)[2].float().eval()
+    demo_prompts = [CAPTION, f"{CAPTION}, {TRIGGER}", ""]
+    for p, s in enumerate(demo_prompts):
+        wi = window(tok(s, add_special_tokens=False)["input_ids"], 49407)
+        enc[f"demo.{p}.ids"] = torch.tensor(wi, dtype=torch.int32)
+        for k, v in run_enc(demo_te, wi).items():
+            enc[f"demo.{p}.{k}"] = v.float().contiguous()
     save_file(enc, os.path.join(out, "clip_encoders.safetensors"),
               {"source": "transformers 4.44.2 CLIPTextModel(WithProjection), weights from the tiny checkpoints "
-                         "via diffusers 0.30.3 convert_ldm_clip_checkpoint / convert_open_clip_checkpoint",
-               "prompts": json.dumps(prompts), "tiny_ids": "998 BOS, 999 EOS, id % 998"})
+                         "and the demo model via diffusers 0.30.3 convert_ldm_clip_checkpoint / "
+                         "convert_open_clip_checkpoint",
+               "prompts": json.dumps(prompts), "tiny_ids": "998 BOS, 999 EOS, id % 998",
+               "demo_prompts": json.dumps(demo_prompts)})
 
     # ---------------- weighted, 2 chunks ----------------
     # 100 prompt tokens with weights 1, 1.1*1.1 = 1.21 (tokens 10..19), 1/1.1 (30..39), 1.5 (80..84)

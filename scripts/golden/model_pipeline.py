@@ -1,9 +1,12 @@
-"""End-to-end goldens of `lorafuse generate` -> tests/data/pipeline/pipeline.safetensors.
+"""End-to-end goldens of `lorafuse generate` -> tests/data/pipeline/pipeline.safetensors (on the random-weight
+models/sd15-mini.safetensors; generate(root, spec) also writes scripts/golden/model_pipeline_demo.py's golden on the
+trained demo model).
 
 Oracle: diffusers 0.30.3 StableDiffusionPipeline built from the SAME components as the C pipeline:
-  UNet / VAE / CLIP text encoder  read from models/sd15-mini.safetensors through diffusers' own single-file
-                                  converters (convert_ldm_unet/vae/clip_checkpoint) into models of the
-                                  configs scripts/make_default_model.py records (F16 values, run in f32);
+  UNet / VAE / CLIP text encoder  read from the spec's model through diffusers' own single-file converters
+                                  (convert_ldm_unet/vae/clip_checkpoint) into models of the configs the
+                                  checkpoint records in its `lorafuse.arch` metadata (written by
+                                  scripts/make_default_model.py / scripts/train_demo.py; F16 values, run in f32);
   tokenizer                       transformers CLIPTokenizer (slow) from a vocab.json + merges.txt derived
                                   from models/clip/bpe_simple_vocab_16e6.txt.gz exactly as CLIP's
                                   SimpleTokenizer builds its vocabulary (written to a temporary folder);
@@ -11,7 +14,7 @@ Oracle: diffusers 0.30.3 StableDiffusionPipeline built from the SAME components 
                                   same construction: scaled_linear 0.00085..0.012, leading, steps_offset 1);
   generator                       torch.Generator("cpu").manual_seed(seed), passed to the pipeline (initial
                                   latent, then the ancestral noise of Euler a from the same stream).
-Adapters: pipe.load_lora_weights(models/lora/mini_lora.safetensors) (diffusers' kohya converter + PEFT).
+Adapters: pipe.load_lora_weights(spec.lora: models/lora/mini_lora.safetensors) (diffusers' kohya converter + PEFT).
 lorafuse patches weights (W = W0 + s * dW rounded once to the checkpoint dtype, F16), so the oracle does
 the same: for every PEFT LoRA layer W = (W0 + s * layer.get_delta_weight()).half().float() is written into
 the base layer with the adapters disabled ("fuse at the right scale"); a per-step UNet schedule is a
@@ -19,7 +22,7 @@ callback_on_step_end that refuses the UNet layers at the next step's strength (t
 constant `te` strength: diffusers encodes the prompt once, before the loop).
 Each case stores <case>.latent (1, 4, h, w): the final latent (output_type="latent"),
 <case>.image (1, 3, H, W): vae.decode(latent / scaling_factor) in f32, <case>.rgb (H, W, 3) U8: the
-pipeline's own postprocessing (round(clamp(x/2+0.5, 0, 1) * 255)); and cond / uncond (77, 32) of the first
+pipeline's own postprocessing (round(clamp(x/2+0.5, 0, 1) * 255)); and cond / uncond (77, D) of the first
 case. Metadata per case: prompt (with the <lora:...> tags lorafuse reads), negative, sampler (A1111 name),
 steps, cfg, seed, width, height (<case>.width / <case>.height where a case has its own size: euler_72x40,
 a 9x5 latent that is not a multiple of 2^downsamplers); `cases` lists them.
@@ -28,6 +31,7 @@ import gzip
 import json
 import os
 import tempfile
+from collections import namedtuple
 
 import torch
 
@@ -41,7 +45,8 @@ CFG = 7.0
 SIZE = 64
 LORA = "models/lora/mini_lora.safetensors"
 
-# name, kind, karras, A1111 sampler name, tag suffix, te strength, unet schedule (list per step 1..N)
+# name, kind, karras, A1111 sampler name, tag suffix, te strength (None: the LoRA has no text-encoder part),
+# unet schedule (list per step 1..N; None: no LoRA)
 CASES = [
     ("euler_plain", "euler", False, "Euler", "", None, None),
     ("dpmpp2m_lora", "dpmpp_2m", False, "DPM++ 2M", " <lora:mini_lora:0.8>", 0.8, [0.8] * STEPS),
@@ -55,6 +60,15 @@ CASES = [
 # (width, height) of the cases that do not run at SIZE x SIZE, stored as <case>.width / <case>.height:
 # 72x40 is a 9x5 latent, not a multiple of 2^3, so diffusers' UNet passes upsample_size to its upsamplers
 CASE_SIZE = {"euler_72x40": (72, 40)}
+
+# One golden file: its model and LoRA (paths from the repository root; the LoRA's folder is the golden's lora_dir,
+# its file stem the name in the tags), prompt, negative, seed, steps, cfg, size, CASES-style cases, the sizes of the
+# cases that have their own, the output path and the `source` metadata.
+Spec = namedtuple("Spec", "model lora prompt negative seed steps cfg size cases case_size out source")
+SD15 = Spec("models/sd15-mini.safetensors", LORA, PROMPT, NEG, SEED, STEPS, CFG, SIZE, CASES, CASE_SIZE,
+            "tests/data/pipeline/pipeline.safetensors",
+            "scripts/golden/model_pipeline.py: diffusers 0.30.3 StableDiffusionPipeline, "
+            "transformers 4.44.2 CLIPTokenizer, PEFT 0.12.0 LoRA fused at each step's strength")
 
 
 def bytes_to_unicode():
@@ -86,20 +100,32 @@ def tokenizer_files(root, d):
         f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
 
 
-def components(root):
-    import sys
-    sys.path.insert(0, os.path.join(root, "scripts"))
-    import make_default_model as mdm
+def clip_tokenizer(root):
+    """The CLIP tokenizer the pipelines use (slow CLIPTokenizer on tokenizer_files, 77 tokens)."""
+    from transformers import CLIPTokenizer
+    with tempfile.TemporaryDirectory() as d:
+        tokenizer_files(root, d)
+        return CLIPTokenizer(os.path.join(d, "vocab.json"), os.path.join(d, "merges.txt"), model_max_length=77,
+                             clean_up_tokenization_spaces=False)
+
+
+def components(root, model):
+    """UNet, VAE and text encoder of the single-file SD1 checkpoint `model` (path from the root), in the diffusers
+    configs of its `lorafuse.arch` metadata."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from diffusers.loaders import single_file_utils as sfu
+    from safetensors import safe_open
     from safetensors.torch import load_file
     from transformers import CLIPTextConfig, CLIPTextModel
-    ckpt = {k: v.float() for k, v in load_file(os.path.join(root, mdm.MODEL)).items()}
-    unet = UNet2DConditionModel(**mdm.UNET_CFG)
+    path = os.path.join(root, model)
+    with safe_open(path, "pt") as f:
+        arch = json.loads(f.metadata()["lorafuse.arch"])
+    ckpt = {k: v.float() for k, v in load_file(path).items()}
+    unet = UNet2DConditionModel(**arch["unet"])
     unet.load_state_dict(sfu.convert_ldm_unet_checkpoint(dict(ckpt), dict(unet.config)))
-    vae = AutoencoderKL(**mdm.VAE_CFG)
+    vae = AutoencoderKL(**arch["vae"])
     vae.load_state_dict(sfu.convert_ldm_vae_checkpoint(dict(ckpt), dict(vae.config)))
-    te = CLIPTextModel(CLIPTextConfig(**mdm.CLIP_CFG))
+    te = CLIPTextModel(CLIPTextConfig(**arch["clip"]))
     sd = sfu.convert_ldm_clip_checkpoint(dict(ckpt))
     sd = {k: v for k, v in sd.items() if not k.endswith("position_ids")}
     missing, unexpected = te.load_state_dict(sd, strict=False)
@@ -148,33 +174,34 @@ def _patch_attention():
 
 
 def run(root):
+    generate(root, SD15)
+
+
+def generate(root, spec):
+    """Runs spec's cases through the diffusers pipeline and writes spec.out (the layout of the module docstring)."""
     _patch_attention()
     from diffusers import StableDiffusionPipeline
-    from transformers import CLIPTokenizer
     from .model_sampler import make_scheduler
-    out = os.path.join(root, "tests", "data", "pipeline")
-    os.makedirs(out, exist_ok=True)
     tensors, meta, names = {}, {}, []
-    with tempfile.TemporaryDirectory() as d:
-        tokenizer_files(root, d)
-        tok = CLIPTokenizer(os.path.join(d, "vocab.json"), os.path.join(d, "merges.txt"), model_max_length=77,
-                            clean_up_tokenization_spaces=False)
-    for ci, (name, kind, karras, sname, tag, te_s, sched) in enumerate(CASES):
-        unet, vae, te = components(root)
+    lora_dir, lora_file = os.path.split(spec.lora)
+    adapter = os.path.splitext(lora_file)[0]
+    tok = clip_tokenizer(root)
+    for ci, (name, kind, karras, sname, tag, te_s, sched) in enumerate(spec.cases):
+        unet, vae, te = components(root, spec.model)
         pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet,
                                        scheduler=make_scheduler(kind, karras, "leading", "epsilon"),
                                        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
         cb = None
         if sched is not None:
-            pipe.load_lora_weights(os.path.join(root, os.path.dirname(LORA)), weight_name=os.path.basename(LORA),
-                                      adapter_name="mini")
-            fu, ft = Fuser(pipe.unet, "mini"), Fuser(pipe.text_encoder, "mini")
-            assert fu.items and ft.items
+            pipe.load_lora_weights(os.path.join(root, lora_dir), weight_name=lora_file, adapter_name=adapter)
+            fu, ft = Fuser(pipe.unet, adapter), Fuser(pipe.text_encoder, adapter)
+            assert fu.items and bool(ft.items) == (te_s is not None), (name, len(fu.items), len(ft.items))
             for mod in (pipe.unet, pipe.text_encoder):  # base layers only; the fused weights carry the LoRA
                 for m in lora_layers(mod):
                     m.enable_adapters(False)
-            ft.set(te_s)
+            if te_s is not None:
+                ft.set(te_s)
             fu.set(sched[0])
 
             def cb(p, i, t, kw, fu=fu, sched=sched):
@@ -183,13 +210,14 @@ def run(root):
                 return kw
         if ci == 0:
             with torch.no_grad():
-                c, u = pipe.encode_prompt(PROMPT, "cpu", 1, True, NEG)
+                c, u = pipe.encode_prompt(spec.prompt, "cpu", 1, True, spec.negative)
             tensors["cond"], tensors["uncond"] = c[0].contiguous(), u[0].contiguous()
-        g = torch.Generator("cpu").manual_seed(SEED)
+        g = torch.Generator("cpu").manual_seed(spec.seed)
         with torch.no_grad():
-            cw, ch = CASE_SIZE.get(name, (SIZE, SIZE))
-            lat = pipe(PROMPT, negative_prompt=NEG, height=ch, width=cw, num_inference_steps=STEPS,
-                       guidance_scale=CFG, generator=g, output_type="latent", callback_on_step_end=cb).images
+            cw, ch = spec.case_size.get(name, (spec.size, spec.size))
+            lat = pipe(spec.prompt, negative_prompt=spec.negative, height=ch, width=cw,
+                       num_inference_steps=spec.steps, guidance_scale=spec.cfg, generator=g, output_type="latent",
+                       callback_on_step_end=cb).images
             img = vae.decode(lat / vae.config.scaling_factor).sample
             rgb = pipe.image_processor.postprocess(img, output_type="np")[0]
             rgb8 = torch.from_numpy((rgb * 255).round().astype("uint8"))
@@ -197,16 +225,15 @@ def run(root):
         tensors[f"{name}.image"] = img.float().contiguous()
         tensors[f"{name}.rgb"] = rgb8.contiguous()
         names.append(name)
-        meta[f"{name}.prompt"] = PROMPT + tag
+        meta[f"{name}.prompt"] = spec.prompt + tag
         meta[f"{name}.sampler"] = sname
-        if name in CASE_SIZE:
+        if name in spec.case_size:
             meta[f"{name}.width"], meta[f"{name}.height"] = str(cw), str(ch)
         print(f"  {name}: {sname}, latent |x| {lat.abs().mean():.4f}, image mean {img.mean():.4f}")
-    meta.update({"cases": ",".join(names), "negative": NEG, "seed": str(SEED), "steps": str(STEPS),
-                 "cfg": repr(CFG), "width": str(SIZE), "height": str(SIZE), "model": "models/sd15-mini.safetensors",
-                 "lora_dir": "models/lora",
-                 "source": "scripts/golden/model_pipeline.py: diffusers 0.30.3 StableDiffusionPipeline, "
-                           "transformers 4.44.2 CLIPTokenizer, PEFT 0.12.0 LoRA fused at each step's strength"})
-    path = os.path.join(out, "pipeline.safetensors")
+    meta.update({"cases": ",".join(names), "negative": spec.negative, "seed": str(spec.seed),
+                 "steps": str(spec.steps), "cfg": repr(spec.cfg), "width": str(spec.size), "height": str(spec.size),
+                 "model": spec.model, "lora_dir": lora_dir, "source": spec.source})
+    path = os.path.join(root, spec.out)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     save_file(tensors, path, meta)
-    print(f"  wrote {os.path.relpath(path, root)} ({os.path.getsize(path)} bytes)")
+    print(f"  wrote {spec.out} ({os.path.getsize(path)} bytes)")

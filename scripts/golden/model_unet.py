@@ -26,6 +26,13 @@ Files (all tensors f32; inputs and outputs side by side):
                           enc_mean (1,4,8,8) = sf * latent_dist.mean; enc_logvar (1,4,8,8) =
                           latent_dist.logvar (clamped to [-30, 20] by diffusers).
                           sf = 0.18215 (SD1.x) / 0.13025 (SDXL), metadata scaling_factor.
+  demo_unet.safetensors, demo_vae.safetensors  the same tensors on the trained demo model
+                          (models/demo/shapes-sd1.safetensors, configs from its lorafuse.arch, loaded as
+                          model_pipeline.components does), on structured inputs instead of noise: enc_in is a
+                          64x64 image of its training set (scripts/train_demo.render: a red square on blue,
+                          seed 5301, in [-1,1]); dec_in = its enc_mean; x = that latent noised as DDPM does at
+                          t = 999 and 250 (seed 5302); context rows = the text encoder's last hidden state of
+                          model_pipeline_demo.CAPTION and of "" (CFG's cond and uncond), real CLIP tokenizer.
 Metadata: model (the checkpoint path), heads rule used by the tests, scaling_factor, source.
 
 Diffusers folders (read by tests/runtime/test_model_dir.c; diffusers' own save_pretrained, F16 like the checkpoint,
@@ -49,7 +56,7 @@ from . import tiny
 from .common import gen, save_file
 
 ODD = {"sd15": (10, 6), "sdxl": (6, 10)}  # latent (H, W) of the *_unet_odd goldens
-SF = {"sd15": 0.18215, "sdxl": 0.13025}
+SF = {"sd15": 0.18215, "sdxl": 0.13025, "demo": 0.18215}
 SRC = "diffusers 0.30.3 UNet2DConditionModel/AutoencoderKL, torch 1.13 CPU f32, weights from the F16 checkpoint"
 
 
@@ -77,13 +84,14 @@ def _models(name, root):
     return unet.float().eval(), vae.float().eval(), path
 
 
-def _unet_case(name, unet, path, outdir, hw=(16, 16), seed=5101, suffix=""):
+def _unet_case(name, unet, path, outdir, hw=(16, 16), seed=5101, suffix="", x=None, ctx=None):
+    """x (2,4,H,W) and context (2,77,D): seeded normal values unless given."""
     xl = name == "sdxl"
     N = 2
     ctx_dim = unet.config.cross_attention_dim
-    x = torch.randn((N, 4) + hw, generator=gen(seed))
+    x = torch.randn((N, 4) + hw, generator=gen(seed)) if x is None else x
     t = torch.tensor([999.0, 250.0])
-    ctx = torch.randn((N, 77, ctx_dim), generator=gen(seed + 1))
+    ctx = torch.randn((N, 77, ctx_dim), generator=gen(seed + 1)) if ctx is None else ctx
     tensors = {"x": x, "t": t, "context": ctx}
     kwargs = {}
     if xl:
@@ -103,7 +111,7 @@ def _unet_case(name, unet, path, outdir, hw=(16, 16), seed=5101, suffix=""):
             tensors["y"] = y
     h.remove()
     tensors.update(emb=emb, mid=taps["mid"], out=out)
-    heads = "num_heads=4" if not xl else "head_dim=8"
+    heads = f"num_heads={unet.config.attention_head_dim}" if not xl else "head_dim=8"
     meta = {"model": path, "heads": heads, "source": SRC,
             "timesteps": "999,250",
             "config": json.dumps({k: v for k, v in dict(unet.config).items() if not k.startswith("_")},
@@ -113,10 +121,11 @@ def _unet_case(name, unet, path, outdir, hw=(16, 16), seed=5101, suffix=""):
     print(f"  wrote {os.path.relpath(p)} ({os.path.getsize(p)} bytes), |out| = {out.norm():.4f}")
 
 
-def _vae_case(name, vae, path, outdir):
+def _vae_case(name, vae, path, outdir, z=None, img=None):
+    """z (1,4,8,8) sampler-space latent and img (1,3,64,64) in [-1,1]: seeded noise unless given."""
     sf = SF[name]
-    z = torch.randn((1, 4, 8, 8), generator=gen(5201))
-    img = torch.rand((1, 3, 64, 64), generator=gen(5202)) * 2.0 - 1.0
+    z = torch.randn((1, 4, 8, 8), generator=gen(5201)) if z is None else z
+    img = torch.rand((1, 3, 64, 64), generator=gen(5202)) * 2.0 - 1.0 if img is None else img
     with torch.no_grad():
         dec = vae.decode(z / sf).sample
         dist = vae.encode(img).latent_dist
@@ -164,6 +173,30 @@ def _save_sdxl_unet_layout(unet, outdir):
     print(f"  wrote {os.path.relpath(d)}/ ({len(keys)} tensor names)")
 
 
+def _demo_cases(root, outdir):
+    """The UNet and VAE goldens of the trained demo model on structured inputs (module docstring)."""
+    import numpy as np
+    import train_demo
+    from diffusers import DDPMScheduler
+    from .model_pipeline import clip_tokenizer, components
+    from .model_pipeline_demo import CAPTION, MODEL as DEMO
+    unet, vae, te = components(root, DEMO)
+    unet, vae, te = unet.float().eval(), vae.float().eval(), te.float().eval()
+    img = torch.from_numpy(train_demo.render(np.random.default_rng(5301), "square", "red", "blue"))
+    img = img.permute(2, 0, 1)[None].contiguous() * 2.0 - 1.0
+    with torch.no_grad():
+        z0 = vae.encode(img).latent_dist.mean * SF["demo"]
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    x = sched.add_noise(z0.expand(2, -1, -1, -1), torch.randn((2, 4, 8, 8), generator=gen(5302)),
+                        torch.tensor([999, 250]))
+    tok = clip_tokenizer(root)
+    ids = tok([CAPTION, ""], padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        ctx = te(ids).last_hidden_state
+    _unet_case("demo", unet, DEMO, outdir, x=x, ctx=ctx)
+    _vae_case("demo", vae, DEMO, outdir, z=z0, img=img)
+
+
 def run(root):
     outdir = os.path.join(root, "tests", "data", "model")
     os.makedirs(outdir, exist_ok=True)
@@ -178,3 +211,4 @@ def run(root):
             _save_sd15_folder(unet, vae, root, outdir)
         else:
             _save_sdxl_unet_layout(unet, outdir)
+    _demo_cases(root, outdir)

@@ -191,14 +191,14 @@ TI_CASES = [
 def ti_tables(root):
     sys.path.insert(0, os.path.dirname(HERE))
     from golden.common import save_file
-    from golden.model_pipeline import components, tokenizer_files
+    from golden.model_pipeline import SD15, components, tokenizer_files
     import torch
     from transformers import CLIPTokenizer
     with tempfile.TemporaryDirectory() as d:
         tokenizer_files(root, d)
         tok = CLIPTokenizer(os.path.join(d, "vocab.json"), os.path.join(d, "merges.txt"), model_max_length=77,
                             clean_up_tokenization_spaces=False)
-    _, _, te = components(root)
+    _, _, te = components(root, SD15.model)
     g = torch.Generator().manual_seed(77)
     embs = {"tinyemb": torch.randn(2, 32, generator=g) * 0.05, "tinyconcept": torch.randn(1, 32, generator=g) * 0.05}
     edir = os.path.join(OUT, "embeddings")

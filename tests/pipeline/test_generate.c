@@ -5,10 +5,14 @@
  * StableDiffusionPipeline on models/sd15-mini.safetensors, with and without models/lora/mini_lora and
  * with per-step schedules) and tests/data/pipeline/pipeline-sdxl.safetensors (scripts/golden/model_pipeline_sdxl.py:
  * StableDiffusionXLPipeline on tests/data/pipeline/sdxl-mini.safetensors with tests/data/pipeline/lora/
- * sdxl_mini_lora, 96x64, also without a negative prompt; plus its SDXL conditioning from encode_prompt).
+ * sdxl_mini_lora, 96x64, also without a negative prompt; plus its SDXL conditioning from encode_prompt)
+ * and tests/data/pipeline/pipeline-demo.safetensors (scripts/golden/model_pipeline_demo.py: the same SD1 oracle on
+ * the trained models/demo/shapes-sd1.safetensors with models/demo/lora/outline_lora, 64x64, 20 steps; the same
+ * bounds hold on it: rel L2 <= 4e-6 measured).
  * pipeline.safetensors' case euler_72x40 runs at its own size (<case>.width/.height metadata): a 9x5 latent,
  * not a multiple of 2^downsamplers (the UNet's upsamplers then go to the skip connections' sizes).
- * Tolerance: relative L2 <= 1e-3 (f32) for final latents and decoded images.
+ * Tolerance: relative L2 <= 1e-3 (f32) for final latents and decoded images; 8-bit images at most 1 level
+ * apart in at most 1 % of the values.
  */
 #include <stdint.h>
 #include <sys/stat.h>
@@ -29,6 +33,10 @@
 #define MODEL "models/sd15-mini.safetensors"
 #define GOLDEN "tests/data/pipeline/pipeline.safetensors"
 #define GOLDEN_XL "tests/data/pipeline/pipeline-sdxl.safetensors"
+#define GOLDEN_DEMO "tests/data/pipeline/pipeline-demo.safetensors"
+/* The trained demo model's outline LoRA visibly changes its picture: measured 17.5 % (at 1, Euler) and 36.6 %
+ * (from halfway, DPM++ 2M) of the golden's 8-bit values more than LORA_LEVELS from the plain case's. */
+#define DEMO_MIN_MOVED 0.05
 
 /* ---- SHA-256 ---------------------------------------------------------------------------------- */
 static void sha_hex(const void *p, size_t n, size_t split, char hex[65]) {
@@ -190,17 +198,26 @@ static float *tensor_f32(const lf_st_file *f, const char *name, size_t *n) {
 }
 
 /* Final latents of the cases without a LoRA, by sampler: a LoRA case must differ from the plain case of its
- * sampler far beyond the tolerance (else the test could not see a wrong plan or a LoRA not applied). */
+ * sampler far beyond the tolerance, in lorafuse's output and in the golden's (else the test could not see a
+ * wrong plan or a LoRA not applied, and the oracle would not show that the LoRA does anything). */
 #define MAX_PLAIN 8
 typedef struct {
     char sampler[64];
-    float *latent;
+    float *latent, *golden; /* lorafuse's and the golden's final latent */
+    const unsigned char *rgb; /* the golden's 8-bit image (in the open golden file) */
     size_t n;
 } plain_ref;
 
+/* The 8-bit values of two images more than this many levels apart count as changed by the LoRA: beyond the
+ * 1-level rounding differences allowed against diffusers, and the VAE's blur of a one-latent-pixel change. */
+#define LORA_LEVELS 16
+
 /* Every case of one golden file (pipeline.safetensors: SD1.5 on MODEL; pipeline-sdxl.safetensors: SDXL on
- * tests/data/pipeline/sdxl-mini). The model and LoRA directory come from the golden's metadata. */
-static void test_pipeline(const char *golden) {
+ * tests/data/pipeline/sdxl-mini; pipeline-demo.safetensors: the trained demo model). The model and LoRA directory
+ * come from the golden's metadata. min_moved: the fraction of the golden's 8-bit values that each LoRA case must
+ * move by more than LORA_LEVELS from its plain case (0 for the random-weight models, whose images are noise
+ * around one colour: there a LoRA schedule moves none of them that far). */
+static void test_pipeline(const char *golden, double min_moved) {
     lf_st_file *gf = NULL;
     if (lf_st_open(golden, &gf) != LF_OK) {
         LF_CHECK(0, "open %s: %s", golden, lf_last_error());
@@ -262,28 +279,42 @@ static void test_pipeline(const char *golden) {
                 double el = lf_test_rel_l2(c.latent, rl, nl), ei = lf_test_rel_l2(c.image, ri, ni);
                 int maxd = 0;
                 size_t off = 0;
+                double maxl = 0;
+                for (size_t i = 0; i < nl; i++) maxl = fmax(maxl, fabs((double)c.latent[i] - (double)rl[i]));
                 for (size_t i = 0; i < nr; i++) {
                     int d = abs((int)c.rgb[i] - (int)rt->data[i]);
                     maxd = d > maxd ? d : maxd;
                     off += d != 0;
                 }
-                printf("  %-20s %-16s latent rel L2 %.3g, image rel L2 %.3g, 8-bit: %zu of %zu differ (max %d)\n",
-                       name, sampler, el, ei, off, nr, maxd);
+                printf("  %-20s %-16s latent rel L2 %.3g (max abs %.2g), image rel L2 %.3g, 8-bit: %zu of %zu differ "
+                       "(max %d)\n", name, sampler, el, maxl, ei, off, nr, maxd);
                 LF_CHECK(el <= TOL, "%s: latent rel L2 %g", name, el);
                 LF_CHECK(ei <= TOL, "%s: image rel L2 %g", name, ei);
                 LF_CHECK(maxd <= 1 && off * 100 <= nr, "%s: 8-bit image: %zu values differ, max %d", name, off, maxd);
                 if (!strstr(prompt, "<lora:") && n_plain < MAX_PLAIN) {
                     snprintf(plain[n_plain].sampler, sizeof plain[n_plain].sampler, "%s", sampler);
                     plain[n_plain].latent = c.latent;
+                    plain[n_plain].golden = rl;
+                    plain[n_plain].rgb = rt->data;
                     plain[n_plain++].n = c.nl;
                     c.latent = NULL;
+                    rl = NULL;
                 } else if (strstr(prompt, "<lora:")) {
                     for (int k = 0; k < n_plain; k++)
                         if (!strcmp(plain[k].sampler, sampler) && plain[k].n == c.nl) {
                             double dl = lf_test_rel_l2(c.latent, plain[k].latent, c.nl);
-                            printf("  %-20s LoRA effect on the latent: rel L2 %.3g from the plain %s case\n", name, dl,
-                                   sampler);
+                            double gl = lf_test_rel_l2(rl, plain[k].golden, c.nl);
+                            size_t moved = 0;
+                            for (size_t i = 0; i < nr; i++)
+                                moved += abs((int)rt->data[i] - (int)plain[k].rgb[i]) > LORA_LEVELS;
+                            printf("  %-20s LoRA effect from the plain %s case: latent rel L2 %.3g (golden %.3g), "
+                                   "golden 8-bit: %.1f %% of the values > %d levels apart\n",
+                                   name, sampler, dl, gl, 100.0 * (double)moved / (double)nr, LORA_LEVELS);
                             LF_CHECK(dl > 20 * TOL, "%s: LoRA effect %g too small to test", name, dl);
+                            LF_CHECK(gl > 20 * TOL, "%s: the golden's LoRA effect %g too small to test", name, gl);
+                            LF_CHECK((double)moved >= min_moved * (double)nr,
+                                     "%s: the golden's LoRA moves %zu of %zu 8-bit values by > %d levels, want %.0f %%",
+                                     name, moved, nr, LORA_LEVELS, 100 * min_moved);
                             n_effect++;
                         }
                 }
@@ -295,7 +326,10 @@ static void test_pipeline(const char *golden) {
         lf_gen_free(g);
     }
     LF_CHECK(n_effect > 0, "%s: no LoRA case has a plain case of the same sampler", golden);
-    for (int k = 0; k < n_plain; k++) free(plain[k].latent);
+    for (int k = 0; k < n_plain; k++) {
+        free(plain[k].latent);
+        free(plain[k].golden);
+    }
     lf_st_close(gf);
 }
 
@@ -759,11 +793,13 @@ int main(void) {
     printf("jobs on a resident model\n");
     test_session();
     printf("pipeline vs diffusers (%s)\n", GOLDEN);
-    test_pipeline(GOLDEN);
+    test_pipeline(GOLDEN, 0);
     printf("SDXL conditioning vs diffusers (%s)\n", GOLDEN_XL);
     test_sdxl_cond();
     printf("SDXL pipeline vs diffusers (%s)\n", GOLDEN_XL);
-    test_pipeline(GOLDEN_XL);
+    test_pipeline(GOLDEN_XL, 0);
+    printf("pipeline vs diffusers on the trained demo model (%s)\n", GOLDEN_DEMO);
+    test_pipeline(GOLDEN_DEMO, DEMO_MIN_MOVED);
     printf("png files\n");
     test_png(tmp);
     if (lf_test_rmtree(tmp) != 0) fprintf(stderr, "could not remove %s\n", tmp);

@@ -3,7 +3,8 @@
  * Goldens (scripts/golden/model_clip.py): tests/data/model/clip_encoders.safetensors (last hidden
  * state, penultimate, clip-skip-2 with final LN, pooled, for 3 prompts and the encoders of
  * models/tiny-sd15.safetensors and tests/data/tiny/tiny-sdxl.safetensors (TE1 HF layout, TE2 OpenCLIP
- * layout with fused in_proj and text_projection)); clip_weighted.safetensors (2-window prompt with
+ * layout with fused in_proj and text_projection), and 3 prompts of its own on the trained
+ * models/demo/shapes-sd1.safetensors (full vocabulary, real ids, width 16)); clip_weighted.safetensors (2-window prompt with
  * A1111 "Original" emphasis: SD1 context, SDXL context and pooled). Both loading paths: single-file
  * keys and a diffusers-style folder written from them. Errors name the file and the tensor.
  */
@@ -22,6 +23,7 @@
 #define WTD "tests/data/model/clip_weighted.safetensors"
 #define SD15 "models/tiny-sd15.safetensors"
 #define SDXL "tests/data/tiny/tiny-sdxl.safetensors"
+#define DEMO "models/demo/shapes-sd1.safetensors"
 
 static const void *gold(const lf_st_file *g, const char *name, lf_dtype dt, int64_t numel) {
     const lf_st_tensor *t = lf_st_find(g, name);
@@ -92,6 +94,32 @@ static int write_subset(const char *src, const char *prefix, const char *path, c
                         const char *shrink) {
     lf_test_st_edit e = {.prefix = prefix, .strip = 1, .drop = drop, .shrink = shrink};
     return lf_test_st_copy(src, path, &e);
+}
+
+/* The trained demo model's encoder: the real 49408-token vocabulary at width 16 (2 heads by the width / 8
+ * rule), on its caption, the caption with the LoRA's trigger word, and "". */
+static void test_demo(const lf_st_file *g) {
+    lf_st_file *f = NULL;
+    LF_CHECK(lf_st_open(DEMO, &f) == LF_OK, "open %s: %s", DEMO, lf_last_error());
+    if (!f) return;
+    const char *p1, *p2;
+    lf_clip *te = NULL;
+    LF_CHECK(lf_clip_detect(f, &p1, &p2) == LF_TE_SD1, "detect the demo model's TE");
+    LF_CHECK(lf_clip_load(f, p1, NULL, &te) == LF_OK, "load the demo model's TE: %s", lf_last_error());
+    if (te) {
+        const lf_clip_config *c = lf_clip_get_config(te);
+        LF_CHECK(c->vocab == 49408 && c->width == 16 && c->layers == 12 && c->heads == 2 && c->ff == 32 &&
+                     c->act == LF_CLIP_QUICK_GELU,
+                 "demo config: V %lld w %lld L %lld heads %lld ff %lld", (long long)c->vocab, (long long)c->width,
+                 (long long)c->layers, (long long)c->heads, (long long)c->ff);
+        double before = worst_rel;
+        worst_rel = 0;
+        check_encoder(te, g, "demo", 0);
+        printf("demo model encoder: largest relative L2 error vs transformers %.3g\n", worst_rel);
+        worst_rel = fmax(worst_rel, before);
+    }
+    lf_clip_free(te);
+    lf_st_close(f);
 }
 
 int main(void) {
@@ -219,6 +247,7 @@ int main(void) {
         lf_prompt_chunks_free(&c1);
         lf_prompt_chunks_free(&c2w);
     }
+    test_demo(g);
     lf_clip_free(te);
     lf_clip_free(te1);
     lf_clip_free(te2);

@@ -1,8 +1,10 @@
 /* test_unet.c: the UNet forward (lorafuse/lf_unet.h) against diffusers on the tiny SD1.5 and SDXL
- * checkpoints, plus loader errors.
+ * checkpoints and the trained demo model, plus loader errors.
  *
  * Goldens: tests/data/model/{sd15,sdxl}_unet{,_odd}.safetensors from scripts/golden/model_unet.py
- * (_odd: latents 10x6 / 6x10, not multiples of 2^downsamplers)
+ * (_odd: latents 10x6 / 6x10, not multiples of 2^downsamplers); demo_unet.safetensors: the demo model on
+ * a structured input (a training image's latent noised to t = 999 / 250, a caption's and the empty prompt's
+ * CLIP context)
  * (diffusers 0.30.3 UNet2DConditionModel, f32, on the F16 weights of the same checkpoint files).
  * Stages compared with relative L2 <= 1e-4: time embedding (+ SDXL y vector and label embedding),
  * middle-block output, UNet output. Errors: missing tensor, wrong shape, heads rule, no UNet; each
@@ -19,6 +21,7 @@
 
 #define SD15 "models/tiny-sd15.safetensors"
 #define SDXL "tests/data/tiny/tiny-sdxl.safetensors"
+#define DEMO "models/demo/shapes-sd1.safetensors"
 #define TOL 1e-4
 
 static int report(const char *what, const float *got, const float *ref, int64_t n) {
@@ -201,6 +204,8 @@ int main(void) {
     /* latents not divisible by 2^downsamplers: upsamplers resize to the skip connections' sizes */
     run_case("tiny SD1.5, latent 10x6", SD15, "tests/data/model/sd15_unet_odd.safetensors", &o15, 0);
     run_case("tiny SDXL, latent 6x10", SDXL, "tests/data/model/sdxl_unet_odd.safetensors", &oxl, 1);
+    lf_unet_opts odemo = {NULL, 8, 0, 32}; /* attention_head_dim=8: 8 heads of width 4; GroupNorm(32) */
+    run_case("trained demo model", DEMO, "tests/data/model/demo_unet.safetensors", &odemo, 0);
     check_arch();
     check_errors();
     return lf_test_finish();

@@ -1,7 +1,8 @@
 /* test_vae.c: the AutoencoderKL decoder and encoder (lorafuse/lf_vae.h) against diffusers on the tiny
- * SD1.5 and SDXL checkpoints, plus loader errors.
+ * SD1.5 and SDXL checkpoints and the trained demo model, plus loader errors.
  *
- * Goldens: tests/data/model/{sd15,sdxl}_vae.safetensors from scripts/golden/model_unet.py:
+ * Goldens: tests/data/model/{sd15,sdxl,demo}_vae.safetensors from scripts/golden/model_unet.py (demo: a
+ * training image of the demo model and its latent instead of noise):
  * dec_out = vae.decode(dec_in / sf), enc_mean = sf * latent_dist.mean, enc_logvar; sf from the family
  * (SD1.x 0.18215, SDXL 0.13025). Bound: relative L2 <= 1e-4. Errors must name the key.
  * Run: ctest --test-dir build -R vae
@@ -27,8 +28,15 @@ static void report(const char *what, const float *got, const float *ref, int64_t
     LF_CHECK(e <= TOL, "%s: rel L2 %g > %g", what, e, TOL);
 }
 
+/* The architecture a checkpoint's VAE must have: GroupNorm groups, resnets per encoder level (the decoder has
+ * one more), channels of the first and last level. */
+typedef struct {
+    int groups, enc_res;
+    int64_t ch0, ch3;
+} vae_want;
+
 static void run_case(const char *name, const char *ckpt, const char *golden, lf_family want_family,
-                     float want_sf) {
+                     float want_sf, const vae_want *want) {
     printf("%s:\n", name);
     lf_model *m = NULL;
     lf_st_file *gf = NULL;
@@ -36,15 +44,16 @@ static void run_case(const char *name, const char *ckpt, const char *golden, lf_
     LF_CHECK(lf_st_open(golden, &gf) == LF_OK, "open %s: %s", golden, lf_last_error());
     if (!m || !gf) return;
     LF_CHECK(m->family == want_family, "family %s", lf_family_name(m->family));
-    lf_vae_opts o = {NULL, 4, 0.0f}; /* tiny VAE: norm_num_groups 4; sf from the family */
+    lf_vae_opts o = {NULL, want->groups, 0.0f}; /* sf from the family */
     lf_vae *v = NULL;
     LF_CHECK(lf_vae_load(m->st, m->family, &o, &v) == LF_OK, "load: %s", lf_last_error());
     lf_model_free(m);
     if (!v) return;
     const lf_vae_arch *a = lf_vae_get_arch(v);
     LF_CHECK(a->scaling_factor == want_sf && a->n_levels == 4 && a->factor == 8 && a->latent_channels == 4 &&
-                 a->image_channels == 3 && a->has_encoder && a->dec_res_per_level == 3 &&
-                 a->enc_res_per_level == 2 && a->level_channels[0] == 8 && a->level_channels[3] == 16,
+                 a->image_channels == 3 && a->has_encoder && a->dec_res_per_level == want->enc_res + 1 &&
+                 a->enc_res_per_level == want->enc_res && a->level_channels[0] == want->ch0 &&
+                 a->level_channels[3] == want->ch3,
              "arch: sf %g levels %d factor %lld z %lld", a->scaling_factor, a->n_levels, (long long)a->factor,
              (long long)a->latent_channels);
     const lf_st_tensor *tz, *ti;
@@ -137,10 +146,13 @@ int main(void) {
     if (access("models/tiny-sd15.safetensors", R_OK) != 0 ||
         access("tests/data/model/sd15_vae.safetensors", R_OK) != 0)
         LF_SKIP("tiny models or goldens missing (run from the source tree)");
+    const vae_want tiny = {4, 2, 8, 16}, demo = {32, 1, 32, 32};
     run_case("tiny SD1.5 VAE", "models/tiny-sd15.safetensors", "tests/data/model/sd15_vae.safetensors",
-             LF_FAMILY_SD1, 0.18215f);
+             LF_FAMILY_SD1, 0.18215f, &tiny);
     run_case("tiny SDXL VAE", "tests/data/tiny/tiny-sdxl.safetensors", "tests/data/model/sdxl_vae.safetensors",
-             LF_FAMILY_SDXL, 0.13025f);
+             LF_FAMILY_SDXL, 0.13025f, &tiny);
+    run_case("trained demo model VAE", "models/demo/shapes-sd1.safetensors", "tests/data/model/demo_vae.safetensors",
+             LF_FAMILY_SD1, 0.18215f, &demo);
     check_errors("models/tiny-sd15.safetensors");
     return lf_test_finish();
 }
