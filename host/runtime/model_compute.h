@@ -53,4 +53,23 @@ lf_status lf_unet_forward_mid_on(const lf_unet *u, lf_compute *c, float *out, fl
 lf_status lf_unet_forward_on(const lf_unet *u, lf_compute *c, float *out, const float *x, const float *t,
                              const float *context, int64_t L, const float *y, int64_t N, int64_t H, int64_t W);
 
+/* clip.c */
+lf_status lf_clip_forward_on(const lf_clip *m, lf_compute *c, const int32_t *ids, int64_t T, const lf_clip_run *run,
+                             float *hidden, float *pooled);
+lf_status lf_clip_encode_chunks_on(const lf_clip *m, lf_compute *c, const lf_prompt_chunks *ch,
+                                   const lf_clip_run *run, lf_emph_mode mode, float *hidden, float *pooled);
+lf_status lf_text_encode_sd_on(const lf_clip *te, lf_compute *c, const lf_tokenizer *tok, const char *prompt,
+                               int clip_skip, int32_t pad, lf_emph_mode mode, lf_embeddings *emb, lf_text_cond *out);
+lf_status lf_text_encode_sdxl_on(const lf_clip *te1, const lf_clip *te2, lf_compute *c, const lf_tokenizer *tok,
+                                 const char *prompt, lf_emph_mode mode, lf_embeddings *emb, lf_text_cond *out);
+lf_status lf_text_encode_sdxl_chunks_on(const lf_clip *te1, const lf_clip *te2, lf_compute *c,
+                                        const lf_prompt_chunks *c1, const lf_prompt_chunks *c2, lf_emph_mode mode,
+                                        lf_text_cond *out);
+
+/* vae.c */
+lf_status lf_vae_decode_on(const lf_vae *v, lf_compute *c, float *img, const float *latents, int64_t N, int64_t h,
+                           int64_t w);
+lf_status lf_vae_encode_on(const lf_vae *v, lf_compute *c, float *latents, float *logvar, const float *img,
+                           int64_t N, int64_t H, int64_t W);
+
 #endif
