@@ -67,135 +67,59 @@ static void lf_cc_destroy(lf_compute *c) {
     (void)c; /* static */
 }
 
-/* ---- ops: lf_nn.h --------------------------------------------------------------------------- */
+/* ---- ops: lf_nn.h ---------------------------------------------------------------------------
+ * Each op is its lf_nn function with the same arguments: LF_CC_OP for the ops that can fail (their
+ * status is passed on), LF_CC_VOID for those that cannot. */
 
-static lf_status lf_cc_linear(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t M,
-                              int64_t in, int64_t out) {
-    (void)c;
-    return lf_nn_linear_w(y, x, W, b, M, in, out);
-}
-
-static lf_status lf_cc_conv2d(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t N,
-                              int64_t C_in, int64_t H, int64_t Wd, int64_t C_out, int64_t kh, int64_t kw,
-                              int64_t stride, int64_t pad) {
-    (void)c;
-    return lf_nn_conv2d_w(y, x, W, b, N, C_in, H, Wd, C_out, kh, kw, stride, pad);
-}
-
-static lf_status lf_cc_group_norm(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
-                                  int64_t N, int64_t C, int64_t S, int64_t groups, float eps) {
-    (void)c;
-    lf_nn_group_norm(y, x, gamma, beta, N, C, S, groups, eps);
-    return LF_OK;
-}
-
-static lf_status lf_cc_layer_norm(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
-                                  int64_t M, int64_t D, float eps) {
-    (void)c;
-    lf_nn_layer_norm(y, x, gamma, beta, M, D, eps);
-    return LF_OK;
-}
-
-/* The one-input element-wise ops share a shape: y = f(x) over n values. */
-#define LF_CC_UNARY(name)                                                                                   \
-    static lf_status lf_cc_##name(lf_compute *c, float *y, const float *x, int64_t n) {                     \
+#define LF_CC_OP(name, params, ...)                                                                         \
+    static lf_status lf_cc_##name params {                                                                  \
         (void)c;                                                                                            \
-        lf_nn_##name(y, x, n);                                                                              \
+        return lf_nn_##name(__VA_ARGS__);                                                                   \
+    }
+#define LF_CC_VOID(name, params, ...)                                                                       \
+    static lf_status lf_cc_##name params {                                                                  \
+        (void)c;                                                                                            \
+        lf_nn_##name(__VA_ARGS__);                                                                          \
         return LF_OK;                                                                                       \
     }
-LF_CC_UNARY(silu)
-LF_CC_UNARY(gelu)
-LF_CC_UNARY(gelu_tanh)
-LF_CC_UNARY(quick_gelu)
-#undef LF_CC_UNARY
 
-static lf_status lf_cc_geglu(lf_compute *c, float *y, const float *x, int64_t M, int64_t F) {
-    (void)c;
-    lf_nn_geglu(y, x, M, F);
-    return LF_OK;
-}
+LF_CC_OP(linear_w, (lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t M, int64_t in,
+                    int64_t out), y, x, W, b, M, in, out)
+LF_CC_OP(conv2d_w, (lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t N, int64_t C_in,
+                    int64_t H, int64_t Wd, int64_t C_out, int64_t kh, int64_t kw, int64_t stride, int64_t pad),
+         y, x, W, b, N, C_in, H, Wd, C_out, kh, kw, stride, pad)
+LF_CC_VOID(group_norm, (lf_compute *c, float *y, const float *x, const float *gamma, const float *beta, int64_t N,
+                        int64_t C, int64_t S, int64_t groups, float eps), y, x, gamma, beta, N, C, S, groups, eps)
+LF_CC_VOID(layer_norm, (lf_compute *c, float *y, const float *x, const float *gamma, const float *beta, int64_t M,
+                        int64_t D, float eps), y, x, gamma, beta, M, D, eps)
+LF_CC_VOID(silu, (lf_compute *c, float *y, const float *x, int64_t n), y, x, n)
+LF_CC_VOID(gelu, (lf_compute *c, float *y, const float *x, int64_t n), y, x, n)
+LF_CC_VOID(gelu_tanh, (lf_compute *c, float *y, const float *x, int64_t n), y, x, n)
+LF_CC_VOID(quick_gelu, (lf_compute *c, float *y, const float *x, int64_t n), y, x, n)
+LF_CC_VOID(geglu, (lf_compute *c, float *y, const float *x, int64_t M, int64_t F), y, x, M, F)
+LF_CC_VOID(add, (lf_compute *c, float *y, const float *a, const float *b, int64_t n), y, a, b, n)
+LF_CC_VOID(mul, (lf_compute *c, float *y, const float *a, const float *b, int64_t n), y, a, b, n)
+LF_CC_VOID(scale, (lf_compute *c, float *y, const float *x, float s, int64_t n), y, x, s, n)
+LF_CC_VOID(add_bias_c, (lf_compute *c, float *x, const float *b, int64_t N, int64_t C, int64_t S), x, b, N, C, S)
+LF_CC_VOID(add_bias_nc, (lf_compute *c, float *x, const float *b, int64_t N, int64_t C, int64_t S), x, b, N, C, S)
+LF_CC_OP(attention, (lf_compute *c, float *out, const float *q, const float *k, const float *v, int64_t N, int64_t Lq,
+                     int64_t Lk, int64_t heads, int64_t d, float scale, int causal),
+         out, q, k, v, N, Lq, Lk, heads, d, scale, causal)
+LF_CC_VOID(nchw_to_nlc, (lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t S), y, x, N, C, S)
+LF_CC_VOID(nlc_to_nchw, (lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t S), y, x, N, C, S)
+LF_CC_VOID(resize_nearest, (lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                            int64_t Ho, int64_t Wo), y, x, N, C, H, W, Ho, Wo)
+LF_CC_VOID(pad2d, (lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t left,
+                   int64_t right, int64_t top, int64_t bottom), y, x, N, C, H, W, left, right, top, bottom)
+LF_CC_VOID(concat_c, (lf_compute *c, float *y, const float *a, const float *b, int64_t N, int64_t Ca, int64_t Cb,
+                      int64_t S), y, a, b, N, Ca, Cb, S)
+LF_CC_VOID(timestep_embedding, (lf_compute *c, float *emb, const float *t, int64_t N, int64_t dim, int flip_sin_to_cos,
+                                float shift, float max_period), emb, t, N, dim, flip_sin_to_cos, shift, max_period)
+LF_CC_OP(embedding, (lf_compute *c, float *y, const float *table, const int32_t *ids, int64_t L, int64_t V, int64_t D),
+         y, table, ids, L, V, D)
 
-static lf_status lf_cc_add(lf_compute *c, float *y, const float *a, const float *b, int64_t n) {
-    (void)c;
-    lf_nn_add(y, a, b, n);
-    return LF_OK;
-}
-
-static lf_status lf_cc_mul(lf_compute *c, float *y, const float *a, const float *b, int64_t n) {
-    (void)c;
-    lf_nn_mul(y, a, b, n);
-    return LF_OK;
-}
-
-static lf_status lf_cc_scale(lf_compute *c, float *y, const float *x, float s, int64_t n) {
-    (void)c;
-    lf_nn_scale(y, x, s, n);
-    return LF_OK;
-}
-
-static lf_status lf_cc_add_bias_c(lf_compute *c, float *x, const float *b, int64_t N, int64_t C, int64_t S) {
-    (void)c;
-    lf_nn_add_bias_c(x, b, N, C, S);
-    return LF_OK;
-}
-
-static lf_status lf_cc_add_bias_nc(lf_compute *c, float *x, const float *b, int64_t N, int64_t C, int64_t S) {
-    (void)c;
-    lf_nn_add_bias_nc(x, b, N, C, S);
-    return LF_OK;
-}
-
-static lf_status lf_cc_attention(lf_compute *c, float *out, const float *q, const float *k, const float *v, int64_t N,
-                                 int64_t Lq, int64_t Lk, int64_t heads, int64_t d, float scale, int causal) {
-    (void)c;
-    return lf_nn_attention(out, q, k, v, N, Lq, Lk, heads, d, scale, causal);
-}
-
-static lf_status lf_cc_nchw_to_nlc(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t S) {
-    (void)c;
-    lf_nn_nchw_to_nlc(y, x, N, C, S);
-    return LF_OK;
-}
-
-static lf_status lf_cc_nlc_to_nchw(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t S) {
-    (void)c;
-    lf_nn_nlc_to_nchw(y, x, N, C, S);
-    return LF_OK;
-}
-
-static lf_status lf_cc_resize_nearest(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t H,
-                                      int64_t W, int64_t Ho, int64_t Wo) {
-    (void)c;
-    lf_nn_resize_nearest(y, x, N, C, H, W, Ho, Wo);
-    return LF_OK;
-}
-
-static lf_status lf_cc_pad2d(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
-                             int64_t left, int64_t right, int64_t top, int64_t bottom) {
-    (void)c;
-    lf_nn_pad2d(y, x, N, C, H, W, left, right, top, bottom);
-    return LF_OK;
-}
-
-static lf_status lf_cc_concat_c(lf_compute *c, float *y, const float *a, const float *b, int64_t N, int64_t Ca,
-                                int64_t Cb, int64_t S) {
-    (void)c;
-    lf_nn_concat_c(y, a, b, N, Ca, Cb, S);
-    return LF_OK;
-}
-
-static lf_status lf_cc_timestep_embedding(lf_compute *c, float *emb, const float *t, int64_t N, int64_t dim,
-                                          int flip_sin_to_cos, float shift, float max_period) {
-    (void)c;
-    lf_nn_timestep_embedding(emb, t, N, dim, flip_sin_to_cos, shift, max_period);
-    return LF_OK;
-}
-
-static lf_status lf_cc_embedding(lf_compute *c, float *y, const float *table, const int32_t *ids, int64_t L,
-                                 int64_t V, int64_t D) {
-    (void)c;
-    return lf_nn_embedding(y, table, ids, L, V, D);
-}
+#undef LF_CC_OP
+#undef LF_CC_VOID
 
 static lf_compute lf_cc_table = {
     .name = "cpu",
@@ -210,8 +134,8 @@ static lf_compute lf_cc_table = {
     .bind = lf_cc_bind,
     .supports = lf_cc_supports,
     .destroy = lf_cc_destroy,
-    .linear = lf_cc_linear,
-    .conv2d = lf_cc_conv2d,
+    .linear = lf_cc_linear_w,
+    .conv2d = lf_cc_conv2d_w,
     .group_norm = lf_cc_group_norm,
     .layer_norm = lf_cc_layer_norm,
     .silu = lf_cc_silu,
