@@ -18,7 +18,10 @@
  *   lf_vae_encode_on          latents, logvar, img B
  * Weights are the model's (host views and f32 arrays, compute.h "Memory").
  * Each function returns once its work is queued: c->download (or c->sync) before reading a result on
- * the host. Sizes, shapes and errors are those of the public function of the same name.
+ * the host. Host data handed to the backend (t, ids, time ids, textual-inversion rows, the position
+ * embeddings and the clamped logvar by c->upload) is taken to be read when the call returns: some
+ * of it is freed right after. Sizes, shapes and errors are those of the public function of the same
+ * name.
  */
 #ifndef LF_MODEL_COMPUTE_H
 #define LF_MODEL_COMPUTE_H

@@ -213,7 +213,8 @@ static lf_status clip_pass(void *ctx, lf_compute *c) { return clip_pass_out(ctx,
 
 static lf_status chunks_pass_out(const clip_case *k, lf_compute *c, float *hid, float *pooled) {
     int64_t w = lf_clip_get_config(k->m)->width;
-    float *h = hid ? hid : malloc((size_t)(2 * 77 * w) * sizeof *h), *p = pooled ? pooled : malloc((size_t)k->np * 4);
+    float *h = hid ? hid : malloc((size_t)(2 * 77 * w) * sizeof(float));
+    float *p = pooled ? pooled : malloc((size_t)k->np * sizeof(float));
     lf_clip_run run = {1, 1};
     lf_status st = h && p ? lf_clip_encode_chunks_on(k->m, c, k->ch, &run, LF_EMPH_ORIGINAL, h, p) : LF_ERR_NOMEM;
     if (h != hid) free(h);
