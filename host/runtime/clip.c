@@ -1,23 +1,35 @@
-/* clip.c: forward pass of the CLIP text encoder and the SD/SDXL text conditioning (lf_clip.h).
+/* clip.c: forward pass of the CLIP text encoder and the SD/SDXL text conditioning (lf_clip.h), written
+ * once over the compute interface (model_compute.h, host/base/compute.h); lf_clip.h's functions run it
+ * on the CPU backend (lf_nn.h's operators).
  *
  * Per layer, x (T, w):  h = LN1(x); qkv = h Wqkvᵀ + b (T, 3w); q, k, v split (T, w) each;
  * a = attention(q, k, v; heads, d = w / heads, scale 1/sqrt(d), causal); x += a Woᵀ + bo;
- * h = LN2(x); x += fc2(act(fc1(h))). All ops from lf_nn.h (BLAS sgemm for the products).
- * Scratch per call: ~ (6w + ff) * T floats.
+ * h = LN2(x); x += fc2(act(fc1(h))).
+ * Scratch per call (backend memory): ~ (6w + ff) * T floats; the position embeddings are uploaded
+ * into h before they are added, so that a device backend needs no resident copy of a table it reads
+ * a different length of per call.
  * Textual inversion (A1111 EmbeddingsWithFixes): a fix of a chunk replaces the token embeddings of
- * window positions offset + 1 .. offset + min(vectors, 77 - offset - 1) with its vectors, before the
- * position embeddings are added; its width must be the encoder's.
+ * window positions offset + 1 .. offset + min(vectors, 77 - offset - 1) with its vectors (uploaded
+ * over the looked-up rows), before the position embeddings are added; its width must be the encoder's.
+ * Emphasis (lf_emphasis_apply) needs a mean over a whole window: it runs on the host, on each window
+ * brought back from the backend (the conditioning is small, and the pipeline keeps it on the host).
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clip_internal.h"
-#include "kernels/cpu/nn/lf_nn.h"
+#include "compute_cpu.h"
+#include "model_compute.h"
 
-/* lf_clip_forward with rows[t] (when rows and rows[t] are not NULL) in place of token t's embedding. */
-static lf_status lf_clip_forward_rows(const lf_clip *m, const int32_t *ids, const float *const *rows, int64_t T,
-                                      const lf_clip_run *run, float *hidden, float *pooled) {
+static float *lf_clip_alloc(lf_compute *c, int64_t n, lf_status *st) {
+    return lf_mc_alloc(c, n, "text encoder", st);
+}
+
+/* lf_clip_forward_on with rows[t] (host; when rows and rows[t] are not NULL) in place of token t's
+ * embedding. */
+static lf_status lf_clip_forward_rows(const lf_clip *m, lf_compute *cp, const int32_t *ids, const float *const *rows,
+                                      int64_t T, const lf_clip_run *run, float *hidden, float *pooled) {
     const lf_clip_config *c = &m->cfg;
     const int64_t w = c->width, ff = c->ff, L = c->layers;
     int skip = run ? run->skip : 1;
@@ -31,43 +43,33 @@ static lf_status lf_clip_forward_rows(const lf_clip *m, const int32_t *ids, cons
             return lf_err(LF_ERR_ARG, "text encoder: token id %d at position %lld is outside the vocabulary of %lld "
                                       "(%s)", ids[i], (long long)i, (long long)c->vocab, m->emb_name);
     const int64_t stop = pooled ? L : L - skip + 1; /* layers to run */
-    float *x = malloc((size_t)(T * w) * sizeof *x), *h = malloc((size_t)(T * w) * sizeof *h);
-    float *qkv = malloc((size_t)(T * 3 * w) * sizeof *qkv), *q = malloc((size_t)(3 * T * w) * sizeof *q);
-    float *a = malloc((size_t)(T * w) * sizeof *a), *f = malloc((size_t)(T * ff) * sizeof *f);
     lf_status st = LF_OK;
-    if (!x || !h || !qkv || !q || !a || !f) {
-        st = lf_err(LF_ERR_NOMEM, "text encoder: out of memory (%lld tokens, width %lld)", (long long)T, (long long)w);
-        goto done;
-    }
-    st = lf_nn_embedding(x, m->tok_emb, ids, T, c->vocab, w);
-    if (st) goto done;
+    float *x = lf_clip_alloc(cp, T * w, &st), *h = lf_clip_alloc(cp, T * w, &st);
+    float *qkv = lf_clip_alloc(cp, T * 3 * w, &st), *q = lf_clip_alloc(cp, 3 * T * w, &st);
+    float *a = lf_clip_alloc(cp, T * w, &st), *f = lf_clip_alloc(cp, T * ff, &st);
+    if (st != LF_OK || (st = cp->embedding(cp, x, m->tok_emb, ids, T, c->vocab, w))) goto done;
     for (int64_t t = 0; rows && t < T; t++)
-        if (rows[t]) memcpy(x + t * w, rows[t], (size_t)w * sizeof *x);
-    lf_nn_add(x, x, m->pos_emb, T * w);
+        if (rows[t] && (st = cp->upload(cp, x + t * w, rows[t], w))) goto done;
+    if ((st = cp->upload(cp, h, m->pos_emb, T * w)) || (st = cp->add(cp, x, x, h, T * w))) goto done;
     const int64_t heads = c->heads, d = w / heads;
     float *k = q + T * w, *v = q + 2 * T * w;
     for (int64_t l = 0; l < stop; l++) {
         const lf_clip_layer *y = &m->layers[l];
-        lf_nn_layer_norm(h, x, y->ln1_w, y->ln1_b, T, w, c->eps);
-        if ((st = lf_nn_linear_w(qkv, h, &y->qkv_w, y->qkv_b, T, w, 3 * w)) != LF_OK) goto done;
-        for (int64_t t = 0; t < T; t++) {
-            memcpy(q + t * w, qkv + t * 3 * w, (size_t)w * sizeof *q);
-            memcpy(k + t * w, qkv + t * 3 * w + w, (size_t)w * sizeof *q);
-            memcpy(v + t * w, qkv + t * 3 * w + 2 * w, (size_t)w * sizeof *q);
-        }
-        st = lf_nn_attention(a, q, k, v, 1, T, T, heads, d, 1.0f / sqrtf((float)d), 1);
-        if (st) goto done;
-        if ((st = lf_nn_linear_w(h, a, &y->out_w, y->out_b, T, w, w)) != LF_OK) goto done;
-        lf_nn_add(x, x, h, T * w);
-        lf_nn_layer_norm(h, x, y->ln2_w, y->ln2_b, T, w, c->eps);
-        if ((st = lf_nn_linear_w(f, h, &y->fc1_w, y->fc1_b, T, w, ff)) != LF_OK) goto done;
-        if (c->act == LF_CLIP_GELU) lf_nn_gelu(f, f, T * ff);
-        else lf_nn_quick_gelu(f, f, T * ff);
-        if ((st = lf_nn_linear_w(h, f, &y->fc2_w, y->fc2_b, T, ff, w)) != LF_OK) goto done;
-        lf_nn_add(x, x, h, T * w);
+        if ((st = cp->layer_norm(cp, h, x, y->ln1_w, y->ln1_b, T, w, c->eps)) ||
+            (st = cp->linear(cp, qkv, h, &y->qkv_w, y->qkv_b, T, w, 3 * w)) ||
+            (st = cp->copy2d(cp, q, w, qkv, 3 * w, T, w)) || (st = cp->copy2d(cp, k, w, qkv + w, 3 * w, T, w)) ||
+            (st = cp->copy2d(cp, v, w, qkv + 2 * w, 3 * w, T, w)) ||
+            (st = cp->attention(cp, a, q, k, v, 1, T, T, heads, d, 1.0f / sqrtf((float)d), 1)) ||
+            (st = cp->linear(cp, h, a, &y->out_w, y->out_b, T, w, w)) || (st = cp->add(cp, x, x, h, T * w)) ||
+            (st = cp->layer_norm(cp, h, x, y->ln2_w, y->ln2_b, T, w, c->eps)) ||
+            (st = cp->linear(cp, f, h, &y->fc1_w, y->fc1_b, T, w, ff)) ||
+            (st = c->act == LF_CLIP_GELU ? cp->gelu(cp, f, f, T * ff) : cp->quick_gelu(cp, f, f, T * ff)) ||
+            (st = cp->linear(cp, h, f, &y->fc2_w, y->fc2_b, T, ff, w)) || (st = cp->add(cp, x, x, h, T * w)))
+            goto done;
         if (hidden && l + 1 == L - skip + 1) {
-            if (run && run->final_ln) lf_nn_layer_norm(hidden, x, m->lnf_w, m->lnf_b, T, w, c->eps);
-            else memcpy(hidden, x, (size_t)(T * w) * sizeof *x);
+            st = run && run->final_ln ? cp->layer_norm(cp, hidden, x, m->lnf_w, m->lnf_b, T, w, c->eps)
+                                      : cp->copy2d(cp, hidden, T * w, x, T * w, 1, T * w);
+            if (st) goto done;
         }
     }
     if (pooled) {
@@ -75,23 +77,32 @@ static lf_status lf_clip_forward_rows(const lf_clip *m, const int32_t *ids, cons
         for (int64_t i = 1; i < T; i++)
             if (ids[i] > ids[e]) e = i;
         float *row = h; /* LN_final(h_L)[e] */
-        lf_nn_layer_norm(row, x + e * w, m->lnf_w, m->lnf_b, 1, w, c->eps);
-        if (m->proj_w) lf_nn_linear(pooled, row, m->proj_w, NULL, 1, w, c->proj);
-        else memcpy(pooled, row, (size_t)w * sizeof *row);
+        if ((st = cp->layer_norm(cp, row, x + e * w, m->lnf_w, m->lnf_b, 1, w, c->eps))) goto done;
+        if (m->proj_w) {
+            lf_view pv = {m->proj_w, LF_F32, 2, {c->proj, w}};
+            st = cp->linear(cp, pooled, row, &pv, NULL, 1, w, c->proj);
+        } else {
+            st = cp->copy2d(cp, pooled, w, row, w, 1, w);
+        }
     }
 done:
-    free(x);
-    free(h);
-    free(qkv);
-    free(q);
-    free(a);
-    free(f);
+    cp->release(cp, x);
+    cp->release(cp, h);
+    cp->release(cp, qkv);
+    cp->release(cp, q);
+    cp->release(cp, a);
+    cp->release(cp, f);
     return st;
+}
+
+lf_status lf_clip_forward_on(const lf_clip *m, lf_compute *c, const int32_t *ids, int64_t T, const lf_clip_run *run,
+                             float *hidden, float *pooled) {
+    return lf_clip_forward_rows(m, c, ids, NULL, T, run, hidden, pooled);
 }
 
 lf_status lf_clip_forward(const lf_clip *m, const int32_t *ids, int64_t T, const lf_clip_run *run, float *hidden,
                           float *pooled) {
-    return lf_clip_forward_rows(m, ids, NULL, T, run, hidden, pooled);
+    return lf_clip_forward_rows(m, lf_compute_cpu(), ids, NULL, T, run, hidden, pooled);
 }
 
 /* The rows of window k that its fixes replace (rows[t] NULL elsewhere); 0 when it has none. */
@@ -113,21 +124,31 @@ static lf_status lf_clip_fix_rows(const lf_clip *m, const lf_prompt_chunks *c, s
     return LF_OK;
 }
 
-lf_status lf_clip_encode_chunks(const lf_clip *m, const lf_prompt_chunks *c, const lf_clip_run *run,
-                                lf_emph_mode mode, float *hidden, float *pooled) {
-    const int64_t w = m->cfg.width;
-    for (size_t k = 0; k < c->n; k++) {
+lf_status lf_clip_encode_chunks_on(const lf_clip *m, lf_compute *cp, const lf_prompt_chunks *c,
+                                   const lf_clip_run *run, lf_emph_mode mode, float *hidden, float *pooled) {
+    const int64_t w = m->cfg.width, np = m->cfg.proj ? m->cfg.proj : w;
+    lf_status st = LF_OK;
+    float *hb = lf_clip_alloc(cp, LF_CLIP_CTX * w, &st), *pb = pooled ? lf_clip_alloc(cp, np, &st) : NULL;
+    for (size_t k = 0; k < c->n && st == LF_OK; k++) {
         float *hk = hidden + (int64_t)k * LF_CLIP_CTX * w;
         const float *rows[LF_CLIP_CTX];
         int any;
-        lf_status st = lf_clip_fix_rows(m, c, k, rows, &any);
-        if (!st)
-            st = lf_clip_forward_rows(m, c->ids + k * LF_CLIP_CTX, any ? rows : NULL, LF_CLIP_CTX, run, hk,
-                                      k == 0 ? pooled : NULL);
-        if (st) return lf_err_wrap(st, "window %zu of %zu: ", k + 1, c->n);
-        lf_emphasis_apply(hk, c->mult + k * LF_CLIP_CTX, LF_CLIP_CTX, w, mode);
+        if (!(st = lf_clip_fix_rows(m, c, k, rows, &any)) &&
+            !(st = lf_clip_forward_rows(m, cp, c->ids + k * LF_CLIP_CTX, any ? rows : NULL, LF_CLIP_CTX, run, hb,
+                                        k == 0 ? pb : NULL)) &&
+            !(st = cp->download(cp, hk, hb, LF_CLIP_CTX * w)) && k == 0 && pb)
+            st = cp->download(cp, pooled, pb, np);
+        if (st) lf_err_wrap(st, "window %zu of %zu: ", k + 1, c->n);
+        else lf_emphasis_apply(hk, c->mult + k * LF_CLIP_CTX, LF_CLIP_CTX, w, mode);
     }
-    return LF_OK;
+    cp->release(cp, hb);
+    cp->release(cp, pb);
+    return st;
+}
+
+lf_status lf_clip_encode_chunks(const lf_clip *m, const lf_prompt_chunks *c, const lf_clip_run *run,
+                                lf_emph_mode mode, float *hidden, float *pooled) {
+    return lf_clip_encode_chunks_on(m, lf_compute_cpu(), c, run, mode, hidden, pooled);
 }
 
 void lf_text_cond_free(lf_text_cond *c) {
@@ -137,8 +158,8 @@ void lf_text_cond_free(lf_text_cond *c) {
     memset(c, 0, sizeof *c);
 }
 
-lf_status lf_text_encode_sd(const lf_clip *te, const lf_tokenizer *tok, const char *prompt, int clip_skip,
-                            int32_t pad, lf_emph_mode mode, lf_embeddings *emb, lf_text_cond *out) {
+lf_status lf_text_encode_sd_on(const lf_clip *te, lf_compute *cp, const lf_tokenizer *tok, const char *prompt,
+                               int clip_skip, int32_t pad, lf_emph_mode mode, lf_embeddings *emb, lf_text_cond *out) {
     memset(out, 0, sizeof *out);
     lf_chunk_opts o = lf_chunk_opts_default(pad);
     o.mode = mode;
@@ -154,14 +175,20 @@ lf_status lf_text_encode_sd(const lf_clip *te, const lf_tokenizer *tok, const ch
         return lf_err(LF_ERR_NOMEM, "text encoder: out of memory");
     }
     lf_clip_run run = {clip_skip, 1};
-    st = lf_clip_encode_chunks(te, &c, &run, mode, out->context, NULL);
+    st = lf_clip_encode_chunks_on(te, cp, &c, &run, mode, out->context, NULL);
     lf_prompt_chunks_free(&c);
     if (st) lf_text_cond_free(out);
     return st;
 }
 
-lf_status lf_text_encode_sdxl_chunks(const lf_clip *te1, const lf_clip *te2, const lf_prompt_chunks *c1,
-                                     const lf_prompt_chunks *c2, lf_emph_mode mode, lf_text_cond *out) {
+lf_status lf_text_encode_sd(const lf_clip *te, const lf_tokenizer *tok, const char *prompt, int clip_skip,
+                            int32_t pad, lf_emph_mode mode, lf_embeddings *emb, lf_text_cond *out) {
+    return lf_text_encode_sd_on(te, lf_compute_cpu(), tok, prompt, clip_skip, pad, mode, emb, out);
+}
+
+lf_status lf_text_encode_sdxl_chunks_on(const lf_clip *te1, const lf_clip *te2, lf_compute *cp,
+                                        const lf_prompt_chunks *c1, const lf_prompt_chunks *c2, lf_emph_mode mode,
+                                        lf_text_cond *out) {
     memset(out, 0, sizeof *out);
     if (c1->n != c2->n)
         return lf_err(LF_ERR_ARG, "SDXL conditioning: TE1 has %zu windows, TE2 %zu", c1->n, c2->n);
@@ -178,12 +205,12 @@ lf_status lf_text_encode_sdxl_chunks(const lf_clip *te1, const lf_clip *te2, con
         goto done;
     }
     lf_clip_run run = {2, 0}; /* penultimate, no final LN */
-    st = lf_clip_encode_chunks(te1, c1, &run, mode, h1, NULL);
+    st = lf_clip_encode_chunks_on(te1, cp, c1, &run, mode, h1, NULL);
     if (st) {
         lf_err_wrap(st, "SDXL TE1: ");
         goto done;
     }
-    st = lf_clip_encode_chunks(te2, c2, &run, mode, h2, out->pooled);
+    st = lf_clip_encode_chunks_on(te2, cp, c2, &run, mode, h2, out->pooled);
     if (st) {
         lf_err_wrap(st, "SDXL TE2: ");
         goto done;
@@ -199,8 +226,13 @@ done:
     return st;
 }
 
-lf_status lf_text_encode_sdxl(const lf_clip *te1, const lf_clip *te2, const lf_tokenizer *tok, const char *prompt,
-                              lf_emph_mode mode, lf_embeddings *emb, lf_text_cond *out) {
+lf_status lf_text_encode_sdxl_chunks(const lf_clip *te1, const lf_clip *te2, const lf_prompt_chunks *c1,
+                                     const lf_prompt_chunks *c2, lf_emph_mode mode, lf_text_cond *out) {
+    return lf_text_encode_sdxl_chunks_on(te1, te2, lf_compute_cpu(), c1, c2, mode, out);
+}
+
+lf_status lf_text_encode_sdxl_on(const lf_clip *te1, const lf_clip *te2, lf_compute *cp, const lf_tokenizer *tok,
+                                 const char *prompt, lf_emph_mode mode, lf_embeddings *emb, lf_text_cond *out) {
     memset(out, 0, sizeof *out);
     lf_chunk_opts o1 = lf_chunk_opts_default(lf_tokenizer_eos(tok)), o2 = lf_chunk_opts_default(0);
     o1.mode = o2.mode = mode;
@@ -215,8 +247,13 @@ lf_status lf_text_encode_sdxl(const lf_clip *te1, const lf_clip *te2, const lf_t
         lf_prompt_chunks_free(&c1);
         return st;
     }
-    st = lf_text_encode_sdxl_chunks(te1, te2, &c1, &c2, mode, out);
+    st = lf_text_encode_sdxl_chunks_on(te1, te2, cp, &c1, &c2, mode, out);
     lf_prompt_chunks_free(&c1);
     lf_prompt_chunks_free(&c2);
     return st;
+}
+
+lf_status lf_text_encode_sdxl(const lf_clip *te1, const lf_clip *te2, const lf_tokenizer *tok, const char *prompt,
+                              lf_emph_mode mode, lf_embeddings *emb, lf_text_cond *out) {
+    return lf_text_encode_sdxl_on(te1, te2, lf_compute_cpu(), tok, prompt, mode, emb, out);
 }

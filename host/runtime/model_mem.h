@@ -7,8 +7,9 @@
  * arch (n_params included) is filled in, but no weight is converted or held (each weight pointer is a
  * placeholder). Such a model must not run: it is only measured and freed (lf_unet_free, lf_vae_free).
  *
- * Peaks: the f32 buffers lf_unet_forward / lf_vae_decode allocate, replayed in their order with the
- * model's real widths; bytes at the busiest moment. Not counted: the caller's input and output
+ * Peaks: the f32 buffers lf_unet_forward / lf_vae_decode allocate (from the compute's alloc,
+ * model_compute.h: host memory on the CPU backend), replayed in their order with the model's real
+ * widths; bytes at the busiest moment. Not counted: the caller's input and output
  * arrays and the pool's per-thread scratch (im2col bands, attention score blocks: a few MiB per thread).
  * The replays mirror unet.c and vae.c buffer for buffer and must change with them.
  */

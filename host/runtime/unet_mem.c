@@ -1,7 +1,7 @@
 /* unet_mem.c: a UNet's structure without its weights, and the peak memory of one forward pass
  * (model_mem.h).
  *
- * The replay follows lf_unet_forward_mid (unet.c) buffer for buffer: emb for the whole call; every input
+ * The replay follows lf_unet_forward_mid_on (unet.c) buffer for buffer: emb for the whole call; every input
  * block's output kept on the skip list until its output block; in each block the layer's input (the
  * block's input, or the previous layer's output, freed once the next one exists), the new output and
  * the layer's temporaries:

@@ -7,14 +7,19 @@
  *   (i < n-1) and conv_out (2z, C, 3, 3). attn_1: norm, q, k, v, proj_out as (C, C, 1, 1) or (C, C).
  * Formulas: see lf_vae.h. The loader replays the channel flow while it reads, so a tensor whose width
  * does not fit its neighbours is reported with its key and both shapes.
+ * Forward: decode and encode written once over the compute interface (model_compute.h,
+ * host/base/compute.h; activations in backend memory), run on the CPU backend by lf_vae_decode and
+ * lf_vae_encode. lf_vae_decode_peak replays the decode's buffers: change both together.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/cpu/nn/lf_nn.h"
+#include "compute_cpu.h"
+#include "kernels/cpu/nn/lf_nn.h" /* lf_nn_conv_out: shapes only; every op goes through the compute */
 #include "lorafuse/lf_vae.h"
+#include "model_compute.h"
 #include "model_mem.h"
 #include "weight_load.h"
 
@@ -300,130 +305,122 @@ const lf_vae_arch *lf_vae_get_arch(const lf_vae *v) { return &v->arch; }
 
 /* ---- forward -------------------------------------------------------------------------------- */
 
-static float *lf_va_alloc(int64_t n, lf_status *st) {
-    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
-    if (!p && *st == LF_OK) *st = lf_err(LF_ERR_NOMEM, "vae: out of memory (%lld floats)", (long long)n);
-    return p;
-}
+static float *lf_va_alloc(lf_compute *c, int64_t n, lf_status *st) { return lf_mc_alloc(c, n, "vae", st); }
 
-static lf_status lf_va_conv_fwd(const lf_va_conv *l, float *y, const float *x, int64_t N, int64_t H,
+static lf_status lf_va_conv_fwd(lf_compute *c, const lf_va_conv *l, float *y, const float *x, int64_t N, int64_t H,
                                 int64_t W, int64_t stride, int64_t pad) {
-    return lf_nn_conv2d_w(y, x, &l->w, l->b, N, l->in, H, W, l->out, l->k, l->k, stride, pad);
+    return c->conv2d(c, y, x, &l->w, l->b, N, l->in, H, W, l->out, l->k, l->k, stride, pad);
 }
 
 /* out (N, cout, H, W) = resnet(h (N, cin, H, W)) */
-static lf_status lf_va_res_fwd(const lf_va_res *r, float *out, const float *h, int64_t N, int64_t H,
+static lf_status lf_va_res_fwd(lf_compute *c, const lf_va_res *r, float *out, const float *h, int64_t N, int64_t H,
                                int64_t W, int64_t G) {
     int64_t S = H * W;
     lf_status st = LF_OK;
-    float *a = lf_va_alloc(N * r->cin * S, &st), *b = lf_va_alloc(N * r->cout * S, &st);
-    if (st != LF_OK) goto done;
-    lf_nn_group_norm(a, h, r->n1.g, r->n1.b, N, r->cin, S, G, LF_VA_EPS);
-    lf_nn_silu(a, a, N * r->cin * S);
-    if ((st = lf_va_conv_fwd(&r->c1, b, a, N, H, W, 1, 1)) != LF_OK) goto done;
-    lf_nn_group_norm(b, b, r->n2.g, r->n2.b, N, r->cout, S, G, LF_VA_EPS);
-    lf_nn_silu(b, b, N * r->cout * S);
-    if ((st = lf_va_conv_fwd(&r->c2, out, b, N, H, W, 1, 1)) != LF_OK) goto done;
+    float *a = lf_va_alloc(c, N * r->cin * S, &st), *b = lf_va_alloc(c, N * r->cout * S, &st);
+    if (st != LF_OK || (st = c->group_norm(c, a, h, r->n1.g, r->n1.b, N, r->cin, S, G, LF_VA_EPS)) ||
+        (st = c->silu(c, a, a, N * r->cin * S)) || (st = lf_va_conv_fwd(c, &r->c1, b, a, N, H, W, 1, 1)) ||
+        (st = c->group_norm(c, b, b, r->n2.g, r->n2.b, N, r->cout, S, G, LF_VA_EPS)) ||
+        (st = c->silu(c, b, b, N * r->cout * S)) || (st = lf_va_conv_fwd(c, &r->c2, out, b, N, H, W, 1, 1)))
+        goto done;
     if (r->sc.w.data) {
-        if ((st = lf_va_conv_fwd(&r->sc, b, h, N, H, W, 1, 0)) != LF_OK) goto done;
-        lf_nn_add(out, out, b, N * r->cout * S);
+        if ((st = lf_va_conv_fwd(c, &r->sc, b, h, N, H, W, 1, 0)) == LF_OK) st = c->add(c, out, out, b, N * r->cout * S);
     } else {
-        lf_nn_add(out, out, h, N * r->cout * S);
+        st = c->add(c, out, out, h, N * r->cout * S);
     }
 done:
-    free(a), free(b);
+    c->release(c, a), c->release(c, b);
     return st;
 }
 
 /* h (N, C, H, W) += single-head self-attention over the H*W positions (in place). */
-static lf_status lf_va_attn_fwd(const lf_va_attn *at, float *h, int64_t N, int64_t H, int64_t W,
+static lf_status lf_va_attn_fwd(lf_compute *c, const lf_va_attn *at, float *h, int64_t N, int64_t H, int64_t W,
                                 int64_t G) {
     int64_t C = at->C, S = H * W, M = N * S;
     lf_status st = LF_OK;
-    float *g = lf_va_alloc(M * C, &st), *t = lf_va_alloc(M * C, &st), *q = lf_va_alloc(M * C, &st);
-    float *k = lf_va_alloc(M * C, &st), *v = lf_va_alloc(M * C, &st);
-    if (st != LF_OK) goto done;
-    lf_nn_group_norm(g, h, at->n.g, at->n.b, N, C, S, G, LF_VA_EPS);
-    lf_nn_nchw_to_nlc(t, g, N, C, S);
-    if ((st = lf_nn_linear_w(q, t, &at->q.w, at->q.b, M, C, C)) != LF_OK ||
-        (st = lf_nn_linear_w(k, t, &at->k.w, at->k.b, M, C, C)) != LF_OK ||
-        (st = lf_nn_linear_w(v, t, &at->v.w, at->v.b, M, C, C)) != LF_OK)
+    float *g = lf_va_alloc(c, M * C, &st), *t = lf_va_alloc(c, M * C, &st), *q = lf_va_alloc(c, M * C, &st);
+    float *k = lf_va_alloc(c, M * C, &st), *v = lf_va_alloc(c, M * C, &st);
+    if (st != LF_OK || (st = c->group_norm(c, g, h, at->n.g, at->n.b, N, C, S, G, LF_VA_EPS)) ||
+        (st = c->nchw_to_nlc(c, t, g, N, C, S)) || (st = c->linear(c, q, t, &at->q.w, at->q.b, M, C, C)) ||
+        (st = c->linear(c, k, t, &at->k.w, at->k.b, M, C, C)) || (st = c->linear(c, v, t, &at->v.w, at->v.b, M, C, C)) ||
+        (st = c->attention(c, g, q, k, v, N, S, S, 1, C, (float)(1.0 / sqrt((double)C)), 0)) ||
+        (st = c->linear(c, t, g, &at->o.w, at->o.b, M, C, C)) || (st = c->nlc_to_nchw(c, g, t, N, C, S)))
         goto done;
-    if ((st = lf_nn_attention(g, q, k, v, N, S, S, 1, C, (float)(1.0 / sqrt((double)C)), 0)) != LF_OK)
-        goto done;
-    if ((st = lf_nn_linear_w(t, g, &at->o.w, at->o.b, M, C, C)) != LF_OK) goto done;
-    lf_nn_nlc_to_nchw(g, t, N, C, S);
-    lf_nn_add(h, h, g, M * C);
+    st = c->add(c, h, h, g, M * C);
 done:
-    free(g), free(t), free(q), free(k), free(v);
+    c->release(c, g), c->release(c, t), c->release(c, q), c->release(c, k), c->release(c, v);
     return st;
 }
 
 /* *h (N, *C, H, W) -> resnet output; replaces the buffer. */
-static lf_status lf_va_res_step(const lf_va_res *r, float **h, int64_t *C, int64_t N, int64_t H,
+static lf_status lf_va_res_step(lf_compute *c, const lf_va_res *r, float **h, int64_t *C, int64_t N, int64_t H,
                                 int64_t W, int64_t G) {
     lf_status st = LF_OK;
-    float *o = lf_va_alloc(N * r->cout * H * W, &st);
+    float *o = lf_va_alloc(c, N * r->cout * H * W, &st);
     if (st != LF_OK) return st;
-    st = lf_va_res_fwd(r, o, *h, N, H, W, G);
-    free(*h);
+    st = lf_va_res_fwd(c, r, o, *h, N, H, W, G);
+    c->release(c, *h);
     *h = o;
     *C = r->cout;
     return st;
 }
 
-static lf_status lf_va_mid_fwd(const lf_va_coder *cd, float **h, int64_t *C, int64_t N, int64_t H,
+static lf_status lf_va_mid_fwd(lf_compute *c, const lf_va_coder *cd, float **h, int64_t *C, int64_t N, int64_t H,
                                int64_t W, int64_t G) {
-    lf_status st = lf_va_res_step(&cd->mid1, h, C, N, H, W, G);
-    if (st == LF_OK) st = lf_va_attn_fwd(&cd->attn, *h, N, H, W, G);
-    if (st == LF_OK) st = lf_va_res_step(&cd->mid2, h, C, N, H, W, G);
+    lf_status st = lf_va_res_step(c, &cd->mid1, h, C, N, H, W, G);
+    if (st == LF_OK) st = lf_va_attn_fwd(c, &cd->attn, *h, N, H, W, G);
+    if (st == LF_OK) st = lf_va_res_step(c, &cd->mid2, h, C, N, H, W, G);
     return st;
 }
 
 /* out = conv_out(silu(gn(h))); h is consumed (normalised in place). */
-static lf_status lf_va_tail(const lf_va_coder *cd, float *out, float *h, int64_t C, int64_t N,
+static lf_status lf_va_tail(lf_compute *c, const lf_va_coder *cd, float *out, float *h, int64_t C, int64_t N,
                             int64_t H, int64_t W, int64_t G) {
-    lf_nn_group_norm(h, h, cd->norm_out.g, cd->norm_out.b, N, C, H * W, G, LF_VA_EPS);
-    lf_nn_silu(h, h, N * C * H * W);
-    return lf_va_conv_fwd(&cd->conv_out, out, h, N, H, W, 1, 1);
+    lf_status st;
+    if ((st = c->group_norm(c, h, h, cd->norm_out.g, cd->norm_out.b, N, C, H * W, G, LF_VA_EPS)) ||
+        (st = c->silu(c, h, h, N * C * H * W)))
+        return st;
+    return lf_va_conv_fwd(c, &cd->conv_out, out, h, N, H, W, 1, 1);
 }
 
-lf_status lf_vae_decode(const lf_vae *v, float *img, const float *latents, int64_t N, int64_t h,
-                        int64_t w) {
+lf_status lf_vae_decode_on(const lf_vae *v, lf_compute *c, float *img, const float *latents, int64_t N, int64_t h,
+                           int64_t w) {
     const lf_vae_arch *a = &v->arch;
     const lf_va_coder *d = &v->dec;
     int64_t G = a->norm_groups, z = a->latent_channels, H = h, W = w, C;
     if (N < 1 || h < 1 || w < 1) return lf_err(LF_ERR_SHAPE, "vae decode: empty latent");
     lf_status st = LF_OK;
-    float *s = lf_va_alloc(N * z * H * W, &st), *t = lf_va_alloc(N * z * H * W, &st), *x = NULL;
-    if (st != LF_OK) goto done;
-    lf_nn_scale(s, latents, 1.0f / a->scaling_factor, N * z * H * W);
-    if ((st = lf_va_conv_fwd(&v->post_quant, t, s, N, H, W, 1, 0)) != LF_OK) goto done;
+    float *s = lf_va_alloc(c, N * z * H * W, &st), *t = lf_va_alloc(c, N * z * H * W, &st), *x = NULL;
+    if (st != LF_OK || (st = c->scale(c, s, latents, 1.0f / a->scaling_factor, N * z * H * W)) ||
+        (st = lf_va_conv_fwd(c, &v->post_quant, t, s, N, H, W, 1, 0)))
+        goto done;
     C = d->conv_in.out;
-    if ((x = lf_va_alloc(N * C * H * W, &st)) == NULL) goto done;
-    if ((st = lf_va_conv_fwd(&d->conv_in, x, t, N, H, W, 1, 1)) != LF_OK) goto done;
-    if ((st = lf_va_mid_fwd(d, &x, &C, N, H, W, G)) != LF_OK) goto done;
+    if ((x = lf_va_alloc(c, N * C * H * W, &st)) == NULL || (st = lf_va_conv_fwd(c, &d->conv_in, x, t, N, H, W, 1, 1)) ||
+        (st = lf_va_mid_fwd(c, d, &x, &C, N, H, W, G)))
+        goto done;
     for (int i = d->n - 1; i >= 0; i--) {
         const lf_va_level *lv = &d->lv[i];
         for (int j = 0; j < lv->n_res; j++)
-            if ((st = lf_va_res_step(&lv->res[j], &x, &C, N, H, W, G)) != LF_OK) goto done;
-        if (lv->resample.w.data) {
-            float *u = lf_va_alloc(N * C * 4 * H * W, &st), *y = lf_va_alloc(N * C * 4 * H * W, &st);
-            if (st == LF_OK) {
-                lf_nn_upsample_nearest2x(u, x, N, C, H, W);
-                st = lf_va_conv_fwd(&lv->resample, y, u, N, 2 * H, 2 * W, 1, 1);
-            }
-            free(u);
-            free(x);
+            if ((st = lf_va_res_step(c, &lv->res[j], &x, &C, N, H, W, G)) != LF_OK) goto done;
+        if (lv->resample.w.data) { /* nearest 2x (resize_nearest at twice the size is exactly that) + conv */
+            float *u = lf_va_alloc(c, N * C * 4 * H * W, &st), *y = lf_va_alloc(c, N * C * 4 * H * W, &st);
+            if (st == LF_OK && !(st = c->resize_nearest(c, u, x, N, C, H, W, 2 * H, 2 * W)))
+                st = lf_va_conv_fwd(c, &lv->resample, y, u, N, 2 * H, 2 * W, 1, 1);
+            c->release(c, u);
+            c->release(c, x);
             x = y;
             H *= 2, W *= 2;
             if (st != LF_OK) goto done;
         }
     }
-    st = lf_va_tail(d, img, x, C, N, H, W, G);
+    st = lf_va_tail(c, d, img, x, C, N, H, W, G);
 done:
-    free(s), free(t), free(x);
+    c->release(c, s), c->release(c, t), c->release(c, x);
     return st;
+}
+
+lf_status lf_vae_decode(const lf_vae *v, float *img, const float *latents, int64_t N, int64_t h, int64_t w) {
+    return lf_vae_decode_on(v, lf_compute_cpu(), img, latents, N, h, w);
 }
 
 /* ---- memory of a decode (model_mem.h) -------------------------------------------------------------
@@ -461,8 +458,24 @@ uint64_t lf_vae_decode_peak(const lf_vae *v, int64_t N, int64_t h, int64_t w) {
     return (uint64_t)(m.peak * sizeof(float));
 }
 
-lf_status lf_vae_encode(const lf_vae *v, float *latents, float *logvar, const float *img, int64_t N,
-                        int64_t H, int64_t W) {
+/* logvar (N, z, S) = clamp(the second half of each sample's moments q (N, 2z, S), -30, 20). The
+ * operator set has no clamp: the values go through the host (diagnostics and tests ask for them, the
+ * sampling path does not). */
+static lf_status lf_va_logvar(lf_compute *c, float *logvar, const float *q, int64_t N, int64_t zS) {
+    float *hbuf = malloc((size_t)(zS > 0 ? zS : 1) * sizeof *hbuf);
+    if (!hbuf) return lf_err(LF_ERR_NOMEM, "vae encode: out of memory (logvar of %lld floats)", (long long)zS);
+    lf_status st = LF_OK;
+    for (int64_t n = 0; n < N && st == LF_OK; n++) {
+        if ((st = c->download(c, hbuf, q + (2 * n + 1) * zS, zS)) != LF_OK) break;
+        for (int64_t i = 0; i < zS; i++) hbuf[i] = hbuf[i] < -30.0f ? -30.0f : (hbuf[i] > 20.0f ? 20.0f : hbuf[i]);
+        st = c->upload(c, logvar + n * zS, hbuf, zS);
+    }
+    free(hbuf);
+    return st;
+}
+
+lf_status lf_vae_encode_on(const lf_vae *v, lf_compute *c, float *latents, float *logvar, const float *img, int64_t N,
+                           int64_t H, int64_t W) {
     const lf_vae_arch *a = &v->arch;
     const lf_va_coder *e = &v->enc;
     if (!a->has_encoder) return lf_err(LF_ERR_MODEL, "vae encode: the checkpoint has no VAE encoder");
@@ -471,42 +484,41 @@ lf_status lf_vae_encode(const lf_vae *v, float *latents, float *logvar, const fl
                       (long long)H, (long long)W, (long long)a->factor);
     int64_t G = a->norm_groups, z = a->latent_channels, C = e->conv_in.out;
     lf_status st = LF_OK;
-    float *x = lf_va_alloc(N * C * H * W, &st), *mom = NULL, *q = NULL;
+    float *x = lf_va_alloc(c, N * C * H * W, &st), *mom = NULL, *q = NULL;
     if (st != LF_OK) return st;
-    if ((st = lf_va_conv_fwd(&e->conv_in, x, img, N, H, W, 1, 1)) != LF_OK) goto done;
+    if ((st = lf_va_conv_fwd(c, &e->conv_in, x, img, N, H, W, 1, 1)) != LF_OK) goto done;
     for (int i = 0; i < e->n; i++) {
         const lf_va_level *lv = &e->lv[i];
         for (int j = 0; j < lv->n_res; j++)
-            if ((st = lf_va_res_step(&lv->res[j], &x, &C, N, H, W, G)) != LF_OK) goto done;
+            if ((st = lf_va_res_step(c, &lv->res[j], &x, &C, N, H, W, G)) != LF_OK) goto done;
         if (lv->resample.w.data) { /* pad (0, 1, 0, 1), conv 3x3 stride 2 pad 0 */
             int64_t Ho = lf_nn_conv_out(H + 1, 3, 2, 0), Wo = lf_nn_conv_out(W + 1, 3, 2, 0);
-            float *p = lf_va_alloc(N * C * (H + 1) * (W + 1), &st), *y = lf_va_alloc(N * C * Ho * Wo, &st);
-            if (st == LF_OK) {
-                lf_nn_pad2d(p, x, N, C, H, W, 0, 1, 0, 1);
-                st = lf_va_conv_fwd(&lv->resample, y, p, N, H + 1, W + 1, 2, 0);
-            }
-            free(p);
-            free(x);
+            float *p = lf_va_alloc(c, N * C * (H + 1) * (W + 1), &st), *y = lf_va_alloc(c, N * C * Ho * Wo, &st);
+            if (st == LF_OK && !(st = c->pad2d(c, p, x, N, C, H, W, 0, 1, 0, 1)))
+                st = lf_va_conv_fwd(c, &lv->resample, y, p, N, H + 1, W + 1, 2, 0);
+            c->release(c, p);
+            c->release(c, x);
             x = y;
             H = Ho, W = Wo;
             if (st != LF_OK) goto done;
         }
     }
-    if ((st = lf_va_mid_fwd(e, &x, &C, N, H, W, G)) != LF_OK) goto done;
-    mom = lf_va_alloc(N * 2 * z * H * W, &st);
-    q = lf_va_alloc(N * 2 * z * H * W, &st);
-    if (st != LF_OK) goto done;
-    if ((st = lf_va_tail(e, mom, x, C, N, H, W, G)) != LF_OK) goto done;
-    if ((st = lf_va_conv_fwd(&v->quant, q, mom, N, H, W, 1, 0)) != LF_OK) goto done;
-    int64_t S = H * W;
-    for (int64_t n = 0; n < N; n++) {
-        const float *mean = q + n * 2 * z * S, *lv = mean + z * S;
-        for (int64_t i = 0; i < z * S; i++) {
-            latents[n * z * S + i] = mean[i] * a->scaling_factor;
-            if (logvar) logvar[n * z * S + i] = lv[i] < -30.0f ? -30.0f : (lv[i] > 20.0f ? 20.0f : lv[i]);
-        }
-    }
+    if ((st = lf_va_mid_fwd(c, e, &x, &C, N, H, W, G)) != LF_OK) goto done;
+    mom = lf_va_alloc(c, N * 2 * z * H * W, &st);
+    q = lf_va_alloc(c, N * 2 * z * H * W, &st);
+    if (st != LF_OK || (st = lf_va_tail(c, e, mom, x, C, N, H, W, G)) ||
+        (st = lf_va_conv_fwd(c, &v->quant, q, mom, N, H, W, 1, 0)))
+        goto done;
+    int64_t zS = z * H * W; /* per sample: the mean is the first half of the moments, scaled into latents */
+    for (int64_t n = 0; n < N && st == LF_OK; n++)
+        st = c->scale(c, latents + n * zS, q + 2 * n * zS, a->scaling_factor, zS);
+    if (st == LF_OK && logvar) st = lf_va_logvar(c, logvar, q, N, zS);
 done:
-    free(x), free(mom), free(q);
+    c->release(c, x), c->release(c, mom), c->release(c, q);
     return st;
+}
+
+lf_status lf_vae_encode(const lf_vae *v, float *latents, float *logvar, const float *img, int64_t N, int64_t H,
+                        int64_t W) {
+    return lf_vae_encode_on(v, lf_compute_cpu(), latents, logvar, img, N, H, W);
 }
