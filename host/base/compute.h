@@ -56,6 +56,7 @@ struct lf_compute {
     /* n floats of backend memory (contents undefined); LF_ERR_NOMEM names what was asked for. */
     lf_status (*alloc)(lf_compute *c, int64_t n, float **out);
     void (*release)(lf_compute *c, float *p); /* NULL allowed */
+    /* upload has read host_src when it returns (the caller may free it); download has written host_dst. */
     lf_status (*upload)(lf_compute *c, float *dst, const float *host_src, int64_t n);
     lf_status (*download)(lf_compute *c, float *host_dst, const float *src, int64_t n);
     /* rows x cols floats: dst[r * dst_ld + j] = src[r * src_ld + j], both in backend memory. */

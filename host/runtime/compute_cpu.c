@@ -48,8 +48,8 @@ static lf_status lf_cc_sync(lf_compute *c) {
     return LF_OK;
 }
 
-static void lf_cc_forget(lf_compute *c, const void *p) {
-    (void)c, (void)p;
+static void lf_cc_forget(lf_compute *c, const void *p, size_t bytes) {
+    (void)c, (void)p, (void)bytes;
 }
 
 static lf_status lf_cc_bind(lf_compute *c, const void *p, const lf_view *v, void *dev) {
