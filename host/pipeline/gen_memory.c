@@ -10,7 +10,7 @@
  *             arrays (6n): 11n floats; the decoded image 3 * H * W floats and its 8-bit copy
  *   peak      the larger of one UNet forward on 2R latents with CFG (R without) over all the weights and
  *             one VAE decode of one latent over the weights still resident then (the f32 copies and the
- *             VAE's; model_mem.h: the runtime's buffers replayed with the model's real widths)
+ *             VAE's; model_mem.h: the passes themselves on a dry counting compute)
  *   scratch   32 MiB per worker thread (the pool's im2col bands and attention score blocks, OpenBLAS's
  *             per-thread buffer) and the f32 conversion buffer of the largest non-f32 weight
  * Text-encoder activations (77-token windows) and the mapped checkpoint file (page cache, reclaimable)

@@ -5,13 +5,13 @@
  * Shapes-only loads (lf_unet_load_shapes, lf_vae_load_shapes) run the ordinary loaders in the
  * LF_WTS_SHAPES mode of weight_load.h: every name, shape and dtype is checked as in a real load and the
  * arch (n_params included) is filled in, but no weight is converted or held (each weight pointer is a
- * placeholder). Such a model must not run: it is only measured and freed (lf_unet_free, lf_vae_free).
+ * placeholder). Such a model runs only on a dry compute (the peaks below), then is freed.
  *
- * Peaks: the f32 buffers lf_unet_forward / lf_vae_decode allocate (from the compute's alloc,
- * model_compute.h: host memory on the CPU backend), replayed in their order with the model's real
- * widths; bytes at the busiest moment. Not counted: the caller's input and output
- * arrays and the pool's per-thread scratch (im2col bands, attention score blocks: a few MiB per thread).
- * The replays mirror unet.c and vae.c buffer for buffer and must change with them.
+ * Peaks: the forward pass itself (lf_unet_forward_on, lf_vae_decode_on) run on a dry counting compute
+ * (compute_count.h: no arithmetic, placeholder buffers): the bytes of activation buffers it holds at its
+ * busiest moment, by construction those of a real pass on any compute. Not counted: the caller's input
+ * and output arrays and an operator's own scratch (the CPU pool's im2col bands and attention score
+ * blocks: a few MiB per thread). LF_MEM_UNKNOWN when the count itself could not run (out of memory).
  */
 #ifndef LF_MODEL_MEM_H
 #define LF_MODEL_MEM_H
@@ -24,15 +24,7 @@
 #include "lorafuse/lf_unet.h"
 #include "lorafuse/lf_vae.h"
 
-/* A replay's count of f32 values: live now, and the most at any moment. */
-typedef struct lf_mem_track {
-    double live, peak;
-} lf_mem_track;
-
-static inline void lf_mem_alloc(lf_mem_track *m, double n) {
-    m->live += n;
-    if (m->live > m->peak) m->peak = m->live;
-}
+#define LF_MEM_UNKNOWN (UINT64_MAX / 4) /* an estimate no machine meets: the caller refuses */
 
 /* unet_mem.c */
 lf_status lf_unet_load_shapes(const lf_st_file *st, const lf_unet_opts *opts, lf_unet **out);

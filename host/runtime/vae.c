@@ -9,7 +9,7 @@
  * does not fit its neighbours is reported with its key and both shapes.
  * Forward: decode and encode written once over the compute interface (model_compute.h,
  * host/base/compute.h; activations in backend memory), run on the CPU backend by lf_vae_decode and
- * lf_vae_encode. lf_vae_decode_peak replays the decode's buffers: change both together.
+ * lf_vae_encode. lf_vae_decode_peak runs the decode on a dry counting compute (compute_count.h).
  */
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +19,7 @@
 #include "compute_cpu.h"
 #include "kernels/cpu/nn/lf_nn.h" /* lf_nn_conv_out: shapes only; every op goes through the compute */
 #include "lorafuse/lf_vae.h"
+#include "compute_count.h"
 #include "model_compute.h"
 #include "model_mem.h"
 #include "weight_load.h"
@@ -423,39 +424,15 @@ lf_status lf_vae_decode(const lf_vae *v, float *img, const float *latents, int64
     return lf_vae_decode_on(v, lf_compute_cpu(), img, latents, N, h, w);
 }
 
-/* ---- memory of a decode (model_mem.h) -------------------------------------------------------------
- * The buffers lf_vae_decode and the functions it calls allocate, in their order (lf_mem_track counts
- * floats). Keep in step with the code above. */
-/* lf_va_res_step on h (N, cin, S): o, then a and b inside lf_va_res_fwd; h is freed after. */
-static void lf_va_mem_res(lf_mem_track *m, const lf_va_res *r, double N, double S) {
-    double in = N * (double)r->cin * S, o = N * (double)r->cout * S;
-    lf_mem_alloc(m, o);
-    lf_mem_alloc(m, in + o); /* a, b */
-    m->live -= in + o + in;     /* a, b, then the input */
-}
-
+/* ---- memory of a decode (model_mem.h): the decode itself on a dry counting compute ------------- */
 uint64_t lf_vae_decode_peak(const lf_vae *v, int64_t N, int64_t h, int64_t w) {
-    const lf_va_coder *d = &v->dec;
-    double n = (double)N, S = (double)h * (double)w, z = (double)v->arch.latent_channels;
-    lf_mem_track m = {0, 0};
-    lf_mem_alloc(&m, 2 * n * z * S);                     /* s, t */
-    lf_mem_alloc(&m, n * (double)d->conv_in.out * S);    /* x */
-    lf_va_mem_res(&m, &d->mid1, n, S);
-    double C = (double)d->attn.C;
-    lf_mem_alloc(&m, 5 * n * S * C);                     /* g, t, q, k, v of the attention */
-    m.live -= 5 * n * S * C;
-    lf_va_mem_res(&m, &d->mid2, n, S);
-    for (int i = d->n - 1; i >= 0; i--) {
-        const lf_va_level *lv = &d->lv[i];
-        for (int j = 0; j < lv->n_res; j++) lf_va_mem_res(&m, &lv->res[j], n, S);
-        if (lv->resample.w.data) {
-            double c = (double)lv->resample.in, x = n * c * S;
-            lf_mem_alloc(&m, 2 * 4 * x);                 /* u, y at twice the size */
-            m.live -= 4 * x + x;                            /* u, then the old x */
-            S *= 4;
-        }
-    }
-    return (uint64_t)(m.peak * sizeof(float));
+    lf_compute_count cc;
+    lf_compute_count_init(&cc, NULL);
+    static float placeholder; /* the caller's latents and image: a dry compute never reads them */
+    lf_status st = lf_vae_decode_on(v, &cc.c, &placeholder, &placeholder, N, h, w);
+    double peak = cc.peak;
+    lf_compute_count_free(&cc);
+    return st == LF_OK ? (uint64_t)peak : LF_MEM_UNKNOWN;
 }
 
 /* logvar (N, z, S) = clamp(the second half of each sample's moments q (N, 2z, S), -30, 20). The

@@ -1,0 +1,305 @@
+/* compute_count.c: the counting compute of compute_count.h (calls, FLOPs, bytes per op kind, live
+ * and peak activation bytes), around another compute or dry. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "compute_count.h"
+
+static const char *const lf_cop_names[LF_COP_COUNT] = {
+    "linear", "conv2d", "group_norm", "layer_norm", "silu", "gelu", "gelu_tanh", "quick_gelu", "geglu", "add",
+    "mul", "scale", "add_bias_c", "add_bias_nc", "attention", "nchw_to_nlc", "nlc_to_nchw", "resize_nearest",
+    "pad2d", "concat_c", "timestep_embedding", "embedding", "copy2d",
+};
+
+const char *lf_cop_name(lf_cop op) { return (unsigned)op < LF_COP_COUNT ? lf_cop_names[op] : "?"; }
+
+static lf_compute_count *lf_cc(lf_compute *c) { return (lf_compute_count *)c; }
+
+static double lf_cnt_wbytes(const lf_view *W) {
+    return (double)lf_view_numel(W) * (double)lf_dtype_bits(W->dtype) / 8.0;
+}
+
+/* f32 activation values moved (read + written) -> bytes */
+static void lf_cnt_add(lf_compute *c, lf_cop op, double flops, double act_values, double wbytes) {
+    lf_cop_stats *s = &lf_cc(c)->op[op];
+    s->calls++;
+    s->flops += flops;
+    s->bytes += 4.0 * act_values + wbytes;
+    s->weight_bytes += wbytes;
+}
+
+/* ---- memory ------------------------------------------------------------------------------------ */
+
+static lf_status lf_cnt_alloc(lf_compute *c, int64_t n, float **out) {
+    lf_compute_count *cc = lf_cc(c);
+    *out = NULL;
+    if (cc->n_bufs == cc->cap_bufs) {
+        size_t cap = cc->cap_bufs ? 2 * cc->cap_bufs : 64;
+        struct lf_cnt_buf *b = realloc(cc->bufs, cap * sizeof *b);
+        if (!b) return lf_err(LF_ERR_NOMEM, "counting compute: out of memory");
+        cc->bufs = b, cc->cap_bufs = cap;
+    }
+    float *p = NULL;
+    if (cc->inner) {
+        lf_status st = cc->inner->alloc(cc->inner, n, &p);
+        if (st != LF_OK) return st;
+    } else if ((p = malloc(1)) == NULL) { /* a distinct placeholder address: a dry buffer is never read */
+        return lf_err(LF_ERR_NOMEM, "counting compute: out of memory");
+    }
+    cc->bufs[cc->n_bufs].p = p;
+    cc->bufs[cc->n_bufs++].n = n;
+    cc->allocs++;
+    cc->live += 4.0 * (double)n;
+    if (cc->live > cc->peak) cc->peak = cc->live;
+    *out = p;
+    return LF_OK;
+}
+
+static void lf_cnt_release(lf_compute *c, float *p) {
+    lf_compute_count *cc = lf_cc(c);
+    if (!p) return;
+    for (size_t i = cc->n_bufs; i-- > 0;) { /* newest first: buffers mostly go in reverse order */
+        if (cc->bufs[i].p != p) continue;
+        cc->live -= 4.0 * (double)cc->bufs[i].n;
+        cc->bufs[i] = cc->bufs[--cc->n_bufs];
+        break;
+    }
+    if (cc->inner) cc->inner->release(cc->inner, p);
+    else free(p);
+}
+
+static lf_status lf_cnt_upload(lf_compute *c, float *dst, const float *src, int64_t n) {
+    lf_compute *in = lf_cc(c)->inner;
+    return in ? in->upload(in, dst, src, n) : LF_OK;
+}
+
+static lf_status lf_cnt_download(lf_compute *c, float *dst, const float *src, int64_t n) {
+    lf_compute *in = lf_cc(c)->inner;
+    if (!in) memset(dst, 0, (size_t)n * sizeof *dst); /* the caller's host array: defined, not computed */
+    return in ? in->download(in, dst, src, n) : LF_OK;
+}
+
+static lf_status lf_cnt_copy2d(lf_compute *c, float *dst, int64_t dst_ld, const float *src, int64_t src_ld,
+                              int64_t rows, int64_t cols) {
+    lf_compute *in = lf_cc(c)->inner;
+    lf_cnt_add(c, LF_COP_COPY2D, 0, 2.0 * (double)rows * (double)cols, 0);
+    return in ? in->copy2d(in, dst, dst_ld, src, src_ld, rows, cols) : LF_OK;
+}
+
+static lf_status lf_cnt_sync(lf_compute *c) {
+    lf_compute *in = lf_cc(c)->inner;
+    return in ? in->sync(in) : LF_OK;
+}
+
+static void lf_cnt_forget(lf_compute *c, const void *p, size_t bytes) {
+    lf_compute *in = lf_cc(c)->inner;
+    if (in) in->forget(in, p, bytes);
+}
+
+static lf_status lf_cnt_bind(lf_compute *c, const void *p, const lf_view *v, void *dev) {
+    lf_compute *in = lf_cc(c)->inner;
+    return in ? in->bind(in, p, v, dev) : LF_OK;
+}
+
+static int lf_cnt_supports(const lf_compute *c, const lf_cop_desc *d) {
+    const lf_compute *in = ((const lf_compute_count *)c)->inner;
+    return in ? in->supports(in, d) : 1;
+}
+
+static void lf_cnt_destroy(lf_compute *c) { lf_compute_count_free(lf_cc(c)); }
+
+/* ---- ops --------------------------------------------------------------------------------------- */
+
+#define LF_CC_PASS(name, ...)                                                                                   \
+    do {                                                                                                       \
+        lf_compute *in_ = lf_cc(c)->inner;                                                                     \
+        return in_ ? in_->name(in_, __VA_ARGS__) : LF_OK;                                                      \
+    } while (0)
+
+static lf_status lf_cnt_linear(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t M,
+                              int64_t in, int64_t out) {
+    double wb = lf_cnt_wbytes(W) + (b ? 4.0 * (double)out : 0);
+    lf_cnt_add(c, LF_COP_LINEAR, 2.0 * (double)M * (double)in * (double)out, (double)M * (double)(in + out), wb);
+    LF_CC_PASS(linear, y, x, W, b, M, in, out);
+}
+
+static lf_status lf_cnt_conv2d(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t N,
+                              int64_t C_in, int64_t H, int64_t Wd, int64_t C_out, int64_t kh, int64_t kw,
+                              int64_t stride, int64_t pad) {
+    double Ho = (double)((H + 2 * pad - kh) / stride + 1), Wo = (double)((Wd + 2 * pad - kw) / stride + 1);
+    double wb = lf_cnt_wbytes(W) + (b ? 4.0 * (double)C_out : 0);
+    double fl = 2.0 * (double)N * Ho * Wo * (double)C_out * (double)C_in * (double)(kh * kw);
+    lf_cnt_add(c, LF_COP_CONV2D, fl, (double)N * ((double)C_in * (double)(H * Wd) + (double)C_out * Ho * Wo), wb);
+    LF_CC_PASS(conv2d, y, x, W, b, N, C_in, H, Wd, C_out, kh, kw, stride, pad);
+}
+
+static lf_status lf_cnt_group_norm(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
+                                  int64_t N, int64_t C, int64_t S, int64_t groups, float eps) {
+    double n = (double)N * (double)C * (double)S;
+    lf_cnt_add(c, LF_COP_GROUP_NORM, 8.0 * n, 2.0 * n, gamma ? 8.0 * (double)C : 0);
+    LF_CC_PASS(group_norm, y, x, gamma, beta, N, C, S, groups, eps);
+}
+
+static lf_status lf_cnt_layer_norm(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
+                                  int64_t M, int64_t D, float eps) {
+    double n = (double)M * (double)D;
+    lf_cnt_add(c, LF_COP_LAYER_NORM, 8.0 * n, 2.0 * n, gamma ? 8.0 * (double)D : 0);
+    LF_CC_PASS(layer_norm, y, x, gamma, beta, M, D, eps);
+}
+
+static lf_status lf_cnt_silu(lf_compute *c, float *y, const float *x, int64_t n) {
+    lf_cnt_add(c, LF_COP_SILU, 8.0 * (double)n, 2.0 * (double)n, 0);
+    LF_CC_PASS(silu, y, x, n);
+}
+
+static lf_status lf_cnt_gelu(lf_compute *c, float *y, const float *x, int64_t n) {
+    lf_cnt_add(c, LF_COP_GELU, 8.0 * (double)n, 2.0 * (double)n, 0);
+    LF_CC_PASS(gelu, y, x, n);
+}
+
+static lf_status lf_cnt_gelu_tanh(lf_compute *c, float *y, const float *x, int64_t n) {
+    lf_cnt_add(c, LF_COP_GELU_TANH, 8.0 * (double)n, 2.0 * (double)n, 0);
+    LF_CC_PASS(gelu_tanh, y, x, n);
+}
+
+static lf_status lf_cnt_quick_gelu(lf_compute *c, float *y, const float *x, int64_t n) {
+    lf_cnt_add(c, LF_COP_QUICK_GELU, 8.0 * (double)n, 2.0 * (double)n, 0);
+    LF_CC_PASS(quick_gelu, y, x, n);
+}
+
+static lf_status lf_cnt_geglu(lf_compute *c, float *y, const float *x, int64_t M, int64_t F) {
+    double n = (double)M * (double)F;
+    lf_cnt_add(c, LF_COP_GEGLU, 9.0 * n, 3.0 * n, 0);
+    LF_CC_PASS(geglu, y, x, M, F);
+}
+
+static lf_status lf_cnt_add_op(lf_compute *c, float *y, const float *a, const float *b, int64_t n) {
+    lf_cnt_add(c, LF_COP_ADD, (double)n, 3.0 * (double)n, 0);
+    LF_CC_PASS(add, y, a, b, n);
+}
+
+static lf_status lf_cnt_mul(lf_compute *c, float *y, const float *a, const float *b, int64_t n) {
+    lf_cnt_add(c, LF_COP_MUL, (double)n, 3.0 * (double)n, 0);
+    LF_CC_PASS(mul, y, a, b, n);
+}
+
+static lf_status lf_cnt_scale(lf_compute *c, float *y, const float *x, float s, int64_t n) {
+    lf_cnt_add(c, LF_COP_SCALE, (double)n, 2.0 * (double)n, 0);
+    LF_CC_PASS(scale, y, x, s, n);
+}
+
+static lf_status lf_cnt_add_bias_c(lf_compute *c, float *x, const float *b, int64_t N, int64_t C, int64_t S) {
+    double n = (double)N * (double)C * (double)S;
+    lf_cnt_add(c, LF_COP_ADD_BIAS_C, n, 2.0 * n, 4.0 * (double)C);
+    LF_CC_PASS(add_bias_c, x, b, N, C, S);
+}
+
+static lf_status lf_cnt_add_bias_nc(lf_compute *c, float *x, const float *b, int64_t N, int64_t C, int64_t S) {
+    double n = (double)N * (double)C * (double)S;
+    lf_cnt_add(c, LF_COP_ADD_BIAS_NC, n, 2.0 * n + (double)(N * C), 0);
+    LF_CC_PASS(add_bias_nc, x, b, N, C, S);
+}
+
+static lf_status lf_cnt_attention(lf_compute *c, float *out, const float *q, const float *k, const float *v, int64_t N,
+                                 int64_t Lq, int64_t Lk, int64_t heads, int64_t d, float scale, int causal) {
+    double s = (double)N * (double)heads * (double)Lq * (double)Lk;
+    double io = (double)N * (double)heads * (double)d * (2.0 * (double)Lq + 2.0 * (double)Lk);
+    lf_cnt_add(c, LF_COP_ATTENTION, 4.0 * s * (double)d + 5.0 * s, io, 0);
+    LF_CC_PASS(attention, out, q, k, v, N, Lq, Lk, heads, d, scale, causal);
+}
+
+static lf_status lf_cnt_nchw_to_nlc(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t S) {
+    lf_cnt_add(c, LF_COP_NCHW_TO_NLC, 0, 2.0 * (double)N * (double)C * (double)S, 0);
+    LF_CC_PASS(nchw_to_nlc, y, x, N, C, S);
+}
+
+static lf_status lf_cnt_nlc_to_nchw(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t S) {
+    lf_cnt_add(c, LF_COP_NLC_TO_NCHW, 0, 2.0 * (double)N * (double)C * (double)S, 0);
+    LF_CC_PASS(nlc_to_nchw, y, x, N, C, S);
+}
+
+static lf_status lf_cnt_resize_nearest(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t H,
+                                      int64_t W, int64_t Ho, int64_t Wo) {
+    lf_cnt_add(c, LF_COP_RESIZE_NEAREST, 0, (double)N * (double)C * (double)(H * W + Ho * Wo), 0);
+    LF_CC_PASS(resize_nearest, y, x, N, C, H, W, Ho, Wo);
+}
+
+static lf_status lf_cnt_pad2d(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                             int64_t left, int64_t right, int64_t top, int64_t bottom) {
+    double out = (double)N * (double)C * (double)((H + top + bottom) * (W + left + right));
+    lf_cnt_add(c, LF_COP_PAD2D, 0, (double)N * (double)C * (double)(H * W) + out, 0);
+    LF_CC_PASS(pad2d, y, x, N, C, H, W, left, right, top, bottom);
+}
+
+static lf_status lf_cnt_concat_c(lf_compute *c, float *y, const float *a, const float *b, int64_t N, int64_t Ca,
+                                int64_t Cb, int64_t S) {
+    lf_cnt_add(c, LF_COP_CONCAT_C, 0, 2.0 * (double)N * (double)(Ca + Cb) * (double)S, 0);
+    LF_CC_PASS(concat_c, y, a, b, N, Ca, Cb, S);
+}
+
+static lf_status lf_cnt_timestep_embedding(lf_compute *c, float *emb, const float *t, int64_t N, int64_t dim,
+                                          int flip_sin_to_cos, float shift, float max_period) {
+    lf_cnt_add(c, LF_COP_TIMESTEP_EMBEDDING, 8.0 * (double)(N * dim), (double)(N * dim), 0);
+    LF_CC_PASS(timestep_embedding, emb, t, N, dim, flip_sin_to_cos, shift, max_period);
+}
+
+static lf_status lf_cnt_embedding(lf_compute *c, float *y, const float *table, const int32_t *ids, int64_t L, int64_t V,
+                                 int64_t D) {
+    lf_cnt_add(c, LF_COP_EMBEDDING, 0, (double)(L * D), 4.0 * (double)(L * D));
+    LF_CC_PASS(embedding, y, table, ids, L, V, D);
+}
+
+void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner) {
+    memset(cc, 0, sizeof *cc);
+    cc->inner = inner;
+    lf_compute *c = &cc->c;
+    c->name = inner ? inner->name : "count";
+    c->impl = cc;
+    c->alloc = lf_cnt_alloc;
+    c->release = lf_cnt_release;
+    c->upload = lf_cnt_upload;
+    c->download = lf_cnt_download;
+    c->copy2d = lf_cnt_copy2d;
+    c->sync = lf_cnt_sync;
+    c->forget = lf_cnt_forget;
+    c->bind = lf_cnt_bind;
+    c->supports = lf_cnt_supports;
+    c->destroy = lf_cnt_destroy;
+    c->linear = lf_cnt_linear;
+    c->conv2d = lf_cnt_conv2d;
+    c->group_norm = lf_cnt_group_norm;
+    c->layer_norm = lf_cnt_layer_norm;
+    c->silu = lf_cnt_silu;
+    c->gelu = lf_cnt_gelu;
+    c->gelu_tanh = lf_cnt_gelu_tanh;
+    c->quick_gelu = lf_cnt_quick_gelu;
+    c->geglu = lf_cnt_geglu;
+    c->add = lf_cnt_add_op;
+    c->mul = lf_cnt_mul;
+    c->scale = lf_cnt_scale;
+    c->add_bias_c = lf_cnt_add_bias_c;
+    c->add_bias_nc = lf_cnt_add_bias_nc;
+    c->attention = lf_cnt_attention;
+    c->nchw_to_nlc = lf_cnt_nchw_to_nlc;
+    c->nlc_to_nchw = lf_cnt_nlc_to_nchw;
+    c->resize_nearest = lf_cnt_resize_nearest;
+    c->pad2d = lf_cnt_pad2d;
+    c->concat_c = lf_cnt_concat_c;
+    c->timestep_embedding = lf_cnt_timestep_embedding;
+    c->embedding = lf_cnt_embedding;
+}
+
+void lf_compute_count_reset(lf_compute_count *cc) {
+    memset(cc->op, 0, sizeof cc->op);
+    cc->peak = cc->live;
+    cc->allocs = 0;
+}
+
+void lf_compute_count_free(lf_compute_count *cc) {
+    for (size_t i = 0; i < cc->n_bufs; i++) /* buffers the model did not give back */
+        if (cc->inner) cc->inner->release(cc->inner, cc->bufs[i].p);
+        else free(cc->bufs[i].p);
+    free(cc->bufs);
+    cc->bufs = NULL;
+    cc->n_bufs = cc->cap_bufs = 0;
+}

@@ -1,0 +1,47 @@
+/* compute_count.h: a compute (host/base/compute.h) that counts what a forward pass asks of a backend:
+ * calls, FLOPs and bytes per op kind, and the activation memory it holds (live and peak), either
+ * around another compute (every call is passed on, results unchanged) or dry (inner NULL: nothing is
+ * computed, the buffers are placeholders that must never be read, which the model code never does).
+ *
+ * A dry run of a shapes-only model (model_mem.h) gives, without weights or arithmetic, the activation
+ * peak of a forward pass (the memory estimate) and its FLOPs and bytes against a device's floors
+ * (bench/bench_unet_counts.c). Counting rules, per call, from the shapes alone:
+ *   linear  FLOPs 2·M·in·out;  conv2d 2·N·Ho·Wo·C_out·C_in·kh·kw;  attention 4·N·heads·Lq·Lk·d
+ *           (+ 5·N·heads·Lq·Lk for the softmax);  norms 8 per element;  activations and arithmetic 1
+ *           per element (GELU/SiLU family 8); layout and copies 0.
+ *   bytes   every f32 activation read and written once, each weight once in its stored dtype
+ *           (a lower bound: what a kernel that keeps its operands on chip must move).
+ */
+#ifndef LF_COMPUTE_COUNT_H
+#define LF_COMPUTE_COUNT_H
+
+#include <stdint.h>
+
+#include "host/base/compute.h"
+
+typedef struct lf_cop_stats {
+    uint64_t calls;
+    double flops, bytes;        /* activation and weight bytes together */
+    double weight_bytes;        /* of which weights */
+} lf_cop_stats;
+
+typedef struct lf_compute_count {
+    lf_compute c;               /* the table to hand to the model (first: &cc->c == (lf_compute *)cc) */
+    lf_compute *inner;          /* NULL: dry */
+    lf_cop_stats op[LF_COP_COUNT];
+    double live, peak;          /* bytes of activation buffers held now / at most */
+    uint64_t allocs;
+    /* the buffers handed out and not yet released, with their sizes (placeholders when dry) */
+    struct lf_cnt_buf { float *p; int64_t n; } *bufs;
+    size_t n_bufs, cap_bufs;
+} lf_compute_count;
+
+/* cc counts around inner (NULL: dry). Call lf_compute_count_reset to zero the counters,
+ * cc->c.destroy (or lf_compute_count_free) to free its own memory (never the inner compute). */
+void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner);
+void lf_compute_count_reset(lf_compute_count *cc);
+void lf_compute_count_free(lf_compute_count *cc);
+/* "linear", "conv2d", ... */
+const char *lf_cop_name(lf_cop op);
+
+#endif
