@@ -51,6 +51,7 @@ typedef struct lf_cop_desc {
 struct lf_compute {
     const char *name; /* "cpu", "cuda" */
     void *impl;
+    int host_memory;  /* 1: backend memory is host memory (the CPU): host arrays may be passed as they are */
 
     /* ---- memory -------------------------------------------------------------------------------- */
     /* n floats of backend memory (contents undefined); LF_ERR_NOMEM names what was asked for. */

@@ -253,8 +253,12 @@ static lf_status lf_bimage(void *ctx, const lf_gen_image *im) {
     cJSON_AddNumberToObject(tm, "write", t_write);
     cJSON_AddNumberToObject(tm, "weight_updates", (double)(t->weight_updates - r->prev.weight_updates));
     cJSON_AddNumberToObject(tm, "te_runs", (double)(t->te_runs - r->prev.te_runs));
-    cJSON_AddStringToObject(rec, "backend", r->o->backend == LF_GEN_CUDA ? "cuda" : "cpu");
-    cJSON_AddStringToObject(rec, "device", r->o->backend == LF_GEN_CUDA ? "cuda:0" : "cpu");
+    const char *be = lf_gen_get_info(r->g)->backend;
+    int cuda = be && !strncmp(be, "cuda", 4);
+    char dev[32];
+    snprintf(dev, sizeof dev, "cuda:%d", r->o->device);
+    cJSON_AddStringToObject(rec, "backend", cuda ? "cuda" : "cpu");
+    cJSON_AddStringToObject(rec, "device", cuda ? dev : "cpu");
     char shard[48];
     snprintf(shard, sizeof shard, "%d/%d", r->o->shards > 1 ? r->o->shard : 0, r->o->shards > 1 ? r->o->shards : 1);
     cJSON_AddStringToObject(rec, "shard", shard);
@@ -294,6 +298,8 @@ static void lf_bopts(const lf_batch_job *j, const lf_batch_opts *o, lf_gen_opts 
     g->clip_skip = j->clip_skip;
     g->lora_dir = o->lora_dir;
     g->backend = o->backend;
+    g->device = o->device;
+    g->cuda = o->cuda;
     g->write_png = 0;
 }
 
@@ -346,7 +352,7 @@ static lf_status lf_bsession(lf_gen_session **sess, const lf_batch_job *j, const
     char q[LF_ESC_PART], name[256];
     double tl = lf_clock_s();
     if (!o->quiet) fprintf(stderr, "lorafuse batch: loading %s\n", lf_esc(q, sizeof q, j->model, strlen(j->model)));
-    lf_status st = lf_gen_session_open(j->model, sess);
+    lf_status st = lf_gen_session_open(j->model, o->backend, o->device, o->cuda, sess);
     if (st != LF_OK) return lf_err_wrap(st, "%s: ", lf_bjob_name(j, name, sizeof name));
     r->load += lf_clock_s() - tl;
     stats->times.load += lf_clock_s() - tl;

@@ -20,6 +20,7 @@
 
 #include <getopt.h>
 
+#include "lorafuse/lf_generate.h"
 #include "lorafuse/lf_merge.h"
 
 int lf_cli_inspect(int argc, char **argv);
@@ -80,6 +81,8 @@ int lf_cli_parse_lora(const char *cmd, char *arg, lf_merge_input *in);
 /* Number options in the grammar of host/base/number.h: an integer in [lo, hi], a number in [lo, hi],
  * a count in [lo, 2^20]. Each prints "lorafuse CMD: bad OPT 'ARG' (LO to HI)" and returns 0 when bad. */
 int lf_cli_int(const char *cmd, const char *opt, const char *arg, long long lo, long long hi, long long *out);
+/* --backend auto|cpu|cuda into *out; 0 after a message when it is none of them. */
+int lf_cli_backend(const char *cmd, const char *arg, lf_gen_backend *out);
 int lf_cli_num(const char *cmd, const char *opt, const char *arg, double lo, double hi, double *out);
 int lf_cli_count(const char *cmd, const char *opt, const char *arg, long long lo, int *out);
 /* printf(fmt, s) with s escaped for the terminal (host/base/text.h), whole: for text that comes from

@@ -213,6 +213,14 @@ int lf_cli_finish(lf_cli_parser *p, int last, int max_operands, char ***rest, in
     return lf_cli_bad_usage(p);
 }
 
+int lf_cli_backend(const char *cmd, const char *arg, lf_gen_backend *out) {
+    if (!strcmp(arg, "auto")) *out = LF_GEN_AUTO;
+    else if (!strcmp(arg, "cpu")) *out = LF_GEN_CPU;
+    else if (!strcmp(arg, "cuda")) *out = LF_GEN_CUDA;
+    else return lf_cli_bad_choice(cmd, "--backend", arg, "auto, cpu or cuda");
+    return 1;
+}
+
 int lf_cli_bad_choice(const char *cmd, const char *opt, const char *arg, const char *choices) {
     char q[LF_ESC_PART];
     fprintf(stderr, "lorafuse %s: bad %s '%s' (%s)\n", cmd, opt, lf_esc(q, sizeof q, arg, strlen(arg)), choices);

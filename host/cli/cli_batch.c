@@ -1,7 +1,8 @@
 /* cli_batch.c: `lorafuse batch`, many jobs from a job file in one process (lf_batch.h, docs/batch.md).
  *
  *   lorafuse batch JOBS [--output-dir DIR] [--shard I/N | --shards N] [--resume] [--dry-run] [--json]
- *                  [--max-jobs N] [--lora-dir DIR] [--backend cpu|cuda] [--threads N] [--order adapters|file]
+ *                  [--max-jobs N] [--lora-dir DIR] [--backend auto|cpu|cuda] [--device N] [--threads N]
+ *                  [--order adapters|file]
  *   lorafuse batch --report MANIFEST... [--json]
  *
  * The shard: --shard I/N; else Slurm's array variables (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN,
@@ -22,15 +23,15 @@
 
 static const char lf_batch_usage_text[] =
     "usage: lorafuse batch JOBS [--output-dir DIR] [--shard I/N | --shards N] [--resume] [--dry-run]\n"
-    "                      [--json] [--max-jobs N] [--lora-dir DIR] [--backend cpu|cuda] [--threads N]\n"
-    "                      [--order adapters|file] [--quiet]\n"
+    "                      [--json] [--max-jobs N] [--lora-dir DIR] [--backend auto|cpu|cuda] [--device N]\n"
+    "                      [--threads N] [--order adapters|file] [--quiet]\n"
     "       lorafuse batch --report MANIFEST... [--json]\n";
 
 static const char lf_batch_help_text[] =
     "Run the jobs and sweeps of a job file (JSON Lines, or {\"defaults\", \"jobs\", \"sweeps\"}) in one\n"
     "process, each model loaded once (docs/batch.md). Images go to DIR/JOB/NNNNN-SEED.png and one record\n"
     "per image to DIR/manifest.jsonl (manifest-shard-I-of-N.jsonl for a shard).\n"
-    "defaults: --output-dir outputs/batch, --max-jobs " "10000" ", --lora-dir models/lora, --backend cpu.\n"
+    "defaults: --output-dir outputs/batch, --max-jobs " "10000" ", --lora-dir models/lora, --backend auto.\n"
     "shards: --shard I/N (0 <= I < N), else SLURM_ARRAY_TASK_ID/_MIN/_COUNT, else JOB_COMPLETION_INDEX\n"
     "with --shards N. --dry-run prints the expanded jobs and totals without loading a model.\n"
     "--order file runs the jobs as written instead of grouped by model and LoRA tags (for comparison).\n"
@@ -42,14 +43,14 @@ static const char lf_batch_help_text[] =
     "   \"steps\": 4, \"width\": 64, \"height\": 64, \"axes\": {\"s\": [0, 0.5, 1], \"seed\": [1, 2]}}\n";
 
 enum {
-    B_OUTDIR, B_SHARD, B_SHARDS, B_RESUME, B_DRY, B_JSON, B_MAX, B_LORA, B_BACKEND, B_THREADS, B_QUIET, B_REPORT,
+    B_OUTDIR, B_SHARD, B_SHARDS, B_RESUME, B_DRY, B_JSON, B_MAX, B_LORA, B_BACKEND, B_DEVICE, B_THREADS, B_QUIET, B_REPORT,
     B_ORDER
 };
 
 static const lf_cli_opt lf_batch_cli_opts[] = {
     [B_OUTDIR] = {"output-dir", 1, 0}, [B_SHARD] = {"shard", 1, 0},     [B_SHARDS] = {"shards", 1, 0},
     [B_RESUME] = {"resume", 0, 0},     [B_DRY] = {"dry-run", 0, 0},     [B_JSON] = {"json", 0, 0},
-    [B_MAX] = {"max-jobs", 1, 0},      [B_LORA] = {"lora-dir", 1, 0},   [B_BACKEND] = {"backend", 1, 0},
+    [B_MAX] = {"max-jobs", 1, 0},      [B_LORA] = {"lora-dir", 1, 0},   [B_BACKEND] = {"backend", 1, 0}, [B_DEVICE] = {"device", 1, 0},
     [B_THREADS] = {"threads", 1, 0},   [B_QUIET] = {"quiet", 0, 0},     [B_REPORT] = {"report", 0, 0},
     [B_ORDER] = {"order", 1, 0},       {NULL, 0, 0}};
 
@@ -74,10 +75,10 @@ static int lf_batch_opt(lf_batch_args *a, int o, const char *v) {
     case B_JSON: a->json = 1; return 1;
     case B_MAX: return lf_cli_int("batch", "--max-jobs", v, 1, 100000000, &a->max_jobs);
     case B_LORA: a->o.lora_dir = v; return 1;
-    case B_BACKEND:
-        if (!strcmp(v, "cpu")) a->o.backend = LF_GEN_CPU;
-        else if (!strcmp(v, "cuda")) a->o.backend = LF_GEN_CUDA;
-        else return lf_cli_bad_choice("batch", "--backend", v, "cpu or cuda");
+    case B_BACKEND: return lf_cli_backend("batch", v, &a->o.backend);
+    case B_DEVICE:
+        if (!lf_cli_int("batch", "--device", v, 0, 1023, &n)) return 0;
+        a->o.device = (int)n;
         return 1;
     case B_THREADS:
         if (!lf_cli_int("batch", "--threads", v, 1, 1024, &n)) return 0;

@@ -2,7 +2,8 @@
  *
  *   lorafuse generate --model PATH --prompt TEXT [--negative TEXT] [--steps N] [--sampler NAME]
  *                     [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]
- *                     [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--vae PATH] [--backend cpu|cuda]
+ *                     [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--vae PATH]
+ *                     [--backend auto|cpu|cuda] [--device N]
  *                     [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--hash-cache FILE] [--quiet]
  *                     [--json] [--tag-dialect lorafuse|loractl] [--embeddings-dir DIR]
  *                     [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]
@@ -41,8 +42,9 @@ typedef struct {
 static const char lf_generate_usage_text[] =
     "usage: lorafuse generate --model PATH --prompt TEXT [--negative TEXT] [--steps N] [--sampler NAME]\n"
     "                         [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]\n"
-    "                         [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--vae PATH] [--backend cpu|cuda]\n"
-    "                         [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--hash-cache FILE] [--quiet]\n"
+    "                         [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--vae PATH]\n"
+    "                         [--backend auto|cpu|cuda] [--device N] [--rng cpu|nv] [--clip-skip N]\n"
+    "                         [--lbw-presets FILE] [--hash-cache FILE] [--quiet]\n"
     "                         [--json] [--tag-dialect lorafuse|loractl] [--embeddings-dir DIR]\n"
     "                         [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]\n";
 
@@ -59,6 +61,8 @@ static const char lf_generate_help_text[] =
     "                      (docs/prompt-tags.md)\n"
     "  --embeddings-dir D  textual-inversion embeddings used by name in prompts (default\n"
     "                      \"models/embeddings\")\n"
+    "  --backend B         what runs the models: auto (default: CUDA when a device opens, else the\n"
+    "                      CPU; the summary line says which and why), cpu, or cuda; --device N picks the GPU\n"
     "  --memory-limit MIB  refuse a call whose memory estimate is larger (default: what is available);\n"
     "                      --force-size runs anyway\n"
     "  --quiet             only errors on stderr;  --json  one JSON object per image on stdout\n"
@@ -68,7 +72,7 @@ static const char lf_generate_help_text[] =
 
 enum {
     G_MODEL, G_PROMPT, G_NEGATIVE, G_SAMPLER, G_LORA_DIR, G_LBW, G_OUTDIR, G_STEPS, G_WIDTH, G_HEIGHT, G_BSIZE,
-    G_BCOUNT, G_CLIPSKIP, G_SEED, G_CFG, G_BACKEND, G_RNG, G_MEMLIMIT, G_FORCESIZE, G_SYMOUT, G_NOSYMOUT,
+    G_BCOUNT, G_CLIPSKIP, G_SEED, G_CFG, G_BACKEND, G_DEVICE, G_RNG, G_MEMLIMIT, G_FORCESIZE, G_SYMOUT, G_NOSYMOUT,
     G_AUTOTRIG, G_QUIET, G_JSON, G_VAE, G_HASHCACHE, G_DIALECT, G_EMBDIR
 };
 
@@ -78,7 +82,7 @@ static const lf_cli_opt lf_generate_cli_opts[] = {
     [G_OUTDIR] = {"output-dir", 1, 0},   [G_STEPS] = {"steps", 1, 0},         [G_WIDTH] = {"width", 1, 0},
     [G_HEIGHT] = {"height", 1, 0},       [G_BSIZE] = {"batch-size", 1, 0},    [G_BCOUNT] = {"batch-count", 1, 0},
     [G_CLIPSKIP] = {"clip-skip", 1, 0},  [G_SEED] = {"seed", 1, 0},           [G_CFG] = {"cfg", 1, 0},
-    [G_BACKEND] = {"backend", 1, 0},     [G_RNG] = {"rng", 1, 0},             [G_MEMLIMIT] = {"memory-limit", 1, 0},
+    [G_BACKEND] = {"backend", 1, 0}, [G_DEVICE] = {"device", 1, 0},     [G_RNG] = {"rng", 1, 0},             [G_MEMLIMIT] = {"memory-limit", 1, 0},
     [G_FORCESIZE] = {"force-size", 0, 0}, [G_SYMOUT] = {"allow-symlinks-out", 0, 0},
     [G_NOSYMOUT] = {"no-symlinks-out", 0, 0}, [G_AUTOTRIG] = {"auto-trigger", 0, 0}, [G_QUIET] = {"quiet", 0, 0},
     [G_JSON] = {"json", 0, 0},           [G_VAE] = {"vae", 1, 0},             [G_HASHCACHE] = {"hash-cache", 1, 0},
@@ -128,10 +132,10 @@ static int lf_generate_opt(lf_generate_args *a, int o, const char *v) {
         a->o.seed = n;
         return 1;
     case G_CFG: return lf_cli_num("generate", "--cfg", v, 0, 100, &a->o.cfg);
-    case G_BACKEND:
-        if (!strcmp(v, "cpu")) a->o.backend = LF_GEN_CPU;
-        else if (!strcmp(v, "cuda")) a->o.backend = LF_GEN_CUDA;
-        else return lf_cli_bad_choice("generate", "--backend", v, "cpu or cuda");
+    case G_BACKEND: return lf_cli_backend("generate", v, &a->o.backend);
+    case G_DEVICE:
+        if (!lf_cli_int("generate", "--device", v, 0, 1023, &n)) return 0;
+        a->o.device = (int)n;
         return 1;
     case G_RNG: return lf_rng_kind_parse(v, &a->o.rng) == LF_OK || lf_cli_bad_choice("generate", "--rng", v, "cpu or nv");
     case G_MEMLIMIT:
@@ -253,9 +257,10 @@ int lf_cli_generate(int argc, char **argv) {
         fprintf(stderr, "lorafuse generate: warning: %s\n", in->warnings[i]);
     if (!a.quiet)
         fprintf(stderr,
-                "lorafuse generate: %s, %dx%d, %d steps, %s, CFG %g, %d image(s), %zu adapter(s), memory ~%.2f GiB\n",
+                "lorafuse generate: %s, %dx%d, %d steps, %s, CFG %g, %d image(s), %zu adapter(s), memory ~%.2f GiB, "
+                "backend %s\n",
                 in->family, in->width, in->height, in->steps, in->sampler, in->cfg, in->batch_size * in->batch_count,
-                in->n_adapters, (double)in->mem_estimate / (1 << 30));
+                in->n_adapters, (double)in->mem_estimate / (1 << 30), in->backend);
     lf_gen_set_progress(g, lf_gen_progress_cb, &ui);
     lf_status st = lf_gen_run(g, lf_gen_image_cb, &ui);
     if (ui.line_open) fputc('\n', stderr);

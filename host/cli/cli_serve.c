@@ -2,12 +2,13 @@
  * docs/serve.md).
  *
  *   lorafuse serve --model PATH [--listen HOST:PORT] [--lora-dir DIR] [--output-dir DIR]
- *                  [--api-auth USER:PASS[,USER:PASS...]] [--queue N] [--lora-cache-mb N] [--backend cpu|cuda]
+ *                  [--api-auth USER:PASS[,USER:PASS...]] [--queue N] [--lora-cache-mb N]
+ *                  [--backend auto|cpu|cuda] [--device N]
  *                  [--threads N] [--max-body-mb N] [--max-prompt N] [--max-tags N] [--max-pixels N] [--max-steps N]
  *                  [--max-images N]
  *
  * Prints one line on stdout when it is ready ("lorafuse serve: listening on URL, model PATH (FAMILY),
- * backend cpu"); a non-loopback --listen without --api-auth prints a warning on stderr. SIGINT and
+ * backend BACKEND"); a non-loopback --listen without --api-auth prints a warning on stderr. SIGINT and
  * SIGTERM (and SIGHUP unless ignored) shut it down cleanly: their handler (on whichever thread the
  * kernel picks: libraries start threads of their own before main) writes the signal to a pipe that the
  * main thread reads, then the server stops as lf_serve_stop says and the process exits 0.
@@ -28,12 +29,13 @@
 static const char lf_serve_usage_text[] =
     "usage: lorafuse serve --model PATH [--listen HOST:PORT] [--lora-dir DIR] [--output-dir DIR]\n"
     "                      [--api-auth USER:PASS[,USER:PASS...]] [--queue N] [--lora-cache-mb N]\n"
-    "                      [--backend cpu|cuda] [--threads N] [--max-body-mb N] [--max-prompt N]\n"
-    "                      [--max-tags N] [--max-pixels N] [--max-steps N] [--max-images N]\n";
+    "                      [--backend auto|cpu|cuda] [--device N] [--threads N] [--max-body-mb N]\n"
+    "                      [--max-prompt N] [--max-tags N] [--max-pixels N] [--max-steps N] [--max-images N]\n";
 
 static const char lf_serve_help_text[] =
     "AUTOMATIC1111's HTTP API (/sdapi/v1) over a model loaded once (docs/serve.md).\n"
     "defaults: --listen " LF_SERVE_DEFAULT_LISTEN ", --lora-dir models/lora, --queue 32, --lora-cache-mb 1024,\n"
+    "--backend auto (CUDA when --device N opens, else the CPU; the ready line says which),\n"
     "no --output-dir (save_images refused); limits: body 32 MiB, prompt 16384 bytes, 32 tags, 4194304\n"
     "pixels (width x height x batch_size), 150 steps, 64 images per request.\n"
     "SIGINT/SIGTERM stop it: the running job is interrupted, queued ones get 503, exit 0.\n"
@@ -72,7 +74,7 @@ static int lf_serve_signals(void) {
 
 enum {
     S_MODEL, S_LISTEN, S_LORA_DIR, S_OUTDIR, S_AUTH, S_QUEUE, S_CACHE, S_THREADS, S_BODY, S_PROMPT, S_TAGS, S_PIXELS,
-    S_STEPS, S_IMAGES, S_BACKEND
+    S_STEPS, S_IMAGES, S_BACKEND, S_DEVICE
 };
 
 static const lf_cli_opt lf_serve_cli_opts[] = {
@@ -80,7 +82,7 @@ static const lf_cli_opt lf_serve_cli_opts[] = {
     [S_OUTDIR] = {"output-dir", 1, 0},     [S_AUTH] = {"api-auth", 1, 0},       [S_QUEUE] = {"queue", 1, 0},
     [S_CACHE] = {"lora-cache-mb", 1, 0},   [S_THREADS] = {"threads", 1, 0},     [S_BODY] = {"max-body-mb", 1, 0},
     [S_PROMPT] = {"max-prompt", 1, 0},     [S_TAGS] = {"max-tags", 1, 0},       [S_PIXELS] = {"max-pixels", 1, 0},
-    [S_STEPS] = {"max-steps", 1, 0},       [S_IMAGES] = {"max-images", 1, 0},   [S_BACKEND] = {"backend", 1, 0},
+    [S_STEPS] = {"max-steps", 1, 0},       [S_IMAGES] = {"max-images", 1, 0},   [S_BACKEND] = {"backend", 1, 0}, [S_DEVICE] = {"device", 1, 0},
     {NULL, 0, 0}};
 
 /* One option's value into a; 0 after a message when it is bad. */
@@ -110,10 +112,10 @@ static int lf_serve_opt(lf_serve_args *a, int o, const char *v) {
     case S_PIXELS: a->o.limits.max_pixels = n; return 1;
     case S_STEPS: a->o.limits.max_steps = (int)n; return 1;
     case S_IMAGES: a->o.limits.max_images = (int)n; return 1;
-    case S_BACKEND:
-        if (!strcmp(v, "cpu")) a->o.backend = LF_GEN_CPU;
-        else if (!strcmp(v, "cuda")) a->o.backend = LF_GEN_CUDA;
-        else return lf_cli_bad_choice("serve", "--backend", v, "cpu or cuda");
+    case S_BACKEND: return lf_cli_backend("serve", v, &a->o.backend);
+    case S_DEVICE:
+        if (!lf_cli_int("serve", "--device", v, 0, 1023, &n)) return 0;
+        a->o.device = (int)n;
         return 1;
     default: return 0;
     }
@@ -155,8 +157,8 @@ int lf_cli_serve(int argc, char **argv) {
         fprintf(stderr, "lorafuse serve: %s\n", lf_last_error());
         return 1;
     }
-    printf("lorafuse serve: listening on %s, model %s (%s), backend cpu\n", lf_serve_url(s),
-           lf_esc(q, sizeof q, a.o.model, strlen(a.o.model)), lf_serve_family(s));
+    printf("lorafuse serve: listening on %s, model %s (%s), backend %s\n", lf_serve_url(s),
+           lf_esc(q, sizeof q, a.o.model, strlen(a.o.model)), lf_serve_family(s), lf_serve_backend(s));
     fflush(stdout);
     unsigned char b = 0;
     while (read(lf_serve_sigpipe[0], &b, 1) < 0 && errno == EINTR) {

@@ -126,11 +126,8 @@ static lf_status lf_gen_check_opts(lf_gen *g) {
         return lf_err(LF_ERR_ARG, "--output-dir is empty: give a directory (\".\" for the current one)");
     if (o->rng != LF_RNG_TORCH_CPU && o->rng != LF_RNG_NV)
         return lf_err(LF_ERR_ARG, "unknown random source %d", (int)o->rng);
-    if (o->backend == LF_GEN_CUDA)
-        return lf_err(LF_ERR_UNSUPPORTED,
-                      "--backend cuda: not available for generate yet: the UNet, VAE and text encoders run only on the "
-                      "CPU reference (no GPU path for the model runtime); the CUDA build accelerates adapter application "
-                      "only. Use --backend cpu");
+    if (o->backend != LF_GEN_AUTO && o->backend != LF_GEN_CPU && o->backend != LF_GEN_CUDA)
+        return lf_err(LF_ERR_ARG, "unknown backend %d", (int)o->backend);
     return LF_OK;
 }
 

@@ -11,6 +11,7 @@
 
 #include "generate_internal.h"
 #include "host/base/util.h"
+#include "host/runtime/model_compute.h"
 
 static char *lf_dup(const char *s) {
     size_t n = strlen(s) + 1;
@@ -79,10 +80,12 @@ void lf_gen_cond_cache_free(lf_gen *g) {
 }
 
 static lf_status lf_gen_encode_one(lf_gen *g, const char *text, lf_text_cond *c) {
-    if (g->tef == LF_TE_SDXL) return lf_text_encode_sdxl(g->te1, g->te2, g->tok, text, LF_EMPH_ORIGINAL, g->emb, c);
-    if (g->tef == LF_TE_SD2) return lf_text_encode_sd(g->te1, g->tok, text, 2, 0, LF_EMPH_ORIGINAL, g->emb, c);
+    lf_compute *cc = g->sess->cc;
+    if (g->tef == LF_TE_SDXL)
+        return lf_text_encode_sdxl_on(g->te1, g->te2, cc, g->tok, text, LF_EMPH_ORIGINAL, g->emb, c);
+    if (g->tef == LF_TE_SD2) return lf_text_encode_sd_on(g->te1, cc, g->tok, text, 2, 0, LF_EMPH_ORIGINAL, g->emb, c);
     int skip = g->o.clip_skip > 1 ? g->o.clip_skip : 1;
-    return lf_text_encode_sd(g->te1, g->tok, text, skip, lf_tokenizer_eos(g->tok), LF_EMPH_ORIGINAL, g->emb, c);
+    return lf_text_encode_sd_on(g->te1, cc, g->tok, text, skip, lf_tokenizer_eos(g->tok), LF_EMPH_ORIGINAL, g->emb, c);
 }
 
 /* Append copies of one empty-prompt window to c until it has `tokens` tokens. */

@@ -118,7 +118,7 @@ lf_status lf_gen_finish_image(lf_gen *g, int index, int64_t seed, const float *l
                               double t_sample, const char *model_hash, lf_gen_image_fn cb, void *cbctx) {
     int W = g->o.width, H = g->o.height;
     double t0 = lf_clock_s();
-    lf_status s = lf_vae_decode(g->vae, img, lat, 1, g->lat_h, g->lat_w);
+    lf_status s = lf_gen_vae_call(g, img, lat);
     double t_dec = lf_clock_s() - t0;
     g->times.decode += t_dec;
     if (s) return s;

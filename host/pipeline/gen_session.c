@@ -54,6 +54,7 @@ static void lf_gen_memo_clear(lf_gen_te_memo *m) {
 void lf_gen_session_free(lf_gen_session *s) {
     if (!s) return;
     lf_gen_session_unload(s);
+    lf_gen_compute_close(s);
     for (size_t i = 0; i < LF_GEN_TE_MEMO; i++) lf_gen_memo_clear(&s->memo[i]);
     lf_model_free(s->m);
     lf_tokenizer_free(s->tok);
@@ -65,6 +66,7 @@ void lf_gen_session_free(lf_gen_session *s) {
 const char *lf_gen_session_model(const lf_gen_session *s) { return s->model; }
 const char *lf_gen_session_family(const lf_gen_session *s) { return s->family; }
 const char *lf_gen_session_hash(const lf_gen_session *s) { return s->model_hash; }
+const char *lf_gen_session_backend(const lf_gen_session *s) { return s->backend; }
 
 uint64_t lf_gen_session_owned_bytes(const lf_gen_session *s) {
     return lf_unet_owned_bytes(s->unet) + lf_clip_owned_bytes(s->te1) + lf_clip_owned_bytes(s->te2);
@@ -82,7 +84,7 @@ lf_status lf_gen_session_adopt(lf_gen *g) {
     s->tok = g->tok;
     s->family = lf_family_name(g->m->family);
     g->sess = s;
-    return LF_OK;
+    return lf_gen_compute_open(s, &g->o);
 }
 
 lf_status lf_gen_session_load(lf_gen_session *s, const lf_gen *g) {

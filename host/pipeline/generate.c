@@ -50,12 +50,16 @@ int lf_gen_interrupted(const lf_gen *g) { return g->interrupted; }
 /* ---- sessions (gen_session.c) ------------------------------------------------------------------ */
 static lf_status lf_gen_open_job(lf_gen *g, const lf_gen_opts *opts);
 
-lf_status lf_gen_session_open(const char *model, lf_gen_session **out) {
+lf_status lf_gen_session_open(const char *model, lf_gen_backend backend, int device, lf_gen_cuda_fn cuda,
+                              lf_gen_session **out) {
     *out = NULL;
     if (!model) return lf_err(LF_ERR_ARG, "serve: no model");
     lf_gen_opts o;
     lf_gen_opts_default(&o);
     o.model = model;
+    o.backend = backend;
+    o.device = device;
+    o.cuda = cuda;
     o.prompt = "";
     o.write_png = 0;
     o.force_size = 1;
@@ -79,6 +83,10 @@ lf_status lf_gen_open_in(lf_gen_session *s, const lf_gen_opts *opts, lf_gen **ou
     if (opts->vae)
         return lf_err(LF_ERR_UNSUPPORTED, "generate: a job on a loaded model decodes with the model's VAE; a --vae "
                       "is chosen when the model is loaded");
+    int cuda = !strncmp(s->backend, "cuda", 4);
+    if ((opts->backend == LF_GEN_CPU && cuda) || (opts->backend == LF_GEN_CUDA && !cuda))
+        return lf_err(LF_ERR_UNSUPPORTED, "generate: the loaded model runs on %s; a job takes the backend of the "
+                      "model it runs on (--backend is chosen when the model is loaded)", s->backend);
     lf_gen_opts o = *opts;
     o.model = s->model;
     o.force_size = 1;
@@ -88,7 +96,10 @@ lf_status lf_gen_open_in(lf_gen_session *s, const lf_gen_opts *opts, lf_gen **ou
     g->m = s->m;
     g->tok = s->tok;
     lf_status st = lf_gen_open_job(g, &o);
-    if (st == LF_OK) *out = g;
+    if (st == LF_OK) {
+        g->info.backend = s->backend;
+        *out = g;
+    }
     return st;
 }
 
@@ -116,6 +127,7 @@ static void lf_gen_unload(lf_gen *g) {
     free(g->y);
     free(g->out2);
     g->xin = g->tin = g->ctx = g->y = g->out2 = NULL;
+    lf_gen_stage_free(g);
     g->ctx_cap = 0;
 }
 
@@ -180,11 +192,13 @@ lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
     if (!g) return lf_err(LF_ERR_NOMEM, "out of memory");
     lf_status st = lf_gen_open_job(g, opts);
     if (st != LF_OK) return st;
-    if ((st = lf_gen_session_adopt(g)) != LF_OK) {
+    st = lf_gen_session_adopt(g);
+    g->own_sess = 1; /* freed with g, also when the compute could not be had */
+    if (st != LF_OK) {
         lf_gen_free(g);
         return st;
     }
-    g->own_sess = 1;
+    g->info.backend = g->sess->backend;
     *out = g;
     return LF_OK;
 }
@@ -311,7 +325,7 @@ static lf_status lf_gen_denoise(void *ctx, int step, const float *x, float sigma
         y = g->y;
     }
     double t0 = lf_clock_s();
-    lf_status s = lf_unet_forward(g->unet, g->out2, g->xin, g->tin, g->ctx, L, y, N, g->lat_h, g->lat_w);
+    lf_status s = lf_gen_unet_call(g, g->out2, g->xin, g->tin, g->ctx, L, y, N);
     g->times.unet += lf_clock_s() - t0;
     g->times.unet_calls++;
     if (s) return s;

@@ -55,8 +55,17 @@ typedef struct {
     uint64_t last_use;         /* 0: empty slot */
 } lf_gen_te_memo;
 
+/* A backend buffer of n floats (gen_compute.c). */
+typedef struct lf_gen_dbuf {
+    float *p;
+    int64_t n;
+} lf_gen_dbuf;
+#define LF_GEN_DBUFS 4
+
 struct lf_gen_session {
     char *model;               /* checkpoint path */
+    struct lf_compute *cc;     /* the compute the models run on (gen_compute.c) */
+    char backend[224];         /* "cpu", "cpu (auto: ...)", "cuda (device 0: ...)" */
     lf_model *m;
     lf_tokenizer *tok;
     lf_unet *unet;
@@ -117,6 +126,7 @@ struct lf_gen {
     int lat_h, lat_w;
     float *xin, *tin, *ctx, *y, *out2;
     size_t ctx_cap;
+    lf_gen_dbuf dbuf[LF_GEN_DBUFS]; /* backend buffers of a device compute (gen_compute.c) */
     double t0, run_t0;
     int run_idx, runs, first_image;
 };
@@ -157,6 +167,20 @@ lf_status lf_gen_session_cond(lf_gen *g, size_t set);
 /* Around the plan's own step t (lf_cpu_backend_step + lf_live_apply_step): done = 0 marks its jobs
  * unknown, done = 1 records what they hold now. */
 lf_status lf_gen_session_mark_step(lf_gen *g, int t, int done);
+
+/* gen_compute.c */
+/* s->cc and s->backend for o->backend on o->device: CUDA when asked (an error when it cannot be had) or, for
+ * auto, when o->cuda gives one; else the CPU. */
+lf_status lf_gen_compute_open(lf_gen_session *s, const lf_gen_opts *o);
+void lf_gen_compute_close(lf_gen_session *s);
+/* out (N, 4, lat_h, lat_w) = the UNet on host x (N, 4, ...), t (N), ctx (N, L, D), y (N, adm) or NULL,
+ * on the session's compute. */
+lf_status lf_gen_unet_call(lf_gen *g, float *out, const float *x, const float *t, const float *ctx, int64_t L,
+                           const float *y, int64_t N);
+/* img (3, H, W) = the VAE decode of host latent lat (4, lat_h, lat_w) on the session's compute. */
+lf_status lf_gen_vae_call(lf_gen *g, float *img, const float *lat);
+/* Give back g's backend buffers. */
+void lf_gen_stage_free(lf_gen *g);
 
 /* gen_memory.c */
 /* The UNet options of the checkpoint's family (heads rule). */

@@ -255,6 +255,7 @@ void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner) {
     lf_compute *c = &cc->c;
     c->name = inner ? inner->name : "count";
     c->impl = cc;
+    c->host_memory = inner ? inner->host_memory : 0;
     c->alloc = lf_cnt_alloc;
     c->release = lf_cnt_release;
     c->upload = lf_cnt_upload;

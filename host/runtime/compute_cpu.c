@@ -124,6 +124,7 @@ LF_CC_OP(embedding, (lf_compute *c, float *y, const float *table, const int32_t 
 static lf_compute lf_cc_table = {
     .name = "cpu",
     .impl = NULL,
+    .host_memory = 1,
     .alloc = lf_cc_alloc,
     .release = lf_cc_release,
     .upload = lf_cc_copy,

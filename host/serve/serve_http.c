@@ -43,6 +43,7 @@ void lf_serve_opts_default(lf_serve_opts *o) {
 const char *lf_serve_url(const lf_serve *s) { return s->url; }
 int lf_serve_port(const lf_serve *s) { return s->port; }
 const char *lf_serve_family(const lf_serve *s) { return lf_gen_session_family(s->sess); }
+const char *lf_serve_backend(const lf_serve *s) { return lf_gen_session_backend(s->sess); }
 
 /* ---- one request ------------------------------------------------------------------------------ */
 typedef struct {
@@ -278,9 +279,6 @@ void lf_serve_stop(lf_serve *s) {
 lf_status lf_serve_start(const lf_serve_opts *o, lf_serve **out) {
     *out = NULL;
     if (!o || !o->model) return lf_err(LF_ERR_ARG, "serve: --model is required");
-    if (o->backend == LF_GEN_CUDA)
-        return lf_err(LF_ERR_UNSUPPORTED, "--backend cuda: not available for serve yet: the UNet, VAE and text "
-                      "encoders run only on the CPU reference (no GPU path for the model runtime). Use --backend cpu");
     if (o->queue < 0) return lf_err(LF_ERR_ARG, "--queue must be 0 or more");
     if (o->lora_cache_mb < 0) return lf_err(LF_ERR_ARG, "--lora-cache-mb must be 0 or more");
     lf_serve *s = calloc(1, sizeof *s);
@@ -297,7 +295,7 @@ lf_status lf_serve_start(const lf_serve_opts *o, lf_serve **out) {
     lf_status st = lf_srv_listen(s->o.listen, &sa, &v6);
     if (!st && o->api_auth) st = lf_srv_users(s, o->api_auth);
     if (!st) st = lf_srv_cache_new((uint64_t)o->lora_cache_mb << 20, &s->cache, &s->src);
-    if (!st) st = lf_gen_session_open(o->model, &s->sess);
+    if (!st) st = lf_gen_session_open(o->model, o->backend, o->device, o->cuda, &s->sess);
     if (!st) st = lf_srv_names(s);
     if (!st) st = lf_srv_worker_start(s);
     if (st) {

@@ -65,7 +65,9 @@ size_t lf_batch_job_images(const lf_batch_job *j);
 typedef struct lf_batch_opts {
     const char *output_dir;    /* required */
     const char *lora_dir;      /* NULL: models/lora */
-    lf_gen_backend backend;
+    lf_gen_backend backend;    /* auto (default), cpu or cuda */
+    int device;                /* CUDA device ordinal */
+    lf_gen_cuda_fn cuda;       /* lf_gen_opts.cuda */
     int resume;                /* skip images recorded in the manifest whose file has the recorded hash */
     int shard, shards;         /* 0/1: unsharded (manifest.jsonl); else manifest-shard-I-of-N.jsonl */
     int quiet;                 /* no progress lines on stderr */

@@ -41,7 +41,16 @@ extern "C" {
 #define LF_GEN_DEFAULT_OUTDIR "outputs"
 #define LF_GEN_MAX_SIZE 8192
 
-typedef enum lf_gen_backend { LF_GEN_CPU = 0, LF_GEN_CUDA } lf_gen_backend;
+/* auto (the default): CUDA when this build has it and the device opens, else the CPU (lf_gen_info.backend
+ * says which and why). */
+typedef enum lf_gen_backend { LF_GEN_AUTO = 0, LF_GEN_CPU, LF_GEN_CUDA } lf_gen_backend;
+
+/* How --backend cuda / auto gets a CUDA compute (host/base/compute.h) on device `device`, with a
+ * description of the device in desc: the caller that links the device library passes
+ * lf_compute_cuda_device (host/cuda/compute_cuda.h), as the lorafuse program does; NULL: this process has
+ * none (auto runs on the CPU, cuda is refused). The compute's destroy releases the device too. */
+struct lf_compute;
+typedef lf_status (*lf_gen_cuda_fn)(int device, struct lf_compute **out, char *desc, size_t cap);
 
 /* Progress report: step (1-based) of total for the sampler run covering images [first, first + n). */
 typedef struct lf_gen_progress {
@@ -73,6 +82,8 @@ typedef struct lf_gen_opts {
     int auto_trigger;          /* append the adapters' trigger words to the prompt */
     const char *output_dir;    /* NULL: LF_GEN_DEFAULT_OUTDIR; "" is refused */
     lf_gen_backend backend;
+    int device;                /* CUDA device ordinal (--device N), 0 by default */
+    lf_gen_cuda_fn cuda;       /* see lf_gen_cuda_fn; NULL: no CUDA in this process */
     lf_rng_kind rng;           /* LF_RNG_TORCH_CPU (diffusers' CPU generator) or LF_RNG_NV */
     int clip_skip;             /* A1111 clip skip (0 or 1: last layer) */
     int write_png;             /* 0: nothing is written (tests) */
@@ -116,6 +127,7 @@ typedef struct lf_gen_info {
     const char *const *warnings; /* what the checks noticed but did not refuse (an invalid default-size
                                   * metadata, the step plan's warnings), one line each */
     size_t n_warnings;
+    const char *backend;       /* what runs the models: "cpu", "cpu (auto: why not CUDA)", "cuda (device 0: ...)" */
 } lf_gen_info;
 
 /* Memory of a running call, bytes (docs/model-runtime.md "Memory"): peak_rss is the process's peak
@@ -151,7 +163,8 @@ void lf_gen_get_memory(const lf_gen *g, lf_gen_memory *out);
 typedef struct lf_gen_session lf_gen_session;
 
 /* Open `model` and load it (every check of lf_gen_open on the model's parts). */
-lf_status lf_gen_session_open(const char *model, lf_gen_session **out);
+lf_status lf_gen_session_open(const char *model, lf_gen_backend backend, int device, lf_gen_cuda_fn cuda,
+                              lf_gen_session **out);
 void lf_gen_session_free(lf_gen_session *s);
 /* What the session holds: the checkpoint's path and family name, and its A1111 model hash. */
 const char *lf_gen_session_model(const lf_gen_session *s);
@@ -161,6 +174,8 @@ const char *lf_gen_session_hash(const lf_gen_session *s);
  * from the checkpoint's mapping. A job's adapters add their patched tensors while it runs (copies kept
  * when it ends); a later job without them gives those tensors back to the mapping. */
 uint64_t lf_gen_session_owned_bytes(const lf_gen_session *s);
+/* The compute the session's models run on (lf_gen_info.backend). */
+const char *lf_gen_session_backend(const lf_gen_session *s);
 
 /* A job on the session: the checks of lf_gen_open against the loaded model (o->model is ignored: the
  * session's), then lf_gen_run samples with the resident weights. The session must outlive the job and

@@ -51,7 +51,9 @@ typedef struct lf_serve_opts {
     const char *api_auth;       /* "USER:PASS[,USER:PASS...]": HTTP basic auth on every endpoint but /health */
     int queue;                  /* waiting jobs (lf_serve_opts_default: LF_SERVE_DEFAULT_QUEUE) */
     int lora_cache_mb;          /* opened adapter files kept, MiB of file size (0: none kept) */
-    lf_gen_backend backend;
+    lf_gen_backend backend;     /* auto (default), cpu or cuda */
+    int device;                 /* CUDA device ordinal */
+    lf_gen_cuda_fn cuda;        /* lf_gen_opts.cuda */
     lf_serve_limits limits;
 } lf_serve_opts;
 
@@ -65,6 +67,8 @@ lf_status lf_serve_start(const lf_serve_opts *o, lf_serve **out);
 const char *lf_serve_url(const lf_serve *s);
 int lf_serve_port(const lf_serve *s);
 const char *lf_serve_family(const lf_serve *s);
+/* What runs the model: "cpu", "cpu (auto: ...)", "cuda (device N: ...)" (lf_gen_session_backend). */
+const char *lf_serve_backend(const lf_serve *s);
 /* 1 when the --listen address is a loopback one (127.0.0.0/8, ::1): the CLI warns otherwise without auth. */
 int lf_serve_is_loopback(const char *listen);
 /* Shut down: stop accepting, interrupt the running job (its request gets the images finished so far),

@@ -521,7 +521,7 @@ static void test_errors(const char *tmp) {
     g = NULL;
     o = base_opts(dir);
     o.backend = LF_GEN_CUDA;
-    expect_fail("cuda backend", &o, LF_ERR_UNSUPPORTED, "no GPU path");
+    expect_fail("cuda backend", &o, LF_ERR_UNSUPPORTED, "no CUDA backend linked");
     /* seeds: -1 or 0 .. INT64_MAX, seed + image index in range (never wrapped) */
     o = base_opts(dir);
     o.seed = -2;
@@ -741,7 +741,7 @@ static void test_session(void) {
     const char *lora = "a fox <lora:mini_lora:0.4@1,1@3>";
     size_t n = 0, m = 0;
     lf_gen_session *ss = NULL;
-    if (lf_gen_session_open(MODEL, &ss) != LF_OK) {
+    if (lf_gen_session_open(MODEL, LF_GEN_AUTO, 0, NULL, &ss) != LF_OK) {
         LF_CHECK(0, "session: %s", lf_last_error());
         return;
     }

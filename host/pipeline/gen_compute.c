@@ -1,0 +1,124 @@
+/* gen_compute.c: the compute a session's models run on (host/base/compute.h; `--backend auto|cpu|cuda`,
+ * `--device N`) and a job's calls into it: the UNet forward of a sampler step and the VAE decode of an
+ * image, their host arrays staged through backend buffers when the compute's memory is not the host's
+ * (the latents, the conditioning and the image cross once per call; the weights stay resident).
+ *
+ * auto: CUDA when this build has it and device N opens, else the CPU, with the reason kept for the
+ * report ("cpu (auto: no CUDA device: ...)"). A device compute keeps resident copies of the weights by
+ * host address; the runtime's weight watcher (weight_load.h) tells it of every weight rewritten,
+ * rebound or freed, so the copies follow the CPU backend's patched tensors (one session with a device
+ * compute per process: the watcher is one).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "generate_internal.h"
+#include "host/runtime/compute_cpu.h"
+#include "host/runtime/model_compute.h"
+#include "host/runtime/weight_load.h"
+
+static void lf_gen_forget(void *ctx, const void *p, size_t bytes) {
+    lf_compute *c = ctx;
+    c->forget(c, p, bytes);
+}
+
+static lf_status lf_gen_open_cuda(lf_gen_session *s, const lf_gen_opts *o) {
+    if (!o->cuda) return lf_err(LF_ERR_UNSUPPORTED, "this program has no CUDA backend linked");
+    char desc[160] = "";
+    lf_status st = o->cuda(o->device, &s->cc, desc, sizeof desc);
+    if (st != LF_OK) {
+        s->cc = NULL;
+        return st;
+    }
+    lf_wts_watch(lf_gen_forget, s->cc);
+    snprintf(s->backend, sizeof s->backend, "cuda (device %d: %s)", o->device, desc);
+    return LF_OK;
+}
+
+lf_status lf_gen_compute_open(lf_gen_session *s, const lf_gen_opts *o) {
+    if (o->device < 0) return lf_err(LF_ERR_ARG, "--device %d: a device is 0 or more", o->device);
+    if (o->backend == LF_GEN_CUDA) {
+        lf_status st = lf_gen_open_cuda(s, o);
+        return st == LF_OK ? LF_OK : lf_err_wrap(st, "--backend cuda: ");
+    }
+    s->cc = lf_compute_cpu();
+    if (o->backend == LF_GEN_CPU) {
+        snprintf(s->backend, sizeof s->backend, "cpu");
+        return LF_OK;
+    }
+    if (lf_gen_open_cuda(s, o) == LF_OK) return LF_OK;
+    char why[160];
+    snprintf(why, sizeof why, "%s", lf_last_error());
+    lf_err_clear();
+    s->cc = lf_compute_cpu();
+    snprintf(s->backend, sizeof s->backend, "cpu (auto: %s)", why);
+    return LF_OK;
+}
+
+void lf_gen_compute_close(lf_gen_session *s) {
+    if (s->cc && !s->cc->host_memory) {
+        lf_wts_watch(NULL, NULL);
+        s->cc->destroy(s->cc);
+    }
+    s->cc = NULL;
+}
+
+/* ---- staging ---------------------------------------------------------------------------------- */
+
+/* b holds at least n floats of backend memory (grown, contents lost) */
+static lf_status lf_gen_stage(lf_compute *c, lf_gen_dbuf *b, int64_t n) {
+    if (b->n >= n) return LF_OK;
+    c->release(c, b->p);
+    b->p = NULL;
+    b->n = 0;
+    lf_status st = c->alloc(c, n, &b->p);
+    if (st == LF_OK) b->n = n;
+    return st;
+}
+
+void lf_gen_stage_free(lf_gen *g) {
+    lf_compute *c = g->sess ? g->sess->cc : NULL;
+    for (int i = 0; i < LF_GEN_DBUFS; i++) {
+        if (c) c->release(c, g->dbuf[i].p);
+        g->dbuf[i].p = NULL;
+        g->dbuf[i].n = 0;
+    }
+}
+
+/* host array h of n floats as the compute sees it: itself on host memory, else uploaded to b */
+static lf_status lf_gen_in(lf_compute *c, lf_gen_dbuf *b, const float *h, int64_t n, const float **out) {
+    *out = h;
+    if (c->host_memory || !h) return LF_OK;
+    lf_status st = lf_gen_stage(c, b, n);
+    if (st == LF_OK) st = c->upload(c, b->p, h, n);
+    *out = b->p;
+    return st;
+}
+
+lf_status lf_gen_unet_call(lf_gen *g, float *out, const float *x, const float *t, const float *ctx, int64_t L,
+                           const float *y, int64_t N) {
+    lf_compute *c = g->sess->cc;
+    const lf_unet_arch *a = lf_unet_get_arch(g->unet);
+    int64_t nx = N * a->in_channels * g->lat_h * g->lat_w, nout = N * a->out_channels * g->lat_h * g->lat_w;
+    const float *dx = NULL, *dctx = NULL, *dy = NULL;
+    float *dout = out;
+    lf_status st = lf_gen_in(c, &g->dbuf[0], x, nx, &dx);
+    if (!st) st = lf_gen_in(c, &g->dbuf[1], ctx, N * L * a->context_dim, &dctx);
+    if (!st) st = lf_gen_in(c, &g->dbuf[2], y, N * a->adm_in_channels, &dy);
+    if (!st && !c->host_memory && (st = lf_gen_stage(c, &g->dbuf[3], nout)) == LF_OK) dout = g->dbuf[3].p;
+    if (!st) st = lf_unet_forward_on(g->unet, c, dout, dx, t, dctx, L, dy, N, g->lat_h, g->lat_w);
+    if (!st && !c->host_memory) st = c->download(c, out, dout, nout);
+    return st;
+}
+
+lf_status lf_gen_vae_call(lf_gen *g, float *img, const float *lat) {
+    lf_compute *c = g->sess->cc;
+    int64_t nl = 4 * (int64_t)g->lat_h * g->lat_w, ni = 3 * (int64_t)g->o.width * g->o.height;
+    const float *dl = NULL;
+    float *di = img;
+    lf_status st = lf_gen_in(c, &g->dbuf[0], lat, nl, &dl);
+    if (!st && !c->host_memory && (st = lf_gen_stage(c, &g->dbuf[3], ni)) == LF_OK) di = g->dbuf[3].p;
+    if (!st) st = lf_vae_decode_on(g->vae, c, di, dl, 1, g->lat_h, g->lat_w);
+    if (!st && !c->host_memory) st = c->download(c, img, di, ni);
+    return st;
+}
