@@ -224,7 +224,7 @@ static lf_status lf_cc_resident(lf_ccuda *cc, const void *p, lf_dtype dt, int64_
     return LF_OK;
 fail:
     if (d) cudaFree(d);
-    return st;
+    return lf_err_wrap(st, "resident %s copy (%zu bytes): ", lf_dtype_name(dt), bytes);
 }
 
 /* a matrix-product weight: dtype f32/f16/bf16 and n values, resident */
