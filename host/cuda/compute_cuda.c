@@ -93,6 +93,15 @@ static lf_status lf_cc_launched(lf_ccuda *cc, int e, const char *launcher) {
 
 #define LF_LAUNCH(launcher, ...) LF_TRY(lf_cc_launched(cc, launcher(__VA_ARGS__), #launcher))
 
+/* an op that is one launch: its status, the op named on failure */
+static lf_status lf_cc_one(lf_ccuda *cc, int e, const char *launcher, const char *op) {
+    lf_status st = lf_cc_launched(cc, e, launcher);
+    return st ? lf_cc_fail(st, op) : LF_OK;
+}
+
+/* in an op of compute.h (lf_compute *c): its single launch */
+#define LF_ONE(op, launcher, ...) lf_cc_one(lf_cc(c), launcher(__VA_ARGS__), #launcher, op)
+
 /* sizes handed to cuBLAS are int */
 static lf_status lf_cc_int(int64_t v, const char *what) {
     if (v >= 0 && v <= INT_MAX) return LF_OK;
@@ -330,17 +339,17 @@ static lf_cunn_type lf_cc_nn_type(lf_dtype dt) {
     return dt == LF_F16 ? LF_CUNN_F16 : dt == LF_BF16 ? LF_CUNN_BF16 : LF_CUNN_F32;
 }
 
-/* column-major C (m, n, ldc) = A (m, k, lda) · B (k, n, ldb), no transposes, A of type dt (cast
- * activations or im2col columns) and B the resident weight of dt, or both f32; C f32 */
-static lf_status lf_cc_gemm_nn(lf_ccuda *cc, lf_dtype dt, int m, int n, int k, const void *A, int lda, const void *B,
-                               int ldb, float *C, int ldc) {
+/* column-major C (m, n, ldc) = op(A) (m, k) · B (k, n, ldb), A (lda) and B both of type dt (a resident
+ * weight and cast activations or im2col columns) or both f32; C f32 */
+static lf_status lf_cc_gemm(lf_ccuda *cc, lf_dtype dt, cublasOperation_t ta, int m, int n, int k, const void *A, int lda,
+                            const void *B, int ldb, float *C, int ldc) {
     lf_status st = LF_OK;
     const float one = 1.0f, zero = 0.0f;
     if (dt == LF_F32)
-        LF_CB(cublasSgemm(cc->blas, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, A, lda, B, ldb, &zero, C, ldc));
+        LF_CB(cublasSgemm(cc->blas, ta, CUBLAS_OP_N, m, n, k, &one, A, lda, B, ldb, &zero, C, ldc));
     else
-        LF_CB(cublasGemmEx(cc->blas, CUBLAS_OP_N, CUBLAS_OP_N, m, n, k, &one, A, lf_cc_cuda_type(dt), lda, B,
-                           lf_cc_cuda_type(dt), ldb, &zero, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        LF_CB(cublasGemmEx(cc->blas, ta, CUBLAS_OP_N, m, n, k, &one, A, lf_cc_cuda_type(dt), lda, B, lf_cc_cuda_type(dt),
+                           ldb, &zero, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return LF_OK;
 fail:
     return st;
@@ -353,7 +362,6 @@ static lf_status lf_cc_linear(lf_compute *c, float *y, const float *x, const lf_
     const void *wd = NULL;
     const float *bd = NULL;
     void *xs = NULL;
-    const float one = 1.0f, zero = 0.0f;
     LF_TRY(lf_cc_weight(cc, W, out * in, &wd));
     LF_TRY(lf_cc_params(cc, b, out, &bd));
     if (M <= 0 || out <= 0) return LF_OK;
@@ -362,22 +370,18 @@ static lf_status lf_cc_linear(lf_compute *c, float *y, const float *x, const lf_
     LF_TRY(lf_cc_int(out, "out"));
     if (in == 0) {
         LF_CU(cudaMemsetAsync(y, 0, (size_t)(M * out) * sizeof(float), cc->stream), NULL);
-    } else if (W->dtype == LF_F32) {
-        LF_CB(cublasSgemm(cc->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)M, (int)in, &one, wd, (int)in, x, (int)in,
-                          &zero, y, (int)out));
     } else {
-        LF_TRY(lf_cc_malloc(cc, (size_t)(M * in) * 2, &xs));
-        LF_LAUNCH(lf_cunn_cast, xs, lf_cc_nn_type(W->dtype), x, M * in, cc->stream);
-        LF_CB(cublasGemmEx(cc->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)M, (int)in, &one, wd,
-                           lf_cc_cuda_type(W->dtype), (int)in, xs, lf_cc_cuda_type(W->dtype), (int)in, &zero, y,
-                           CUDA_R_32F, (int)out, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        if (W->dtype != LF_F32) {
+            LF_TRY(lf_cc_malloc(cc, (size_t)(M * in) * 2, &xs));
+            LF_LAUNCH(lf_cunn_cast, xs, lf_cc_nn_type(W->dtype), x, M * in, cc->stream);
+        }
+        LF_TRY(lf_cc_gemm(cc, W->dtype, CUBLAS_OP_T, (int)out, (int)M, (int)in, wd, (int)in, xs ? xs : (const void *)x,
+                          (int)in, y, (int)out));
     }
     if (bd) LF_LAUNCH(lf_cunn_add_bias, y, bd, M, out, 1, 0, cc->stream);
-    lf_cc_free(cc, xs);
-    return LF_OK;
 fail:
     lf_cc_free(cc, xs);
-    return lf_cc_fail(st, "linear");
+    return st ? lf_cc_fail(st, "linear") : LF_OK;
 }
 
 static lf_status lf_cc_conv2d(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t N,
@@ -421,22 +425,20 @@ static lf_status lf_cc_conv2d(lf_compute *c, float *y, const float *x, const lf_
         }
         if (direct) {
             const void *A = W->dtype == LF_F32 ? (const void *)xn : (const char *)col + (size_t)(n * C_in * P) * esz;
-            LF_TRY(lf_cc_gemm_nn(cc, W->dtype, (int)P, (int)C_out, (int)K, A, (int)P, wd, (int)K, yn, (int)P));
+            LF_TRY(lf_cc_gemm(cc, W->dtype, CUBLAS_OP_N, (int)P, (int)C_out, (int)K, A, (int)P, wd, (int)K, yn, (int)P));
             continue;
         }
         for (int64_t p0 = 0; p0 < P; p0 += band) {
             const int64_t np = P - p0 < band ? P - p0 : band;
             LF_LAUNCH(lf_cunn_im2col, col, lf_cc_nn_type(W->dtype), xn, C_in, H, Wd, kh, kw, stride, pad, Wo, p0, np,
                       cc->stream);
-            LF_TRY(lf_cc_gemm_nn(cc, W->dtype, (int)np, (int)C_out, (int)K, col, (int)np, wd, (int)K, yn + p0, (int)P));
+            LF_TRY(lf_cc_gemm(cc, W->dtype, CUBLAS_OP_N, (int)np, (int)C_out, (int)K, col, (int)np, wd, (int)K, yn + p0, (int)P));
         }
     }
     if (bd) LF_LAUNCH(lf_cunn_add_bias, y, bd, N, C_out, P, 0, cc->stream);
-    lf_cc_free(cc, col);
-    return LF_OK;
 fail:
     lf_cc_free(cc, col);
-    return lf_cc_fail(st, "conv2d");
+    return st ? lf_cc_fail(st, "conv2d") : LF_OK;
 }
 
 static lf_status lf_cc_attention(lf_compute *c, float *out, const float *q, const float *k, const float *v, int64_t N,
@@ -471,11 +473,9 @@ static lf_status lf_cc_attention(lf_compute *c, float *out, const float *q, cons
                                             (int)HD, d, S, (int)Lk, nq * Lk, &zero, out + (n * Lq + q0) * HD, (int)HD,
                                             d, (int)heads));
         }
-    lf_cc_free(cc, S);
-    return LF_OK;
 fail:
     lf_cc_free(cc, S);
-    return lf_cc_fail(st, "attention");
+    return st ? lf_cc_fail(st, "attention") : LF_OK;
 }
 
 /* ---- normalisation and element-wise ops ----------------------------------------------------- */
@@ -512,12 +512,7 @@ fail:
 
 static lf_status lf_cc_ew(lf_compute *c, lf_cunn_op op, float *y, const float *a, const float *b, float s, int64_t n,
                           const char *name) {
-    lf_ccuda *cc = lf_cc(c);
-    lf_status st = LF_OK;
-    LF_LAUNCH(lf_cunn_ew, op, y, a, b, s, n, cc->stream);
-    return LF_OK;
-fail:
-    return lf_cc_fail(st, name);
+    return LF_ONE(name, lf_cunn_ew, op, y, a, b, s, n, lf_cc(c)->stream);
 }
 
 static lf_status lf_cc_silu(lf_compute *c, float *y, const float *x, int64_t n) {
@@ -543,12 +538,7 @@ static lf_status lf_cc_scale(lf_compute *c, float *y, const float *x, float s, i
 }
 
 static lf_status lf_cc_geglu(lf_compute *c, float *y, const float *x, int64_t M, int64_t F) {
-    lf_ccuda *cc = lf_cc(c);
-    lf_status st = LF_OK;
-    LF_LAUNCH(lf_cunn_geglu, y, x, M, F, cc->stream);
-    return LF_OK;
-fail:
-    return lf_cc_fail(st, "geglu");
+    return LF_ONE("geglu", lf_cunn_geglu, y, x, M, F, lf_cc(c)->stream);
 }
 
 static lf_status lf_cc_add_bias_c(lf_compute *c, float *x, const float *b, int64_t N, int64_t C, int64_t S) {
@@ -563,62 +553,32 @@ fail:
 }
 
 static lf_status lf_cc_add_bias_nc(lf_compute *c, float *x, const float *b, int64_t N, int64_t C, int64_t S) {
-    lf_ccuda *cc = lf_cc(c);
-    lf_status st = LF_OK;
-    LF_LAUNCH(lf_cunn_add_bias, x, b, N, C, S, 1, cc->stream);
-    return LF_OK;
-fail:
-    return lf_cc_fail(st, "add_bias_nc");
+    return LF_ONE("add_bias_nc", lf_cunn_add_bias, x, b, N, C, S, 1, lf_cc(c)->stream);
 }
 
 /* ---- layout ------------------------------------------------------------------------------------ */
 
 static lf_status lf_cc_nchw_to_nlc(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t S) {
-    lf_ccuda *cc = lf_cc(c);
-    lf_status st = LF_OK;
-    LF_LAUNCH(lf_cunn_transpose, y, x, N, C, S, cc->stream);
-    return LF_OK;
-fail:
-    return lf_cc_fail(st, "nchw_to_nlc");
+    return LF_ONE("nchw_to_nlc", lf_cunn_transpose, y, x, N, C, S, lf_cc(c)->stream);
 }
 
 static lf_status lf_cc_nlc_to_nchw(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t S) {
-    lf_ccuda *cc = lf_cc(c);
-    lf_status st = LF_OK;
-    LF_LAUNCH(lf_cunn_transpose, y, x, N, S, C, cc->stream);
-    return LF_OK;
-fail:
-    return lf_cc_fail(st, "nlc_to_nchw");
+    return LF_ONE("nlc_to_nchw", lf_cunn_transpose, y, x, N, S, C, lf_cc(c)->stream);
 }
 
 static lf_status lf_cc_resize_nearest(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t H,
                                       int64_t W, int64_t Ho, int64_t Wo) {
-    lf_ccuda *cc = lf_cc(c);
-    lf_status st = LF_OK;
-    LF_LAUNCH(lf_cunn_resize_nearest, y, x, N, C, H, W, Ho, Wo, cc->stream);
-    return LF_OK;
-fail:
-    return lf_cc_fail(st, "resize_nearest");
+    return LF_ONE("resize_nearest", lf_cunn_resize_nearest, y, x, N, C, H, W, Ho, Wo, lf_cc(c)->stream);
 }
 
 static lf_status lf_cc_pad2d(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
                              int64_t left, int64_t right, int64_t top, int64_t bottom) {
-    lf_ccuda *cc = lf_cc(c);
-    lf_status st = LF_OK;
-    LF_LAUNCH(lf_cunn_pad2d, y, x, N, C, H, W, left, right, top, bottom, cc->stream);
-    return LF_OK;
-fail:
-    return lf_cc_fail(st, "pad2d");
+    return LF_ONE("pad2d", lf_cunn_pad2d, y, x, N, C, H, W, left, right, top, bottom, lf_cc(c)->stream);
 }
 
 static lf_status lf_cc_concat_c(lf_compute *c, float *y, const float *a, const float *b, int64_t N, int64_t Ca,
                                 int64_t Cb, int64_t S) {
-    lf_ccuda *cc = lf_cc(c);
-    lf_status st = LF_OK;
-    LF_LAUNCH(lf_cunn_concat_c, y, a, b, N, Ca, Cb, S, cc->stream);
-    return LF_OK;
-fail:
-    return lf_cc_fail(st, "concat_c");
+    return LF_ONE("concat_c", lf_cunn_concat_c, y, a, b, N, Ca, Cb, S, lf_cc(c)->stream);
 }
 
 /* ---- embeddings -------------------------------------------------------------------------------- */
@@ -634,11 +594,9 @@ static lf_status lf_cc_timestep_embedding(lf_compute *c, float *emb, const float
     /* the two constants exactly as lf_nn_timestep_embedding forms them */
     LF_LAUNCH(lf_cunn_timestep_embedding, emb, td, N, dim, flip_sin_to_cos, -(float)log((double)max_period),
               (float)(dim / 2) - shift, cc->stream);
-    lf_cc_free(cc, td);
-    return LF_OK;
 fail:
     lf_cc_free(cc, td);
-    return lf_cc_fail(st, "timestep_embedding");
+    return st ? lf_cc_fail(st, "timestep_embedding") : LF_OK;
 }
 
 static lf_status lf_cc_embedding(lf_compute *c, float *y, const float *table, const int32_t *ids, int64_t L, int64_t V,
@@ -658,11 +616,9 @@ static lf_status lf_cc_embedding(lf_compute *c, float *y, const float *table, co
     LF_TRY(lf_cc_malloc(cc, (size_t)L * sizeof(int32_t), (void **)&idd));
     LF_CU(cudaMemcpyAsync(idd, ids, (size_t)L * sizeof(int32_t), cudaMemcpyHostToDevice, cc->stream), NULL);
     LF_LAUNCH(lf_cunn_embedding, y, td, idd, L, D, cc->stream);
-    lf_cc_free(cc, idd);
-    return LF_OK;
 fail:
     lf_cc_free(cc, idd);
-    return lf_cc_fail(st, "embedding");
+    return st ? lf_cc_fail(st, "embedding") : LF_OK;
 }
 
 /* ---- open -------------------------------------------------------------------------------------- */

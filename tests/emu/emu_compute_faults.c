@@ -44,17 +44,16 @@ typedef struct {
     float out[OUT_N];
 } outcome;
 
-static int failed(outcome *o, lf_status st, const char *step) {
-    if (st == LF_OK) return 0;
-    o->st = st;
-    snprintf(o->step, sizeof o->step, "%s", step);
-    snprintf(o->msg, sizeof o->msg, "%s", lf_last_error());
-    return 1;
-}
-
+/* run one step; on failure record it and end the sequence */
 #define STEP(expr, name)                                                                       \
     do {                                                                                       \
-        if (failed(o, (expr), (name))) goto done;                                              \
+        lf_status s_ = (expr);                                                                 \
+        if (s_ != LF_OK) {                                                                     \
+            o->st = s_;                                                                        \
+            snprintf(o->step, sizeof o->step, "%s", (name));                                   \
+            snprintf(o->msg, sizeof o->msg, "%s", lf_last_error());                            \
+            goto done;                                                                         \
+        }                                                                                      \
     } while (0)
 
 static void sequence(lf_device *dev, inputs *in, outcome *o) {
