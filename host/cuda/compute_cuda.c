@@ -266,7 +266,9 @@ static lf_status lf_cc_bind(lf_compute *c, const void *p, const lf_view *v, void
 
 static lf_status lf_cc_upload(lf_compute *c, float *dst, const float *host_src, int64_t n) {
     lf_status st = LF_OK;
-    if (n > 0) LF_CU(cudaMemcpyAsync(dst, host_src, (size_t)n * sizeof(float), cudaMemcpyHostToDevice, lf_cc(c)->stream), NULL);
+    if (n > 0)
+        LF_CU(cudaMemcpyAsync(dst, host_src, (size_t)n * sizeof(float), cudaMemcpyHostToDevice, lf_cc(c)->stream),
+              NULL);
     return LF_OK;
 fail:
     return lf_cc_fail(st, "upload");
@@ -432,7 +434,8 @@ static lf_status lf_cc_conv2d(lf_compute *c, float *y, const float *x, const lf_
             const int64_t np = P - p0 < band ? P - p0 : band;
             LF_LAUNCH(lf_cunn_im2col, col, lf_cc_nn_type(W->dtype), xn, C_in, H, Wd, kh, kw, stride, pad, Wo, p0, np,
                       cc->stream);
-            LF_TRY(lf_cc_gemm(cc, W->dtype, CUBLAS_OP_N, (int)np, (int)C_out, (int)K, col, (int)np, wd, (int)K, yn + p0, (int)P));
+            LF_TRY(lf_cc_gemm(cc, W->dtype, CUBLAS_OP_N, (int)np, (int)C_out, (int)K, col, (int)np, wd, (int)K, yn + p0,
+                              (int)P));
         }
     }
     if (bd) LF_LAUNCH(lf_cunn_add_bias, y, bd, N, C_out, P, 0, cc->stream);

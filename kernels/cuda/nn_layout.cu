@@ -16,10 +16,11 @@ namespace {
 
 constexpr int TILE = 32;
 
-/* grid (tiles along C, tiles along R, N), block (32, 8) */
-__global__ void __launch_bounds__(256) lf_cunn_transpose_k(float *y, const float *x, int64_t R, int64_t C) {
+/* grid (tiles of the (R, C) matrix, N), block (32, 8); tile t covers rows (t / tc)*32.. and columns
+ * (t % tc)*32.. (one flat grid dimension: a VAE-sized S needs more than 65535 tiles along it) */
+__global__ void __launch_bounds__(256) lf_cunn_transpose_k(float *y, const float *x, int64_t R, int64_t C, int64_t tc) {
     __shared__ float tile[TILE * (TILE + 1)];
-    const int64_t n = blockIdx.z, r0 = (int64_t)blockIdx.y * TILE, c0 = (int64_t)blockIdx.x * TILE;
+    const int64_t n = blockIdx.y, r0 = (int64_t)blockIdx.x / tc * TILE, c0 = (int64_t)blockIdx.x % tc * TILE;
     const float *xs = x + n * R * C;
     float *ys = y + n * R * C;
     for (int k = threadIdx.y; k < TILE; k += blockDim.y) {
@@ -68,9 +69,9 @@ __global__ void __launch_bounds__(256) lf_cunn_concat_c_k(float *y, const float 
 extern "C" int lf_cunn_transpose(float *y, const float *x, int64_t N, int64_t R, int64_t C, cudaStream_t s) {
     if (N <= 0 || R <= 0 || C <= 0) return (int)cudaSuccess;
     const int64_t tr = (R + TILE - 1) / TILE, tc = (C + TILE - 1) / TILE;
-    if (tc > INT32_MAX || tr > 65535 || N > 65535) return (int)cudaErrorInvalidValue;
+    if (tr * tc > INT32_MAX || N > 65535) return (int)cudaErrorInvalidValue;
     (void)cudaGetLastError(); /* the return below must be this launch's error, not an earlier call's */
-    lf_cunn_transpose_k<<<dim3((unsigned)tc, (unsigned)tr, (unsigned)N), dim3(TILE, 8), 0, s>>>(y, x, R, C);
+    lf_cunn_transpose_k<<<dim3((unsigned)(tr * tc), (unsigned)N), dim3(TILE, 8), 0, s>>>(y, x, R, C, tc);
     return (int)cudaGetLastError();
 }
 

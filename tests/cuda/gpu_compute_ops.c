@@ -282,8 +282,8 @@ static void t_elementwise(void) {
 }
 
 static void t_layout(void) {
-    static const int64_t tr[][3] = {{2, 37, 45}, {1, 64, 64}, {1, 1, 7}};
-    for (int i = 0; i < 3; i++) {
+    static const int64_t tr[][3] = {{2, 37, 45}, {1, 64, 64}, {1, 1, 7}, {1, 70, 33}};
+    for (int i = 0; i < 4; i++) {
         const int64_t N = tr[i][0], Cc = tr[i][1], S = tr[i][2], n = N * Cc * S;
         float *x = rnd(n, -1, 1), *ref = malloc((size_t)n * 4);
         float *dx = dev_from(x, n), *dy = dev_empty(n);
