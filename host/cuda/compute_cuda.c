@@ -115,8 +115,23 @@ static void lf_cc_drop_cache(lf_ccuda *cc) {
     cc->nfree = 0;
 }
 
+/* cudaMalloc, once more after freeing the cached blocks when memory is short; the status names
+ * cudaMalloc and the size */
+static lf_status lf_cc_cuda_malloc(lf_ccuda *cc, size_t bytes, void **p) {
+    *p = NULL;
+    cudaError_t e = cudaMalloc(p, bytes);
+    if (e == cudaErrorMemoryAllocation && cc->nfree) {
+        (void)cudaGetLastError();
+        lf_cc_drop_cache(cc);
+        e = cudaMalloc(p, bytes);
+    }
+    if (e == cudaSuccess) return LF_OK;
+    *p = NULL;
+    lf_status st = lf_cu_err(e, "cudaMalloc", NULL, __FILE__, __LINE__);
+    return lf_err_wrap(st, "%zu bytes: ", bytes);
+}
+
 static lf_status lf_cc_malloc(lf_ccuda *cc, size_t bytes, void **out) {
-    lf_status st = LF_OK;
     size_t need = lf_round_up(bytes ? bytes : 1, 256), best = SIZE_MAX;
     *out = NULL;
     if (lf_grow(&cc->live, &cc->caplive, cc->nlive + 1)) return lf_err(LF_ERR_NOMEM, "out of host memory");
@@ -130,17 +145,8 @@ static lf_status lf_cc_malloc(lf_ccuda *cc, size_t bytes, void **out) {
         cc->freeb[best] = cc->freeb[--cc->nfree];
     } else {
         b.bytes = need;
-        b.p = NULL;
-        cudaError_t e = cudaMalloc(&b.p, need);
-        if (e == cudaErrorMemoryAllocation && cc->nfree) { /* the cached blocks may be what is missing */
-            (void)cudaGetLastError();
-            lf_cc_drop_cache(cc);
-            e = cudaMalloc(&b.p, need);
-        }
-        if (e != cudaSuccess) {
-            st = lf_cu_err(e, "cudaMalloc", NULL, __FILE__, __LINE__);
-            return lf_err_wrap(st, "%zu bytes: ", need);
-        }
+        lf_status st = lf_cc_cuda_malloc(cc, need, &b.p);
+        if (st) return st;
     }
     cc->live[cc->nlive++] = b;
     *out = b.p;
@@ -226,14 +232,14 @@ static lf_status lf_cc_resident(lf_ccuda *cc, const void *p, lf_dtype dt, int64_
         return lf_err(LF_ERR_SHAPE, "the weight bound at %p holds %zu bytes of %s, the op needs %zu bytes of %s", p,
                       cc->w[i].bytes, lf_dtype_name(cc->w[i].dtype), bytes, lf_dtype_name(dt));
     void *d = NULL;
-    LF_CU(cudaMalloc(&d, bytes ? bytes : 1), NULL);
+    LF_TRY(lf_cc_cuda_malloc(cc, bytes ? bytes : 1, &d));
     if (bytes) LF_CU(cudaMemcpyAsync(d, p, bytes, cudaMemcpyHostToDevice, cc->stream), NULL);
     LF_TRY(lf_cc_insert(cc, p, d, bytes, dt, 1));
     *dev = d;
     return LF_OK;
 fail:
     if (d) cudaFree(d);
-    return lf_err_wrap(st, "resident %s copy (%zu bytes): ", lf_dtype_name(dt), bytes);
+    return lf_err_wrap(st, "resident %s copy: ", lf_dtype_name(dt));
 }
 
 /* a matrix-product weight: dtype f32/f16/bf16 and n values, resident */
