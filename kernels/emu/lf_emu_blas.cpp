@@ -8,16 +8,18 @@
  * dimension is below the rows of its stored matrix; every operand's extent (ld * (cols - 1) + rows
  * floats) must lie inside one device allocation, and host pointers for device operands are refused.
  * cublasSgemmStridedBatched: the same per batch at A + i*strideA (...), the whole span of all batches
- * in one allocation (batches may interleave, as heads of one row do); cublasGemmEx: typed operands (f16/bf16 widened
- * exactly, C rounded once into its type) with the CUBLAS_COMPUTE_32F combinations of cuBLAS's table
- * (A and B of one type, C f32 or that type; anything else CUBLAS_STATUS_NOT_SUPPORTED). Products are
- * summed in double: the stand-in is the exact reference, the hardware's f32 sums differ within the
- * tests' bounds.
+ * in one allocation (batches may interleave, as heads of one row do); cublasGemmEx: typed operands
+ * (f16/bf16 widened exactly, C rounded once into its type) with the CUBLAS_COMPUTE_32F combinations
+ * of cuBLAS's table (A and B of one type, C f32 or that type; anything else
+ * CUBLAS_STATUS_NOT_SUPPORTED). Every product accumulates in f32, one fused multiply-add per term
+ * in k order (the hardware's kernels split k and add the parts in another order: the tests' bounds
+ * cover f32 sums in any order).
  * cusolverDnSgesvdj (econ) returns S descending, U (m, p) and V (n, p) — V, not V^T — via LAPACK
  * sgesvd; geqrf / orgqr via LAPACK sgeqrf / sorgqr (same Householder representation); the
  * workspace must hold what the matching _bufferSize returned; info goes to device memory. Each call
  * is a device operation on the legacy stream (ordering, injection: lf_emu_device_op).
  */
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -83,8 +85,8 @@ bool operand_batched(const char *call, const char *what, const mat &x, int rows,
 }
 
 /* C_b (m, n) = alpha op(A_b) op(B_b) + beta C_b for b < batch, column-major, op(A) (m, k) read as
- * A[i + p*lda] (transposed: A[p + i*lda]); products summed in double in k order, rounded once into C's
- * type; beta 0: C is not read (it may hold NaN). The argument checks cuBLAS documents come first
+ * A[i + p*lda] (transposed: A[p + i*lda]); f32 accumulation by fmaf in k order, then alpha * acc
+ * (+ beta * C), rounded into C's type; beta 0: C is not read (it may hold NaN). The argument checks cuBLAS documents come first
  * (CUBLAS_STATUS_INVALID_VALUE), then the operation (injection, ordering), then the operand ranges. */
 cublasStatus_t gemm(const char *call, cublasHandle_t h, cublasOperation_t transa, cublasOperation_t transb, int m,
                     int n, int k, float alpha, mat A, mat B, float beta, mat C, int batch) {
@@ -102,15 +104,15 @@ cublasStatus_t gemm(const char *call, cublasHandle_t h, cublasOperation_t transa
         const long long oa = A.stride * b, ob = B.stride * b, oc = C.stride * b;
         for (int j = 0; j < n; j++)
             for (int i = 0; i < m; i++) {
-                double acc = 0.0;
+                float acc = 0.0f;
                 for (int p = 0; p < k; p++) {
-                    const float x = load(A.p, A.t, (size_t)(oa + (ta ? p + (long long)i * A.ld : i + (long long)p * A.ld)));
-                    const float y = load(B.p, B.t, (size_t)(ob + (tb ? j + (long long)p * B.ld : p + (long long)j * B.ld)));
-                    acc += (double)x * y;
+                    const long long ia = ta ? p + (long long)i * A.ld : i + (long long)p * A.ld;
+                    const long long ib = tb ? j + (long long)p * B.ld : p + (long long)j * B.ld;
+                    acc = std::fmaf(load(A.p, A.t, (size_t)(oa + ia)), load(B.p, B.t, (size_t)(ob + ib)), acc);
                 }
                 const size_t ci = (size_t)(oc + i + (long long)j * C.ld);
-                const double c0 = beta == 0.0f ? 0.0 : (double)beta * load(C.p, C.t, ci);
-                store(const_cast<void *>(C.p), C.t, ci, (float)(alpha * acc + c0));
+                const float r = beta == 0.0f ? alpha * acc : std::fmaf(beta, load(C.p, C.t, ci), alpha * acc);
+                store(const_cast<void *>(C.p), C.t, ci, r);
             }
     }
     return CUBLAS_STATUS_SUCCESS;
