@@ -26,7 +26,7 @@
 
 static int verbose;
 
-enum { NS = 2, CH = 8, HW = 6, S = HW * HW, TOK = 5, DT = 16, V = 20 };
+enum { NS = 2, CH = 8, HW = 4, S = HW * HW, TOK = 5, DT = 16, V = 20 };
 
 typedef struct {
     float x[NS * CH * S], wc3[CH * CH * 9], bc3[CH], wc1[CH * CH], gn_g[CH], gn_b[CH], ln_g[CH], ln_b[CH];
