@@ -242,22 +242,24 @@ fail:
     return lf_err_wrap(st, "resident %s copy: ", lf_dtype_name(dt));
 }
 
-/* a matrix-product weight: dtype f32/f16/bf16 and n values, resident */
-static lf_status lf_cc_weight(lf_ccuda *cc, const lf_view *W, int64_t n, const void **dev) {
+/* host f32 parameters (bias, gamma, beta, table) of n values, resident; NULL stays NULL */
+static lf_status lf_cc_params(lf_ccuda *cc, const float *p, int64_t n, const float **dev) {
+    *dev = NULL;
+    if (!p) return LF_OK;
+    return lf_cc_resident(cc, p, LF_F32, n, (const void **)dev);
+}
+
+/* a matrix-product weight W (dtype f32/f16/bf16, n values) and its bias b (nb values, or NULL), resident */
+static lf_status lf_cc_weight(lf_ccuda *cc, const lf_view *W, int64_t n, const float *b, int64_t nb, const void **wd,
+                              const float **bd) {
     if (!lf_cc_dtype_size(W->dtype))
         return lf_err(LF_ERR_UNSUPPORTED, "weight dtype %s (the device products take F32, F16, BF16)",
                       lf_dtype_name(W->dtype));
     if (lf_view_numel(W) != n)
         return lf_err(LF_ERR_SHAPE, "weight holds %lld values, expected %lld", (long long)lf_view_numel(W),
                       (long long)n);
-    return lf_cc_resident(cc, W->data, W->dtype, n, dev);
-}
-
-/* host f32 parameters (bias, gamma, beta, table) of n values, resident; NULL stays NULL */
-static lf_status lf_cc_params(lf_ccuda *cc, const float *p, int64_t n, const float **dev) {
-    *dev = NULL;
-    if (!p) return LF_OK;
-    return lf_cc_resident(cc, p, LF_F32, n, (const void **)dev);
+    lf_status st = lf_cc_resident(cc, W->data, W->dtype, n, wd);
+    return st ? st : lf_cc_params(cc, b, nb, bd);
 }
 
 static lf_status lf_cc_bind(lf_compute *c, const void *p, const lf_view *v, void *dev) {
@@ -370,8 +372,7 @@ static lf_status lf_cc_linear(lf_compute *c, float *y, const float *x, const lf_
     const void *wd = NULL;
     const float *bd = NULL;
     void *xs = NULL;
-    LF_TRY(lf_cc_weight(cc, W, out * in, &wd));
-    LF_TRY(lf_cc_params(cc, b, out, &bd));
+    LF_TRY(lf_cc_weight(cc, W, out * in, b, out, &wd, &bd));
     if (M <= 0 || out <= 0) return LF_OK;
     LF_TRY(lf_cc_int(M, "M"));
     LF_TRY(lf_cc_int(in, "in"));
@@ -407,8 +408,7 @@ static lf_status lf_cc_conv2d(lf_compute *c, float *y, const float *x, const lf_
         goto fail;
     }
     const int64_t Ho = (H + 2 * pad - kh) / stride + 1, Wo = (Wd + 2 * pad - kw) / stride + 1, P = Ho * Wo;
-    LF_TRY(lf_cc_weight(cc, W, C_out * K, &wd));
-    LF_TRY(lf_cc_params(cc, b, C_out, &bd));
+    LF_TRY(lf_cc_weight(cc, W, C_out * K, b, C_out, &wd, &bd));
     if (N <= 0 || C_out <= 0 || Ho <= 0 || Wo <= 0) return LF_OK;
     LF_TRY(lf_cc_int(K, "C_in*kh*kw"));
     LF_TRY(lf_cc_int(P, "Ho*Wo"));
