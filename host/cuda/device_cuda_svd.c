@@ -40,16 +40,6 @@ lf_status lf_dev_svd(lf_device *dev, const float *a, int64_t m, int64_t n, int64
         }                                                                                              \
     } while (0)
 
-#define LF_CB(call)                                                                                    \
-    do {                                                                                               \
-        cublasStatus_t s_ = (call);                                                                    \
-        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                             \
-            st = lf_err(LF_ERR_DEVICE, "%s failed: cuBLAS status %d [%s:%d]", #call, (int)s_, __FILE__,   \
-                        __LINE__);                                                                     \
-            goto fail;                                                                                 \
-        }                                                                                              \
-    } while (0)
-
 /* The devInfo of the last cuSOLVER call: 0, or what it means. */
 static lf_status lf_cs_info(const int *d_info, const char *what, int64_t m, int64_t n) {
     int info = 0;

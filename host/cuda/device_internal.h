@@ -2,7 +2,8 @@
  * factor preparation) and device_cuda_mem.c (guarded allocations, CUDA errors) share: the host-side
  * model (jobs, patches, term table, BOFT and DoRA state, buffer list), the CUDA error macros and the
  * guarded allocators. Calls go device_cuda.c -> device_cuda_patch.c -> device_cuda_mem.c;
- * device_cuda_svd.c (the device SVD) uses device_cuda.c (lf_device_ordinal) and device_cuda_mem.c. Private
+ * device_cuda_svd.c (the device SVD) and compute_cuda.c (the compute backend) use device_cuda.c
+ * (lf_device_ordinal) and device_cuda_mem.c (lf_cu_err). Private
  * to host/cuda; CUDA builds only.
  */
 #ifndef LF_DEVICE_INTERNAL_H
@@ -27,6 +28,17 @@ lf_status lf_cu_err(cudaError_t e, const char *call, const char *layer, const ch
         cudaError_t e_ = (call);                                                               \
         if (e_ != cudaSuccess) {                                                               \
             st = lf_cu_err(e_, #call, (layer), __FILE__, __LINE__);                            \
+            goto fail;                                                                         \
+        }                                                                                      \
+    } while (0)
+
+/* evaluate a cuBLAS call once (cublas_v2.h included by the user); on failure set st and goto fail */
+#define LF_CB(call)                                                                            \
+    do {                                                                                       \
+        cublasStatus_t s_ = (call);                                                            \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                     \
+            st = lf_err(LF_ERR_DEVICE, "%s failed: cuBLAS status %d [%s:%d]", #call, (int)s_,  \
+                        __FILE__, __LINE__);                                                   \
             goto fail;                                                                         \
         }                                                                                      \
     } while (0)

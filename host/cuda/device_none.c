@@ -1,10 +1,12 @@
-/* device_none.c: the device API (include/lorafuse/lf_device.h) in a build without CUDA. Every entry
+/* device_none.c: the device API (include/lorafuse/lf_device.h) and the CUDA compute backend
+ * (compute_cuda.h) in a build without CUDA. Every entry
  * point that would need a device answers LF_ERR_UNSUPPORTED with a message saying so, so callers and
  * tests link in both builds and skip (exit 77) here. Built instead of device_cuda.c when
  * LF_HAVE_CUDA is 0 (CMakeLists.txt, block "lf_gpu: the device API"). */
 #include <math.h>
 #include <string.h>
 
+#include "compute_cuda.h"
 #include "lorafuse/lf_device.h"
 
 static lf_status lf_no_cuda(void) {
@@ -80,5 +82,11 @@ lf_status lf_dev_poison(lf_dev_model *dm) { return (void)dm, lf_no_cuda(); }
 lf_status lf_dev_svd(lf_device *dev, const float *a, int64_t m, int64_t n, int64_t l, int q, uint64_t seed,
                      double *s, float *u, float *vt) {
     (void)dev, (void)a, (void)m, (void)n, (void)l, (void)q, (void)seed, (void)s, (void)u, (void)vt;
+    return lf_no_cuda();
+}
+
+lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
+    (void)dev;
+    *out = NULL;
     return lf_no_cuda();
 }

@@ -775,7 +775,8 @@ const char *cudaGetErrorName(cudaError_t e) {
 #define N(x) \
     case x: return #x;
         N(cudaSuccess) N(cudaErrorInvalidValue) N(cudaErrorMemoryAllocation) N(cudaErrorInitializationError)
-        N(cudaErrorInvalidConfiguration) N(cudaErrorInvalidDevicePointer) N(cudaErrorInvalidMemcpyDirection)
+        N(cudaErrorInvalidConfiguration) N(cudaErrorInvalidPitchValue) N(cudaErrorInvalidDevicePointer)
+        N(cudaErrorInvalidMemcpyDirection)
         N(cudaErrorNoDevice) N(cudaErrorInvalidDevice) N(cudaErrorInvalidResourceHandle) N(cudaErrorNotReady)
         N(cudaErrorIllegalAddress) N(cudaErrorLaunchOutOfResources) N(cudaErrorAssert) N(cudaErrorLaunchFailure)
         N(cudaErrorUnknown)
@@ -791,6 +792,7 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInitializationError: return "initialization error";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidPitchValue: return "invalid pitch argument";
     case cudaErrorInvalidDevicePointer: return "invalid device pointer";
     case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
@@ -989,6 +991,40 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind
 }
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s) {
     return copy(dst, src, n, kind, s, true);
+}
+
+/* cudaMemcpy2DAsync, device <-> device only (all lorafuse uses; a host side is refused as not
+ * emulated): width <= both pitches (else cudaErrorInvalidPitchValue), both extents pitch * (height - 1)
+ * + width inside one device allocation, one stream operation touching both extents. */
+cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                              cudaMemcpyKind kind, cudaStream_t st) {
+    const char *call = "cudaMemcpy2DAsync";
+    cudaError_t e = enter(call, true, cudaErrorInvalidValue);
+    if (e != cudaSuccess) return ret(e);
+    lf_emu_stream *x = stream_of(st);
+    if (!x) return ret(cudaErrorInvalidResourceHandle);
+    if ((int)kind < 0 || (int)kind > 4) return ret(cudaErrorInvalidMemcpyDirection);
+    if (width > dpitch || width > spitch) return ret(cudaErrorInvalidPitchValue);
+    if (!width || !height) return cudaSuccess;
+    const size_t dn = dpitch * (height - 1) + width, sn = spitch * (height - 1) + width;
+    alloc_rec *ad, *as;
+    size_t od, os;
+    const int want = kind == cudaMemcpyDeviceToDevice || kind == cudaMemcpyDefault ? 1 : -2;
+    if (want != 1) {
+        report("%s: only device-to-device copies are emulated (kind %d)", call, (int)kind);
+        return ret(cudaErrorInvalidValue);
+    }
+    if ((e = side(call, "destination", dst, dn, 1, &ad, &od)) != cudaSuccess ||
+        (e = side(call, "source", src, sn, 1, &as, &os)) != cudaSuccess)
+        return ret(e);
+    begin_op(x);
+    touch(x, as, os, sn, false, call);
+    touch(x, ad, od, dn, true, call);
+    for (size_t r = 0; r < height; r++)
+        memmove(static_cast<char *>(dst) + r * dpitch, static_cast<const char *>(src) + r * spitch, width);
+    S().c.bytes_d2d += width * height;
+    S().c.copies++;
+    return cudaSuccess;
 }
 
 static cudaError_t set(void *p, int v, size_t n, cudaStream_t st, bool async) {

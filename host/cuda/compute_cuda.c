@@ -1,0 +1,699 @@
+/* compute_cuda.c: the CUDA compute backend (host/base/compute.h, compute_cuda.h): the operators of
+ * kernels/cpu/nn/lf_nn.h on device memory, on one non-blocking stream of the backend's own.
+ *
+ * Memory: activations are f32 device buffers from a caching allocator (blocks given back with release
+ * stay on a free list and serve later requests of up to their size, best fit no more than twice the
+ * request, so the buffers of every sampler step do not cudaMalloc again; the list is emptied when a
+ * cudaMalloc fails, and by destroy). Scratch of an op (16-bit copies of activations, im2col columns,
+ * attention scores, uploaded timesteps and ids) comes from the same allocator and goes back to it as
+ * soon as the op is enqueued: everything runs in stream order, so a later op reusing it runs after.
+ * Weights: resident copies in the view's stored dtype (f32, f16, bf16), keyed by the host address of
+ * the view's data (or of a host f32 array: biases, norm gamma/beta, embedding tables), uploaded on
+ * first use; forget drops one, bind points one at device memory the caller owns (patched weights).
+ *
+ * Matrix products (column-major cuBLAS on row-major data: a row-major (r, c) matrix is the
+ * column-major (c, r) one, so y = x Wᵀ is the column-major yᵀ = W xᵀ, op(A) = T on W):
+ *   linear  f32 W: cublasSgemm(T, N, out, M, in, W, in, x, in, y, out); f16/bf16 W: x cast to W's
+ *           type in scratch, cublasGemmEx(A = W 16F/16BF, B = x16, C = y 32F, CUBLAS_COMPUTE_32F).
+ *           Bias: lf_cunn_add_bias on (M, out, 1).
+ *   conv2d  per sample and band of output pixels: im2col (in W's type) col (K, np), then
+ *           y_n[:, p0:p0+np] (column-major (np, C_out), ld P) = col (column-major (np, K)) · W (column-
+ *           major (K, C_out)); a 1x1 stride-1 pad-0 conv multiplies x_n itself (cast for 16-bit W).
+ *           Bands bound the column scratch to LF_CUDA_IM2COL_MAX elements (env, default 2^24).
+ *   attention per sample and chunk of queries (scores scratch <= LF_CUDA_ATTN_MAX elements, default
+ *           2^26): scores (heads, qc, Lk) by cublasSgemmStridedBatched over heads (stride d in q and k,
+ *           ld heads*d), softmax rows with the causal mask, out = P V by a second strided batch.
+ * Errors: "cuda compute: <op>: " + the CUDA or cuBLAS call and its error (kernel launches: the
+ * launcher of kernels/cuda/lf_nn_cuda.h). LF_CUDA_SYNC_CHECK=1 synchronises after every op, so an
+ * asynchronous fault is reported by the op that caused it. Not thread-safe (one thread per backend).
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compute_cuda.h"
+#include "device_internal.h"
+#include "host/base/util.h"
+
+#if !LF_HAVE_CUBLAS
+lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
+    (void)dev;
+    *out = NULL;
+    return lf_err(LF_ERR_UNSUPPORTED, "this build of lorafuse found no cuBLAS: the CUDA compute backend is not built");
+}
+#else
+#include <cublas_v2.h>
+
+#include "kernels/cuda/lf_nn_cuda.h"
+
+typedef struct {
+    void *p;
+    size_t bytes;
+} lf_cblock;
+
+typedef struct {
+    const void *host;
+    void *dev;
+    size_t bytes;
+    lf_dtype dtype;
+    int owned; /* 0: bound (the caller's memory) */
+} lf_cweight;
+
+typedef struct {
+    lf_compute c;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    int sync_check;
+    int64_t im2col_max, attn_max;
+    lf_cblock *freeb, *live;
+    size_t nfree, capfree, nlive, caplive;
+    lf_cweight *w; /* sorted by host address */
+    size_t nw, capw;
+} lf_ccuda;
+
+static lf_ccuda *lf_cc(lf_compute *c) { return (lf_ccuda *)c->impl; }
+
+/* the status of a failed op step: the op prefixed to the message the step left */
+static lf_status lf_cc_fail(lf_status st, const char *op) { return lf_err_wrap(st, "cuda compute: %s: ", op); }
+
+/* a launcher's cudaError_t (kernels/cuda/lf_nn_cuda.h) as a status naming it */
+static lf_status lf_cc_launched(lf_ccuda *cc, int e, const char *launcher) {
+    if (e == cudaSuccess && cc->sync_check) {
+        cudaError_t se = cudaStreamSynchronize(cc->stream);
+        if (se != cudaSuccess)
+            return lf_err(LF_ERR_DEVICE, "cudaStreamSynchronize after %s failed: %s (%s)", launcher,
+                          cudaGetErrorString(se), cudaGetErrorName(se));
+    }
+    if (e == cudaSuccess) return LF_OK;
+    return lf_err(e == cudaErrorMemoryAllocation ? LF_ERR_NOMEM : LF_ERR_DEVICE, "%s failed: %s (%s)", launcher,
+                  cudaGetErrorString((cudaError_t)e), cudaGetErrorName((cudaError_t)e));
+}
+
+#define LF_LAUNCH(launcher, ...) LF_TRY(lf_cc_launched(cc, launcher(__VA_ARGS__), #launcher))
+
+/* an op that is one launch: its status, the op named on failure */
+static lf_status lf_cc_one(lf_ccuda *cc, int e, const char *launcher, const char *op) {
+    lf_status st = lf_cc_launched(cc, e, launcher);
+    return st ? lf_cc_fail(st, op) : LF_OK;
+}
+
+/* in an op of compute.h (lf_compute *c): its single launch */
+#define LF_ONE(op, launcher, ...) lf_cc_one(lf_cc(c), launcher(__VA_ARGS__), #launcher, op)
+
+/* sizes handed to cuBLAS are int */
+static lf_status lf_cc_int(int64_t v, const char *what) {
+    if (v >= 0 && v <= INT_MAX) return LF_OK;
+    return lf_err(LF_ERR_UNSUPPORTED, "%s = %lld exceeds cuBLAS's int sizes", what, (long long)v);
+}
+
+/* ---- the caching allocator --------------------------------------------------------------------- */
+
+static void lf_cc_drop_cache(lf_ccuda *cc) {
+    for (size_t i = 0; i < cc->nfree; i++) cudaFree(cc->freeb[i].p);
+    cc->nfree = 0;
+}
+
+/* cudaMalloc, once more after freeing the cached blocks when memory is short; the status names
+ * cudaMalloc and the size */
+static lf_status lf_cc_cuda_malloc(lf_ccuda *cc, size_t bytes, void **p) {
+    *p = NULL;
+    cudaError_t e = cudaMalloc(p, bytes);
+    if (e == cudaErrorMemoryAllocation && cc->nfree) {
+        (void)cudaGetLastError();
+        lf_cc_drop_cache(cc);
+        e = cudaMalloc(p, bytes);
+    }
+    if (e == cudaSuccess) return LF_OK;
+    *p = NULL;
+    lf_status st = lf_cu_err(e, "cudaMalloc", NULL, __FILE__, __LINE__);
+    return lf_err_wrap(st, "%zu bytes: ", bytes);
+}
+
+static lf_status lf_cc_malloc(lf_ccuda *cc, size_t bytes, void **out) {
+    size_t need = lf_round_up(bytes ? bytes : 1, 256), best = SIZE_MAX;
+    *out = NULL;
+    if (lf_grow(&cc->live, &cc->caplive, cc->nlive + 1)) return lf_err(LF_ERR_NOMEM, "out of host memory");
+    for (size_t i = 0; i < cc->nfree; i++)
+        if (cc->freeb[i].bytes >= need && cc->freeb[i].bytes / 2 <= need &&
+            (best == SIZE_MAX || cc->freeb[i].bytes < cc->freeb[best].bytes))
+            best = i;
+    lf_cblock b;
+    if (best != SIZE_MAX) {
+        b = cc->freeb[best];
+        cc->freeb[best] = cc->freeb[--cc->nfree];
+    } else {
+        b.bytes = need;
+        lf_status st = lf_cc_cuda_malloc(cc, need, &b.p);
+        if (st) return st;
+    }
+    cc->live[cc->nlive++] = b;
+    *out = b.p;
+    return LF_OK;
+}
+
+static void lf_cc_free(lf_ccuda *cc, void *p) {
+    if (!p) return;
+    for (size_t i = cc->nlive; i-- > 0;)
+        if (cc->live[i].p == p) {
+            lf_cblock b = cc->live[i];
+            cc->live[i] = cc->live[--cc->nlive];
+            if (lf_grow(&cc->freeb, &cc->capfree, cc->nfree + 1)) cudaFree(b.p); /* no room to cache it */
+            else cc->freeb[cc->nfree++] = b;
+            return;
+        }
+}
+
+static lf_status lf_cc_alloc(lf_compute *c, int64_t n, float **out) {
+    void *p = NULL;
+    *out = NULL;
+    if (n < 0) return lf_err(LF_ERR_ARG, "cuda compute: alloc of %lld floats", (long long)n);
+    lf_status st = lf_cc_malloc(lf_cc(c), (size_t)n * sizeof(float), &p);
+    if (st) return lf_cc_fail(st, "alloc");
+    *out = p;
+    return LF_OK;
+}
+
+static void lf_cc_release(lf_compute *c, float *p) { lf_cc_free(lf_cc(c), p); }
+
+/* ---- resident weights ------------------------------------------------------------------------- */
+
+/* index of host address p in the sorted table, or where it would go (*found 0) */
+static size_t lf_cc_find(const lf_ccuda *cc, const void *p, int *found) {
+    size_t lo = 0, hi = cc->nw;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if ((uintptr_t)cc->w[mid].host < (uintptr_t)p) lo = mid + 1;
+        else hi = mid;
+    }
+    *found = lo < cc->nw && cc->w[lo].host == p;
+    return lo;
+}
+
+static void lf_cc_erase(lf_ccuda *cc, size_t i) {
+    if (cc->w[i].owned) cudaFree(cc->w[i].dev);
+    memmove(cc->w + i, cc->w + i + 1, (cc->nw - i - 1) * sizeof *cc->w);
+    cc->nw--;
+}
+
+static void lf_cc_forget(lf_compute *c, const void *p) {
+    lf_ccuda *cc = lf_cc(c);
+    int found;
+    size_t i = lf_cc_find(cc, p, &found);
+    if (found) lf_cc_erase(cc, i);
+}
+
+static size_t lf_cc_dtype_size(lf_dtype dt) { return dt == LF_F32 ? 4 : dt == LF_F16 || dt == LF_BF16 ? 2 : 0; }
+
+static lf_status lf_cc_insert(lf_ccuda *cc, const void *host, void *dev, size_t bytes, lf_dtype dt, int owned) {
+    int found;
+    size_t i = lf_cc_find(cc, host, &found);
+    if (found) lf_cc_erase(cc, i);
+    if (lf_grow(&cc->w, &cc->capw, cc->nw + 1)) return lf_err(LF_ERR_NOMEM, "out of host memory");
+    memmove(cc->w + i + 1, cc->w + i, (cc->nw - i) * sizeof *cc->w);
+    cc->w[i] = (lf_cweight){host, dev, bytes, dt, owned};
+    cc->nw++;
+    return LF_OK;
+}
+
+/* The device copy of n values of dtype dt at host address p: the resident one, or uploaded now (a
+ * resident copy of another dtype or size is replaced when it is the backend's own, refused when bound). */
+static lf_status lf_cc_resident(lf_ccuda *cc, const void *p, lf_dtype dt, int64_t n, const void **dev) {
+    lf_status st = LF_OK;
+    const size_t bytes = (size_t)n * lf_cc_dtype_size(dt);
+    int found;
+    size_t i = lf_cc_find(cc, p, &found);
+    if (found && cc->w[i].dtype == dt && cc->w[i].bytes == bytes) {
+        *dev = cc->w[i].dev;
+        return LF_OK;
+    }
+    if (found && !cc->w[i].owned)
+        return lf_err(LF_ERR_SHAPE, "the weight bound at %p holds %zu bytes of %s, the op needs %zu bytes of %s", p,
+                      cc->w[i].bytes, lf_dtype_name(cc->w[i].dtype), bytes, lf_dtype_name(dt));
+    void *d = NULL;
+    LF_TRY(lf_cc_cuda_malloc(cc, bytes ? bytes : 1, &d));
+    if (bytes) LF_CU(cudaMemcpyAsync(d, p, bytes, cudaMemcpyHostToDevice, cc->stream), NULL);
+    LF_TRY(lf_cc_insert(cc, p, d, bytes, dt, 1));
+    *dev = d;
+    return LF_OK;
+fail:
+    if (d) cudaFree(d);
+    return lf_err_wrap(st, "resident %s copy: ", lf_dtype_name(dt));
+}
+
+/* host f32 parameters (bias, gamma, beta, table) of n values, resident; NULL stays NULL */
+static lf_status lf_cc_params(lf_ccuda *cc, const float *p, int64_t n, const float **dev) {
+    *dev = NULL;
+    if (!p) return LF_OK;
+    return lf_cc_resident(cc, p, LF_F32, n, (const void **)dev);
+}
+
+/* a matrix-product weight W (dtype f32/f16/bf16, n values) and its bias b (nb values, or NULL), resident */
+static lf_status lf_cc_weight(lf_ccuda *cc, const lf_view *W, int64_t n, const float *b, int64_t nb, const void **wd,
+                              const float **bd) {
+    if (!lf_cc_dtype_size(W->dtype))
+        return lf_err(LF_ERR_UNSUPPORTED, "weight dtype %s (the device products take F32, F16, BF16)",
+                      lf_dtype_name(W->dtype));
+    if (lf_view_numel(W) != n)
+        return lf_err(LF_ERR_SHAPE, "weight holds %lld values, expected %lld", (long long)lf_view_numel(W),
+                      (long long)n);
+    lf_status st = lf_cc_resident(cc, W->data, W->dtype, n, wd);
+    return st ? st : lf_cc_params(cc, b, nb, bd);
+}
+
+static lf_status lf_cc_bind(lf_compute *c, const void *p, const lf_view *v, void *dev) {
+    if (!p || !v || !dev) return lf_err(LF_ERR_ARG, "cuda compute: bind: NULL argument");
+    if (!lf_cc_dtype_size(v->dtype))
+        return lf_err(LF_ERR_UNSUPPORTED, "cuda compute: bind: weight dtype %s", lf_dtype_name(v->dtype));
+    lf_status st = lf_cc_insert(lf_cc(c), p, dev, (size_t)lf_view_numel(v) * lf_cc_dtype_size(v->dtype), v->dtype, 0);
+    return st ? lf_cc_fail(st, "bind") : LF_OK;
+}
+
+/* ---- memory ops -------------------------------------------------------------------------------- */
+
+static lf_status lf_cc_upload(lf_compute *c, float *dst, const float *host_src, int64_t n) {
+    lf_status st = LF_OK;
+    if (n > 0)
+        LF_CU(cudaMemcpyAsync(dst, host_src, (size_t)n * sizeof(float), cudaMemcpyHostToDevice, lf_cc(c)->stream),
+              NULL);
+    return LF_OK;
+fail:
+    return lf_cc_fail(st, "upload");
+}
+
+static lf_status lf_cc_download(lf_compute *c, float *host_dst, const float *src, int64_t n) {
+    lf_status st = LF_OK;
+    lf_ccuda *cc = lf_cc(c);
+    if (n > 0) LF_CU(cudaMemcpyAsync(host_dst, src, (size_t)n * sizeof(float), cudaMemcpyDeviceToHost, cc->stream), NULL);
+    LF_CU(cudaStreamSynchronize(cc->stream), NULL);
+    return LF_OK;
+fail:
+    return lf_cc_fail(st, "download");
+}
+
+static lf_status lf_cc_copy2d(lf_compute *c, float *dst, int64_t dst_ld, const float *src, int64_t src_ld, int64_t rows,
+                              int64_t cols) {
+    lf_status st = LF_OK;
+    if (rows <= 0 || cols <= 0) return LF_OK;
+    if (cols > dst_ld || cols > src_ld) {
+        st = lf_err(LF_ERR_ARG, "%lld columns with leading dimensions %lld / %lld", (long long)cols, (long long)dst_ld,
+                    (long long)src_ld);
+        goto fail;
+    }
+    LF_CU(cudaMemcpy2DAsync(dst, (size_t)dst_ld * sizeof(float), src, (size_t)src_ld * sizeof(float),
+                            (size_t)cols * sizeof(float), (size_t)rows, cudaMemcpyDeviceToDevice, lf_cc(c)->stream),
+          NULL);
+    return LF_OK;
+fail:
+    return lf_cc_fail(st, "copy2d");
+}
+
+static lf_status lf_cc_sync(lf_compute *c) {
+    lf_status st = LF_OK;
+    LF_CU(cudaStreamSynchronize(lf_cc(c)->stream), NULL);
+    return LF_OK;
+fail:
+    return lf_cc_fail(st, "sync");
+}
+
+static int lf_cc_supports(const lf_compute *c, const lf_cop_desc *d) {
+    (void)c;
+    if (!d || d->op < 0 || d->op >= LF_COP_COUNT) return 0;
+    if (d->op == LF_COP_LINEAR || d->op == LF_COP_CONV2D) return lf_cc_dtype_size(d->weight) != 0;
+    return 1;
+}
+
+static void lf_cc_destroy(lf_compute *c) {
+    if (!c) return;
+    lf_ccuda *cc = lf_cc(c);
+    if (cc->stream) cudaStreamSynchronize(cc->stream);
+    lf_cc_drop_cache(cc);
+    for (size_t i = 0; i < cc->nlive; i++) cudaFree(cc->live[i].p);
+    for (size_t i = 0; i < cc->nw; i++)
+        if (cc->w[i].owned) cudaFree(cc->w[i].dev);
+    if (cc->blas) cublasDestroy(cc->blas);
+    if (cc->stream) cudaStreamDestroy(cc->stream);
+    free(cc->freeb);
+    free(cc->live);
+    free(cc->w);
+    free(cc);
+}
+
+/* ---- matrix products --------------------------------------------------------------------------- */
+
+static cudaDataType lf_cc_cuda_type(lf_dtype dt) {
+    return dt == LF_F16 ? CUDA_R_16F : dt == LF_BF16 ? CUDA_R_16BF : CUDA_R_32F;
+}
+static lf_cunn_type lf_cc_nn_type(lf_dtype dt) {
+    return dt == LF_F16 ? LF_CUNN_F16 : dt == LF_BF16 ? LF_CUNN_BF16 : LF_CUNN_F32;
+}
+
+/* column-major C (m, n, ldc) = op(A) (m, k) · B (k, n, ldb), A (lda) and B both of type dt (a resident
+ * weight and cast activations or im2col columns) or both f32; C f32 */
+static lf_status lf_cc_gemm(lf_ccuda *cc, lf_dtype dt, cublasOperation_t ta, int m, int n, int k, const void *A, int lda,
+                            const void *B, int ldb, float *C, int ldc) {
+    lf_status st = LF_OK;
+    const float one = 1.0f, zero = 0.0f;
+    if (dt == LF_F32)
+        LF_CB(cublasSgemm(cc->blas, ta, CUBLAS_OP_N, m, n, k, &one, A, lda, B, ldb, &zero, C, ldc));
+    else
+        LF_CB(cublasGemmEx(cc->blas, ta, CUBLAS_OP_N, m, n, k, &one, A, lf_cc_cuda_type(dt), lda, B, lf_cc_cuda_type(dt),
+                           ldb, &zero, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return LF_OK;
+fail:
+    return st;
+}
+
+static lf_status lf_cc_linear(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t M,
+                              int64_t in, int64_t out) {
+    lf_ccuda *cc = lf_cc(c);
+    lf_status st = LF_OK;
+    const void *wd = NULL;
+    const float *bd = NULL;
+    void *xs = NULL;
+    LF_TRY(lf_cc_weight(cc, W, out * in, b, out, &wd, &bd));
+    if (M <= 0 || out <= 0) return LF_OK;
+    LF_TRY(lf_cc_int(M, "M"));
+    LF_TRY(lf_cc_int(in, "in"));
+    LF_TRY(lf_cc_int(out, "out"));
+    if (in == 0) {
+        LF_CU(cudaMemsetAsync(y, 0, (size_t)(M * out) * sizeof(float), cc->stream), NULL);
+    } else {
+        if (W->dtype != LF_F32) {
+            LF_TRY(lf_cc_malloc(cc, (size_t)(M * in) * 2, &xs));
+            LF_LAUNCH(lf_cunn_cast, xs, lf_cc_nn_type(W->dtype), x, M * in, cc->stream);
+        }
+        LF_TRY(lf_cc_gemm(cc, W->dtype, CUBLAS_OP_T, (int)out, (int)M, (int)in, wd, (int)in, xs ? xs : (const void *)x,
+                          (int)in, y, (int)out));
+    }
+    if (bd) LF_LAUNCH(lf_cunn_add_bias, y, bd, M, out, 1, 0, cc->stream);
+fail:
+    lf_cc_free(cc, xs);
+    return st ? lf_cc_fail(st, "linear") : LF_OK;
+}
+
+static lf_status lf_cc_conv2d(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t N,
+                              int64_t C_in, int64_t H, int64_t Wd, int64_t C_out, int64_t kh, int64_t kw,
+                              int64_t stride, int64_t pad) {
+    lf_ccuda *cc = lf_cc(c);
+    lf_status st = LF_OK;
+    const void *wd = NULL;
+    const float *bd = NULL;
+    void *col = NULL;
+    const int64_t K = C_in * kh * kw;
+    if (stride <= 0 || kh <= 0 || kw <= 0 || pad < 0) {
+        st = lf_err(LF_ERR_ARG, "kernel %lldx%lld, stride %lld, pad %lld", (long long)kh, (long long)kw,
+                    (long long)stride, (long long)pad);
+        goto fail;
+    }
+    const int64_t Ho = (H + 2 * pad - kh) / stride + 1, Wo = (Wd + 2 * pad - kw) / stride + 1, P = Ho * Wo;
+    LF_TRY(lf_cc_weight(cc, W, C_out * K, b, C_out, &wd, &bd));
+    if (N <= 0 || C_out <= 0 || Ho <= 0 || Wo <= 0) return LF_OK;
+    LF_TRY(lf_cc_int(K, "C_in*kh*kw"));
+    LF_TRY(lf_cc_int(P, "Ho*Wo"));
+    LF_TRY(lf_cc_int(C_out, "C_out"));
+    const size_t esz = lf_cc_dtype_size(W->dtype);
+    const int direct = kh == 1 && kw == 1 && stride == 1 && pad == 0;
+    /* a 1x1 conv reads x_n itself (f32 W), or one cast copy of all of x (16-bit W) */
+    int64_t band = direct ? P : cc->im2col_max / (K > 0 ? K : 1);
+    band = band < 1 ? 1 : band > P ? P : band;
+    if (direct && W->dtype != LF_F32) {
+        LF_TRY(lf_cc_malloc(cc, (size_t)(N * C_in * P) * esz, &col));
+        LF_LAUNCH(lf_cunn_cast, col, lf_cc_nn_type(W->dtype), x, N * C_in * P, cc->stream);
+    } else if (!direct) {
+        LF_TRY(lf_cc_malloc(cc, (size_t)(K * band) * esz, &col));
+    }
+    for (int64_t n = 0; n < N; n++) {
+        const float *xn = x + n * C_in * H * Wd;
+        float *yn = y + n * C_out * P;
+        if (K == 0) {
+            LF_CU(cudaMemsetAsync(yn, 0, (size_t)(C_out * P) * sizeof(float), cc->stream), NULL);
+            continue;
+        }
+        if (direct) {
+            const void *A = W->dtype == LF_F32 ? (const void *)xn : (const char *)col + (size_t)(n * C_in * P) * esz;
+            LF_TRY(lf_cc_gemm(cc, W->dtype, CUBLAS_OP_N, (int)P, (int)C_out, (int)K, A, (int)P, wd, (int)K, yn, (int)P));
+            continue;
+        }
+        for (int64_t p0 = 0; p0 < P; p0 += band) {
+            const int64_t np = P - p0 < band ? P - p0 : band;
+            LF_LAUNCH(lf_cunn_im2col, col, lf_cc_nn_type(W->dtype), xn, C_in, H, Wd, kh, kw, stride, pad, Wo, p0, np,
+                      cc->stream);
+            LF_TRY(lf_cc_gemm(cc, W->dtype, CUBLAS_OP_N, (int)np, (int)C_out, (int)K, col, (int)np, wd, (int)K, yn + p0,
+                              (int)P));
+        }
+    }
+    if (bd) LF_LAUNCH(lf_cunn_add_bias, y, bd, N, C_out, P, 0, cc->stream);
+fail:
+    lf_cc_free(cc, col);
+    return st ? lf_cc_fail(st, "conv2d") : LF_OK;
+}
+
+static lf_status lf_cc_attention(lf_compute *c, float *out, const float *q, const float *k, const float *v, int64_t N,
+                                 int64_t Lq, int64_t Lk, int64_t heads, int64_t d, float scale, int causal) {
+    lf_ccuda *cc = lf_cc(c);
+    lf_status st = LF_OK;
+    float *S = NULL;
+    const float one = 1.0f, zero = 0.0f;
+    const int64_t HD = heads * d;
+    if (N <= 0 || Lq <= 0 || heads <= 0 || d <= 0) return LF_OK;
+    if (Lk <= 0) { /* softmax over no keys: lf_nn gives zeros */
+        LF_CU(cudaMemsetAsync(out, 0, (size_t)(N * Lq * HD) * sizeof(float), cc->stream), NULL);
+        return LF_OK;
+    }
+    LF_TRY(lf_cc_int(HD, "heads*d"));
+    LF_TRY(lf_cc_int(Lk, "Lk"));
+    LF_TRY(lf_cc_int(heads, "heads"));
+    int64_t qc = cc->attn_max / (heads * Lk);
+    qc = qc < 1 ? 1 : qc > Lq ? Lq : qc;
+    LF_TRY(lf_cc_int(qc * Lk, "query chunk * Lk"));
+    LF_TRY(lf_cc_malloc(cc, (size_t)(heads * qc * Lk) * sizeof(float), (void **)&S));
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t q0 = 0; q0 < Lq; q0 += qc) {
+            const int64_t nq = Lq - q0 < qc ? Lq - q0 : qc;
+            const float *qn = q + (n * Lq + q0) * HD, *kn = k + n * Lk * HD, *vn = v + n * Lk * HD;
+            /* scores_h (nq, Lk) row-major = column-major (Lk, nq) = k_h (col-major (d, Lk))ᵀ · q_h (d, nq) */
+            LF_CB(cublasSgemmStridedBatched(cc->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)Lk, (int)nq, (int)d, &scale, kn,
+                                            (int)HD, d, qn, (int)HD, d, &zero, S, (int)Lk, nq * Lk, (int)heads));
+            LF_LAUNCH(lf_cunn_softmax_rows, S, heads * nq, Lk, causal, nq, q0, cc->stream);
+            /* out_h (nq, d) row-major, ld HD = column-major (d, nq) = v_h (col-major (d, Lk)) · P_h (Lk, nq) */
+            LF_CB(cublasSgemmStridedBatched(cc->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)d, (int)nq, (int)Lk, &one, vn,
+                                            (int)HD, d, S, (int)Lk, nq * Lk, &zero, out + (n * Lq + q0) * HD, (int)HD,
+                                            d, (int)heads));
+        }
+fail:
+    lf_cc_free(cc, S);
+    return st ? lf_cc_fail(st, "attention") : LF_OK;
+}
+
+/* ---- normalisation and element-wise ops ----------------------------------------------------- */
+
+static lf_status lf_cc_group_norm(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
+                                  int64_t N, int64_t C, int64_t S, int64_t groups, float eps) {
+    lf_ccuda *cc = lf_cc(c);
+    lf_status st = LF_OK;
+    const float *g = NULL, *b = NULL;
+    if (groups <= 0 || C % groups) {
+        st = lf_err(LF_ERR_ARG, "%lld channels in %lld groups", (long long)C, (long long)groups);
+        goto fail;
+    }
+    LF_TRY(lf_cc_params(cc, gamma, C, &g));
+    LF_TRY(lf_cc_params(cc, beta, C, &b));
+    LF_LAUNCH(lf_cunn_norm, y, x, g, b, N, C, S, groups, eps, cc->stream);
+    return LF_OK;
+fail:
+    return lf_cc_fail(st, "group_norm");
+}
+
+static lf_status lf_cc_layer_norm(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
+                                  int64_t M, int64_t D, float eps) {
+    lf_ccuda *cc = lf_cc(c);
+    lf_status st = LF_OK;
+    const float *g = NULL, *b = NULL;
+    LF_TRY(lf_cc_params(cc, gamma, D, &g));
+    LF_TRY(lf_cc_params(cc, beta, D, &b));
+    LF_LAUNCH(lf_cunn_norm, y, x, g, b, M, D, 1, 1, eps, cc->stream);
+    return LF_OK;
+fail:
+    return lf_cc_fail(st, "layer_norm");
+}
+
+static lf_status lf_cc_ew(lf_compute *c, lf_cunn_op op, float *y, const float *a, const float *b, float s, int64_t n,
+                          const char *name) {
+    return LF_ONE(name, lf_cunn_ew, op, y, a, b, s, n, lf_cc(c)->stream);
+}
+
+static lf_status lf_cc_silu(lf_compute *c, float *y, const float *x, int64_t n) {
+    return lf_cc_ew(c, LF_CUNN_SILU, y, x, NULL, 0.0f, n, "silu");
+}
+static lf_status lf_cc_gelu(lf_compute *c, float *y, const float *x, int64_t n) {
+    return lf_cc_ew(c, LF_CUNN_GELU, y, x, NULL, 0.0f, n, "gelu");
+}
+static lf_status lf_cc_gelu_tanh(lf_compute *c, float *y, const float *x, int64_t n) {
+    return lf_cc_ew(c, LF_CUNN_GELU_TANH, y, x, NULL, 0.0f, n, "gelu_tanh");
+}
+static lf_status lf_cc_quick_gelu(lf_compute *c, float *y, const float *x, int64_t n) {
+    return lf_cc_ew(c, LF_CUNN_QUICK_GELU, y, x, NULL, 0.0f, n, "quick_gelu");
+}
+static lf_status lf_cc_add(lf_compute *c, float *y, const float *a, const float *b, int64_t n) {
+    return lf_cc_ew(c, LF_CUNN_ADD, y, a, b, 0.0f, n, "add");
+}
+static lf_status lf_cc_mul(lf_compute *c, float *y, const float *a, const float *b, int64_t n) {
+    return lf_cc_ew(c, LF_CUNN_MUL, y, a, b, 0.0f, n, "mul");
+}
+static lf_status lf_cc_scale(lf_compute *c, float *y, const float *x, float s, int64_t n) {
+    return lf_cc_ew(c, LF_CUNN_SCALE, y, x, NULL, s, n, "scale");
+}
+
+static lf_status lf_cc_geglu(lf_compute *c, float *y, const float *x, int64_t M, int64_t F) {
+    return LF_ONE("geglu", lf_cunn_geglu, y, x, M, F, lf_cc(c)->stream);
+}
+
+static lf_status lf_cc_add_bias_c(lf_compute *c, float *x, const float *b, int64_t N, int64_t C, int64_t S) {
+    lf_ccuda *cc = lf_cc(c);
+    lf_status st = LF_OK;
+    const float *bd = NULL;
+    LF_TRY(lf_cc_params(cc, b, C, &bd));
+    if (bd) LF_LAUNCH(lf_cunn_add_bias, x, bd, N, C, S, 0, cc->stream);
+    return LF_OK;
+fail:
+    return lf_cc_fail(st, "add_bias_c");
+}
+
+static lf_status lf_cc_add_bias_nc(lf_compute *c, float *x, const float *b, int64_t N, int64_t C, int64_t S) {
+    return LF_ONE("add_bias_nc", lf_cunn_add_bias, x, b, N, C, S, 1, lf_cc(c)->stream);
+}
+
+/* ---- layout ------------------------------------------------------------------------------------ */
+
+static lf_status lf_cc_nchw_to_nlc(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t S) {
+    return LF_ONE("nchw_to_nlc", lf_cunn_transpose, y, x, N, C, S, lf_cc(c)->stream);
+}
+
+static lf_status lf_cc_nlc_to_nchw(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t S) {
+    return LF_ONE("nlc_to_nchw", lf_cunn_transpose, y, x, N, S, C, lf_cc(c)->stream);
+}
+
+static lf_status lf_cc_resize_nearest(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t H,
+                                      int64_t W, int64_t Ho, int64_t Wo) {
+    return LF_ONE("resize_nearest", lf_cunn_resize_nearest, y, x, N, C, H, W, Ho, Wo, lf_cc(c)->stream);
+}
+
+static lf_status lf_cc_pad2d(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
+                             int64_t left, int64_t right, int64_t top, int64_t bottom) {
+    return LF_ONE("pad2d", lf_cunn_pad2d, y, x, N, C, H, W, left, right, top, bottom, lf_cc(c)->stream);
+}
+
+static lf_status lf_cc_concat_c(lf_compute *c, float *y, const float *a, const float *b, int64_t N, int64_t Ca,
+                                int64_t Cb, int64_t S) {
+    return LF_ONE("concat_c", lf_cunn_concat_c, y, a, b, N, Ca, Cb, S, lf_cc(c)->stream);
+}
+
+/* ---- embeddings -------------------------------------------------------------------------------- */
+
+static lf_status lf_cc_timestep_embedding(lf_compute *c, float *emb, const float *t, int64_t N, int64_t dim,
+                                          int flip_sin_to_cos, float shift, float max_period) {
+    lf_ccuda *cc = lf_cc(c);
+    lf_status st = LF_OK;
+    float *td = NULL;
+    if (N <= 0 || dim <= 0) return LF_OK;
+    LF_TRY(lf_cc_malloc(cc, (size_t)N * sizeof(float), (void **)&td));
+    LF_CU(cudaMemcpyAsync(td, t, (size_t)N * sizeof(float), cudaMemcpyHostToDevice, cc->stream), NULL);
+    /* the two constants exactly as lf_nn_timestep_embedding forms them */
+    LF_LAUNCH(lf_cunn_timestep_embedding, emb, td, N, dim, flip_sin_to_cos, -(float)log((double)max_period),
+              (float)(dim / 2) - shift, cc->stream);
+fail:
+    lf_cc_free(cc, td);
+    return st ? lf_cc_fail(st, "timestep_embedding") : LF_OK;
+}
+
+static lf_status lf_cc_embedding(lf_compute *c, float *y, const float *table, const int32_t *ids, int64_t L, int64_t V,
+                                 int64_t D) {
+    lf_ccuda *cc = lf_cc(c);
+    lf_status st = LF_OK;
+    const float *td = NULL;
+    int32_t *idd = NULL;
+    for (int64_t i = 0; i < L; i++)
+        if (ids[i] < 0 || ids[i] >= V) {
+            st = lf_err(LF_ERR_ARG, "id %d at position %lld outside the vocabulary [0, %lld)", (int)ids[i], (long long)i,
+                        (long long)V);
+            goto fail;
+        }
+    if (L <= 0 || D <= 0) return LF_OK;
+    LF_TRY(lf_cc_params(cc, table, V * D, &td));
+    LF_TRY(lf_cc_malloc(cc, (size_t)L * sizeof(int32_t), (void **)&idd));
+    LF_CU(cudaMemcpyAsync(idd, ids, (size_t)L * sizeof(int32_t), cudaMemcpyHostToDevice, cc->stream), NULL);
+    LF_LAUNCH(lf_cunn_embedding, y, td, idd, L, D, cc->stream);
+fail:
+    lf_cc_free(cc, idd);
+    return st ? lf_cc_fail(st, "embedding") : LF_OK;
+}
+
+/* ---- open -------------------------------------------------------------------------------------- */
+
+static int64_t lf_cc_env_size(const char *name, int64_t dflt) {
+    const char *s = getenv(name);
+    char *end = NULL;
+    long long v = s ? strtoll(s, &end, 10) : 0;
+    return s && end != s && *end == '\0' && v > 0 ? (int64_t)v : dflt;
+}
+
+lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
+    lf_status st = LF_OK;
+    *out = NULL;
+    if (!dev) return lf_err(LF_ERR_ARG, "cuda compute: no device (lf_device_open first)");
+    lf_ccuda *cc = calloc(1, sizeof *cc);
+    if (!cc) return lf_err(LF_ERR_NOMEM, "out of memory");
+    const char *sync = getenv("LF_CUDA_SYNC_CHECK");
+    cc->sync_check = sync && sync[0] == '1';
+    cc->im2col_max = lf_cc_env_size("LF_CUDA_IM2COL_MAX", (int64_t)1 << 24);
+    cc->attn_max = lf_cc_env_size("LF_CUDA_ATTN_MAX", (int64_t)1 << 26);
+    lf_compute *c = &cc->c;
+    c->name = "cuda";
+    c->impl = cc;
+    c->alloc = lf_cc_alloc;
+    c->release = lf_cc_release;
+    c->upload = lf_cc_upload;
+    c->download = lf_cc_download;
+    c->copy2d = lf_cc_copy2d;
+    c->sync = lf_cc_sync;
+    c->forget = lf_cc_forget;
+    c->bind = lf_cc_bind;
+    c->supports = lf_cc_supports;
+    c->destroy = lf_cc_destroy;
+    c->linear = lf_cc_linear;
+    c->conv2d = lf_cc_conv2d;
+    c->group_norm = lf_cc_group_norm;
+    c->layer_norm = lf_cc_layer_norm;
+    c->silu = lf_cc_silu;
+    c->gelu = lf_cc_gelu;
+    c->gelu_tanh = lf_cc_gelu_tanh;
+    c->quick_gelu = lf_cc_quick_gelu;
+    c->geglu = lf_cc_geglu;
+    c->add = lf_cc_add;
+    c->mul = lf_cc_mul;
+    c->scale = lf_cc_scale;
+    c->add_bias_c = lf_cc_add_bias_c;
+    c->add_bias_nc = lf_cc_add_bias_nc;
+    c->attention = lf_cc_attention;
+    c->nchw_to_nlc = lf_cc_nchw_to_nlc;
+    c->nlc_to_nchw = lf_cc_nlc_to_nchw;
+    c->resize_nearest = lf_cc_resize_nearest;
+    c->pad2d = lf_cc_pad2d;
+    c->concat_c = lf_cc_concat_c;
+    c->timestep_embedding = lf_cc_timestep_embedding;
+    c->embedding = lf_cc_embedding;
+    LF_CU(cudaSetDevice(lf_device_ordinal(dev)), NULL);
+    LF_CU(cudaStreamCreateWithFlags(&cc->stream, cudaStreamNonBlocking), NULL);
+    LF_CB(cublasCreate(&cc->blas));
+    LF_CB(cublasSetStream(cc->blas, cc->stream));
+    /* cublasCreate may run work on the legacy stream, which a non-blocking stream does not wait for */
+    LF_CU(cudaDeviceSynchronize(), NULL);
+    *out = c;
+    return LF_OK;
+fail:
+    lf_cc_destroy(c);
+    return lf_cc_fail(st, "open");
+}
+#endif

@@ -1,0 +1,103 @@
+/* nn_layout.cu: layout and resampling operators of lf_nn.h on the device.
+ *
+ *   transpose   y (N, C, R) = x (N, R, C) per sample (NCHW <-> NLC), 32x32 tiles staged in shared
+ *               memory (stride 33: the column reads hit 32 different banks), reads and writes coalesced
+ *   resize      y[.., i, j] = x[.., si, sj], si = min(floor((float)i * ((float)H / Ho)), H - 1) in f32,
+ *               as torch's CPU nearest interpolation and lf_nn_resize_nearest compute it (same for sj)
+ *   pad2d       zero padding (left, right, top, bottom), torch F.pad
+ *   concat_c    y (N, Ca + Cb, S) = [a, b] along C
+ */
+#include <math.h>
+
+#include "nn_common.cuh"
+#include "lf_nn_cuda.h"
+
+namespace {
+
+constexpr int TILE = 32;
+
+/* grid (tiles of the (R, C) matrix, N), block (32, 8); tile t covers rows (t / tc)*32.. and columns
+ * (t % tc)*32.. (one flat grid dimension: a VAE-sized S needs more than 65535 tiles along it) */
+__global__ void __launch_bounds__(256) lf_cunn_transpose_k(float *y, const float *x, int64_t R, int64_t C, int64_t tc) {
+    __shared__ float tile[TILE * (TILE + 1)];
+    const int64_t n = blockIdx.y, r0 = (int64_t)blockIdx.x / tc * TILE, c0 = (int64_t)blockIdx.x % tc * TILE;
+    const float *xs = x + n * R * C;
+    float *ys = y + n * R * C;
+    for (int k = threadIdx.y; k < TILE; k += blockDim.y) {
+        const int64_t r = r0 + k, c = c0 + threadIdx.x;
+        if (r < R && c < C) tile[k * (TILE + 1) + threadIdx.x] = xs[r * C + c];
+    }
+    __syncthreads();
+    for (int k = threadIdx.y; k < TILE; k += blockDim.y) {
+        const int64_t c = c0 + k, r = r0 + threadIdx.x;
+        if (r < R && c < C) ys[c * R + r] = tile[threadIdx.x * (TILE + 1) + k];
+    }
+}
+
+__global__ void __launch_bounds__(256) lf_cunn_resize_nearest_k(float *y, const float *x, int64_t NC, int64_t H,
+                                                                int64_t W, int64_t Ho, int64_t Wo, float sh, float sw) {
+    const int64_t n = NC * Ho * Wo;
+    for (int64_t i = lf_cunn::gtid(); i < n; i += lf_cunn::gstride()) {
+        const int64_t p = i / (Ho * Wo), oy = i / Wo % Ho, ox = i % Wo;
+        int64_t sy = (int64_t)floorf((float)oy * sh), sx = (int64_t)floorf((float)ox * sw);
+        sy = sy < H - 1 ? sy : H - 1;
+        sx = sx < W - 1 ? sx : W - 1;
+        y[i] = x[(p * H + sy) * W + sx];
+    }
+}
+
+__global__ void __launch_bounds__(256) lf_cunn_pad2d_k(float *y, const float *x, int64_t NC, int64_t H, int64_t W,
+                                                       int64_t left, int64_t top, int64_t Ho, int64_t Wo) {
+    const int64_t n = NC * Ho * Wo;
+    for (int64_t i = lf_cunn::gtid(); i < n; i += lf_cunn::gstride()) {
+        const int64_t p = i / (Ho * Wo), sy = i / Wo % Ho - top, sx = i % Wo - left;
+        y[i] = sy >= 0 && sy < H && sx >= 0 && sx < W ? x[(p * H + sy) * W + sx] : 0.0f;
+    }
+}
+
+__global__ void __launch_bounds__(256) lf_cunn_concat_c_k(float *y, const float *a, const float *b, int64_t N,
+                                                          int64_t Ca, int64_t Cb, int64_t S) {
+    const int64_t per = (Ca + Cb) * S, n = N * per;
+    for (int64_t i = lf_cunn::gtid(); i < n; i += lf_cunn::gstride()) {
+        const int64_t s = i / per, k = i % per;
+        y[i] = k < Ca * S ? a[s * Ca * S + k] : b[s * Cb * S + k - Ca * S];
+    }
+}
+
+} // namespace
+
+extern "C" int lf_cunn_transpose(float *y, const float *x, int64_t N, int64_t R, int64_t C, cudaStream_t s) {
+    if (N <= 0 || R <= 0 || C <= 0) return (int)cudaSuccess;
+    const int64_t tr = (R + TILE - 1) / TILE, tc = (C + TILE - 1) / TILE;
+    if (tr * tc > INT32_MAX || N > 65535) return (int)cudaErrorInvalidValue;
+    (void)cudaGetLastError(); /* the return below must be this launch's error, not an earlier call's */
+    lf_cunn_transpose_k<<<dim3((unsigned)(tr * tc), (unsigned)N), dim3(TILE, 8), 0, s>>>(y, x, R, C, tc);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int lf_cunn_resize_nearest(float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t Ho,
+                                      int64_t Wo, cudaStream_t s) {
+    if (N <= 0 || C <= 0 || Ho <= 0 || Wo <= 0) return (int)cudaSuccess;
+    (void)cudaGetLastError();
+    lf_cunn_resize_nearest_k<<<lf_cunn::grid_for(N * C * Ho * Wo), dim3(lf_cunn::THREADS), 0, s>>>(
+        y, x, N * C, H, W, Ho, Wo, (float)H / (float)Ho, (float)W / (float)Wo);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int lf_cunn_pad2d(float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t left,
+                             int64_t right, int64_t top, int64_t bottom, cudaStream_t s) {
+    const int64_t Ho = H + top + bottom, Wo = W + left + right;
+    if (N <= 0 || C <= 0 || Ho <= 0 || Wo <= 0) return (int)cudaSuccess;
+    (void)cudaGetLastError();
+    lf_cunn_pad2d_k<<<lf_cunn::grid_for(N * C * Ho * Wo), dim3(lf_cunn::THREADS), 0, s>>>(y, x, N * C, H, W, left, top,
+                                                                                         Ho, Wo);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int lf_cunn_concat_c(float *y, const float *a, const float *b, int64_t N, int64_t Ca, int64_t Cb, int64_t S,
+                                cudaStream_t s) {
+    if (N <= 0 || Ca + Cb <= 0 || S <= 0) return (int)cudaSuccess;
+    (void)cudaGetLastError();
+    lf_cunn_concat_c_k<<<lf_cunn::grid_for(N * (Ca + Cb) * S), dim3(lf_cunn::THREADS), 0, s>>>(y, a, b, N, Ca, Cb, S);
+    return (int)cudaGetLastError();
+}
