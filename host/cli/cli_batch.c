@@ -17,6 +17,7 @@
 #include <cJSON.h>
 
 #include "cli.h"
+#include "host/cuda/compute_cuda.h"
 #include "host/base/pool.h"
 #include "host/base/text.h"
 #include "lorafuse/lf_batch.h"
@@ -255,6 +256,7 @@ static int lf_batch_report_cmd(char **paths, int n, int json) {
 int lf_cli_batch(int argc, char **argv) {
     lf_batch_args a;
     memset(&a, 0, sizeof a);
+    a.o.cuda = lf_compute_cuda_device; /* --backend cuda / auto */
     a.o.output_dir = "outputs/batch";
     a.max_jobs = LF_BATCH_DEFAULT_MAX_JOBS;
     lf_cli_parser p;

@@ -29,6 +29,7 @@
 #include <cJSON.h>
 
 #include "cli.h"
+#include "host/cuda/compute_cuda.h"
 #include "host/base/number.h"
 #include "host/base/text.h"
 #include "lorafuse/lf_generate.h"
@@ -156,6 +157,7 @@ static int lf_generate_opt(lf_generate_args *a, int o, const char *v) {
 static int lf_generate_parse_args(int argc, char **argv, lf_generate_args *a, int *rc) {
     memset(a, 0, sizeof *a);
     lf_gen_opts_default(&a->o);
+    a->o.cuda = lf_compute_cuda_device; /* --backend cuda / auto */
     lf_cli_parser p;
     lf_cli_parser_init(&p, "generate", lf_generate_usage_text, lf_generate_help_text, lf_generate_cli_opts, argc, argv);
     int o, n;

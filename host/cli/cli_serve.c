@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "host/cuda/compute_cuda.h"
 #include "host/base/pool.h"
 #include "host/base/text.h"
 #include "lorafuse/lf_serve.h"
@@ -125,6 +126,7 @@ static int lf_serve_opt(lf_serve_args *a, int o, const char *v) {
 static int lf_serve_parse_args(int argc, char **argv, lf_serve_args *a, int *rc) {
     memset(a, 0, sizeof *a);
     lf_serve_opts_default(&a->o);
+    a->o.cuda = lf_compute_cuda_device; /* --backend cuda / auto */
     lf_cli_parser p;
     lf_cli_parser_init(&p, "serve", lf_serve_usage_text, lf_serve_help_text, lf_serve_cli_opts, argc, argv);
     int o, n;

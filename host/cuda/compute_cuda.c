@@ -28,6 +28,7 @@
  * asynchronous fault is reported by the op that caused it. Not thread-safe (one thread per backend).
  */
 #include <limits.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,11 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
     (void)dev;
     *out = NULL;
     return lf_err(LF_ERR_UNSUPPORTED, "this build of lorafuse found no cuBLAS: the CUDA compute backend is not built");
+}
+
+lf_status lf_compute_cuda_device(int ordinal, lf_compute **out, char *desc, size_t cap) {
+    (void)ordinal, (void)desc, (void)cap;
+    return lf_compute_cuda_open(NULL, out);
 }
 #else
 #include <cublas_v2.h>
@@ -71,6 +77,10 @@ typedef struct {
     size_t nfree, capfree, nlive, caplive;
     lf_cweight *w; /* sorted by host address */
     size_t nw, capw;
+    lf_device *own_dev; /* lf_compute_cuda_device's: closed by destroy */
+    pthread_mutex_t mu; /* the weight table: forget comes from any thread */
+    void **dead;        /* device copies forgotten, to free on the ops' thread */
+    size_t ndead, capdead;
 } lf_ccuda;
 
 static lf_ccuda *lf_cc(lf_compute *c) { return (lf_ccuda *)c->impl; }
@@ -197,11 +207,29 @@ static void lf_cc_erase(lf_ccuda *cc, size_t i) {
     cc->nw--;
 }
 
-static void lf_cc_forget(lf_compute *c, const void *p) {
+/* device copies forget dropped on another thread (which has no CUDA device current): freed here, on the
+ * thread that runs the ops (or, when the list cannot grow, at once) */
+static void lf_cc_free_dead(lf_ccuda *cc) {
+    for (size_t i = 0; i < cc->ndead; i++) cudaFree(cc->dead[i]);
+    cc->ndead = 0;
+}
+
+/* every copy made from host memory overlapping [p, p + bytes); from any thread (the runtime's weight
+ * watcher calls it from the operator pool) */
+static void lf_cc_forget(lf_compute *c, const void *p, size_t bytes) {
     lf_ccuda *cc = lf_cc(c);
-    int found;
-    size_t i = lf_cc_find(cc, p, &found);
-    if (found) lf_cc_erase(cc, i);
+    uintptr_t lo = (uintptr_t)p, hi = lo + (bytes ? bytes : 1);
+    pthread_mutex_lock(&cc->mu);
+    for (size_t i = cc->nw; i-- > 0;) {
+        uintptr_t h = (uintptr_t)cc->w[i].host, e = h + (cc->w[i].bytes ? cc->w[i].bytes : 1);
+        if (h >= hi || e <= lo) continue;
+        if (cc->w[i].owned && !lf_grow(&cc->dead, &cc->capdead, cc->ndead + 1)) {
+            cc->dead[cc->ndead++] = cc->w[i].dev;
+            cc->w[i].owned = 0; /* freed later, not by erase */
+        }
+        lf_cc_erase(cc, i);
+    }
+    pthread_mutex_unlock(&cc->mu);
 }
 
 static size_t lf_cc_dtype_size(lf_dtype dt) { return dt == LF_F32 ? 4 : dt == LF_F16 || dt == LF_BF16 ? 2 : 0; }
@@ -219,7 +247,7 @@ static lf_status lf_cc_insert(lf_ccuda *cc, const void *host, void *dev, size_t 
 
 /* The device copy of n values of dtype dt at host address p: the resident one, or uploaded now (a
  * resident copy of another dtype or size is replaced when it is the backend's own, refused when bound). */
-static lf_status lf_cc_resident(lf_ccuda *cc, const void *p, lf_dtype dt, int64_t n, const void **dev) {
+static lf_status lf_cc_resident_locked(lf_ccuda *cc, const void *p, lf_dtype dt, int64_t n, const void **dev) {
     lf_status st = LF_OK;
     const size_t bytes = (size_t)n * lf_cc_dtype_size(dt);
     int found;
@@ -240,6 +268,14 @@ static lf_status lf_cc_resident(lf_ccuda *cc, const void *p, lf_dtype dt, int64_
 fail:
     if (d) cudaFree(d);
     return lf_err_wrap(st, "resident %s copy: ", lf_dtype_name(dt));
+}
+
+static lf_status lf_cc_resident(lf_ccuda *cc, const void *p, lf_dtype dt, int64_t n, const void **dev) {
+    pthread_mutex_lock(&cc->mu);
+    lf_cc_free_dead(cc);
+    lf_status st = lf_cc_resident_locked(cc, p, dt, n, dev);
+    pthread_mutex_unlock(&cc->mu);
+    return st;
 }
 
 /* host f32 parameters (bias, gamma, beta, table) of n values, resident; NULL stays NULL */
@@ -266,7 +302,10 @@ static lf_status lf_cc_bind(lf_compute *c, const void *p, const lf_view *v, void
     if (!p || !v || !dev) return lf_err(LF_ERR_ARG, "cuda compute: bind: NULL argument");
     if (!lf_cc_dtype_size(v->dtype))
         return lf_err(LF_ERR_UNSUPPORTED, "cuda compute: bind: weight dtype %s", lf_dtype_name(v->dtype));
-    lf_status st = lf_cc_insert(lf_cc(c), p, dev, (size_t)lf_view_numel(v) * lf_cc_dtype_size(v->dtype), v->dtype, 0);
+    lf_ccuda *cc = lf_cc(c);
+    pthread_mutex_lock(&cc->mu);
+    lf_status st = lf_cc_insert(cc, p, dev, (size_t)lf_view_numel(v) * lf_cc_dtype_size(v->dtype), v->dtype, 0);
+    pthread_mutex_unlock(&cc->mu);
     return st ? lf_cc_fail(st, "bind") : LF_OK;
 }
 
@@ -334,10 +373,15 @@ static void lf_cc_destroy(lf_compute *c) {
         if (cc->w[i].owned) cudaFree(cc->w[i].dev);
     if (cc->blas) cublasDestroy(cc->blas);
     if (cc->stream) cudaStreamDestroy(cc->stream);
+    lf_device *dev = cc->own_dev;
     free(cc->freeb);
     free(cc->live);
     free(cc->w);
+    lf_cc_free_dead(cc);
+    free(cc->dead);
+    pthread_mutex_destroy(&cc->mu);
     free(cc);
+    lf_device_close(dev);
 }
 
 /* ---- matrix products --------------------------------------------------------------------------- */
@@ -645,6 +689,7 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
     if (!dev) return lf_err(LF_ERR_ARG, "cuda compute: no device (lf_device_open first)");
     lf_ccuda *cc = calloc(1, sizeof *cc);
     if (!cc) return lf_err(LF_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&cc->mu, NULL);
     const char *sync = getenv("LF_CUDA_SYNC_CHECK");
     cc->sync_check = sync && sync[0] == '1';
     cc->im2col_max = lf_cc_env_size("LF_CUDA_IM2COL_MAX", (int64_t)1 << 24);
@@ -695,5 +740,18 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
 fail:
     lf_cc_destroy(c);
     return lf_cc_fail(st, "open");
+}
+lf_status lf_compute_cuda_device(int ordinal, lf_compute **out, char *desc, size_t cap) {
+    lf_device *dev = NULL;
+    *out = NULL;
+    lf_status st = lf_device_open(ordinal, &dev);
+    if (st == LF_OK) st = lf_compute_cuda_open(dev, out);
+    if (st != LF_OK) {
+        lf_device_close(dev);
+        return st;
+    }
+    lf_cc(*out)->own_dev = dev;
+    if (desc && cap) snprintf(desc, cap, "%s", lf_device_describe(dev));
+    return LF_OK;
 }
 #endif

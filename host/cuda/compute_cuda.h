@@ -14,5 +14,9 @@
  * LF_ERR_UNSUPPORTED when this build has no CUDA or no cuBLAS; LF_ERR_DEVICE / LF_ERR_NOMEM naming
  * the CUDA or cuBLAS call that failed. */
 lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out);
+/* lf_device_open(ordinal) and lf_compute_cuda_open on it, the device released by the compute's destroy;
+ * desc (cap bytes) gets lf_device_describe. The lf_gen_cuda_fn of lf_generate.h: the program that links
+ * the device library hands it to generate, serve and batch. */
+lf_status lf_compute_cuda_device(int ordinal, lf_compute **out, char *desc, size_t cap);
 
 #endif

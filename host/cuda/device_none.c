@@ -90,3 +90,9 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
     *out = NULL;
     return lf_no_cuda();
 }
+
+lf_status lf_compute_cuda_device(int ordinal, lf_compute **out, char *desc, size_t cap) {
+    (void)ordinal, (void)desc, (void)cap;
+    *out = NULL;
+    return lf_no_cuda();
+}

@@ -152,8 +152,8 @@ static void t_linear(int64_t M, int64_t in, int64_t out, int bias) {
         snprintf(label, sizeof label, "%s M%lld in%lld out%lld%s", lf_dtype_name(DTS[t]), (long long)M, (long long)in,
                  (long long)out, bias ? " +b" : "");
         compare(LF_COP_LINEAR, label, ref, dy, M * out, bound_of(DTS[t]));
-        C->forget(C, mem);
-        if (b) C->forget(C, b);
+        C->forget(C, mem, 1);
+        if (b) C->forget(C, b, 1);
         C->release(C, dx);
         C->release(C, dy);
         free(x), free(w), free(b), free(ref), free(mem);
@@ -177,8 +177,8 @@ static void t_conv(int64_t N, int64_t Ci, int64_t H, int64_t Wd, int64_t Co, int
                  (long long)N, (long long)Ci, (long long)Co, (long long)H, (long long)Wd, (long long)k,
                  (long long)stride, (long long)pad, bias ? " +b" : "");
         compare(LF_COP_CONV2D, label, ref, dy, N * Co * Ho * Wo, bound_of(DTS[t]));
-        C->forget(C, mem);
-        if (b) C->forget(C, b);
+        C->forget(C, mem, 1);
+        if (b) C->forget(C, b, 1);
         C->release(C, dx);
         C->release(C, dy);
         free(x), free(w), free(b), free(ref), free(mem);
@@ -217,7 +217,7 @@ static void t_norms(void) {
         snprintf(label, sizeof label, "N%lld C%lld S%lld G%lld%s", (long long)N, (long long)Cc, (long long)S,
                  (long long)G, g ? "" : " no affine");
         compare(LF_COP_GROUP_NORM, label, ref, dx, n, NMSE_F32);
-        if (g) C->forget(C, g), C->forget(C, b);
+        if (g) C->forget(C, g, 1), C->forget(C, b, 1);
         C->release(C, dx);
         free(x), free(g), free(b), free(ref);
     }
@@ -232,7 +232,7 @@ static void t_norms(void) {
         char label[64];
         snprintf(label, sizeof label, "M%lld D%lld", (long long)M, (long long)D);
         compare(LF_COP_LAYER_NORM, label, ref, dy, M * D, D == 1 ? 0 : NMSE_F32);
-        C->forget(C, g), C->forget(C, b);
+        C->forget(C, g, 1), C->forget(C, b, 1);
         C->release(C, dx), C->release(C, dy);
         free(x), free(g), free(b), free(ref);
     }
@@ -276,7 +276,7 @@ static void t_elementwise(void) {
     lf_nn_add_bias_nc(a, bnc, N, Cc, S);
     ok(C->add_bias_nc(C, da, dbnc, N, Cc, S), "add_bias_nc");
     compare(LF_COP_ADD_BIAS_NC, "N2 C5 S13", a, da, N * Cc * S, 0);
-    C->forget(C, bc);
+    C->forget(C, bc, 1);
     C->release(C, da), C->release(C, dbnc);
     free(a), free(bc), free(bnc);
 }
@@ -358,7 +358,7 @@ static void t_embed(void) {
     ids[5] = (int32_t)V;
     lf_status st = C->embedding(C, dy, table, ids, L, V, D);
     LF_CHECK(st == LF_ERR_ARG && strstr(lf_last_error(), "position 5"), "embedding with id V: %d %s", st, lf_last_error());
-    C->forget(C, table);
+    C->forget(C, table, 1);
     C->release(C, dy);
     free(table), free(ref);
 }
@@ -400,7 +400,7 @@ static void t_memory(void) {
     memcpy(w, w2, (size_t)(out * in) * 4); /* patched on the host: the resident copy is stale ... */
     ok(C->linear(C, dy, dx, &W, NULL, M, in, out), "linear");
     compare(LF_COP_LINEAR, "cache: stale copy used", r1, dy, M * out, NMSE_F32);
-    C->forget(C, w); /* ... until forgotten */
+    C->forget(C, w, 1); /* ... until forgotten */
     ok(C->linear(C, dy, dx, &W, NULL, M, in, out), "linear");
     compare(LF_COP_LINEAR, "cache: re-uploaded", r2, dy, M * out, NMSE_F32);
     /* bind: the op uses the bound device memory (the old values), whatever the host holds */
@@ -410,10 +410,10 @@ static void t_memory(void) {
     compare(LF_COP_LINEAR, "cache: bound", r1, dy, M * out, NMSE_F32);
     lf_view W16 = {w, LF_F16, 2, {out, in}};
     LF_CHECK(C->linear(C, dy, dx, &W16, NULL, M, in, out) == LF_ERR_SHAPE, "a bound f32 weight used as f16");
-    C->forget(C, w);
+    C->forget(C, w, 1);
     ok(C->linear(C, dy, dx, &W, NULL, M, in, out), "linear");
     compare(LF_COP_LINEAR, "cache: unbound, re-uploaded", r2, dy, M * out, NMSE_F32);
-    C->forget(C, w);
+    C->forget(C, w, 1);
     /* argument errors */
     lf_view Wbad = {w, LF_F32, 2, {out, in - 1}};
     LF_CHECK(C->linear(C, dy, dx, &Wbad, NULL, M, in, out) == LF_ERR_SHAPE, "a weight of the wrong size accepted");
