@@ -26,6 +26,6 @@ shapes lora-out-blocks "a white triangle on a red background, outlined <lora:out
 ./build/lorafuse generate --model models/sd15-mini.safetensors \
     --prompt "a lighthouse at dusk, pixel art <lora:mini_lora:te=0.8:unet=0.2@0,1@50%>" \
     --negative "blurry" --steps 8 --seed 42 --auto-trigger --output-dir "$outdir"
-./build/lorafuse inspect models/tiny-sd15-lora.safetensors --model models/tiny-sd15.safetensors
-./build/lorafuse merge --model models/tiny-sd15.safetensors \
-    --lora models/tiny-sd15-lora.safetensors:0.8 --output build/tiny-sd15-merged.safetensors --force
+./build/lorafuse inspect tests/data/tiny/sd15_kohya.lora.safetensors --model tests/data/tiny/tiny-sd15.safetensors
+./build/lorafuse merge --model tests/data/tiny/tiny-sd15.safetensors \
+    --lora tests/data/tiny/sd15_kohya.lora.safetensors:0.8 --output build/tiny-sd15-merged.safetensors --force
