@@ -135,7 +135,7 @@ static const demo_case COLOUR_CASES[] = {{"circle", "blue", "yellow", 7},
  * effect is weak, absent or the other way (docs/demo-model.md). */
 static const demo_case OUTLINE_CASES[] = {
     {"triangle", "white", "red", 7}, {"triangle", "white", "red", 3}, {"square", "yellow", "green", 3}};
-/* The LoHa's stripes: amplitude 0.3-4.5 -> 48-73 levels on these; on 10 of 24 prompt/seed pairs of a sweep it
+/* The LoHa's stripes: amplitude 0.3-4.5 -> 48-73 levels on these; on 9 of 24 prompt/seed pairs of a sweep it
  * reaches 15 levels, mostly on seed 7 (docs/demo-model.md). */
 static const demo_case STRIPE_CASES[] = {{"square", "red", "blue", 7},
                                          {"circle", "red", "green", 7},
