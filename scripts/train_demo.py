@@ -29,10 +29,11 @@ Models (the SD1 structure of scripts/make_default_model.py, narrowed so models/ 
   UNet  UNet2DConditionModel with SD1's blocks (CrossAttnDownBlock2D x3 + DownBlock2D, mirrored), 32
         channels per level, layers_per_block 1, cross-attention width 16; eps-prediction on SD1's
         scaled-linear schedule (1000 steps, betas 0.00085..0.012), 10% empty captions for CFG.
-  adapters  rank 4, alpha 4, on the UNet's transformer layers (to_q/k/v/out, proj_in/out, ff), the base
-        frozen, in kohya key names (lora_unet_*): the LoRA through PEFT and kohya_from_peft, the LoHa and the
-        DoRA through LyCORIS's own network (LycorisNetwork, so the keys, shapes and alpha are the ones LyCORIS
-        writes: hada_w1_a/b, hada_w2_a/b; lora_up/down with dora_scale (O, 1[, 1, 1]) on the output axis);
+  adapters  rank 4, alpha 4, on the UNet's transformer layers (to_q/k/v/out, proj_in/out, ff; the LoHa and the
+        DoRA without the cross-attention's to_k/to_v, see LYCORIS_LAYERS), the base frozen, in kohya key names
+        (lora_unet_*): the LoRA through PEFT and kohya_from_peft, the LoHa and the DoRA through LyCORIS's own
+        network (LycorisNetwork, so the keys, shapes and alpha are the ones LyCORIS writes: hada_w1_a/b,
+        hada_w2_a/b; lora_up/down with dora_scale (O, 1[, 1, 1]) on the output axis);
         ss_tag_frequency names each trigger word.
 Writes models/demo/shapes-sd1.safetensors (single file, LDM keys, F16, lorafuse.default_size 64x64) and
 models/demo/lora/*.safetensors (F16), and the loss log build-demo-train/losses.json.
