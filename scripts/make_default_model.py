@@ -21,7 +21,7 @@ Writes (random weights from fixed seeds, every tensor F16 like a distributed che
   models/lora/mini_loha.safetensors   LyCORIS 3.3.0 LoHa (create_lycoris, UNet, dim 4, alpha 2);
   models/lora/mini_lokr.safetensors   LyCORIS LoKr (factor 4);
   models/lora/mini_dora.safetensors   LyCORIS LoRA with weight decomposition (dora_wd).
-The existing models/tiny-sd15*.safetensors are not touched (other tests depend on them).
+The tiny test model tests/data/tiny/tiny-sd15.safetensors is not touched (other tests depend on it).
 
 With `--only sdxl` (or without --only), also the SDXL-structured test model (scripts/golden/sdxl_mini.py; tests
 only, not under models/): tests/data/pipeline/sdxl-mini.safetensors (full-vocabulary TE1 + TE2, 3-level

@@ -14,7 +14,7 @@ scripts/requirements-golden.txt.  Outputs:
       one adapter on one small layer (Linear 48x64, Conv 40x32 1x1 / 3x3, LayerNorm 48, GroupNorm 32),
       built with LyCORIS 3.3.0 module classes or PEFT 0.12.0, expectation from their merge/forward code
       (details and every deviation from the raw library result: scripts/golden/adapters.py docstring).
-  models/tiny-sd15.safetensors (the tiny cases reference it there), tests/data/tiny/tiny-sdxl.safetensors
+  tests/data/tiny/tiny-sd15.safetensors (the tiny cases reference it there), tests/data/tiny/tiny-sdxl.safetensors
       tiny diffusers/transformers models with the real SD1.5 / SDXL block structure, converted to the
       single-file LDM/SGM layout by our own code and validated against diffusers' single-file converters.
   tests/data/tiny/<case>.lora.safetensors + <case>.expect.safetensors
@@ -54,7 +54,7 @@ torch.set_num_threads(1)  # deterministic reductions
 # Each part: (name, module in scripts/golden/, what it writes). Run all, or one with --only NAME.
 PARTS = [
     ("adapters", "adapters", "per-algorithm adapter math -> tests/data/golden/"),
-    ("tiny", "tiny", "tiny SD1.5/SDXL checkpoints + naming-scheme LoRAs -> models/, tests/data/tiny/"),
+    ("tiny", "tiny", "tiny SD1.5/SDXL checkpoints + naming-scheme LoRAs -> tests/data/tiny/"),
     ("model-unet", "model_unet", "UNet/VAE outputs and diffusers folders -> tests/data/model/"),
     ("model-clip", "model_clip", "tokenizer ids, CLIP encoders, emphasis -> tests/data/model/clip_*"),
     ("sampler", "model_sampler", "torch/NV randn, scheduler tables and loops -> tests/data/sampler/"),

@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
-"""Trains the demo model: a small SD1-structured checkpoint that draws coloured shapes, and a LoRA for it.
+"""Trains the demo model: a small SD1-structured checkpoint that draws coloured shapes, and adapters for it.
 
-    nice -n 19 /work/.venv-golden/bin/python scripts/train_demo.py [--stage all|vae|encode|unet|lora|export]
+    nice -n 19 /work/.venv-golden/bin/python scripts/train_demo.py [--stage all|vae|encode|unet|adapters|export]
+        [--adapters outline,stripes,checker] [--base train|checkpoint]
 
 CPU only, one thread (LF_TRAIN_THREADS), fixed seeds; every stage saves its state under build-demo-train/ (git-ignored) every
 few hundred steps and resumes from there, so an interrupted run continues where it stopped.
 
 Data (procedural, rendered here): one shape (circle, square, triangle) in one of five colours on a plain
 background of another of the five colours, 64x64 px (latent 8x8), random size and position; caption
-"a red circle on a blue background". The LoRA's concept is a thick black outline (3 px) around the shape,
-captioned "a red circle on a blue background, outlined" (trigger word at the end, so the colour words keep
-the token positions the base model learned).
+"a red circle on a blue background". Each adapter adds one concept the base model never saw, captioned with
+its trigger word at the end (so the colour words keep the token positions the base model learned):
+  outline  kohya LoRA: a thick black outline (3 px) around the shape, "..., outlined";
+  stripes  LyCORIS LoHa: white horizontal bands, 8 px wide every 16 px, across the background, "..., striped";
+  checker  LyCORIS LoRA with DoRA (dora_scale): a background checkerboard of 16-px white cells, "..., checkered".
+The two patterns sit on the 8-px latent grid and are white because this VAE reproduces them (it loses black
+and anything finer than a latent pixel: the 3-px outline is mostly lost in its reconstructions).
 
 Models (the SD1 structure of scripts/make_default_model.py, narrowed so models/ stays under 20 MB):
   VAE   AutoencoderKL, 4 levels of 32 channels, 8x down-sampling, 4 latent channels; trained as an
@@ -24,10 +29,17 @@ Models (the SD1 structure of scripts/make_default_model.py, narrowed so models/ 
   UNet  UNet2DConditionModel with SD1's blocks (CrossAttnDownBlock2D x3 + DownBlock2D, mirrored), 32
         channels per level, layers_per_block 1, cross-attention width 16; eps-prediction on SD1's
         scaled-linear schedule (1000 steps, betas 0.00085..0.012), 10% empty captions for CFG.
-  LoRA  kohya format (lora_unet_*, rank 4, alpha 4) on the UNet's attention/transformer layers, trained
-        on the outlined images; ss_tag_frequency names the trigger word "outlined".
+  adapters  rank 4, alpha 4, on the UNet's transformer layers (to_q/k/v/out, proj_in/out, ff; the LoHa and the
+        DoRA without the cross-attention's to_k/to_v, see LYCORIS_LAYERS), the base frozen, in kohya key names
+        (lora_unet_*): the LoRA through PEFT and kohya_from_peft, the LoHa and the DoRA through LyCORIS's own
+        network (LycorisNetwork, so the keys, shapes and alpha are the ones LyCORIS writes: hada_w1_a/b,
+        hada_w2_a/b; lora_up/down with dora_scale (O, 1[, 1, 1]) on the output axis);
+        ss_tag_frequency names each trigger word.
 Writes models/demo/shapes-sd1.safetensors (single file, LDM keys, F16, lorafuse.default_size 64x64) and
-models/demo/lora/outline_lora.safetensors, and the loss log build-demo-train/losses.json.
+models/demo/lora/*.safetensors (F16), and the loss log build-demo-train/losses.json.
+--base checkpoint trains adapters on the shipped checkpoint instead (its VAE, text encoder and UNet, state under
+build-demo-train/from-checkpoint/) and writes only the adapters: the LoHa and the DoRA were trained so, after the
+base's training state was gone.
 """
 import argparse
 import copy
@@ -61,25 +73,41 @@ SHAPES = ["circle", "square", "triangle"]
 COLORS = {"red": (220, 30, 30), "green": (30, 170, 50), "blue": (30, 60, 220), "yellow": (240, 210, 30),
           "white": (245, 245, 245)}
 OUTLINE_PX = 3.0
-TRIGGER = "outlined"
 
 UNET_CFG = dict(mdm.UNET_CFG, sample_size=SIZE // 8, block_out_channels=(32, 32, 32, 32), layers_per_block=1,
                 cross_attention_dim=16)
 CLIP_CFG = dict(mdm.CLIP_CFG, hidden_size=16, intermediate_size=32, num_attention_heads=2, projection_dim=16)
 VAE_CFG = dict(mdm.VAE_CFG, block_out_channels=(32, 32, 32, 32), sample_size=SIZE)
 
-# steps per stage (about 38 minutes on 2 shared cores; see docs/demo-model.md)
-STEPS = {"vae": 1500, "vae64": 500, "unet": 4600, "lora": 300}
-BATCH = {"vae": 16, "vae64": 8, "unet": 32, "lora": 16}
-LR = {"vae": 1e-3, "vae64": 5e-4, "unet": 1.5e-3, "lora": 5e-3}
+# The adapters: each trains stage `stage` (its key in STEPS/BATCH/LR, losses.json and the encoded latents) on
+# N_ADAPTER images of `style` (seed `data`), captioned with `trigger`, a fraction `drop` of them with the empty
+# caption as the UNet was (so that the unconditional branch of CFG learns the concept too); algo "lora" is kohya's
+# LoRA (PEFT), "loha" and "dora" LyCORIS's LoHa and LoRA+DoRA.
+ADAPTERS = {
+    "outline": dict(stage="lora", style="outlined", trigger="outlined", algo="lora", file="outline_lora", data=31,
+                    seed=52, drop=0.0),
+    "stripes": dict(stage="loha", style="banded", trigger="striped", algo="loha", file="stripes_loha", data=32,
+                    seed=62, drop=0.1),
+    "checker": dict(stage="dora", style="checkered", trigger="checkered", algo="dora", file="checker_dora", data=33,
+                    seed=72, drop=0.1),
+}
+TRIGGERS = {a["style"]: a["trigger"] for a in ADAPTERS.values()}
+# white background patterns, aligned to the 8-px latent grid: style -> mask of the pattern's pixels
+BACKGROUNDS = {"banded": lambda xs, ys: (ys // 8) % 2 == 1,
+               "checkered": lambda xs, ys: (xs // 16 + ys // 16) % 2 == 1}
+
+# steps per stage (about 38 minutes on 2 shared cores, plus the adapters; see docs/demo-model.md)
+STEPS = {"vae": 1500, "vae64": 500, "unet": 4600, "lora": 300, "loha": 1000, "dora": 1000}
+BATCH = {"vae": 16, "vae64": 8, "unet": 32, "lora": 16, "loha": 16, "dora": 16}
+LR = {"vae": 1e-3, "vae64": 5e-4, "unet": 1.5e-3, "lora": 5e-3, "loha": 3e-3, "dora": 3e-3}
 VAE_CROP = 32       # the VAE trains on random 32x32 crops (a quarter of the cost; it is fully convolutional)
 N_IMAGES = 3000      # base data set encoded once for the UNet
-N_LORA = 600         # outlined images for the LoRA
+N_ADAPTER = 600      # images of each adapter's concept
 
 
-def caption(shape, fg, bg, outlined=False):
+def caption(shape, fg, bg, trigger=None):
     c = f"a {fg} {shape} on a {bg} background"
-    return c + ", " + TRIGGER if outlined else c
+    return c + ", " + trigger if trigger else c
 
 
 def all_captions():
@@ -88,7 +116,7 @@ def all_captions():
         for fg in COLORS:
             for bg in COLORS:
                 if fg != bg:
-                    out += [caption(s, fg, bg), caption(s, fg, bg, True)]
+                    out += [caption(s, fg, bg, t) for t in [None] + list(TRIGGERS.values())]
     return out
 
 
@@ -118,6 +146,8 @@ def render(rng, shape, fg, bg, style="plain"):
     f = shape_field(shape, cx, cy, r, xs, ys)
     img = np.empty(f.shape + (3,), np.float32)
     img[:] = np.array(COLORS[bg], np.float32) / 255
+    if style in BACKGROUNDS:
+        img[BACKGROUNDS[style](xs, ys)] = 1.0
     fill = f <= 0
     img[fill] = np.array(COLORS[fg], np.float32) / 255
     if style == "outlined":
@@ -135,7 +165,7 @@ def dataset(seed, n, style):
         fg, bg = rng.choice(list(COLORS), 2, replace=False)
         st = style if style != "mixed" else ["plain", "plain", "outlined", "striped"][rng.integers(4)]
         imgs.append(render(rng, s, fg, bg, st))
-        caps.append(caption(s, fg, bg, st == "outlined"))
+        caps.append(caption(s, fg, bg, TRIGGERS.get(st)))
     x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous() * 2 - 1
     return x, caps
 
@@ -280,16 +310,23 @@ def text_embeddings(te):
 
 
 @torch.no_grad()
-def stage_encode(vae, te):
-    if os.path.exists(path("latents.pt")):
-        return torch.load(path("latents.pt"))
-    out = {"emb": text_embeddings(te)}
-    for name, seed, n, style in (("base", 21, N_IMAGES, "plain"), ("lora", 31, N_LORA, "outlined")):
+def stage_encode(vae, te, sets):
+    """Latents of the data sets `sets` (stage names: "base" and the adapters' stages) and the text embeddings of
+    every caption, cached in latents.pt; sets or captions added later are encoded on top."""
+    out = torch.load(path("latents.pt")) if os.path.exists(path("latents.pt")) else {}
+    todo = [s for s in sets if s not in out]
+    if "emb" in out and set(all_captions()) <= set(out["emb"]) and not todo:
+        return out
+    out["emb"] = text_embeddings(te)
+    specs = {"base": (21, N_IMAGES, "plain")}
+    specs.update({a["stage"]: (a["data"], N_ADAPTER, a["style"]) for a in ADAPTERS.values()})
+    for name in todo:
+        seed, n, style = specs[name]
         x, caps = dataset(seed, n, style)
         z = torch.cat([vae.encode(x[i:i + 64]).latent_dist.mean for i in range(0, n, 64)]) * SCALING
         out[name] = (z, caps)
         print(f"[encode] {name}: {n} images")
-    torch.save(out, path("latents.pt"))
+    save_state("latents.pt", out)
     return out
 
 
@@ -325,7 +362,8 @@ def stage_unet(unet, lat):
     torch.save(unet.state_dict(), path("unet.done"))
 
 
-def stage_lora(unet, lat):
+def peft_lora(unet):
+    """kohya's LoRA through PEFT: the UNet with LoRA layers (up = 0), their parameters, and the kohya state dict."""
     from golden.tiny import UNET_ATTN, kohya_from_peft, lora_modules, peft_inject
     u = peft_inject(copy.deepcopy(unet), UNET_ATTN, 4.0, 51)
     with torch.no_grad():  # kohya's initialisation: up = 0, so training starts from the base model
@@ -334,23 +372,56 @@ def stage_lora(unet, lat):
     for n, p in u.named_parameters():
         p.requires_grad_("lora_" in n)
     params = [p for n, p in u.named_parameters() if "lora_" in n]
-    if not os.path.exists(path("lora.done")):
-        torch.manual_seed(52)
-        u.train()
-        z, caps = lat["lora"]
+    return u, params, lambda: kohya_from_peft(u, "lora_unet")
 
-        def f(sd):
-            if sd is None:
-                return {n: p.detach().clone() for n, p in u.named_parameters() if "lora_" in n}
-            u.load_state_dict(sd, strict=False)
-        train_loop("lora", params, f, eps_step(u, z, caps, lat["emb"], BATCH["lora"], 0.0), "lora.pt")
-        torch.save(f(None), path("lora.done"))
-    u.load_state_dict(torch.load(path("lora.done")), strict=False)
-    return kohya_from_peft(u, "lora_unet")
+
+# The LyCORIS adapters' layers: UNET_ATTN less the cross-attention's to_k / to_v, which read only the text: adapted
+# there (first tries, 500 and 1000 steps), the LoHa and the DoRA drew their pattern in blue and white whatever
+# colours the prompt asked for.
+LYCORIS_LAYERS = (r".*\.attentions\.\d+\.(proj_in|proj_out|transformer_blocks\.\d+\.(attn1\.to_(q|k|v|out\.0)|"
+                  r"attn2\.to_(q|out\.0)|ff\.net\.(0\.proj|2)))$")
+
+
+def lycoris_network(unet, algo):
+    """LyCORIS's own network on LYCORIS_LAYERS, with kohya's key prefix lora_unet; LoHa or LoRA with DoRA's
+    weight decomposition on the output axis (wd_on_out, LyCORIS's default since 3.2: dora_scale (O, 1[, 1, 1]))."""
+    from lycoris.wrapper import LycorisNetwork
+    LycorisNetwork.apply_preset({"target_module": [], "target_name": [LYCORIS_LAYERS], "module_algo_map": {},
+                                 "name_algo_map": {}, "lora_prefix": "lora_unet", "enable_conv": True})
+    u = copy.deepcopy(unet)
+    for p in u.parameters():
+        p.requires_grad_(False)
+    net = LycorisNetwork(u, multiplier=1.0, lora_dim=4, conv_lora_dim=4, alpha=4, conv_alpha=4,
+                         network_module="loha" if algo == "loha" else "lora", weight_decompose=algo == "dora",
+                         wd_on_out=True)
+    net.apply_to()
+    return u, list(net.parameters()), lambda: {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def stage_adapter(name, unet, lat):
+    """Trains adapter `name` of ADAPTERS on its images with the base frozen; returns its kohya/LyCORIS state dict."""
+    a = ADAPTERS[name]
+    stage = a["stage"]
+    torch.manual_seed(a["seed"] - 1)  # LyCORIS draws its initial factors here (PEFT's LoRA has its own seed)
+    u, params, weights = peft_lora(unet) if a["algo"] == "lora" else lycoris_network(unet, a["algo"])
+    ids = {id(p) for p in params}
+
+    def f(sd):
+        if sd is None:
+            return {n: p.detach().clone() for n, p in u.named_parameters() if id(p) in ids}
+        u.load_state_dict(sd, strict=False)
+    if not os.path.exists(path(stage + ".done")):
+        torch.manual_seed(a["seed"])
+        u.train()
+        z, caps = lat[stage]
+        train_loop(stage, params, f, eps_step(u, z, caps, lat["emb"], BATCH[stage], a["drop"]), stage + ".pt")
+        torch.save(f(None), path(stage + ".done"))
+    f(torch.load(path(stage + ".done")))
+    return weights()
 
 
 # ----------------------------------------------------------------------------------------------
-def export(unet, te, vae, lora):
+def export_model(unet, te, vae):
     from golden.common import round_to_f16, save_file
     from golden.tiny import validate
     for m in (unet, te, vae):
@@ -368,16 +439,27 @@ def export(unet, te, vae, lora):
     os.makedirs(os.path.dirname(p), exist_ok=True)
     save_file({k: v.half() for k, v in ckpt.items()}, p, meta)
     print(f"wrote {OUT_MODEL} ({os.path.getsize(p)} bytes)")
+
+
+def export_adapter(name, weights):
+    """models/demo/lora/<file>.safetensors, F16, with the kohya metadata a trainer writes (LyCORIS files as
+    kohya's lycoris.kohya network module writes them: ss_network_args names the algorithm)."""
+    from golden.common import save_file
+    a = ADAPTERS[name]
+    n3 = N_ADAPTER // 3
+    tags = {f"10_{a['trigger']}": {a["trigger"]: N_ADAPTER, "circle": n3, "square": n3, "triangle": n3}}
+    m = {"ss_network_module": "networks.lora", "ss_base_model_version": "sd_v1", "ss_network_dim": "4",
+         "ss_network_alpha": "4.0", "ss_output_name": a["file"], "ss_tag_frequency": json.dumps(tags),
+         "ss_steps": str(STEPS[a["stage"]]), "source": "scripts/train_demo.py"}
+    if a["algo"] != "lora":
+        m["ss_network_module"] = "lycoris.kohya"
+        m["ss_network_args"] = json.dumps({"algo": "loha", "conv_dim": "4", "conv_alpha": "4"} if a["algo"] == "loha"
+                                          else {"algo": "lora", "dora_wd": "True", "conv_dim": "4", "conv_alpha": "4"})
     d = os.path.join(ROOT, OUT_LORA_DIR)
     os.makedirs(d, exist_ok=True)
-    tags = {f"10_{TRIGGER}": {TRIGGER: N_LORA, "circle": N_LORA // 3, "square": N_LORA // 3,
-                              "triangle": N_LORA // 3}}
-    m = {"ss_network_module": "networks.lora", "ss_base_model_version": "sd_v1", "ss_network_dim": "4",
-         "ss_network_alpha": "4.0", "ss_output_name": "outline_lora", "ss_tag_frequency": json.dumps(tags),
-         "ss_steps": str(STEPS["lora"]), "source": "scripts/train_demo.py"}
-    p = os.path.join(d, "outline_lora.safetensors")
-    save_file({k: v.half() for k, v in lora.items()}, p, m)
-    print(f"wrote {OUT_LORA_DIR}/outline_lora.safetensors ({os.path.getsize(p)} bytes, {len(lora)} tensors)")
+    p = os.path.join(d, a["file"] + ".safetensors")
+    save_file({k: v.half() for k, v in weights.items()}, p, m)
+    print(f"wrote {OUT_LORA_DIR}/{a['file']}.safetensors ({os.path.getsize(p)} bytes, {len(weights)} tensors)")
 
 
 def loss_table():
@@ -395,33 +477,53 @@ def loss_table():
 
 def main():
     import logging
+    global WORK
     ap = argparse.ArgumentParser()
-    ap.add_argument("--stage", default="all", choices=["all", "vae", "encode", "unet", "lora", "export", "report"])
+    ap.add_argument("--stage", default="all",
+                    choices=["all", "vae", "encode", "unet", "adapters", "export", "report"])
+    ap.add_argument("--adapters", default=",".join(ADAPTERS), help="which of " + ", ".join(ADAPTERS))
+    ap.add_argument("--base", default="train", choices=["train", "checkpoint"],
+                    help="train the base here, or train adapters on the shipped " + OUT_MODEL)
     ap.add_argument("--unet-steps", type=int, default=STEPS["unet"])
-    ap.add_argument("--lora-steps", type=int, default=STEPS["lora"])
     args = ap.parse_args()
-    STEPS["unet"], STEPS["lora"] = args.unet_steps, args.lora_steps
+    STEPS["unet"] = args.unet_steps
+    names = args.adapters.split(",")
+    for n in names:
+        if n not in ADAPTERS:
+            ap.error(f"unknown adapter {n!r}")
+    if args.base == "checkpoint":
+        WORK = os.path.join(WORK, "from-checkpoint")
     logging.disable(logging.WARNING)
     if args.stage == "report":
         return loss_table()
     os.makedirs(WORK, exist_ok=True)
     torch.manual_seed(0)
-    unet, te, vae = build()
+    if args.base == "checkpoint":
+        from golden.model_pipeline import components
+        unet, vae, te = components(ROOT, OUT_MODEL)
+        sets = []
+    else:
+        unet, te, vae = build()
+        stage_vae(vae)
+        sets = ["base"]
     for p in te.parameters():
         p.requires_grad_(False)
-    stage_vae(vae)
     if args.stage == "vae":
         return
-    lat = stage_encode(vae, te)
+    lat = stage_encode(vae, te, sets + [ADAPTERS[n]["stage"] for n in names])
     if args.stage == "encode":
         return
-    stage_unet(unet, lat)
+    if args.base == "train":
+        stage_unet(unet, lat)
     if args.stage == "unet":
         return
-    lora = stage_lora(unet, lat)
-    if args.stage == "lora":
+    weights = {n: stage_adapter(n, unet, lat) for n in names}
+    if args.stage == "adapters":
         return
-    export(unet, te, vae, lora)
+    if args.base == "train":
+        export_model(unet, te, vae)
+    for n in names:
+        export_adapter(n, weights[n])
 
 
 if __name__ == "__main__":

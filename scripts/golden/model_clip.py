@@ -13,7 +13,7 @@ Files:
                             fast_differs: the K where CLIPTokenizerFast gives other ids (documentation).
   clip_encoders.safetensors <enc>.P.ids (I32 77), <enc>.P.last (LN(h_L)), .penult (h_{L-1}),
                             .skip2 (LN(h_{L-1}), A1111/diffusers SD1 clip skip 2), .pooled
-                            enc: sd15 (models/tiny-sd15), xl1 / xl2 (tests/data/tiny/tiny-sdxl TE1 / TE2);
+                            enc: sd15 (tests/data/tiny/tiny-sd15), xl1 / xl2 (tests/data/tiny/tiny-sdxl TE1 / TE2);
                             demo: the trained demo model's encoder (models/demo/shapes-sd1, full vocabulary,
                             real ids) on its own prompts: model_pipeline_demo.CAPTION, the same with the
                             LoRA's trigger word, "" (metadata demo_prompts)
@@ -120,7 +120,7 @@ def load_encoders(root):
         m.text_model.eos_token_id = 999  # pooled at the first tiny EOS (see module docstring)
         return m
 
-    sd15 = {k: v.float() for k, v in load_file(os.path.join(root, "models", "tiny-sd15.safetensors")).items()}
+    sd15 = {k: v.float() for k, v in load_file(os.path.join(root, "tests", "data", "tiny", "tiny-sd15.safetensors")).items()}
     xl = {k: v.float() for k, v in load_file(os.path.join(root, "tests", "data", "tiny",
                                                           "tiny-sdxl.safetensors")).items()}
     te = CLIPTextModel(cfg(12, "quick_gelu", projection_dim=32))

@@ -2,7 +2,7 @@
 and tests/runtime/test_vae.c).
 
 Oracle: diffusers 0.30.3 UNet2DConditionModel / AutoencoderKL on torch 1.13 CPU, f32.
-Weights: the tiny single-file checkpoints written by tiny.py (models/tiny-sd15.safetensors,
+Weights: the tiny single-file checkpoints written by tiny.py (tests/data/tiny/tiny-sd15.safetensors,
 tests/data/tiny/tiny-sdxl.safetensors, F16 on disk). They are read back from those files, converted
 with diffusers' own single-file converters (single_file_utils.convert_ldm_unet_checkpoint /
 convert_ldm_vae_checkpoint) and upcast to f32, so diffusers runs exactly the F16-rounded weights the C
@@ -74,7 +74,7 @@ def _models(name, root):
     from diffusers.loaders import single_file_utils as sfu
     if name == "sd15":
         unet, _, vae = tiny.build_sd15()
-        path = "models/tiny-sd15.safetensors"
+        path = "tests/data/tiny/tiny-sd15.safetensors"
     else:
         unet, _, _, vae = tiny.build_sdxl()
         path = "tests/data/tiny/tiny-sdxl.safetensors"

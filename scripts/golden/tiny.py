@@ -1,4 +1,4 @@
-"""Tiny SD1.5 / SDXL single-file checkpoints and naming-scheme LoRA cases (tests/data/tiny/, models/).
+"""Tiny SD1.5 / SDXL single-file checkpoints and naming-scheme LoRA cases (tests/data/tiny/).
 
 Models (seeded, diffusers 0.30.3 / transformers 4.44.2, parameters rounded to F16 before anything else):
   SD1.5: UNet2DConditionModel block_out_channels (16,16,32,32) (brief suggested (32,32,64,64): halved
@@ -236,19 +236,18 @@ def run(root):
 
     tiny = os.path.join(root, "tests", "data", "tiny")
     os.makedirs(tiny, exist_ok=True)
-    os.makedirs(os.path.join(root, "models"), exist_ok=True)
 
     # ---------------- SD1.5 ----------------
     unet, te, vae = build_sd15()
     base = sd15_ldm(unet, te, vae)
     validate(base, unet, vae, te=te)
-    sd15_path = os.path.join(root, "models", "tiny-sd15.safetensors")
+    sd15_path = os.path.join(tiny, "tiny-sd15.safetensors")
     meta15 = {"lorafuse_tiny": "sd15", "source": "scripts/make_golden.py (diffusers 0.30.3 UNet2DConditionModel "
               "+ transformers CLIPTextModel + AutoencoderKL, converted to LDM, validated with diffusers "
               "single_file_utils)"}
     save16(sd15_path, base, meta15)
-    # tests reference the SD1 model at models/tiny-sd15.safetensors (metadata `model`), no copy
-    M15 = "models/tiny-sd15.safetensors"
+    # tests reference the SD1 model at tests/data/tiny/tiny-sd15.safetensors (metadata `model`), no copy
+    M15 = "tests/data/tiny/tiny-sd15.safetensors"
 
     def fresh15():
         return copy.deepcopy(unet), copy.deepcopy(te)

@@ -117,7 +117,7 @@ static void test_errors(void) {
     lf_adapter_free(a);
     /* a checkpoint is not an adapter */
     a = NULL;
-    st = lf_adapter_open("models/tiny-sd15.safetensors", &a);
+    st = lf_adapter_open("tests/data/tiny/tiny-sd15.safetensors", &a);
     LF_CHECK(st == LF_ERR_FORMAT && strstr(lf_last_error(), "model checkpoint, not an adapter"), "checkpoint: %s",
              lf_last_error());
     /* a missing file names the path */

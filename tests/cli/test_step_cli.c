@@ -15,6 +15,8 @@
 #include "lorafuse/lf_safetensors.h"
 #include "host/base/util.h"
 
+#define MODEL_ARG "--model tests/data/tiny/tiny-sd15.safetensors"
+
 static char g_dir[256], g_out[512], g_err[512];
 
 /* Run `$LF_BIN SUB ARGS`; returns the exit code, *out / *err get stdout / stderr (caller frees). */
@@ -50,12 +52,12 @@ static int near(double a, double b) {
 
 static void test_text(void) {
     char *out, *err, args[1024];
-    snprintf(args, sizeof args, "--model models/tiny-sd15.safetensors --steps 8 --lora-dir %s --prompt 'a cat, "
+    snprintf(args, sizeof args, MODEL_ARG " --steps 8 --lora-dir %s --prompt 'a cat, "
              "<lora:k:te=0.1@1,0.6@6> wearing a hat <lora:lyco:1.0:in=0:mid=1:out=0> <lora:k:0>'", g_dir);
     int rc = run_plan(args, &out, &err);
     LF_CHECK(rc == 0, "text: exit %d: %s", rc, err);
     LF_CHECK(strstr(out, "prompt: a cat, wearing a hat\n") != NULL, "cleaned prompt:\n%s", out);
-    LF_CHECK(strstr(out, "model: models/tiny-sd15.safetensors (SD1), 8 steps") != NULL, "model line");
+    LF_CHECK(strstr(out, "model: tests/data/tiny/tiny-sd15.safetensors (SD1), 8 steps") != NULL, "model line");
     LF_CHECK(strstr(out, "1. <lora:k:te=0.1@1,0.6@6> (col 8)") && strstr(out, "algorithm: lora; 264 modules matched"),
              "adapter 1 lines:\n%s", out);
     LF_CHECK(strstr(out, "dropped: zero at every step (not loaded)") != NULL, "dropped adapter");
@@ -70,7 +72,7 @@ static void test_text(void) {
 
 static void test_json(void) {
     char *out, *err, args[1024];
-    snprintf(args, sizeof args, "--model models/tiny-sd15.safetensors --steps 8 --lora-dir %s --json --prompt "
+    snprintf(args, sizeof args, MODEL_ARG " --steps 8 --lora-dir %s --json --prompt "
              "'<lora:k:te=0.1@1,0.6@6> <lora:lyco:0.5:lbw=ALL0.5> <lora:k:te=0:unet=1@30>'", g_dir);
     int rc = run_plan(args, &out, &err);
     LF_CHECK(rc == 0, "json: exit %d: %s", rc, err);
@@ -134,13 +136,13 @@ static void test_json(void) {
 
 static void test_trigger_and_errors(void) {
     char *out, *err, args[1024];
-    snprintf(args, sizeof args, "--model models/tiny-sd15.safetensors --steps 2 --lora-dir %s --auto-trigger --prompt "
+    snprintf(args, sizeof args, MODEL_ARG " --steps 2 --lora-dir %s --auto-trigger --prompt "
              "'a heroine flying <lora:heroine:0.7>'", g_dir);
     int rc = run_plan(args, &out, &err);
     LF_CHECK(rc == 0 && strstr(out, "prompt: a heroine flying, red cape\n"), "auto-trigger (exit %d):\n%s%s", rc, out, err);
     free(out);
     free(err);
-    snprintf(args, sizeof args, "--model models/tiny-sd15.safetensors --steps 4 --lora-dir %s --prompt "
+    snprintf(args, sizeof args, MODEL_ARG " --steps 4 --lora-dir %s --prompt "
              "'a photo of a cat, <lora:k:te=abc>'", g_dir);
     rc = run_plan(args, &out, &err);
     LF_CHECK(rc == 1 && !strcmp(err, "lorafuse plan: prompt col 19: <lora:k:te=abc>: 'abc' is not a number or schedule\n"),
@@ -148,16 +150,16 @@ static void test_trigger_and_errors(void) {
     LF_CHECK(!*out, "nothing on stdout when a tag is wrong");
     free(out);
     free(err);
-    snprintf(args, sizeof args, "--model models/tiny-sd15.safetensors --steps 4 --lora-dir %s --prompt '<lora:kk>'", g_dir);
+    snprintf(args, sizeof args, MODEL_ARG " --steps 4 --lora-dir %s --prompt '<lora:kk>'", g_dir);
     rc = run_plan(args, &out, &err);
     LF_CHECK(rc == 1 && strstr(err, "no LoRA named 'kk'") && strstr(err, "closest: k,"), "unknown name: %s", err);
     free(out);
     free(err);
-    rc = run_plan("--model models/tiny-sd15.safetensors --prompt x", &out, &err);
+    rc = run_plan(MODEL_ARG " --prompt x", &out, &err);
     LF_CHECK(rc == 2 && strstr(err, "--steps"), "usage: exit %d", rc);
     free(out);
     free(err);
-    rc = run_plan("--model models/tiny-sd15.safetensors --prompt x --steps 0", &out, &err);
+    rc = run_plan(MODEL_ARG " --prompt x --steps 0", &out, &err);
     LF_CHECK(rc == 2 && strstr(err, "bad --steps '0'"), "bad steps: exit %d", rc);
     free(out);
     free(err);
@@ -166,7 +168,7 @@ static void test_trigger_and_errors(void) {
 /* --tag-dialect: loractl's ramp in the plan, no dialect warning under it, an unknown dialect refused. */
 static void test_dialect(void) {
     char *out, *err, args[1024];
-    snprintf(args, sizeof args, "--model models/tiny-sd15.safetensors --steps 6 --lora-dir %s --json --tag-dialect "
+    snprintf(args, sizeof args, MODEL_ARG " --steps 6 --lora-dir %s --json --tag-dialect "
              "loractl --prompt '<lyco:k:1:0@0;1~1>'", g_dir);
     int rc = run_plan(args, &out, &err);
     LF_CHECK(rc == 0 && !*err, "loractl dialect: exit %d: %s", rc, err);
@@ -183,7 +185,7 @@ static void test_dialect(void) {
     cJSON_Delete(j);
     free(out);
     free(err);
-    snprintf(args, sizeof args, "--model models/tiny-sd15.safetensors --steps 6 --lora-dir %s --tag-dialect sdnext "
+    snprintf(args, sizeof args, MODEL_ARG " --steps 6 --lora-dir %s --tag-dialect sdnext "
              "--prompt '<lora:k:1>'", g_dir);
     rc = run_plan(args, &out, &err);
     LF_CHECK(rc == 1 && !strcmp(err, "lorafuse plan: unknown tag dialect 'sdnext' (dialects: lorafuse, loractl)\n"),

@@ -21,7 +21,7 @@
 #include "lorafuse/lf_device.h"
 #include "lorafuse/lf_step_plan.h"
 
-#define SD15 "models/tiny-sd15.safetensors"
+#define SD15 "tests/data/tiny/tiny-sd15.safetensors"
 
 /* the worst ratio |g - r| / (1e-3 rms(r) + 2^-9 |r|) over an f16 weight (> 1: out of bounds), and its ulps */
 static double f16_excess(const unsigned char *got, const unsigned char *ref, size_t n, int32_t *ulp) {

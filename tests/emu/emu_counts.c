@@ -16,7 +16,7 @@
 #include "lorafuse/lf_device.h"
 #include "lorafuse/lf_step_plan.h"
 
-#define SD15 "models/tiny-sd15.safetensors"
+#define SD15 "tests/data/tiny/tiny-sd15.safetensors"
 
 int main(int argc, char **argv) {
     const int md = argc > 1 && !strcmp(argv[1], "--markdown");

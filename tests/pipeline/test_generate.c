@@ -580,7 +580,7 @@ static void test_errors(const char *tmp) {
     o.mem_limit = (uint64_t)8 << 30;
     expect_fail("8192x8192", &o, LF_ERR_ARG, "8192x8192 with 1 image(s) per sampler run needs about ");
     o = base_opts(dir);
-    o.model = "models/tiny-sd15.safetensors";
+    o.model = "tests/data/tiny/tiny-sd15.safetensors";
     expect_fail("small vocabulary", &o, LF_ERR_MODEL, "1000-token vocabulary");
     snprintf(novae, sizeof novae, "%s/novae.safetensors", tmp);
     lf_test_st_edit no_vae = {.skip_prefix = "first_stage_model."}; /* the mini model without its VAE */

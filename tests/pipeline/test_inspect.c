@@ -13,7 +13,7 @@
 #include "lorafuse/lf_inspect.h"
 #include "lorafuse/lf_safetensors.h"
 
-#define SD15 "models/tiny-sd15.safetensors"
+#define SD15 "tests/data/tiny/tiny-sd15.safetensors"
 
 static char dir[256];
 

@@ -20,7 +20,7 @@
 #include "lorafuse/lf_merge.h"
 
 #define TINY_DIR "tests/data/tiny"
-#define SD15 "models/tiny-sd15.safetensors"
+#define SD15 "tests/data/tiny/tiny-sd15.safetensors"
 #define SDXL TINY_DIR "/tiny-sdxl.safetensors"
 
 static char tmp[256];

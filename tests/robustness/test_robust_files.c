@@ -8,7 +8,7 @@
  *            hard link and a symbolic link to the model, the adapter itself, an existing file without
  *            --force (kept) and with --force (replaced), `--output ''` (usage error, exit 2)
  *   signals  SIGINT / SIGTERM / SIGHUP sent at random points (fixed seed, 20 runs) during a merge of
- *            models/tiny-sd15.safetensors, half onto a new path, half with --force onto an existing
+ *            tests/data/tiny/tiny-sd15.safetensors, half onto a new path, half with --force onto an existing
  *            output: the process ends by that signal (or exits 0 when it finished first); the
  *            destination is absent or complete (new path), old or complete (--force), never partial;
  *            no temporary file is left.
@@ -27,8 +27,8 @@
 #include "lf_test_data.h"
 #include "host/base/util.h"
 
-#define MODEL "models/tiny-sd15.safetensors"
-#define LORA "models/tiny-sd15-lora.safetensors"
+#define MODEL "tests/data/tiny/tiny-sd15.safetensors"
+#define LORA "tests/data/tiny/sd15_kohya.lora.safetensors"
 #define SIGNAL_RUNS 20
 
 static const char *g_bin;

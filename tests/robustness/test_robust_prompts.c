@@ -1,5 +1,5 @@
 /* test_robust_prompts.c: hostile prompts and numbers through the real binary ($LF_BIN, set by CTest; run
- * from the repository root), `lorafuse plan` on models/tiny-sd15.safetensors with a temporary LoRA
+ * from the repository root), `lorafuse plan` on tests/data/tiny/tiny-sd15.safetensors with a temporary LoRA
  * directory holding one adapter, a.safetensors (docs/limits.md).
  *
  * Each case runs the program with fork/exec (arguments passed as bytes, no shell) and asserts its exit
@@ -22,8 +22,8 @@
 #include "host/base/strbuf.h"
 #include "host/base/util.h"
 
-#define MODEL "models/tiny-sd15.safetensors"
-#define LORA "models/tiny-sd15-lora.safetensors"
+#define MODEL "tests/data/tiny/tiny-sd15.safetensors"
+#define LORA "tests/data/tiny/sd15_kohya.lora.safetensors"
 #define BOUND_S 60.0
 
 static char g_dir[64], g_out[128], g_err[128];

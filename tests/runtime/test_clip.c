@@ -2,7 +2,7 @@
  *
  * Goldens (scripts/golden/model_clip.py): tests/data/model/clip_encoders.safetensors (last hidden
  * state, penultimate, clip-skip-2 with final LN, pooled, for 3 prompts and the encoders of
- * models/tiny-sd15.safetensors and tests/data/tiny/tiny-sdxl.safetensors (TE1 HF layout, TE2 OpenCLIP
+ * tests/data/tiny/tiny-sd15.safetensors and tests/data/tiny/tiny-sdxl.safetensors (TE1 HF layout, TE2 OpenCLIP
  * layout with fused in_proj and text_projection), and 3 prompts of its own on the trained
  * models/demo/shapes-sd1.safetensors (full vocabulary, real ids, width 16)); clip_weighted.safetensors (2-window prompt with
  * A1111 "Original" emphasis: SD1 context, SDXL context and pooled). Both loading paths: single-file
@@ -21,7 +21,7 @@
 
 #define ENC "tests/data/model/clip_encoders.safetensors"
 #define WTD "tests/data/model/clip_weighted.safetensors"
-#define SD15 "models/tiny-sd15.safetensors"
+#define SD15 "tests/data/tiny/tiny-sd15.safetensors"
 #define SDXL "tests/data/tiny/tiny-sdxl.safetensors"
 #define DEMO "models/demo/shapes-sd1.safetensors"
 

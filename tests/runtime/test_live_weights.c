@@ -17,7 +17,7 @@
 #include "lorafuse/lf_merge.h"
 #include "lorafuse/lf_live_weights.h"
 
-#define SD15 "models/tiny-sd15.safetensors"
+#define SD15 "tests/data/tiny/tiny-sd15.safetensors"
 #define SDXL "tests/data/tiny/tiny-sdxl.safetensors"
 #define KOHYA "tests/data/tiny/sd15_kohya.lora.safetensors"
 #define LYCO "tests/data/tiny/sd15_lycoris.lora.safetensors"

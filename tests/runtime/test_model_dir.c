@@ -21,7 +21,7 @@
 #include "lorafuse/lf_model_dir.h"
 #include "lorafuse/lf_live_weights.h"
 
-#define SD15 "models/tiny-sd15.safetensors"
+#define SD15 "tests/data/tiny/tiny-sd15.safetensors"
 #define SDXL "tests/data/tiny/tiny-sdxl.safetensors"
 #define DIR15 "tests/data/model/tiny-sd15-diffusers"
 #define XLLAY "tests/data/model/tiny-sdxl-diffusers-unet"

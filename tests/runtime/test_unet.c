@@ -19,7 +19,7 @@
 #include "lorafuse/lf_safetensors.h"
 #include "lorafuse/lf_unet.h"
 
-#define SD15 "models/tiny-sd15.safetensors"
+#define SD15 "tests/data/tiny/tiny-sd15.safetensors"
 #define SDXL "tests/data/tiny/tiny-sdxl.safetensors"
 #define DEMO "models/demo/shapes-sd1.safetensors"
 #define TOL 1e-4

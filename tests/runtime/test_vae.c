@@ -143,16 +143,16 @@ static void check_errors(const char *src) {
 }
 
 int main(void) {
-    if (access("models/tiny-sd15.safetensors", R_OK) != 0 ||
+    if (access("tests/data/tiny/tiny-sd15.safetensors", R_OK) != 0 ||
         access("tests/data/model/sd15_vae.safetensors", R_OK) != 0)
         LF_SKIP("tiny models or goldens missing (run from the source tree)");
     const vae_want tiny = {4, 2, 8, 16}, demo = {32, 1, 32, 32};
-    run_case("tiny SD1.5 VAE", "models/tiny-sd15.safetensors", "tests/data/model/sd15_vae.safetensors",
+    run_case("tiny SD1.5 VAE", "tests/data/tiny/tiny-sd15.safetensors", "tests/data/model/sd15_vae.safetensors",
              LF_FAMILY_SD1, 0.18215f, &tiny);
     run_case("tiny SDXL VAE", "tests/data/tiny/tiny-sdxl.safetensors", "tests/data/model/sdxl_vae.safetensors",
              LF_FAMILY_SDXL, 0.13025f, &tiny);
     run_case("trained demo model VAE", "models/demo/shapes-sd1.safetensors", "tests/data/model/demo_vae.safetensors",
              LF_FAMILY_SD1, 0.18215f, &demo);
-    check_errors("models/tiny-sd15.safetensors");
+    check_errors("tests/data/tiny/tiny-sd15.safetensors");
     return lf_test_finish();
 }
