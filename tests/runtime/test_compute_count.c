@@ -19,7 +19,7 @@
 #include "host/runtime/model_compute.h"
 #include "host/runtime/model_mem.h"
 
-#define SD15 "models/tiny-sd15.safetensors"
+#define SD15 "tests/data/tiny/tiny-sd15.safetensors"
 
 static void check_rules(void) {
     lf_compute_count cc;

@@ -23,7 +23,7 @@
 #include "host/runtime/model_compute.h"
 #include "lorafuse/lf_model.h"
 
-#define SD15 "models/tiny-sd15.safetensors"
+#define SD15 "tests/data/tiny/tiny-sd15.safetensors"
 #define SDXL "tests/data/tiny/tiny-sdxl.safetensors"
 
 /* ---- a CPU compute that counts its buffers and refuses the fail_at-th allocation --------------- */
