@@ -20,13 +20,19 @@
  * to the device reads its source as late as allowed (before the next operation ordered after it),
  * so host code that rewrites pinned staging too early sends the new bytes.
  * Kernels: lf_emu::launch runs the blocks in order (LF_EMU_SCHEDULE=reverse: in reverse, and the
- * threads of each block too, the other extreme of the orders a GPU may choose); a block's threads are ucontext fibres switched
- * at barriers and warp collectives (see lf_emu_cuda.h for the rules checked).
+ * threads of each block too, the other extreme of the orders a GPU may choose); a block's threads are fibres switched
+ * at barriers and warp collectives (see lf_emu_cuda.h for the rules checked). A fibre is made once per thread slot
+ * (makecontext) and kept across blocks and launches: it parks between blocks, and every switch is a
+ * _setjmp/_longjmp pair, which saves no signal mask (swapcontext's two system calls per switch made a
+ * model's forward pass take minutes). A fibre left inside a kernel by a fault is made again.
  * Calls must not overlap: the state is not locked (host/cuda drives the device from one thread at a
  * time; `extract --svd-device cuda` serialises its pool's SVDs with a mutex).
  * Errors: launch configuration errors as cudaGetLastError; a kernel that breaks a rule sets the sticky
  * cudaErrorAssert; error injection on the N-th call (lf_emu.h).
  */
+/* fibres switch stacks with _longjmp; glibc's fortified longjmp refuses a jump to another stack */
+#undef _FORTIFY_SOURCE
+#include <csetjmp>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -410,7 +416,8 @@ static void host_join_all() {
 enum { F_RUN, F_BWAIT, F_WWAIT, F_DONE };
 
 struct fibre {
-    ucontext_t ctx;
+    jmp_buf jb;          /* where it resumes */
+    bool parked = false; /* between blocks, at the top of fibre_main's loop: jb is valid */
     int state, line;
     uint64_t key;
     unsigned mask;
@@ -421,7 +428,7 @@ struct block_run {
     int n = 0, cur = 0;
     std::vector<fibre> f;
     std::vector<char *> stacks;
-    ucontext_t sched;
+    jmp_buf sched_jb;
     bool failed = false;
     std::string msg;
     void (*fn)(void *) = nullptr;
@@ -444,13 +451,42 @@ static void switched_in(block_run *b) { LF_SWITCH_FINISH(nullptr, &b->sched_bott
 /* a fibre hands control back to the scheduler; fake: its fake stack to keep, NULL when it ends */
 static void to_scheduler(block_run *b, void **fake) { LF_SWITCH_START(fake, b->sched_bottom, b->sched_size); }
 
-static void fibre_entry() {
-    block_run *b = cur_block;
+/* a thread slot's fibre: parks, then runs the kernel body for each block it is dispatched to */
+static void fibre_main() {
+    block_run *const b = cur_block;
+    const int me = b->cur;
     switched_in(b);
-    b->fn(b->ctx);
-    b->f[(size_t)b->cur].state = F_DONE;
-    to_scheduler(b, nullptr);
-    /* uc_link returns to the scheduler */
+    for (;;) {
+        b->f[(size_t)me].parked = true;
+        void *fake = nullptr;
+        to_scheduler(b, &fake);
+        if (!_setjmp(b->f[(size_t)me].jb)) _longjmp(b->sched_jb, 1);
+        switched_in(b);
+        b->f[(size_t)me].parked = false;
+        b->fn(b->ctx);
+        b->f[(size_t)me].state = F_DONE;
+    }
+}
+
+/* make slot i's fibre (it runs up to its parking place) */
+static void boot(block_run *b, int i) {
+    static ucontext_t uc; /* read by setcontext only */
+    getcontext(&uc);
+    uc.uc_stack.ss_sp = b->stacks[(size_t)i];
+    uc.uc_stack.ss_size = STACK;
+    uc.uc_link = nullptr;
+    makecontext(&uc, fibre_main, 0);
+    b->cur = i;
+    LF_SWITCH_START(&b->asan_fake, b->stacks[(size_t)i], STACK);
+    if (!_setjmp(b->sched_jb)) setcontext(&uc);
+    LF_SWITCH_FINISH(b->asan_fake, nullptr, nullptr);
+}
+
+/* run slot i's fibre until it waits, ends or faults */
+static void dispatch(block_run *b, int i) {
+    LF_SWITCH_START(&b->asan_fake, b->stacks[(size_t)i], STACK);
+    if (!_setjmp(b->sched_jb)) _longjmp(b->f[(size_t)i].jb, 1);
+    LF_SWITCH_FINISH(b->asan_fake, nullptr, nullptr);
 }
 
 static void set_thread_index(int i) {
@@ -469,7 +505,7 @@ static void wait_here(int state, int line, uint64_t key, unsigned mask, const ch
     f.file = file;
     void *fake = nullptr;
     to_scheduler(b, &fake);
-    swapcontext(&f.ctx, &b->sched);
+    if (!_setjmp(f.jb)) _longjmp(b->sched_jb, 1);
     switched_in(b);
 }
 
@@ -566,11 +602,7 @@ static bool run_block(block_run *b) {
     b->used = 0;
     for (int i = 0; i < b->n; i++) {
         fibre &f = b->f[(size_t)i];
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = b->stacks[(size_t)i];
-        f.ctx.uc_stack.ss_size = STACK;
-        f.ctx.uc_link = &b->sched;
-        makecontext(&f.ctx, fibre_entry, 0);
+        if (!f.parked) boot(b, i);
         f.state = F_RUN;
         f.line = 0;
     }
@@ -580,9 +612,7 @@ static bool run_block(block_run *b) {
             if (b->f[(size_t)i].state != F_RUN) continue;
             b->cur = i;
             set_thread_index(i);
-            LF_SWITCH_START(&b->asan_fake, b->stacks[(size_t)i], STACK);
-            swapcontext(&b->sched, &b->f[(size_t)i].ctx);
-            LF_SWITCH_FINISH(b->asan_fake, nullptr, nullptr);
+            dispatch(b, i);
         }
         if (b->failed) return false;
         if (!release(b)) return !b->failed;
@@ -608,10 +638,9 @@ void fail(const char *fmt, ...) {
     }
     block_fail(b, m);
     fibre &f = b->f[(size_t)b->cur];
-    f.state = F_DONE;
+    f.state = F_DONE; /* not parked: the slot's fibre is made again for the next block */
     to_scheduler(b, nullptr);
-    swapcontext(&f.ctx, &b->sched);
-    abort(); /* never resumed */
+    _longjmp(b->sched_jb, 1);
 }
 
 void barrier(int line, const char *file) { wait_here(F_BWAIT, line, 0, 0, file); }
