@@ -18,6 +18,9 @@
 #   memcheck   compute-sanitizer --tool memcheck  on gpu_vs_cpu's reduced case list
 #   racecheck  compute-sanitizer --tool racecheck on the same list
 #              (a sanitizer run that hits its time limit is recorded SKIP: it proves nothing either way)
+#   generate   lorafuse generate --json on the demo model (64x64, 20 steps, its LoRA) and the SD1.5 mini
+#              model (batch 4), --backend cuda then --backend cpu: the summary line (which backend) and
+#              the per-image timings in run.log; then lf_bench_unet_counts (the floors of a full-size step)
 #   bench      lf_bench_apply --json OUTDIR/bench.jsonl
 #   peer       python3 bench/peer_torch.py (PyTorch per-layer merge) -> OUTDIR/peer.jsonl
 # then a table of at most 40 lines, printed last.
@@ -573,6 +576,47 @@ for tool in memcheck racecheck; do
 done
 
 # apply benchmark
+# generate end to end on both backends (correctness is gpu_generate's, in ctest): timings
+if wanted generate; then
+    t=$SECONDS
+    lim=$(limit 60 "$res_figs")
+    lfbin=""
+    ((built)) && lfbin=$(find_bin lorafuse)
+    if ((!gpu_stage_ok)); then
+        record generate SKIP 0 "no GPU"
+    elif [[ -z $lfbin ]]; then
+        record generate FAIL 0 "no lorafuse executable in $BUILD"
+    elif ((lim == 0)); then
+        record generate SKIP 0 "no time left"
+    else
+        rc=0
+        bes="cpu"
+        ((have_gpu)) && bes="cuda cpu" # without a GPU (--allow-no-gpu) only the CPU path runs
+        for be in $bes; do
+            say "generate --backend $be: demo model, 20 steps, its LoRA; mini model, batch 4"
+            (cd "$ROOT" && run_logged $((lim / 4)) "$RUNLOG" "$lfbin" generate --backend "$be" --json \
+                --model models/demo/shapes-sd1.safetensors --lora-dir models/demo/lora --steps 20 --seed 5 \
+                --prompt 'a red square on a blue background, outlined <lora:outline_lora:1>' \
+                --output-dir "$TMPD/gen-$be" --hash-cache '') || rc=$?
+            (cd "$ROOT" && run_logged $((lim / 4)) "$RUNLOG" "$lfbin" generate --backend "$be" --json \
+                --model models/sd15-mini.safetensors --steps 8 --batch-size 4 --prompt 'a red fox' \
+                --output-dir "$TMPD/gen-$be" --hash-cache '') || rc=$?
+        done
+        counts=$(find_bin lf_bench_unet_counts)
+        [[ -n $counts ]] && (cd "$ROOT" && run_logged 30 "$RUNLOG" "$counts" --batch 1)
+        if ((rc == 124 || rc == 137)); then
+            record generate TIMEOUT $((SECONDS - t)) "over $((lim / 4))s per run"
+        elif ((rc != 0)); then
+            tail_log "$RUNLOG" 12
+            record generate FAIL $((SECONDS - t)) "rc $rc"
+        elif ((have_gpu)) && ! grep -q 'backend cuda (device 0' "$RUNLOG"; then
+            record generate FAIL $((SECONDS - t)) "--backend cuda did not report the device"
+        else
+            record generate PASS $((SECONDS - t))
+        fi
+    fi
+fi
+
 if wanted bench; then
     t=$SECONDS
     lim=$(limit 170 "$res_peer")

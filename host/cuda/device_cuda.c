@@ -53,9 +53,11 @@ lf_status lf_device_open(int ordinal, lf_device **out) {
     if (ordinal < 0 || ordinal >= n)
         return lf_err(LF_ERR_UNSUPPORTED, "no CUDA device %d (the driver reports %d)", ordinal, n);
     struct cudaDeviceProp p;
-    if ((e = cudaSetDevice(ordinal)) != cudaSuccess || (e = cudaGetDeviceProperties(&p, ordinal)) != cudaSuccess)
-        return lf_err(LF_ERR_UNSUPPORTED, "CUDA device %d is not usable: %s (%s)", ordinal, cudaGetErrorString(e),
-                      cudaGetErrorName(e));
+    const char *call = "cudaSetDevice";
+    if ((e = cudaSetDevice(ordinal)) != cudaSuccess ||
+        (call = "cudaGetDeviceProperties", e = cudaGetDeviceProperties(&p, ordinal)) != cudaSuccess)
+        return lf_err(LF_ERR_UNSUPPORTED, "CUDA device %d is not usable: %s: %s (%s)", ordinal, call,
+                      cudaGetErrorString(e), cudaGetErrorName(e));
     if (p.major < 8)
         return lf_err(LF_ERR_UNSUPPORTED, "CUDA device %d (%s) is sm_%d%d; lorafuse's kernels need sm_80 or newer",
                       ordinal, p.name, p.major, p.minor);

@@ -752,6 +752,18 @@ void lf_emu_fail_at(uint64_t n) {
     S().failed_call.clear();
 }
 const char *lf_emu_failed_call(void) { return S().failed_call.c_str(); }
+
+int lf_emu_names_call(const char *msg, const char *call) {
+    if (!call[0]) return 0;
+    if (strstr(msg, call)) return 1;
+    size_t n = strlen(call);
+    if (n > 2 && !strncmp(call, "lf_cunn_", 8) && !strcmp(call + n - 2, "_k")) {
+        char launcher[96];
+        snprintf(launcher, sizeof launcher, "%.*s failed", (int)(n - 2), call);
+        return strstr(msg, launcher) != nullptr;
+    }
+    return 0;
+}
 void lf_emu_get_counters(lf_emu_counters *c) { *c = S().c; }
 void lf_emu_reset_counters(void) {
     uint64_t calls = S().c.calls;

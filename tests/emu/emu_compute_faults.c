@@ -122,17 +122,6 @@ done:
 }
 
 /* the message names the call that failed (a kernel lf_cunn_x_k by its launcher lf_cunn_x) */
-static int names_call(const char *msg, const char *call) {
-    if (strstr(msg, call)) return 1;
-    size_t n = strlen(call);
-    if (n > 2 && !strncmp(call, "lf_cunn_", 8) && !strcmp(call + n - 2, "_k")) {
-        char launcher[96];
-        snprintf(launcher, sizeof launcher, "%.*s failed", (int)(n - 2), call);
-        return strstr(msg, launcher) != NULL;
-    }
-    return 0;
-}
-
 static void fill(inputs *in) {
     lf_test_rng r = {LF_TEST_RNG_SEED};
     float *all[] = {in->x, in->wc3, in->bc3, in->wc1, in->gn_g, in->gn_b, in->ln_g, in->ln_b, in->wq,
@@ -183,7 +172,7 @@ int main(int argc, char **argv) {
             if (verbose) printf("call %llu (%s): absorbed\n", (unsigned long long)i, call);
             continue;
         }
-        LF_CHECK(names_call(o.msg, call), "call %llu (%s) failed in step %s with a message not naming it: %s",
+        LF_CHECK(lf_emu_names_call(o.msg, call), "call %llu (%s) failed in step %s with a message not naming it: %s",
                  (unsigned long long)i, call, o.step, o.msg);
         LF_CHECK(strstr(o.msg, "cuda compute: "), "call %llu (%s): the message does not name the backend: %s",
                  (unsigned long long)i, call, o.msg);

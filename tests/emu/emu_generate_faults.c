@@ -1,0 +1,108 @@
+/* emu_generate_faults.c: fault injection over one whole `generate` job on the CUDA compute backend
+ * (label emu; -DLF_CUDA_EMU=ON only).
+ *
+ * The job: the SD1.5 mini model at 32x32 with a scheduled LoRA, 2 Euler steps with CFG, on
+ * --backend cuda (text encoders, UNet and VAE on the emulated device). It runs once to count its N
+ * fallible CUDA calls, then once with each of the first 8 calls failing, 12 spread evenly over the
+ * rest and the last 2 (a whole job is ~5500 calls, ~5 s each in the emulation; these reach every kind
+ * of call it makes: device and stream set-up, cuBLAS, allocations, uploads, each kernel's launch, the
+ * cuBLAS products, downloads and synchronisations). Each run must end
+ * without a crash, either with an error whose message names the failed call, or having absorbed it
+ * (a cudaMalloc retried after the cached blocks are freed, the synchronisation in destroy) with the
+ * clean run's image; and once the job is freed no device allocation may be left (lf_emu_live).
+ * Usage: emu_generate_faults [-v]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "host/cuda/compute_cuda.h"
+#include "kernels/emu/lf_emu.h"
+#include "lf_test.h"
+#include "lorafuse/lf_generate.h"
+
+static int verbose;
+
+typedef struct {
+    uint8_t rgb[3 * 32 * 32];
+    int have;
+} shot;
+
+static lf_status keep(void *ctx, const lf_gen_image *img) {
+    shot *s = ctx;
+    memcpy(s->rgb, img->rgb, sizeof s->rgb);
+    s->have = 1;
+    return LF_OK;
+}
+
+/* one job; its status, the message in msg */
+static lf_status job(shot *s, char *msg, size_t cap) {
+    lf_gen_opts o;
+    lf_gen_opts_default(&o);
+    o.model = "models/sd15-mini.safetensors";
+    o.prompt = "a red fox <lora:mini_lora:te=0.5:unet=0.8@0,0.3@1>";
+    o.sampler = "Euler";
+    o.steps = 2;
+    o.width = o.height = 32;
+    o.seed = 7;
+    o.lora_dir = "models/lora";
+    o.write_png = 0;
+    o.hash_cache = "";
+    o.backend = LF_GEN_CUDA;
+    o.cuda = lf_compute_cuda_device;
+    memset(s, 0, sizeof *s);
+    lf_gen *g = NULL;
+    lf_status st = lf_gen_open(&o, &g);
+    if (st == LF_OK) st = lf_gen_run(g, keep, s);
+    snprintf(msg, cap, "%s", st ? lf_last_error() : "");
+    lf_gen_free(g);
+    return st;
+}
+
+int main(int argc, char **argv) {
+    verbose = argc > 1 && !strcmp(argv[1], "-v");
+    static shot clean, s;
+    char msg[2048];
+    lf_emu_fail_at(0);
+    lf_status st = job(&clean, msg, sizeof msg);
+    if (st == LF_ERR_UNSUPPORTED) LF_SKIP(msg);
+    LF_CHECK(st == LF_OK && clean.have, "clean run: %s", msg);
+    lf_emu_counters cnt;
+    lf_emu_get_counters(&cnt);
+    const uint64_t n = cnt.calls;
+    printf("%llu fallible CUDA calls in the job\n", (unsigned long long)n);
+    LF_CHECK(n > 100, "only %llu calls counted", (unsigned long long)n);
+    uint64_t at[24];
+    int na = 0;
+    for (uint64_t i = 1; i <= 8; i++) at[na++] = i;
+    for (int k = 1; k <= 12; k++) at[na++] = 8 + (n - 10) * (uint64_t)k / 13;
+    at[na++] = n - 1, at[na++] = n;
+    int failed = 0, absorbed = 0;
+    char seen[1024] = "";
+    for (int k = 0; k < na; k++) {
+        lf_emu_fail_at(at[k]);
+        st = job(&s, msg, sizeof msg);
+        const char *call = lf_emu_failed_call();
+        uint64_t bytes = 0;
+        size_t live = lf_emu_live(&bytes);
+        LF_CHECK(live == 0, "call %llu (%s): %zu allocations (%llu bytes) left after the job", (unsigned long long)at[k],
+                 call, live, (unsigned long long)bytes);
+        if (call[0] && !strstr(seen, call) && strlen(seen) + strlen(call) + 3 < sizeof seen)
+            strcat(strcat(seen, seen[0] ? ", " : ""), call);
+        if (st == LF_OK) {
+            absorbed++;
+            LF_CHECK(!call[0] || !strcmp(call, "cudaMalloc") || !strcmp(call, "cudaStreamSynchronize"),
+                     "call %llu (%s) failed and nothing noticed", (unsigned long long)at[k], call);
+            LF_CHECK(s.have && !memcmp(s.rgb, clean.rgb, sizeof s.rgb), "call %llu (%s) absorbed, but the image differs",
+                     (unsigned long long)at[k], call);
+            continue;
+        }
+        failed++;
+        LF_CHECK(lf_emu_names_call(msg, call), "call %llu (%s): the message does not name it: %s",
+                 (unsigned long long)at[k], call, msg);
+        if (verbose) printf("call %llu (%s): %s\n", (unsigned long long)at[k], call, msg);
+    }
+    lf_emu_fail_at(0);
+    printf("%d runs: %d failed with the call named, %d absorbed; calls hit: %s\n", na, failed, absorbed, seen);
+    return lf_test_finish();
+}
