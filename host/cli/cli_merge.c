@@ -2,7 +2,7 @@
  *
  *   lorafuse merge --model CKPT --lora PATH[:STRENGTH[:dyn=N]] [--lora ...] --output OUT.safetensors
  *                  [--force] [--allow-unmatched] [--allow-family-mismatch] [--threads N] [--reference]
- *                  [--stats]
+ *                  [--stats] [--backend cpu|cuda] [--device N]
  *
  * An existing OUT is refused unless --force; OUT may never be the model or an adapter, nor an existing
  * non-regular file (lf_merge.h). An empty --output is a usage error.
@@ -17,29 +17,33 @@
 #include "cli.h"
 #include "host/base/number.h"
 #include "host/base/text.h"
+#include "host/cuda/merge_device.h"
 #include "host/base/util.h"
 #include "lorafuse/lf_merge.h"
 #include "lorafuse/lf_prompt_tags.h"
 
 static const char lf_merge_usage_text[] =
     "usage: lorafuse merge --model CKPT --lora PATH[:STRENGTH[:dyn=N]] [--lora ...] --output OUT [--force]\n"
-    "                      [--allow-unmatched] [--allow-family-mismatch] [--threads N] [--reference] [--stats]\n";
+    "                      [--allow-unmatched] [--allow-family-mismatch] [--threads N] [--reference] [--stats]\n"
+    "                      [--backend cpu|cuda] [--device N]\n";
 
 static const char lf_merge_help_text[] =
     "Bakes adapters into a copy of the checkpoint (W = W0 + sum of each adapter's contribution, rounded once).\n"
     "An existing OUT is refused unless --force; OUT may never be the model or an adapter. Nothing is written\n"
     "until every adapter is checked. --threads 0 (default) uses every core; --stats prints a JSON line.\n"
+    "--backend cuda patches every layer on GPU --device N (0) with the apply kernels (default cpu).\n"
     "example:\n"
     "  lorafuse merge --model models/sd15-mini.safetensors --lora models/lora/mini_lora.safetensors:0.8 \\\n"
     "      --output merged.safetensors\n";
 
-enum { M_MODEL, M_OUTPUT, M_LORA, M_THREADS, M_UNMATCHED, M_FAMILY, M_REFERENCE, M_FORCE, M_STATS };
+enum { M_MODEL, M_OUTPUT, M_LORA, M_THREADS, M_UNMATCHED, M_FAMILY, M_REFERENCE, M_FORCE, M_STATS, M_BACKEND, M_DEVICE };
 
 static const lf_cli_opt lf_merge_cli_opts[] = {
     [M_MODEL] = {"model", 1, 0},          [M_OUTPUT] = {"output", 1, 0},   [M_LORA] = {"lora", 1, 1},
     [M_THREADS] = {"threads", 1, 0},      [M_UNMATCHED] = {"allow-unmatched", 0, 0},
     [M_FAMILY] = {"allow-family-mismatch", 0, 0}, [M_REFERENCE] = {"reference", 0, 0},
-    [M_FORCE] = {"force", 0, 0},          [M_STATS] = {"stats", 0, 0},     {NULL, 0, 0}};
+    [M_FORCE] = {"force", 0, 0},          [M_STATS] = {"stats", 0, 0},     [M_BACKEND] = {"backend", 1, 0},
+    [M_DEVICE] = {"device", 1, 0},        {NULL, 0, 0}};
 
 int lf_cli_merge(int argc, char **argv) {
     const char *model = NULL, *output = NULL;
@@ -47,7 +51,8 @@ int lf_cli_merge(int argc, char **argv) {
     size_t n = 0;
     lf_merge_opts opts;
     memset(&opts, 0, sizeof opts);
-    int stats_json = 0, rc = 2, o = LF_CLI_END, ok = 1;
+    int stats_json = 0, rc = 2, o = LF_CLI_END, ok = 1, device = 0;
+    long long dv = 0;
     char *v, **rest;
     if (!in) return 1;
     lf_cli_parser p;
@@ -63,6 +68,15 @@ int lf_cli_merge(int argc, char **argv) {
         case M_REFERENCE: opts.reference = 1; break;
         case M_FORCE: opts.overwrite = 1; break;
         case M_STATS: stats_json = 1; break;
+        case M_BACKEND:
+            if (!strcmp(v, "cuda")) opts.apply = lf_dev_merge_apply, opts.apply_ctx = &device;
+            else if (!strcmp(v, "cpu")) opts.apply = NULL;
+            else ok = lf_cli_bad_choice("merge", "--backend", v, "cpu or cuda");
+            break;
+        case M_DEVICE:
+            ok = lf_cli_int("merge", "--device", v, 0, 1023, &dv);
+            device = (int)dv;
+            break;
         default: break;
         }
     }

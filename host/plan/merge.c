@@ -127,7 +127,7 @@ lf_status lf_merge(const char *model_path, const lf_merge_input *in, size_t n, c
         if (!(outs[j] = malloc((size_t)(t->end - t->begin) + 1)))
             st = lf_err(LF_ERR_NOMEM, "out of memory for '%s'", t->name);
     }
-    if (st == LF_OK) st = lf_run_jobs(plan, outs, o->threads, !o->reference);
+    if (st == LF_OK) st = o->apply ? o->apply(o->apply_ctx, plan, outs) : lf_run_jobs(plan, outs, o->threads, !o->reference);
     double t2 = lf_clock_s();
     stats->t_compute = t2 - t1;
 

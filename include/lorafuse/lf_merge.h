@@ -40,6 +40,11 @@ typedef struct lf_merge_opts {
     int threads;   /* worker threads for the patch math (0 = online CPUs) */
     int reference; /* 1: scalar reference only (no BLAS path) */
     int overwrite; /* 1: replace an existing output file (`--force`); 0: refuse it */
+    /* `--backend cuda`: patch every job of the plan into outs[j] (the target's dtype and size) instead of
+     * the CPU threads; NULL: the CPU. The caller that links the device library passes lf_dev_merge_apply
+     * (host/cuda/merge_device.h) with ctx pointing at the device ordinal, as the lorafuse program does. */
+    lf_status (*apply)(void *ctx, const lf_plan *plan, void **outs);
+    void *apply_ctx;
 } lf_merge_opts;
 
 lf_status lf_merge(const char *model_path, const lf_merge_input *in, size_t n, const char *out_path,
