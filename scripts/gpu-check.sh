@@ -575,7 +575,6 @@ for tool in memcheck racecheck; do
     fi
 done
 
-# apply benchmark
 # generate end to end on both backends (correctness is gpu_generate's, in ctest): timings
 if wanted generate; then
     t=$SECONDS
@@ -617,6 +616,7 @@ if wanted generate; then
     fi
 fi
 
+# apply benchmark
 if wanted bench; then
     t=$SECONDS
     lim=$(limit 170 "$res_peer")
