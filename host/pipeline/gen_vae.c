@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "generate_internal.h"
+#include "host/base/compute.h"
 #include "host/base/file.h"
 #include "host/base/util.h"
 #include "host/runtime/model_mem.h"
@@ -70,11 +71,16 @@ lf_status lf_gen_check_vae(lf_gen *g) {
 }
 
 lf_status lf_gen_load_vae(const lf_gen *g, lf_vae **out) {
-    if (g->vae_dir[0]) return lf_vae_load_dir(g->vae_dir, NULL, out);
-    if (!g->vae_file[0]) return lf_vae_load_mapped(g->m->st, g->m->family, NULL, out);
+    /* on a device compute the VAE holds f32 weights: its products would cut the decoder's activations to
+     * the weights' f16, whose range they pass (lf_vae_opts.f32_weights) */
+    lf_vae_opts vo;
+    memset(&vo, 0, sizeof vo);
+    vo.f32_weights = g->sess && g->sess->cc && !g->sess->cc->host_memory;
+    if (g->vae_dir[0]) return lf_vae_load_dir(g->vae_dir, &vo, out);
+    if (!g->vae_file[0]) return lf_vae_load_mapped(g->m->st, g->m->family, &vo, out);
     lf_st_file *st = NULL;
     lf_status s = lf_st_open(g->vae_file, &st);
-    if (s == LF_OK) s = lf_vae_load(st, g->m->family, NULL, out); /* the weights are copied: st may go */
+    if (s == LF_OK) s = lf_vae_load(st, g->m->family, &vo, out); /* the weights are copied: st may go */
     lf_st_close(st);
     return s;
 }

@@ -256,7 +256,8 @@ static lf_status lf_va_load_mode(const lf_st_file *st, const lf_wts_alias *alias
     lf_vae *v = calloc(1, sizeof *v);
     if (!v) return lf_err(LF_ERR_NOMEM, "%s: out of memory", file);
     lf_va_ctx c;
-    lf_wts_init_src(&c.w, st, alias, n_alias, file, borrow, prefix);
+    lf_wts_init_src(&c.w, st, alias, n_alias, file, o.f32_weights && borrow == LF_WTS_MAP ? 0 : borrow, prefix);
+    c.w.f32 = o.f32_weights;
     c.file = file;
     if (!lf_wts_find(&c.w, "decoder.conv_in.weight")) {
         free(v);

@@ -317,7 +317,7 @@ int lf_wts_load_view(lf_wts *w, lf_view *out, int ndim, int64_t *shape, const ch
         out->data = placeholder;
         return 1;
     }
-    if (!lf_wts_kept_dtype(v.dtype)) { /* F64, F8: held as f32 */
+    if (!lf_wts_kept_dtype(v.dtype) || (w->f32 && v.dtype != LF_F32)) { /* F64, F8 (or asked for): held as f32 */
         float *p = lf_wts_load(w, ndim, shape, "%s", name + strlen(w->prefix));
         if (!p) return 0;
         *out = v;

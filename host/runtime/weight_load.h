@@ -76,6 +76,8 @@ typedef struct lf_wts {
     size_t n_alias;
     int borrow;
     int map;                /* stored-dtype weights of st used in place (st outlives the model) */
+    int f32;                /* lf_wts_load_view holds every weight as f32 (a model whose device products must
+                             * not cut activations to 16 bits: the VAE, lf_vae_opts.f32_weights) */
     int64_t bytes;          /* bytes the model holds in its own memory (copies, f32 buffers) */
     int64_t mapped_bytes;   /* bytes used in place from the mapping */
 } lf_wts;

@@ -40,6 +40,9 @@ typedef struct lf_vae_opts {
     const char *prefix;   /* NULL: "first_stage_model." if present, else "" */
     int norm_groups;      /* 0 -> 32 */
     float scaling_factor; /* 0 -> by family */
+    int f32_weights;      /* hold every weight as f32 (a copy): on a device compute, whose products cut
+                           * activations to the weights' 16-bit type, the decoder's activations pass f16's
+                           * 65504 (the SDXL VAE's known fp16 overflow); the CPU gives the same bytes */
 } lf_vae_opts;
 
 typedef struct lf_vae_arch {

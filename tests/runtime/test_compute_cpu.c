@@ -302,7 +302,7 @@ static lf_status vae_pass(void *ctx, lf_compute *c) { return vae_pass_out(ctx, c
 static void test_vae(const char *name, const char *path) {
     lf_model *mo = NULL;
     lf_vae *v = NULL;
-    lf_vae_opts o = {NULL, 4, 0.0f};
+    lf_vae_opts o = {NULL, 4, 0.0f, 0};
     LF_CHECK(lf_model_open(path, &mo) == LF_OK && lf_vae_load(mo->st, mo->family, &o, &v) == LF_OK, "%s: %s", path,
              lf_last_error());
     lf_model_free(mo);

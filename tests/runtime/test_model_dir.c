@@ -78,7 +78,7 @@ static void check_sd15(void) {
     lf_unet_free(us), lf_unet_free(ud);
     /* VAE */
     lf_vae *vs = NULL, *vd = NULL;
-    LF_CHECK(lf_vae_load(f, LF_FAMILY_SD1, &(lf_vae_opts){NULL, 4, 0}, &vs) == LF_OK, "%s", lf_last_error());
+    LF_CHECK(lf_vae_load(f, LF_FAMILY_SD1, &(lf_vae_opts){NULL, 4, 0, 0}, &vs) == LF_OK, "%s", lf_last_error());
     LF_CHECK(lf_vae_load_dir(DIR15 "/vae", NULL, &vd) == LF_OK, "vae folder: %s", lf_last_error());
     if (vs && vd) {
         const lf_vae_arch *a = lf_vae_get_arch(vd);

@@ -44,7 +44,7 @@ static void run_case(const char *name, const char *ckpt, const char *golden, lf_
     LF_CHECK(lf_st_open(golden, &gf) == LF_OK, "open %s: %s", golden, lf_last_error());
     if (!m || !gf) return;
     LF_CHECK(m->family == want_family, "family %s", lf_family_name(m->family));
-    lf_vae_opts o = {NULL, want->groups, 0.0f}; /* sf from the family */
+    lf_vae_opts o = {NULL, want->groups, 0.0f, 0}; /* sf from the family */
     lf_vae *v = NULL;
     LF_CHECK(lf_vae_load(m->st, m->family, &o, &v) == LF_OK, "load: %s", lf_last_error());
     lf_model_free(m);
@@ -86,10 +86,34 @@ static lf_status load_path(const char *path, lf_family fam, lf_vae **v) {
     lf_st_file *f = NULL;
     lf_status st = lf_st_open(path, &f);
     if (st != LF_OK) return st;
-    lf_vae_opts o = {NULL, 4, 0.0f};
+    lf_vae_opts o = {NULL, 4, 0.0f, 0};
     st = lf_vae_load(f, fam, &o, v);
     lf_st_close(f);
     return st;
+}
+
+/* f32_weights (the VAE on a device compute): every weight held as f32, twice the f16 file's bytes, and the
+ * same decode bytes as the stored-dtype load (f16 -> f32 is exact; the CPU operators convert anyway) */
+static void check_f32_weights(const char *path) {
+    lf_st_file *f = NULL;
+    lf_vae *a = NULL, *b = NULL;
+    lf_vae_opts o = {NULL, 4, 0.0f, 0}, o32 = {NULL, 4, 0.0f, 1};
+    LF_CHECK(lf_st_open(path, &f) == LF_OK && lf_vae_load_mapped(f, LF_FAMILY_SD1, &o, &a) == LF_OK &&
+                 lf_vae_load_mapped(f, LF_FAMILY_SD1, &o32, &b) == LF_OK,
+             "load %s: %s", path, lf_last_error());
+    if (a && b) {
+        uint64_t wa = lf_vae_weight_bytes(a), wb = lf_vae_weight_bytes(b);
+        LF_CHECK(wb > wa + wa / 2, "f32 weights: %llu bytes against %llu stored", (unsigned long long)wb,
+                 (unsigned long long)wa);
+        float z[4 * 3 * 5], da[3 * 24 * 40], db[3 * 24 * 40];
+        for (int i = 0; i < 4 * 3 * 5; i++) z[i] = (float)((i * 7) % 11) / 5.0f - 1.0f;
+        LF_CHECK(lf_vae_decode(a, da, z, 1, 3, 5) == LF_OK && lf_vae_decode(b, db, z, 1, 3, 5) == LF_OK &&
+                     !memcmp(da, db, sizeof da),
+                 "decode with f32 weights differs from the stored-dtype weights' (%s)", lf_last_error());
+    }
+    lf_vae_free(a);
+    lf_vae_free(b);
+    lf_st_close(f);
 }
 
 static void check_errors(const char *src) {
@@ -154,5 +178,6 @@ int main(void) {
     run_case("trained demo model VAE", "models/demo/shapes-sd1.safetensors", "tests/data/model/demo_vae.safetensors",
              LF_FAMILY_SD1, 0.18215f, &demo);
     check_errors("tests/data/tiny/tiny-sd15.safetensors");
+    check_f32_weights("tests/data/tiny/tiny-sd15.safetensors");
     return lf_test_finish();
 }
