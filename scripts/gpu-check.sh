@@ -20,7 +20,8 @@
 #              (a sanitizer run that hits its time limit is recorded SKIP: it proves nothing either way)
 #   generate   lorafuse generate --json on the demo model (64x64, 20 steps, its LoRA) and the SD1.5 mini
 #              model (batch 4), --backend cuda then --backend cpu: the summary line (which backend) and
-#              the per-image timings in run.log; then lf_bench_unet_counts (the floors of a full-size step)
+#              the per-image timings in run.log, a profile by op kind (LF_COMPUTE_PROFILE=1); then
+#              lf_bench_unet_counts (the floors of a full-size step)
 #   bench      lf_bench_apply --json OUTDIR/bench.jsonl
 #   peer       python3 bench/peer_torch.py (PyTorch per-layer merge) -> OUTDIR/peer.jsonl
 # then a table of at most 40 lines, printed last.
@@ -599,6 +600,10 @@ if wanted generate; then
                 --output-dir "$TMPD/gen-$be" --hash-cache '') || rc=$?
             (cd "$ROOT" && run_logged $((lim / 4)) "$RUNLOG" "$lfbin" generate --backend "$be" --json \
                 --model models/sd15-mini.safetensors --steps 8 --batch-size 4 --prompt 'a red fox' \
+                --output-dir "$TMPD/gen-$be" --hash-cache '') || rc=$?
+            # the same job again with each op synchronised and timed: where the time goes, by op kind
+            (cd "$ROOT" && LF_COMPUTE_PROFILE=1 run_logged $((lim / 8)) "$RUNLOG" "$lfbin" generate --backend "$be" \
+                --model models/sd15-mini.safetensors --steps 4 --batch-size 4 --prompt 'a red fox' --quiet \
                 --output-dir "$TMPD/gen-$be" --hash-cache '') || rc=$?
         done
         counts=$(find_bin lf_bench_unet_counts)

@@ -272,6 +272,8 @@ int lf_cli_generate(int argc, char **argv) {
         lf_gen_free(g);
         return 1;
     }
+    const char *prof = lf_gen_profile(g);
+    if (prof) fprintf(stderr, "lorafuse generate: compute profile (LF_COMPUTE_PROFILE=1):\n%s", prof);
     if (!a.quiet) {
         const lf_gen_times *t = lf_gen_get_times(g);
         fprintf(stderr,

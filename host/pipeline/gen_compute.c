@@ -10,9 +10,11 @@
  * compute per process: the watcher is one).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "generate_internal.h"
+#include "host/runtime/compute_count.h"
 #include "host/runtime/compute_cpu.h"
 #include "host/runtime/model_compute.h"
 #include "host/runtime/weight_load.h"
@@ -35,7 +37,34 @@ static lf_status lf_gen_open_cuda(lf_gen_session *s, const lf_gen_opts *o) {
     return LF_OK;
 }
 
+static lf_status lf_gen_compute_pick(lf_gen_session *s, const lf_gen_opts *o);
+
+/* LF_COMPUTE_PROFILE=1: the models run on a timed count around the compute (compute_count.h): a profile
+ * by op kind (calls, FLOPs, bytes, seconds), lf_gen_profile; every op then waits for the device */
+static lf_status lf_gen_profile_wrap(lf_gen_session *s) {
+    const char *e = getenv("LF_COMPUTE_PROFILE");
+    if (!e || strcmp(e, "1")) return LF_OK;
+    if ((s->prof = malloc(sizeof *s->prof)) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
+    lf_compute_count_init_timed(s->prof, s->cc);
+    s->base = s->cc;
+    s->cc = &s->prof->c;
+    return LF_OK;
+}
+
 lf_status lf_gen_compute_open(lf_gen_session *s, const lf_gen_opts *o) {
+    lf_status st = lf_gen_compute_pick(s, o);
+    return st == LF_OK ? lf_gen_profile_wrap(s) : st;
+}
+
+const char *lf_gen_profile(const lf_gen *g) {
+    lf_gen_session *s = g->sess;
+    if (!s || !s->prof) return NULL;
+    enum { CAP = 4096 };
+    if (!s->prof_text && (s->prof_text = malloc(CAP)) == NULL) return NULL;
+    return lf_compute_count_report(s->prof, s->prof_text, CAP);
+}
+
+static lf_status lf_gen_compute_pick(lf_gen_session *s, const lf_gen_opts *o) {
     if (o->device < 0) return lf_err(LF_ERR_ARG, "--device %d: a device is 0 or more", o->device);
     if (o->backend == LF_GEN_CUDA) {
         lf_status st = lf_gen_open_cuda(s, o);
@@ -56,6 +85,14 @@ lf_status lf_gen_compute_open(lf_gen_session *s, const lf_gen_opts *o) {
 }
 
 void lf_gen_compute_close(lf_gen_session *s) {
+    if (s->prof) {
+        lf_compute_count_free(s->prof);
+        free(s->prof);
+        free(s->prof_text);
+        s->cc = s->base;
+        s->prof = NULL;
+        s->prof_text = NULL;
+    }
     if (s->cc && !s->cc->host_memory) {
         lf_wts_watch(NULL, NULL);
         s->cc->destroy(s->cc);

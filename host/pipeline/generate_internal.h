@@ -65,6 +65,9 @@ typedef struct lf_gen_dbuf {
 struct lf_gen_session {
     char *model;               /* checkpoint path */
     struct lf_compute *cc;     /* the compute the models run on (gen_compute.c) */
+    struct lf_compute *base;   /* under a profile: the compute cc counts and times */
+    struct lf_compute_count *prof; /* LF_COMPUTE_PROFILE=1: cc is this timed count around base */
+    char *prof_text;
     char backend[224];         /* "cpu", "cpu (auto: ...)", "cuda (device 0: ...)" */
     lf_model *m;
     lf_tokenizer *tok;

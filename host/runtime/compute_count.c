@@ -1,9 +1,11 @@
 /* compute_count.c: the counting compute of compute_count.h (calls, FLOPs, bytes per op kind, live
  * and peak activation bytes), around another compute or dry. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "compute_count.h"
+#include "host/base/util.h"
 
 static const char *const lf_cop_names[LF_COP_COUNT] = {
     "linear", "conv2d", "group_norm", "layer_norm", "silu", "gelu", "gelu_tanh", "quick_gelu", "geglu", "add",
@@ -14,6 +16,12 @@ static const char *const lf_cop_names[LF_COP_COUNT] = {
 const char *lf_cop_name(lf_cop op) { return (unsigned)op < LF_COP_COUNT ? lf_cop_names[op] : "?"; }
 
 static lf_compute_count *lf_cc(lf_compute *c) { return (lf_compute_count *)c; }
+
+/* the inner compute's queued work done, then the clock (a timed count's op boundaries) */
+static double lf_cnt_sync_clock(lf_compute_count *cc) {
+    cc->inner->sync(cc->inner);
+    return lf_clock_s();
+}
 
 static double lf_cnt_wbytes(const lf_view *W) {
     return (double)lf_view_numel(W) * (double)lf_dtype_bits(W->dtype) / 8.0;
@@ -27,6 +35,17 @@ static void lf_cnt_add(lf_compute *c, lf_cop op, double flops, double act_values
     s->bytes += 4.0 * act_values + wbytes;
     s->weight_bytes += wbytes;
 }
+
+/* pass the call on (dry: nothing); timed: the inner compute synchronised before and after it */
+#define LF_CC_PASS(kind_, name, ...)                                                                               \
+    do {                                                                                                       \
+        lf_compute_count *cc_ = lf_cc(c);                                                                      \
+        if (!cc_->inner) return LF_OK;                                                                         \
+        double t0_ = cc_->timed ? lf_cnt_sync_clock(cc_) : 0;                                                  \
+        lf_status st_ = cc_->inner->name(cc_->inner, __VA_ARGS__);                                             \
+        if (cc_->timed && st_ == LF_OK) cc_->op[kind_].seconds += lf_cnt_sync_clock(cc_) - t0_;                   \
+        return st_;                                                                                            \
+    } while (0)
 
 /* ---- memory ------------------------------------------------------------------------------------ */
 
@@ -81,9 +100,8 @@ static lf_status lf_cnt_download(lf_compute *c, float *dst, const float *src, in
 
 static lf_status lf_cnt_copy2d(lf_compute *c, float *dst, int64_t dst_ld, const float *src, int64_t src_ld,
                               int64_t rows, int64_t cols) {
-    lf_compute *in = lf_cc(c)->inner;
     lf_cnt_add(c, LF_COP_COPY2D, 0, 2.0 * (double)rows * (double)cols, 0);
-    return in ? in->copy2d(in, dst, dst_ld, src, src_ld, rows, cols) : LF_OK;
+    LF_CC_PASS(LF_COP_COPY2D, copy2d, dst, dst_ld, src, src_ld, rows, cols);
 }
 
 static lf_status lf_cnt_sync(lf_compute *c) {
@@ -110,17 +128,11 @@ static void lf_cnt_destroy(lf_compute *c) { lf_compute_count_free(lf_cc(c)); }
 
 /* ---- ops --------------------------------------------------------------------------------------- */
 
-#define LF_CC_PASS(name, ...)                                                                                   \
-    do {                                                                                                       \
-        lf_compute *in_ = lf_cc(c)->inner;                                                                     \
-        return in_ ? in_->name(in_, __VA_ARGS__) : LF_OK;                                                      \
-    } while (0)
-
 static lf_status lf_cnt_linear(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t M,
                               int64_t in, int64_t out) {
     double wb = lf_cnt_wbytes(W) + (b ? 4.0 * (double)out : 0);
     lf_cnt_add(c, LF_COP_LINEAR, 2.0 * (double)M * (double)in * (double)out, (double)M * (double)(in + out), wb);
-    LF_CC_PASS(linear, y, x, W, b, M, in, out);
+    LF_CC_PASS(LF_COP_LINEAR, linear, y, x, W, b, M, in, out);
 }
 
 static lf_status lf_cnt_conv2d(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t N,
@@ -130,74 +142,74 @@ static lf_status lf_cnt_conv2d(lf_compute *c, float *y, const float *x, const lf
     double wb = lf_cnt_wbytes(W) + (b ? 4.0 * (double)C_out : 0);
     double fl = 2.0 * (double)N * Ho * Wo * (double)C_out * (double)C_in * (double)(kh * kw);
     lf_cnt_add(c, LF_COP_CONV2D, fl, (double)N * ((double)C_in * (double)(H * Wd) + (double)C_out * Ho * Wo), wb);
-    LF_CC_PASS(conv2d, y, x, W, b, N, C_in, H, Wd, C_out, kh, kw, stride, pad);
+    LF_CC_PASS(LF_COP_CONV2D, conv2d, y, x, W, b, N, C_in, H, Wd, C_out, kh, kw, stride, pad);
 }
 
 static lf_status lf_cnt_group_norm(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
                                   int64_t N, int64_t C, int64_t S, int64_t groups, float eps) {
     double n = (double)N * (double)C * (double)S;
     lf_cnt_add(c, LF_COP_GROUP_NORM, 8.0 * n, 2.0 * n, gamma ? 8.0 * (double)C : 0);
-    LF_CC_PASS(group_norm, y, x, gamma, beta, N, C, S, groups, eps);
+    LF_CC_PASS(LF_COP_GROUP_NORM, group_norm, y, x, gamma, beta, N, C, S, groups, eps);
 }
 
 static lf_status lf_cnt_layer_norm(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
                                   int64_t M, int64_t D, float eps) {
     double n = (double)M * (double)D;
     lf_cnt_add(c, LF_COP_LAYER_NORM, 8.0 * n, 2.0 * n, gamma ? 8.0 * (double)D : 0);
-    LF_CC_PASS(layer_norm, y, x, gamma, beta, M, D, eps);
+    LF_CC_PASS(LF_COP_LAYER_NORM, layer_norm, y, x, gamma, beta, M, D, eps);
 }
 
 static lf_status lf_cnt_silu(lf_compute *c, float *y, const float *x, int64_t n) {
     lf_cnt_add(c, LF_COP_SILU, 8.0 * (double)n, 2.0 * (double)n, 0);
-    LF_CC_PASS(silu, y, x, n);
+    LF_CC_PASS(LF_COP_SILU, silu, y, x, n);
 }
 
 static lf_status lf_cnt_gelu(lf_compute *c, float *y, const float *x, int64_t n) {
     lf_cnt_add(c, LF_COP_GELU, 8.0 * (double)n, 2.0 * (double)n, 0);
-    LF_CC_PASS(gelu, y, x, n);
+    LF_CC_PASS(LF_COP_GELU, gelu, y, x, n);
 }
 
 static lf_status lf_cnt_gelu_tanh(lf_compute *c, float *y, const float *x, int64_t n) {
     lf_cnt_add(c, LF_COP_GELU_TANH, 8.0 * (double)n, 2.0 * (double)n, 0);
-    LF_CC_PASS(gelu_tanh, y, x, n);
+    LF_CC_PASS(LF_COP_GELU_TANH, gelu_tanh, y, x, n);
 }
 
 static lf_status lf_cnt_quick_gelu(lf_compute *c, float *y, const float *x, int64_t n) {
     lf_cnt_add(c, LF_COP_QUICK_GELU, 8.0 * (double)n, 2.0 * (double)n, 0);
-    LF_CC_PASS(quick_gelu, y, x, n);
+    LF_CC_PASS(LF_COP_QUICK_GELU, quick_gelu, y, x, n);
 }
 
 static lf_status lf_cnt_geglu(lf_compute *c, float *y, const float *x, int64_t M, int64_t F) {
     double n = (double)M * (double)F;
     lf_cnt_add(c, LF_COP_GEGLU, 9.0 * n, 3.0 * n, 0);
-    LF_CC_PASS(geglu, y, x, M, F);
+    LF_CC_PASS(LF_COP_GEGLU, geglu, y, x, M, F);
 }
 
 static lf_status lf_cnt_add_op(lf_compute *c, float *y, const float *a, const float *b, int64_t n) {
     lf_cnt_add(c, LF_COP_ADD, (double)n, 3.0 * (double)n, 0);
-    LF_CC_PASS(add, y, a, b, n);
+    LF_CC_PASS(LF_COP_ADD, add, y, a, b, n);
 }
 
 static lf_status lf_cnt_mul(lf_compute *c, float *y, const float *a, const float *b, int64_t n) {
     lf_cnt_add(c, LF_COP_MUL, (double)n, 3.0 * (double)n, 0);
-    LF_CC_PASS(mul, y, a, b, n);
+    LF_CC_PASS(LF_COP_MUL, mul, y, a, b, n);
 }
 
 static lf_status lf_cnt_scale(lf_compute *c, float *y, const float *x, float s, int64_t n) {
     lf_cnt_add(c, LF_COP_SCALE, (double)n, 2.0 * (double)n, 0);
-    LF_CC_PASS(scale, y, x, s, n);
+    LF_CC_PASS(LF_COP_SCALE, scale, y, x, s, n);
 }
 
 static lf_status lf_cnt_add_bias_c(lf_compute *c, float *x, const float *b, int64_t N, int64_t C, int64_t S) {
     double n = (double)N * (double)C * (double)S;
     lf_cnt_add(c, LF_COP_ADD_BIAS_C, n, 2.0 * n, 4.0 * (double)C);
-    LF_CC_PASS(add_bias_c, x, b, N, C, S);
+    LF_CC_PASS(LF_COP_ADD_BIAS_C, add_bias_c, x, b, N, C, S);
 }
 
 static lf_status lf_cnt_add_bias_nc(lf_compute *c, float *x, const float *b, int64_t N, int64_t C, int64_t S) {
     double n = (double)N * (double)C * (double)S;
     lf_cnt_add(c, LF_COP_ADD_BIAS_NC, n, 2.0 * n + (double)(N * C), 0);
-    LF_CC_PASS(add_bias_nc, x, b, N, C, S);
+    LF_CC_PASS(LF_COP_ADD_BIAS_NC, add_bias_nc, x, b, N, C, S);
 }
 
 static lf_status lf_cnt_attention(lf_compute *c, float *out, const float *q, const float *k, const float *v, int64_t N,
@@ -205,48 +217,53 @@ static lf_status lf_cnt_attention(lf_compute *c, float *out, const float *q, con
     double s = (double)N * (double)heads * (double)Lq * (double)Lk;
     double io = (double)N * (double)heads * (double)d * (2.0 * (double)Lq + 2.0 * (double)Lk);
     lf_cnt_add(c, LF_COP_ATTENTION, 4.0 * s * (double)d + 5.0 * s, io, 0);
-    LF_CC_PASS(attention, out, q, k, v, N, Lq, Lk, heads, d, scale, causal);
+    LF_CC_PASS(LF_COP_ATTENTION, attention, out, q, k, v, N, Lq, Lk, heads, d, scale, causal);
 }
 
 static lf_status lf_cnt_nchw_to_nlc(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t S) {
     lf_cnt_add(c, LF_COP_NCHW_TO_NLC, 0, 2.0 * (double)N * (double)C * (double)S, 0);
-    LF_CC_PASS(nchw_to_nlc, y, x, N, C, S);
+    LF_CC_PASS(LF_COP_NCHW_TO_NLC, nchw_to_nlc, y, x, N, C, S);
 }
 
 static lf_status lf_cnt_nlc_to_nchw(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t S) {
     lf_cnt_add(c, LF_COP_NLC_TO_NCHW, 0, 2.0 * (double)N * (double)C * (double)S, 0);
-    LF_CC_PASS(nlc_to_nchw, y, x, N, C, S);
+    LF_CC_PASS(LF_COP_NLC_TO_NCHW, nlc_to_nchw, y, x, N, C, S);
 }
 
 static lf_status lf_cnt_resize_nearest(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t H,
                                       int64_t W, int64_t Ho, int64_t Wo) {
     lf_cnt_add(c, LF_COP_RESIZE_NEAREST, 0, (double)N * (double)C * (double)(H * W + Ho * Wo), 0);
-    LF_CC_PASS(resize_nearest, y, x, N, C, H, W, Ho, Wo);
+    LF_CC_PASS(LF_COP_RESIZE_NEAREST, resize_nearest, y, x, N, C, H, W, Ho, Wo);
 }
 
 static lf_status lf_cnt_pad2d(lf_compute *c, float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W,
                              int64_t left, int64_t right, int64_t top, int64_t bottom) {
     double out = (double)N * (double)C * (double)((H + top + bottom) * (W + left + right));
     lf_cnt_add(c, LF_COP_PAD2D, 0, (double)N * (double)C * (double)(H * W) + out, 0);
-    LF_CC_PASS(pad2d, y, x, N, C, H, W, left, right, top, bottom);
+    LF_CC_PASS(LF_COP_PAD2D, pad2d, y, x, N, C, H, W, left, right, top, bottom);
 }
 
 static lf_status lf_cnt_concat_c(lf_compute *c, float *y, const float *a, const float *b, int64_t N, int64_t Ca,
                                 int64_t Cb, int64_t S) {
     lf_cnt_add(c, LF_COP_CONCAT_C, 0, 2.0 * (double)N * (double)(Ca + Cb) * (double)S, 0);
-    LF_CC_PASS(concat_c, y, a, b, N, Ca, Cb, S);
+    LF_CC_PASS(LF_COP_CONCAT_C, concat_c, y, a, b, N, Ca, Cb, S);
 }
 
 static lf_status lf_cnt_timestep_embedding(lf_compute *c, float *emb, const float *t, int64_t N, int64_t dim,
                                           int flip_sin_to_cos, float shift, float max_period) {
     lf_cnt_add(c, LF_COP_TIMESTEP_EMBEDDING, 8.0 * (double)(N * dim), (double)(N * dim), 0);
-    LF_CC_PASS(timestep_embedding, emb, t, N, dim, flip_sin_to_cos, shift, max_period);
+    LF_CC_PASS(LF_COP_TIMESTEP_EMBEDDING, timestep_embedding, emb, t, N, dim, flip_sin_to_cos, shift, max_period);
 }
 
 static lf_status lf_cnt_embedding(lf_compute *c, float *y, const float *table, const int32_t *ids, int64_t L, int64_t V,
                                  int64_t D) {
     lf_cnt_add(c, LF_COP_EMBEDDING, 0, (double)(L * D), 4.0 * (double)(L * D));
-    LF_CC_PASS(embedding, y, table, ids, L, V, D);
+    LF_CC_PASS(LF_COP_EMBEDDING, embedding, y, table, ids, L, V, D);
+}
+
+void lf_compute_count_init_timed(lf_compute_count *cc, lf_compute *inner) {
+    lf_compute_count_init(cc, inner);
+    cc->timed = inner != NULL;
 }
 
 void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner) {
@@ -303,4 +320,29 @@ void lf_compute_count_free(lf_compute_count *cc) {
     free(cc->bufs);
     cc->bufs = NULL;
     cc->n_bufs = cc->cap_bufs = 0;
+}
+
+char *lf_compute_count_report(const lf_compute_count *cc, char *buf, size_t cap) {
+    size_t at = 0;
+    buf[0] = '\0';
+    double tot_s = 0, tot_f = 0, tot_b = 0;
+    uint64_t calls = 0;
+    for (int op = 0; op < LF_COP_COUNT; op++) {
+        const lf_cop_stats *s = &cc->op[op];
+        if (!s->calls) continue;
+        tot_s += s->seconds, tot_f += s->flops, tot_b += s->bytes, calls += s->calls;
+    }
+    for (int op = -1; op < LF_COP_COUNT && at < cap; op++) {
+        lf_cop_stats t = {calls, tot_f, tot_b, 0, tot_s};
+        const lf_cop_stats *s = op < 0 ? &t : &cc->op[op];
+        if (op >= 0 && !s->calls) continue;
+        double sec = s->seconds > 0 ? s->seconds : 0;
+        int n = snprintf(buf + at, cap - at, "%-18s %7llu calls %10.2f GFLOP %8.3f GB %9.4f s%s%8.1f GFLOP/s %7.1f GB/s\n",
+                         op < 0 ? "all" : lf_cop_name((lf_cop)op), (unsigned long long)s->calls, s->flops / 1e9,
+                         s->bytes / 1e9, sec, tot_s > 0 ? "" : " (untimed)", sec > 0 ? s->flops / sec / 1e9 : 0,
+                         sec > 0 ? s->bytes / sec / 1e9 : 0);
+        if (n < 0) break;
+        at += (size_t)n < cap - at ? (size_t)n : cap - at - 1;
+    }
+    return buf;
 }

@@ -11,10 +11,13 @@
  *           per element (GELU/SiLU family 8); layout and copies 0.
  *   bytes   every f32 activation read and written once, each weight once in its stored dtype
  *           (a lower bound: what a kernel that keeps its operands on chip must move).
+ * Timed (lf_compute_count_init_timed): each op between two syncs of the inner compute, for a profile by
+ * op kind on any backend.
  */
 #ifndef LF_COMPUTE_COUNT_H
 #define LF_COMPUTE_COUNT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "host/base/compute.h"
@@ -23,11 +26,13 @@ typedef struct lf_cop_stats {
     uint64_t calls;
     double flops, bytes;        /* activation and weight bytes together */
     double weight_bytes;        /* of which weights */
+    double seconds;             /* timed: wall time of the calls, each between two syncs of the inner compute */
 } lf_cop_stats;
 
 typedef struct lf_compute_count {
     lf_compute c;               /* the table to hand to the model (first: &cc->c == (lf_compute *)cc) */
     lf_compute *inner;          /* NULL: dry */
+    int timed;                  /* lf_compute_count_init_timed */
     lf_cop_stats op[LF_COP_COUNT];
     double live, peak;          /* bytes of activation buffers held now / at most */
     uint64_t allocs;
@@ -39,6 +44,12 @@ typedef struct lf_compute_count {
 /* cc counts around inner (NULL: dry). Call lf_compute_count_reset to zero the counters,
  * cc->c.destroy (or lf_compute_count_free) to free its own memory (never the inner compute). */
 void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner);
+/* Around inner, also timing every op: inner->sync before and after each (the time of one op alone, at the
+ * price of the overlap a real run has; a profile, LF_COMPUTE_PROFILE=1 in generate). */
+void lf_compute_count_init_timed(lf_compute_count *cc, lf_compute *inner);
+/* A table of the counts (and times) per op kind into buf: calls, GFLOP, GB, seconds, achieved GFLOP/s and
+ * GB/s; returns buf. */
+char *lf_compute_count_report(const lf_compute_count *cc, char *buf, size_t cap);
 void lf_compute_count_reset(lf_compute_count *cc);
 void lf_compute_count_free(lf_compute_count *cc);
 /* "linear", "conv2d", ... */

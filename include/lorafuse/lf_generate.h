@@ -174,6 +174,10 @@ const char *lf_gen_session_hash(const lf_gen_session *s);
  * from the checkpoint's mapping. A job's adapters add their patched tensors while it runs (copies kept
  * when it ends); a later job without them gives those tensors back to the mapping. */
 uint64_t lf_gen_session_owned_bytes(const lf_gen_session *s);
+/* With LF_COMPUTE_PROFILE=1 in the environment when the model was loaded: a table of the job's compute
+ * ops by kind (calls, GFLOP, GB, seconds with a sync around each op, achieved GFLOP/s and GB/s; the text
+ * encoders, UNet and VAE of every job so far), else NULL. Valid until the next call or lf_gen_free. */
+const char *lf_gen_profile(const lf_gen *g);
 /* The compute the session's models run on (lf_gen_info.backend). */
 const char *lf_gen_session_backend(const lf_gen_session *s);
 

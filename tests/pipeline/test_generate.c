@@ -737,6 +737,36 @@ static float *session_run(lf_gen_session *ss, const char *prompt, int batch_coun
  * rewound, not rebuilt), then the same tags again (nothing recomputed: the models read the copies they
  * took when the last job's backend went), then no LoRA (and the session's own memory is back to what it
  * was after the load); a job cannot change the session's VAE. */
+/* LF_COMPUTE_PROFILE=1: the job's ops counted and timed by kind (the same latent: the count only passes
+ * the calls on); without it no profile */
+static void test_profile(void) {
+    size_t n = 0, m = 0, e = 0;
+    float *plain = edit_run("a fox <lora:mini_lora:0.5>", "", &n, &e);
+    setenv("LF_COMPUTE_PROFILE", "1", 1);
+    lf_gen_opts o = base_opts("unused");
+    o.prompt = "a fox <lora:mini_lora:0.5>";
+    o.width = o.height = 64;
+    o.seed = 7;
+    o.write_png = 0;
+    lf_gen *g = NULL;
+    capture c;
+    memset(&c, 0, sizeof c);
+    int ok = lf_gen_open(&o, &g) == LF_OK && lf_gen_run(g, grab, &c) == LF_OK && c.count == 1;
+    LF_CHECK(ok, "profiled job: %s", lf_last_error());
+    const char *p = ok ? lf_gen_profile(g) : NULL;
+    LF_CHECK(p && strstr(p, "conv2d") && strstr(p, "attention") && strstr(p, "linear") && !strstr(p, "untimed"),
+             "profile: %s", p ? p : "(none)");
+    m = c.nl;
+    LF_CHECK(plain && c.latent && m == n && same_latent(plain, c.latent, n), "a profiled job gives the same latent");
+    capture_free(&c);
+    lf_gen_free(g);
+    unsetenv("LF_COMPUTE_PROFILE");
+    g = NULL;
+    LF_CHECK(lf_gen_open(&o, &g) == LF_OK && lf_gen_profile(g) == NULL, "no profile without LF_COMPUTE_PROFILE");
+    lf_gen_free(g);
+    free(plain);
+}
+
 static void test_session(void) {
     const char *lora = "a fox <lora:mini_lora:0.4@1,1@3>";
     size_t n = 0, m = 0;
@@ -791,6 +821,7 @@ int main(void) {
     printf("textual inversion\n");
     test_embeddings();
     printf("jobs on a resident model\n");
+    test_profile();
     test_session();
     printf("pipeline vs diffusers (%s)\n", GOLDEN);
     test_pipeline(GOLDEN, 0);
