@@ -56,6 +56,7 @@ PARTS = [
     ("adapters", "adapters", "per-algorithm adapter math -> tests/data/golden/"),
     ("tiny", "tiny", "tiny SD1.5/SDXL checkpoints + naming-scheme LoRAs -> tests/data/tiny/"),
     ("model-unet", "model_unet", "UNet/VAE outputs and diffusers folders -> tests/data/model/"),
+    ("vae-tiling", "vae_tiling", "diffusers' tiled VAE decode -> tests/data/model/sd15_vae_tiled.*"),
     ("model-clip", "model_clip", "tokenizer ids, CLIP encoders, emphasis -> tests/data/model/clip_*"),
     ("sampler", "model_sampler", "torch/NV randn, scheduler tables and loops -> tests/data/sampler/"),
     ("pipeline", "model_pipeline", "diffusers pipelines with scheduled LoRAs -> tests/data/pipeline/"),

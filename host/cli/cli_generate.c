@@ -2,7 +2,7 @@
  *
  *   lorafuse generate --model PATH --prompt TEXT [--negative TEXT] [--steps N] [--sampler NAME]
  *                     [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]
- *                     [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--vae PATH]
+ *                     [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--vae PATH] [--vae-tiling]
  *                     [--backend auto|cpu|cuda] [--device N]
  *                     [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--hash-cache FILE] [--quiet]
  *                     [--json] [--tag-dialect lorafuse|loractl] [--embeddings-dir DIR]
@@ -43,7 +43,7 @@ typedef struct {
 static const char lf_generate_usage_text[] =
     "usage: lorafuse generate --model PATH --prompt TEXT [--negative TEXT] [--steps N] [--sampler NAME]\n"
     "                         [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]\n"
-    "                         [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--vae PATH]\n"
+    "                         [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--vae PATH] [--vae-tiling]\n"
     "                         [--backend auto|cpu|cuda] [--device N] [--rng cpu|nv] [--clip-skip N]\n"
     "                         [--lbw-presets FILE] [--hash-cache FILE] [--quiet]\n"
     "                         [--json] [--tag-dialect lorafuse|loractl] [--embeddings-dir DIR]\n"
@@ -56,6 +56,8 @@ static const char lf_generate_help_text[] =
     "output dir \"" LF_GEN_DEFAULT_OUTDIR "\" (created if missing), the checkpoint's own VAE, rng cpu.\n"
     "  --vae PATH          a VAE to decode with instead of the checkpoint's: a .safetensors file or a\n"
     "                      diffusers vae/ folder (recorded as \"VAE hash\" and \"VAE\" in the parameters)\n"
+    "  --vae-tiling        decode images larger than 512 px (SDXL: 1024) in overlapping tiles, as diffusers'\n"
+    "                      enable_vae_tiling: the decode's memory is one tile's; seams are blended\n"
     "  --hash-cache FILE   the SHA-256 cache of model and LoRA files (default $LF_HASH_CACHE, else\n"
     "                      $XDG_CACHE_HOME/lorafuse/hashes.json or ~/.cache/lorafuse/hashes.json)\n"
     "  --tag-dialect D     how schedules in <lora:...> tags are read: lorafuse (default) or loractl\n"
@@ -74,7 +76,7 @@ static const char lf_generate_help_text[] =
 enum {
     G_MODEL, G_PROMPT, G_NEGATIVE, G_SAMPLER, G_LORA_DIR, G_LBW, G_OUTDIR, G_STEPS, G_WIDTH, G_HEIGHT, G_BSIZE,
     G_BCOUNT, G_CLIPSKIP, G_SEED, G_CFG, G_BACKEND, G_DEVICE, G_RNG, G_MEMLIMIT, G_FORCESIZE, G_SYMOUT, G_NOSYMOUT,
-    G_AUTOTRIG, G_QUIET, G_JSON, G_VAE, G_HASHCACHE, G_DIALECT, G_EMBDIR
+    G_AUTOTRIG, G_QUIET, G_JSON, G_VAE, G_HASHCACHE, G_DIALECT, G_EMBDIR, G_VAETILE
 };
 
 static const lf_cli_opt lf_generate_cli_opts[] = {
@@ -87,7 +89,8 @@ static const lf_cli_opt lf_generate_cli_opts[] = {
     [G_FORCESIZE] = {"force-size", 0, 0}, [G_SYMOUT] = {"allow-symlinks-out", 0, 0},
     [G_NOSYMOUT] = {"no-symlinks-out", 0, 0}, [G_AUTOTRIG] = {"auto-trigger", 0, 0}, [G_QUIET] = {"quiet", 0, 0},
     [G_JSON] = {"json", 0, 0},           [G_VAE] = {"vae", 1, 0},             [G_HASHCACHE] = {"hash-cache", 1, 0},
-    [G_DIALECT] = {"tag-dialect", 1, 0}, [G_EMBDIR] = {"embeddings-dir", 1, 0}, {NULL, 0, 0}};
+    [G_DIALECT] = {"tag-dialect", 1, 0}, [G_EMBDIR] = {"embeddings-dir", 1, 0},
+    [G_VAETILE] = {"vae-tiling", 0, 0},  {NULL, 0, 0}};
 
 /* One option's value into a->o; 0 after a message when it is bad. */
 static int lf_generate_opt(lf_generate_args *a, int o, const char *v) {
@@ -102,6 +105,7 @@ static int lf_generate_opt(lf_generate_args *a, int o, const char *v) {
     case G_LBW: a->o.lbw_presets = v; return 1;
     case G_OUTDIR: a->o.output_dir = v; return 1;
     case G_VAE: a->o.vae = v; return 1;
+    case G_VAETILE: a->o.vae_tiling = 1; return 1;
     case G_HASHCACHE: a->o.hash_cache = v; return 1;
     case G_DIALECT: a->o.tag_dialect = v; return 1;
     case G_EMBDIR: a->o.embeddings_dir = v; return 1;

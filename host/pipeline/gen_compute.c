@@ -148,8 +148,17 @@ lf_status lf_gen_unet_call(lf_gen *g, float *out, const float *x, const float *t
     return st;
 }
 
+/* --vae-tiling: the tile in latent pixels (diffusers' default tile: the VAE config's sample_size / 8) */
+int64_t lf_gen_vae_tile(const lf_gen *g, int64_t h, int64_t w) {
+    if (!g->o.vae_tiling) return 0;
+    int64_t T = g->m->family == LF_FAMILY_SDXL ? 128 : 64;
+    return h > T || w > T ? T : 0;
+}
+
 lf_status lf_gen_vae_call(lf_gen *g, float *img, const float *lat) {
     lf_compute *c = g->sess->cc;
+    int64_t T = lf_gen_vae_tile(g, g->lat_h, g->lat_w);
+    if (T) return lf_vae_decode_tiled_on(g->vae, c, img, lat, g->lat_h, g->lat_w, T);
     int64_t nl = 4 * (int64_t)g->lat_h * g->lat_w, ni = 3 * (int64_t)g->o.width * g->o.height;
     const float *dl = NULL;
     float *di = img;

@@ -186,7 +186,13 @@ lf_status lf_gen_check_memory(lf_gen *g) {
         m->patched += g->sp->plan->jobs[j].target->end - g->sp->plan->jobs[j].target->begin;
     m->buffers = 4 * 11 * n + 4 * 3 * px + 3 * px;
     m->unet = lf_unet_forward_peak(u, (o->cfg > 1.0 ? 2 : 1) * R, h, w, LF_GEN_MEM_TOKENS);
-    m->vae = lf_vae_decode_peak(v, 1, h, w);
+    int64_t T = lf_gen_vae_tile(g, h, w);
+    if (T) { /* one tile's decode, and every decoded tile kept on the host until they are blended */
+        int64_t f = 8, tiles = ((h + T * 3 / 4 - 1) / (T * 3 / 4)) * ((w + T * 3 / 4 - 1) / (T * 3 / 4));
+        m->vae = lf_vae_decode_peak(v, 1, h < T ? h : T, w < T ? w : T) + (uint64_t)(4 * 3 * f * T * f * T * tiles);
+    } else {
+        m->vae = lf_vae_decode_peak(v, 1, h, w);
+    }
     m->scratch = (uint64_t)lf_par_threads() * LF_GEN_MEM_SCRATCH + conv;
     /* the UNet phase holds every weight, the decode only what decode_w counts */
     uint64_t unet_phase = m->weights + m->unet, vae_phase = decode_w + m->vae;

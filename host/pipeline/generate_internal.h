@@ -182,6 +182,8 @@ lf_status lf_gen_unet_call(lf_gen *g, float *out, const float *x, const float *t
                            const float *y, int64_t N);
 /* img (3, H, W) = the VAE decode of host latent lat (4, lat_h, lat_w) on the session's compute. */
 lf_status lf_gen_vae_call(lf_gen *g, float *img, const float *lat);
+/* --vae-tiling: the tile (latent pixels) when an (h, w) latent needs tiles, else 0. */
+int64_t lf_gen_vae_tile(const lf_gen *g, int64_t h, int64_t w);
 /* Give back g's backend buffers. */
 void lf_gen_stage_free(lf_gen *g);
 

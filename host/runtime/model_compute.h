@@ -72,6 +72,10 @@ lf_status lf_text_encode_sdxl_chunks_on(const lf_clip *te1, const lf_clip *te2, 
 /* vae.c */
 lf_status lf_vae_decode_on(const lf_vae *v, lf_compute *c, float *img, const float *latents, int64_t N, int64_t h,
                            int64_t w);
+/* vae_tiled.c: one image (latents (z, h, w) and img (3, f*h, f*w) on the host) in overlapping tiles of T
+ * latent pixels, each decoded on c (lf_vae_decode_tiled) */
+lf_status lf_vae_decode_tiled_on(const lf_vae *v, lf_compute *c, float *img, const float *latents, int64_t h, int64_t w,
+                                 int64_t T);
 lf_status lf_vae_encode_on(const lf_vae *v, lf_compute *c, float *latents, float *logvar, const float *img,
                            int64_t N, int64_t H, int64_t W);
 

@@ -91,6 +91,9 @@ typedef struct lf_gen_opts {
                                 * cgroup v2 memory.max) */
     int force_size;            /* run even when the memory estimate is over the limit */
     const char *vae;           /* NULL: the checkpoint's VAE; else a VAE .safetensors file or diffusers vae/ folder */
+    int vae_tiling;            /* decode in overlapping tiles (diffusers' tiled_decode; lf_vae_decode_tiled) of
+                                * 64 latent pixels (SD1/SD2, 512 px) or 128 (SDXL, 1024 px) when the image is
+                                * larger: the decode's memory is one tile's */
     const char *hash_cache;    /* NULL: lf_hash_cache_default_path() (lorafuse/lf_hash_cache.h); "": no cache */
     const struct lf_adapter_source *adapters; /* adapter files from a cache (lf_step_plan.h); NULL: opened per call */
 } lf_gen_opts;

@@ -75,6 +75,10 @@ const lf_vae_arch *lf_vae_get_arch(const lf_vae *v);
 /* img (N, image_channels, h*f, w*f) = decoder(post_quant_conv(latents (N, z, h, w) / sf)). */
 lf_status lf_vae_decode(const lf_vae *v, float *img, const float *latents, int64_t N, int64_t h,
                         int64_t w);
+/* lf_vae_decode of one image in overlapping tiles of T latent pixels (T a multiple of 4), as diffusers'
+ * AutoencoderKL.tiled_decode (overlap 1/4, tiles blended linearly over a quarter of a tile): the memory
+ * of one tile's decode instead of the whole image's. latents (z, h, w), img (3, f*h, f*w). */
+lf_status lf_vae_decode_tiled(const lf_vae *v, float *img, const float *latents, int64_t h, int64_t w, int64_t T);
 /* latents (N, z, H/f, W/f) = sf * mean; logvar (same shape, may be NULL) = clamp(logvar, -30, 20)
  * of encoder(img (N, image_channels, H, W)); H and W multiples of f. LF_ERR_MODEL without encoder. */
 lf_status lf_vae_encode(const lf_vae *v, float *latents, float *logvar, const float *img, int64_t N,

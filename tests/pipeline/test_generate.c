@@ -28,6 +28,7 @@
 #include "lorafuse/lf_png.h"
 #include "lorafuse/lf_safetensors.h"
 #include "lorafuse/lf_tokenizer.h"
+#include "lorafuse/lf_vae.h"
 
 #define TOL 1e-3
 #define MODEL "models/sd15-mini.safetensors"
@@ -767,6 +768,38 @@ static void test_profile(void) {
     free(plain);
 }
 
+/* --vae-tiling: an image larger than a tile (576x512 on SD1: a 64x72 latent, 2 x 2 tiles of 64) is the tiled
+ * decode of its latent (lf_vae_decode_tiled, checked against diffusers in test_vae), not the whole one */
+static void test_vae_tiling(void) {
+    lf_gen_opts o = base_opts("unused");
+    o.width = 576;
+    o.height = 512;
+    o.steps = 1;
+    o.seed = 3;
+    o.write_png = 0;
+    o.vae_tiling = 1;
+    lf_gen *g = NULL;
+    capture c;
+    memset(&c, 0, sizeof c);
+    int ok = lf_gen_open(&o, &g) == LF_OK && lf_gen_run(g, grab, &c) == LF_OK && c.count == 1;
+    LF_CHECK(ok, "--vae-tiling: %s", lf_last_error());
+    lf_st_file *f = NULL;
+    lf_vae *v = NULL;
+    if (ok && lf_st_open(MODEL, &f) == LF_OK && lf_vae_load(f, LF_FAMILY_SD1, NULL, &v) == LF_OK) {
+        float *t = malloc(c.ni * sizeof *t), *whole = malloc(c.ni * sizeof *whole);
+        LF_CHECK(lf_vae_decode_tiled(v, t, c.latent, 64, 72, 64) == LF_OK && !memcmp(t, c.image, c.ni * sizeof *t),
+                 "--vae-tiling: the image is not the tiled decode of its latent");
+        LF_CHECK(lf_vae_decode(v, whole, c.latent, 1, 64, 72) == LF_OK && memcmp(whole, c.image, c.ni * sizeof *t),
+                 "--vae-tiling: the image is the whole decode");
+        free(t);
+        free(whole);
+    }
+    lf_vae_free(v);
+    lf_st_close(f);
+    capture_free(&c);
+    lf_gen_free(g);
+}
+
 static void test_session(void) {
     const char *lora = "a fox <lora:mini_lora:0.4@1,1@3>";
     size_t n = 0, m = 0;
@@ -821,6 +854,7 @@ int main(void) {
     printf("textual inversion\n");
     test_embeddings();
     printf("jobs on a resident model\n");
+    test_vae_tiling();
     test_profile();
     test_session();
     printf("pipeline vs diffusers (%s)\n", GOLDEN);

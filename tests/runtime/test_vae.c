@@ -5,6 +5,9 @@
  * training image of the demo model and its latent instead of noise):
  * dec_out = vae.decode(dec_in / sf), enc_mean = sf * latent_dist.mean, enc_logvar; sf from the family
  * (SD1.x 0.18215, SDXL 0.13025). Bound: relative L2 <= 1e-4. Errors must name the key.
+ * Tiled decode (lf_vae_decode_tiled): sd15_vae_tiled.safetensors from scripts/golden/vae_tiling.py,
+ * diffusers' own AutoencoderKL.tiled_decode with 4-pixel latent tiles on a 10x7 latent (4 x 3 tiles,
+ * smaller at the edges); the same bound, and a tile size not a multiple of 4 refused.
  * Run: ctest --test-dir build -R vae
  */
 #include <stdint.h>
@@ -116,6 +119,36 @@ static void check_f32_weights(const char *path) {
     lf_st_close(f);
 }
 
+static void check_tiled(void) {
+    lf_st_file *f = NULL, *gf = NULL;
+    lf_vae *v = NULL;
+    lf_vae_opts o = {NULL, 4, 0.0f, 0};
+    LF_CHECK(lf_st_open("tests/data/tiny/tiny-sd15.safetensors", &f) == LF_OK &&
+                 lf_st_open("tests/data/model/sd15_vae_tiled.safetensors", &gf) == LF_OK &&
+                 lf_vae_load(f, LF_FAMILY_SD1, &o, &v) == LF_OK,
+             "tiled: %s", lf_last_error());
+    if (v && gf) {
+        const lf_st_tensor *tz;
+        int64_t nz, nd;
+        float *z = get(gf, "dec_in", &nz, &tz), *ref = get(gf, "dec_out", &nd, NULL);
+        float *img = malloc((size_t)nd * sizeof *img), *whole = malloc((size_t)nd * sizeof *whole);
+        int64_t h = tz->shape[2], w = tz->shape[3];
+        LF_CHECK(nd == 3 * 8 * h * 8 * w, "tiled golden: %lld values for a %lldx%lld latent", (long long)nd,
+                 (long long)h, (long long)w);
+        LF_CHECK(lf_vae_decode_tiled(v, img, z, h, w, 4) == LF_OK, "tiled decode: %s", lf_last_error());
+        report("tiled decode (4x3 tiles)", img, ref, nd);
+        /* the seams are blended, not the whole decode: tiling changes the picture (the oracle's too) */
+        LF_CHECK(lf_vae_decode(v, whole, z, 1, h, w) == LF_OK && lf_test_rel_l2(whole, ref, nd) > 10 * TOL,
+                 "a tiled decode equals the whole one: the tiles were not used");
+        LF_CHECK(lf_vae_decode_tiled(v, img, z, h, w, 6) == LF_ERR_ARG && strstr(lf_last_error(), "multiple of 4"),
+                 "tile 6: %s", lf_last_error());
+        free(z), free(ref), free(img), free(whole);
+    }
+    lf_vae_free(v);
+    lf_st_close(f);
+    lf_st_close(gf);
+}
+
 static void check_errors(const char *src) {
     char dir[256];
     if (lf_test_tmpdir(dir, sizeof dir, "test_vae")) return;
@@ -179,5 +212,6 @@ int main(void) {
              LF_FAMILY_SD1, 0.18215f, &demo);
     check_errors("tests/data/tiny/tiny-sd15.safetensors");
     check_f32_weights("tests/data/tiny/tiny-sd15.safetensors");
+    check_tiled();
     return lf_test_finish();
 }
