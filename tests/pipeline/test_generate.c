@@ -578,7 +578,7 @@ static void test_errors(const char *tmp) {
     g = NULL;
     o = base_opts(dir);
     o.width = o.height = 8192;
-    o.mem_limit = (uint64_t)8 << 30;
+    o.mem_limit = (uint64_t)1 << 30; /* more than that even with the decode in tiles */
     expect_fail("8192x8192", &o, LF_ERR_ARG, "8192x8192 with 1 image(s) per sampler run needs about ");
     o = base_opts(dir);
     o.model = "tests/data/tiny/tiny-sd15.safetensors";
@@ -800,6 +800,41 @@ static void test_vae_tiling(void) {
     lf_gen_free(g);
 }
 
+/* over the memory limit only because of the whole-image decode: the job decodes in tiles and says so;
+ * below even the tiled estimate it is refused */
+static uint64_t estimate(lf_gen_opts o) {
+    lf_gen *g = NULL;
+    uint64_t e = 0;
+    if (lf_gen_open(&o, &g) == LF_OK) e = lf_gen_get_info(g)->mem_estimate;
+    LF_CHECK(e > 0, "estimate at %dx%d: %s", o.width, o.height, lf_last_error());
+    lf_gen_free(g);
+    return e;
+}
+
+static void test_auto_tiling(void) {
+    lf_gen_opts o = base_opts("unused");
+    o.width = o.height = 1024;
+    o.write_png = 0;
+    o.mem_limit = (uint64_t)1 << 40;
+    uint64_t whole = estimate(o);
+    o.vae_tiling = 1;
+    uint64_t tiled = estimate(o);
+    LF_CHECK(tiled < whole, "1024x1024 on the mini model: tiled estimate %llu, whole %llu", (unsigned long long)tiled,
+             (unsigned long long)whole);
+    o.vae_tiling = 0;
+    o.mem_limit = (whole + tiled) / 2;
+    lf_gen *g = NULL;
+    int ok = lf_gen_open(&o, &g) == LF_OK;
+    const lf_gen_info *in = ok ? lf_gen_get_info(g) : NULL;
+    int warned = 0;
+    for (size_t i = 0; in && i < in->n_warnings; i++) warned |= strstr(in->warnings[i], "decoding in tiles") != NULL;
+    LF_CHECK(ok && warned && in->mem_estimate == tiled, "between the estimates: %s (warned %d)", ok ? "" : lf_last_error(),
+             warned);
+    lf_gen_free(g);
+    o.mem_limit = tiled / 2;
+    expect_fail("below the tiled estimate", &o, LF_ERR_ARG, "more than the");
+}
+
 static void test_session(void) {
     const char *lora = "a fox <lora:mini_lora:0.4@1,1@3>";
     size_t n = 0, m = 0;
@@ -854,6 +889,7 @@ int main(void) {
     printf("textual inversion\n");
     test_embeddings();
     printf("jobs on a resident model\n");
+    test_auto_tiling();
     test_vae_tiling();
     test_profile();
     test_session();
