@@ -221,6 +221,13 @@ int lf_cli_backend(const char *cmd, const char *arg, lf_gen_backend *out) {
     return 1;
 }
 
+int lf_cli_device(const char *cmd, const char *arg, int *out) {
+    long long n = 0;
+    if (!lf_cli_int(cmd, "--device", arg, 0, 1023, &n)) return 0;
+    *out = (int)n;
+    return 1;
+}
+
 int lf_cli_bad_choice(const char *cmd, const char *opt, const char *arg, const char *choices) {
     char q[LF_ESC_PART];
     fprintf(stderr, "lorafuse %s: bad %s '%s' (%s)\n", cmd, opt, lf_esc(q, sizeof q, arg, strlen(arg)), choices);

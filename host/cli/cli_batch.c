@@ -77,10 +77,7 @@ static int lf_batch_opt(lf_batch_args *a, int o, const char *v) {
     case B_MAX: return lf_cli_int("batch", "--max-jobs", v, 1, 100000000, &a->max_jobs);
     case B_LORA: a->o.lora_dir = v; return 1;
     case B_BACKEND: return lf_cli_backend("batch", v, &a->o.backend);
-    case B_DEVICE:
-        if (!lf_cli_int("batch", "--device", v, 0, 1023, &n)) return 0;
-        a->o.device = (int)n;
-        return 1;
+    case B_DEVICE: return lf_cli_device("batch", v, &a->o.device);
     case B_THREADS:
         if (!lf_cli_int("batch", "--threads", v, 1, 1024, &n)) return 0;
         a->threads = (int)n;

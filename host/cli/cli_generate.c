@@ -138,10 +138,7 @@ static int lf_generate_opt(lf_generate_args *a, int o, const char *v) {
         return 1;
     case G_CFG: return lf_cli_num("generate", "--cfg", v, 0, 100, &a->o.cfg);
     case G_BACKEND: return lf_cli_backend("generate", v, &a->o.backend);
-    case G_DEVICE:
-        if (!lf_cli_int("generate", "--device", v, 0, 1023, &n)) return 0;
-        a->o.device = (int)n;
-        return 1;
+    case G_DEVICE: return lf_cli_device("generate", v, &a->o.device);
     case G_RNG: return lf_rng_kind_parse(v, &a->o.rng) == LF_OK || lf_cli_bad_choice("generate", "--rng", v, "cpu or nv");
     case G_MEMLIMIT:
         if (!lf_cli_int("generate", "--memory-limit", v, 1, 1L << 30, &n)) return 0; /* MiB, up to 1 PiB */

@@ -52,7 +52,6 @@ int lf_cli_merge(int argc, char **argv) {
     lf_merge_opts opts;
     memset(&opts, 0, sizeof opts);
     int stats_json = 0, rc = 2, o = LF_CLI_END, ok = 1, device = 0;
-    long long dv = 0;
     char *v, **rest;
     if (!in) return 1;
     lf_cli_parser p;
@@ -73,10 +72,7 @@ int lf_cli_merge(int argc, char **argv) {
             else if (!strcmp(v, "cpu")) opts.apply = NULL;
             else ok = lf_cli_bad_choice("merge", "--backend", v, "cpu or cuda");
             break;
-        case M_DEVICE:
-            ok = lf_cli_int("merge", "--device", v, 0, 1023, &dv);
-            device = (int)dv;
-            break;
+        case M_DEVICE: ok = lf_cli_device("merge", v, &device); break;
         default: break;
         }
     }

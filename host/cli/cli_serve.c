@@ -114,10 +114,7 @@ static int lf_serve_opt(lf_serve_args *a, int o, const char *v) {
     case S_STEPS: a->o.limits.max_steps = (int)n; return 1;
     case S_IMAGES: a->o.limits.max_images = (int)n; return 1;
     case S_BACKEND: return lf_cli_backend("serve", v, &a->o.backend);
-    case S_DEVICE:
-        if (!lf_cli_int("serve", "--device", v, 0, 1023, &n)) return 0;
-        a->o.device = (int)n;
-        return 1;
+    case S_DEVICE: return lf_cli_device("serve", v, &a->o.device);
     default: return 0;
     }
 }

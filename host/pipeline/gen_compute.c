@@ -37,7 +37,24 @@ static lf_status lf_gen_open_cuda(lf_gen_session *s, const lf_gen_opts *o) {
     return LF_OK;
 }
 
-static lf_status lf_gen_compute_pick(lf_gen_session *s, const lf_gen_opts *o);
+static lf_status lf_gen_compute_pick(lf_gen_session *s, const lf_gen_opts *o) {
+    if (o->device < 0) return lf_err(LF_ERR_ARG, "--device %d: a device is 0 or more", o->device);
+    if (o->backend == LF_GEN_CUDA) {
+        lf_status st = lf_gen_open_cuda(s, o);
+        return st == LF_OK ? LF_OK : lf_err_wrap(st, "--backend cuda: ");
+    }
+    if (o->backend == LF_GEN_AUTO && lf_gen_open_cuda(s, o) == LF_OK) return LF_OK;
+    if (o->backend == LF_GEN_AUTO) {
+        char why[160];
+        snprintf(why, sizeof why, "%s", lf_last_error());
+        lf_err_clear();
+        snprintf(s->backend, sizeof s->backend, "cpu (auto: %s)", why);
+    } else {
+        snprintf(s->backend, sizeof s->backend, "cpu");
+    }
+    s->cc = lf_compute_cpu();
+    return LF_OK;
+}
 
 /* LF_COMPUTE_PROFILE=1: the models run on a timed count around the compute (compute_count.h): a profile
  * by op kind (calls, FLOPs, bytes, seconds), lf_gen_profile; every op then waits for the device */
@@ -46,7 +63,6 @@ static lf_status lf_gen_profile_wrap(lf_gen_session *s) {
     if (!e || strcmp(e, "1")) return LF_OK;
     if ((s->prof = malloc(sizeof *s->prof)) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
     lf_compute_count_init_timed(s->prof, s->cc);
-    s->base = s->cc;
     s->cc = &s->prof->c;
     return LF_OK;
 }
@@ -64,32 +80,12 @@ const char *lf_gen_profile(const lf_gen *g) {
     return lf_compute_count_report(s->prof, s->prof_text, CAP);
 }
 
-static lf_status lf_gen_compute_pick(lf_gen_session *s, const lf_gen_opts *o) {
-    if (o->device < 0) return lf_err(LF_ERR_ARG, "--device %d: a device is 0 or more", o->device);
-    if (o->backend == LF_GEN_CUDA) {
-        lf_status st = lf_gen_open_cuda(s, o);
-        return st == LF_OK ? LF_OK : lf_err_wrap(st, "--backend cuda: ");
-    }
-    s->cc = lf_compute_cpu();
-    if (o->backend == LF_GEN_CPU) {
-        snprintf(s->backend, sizeof s->backend, "cpu");
-        return LF_OK;
-    }
-    if (lf_gen_open_cuda(s, o) == LF_OK) return LF_OK;
-    char why[160];
-    snprintf(why, sizeof why, "%s", lf_last_error());
-    lf_err_clear();
-    s->cc = lf_compute_cpu();
-    snprintf(s->backend, sizeof s->backend, "cpu (auto: %s)", why);
-    return LF_OK;
-}
-
 void lf_gen_compute_close(lf_gen_session *s) {
-    if (s->prof) {
+    if (s->prof) { /* back to the compute it counted */
+        s->cc = s->prof->inner;
         lf_compute_count_free(s->prof);
         free(s->prof);
         free(s->prof_text);
-        s->cc = s->base;
         s->prof = NULL;
         s->prof_text = NULL;
     }
@@ -132,39 +128,51 @@ static lf_status lf_gen_in(lf_compute *c, lf_gen_dbuf *b, const float *h, int64_
     return st;
 }
 
+/* where the compute writes an output of n floats for host array h: h itself on host memory, else b */
+static lf_status lf_gen_out(lf_compute *c, lf_gen_dbuf *b, float *h, int64_t n, float **out) {
+    *out = h;
+    if (c->host_memory) return LF_OK;
+    lf_status st = lf_gen_stage(c, b, n);
+    *out = b->p;
+    return st;
+}
+
+/* the output back in host array h (nothing to do on host memory) */
+static lf_status lf_gen_back(lf_compute *c, float *h, const float *d, int64_t n) {
+    return c->host_memory ? LF_OK : c->download(c, h, d, n);
+}
+
 lf_status lf_gen_unet_call(lf_gen *g, float *out, const float *x, const float *t, const float *ctx, int64_t L,
                            const float *y, int64_t N) {
     lf_compute *c = g->sess->cc;
     const lf_unet_arch *a = lf_unet_get_arch(g->unet);
     int64_t nx = N * a->in_channels * g->lat_h * g->lat_w, nout = N * a->out_channels * g->lat_h * g->lat_w;
     const float *dx = NULL, *dctx = NULL, *dy = NULL;
-    float *dout = out;
+    float *dout = NULL;
     lf_status st = lf_gen_in(c, &g->dbuf[0], x, nx, &dx);
     if (!st) st = lf_gen_in(c, &g->dbuf[1], ctx, N * L * a->context_dim, &dctx);
     if (!st) st = lf_gen_in(c, &g->dbuf[2], y, N * a->adm_in_channels, &dy);
-    if (!st && !c->host_memory && (st = lf_gen_stage(c, &g->dbuf[3], nout)) == LF_OK) dout = g->dbuf[3].p;
+    if (!st) st = lf_gen_out(c, &g->dbuf[3], out, nout, &dout);
     if (!st) st = lf_unet_forward_on(g->unet, c, dout, dx, t, dctx, L, dy, N, g->lat_h, g->lat_w);
-    if (!st && !c->host_memory) st = c->download(c, out, dout, nout);
-    return st;
+    return st ? st : lf_gen_back(c, out, dout, nout);
 }
 
-/* --vae-tiling: the tile in latent pixels (diffusers' default tile: the VAE config's sample_size / 8) */
-int64_t lf_gen_vae_tile(const lf_gen *g, int64_t h, int64_t w) {
-    if (!g->o.vae_tiling) return 0;
+/* the tile in latent pixels (diffusers' default tile: the VAE config's sample_size / 8) when tiling is on
+ * and an (h, w) latent is larger than one, else 0 */
+int64_t lf_gen_vae_tile(const lf_gen *g, int64_t h, int64_t w, int on) {
     int64_t T = g->m->family == LF_FAMILY_SDXL ? 128 : 64;
-    return h > T || w > T ? T : 0;
+    return on && (h > T || w > T) ? T : 0;
 }
 
 lf_status lf_gen_vae_call(lf_gen *g, float *img, const float *lat) {
     lf_compute *c = g->sess->cc;
-    int64_t T = lf_gen_vae_tile(g, g->lat_h, g->lat_w);
+    int64_t T = lf_gen_vae_tile(g, g->lat_h, g->lat_w, g->o.vae_tiling);
     if (T) return lf_vae_decode_tiled_on(g->vae, c, img, lat, g->lat_h, g->lat_w, T);
     int64_t nl = 4 * (int64_t)g->lat_h * g->lat_w, ni = 3 * (int64_t)g->o.width * g->o.height;
     const float *dl = NULL;
-    float *di = img;
+    float *di = NULL;
     lf_status st = lf_gen_in(c, &g->dbuf[0], lat, nl, &dl);
-    if (!st && !c->host_memory && (st = lf_gen_stage(c, &g->dbuf[3], ni)) == LF_OK) di = g->dbuf[3].p;
+    if (!st) st = lf_gen_out(c, &g->dbuf[3], img, ni, &di);
     if (!st) st = lf_vae_decode_on(g->vae, c, di, dl, 1, g->lat_h, g->lat_w);
-    if (!st && !c->host_memory) st = c->download(c, img, di, ni);
-    return st;
+    return st ? st : lf_gen_back(c, img, di, ni);
 }

@@ -165,12 +165,9 @@ static lf_size_str lf_size(uint64_t b) {
     return r;
 }
 
-/* the VAE decode's peak: one tile's decode and every decoded tile kept on the host until they are blended
- * (T > 0, vae_tiled.c), else the whole image's */
+/* the VAE decode's peak: in tiles of T latent pixels (T > 0, vae_tiled.c), else the whole image's */
 static uint64_t lf_gen_vae_peak(const lf_vae *v, int64_t h, int64_t w, int64_t T) {
-    if (!T) return lf_vae_decode_peak(v, 1, h, w);
-    int64_t f = 8, ov = T * 3 / 4, tiles = ((h + ov - 1) / ov) * ((w + ov - 1) / ov);
-    return lf_vae_decode_peak(v, 1, h < T ? h : T, w < T ? w : T) + (uint64_t)(4 * 3 * f * T * f * T * tiles);
+    return T ? lf_vae_decode_tiled_peak(v, h, w, T) : lf_vae_decode_peak(v, 1, h, w);
 }
 
 /* the UNet phase holds every weight, the decode only what decode_w counts */
@@ -200,15 +197,15 @@ lf_status lf_gen_check_memory(lf_gen *g) {
         m->patched += g->sp->plan->jobs[j].target->end - g->sp->plan->jobs[j].target->begin;
     m->buffers = 4 * 11 * n + 4 * 3 * px + 3 * px;
     m->unet = lf_unet_forward_peak(u, (o->cfg > 1.0 ? 2 : 1) * R, h, w, LF_GEN_MEM_TOKENS);
-    m->vae = lf_gen_vae_peak(v, h, w, lf_gen_vae_tile(g, h, w));
+    m->vae = lf_gen_vae_peak(v, h, w, lf_gen_vae_tile(g, h, w, o->vae_tiling));
     m->scratch = (uint64_t)lf_par_threads() * LF_GEN_MEM_SCRATCH + conv;
     m->total = lf_gen_mem_total(m, decode_w);
     const char *from = "--memory-limit";
     m->limit = o->mem_limit ? o->mem_limit : lf_mem_available(&from);
     /* over the limit only because of the whole-image decode: decode in tiles instead (as A1111 falls back
      * to a tiled VAE), and say so */
-    int64_t T = g->m->family == LF_FAMILY_SDXL ? 128 : 64;
-    if (m->limit && m->total > m->limit && !o->force_size && !o->vae_tiling && (h > T || w > T)) {
+    int64_t T = lf_gen_vae_tile(g, h, w, 1);
+    if (m->limit && m->total > m->limit && !o->force_size && !o->vae_tiling && T) {
         lf_gen_mem tiled = *m;
         tiled.vae = lf_gen_vae_peak(v, h, w, T);
         tiled.total = lf_gen_mem_total(&tiled, decode_w);

@@ -65,8 +65,7 @@ typedef struct lf_gen_dbuf {
 struct lf_gen_session {
     char *model;               /* checkpoint path */
     struct lf_compute *cc;     /* the compute the models run on (gen_compute.c) */
-    struct lf_compute *base;   /* under a profile: the compute cc counts and times */
-    struct lf_compute_count *prof; /* LF_COMPUTE_PROFILE=1: cc is this timed count around base */
+    struct lf_compute_count *prof; /* LF_COMPUTE_PROFILE=1: cc is this timed count around prof->inner */
     char *prof_text;
     char backend[224];         /* "cpu", "cpu (auto: ...)", "cuda (device 0: ...)" */
     lf_model *m;
@@ -182,8 +181,8 @@ lf_status lf_gen_unet_call(lf_gen *g, float *out, const float *x, const float *t
                            const float *y, int64_t N);
 /* img (3, H, W) = the VAE decode of host latent lat (4, lat_h, lat_w) on the session's compute. */
 lf_status lf_gen_vae_call(lf_gen *g, float *img, const float *lat);
-/* --vae-tiling: the tile (latent pixels) when an (h, w) latent needs tiles, else 0. */
-int64_t lf_gen_vae_tile(const lf_gen *g, int64_t h, int64_t w);
+/* The VAE tile (latent pixels) when tiling is on and an (h, w) latent needs tiles, else 0. */
+int64_t lf_gen_vae_tile(const lf_gen *g, int64_t h, int64_t w, int on);
 /* Give back g's backend buffers. */
 void lf_gen_stage_free(lf_gen *g);
 

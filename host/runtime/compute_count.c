@@ -37,14 +37,14 @@ static void lf_cnt_add(lf_compute *c, lf_cop op, double flops, double act_values
 }
 
 /* pass the call on (dry: nothing); timed: the inner compute synchronised before and after it */
-#define LF_CC_PASS(kind_, name, ...)                                                                               \
-    do {                                                                                                       \
-        lf_compute_count *cc_ = lf_cc(c);                                                                      \
-        if (!cc_->inner) return LF_OK;                                                                         \
-        double t0_ = cc_->timed ? lf_cnt_sync_clock(cc_) : 0;                                                  \
-        lf_status st_ = cc_->inner->name(cc_->inner, __VA_ARGS__);                                             \
-        if (cc_->timed && st_ == LF_OK) cc_->op[kind_].seconds += lf_cnt_sync_clock(cc_) - t0_;                   \
-        return st_;                                                                                            \
+#define LF_CC_PASS(kind_, name, ...)                                                            \
+    do {                                                                                        \
+        lf_compute_count *cc_ = lf_cc(c);                                                       \
+        if (!cc_->inner) return LF_OK;                                                          \
+        double t0_ = cc_->timed ? lf_cnt_sync_clock(cc_) : 0;                                   \
+        lf_status st_ = cc_->inner->name(cc_->inner, __VA_ARGS__);                              \
+        if (cc_->timed && st_ == LF_OK) cc_->op[kind_].seconds += lf_cnt_sync_clock(cc_) - t0_; \
+        return st_;                                                                             \
     } while (0)
 
 /* ---- memory ------------------------------------------------------------------------------------ */

@@ -36,4 +36,9 @@ lf_status lf_vae_load_shapes(const lf_st_file *st, lf_family family, lf_vae **ou
 /* One lf_vae_decode of N latents (h, w). */
 uint64_t lf_vae_decode_peak(const lf_vae *v, int64_t N, int64_t h, int64_t w);
 
+/* vae_tiled.c */
+/* One lf_vae_decode_tiled of an (h, w) latent in tiles of T: one tile's decode and every decoded tile kept
+ * on the host until they are blended. */
+uint64_t lf_vae_decode_tiled_peak(const lf_vae *v, int64_t h, int64_t w, int64_t T);
+
 #endif

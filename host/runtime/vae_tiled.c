@@ -18,6 +18,14 @@
 #include "lorafuse/lf_vae.h"
 #include "compute_cpu.h"
 #include "model_compute.h"
+#include "model_mem.h"
+
+/* the tiles' latent step (overlap) and their count down (ni) and across (nj) */
+static int64_t lf_vt_grid(int64_t h, int64_t w, int64_t T, int64_t *ni, int64_t *nj) {
+    int64_t ov = T * 3 / 4;
+    *ni = (h + ov - 1) / ov, *nj = (w + ov - 1) / ov;
+    return ov;
+}
 
 typedef struct {
     float *p;        /* (3, th, tw) on the host */
@@ -49,12 +57,13 @@ lf_status lf_vae_decode_tiled_on(const lf_vae *v, lf_compute *c, float *img, con
                                  int64_t T) {
     const lf_vae_arch *a = lf_vae_get_arch(v);
     const int64_t f = a->factor, z = a->latent_channels, S = f * T;
-    const int64_t ov = T * 3 / 4, blend = S / 4, keep = S - blend;
+    const int64_t blend = S / 4, keep = S - blend;
     if (h < 1 || w < 1) return lf_err(LF_ERR_SHAPE, "vae tiled decode: empty latent");
     if (T < 4 || T % 4)
         return lf_err(LF_ERR_ARG, "vae tiled decode: a tile of %lld latent pixels; it must be a multiple of 4 (the "
                       "overlap is a quarter)", (long long)T);
-    const int64_t ni = (h + ov - 1) / ov, nj = (w + ov - 1) / ov, H = f * h, W = f * w;
+    int64_t ni, nj;
+    const int64_t ov = lf_vt_grid(h, w, T, &ni, &nj), H = f * h, W = f * w;
     lf_vt_tile *t = calloc((size_t)(ni * nj), sizeof *t);
     float *hl = malloc((size_t)(z * T * T) * sizeof *hl), *dl = NULL, *di = NULL;
     lf_status st = t && hl ? LF_OK : lf_err(LF_ERR_NOMEM, "vae tiled decode: out of memory");
@@ -100,4 +109,10 @@ lf_status lf_vae_decode_tiled_on(const lf_vae *v, lf_compute *c, float *img, con
 
 lf_status lf_vae_decode_tiled(const lf_vae *v, float *img, const float *latents, int64_t h, int64_t w, int64_t T) {
     return lf_vae_decode_tiled_on(v, lf_compute_cpu(), img, latents, h, w, T);
+}
+
+uint64_t lf_vae_decode_tiled_peak(const lf_vae *v, int64_t h, int64_t w, int64_t T) {
+    int64_t ni, nj, f = lf_vae_get_arch(v)->factor;
+    lf_vt_grid(h, w, T, &ni, &nj);
+    return lf_vae_decode_peak(v, 1, h < T ? h : T, w < T ? w : T) + (uint64_t)(4 * 3 * f * T * f * T * ni * nj);
 }

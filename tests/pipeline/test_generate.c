@@ -613,6 +613,13 @@ static void test_errors(const char *tmp) {
 
 /* ---- prompt editing ----------------------------------------------------------------------------- */
 
+/* Open and run one job into c; 1 when it gave exactly one image. *g is the job (freed by the caller). */
+static int run_one(const lf_gen_opts *o, capture *c, lf_gen **g) {
+    memset(c, 0, sizeof *c);
+    *g = NULL;
+    return lf_gen_open(o, g) == LF_OK && lf_gen_run(*g, grab, c) == LF_OK && c->count == 1;
+}
+
 /* The final latent of a 4-step 64x64 run (NULL on failure), and its number of encoder runs. */
 static float *seeded_run(const char *prompt, const char *negative, int64_t seed, size_t *n, size_t *encodes) {
     lf_gen_opts o = base_opts("unused");
@@ -623,9 +630,8 @@ static float *seeded_run(const char *prompt, const char *negative, int64_t seed,
     o.write_png = 0;
     lf_gen *g = NULL;
     capture c;
-    memset(&c, 0, sizeof c);
     float *r = NULL;
-    if (lf_gen_open(&o, &g) == LF_OK && lf_gen_run(g, grab, &c) == LF_OK && c.count == 1) {
+    if (run_one(&o, &c, &g)) {
         r = c.latent;
         c.latent = NULL;
         *n = c.nl;
@@ -683,11 +689,10 @@ static void test_embeddings(void) {
     o.write_png = 0;
     lf_gen *g = NULL;
     capture c;
-    memset(&c, 0, sizeof c);
     char hex[65], want[96];
     LF_CHECK(lf_sha256_file("tests/data/prompt/embeddings/tinyemb.safetensors", 0, hex) == LF_OK, "sha256");
     snprintf(want, sizeof want, ", TI hashes: \"tinyemb: %.12s\", Version: ", hex);
-    if (lf_gen_open(&o, &g) == LF_OK && lf_gen_run(g, grab, &c) == LF_OK && c.count == 1) {
+    if (run_one(&o, &c, &g)) {
         LF_CHECK(strstr(c.params, want) != NULL, "TI hashes in parameters: %s", c.params);
         size_t n = 0, e = 0;
         float *plain = edit_run("a tinyemb fox", "", &n, &e); /* no embeddings directory: the word is text */
@@ -734,14 +739,10 @@ static float *session_run(lf_gen_session *ss, const char *prompt, int batch_coun
     return r;
 }
 
-/* Jobs on one resident model equal fresh runs: a scheduled LoRA over two sampler runs (the backend is
- * rewound, not rebuilt), then the same tags again (nothing recomputed: the models read the copies they
- * took when the last job's backend went), then no LoRA (and the session's own memory is back to what it
- * was after the load); a job cannot change the session's VAE. */
 /* LF_COMPUTE_PROFILE=1: the job's ops counted and timed by kind (the same latent: the count only passes
  * the calls on); without it no profile */
 static void test_profile(void) {
-    size_t n = 0, m = 0, e = 0;
+    size_t n = 0, e = 0;
     float *plain = edit_run("a fox <lora:mini_lora:0.5>", "", &n, &e);
     setenv("LF_COMPUTE_PROFILE", "1", 1);
     lf_gen_opts o = base_opts("unused");
@@ -751,14 +752,12 @@ static void test_profile(void) {
     o.write_png = 0;
     lf_gen *g = NULL;
     capture c;
-    memset(&c, 0, sizeof c);
-    int ok = lf_gen_open(&o, &g) == LF_OK && lf_gen_run(g, grab, &c) == LF_OK && c.count == 1;
+    int ok = run_one(&o, &c, &g);
     LF_CHECK(ok, "profiled job: %s", lf_last_error());
     const char *p = ok ? lf_gen_profile(g) : NULL;
     LF_CHECK(p && strstr(p, "conv2d") && strstr(p, "attention") && strstr(p, "linear") && !strstr(p, "untimed"),
              "profile: %s", p ? p : "(none)");
-    m = c.nl;
-    LF_CHECK(plain && c.latent && m == n && same_latent(plain, c.latent, n), "a profiled job gives the same latent");
+    LF_CHECK(plain && c.latent && c.nl == n && same_latent(plain, c.latent, n), "a profiled job gives the same latent");
     capture_free(&c);
     lf_gen_free(g);
     unsetenv("LF_COMPUTE_PROFILE");
@@ -780,8 +779,7 @@ static void test_vae_tiling(void) {
     o.vae_tiling = 1;
     lf_gen *g = NULL;
     capture c;
-    memset(&c, 0, sizeof c);
-    int ok = lf_gen_open(&o, &g) == LF_OK && lf_gen_run(g, grab, &c) == LF_OK && c.count == 1;
+    int ok = run_one(&o, &c, &g);
     LF_CHECK(ok, "--vae-tiling: %s", lf_last_error());
     lf_st_file *f = NULL;
     lf_vae *v = NULL;
@@ -835,6 +833,10 @@ static void test_auto_tiling(void) {
     expect_fail("below the tiled estimate", &o, LF_ERR_ARG, "more than the");
 }
 
+/* Jobs on one resident model equal fresh runs: a scheduled LoRA over two sampler runs (the backend is
+ * rewound, not rebuilt), then the same tags again (nothing recomputed: the models read the copies they
+ * took when the last job's backend went), then no LoRA (and the session's own memory is back to what it
+ * was after the load); a job cannot change the session's VAE. */
 static void test_session(void) {
     const char *lora = "a fox <lora:mini_lora:0.4@1,1@3>";
     size_t n = 0, m = 0;
