@@ -65,6 +65,20 @@ static void test_option_errors(void) {
     expect("generate --model a --prompt x extra", 2, "lorafuse generate: unexpected argument 'extra'");
     expect("generate --prompt x", 2, "lorafuse generate: --model and --prompt are required");
     expect("generate --model a --prompt x --steps=0", 2, "lorafuse generate: bad --steps '0' (1 to 10000)");
+    expect("generate --model a --prompt x --backend gpu", 2, "lorafuse generate: bad --backend 'gpu' (auto, cpu or cuda)");
+    expect("generate --model a --prompt x --device 1024", 2, "lorafuse generate: bad --device '1024' (0 to 1023)");
+    expect("serve --model a --device -1", 2, "lorafuse serve: bad --device '-1' (0 to 1023)");
+    expect("merge --model a --lora b --output c --backend auto", 2, "lorafuse merge: bad --backend 'auto' (cpu or cuda)");
+    {   /* --backend cuda without a usable device: exit 1 before any work, the reason after the option (on a
+         * machine with a GPU the job simply runs) */
+        char args[1024];
+        snprintf(args, sizeof args, "generate --model models/sd15-mini.safetensors --prompt x --steps 1 --width 64 "
+                 "--height 64 --backend cuda --output-dir '%s' --hash-cache ''", g_tmp);
+        run_result rc = run(args);
+        LF_CHECK(rc.rc == 0 || (rc.rc == 1 && !strncmp(rc.first, "lorafuse generate: --backend cuda: ", 35)),
+                 "--backend cuda without a device: exit %d (%s)", rc.rc, rc.first);
+        run_free(&rc);
+    }
     expect("plan --model m --prompt x --steps 2 --steps 3", 2, "lorafuse plan: option --steps is given more than once");
     expect("plan --modle m", 2, "lorafuse plan: unknown option '--modle' (closest: --model)");
     expect("merge -x", 2, "lorafuse merge: unknown option '-x' (closest: --lora)");
