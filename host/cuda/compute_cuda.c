@@ -538,16 +538,19 @@ static lf_status lf_cc_group_norm(lf_compute *c, float *y, const float *x, const
     lf_ccuda *cc = lf_cc(c);
     lf_status st = LF_OK;
     const float *g = NULL, *b = NULL;
+    float *ws = NULL;
     if (groups <= 0 || C % groups) {
         st = lf_err(LF_ERR_ARG, "%lld channels in %lld groups", (long long)C, (long long)groups);
         goto fail;
     }
     LF_TRY(lf_cc_params(cc, gamma, C, &g));
     LF_TRY(lf_cc_params(cc, beta, C, &b));
-    LF_LAUNCH(lf_cunn_norm, y, x, g, b, N, C, S, groups, eps, cc->stream);
-    return LF_OK;
+    const int64_t nws = lf_cunn_norm_workspace(N, C, S, groups);
+    if (nws) LF_TRY(lf_cc_malloc(cc, (size_t)nws * sizeof(float), (void **)&ws));
+    LF_LAUNCH(lf_cunn_norm, y, x, g, b, N, C, S, groups, eps, ws, cc->stream);
 fail:
-    return lf_cc_fail(st, "group_norm");
+    lf_cc_free(cc, ws);
+    return st ? lf_cc_fail(st, "group_norm") : LF_OK;
 }
 
 static lf_status lf_cc_layer_norm(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
@@ -557,7 +560,7 @@ static lf_status lf_cc_layer_norm(lf_compute *c, float *y, const float *x, const
     const float *g = NULL, *b = NULL;
     LF_TRY(lf_cc_params(cc, gamma, D, &g));
     LF_TRY(lf_cc_params(cc, beta, D, &b));
-    LF_LAUNCH(lf_cunn_norm, y, x, g, b, M, D, 1, 1, eps, cc->stream);
+    LF_LAUNCH(lf_cunn_norm, y, x, g, b, M, D, 1, 1, eps, NULL, cc->stream);
     return LF_OK;
 fail:
     return lf_cc_fail(st, "layer_norm");

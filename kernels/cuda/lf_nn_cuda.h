@@ -29,11 +29,14 @@ typedef enum {
 
 /* ---- nn_norm.cu ---------------------------------------------------------------------------- */
 
-/* GroupNorm of x (N, C, S) in `groups` groups, one block per (n, group), two passes over the group
- * (mean, then the biased variance of x - mean) in f32 with a fixed-order block reduction;
- * gamma/beta (C) or NULL. LayerNorm (M, D) is (N = M, C = D, S = 1, groups = 1). In place allowed. */
+/* GroupNorm of x (N, C, S) in `groups` groups: two passes (mean, then the biased variance of x - mean)
+ * in f32 with fixed-order block reductions, one block per (n, group) or, for few large groups, per
+ * piece of a group with the pieces' statistics combined in a fixed order; gamma/beta (C) or NULL.
+ * LayerNorm (M, D) is (N = M, C = D, S = 1, groups = 1). In place allowed. ws: device memory of
+ * lf_cunn_norm_workspace(N, C, S, groups) floats (NULL when that is 0). */
+int64_t lf_cunn_norm_workspace(int64_t N, int64_t C, int64_t S, int64_t groups);
 int lf_cunn_norm(float *y, const float *x, const float *gamma, const float *beta, int64_t N, int64_t C, int64_t S,
-                 int64_t groups, float eps, cudaStream_t s);
+                 int64_t groups, float eps, float *ws, cudaStream_t s);
 
 /* ---- nn_elementwise.cu --------------------------------------------------------------------- */
 
