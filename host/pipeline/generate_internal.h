@@ -8,9 +8,10 @@
  *   gen_vae.c     --vae: a VAE file or diffusers folder in place of the checkpoint's (check and load)
  *   gen_session.c the resident model (lf_gen_session): loading, which loaded weights hold what, and the
  *                 text-encoder outputs kept across jobs
+ *   gen_group.c   which jobs may share one call (lf_gen_groupable)
  *
  * Calls go generate.c -> gen_session.c, gen_check.c -> gen_cond.c, gen_output.c, gen_memory.c, gen_vae.c
- * (never back up); generate.c also loads through gen_vae.c.
+ * and gen_group.c (never back up); generate.c also loads through gen_vae.c.
  */
 #ifndef LF_GENERATE_INTERNAL_H
 #define LF_GENERATE_INTERNAL_H
@@ -131,6 +132,10 @@ struct lf_gen {
     lf_gen_dbuf dbuf[LF_GEN_DBUFS]; /* backend buffers of a device compute (gen_compute.c) */
     double t0, run_t0;
     int run_idx, runs, first_image;
+    /* a group (lf_gen_open_group): its jobs on one session; a job's place in its group */
+    lf_gen **kids;
+    size_t n_kids, cur_kid;
+    int job, image_base;       /* job index, index of its first image over the group */
 };
 
 /* Ancestral and SDE samplers draw noise per image, so each image is its own sampler run: the images of
