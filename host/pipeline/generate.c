@@ -165,11 +165,19 @@ const lf_gen_info *lf_gen_get_job_info(const lf_gen *g, size_t job) {
 }
 
 /* The jobs of a group one after another on its session, each image numbered over the group. */
+static void lf_gen_unload(lf_gen *g);
+
 static lf_status lf_gen_run_group(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
     lf_status s = LF_OK;
     int base = 0;
     memset(&g->times, 0, sizeof g->times);
     g->interrupted = 0;
+    if (g->n_kids > 1 && lf_gen_mixed_ok(g, NULL, 0)) { /* one batch: one UNet call per step */
+        s = lf_gen_run_mixed(g, cb, cbctx);
+        for (size_t k = 0; k < g->n_kids; k++) lf_gen_unload(g->kids[k]);
+        if (g->own_sess) lf_gen_session_unload(g->sess);
+        return s;
+    }
     for (size_t k = 0; k < g->n_kids && !s && !g->interrupted; k++) {
         lf_gen *j = g->kids[k];
         j->progress = g->progress;

@@ -223,6 +223,7 @@ int lf_gen_interrupted(const lf_gen *g);
 typedef struct lf_gen_times {
     double load, encode, weights, unet, decode, write;
     size_t unet_calls, te_runs, weight_updates;
+    double unet_extra;         /* of unet: a mixed batch's per-image adapters (low-rank terms, split layers) */
 } lf_gen_times;
 const lf_gen_times *lf_gen_get_times(const lf_gen *g);
 
