@@ -15,7 +15,8 @@
  *   - every adapter case moves the image from the plain one by more than ADAPTER_MIN (measured 0.084 for the
  *     LoHa, more for the others), so a term that were missing, on the wrong images or at the wrong step
  *     would fail.
- * Text encoders run once per distinct (texts, text-encoder weights) of the group.
+ * Text encoders run once per distinct (texts, text-encoder weights) of the group. `generate --prompts-file`:
+ * groups of --batch-size lines, consecutive seeds, the "line" of each image in --json.
  * Model: models/sd15-mini converted to F32 (f16 would round each merged weight of the image made alone,
  * which the unmerged LoRA terms do not, adding rounding noise of its own to the comparison), 32x32, 4 steps,
  * the adapters of models/lora (LoRA, LoHa, DoRA) with per-step schedules.
@@ -266,6 +267,31 @@ static void test_encodes(void) {
     lf_gen_free(g);
 }
 
+/* `generate --prompts-file`: lines in groups of --batch-size, consecutive seeds, "line" in --json, the
+ * parameters text of each image its own line's. */
+static void test_prompts_file(const char *tmp) {
+    const char *bin = getenv("LF_BIN");
+    if (!bin) return;
+    char file[512], out[512], cmd[2048];
+    snprintf(file, sizeof file, "%s/prompts.txt", tmp);
+    snprintf(out, sizeof out, "%s/out", tmp);
+    lf_test_write_text(file, "a fox\n\n  a cat <lora:mini_lora:0.8>\r\na cow <lora:mini_loha:0.5>\n");
+    snprintf(cmd, sizeof cmd,
+             "'%s' generate --model '%s' --prompts-file '%s' --steps 2 --width 32 --height 32 --seed 100 "
+             "--batch-size 2 --backend cpu --lora-dir models/lora --output-dir '%s' --json --quiet",
+             bin, MODEL, file, out);
+    FILE *p = popen(cmd, "r");
+    char buf[8192];
+    size_t n = p ? fread(buf, 1, sizeof buf - 1, p) : 0;
+    buf[n] = '\0';
+    int rc = p ? pclose(p) : -1;
+    LF_CHECK(rc == 0, "prompts file: status %d", rc);
+    const char *want[3] = {"\"seed\":100,\"index\":0,\"line\":1", "\"seed\":101,\"index\":1,\"line\":3",
+                           "\"seed\":102,\"index\":2,\"line\":4"};
+    for (int i = 0; i < 3; i++) LF_CHECK(strstr(buf, want[i]) != NULL, "prompts file: no %s in\n%s", want[i], buf);
+    LF_CHECK(lf_test_count_files(out, ".png") == 3, "prompts file: %d PNGs", lf_test_count_files(out, ".png"));
+}
+
 int main(void) {
     char tmp[256];
     if (lf_test_tmpdir(tmp, sizeof tmp, "test_gen_group")) return 1;
@@ -284,6 +310,8 @@ int main(void) {
     test_group_equals_alone();
     printf("text encoders per distinct set\n");
     test_encodes();
+    printf("generate --prompts-file\n");
+    test_prompts_file(tmp);
     if (lf_test_rmtree(tmp) != 0) fprintf(stderr, "could not remove %s\n", tmp);
     return lf_test_finish();
 }
