@@ -463,6 +463,16 @@ int lf_gen_mixed_ok(const lf_gen *grp, char *why, size_t cap) {
     const char *no = NULL;
     if (!c || !c->host_memory || strcmp(c->name, "cpu")) no = "the models do not run on the CPU";
     else if (lf_gen_stochastic(grp->kids[0])) no = "an ancestral or SDE sampler draws noise per image";
+    for (size_t k = 0; k < grp->n_kids && !no; k++) { /* UNet adapters on biases and norms: not per sample yet */
+        const lf_step_plan *sp = grp->kids[k]->sp;
+        for (size_t j = 0; j < sp->plan->n_jobs && !no; j++) {
+            const lf_job *jb = &sp->plan->jobs[j];
+            if (sp->job_comp[j] != LF_COMP_UNET) continue;
+            if (jb->target->ndim < 2) no = "an adapter patches a UNet bias or norm";
+            for (size_t i = 0; i < jb->n_patches && !no; i++)
+                if (jb->patches[i].bias) no = "an adapter patches a UNet bias or norm";
+        }
+    }
     if (no && why && cap) snprintf(why, cap, "%s", no);
     return !no;
 }
