@@ -15,7 +15,9 @@
  *   - every adapter case moves the image from the plain one by more than ADAPTER_MIN (measured 0.084 for the
  *     LoHa, more for the others), so a term that were missing, on the wrong images or at the wrong step
  *     would fail.
- * Text encoders run once per distinct (texts, text-encoder weights) of the group. `generate --prompts-file`:
+ * SDXL (f32 copy of tests/data/pipeline/sdxl-mini, 64x64, both encoders, pooled conditioning, a job without a
+ * negative prompt): the same bound (measured 2e-6). Text encoders run once per distinct (texts, text-encoder
+ * weights) of the group. `generate --prompts-file`:
  * groups of --batch-size lines, consecutive seeds, the "line" of each image in --json.
  * Model: models/sd15-mini converted to F32 (f16 would round each merged weight of the image made alone,
  * which the unmerged LoRA terms do not, adding rounding noise of its own to the comparison), 32x32, 4 steps,
@@ -267,6 +269,32 @@ static void test_encodes(void) {
     lf_gen_free(g);
 }
 
+/* SDXL: both text encoders, pooled conditioning and time ids per image; a job without a negative prompt
+ * (zero unconditional context, as diffusers) beside jobs with one. */
+static void test_sdxl(const char *tmp) {
+    char xl[512];
+    snprintf(xl, sizeof xl, "%s/sdxl-mini-f32.safetensors", tmp);
+    lf_test_st_edit e;
+    memset(&e, 0, sizeof e);
+    e.dtype = LF_F32;
+    e.copy_meta = 1;
+    if (!lf_test_st_copy("tests/data/pipeline/sdxl-mini.safetensors", xl, &e)) {
+        LF_CHECK(0, "cannot write %s", xl);
+        return;
+    }
+    lf_gen_opts jobs[3] = {job("a fox", 31, 1), job("a fox <lora:sdxl_mini_lora:0.8>", 32, 1),
+                           job("a cat <lora:sdxl_mini_lora:unet=0.5:te=0>", 33, 1)};
+    for (int i = 0; i < 3; i++) {
+        jobs[i].model = xl;
+        jobs[i].lora_dir = "tests/data/pipeline/lora";
+        jobs[i].width = jobs[i].height = 64;
+    }
+    jobs[1].negative = NULL;
+    double worst = 0;
+    check_group(NULL, jobs, 3, NULL, "sdxl", &worst);
+    printf("sdxl: worst relative L2 %.3g\n", worst);
+}
+
 /* `generate --prompts-file`: lines in groups of --batch-size, consecutive seeds, "line" in --json, the
  * parameters text of each image its own line's. */
 static void test_prompts_file(const char *tmp) {
@@ -310,6 +338,8 @@ int main(void) {
     test_group_equals_alone();
     printf("text encoders per distinct set\n");
     test_encodes();
+    printf("SDXL group\n");
+    test_sdxl(tmp);
     printf("generate --prompts-file\n");
     test_prompts_file(tmp);
     if (lf_test_rmtree(tmp) != 0) fprintf(stderr, "could not remove %s\n", tmp);
