@@ -154,7 +154,29 @@ lf_status lf_gen_open_group(lf_gen_session *s, const lf_gen_opts *jobs, size_t n
     g->info = g->kids[0]->info;
     g->info.jobs = n;
     g->info.images = 0;
-    for (size_t k = 0; k < n; k++) g->info.images += g->kids[k]->info.images;
+    g->info.n_adapters = g->info.te_encodes = 0;
+    for (size_t k = 0; k < n; k++) {
+        g->info.images += g->kids[k]->info.images;
+        g->info.n_adapters += g->kids[k]->info.n_adapters;
+        g->info.te_encodes += g->kids[k]->info.te_encodes;
+    }
+    /* one batch of every image: job 0's memory check again, for that batch (a loaded session's jobs are not
+     * checked, as lf_gen_open_in) */
+    lf_gen *k0 = g->kids[0];
+    if (!s && n > 1 && !k0->o.force_size && lf_gen_mixed_ok(g, NULL, 0)) {
+        int bs = k0->o.batch_size, bc = k0->o.batch_count, tiling = k0->o.vae_tiling;
+        k0->o.batch_size = g->info.images;
+        k0->o.batch_count = 1;
+        st = lf_gen_check_memory(k0);
+        k0->o.batch_size = bs, k0->o.batch_count = bc, k0->o.vae_tiling = tiling;
+        if (st) {
+            st = lf_gen_job_err(st, 0);
+            lf_gen_free(g);
+            return st;
+        }
+        g->info.mem_estimate = k0->mem.total;
+        g->info.mem_limit = k0->mem.limit;
+    }
     *out = g;
     return LF_OK;
 }

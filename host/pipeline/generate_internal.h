@@ -12,7 +12,8 @@
  *   gen_mixed.c   a group's jobs as one batch: one UNet call per step, per-image adapters
  *
  * Calls go generate.c -> gen_session.c, gen_check.c -> gen_cond.c, gen_output.c, gen_memory.c, gen_vae.c
- * gen_group.c and gen_mixed.c (never back up); gen_mixed.c also calls gen_session.c, gen_cond.c, gen_output.c; generate.c also loads through gen_vae.c.
+ * gen_group.c and gen_mixed.c (never back up); gen_mixed.c also calls gen_session.c, gen_cond.c, gen_output.c;
+ * generate.c also checks a group's memory through gen_memory.c; generate.c also loads through gen_vae.c.
  */
 #ifndef LF_GENERATE_INTERNAL_H
 #define LF_GENERATE_INTERNAL_H

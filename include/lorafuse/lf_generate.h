@@ -133,7 +133,9 @@ typedef struct lf_gen_info {
                                   * metadata, the step plan's warnings), one line each */
     size_t n_warnings;
     const char *backend;       /* what runs the models: "cpu", "cpu (auto: why not CUDA)", "cuda (device 0: ...)" */
-    size_t jobs;               /* jobs of the call (lf_gen_open_group; 1 otherwise); the other fields are job 0's */
+    size_t jobs;               /* jobs of the call (lf_gen_open_group; 1 otherwise); for a group the other fields
+                                * are job 0's but n_adapters and te_encodes (summed) and the memory estimate (of
+                                * the whole batch when the jobs run as one) */
     int images;                /* images of the call over all its jobs */
 } lf_gen_info;
 
@@ -201,7 +203,8 @@ lf_status lf_gen_open_in(lf_gen_session *s, const lf_gen_opts *o, lf_gen **out);
  * the same job run alone (its seeds follow A1111: image i of a job gets the job's seed + i; seed -1 is
  * drawn per job), and lf_gen_run hands every image to the callback with its own job, seed and
  * parameters text. s: a loaded session (lf_gen_open_in's rules) or NULL for a session of the call's own,
- * loaded at lf_gen_run (lf_gen_open's rules, its memory check on job 0). Every job's checks run before any
+ * loaded at lf_gen_run (lf_gen_open's rules; the memory check is job 0's, then, when the jobs run as one
+ * batch, job 0's for a batch of every image of the group). Every job's checks run before any
  * work; a refusal names the job ("job 2: ...") and, for a mismatch, the field. lf_gen_get_info gives job
  * 0's summary with jobs and images over the call; lf_gen_get_job_info each job's own. */
 lf_status lf_gen_open_group(lf_gen_session *s, const lf_gen_opts *jobs, size_t n, lf_gen **out);

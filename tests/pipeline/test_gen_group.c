@@ -107,6 +107,21 @@ static void test_groupable(void) {
     lf_status st = lf_gen_open_group(NULL, jobs, 3, &g);
     LF_CHECK(st == LF_ERR_ARG && !g && strstr(lf_last_error(), "job 2") && strstr(lf_last_error(), "width: 32 vs 64"),
              "mismatch: %d %s", (int)st, lf_last_error());
+    /* the memory check covers the whole batch: a limit that one image fits but six do not */
+    lf_gen_opts one = job("a fox", 1, 1);
+    if (lf_gen_open(&one, &g) == LF_OK) {
+        uint64_t need = lf_gen_get_info(g)->mem_estimate;
+        lf_gen_free(g);
+        g = NULL;
+        lf_gen_opts six[6];
+        for (int i = 0; i < 6; i++) six[i] = job("a fox", 1 + i, 1), six[i].mem_limit = need + 1;
+        st = lf_gen_open_group(NULL, six, 6, &g);
+        LF_CHECK(st == LF_ERR_ARG && !g && strstr(lf_last_error(), "job 0: ") &&
+                     strstr(lf_last_error(), "6 image(s) per sampler run"),
+                 "six images over a one-image limit: %d %s", (int)st, lf_last_error());
+        lf_gen_free(g);
+        g = NULL;
+    }
     jobs[2] = job("a cow <lora:no_such_lora:1>", 3, 1);
     st = lf_gen_open_group(NULL, jobs, 3, &g);
     LF_CHECK(st != LF_OK && !g && !strncmp(lf_last_error(), "job 2: ", 7), "bad tag: %d %s", (int)st, lf_last_error());
