@@ -280,6 +280,14 @@ static void test_encodes(void) {
     const lf_gen_times *t = g ? lf_gen_get_times(g) : NULL;
     LF_CHECK(t && t->te_runs == 3, "encodes: %zu text-encoder runs, want 3", t ? t->te_runs : 0);
     LF_CHECK(t && t->unet_calls == 4, "encodes: %zu UNet calls for 4 steps, want 4 (one batch)", t ? t->unet_calls : 0);
+    /* the same group run again gives the same bytes */
+    capture c2;
+    memset(&c2, 0, sizeof c2);
+    st = g ? lf_gen_run(g, grab, &c2) : LF_ERR_ARG;
+    LF_CHECK(st == LF_OK && c2.count == c.count, "encodes: second run: %s", lf_last_error());
+    for (int i = 0; i < c.count && i < c2.count; i++)
+        LF_CHECK(!memcmp(c.latent[i], c2.latent[i], c.nl * sizeof(float)), "encodes: image %d differs on the second run", i);
+    capture_free(&c2);
     capture_free(&c);
     lf_gen_free(g);
 }
