@@ -17,8 +17,9 @@
  *     would fail.
  * SDXL (f32 copy of tests/data/pipeline/sdxl-mini, 64x64, both encoders, pooled conditioning, a job without a
  * negative prompt): the same bound (measured 2e-6). Text encoders run once per distinct (texts, text-encoder
- * weights) of the group. `generate --prompts-file`:
- * groups of --batch-size lines, consecutive seeds, the "line" of each image in --json.
+ * weights) of the group; a group run twice gives the same bytes. `generate --prompts-file`: groups of
+ * --batch-size lines, consecutive seeds, the "line" of each image in --json. The memory check covers the
+ * whole batch.
  * Model: models/sd15-mini converted to F32 (f16 would round each merged weight of the image made alone,
  * which the unmerged LoRA terms do not, adding rounding noise of its own to the comparison), 32x32, 4 steps,
  * the adapters of models/lora (LoRA, LoHa, DoRA) with per-step schedules.
