@@ -17,7 +17,8 @@
  *     would fail.
  * SDXL (f32 copy of tests/data/pipeline/sdxl-mini, 64x64, both encoders, pooled conditioning, a job without a
  * negative prompt): the same bound (measured 2e-6). Text encoders run once per distinct (texts, text-encoder
- * weights) of the group; a group run twice gives the same bytes. `generate --prompts-file`: groups of
+ * weights) of the group; a prompt over one 75-token window runs in a UNet call of its own per step (its
+ * images within the same bound); a group run twice gives the same bytes. `generate --prompts-file`: groups of
  * --batch-size lines, consecutive seeds, the "line" of each image in --json. The memory check covers the
  * whole batch.
  * Model: models/sd15-mini converted to F32 (f16 would round each merged weight of the image made alone,
@@ -293,6 +294,23 @@ static void test_encodes(void) {
     lf_gen_free(g);
 }
 
+/* A prompt over one 75-token window beside short ones: its images go in a UNet call of their own per step. */
+static void test_long_prompt(void) {
+    static char longp[2048];
+    strcpy(longp, "a fox <lora:mini_lora:0.6>");
+    for (int i = 0; i < 90; i++) strcat(longp, i % 2 ? " snow" : " tree");
+    lf_gen_opts jobs[3] = {job("a fox", 41, 1), job(longp, 42, 1), job("a cat <lora:mini_lora:0.3>", 43, 1)};
+    double worst = 0;
+    check_group(NULL, jobs, 3, NULL, "long prompt", &worst);
+    lf_gen *g = NULL;
+    if (lf_gen_open_group(NULL, jobs, 3, &g) == LF_OK && lf_gen_run(g, NULL, NULL) == LF_OK)
+        LF_CHECK(lf_gen_get_times(g)->unet_calls == 8, "long prompt: %zu UNet calls for 4 steps, want 8 (two token counts)",
+                 lf_gen_get_times(g)->unet_calls);
+    else
+        LF_CHECK(0, "long prompt: %s", lf_last_error());
+    lf_gen_free(g);
+}
+
 /* SDXL: both text encoders, pooled conditioning and time ids per image; a job without a negative prompt
  * (zero unconditional context, as diffusers) beside jobs with one. */
 static void test_sdxl(const char *tmp) {
@@ -362,6 +380,8 @@ int main(void) {
     test_group_equals_alone();
     printf("text encoders per distinct set\n");
     test_encodes();
+    printf("a prompt over one window\n");
+    test_long_prompt();
     printf("SDXL group\n");
     test_sdxl(tmp);
     printf("generate --prompts-file\n");
