@@ -1,5 +1,7 @@
 /* compute_mix.c: the per-sample weights compute of compute_mix.h: linear and conv2d of the listed layers
- * split by the weight each sample uses, plus each slot's low-rank terms; everything else is the inner op. */
+ * split by the weight each sample uses, plus each slot's low-rank terms; everything else is the inner op.
+ * Everything goes through the inner compute's own ops (copy2d for gathers and scatters, scale and add for
+ * y += scale * term, alloc for scratch), so its memory may be a device's. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,12 +37,14 @@ static const lf_mix_layer *lf_mix_find(const lf_compute_mix *m, const void *w) {
     return NULL;
 }
 
-/* scratch buffer i of at least n floats */
+/* scratch buffer i of at least n floats of the inner compute's memory (contents lost when it grows) */
 static lf_status lf_mix_buf(lf_compute_mix *m, int i, int64_t n, float **out) {
     if (m->cap[i] < n) {
-        float *p = realloc(m->buf[i], (size_t)n * sizeof *p);
-        if (!p) return lf_err(LF_ERR_NOMEM, "mixed batch: out of memory (%lld floats of scratch)", (long long)n);
-        m->buf[i] = p;
+        if (m->buf[i] && m->inner->release) m->inner->release(m->inner, m->buf[i]);
+        m->buf[i] = NULL;
+        m->cap[i] = 0;
+        lf_status st = m->inner->alloc(m->inner, n, &m->buf[i]);
+        if (st) return st;
         m->cap[i] = n;
     }
     *out = m->buf[i];
@@ -116,9 +120,34 @@ static int lf_mix_same_slot(const lf_compute_mix *m, const lf_mix_layer *L, int 
     return slot == *(const int *)k;
 }
 
-/* x rows of the listed samples into g */
-static void lf_mix_gather(float *g, const float *x, const int64_t *list, int64_t n, int64_t per) {
-    for (int64_t i = 0; i < n; i++) memcpy(g + i * per, x + list[i] * per, (size_t)per * sizeof *g);
+/* Copy the listed samples' blocks (per floats each) between a packed array and the batch, one copy per
+ * run of consecutive samples: to_batch 0 gathers batch -> packed, 1 scatters packed -> batch. */
+static lf_status lf_mix_move(lf_compute *in, float *packed, float *batch, const int64_t *list, int64_t n, int64_t per,
+                             int to_batch) {
+    lf_status st = LF_OK;
+    for (int64_t i = 0; i < n && !st;) {
+        int64_t j = i + 1;
+        while (j < n && list[j] == list[j - 1] + 1) j++;
+        float *p = packed + i * per, *b = batch + list[i] * per;
+        st = to_batch ? in->copy2d(in, b, per, p, per, j - i, per) : in->copy2d(in, p, per, b, per, j - i, per);
+        i = j;
+    }
+    return st;
+}
+
+/* y's listed blocks += scale * d (d packed), one scale and one add per run of consecutive samples */
+static lf_status lf_mix_axpy(lf_compute *in, float *y, float *d, float scale, const int64_t *list, int64_t n,
+                             int64_t per) {
+    lf_status st = LF_OK;
+    for (int64_t i = 0; i < n && !st;) {
+        int64_t j = i + 1;
+        while (j < n && list[j] == list[j - 1] + 1) j++;
+        float *dp = d + i * per, *yp = y + list[i] * per;
+        st = in->scale(in, dp, dp, scale, (j - i) * per);
+        if (!st) st = in->add(in, yp, yp, dp, (j - i) * per);
+        i = j;
+    }
+    return st;
 }
 
 static lf_status lf_mix_layer_run(lf_compute_mix *m, const lf_mix_layer *L, const lf_mix_op *op, float *y,
@@ -148,9 +177,9 @@ static lf_status lf_mix_layer_run(lf_compute_mix *m, const lf_mix_layer *L, cons
         split = 1;
         float *gx = NULL, *gy = NULL;
         if ((st = lf_mix_buf(m, 0, n * op->xs, &gx)) || (st = lf_mix_buf(m, 1, n * op->ys, &gy))) break;
-        lf_mix_gather(gx, x, list, n, op->xs);
+        if ((st = lf_mix_move(m->inner, gx, (float *)x, list, n, op->xs, 0))) break;
         if ((st = lf_mix_base(m, op, gy, gx, use, b, n))) break;
-        for (int64_t i = 0; i < n; i++) memcpy(y + list[i] * op->ys, gy + i * op->ys, (size_t)op->ys * sizeof *y);
+        st = lf_mix_move(m->inner, gy, y, list, n, op->ys, 1);
     }
     double t1 = lf_clock_s();
     if (split) m->t_split += t1 - t0;
@@ -166,19 +195,15 @@ static lf_status lf_mix_layer_run(lf_compute_mix *m, const lf_mix_layer *L, cons
         const float *gx = x;
         if (n < S) {
             float *g = NULL;
-            if ((st = lf_mix_buf(m, 0, n * op->xs, &g))) break;
-            lf_mix_gather(g, x, list, n, op->xs);
+            if ((st = lf_mix_buf(m, 0, n * op->xs, &g)) || (st = lf_mix_move(m->inner, g, (float *)x, list, n, op->xs, 0)))
+                break;
             gx = g;
         }
         for (size_t i = 0; i < sl->n_terms && !st; i++) {
             const lf_mix_term *t = &sl->terms[i];
             float *d = NULL;
             if (t->scale == 0.0f || (st = lf_mix_lowrank(m, op, t, gx, n, &d))) continue;
-            for (int64_t j = 0; j < n; j++) {
-                float *yr = y + list[j] * op->ys;
-                const float *dr = d + j * op->ys;
-                for (int64_t e = 0; e < op->ys; e++) yr[e] += t->scale * dr[e];
-            }
+            st = lf_mix_axpy(m->inner, y, d, t->scale, list, n, op->ys);
         }
     }
     m->t_terms += lf_clock_s() - t1;
@@ -222,8 +247,7 @@ static lf_status lf_mix_conv2d(lf_compute *c, float *y, const float *x, const lf
 
 lf_status lf_compute_mix_init(lf_compute_mix *m, lf_compute *inner) {
     memset(m, 0, sizeof *m);
-    if (!inner || !inner->host_memory)
-        return lf_err(LF_ERR_UNSUPPORTED, "mixed batch: per-image adapters need a compute on host memory");
+    if (!inner) return lf_err(LF_ERR_ARG, "mixed batch: no compute");
     m->c = *inner;
     m->c.linear = lf_mix_linear;
     m->c.conv2d = lf_mix_conv2d;
@@ -232,6 +256,7 @@ lf_status lf_compute_mix_init(lf_compute_mix *m, lf_compute *inner) {
 }
 
 void lf_compute_mix_free(lf_compute_mix *m) {
-    for (int i = 0; i < LF_MIX_BUFS; i++) free(m->buf[i]);
+    for (int i = 0; i < LF_MIX_BUFS; i++)
+        if (m->buf[i] && m->inner && m->inner->release) m->inner->release(m->inner, m->buf[i]);
     memset(m, 0, sizeof *m);
 }

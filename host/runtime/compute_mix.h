@@ -16,8 +16,11 @@
  * Rows of one sample are contiguous: a linear's M rows are n_samples blocks of M / n_samples rows (tokens;
  * another M is an error), a conv's N images are the samples.
  *
- * The inner compute must keep activations in host memory and hold no state in its table (the CPU compute,
- * compute_cpu.h): the other ops are its entries as they are.
+ * Gathers, scatters and the accumulation (scale, then add: on the CPU the bytes of y += scale * t) are the
+ * inner compute's own ops, so activations may live in a device's memory. The inner table is copied, so its
+ * ops must reach their state through c->impl (the CPU and CUDA computes do); the factors and slot weights
+ * are host arrays that a device compute keeps resident by address like any weight (forget them when they
+ * are rewritten). t_terms and t_split are host clocks: on a device they need a synchronising inner compute.
  */
 #ifndef LF_COMPUTE_MIX_H
 #define LF_COMPUTE_MIX_H
