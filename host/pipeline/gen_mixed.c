@@ -15,7 +15,9 @@
  * encoders go back to W0 after it; a job with unpatched encoders takes the conditioning of an earlier job
  * that encoded the same texts (so one run per distinct text and text-encoder weights).
  * Images: each job's images are drawn from its own seeds (job seed + index); the whole group runs as one
- * sampler run (deterministic samplers only: lf_gen_mixed_ok), the unconditional and conditional halves of
+ * sampler run (deterministic samplers only: lf_gen_mixed_ok), on the session's compute (the CPU, or the
+ * CUDA compute: inputs staged into its memory, the built weights and factors it keeps resident by host
+ * address forgotten when they are rewritten or freed), the unconditional and conditional halves of
  * an image share its job. Images whose conditioning has a different token count (prompts over one
  * 75-token window) go in separate UNet calls of the same step.
  */
@@ -59,6 +61,9 @@ typedef struct {
     int *img_job;              /* per image: its job */
     int *sample_slot;          /* per sample of the current call */
     float *xin, *tin, *ctx, *out2, *y;
+    lf_compute *cc;            /* the compute the terms and products run on (the session's) */
+    float *dev[4];             /* a device compute: x, context, y, output in its memory */
+    int64_t dev_n[4];
 } lf_mix_run;
 
 /* ---- which modules run unmerged ----------------------------------------------------------------- */
@@ -227,7 +232,8 @@ static lf_status lf_mix_setup(lf_mix_run *r) {
         }
     }
     if (st) return st;
-    if ((st = lf_compute_mix_init(&r->mix, ss->prof ? ss->prof->inner : ss->cc)) != LF_OK) return st;
+    r->cc = ss->prof ? ss->prof->inner : ss->cc;
+    if ((st = lf_compute_mix_init(&r->mix, r->cc)) != LF_OK) return st;
     r->mix.layers = r->layers;
     r->mix.n_layers = r->n_layers;
     r->mix.n_slots = r->n_jobs;
@@ -235,6 +241,14 @@ static lf_status lf_mix_setup(lf_mix_run *r) {
 }
 
 static void lf_mix_free(lf_mix_run *r) {
+    lf_compute *c = r->cc;
+    if (c && !c->host_memory) { /* resident copies of host arrays about to be freed or rewritten */
+        for (size_t i = 0; i < r->n_owned; i++) c->forget(c, r->owned[i], 1);
+        for (size_t i = 0; i < r->n_layers * r->n_jobs; i++)
+            if (r->views && r->views[i].data) c->forget(c, r->views[i].data, 1);
+    }
+    for (int i = 0; i < 4; i++)
+        if (c && r->dev[i] && c->release) c->release(c, r->dev[i]);
     for (size_t k = 0; k < r->n_jobs; k++) {
         lf_mix_job *mj = &r->jobs[k];
         free(mj->built);
@@ -343,6 +357,12 @@ static lf_status lf_mix_before_step(void *ctx, int t) {
                 if (mj->built[s->jobs[i]]) mj->list[n++] = s->jobs[i];
             if ((st = lf_cpu_backend_step_jobs(mj->g->be, t, mj->list, n)) != LF_OK) break;
             grp->times.weight_updates += n;
+            if (!r->cc->host_memory) /* a device keeps copies of the built weights by their host address */
+                for (size_t i = 0; i < n; i++) {
+                    size_t nb = 0;
+                    const void *w = lf_cpu_backend_weight(mj->g->be, mj->list[i], &nb);
+                    if (sp->job_comp[mj->list[i]] == LF_COMP_UNET) r->cc->forget(r->cc, w, nb);
+                }
         }
         for (size_t i = 0; i < mj->n_low; i++) { /* the unmerged terms' scales of this step */
             size_t j = mj->low[i];
@@ -365,6 +385,21 @@ static lf_status lf_mix_check(const lf_mix_run *r, int step, const float *v, siz
     return lf_err(LF_ERR_NONFINITE, "step %d of %d: %s holds %s (image %zu of the batch): the model with this step's "
                   "weights gives non-finite values; nothing was written for this image", step, g->o.steps, what,
                   lf_wts_nonfinite_name(v[i]), (size_t)i / per + 1);
+}
+
+/* Device buffer i of at least n floats holding host array h (uploaded; NULL: only the room). */
+static lf_status lf_mix_stage(lf_mix_run *r, int i, const float *h, int64_t n, const float **out) {
+    lf_compute *c = r->cc;
+    if (r->dev_n[i] < n) {
+        if (r->dev[i] && c->release) c->release(c, r->dev[i]);
+        r->dev[i] = NULL;
+        r->dev_n[i] = 0;
+        lf_status st = c->alloc(c, n, &r->dev[i]);
+        if (st) return st;
+        r->dev_n[i] = n;
+    }
+    *out = r->dev[i];
+    return h ? c->upload(c, r->dev[i], h, n) : LF_OK;
 }
 
 static lf_status lf_mix_denoise(void *ctx, int step, const float *x, float sigma, float tt, float *out) {
@@ -425,8 +460,18 @@ static lf_status lf_mix_denoise(void *ctx, int step, const float *x, float sigma
         r->mix.slot_of = r->sample_slot;
         r->mix.n_samples = N;
         double t0 = lf_clock_s();
-        st = lf_unet_forward_on(u, &r->mix.c, r->out2, r->xin, r->tin, r->ctx, L, sdxl ? r->y : NULL, N, grp->lat_h,
-                                grp->lat_w);
+        int64_t adm = sdxl ? lf_unet_get_arch(u)->adm_in_channels : 0;
+        const float *dx = r->xin, *dctx = r->ctx, *dy = sdxl ? r->y : NULL;
+        float *dout = r->out2;
+        if (!r->cc->host_memory) { /* a device compute: the inputs into its memory, the output back */
+            st = lf_mix_stage(r, 0, r->xin, N * (int64_t)per, &dx);
+            if (!st) st = lf_mix_stage(r, 1, r->ctx, N * L * D, &dctx);
+            if (!st && sdxl) st = lf_mix_stage(r, 2, r->y, N * adm, &dy);
+            if (!st) st = lf_mix_stage(r, 3, NULL, N * (int64_t)per, (const float **)&dout);
+        }
+        if (!st)
+            st = lf_unet_forward_on(u, &r->mix.c, dout, dx, r->tin, dctx, L, dy, N, grp->lat_h, grp->lat_w);
+        if (!st && dout != r->out2) st = r->cc->download(r->cc, r->out2, dout, N * (int64_t)per);
         r->mix.n_samples = 0;
         grp->times.unet += lf_clock_s() - t0;
         grp->times.unet_calls++;
@@ -461,7 +506,7 @@ int lf_gen_mixed_ok(const lf_gen *grp, char *why, size_t cap) {
     const lf_gen_session *ss = grp->sess;
     const lf_compute *c = ss->prof ? ss->prof->inner : ss->cc;
     const char *no = NULL;
-    if (!c || !c->host_memory || strcmp(c->name, "cpu")) no = "the models do not run on the CPU";
+    if (!c || strcmp(c->name, "cpu")) no = "the models do not run on the CPU";
     else if (lf_gen_stochastic(grp->kids[0])) no = "an ancestral or SDE sampler draws noise per image";
     for (size_t k = 0; k < grp->n_kids && !no; k++) { /* UNet adapters on biases and norms: not per sample yet */
         const lf_step_plan *sp = grp->kids[k]->sp;
