@@ -2,7 +2,7 @@
  *
  *   lorafuse batch JOBS [--output-dir DIR] [--shard I/N | --shards N] [--resume] [--dry-run] [--json]
  *                  [--max-jobs N] [--lora-dir DIR] [--backend auto|cpu|cuda] [--device N] [--threads N]
- *                  [--order adapters|file]
+ *                  [--order adapters|file] [--batchable] [--max-batch N]
  *   lorafuse batch --report MANIFEST... [--json]
  *
  * The shard: --shard I/N; else Slurm's array variables (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN,
@@ -25,7 +25,7 @@
 static const char lf_batch_usage_text[] =
     "usage: lorafuse batch JOBS [--output-dir DIR] [--shard I/N | --shards N] [--resume] [--dry-run]\n"
     "                      [--json] [--max-jobs N] [--lora-dir DIR] [--backend auto|cpu|cuda] [--device N]\n"
-    "                      [--threads N] [--order adapters|file] [--quiet]\n"
+    "                      [--threads N] [--order adapters|file] [--batchable] [--max-batch N] [--quiet]\n"
     "       lorafuse batch --report MANIFEST... [--json]\n";
 
 static const char lf_batch_help_text[] =
@@ -36,6 +36,8 @@ static const char lf_batch_help_text[] =
     "shards: --shard I/N (0 <= I < N), else SLURM_ARRAY_TASK_ID/_MIN/_COUNT, else JOB_COMPLETION_INDEX\n"
     "with --shards N. --dry-run prints the expanded jobs and totals without loading a model.\n"
     "--order file runs the jobs as written instead of grouped by model and LoRA tags (for comparison).\n"
+    "--batchable: every job as if it had \"batchable\": true: consecutive batchable jobs with the same\n"
+    "model, size, steps, sampler, CFG and clip skip run as one batch of up to --max-batch (8) images.\n"
     "example:\n"
     "  lorafuse batch jobs.jsonl --output-dir out --dry-run\n"
     "  lorafuse batch jobs.jsonl --output-dir out && lorafuse batch --report out/manifest.jsonl\n"
@@ -45,7 +47,7 @@ static const char lf_batch_help_text[] =
 
 enum {
     B_OUTDIR, B_SHARD, B_SHARDS, B_RESUME, B_DRY, B_JSON, B_MAX, B_LORA, B_BACKEND, B_DEVICE, B_THREADS, B_QUIET, B_REPORT,
-    B_ORDER
+    B_ORDER, B_BATCHABLE, B_MAX_BATCH
 };
 
 static const lf_cli_opt lf_batch_cli_opts[] = {
@@ -53,7 +55,8 @@ static const lf_cli_opt lf_batch_cli_opts[] = {
     [B_RESUME] = {"resume", 0, 0},     [B_DRY] = {"dry-run", 0, 0},     [B_JSON] = {"json", 0, 0},
     [B_MAX] = {"max-jobs", 1, 0},      [B_LORA] = {"lora-dir", 1, 0},   [B_BACKEND] = {"backend", 1, 0}, [B_DEVICE] = {"device", 1, 0},
     [B_THREADS] = {"threads", 1, 0},   [B_QUIET] = {"quiet", 0, 0},     [B_REPORT] = {"report", 0, 0},
-    [B_ORDER] = {"order", 1, 0},       {NULL, 0, 0}};
+    [B_ORDER] = {"order", 1, 0},       [B_BATCHABLE] = {"batchable", 0, 0}, [B_MAX_BATCH] = {"max-batch", 1, 0},
+    {NULL, 0, 0}};
 
 typedef struct {
     lf_batch_opts o;
@@ -87,6 +90,11 @@ static int lf_batch_opt(lf_batch_args *a, int o, const char *v) {
     case B_ORDER:
         if (!strcmp(v, "file")) a->file_order = 1;
         else if (strcmp(v, "adapters")) return lf_cli_bad_choice("batch", "--order", v, "adapters or file");
+        return 1;
+    case B_BATCHABLE: a->o.batchable = 1; return 1;
+    case B_MAX_BATCH:
+        if (!lf_cli_int("batch", "--max-batch", v, 1, LF_BATCH_MAX_BATCH, &n)) return 0;
+        a->o.max_batch = (int)n;
         return 1;
     default: return 0;
     }
@@ -303,13 +311,14 @@ int lf_cli_batch(int argc, char **argv) {
                 rc = 0;
                 if (a.json)
                     printf("{\"shard\": \"%d/%d\", \"jobs\": %zu, \"images\": %zu, \"skipped\": %zu, \"model_loads\": "
-                           "%zu, \"grids\": %zu, \"seconds\": %.3f, \"weight_updates\": %zu, \"te_runs\": %zu}\n",
+                           "%zu, \"grids\": %zu, \"seconds\": %.3f, \"weight_updates\": %zu, \"te_runs\": %zu, "
+                           "\"batches\": %zu}\n",
                            a.o.shard, a.o.shards, s.jobs, s.images, s.skipped, s.model_loads, s.grids, s.seconds,
-                           s.times.weight_updates, s.times.te_runs);
+                           s.times.weight_updates, s.times.te_runs, s.batches);
                 else
                     printf("lorafuse batch: shard %d/%d: %zu image(s) written, %zu already done, %zu job(s), "
-                           "%zu model load(s), %zu grid sheet(s), %.2f s\n", a.o.shard, a.o.shards, s.images, s.skipped,
-                           s.jobs, s.model_loads, s.grids, s.seconds);
+                           "%zu batch(es) of several jobs, %zu model load(s), %zu grid sheet(s), %.2f s\n", a.o.shard,
+                           a.o.shards, s.images, s.skipped, s.jobs, s.batches, s.model_loads, s.grids, s.seconds);
             }
         }
     } else {
