@@ -48,8 +48,10 @@ static int lf_srv_cancel(void *ctx) {
     return v;
 }
 
-/* One finished image into its request's arrays: seed, infotext, and the PNG (base64) when it is sent. */
-static lf_status lf_srv_add_image(lf_srv_job *j, const lf_gen_image *im) {
+/* One finished image into its request's arrays (ctx: the lf_srv_job): seed, infotext, and the PNG
+ * (base64) when it is sent. */
+static lf_status lf_srv_image(void *ctx, const lf_gen_image *im) {
+    lf_srv_job *j = ctx;
     char seed[24];
     snprintf(seed, sizeof seed, "%lld", (long long)im->seed);
     cJSON_AddItemToArray(j->seeds, cJSON_CreateRaw(seed));
@@ -67,8 +69,6 @@ static lf_status lf_srv_add_image(lf_srv_job *j, const lf_gen_image *im) {
     free(b64);
     return LF_OK;
 }
-
-static lf_status lf_srv_image(void *ctx, const lf_gen_image *im) { return lf_srv_add_image(ctx, im); }
 
 /* A1111's 500 body. */
 static lf_srv_resp lf_srv_resp_500(lf_status st, const char *msg) {
@@ -247,7 +247,7 @@ typedef struct {
 static lf_status lf_srv_group_image(void *ctx, const lf_gen_image *im) {
     lf_srv_group *b = ctx;
     lf_srv_job *j = b->jobs[im->job];
-    lf_status st = lf_srv_add_image(j, im);
+    lf_status st = lf_srv_image(j, im);
     if (st != LF_OK || cJSON_GetArraySize(j->seeds) < j->n_images) return st;
     b->answered[im->job] = 1;
     lf_srv_finish(b->s, j, lf_srv_answer(b->s, j, LF_OK, lf_gen_get_job_info(b->g, (size_t)im->job),
@@ -265,8 +265,8 @@ static void lf_srv_run_batch(lf_serve *s, lf_srv_job **jobs, int n) {
     int imgs = 0;
     for (int k = 0; k < n; k++) imgs += jobs[k]->n_images;
     for (int k = 0; k < n; k++) jobs[k]->batch_index = k, jobs[k]->batch_requests = n, jobs[k]->batch_images = imgs;
-    lf_gen_opts *o = n > 1 ? calloc((size_t)n, sizeof *o) : NULL;
-    int *answered = n > 1 ? calloc((size_t)n, sizeof *answered) : NULL;
+    lf_gen_opts *o = calloc((size_t)n, sizeof *o);
+    int *answered = calloc((size_t)n, sizeof *answered);
     lf_gen *g = NULL;
     lf_status st = LF_ERR_NOMEM;
     if (o && answered) {
