@@ -371,6 +371,23 @@ static lf_status lf_bsession(lf_gen_session **sess, const lf_batch_job *j, const
     return LF_OK;
 }
 
+size_t lf_batch_batch_end(const lf_batch_list *l, const size_t *idx, size_t n_idx, size_t k, const lf_batch_opts *o) {
+    const lf_batch_job *j = &l->jobs[idx[k]];
+    size_t max_batch = o->max_batch > 0 ? (size_t)o->max_batch : LF_BATCH_DEFAULT_MAX_BATCH;
+    size_t end = k + 1, imgs = lf_batch_job_images(j);
+    if (!(o->batchable || j->batchable)) return end;
+    lf_gen_opts a, b;
+    lf_bopts(j, o, &a);
+    for (; end < n_idx && end - k < LF_BATCH_MAX_BATCH; end++) {
+        const lf_batch_job *n2 = &l->jobs[idx[end]];
+        size_t ni = lf_batch_job_images(n2);
+        lf_bopts(n2, o, &b);
+        if (!(o->batchable || n2->batchable) || imgs + ni > max_batch || !lf_gen_groupable(&a, &b, NULL, 0)) break;
+        imgs += ni;
+    }
+    return end;
+}
+
 lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, const lf_batch_opts *o,
                        lf_batch_stats *stats) {
     memset(stats, 0, sizeof *stats);
@@ -430,36 +447,25 @@ lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, 
         st = lf_err(LF_ERR_IO, "%s: cannot open the manifest: %s", lf_esc(q, sizeof q, mp.s, strlen(mp.s)),
                     strerror(errno));
     r.fd = fd;
+    /* the jobs with images to make, then their batches (lf_batch_batch_end) */
+    size_t *todo = malloc((n_idx ? n_idx : 1) * sizeof *todo), n_todo = 0;
     const lf_batch_job **grp = malloc(LF_BATCH_MAX_BATCH * sizeof *grp);
     lf_gen_opts *gos = malloc(LF_BATCH_MAX_BATCH * sizeof *gos);
-    if (st == LF_OK && (!grp || !gos)) st = lf_err(LF_ERR_NOMEM, "out of memory");
-    size_t max_batch = o->max_batch > 0 ? (size_t)o->max_batch : LF_BATCH_DEFAULT_MAX_BATCH;
-    for (size_t k = 0; k < n_idx && st == LF_OK;) {
-        const lf_batch_job *j = &l->jobs[idx[k++]];
-        size_t at = k, ni = lf_batch_job_images(j), have = lf_bjob_have(&done, j);
-        if (have == ni) {
-            stats->skipped += ni;
-            continue;
-        }
-        /* the batch: j and the batchable jobs after it that may share its call, up to max_batch images */
-        size_t ng = 1, imgs = ni, todo = ni - have;
-        grp[0] = j;
-        lf_bopts(j, o, &gos[0]);
-        while ((o->batchable || j->batchable) && k < n_idx && ng < LF_BATCH_MAX_BATCH) {
-            const lf_batch_job *n2 = &l->jobs[idx[k]];
-            size_t ni2 = lf_batch_job_images(n2), have2 = lf_bjob_have(&done, n2);
-            if (have2 == ni2) { /* nothing to make: skipped where it stands */
-                stats->skipped += ni2;
-                k++;
-                continue;
-            }
-            lf_bopts(n2, o, &gos[ng]);
-            if (!(o->batchable || n2->batchable) || imgs + ni2 > max_batch || !lf_gen_groupable(&gos[0], &gos[ng], NULL, 0))
-                break;
-            grp[ng++] = n2;
-            imgs += ni2;
-            todo += ni2 - have2;
-            k++;
+    if (st == LF_OK && (!todo || !grp || !gos)) st = lf_err(LF_ERR_NOMEM, "out of memory");
+    for (size_t k = 0; k < n_idx && st == LF_OK; k++) {
+        const lf_batch_job *j = &l->jobs[idx[k]];
+        size_t ni = lf_batch_job_images(j), have = lf_bjob_have(&done, j);
+        if (have == ni) stats->skipped += ni;
+        else todo[n_todo++] = idx[k];
+    }
+    for (size_t k = 0, end; k < n_todo && st == LF_OK; k = end) {
+        end = lf_batch_batch_end(l, todo, n_todo, k, o);
+        const lf_batch_job *j = &l->jobs[todo[k]];
+        size_t ng = end - k, todo_images = 0;
+        for (size_t b = 0; b < ng; b++) {
+            grp[b] = &l->jobs[todo[k + b]];
+            lf_bopts(grp[b], o, &gos[b]);
+            todo_images += lf_batch_job_images(grp[b]) - lf_bjob_have(&done, grp[b]);
         }
         for (size_t b = 0; b < ng && st == LF_OK; b++) {
             lf_sbuf dir = {0};
@@ -471,11 +477,11 @@ lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, 
         if (st != LF_OK) break;
         if ((st = lf_bsession(&sess, j, o, &r, stats)) != LF_OK) break;
         if (!o->quiet && ng == 1)
-            fprintf(stderr, "lorafuse batch: [%zu/%zu] %s: %zu image(s)\n", k, n_idx, lf_bjob_name(j, name, sizeof name),
-                    todo);
+            fprintf(stderr, "lorafuse batch: [%zu/%zu] %s: %zu image(s)\n", end, n_todo, lf_bjob_name(j, name, sizeof name),
+                    todo_images);
         else if (!o->quiet)
-            fprintf(stderr, "lorafuse batch: [%zu-%zu/%zu] one batch of %zu jobs from %s: %zu image(s)\n", at, k,
-                    n_idx, ng, lf_bjob_name(j, name, sizeof name), todo);
+            fprintf(stderr, "lorafuse batch: [%zu-%zu/%zu] one batch of %zu jobs from %s: %zu image(s)\n", k + 1, end,
+                    n_todo, ng, lf_bjob_name(j, name, sizeof name), todo_images);
         lf_gen *g = NULL;
         st = ng == 1 ? lf_gen_open_in(sess, &gos[0], &g) : lf_gen_open_group(sess, gos, ng, &g);
         if (st != LF_OK) {
@@ -501,6 +507,7 @@ lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, 
         stats->batches += ng > 1;
         lf_gen_free(g);
     }
+    free(todo);
     free(grp);
     free(gos);
     stats->images = r.written;

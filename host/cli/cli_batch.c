@@ -182,7 +182,18 @@ static size_t lf_batch_rewrites(const lf_batch_list *l, const size_t *idx, size_
 }
 
 static int lf_batch_dry(const lf_batch_list *l, const size_t *idx, size_t n, size_t unordered, const lf_batch_args *a) {
-    size_t images = 0, steps = 0, loads = 0;
+    size_t images = 0, steps = 0, loads = 0, batches = 0;
+    /* batch[k]: the call job k runs in (0-based), as a run without records would make them */
+    size_t *batch = malloc((n ? n : 1) * sizeof *batch);
+    if (!batch) {
+        fprintf(stderr, "lorafuse batch: out of memory\n");
+        return 1;
+    }
+    for (size_t k = 0, c = 0, end; k < n; k = end, c++) {
+        end = lf_batch_batch_end(l, idx, n, k, &a->o);
+        batches += end - k > 1;
+        for (size_t i = k; i < end; i++) batch[i] = c;
+    }
     for (size_t k = 0; k < n; k++) {
         const lf_batch_job *j = &l->jobs[idx[k]];
         images += lf_batch_job_images(j);
@@ -198,6 +209,7 @@ static int lf_batch_dry(const lf_batch_list *l, const size_t *idx, size_t n, siz
             cJSON_AddStringToObject(e, "id", j->id);
             cJSON_AddStringToObject(e, "dir", j->dir);
             cJSON_AddNumberToObject(e, "images", (double)lf_batch_job_images(j));
+            cJSON_AddNumberToObject(e, "batch", (double)batch[k]);
             cJSON_AddStringToObject(e, "sampler", j->sampler);
             cJSON_AddItemToObject(e, "params", cJSON_Parse(j->params));
             cJSON_AddItemToArray(arr, e);
@@ -209,6 +221,7 @@ static int lf_batch_dry(const lf_batch_list *l, const size_t *idx, size_t n, siz
         cJSON_AddNumberToObject(t, "model_loads", (double)loads);
         cJSON_AddNumberToObject(t, "weight_rewrites", (double)rewrites);
         cJSON_AddNumberToObject(t, "weight_rewrites_in_file_order", (double)unordered);
+        cJSON_AddNumberToObject(t, "batches", (double)batches);
         cJSON_AddStringToObject(t, "shard", "");
         char sh[48];
         snprintf(sh, sizeof sh, "%d/%d", a->o.shard, a->o.shards);
@@ -217,18 +230,21 @@ static int lf_batch_dry(const lf_batch_list *l, const size_t *idx, size_t n, siz
         cJSON_Delete(o);
         if (s) puts(s);
         free(s);
+        free(batch);
         return s ? 0 : 1;
     }
     for (size_t k = 0; k < n; k++) {
         const lf_batch_job *j = &l->jobs[idx[k]];
         char line[512];
-        snprintf(line, sizeof line, "%s  seed %lld  %d steps  %dx%d  %zu image(s)  %s  ", j->id, (long long)j->seed,
-                 j->steps, j->width, j->height, lf_batch_job_images(j), j->sampler);
+        snprintf(line, sizeof line, "%s  seed %lld  %d steps  %dx%d  %zu image(s)  %s  batch %zu  ", j->id,
+                 (long long)j->seed, j->steps, j->width, j->height, lf_batch_job_images(j), j->sampler, batch[k]);
         lf_cli_print_escaped("%s", line);
         lf_cli_print_escaped("%s\n", j->prompt);
     }
     printf("shard %d/%d: %zu jobs, %zu images, %zu steps, %zu model load(s), %zu weight rewrite(s) "
-           "(%zu in file order)\n", a->o.shard, a->o.shards, n, images, steps, loads, rewrites, unordered);
+           "(%zu in file order), %zu batch(es) of several jobs\n", a->o.shard, a->o.shards, n, images, steps, loads,
+           rewrites, unordered, batches);
+    free(batch);
     return 0;
 }
 

@@ -94,6 +94,11 @@ typedef struct lf_batch_stats {
 lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, const lf_batch_opts *o,
                        lf_batch_stats *st);
 
+/* The call that starts at idx[k]: idx[k..end) run as one batch (end > k): idx[k] and the batchable jobs after
+ * it that lf_gen_groupable lets share its call, up to max_batch images; k + 1 when idx[k] is not batchable.
+ * lf_batch_run applies it to the jobs with images still to make, --dry-run to all. */
+size_t lf_batch_batch_end(const lf_batch_list *l, const size_t *idx, size_t n_idx, size_t k, const lf_batch_opts *o);
+
 /* Merge manifests: a JSON object with the totals (malloc'd text). */
 lf_status lf_batch_report(const char *const *paths, size_t n, char **json);
 

@@ -215,6 +215,11 @@ def test_batchable(binary, tmp, jobs, clean):
     st = json.loads(r.stdout) if r.returncode == 0 else {}
     check(r.returncode == 0 and st.get("batches", 0) >= 2 and st.get("jobs") == 10,
           "--batchable: the 10 jobs in batches of at most 8 images %r %s" % (st, r.stderr))
+    r = run(binary, ["batch", jobs, "--dry-run", "--json", "--batchable"])
+    plan = json.loads(r.stdout) if r.returncode == 0 else {"totals": {}, "jobs": []}
+    check(plan["totals"].get("batches") == st.get("batches") and
+          max(j["batch"] for j in plan["jobs"]) + 1 < len(plan["jobs"]),
+          "--dry-run --batchable: the batches the run makes %r" % plan["totals"])
     a, b = pngs(out), pngs(clean)
     check(set(a) == set(b), "--batchable: the same files as separate runs")
     check(rec_keys([os.path.join(out, "manifest.jsonl")]) == rec_keys([os.path.join(clean, "manifest.jsonl")]),
