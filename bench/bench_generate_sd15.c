@@ -24,6 +24,20 @@
  * {"bench":"gen_sd15_summary"}: unet_s (mean forward = seconds per step without LoRA), overhead_s (mean
  * per step over all N steps), plan_s_per_step (plan build / N), step_s_lora = unet_s + overhead_s +
  * plan_s_per_step, overhead_fraction = (overhead_s + plan_s_per_step) / step_s_lora, target_met.
+ *
+ *   lf_bench_generate_sd15 --mixed K [--size PX] [--rank R]
+ * A mixed batch (docs/generate.md "Mixed batches") on the same random UNet, no files needed: K images
+ * (2K samples with CFG), each with its own rank-R kohya-style LoRA (default 8 images, rank 32) on every
+ * Linear / 1x1 conv of the transformer blocks (attn1/attn2 q, k, v, out, ff, proj_in, proj_out), run as
+ * unmerged per-sample terms on the per-sample compute (host/runtime/compute_mix.h), against the same
+ * forward without terms (what a batch costs when its images share merged weights) and a single image's
+ * forward (batch 2). Line {"bench":"gen_sd15_mixed"}: plain_s, mixed_s, terms_s (time in the terms, timed
+ * inside the forward), terms_fraction = terms_s / (mixed_s - terms_s): the unmerged path's extra cost per
+ * step as a fraction of the UNet step (target <= 0.10; it does not depend on other load on the machine),
+ * extra_fraction = (mixed_s - plain_s) / plain_s (the same from two separate forwards: noisy on a shared
+ * machine), single_s, and per step
+ * singles_s = K x single_s against mixed_s (the per-step speed-up of one batch over K single runs; the single
+ * runs' own merges, once per image, are not counted: see bench/RESULTS.md).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -39,6 +53,9 @@
 #include "lorafuse/lf_unet.h"
 #include "lorafuse/lf_live_weights.h"
 #include "host/base/util.h"
+#include "host/runtime/compute_cpu.h"
+#include "host/runtime/compute_mix.h"
+#include "host/runtime/model_compute.h"
 #include "tests/common/lf_test_rng.h"
 
 /* The random weights and inputs: U[-1, 1) from one fixed-seed stream, in the order drawn below. */
@@ -81,13 +98,99 @@ done:
     return u;
 }
 
+/* The mixed-batch measurement (--mixed): K images with K different rank-R LoRAs in one UNet call. */
+static int bench_mixed(int K, int px, int R) {
+    double t0 = lf_clock_s();
+    lf_unet *u = make_unet();
+    if (!u) return fail("unet");
+    double t_init = lf_clock_s() - t0;
+    lf_unet_spec s = {4, 4, 4, {320, 640, 1280, 1280}, 2, {1, 1, 1, 0}, 1, 768, 0, 0, 0};
+    lf_unet_tensor *ts = NULL;
+    size_t nt = 0;
+    if (lf_unet_spec_tensors(&s, &ts, &nt) != LF_OK) return fail("spec");
+    /* the kohya targets: every matrix product of the transformer blocks */
+    lf_mix_layer *layers = calloc(nt, sizeof *layers);
+    lf_mix_slot *slots = calloc(nt * (size_t)K, sizeof *slots);
+    lf_mix_term *terms = calloc(nt * (size_t)K, sizeof *terms);
+    float **own = calloc(2 * nt * (size_t)K, sizeof *own);
+    if (!layers || !slots || !terms || !own) return fail("layers");
+    size_t nl = 0, no = 0;
+    double factor_mb = 0;
+    for (size_t i = 0; i < nt; i++) {
+        const char *nm = ts[i].name;
+        if (ts[i].ndim < 2 || !strstr(nm, ".weight") ||
+            !(strstr(nm, "transformer_blocks") || strstr(nm, "proj_in") || strstr(nm, "proj_out")))
+            continue;
+        const lf_view *v = lf_unet_weight_view(u, nm);
+        if (!v) return fail(nm);
+        int64_t O = ts[i].shape[0], Kin = 1;
+        for (int d = 1; d < ts[i].ndim; d++) Kin *= ts[i].shape[d];
+        layers[nl].w0 = v->data;
+        layers[nl].slots = slots + nl * (size_t)K;
+        for (int k = 0; k < K; k++) {
+            lf_mix_term *t = &terms[nl * (size_t)K + (size_t)k];
+            float *dn = malloc((size_t)(R * Kin) * sizeof *dn), *up = malloc((size_t)(O * R) * sizeof *up);
+            if (!dn || !up) return fail("factors");
+            for (int64_t q = 0; q < R * Kin; q++) dn[q] = 0.05f * lf_test_rng_signed(&rng);
+            for (int64_t q = 0; q < O * R; q++) up[q] = 0.05f * lf_test_rng_signed(&rng);
+            own[no++] = dn, own[no++] = up;
+            factor_mb += (double)(R * (Kin + O)) * 4.0 / 1048576.0;
+            t->down = dn, t->up = up, t->rank = R, t->scale = 0.5f + 0.05f * (float)k;
+            slots[nl * (size_t)K + (size_t)k].terms = t;
+            slots[nl * (size_t)K + (size_t)k].n_terms = 1;
+        }
+        nl++;
+    }
+    lf_compute_mix_sort(layers, nl);
+    lf_compute_mix m;
+    if (lf_compute_mix_init(&m, lf_compute_cpu()) != LF_OK) return fail("mix");
+    int64_t N = 2 * K, H = px / 8, W = px / 8, L = 77, C = 768, per = 4 * H * W;
+    int *slot_of = malloc((size_t)N * sizeof *slot_of);
+    float *x = malloc((size_t)(N * per) * sizeof(float)), *out = malloc((size_t)(N * per) * sizeof(float));
+    float *ctx = malloc((size_t)(N * L * C) * sizeof(float)), *tt = malloc((size_t)N * sizeof(float));
+    if (!slot_of || !x || !out || !ctx || !tt) return fail("inputs");
+    for (int64_t i = 0; i < N; i++) slot_of[i] = (int)(i % K), tt[i] = 500.0f; /* [uncond of K; cond of K] */
+    for (int64_t i = 0; i < N * per; i++) x[i] = lf_test_rng_signed(&rng);
+    for (int64_t i = 0; i < N * L * C; i++) ctx[i] = lf_test_rng_signed(&rng);
+    m.layers = layers, m.n_layers = nl, m.n_slots = (size_t)K, m.slot_of = slot_of;
+    lf_compute *cpu = lf_compute_cpu();
+    /* a warm-up single, then each measurement once (a forward is seconds to minutes here) */
+    if (lf_unet_forward_on(u, cpu, out, x, tt, ctx, L, NULL, 2, H, W) != LF_OK) return fail("warm-up");
+    t0 = lf_clock_s();
+    if (lf_unet_forward_on(u, cpu, out, x, tt, ctx, L, NULL, 2, H, W) != LF_OK) return fail("single");
+    double single = lf_clock_s() - t0;
+    t0 = lf_clock_s();
+    if (lf_unet_forward_on(u, cpu, out, x, tt, ctx, L, NULL, N, H, W) != LF_OK) return fail("plain");
+    double plain = lf_clock_s() - t0;
+    m.n_samples = N;
+    t0 = lf_clock_s();
+    if (lf_unet_forward_on(u, &m.c, out, x, tt, ctx, L, NULL, N, H, W) != LF_OK) return fail("mixed");
+    double mixed = lf_clock_s() - t0;
+    double frac = (mixed - plain) / plain, tfrac = m.t_terms / (mixed - m.t_terms);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("{\"bench\":\"gen_sd15_mixed\",\"images\":%d,\"samples\":%lld,\"rank\":%d,\"pixels\":%d,\"layers\":%zu,"
+           "\"threads\":%d,\"single_s\":%.3f,\"plain_s\":%.3f,\"mixed_s\":%.3f,\"terms_s\":%.3f,\"terms_fraction\":%.4f,"
+           "\"extra_fraction\":%.4f,\"target\":0.10,\"target_met\":%s,\"singles_s\":%.3f,\"speedup_per_step\":%.3f,\"factors_mb\":%.0f,"
+           "\"unet_init_s\":%.1f,\"peak_rss_mb\":%.0f}\n",
+           K, (long long)N, R, px, nl, lf_par_threads(), single, plain, mixed, m.t_terms, tfrac, frac,
+           tfrac <= 0.10 ? "true" : "false", K * single, K * single / mixed, factor_mb, t_init,
+           (double)ru.ru_maxrss / 1024.0);
+    lf_compute_mix_free(&m);
+    for (size_t i = 0; i < no; i++) free(own[i]);
+    free(own), free(terms), free(slots), free(layers), free(ts), free(slot_of), free(x), free(out), free(ctx), free(tt);
+    lf_unet_free(u);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *dir = "/tmp/lf-bench", *tag = "<lora:lora-r32:te=0:unet=0@0,1@1.0:ramp=linear>";
-    int steps = 20, unet_steps = 2, px = 512;
+    int steps = 20, unet_steps = 2, px = 512, mixed = 0, rank = 32;
     for (int i = 1; i < argc; i += 2) { /* every option takes one value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
-            fprintf(stderr, "usage: %s [--dir DIR] [--steps N] [--unet-steps K] [--size PX] [--tag TAG]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--dir DIR] [--steps N] [--unet-steps K] [--size PX] [--tag TAG] | --mixed K "
+                            "[--size PX] [--rank R]\n", argv[0]);
             return 2;
         }
         if (!strcmp(a, "--dir")) dir = v;
@@ -95,6 +198,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--unet-steps")) unet_steps = atoi(v);
         else if (!strcmp(a, "--size")) px = atoi(v);
         else if (!strcmp(a, "--tag")) tag = v;
+        else if (!strcmp(a, "--mixed")) mixed = atoi(v);
+        else if (!strcmp(a, "--rank")) rank = atoi(v);
         else {
             fprintf(stderr, "unknown option %s\n", a);
             return 2;
@@ -104,6 +209,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bad values: steps >= 1, 0 <= unet-steps <= steps, size a multiple of 64\n");
         return 2;
     }
+    if (mixed > 0) return rank >= 1 && mixed <= 64 ? bench_mixed(mixed, px, rank) : 2;
     char ckpt[4096], lora[4096];
     snprintf(ckpt, sizeof ckpt, "%s/sd15-f16.safetensors", dir);
     snprintf(lora, sizeof lora, "%s/lora-r32.safetensors", dir);

@@ -22,7 +22,7 @@
 #include "lorafuse/lf_prompt_tags.h"
 #include "lorafuse/lf_sampler.h"
 
-typedef enum { F_STR, F_INT, F_NUM } lf_bftype;
+typedef enum { F_STR, F_INT, F_NUM, F_BOOL } lf_bftype;
 
 static const struct {
     const char *name;
@@ -33,11 +33,11 @@ static const struct {
     {"negative_prompt", F_STR, 0, 0}, {"sampler_name", F_STR, 0, 0}, {"scheduler", F_STR, 0, 0},
     {"seed", F_INT, -1, 9007199254740991.0}, {"steps", F_INT, 1, 10000}, {"width", F_INT, 8, LF_GEN_MAX_SIZE},
     {"height", F_INT, 8, LF_GEN_MAX_SIZE}, {"batch_size", F_INT, 1, 1024}, {"n_iter", F_INT, 1, 100000},
-    {"clip_skip", F_INT, 0, 12},  {"cfg_scale", F_NUM, -1000, 1000},
+    {"clip_skip", F_INT, 0, 12},  {"cfg_scale", F_NUM, -1000, 1000}, {"batchable", F_BOOL, 0, 0},
 };
 #define LF_N_BFIELDS (sizeof lf_bfields / sizeof *lf_bfields)
 static const char lf_bfield_list[] = "id, model, prompt, negative_prompt, seed, steps, sampler_name, scheduler, "
-                                     "cfg_scale, width, height, batch_size, n_iter, clip_skip, axes";
+                                     "cfg_scale, width, height, batch_size, n_iter, clip_skip, batchable, axes";
 
 static int lf_bfield(const char *name) {
     for (size_t i = 0; i < LF_N_BFIELDS; i++)
@@ -114,10 +114,11 @@ static lf_status lf_bcheck_fields(lf_bctx *c, const cJSON *job, int allow_axes) 
             return lf_err(LF_ERR_FORMAT, "%s: unknown field '%s' (fields: %s)", lf_bwhere(c, job),
                           lf_esc(q, sizeof q, f->string, strlen(f->string)), lf_bfield_list);
         if (cJSON_IsNull(f)) continue;
-        if (lf_bfields[k].type == F_STR ? !cJSON_IsString(f) : !cJSON_IsNumber(f))
-            return lf_err(LF_ERR_FORMAT, "%s: %s must be a %s", lf_bwhere(c, job), f->string,
-                          lf_bfields[k].type == F_STR ? "string" : "number");
-        if (lf_bfields[k].type != F_STR) {
+        static const char *const tname[] = {"string", "number", "number", "boolean"};
+        lf_bftype t = lf_bfields[k].type;
+        if (t == F_STR ? !cJSON_IsString(f) : t == F_BOOL ? !cJSON_IsBool(f) : !cJSON_IsNumber(f))
+            return lf_err(LF_ERR_FORMAT, "%s: %s must be a %s", lf_bwhere(c, job), f->string, tname[t]);
+        if (t == F_INT || t == F_NUM) {
             double v = f->valuedouble;
             if ((lf_bfields[k].type == F_INT && v != floor(v)) || v < lf_bfields[k].lo || v > lf_bfields[k].hi)
                 return lf_err(LF_ERR_FORMAT, "%s: %s %g is not %s from %g to %g", lf_bwhere(c, job), f->string, v,
@@ -222,6 +223,7 @@ static lf_status lf_bjob_add(lf_batch_list *l, size_t *cap, cJSON *o, const char
     j->clip_skip = (int)lf_bnum(o, "clip_skip", 0);
     j->cfg = lf_bnum(o, "cfg_scale", LF_GEN_DEFAULT_CFG);
     j->seed = (int64_t)lf_bnum(o, "seed", -1);
+    j->batchable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "batchable"));
     if (j->seed < 0) j->seed = lf_bseed_of(sweep ? sweep : id); /* a sweep's cells share it, as in an X/Y plot */
     if (!j->id || !j->dir || (sweep && !j->sweep) || !j->model || !j->prompt || !j->negative)
         return lf_err(LF_ERR_NOMEM, "out of memory");
@@ -237,6 +239,8 @@ static lf_status lf_bjob_add(lf_batch_list *l, size_t *cap, cJSON *o, const char
     free(tags);
     j->key = k.s;
     cJSON_DeleteItemFromObjectCaseSensitive(o, "axes");
+    /* how the job runs, not what it makes: records stay valid when it changes (--resume) */
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "batchable");
     cJSON_DeleteItemFromObjectCaseSensitive(o, "seed");
     cJSON_DeleteItemFromObjectCaseSensitive(o, "id");
     cJSON_AddStringToObject(o, "id", id);

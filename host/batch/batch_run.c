@@ -193,7 +193,8 @@ typedef struct {
     int fd;                    /* the manifest, O_APPEND */
     double load;               /* session load time not yet attributed to a record */
     double t_start;            /* the job's start (unix seconds) */
-    lf_gen_times prev;         /* the job's times at its previous record */
+    lf_gen_times prev;         /* the run's times at its previous record */
+    const lf_batch_job **batch; /* the jobs of the running call, by lf_gen_image.job */
     size_t written;
     long kill_png, kill_record;
     size_t n_png, n_record;
@@ -206,7 +207,7 @@ static void lf_bkill_if(long at, size_t n) {
 static lf_status lf_bimage(void *ctx, const lf_gen_image *im) {
     lf_brun *r = ctx;
     const lf_batch_job *j = r->job;
-    if (lf_brecs_has(r->done, j->id, im->index)) return LF_OK;
+    if (lf_brecs_has(r->done, j->id, im->job_index)) return LF_OK;
     uint8_t *png = NULL;
     size_t len = 0;
     const char *key = "parameters";
@@ -220,7 +221,7 @@ static lf_status lf_bimage(void *ctx, const lf_gen_image *im) {
     lf_sha256_final(&sh, dg);
     lf_sha256_hex(dg, hex);
     char rel[512], path[4096];
-    snprintf(rel, sizeof rel, "%s/%05d-%lld.png", j->dir, im->index, (long long)im->seed);
+    snprintf(rel, sizeof rel, "%s/%05d-%lld.png", j->dir, im->job_index, (long long)im->seed);
     snprintf(path, sizeof path, "%s/%s", r->o->output_dir, rel);
     double t0 = lf_clock_s();
     lf_file_out_opts fo = {1, NULL, 0};
@@ -239,7 +240,7 @@ static lf_status lf_bimage(void *ctx, const lf_gen_image *im) {
     const lf_gen_times *t = lf_gen_get_times(r->g);
     cJSON *rec = cJSON_CreateObject();
     cJSON_AddStringToObject(rec, "job", j->id);
-    cJSON_AddNumberToObject(rec, "image", im->index);
+    cJSON_AddNumberToObject(rec, "image", im->job_index);
     cJSON_AddNumberToObject(rec, "seed", (double)im->seed);
     cJSON_AddStringToObject(rec, "file", rel);
     cJSON_AddStringToObject(rec, "sha256", hex);
@@ -280,6 +281,13 @@ static lf_status lf_bimage(void *ctx, const lf_gen_image *im) {
     r->written++;
     lf_bkill_if(r->kill_record, ++r->n_record);
     return LF_OK;
+}
+
+/* An image of a batch of jobs: recorded as its own job's. */
+static lf_status lf_bimage_of(void *ctx, const lf_gen_image *im) {
+    lf_brun *r = ctx;
+    r->job = r->batch[im->job];
+    return lf_bimage(r, im);
 }
 
 static void lf_bopts(const lf_batch_job *j, const lf_batch_opts *o, lf_gen_opts *g) {
@@ -335,12 +343,15 @@ static void lf_bdrop_changed(lf_brecs *r, const lf_batch_list *l) {
     r->n = k;
 }
 
-/* All images of j recorded. */
+/* Images of j recorded. */
+static size_t lf_bjob_have(const lf_brecs *done, const lf_batch_job *j) {
+    size_t ni = lf_batch_job_images(j), have = 0;
+    for (size_t i = 0; i < ni; i++) have += (size_t)lf_brecs_has(done, j->id, (int)i);
+    return have;
+}
+
 static int lf_bjob_done(const lf_brecs *done, const lf_batch_job *j) {
-    size_t ni = lf_batch_job_images(j);
-    for (size_t i = 0; i < ni; i++)
-        if (!lf_brecs_has(done, j->id, (int)i)) return 0;
-    return 1;
+    return lf_bjob_have(done, j) == lf_batch_job_images(j);
 }
 
 /* *sess holding j's model: kept, or the old one freed and j's loaded (its time counted as load). */
@@ -358,6 +369,23 @@ static lf_status lf_bsession(lf_gen_session **sess, const lf_batch_job *j, const
     stats->times.load += lf_clock_s() - tl;
     stats->model_loads++;
     return LF_OK;
+}
+
+size_t lf_batch_batch_end(const lf_batch_list *l, const size_t *idx, size_t n_idx, size_t k, const lf_batch_opts *o) {
+    const lf_batch_job *j = &l->jobs[idx[k]];
+    size_t max_batch = o->max_batch > 0 ? (size_t)o->max_batch : LF_BATCH_DEFAULT_MAX_BATCH;
+    size_t end = k + 1, imgs = lf_batch_job_images(j);
+    if (!(o->batchable || j->batchable)) return end;
+    lf_gen_opts a, b;
+    lf_bopts(j, o, &a);
+    for (; end < n_idx && end - k < LF_BATCH_MAX_BATCH; end++) {
+        const lf_batch_job *n2 = &l->jobs[idx[end]];
+        size_t ni = lf_batch_job_images(n2);
+        lf_bopts(n2, o, &b);
+        if (!(o->batchable || n2->batchable) || imgs + ni > max_batch || !lf_gen_groupable(&a, &b, NULL, 0)) break;
+        imgs += ni;
+    }
+    return end;
 }
 
 lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, const lf_batch_opts *o,
@@ -419,37 +447,54 @@ lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, 
         st = lf_err(LF_ERR_IO, "%s: cannot open the manifest: %s", lf_esc(q, sizeof q, mp.s, strlen(mp.s)),
                     strerror(errno));
     r.fd = fd;
+    /* the jobs with images to make, then their batches (lf_batch_batch_end) */
+    size_t *todo = malloc((n_idx ? n_idx : 1) * sizeof *todo), n_todo = 0;
+    const lf_batch_job **grp = malloc(LF_BATCH_MAX_BATCH * sizeof *grp);
+    lf_gen_opts *gos = malloc(LF_BATCH_MAX_BATCH * sizeof *gos);
+    if (st == LF_OK && (!todo || !grp || !gos)) st = lf_err(LF_ERR_NOMEM, "out of memory");
     for (size_t k = 0; k < n_idx && st == LF_OK; k++) {
         const lf_batch_job *j = &l->jobs[idx[k]];
-        size_t ni = lf_batch_job_images(j), have = 0;
-        for (size_t i = 0; i < ni; i++) have += (size_t)lf_brecs_has(&done, j->id, (int)i);
-        if (have == ni) {
-            stats->skipped += ni;
-            continue;
+        size_t ni = lf_batch_job_images(j), have = lf_bjob_have(&done, j);
+        if (have == ni) stats->skipped += ni;
+        else todo[n_todo++] = idx[k];
+    }
+    for (size_t k = 0, end; k < n_todo && st == LF_OK; k = end) {
+        end = lf_batch_batch_end(l, todo, n_todo, k, o);
+        const lf_batch_job *j = &l->jobs[todo[k]];
+        size_t ng = end - k, todo_images = 0;
+        for (size_t b = 0; b < ng; b++) {
+            grp[b] = &l->jobs[todo[k + b]];
+            lf_bopts(grp[b], o, &gos[b]);
+            todo_images += lf_batch_job_images(grp[b]) - lf_bjob_have(&done, grp[b]);
         }
-        lf_sbuf dir = {0};
-        lf_sb_printf(&dir, "%s/%s", o->output_dir, j->dir);
-        st = dir.oom ? lf_err(LF_ERR_NOMEM, "out of memory") : lf_bmkdirs(dir.s);
-        if (st == LF_OK && o->resume) lf_bclean_temps(dir.s);
-        lf_sb_free(&dir);
+        for (size_t b = 0; b < ng && st == LF_OK; b++) {
+            lf_sbuf dir = {0};
+            lf_sb_printf(&dir, "%s/%s", o->output_dir, grp[b]->dir);
+            st = dir.oom ? lf_err(LF_ERR_NOMEM, "out of memory") : lf_bmkdirs(dir.s);
+            if (st == LF_OK && o->resume) lf_bclean_temps(dir.s);
+            lf_sb_free(&dir);
+        }
         if (st != LF_OK) break;
         if ((st = lf_bsession(&sess, j, o, &r, stats)) != LF_OK) break;
-        if (!o->quiet)
-            fprintf(stderr, "lorafuse batch: [%zu/%zu] %s: %zu image(s)\n", k + 1, n_idx,
-                    lf_bjob_name(j, name, sizeof name), ni - have);
-        lf_gen_opts go;
-        lf_bopts(j, o, &go);
+        if (!o->quiet && ng == 1)
+            fprintf(stderr, "lorafuse batch: [%zu/%zu] %s: %zu image(s)\n", end, n_todo, lf_bjob_name(j, name, sizeof name),
+                    todo_images);
+        else if (!o->quiet)
+            fprintf(stderr, "lorafuse batch: [%zu-%zu/%zu] one batch of %zu jobs from %s: %zu image(s)\n", k + 1, end,
+                    n_todo, ng, lf_bjob_name(j, name, sizeof name), todo_images);
         lf_gen *g = NULL;
-        if ((st = lf_gen_open_in(sess, &go, &g)) != LF_OK) {
-            st = lf_err_wrap(st, "%s: ", lf_bjob_name(j, name, sizeof name));
+        st = ng == 1 ? lf_gen_open_in(sess, &gos[0], &g) : lf_gen_open_group(sess, gos, ng, &g);
+        if (st != LF_OK) {
+            st = lf_err_wrap(st, "%s%s: ", lf_bjob_name(j, name, sizeof name), ng > 1 ? " and the jobs batched with it" : "");
             break;
         }
         r.job = j;
+        r.batch = grp;
         r.g = g;
         r.t_start = lf_bnow();
         memset(&r.prev, 0, sizeof r.prev);
-        st = lf_gen_run(g, lf_bimage, &r);
-        if (st != LF_OK) st = lf_err_wrap(st, "%s: ", lf_bjob_name(j, name, sizeof name));
+        st = lf_gen_run(g, lf_bimage_of, &r);
+        if (st != LF_OK) st = lf_err_wrap(st, "%s: ", lf_bjob_name(r.job, name, sizeof name));
         const lf_gen_times *t = lf_gen_get_times(g);
         stats->times.encode += t->encode;
         stats->times.weights += t->weights;
@@ -458,9 +503,13 @@ lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, 
         stats->times.te_runs += t->te_runs;
         stats->times.weight_updates += t->weight_updates;
         stats->times.unet_calls += t->unet_calls;
-        stats->jobs++;
+        stats->jobs += ng;
+        stats->batches += ng > 1;
         lf_gen_free(g);
     }
+    free(todo);
+    free(grp);
+    free(gos);
     stats->images = r.written;
     lf_gen_session_free(sess);
     if (st == LF_OK) st = lf_batch_grids(l, idx, n_idx, o->output_dir, &stats->grids);

@@ -2,7 +2,7 @@
  *
  *   lorafuse batch JOBS [--output-dir DIR] [--shard I/N | --shards N] [--resume] [--dry-run] [--json]
  *                  [--max-jobs N] [--lora-dir DIR] [--backend auto|cpu|cuda] [--device N] [--threads N]
- *                  [--order adapters|file]
+ *                  [--order adapters|file] [--batchable] [--max-batch N]
  *   lorafuse batch --report MANIFEST... [--json]
  *
  * The shard: --shard I/N; else Slurm's array variables (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN,
@@ -25,7 +25,7 @@
 static const char lf_batch_usage_text[] =
     "usage: lorafuse batch JOBS [--output-dir DIR] [--shard I/N | --shards N] [--resume] [--dry-run]\n"
     "                      [--json] [--max-jobs N] [--lora-dir DIR] [--backend auto|cpu|cuda] [--device N]\n"
-    "                      [--threads N] [--order adapters|file] [--quiet]\n"
+    "                      [--threads N] [--order adapters|file] [--batchable] [--max-batch N] [--quiet]\n"
     "       lorafuse batch --report MANIFEST... [--json]\n";
 
 static const char lf_batch_help_text[] =
@@ -36,6 +36,8 @@ static const char lf_batch_help_text[] =
     "shards: --shard I/N (0 <= I < N), else SLURM_ARRAY_TASK_ID/_MIN/_COUNT, else JOB_COMPLETION_INDEX\n"
     "with --shards N. --dry-run prints the expanded jobs and totals without loading a model.\n"
     "--order file runs the jobs as written instead of grouped by model and LoRA tags (for comparison).\n"
+    "--batchable: every job as if it had \"batchable\": true: consecutive batchable jobs with the same\n"
+    "model, size, steps, sampler, CFG and clip skip run as one batch of up to --max-batch (8) images.\n"
     "example:\n"
     "  lorafuse batch jobs.jsonl --output-dir out --dry-run\n"
     "  lorafuse batch jobs.jsonl --output-dir out && lorafuse batch --report out/manifest.jsonl\n"
@@ -45,7 +47,7 @@ static const char lf_batch_help_text[] =
 
 enum {
     B_OUTDIR, B_SHARD, B_SHARDS, B_RESUME, B_DRY, B_JSON, B_MAX, B_LORA, B_BACKEND, B_DEVICE, B_THREADS, B_QUIET, B_REPORT,
-    B_ORDER
+    B_ORDER, B_BATCHABLE, B_MAX_BATCH
 };
 
 static const lf_cli_opt lf_batch_cli_opts[] = {
@@ -53,7 +55,8 @@ static const lf_cli_opt lf_batch_cli_opts[] = {
     [B_RESUME] = {"resume", 0, 0},     [B_DRY] = {"dry-run", 0, 0},     [B_JSON] = {"json", 0, 0},
     [B_MAX] = {"max-jobs", 1, 0},      [B_LORA] = {"lora-dir", 1, 0},   [B_BACKEND] = {"backend", 1, 0}, [B_DEVICE] = {"device", 1, 0},
     [B_THREADS] = {"threads", 1, 0},   [B_QUIET] = {"quiet", 0, 0},     [B_REPORT] = {"report", 0, 0},
-    [B_ORDER] = {"order", 1, 0},       {NULL, 0, 0}};
+    [B_ORDER] = {"order", 1, 0},       [B_BATCHABLE] = {"batchable", 0, 0}, [B_MAX_BATCH] = {"max-batch", 1, 0},
+    {NULL, 0, 0}};
 
 typedef struct {
     lf_batch_opts o;
@@ -87,6 +90,11 @@ static int lf_batch_opt(lf_batch_args *a, int o, const char *v) {
     case B_ORDER:
         if (!strcmp(v, "file")) a->file_order = 1;
         else if (strcmp(v, "adapters")) return lf_cli_bad_choice("batch", "--order", v, "adapters or file");
+        return 1;
+    case B_BATCHABLE: a->o.batchable = 1; return 1;
+    case B_MAX_BATCH:
+        if (!lf_cli_int("batch", "--max-batch", v, 1, LF_BATCH_MAX_BATCH, &n)) return 0;
+        a->o.max_batch = (int)n;
         return 1;
     default: return 0;
     }
@@ -174,7 +182,18 @@ static size_t lf_batch_rewrites(const lf_batch_list *l, const size_t *idx, size_
 }
 
 static int lf_batch_dry(const lf_batch_list *l, const size_t *idx, size_t n, size_t unordered, const lf_batch_args *a) {
-    size_t images = 0, steps = 0, loads = 0;
+    size_t images = 0, steps = 0, loads = 0, batches = 0;
+    /* batch[k]: the call job k runs in (0-based), as a run without records would make them */
+    size_t *batch = malloc((n ? n : 1) * sizeof *batch);
+    if (!batch) {
+        fprintf(stderr, "lorafuse batch: out of memory\n");
+        return 1;
+    }
+    for (size_t k = 0, c = 0, end; k < n; k = end, c++) {
+        end = lf_batch_batch_end(l, idx, n, k, &a->o);
+        batches += end - k > 1;
+        for (size_t i = k; i < end; i++) batch[i] = c;
+    }
     for (size_t k = 0; k < n; k++) {
         const lf_batch_job *j = &l->jobs[idx[k]];
         images += lf_batch_job_images(j);
@@ -190,6 +209,7 @@ static int lf_batch_dry(const lf_batch_list *l, const size_t *idx, size_t n, siz
             cJSON_AddStringToObject(e, "id", j->id);
             cJSON_AddStringToObject(e, "dir", j->dir);
             cJSON_AddNumberToObject(e, "images", (double)lf_batch_job_images(j));
+            cJSON_AddNumberToObject(e, "batch", (double)batch[k]);
             cJSON_AddStringToObject(e, "sampler", j->sampler);
             cJSON_AddItemToObject(e, "params", cJSON_Parse(j->params));
             cJSON_AddItemToArray(arr, e);
@@ -201,6 +221,7 @@ static int lf_batch_dry(const lf_batch_list *l, const size_t *idx, size_t n, siz
         cJSON_AddNumberToObject(t, "model_loads", (double)loads);
         cJSON_AddNumberToObject(t, "weight_rewrites", (double)rewrites);
         cJSON_AddNumberToObject(t, "weight_rewrites_in_file_order", (double)unordered);
+        cJSON_AddNumberToObject(t, "batches", (double)batches);
         cJSON_AddStringToObject(t, "shard", "");
         char sh[48];
         snprintf(sh, sizeof sh, "%d/%d", a->o.shard, a->o.shards);
@@ -209,18 +230,21 @@ static int lf_batch_dry(const lf_batch_list *l, const size_t *idx, size_t n, siz
         cJSON_Delete(o);
         if (s) puts(s);
         free(s);
+        free(batch);
         return s ? 0 : 1;
     }
     for (size_t k = 0; k < n; k++) {
         const lf_batch_job *j = &l->jobs[idx[k]];
         char line[512];
-        snprintf(line, sizeof line, "%s  seed %lld  %d steps  %dx%d  %zu image(s)  %s  ", j->id, (long long)j->seed,
-                 j->steps, j->width, j->height, lf_batch_job_images(j), j->sampler);
+        snprintf(line, sizeof line, "%s  seed %lld  %d steps  %dx%d  %zu image(s)  %s  batch %zu  ", j->id,
+                 (long long)j->seed, j->steps, j->width, j->height, lf_batch_job_images(j), j->sampler, batch[k]);
         lf_cli_print_escaped("%s", line);
         lf_cli_print_escaped("%s\n", j->prompt);
     }
     printf("shard %d/%d: %zu jobs, %zu images, %zu steps, %zu model load(s), %zu weight rewrite(s) "
-           "(%zu in file order)\n", a->o.shard, a->o.shards, n, images, steps, loads, rewrites, unordered);
+           "(%zu in file order), %zu batch(es) of several jobs\n", a->o.shard, a->o.shards, n, images, steps, loads,
+           rewrites, unordered, batches);
+    free(batch);
     return 0;
 }
 
@@ -303,13 +327,14 @@ int lf_cli_batch(int argc, char **argv) {
                 rc = 0;
                 if (a.json)
                     printf("{\"shard\": \"%d/%d\", \"jobs\": %zu, \"images\": %zu, \"skipped\": %zu, \"model_loads\": "
-                           "%zu, \"grids\": %zu, \"seconds\": %.3f, \"weight_updates\": %zu, \"te_runs\": %zu}\n",
+                           "%zu, \"grids\": %zu, \"seconds\": %.3f, \"weight_updates\": %zu, \"te_runs\": %zu, "
+                           "\"batches\": %zu}\n",
                            a.o.shard, a.o.shards, s.jobs, s.images, s.skipped, s.model_loads, s.grids, s.seconds,
-                           s.times.weight_updates, s.times.te_runs);
+                           s.times.weight_updates, s.times.te_runs, s.batches);
                 else
                     printf("lorafuse batch: shard %d/%d: %zu image(s) written, %zu already done, %zu job(s), "
-                           "%zu model load(s), %zu grid sheet(s), %.2f s\n", a.o.shard, a.o.shards, s.images, s.skipped,
-                           s.jobs, s.model_loads, s.grids, s.seconds);
+                           "%zu batch(es) of several jobs, %zu model load(s), %zu grid sheet(s), %.2f s\n", a.o.shard,
+                           a.o.shards, s.images, s.skipped, s.jobs, s.batches, s.model_loads, s.grids, s.seconds);
             }
         }
     } else {

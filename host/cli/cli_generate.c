@@ -7,6 +7,7 @@
  *                     [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--hash-cache FILE] [--quiet]
  *                     [--json] [--tag-dialect lorafuse|loractl] [--embeddings-dir DIR]
  *                     [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]
+ *                     [--prompts-file FILE]
  * (usage and --help text: lf_generate_usage_text, lf_generate_help_text; README "generate" shows both)
  *
  * Memory: the call's estimate (lf_gen_info.mem_estimate) must fit --memory-limit, by default the memory
@@ -18,6 +19,11 @@
  *   {"file", "seed", "index", "width", "height", "steps", "sampler", "cfg",
  *    "timings": {"sample", "decode", "write"},  (seconds; sample = this image's share of its run)
  *    "memory": {"peak_rss", "weights", "adapter_backups", "activations", "scratch"}}  (bytes, lf_gen_memory)
+ * --prompts-file FILE (instead of --prompt): one prompt with its own tags per line (blank lines skipped),
+ * run in groups of up to --batch-size lines on one loaded model (lf_gen_open_group: one UNet call per step
+ * for the whole group on the CPU); line j (0-based) gets seed S + j * C (C = --batch-count images per
+ * line, image i of the line S + j * C + i; S = --seed, drawn once when -1), as A1111's consecutive seeds;
+ * --json adds "line" (1-based). All lines share every other option.
  * Exit status: 0 success, 1 failure (nothing is loaded or written when a check fails), 2 usage.
  */
 #include <limits.h>
@@ -32,12 +38,14 @@
 #include "host/cuda/compute_cuda.h"
 #include "host/base/number.h"
 #include "host/base/text.h"
+#include "host/base/util.h"
 #include "lorafuse/lf_generate.h"
 #include "lorafuse/lf_step_plan.h"
 
 typedef struct {
     lf_gen_opts o;
     int quiet, json;
+    const char *prompts_file;
 } lf_generate_args;
 
 static const char lf_generate_usage_text[] =
@@ -47,7 +55,8 @@ static const char lf_generate_usage_text[] =
     "                         [--backend auto|cpu|cuda] [--device N] [--rng cpu|nv] [--clip-skip N]\n"
     "                         [--lbw-presets FILE] [--hash-cache FILE] [--quiet]\n"
     "                         [--json] [--tag-dialect lorafuse|loractl] [--embeddings-dir DIR]\n"
-    "                         [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]\n";
+    "                         [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]\n"
+    "                         [--prompts-file FILE]\n";
 
 static const char lf_generate_help_text[] =
     "Text-to-image with scheduled <lora:...> tags; PNGs named NNNNN-SEED.png with A1111's parameters.\n"
@@ -68,6 +77,9 @@ static const char lf_generate_help_text[] =
     "                      CPU; the summary line says which and why), cpu, or cuda; --device N picks the GPU\n"
     "  --memory-limit MIB  refuse a call whose memory estimate is larger (default: what is available);\n"
     "                      --force-size runs anyway\n"
+    "  --prompts-file FILE instead of --prompt: one prompt with its own <lora:...> tags per line, run in\n"
+    "                      groups of --batch-size lines as one batch (each image equal to its line run\n"
+    "                      alone); line j gets seed + j x --batch-count\n"
     "  --quiet             only errors on stderr;  --json  one JSON object per image on stdout\n"
     "example:\n"
     "  lorafuse generate --model models/sd15-mini.safetensors --steps 8 --seed 42 \\\n"
@@ -76,7 +88,7 @@ static const char lf_generate_help_text[] =
 enum {
     G_MODEL, G_PROMPT, G_NEGATIVE, G_SAMPLER, G_LORA_DIR, G_LBW, G_OUTDIR, G_STEPS, G_WIDTH, G_HEIGHT, G_BSIZE,
     G_BCOUNT, G_CLIPSKIP, G_SEED, G_CFG, G_BACKEND, G_DEVICE, G_RNG, G_MEMLIMIT, G_FORCESIZE, G_SYMOUT, G_NOSYMOUT,
-    G_AUTOTRIG, G_QUIET, G_JSON, G_VAE, G_HASHCACHE, G_DIALECT, G_EMBDIR, G_VAETILE
+    G_AUTOTRIG, G_QUIET, G_JSON, G_VAE, G_HASHCACHE, G_DIALECT, G_EMBDIR, G_VAETILE, G_PROMPTS
 };
 
 static const lf_cli_opt lf_generate_cli_opts[] = {
@@ -90,7 +102,7 @@ static const lf_cli_opt lf_generate_cli_opts[] = {
     [G_NOSYMOUT] = {"no-symlinks-out", 0, 0}, [G_AUTOTRIG] = {"auto-trigger", 0, 0}, [G_QUIET] = {"quiet", 0, 0},
     [G_JSON] = {"json", 0, 0},           [G_VAE] = {"vae", 1, 0},             [G_HASHCACHE] = {"hash-cache", 1, 0},
     [G_DIALECT] = {"tag-dialect", 1, 0}, [G_EMBDIR] = {"embeddings-dir", 1, 0},
-    [G_VAETILE] = {"vae-tiling", 0, 0},  {NULL, 0, 0}};
+    [G_VAETILE] = {"vae-tiling", 0, 0},  [G_PROMPTS] = {"prompts-file", 1, 0}, {NULL, 0, 0}};
 
 /* One option's value into a->o; 0 after a message when it is bad. */
 static int lf_generate_opt(lf_generate_args *a, int o, const char *v) {
@@ -99,6 +111,7 @@ static int lf_generate_opt(lf_generate_args *a, int o, const char *v) {
     switch (o) {
     case G_MODEL: a->o.model = v; return 1;
     case G_PROMPT: a->o.prompt = v; return 1;
+    case G_PROMPTS: a->prompts_file = v; return 1;
     case G_NEGATIVE: a->o.negative = v; return 1;
     case G_SAMPLER: a->o.sampler = v; return 1;
     case G_LORA_DIR: a->o.lora_dir = v; return 1;
@@ -166,8 +179,10 @@ static int lf_generate_parse_args(int argc, char **argv, lf_generate_args *a, in
     while ((o = lf_cli_next(&p, &v)) >= 0 && lf_generate_opt(a, o, v)) {
     }
     if ((*rc = lf_cli_finish(&p, o < 0 ? o : LF_CLI_BAD, 0, &rest, &n)) >= 0) return 0;
-    if (!a->o.model || !a->o.prompt)
+    if (!a->o.model || (!a->o.prompt && !a->prompts_file))
         fprintf(stderr, "lorafuse generate: --model and --prompt are required\n");
+    else if (a->o.prompt && a->prompts_file)
+        fprintf(stderr, "lorafuse generate: give --prompt or --prompts-file, not both\n");
     else if ((a->o.width != 0) != (a->o.height != 0))
         fprintf(stderr, "lorafuse generate: give --width and --height together\n");
     else
@@ -180,6 +195,8 @@ typedef struct {
     int tty, quiet, json;
     int line_open;
     const lf_gen *g;
+    const int *lines;          /* --prompts-file: the 1-based line of each job of the group (NULL: no file) */
+    int index_base;            /* images of the earlier groups */
 } lf_gen_ui;
 
 static void lf_gen_progress_cb(void *ctx, const lf_gen_progress *p) {
@@ -217,7 +234,8 @@ static lf_status lf_gen_image_cb(void *ctx, const lf_gen_image *im) {
         char seed[24]; /* exact: a double holds integers only up to 2^53 */
         snprintf(seed, sizeof seed, "%lld", (long long)im->seed);
         cJSON_AddRawToObject(o, "seed", seed);
-        cJSON_AddNumberToObject(o, "index", im->index);
+        cJSON_AddNumberToObject(o, "index", ui->index_base + im->index);
+        if (ui->lines) cJSON_AddNumberToObject(o, "line", ui->lines[im->job]);
         cJSON_AddNumberToObject(o, "width", im->width);
         cJSON_AddNumberToObject(o, "height", im->height);
         cJSON *t = cJSON_AddObjectToObject(o, "timings");
@@ -244,26 +262,142 @@ static lf_status lf_gen_image_cb(void *ctx, const lf_gen_image *im) {
     return LF_OK;
 }
 
+/* Print the summary line and the warnings of a call. */
+static void lf_gen_summary(const lf_gen *g, const char *what) {
+    const lf_gen_info *in = lf_gen_get_info(g);
+    for (size_t i = 0; i < in->n_warnings; i++) fprintf(stderr, "lorafuse generate: warning: %s\n", in->warnings[i]);
+    fprintf(stderr,
+            "lorafuse generate: %s%s, %dx%d, %d steps, %s, CFG %g, %d image(s), %zu adapter(s), memory ~%.2f GiB, "
+            "backend %s\n",
+            what, in->family, in->width, in->height, in->steps, in->sampler, in->cfg, in->images, in->n_adapters,
+            (double)in->mem_estimate / (1 << 30), in->backend);
+}
+
+static void lf_gen_print_times(const lf_gen *g) {
+    const lf_gen_times *t = lf_gen_get_times(g);
+    fprintf(stderr,
+            "lorafuse generate: load %.2f s, text encoders %.2f s (%zu runs), weight updates %.2f s (%zu), "
+            "UNet %.2f s (%zu calls), VAE %.2f s, PNG %.2f s\n",
+            t->load, t->encode, t->te_runs, t->weights, t->weight_updates, t->unet, t->unet_calls, t->decode, t->write);
+}
+
+/* --prompts-file: the lines in groups of --batch-size on one loaded model (a session of the file's own
+ * without --vae, which a session would refuse: then each group loads its own). */
+static int lf_generate_file(lf_generate_args *a) {
+    char *text = NULL;
+    size_t len = 0;
+    if (lf_read_file(a->prompts_file, "prompts file", 1 << 24, &text, &len) != LF_OK) {
+        lf_err_escape(LF_OK);
+        fprintf(stderr, "lorafuse generate: %s\n", lf_last_error());
+        return 1;
+    }
+    size_t cap = 16, n = 0;
+    char **lines = malloc(cap * sizeof *lines);
+    int *lineno = malloc(cap * sizeof *lineno);
+    int no = 0;
+    for (char *p = text; p && *p && lines && lineno;) {
+        char *e = strchr(p, '\n');
+        if (e) *e = '\0';
+        no++;
+        size_t l = strlen(p);
+        if (l && p[l - 1] == '\r') p[--l] = '\0';
+        size_t sp = strspn(p, " \t");
+        if (p[sp]) {
+            if (n == cap) {
+                cap *= 2;
+                char **nl = realloc(lines, cap * sizeof *lines);
+                int *nn = nl ? realloc(lineno, cap * sizeof *lineno) : NULL;
+                if (nl) lines = nl;
+                if (!nn) break;
+                lineno = nn;
+            }
+            lines[n] = p;
+            lineno[n++] = no;
+        }
+        p = e ? e + 1 : NULL;
+    }
+    int rc = 0;
+    if (!lines || !lineno) {
+        fprintf(stderr, "lorafuse generate: out of memory\n");
+        rc = 1;
+    } else if (!n) {
+        fprintf(stderr, "lorafuse generate: %s holds no prompt\n", a->prompts_file);
+        rc = 1;
+    }
+    /* A1111: consecutive seeds from one base over the whole file */
+    int64_t seed = a->o.seed;
+    if (!rc && seed == -1) {
+        lf_rng r;
+        if (lf_rng_init(&r, a->o.rng, -1) == LF_OK) seed = r.seed;
+    }
+    int per = a->o.batch_count, group = a->o.batch_size;
+    if (!rc && seed > INT64_MAX - (int64_t)n * per) {
+        fprintf(stderr, "lorafuse generate: --seed %lld leaves no room for %zu lines of %d image(s)\n", (long long)seed, n,
+                per);
+        rc = 1;
+    }
+    lf_gen_session *ss = NULL;
+    if (!rc && !a->o.vae && lf_gen_session_open(a->o.model, a->o.backend, a->o.device, a->o.cuda, &ss) != LF_OK) {
+        lf_err_escape(LF_OK);
+        fprintf(stderr, "lorafuse generate: %s\n", lf_last_error());
+        rc = 1;
+    }
+    lf_gen_opts *jobs = rc ? NULL : malloc((size_t)group * sizeof *jobs);
+    if (!rc && !jobs) rc = 1;
+    for (size_t j0 = 0; j0 < n && !rc; j0 += (size_t)group) {
+        size_t k = n - j0 < (size_t)group ? n - j0 : (size_t)group;
+        for (size_t i = 0; i < k; i++) {
+            jobs[i] = a->o;
+            jobs[i].prompt = lines[j0 + i];
+            jobs[i].batch_size = 1;
+            jobs[i].seed = seed + (int64_t)(j0 + i) * per;
+        }
+        lf_gen *g = NULL;
+        if (lf_gen_open_group(ss, jobs, k, &g) != LF_OK) {
+            lf_err_escape(LF_OK);
+            fprintf(stderr, "lorafuse generate: %s line %d: %s\n", a->prompts_file, lineno[j0], lf_last_error());
+            rc = 1;
+            break;
+        }
+        lf_gen_ui ui = {isatty(2), a->quiet, a->json, 0, g, lineno + j0, (int)j0 * per};
+        if (!a->quiet) {
+            char what[64];
+            snprintf(what, sizeof what, "lines %d-%d: ", lineno[j0], lineno[j0 + k - 1]);
+            lf_gen_summary(g, what);
+        }
+        lf_gen_set_progress(g, lf_gen_progress_cb, &ui);
+        lf_status st = lf_gen_run(g, lf_gen_image_cb, &ui);
+        if (ui.line_open) fputc('\n', stderr);
+        if (st != LF_OK) {
+            lf_err_escape(LF_OK);
+            fprintf(stderr, "lorafuse generate: %s\n", lf_last_error());
+            rc = 1;
+        } else if (!a->quiet) {
+            lf_gen_print_times(g);
+        }
+        lf_gen_free(g);
+    }
+    free(jobs);
+    lf_gen_session_free(ss);
+    free(lines);
+    free(lineno);
+    free(text);
+    return rc;
+}
+
 int lf_cli_generate(int argc, char **argv) {
     lf_generate_args a;
     int rc;
     if (!lf_generate_parse_args(argc, argv, &a, &rc)) return rc;
+    if (a.prompts_file) return lf_generate_file(&a);
     lf_gen *g = NULL;
     if (lf_gen_open(&a.o, &g) != LF_OK) {
         lf_err_escape(LF_OK); /* library messages may quote paths and names as given */
         fprintf(stderr, "lorafuse generate: %s\n", lf_last_error());
         return 1;
     }
-    lf_gen_ui ui = {isatty(2), a.quiet, a.json, 0, g};
-    const lf_gen_info *in = lf_gen_get_info(g);
-    for (size_t i = 0; i < in->n_warnings && !a.quiet; i++)
-        fprintf(stderr, "lorafuse generate: warning: %s\n", in->warnings[i]);
-    if (!a.quiet)
-        fprintf(stderr,
-                "lorafuse generate: %s, %dx%d, %d steps, %s, CFG %g, %d image(s), %zu adapter(s), memory ~%.2f GiB, "
-                "backend %s\n",
-                in->family, in->width, in->height, in->steps, in->sampler, in->cfg, in->batch_size * in->batch_count,
-                in->n_adapters, (double)in->mem_estimate / (1 << 30), in->backend);
+    lf_gen_ui ui = {isatty(2), a.quiet, a.json, 0, g, NULL, 0};
+    if (!a.quiet) lf_gen_summary(g, "");
     lf_gen_set_progress(g, lf_gen_progress_cb, &ui);
     lf_status st = lf_gen_run(g, lf_gen_image_cb, &ui);
     if (ui.line_open) fputc('\n', stderr);
@@ -275,14 +409,7 @@ int lf_cli_generate(int argc, char **argv) {
     }
     const char *prof = lf_gen_profile(g);
     if (prof) fprintf(stderr, "lorafuse generate: compute profile (LF_COMPUTE_PROFILE=1):\n%s", prof);
-    if (!a.quiet) {
-        const lf_gen_times *t = lf_gen_get_times(g);
-        fprintf(stderr,
-                "lorafuse generate: load %.2f s, text encoders %.2f s (%zu runs), weight updates %.2f s (%zu), "
-                "UNet %.2f s (%zu calls), VAE %.2f s, PNG %.2f s\n",
-                t->load, t->encode, t->te_runs, t->weights, t->weight_updates, t->unet, t->unet_calls, t->decode,
-                t->write);
-    }
+    if (!a.quiet) lf_gen_print_times(g);
     lf_gen_free(g);
     return 0;
 }

@@ -5,7 +5,7 @@
  *                  [--api-auth USER:PASS[,USER:PASS...]] [--queue N] [--lora-cache-mb N]
  *                  [--backend auto|cpu|cuda] [--device N]
  *                  [--threads N] [--max-body-mb N] [--max-prompt N] [--max-tags N] [--max-pixels N] [--max-steps N]
- *                  [--max-images N]
+ *                  [--max-images N] [--max-batch N]
  *
  * Prints one line on stdout when it is ready ("lorafuse serve: listening on URL, model PATH (FAMILY),
  * backend BACKEND"); a non-loopback --listen without --api-auth prints a warning on stderr. SIGINT and
@@ -31,7 +31,8 @@ static const char lf_serve_usage_text[] =
     "usage: lorafuse serve --model PATH [--listen HOST:PORT] [--lora-dir DIR] [--output-dir DIR]\n"
     "                      [--api-auth USER:PASS[,USER:PASS...]] [--queue N] [--lora-cache-mb N]\n"
     "                      [--backend auto|cpu|cuda] [--device N] [--threads N] [--max-body-mb N]\n"
-    "                      [--max-prompt N] [--max-tags N] [--max-pixels N] [--max-steps N] [--max-images N]\n";
+    "                      [--max-prompt N] [--max-tags N] [--max-pixels N] [--max-steps N] [--max-images N]\n"
+    "                      [--max-batch N]\n";
 
 static const char lf_serve_help_text[] =
     "AUTOMATIC1111's HTTP API (/sdapi/v1) over a model loaded once (docs/serve.md).\n"
@@ -39,6 +40,8 @@ static const char lf_serve_help_text[] =
     "--backend auto (CUDA when --device N opens, else the CPU; the ready line says which),\n"
     "no --output-dir (save_images refused); limits: body 32 MiB, prompt 16384 bytes, 32 tags, 4194304\n"
     "pixels (width x height x batch_size), 150 steps, 64 images per request.\n"
+    "--max-batch 8: requests queued while one runs join the next run as one batch when their size,\n"
+    "steps, sampler, CFG, clip skip and RNG agree, up to N images (1: each request alone).\n"
     "SIGINT/SIGTERM stop it: the running job is interrupted, queued ones get 503, exit 0.\n"
     "example:\n"
     "  lorafuse serve --model models/sd15-mini.safetensors --lora-dir models/lora --listen 127.0.0.1:7860\n";
@@ -75,7 +78,7 @@ static int lf_serve_signals(void) {
 
 enum {
     S_MODEL, S_LISTEN, S_LORA_DIR, S_OUTDIR, S_AUTH, S_QUEUE, S_CACHE, S_THREADS, S_BODY, S_PROMPT, S_TAGS, S_PIXELS,
-    S_STEPS, S_IMAGES, S_BACKEND, S_DEVICE
+    S_STEPS, S_IMAGES, S_BATCH, S_BACKEND, S_DEVICE
 };
 
 static const lf_cli_opt lf_serve_cli_opts[] = {
@@ -83,21 +86,23 @@ static const lf_cli_opt lf_serve_cli_opts[] = {
     [S_OUTDIR] = {"output-dir", 1, 0},     [S_AUTH] = {"api-auth", 1, 0},       [S_QUEUE] = {"queue", 1, 0},
     [S_CACHE] = {"lora-cache-mb", 1, 0},   [S_THREADS] = {"threads", 1, 0},     [S_BODY] = {"max-body-mb", 1, 0},
     [S_PROMPT] = {"max-prompt", 1, 0},     [S_TAGS] = {"max-tags", 1, 0},       [S_PIXELS] = {"max-pixels", 1, 0},
-    [S_STEPS] = {"max-steps", 1, 0},       [S_IMAGES] = {"max-images", 1, 0},   [S_BACKEND] = {"backend", 1, 0}, [S_DEVICE] = {"device", 1, 0},
+    [S_STEPS] = {"max-steps", 1, 0},       [S_IMAGES] = {"max-images", 1, 0},   [S_BATCH] = {"max-batch", 1, 0},
+    [S_BACKEND] = {"backend", 1, 0}, [S_DEVICE] = {"device", 1, 0},
     {NULL, 0, 0}};
 
 /* One option's value into a; 0 after a message when it is bad. */
 static int lf_serve_opt(lf_serve_args *a, int o, const char *v) {
     static const char *const name[] = {[S_QUEUE] = "--queue", [S_CACHE] = "--lora-cache-mb", [S_THREADS] = "--threads",
                                        [S_BODY] = "--max-body-mb", [S_PROMPT] = "--max-prompt", [S_TAGS] = "--max-tags",
-                                       [S_PIXELS] = "--max-pixels", [S_STEPS] = "--max-steps", [S_IMAGES] = "--max-images"};
+                                       [S_PIXELS] = "--max-pixels", [S_STEPS] = "--max-steps", [S_IMAGES] = "--max-images",
+                                       [S_BATCH] = "--max-batch"};
     static const long long lo[] = {[S_QUEUE] = 0, [S_CACHE] = 0, [S_THREADS] = 1, [S_BODY] = 1, [S_PROMPT] = 1,
-                                   [S_TAGS] = 0, [S_PIXELS] = 64, [S_STEPS] = 1, [S_IMAGES] = 1};
+                                   [S_TAGS] = 0, [S_PIXELS] = 64, [S_STEPS] = 1, [S_IMAGES] = 1, [S_BATCH] = 1};
     static const long long hi[] = {[S_QUEUE] = 100000, [S_CACHE] = 1 << 24, [S_THREADS] = 1024, [S_BODY] = 4096,
                                    [S_PROMPT] = 1 << 24, [S_TAGS] = 4096, [S_PIXELS] = 1ll << 40, [S_STEPS] = 10000,
-                                   [S_IMAGES] = 100000};
+                                   [S_IMAGES] = 100000, [S_BATCH] = LF_SERVE_MAX_BATCH};
     long long n = 0;
-    if (o >= S_QUEUE && o <= S_IMAGES && !lf_cli_int("serve", name[o], v, lo[o], hi[o], &n)) return 0;
+    if (o >= S_QUEUE && o <= S_BATCH && !lf_cli_int("serve", name[o], v, lo[o], hi[o], &n)) return 0;
     switch (o) {
     case S_MODEL: a->o.model = v; return 1;
     case S_LISTEN: a->o.listen = v; return 1;
@@ -113,6 +118,7 @@ static int lf_serve_opt(lf_serve_args *a, int o, const char *v) {
     case S_PIXELS: a->o.limits.max_pixels = n; return 1;
     case S_STEPS: a->o.limits.max_steps = (int)n; return 1;
     case S_IMAGES: a->o.limits.max_images = (int)n; return 1;
+    case S_BATCH: a->o.max_batch = (int)n; return 1;
     case S_BACKEND: return lf_cli_backend("serve", v, &a->o.backend);
     case S_DEVICE: return lf_cli_device("serve", v, &a->o.device);
     default: return 0;

@@ -229,6 +229,7 @@ lf_status lf_gen_check_memory(lf_gen *g) {
 
 void lf_gen_get_memory(const lf_gen *g, lf_gen_memory *out) {
     memset(out, 0, sizeof *out);
+    if (g->n_kids) g = g->kids[g->cur_kid]; /* a group: the job running (or that ran last) */
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) out->peak_rss = (uint64_t)ru.ru_maxrss * 1024; /* Linux: KiB */
     out->weights = lf_unet_weight_bytes(g->unet) + lf_vae_weight_bytes(g->vae) + lf_clip_weight_bytes(g->te1) +

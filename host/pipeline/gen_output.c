@@ -138,7 +138,9 @@ lf_status lf_gen_finish_image(lf_gen *g, int index, int64_t seed, const float *l
     g->times.write += t_write;
     if (!s && cb) {
         lf_gen_image gi;
-        gi.index = index;
+        gi.index = g->image_base + index;
+        gi.job = g->job;
+        gi.job_index = index;
         gi.seed = seed;
         gi.width = W;
         gi.height = H;

@@ -167,7 +167,7 @@ static void lf_gen_job_sig(const lf_gen *g, int t, size_t j, lf_patch *scratch, 
 
 /* ---- switching -------------------------------------------------------------------------------- */
 lf_status lf_gen_session_switch(lf_gen_session *s, const lf_step_plan *sp, size_t *restored) {
-    size_t nj = sp->plan->n_jobs;
+    size_t nj = sp ? sp->plan->n_jobs : 0;
     *restored = 0;
     lf_gen_held *nh = calloc(nj + 1, sizeof *nh);
     if (!nh) return lf_err(LF_ERR_NOMEM, "out of memory");
@@ -297,7 +297,7 @@ static int lf_gen_te_key(const lf_gen *g, size_t set, unsigned char key[LF_GEN_S
     return 1;
 }
 
-static lf_status lf_gen_cond_copy(const lf_text_cond *a, lf_text_cond *b) {
+lf_status lf_gen_cond_copy(const lf_text_cond *a, lf_text_cond *b) {
     memset(b, 0, sizeof *b);
     size_t n = (size_t)(a->tokens * a->width);
     b->tokens = a->tokens;

@@ -13,6 +13,7 @@
  * not patch, then at the first step of each sampler run rewrites exactly the tensors whose bytes differ
  * from what they hold, so what it samples with is what a freshly loaded model would hold.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,10 +78,11 @@ lf_status lf_gen_session_open(const char *model, lf_gen_backend backend, int dev
     return LF_OK;
 }
 
-lf_status lf_gen_open_in(lf_gen_session *s, const lf_gen_opts *opts, lf_gen **out) {
+/* A job on session s; own: s is the session of the caller's group (its --vae is the group's). */
+static lf_status lf_gen_open_on(lf_gen_session *s, const lf_gen_opts *opts, int own, lf_gen **out) {
     *out = NULL;
     if (!s || !opts || !opts->prompt) return lf_err(LF_ERR_ARG, "generate: a session and a prompt are required");
-    if (opts->vae)
+    if (opts->vae && !own)
         return lf_err(LF_ERR_UNSUPPORTED, "generate: a job on a loaded model decodes with the model's VAE; a --vae "
                       "is chosen when the model is loaded");
     int cuda = !strncmp(s->backend, "cuda", 4);
@@ -101,6 +103,123 @@ lf_status lf_gen_open_in(lf_gen_session *s, const lf_gen_opts *opts, lf_gen **ou
         *out = g;
     }
     return st;
+}
+
+lf_status lf_gen_open_in(lf_gen_session *s, const lf_gen_opts *opts, lf_gen **out) {
+    return lf_gen_open_on(s, opts, 0, out);
+}
+
+/* ---- groups ----------------------------------------------------------------------------------- */
+/* Prefix the last error with the job it belongs to. */
+static lf_status lf_gen_job_err(lf_status st, size_t k) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", lf_last_error());
+    return lf_err(st, "job %zu: %s", k, msg);
+}
+
+lf_status lf_gen_open_group(lf_gen_session *s, const lf_gen_opts *jobs, size_t n, lf_gen **out) {
+    *out = NULL;
+    if (!jobs || !n) return lf_err(LF_ERR_ARG, "generate: a group needs at least one job");
+    char why[512];
+    for (size_t k = 1; k < n; k++)
+        if (!lf_gen_groupable(&jobs[0], &jobs[k], why, sizeof why))
+            return lf_err(LF_ERR_ARG, "job %zu cannot share a batch with job 0: %s", k, why);
+    lf_gen *g = calloc(1, sizeof *g);
+    if (!g || !(g->kids = calloc(n, sizeof *g->kids))) {
+        free(g);
+        return lf_err(LF_ERR_NOMEM, "out of memory");
+    }
+    lf_status st = LF_OK;
+    for (size_t k = 0; k < n && !st; k++) {
+        lf_gen_session *on = s ? s : k ? g->kids[0]->sess : NULL;
+        st = on ? lf_gen_open_on(on, &jobs[k], !s, &g->kids[k]) : lf_gen_open(&jobs[k], &g->kids[k]);
+        if (st) {
+            st = lf_gen_job_err(st, k);
+            break;
+        }
+        g->n_kids = k + 1;
+        /* the defaults resolved (sizes from the model): the batch's shape must still agree */
+        if (k && !lf_gen_groupable(&g->kids[0]->o, &g->kids[k]->o, why, sizeof why))
+            st = lf_err(LF_ERR_ARG, "job %zu cannot share a batch with job 0: %s", k, why);
+    }
+    if (st) {
+        lf_gen_free(g);
+        return st;
+    }
+    g->sess = g->kids[0]->sess;
+    if (!s) { /* the group's own session: freed with the group, after its jobs */
+        g->own_sess = 1;
+        g->kids[0]->own_sess = 0;
+    }
+    g->info = g->kids[0]->info;
+    g->info.jobs = n;
+    g->info.images = 0;
+    g->info.n_adapters = g->info.te_encodes = 0;
+    for (size_t k = 0; k < n; k++) {
+        g->info.images += g->kids[k]->info.images;
+        g->info.n_adapters += g->kids[k]->info.n_adapters;
+        g->info.te_encodes += g->kids[k]->info.te_encodes;
+    }
+    /* one batch of every image: job 0's memory check again, for that batch (a loaded session's jobs are not
+     * checked, as lf_gen_open_in) */
+    lf_gen *k0 = g->kids[0];
+    if (!s && n > 1 && !k0->o.force_size && lf_gen_mixed_ok(g, NULL, 0)) {
+        int bs = k0->o.batch_size, bc = k0->o.batch_count, tiling = k0->o.vae_tiling;
+        k0->o.batch_size = g->info.images;
+        k0->o.batch_count = 1;
+        st = lf_gen_check_memory(k0);
+        k0->o.batch_size = bs, k0->o.batch_count = bc, k0->o.vae_tiling = tiling;
+        if (st) {
+            st = lf_gen_job_err(st, 0);
+            lf_gen_free(g);
+            return st;
+        }
+        g->info.mem_estimate = k0->mem.total;
+        g->info.mem_limit = k0->mem.limit;
+    }
+    *out = g;
+    return LF_OK;
+}
+
+const lf_gen_info *lf_gen_get_job_info(const lf_gen *g, size_t job) {
+    if (!g->n_kids) return job == 0 ? &g->info : NULL;
+    return job < g->n_kids ? &g->kids[job]->info : NULL;
+}
+
+/* The jobs of a group one after another on its session, each image numbered over the group. */
+static void lf_gen_unload(lf_gen *g);
+
+static lf_status lf_gen_run_group(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
+    lf_status s = LF_OK;
+    int base = 0;
+    memset(&g->times, 0, sizeof g->times);
+    g->interrupted = 0;
+    if (g->n_kids > 1 && lf_gen_mixed_ok(g, NULL, 0)) { /* one batch: one UNet call per step */
+        s = lf_gen_run_mixed(g, cb, cbctx);
+        for (size_t k = 0; k < g->n_kids; k++) lf_gen_unload(g->kids[k]);
+        if (g->own_sess) lf_gen_session_unload(g->sess);
+        return s;
+    }
+    for (size_t k = 0; k < g->n_kids && !s && !g->interrupted; k++) {
+        lf_gen *j = g->kids[k];
+        j->progress = g->progress;
+        j->progress_ctx = g->progress_ctx;
+        j->cancel = g->cancel;
+        j->cancel_ctx = g->cancel_ctx;
+        j->job = (int)k;
+        j->image_base = base;
+        g->cur_kid = k;
+        s = lf_gen_run(j, cb, cbctx);
+        const lf_gen_times *t = &j->times;
+        g->times.load += t->load, g->times.encode += t->encode, g->times.weights += t->weights;
+        g->times.unet += t->unet, g->times.decode += t->decode, g->times.write += t->write;
+        g->times.unet_calls += t->unet_calls, g->times.te_runs += t->te_runs;
+        g->times.weight_updates += t->weight_updates;
+        g->interrupted = j->interrupted;
+        base += j->info.images;
+    }
+    if (g->own_sess) lf_gen_session_unload(g->sess);
+    return s;
 }
 
 static void lf_gen_unload(lf_gen *g) {
@@ -133,6 +252,8 @@ static void lf_gen_unload(lf_gen *g) {
 
 void lf_gen_free(lf_gen *g) {
     if (!g) return;
+    for (size_t k = g->n_kids; k-- > 0;) lf_gen_free(g->kids[k]); /* before the session they run on */
+    free(g->kids);
     lf_gen_unload(g);
     lf_step_plan_free(g->sp);
     lf_prompt_free(g->pr);
@@ -176,6 +297,8 @@ static lf_status lf_gen_open_job(lf_gen *g, const lf_gen_opts *opts) {
     g->info.height = o->height;
     g->info.batch_size = o->batch_size;
     g->info.batch_count = o->batch_count;
+    g->info.jobs = 1;
+    g->info.images = o->batch_size * o->batch_count;
     g->info.cfg = o->cfg;
     g->info.family = lf_family_name(g->m->family);
     g->info.mem_estimate = g->mem.total;
@@ -344,6 +467,7 @@ static lf_status lf_gen_denoise(void *ctx, int step, const float *x, float sigma
 
 /* ---- sampling loop ---------------------------------------------------------------------------- */
 lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
+    if (g->n_kids) return lf_gen_run_group(g, cb, cbctx);
     lf_gen_opts *o = &g->o;
     g->t0 = lf_clock_s();
     lf_status s = LF_OK;

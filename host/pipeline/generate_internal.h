@@ -8,9 +8,12 @@
  *   gen_vae.c     --vae: a VAE file or diffusers folder in place of the checkpoint's (check and load)
  *   gen_session.c the resident model (lf_gen_session): loading, which loaded weights hold what, and the
  *                 text-encoder outputs kept across jobs
+ *   gen_group.c   which jobs may share one call (lf_gen_groupable)
+ *   gen_mixed.c   a group's jobs as one batch: one UNet call per step, per-image adapters
  *
  * Calls go generate.c -> gen_session.c, gen_check.c -> gen_cond.c, gen_output.c, gen_memory.c, gen_vae.c
- * (never back up); generate.c also loads through gen_vae.c.
+ * gen_group.c and gen_mixed.c (never back up); gen_mixed.c also calls gen_session.c, gen_cond.c, gen_output.c;
+ * generate.c also checks a group's memory through gen_memory.c; generate.c also loads through gen_vae.c.
  */
 #ifndef LF_GENERATE_INTERNAL_H
 #define LF_GENERATE_INTERNAL_H
@@ -131,6 +134,10 @@ struct lf_gen {
     lf_gen_dbuf dbuf[LF_GEN_DBUFS]; /* backend buffers of a device compute (gen_compute.c) */
     double t0, run_t0;
     int run_idx, runs, first_image;
+    /* a group (lf_gen_open_group): its jobs on one session; a job's place in its group */
+    lf_gen **kids;
+    size_t n_kids, cur_kid;
+    int job, image_base;       /* job index, index of its first image over the group */
 };
 
 /* Ancestral and SDE samplers draw noise per image, so each image is its own sampler run: the images of
@@ -156,7 +163,7 @@ lf_status lf_gen_session_load(lf_gen_session *s, const lf_gen *g);
 /* g->aid: the identity of every plan adapter's file. */
 lf_status lf_gen_adapter_ids(lf_gen *g);
 /* Before a job: restore from W0 what the session holds patched outside sp (*restored tensors), and list
- * sp's tensors. */
+ * sp's tensors; sp NULL: everything back to W0, nothing listed. */
 lf_status lf_gen_session_switch(lf_gen_session *s, const lf_step_plan *sp, size_t *restored);
 /* At step t of a run whose models may hold anything (a used session, a later sampler run): recompute
  * and hand over exactly the jobs whose bytes at step t differ from what the models hold. */
@@ -166,9 +173,18 @@ lf_status lf_gen_session_apply_changed(lf_gen *g, lf_cpu_backend *be, int t, siz
  * same text-encoder weights (the signatures of the patches they hold) by an earlier job, and what is
  * encoded goes into the memo (LF_GEN_TE_MEMO entries, least recently used replaced). */
 lf_status lf_gen_session_cond(lf_gen *g, size_t set);
+/* b = a deep copy of a (b's old contents are not freed). */
+lf_status lf_gen_cond_copy(const lf_text_cond *a, lf_text_cond *b);
 /* Around the plan's own step t (lf_cpu_backend_step + lf_live_apply_step): done = 0 marks its jobs
  * unknown, done = 1 records what they hold now. */
 lf_status lf_gen_session_mark_step(lf_gen *g, int t, int done);
+
+/* gen_mixed.c */
+/* 1 when the group's jobs can run as one batch (models on the CPU, a deterministic sampler); else 0 and why. */
+int lf_gen_mixed_ok(const lf_gen *grp, char *why, size_t cap);
+/* The group's jobs as one batch: every image of every job in one sampler run, one UNet call per step with
+ * each image's own adapters; images handed to cb in job order. The session's models end at W0. */
+lf_status lf_gen_run_mixed(lf_gen *grp, lf_gen_image_fn cb, void *cbctx);
 
 /* gen_compute.c */
 /* s->cc and s->backend for o->backend on o->device: CUDA when asked (an error when it cannot be had) or, for

@@ -623,6 +623,12 @@ int lf_unet_has_weight(const lf_unet *u, const char *key) {
     return k && lf_wts_get(u->wts, u->n_wts, k) != NULL;
 }
 
+const lf_view *lf_unet_weight_view(const lf_unet *u, const char *key) {
+    const char *k = lf_un_strip(u, key);
+    const lf_wts_entry *e = k ? lf_wts_get(u->wts, u->n_wts, k) : NULL;
+    return e ? e->view : NULL;
+}
+
 lf_status lf_unet_set_weight(lf_unet *u, const char *key, const lf_view *v) {
     const char *k = lf_un_strip(u, key);
     lf_wts_entry *e = k ? lf_wts_get(u->wts, u->n_wts, k) : NULL;

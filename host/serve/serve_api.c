@@ -157,7 +157,7 @@ static lf_srv_resp lf_srv_options_post(lf_serve *s, const char *body, size_t n) 
 
 static lf_srv_resp lf_srv_progress_get(lf_serve *s) {
     pthread_mutex_lock(&s->mu);
-    int busy = s->cur != NULL, step = s->step, steps = s->steps, run = s->run, runs = s->runs;
+    int busy = s->running > 0, running = s->running, step = s->step, steps = s->steps, run = s->run, runs = s->runs;
     int queued = s->n_queued, interrupted = s->interrupt && busy;
     double t0 = s->t_job;
     long long job_no = (long long)s->job_no;
@@ -174,7 +174,7 @@ static lf_srv_resp lf_srv_progress_get(lf_serve *s) {
     cJSON_AddBoolToObject(st, "interrupted", interrupted);
     cJSON_AddFalseToObject(st, "stopping_generation");
     cJSON_AddStringToObject(st, "job", busy ? "txt2img" : "");
-    cJSON_AddNumberToObject(st, "job_count", queued + busy);
+    cJSON_AddNumberToObject(st, "job_count", queued + running);
     cJSON_AddStringToObject(st, "job_timestamp", ts);
     cJSON_AddNumberToObject(st, "job_no", (double)job_no);
     cJSON_AddNumberToObject(st, "sampling_step", busy ? step : 0);
@@ -186,14 +186,15 @@ static lf_srv_resp lf_srv_progress_get(lf_serve *s) {
 
 static lf_srv_resp lf_srv_interrupt(lf_serve *s) {
     pthread_mutex_lock(&s->mu);
-    if (s->cur) s->interrupt = 1;
+    if (s->running) s->interrupt = 1;
     pthread_mutex_unlock(&s->mu);
     return lf_ok(cJSON_CreateObject());
 }
 
 static lf_srv_resp lf_srv_health(lf_serve *s) {
     pthread_mutex_lock(&s->mu);
-    int busy = s->cur != NULL, queued = s->n_queued, stopping = s->stopping;
+    int busy = s->running > 0, running = s->running, queued = s->n_queued, stopping = s->stopping;
+    lf_srv_batch_stats bs = s->batch;
     pthread_mutex_unlock(&s->mu);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", stopping ? "stopping" : "ok");
@@ -201,6 +202,12 @@ static lf_srv_resp lf_srv_health(lf_serve *s) {
     cJSON_AddBoolToObject(o, "busy", busy);
     cJSON_AddNumberToObject(o, "queued", queued);
     cJSON_AddNumberToObject(o, "queue_size", s->o.queue);
+    cJSON_AddNumberToObject(o, "running", running);
+    cJSON *b = cJSON_AddObjectToObject(o, "batching");
+    cJSON_AddNumberToObject(b, "max_batch", s->o.max_batch);
+    cJSON_AddNumberToObject(b, "batches", (double)bs.batches);
+    cJSON_AddNumberToObject(b, "batched_requests", (double)bs.batched);
+    cJSON_AddNumberToObject(b, "largest", bs.largest);
     lf_srv_cache_info ci;
     lf_srv_cache_stats(s->cache, &ci);
     cJSON *c = cJSON_AddObjectToObject(o, "lora_cache");

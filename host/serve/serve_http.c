@@ -36,6 +36,7 @@ void lf_serve_limits_default(lf_serve_limits *l) {
 void lf_serve_opts_default(lf_serve_opts *o) {
     memset(o, 0, sizeof *o);
     o->queue = LF_SERVE_DEFAULT_QUEUE;
+    o->max_batch = LF_SERVE_DEFAULT_MAX_BATCH;
     o->lora_cache_mb = LF_SERVE_DEFAULT_LORA_CACHE_MB;
     lf_serve_limits_default(&o->limits);
 }
@@ -280,6 +281,8 @@ lf_status lf_serve_start(const lf_serve_opts *o, lf_serve **out) {
     *out = NULL;
     if (!o || !o->model) return lf_err(LF_ERR_ARG, "serve: --model is required");
     if (o->queue < 0) return lf_err(LF_ERR_ARG, "--queue must be 0 or more");
+    if (o->max_batch < 1 || o->max_batch > LF_SERVE_MAX_BATCH)
+        return lf_err(LF_ERR_ARG, "--max-batch must be 1 to %d (got %d)", LF_SERVE_MAX_BATCH, o->max_batch);
     if (o->lora_cache_mb < 0) return lf_err(LF_ERR_ARG, "--lora-cache-mb must be 0 or more");
     lf_serve *s = calloc(1, sizeof *s);
     if (!s) return lf_err(LF_ERR_NOMEM, "out of memory");

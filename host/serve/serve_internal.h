@@ -3,7 +3,8 @@
  *   serve_http.c     lf_serve_start/stop, libmicrohttpd glue: bodies, auth, routing, responses
  *   serve_api.c      the endpoints that answer from the server's state (models, LoRAs, samplers,
  *                    options, progress, png-info)
- *   serve_worker.c   the job queue, the worker thread and one txt2img job on the resident session
+ *   serve_worker.c   the job queue, the worker thread and its runs on the resident session: one txt2img
+ *                    request, or several grouped into one batch (--max-batch)
  *   serve_request.c  a txt2img JSON body -> a checked request (A1111's field names and defaults)
  *   serve_b64.c      base64 and constant-time comparison
  *   serve_cache.c    the LRU cache of opened adapter files (--lora-cache-mb)
@@ -48,8 +49,18 @@ typedef struct lf_srv_job {
     int done;
     lf_srv_resp resp;
     cJSON *images, *seeds, *infotexts; /* worker side, while running */
+    int n_images;               /* batch_size x n_iter */
+    int batch_index;            /* its place in the batch it runs in, and that batch's requests and images */
+    int batch_requests, batch_images;
     struct lf_srv_job *next;
 } lf_srv_job;
+
+/* Requests run together (--max-batch), for /health. */
+typedef struct lf_srv_batch_stats {
+    uint64_t batches;           /* worker runs of more than one request */
+    uint64_t batched;           /* requests those runs answered */
+    int largest;                /* most requests in one run */
+} lf_srv_batch_stats;
 
 struct lf_serve {
     lf_serve_opts o;
@@ -69,7 +80,8 @@ struct lf_serve {
     pthread_cond_t cv_done;     /* a job finished */
     lf_srv_job *head, *tail;
     int n_queued;
-    lf_srv_job *cur;
+    int running;                /* requests in the worker's current run (0: idle) */
+    lf_srv_batch_stats batch;
     int stopping;
     int interrupt;              /* the running job stops at its next step */
     lf_srv_settings set;

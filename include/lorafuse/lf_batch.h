@@ -4,7 +4,7 @@
  * Job file (lf_batch_load): JSON Lines (one job object per line; blank lines skipped) or one JSON
  * document {"defaults": {...}, "jobs": [...], "sweeps": [...]}. A job's fields are A1111 txt2img's
  * (prompt, negative_prompt, seed, steps, sampler_name, scheduler, cfg_scale, width, height, batch_size,
- * n_iter) plus model, id and clip_skip; a job with "axes" ({"NAME": [v, ...], ...}) is a sweep: the
+ * n_iter) plus model, id, clip_skip and batchable; a job with "axes" ({"NAME": [v, ...], ...}) is a sweep: the
  * cartesian product of its axes (first axis outermost) expands into jobs, an axis named like a field
  * setting that field and any other axis NAME replacing "{NAME}" in the string fields (prompt,
  * negative_prompt, model, sampler_name, scheduler), so LoRA strengths, te/unet, LBW and schedules sweep
@@ -12,6 +12,9 @@
  *
  * Order (lf_batch_order): stable by (model, the prompt's LoRA tags, prompt, negative prompt), so that
  * consecutive jobs share the model and adapter set; an image never depends on the order.
+ * Batches (lf_batch_run): consecutive batchable jobs (in that order) that may share one call
+ * (lf_gen_groupable: same model, size, steps, sampler, CFG, clip skip), up to max_batch images, run as one
+ * lf_gen_open_group call; each keeps its own files, records and seeds.
  * Shards (lf_batch_shard): groups of consecutive jobs with the same model and tags are split into N
  * contiguous parts by their image count, whole groups when there are at least N groups.
  */
@@ -29,6 +32,8 @@ extern "C" {
 #endif
 
 #define LF_BATCH_DEFAULT_MAX_JOBS 10000
+#define LF_BATCH_DEFAULT_MAX_BATCH 8
+#define LF_BATCH_MAX_BATCH 256
 
 typedef struct lf_batch_job {
     char *id;                  /* unique: the job's id, or SWEEP/NNNN-AXIS=V_... for a sweep's job */
@@ -43,6 +48,7 @@ typedef struct lf_batch_job {
     char *axes;                /* a sweep's job: its axis values as JSON [["NAME", "VALUE"], ...]; else NULL */
     size_t sweep_index;        /* a sweep's job: its index in the sweep's product */
     int line;                  /* job file line (JSON Lines), 0 when unknown */
+    int batchable;             /* "batchable": true: may run in one batch with its neighbours (lf_batch_opts.max_batch) */
 } lf_batch_job;
 
 typedef struct lf_batch_list {
@@ -71,10 +77,13 @@ typedef struct lf_batch_opts {
     int resume;                /* skip images recorded in the manifest whose file has the recorded hash */
     int shard, shards;         /* 0/1: unsharded (manifest.jsonl); else manifest-shard-I-of-N.jsonl */
     int quiet;                 /* no progress lines on stderr */
+    int batchable;             /* every job is batchable (--batchable), as if its "batchable" were true */
+    int max_batch;             /* images of one batch of batchable jobs; 0: LF_BATCH_DEFAULT_MAX_BATCH */
 } lf_batch_opts;
 
 typedef struct lf_batch_stats {
     size_t jobs, images, skipped, model_loads, grids; /* grids: sheets written */
+    size_t batches;            /* calls that ran several batchable jobs together */
     double seconds;
     lf_gen_times times;        /* summed over the jobs */
 } lf_batch_stats;
@@ -84,6 +93,11 @@ typedef struct lf_batch_stats {
  * them in that order, loading each model once; then the grid sheets of its sweeps (docs/batch.md). */
 lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, const lf_batch_opts *o,
                        lf_batch_stats *st);
+
+/* The call that starts at idx[k]: idx[k..end) run as one batch (end > k): idx[k] and the batchable jobs after
+ * it that lf_gen_groupable lets share its call, up to max_batch images; k + 1 when idx[k] is not batchable.
+ * lf_batch_run applies it to the jobs with images still to make, --dry-run to all. */
+size_t lf_batch_batch_end(const lf_batch_list *l, const size_t *idx, size_t n_idx, size_t k, const lf_batch_opts *o);
 
 /* Merge manifests: a JSON object with the totals (malloc'd text). */
 lf_status lf_batch_report(const char *const *paths, size_t n, char **json);

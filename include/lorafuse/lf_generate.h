@@ -102,7 +102,9 @@ void lf_gen_opts_default(lf_gen_opts *o);
 
 /* One finished image, handed to the caller's callback (pointers valid during the call). */
 typedef struct lf_gen_image {
-    int index;                 /* 0-based over the whole generate call */
+    int index;                 /* 0-based over the whole generate call (over every job of a group) */
+    int job;                   /* the job it belongs to (lf_gen_open_group; 0 for lf_gen_open / lf_gen_open_in) */
+    int job_index;             /* 0-based within its job: its seed is the job's seed + job_index */
     int64_t seed;
     int width, height;
     const float *latent;       /* (4, height/8, width/8), final sampler latent */
@@ -131,6 +133,10 @@ typedef struct lf_gen_info {
                                   * metadata, the step plan's warnings), one line each */
     size_t n_warnings;
     const char *backend;       /* what runs the models: "cpu", "cpu (auto: why not CUDA)", "cuda (device 0: ...)" */
+    size_t jobs;               /* jobs of the call (lf_gen_open_group; 1 otherwise); for a group the other fields
+                                * are job 0's but n_adapters and te_encodes (summed) and the memory estimate (of
+                                * the whole batch when the jobs run as one) */
+    int images;                /* images of the call over all its jobs */
 } lf_gen_info;
 
 /* Memory of a running call, bytes (docs/model-runtime.md "Memory"): peak_rss is the process's peak
@@ -190,6 +196,25 @@ const char *lf_gen_session_backend(const lf_gen_session *s);
  * already loaded; the caller bounds sizes). */
 lf_status lf_gen_open_in(lf_gen_session *s, const lf_gen_opts *o, lf_gen **out);
 
+/* Several jobs in one call (docs/generate.md "Mixed batches"): jobs[0..n) must agree on everything that
+ * shapes the sampler's batch (lf_gen_groupable: model, size, steps, sampler, CFG scale, clip skip, RNG,
+ * VAE and VAE tiling, backend and device); they may differ in prompt, negative prompt and their adapter
+ * tags, seed, batch size and count, LoRA directory and output directory. Each job's images are those of
+ * the same job run alone (its seeds follow A1111: image i of a job gets the job's seed + i; seed -1 is
+ * drawn per job), and lf_gen_run hands every image to the callback with its own job, seed and
+ * parameters text. s: a loaded session (lf_gen_open_in's rules) or NULL for a session of the call's own,
+ * loaded at lf_gen_run (lf_gen_open's rules; the memory check is job 0's, then, when the jobs run as one
+ * batch, job 0's for a batch of every image of the group). Every job's checks run before any
+ * work; a refusal names the job ("job 2: ...") and, for a mismatch, the field. lf_gen_get_info gives job
+ * 0's summary with jobs and images over the call; lf_gen_get_job_info each job's own. */
+lf_status lf_gen_open_group(lf_gen_session *s, const lf_gen_opts *jobs, size_t n, lf_gen **out);
+/* 1 when a and b may run in one call (defaults resolved as lf_gen_open does: steps 0 = 20, sampler NULL
+ * = the default, seed and batch fields ignored); else 0 with the first differing field and both values
+ * in why (cap bytes, may be NULL), e.g. "steps: 20 vs 30". Sizes left 0 match only sizes left 0 (the
+ * model's default is resolved at open, where lf_gen_open_group compares the resolved sizes). */
+int lf_gen_groupable(const lf_gen_opts *a, const lf_gen_opts *b, char *why, size_t cap);
+const lf_gen_info *lf_gen_get_job_info(const lf_gen *g, size_t job);
+
 /* Stop a running lf_gen_run early: fn (called before every sampler step and every image, from the
  * thread running the job) returns nonzero to stop. lf_gen_run then returns LF_OK with the images
  * finished before (lf_gen_interrupted says it stopped early). */
@@ -201,6 +226,7 @@ int lf_gen_interrupted(const lf_gen *g);
 typedef struct lf_gen_times {
     double load, encode, weights, unet, decode, write;
     size_t unet_calls, te_runs, weight_updates;
+    double unet_extra;         /* of unet: a mixed batch's per-image adapters (low-rank terms, split layers) */
 } lf_gen_times;
 const lf_gen_times *lf_gen_get_times(const lf_gen *g);
 

@@ -1,11 +1,13 @@
 /* lf_serve.h: `lorafuse serve`, an HTTP server with AUTOMATIC1111's /sdapi/v1 API over one resident
  * model (docs/serve.md).
  *
- * The model is loaded once (lf_generate.h lf_gen_session); requests run one at a time on a worker
- * thread, in arrival order, from a queue of at most `queue` waiting jobs (a full queue answers 503 with
- * Retry-After). Between requests only the weights the adapters touch are rewritten, always from the
- * checkpoint's pristine bytes, so every image equals what `lorafuse generate` with the same settings
- * writes, byte for byte. HTTP: libmicrohttpd, one thread per connection (a txt2img connection waits
+ * The model is loaded once (lf_generate.h lf_gen_session); requests run on a worker thread, in arrival
+ * order, from a queue of at most `queue` waiting jobs (a full queue answers 503 with Retry-After). When
+ * the worker takes a request, the queued requests that may share its batch (lf_gen_groupable: size,
+ * steps, sampler, CFG, clip skip, RNG) join it, up to `max_batch` images, as one lf_gen_open_group call;
+ * each response holds only its own images. Between runs only the weights the adapters touch are
+ * rewritten, always from the checkpoint's pristine bytes, so an image of a request run alone equals what
+ * `lorafuse generate` with the same settings writes, byte for byte (one of a batch: docs/serve.md). HTTP: libmicrohttpd, one thread per connection (a txt2img connection waits
  * for its job); JSON: cJSON.
  */
 #ifndef LF_SERVE_H
@@ -29,6 +31,8 @@ extern "C" {
 #define LF_SERVE_DEFAULT_MAX_STEPS 150
 #define LF_SERVE_DEFAULT_MAX_IMAGES 64              /* batch_size * n_iter */
 #define LF_SERVE_DEFAULT_QUEUE 32
+#define LF_SERVE_DEFAULT_MAX_BATCH 8                /* images of the requests run as one batch */
+#define LF_SERVE_MAX_BATCH 256
 #define LF_SERVE_DEFAULT_LORA_CACHE_MB 1024
 #define LF_SERVE_DEFAULT_LISTEN "127.0.0.1:7860"
 
@@ -50,6 +54,9 @@ typedef struct lf_serve_opts {
     const char *output_dir;     /* save_images writes here (never overwriting); NULL: save_images refused */
     const char *api_auth;       /* "USER:PASS[,USER:PASS...]": HTTP basic auth on every endpoint but /health */
     int queue;                  /* waiting jobs (lf_serve_opts_default: LF_SERVE_DEFAULT_QUEUE) */
+    int max_batch;              /* images of queued requests the worker runs together in one call
+                                 * (lf_gen_open_group) when lf_gen_groupable agrees; 1: each request alone
+                                 * (lf_serve_opts_default: LF_SERVE_DEFAULT_MAX_BATCH; 1 to LF_SERVE_MAX_BATCH) */
     int lora_cache_mb;          /* opened adapter files kept, MiB of file size (0: none kept) */
     lf_gen_backend backend;     /* auto (default), cpu or cuda */
     int device;                 /* CUDA device ordinal */

@@ -144,6 +144,10 @@ void lf_unet_drop_pages(lf_unet *u);
 lf_status lf_unet_load_views(const char *const *names, const lf_view *views, size_t n, int borrow,
                              const char *label, const lf_unet_opts *opts, lf_unet **out);
 void lf_unet_free(lf_unet *u);
+/* The view the model passes to its matrix products for the weight read from checkpoint key `key`
+ * (lf_live_weights.h keys), or NULL when it holds none; the view follows later refreshes and binds. A
+ * weight held converted (transposed, or as f32 from another dtype) has its converted view. */
+const lf_view *lf_unet_weight_view(const lf_unet *u, const char *key);
 const lf_unet_arch *lf_unet_get_arch(const lf_unet *u);
 /* The caller's prediction type (the `--prediction` option); lf_unet_default_prediction goes back to
  * the folder's scheduler config or the family default. */

@@ -13,6 +13,11 @@ With models/sd15-mini.safetensors and models/lora at 64x64, 2 steps:
     --resume: the images and the manifest's records (job, image, seed, file, sha256, params) equal a
     clean run's, with no record twice and no temporary file left; a job edited under the same id is
     made again on --resume, the others kept;
+  - batchable jobs (--batchable, "batchable": true, --max-batch): consecutive jobs of one shape run as one
+    batch; the same files, seeds and records (job, image, seed, file, params) as separate runs; images of
+    adapters that patch every UNet product byte for byte those of separate runs, and a batch of plain
+    LoRA / no-LoRA jobs byte for byte `generate --prompts-file` running the same jobs as one batch;
+    --max-batch bounds the batches; a batch killed and resumed ends with every image recorded once;
   - bad input: the first line of the message for a malformed JSON line (line and column), a broken
     document, an unknown field, a sweep over --max-jobs, an axis used nowhere, an axis value out of a field's range, an unknown LoRA in one job (checked before any
     image: nothing written), an output folder that cannot be created, an existing manifest without --resume;
@@ -200,6 +205,81 @@ def test_resume_edited(binary, tmp, clean):
     check(len(recs) == 11 and any(x[0] == "loha" and "a bush" in x[5] for x in recs), "edited job's new record")
 
 
+def rec_keys(paths):
+    return sorted((r[0], r[1], r[2], r[3], r[5]) for r in records(paths))
+
+
+def test_batchable(binary, tmp, jobs, clean):
+    out = os.path.join(tmp, "batchable")
+    r = run(binary, ["batch", jobs, "--output-dir", out, "--batchable", "--json", "--quiet"])
+    st = json.loads(r.stdout) if r.returncode == 0 else {}
+    check(r.returncode == 0 and st.get("batches", 0) >= 2 and st.get("jobs") == 10,
+          "--batchable: the 10 jobs in batches of at most 8 images %r %s" % (st, r.stderr))
+    r = run(binary, ["batch", jobs, "--dry-run", "--json", "--batchable"])
+    plan = json.loads(r.stdout) if r.returncode == 0 else {"totals": {}, "jobs": []}
+    check(plan["totals"].get("batches") == st.get("batches") and
+          max(j["batch"] for j in plan["jobs"]) + 1 < len(plan["jobs"]),
+          "--dry-run --batchable: the batches the run makes %r" % plan["totals"])
+    a, b = pngs(out), pngs(clean)
+    check(set(a) == set(b), "--batchable: the same files as separate runs")
+    check(rec_keys([os.path.join(out, "manifest.jsonl")]) == rec_keys([os.path.join(clean, "manifest.jsonl")]),
+          "--batchable: the same records (job, image, seed, file, params) as separate runs")
+    check(all(a.get(f) == b[f] for f in b if f.startswith("loha/")), "--batchable: a LoHa job's bytes as alone")
+    r = run(binary, ["batch", jobs, "--output-dir", os.path.join(tmp, "mb3"), "--batchable", "--max-batch", "3",
+                     "--json", "--quiet"])
+    st3 = json.loads(r.stdout) if r.returncode == 0 else {}
+    check(r.returncode == 0 and st3.get("batches", 0) > st.get("batches", 0),
+          "--max-batch 3: more, smaller batches %r" % st3)
+
+    # plain LoRA and no LoRA share a batch with LoHa and LoRA + DoRA jobs ("batchable" in the file)
+    prompts = ["a house", "a house <lora:mini_lora:0.8>", "a house <lora:mini_loha:1>",
+               "a house <lora:mini_lora:0.3> <lora:mini_dora:0.7>"]
+    doc = {"defaults": {"model": MODEL, "steps": 3, "width": 32, "height": 32, "sampler_name": "Euler",
+                        "batchable": True},
+           "jobs": [{"id": "q%d" % i, "prompt": p} for i, p in enumerate(prompts)]}
+    mixed = os.path.join(tmp, "mixed.json")
+    with open(mixed, "w") as f:
+        json.dump(doc, f)
+    order = dry(binary, mixed, [])
+    for job in doc["jobs"]:
+        job["seed"] = 30 + order.index(job["id"])
+    with open(mixed, "w") as f:
+        json.dump(doc, f)
+    outs = {}
+    for name, extra in (("one", []), ("alone", ["--max-batch", "1"])):
+        outs[name] = os.path.join(tmp, "mixed-" + name)
+        r = run(binary, ["batch", mixed, "--output-dir", outs[name], "--json", "--quiet"] + extra)
+        check(r.returncode == 0 and json.loads(r.stdout)["batches"] == (1 if name == "one" else 0),
+              "batchable jobs (%s): %s %s" % (name, r.stdout, r.stderr))
+    pf = os.path.join(tmp, "mixed-prompts.txt")
+    with open(pf, "w") as f:
+        f.write("".join(prompts[int(i[1:])] + "\n" for i in order))
+    gdir = os.path.join(tmp, "mixed-generate")
+    r = run(binary, ["generate", "--quiet", "--model", MODEL, "--prompts-file", pf, "--batch-size", "4", "--seed", "30",
+                     "--steps", "3", "--width", "32", "--height", "32", "--sampler", "Euler", "--output-dir", gdir])
+    check(r.returncode == 0, "generate --prompts-file: " + r.stderr)
+    one, alone, gen = pngs(outs["one"]), pngs(outs["alone"]), pngs(gdir)
+    for k, jid in enumerate(order):
+        f = "%s/00000-%d.png" % (jid, 30 + k)
+        check(one.get(f) is not None and one.get(f) == gen.get("%05d-%d.png" % (k, 30 + k)),
+              "batchable job %s: the bytes of generate --prompts-file (one batch)" % jid)
+        if "loha" in prompts[int(jid[1:])] or "dora" in prompts[int(jid[1:])]:
+            check(one.get(f) == alone.get(f), "batchable job %s: the bytes of the job alone" % jid)
+    check(rec_keys([os.path.join(outs["one"], "manifest.jsonl")]) ==
+          rec_keys([os.path.join(outs["alone"], "manifest.jsonl")]), "batchable jobs: the records of separate runs")
+
+    # killed in the middle of a batch, then --resume: every image recorded once, its file's hash
+    out = os.path.join(tmp, "batchable-kill")
+    r = run(binary, ["batch", jobs, "--output-dir", out, "--batchable", "--quiet"], env={"LORAFUSE_BATCH_KILL_AT": "record:3"})
+    check(r.returncode == -signal.SIGKILL, "--batchable killed after 3 records (rc %d)" % r.returncode)
+    r = run(binary, ["batch", jobs, "--output-dir", out, "--batchable", "--resume", "--quiet"])
+    man = os.path.join(out, "manifest.jsonl")
+    got = pngs(out)
+    check(r.returncode == 0 and rec_keys([man]) == rec_keys([os.path.join(clean, "manifest.jsonl")]) and
+          all(got.get(rec[3]) == rec[4] for rec in records([man])) and set(got) == set(pngs(clean)),
+          "--batchable killed and resumed: every image once, as recorded %s" % r.stderr)
+
+
 def first_line(r):
     return r.stderr.splitlines()[0] if r.stderr else ""
 
@@ -224,7 +304,11 @@ def test_bad_input(binary, tmp):
     r = run(binary, ["batch", p, "--dry-run"])
     check(first_line(r) == "lorafuse batch: %s:2: job 'x': unknown field 'stpes' (fields: id, model, prompt, "
           "negative_prompt, seed, steps, sampler_name, scheduler, cfg_scale, width, height, batch_size, n_iter, "
-          "clip_skip, axes)" % p, "unknown field: " + first_line(r))
+          "clip_skip, batchable, axes)" % p, "unknown field: " + first_line(r))
+    p = w("bad-batchable.jsonl", job + ', "id": "x", "batchable": 1}\n')
+    r = run(binary, ["batch", p, "--dry-run"])
+    check(first_line(r) == "lorafuse batch: %s:1: job 'x': batchable must be a boolean" % p,
+          "batchable not a boolean: " + first_line(r))
     p = w("bad4.jsonl", job + ', "id": "big", "prompt": "{a} {b}", "axes": {"a": [1, 2, 3, 4, 5, 6, 7, 8], '
           '"b": [1, 2, 3, 4, 5, 6, 7, 8]}}\n')
     r = run(binary, ["batch", p, "--dry-run", "--max-jobs", "50"])
@@ -318,6 +402,7 @@ def main():
         test_sharded_run(binary, tmp, jobs, clean)
         test_resume(binary, tmp, jobs, clean)
         test_resume_edited(binary, tmp, clean)
+        test_batchable(binary, tmp, jobs, clean)
         test_bad_input(binary, tmp)
         test_cluster_files(binary, tmp, jobs, clean)
     finally:

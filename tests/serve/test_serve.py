@@ -21,7 +21,14 @@ models/sd15-mini.safetensors and models/lora, and checks:
   - SIGTERM with a running job and a full queue: the running one answers, the queued one gets 503,
     the process exits 0;
   - load: 8 concurrent clients x 4 requests with mixed LoRA sets and bad requests, every good answer
-    the reference bytes.
+    the reference image (bytes, or within the mixed batch's bound when it shared a batch);
+  - request batching (--max-batch): requests queued behind a running one with different LoRAs run as one
+    batch (info.lorafuse_batch, /health "batching") and each gets its own images, seeds and parameters:
+    the bytes of the same requests sent one after another for ancestral samplers and adapters that patch
+    every UNet product, within one 8-bit level for a plain LoRA and no LoRA (mixed batch); requests that
+    differ in steps or size are not grouped and one that fits overtakes them; --max-batch bounds the
+    images of a batch, --max-batch 1 groups nothing; a bad request in a batch gets its own 422 and the
+    others their images; an interrupt answers every request of the running batch.
 Usage: test_serve.py --bin PATH/TO/lorafuse   (run from the repository root)
 """
 import argparse
@@ -38,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 
 MODEL = "models/sd15-mini.safetensors"
 LORA_DIR = "models/lora"
@@ -96,8 +104,8 @@ def sha(b):
 def generate(binary, tmp, prompt, steps, seed, w, h, sampler, extra=(), model=MODEL, lora_dir=LORA_DIR):
     """The PNG files of a fresh `lorafuse generate`, in order."""
     out = tempfile.mkdtemp(dir=tmp)
-    subprocess.run([binary, "generate", "--quiet", "--model", model, "--lora-dir", lora_dir, "--prompt", prompt,
-                    "--steps", str(steps), "--seed", str(seed), "--width", str(w), "--height", str(h), "--sampler",
+    subprocess.run([binary, "generate", "--quiet", "--model", model, "--lora-dir", lora_dir,
+                    *(["--prompt", prompt] if prompt is not None else []), "--steps", str(steps), "--seed", str(seed), "--width", str(w), "--height", str(h), "--sampler",
                     sampler, "--output-dir", out, *extra], check=True, stdout=subprocess.DEVNULL)
     files = sorted(os.listdir(out))
     data = [open(os.path.join(out, f), "rb").read() for f in files]
@@ -112,6 +120,73 @@ def txt2img(srv, **kw):
 
 def images(js):
     return [base64.b64decode(i) for i in js["images"]]
+
+
+def png_rgb(data):
+    """The 8-bit RGB pixels of a non-interlaced PNG (as lorafuse writes them), one flat list per row."""
+    pos, idat, w = 8, b"", 0
+    while pos < len(data):
+        n = int.from_bytes(data[pos:pos + 4], "big")
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            w = int.from_bytes(body[0:4], "big")
+            assert body[8] == 8 and body[9] == 2 and body[12] == 0, "8-bit RGB, not interlaced"
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    raw, stride, rows, prev = zlib.decompress(idat), 3 * w, [], [0] * (3 * w)
+    for r in range(len(raw) // (stride + 1)):
+        f, line = raw[r * (stride + 1)], list(raw[r * (stride + 1) + 1:(r + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - 3] if i >= 3 else 0
+            b, c = prev[i], prev[i - 3] if i >= 3 else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(line)
+        prev = line
+    return rows
+
+
+def png_text(data):
+    """A PNG's chunks but the image data (header and parameters text)."""
+    pos, out = 8, []
+    while pos < len(data):
+        n = int.from_bytes(data[pos:pos + 4], "big")
+        if data[pos + 4:pos + 8] != b"IDAT":
+            out.append(data[pos + 4:pos + 8 + n])
+        pos += 12 + n
+    return out
+
+
+def max_level_diff(a, b):
+    """The largest difference of two PNGs' 8-bit values (None when their sizes differ)."""
+    ra, rb = png_rgb(a), png_rgb(b)
+    if len(ra) != len(rb) or any(len(x) != len(y) for x, y in zip(ra, rb)):
+        return None
+    return max(abs(p - q) for x, y in zip(ra, rb) for p, q in zip(x, y))
+
+
+def same_image(got, ref, batch, exact):
+    """got (a response's PNG) is the reference image made alone: bytes when it ran alone or exact (adapters
+    that patch every UNet product); in a mixed batch a plain LoRA (unmerged terms, where alone rounds the
+    merged weight to f16) or no LoRA (BLAS rows of another batch size) differ in the pixels (docs/serve.md;
+    t_batching checks them against generate --prompts-file), so then the same size and parameters text."""
+    if got == ref:
+        return True
+    if exact or batch.get("requests", 1) == 1:
+        return False
+    return max_level_diff(got, ref) is not None and png_text(got) == png_text(ref)
+
+
+def batch_of(js):
+    return json.loads(js["info"]).get("lorafuse_batch", {})
 
 
 def t_endpoints(srv):
@@ -438,7 +513,7 @@ def t_load(srv):
     ref = {}
     for i, s in enumerate(sets):
         st, js, _ = txt2img(srv, prompt="load " + s, steps=2, seed=40 + i, width=32, height=32, sampler_name="Euler")
-        ref[i] = sha(images(js)[0]) if st == 200 else None
+        ref[i] = images(js)[0] if st == 200 else None
     errors = []
 
     def client(c):
@@ -451,8 +526,10 @@ def t_load(srv):
                 continue
             st, js, _ = txt2img(srv, prompt="load " + sets[i], steps=2, seed=40 + i, width=32, height=32,
                                 sampler_name="Euler")
-            if st != 200 or sha(images(js)[0]) != ref[i]:
+            if st != 200:
                 errors.append("client %d request %d: %s" % (c, k, st))
+            elif not same_image(images(js)[0], ref[i], batch_of(js), exact=i >= 2):
+                errors.append("client %d request %d: another image (batch %r)" % (c, k, batch_of(js)))
     ts = [threading.Thread(target=client, args=(c,)) for c in range(8)]
     t0 = time.time()
     for t in ts:
@@ -461,6 +538,148 @@ def t_load(srv):
         t.join(300)
     check(not errors and all(v is not None for v in ref.values()), "load: 8 clients x 4 requests %r" % errors)
     print("load: 32 requests in %.1f s" % (time.time() - t0), flush=True)
+
+
+def job_count(srv):
+    return srv.request("GET", "/sdapi/v1/progress")[1]["state"]["job_count"]
+
+
+def queued_behind_blocker(srv, bodies, during=None):
+    """Send bodies one after another while a slow request holds the worker, so that they arrive in this
+    order while a job runs; then interrupt the blocker, call during() and return their (status, json)."""
+    res = {}
+
+    def run(key, body):
+        st, js, _ = txt2img(srv, **body)
+        res[key] = (st, js)
+    blocker = threading.Thread(target=run, args=("blocker", dict(prompt="blocker", steps=150, seed=1, width=128,
+                                                                  height=128, sampler_name="Euler")))
+    blocker.start()
+    deadline = time.time() + 120
+    while time.time() < deadline and srv.request("GET", "/sdapi/v1/progress")[1]["state"]["sampling_step"] < 1:
+        time.sleep(0.01)
+    ts = []
+    for k, b in enumerate(bodies):
+        t = threading.Thread(target=run, args=(k, b))
+        t.start()
+        ts.append(t)
+        while time.time() < deadline and job_count(srv) < k + 2:
+            time.sleep(0.005)
+    check(job_count(srv) == len(bodies) + 1 and "blocker" not in res, "batching: %d requests queued behind a running "
+          "one" % len(bodies))
+    srv.request("POST", "/sdapi/v1/interrupt")
+    blocker.join(300)
+    if during:
+        during()
+    for t in ts:
+        t.join(300)
+    return [res.get(k, (None, None)) for k in range(len(bodies))]
+
+
+def t_batching(srv, binary, tmp):
+    sets = ["", "<lora:mini_lora:0.8>", "<lora:mini_loha:1> <lora:mini_lokr:0.5>", "<lora:mini_dora:0.7>"]
+    st, h0, _ = srv.request("GET", "/health")
+    check(st == 200 and h0["batching"]["max_batch"] == 8, "health: batching, --max-batch 8 by default %r" % h0)
+
+    # Euler a (noise per image): the batch's requests run one after another in one call, each the bytes of
+    # alone; Euler: one mixed batch, each image the bytes of `generate --prompts-file` running the same jobs
+    # as one batch, and of alone for the adapters that patch every UNet product (LoHa, LoKr, DoRA)
+    def body(i, s, sampler, **kw):
+        return dict(dict(prompt="b%d %s" % (i, s) if s else "b%d" % i, steps=3, seed=60 + i, width=32, height=32,
+                         sampler_name=sampler), **kw)
+    for sampler, bs in (("Euler a", 2), ("Euler", 1)):
+        bodies = [body(i, s, sampler, batch_size=bs if i == 1 else 1, seed=60 + 10 * i if bs > 1 else 60 + i)
+                  for i, s in enumerate(sets)]
+        ref = []
+        for b in bodies:
+            st, js, _ = txt2img(srv, **b)
+            ref.append(images(js) if st == 200 else None)
+            check(st == 200 and batch_of(js) == {"requests": 1, "images": b["batch_size"], "index": 0},
+                  "batching: a request sent alone runs alone %r" % (batch_of(js) if st == 200 else st))
+        got = queued_behind_blocker(srv, bodies)
+        n_img = sum(b["batch_size"] for b in bodies)
+        mixed = []
+        if sampler == "Euler":
+            pf = os.path.join(tmp, "prompts.txt")
+            with open(pf, "w") as f:
+                f.write("".join(b["prompt"] + "\n" for b in bodies))
+            mixed = generate(binary, tmp, None, 3, 60, 32, 32, "Euler", ("--prompts-file", pf, "--batch-size", "4"))
+        for i, (b, (st, js)) in enumerate(zip(bodies, got)):
+            what = "batching (%s): request %d (%r)" % (sampler, i, b["prompt"])
+            if not check(st == 200, what + ": answered %s" % st):
+                continue
+            info = json.loads(js["info"])
+            check(batch_of(js) == {"requests": 4, "images": n_img, "index": i}, what + ": one batch of the four "
+                  "requests %r" % batch_of(js))
+            seeds = [b["seed"] + q for q in range(b["batch_size"])]
+            check(info["all_seeds"] == seeds and js["parameters"]["prompt"] == b["prompt"] and
+                  len(js["images"]) == len(seeds) and all(b["prompt"] in t for t in info["infotexts"]),
+                  what + ": its own images, seeds and parameters")
+            if sampler == "Euler a" or i >= 2:
+                check(images(js) == ref[i], what + ": the bytes of the same request alone")
+            if mixed:
+                check(images(js) == [mixed[i]], what + ": the bytes of generate --prompts-file (one batch)")
+                print("batching: Euler request %d: %d level(s) from alone" % (i, max_level_diff(images(js)[0],
+                                                                                          ref[i][0])), flush=True)
+
+    # what forces separate runs: steps, size; a request that fits joins the head and overtakes them
+    shape = dict(prompt="shape", seed=7, sampler_name="Euler", steps=3, width=32, height=32)
+    bodies = [shape, dict(shape, steps=4), dict(shape, width=40), dict(shape, prompt="shape <lora:mini_lora:1>")]
+    got = queued_behind_blocker(srv, bodies)
+    b = [batch_of(js) if st == 200 else st for st, js in got]
+    check(b[0] == {"requests": 2, "images": 2, "index": 0} and b[3] == {"requests": 2, "images": 2, "index": 1} and
+          b[1] == {"requests": 1, "images": 1, "index": 0} and b[2] == b[1],
+          "batching: other steps or size run alone, a request of the head's shape joins it %r" % b)
+
+    # a request whose checks fail inside a batch gets its own 422; the others their images
+    good = dict(shape, prompt="good <lora:mini_loha:1>")
+    st, js, _ = txt2img(srv, **good)
+    ref = images(js) if st == 200 else None
+    got = queued_behind_blocker(srv, [good, dict(shape, prompt="bad <lora:no_such_lora:1>"), dict(good, seed=8)])
+    check(got[0][0] == 200 and images(got[0][1]) == ref and got[1][0] == 422 and "no_such_lora" in json.dumps(
+          got[1][1]) and got[2][0] == 200 and json.loads(got[2][1]["info"])["all_seeds"] == [8],
+          "batching: a bad request in a batch gets 422, the others their images %r" % [g[0] for g in got])
+
+    # an interrupt stops the whole running batch: every request is answered, interrupted
+    def interrupt_batch():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            p = srv.request("GET", "/sdapi/v1/progress")[1]["state"]
+            if p["job_count"] == 3 and p["sampling_step"] >= 1:
+                break
+            time.sleep(0.01)
+        srv.request("POST", "/sdapi/v1/interrupt")
+    got = queued_behind_blocker(srv, [dict(shape, steps=150, width=64, height=64, seed=k) for k in range(3)],
+                                during=interrupt_batch)
+    check(all(st == 200 and json.loads(js["info"])["interrupted"] is True and batch_of(js)["requests"] == 3
+              for st, js in got), "batching: an interrupt answers every request of the running batch, interrupted")
+    st, h1, _ = srv.request("GET", "/health")
+    check(st == 200 and h1["batching"]["batches"] >= h0["batching"]["batches"] + 5 and
+          h1["batching"]["largest"] >= 4, "health: batches counted %r" % h1.get("batching"))
+
+
+def t_max_batch(binary):
+    for mb in (3, 1):
+        srv = Server(binary, "--max-batch", str(mb))
+        try:
+            shape = dict(prompt="mb", seed=7, sampler_name="Euler", steps=2, width=32, height=32)
+            bodies = [dict(shape, seed=k) for k in range(5)] + [dict(shape, seed=9, batch_size=4)]
+            got = queued_behind_blocker(srv, bodies)
+            b = [batch_of(js) if st == 200 else st for st, js in got]
+            if mb == 3:
+                want = [{"requests": 3, "images": 3, "index": k} for k in range(3)] + \
+                       [{"requests": 2, "images": 2, "index": k} for k in range(2)] + [{"requests": 1, "images": 4,
+                                                                                      "index": 0}]
+            else:
+                want = [{"requests": 1, "images": 1, "index": 0}] * 5 + [{"requests": 1, "images": 4, "index": 0}]
+            check(b == want, "--max-batch %d: batches of at most %d images, in order %r" % (mb, mb, b))
+            h = srv.request("GET", "/health")[1]["batching"]
+            check(h["max_batch"] == mb and h["largest"] == min(mb, 3) and h["batches"] == (2 if mb == 3 else 0),
+                  "--max-batch %d: health %r" % (mb, h))
+        finally:
+            check(srv.stop() == 0, "--max-batch %d server exits 0" % mb)
+    p = subprocess.run([binary, "serve", "--model", MODEL, "--max-batch", "0"], capture_output=True, text=True)
+    check(p.returncode == 2 and "--max-batch" in p.stderr, "--max-batch 0 is a usage error %r" % p.stderr)
 
 
 def main():
@@ -480,7 +699,7 @@ def main():
                      ("sequence", lambda: t_sequence(srv, a.bin, tmp)), ("changed", lambda: t_changed_only(srv)),
                      ("client", lambda: t_client_body(srv, a.bin, tmp)), ("errors", lambda: t_errors(srv)),
                      ("interrupt", lambda: t_interrupt_progress(srv)), ("save", lambda: t_save(srv, out)),
-                     ("load", lambda: t_load(srv))]
+                     ("load", lambda: t_load(srv)), ("batching", lambda: t_batching(srv, a.bin, tmp))]
             for name, fn in tests:
                 if not a.only or name in a.only.split(","):
                     print("-- " + name, flush=True)
@@ -496,6 +715,9 @@ def main():
         if not a.only or "sdxl" in a.only:
             print("-- sdxl", flush=True)
             t_sdxl(a.bin, tmp)
+        if not a.only or "max_batch" in a.only:
+            print("-- max_batch", flush=True)
+            t_max_batch(a.bin)
         if not a.only or "sigterm" in a.only:
             print("-- sigterm", flush=True)
             t_queue_and_sigterm(a.bin)
