@@ -506,7 +506,7 @@ int lf_gen_mixed_ok(const lf_gen *grp, char *why, size_t cap) {
     const lf_gen_session *ss = grp->sess;
     const lf_compute *c = ss->prof ? ss->prof->inner : ss->cc;
     const char *no = NULL;
-    if (!c || strcmp(c->name, "cpu")) no = "the models do not run on the CPU";
+    if (!c || (strcmp(c->name, "cpu") && strcmp(c->name, "cuda"))) no = "the models run on an unknown compute";
     else if (lf_gen_stochastic(grp->kids[0])) no = "an ancestral or SDE sampler draws noise per image";
     for (size_t k = 0; k < grp->n_kids && !no; k++) { /* UNet adapters on biases and norms: not per sample yet */
         const lf_step_plan *sp = grp->kids[k]->sp;

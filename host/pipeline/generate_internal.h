@@ -180,7 +180,8 @@ lf_status lf_gen_cond_copy(const lf_text_cond *a, lf_text_cond *b);
 lf_status lf_gen_session_mark_step(lf_gen *g, int t, int done);
 
 /* gen_mixed.c */
-/* 1 when the group's jobs can run as one batch (models on the CPU, a deterministic sampler); else 0 and why. */
+/* 1 when the group's jobs can run as one batch (models on the CPU or CUDA compute, a deterministic sampler, no
+ * UNet bias or norm adapters); else 0 and why. */
 int lf_gen_mixed_ok(const lf_gen *grp, char *why, size_t cap);
 /* The group's jobs as one batch: every image of every job in one sampler run, one UNet call per step with
  * each image's own adapters; images handed to cb in job order. The session's models end at W0. */
