@@ -455,21 +455,35 @@ void run_conv(const desc *op, std::map<desc *, bound> &m) {
     const bool flip = get1<cudnnConvolutionMode_t>(C, CUDNN_ATTR_CONVOLUTION_CONV_MODE) == CUDNN_CONVOLUTION;
     const float alpha = (float)scalar(op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, 1.0),
                 beta = (float)scalar(op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, 0.0);
-    const int64_t Cn = x.dims[1], R = w.dims[2], S = w.dims[3];
+    const int64_t Nn = x.dims[0], Cn = x.dims[1], H = x.dims[2], Wx = x.dims[3], K = w.dims[0], R = w.dims[2],
+                  S = w.dims[3];
+    /* X and W read once through their strides into dense (n, c, h, w) / (k, c, r, s) f32 copies */
+    std::vector<float> xf((size_t)(Nn * Cn * H * Wx)), wf((size_t)(K * Cn * R * S));
+    for (int64_t n = 0, i = 0; n < Nn; n++)
+        for (int64_t c = 0; c < Cn; c++)
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t q = 0; q < Wx; q++) xf[(size_t)i++] = ld(X.p, X.dt, off4(x, n, c, h, q));
+    for (int64_t k = 0, i = 0; k < K; k++)
+        for (int64_t c = 0; c < Cn; c++)
+            for (int64_t r = 0; r < R; r++)
+                for (int64_t s = 0; s < S; s++) wf[(size_t)i++] = ld(W.p, W.dt, off4(w, k, c, r, s));
     for (int64_t n = 0; n < y.dims[0]; n++)
         for (int64_t k = 0; k < y.dims[1]; k++)
             for (int64_t oh = 0; oh < y.dims[2]; oh++)
                 for (int64_t ow = 0; ow < y.dims[3]; ow++) {
                     float acc = 0.0f;
                     for (int64_t c = 0; c < Cn; c++)
-                        for (int64_t r = 0; r < R; r++)
+                        for (int64_t r = 0; r < R; r++) {
+                            const int64_t ih = oh * sd[0] - pre[0] + r * dl[0];
+                            if (ih < 0 || ih >= H) continue;
+                            const float *xr = &xf[(size_t)(((n * Cn + c) * H + ih) * Wx)];
+                            const float *wr = &wf[(size_t)(((k * Cn + c) * R + (flip ? R - 1 - r : r)) * S)];
                             for (int64_t s = 0; s < S; s++) {
-                                const int64_t ih = oh * sd[0] - pre[0] + r * dl[0], iw = ow * sd[1] - pre[1] + s * dl[1];
-                                if (ih < 0 || ih >= x.dims[2] || iw < 0 || iw >= x.dims[3]) continue;
-                                const int64_t fr = flip ? R - 1 - r : r, fs = flip ? S - 1 - s : s;
-                                acc = std::fmaf(ld(X.p, X.dt, off4(x, n, c, ih, iw)), ld(W.p, W.dt, off4(w, k, c, fr, fs)),
-                                                acc);
+                                const int64_t iw = ow * sd[1] - pre[1] + s * dl[1];
+                                if (iw < 0 || iw >= Wx) continue;
+                                acc = std::fmaf(xr[iw], wr[flip ? S - 1 - s : s], acc);
                             }
+                        }
                     const int64_t yi = off4(y, n, k, oh, ow);
                     const float r = beta == 0.0f ? alpha * acc : std::fmaf(beta, ld(Y.p, Y.dt, yi), alpha * acc);
                     st(Y.p, Y.dt, yi, r);
