@@ -491,8 +491,9 @@ static lf_status lf_cc_dnn_plan(lf_ccuda *cc, const lf_dnn_key *key, const lf_dn
 }
 
 /* The KRSC copy of the 16-bit conv weight W (resident at wd, K x C x khw) that cuDNN's NHWC graph
- * reads: made once and kept with the weight's own resident copy; for a bound weight (device memory
- * its owner patches in place) made again at every call, in scratch (*tmp, the caller frees it). */
+ * reads: made once and kept with the weight's own resident copy (under the table's lock, so a forget
+ * from another thread cannot drop the entry meanwhile); for a bound weight (device memory its owner
+ * patches in place) made again at every call, in scratch (*tmp, the caller frees it). */
 static lf_status lf_cc_krsc(lf_ccuda *cc, const lf_view *W, const void *wd, int64_t K, int64_t C, int64_t khw,
                             const void **out, void **tmp) {
     lf_status st = LF_OK;
@@ -503,37 +504,31 @@ static lf_status lf_cc_krsc(lf_ccuda *cc, const lf_view *W, const void *wd, int6
     *out = NULL;
     *tmp = NULL;
     pthread_mutex_lock(&cc->mu);
-    size_t i = lf_cc_find(cc, W->data, &found);
+    const size_t i = lf_cc_find(cc, W->data, &found);
     const int keep = found && cc->w[i].dev == wd && cc->w[i].owned;
-    if (keep && cc->w[i].krsc) *out = cc->w[i].krsc;
-    pthread_mutex_unlock(&cc->mu);
-    if (*out) return LF_OK;
+    if (keep && cc->w[i].krsc) {
+        *out = cc->w[i].krsc;
+        pthread_mutex_unlock(&cc->mu);
+        return LF_OK;
+    }
+    if (!keep) pthread_mutex_unlock(&cc->mu);
     LF_TRY(keep ? lf_cc_cuda_malloc(cc, bytes, &p) : lf_cc_malloc(cc, bytes, &p));
     LF_LAUNCH(lf_cunn_transpose_cast, p, t, wd, t, K, C, khw, cc->stream);
     if (keep) {
-        pthread_mutex_lock(&cc->mu);
-        i = lf_cc_find(cc, W->data, &found);
-        const int kept = found && cc->w[i].dev == wd && !cc->w[i].krsc;
-        if (kept) cc->w[i].krsc = p;
+        cc->w[i].krsc = p;
         pthread_mutex_unlock(&cc->mu);
-        if (!kept) { /* forgotten meanwhile (another thread): used once, then freed */
-            st = lf_cc_malloc(cc, bytes, tmp);
-            if (st == LF_OK) LF_CU(cudaMemcpyAsync(*tmp, p, bytes, cudaMemcpyDeviceToDevice, cc->stream), NULL);
-            cudaFree(p);
-            p = NULL;
-            if (st) return st;
-            *out = *tmp;
-            return LF_OK;
-        }
     } else {
         *tmp = p;
     }
     *out = p;
     return LF_OK;
 fail:
-    if (keep) cudaFree(p);
-    else lf_cc_free(cc, p);
-    *tmp = NULL;
+    if (keep) {
+        pthread_mutex_unlock(&cc->mu);
+        cudaFree(p);
+    } else {
+        lf_cc_free(cc, p);
+    }
     return st;
 }
 

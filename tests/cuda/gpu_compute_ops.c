@@ -460,6 +460,42 @@ static void t_memory(void) {
     free(x), free(w), free(w2), free(r1), free(r2), free(keep);
 }
 
+/* the weight cache of a 16-bit conv weight, whose cuDNN path also keeps a KRSC copy: a forgotten
+ * weight's copy is made again from the new values; a bound one (device memory its owner patches in
+ * place) is reordered at every call, so a patch of the bound memory shows at the next call */
+static void t_conv_cache(void) {
+    enum { N = 1, Ci = 4, H = 6, Wd = 5, Co = 8, KK = 3, NW = Co * Ci * KK * KK };
+    const int64_t shape[4] = {Co, Ci, KK, KK}, Ho = H, Wo = Wd, ny = N * Co * Ho * Wo;
+    float *x = rnd(N * Ci * H * Wd, -1, 1), *w1 = rnd(NW, -0.5f, 0.5f), *w2 = rnd(NW, -0.5f, 0.5f);
+    void *m1, *m2;
+    lf_view W1 = weight_of(w1, 4, shape, LF_F16, &m1);
+    (void)weight_of(w2, 4, shape, LF_F16, &m2); /* w2 rounded to f16, its bits in m2 */
+    float *r1 = malloc((size_t)ny * 4), *r2 = malloc((size_t)ny * 4);
+    ok(lf_nn_conv2d(r1, x, w1, NULL, N, Ci, H, Wd, Co, KK, KK, 1, 1), "cpu conv2d");
+    ok(lf_nn_conv2d(r2, x, w2, NULL, N, Ci, H, Wd, Co, KK, KK, 1, 1), "cpu conv2d");
+    float *dx = dev_from(x, N * Ci * H * Wd), *dy = dev_empty(ny);
+    ok(C->conv2d(C, dy, dx, &W1, NULL, N, Ci, H, Wd, Co, KK, KK, 1, 1), "conv2d");
+    compare(LF_COP_CONV2D, "cache: first use", r1, dy, ny, NMSE_F16);
+    memcpy(m1, m2, (size_t)NW * 2); /* patched on the host and forgotten: both copies made again */
+    C->forget(C, m1, 1);
+    ok(C->conv2d(C, dy, dx, &W1, NULL, N, Ci, H, Wd, Co, KK, KK, 1, 1), "conv2d");
+    compare(LF_COP_CONV2D, "cache: re-uploaded", r2, dy, ny, NMSE_F16);
+    /* bound to device memory holding w2's bits, then patched there to w1's */
+    float *dw = dev_from((const float *)m2, NW / 2);
+    ok(C->bind(C, m1, &W1, dw), "bind");
+    ok(C->conv2d(C, dy, dx, &W1, NULL, N, Ci, H, Wd, Co, KK, KK, 1, 1), "conv2d");
+    compare(LF_COP_CONV2D, "cache: bound", r2, dy, ny, NMSE_F16);
+    uint16_t *h1 = malloc((size_t)NW * 2);
+    for (int i = 0; i < NW; i++) h1[i] = lf_f32_to_f16(w1[i]);
+    ok(C->upload(C, dw, (const float *)h1, NW / 2), "upload");
+    ok(C->conv2d(C, dy, dx, &W1, NULL, N, Ci, H, Wd, Co, KK, KK, 1, 1), "conv2d");
+    compare(LF_COP_CONV2D, "cache: bound, patched in place", r1, dy, ny, NMSE_F16);
+    C->forget(C, m1, 1);
+    C->forget(C, m2, 1);
+    C->release(C, dw), C->release(C, dx), C->release(C, dy);
+    free(x), free(w1), free(w2), free(m1), free(m2), free(r1), free(r2), free(h1);
+}
+
 int main(int argc, char **argv) {
     uint64_t seed = 20261206;
     for (int i = 1; i < argc; i++) {
@@ -516,6 +552,7 @@ int main(int argc, char **argv) {
     t_layout();
     t_embed();
     t_memory();
+    t_conv_cache();
 
     lf_compute_cuda_paths paths;
     lf_compute_cuda_paths_get(C, &paths);
