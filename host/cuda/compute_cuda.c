@@ -23,6 +23,16 @@
  *   attention per sample and chunk of queries (scores scratch <= LF_CUDA_ATTN_MAX elements, default
  *           2^26): scores (heads, qc, Lk) by cublasSgemmStridedBatched over heads (stride d in q and k,
  *           ld heads*d), softmax rows with the causal mask, out = P V by a second strided batch.
+ * cuDNN (compute_cuda_dnn.c; docs/cuda.md "cuDNN"), tried first where it applies, per shape:
+ *   conv2d  16-bit W: x cast into W's type in NHWC order, W's KRSC copy (made once, kept with the
+ *           resident weight), one cuDNN graph conv fprop + fused bias add into f32 NHWC scratch,
+ *           transposed back to NCHW. f32 W stays on im2col + cublasSgemm (exact f32 sums; cuDNN could
+ *           pick TF32 engines for f32 data).
+ *   attention  not causal, head width d % 8 == 0 and d <= 256: q, k, v cast to f16, cuDNN's fused
+ *           SDPA forward, O (f16) widened into out. Causal attention (the native SDPA operation has
+ *           no causal attribute) and other widths take the cuBLAS path.
+ *   A shape cuDNN refuses, a build without cuDNN, or LF_CUDA_CUDNN=0 takes the fallback; the counts
+ *   are in lf_compute_cuda_paths_get, the reasons on stderr with LF_CUDA_CUDNN_LOG=1.
  * Errors: "cuda compute: <op>: " + the CUDA or cuBLAS call and its error (kernel launches: the
  * launcher of kernels/cuda/lf_nn_cuda.h). LF_CUDA_SYNC_CHECK=1 synchronises after every op, so an
  * asynchronous fault is reported by the op that caused it. Not thread-safe (one thread per backend).
@@ -35,6 +45,7 @@
 #include <string.h>
 
 #include "compute_cuda.h"
+#include "compute_cuda_dnn.h"
 #include "device_internal.h"
 #include "host/base/util.h"
 
@@ -48,6 +59,16 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
 lf_status lf_compute_cuda_device(int ordinal, lf_compute **out, char *desc, size_t cap) {
     (void)ordinal, (void)desc, (void)cap;
     return lf_compute_cuda_open(NULL, out);
+}
+
+void lf_compute_cuda_paths_get(const lf_compute *c, lf_compute_cuda_paths *out) {
+    (void)c;
+    memset(out, 0, sizeof *out);
+}
+
+int lf_compute_cuda_uses_cudnn(const lf_compute *c, const lf_cop_desc *d) {
+    (void)c, (void)d;
+    return 0;
 }
 #else
 #include <cublas_v2.h>
@@ -64,7 +85,8 @@ typedef struct {
     void *dev;
     size_t bytes;
     lf_dtype dtype;
-    int owned; /* 0: bound (the caller's memory) */
+    int owned;  /* 0: bound (the caller's memory) */
+    void *krsc; /* a conv weight's KRSC copy for cuDNN (owned, made on first use), or NULL */
 } lf_cweight;
 
 typedef struct {
@@ -81,6 +103,8 @@ typedef struct {
     pthread_mutex_t mu; /* the weight table: forget comes from any thread */
     void **dead;        /* device copies forgotten, to free on the ops' thread */
     size_t ndead, capdead;
+    lf_dnn *dnn;        /* cuDNN graphs; NULL: every op takes the fallback */
+    lf_compute_cuda_paths paths;
 } lf_ccuda;
 
 static lf_ccuda *lf_cc(lf_compute *c) { return (lf_ccuda *)c->impl; }
@@ -203,6 +227,7 @@ static size_t lf_cc_find(const lf_ccuda *cc, const void *p, int *found) {
 
 static void lf_cc_erase(lf_ccuda *cc, size_t i) {
     if (cc->w[i].owned) cudaFree(cc->w[i].dev);
+    if (cc->w[i].krsc) cudaFree(cc->w[i].krsc);
     memmove(cc->w + i, cc->w + i + 1, (cc->nw - i - 1) * sizeof *cc->w);
     cc->nw--;
 }
@@ -227,6 +252,10 @@ static void lf_cc_forget(lf_compute *c, const void *p, size_t bytes) {
             cc->dead[cc->ndead++] = cc->w[i].dev;
             cc->w[i].owned = 0; /* freed later, not by erase */
         }
+        if (cc->w[i].krsc && !lf_grow(&cc->dead, &cc->capdead, cc->ndead + 1)) {
+            cc->dead[cc->ndead++] = cc->w[i].krsc;
+            cc->w[i].krsc = NULL;
+        }
         lf_cc_erase(cc, i);
     }
     pthread_mutex_unlock(&cc->mu);
@@ -240,7 +269,7 @@ static lf_status lf_cc_insert(lf_ccuda *cc, const void *host, void *dev, size_t 
     if (found) lf_cc_erase(cc, i);
     if (lf_grow(&cc->w, &cc->capw, cc->nw + 1)) return lf_err(LF_ERR_NOMEM, "out of host memory");
     memmove(cc->w + i + 1, cc->w + i, (cc->nw - i) * sizeof *cc->w);
-    cc->w[i] = (lf_cweight){host, dev, bytes, dt, owned};
+    cc->w[i] = (lf_cweight){host, dev, bytes, dt, owned, NULL};
     cc->nw++;
     return LF_OK;
 }
@@ -369,8 +398,11 @@ static void lf_cc_destroy(lf_compute *c) {
     if (cc->stream) cudaStreamSynchronize(cc->stream);
     lf_cc_drop_cache(cc);
     for (size_t i = 0; i < cc->nlive; i++) cudaFree(cc->live[i].p);
-    for (size_t i = 0; i < cc->nw; i++)
+    for (size_t i = 0; i < cc->nw; i++) {
         if (cc->w[i].owned) cudaFree(cc->w[i].dev);
+        if (cc->w[i].krsc) cudaFree(cc->w[i].krsc);
+    }
+    lf_dnn_close(cc->dnn);
     if (cc->blas) cublasDestroy(cc->blas);
     if (cc->stream) cudaStreamDestroy(cc->stream);
     lf_device *dev = cc->own_dev;
@@ -382,6 +414,11 @@ static void lf_cc_destroy(lf_compute *c) {
     pthread_mutex_destroy(&cc->mu);
     free(cc);
     lf_device_close(dev);
+}
+
+void lf_compute_cuda_paths_get(const lf_compute *c, lf_compute_cuda_paths *out) {
+    memset(out, 0, sizeof *out);
+    if (c && c->destroy == lf_cc_destroy) *out = ((const lf_ccuda *)c->impl)->paths;
 }
 
 /* ---- matrix products --------------------------------------------------------------------------- */
@@ -437,6 +474,129 @@ fail:
     return st ? lf_cc_fail(st, "linear") : LF_OK;
 }
 
+/* ---- cuDNN paths (compute_cuda_dnn.c) ------------------------------------------------------ */
+
+/* the plan for key, or NULL (refused, or no cuDNN); counts the path taken */
+static lf_status lf_cc_dnn_plan(lf_ccuda *cc, const lf_dnn_key *key, const lf_dnn_plan **plan) {
+    const char *why = NULL;
+    *plan = NULL;
+    if (!cc->dnn) return LF_OK;
+    const size_t before = lf_dnn_count(cc->dnn);
+    lf_status st = lf_dnn_plan_get(cc->dnn, key, plan, &why);
+    if (st == LF_OK && lf_dnn_count(cc->dnn) != before) {
+        if (*plan) cc->paths.plans_built++;
+        else cc->paths.plans_refused++;
+    }
+    return st;
+}
+
+/* The KRSC copy of the 16-bit conv weight W (resident at wd, K x C x khw) that cuDNN's NHWC graph
+ * reads: made once and kept with the weight's own resident copy (under the table's lock, so a forget
+ * from another thread cannot drop the entry meanwhile); for a bound weight (device memory its owner
+ * patches in place) made again at every call, in scratch (*tmp, the caller frees it). */
+static lf_status lf_cc_krsc(lf_ccuda *cc, const lf_view *W, const void *wd, int64_t K, int64_t C, int64_t khw,
+                            const void **out, void **tmp) {
+    lf_status st = LF_OK;
+    const lf_cunn_type t = lf_cc_nn_type(W->dtype);
+    const size_t bytes = (size_t)(K * C * khw) * lf_cc_dtype_size(W->dtype);
+    void *p = NULL;
+    int found;
+    *out = NULL;
+    *tmp = NULL;
+    pthread_mutex_lock(&cc->mu);
+    const size_t i = lf_cc_find(cc, W->data, &found);
+    const int keep = found && cc->w[i].dev == wd && cc->w[i].owned;
+    if (keep && cc->w[i].krsc) {
+        *out = cc->w[i].krsc;
+        pthread_mutex_unlock(&cc->mu);
+        return LF_OK;
+    }
+    if (!keep) pthread_mutex_unlock(&cc->mu);
+    LF_TRY(keep ? lf_cc_cuda_malloc(cc, bytes, &p) : lf_cc_malloc(cc, bytes, &p));
+    LF_LAUNCH(lf_cunn_transpose_cast, p, t, wd, t, K, C, khw, cc->stream);
+    if (keep) {
+        cc->w[i].krsc = p;
+        pthread_mutex_unlock(&cc->mu);
+    } else {
+        *tmp = p;
+    }
+    *out = p;
+    return LF_OK;
+fail:
+    if (keep) {
+        pthread_mutex_unlock(&cc->mu);
+        cudaFree(p);
+    } else {
+        lf_cc_free(cc, p);
+    }
+    return st;
+}
+
+/* conv2d through a cuDNN plan: x (NCHW f32) cast into W's type in NHWC order, the graph into y's
+ * NHWC f32 scratch (bias fused), transposed back to NCHW */
+static lf_status lf_cc_conv_dnn(lf_ccuda *cc, const lf_dnn_plan *plan, float *y, const float *x, const lf_view *W,
+                                const void *wd, const float *bd, const lf_dnn_key *k, int64_t P) {
+    lf_status st = LF_OK;
+    void *xs = NULL, *wtmp = NULL, *ws = NULL;
+    float *yn = NULL;
+    const void *wk = NULL;
+    const size_t esz = lf_cc_dtype_size(W->dtype), wsb = lf_dnn_workspace(plan);
+    LF_TRY(lf_cc_krsc(cc, W, wd, k->K, k->C, k->kh * k->kw, &wk, &wtmp));
+    LF_TRY(lf_cc_malloc(cc, (size_t)(k->N * k->C * k->H * k->W) * esz, &xs));
+    LF_LAUNCH(lf_cunn_transpose_cast, xs, lf_cc_nn_type(W->dtype), x, LF_CUNN_F32, k->N, k->C, k->H * k->W,
+              cc->stream);
+    LF_TRY(lf_cc_malloc(cc, (size_t)(k->N * k->K * P) * sizeof(float), (void **)&yn));
+    if (wsb) LF_TRY(lf_cc_malloc(cc, wsb, &ws));
+    void *t[4] = {xs, (void *)wk, (void *)bd, yn};
+    LF_TRY(lf_dnn_execute(cc->dnn, plan, t, 1.0f, ws));
+    LF_TRY(lf_cc_launched(cc, cudaSuccess, "cudnnBackendExecute"));
+    LF_LAUNCH(lf_cunn_transpose, y, yn, k->N, P, k->K, cc->stream);
+fail:
+    lf_cc_free(cc, ws);
+    lf_cc_free(cc, yn);
+    lf_cc_free(cc, xs);
+    lf_cc_free(cc, wtmp);
+    return st;
+}
+
+/* attention through cuDNN's fused SDPA: q, k, v cast to f16 (same layout), O (f16) widened into out */
+static lf_status lf_cc_sdpa_dnn(lf_ccuda *cc, const lf_dnn_plan *plan, float *out, const float *q, const float *k,
+                                const float *v, const lf_dnn_key *key, float scale) {
+    lf_status st = LF_OK;
+    void *q16 = NULL, *k16 = NULL, *v16 = NULL, *o16 = NULL, *ws = NULL;
+    const int64_t HD = key->C * key->K, nq = key->N * key->H * HD, nk = key->N * key->W * HD;
+    const size_t wsb = lf_dnn_workspace(plan);
+    LF_TRY(lf_cc_malloc(cc, (size_t)nq * 2, &q16));
+    LF_TRY(lf_cc_malloc(cc, (size_t)nk * 2, &k16));
+    LF_TRY(lf_cc_malloc(cc, (size_t)nk * 2, &v16));
+    LF_TRY(lf_cc_malloc(cc, (size_t)nq * 2, &o16));
+    if (wsb) LF_TRY(lf_cc_malloc(cc, wsb, &ws));
+    LF_LAUNCH(lf_cunn_cast, q16, LF_CUNN_F16, q, nq, cc->stream);
+    LF_LAUNCH(lf_cunn_cast, k16, LF_CUNN_F16, k, nk, cc->stream);
+    LF_LAUNCH(lf_cunn_cast, v16, LF_CUNN_F16, v, nk, cc->stream);
+    void *t[4] = {q16, k16, v16, o16};
+    LF_TRY(lf_dnn_execute(cc->dnn, plan, t, scale, ws));
+    LF_TRY(lf_cc_launched(cc, cudaSuccess, "cudnnBackendExecute"));
+    LF_LAUNCH(lf_cunn_transpose_cast, out, LF_CUNN_F32, o16, LF_CUNN_F16, 1, 1, nq, cc->stream);
+fail:
+    lf_cc_free(cc, ws);
+    lf_cc_free(cc, o16);
+    lf_cc_free(cc, v16);
+    lf_cc_free(cc, k16);
+    lf_cc_free(cc, q16);
+    return st;
+}
+
+/* the head widths cuDNN 9's SDPA forward takes on sm80 and later (docs/cuda.md "cuDNN") */
+static int lf_cc_sdpa_width(int64_t d) { return d > 0 && d <= 256 && d % 8 == 0; }
+
+int lf_compute_cuda_uses_cudnn(const lf_compute *c, const lf_cop_desc *d) {
+    if (!c || !d || c->destroy != lf_cc_destroy || !((const lf_ccuda *)c->impl)->dnn) return 0;
+    if (d->op == LF_COP_CONV2D) return d->weight == LF_F16 || d->weight == LF_BF16;
+    if (d->op == LF_COP_ATTENTION) return lf_cc_sdpa_width(d->head_dim);
+    return 0;
+}
+
 static lf_status lf_cc_conv2d(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t N,
                               int64_t C_in, int64_t H, int64_t Wd, int64_t C_out, int64_t kh, int64_t kw,
                               int64_t stride, int64_t pad) {
@@ -457,6 +617,19 @@ static lf_status lf_cc_conv2d(lf_compute *c, float *y, const float *x, const lf_
     LF_TRY(lf_cc_int(K, "C_in*kh*kw"));
     LF_TRY(lf_cc_int(P, "Ho*Wo"));
     LF_TRY(lf_cc_int(C_out, "C_out"));
+    if (cc->dnn && W->dtype != LF_F32 && K > 0) {
+        lf_dnn_key key;
+        const lf_dnn_plan *plan = NULL;
+        memset(&key, 0, sizeof key);
+        key = (lf_dnn_key){LF_DNN_CONV, (int32_t)W->dtype, bd != NULL, 0, N, C_in, H, Wd, C_out, kh, kw, stride, pad};
+        LF_TRY(lf_cc_dnn_plan(cc, &key, &plan));
+        if (plan) {
+            cc->paths.conv_cudnn++;
+            st = lf_cc_conv_dnn(cc, plan, y, x, W, wd, bd, &key, P);
+            return st ? lf_cc_fail(st, "conv2d (cuDNN)") : LF_OK;
+        }
+    }
+    cc->paths.conv_fallback++;
     const size_t esz = lf_cc_dtype_size(W->dtype);
     const int direct = kh == 1 && kw == 1 && stride == 1 && pad == 0;
     /* a 1x1 conv reads x_n itself (f32 W), or one cast copy of all of x (16-bit W) */
@@ -509,6 +682,19 @@ static lf_status lf_cc_attention(lf_compute *c, float *out, const float *q, cons
     LF_TRY(lf_cc_int(HD, "heads*d"));
     LF_TRY(lf_cc_int(Lk, "Lk"));
     LF_TRY(lf_cc_int(heads, "heads"));
+    if (cc->dnn && !causal && lf_cc_sdpa_width(d)) {
+        lf_dnn_key key;
+        const lf_dnn_plan *plan = NULL;
+        memset(&key, 0, sizeof key);
+        key = (lf_dnn_key){LF_DNN_SDPA, (int32_t)LF_F16, 0, 0, N, heads, Lq, Lk, d, 0, 0, 0, 0};
+        LF_TRY(lf_cc_dnn_plan(cc, &key, &plan));
+        if (plan) {
+            cc->paths.attn_cudnn++;
+            st = lf_cc_sdpa_dnn(cc, plan, out, q, k, v, &key, scale);
+            return st ? lf_cc_fail(st, "attention (cuDNN)") : LF_OK;
+        }
+    }
+    cc->paths.attn_fallback++;
     int64_t qc = cc->attn_max / (heads * Lk);
     qc = qc < 1 ? 1 : qc > Lq ? Lq : qc;
     LF_TRY(lf_cc_int(qc * Lk, "query chunk * Lk"));
@@ -736,6 +922,14 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
     LF_CU(cudaStreamCreateWithFlags(&cc->stream, cudaStreamNonBlocking), NULL);
     LF_CB(cublasCreate(&cc->blas));
     LF_CB(cublasSetStream(cc->blas, cc->stream));
+    const char *use_dnn = getenv("LF_CUDA_CUDNN");
+    if (!(use_dnn && use_dnn[0] == '0')) {
+        /* without cuDNN (not built, or cudnnCreate fails) every op takes its fallback */
+        lf_status dst = lf_dnn_open(cc->stream, &cc->dnn);
+        const char *log = getenv("LF_CUDA_CUDNN_LOG");
+        if (dst && log && log[0] == '1')
+            fprintf(stderr, "lorafuse: cuda compute: no cuDNN (%s); the fallback paths run every op\n", lf_last_error());
+    }
     /* cublasCreate may run work on the legacy stream, which a non-blocking stream does not wait for */
     LF_CU(cudaDeviceSynchronize(), NULL);
     *out = c;

@@ -19,4 +19,18 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out);
  * the device library hands it to generate, serve and batch. */
 lf_status lf_compute_cuda_device(int ordinal, lf_compute **out, char *desc, size_t cap);
 
+/* Which path the ops took so far (docs/cuda.md "cuDNN"): convolutions and attention through a cuDNN
+ * graph, or through the fallback (im2col + cuBLAS; cuBLAS batched products + softmax). */
+typedef struct lf_compute_cuda_paths {
+    uint64_t conv_cudnn, conv_fallback, attn_cudnn, attn_fallback;
+    uint64_t plans_built, plans_refused;
+} lf_compute_cuda_paths;
+/* zeros for a compute that is not the CUDA one */
+void lf_compute_cuda_paths_get(const lf_compute *c, lf_compute_cuda_paths *out);
+/* 1 when this compute tries cuDNN for the op: a conv2d with a 16-bit weight (d->weight), attention
+ * (non-causal) of head width d->head_dim (a multiple of 8, at most 256: cuDNN 9's SDPA on sm80+);
+ * 0 when it goes straight to the fallback (no cuDNN in the build, LF_CUDA_CUDNN=0, another op).
+ * cuDNN may still refuse a shape at plan time, and that shape then falls back too. */
+int lf_compute_cuda_uses_cudnn(const lf_compute *c, const lf_cop_desc *d);
+
 #endif

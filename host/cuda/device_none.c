@@ -96,3 +96,13 @@ lf_status lf_compute_cuda_device(int ordinal, lf_compute **out, char *desc, size
     *out = NULL;
     return lf_no_cuda();
 }
+
+void lf_compute_cuda_paths_get(const lf_compute *c, lf_compute_cuda_paths *out) {
+    (void)c;
+    memset(out, 0, sizeof *out);
+}
+
+int lf_compute_cuda_uses_cudnn(const lf_compute *c, const lf_cop_desc *d) {
+    (void)c, (void)d;
+    return 0;
+}

@@ -62,6 +62,12 @@ int lf_cunn_softmax_rows(float *x, int64_t rows, int64_t cols, int causal, int64
 /* y (N, C, R) = x (N, R, C) transposed per sample (nchw_to_nlc: R = C_ch, C = S; nlc_to_nchw: R = S,
  * C = C_ch), through 32x32 shared-memory tiles */
 int lf_cunn_transpose(float *y, const float *x, int64_t N, int64_t R, int64_t C, cudaStream_t s);
+/* y (N, C, R) of type yt = x (N, R, C) of type xt (f32 -> 16-bit rounds to nearest even, 16-bit -> f32
+ * exact, same 16-bit type: the bits), one element per thread, uncoalesced on one side: the layouts
+ * of the cuDNN graphs (NCHW f32 -> NHWC 16-bit: R = C_ch, C = H*W; filters KCRS -> KRSC: N = K,
+ * R = C_in, C = kh*kw; R = 1 is a plain cast, 16-bit -> f32 included) */
+int lf_cunn_transpose_cast(void *y, lf_cunn_type yt, const void *x, lf_cunn_type xt, int64_t N, int64_t R, int64_t C,
+                           cudaStream_t s);
 /* nearest resize (N, C, H, W) -> (N, C, Ho, Wo), torch's f32 source index (lf_nn_resize_nearest) */
 int lf_cunn_resize_nearest(float *y, const float *x, int64_t N, int64_t C, int64_t H, int64_t W, int64_t Ho, int64_t Wo,
                            cudaStream_t s);

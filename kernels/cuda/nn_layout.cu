@@ -6,8 +6,14 @@
  *               as torch's CPU nearest interpolation and lf_nn_resize_nearest compute it (same for sj)
  *   pad2d       zero padding (left, right, top, bottom), torch F.pad
  *   concat_c    y (N, Ca + Cb, S) = [a, b] along C
+ *   transpose_cast  y (N, C, R) of type yt = x (N, R, C) of type xt, per element (f32 -> 16-bit
+ *               rounds to nearest even, 16-bit -> f32 is exact): the layouts and types the cuDNN
+ *               graphs take (NCHW f32 -> NHWC f16/bf16 activations, KCRS -> KRSC filters, f16 -> f32)
  */
 #include <math.h>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include "nn_common.cuh"
 #include "lf_nn_cuda.h"
@@ -64,7 +70,38 @@ __global__ void __launch_bounds__(256) lf_cunn_concat_c_k(float *y, const float 
     }
 }
 
+__device__ __forceinline__ float ld_typed(const void *p, int t, int64_t i) {
+    if (t == LF_CUNN_F16) return __half2float(static_cast<const __half *>(p)[i]);
+    if (t == LF_CUNN_BF16) return __bfloat162float(static_cast<const __nv_bfloat16 *>(p)[i]);
+    return static_cast<const float *>(p)[i];
+}
+
+__global__ void __launch_bounds__(256) lf_cunn_transpose_cast_k(void *y, int yt, const void *x, int xt, int64_t R,
+                                                                int64_t C, int64_t n) {
+    for (int64_t i = lf_cunn::gtid(); i < n; i += lf_cunn::gstride()) {
+        const int64_t b = i / (R * C), rem = i - b * R * C, c = rem / R, r = rem - c * R; /* y (b, c, r) */
+        const int64_t src = (b * R + r) * C + c;
+        if (yt == xt && yt != LF_CUNN_F32) { /* a 16-bit move: the bits as they are */
+            static_cast<uint16_t *>(y)[i] = static_cast<const uint16_t *>(x)[src];
+            continue;
+        }
+        const float v = ld_typed(x, xt, src);
+        if (yt == LF_CUNN_F16) static_cast<__half *>(y)[i] = __float2half_rn(v);
+        else if (yt == LF_CUNN_BF16) static_cast<__nv_bfloat16 *>(y)[i] = __float2bfloat16_rn(v);
+        else static_cast<float *>(y)[i] = v;
+    }
+}
+
 } // namespace
+
+extern "C" int lf_cunn_transpose_cast(void *y, lf_cunn_type yt, const void *x, lf_cunn_type xt, int64_t N, int64_t R,
+                                      int64_t C, cudaStream_t s) {
+    if (N <= 0 || R <= 0 || C <= 0) return (int)cudaSuccess;
+    const int64_t n = N * R * C;
+    (void)cudaGetLastError();
+    lf_cunn_transpose_cast_k<<<lf_cunn::grid_for(n), dim3(lf_cunn::THREADS), 0, s>>>(y, (int)yt, x, (int)xt, R, C, n);
+    return (int)cudaGetLastError();
+}
 
 extern "C" int lf_cunn_transpose(float *y, const float *x, int64_t N, int64_t R, int64_t C, cudaStream_t s) {
     if (N <= 0 || R <= 0 || C <= 0) return (int)cudaSuccess;

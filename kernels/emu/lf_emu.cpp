@@ -800,6 +800,7 @@ int lf_emu_dev_range(const char *call, const char *what, const void *p, size_t b
     }
     return a != nullptr;
 }
+int lf_emu_inject(const char *call) { return enter(call, true, cudaErrorMemoryAllocation) != cudaSuccess; }
 void lf_emu_handles(int delta) {
     enter("handle", false, cudaSuccess);
     S().handles += delta;

@@ -51,6 +51,9 @@ void lf_emu_reset_device(void);
 int lf_emu_device_op(const char *call, void *stream);
 /* [p, p + bytes) inside one device allocation: 1, else 0 with a report naming call and what */
 int lf_emu_dev_range(const char *call, const char *what, const void *p, size_t bytes);
+/* a fallible host-side library call (cuDNN descriptors, finalize): injection only, no device
+ * operation; 1 when this call is to fail */
+int lf_emu_inject(const char *call);
 /* library handles created (+1) and destroyed (-1): live ones are leaks at exit */
 void lf_emu_handles(int delta);
 

@@ -10,10 +10,18 @@
  *   1e-6 / 5e-5 (f16 / bf16 weights: the activation is cast to the weight's 16-bit type before the
  *         GEMM, relative error up to 2^-11 / 2^-8 per input, NMSE about u^2/3 for random data);
  *   1e-7 (timestep embedding: arguments up to t = 1000 amplify an ulp of the frequency).
+ *   1e-6 (attention through cuDNN's fused SDPA: q, k, v, the probabilities P and the output in f16,
+ *         each rounding ~u^2/3 = 8e-8 of NMSE, ~2.4e-7 in all).
+ * Convolutions with a 16-bit weight and non-causal attention of head width d % 8 == 0, d <= 256 go
+ * through cuDNN graphs where the build has cuDNN (host/cuda/compute_cuda_dnn.c), everything else
+ * through the fallback (im2col + cuBLAS, batched cuBLAS + softmax); each case checks which path its
+ * op took (lf_compute_cuda_paths_get): --require-cudnn fails a case that could use cuDNN and did not,
+ * --require-fallback one that used it (run with LF_CUDA_CUDNN=0, or LF_EMU_CUDNN_REFUSE=all in the
+ * emulation: cuDNN refuses every graph, --require-refused checks that it was asked and refused).
  * Then the memory ops (upload/download/copy2d, the caching allocator), the weight cache (a forgotten
  * weight is uploaded again, a bound one used as is) and argument errors. Per-op worst NMSE and
  * max-abs are printed at the end. Label gpu (exit 77 without CUDA or a device), emu in the emulation.
- * Usage: gpu_compute_ops [--seed N] [-v]
+ * Usage: gpu_compute_ops [--seed N] [-v] [--require-cudnn | --require-fallback [--require-refused]]
  */
 #include <math.h>
 #include <stdint.h>
@@ -30,7 +38,7 @@
 
 static lf_compute *C;
 static lf_test_rng R;
-static int verbose;
+static int verbose, require_cudnn, require_fallback, require_refused;
 
 static const char *const OPS[LF_COP_COUNT] = {
     "linear", "conv2d", "group_norm", "layer_norm", "silu", "gelu", "gelu_tanh", "quick_gelu", "geglu", "add",
@@ -45,6 +53,7 @@ static struct {
 #define NMSE_F32 1e-10
 #define NMSE_F16 1e-6
 #define NMSE_BF16 5e-5
+#define NMSE_SDPA 1e-6
 
 /* ---- helpers ----------------------------------------------------------------------------------- */
 
@@ -136,6 +145,23 @@ static double bound_of(lf_dtype dt) { return dt == LF_F16 ? NMSE_F16 : dt == LF_
 
 static const lf_dtype DTS[3] = {LF_F32, LF_F16, LF_BF16};
 
+/* the path the last conv2d or attention took (counts before: *before), checked against the options;
+ * 1 when it was cuDNN */
+static int path_of(lf_cop op, const char *label, const lf_compute_cuda_paths *before, int could) {
+    lf_compute_cuda_paths now;
+    lf_compute_cuda_paths_get(C, &now);
+    const uint64_t dnn = op == LF_COP_CONV2D ? now.conv_cudnn - before->conv_cudnn : now.attn_cudnn - before->attn_cudnn;
+    const uint64_t fb =
+        op == LF_COP_CONV2D ? now.conv_fallback - before->conv_fallback : now.attn_fallback - before->attn_fallback;
+    LF_CHECK(dnn + fb == 1, "%s %s: counted %llu cuDNN and %llu fallback runs for one op", OPS[op], label,
+             (unsigned long long)dnn, (unsigned long long)fb);
+    LF_CHECK(!dnn || could, "%s %s: took cuDNN where it must not", OPS[op], label);
+    if (require_cudnn) LF_CHECK(dnn || !could, "%s %s: could use cuDNN but took the fallback", OPS[op], label);
+    if (require_fallback) LF_CHECK(!dnn, "%s %s: took cuDNN (--require-fallback)", OPS[op], label);
+    if (verbose) printf("  %-18s %-40s path %s\n", OPS[op], label, dnn ? "cuDNN" : "fallback");
+    return dnn != 0;
+}
+
 /* ---- matrix products --------------------------------------------------------------------------- */
 
 static void t_linear(int64_t M, int64_t in, int64_t out, int bias) {
@@ -171,11 +197,15 @@ static void t_conv(int64_t N, int64_t Ci, int64_t H, int64_t Wd, int64_t Co, int
         float *ref = malloc((size_t)(N * Co * Ho * Wo) * 4);
         ok(lf_nn_conv2d(ref, x, w, b, N, Ci, H, Wd, Co, k, k, stride, pad), "cpu conv2d");
         float *dx = dev_from(x, N * Ci * H * Wd), *dy = dev_empty(N * Co * Ho * Wo);
+        lf_compute_cuda_paths before;
+        lf_compute_cuda_paths_get(C, &before);
         ok(C->conv2d(C, dy, dx, &W, b, N, Ci, H, Wd, Co, k, k, stride, pad), "conv2d");
         char label[96];
         snprintf(label, sizeof label, "%s N%lld %lld->%lld %lldx%lld k%lld s%lld p%lld%s", lf_dtype_name(DTS[t]),
                  (long long)N, (long long)Ci, (long long)Co, (long long)H, (long long)Wd, (long long)k,
                  (long long)stride, (long long)pad, bias ? " +b" : "");
+        const lf_cop_desc cd = {LF_COP_CONV2D, DTS[t], 0};
+        path_of(LF_COP_CONV2D, label, &before, lf_compute_cuda_uses_cudnn(C, &cd));
         compare(LF_COP_CONV2D, label, ref, dy, N * Co * Ho * Wo, bound_of(DTS[t]));
         C->forget(C, mem, 1);
         if (b) C->forget(C, b, 1);
@@ -193,11 +223,15 @@ static void t_attention(int64_t N, int64_t Lq, int64_t Lk, int64_t heads, int64_
     ok(lf_nn_attention(ref, q, k, v, N, Lq, Lk, heads, d, scale, causal), "cpu attention");
     float *dq = dev_from(q, N * Lq * HD), *dk = dev_from(k, N * Lk * HD), *dv = dev_from(v, N * Lk * HD);
     float *dout = dev_empty(N * Lq * HD);
+    lf_compute_cuda_paths before;
+    lf_compute_cuda_paths_get(C, &before);
     ok(C->attention(C, dout, dq, dk, dv, N, Lq, Lk, heads, d, scale, causal), "attention");
     char label[96];
     snprintf(label, sizeof label, "N%lld Lq%lld Lk%lld h%lld d%lld%s", (long long)N, (long long)Lq, (long long)Lk,
              (long long)heads, (long long)d, causal ? " causal" : "");
-    compare(LF_COP_ATTENTION, label, ref, dout, N * Lq * HD, NMSE_F32);
+    const lf_cop_desc ad = {LF_COP_ATTENTION, LF_F32, d};
+    const int dnn = path_of(LF_COP_ATTENTION, label, &before, !causal && lf_compute_cuda_uses_cudnn(C, &ad));
+    compare(LF_COP_ATTENTION, label, ref, dout, N * Lq * HD, dnn ? NMSE_SDPA : NMSE_F32);
     C->release(C, dq), C->release(C, dk), C->release(C, dv), C->release(C, dout);
     free(q), free(k), free(v), free(ref);
 }
@@ -431,13 +465,53 @@ static void t_memory(void) {
     free(x), free(w), free(w2), free(r1), free(r2), free(keep);
 }
 
+/* the weight cache of a 16-bit conv weight, whose cuDNN path also keeps a KRSC copy: a forgotten
+ * weight's copy is made again from the new values; a bound one (device memory its owner patches in
+ * place) is reordered at every call, so a patch of the bound memory shows at the next call */
+static void t_conv_cache(void) {
+    enum { N = 1, Ci = 4, H = 6, Wd = 5, Co = 8, KK = 3, NW = Co * Ci * KK * KK };
+    const int64_t shape[4] = {Co, Ci, KK, KK}, Ho = H, Wo = Wd, ny = N * Co * Ho * Wo;
+    float *x = rnd(N * Ci * H * Wd, -1, 1), *w1 = rnd(NW, -0.5f, 0.5f), *w2 = rnd(NW, -0.5f, 0.5f);
+    void *m1, *m2;
+    lf_view W1 = weight_of(w1, 4, shape, LF_F16, &m1);
+    (void)weight_of(w2, 4, shape, LF_F16, &m2); /* w2 rounded to f16, its bits in m2 */
+    float *r1 = malloc((size_t)ny * 4), *r2 = malloc((size_t)ny * 4);
+    ok(lf_nn_conv2d(r1, x, w1, NULL, N, Ci, H, Wd, Co, KK, KK, 1, 1), "cpu conv2d");
+    ok(lf_nn_conv2d(r2, x, w2, NULL, N, Ci, H, Wd, Co, KK, KK, 1, 1), "cpu conv2d");
+    float *dx = dev_from(x, N * Ci * H * Wd), *dy = dev_empty(ny);
+    ok(C->conv2d(C, dy, dx, &W1, NULL, N, Ci, H, Wd, Co, KK, KK, 1, 1), "conv2d");
+    compare(LF_COP_CONV2D, "cache: first use", r1, dy, ny, NMSE_F16);
+    memcpy(m1, m2, (size_t)NW * 2); /* patched on the host and forgotten: both copies made again */
+    C->forget(C, m1, 1);
+    ok(C->conv2d(C, dy, dx, &W1, NULL, N, Ci, H, Wd, Co, KK, KK, 1, 1), "conv2d");
+    compare(LF_COP_CONV2D, "cache: re-uploaded", r2, dy, ny, NMSE_F16);
+    /* bound to device memory holding w2's bits, then patched there to w1's */
+    float *dw = dev_from((const float *)m2, NW / 2);
+    ok(C->bind(C, m1, &W1, dw), "bind");
+    ok(C->conv2d(C, dy, dx, &W1, NULL, N, Ci, H, Wd, Co, KK, KK, 1, 1), "conv2d");
+    compare(LF_COP_CONV2D, "cache: bound", r2, dy, ny, NMSE_F16);
+    uint16_t *h1 = malloc((size_t)NW * 2);
+    for (int i = 0; i < NW; i++) h1[i] = lf_f32_to_f16(w1[i]);
+    ok(C->upload(C, dw, (const float *)h1, NW / 2), "upload");
+    ok(C->conv2d(C, dy, dx, &W1, NULL, N, Ci, H, Wd, Co, KK, KK, 1, 1), "conv2d");
+    compare(LF_COP_CONV2D, "cache: bound, patched in place", r1, dy, ny, NMSE_F16);
+    C->forget(C, m1, 1);
+    C->forget(C, m2, 1);
+    C->release(C, dw), C->release(C, dx), C->release(C, dy);
+    free(x), free(w1), free(w2), free(m1), free(m2), free(r1), free(r2), free(h1);
+}
+
 int main(int argc, char **argv) {
     uint64_t seed = 20261206;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "-v")) verbose = 1;
+        else if (!strcmp(argv[i], "--require-cudnn")) require_cudnn = 1;
+        else if (!strcmp(argv[i], "--require-fallback")) require_fallback = 1;
+        else if (!strcmp(argv[i], "--require-refused")) require_refused = 1;
         else {
-            fprintf(stderr, "usage: gpu_compute_ops [--seed N] [-v]\n");
+            fprintf(stderr, "usage: gpu_compute_ops [--seed N] [-v] [--require-cudnn | --require-fallback "
+                            "[--require-refused]]\n");
             return 2;
         }
     }
@@ -465,17 +539,35 @@ int main(int argc, char **argv) {
     t_conv(2, 16, 8, 8, 12, 1, 1, 0, 1); /* 1x1: plain GEMM */
     t_conv(1, 4, 5, 6, 3, 1, 2, 0, 1);  /* 1x1 s2: through im2col */
     t_conv(1, 32, 16, 16, 32, 3, 1, 1, 1); /* SD-like, scaled down */
+    t_conv(2, 8, 6, 5, 16, 3, 1, 1, 0);  /* 3x3 s1 p1 without bias */
+    t_conv(1, 16, 7, 7, 8, 1, 1, 0, 0);  /* 1x1 without bias */
+    t_conv(1, 8, 11, 10, 8, 3, 2, 1, 0); /* 3x3 s2 p1 without bias, odd sizes */
     t_attention(2, 16, 16, 2, 40, 0);
     t_attention(2, 16, 16, 2, 40, 1);
     t_attention(1, 33, 77, 2, 64, 0); /* cross-attention, 77 text tokens */
     t_attention(1, 20, 20, 1, 80, 1);
+    t_attention(1, 20, 20, 1, 80, 0);
     t_attention(1, 24, 24, 3, 64, 1);
+    t_attention(2, 12, 9, 2, 160, 0); /* SD1.5's deepest blocks */
+    t_attention(1, 12, 12, 1, 160, 1);
+    t_attention(1, 10, 10, 2, 36, 0); /* a width cuDNN's SDPA does not take */
+    t_attention(1, 6, 6, 1, 264, 0);
     t_norms();
     t_elementwise();
     t_layout();
     t_embed();
     t_memory();
+    t_conv_cache();
 
+    lf_compute_cuda_paths paths;
+    lf_compute_cuda_paths_get(C, &paths);
+    printf("paths: conv2d %llu cuDNN, %llu fallback; attention %llu cuDNN, %llu fallback; cuDNN plans %llu built, %llu "
+           "refused\n",
+           (unsigned long long)paths.conv_cudnn, (unsigned long long)paths.conv_fallback,
+           (unsigned long long)paths.attn_cudnn, (unsigned long long)paths.attn_fallback,
+           (unsigned long long)paths.plans_built, (unsigned long long)paths.plans_refused);
+    if (require_cudnn) LF_CHECK(paths.conv_cudnn > 0 && paths.attn_cudnn > 0, "no op took cuDNN");
+    if (require_refused) LF_CHECK(paths.plans_refused > 0 && paths.plans_built == 0, "cuDNN refused no graph");
     printf("%-20s %6s %12s %12s\n", "op", "cases", "worst NMSE", "max abs");
     for (int i = 0; i < LF_COP_COUNT; i++) {
         LF_CHECK(stat[i].cases > 0, "op %s not tested", OPS[i]);

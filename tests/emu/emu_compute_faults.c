@@ -1,17 +1,22 @@
 /* emu_compute_faults.c: fault injection on every CUDA call site of a forward-like sequence on the
  * CUDA compute backend (host/cuda/compute_cuda.c; label emu, built only with -DLF_CUDA_EMU=ON).
  *
- * The sequence, as a UNet block and a text encoder would call it: open; upload a latent; conv 3x3
- * with f16 weights and bias (im2col + cublasGemmEx), GroupNorm + SiLU, conv 1x1 with f32 weights
+ * The sequence, as a UNet block and a text encoder would call it: open (cuBLAS and cuDNN handles);
+ * upload a latent; conv 3x3 with f16 weights and bias (a cuDNN graph: conv fprop + fused bias add),
+ * GroupNorm + SiLU, conv 1x1 with f32 weights
  * (cublasSgemm), NCHW -> tokens, LayerNorm, q/k/v projections (bf16 and f32 weights), causal
- * attention (strided-batched products + softmax), GEGLU after a projection, tokens -> NCHW, a timestep
+ * attention (strided-batched products + softmax), non-causal attention of width 8 (cuDNN's SDPA),
+ * GEGLU after a projection, tokens -> NCHW, a timestep
  * embedding through a Linear added per (sample, channel), nearest 2x resize, pad, channel concat, a
  * token embedding, copy2d, download, destroy. It runs once to count its N fallible CUDA calls, then N
  * times with call i failing (lf_emu_fail_at). Each run must: return an error from the step that made
  * the failed call, whose message names it (the CUDA or cuBLAS function, or the launcher of a kernel
  * lf_cunn_x_k: lf_cunn_x); or absorb it (a cudaMalloc retried after the cached blocks are freed, the
- * synchronisation in destroy) and then give the clean run's bytes; and leave no allocation behind
- * after destroy (lf_emu_live; cuBLAS handles are checked at exit).
+ * synchronisation in destroy) and then give the clean run's bytes, or (a cuDNN call while building a
+ * plan: cudnnCreate, cudnnBackendCreateDescriptor, cudnnBackendFinalize) take the fallback path for
+ * that op, counted as refused, with results within the SDPA's f16 bound of the clean run's (NMSE
+ * 1e-6); and leave no allocation behind after destroy (lf_emu_live; cuBLAS handles and cuDNN handles
+ * and descriptors are checked at exit).
  * Usage: emu_compute_faults [-v]
  */
 #include <stdio.h>
@@ -23,6 +28,7 @@
 #include "kernels/emu/lf_emu.h"
 #include "lf_test.h"
 #include "lf_test_rng.h"
+#include "lorafuse/lf_config.h"
 
 static int verbose;
 
@@ -35,13 +41,14 @@ typedef struct {
     int32_t ids[TOK];
 } inputs;
 
-#define OUT_N (NS * 2 * CH * 4 * S + TOK * CH + NS * CH * S)
+#define OUT_N (NS * 2 * CH * 4 * S + TOK * CH + NS * CH * S + NS * S * CH)
 
 typedef struct {
     lf_status st;
     char step[48];
     char msg[1024];
     float out[OUT_N];
+    lf_compute_cuda_paths paths;
 } outcome;
 
 /* run one step; on failure record it and end the sequence */
@@ -60,7 +67,7 @@ static void sequence(lf_device *dev, inputs *in, outcome *o) {
     memset(o, 0, sizeof *o);
     lf_compute *c = NULL;
     float *x = NULL, *a = NULL, *b = NULL, *t0 = NULL, *q = NULL, *k = NULL, *v = NULL, *at = NULL, *g = NULL,
-          *emb = NULL, *temb = NULL, *up = NULL, *pd = NULL, *cat = NULL, *tok = NULL;
+          *emb = NULL, *temb = NULL, *up = NULL, *pd = NULL, *cat = NULL, *tok = NULL, *sd = NULL;
     const lf_view Wc3 = {in->wc3_16, LF_F16, 4, {CH, CH, 3, 3}}, Wc1 = {in->wc1, LF_F32, 4, {CH, CH, 1, 1}};
     const lf_view Wq = {in->wq_16, LF_BF16, 2, {CH, CH}}, Wk = {in->wk, LF_F32, 2, {CH, CH}},
                   Wv = {in->wv, LF_F32, 2, {CH, CH}}, Wg = {in->wg, LF_F32, 2, {2 * CH, CH}},
@@ -86,6 +93,8 @@ static void sequence(lf_device *dev, inputs *in, outcome *o) {
     STEP(c->linear(c, k, t0, &Wk, NULL, NS * S, CH, CH), "linear k");
     STEP(c->linear(c, v, t0, &Wv, NULL, NS * S, CH, CH), "linear v");
     STEP(c->attention(c, at, q, k, v, NS, S, S, 2, CH / 2, 0.5f, 1), "attention");
+    STEP(c->alloc(c, NS * S * CH, &sd), "alloc");
+    STEP(c->attention(c, sd, q, k, v, NS, S, S, 1, CH, 0.35f, 0), "attention sdpa");
     STEP(c->alloc(c, NS * S * 2 * CH, &g), "alloc");
     STEP(c->linear(c, g, at, &Wg, NULL, NS * S, CH, 2 * CH), "linear geglu");
     STEP(c->geglu(c, at, g, NS * S, CH), "geglu");
@@ -109,12 +118,14 @@ static void sequence(lf_device *dev, inputs *in, outcome *o) {
     STEP(c->download(c, o->out, cat, NS * 2 * CH * 4 * S), "download");
     STEP(c->download(c, o->out + NS * 2 * CH * 4 * S, tok, TOK * CH), "download");
     STEP(c->download(c, o->out + NS * 2 * CH * 4 * S + TOK * CH, a, NS * CH * S), "download");
+    STEP(c->download(c, o->out + NS * 2 * CH * 4 * S + TOK * CH + NS * CH * S, sd, NS * S * CH), "download");
     c->release(c, pd);
     pd = NULL;
     STEP(c->sync(c), "sync");
 done:
     if (c) {
-        float *bufs[] = {x, a, b, t0, q, k, v, at, g, emb, temb, up, pd, cat, tok};
+        float *bufs[] = {x, a, b, t0, q, k, v, at, g, emb, temb, up, pd, cat, tok, sd};
+        lf_compute_cuda_paths_get(c, &o->paths);
         for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
             if (i % 2) c->release(c, bufs[i]); /* the others are left to destroy */
         c->destroy(c);
@@ -145,6 +156,11 @@ int main(int argc, char **argv) {
     lf_emu_fail_at(0);
     sequence(dev, &in, &clean);
     LF_CHECK(clean.st == LF_OK, "clean run failed in %s: %s", clean.step, clean.msg);
+    if (LF_HAVE_CUDNN)
+        LF_CHECK(clean.paths.conv_cudnn == 1 && clean.paths.attn_cudnn == 1 && clean.paths.plans_refused == 0,
+                 "the clean run took cuDNN for %llu convolutions and %llu attentions (1 and 1 expected), %llu refused",
+                 (unsigned long long)clean.paths.conv_cudnn, (unsigned long long)clean.paths.attn_cudnn,
+                 (unsigned long long)clean.paths.plans_refused);
     lf_emu_counters cnt;
     lf_emu_get_counters(&cnt);
     const uint64_t n = cnt.calls;
@@ -163,6 +179,24 @@ int main(int argc, char **argv) {
             LF_CHECK(o.st == LF_OK, "call %llu not reached, yet step %s failed: %s", (unsigned long long)i, o.step, o.msg);
             continue;
         }
+        if (o.st == LF_OK && (!strcmp(call, "cudnnCreate") || !strcmp(call, "cudnnBackendCreateDescriptor") ||
+                              !strcmp(call, "cudnnBackendFinalize"))) {
+            /* a plan (or the handle) cuDNN could not make: the op took its fallback */
+            absorbed++;
+            const int no_dnn = !strcmp(call, "cudnnCreate");
+            LF_CHECK(no_dnn ? o.paths.conv_cudnn + o.paths.attn_cudnn == 0
+                            : o.paths.plans_refused == clean.paths.plans_refused + 1,
+                     "call %llu (%s) absorbed without a refused plan", (unsigned long long)i, call);
+            double se = 0, sr = 0;
+            for (size_t j = 0; j < OUT_N; j++) {
+                const double e = (double)o.out[j] - clean.out[j];
+                se += e * e, sr += (double)clean.out[j] * clean.out[j];
+            }
+            LF_CHECK(se <= 1e-6 * sr, "call %llu (%s) absorbed by the fallback, but the results differ: NMSE %.3g",
+                     (unsigned long long)i, call, se / sr);
+            if (verbose) printf("call %llu (%s): fallback, NMSE %.3g\n", (unsigned long long)i, call, se / sr);
+            continue;
+        }
         if (o.st == LF_OK) {
             absorbed++;
             LF_CHECK(!strcmp(call, "cudaMalloc") || !strcmp(call, "cudaStreamSynchronize"),
@@ -179,7 +213,7 @@ int main(int argc, char **argv) {
         if (verbose) printf("call %llu (%s): %s: %s\n", (unsigned long long)i, call, o.step, o.msg);
     }
     lf_emu_fail_at(0);
-    printf("%d failures absorbed (cached-block retries, destroy's synchronisation)\n", absorbed);
+    printf("%d failures absorbed (cached-block retries, destroy's synchronisation, cuDNN plans refused)\n", absorbed);
     lf_device_close(dev);
     return lf_test_finish();
 }
