@@ -10,7 +10,11 @@
  * random-weight mini model, whose output is noise and amplifies it, 1.1e-3 to 1.8e-3 / 1-2 levels on the
  * others. Jobs: the random-weight SD1.5 mini model without and
  * with a scheduled LoRA (Euler, DPM++ 2M), the trained demo model with its LoRA from halfway (an image
- * with structure), and the SDXL mini model (two text encoders, the label embedding). Also: the backend
+ * with structure), and the SDXL mini model (two text encoders, the label embedding). Adapters: the UNet's
+ * layers are patched on the device (lf_gen_times.device_updates > 0 exactly for the jobs with a UNet
+ * LoRA); a text-encoder-only LoRA (patched on the host) gives the CPU's image and not the one without it;
+ * on a cuda session the host UNet keeps W0 after a LoRA job (the same check sees the CPU session's
+ * patches) and every job equals a fresh process's, bit for bit, whatever ran before. Also: the backend
  * the job reports, and --backend cuda on a device that does not exist is refused with a clear error.
  * Exits 77 when this build has no CUDA or no device opens.
  * Usage: gpu_generate [-v]
