@@ -10,7 +10,8 @@
  * random-weight mini model, whose output is noise and amplifies it, 1.1e-3 to 1.8e-3 / 1-2 levels on the
  * others. Jobs: the random-weight SD1.5 mini model without and
  * with a scheduled LoRA (Euler, DPM++ 2M), the trained demo model with its LoRA from halfway (an image
- * with structure), and the SDXL mini model (two text encoders, the label embedding). Adapters: the UNet's
+ * with structure), and the SDXL mini model (two text encoders, the label embedding) with a scheduled LoRA
+ * on both encoders and the UNet. Adapters: the UNet's
  * layers are patched on the device (lf_gen_times.device_updates > 0 exactly for the jobs with a UNet
  * LoRA); a text-encoder-only LoRA (patched on the host) gives the CPU's image and not the one without it;
  * on a cuda session the host UNet keeps W0 after a LoRA job (the same check sees the CPU session's
@@ -253,8 +254,10 @@ int main(int argc, char **argv) {
     o = job("models/demo/shapes-sd1.safetensors", "a red square on a blue background, outlined "
             "<lora:outline_lora:1@50%>", "Euler", 6, 64, "models/demo/lora");
     compare("demo lora from halfway", &o, 1);
-    o = job("tests/data/pipeline/sdxl-mini.safetensors", "a red fox", "Euler", 2, 64, "models/lora");
-    compare("sdxl-mini euler", &o, 0);
+    /* SDXL with a LoRA on both text encoders (TE2's fused in_proj: host) and the UNet (device) */
+    o = job("tests/data/pipeline/sdxl-mini.safetensors", "a red fox <lora:sdxl_mini_lora:0.8@0,0.4@1>", "Euler", 2,
+            64, "tests/data/pipeline/lora");
+    compare("sdxl-mini lora schedule", &o, 1);
     te_only();
     session_jobs();
 
