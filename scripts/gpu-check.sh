@@ -24,7 +24,8 @@
 #              model (batch 4), --backend cuda then --backend cpu: the summary line (which backend) and
 #              the per-image timings in run.log, a profile by op kind (LF_COMPUTE_PROFILE=1); then
 #              lf_bench_unet_counts (the floors of a full-size step)
-#   bench      lf_bench_apply --json OUTDIR/bench.jsonl
+#   bench      lf_bench_apply --json OUTDIR/bench.jsonl, then lf_bench_unet_gpu (a full-size SD1.5 512² and
+#              SDXL 1024² UNet CFG step at 1, 4 and 8 images, per-op times, cuDNN paths) into the same file
 #   peer       python3 bench/peer_torch.py (PyTorch per-layer merge) -> OUTDIR/peer.jsonl
 # then a table of at most 40 lines, printed last.
 #
@@ -636,8 +637,17 @@ if wanted bench; then
     elif ((lim == 0)); then
         record bench SKIP 0 "no time left"
     else
-        (cd "$ROOT" && run_logged "$lim" "$RUNLOG" "$bench" --json "$OUT/bench.jsonl" --budget $((lim * 6 / 10)))
+        (cd "$ROOT" && run_logged $((lim / 2)) "$RUNLOG" "$bench" --json "$OUT/bench.jsonl" --budget $((lim * 3 / 10)))
         rc=$?
+        # the UNet CFG step on the CUDA compute, full-size random f16 weights (issue 10's step figures):
+        # its JSON lines join bench.jsonl, its errors run.log
+        ubench=$(find_bin lf_bench_unet_gpu)
+        left=$((lim - (SECONDS - t)))
+        if ((rc == 0)) && [[ -n $ubench ]] && ((left > 20)); then
+            printf '\n==== %s (limit %ss) ====\n' "$ubench --model both --batch 1 4 8" "$left" >>"$RUNLOG"
+            (cd "$ROOT" && timeout -k 10 "$left" "$ubench" --model both --batch 1 4 8 --steps 5 \
+                >>"$OUT/bench.jsonl" 2>>"$RUNLOG") || rc=$?
+        fi
         case $rc in
         0) record bench PASS $((SECONDS - t)) ;;
         77) if ((have_gpu)); then record bench FAIL $((SECONDS - t)) "skipped (77) although nvidia-smi sees a GPU"; else
@@ -760,6 +770,10 @@ errs = [r for r in b if r.get("bench") == "apply" and "error" in r]
 summ = next((r for r in b if r.get("bench") == "apply_summary"), None)
 if b:
     extra["bench"] = "%d cases timed, %d failed, %d skipped" % (len(cases), len(errs), sum(1 for r in b if "skipped" in r))
+    steps = [r for r in b if r.get("bench") == "unet_gpu" and "ms_min" in r]
+    if steps:  # targets on one H100 at 1 image: SD1.5 512² 9.6 ms, SDXL 1024² 46 ms per CFG step
+        extra["bench+unet"] = "UNet CFG step ms: " + ", ".join(
+            "%s x%d %.1f" % (r["model"], r["images"], r["ms_min"]) for r in steps) + " (1 image: sd15 <=9.6, sdxl <=46)"
 peer = {r.get("case"): r for r in jsonl("peer.jsonl") if r.get("primary")}
 
 lines.append("%-11s %-7s %5s  %s" % ("stage", "status", "secs", "notes"))

@@ -286,8 +286,23 @@ static void te_only(void) {
     shot_free(&d), shot_free(&plain);
 }
 
+static void part_one(void);
+static void part_two(void);
+static void part_three(void);
+static void part_four(void);
+
+/* --part K (1..4): a quarter of the cases (the emulation runs the parts as four tests, in parallel and
+ * each within its own time limit); none: all of them */
 int main(int argc, char **argv) {
-    verbose = argc > 1 && !strcmp(argv[1], "-v");
+    int part = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-v")) verbose = 1;
+        else if (!strcmp(argv[i], "--part") && i + 1 < argc) part = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [-v] [--part 1|2|3|4]\n", argv[0]);
+            return 2;
+        }
+    }
     lf_compute *c = NULL;
     char desc[160];
     if (lf_compute_cuda_device(0, &c, desc, sizeof desc) != LF_OK) {
@@ -296,6 +311,14 @@ int main(int argc, char **argv) {
     }
     c->destroy(c);
     printf("device: %s\n", desc);
+    if (!part || part == 1) part_one();
+    if (!part || part == 2) part_two();
+    if (!part || part == 3) part_three();
+    if (!part || part == 4) part_four();
+    return lf_test_finish();
+}
+
+static void part_one(void) {
     lf_gen_opts o = job("models/sd15-mini.safetensors", "a red fox", "Euler", 3, 64, "models/lora");
     compare("sd15-mini euler", &o, 0);
     o = job("models/sd15-mini.safetensors", "a red fox <lora:mini_lora:te=0.5:unet=0.8@0,0.3@2>", "DPM++ 2M", 3, 64,
@@ -304,13 +327,19 @@ int main(int argc, char **argv) {
     o = job("models/demo/shapes-sd1.safetensors", "a red square on a blue background, outlined "
             "<lora:outline_lora:1@50%>", "Euler", 6, 64, "models/demo/lora");
     compare("demo lora from halfway", &o, 1);
+}
+
+static void part_two(void) {
     /* SDXL with a LoRA on both text encoders (TE2's fused in_proj: host) and the UNet (device) */
-    o = job("tests/data/pipeline/sdxl-mini.safetensors", "a red fox <lora:sdxl_mini_lora:0.8@0,0.4@1>", "Euler", 2,
-            64, "tests/data/pipeline/lora");
+    lf_gen_opts o = job("tests/data/pipeline/sdxl-mini.safetensors", "a red fox <lora:sdxl_mini_lora:0.8@0,0.4@1>",
+                        "Euler", 2, 64, "tests/data/pipeline/lora");
     compare("sdxl-mini lora schedule", &o, 1);
     te_only();
-    session_jobs();
+}
 
+static void part_three(void) { session_jobs(); }
+
+static void part_four(void) {
     lf_gen_opts grp[3] = {job("models/sd15-mini.safetensors", "a red fox", "Euler", 3, 64, "models/lora"),
                           job("models/sd15-mini.safetensors", "a red fox <lora:mini_lora:0.8@0,0.3@2>", "Euler", 3,
                               64, "models/lora"),
@@ -319,7 +348,7 @@ int main(int argc, char **argv) {
     grp[1].seed = 1235, grp[2].seed = 1236;
     compare_group("sd15-mini mixed batch", grp, 3);
 
-    o = job("models/sd15-mini.safetensors", "a red fox", "Euler", 1, 64, "models/lora");
+    lf_gen_opts o = job("models/sd15-mini.safetensors", "a red fox", "Euler", 1, 64, "models/lora");
     o.backend = LF_GEN_CUDA;
     o.device = 999;
     lf_gen *g = NULL;
@@ -328,5 +357,4 @@ int main(int argc, char **argv) {
              lf_last_error());
     if (verbose) printf("device 999 -> %s\n", lf_last_error());
     lf_gen_free(g);
-    return lf_test_finish();
 }
