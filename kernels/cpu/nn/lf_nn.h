@@ -30,6 +30,9 @@
  * single-threaded cblas_sgemm: the pool sets OpenBLAS to one thread when it starts (this also makes
  * other BLAS calls of the process, e.g. lf_job_apply, single-threaded from then on). Calls from
  * several threads at once are serialised.
+ * Batches: a sample's (a Linear row's) bytes do not depend on how many others share the call either
+ * (no chunk mixes samples, and no sgemm call changes BLAS code path with N: linear.c, nn_internal.h).
+ * Test: tests/kernels/test_nn_batch.c.
  */
 #ifndef LF_NN_H
 #define LF_NN_H
