@@ -6,11 +6,13 @@
  *   1x1 stride-1 pad-0: col is x_n itself (C_in, H*W), a plain sgemm
  *
  * Threads: the work is cut into (sample, band of output rows (1x1: of pixels), block of output
- * channels) chunks by lf_nn_conv_partition from the shapes alone; each chunk fills its im2col band in
+ * channels) chunks by lf_nn_conv_partition from the shapes alone (with N: a batch cuts each sample
+ * into fewer pieces; the sample's bytes stay the same, as every piece is either the whole sample or a
+ * product large enough for BLAS's packed path, nn_internal.h); each chunk fills its im2col band in
  * the thread's pool scratch (at most LF_NN_SCRATCH_FLOATS; 1x1 needs none) and runs one
  * single-threaded sgemm on a disjoint block of y, so the bytes do not depend on the thread count
  * (nn_internal.h). LF_ERR_NOMEM when the scratch cannot be had.
- * Test: tests/kernels/test_nn.c (ctest -R nn).
+ * Test: tests/kernels/test_nn.c, tests/kernels/test_nn_batch.c (ctest -R nn).
  */
 #include <cblas.h>
 #include <stdatomic.h>
@@ -169,6 +171,14 @@ static void lf_nn_conv_partition(lf_nn_conv_ctx *c, int64_t N, int im2col) {
     int64_t cob = (c->C_out + nco - 1) / nco;
     cob = (cob + 15) / 16 * 16;
     if (cob > c->C_out) cob = c->C_out;
+    /* batch invariance (nn_internal.h): a sample whose smallest piece (last band, last channel block)
+     * would be that small a product is computed whole, one call of its own shape, whatever N */
+    int64_t last_rows = rows - (c->nb - 1) * band, last_co = c->C_out - (c->C_out - 1) / cob * cob;
+    if ((c->nb > 1 || cob < c->C_out) &&
+        (double)last_co * (double)(last_rows * rw) * (double)c->K < LF_NN_GEMM_MIN_MNK &&
+        (!im2col || rows * rw * c->K <= LF_NN_SCRATCH_FLOATS)) {
+        c->band = rows, c->nb = 1, cob = c->C_out;
+    }
     c->cob = cob;
     c->nco = (c->C_out + cob - 1) / cob;
 }

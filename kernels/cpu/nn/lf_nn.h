@@ -30,6 +30,9 @@
  * single-threaded cblas_sgemm: the pool sets OpenBLAS to one thread when it starts (this also makes
  * other BLAS calls of the process, e.g. lf_job_apply, single-threaded from then on). Calls from
  * several threads at once are serialised.
+ * Batches: a sample's (a Linear row's) bytes do not depend on how many others share the call either
+ * (no chunk mixes samples, and no sgemm call changes BLAS code path with N: linear.c, nn_internal.h).
+ * Test: tests/kernels/test_nn_batch.c.
  */
 #ifndef LF_NN_H
 #define LF_NN_H
@@ -45,9 +48,11 @@ extern "C" {
 
 /* ---- matrix products ------------------------------------------------------------------------ */
 
-/* y (M, out) = x (M, in) @ W (out, in)ᵀ + b (out); b may be NULL. cblas_sgemm. */
-void lf_nn_linear(float *y, const float *x, const float *W, const float *b, int64_t M, int64_t in,
-                  int64_t out);
+/* y (M, out) = x (M, in) @ W (out, in)ᵀ + b (out); b may be NULL. cblas_sgemm in blocks of a fixed
+ * number of rows (linear.c), so each row's bytes do not depend on M. LF_ERR_NOMEM when the scratch for
+ * the last, partial row block cannot be had. */
+lf_status lf_nn_linear(float *y, const float *x, const float *W, const float *b, int64_t M, int64_t in,
+                       int64_t out);
 
 /* lf_nn_linear with W (out, in) as a view of any readable dtype (see Conventions). LF_ERR_NOMEM when
  * the conversion buffer cannot be had, LF_ERR_SHAPE when W does not hold out*in values. */

@@ -32,6 +32,11 @@ lf_status lf_nn_weight_f32(const lf_view *W, int64_t n, const char *op, const fl
 #define LF_NN_GEMM_MIN_FLOP 4.0e6
 /* ... and at least this long along the cut axis (BLAS repacks the uncut operand for every block). */
 #define LF_NN_GEMM_MIN_BLOCK 128
+/* Batch invariance: OpenBLAS sums a product in another order on its small-matrix / gemv paths, which
+ * it takes for calls of m * n * k <= 1e6 (more below in linear.c); on its packed path an output's sum
+ * depends on k alone, not on how m and n were cut. So a sample's bytes stay the same in any batch when
+ * each of its sgemm calls either has a shape fixed by the sample alone or m * n * k >= this. */
+#define LF_NN_GEMM_MIN_MNK 2.0e6
 
 /* The hottest element-wise loops get an AVX2 clone picked at load time (GNU ifunc); both clones do the
  * same f32 operations per element and lane (no FMA: -ffp-contract=off), so the bytes are the same. */
