@@ -970,7 +970,9 @@ static lf_status lf_cc_lora_terms(lf_compute *c, float *y, const float *x, int64
     }
     const int64_t nt = lf_cunn_lora_sgmv_scratch(ds, n_segs, dt);
     if (nt > 0) LF_TRY(lf_cc_malloc(cc, (size_t)nt * sizeof(float), (void **)&t));
-    LF_LAUNCH(lf_cunn_lora_sgmv, y, x, M, in, out, ds, n_segs, dt, n_terms, t, &launches, cc->stream);
+    const char *failed = "lf_cunn_lora_sgmv";
+    const int e = lf_cunn_lora_sgmv(y, x, M, in, out, ds, n_segs, dt, n_terms, t, &launches, &failed, cc->stream);
+    LF_TRY(lf_cc_launched(cc, e, failed)); /* names the kernel that failed */
     cc->paths.lora_calls++;
     cc->paths.lora_launches += (uint64_t)launches;
 fail:

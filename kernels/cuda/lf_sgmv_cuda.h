@@ -42,10 +42,12 @@ int64_t lf_cunn_lora_sgmv_scratch(const lf_sgmv_seg *segs, size_t n_segs, const 
  * no rows or no rank are skipped. Host-side checks (overlap, a term index or rank out of range, M or a
  * size past int32) answer cudaErrorInvalidValue before anything is launched. Launches: one shrink and
  * one expand per chunk of at most LF_SGMV_MAX_SEGS segments and LF_SGMV_MAX_TERMS terms (the work list
- * travels as a kernel argument); *launches (may be NULL) gets their number. */
+ * travels as a kernel argument); *launches (may be NULL) gets their number. On an error *failed (may be
+ * NULL) names what failed as a launcher: "lf_cunn_lora_shrink" / "lf_cunn_lora_expand" (the kernels
+ * lf_cunn_lora_shrink_k / _expand_k) or "lf_cunn_lora_sgmv (its arguments)". */
 int lf_cunn_lora_sgmv(float *y, const float *x, int64_t M, int64_t in, int64_t out, const lf_sgmv_seg *segs,
                       size_t n_segs, const lf_sgmv_term *terms, size_t n_terms, float *t, int *launches,
-                      cudaStream_t s);
+                      const char **failed, cudaStream_t s);
 
 #define LF_SGMV_MAX_SEGS 32
 #define LF_SGMV_MAX_TERMS 48

@@ -171,17 +171,21 @@ int64_t rsum_of(const lf_sgmv_seg &g, const lf_sgmv_term *terms) {
     return r;
 }
 
-cudaError_t launch(klaunch &L, int64_t tiles_s, int64_t tiles_e, int *launches, cudaStream_t s) {
+cudaError_t launch(klaunch &L, int64_t tiles_s, int64_t tiles_e, int *launches, const char **failed, cudaStream_t s) {
     if (L.nseg == 0) return cudaSuccess;
     if (tiles_s > INT_MAX || tiles_e > INT_MAX) return cudaErrorInvalidValue;
     (void)cudaGetLastError(); /* the returns below must be these launches' errors, not an earlier call's */
     const dim3 gs((unsigned)tiles_s), ge((unsigned)tiles_e), block(NT);
     lf_cunn_lora_shrink_k<<<gs, block, 0, s>>>(L);
     cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) return e;
+    if (e != cudaSuccess) {
+        *failed = "lf_cunn_lora_shrink";
+        return e;
+    }
     lf_cunn_lora_expand_k<<<ge, block, 0, s>>>(L);
     e = cudaGetLastError();
-    if (e == cudaSuccess && launches) *launches += 2;
+    if (e != cudaSuccess) *failed = "lf_cunn_lora_expand";
+    else if (launches) *launches += 2;
     return e;
 }
 
@@ -196,7 +200,10 @@ extern "C" int64_t lf_cunn_lora_sgmv_scratch(const lf_sgmv_seg *segs, size_t n_s
 
 extern "C" int lf_cunn_lora_sgmv(float *y, const float *x, int64_t M, int64_t in, int64_t out, const lf_sgmv_seg *segs,
                                  size_t n_segs, const lf_sgmv_term *terms, size_t n_terms, float *t, int *launches,
-                                 cudaStream_t s) {
+                                 const char **failed, cudaStream_t s) {
+    const char *dummy;
+    if (!failed) failed = &dummy;
+    *failed = "lf_cunn_lora_sgmv (its arguments)";
     if (launches) *launches = 0;
     if (M < 0 || in < 0 || out < 0 || M > INT_MAX || in > INT_MAX || out > INT_MAX) return (int)cudaErrorInvalidValue;
     for (size_t i = 0; i < n_segs; i++) {
@@ -230,7 +237,7 @@ extern "C" int lf_cunn_lora_sgmv(float *y, const float *x, int64_t M, int64_t in
             for (size_t k = 0; k < np; k++) rsum += terms[g.term0 + p + k].rank;
             if (rsum == 0) continue;
             if (L.nseg == LF_SGMV_MAX_SEGS || L.nterm + (int64_t)np > LF_SGMV_MAX_TERMS) {
-                cudaError_t e = launch(L, tiles_s, tiles_e, launches, s);
+                cudaError_t e = launch(L, tiles_s, tiles_e, launches, failed, s);
                 if (e != cudaSuccess) return (int)e;
                 L.nseg = 0, L.nterm = 0, tiles_s = 0, tiles_e = 0;
             }
@@ -252,5 +259,5 @@ extern "C" int lf_cunn_lora_sgmv(float *y, const float *x, int64_t M, int64_t in
             toff += g.rows * rsum;
         }
     }
-    return (int)launch(L, tiles_s, tiles_e, launches, s);
+    return (int)launch(L, tiles_s, tiles_e, launches, failed, s);
 }
