@@ -13,7 +13,9 @@
  * with structure), and the SDXL mini model (two text encoders, the label embedding) with a scheduled LoRA
  * on both encoders and the UNet; a mixed batch (three jobs: no adapter, a scheduled LoRA as unmerged
  * per-image terms, a LoHa as its own built weights) as one UNet call per step on the device against the
- * same group on the CPU, image by image (measured in the emulation: 8.9e-3, 1.7e-3, 3.0e-3). Adapters: the
+ * same group on the CPU, image by image (measured in the emulation with the segmented kernels, 2026-12-07:
+ * 2.5e-3, 1.5e-3, 2.2e-3), the LoRA's Linear terms through lora_terms on the device (segmented_layers > 0;
+ * 0 on the CPU). Adapters: the
  * UNet's layers are patched on the device (lf_gen_times.device_updates > 0 exactly for the jobs with a UNet
  * LoRA); a text-encoder-only LoRA (patched on the host) gives the CPU's image and not the one without it;
  * on a cuda session the host UNet keeps W0 after a LoRA job (the same check sees the CPU session's
