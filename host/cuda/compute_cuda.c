@@ -25,6 +25,8 @@
  *   attention per sample and chunk of queries (scores scratch <= LF_CUDA_ATTN_MAX elements, default
  *           2^26): scores (heads, qc, Lk) by cublasSgemmStridedBatched over heads (stride d in q and k,
  *           ld heads*d), softmax rows with the causal mask, out = P V by a second strided batch.
+ *   lora_terms  a mixed batch's low-rank terms of every job: the segmented shrink / expand kernels of
+ *           kernels/cuda/lora_sgmv.cu, factors resident by host address like weights, t in scratch.
  * cuDNN (compute_cuda_dnn.c; docs/cuda.md "cuDNN"), tried first where it applies, per shape:
  *   conv2d  16-bit W: x cast into W's type in NHWC order, W's KRSC copy (made once, kept with the
  *           resident weight), one cuDNN graph conv fprop + fused bias add into f32 NHWC scratch,
