@@ -38,6 +38,14 @@
  * machine), single_s, and per step
  * singles_s = K x single_s against mixed_s (the per-step speed-up of one batch over K single runs; the single
  * runs' own merges, once per image, are not counted: see bench/RESULTS.md).
+ *
+ *   lf_bench_generate_sd15 --mixed K --cuda [--size PX] [--rank R]
+ * The same on the CUDA compute (device 0; scripts/gpu-check.sh's "mixed" stage): the Linear layers' terms of
+ * all K LoRAs through the segmented kernels (lf_compute.lora_terms, kernels/cuda/lora_sgmv.cu), the 1x1
+ * convs' per LoRA through cuBLAS. One warm-up of each forward first (weights and factors uploaded once).
+ * Line {"bench":"gen_sd15_mixed","backend":"cuda"}: throughput_ratio = K x single_s / mixed_s (K images in
+ * one batch against K sequential single runs, per step; target >= 4 on an H100), segmented_layers (layer
+ * calls that took the kernels). Without a device: {"bench":"gen_sd15_mixed","skipped":...}, exit 0.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -53,6 +61,7 @@
 #include "lorafuse/lf_unet.h"
 #include "lorafuse/lf_live_weights.h"
 #include "host/base/util.h"
+#include "host/cuda/compute_cuda.h"
 #include "host/runtime/compute_cpu.h"
 #include "host/runtime/compute_mix.h"
 #include "host/runtime/model_compute.h"
@@ -99,7 +108,13 @@ done:
 }
 
 /* The mixed-batch measurement (--mixed): K images with K different rank-R LoRAs in one UNet call. */
-static int bench_mixed(int K, int px, int R) {
+static int bench_mixed(int K, int px, int R, int cuda) {
+    lf_compute *dev = NULL;
+    char desc[256] = "";
+    if (cuda && lf_compute_cuda_device(0, &dev, desc, sizeof desc) != LF_OK) {
+        printf("{\"bench\":\"gen_sd15_mixed\",\"backend\":\"cuda\",\"skipped\":\"no CUDA device: %s\"}\n", lf_last_error());
+        return 0;
+    }
     double t0 = lf_clock_s();
     lf_unet *u = make_unet();
     if (!u) return fail("unet");
@@ -143,7 +158,8 @@ static int bench_mixed(int K, int px, int R) {
     }
     lf_compute_mix_sort(layers, nl);
     lf_compute_mix m;
-    if (lf_compute_mix_init(&m, lf_compute_cpu()) != LF_OK) return fail("mix");
+    lf_compute *cpu = dev ? dev : lf_compute_cpu();
+    if (lf_compute_mix_init(&m, cpu) != LF_OK) return fail("mix");
     int64_t N = 2 * K, H = px / 8, W = px / 8, L = 77, C = 768, per = 4 * H * W;
     int *slot_of = malloc((size_t)N * sizeof *slot_of);
     float *x = malloc((size_t)(N * per) * sizeof(float)), *out = malloc((size_t)(N * per) * sizeof(float));
@@ -153,9 +169,13 @@ static int bench_mixed(int K, int px, int R) {
     for (int64_t i = 0; i < N * per; i++) x[i] = lf_test_rng_signed(&rng);
     for (int64_t i = 0; i < N * L * C; i++) ctx[i] = lf_test_rng_signed(&rng);
     m.layers = layers, m.n_layers = nl, m.n_slots = (size_t)K, m.slot_of = slot_of;
-    lf_compute *cpu = lf_compute_cpu();
-    /* a warm-up single, then each measurement once (a forward is seconds to minutes here) */
+    /* a warm-up single, then each measurement once (a forward is seconds to minutes here); on a device also
+     * a warm-up of the batch and of the mixed batch (the factors' first upload), which take milliseconds */
     if (lf_unet_forward_on(u, cpu, out, x, tt, ctx, L, NULL, 2, H, W) != LF_OK) return fail("warm-up");
+    if (dev && lf_unet_forward_on(u, cpu, out, x, tt, ctx, L, NULL, N, H, W) != LF_OK) return fail("warm-up batch");
+    m.n_samples = N;
+    if (dev && lf_unet_forward_on(u, &m.c, out, x, tt, ctx, L, NULL, N, H, W) != LF_OK) return fail("warm-up mixed");
+    m.n_samples = 0, m.t_terms = 0, m.n_segmented = 0;
     t0 = lf_clock_s();
     if (lf_unet_forward_on(u, cpu, out, x, tt, ctx, L, NULL, 2, H, W) != LF_OK) return fail("single");
     double single = lf_clock_s() - t0;
@@ -169,28 +189,41 @@ static int bench_mixed(int K, int px, int R) {
     double frac = (mixed - plain) / plain, tfrac = m.t_terms / (mixed - m.t_terms);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("{\"bench\":\"gen_sd15_mixed\",\"images\":%d,\"samples\":%lld,\"rank\":%d,\"pixels\":%d,\"layers\":%zu,"
-           "\"threads\":%d,\"single_s\":%.3f,\"plain_s\":%.3f,\"mixed_s\":%.3f,\"terms_s\":%.3f,\"terms_fraction\":%.4f,"
-           "\"extra_fraction\":%.4f,\"target\":0.10,\"target_met\":%s,\"singles_s\":%.3f,\"speedup_per_step\":%.3f,\"factors_mb\":%.0f,"
-           "\"unet_init_s\":%.1f,\"peak_rss_mb\":%.0f}\n",
-           K, (long long)N, R, px, nl, lf_par_threads(), single, plain, mixed, m.t_terms, tfrac, frac,
-           tfrac <= 0.10 ? "true" : "false", K * single, K * single / mixed, factor_mb, t_init,
-           (double)ru.ru_maxrss / 1024.0);
+    if (dev)
+        printf("{\"bench\":\"gen_sd15_mixed\",\"backend\":\"cuda\",\"device\":\"%s\",\"images\":%d,\"samples\":%lld,"
+               "\"rank\":%d,\"pixels\":%d,\"layers\":%zu,\"segmented_layers\":%llu,\"single_s\":%.4f,\"plain_s\":%.4f,"
+               "\"mixed_s\":%.4f,\"singles_s\":%.4f,\"throughput_ratio\":%.3f,\"target_ratio\":4,\"ratio_met\":%s,"
+               "\"extra_fraction\":%.4f,\"factors_mb\":%.0f,\"unet_init_s\":%.1f}\n",
+               desc, K, (long long)N, R, px, nl, (unsigned long long)m.n_segmented, single, plain, mixed, K * single,
+               K * single / mixed, K * single / mixed >= 4.0 ? "true" : "false", frac, factor_mb, t_init);
+    else
+        printf("{\"bench\":\"gen_sd15_mixed\",\"images\":%d,\"samples\":%lld,\"rank\":%d,\"pixels\":%d,\"layers\":%zu,"
+               "\"threads\":%d,\"single_s\":%.3f,\"plain_s\":%.3f,\"mixed_s\":%.3f,\"terms_s\":%.3f,\"terms_fraction\":%.4f,"
+               "\"extra_fraction\":%.4f,\"target\":0.10,\"target_met\":%s,\"singles_s\":%.3f,\"speedup_per_step\":%.3f,\"factors_mb\":%.0f,"
+               "\"unet_init_s\":%.1f,\"peak_rss_mb\":%.0f}\n",
+               K, (long long)N, R, px, nl, lf_par_threads(), single, plain, mixed, m.t_terms, tfrac, frac,
+               tfrac <= 0.10 ? "true" : "false", K * single, K * single / mixed, factor_mb, t_init,
+               (double)ru.ru_maxrss / 1024.0);
     lf_compute_mix_free(&m);
     for (size_t i = 0; i < no; i++) free(own[i]);
     free(own), free(terms), free(slots), free(layers), free(ts), free(slot_of), free(x), free(out), free(ctx), free(tt);
     lf_unet_free(u);
+    if (dev) dev->destroy(dev);
     return 0;
 }
 
 int main(int argc, char **argv) {
     const char *dir = "/tmp/lf-bench", *tag = "<lora:lora-r32:te=0:unet=0@0,1@1.0:ramp=linear>";
-    int steps = 20, unet_steps = 2, px = 512, mixed = 0, rank = 32;
-    for (int i = 1; i < argc; i += 2) { /* every option takes one value */
+    int steps = 20, unet_steps = 2, px = 512, mixed = 0, rank = 32, cuda = 0;
+    for (int i = 1; i < argc; i += 2) { /* every option but --cuda takes one value */
+        if (!strcmp(argv[i], "--cuda")) {
+            cuda = 1, i--;
+            continue;
+        }
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             fprintf(stderr, "usage: %s [--dir DIR] [--steps N] [--unet-steps K] [--size PX] [--tag TAG] | --mixed K "
-                            "[--size PX] [--rank R]\n", argv[0]);
+                            "[--size PX] [--rank R] [--cuda]\n", argv[0]);
             return 2;
         }
         if (!strcmp(a, "--dir")) dir = v;
@@ -209,7 +242,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bad values: steps >= 1, 0 <= unet-steps <= steps, size a multiple of 64\n");
         return 2;
     }
-    if (mixed > 0) return rank >= 1 && mixed <= 64 ? bench_mixed(mixed, px, rank) : 2;
+    if (mixed > 0) return rank >= 1 && mixed <= 64 ? bench_mixed(mixed, px, rank, cuda) : 2;
     char ckpt[4096], lora[4096];
     snprintf(ckpt, sizeof ckpt, "%s/sd15-f16.safetensors", dir);
     snprintf(lora, sizeof lora, "%s/lora-r32.safetensors", dir);

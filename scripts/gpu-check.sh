@@ -26,6 +26,9 @@
 #              lf_bench_unet_counts (the floors of a full-size step)
 #   bench      lf_bench_apply --json OUTDIR/bench.jsonl, then lf_bench_unet_gpu (a full-size SD1.5 512² and
 #              SDXL 1024² UNet CFG step at 1, 4 and 8 images, per-op times, cuDNN paths) into the same file
+#   mixed      lf_bench_generate_sd15 --mixed 8 --rank 32 --cuda: 8 images with 8 different rank-32 LoRAs in
+#              one batch (the segmented kernels) against 8 single runs, throughput ratio appended to
+#              bench.jsonl (target >= 4 on an H100)
 #   peer       python3 bench/peer_torch.py (PyTorch per-layer merge) -> OUTDIR/peer.jsonl
 # then a table of at most 40 lines, printed last.
 #
@@ -488,7 +491,9 @@ res_peer=0
 res_bench=0
 wanted peer && res_peer=35
 wanted bench && ((have_gpu)) && res_bench=60
-res_figs=$((res_bench + res_peer))
+res_mixed=0
+wanted mixed && ((have_gpu)) && res_mixed=60
+res_figs=$((res_bench + res_mixed + res_peer))
 
 # ctest -L gpu
 if wanted ctest; then
@@ -627,7 +632,7 @@ fi
 # apply benchmark
 if wanted bench; then
     t=$SECONDS
-    lim=$(limit 170 "$res_peer")
+    lim=$(limit 170 "$((res_mixed + res_peer))")
     bench=""
     ((built)) && bench=$(find_bin lf_bench_apply)
     if ((!gpu_stage_ok)); then
@@ -658,6 +663,38 @@ if wanted bench; then
             record bench FAIL $((SECONDS - t)) "rc $rc"
             ;;
         esac
+    fi
+fi
+
+# mixed batch on the device: 8 images with 8 different rank-32 LoRAs in one batch against 8 single runs
+# (full-size SD1.5 UNet, random f32 weights, 512x512): one JSON line appended to bench.jsonl
+if wanted mixed; then
+    t=$SECONDS
+    lim=$(limit 120 "$res_peer")
+    mixbin=""
+    ((built)) && mixbin=$(find_bin lf_bench_generate_sd15)
+    if ((!gpu_stage_ok)); then
+        record mixed SKIP 0 "no GPU"
+    elif [[ -z $mixbin ]]; then
+        record mixed FAIL 0 "no lf_bench_generate_sd15 executable in $BUILD"
+    elif ((lim == 0)); then
+        record mixed SKIP 0 "no time left"
+    else
+        line=$(cd "$ROOT" && timeout -k 10 "$lim" "$mixbin" --mixed 8 --rank 32 --size 512 --cuda 2>>"$RUNLOG")
+        rc=$?
+        printf '\n==== lf_bench_generate_sd15 --mixed 8 --rank 32 --size 512 --cuda ====\n%s\n' "$line" >>"$RUNLOG"
+        [[ -n $line ]] && echo "$line" >>"$OUT/bench.jsonl"
+        ratio=$(grep -o '"throughput_ratio":[0-9.]*' <<<"$line" | cut -d: -f2)
+        if ((rc == 124 || rc == 137)); then
+            record mixed TIMEOUT $((SECONDS - t)) "over ${lim}s"
+        elif ((rc == 0 && !have_gpu)) && grep -q '"skipped"' <<<"$line"; then
+            record mixed SKIP $((SECONDS - t)) "no GPU: the bench skipped"
+        elif ((rc != 0)) || [[ -z $ratio ]]; then
+            tail_log "$RUNLOG" 12
+            record mixed FAIL $((SECONDS - t)) "rc $rc: ${line:0:100}"
+        else
+            record mixed PASS $((SECONDS - t)) "8 LoRAs r32 in one batch vs 8 singles: ${ratio}x (target >= 4 on an H100)"
+        fi
     fi
 fi
 

@@ -62,6 +62,18 @@ typedef struct lf_cop_desc {
     int64_t head_dim;
 } lf_cop_desc;
 
+/* One low-rank term of lora_terms: down (R, in) and up (out, R), host arrays in f32 / f16 / bf16 (views, kept
+ * resident by a device backend like any weight: forget them when they are rewritten or freed), and its
+ * coefficient. A segment: rows [row0, row0 + rows) of x and y, and its terms terms[term0 .. term0 + n_terms). */
+typedef struct lf_lora_term {
+    lf_view down, up;
+    float scale;
+} lf_lora_term;
+typedef struct lf_lora_seg {
+    int64_t row0, rows;
+    size_t term0, n_terms;
+} lf_lora_seg;
+
 struct lf_compute {
     const char *name; /* "cpu", "cuda" */
     void *impl;
@@ -126,6 +138,15 @@ struct lf_compute {
     /* table: host f32 (V, D) (a model weight), ids: host (L); y: backend memory. */
     lf_status (*embedding)(lf_compute *c, float *y, const float *table, const int32_t *ids, int64_t L, int64_t V,
                            int64_t D);
+
+    /* ---- optional ops (NULL: the backend has none; callers compose them from the ops above) ---------- */
+    /* Segmented low-rank terms (S-LoRA / Punica SGMV): for every row m of every segment,
+     *     y[m] += sum_k scale_k * up_k (down_k x[m]),   x (M, in), y (M, out) backend memory;
+     * every job of a mixed batch in one call (host/runtime/compute_mix.c). Segments' rows must not overlap
+     * (LF_ERR_ARG); terms may be shared by several segments. Bounds: f32 sums of another order than
+     * the down / up products. */
+    lf_status (*lora_terms)(lf_compute *c, float *y, const float *x, int64_t M, int64_t in, int64_t out,
+                            const lf_lora_term *terms, size_t n_terms, const lf_lora_seg *segs, size_t n_segs);
 };
 
 #endif

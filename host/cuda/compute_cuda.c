@@ -25,6 +25,8 @@
  *   attention per sample and chunk of queries (scores scratch <= LF_CUDA_ATTN_MAX elements, default
  *           2^26): scores (heads, qc, Lk) by cublasSgemmStridedBatched over heads (stride d in q and k,
  *           ld heads*d), softmax rows with the causal mask, out = P V by a second strided batch.
+ *   lora_terms  a mixed batch's low-rank terms of every job: the segmented shrink / expand kernels of
+ *           kernels/cuda/lora_sgmv.cu, factors resident by host address like weights, t in scratch.
  * cuDNN (compute_cuda_dnn.c; docs/cuda.md "cuDNN"), tried first where it applies, per shape:
  *   conv2d  16-bit W: x cast into W's type in NHWC order, W's KRSC copy (made once, kept with the
  *           resident weight), one cuDNN graph conv fprop + fused bias add into f32 NHWC scratch,
@@ -76,6 +78,7 @@ int lf_compute_cuda_uses_cudnn(const lf_compute *c, const lf_cop_desc *d) {
 #include <cublas_v2.h>
 
 #include "kernels/cuda/lf_nn_cuda.h"
+#include "kernels/cuda/lf_sgmv_cuda.h"
 
 typedef struct {
     void *p;
@@ -921,6 +924,66 @@ fail:
     return st ? lf_cc_fail(st, "embedding") : LF_OK;
 }
 
+/* ---- segmented low-rank terms (kernels/cuda/lora_sgmv.cu) -------------------------------------- */
+
+/* every segment's terms in one shrink and one expand launch; factors resident by host address */
+static lf_status lf_cc_lora_terms(lf_compute *c, float *y, const float *x, int64_t M, int64_t in, int64_t out,
+                                  const lf_lora_term *terms, size_t n_terms, const lf_lora_seg *segs, size_t n_segs) {
+    lf_ccuda *cc = lf_cc(c);
+    lf_status st = LF_OK;
+    lf_sgmv_term *dt = calloc(n_terms ? n_terms : 1, sizeof *dt);
+    lf_sgmv_seg *ds = calloc(n_segs ? n_segs : 1, sizeof *ds);
+    float *t = NULL;
+    int launches = 0;
+    if (!dt || !ds) {
+        st = lf_err(LF_ERR_NOMEM, "out of host memory");
+        goto fail;
+    }
+    for (size_t k = 0; k < n_terms; k++) {
+        const lf_lora_term *T = &terms[k];
+        const int64_t R = T->down.ndim >= 1 ? T->down.shape[0] : 0;
+        if (T->down.dtype != T->up.dtype || !lf_cc_dtype_size(T->down.dtype) || lf_view_numel(&T->down) != R * in ||
+            lf_view_numel(&T->up) != out * R) {
+            st = lf_err(LF_ERR_SHAPE,
+                        "term %zu: down %lld values of %s, up %lld of %s; want (R, %lld) and (%lld, R) of F32, F16 or BF16", k, (long long)lf_view_numel(&T->down), lf_dtype_name(T->down.dtype),
+                        (long long)lf_view_numel(&T->up), lf_dtype_name(T->up.dtype), (long long)in, (long long)out);
+            goto fail;
+        }
+        if (T->scale == 0.0f || R == 0) continue; /* rank 0: nothing to launch */
+        LF_TRY(lf_cc_resident(cc, T->down.data, T->down.dtype, R * in, &dt[k].down));
+        LF_TRY(lf_cc_resident(cc, T->up.data, T->up.dtype, out * R, &dt[k].up));
+        dt[k].rank = R, dt[k].dtype = lf_cc_nn_type(T->down.dtype), dt[k].scale = T->scale;
+    }
+    for (size_t i = 0; i < n_segs; i++) {
+        const lf_lora_seg *g = &segs[i];
+        if (g->row0 < 0 || g->rows < 0 || g->row0 + g->rows > M || g->term0 > n_terms ||
+            g->n_terms > n_terms - g->term0) {
+            st = lf_err(LF_ERR_ARG, "segment %zu (rows %lld + %lld, terms %zu + %zu) outside %lld rows, %zu terms", i,
+                        (long long)g->row0, (long long)g->rows, g->term0, g->n_terms, (long long)M, n_terms);
+            goto fail;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (g->rows > 0 && segs[j].rows > 0 && g->row0 < segs[j].row0 + segs[j].rows &&
+                segs[j].row0 < g->row0 + g->rows) {
+                st = lf_err(LF_ERR_ARG, "segments %zu and %zu share rows", j, i);
+                goto fail;
+            }
+        ds[i].row0 = g->row0, ds[i].rows = g->rows, ds[i].term0 = g->term0, ds[i].n_terms = g->n_terms;
+    }
+    const int64_t nt = lf_cunn_lora_sgmv_scratch(ds, n_segs, dt);
+    if (nt > 0) LF_TRY(lf_cc_malloc(cc, (size_t)nt * sizeof(float), (void **)&t));
+    const char *failed = "lf_cunn_lora_sgmv";
+    const int e = lf_cunn_lora_sgmv(y, x, M, in, out, ds, n_segs, dt, n_terms, t, &launches, &failed, cc->stream);
+    LF_TRY(lf_cc_launched(cc, e, failed)); /* names the kernel that failed */
+    cc->paths.lora_calls++;
+    cc->paths.lora_launches += (uint64_t)launches;
+fail:
+    lf_cc_free(cc, t);
+    free(dt);
+    free(ds);
+    return st ? lf_cc_fail(st, "lora_terms") : LF_OK;
+}
+
 /* ---- open -------------------------------------------------------------------------------------- */
 
 static int64_t lf_cc_env_size(const char *name, int64_t dflt) {
@@ -978,6 +1041,7 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
     c->concat_c = lf_cc_concat_c;
     c->timestep_embedding = lf_cc_timestep_embedding;
     c->embedding = lf_cc_embedding;
+    c->lora_terms = lf_cc_lora_terms;
     LF_CU(cudaSetDevice(lf_device_ordinal(dev)), NULL);
     LF_CU(cudaStreamCreateWithFlags(&cc->stream, cudaStreamNonBlocking), NULL);
     LF_CB(cublasCreate(&cc->blas));

@@ -20,10 +20,12 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out);
 lf_status lf_compute_cuda_device(int ordinal, lf_compute **out, char *desc, size_t cap);
 
 /* Which path the ops took so far (docs/cuda.md "cuDNN"): convolutions and attention through a cuDNN
- * graph, or through the fallback (im2col + cuBLAS; cuBLAS batched products + softmax). */
+ * graph, or through the fallback (im2col + cuBLAS; cuBLAS batched products + softmax); the segmented
+ * low-rank terms (lora_terms, kernels/cuda/lora_sgmv.cu). */
 typedef struct lf_compute_cuda_paths {
     uint64_t conv_cudnn, conv_fallback, attn_cudnn, attn_fallback;
     uint64_t plans_built, plans_refused;
+    uint64_t lora_calls, lora_launches; /* lora_terms calls, and their segmented kernel launches */
 } lf_compute_cuda_paths;
 /* zeros for a compute that is not the CUDA one */
 void lf_compute_cuda_paths_get(const lf_compute *c, lf_compute_cuda_paths *out);

@@ -600,6 +600,7 @@ lf_status lf_gen_run_mixed(lf_gen *grp, lf_gen_image_fn cb, void *cbctx) {
     }
     double t_sample = n ? (lf_clock_s() - grp->run_t0) / n : 0;
     grp->times.unet_extra = r.mix.t_terms + r.mix.t_split;
+    grp->times.segmented_layers = (size_t)r.mix.n_segmented;
     if (!st && n) {
         lf_unet_drop_pages(ss->unet);
         lf_clip_drop_pages(ss->te1);

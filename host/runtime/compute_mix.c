@@ -150,6 +150,51 @@ static lf_status lf_mix_axpy(lf_compute *in, float *y, float *d, float scale, co
     return st;
 }
 
+/* Every slot's low-rank terms of a linear layer as one lora_terms call: a segment per run of consecutive
+ * samples of a slot (its rows), the slot's terms shared by its segments. */
+static lf_status lf_mix_segmented(lf_compute_mix *m, const lf_mix_layer *L, const lf_mix_op *op, float *y,
+                                  const float *x) {
+    size_t nt = 0;
+    for (size_t k = 0; k < m->n_slots; k++) nt += L->slots[k].n_terms;
+    lf_lora_term *terms = calloc(nt ? nt : 1, sizeof *terms);
+    lf_lora_seg *segs = calloc((size_t)m->n_samples, sizeof *segs);
+    size_t *first = calloc(m->n_slots, sizeof *first), *count = calloc(m->n_slots, sizeof *count);
+    lf_status st = LF_OK;
+    if (!terms || !segs || !first || !count) st = lf_err(LF_ERR_NOMEM, "mixed batch: out of memory");
+    size_t n = 0, ns = 0;
+    for (size_t k = 0; k < m->n_slots && !st; k++) {
+        const lf_mix_slot *sl = &L->slots[k];
+        first[k] = n;
+        for (size_t i = 0; i < sl->n_terms; i++) {
+            const lf_mix_term *t = &sl->terms[i];
+            if (t->scale == 0.0f) continue;
+            terms[n].down = lf_mix_view(t->down, t->rank, op->in, 1, 1, 0);
+            terms[n].up = lf_mix_view(t->up, op->out, t->rank, 1, 1, 0);
+            terms[n++].scale = t->scale;
+        }
+        count[k] = n - first[k];
+    }
+    for (int64_t s = 0; s < m->n_samples && !st;) {
+        int64_t e = s + 1;
+        while (e < m->n_samples && m->slot_of[e] == m->slot_of[s]) e++;
+        size_t k = (size_t)m->slot_of[s];
+        if (count[k]) {
+            segs[ns].row0 = s * op->r, segs[ns].rows = (e - s) * op->r;
+            segs[ns].term0 = first[k], segs[ns++].n_terms = count[k];
+        }
+        s = e;
+    }
+    if (!st && ns) {
+        st = m->inner->lora_terms(m->inner, y, x, m->n_samples * op->r, op->in, op->out, terms, n, segs, ns);
+        if (!st) m->n_segmented++;
+    }
+    free(terms);
+    free(segs);
+    free(first);
+    free(count);
+    return st;
+}
+
 static lf_status lf_mix_layer_run(lf_compute_mix *m, const lf_mix_layer *L, const lf_mix_op *op, float *y,
                                   const float *x, const lf_view *W, const float *b) {
     int64_t S = m->n_samples;
@@ -183,8 +228,10 @@ static lf_status lf_mix_layer_run(lf_compute_mix *m, const lf_mix_layer *L, cons
     }
     double t1 = lf_clock_s();
     if (split) m->t_split += t1 - t0;
-    /* the low-rank terms, slot by slot over its samples */
-    for (size_t k = 0; k < m->n_slots && !st; k++) {
+    /* the low-rank terms: a linear's in one segmented op when the inner compute has one, else slot by slot */
+    const int seg = !op->conv && m->inner->lora_terms;
+    if (seg && !st) st = lf_mix_segmented(m, L, op, y, x);
+    for (size_t k = 0; k < m->n_slots && !st && !seg; k++) {
         const lf_mix_slot *sl = &L->slots[k];
         int any = 0;
         for (size_t i = 0; i < sl->n_terms; i++) any |= sl->terms[i].scale != 0.0f;

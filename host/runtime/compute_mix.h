@@ -16,6 +16,8 @@
  * Rows of one sample are contiguous: a linear's M rows are n_samples blocks of M / n_samples rows (tokens;
  * another M is an error), a conv's N images are the samples.
  *
+ * When the inner compute has lora_terms (the CUDA compute's segmented kernels), a linear layer's terms of
+ * every slot run as one such call instead: a segment per run of consecutive samples of a slot, no gathers.
  * Gathers, scatters and the accumulation (scale, then add: on the CPU the bytes of y += scale * t) are the
  * inner compute's own ops, so activations may live in a device's memory. The inner table is copied, so its
  * ops must reach their state through c->impl (the CPU and CUDA computes do); the factors and slot weights
@@ -59,6 +61,7 @@ typedef struct lf_compute_mix {
     int64_t cap[LF_MIX_BUFS];
     double t_terms;               /* seconds in the low-rank terms (down, up, accumulate) so far */
     double t_split;               /* seconds in the gathers and per-weight products of layers some slot replaces */
+    uint64_t n_segmented;         /* linear layers whose terms ran as one lora_terms call of the inner compute */
 } lf_compute_mix;
 
 /* m's table: inner's with linear and conv2d intercepted; no layers yet. */

@@ -229,6 +229,8 @@ typedef struct lf_gen_times {
     double load, encode, weights, unet, decode, write;
     size_t unet_calls, te_runs, weight_updates, device_updates;
     double unet_extra;         /* of unet: a mixed batch's per-image adapters (low-rank terms, split layers) */
+    size_t segmented_layers;   /* a mixed batch's Linear layers whose low-rank terms ran as one segmented op
+                                  (the CUDA compute's kernels), counted per UNet call */
 } lf_gen_times;
 const lf_gen_times *lf_gen_get_times(const lf_gen *g);
 

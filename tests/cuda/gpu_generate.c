@@ -13,7 +13,9 @@
  * with structure), and the SDXL mini model (two text encoders, the label embedding) with a scheduled LoRA
  * on both encoders and the UNet; a mixed batch (three jobs: no adapter, a scheduled LoRA as unmerged
  * per-image terms, a LoHa as its own built weights) as one UNet call per step on the device against the
- * same group on the CPU, image by image (measured in the emulation: 8.9e-3, 1.7e-3, 3.0e-3). Adapters: the
+ * same group on the CPU, image by image (measured in the emulation with the segmented kernels, 2026-12-07:
+ * 2.5e-3, 1.5e-3, 2.2e-3), the LoRA's Linear terms through lora_terms on the device (segmented_layers > 0;
+ * 0 on the CPU). Adapters: the
  * UNet's layers are patched on the device (lf_gen_times.device_updates > 0 exactly for the jobs with a UNet
  * LoRA); a text-encoder-only LoRA (patched on the host) gives the CPU's image and not the one without it;
  * on a cuda session the host UNet keeps W0 after a LoRA job (the same check sees the CPU session's
@@ -172,14 +174,14 @@ static lf_status keep_all(void *ctx, const lf_gen_image *img) {
     return keep(&s->img[s->n++], img);
 }
 
-static int run_group(const lf_gen_opts *jobs, size_t n, lf_gen_backend be, shots *s, size_t *calls) {
+static int run_group(const lf_gen_opts *jobs, size_t n, lf_gen_backend be, shots *s, size_t *calls, size_t *segmented) {
     lf_gen_opts o[GROUP_MAX];
     for (size_t i = 0; i < n; i++) o[i] = jobs[i], o[i].backend = be;
     memset(s, 0, sizeof *s);
     lf_gen *g = NULL;
     lf_status st = lf_gen_open_group(NULL, o, n, &g);
     if (st == LF_OK) st = lf_gen_run(g, keep_all, s);
-    if (st == LF_OK) *calls = lf_gen_get_times(g)->unet_calls;
+    if (st == LF_OK) *calls = lf_gen_get_times(g)->unet_calls, *segmented = lf_gen_get_times(g)->segmented_layers;
     LF_CHECK(st == LF_OK && s->n == (int)n, "group on %s: %s", be == LF_GEN_CUDA ? "cuda" : "cpu", lf_last_error());
     lf_gen_free(g);
     return st == LF_OK && s->n == (int)n;
@@ -187,10 +189,14 @@ static int run_group(const lf_gen_opts *jobs, size_t n, lf_gen_backend be, shots
 
 static void compare_group(const char *name, const lf_gen_opts *jobs, size_t n) {
     shots c, d;
-    size_t cc = 0, dc = 0;
-    if (run_group(jobs, n, LF_GEN_CPU, &c, &cc) && run_group(jobs, n, LF_GEN_CUDA, &d, &dc)) {
+    size_t cc = 0, dc = 0, cs = 0, ds = 0;
+    if (run_group(jobs, n, LF_GEN_CPU, &c, &cc, &cs) && run_group(jobs, n, LF_GEN_CUDA, &d, &dc, &ds)) {
         LF_CHECK(dc == (size_t)jobs[0].steps && cc == dc, "%s: %zu UNet calls on the device, %zu on the CPU, want %d",
                  name, dc, cc, jobs[0].steps);
+        /* the LoRA's Linear layers take the segmented kernels on the device, the per-job products on the CPU */
+        printf("%-28s %zu layer calls through the segmented kernels (CPU: %zu)\n", name, ds, cs);
+        LF_CHECK(ds > 0 && cs == 0, "%s: %zu segmented layer calls on the device (want > 0), %zu on the CPU (want 0)",
+                 name, ds, cs);
         for (size_t k = 0; k < n; k++) {
             double num = 0, den = 0;
             for (size_t i = 0; i < c.img[k].n_lat; i++) {

@@ -4,7 +4,8 @@
  * The sequence, as a UNet block and a text encoder would call it: open (cuBLAS and cuDNN handles);
  * upload a latent; conv 3x3 with f16 weights and bias (a cuDNN graph: conv fprop + fused bias add),
  * GroupNorm + SiLU, conv 1x1 with f32 weights
- * (cublasSgemm), NCHW -> tokens, LayerNorm, q/k/v projections (bf16 and f32 weights), causal
+ * (cublasSgemm), NCHW -> tokens, LayerNorm, q/k/v projections (bf16 and f32 weights), the segmented
+ * low-rank terms of two samples on v (lora_terms: f32 and f16 factors), causal
  * attention (strided-batched products + softmax), non-causal attention of width 8 (cuDNN's SDPA),
  * GEGLU after a projection, tokens -> NCHW, a timestep
  * embedding through a Linear added per (sample, channel), nearest 2x resize, pad, channel concat, a
@@ -37,7 +38,8 @@ enum { NS = 2, CH = 8, HW = 4, S = HW * HW, TOK = 5, DT = 16, V = 20 };
 typedef struct {
     float x[NS * CH * S], wc3[CH * CH * 9], bc3[CH], wc1[CH * CH], gn_g[CH], gn_b[CH], ln_g[CH], ln_b[CH];
     float wq[CH * CH], wk[CH * CH], wv[CH * CH], wg[2 * CH * CH], wt[CH * DT], bt[CH], table[V * CH];
-    uint16_t wc3_16[CH * CH * 9], wq_16[CH * CH];
+    uint16_t wc3_16[CH * CH * 9], wq_16[CH * CH], ld16[3 * CH], lu16[CH * 3];
+    float ld[2 * CH], lu[CH * 2];
     int32_t ids[TOK];
 } inputs;
 
@@ -73,6 +75,10 @@ static void sequence(lf_device *dev, inputs *in, outcome *o) {
                   Wv = {in->wv, LF_F32, 2, {CH, CH}}, Wg = {in->wg, LF_F32, 2, {2 * CH, CH}},
                   Wt = {in->wt, LF_F32, 2, {CH, DT}};
     const float ts[NS] = {999.0f, 1.0f};
+    /* a mixed batch's low-rank terms: sample 0 a rank-2 f32 term, sample 1 a rank-3 f16 one (segmented kernels) */
+    const lf_lora_term lt[2] = {{{in->ld, LF_F32, 2, {2, CH}}, {in->lu, LF_F32, 2, {CH, 2}}, 0.5f},
+                                {{in->ld16, LF_F16, 2, {3, CH}}, {in->lu16, LF_F16, 2, {CH, 3}}, -1.0f}};
+    const lf_lora_seg segs[2] = {{0, S, 0, 1}, {S, S, 1, 1}};
     STEP(lf_compute_cuda_open(dev, &c), "open");
     STEP(c->alloc(c, NS * CH * S, &x), "alloc");
     STEP(c->upload(c, x, in->x, NS * CH * S), "upload");
@@ -92,6 +98,7 @@ static void sequence(lf_device *dev, inputs *in, outcome *o) {
     STEP(c->linear(c, q, t0, &Wq, NULL, NS * S, CH, CH), "linear q");
     STEP(c->linear(c, k, t0, &Wk, NULL, NS * S, CH, CH), "linear k");
     STEP(c->linear(c, v, t0, &Wv, NULL, NS * S, CH, CH), "linear v");
+    STEP(c->lora_terms(c, v, t0, NS * S, CH, CH, lt, 2, segs, 2), "lora_terms");
     STEP(c->attention(c, at, q, k, v, NS, S, S, 2, CH / 2, 0.5f, 1), "attention");
     STEP(c->alloc(c, NS * S * CH, &sd), "alloc");
     STEP(c->attention(c, sd, q, k, v, NS, S, S, 1, CH, 0.35f, 0), "attention sdpa");
@@ -144,6 +151,9 @@ static void fill(inputs *in) {
     for (size_t j = 0; j < CH * CH * 9; j++) in->wc3_16[j] = lf_f32_to_f16(in->wc3[j]);
     for (size_t j = 0; j < CH * CH; j++) in->wq_16[j] = lf_f32_to_bf16(in->wq[j]);
     for (int i = 0; i < TOK; i++) in->ids[i] = (int32_t)((i * 7) % V);
+    for (size_t j = 0; j < 2 * CH; j++) in->ld[j] = lf_test_rng_uniform(&r, -1, 1), in->lu[j] = lf_test_rng_uniform(&r, -1, 1);
+    for (size_t j = 0; j < 3 * CH; j++)
+        in->ld16[j] = lf_f32_to_f16(lf_test_rng_uniform(&r, -1, 1)), in->lu16[j] = lf_f32_to_f16(lf_test_rng_uniform(&r, -1, 1));
 }
 
 int main(int argc, char **argv) {
