@@ -564,6 +564,7 @@ int main(int argc, char **argv) {
     t_linear(77, 64, 40, 0);
     t_linear(77, 65, 31, 1);   /* 77 text tokens, odd sizes */
     t_linear(32, 320, 320, 1);
+    t_linear(77, 40, 96, 1);   /* out > in, as a GEGLU projection widens */
     t_linear(1, 40, 24, 1);    /* one row: a timestep embedding's Linear */
     t_linear(1, 33, 17, 0);
     t_linear(4096, 24, 20, 1); /* 64x64 latent tokens */
