@@ -458,14 +458,14 @@ fail:
     return st;
 }
 
-/* the cuBLASLt plan for a Linear, or NULL (refused, no cuBLASLt, an operand not 16-byte aligned) */
+/* the cuBLASLt plan for a Linear, or NULL (refused, no cuBLASLt, an operand not LF_LT_ALIGN-aligned) */
 static lf_status lf_cc_lt_plan(lf_ccuda *cc, lf_dtype dt, int64_t M, int64_t in, int64_t out, int bias,
                                const void *const ptrs[4], const lf_lt_plan **plan) {
     const char *why = NULL;
     *plan = NULL;
     if (!cc->lt) return LF_OK;
     for (int i = 0; i < 4; i++)
-        if ((uintptr_t)ptrs[i] % 16) return LF_OK;
+        if ((uintptr_t)ptrs[i] % LF_LT_ALIGN) return LF_OK;
     lf_lt_key key;
     memset(&key, 0, sizeof key);
     key.dtype = (int32_t)dt, key.bias = bias, key.M = M, key.in = in, key.out = out;

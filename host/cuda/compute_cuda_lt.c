@@ -47,8 +47,6 @@ lf_status lf_lt_linear(lf_lt *lt, const lf_lt_plan *p, float *y, const void *x, 
 #else
 #include <cublasLt.h>
 
-enum { LF_LT_ALIGN = 16 };
-
 struct lf_lt_plan {
     lf_lt_key key;
     cublasLtMatmulDesc_t desc; /* NULL: refused */
@@ -147,10 +145,16 @@ static void lf_lt_build(lf_lt *lt, lf_lt_plan *p) {
     if (!p->why[0])
         lf_lt_ok(p, cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi),
                  "cublasLtMatmulDescSetAttribute", "EPILOGUE");
+    /* the heuristic does not read the bias but takes its alignment from the pointer: until a call sets
+     * the real one (resident, from cudaMalloc), the workspace stands in (256-byte aligned) */
+    const void *bias_at = lt->ws;
     if (k->bias && !p->why[0])
         lf_lt_ok(p, cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
                                                    sizeof bias_type),
                  "cublasLtMatmulDescSetAttribute", "BIAS_DATA_TYPE");
+    if (k->bias && !p->why[0])
+        lf_lt_ok(p, cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_at, sizeof bias_at),
+                 "cublasLtMatmulDescSetAttribute", "BIAS_POINTER");
     if (p->why[0]) return;
     if (!lf_lt_ok(p, cublasLtMatrixLayoutCreate(&p->a, t, (uint64_t)k->in, (uint64_t)k->out, k->in),
                   "cublasLtMatrixLayoutCreate", "A = W") ||

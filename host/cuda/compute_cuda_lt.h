@@ -25,10 +25,12 @@ typedef struct lf_lt_key {
     int64_t M, in, out;
 } lf_lt_key;
 
-/* a cuBLASLt handle and its workspace (LF_LT_WORKSPACE bytes of device memory, allocated once) for
- * work on stream; LF_ERR_UNSUPPORTED in a build without cuBLASLt, another error naming the call when
- * cublasLtCreate or the workspace's cudaMalloc fails */
-enum { LF_LT_WORKSPACE = 32 << 20 };
+/* the workspace (device memory, allocated once per handle) and the operand alignment the algos are
+ * chosen for: lf_lt_linear takes only W, x, y and b aligned to LF_LT_ALIGN bytes */
+enum { LF_LT_WORKSPACE = 32 << 20, LF_LT_ALIGN = 16 };
+
+/* a cuBLASLt handle and its workspace for work on stream; LF_ERR_UNSUPPORTED in a build without
+ * cuBLASLt, another error naming the call when cublasLtCreate or the workspace's cudaMalloc fails */
 lf_status lf_lt_open(cudaStream_t stream, lf_lt **out);
 void lf_lt_close(lf_lt *lt);
 

@@ -9,7 +9,7 @@
  *     pointer, a packed vector of D's row count m in device memory, of D's type (the bias data type's
  *     default, -1, means D's type), added to every column after alpha·op(A)op(B) + beta·C.
  *   - the heuristic returns one algo (none with LF_EMU_CUBLASLT_REFUSE=1: the caller's fallback), its
- *     workspace min(1 MiB, the preference's maximum) and the preference's minimum alignments; at
+ *     workspace min(64 KiB, the preference's maximum) and the preference's minimum alignments; at
  *     cublasLtMatmul the algo must come from a heuristic, workspaceSizeInBytes must cover its workspace
  *     and the workspace pointer that much device memory (overwritten with junk), A/B/C/D must be aligned
  *     as the algo was chosen for; every operand's extent lies in one device allocation.
@@ -53,7 +53,7 @@ struct lf_emu_lt_pref {
 namespace {
 
 const uint64_t ALGO_MAGIC = 0x4c46454d554c5431ull; /* "LFEMULT1" */
-const size_t ALGO_WS = (size_t)1 << 20;
+const size_t ALGO_WS = (size_t)64 << 10;
 
 std::set<const void *> &live() {
     static std::set<const void *> s;

@@ -205,7 +205,7 @@ int main(int argc, char **argv) {
             if (verbose) printf("call %llu (%s): fallback, NMSE %.3g\n", (unsigned long long)i, call, se / sr);
             continue;
         }
-        if (o.st == LF_OK && !strncmp(call, "cublasLt", 8)) {
+        if (o.st == LF_OK && !strncmp(call, "cublasLt", 8) && strcmp(call, "cublasLtMatmul")) {
             /* the cuBLASLt handle or a Linear's plan not made: cuBLAS + the bias kernel ran that Linear,
              * which in the emulation sums in the same order and adds the bias the same way */
             absorbed++;
