@@ -14,7 +14,7 @@
  *     pointer (or the array's address), made on first use; forget(ptr, bytes) drops every copy made
  *     from host memory overlapping that range when the model rewrites, rebinds or frees it (the
  *     runtime's weight watcher, host/runtime/weight_load.h, reports each such change), bind(ptr, ...)
- *     points it at memory the backend already holds (weights patched on the device).
+ *     points it at memory the backend already holds (weights patched on the device: `patch`).
  *
  * Ops: the operators of kernels/cpu/nn/lf_nn.h with the same argument order, shapes and meaning
  * (read the formula there): output first, then inputs, then sizes, then options. Every op returns an
@@ -39,6 +39,20 @@ typedef enum lf_cop {
 } lf_cop;
 
 typedef struct lf_compute lf_compute;
+
+/* Adapters patched in the backend's own memory (a device backend; NULL on the CPU): a patch model of
+ * step plan sp's jobs `jobs` (n plan job indices) holding every weight's pristine W0 and a working copy
+ * in the job's dtype and shape (row-major, conv (out, in, kh, kw) flattened as the ops read it); step
+ * brings the working copies to step t's coefficients (always from W0, only the jobs whose coefficients
+ * differ from what they hold; in the compute's order, complete on return) and says how many it
+ * rewrote; weight(m, i) is job jobs[i]'s working copy, for bind. Errors name the call and the layer. */
+struct lf_step_plan;
+typedef struct lf_compute_patcher {
+    lf_status (*create)(lf_compute *c, const struct lf_step_plan *sp, const size_t *jobs, size_t n, void **out);
+    lf_status (*step)(lf_compute *c, void *m, int t, size_t *rewritten);
+    void *(*weight)(void *m, size_t i);
+    void (*free)(void *m);
+} lf_compute_patcher;
 
 /* Arguments of `supports`: the op, the dtype of its weight (LF_F32 when it has none) and, for
  * attention, the head width (0 otherwise). */
@@ -72,6 +86,7 @@ struct lf_compute {
     lf_status (*bind)(lf_compute *c, const void *p, const lf_view *v, void *dev);
     int (*supports)(const lf_compute *c, const lf_cop_desc *d);
     void (*destroy)(lf_compute *c);
+    const lf_compute_patcher *patch; /* NULL: adapters are patched on the host */
 
     /* ---- ops (lf_nn.h) ------------------------------------------------------------------------- */
     lf_status (*linear)(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t M,

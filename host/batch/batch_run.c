@@ -502,6 +502,7 @@ lf_status lf_batch_run(const lf_batch_list *l, const size_t *idx, size_t n_idx, 
         stats->times.decode += t->decode;
         stats->times.te_runs += t->te_runs;
         stats->times.weight_updates += t->weight_updates;
+        stats->times.device_updates += t->device_updates;
         stats->times.unet_calls += t->unet_calls;
         stats->jobs += ng;
         stats->batches += ng > 1;

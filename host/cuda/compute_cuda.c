@@ -10,6 +10,8 @@
  * Weights: resident copies in the view's stored dtype (f32, f16, bf16), keyed by the host address of
  * the view's data (or of a host f32 array: biases, norm gamma/beta, embedding tables), uploaded on
  * first use; forget drops one, bind points one at device memory the caller owns (patched weights).
+ * Adapters (c->patch): a device model of the step plan's jobs (lf_dev_model_create_steps_jobs) applied
+ * between steps on this stream (lf_dev_apply_step_jobs); the caller binds each job's weight to it.
  *
  * Matrix products (column-major cuBLAS on row-major data: a row-major (r, c) matrix is the
  * column-major (c, r) one, so y = x Wᵀ is the column-major yᵀ = W xᵀ, op(A) = T on W):
@@ -109,6 +111,7 @@ typedef struct {
     size_t nfree, capfree, nlive, caplive;
     lf_cweight *w; /* sorted by host address */
     size_t nw, capw;
+    lf_device *dev;     /* the device it runs on (its patch models are made there) */
     lf_device *own_dev; /* lf_compute_cuda_device's: closed by destroy */
     pthread_mutex_t mu; /* the weight table: forget comes from any thread */
     void **dead;        /* device copies forgotten, to free on the ops' thread */
@@ -348,6 +351,61 @@ static lf_status lf_cc_bind(lf_compute *c, const void *p, const lf_view *v, void
     pthread_mutex_unlock(&cc->mu);
     return st ? lf_cc_fail(st, "bind") : LF_OK;
 }
+
+/* ---- adapters patched on the device (compute.h lf_compute_patcher) ----------------------------- */
+
+/* A device model (lf_device.h) of a step plan's jobs, applied on this compute's stream: the weights the
+ * ops then read through bind are rewritten in place between steps, from W0. */
+typedef struct {
+    lf_dev_model *dm;
+    const struct lf_step_plan *sp;
+    size_t *jobs;
+} lf_cc_patchm;
+
+static void lf_cc_patch_free(void *m) {
+    lf_cc_patchm *p = m;
+    if (!p) return;
+    lf_dev_model_free(p->dm);
+    free(p->jobs);
+    free(p);
+}
+
+static lf_status lf_cc_patch_create(lf_compute *c, const struct lf_step_plan *sp, const size_t *jobs, size_t n,
+                                    void **out) {
+    *out = NULL;
+    lf_cc_patchm *p = calloc(1, sizeof *p);
+    if (!p || (p->jobs = malloc((n ? n : 1) * sizeof *p->jobs)) == NULL) {
+        free(p);
+        return lf_err(LF_ERR_NOMEM, "out of memory");
+    }
+    if (n) memcpy(p->jobs, jobs, n * sizeof *p->jobs);
+    p->sp = sp;
+    lf_dev_opts o;
+    lf_dev_opts_default(&o);
+    lf_status st = lf_dev_model_create_steps_jobs(lf_cc(c)->dev, sp, p->jobs, n, &o, &p->dm);
+    if (st != LF_OK) {
+        lf_cc_patch_free(p);
+        return lf_cc_fail(st, "adapters on the device");
+    }
+    *out = p;
+    return LF_OK;
+}
+
+static lf_status lf_cc_patch_step(lf_compute *c, void *m, int t, size_t *rewritten) {
+    lf_cc_patchm *p = m;
+    *rewritten = 0;
+    lf_status st = lf_dev_apply_step_jobs(p->dm, p->sp, p->jobs, t, lf_cc(c)->stream);
+    if (st != LF_OK) return lf_err_wrap(st, "cuda compute: adapters on the device at step %d: ", t);
+    lf_dev_apply_stats as;
+    lf_dev_last_stats(p->dm, &as);
+    *rewritten = as.jobs_rewritten;
+    return LF_OK;
+}
+
+static void *lf_cc_patch_weight(void *m, size_t i) { return lf_dev_weight(((lf_cc_patchm *)m)->dm, i); }
+
+static const lf_compute_patcher lf_cc_patcher = {lf_cc_patch_create, lf_cc_patch_step, lf_cc_patch_weight,
+                                                 lf_cc_patch_free};
 
 /* ---- memory ops -------------------------------------------------------------------------------- */
 
@@ -928,6 +986,7 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
     if (!dev) return lf_err(LF_ERR_ARG, "cuda compute: no device (lf_device_open first)");
     lf_ccuda *cc = calloc(1, sizeof *cc);
     if (!cc) return lf_err(LF_ERR_NOMEM, "out of memory");
+    cc->dev = dev;
     pthread_mutex_init(&cc->mu, NULL);
     const char *sync = getenv("LF_CUDA_SYNC_CHECK");
     cc->sync_check = sync && sync[0] == '1';
@@ -946,6 +1005,7 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
     c->bind = lf_cc_bind;
     c->supports = lf_cc_supports;
     c->destroy = lf_cc_destroy;
+    c->patch = &lf_cc_patcher;
     c->linear = lf_cc_linear;
     c->conv2d = lf_cc_conv2d;
     c->group_norm = lf_cc_group_norm;

@@ -8,6 +8,11 @@
  * host address; the runtime's weight watcher (weight_load.h) tells it of every weight rewritten,
  * rebound or freed, so the copies follow the CPU backend's patched tensors (one session with a device
  * compute per process: the watcher is one).
+ *
+ * Adapters on the device: a compute that patches in its own memory (compute.h patch) takes a job's UNet
+ * layers (those the UNet holds as stored); their device copies are bound to the UNet's host weights, which
+ * stay W0, and are unbound at the job's end (the next use uploads W0 again). Text-encoder layers (their
+ * fused q/k/v copies cannot be bound) and weights the UNet holds converted stay on the host path.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +23,7 @@
 #include "host/runtime/compute_cpu.h"
 #include "host/runtime/model_compute.h"
 #include "host/runtime/weight_load.h"
+#include "lorafuse/lf_live_weights.h"
 
 static void lf_gen_forget(void *ctx, const void *p, size_t bytes) {
     lf_compute *c = ctx;
@@ -175,4 +181,76 @@ lf_status lf_gen_vae_call(lf_gen *g, float *img, const float *lat) {
     if (!st) st = lf_gen_out(c, &g->dbuf[3], img, ni, &di);
     if (!st) st = lf_vae_decode_on(g->vae, c, di, dl, 1, g->lat_h, g->lat_w);
     return st ? st : lf_gen_back(c, img, di, ni);
+}
+
+/* ---- adapters on the device ------------------------------------------------------------------- */
+
+/* the compute itself (under LF_COMPUTE_PROFILE the count around it) */
+static lf_compute *lf_gen_base(const lf_gen_session *s) { return s->prof ? s->prof->inner : s->cc; }
+
+static size_t lf_gen_dtype_size(lf_dtype dt) { return dt == LF_F32 ? 4 : dt == LF_F16 || dt == LF_BF16 ? 2 : 0; }
+
+/* job j's UNet weight as the UNet holds it, when the device can patch it in place: the same dtype (one the
+ * device products take) and size as the checkpoint's tensor */
+static int lf_gen_dev_fits(const lf_gen *g, size_t j, lf_view *v) {
+    const lf_st_tensor *t = g->sp->plan->jobs[j].target;
+    if (g->sp->job_comp[j] != LF_COMP_UNET) return 0;
+    if (lf_unet_weight_held(g->unet, t->name, v) != LF_OK) {
+        lf_err_clear(); /* the host path reports it */
+        return 0;
+    }
+    size_t es = lf_gen_dtype_size(v->dtype);
+    return es && v->dtype == t->dtype && (size_t)lf_view_numel(v) * es == (size_t)(t->end - t->begin);
+}
+
+void lf_gen_dev_close(lf_gen *g) {
+    lf_compute *c = g->sess ? lf_gen_base(g->sess) : NULL;
+    for (size_t i = 0; c && g->dpatch && i < g->n_dev; i++) /* bound copies are dropped, not freed */
+        c->forget(c, g->dev_view[i].data, (size_t)lf_view_numel(&g->dev_view[i]) * lf_gen_dtype_size(g->dev_view[i].dtype));
+    if (c && g->dpatch) c->patch->free(g->dpatch);
+    g->dpatch = NULL;
+    free(g->host_held);
+    free(g->dev_jobs);
+    free(g->dev_view);
+    free(g->host_list);
+    g->host_held = NULL;
+    g->dev_jobs = NULL;
+    g->dev_view = NULL;
+    g->host_list = NULL;
+    g->n_dev = 0;
+}
+
+lf_status lf_gen_dev_open(lf_gen *g) {
+    lf_compute *c = lf_gen_base(g->sess);
+    size_t nj = g->sp->plan->n_jobs;
+    if (!c->patch || !nj || g->dpatch) return LF_OK;
+    g->host_held = malloc(nj);
+    g->dev_jobs = malloc(nj * sizeof *g->dev_jobs);
+    g->dev_view = malloc(nj * sizeof *g->dev_view);
+    g->host_list = malloc(nj * sizeof *g->host_list);
+    if (!g->host_held || !g->dev_jobs || !g->dev_view || !g->host_list) {
+        lf_gen_dev_close(g);
+        return lf_err(LF_ERR_NOMEM, "out of memory");
+    }
+    for (size_t j = 0; j < nj; j++) {
+        g->host_held[j] = !lf_gen_dev_fits(g, j, &g->dev_view[g->n_dev]);
+        if (!g->host_held[j]) g->dev_jobs[g->n_dev++] = j;
+    }
+    if (!g->n_dev) { /* all on the host, as without a patcher */
+        lf_gen_dev_close(g);
+        return LF_OK;
+    }
+    lf_status st = c->patch->create(c, g->sp, g->dev_jobs, g->n_dev, &g->dpatch);
+    for (size_t i = 0; i < g->n_dev && st == LF_OK; i++) {
+        st = c->bind(c, g->dev_view[i].data, &g->dev_view[i], c->patch->weight(g->dpatch, i));
+        if (st != LF_OK) st = lf_err_wrap(st, "'%s': ", g->sp->plan->jobs[g->dev_jobs[i]].target->name);
+    }
+    if (st != LF_OK) lf_gen_dev_close(g);
+    return st;
+}
+
+lf_status lf_gen_dev_step(lf_gen *g, int t, size_t *n) {
+    *n = 0;
+    lf_compute *c = lf_gen_base(g->sess);
+    return g->dpatch ? c->patch->step(c, g->dpatch, t, n) : LF_OK;
 }

@@ -11,7 +11,9 @@
  *   1. every listed tensor this job's plan does not patch is rewritten from the checkpoint's W0 bytes;
  *   2. every tensor this job patches whose step-1 signature differs from what it holds is recomputed from
  *      W0 (lf_cpu_backend_step_jobs) and handed to the models; the others already hold those bytes.
- * Later steps go as in a fresh process (the plan's per-step lists). So a job's weights at every step
+ * Later steps go as in a fresh process (the plan's per-step lists). Layers a device compute patches in
+ * its own memory (gen_compute.c, g->host_held 0) are never patched on the host: they hold W0 there and
+ * keep the W0 signature; the device copy lives for one job only. So a job's weights at every step
  * are byte for byte those of a freshly loaded model, and a request with the same adapters as the last one
  * rewrites nothing. While a tensor is being rewritten its signature is "unknown" (all 0xff), so a failure
  * half-way leaves nothing that a later job would trust.
@@ -232,6 +234,7 @@ lf_status lf_gen_session_apply_changed(lf_gen *g, lf_cpu_backend *be, int t, siz
     if (!scratch || !list || !want) st = lf_err(LF_ERR_NOMEM, "out of memory");
     size_t n = 0;
     for (size_t j = 0; j < nj && !st; j++) { /* after lf_gen_session_switch: held[j] is plan job j */
+        if (g->host_held && !g->host_held[j]) continue; /* patched on the device: W0 on the host */
         lf_gen_job_sig(g, t, j, scratch, want[j]);
         if (memcmp(want[j], s->held[j].sig, LF_GEN_SIG)) list[n++] = j;
     }
@@ -253,13 +256,16 @@ lf_status lf_gen_session_mark_step(lf_gen *g, int t, int done) {
     size_t maxp = 1;
     for (size_t i = 0; i < step->n_jobs; i++) {
         size_t j = step->jobs[i];
+        if (g->host_held && !g->host_held[j]) continue; /* patched on the device: W0 on the host */
         if (!done) memset(s->held[j].sig, 0xff, LF_GEN_SIG);
         else if (g->sp->plan->jobs[j].n_patches > maxp) maxp = g->sp->plan->jobs[j].n_patches;
     }
     if (!done || !step->n_jobs) return LF_OK;
     lf_patch *scratch = malloc(maxp * sizeof *scratch);
     if (!scratch) return lf_err(LF_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < step->n_jobs; i++) lf_gen_job_sig(g, t, step->jobs[i], scratch, s->held[step->jobs[i]].sig);
+    for (size_t i = 0; i < step->n_jobs; i++)
+        if (!g->host_held || g->host_held[step->jobs[i]])
+            lf_gen_job_sig(g, t, step->jobs[i], scratch, s->held[step->jobs[i]].sig);
     free(scratch);
     return LF_OK;
 }

@@ -4,7 +4,9 @@
  *
  * Weights during sampling: the step plan's CPU backend (lf_step_plan.h) recomputes the changed checkpoint
  * tensors from W0 before each step, and the loaded f32 models take exactly those tensors in place
- * (lf_live_weights.h lf_live_apply_step). Steps that change nothing cost nothing; a constant-strength
+ * (lf_live_weights.h lf_live_apply_step); on a compute that patches in its own memory the UNet's layers
+ * are rewritten there instead, from W0 on the device (gen_compute.c lf_gen_dev_step), and the host's
+ * stay W0. Steps that change nothing cost nothing; a constant-strength
  * prompt patches once, before step 1. Text encoders re-run only at steps whose text-encoder set was
  * not encoded before (the conditioning is cached per set for the whole call).
  *
@@ -223,6 +225,7 @@ static lf_status lf_gen_run_group(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
 }
 
 static void lf_gen_unload(lf_gen *g) {
+    lf_gen_dev_close(g);
     if (g->own_sess) {
         lf_gen_session_unload(g->sess);
     } else if (g->be) {
@@ -333,7 +336,8 @@ lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
 static lf_status lf_gen_apply_step(lf_gen *g, int t, int any) {
     double t0 = lf_clock_s();
     lf_status s;
-    size_t n = 0;
+    size_t n = 0, nd = 0;
+    const lf_step *step = &g->sp->steps[t - 1];
     if (any) {
         s = lf_gen_session_apply_changed(g, g->be, t, &n);
     } else {
@@ -341,12 +345,24 @@ static lf_status lf_gen_apply_step(lf_gen *g, int t, int any) {
         lf_live_stats ls;
         memset(&ls, 0, sizeof ls);
         s = lf_gen_session_mark_step(g, t, 0);
-        if (!s) s = lf_cpu_backend_step(g->be, t);
-        if (!s) s = lf_live_apply_step(&live, g->sp, g->be, t, &ls);
+        if (!s && !g->host_held) { /* every job on the host */
+            s = lf_cpu_backend_step(g->be, t);
+            if (!s) s = lf_live_apply_step(&live, g->sp, g->be, t, &ls);
+        } else if (!s) { /* the step's host jobs; the device takes the others below */
+            size_t nh = 0;
+            for (size_t i = 0; i < step->n_jobs; i++)
+                if (g->host_held[step->jobs[i]]) g->host_list[nh++] = step->jobs[i];
+            s = lf_cpu_backend_step_jobs(g->be, t, g->host_list, nh);
+            if (!s) s = lf_live_apply_jobs(&live, g->sp, g->be, g->host_list, nh, &ls);
+        }
         if (!s) s = lf_gen_session_mark_step(g, t, 1);
         n = ls.refreshed;
     }
-    g->times.weight_updates += n;
+    int dev = any; /* the device's jobs: at a run's first step, or when the step lists one */
+    for (size_t i = 0; g->host_held && !dev && i < step->n_jobs; i++) dev = !g->host_held[step->jobs[i]];
+    if (!s && dev) s = lf_gen_dev_step(g, t, &nd);
+    g->times.weight_updates += n + nd;
+    g->times.device_updates += nd;
     g->times.weights += lf_clock_s() - t0;
     return s;
 }
@@ -368,8 +384,12 @@ static lf_status lf_gen_before_step(void *ctx, int step) {
     if (g->n_jobs_total || (fresh && g->sp->plan->n_jobs)) {
         /* one backend per job: the models read its tensors in place, so a later sampler run rewinds it
          * and recomputes only what differs (gen_session.c) instead of building another */
-        if (step == 1 && g->be) lf_cpu_backend_rewind(g->be);
-        else if (step == 1 && (s = lf_cpu_backend_new(g->sp, 1, &g->be)) != LF_OK) return s;
+        if (step == 1 && g->be) {
+            lf_cpu_backend_rewind(g->be);
+        } else if (step == 1) {
+            if ((s = lf_gen_dev_open(g)) != LF_OK) return s;
+            if ((s = lf_cpu_backend_new_held(g->sp, 1, g->host_held, &g->be)) != LF_OK) return s;
+        }
         if ((s = lf_gen_apply_step(g, step, fresh)) != LF_OK) return s;
     }
     return lf_gen_session_cond(g, g->sp->steps[step - 1].cond_set);

@@ -132,6 +132,12 @@ struct lf_gen {
     float *xin, *tin, *ctx, *y, *out2;
     size_t ctx_cap;
     lf_gen_dbuf dbuf[LF_GEN_DBUFS]; /* backend buffers of a device compute (gen_compute.c) */
+    /* adapters patched in the compute's memory (gen_compute.c; NULL/0: every job on the host) */
+    unsigned char *host_held;  /* per plan job: 1 patched on the host, 0 on the device */
+    size_t *dev_jobs, n_dev;   /* the device's plan jobs */
+    lf_view *dev_view;         /* per device job: the UNet's host weight its device copy is bound to */
+    void *dpatch;              /* the compute's patch model (compute.h lf_compute_patcher) */
+    size_t *host_list;         /* scratch: a step's host jobs */
     double t0, run_t0;
     int run_idx, runs, first_image;
     /* a group (lf_gen_open_group): its jobs on one session; a job's place in its group */
@@ -202,6 +208,17 @@ lf_status lf_gen_vae_call(lf_gen *g, float *img, const float *lat);
 int64_t lf_gen_vae_tile(const lf_gen *g, int64_t h, int64_t w, int on);
 /* Give back g's backend buffers. */
 void lf_gen_stage_free(lf_gen *g);
+/* Adapters on the device, at a job's first step: when the compute patches in its own memory (compute.h
+ * patch), every UNet job whose weight the UNet holds as the checkpoint stores it goes to a patch model
+ * of the compute (holding W0) and the UNet's weight is bound to the device copy; the host never patches
+ * those (they stay W0 there), the other jobs (text encoders, converted weights) stay on the host
+ * (g->host_held). Nothing to do on the CPU or without UNet jobs. */
+lf_status lf_gen_dev_open(lf_gen *g);
+/* The device jobs to step t (from W0, those whose coefficients differ from what they hold); *n: how
+ * many were rewritten. */
+lf_status lf_gen_dev_step(lf_gen *g, int t, size_t *n);
+/* Unbind the UNet's weights (the compute uploads W0 again on their next use) and free the patch model. */
+void lf_gen_dev_close(lf_gen *g);
 
 /* gen_memory.c */
 /* The UNet options of the checkpoint's family (heads rule). */

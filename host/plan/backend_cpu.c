@@ -6,7 +6,8 @@
  * rounds once, P6), so after step t every tensor equals a fresh merge at step t's strengths, byte for
  * byte. Steps must be applied in order (the list of step t is relative to step t-1).
  * Data shapes: w[j] = bytes of job j's target (same dtype and size as in the checkpoint).
- * Memory: w holds only the tensors the plan patches, in the checkpoint's dtype (the loaded models bind
+ * Memory: w holds only the tensors the plan patches (of those, with lf_cpu_backend_new_held, the ones
+ * patched on the host), in the checkpoint's dtype (the loaded models bind
  * to them: lf_live_weights.h), W0 is read from the mapping and its pages handed back after each job
  * (host/base/pages.h); the jobs' f32 scratch is freed after each step; the adapters' factors are
  * converted to f32 once, at creation (exact, so the bytes are those of converting at every step).
@@ -54,10 +55,11 @@ void lf_cpu_backend_free(lf_cpu_backend *b) {
 
 /* Every adapter factor a job reads, converted once to f32 (exact for f16/bf16: the same values as the
  * per-step conversion gave), so a step converts nothing. */
-static lf_status lf_cpu_backend_factors(lf_cpu_backend *b) {
+static lf_status lf_cpu_backend_factors(lf_cpu_backend *b, const unsigned char *held) {
     size_t nj = b->sp->plan->n_jobs;
     if ((b->fac = calloc(nj + 1, sizeof *b->fac)) == NULL) return lf_err(LF_ERR_NOMEM, "out of memory");
     for (size_t j = 0; j < nj; j++) {
+        if (held && !held[j]) continue;
         const lf_job *job = &b->sp->plan->jobs[j];
         if ((b->fac[j] = calloc(job->n_patches * LF_R_COUNT + 1, sizeof *b->fac[j])) == NULL)
             return lf_err(LF_ERR_NOMEM, "out of memory");
@@ -80,6 +82,10 @@ static lf_status lf_cpu_backend_factors(lf_cpu_backend *b) {
 }
 
 lf_status lf_cpu_backend_new(const lf_step_plan *sp, int fast, lf_cpu_backend **out) {
+    return lf_cpu_backend_new_held(sp, fast, NULL, out);
+}
+
+lf_status lf_cpu_backend_new_held(const lf_step_plan *sp, int fast, const unsigned char *held, lf_cpu_backend **out) {
     *out = NULL;
     lf_cpu_backend *b = calloc(1, sizeof *b);
     size_t nj = sp->plan->n_jobs, maxp = 1;
@@ -96,6 +102,7 @@ lf_status lf_cpu_backend_new(const lf_step_plan *sp, int fast, lf_cpu_backend **
         return lf_err(LF_ERR_NOMEM, "out of memory");
     }
     for (size_t j = 0; j < nj; j++) {
+        if (held && !held[j]) continue;
         const lf_st_tensor *t = sp->plan->jobs[j].target;
         size_t nb = (size_t)(t->end - t->begin);
         if ((b->w[j] = malloc(nb ? nb : 1)) == NULL) {
@@ -105,7 +112,7 @@ lf_status lf_cpu_backend_new(const lf_step_plan *sp, int fast, lf_cpu_backend **
         memcpy(b->w[j], t->data, nb);
         lf_drop_pages(t->data, nb);
     }
-    lf_status st = lf_cpu_backend_factors(b);
+    lf_status st = lf_cpu_backend_factors(b, held);
     if (st != LF_OK) {
         lf_cpu_backend_free(b);
         return st;
@@ -129,6 +136,17 @@ static void lf_cpu_step_chunk(void *vc, int64_t i0, int64_t i1, int tid) {
     lf_patch *scratch = c->b->scratch + (size_t)tid * c->b->maxp;
     for (int64_t i = i0; i < i1; i++) {
         size_t j = c->s->jobs[i];
+        if (!c->b->w[j]) { /* not held (lf_cpu_backend_new_held) */
+            pthread_mutex_lock(&c->mu);
+            if ((size_t)i < c->err_i) {
+                c->err_i = (size_t)i;
+                c->err = LF_ERR_ARG;
+                snprintf(c->msg, sizeof c->msg, "cpu backend: '%s' is not held by this backend",
+                         c->b->sp->plan->jobs[j].target->name);
+            }
+            pthread_mutex_unlock(&c->mu);
+            continue;
+        }
         lf_job job;
         lf_step_job(c->b->sp, c->t, j, scratch, &job);
         for (size_t k = 0; k < job.n_patches; k++) /* the factors converted at creation */

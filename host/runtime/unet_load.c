@@ -629,6 +629,18 @@ const lf_view *lf_unet_weight_view(const lf_unet *u, const char *key) {
     return e ? e->view : NULL;
 }
 
+lf_status lf_unet_weight_held(const lf_unet *u, const char *key, lf_view *out) {
+    const char *k = lf_un_strip(u, key);
+    const lf_wts_entry *e = k ? lf_wts_get(u->wts, u->n_wts, k) : NULL;
+    memset(out, 0, sizeof *out);
+    if (!e || e->transpose) return lf_err(LF_ERR_MODEL, "%s: the UNet holds no weight \"%s\" as stored", u->label, key);
+    out->data = e->data;
+    out->dtype = e->dtype;
+    out->ndim = e->ndim;
+    for (int i = 0; i < e->ndim && i < LF_MAX_DIMS && i < 4; i++) out->shape[i] = e->shape[i];
+    return LF_OK;
+}
+
 lf_status lf_unet_set_weight(lf_unet *u, const char *key, const lf_view *v) {
     const char *k = lf_un_strip(u, key);
     lf_wts_entry *e = k ? lf_wts_get(u->wts, u->n_wts, k) : NULL;

@@ -155,6 +155,13 @@ lf_status lf_dev_model_create_steps(lf_device *dev, const struct lf_step_plan *s
  * pending set and one grouped apply rewrites exactly the jobs whose coefficients differ from what is
  * applied, always from W0 (P7). For consecutive steps that is the step's own job list. */
 lf_status lf_dev_apply_step(lf_dev_model *dm, const struct lf_step_plan *sp, int t, void *stream);
+/* The same for a subset of the plan's jobs: device job i is plan job jobs[i] (n of them, each at most
+ * once; jobs NULL: all, n ignored), e.g. the UNet layers a generate job patches on the device while its
+ * text-encoder layers are patched on the host. lf_dev_apply_step_jobs takes the same jobs array. */
+lf_status lf_dev_model_create_steps_jobs(lf_device *dev, const struct lf_step_plan *sp, const size_t *jobs, size_t n,
+                                         const lf_dev_opts *opts, lf_dev_model **out);
+lf_status lf_dev_apply_step_jobs(lf_dev_model *dm, const struct lf_step_plan *sp, const size_t *jobs, int t,
+                                 void *stream);
 
 /* ---- truncated SVD on the device (the two paths of `lorafuse extract`, docs/extract.md "GPU") ------- */
 

@@ -222,10 +222,12 @@ typedef int (*lf_gen_cancel_fn)(void *ctx);
 void lf_gen_set_cancel(lf_gen *g, lf_gen_cancel_fn fn, void *ctx);
 int lf_gen_interrupted(const lf_gen *g);
 
-/* Seconds spent so far in loading, text encoding, weight updates (plan + refresh), UNet, decode. */
+/* Seconds spent so far in loading, text encoding, weight updates (plan + refresh), UNet, decode.
+ * weight_updates: loaded tensors rewritten (restores included); device_updates: of those, UNet layers
+ * the device rewrote in its own memory (--backend cuda; never uploaded again). */
 typedef struct lf_gen_times {
     double load, encode, weights, unet, decode, write;
-    size_t unet_calls, te_runs, weight_updates;
+    size_t unet_calls, te_runs, weight_updates, device_updates;
     double unet_extra;         /* of unet: a mixed batch's per-image adapters (low-rank terms, split layers) */
 } lf_gen_times;
 const lf_gen_times *lf_gen_get_times(const lf_gen *g);

@@ -47,6 +47,11 @@ extern "C" {
 /* 1 when the model holds a weight read from checkpoint key `key`. */
 int lf_unet_has_weight(const lf_unet *u, const char *key);
 int lf_clip_has_weight(const lf_clip *m, const char *key);
+/* The memory the UNet's operators read for that weight, as the compute sees it (host/base/compute.h:
+ * the host address its resident copy is found by, the dtype and the checkpoint's shape): a weight held
+ * in its stored dtype, or an f32 buffer held untransposed (a bias, a norm). A device backend binds its
+ * own copy to that address. LF_ERR_MODEL when the UNet holds no such weight. */
+lf_status lf_unet_weight_held(const lf_unet *u, const char *key, lf_view *out);
 /* Overwrite that weight's f32 copy with v converted to f32. LF_ERR_MODEL (message names the key) when
  * the model has no such weight, LF_ERR_SHAPE when v's shape differs from the checkpoint's. */
 lf_status lf_unet_set_weight(lf_unet *u, const char *key, const lf_view *v);

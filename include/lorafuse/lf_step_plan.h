@@ -149,6 +149,10 @@ typedef struct lf_cpu_backend lf_cpu_backend;
 /* Writable copies of every tensor the plan may patch, holding W0 (nothing applied, "step 0").
  * fast: passed to lf_job_apply (1 = BLAS path for plain LoRA). */
 lf_status lf_cpu_backend_new(const lf_step_plan *sp, int fast, lf_cpu_backend **out);
+/* The same for the jobs j with held[j] != 0 only (held NULL: all): the others get no copy and no
+ * converted factors (patched elsewhere, e.g. on a device); stepping one of them is LF_ERR_ARG and
+ * lf_cpu_backend_weight gives NULL for it. */
+lf_status lf_cpu_backend_new_held(const lf_step_plan *sp, int fast, const unsigned char *held, lf_cpu_backend **out);
 void lf_cpu_backend_free(lf_cpu_backend *b);
 /* Apply step t's list (t must be the step after the last one applied, starting at 1): each listed job
  * is recomputed from the pristine W0 with step t's coefficients. */

@@ -34,7 +34,8 @@ void lf_emu_fail_at(uint64_t n);
 /* the name of the call that was made to fail last, or "" */
 const char *lf_emu_failed_call(void);
 /* 1 when an error message names the failed call: the CUDA or library function, or for a kernel
- * lf_cunn_x_k its launcher ("lf_cunn_x failed", host/cuda/compute_cuda.c) */
+ * lf_cunn_x_k its launcher ("lf_cunn_x failed", host/cuda/compute_cuda.c), for an apply kernel
+ * (lf_*_kernel_v1) lf_cuda_apply_launch */
 int lf_emu_names_call(const char *msg, const char *call);
 void lf_emu_get_counters(lf_emu_counters *c);
 /* zero every counter but the call numbering (races included: a test that provokes one on purpose) */

@@ -10,10 +10,14 @@
  * random-weight mini model, whose output is noise and amplifies it, 1.1e-3 to 1.8e-3 / 1-2 levels on the
  * others. Jobs: the random-weight SD1.5 mini model without and
  * with a scheduled LoRA (Euler, DPM++ 2M), the trained demo model with its LoRA from halfway (an image
- * with structure), and the SDXL mini model (two text encoders, the label embedding); a mixed batch (three jobs:
- * no adapter, a scheduled LoRA as unmerged per-image terms, a LoHa as its own built weights) as one UNet call
- * per step on the device against the same group on the CPU, image by image (measured in the emulation: 8.9e-3,
- * 1.7e-3, 3.0e-3). Also: the backend
+ * with structure), and the SDXL mini model (two text encoders, the label embedding) with a scheduled LoRA
+ * on both encoders and the UNet; a mixed batch (three jobs: no adapter, a scheduled LoRA as unmerged
+ * per-image terms, a LoHa as its own built weights) as one UNet call per step on the device against the
+ * same group on the CPU, image by image (measured in the emulation: 8.9e-3, 1.7e-3, 3.0e-3). Adapters: the
+ * UNet's layers are patched on the device (lf_gen_times.device_updates > 0 exactly for the jobs with a UNet
+ * LoRA); a text-encoder-only LoRA (patched on the host) gives the CPU's image and not the one without it;
+ * on a cuda session the host UNet keeps W0 after a LoRA job (the same check sees the CPU session's
+ * patches) and every job equals a fresh process's, bit for bit, whatever ran before. Also: the backend
  * the job reports, and --backend cuda on a device that does not exist is refused with a clear error.
  * Exits 77 when this build has no CUDA or no device opens.
  * Usage: gpu_generate [-v]
@@ -24,8 +28,11 @@
 #include <string.h>
 
 #include "host/cuda/compute_cuda.h"
+#include "host/pipeline/generate_internal.h"
 #include "lf_test.h"
 #include "lorafuse/lf_generate.h"
+#include "lorafuse/lf_live_weights.h"
+#include "lorafuse/lf_safetensors.h"
 
 static int verbose;
 
@@ -47,36 +54,63 @@ static lf_status keep(void *ctx, const lf_gen_image *img) {
     return LF_OK;
 }
 
-static int run(const lf_gen_opts *base, lf_gen_backend be, shot *s, char *backend, size_t cap) {
+/* one job on backend be, in session ss (NULL: a job of its own, as a fresh process runs it); the layers
+ * the device rewrote in its memory in *dev_updates (may be NULL) */
+static int run_in(lf_gen_session *ss, const lf_gen_opts *base, lf_gen_backend be, shot *s, char *backend, size_t cap,
+                  size_t *dev_updates) {
     lf_gen_opts o = *base;
     o.backend = be;
     lf_gen *g = NULL;
     memset(s, 0, sizeof *s);
-    lf_status st = lf_gen_open(&o, &g);
+    lf_status st = ss ? lf_gen_open_in(ss, &o, &g) : lf_gen_open(&o, &g);
     if (st == LF_OK) {
         snprintf(backend, cap, "%s", lf_gen_get_info(g)->backend);
         st = lf_gen_run(g, keep, s);
+        if (dev_updates) *dev_updates = lf_gen_get_times(g)->device_updates;
     }
     LF_CHECK(st == LF_OK, "%s on %s: %s", o.prompt, be == LF_GEN_CUDA ? "cuda" : "cpu", lf_last_error());
     lf_gen_free(g);
     return st == LF_OK && s->latent;
 }
 
-static void compare(const char *name, const lf_gen_opts *o) {
+static int run(const lf_gen_opts *base, lf_gen_backend be, shot *s, char *backend, size_t cap) {
+    return run_in(NULL, base, be, s, backend, cap, NULL);
+}
+
+static void shot_free(shot *s) {
+    free(s->latent);
+    free(s->rgb);
+    memset(s, 0, sizeof *s);
+}
+
+static double rel_l2(const shot *a, const shot *b) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a->n_lat && i < b->n_lat; i++) {
+        double e = (double)b->latent[i] - a->latent[i];
+        num += e * e;
+        den += (double)a->latent[i] * a->latent[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+static int same(const shot *a, const shot *b) {
+    return a->latent && b->latent && a->n_lat == b->n_lat && a->n_rgb == b->n_rgb &&
+           !memcmp(a->latent, b->latent, a->n_lat * sizeof *a->latent) && !memcmp(a->rgb, b->rgb, a->n_rgb);
+}
+
+/* the job on the CPU and on the device within the bounds; dev: the UNet layers the device must have
+ * rewritten in its own memory (0: none, 1: some); the CPU rewrites none there */
+static void compare_keep(const char *name, const lf_gen_opts *o, int dev, shot *keep_dev) {
     shot c, d;
     char bc[256] = "", bd[256] = "";
-    if (!run(o, LF_GEN_CPU, &c, bc, sizeof bc) || !run(o, LF_GEN_CUDA, &d, bd, sizeof bd)) {
+    size_t uc = 0, ud = 0;
+    if (keep_dev) memset(keep_dev, 0, sizeof *keep_dev);
+    if (!run_in(NULL, o, LF_GEN_CPU, &c, bc, sizeof bc, &uc) || !run_in(NULL, o, LF_GEN_CUDA, &d, bd, sizeof bd, &ud)) {
         free(c.latent), free(c.rgb), free(d.latent), free(d.rgb);
         return;
     }
     LF_CHECK(!strcmp(bc, "cpu") && !strncmp(bd, "cuda (device 0: ", 16), "%s: backends '%s' and '%s'", name, bc, bd);
-    double num = 0, den = 0;
-    for (size_t i = 0; i < c.n_lat; i++) {
-        double e = (double)d.latent[i] - c.latent[i];
-        num += e * e;
-        den += (double)c.latent[i] * c.latent[i];
-    }
-    double rel = sqrt(num / (den > 0 ? den : 1));
+    double rel = rel_l2(&c, &d);
     int worst = 0;
     size_t off = 0;
     for (size_t i = 0; i < c.n_rgb; i++) {
@@ -88,7 +122,40 @@ static void compare(const char *name, const lf_gen_opts *o) {
            c.n_rgb);
     LF_CHECK(isfinite(rel) && rel <= 2e-2, "%s: latent rel L2 %.3e > 2e-2", name, rel);
     LF_CHECK(worst <= 4, "%s: an 8-bit value %d levels apart", name, worst);
-    free(c.latent), free(c.rgb), free(d.latent), free(d.rgb);
+    LF_CHECK(uc == 0 && (dev ? ud > 0 : ud == 0), "%s: %zu UNet layers rewritten on the device (cpu: %zu), expected %s",
+             name, ud, uc, dev ? "some" : "none");
+    if (verbose) printf("  %zu UNet layer rewrites on the device\n", ud);
+    free(c.latent), free(c.rgb);
+    if (keep_dev) *keep_dev = d;
+    else free(d.latent), free(d.rgb);
+}
+
+static void compare(const char *name, const lf_gen_opts *o, int dev) { compare_keep(name, o, dev, NULL); }
+
+/* UNet weights the session's UNet holds in the checkpoint's dtype whose bytes differ from the checkpoint's
+ * (W0); *n: how many were compared */
+static size_t unet_not_w0(lf_gen_session *ss, const char *model, size_t *n) {
+    lf_st_file *f = NULL;
+    size_t bad = 0;
+    *n = 0;
+    if (!ss->unet || lf_st_open(model, &f) != LF_OK) {
+        LF_CHECK(0, "%s: no UNet loaded or the file does not open: %s", model, lf_last_error());
+        return 0;
+    }
+    for (size_t i = 0; i < lf_st_count(f); i++) {
+        const lf_st_tensor *t = lf_st_at(f, i);
+        lf_view v;
+        if (strncmp(t->name, "model.diffusion_model.", 22)) continue;
+        if (lf_unet_weight_held(ss->unet, t->name, &v) != LF_OK) {
+            lf_err_clear();
+            continue;
+        }
+        if (v.dtype != t->dtype) continue; /* held converted */
+        (*n)++;
+        bad += memcmp(v.data, t->data, (size_t)(t->end - t->begin)) != 0;
+    }
+    lf_st_close(f);
+    return bad;
 }
 
 /* A group (lf_gen_open_group: one mixed batch, one UNet call per step, per-image adapters on the per-sample
@@ -157,6 +224,68 @@ static lf_gen_opts job(const char *model, const char *prompt, const char *sample
     return o;
 }
 
+/* Adapters patched on the device, on a resident model: the UNet's host weights stay W0 (while on the CPU
+ * they hold the last step's patched bytes), and every job's images equal a fresh process's whatever ran
+ * before it in the session (a LoRA schedule, then no adapter, then the schedule again). */
+static void session_jobs(void) {
+    const char *model = "models/sd15-mini.safetensors";
+    lf_gen_opts a = job(model, "a red fox <lora:mini_lora:te=0.5:unet=0.8@0,0.3@1>", "Euler", 2, 32, "models/lora");
+    lf_gen_opts b = job(model, "a red fox", "Euler", 2, 32, "models/lora");
+    shot fa, fb, a1, b1, a2;
+    char be[256];
+    size_t n = 0, bad, du = 0;
+    if (!run(&a, LF_GEN_CUDA, &fa, be, sizeof be) || !run(&b, LF_GEN_CUDA, &fb, be, sizeof be)) return;
+    lf_gen_session *ss = NULL;
+    lf_status st = lf_gen_session_open(model, LF_GEN_CUDA, 0, lf_compute_cuda_device, &ss);
+    LF_CHECK(st == LF_OK, "session on cuda: %s", lf_last_error());
+    if (st == LF_OK && run_in(ss, &a, LF_GEN_CUDA, &a1, be, sizeof be, &du)) {
+        LF_CHECK(du > 0, "session job with a LoRA: no UNet layer rewritten on the device");
+        bad = unet_not_w0(ss, model, &n);
+        printf("cuda session after a LoRA job: %zu of %zu stored UNet weights differ from W0 on the host\n", bad, n);
+        LF_CHECK(n > 100 && bad == 0, "cuda session: %zu of %zu host UNet weights patched", bad, n);
+        LF_CHECK(same(&a1, &fa), "cuda session, first job (LoRA): differs from a fresh process's");
+        if (run_in(ss, &b, LF_GEN_CUDA, &b1, be, sizeof be, NULL))
+            LF_CHECK(same(&b1, &fb), "cuda session, a job without adapters after a LoRA job: differs from a fresh "
+                     "process's (rel L2 %.3e)", rel_l2(&fb, &b1));
+        if (run_in(ss, &a, LF_GEN_CUDA, &a2, be, sizeof be, NULL))
+            LF_CHECK(same(&a2, &fa), "cuda session, the LoRA job again: differs from a fresh process's (rel L2 %.3e)",
+                     rel_l2(&fa, &a2));
+        shot_free(&b1), shot_free(&a2);
+    }
+    shot_free(&a1);
+    lf_gen_session_free(ss);
+    /* the check sees host patching: on the CPU the session's UNet keeps the job's patched bytes */
+    ss = NULL;
+    if (lf_gen_session_open(model, LF_GEN_CPU, 0, NULL, &ss) == LF_OK && run_in(ss, &a, LF_GEN_CPU, &a1, be, sizeof be, NULL)) {
+        bad = unet_not_w0(ss, model, &n);
+        printf("cpu session after a LoRA job: %zu of %zu stored UNet weights differ from W0 on the host\n", bad, n);
+        LF_CHECK(bad > 0, "cpu session: the W0 check saw no patched UNet weight");
+        shot_free(&a1);
+    }
+    lf_gen_session_free(ss);
+    shot_free(&fa), shot_free(&fb);
+}
+
+/* Text-encoder layers are patched on the host on a device compute: a LoRA on the text encoder only gives the
+ * CPU's image within the bounds, no UNet layer is rewritten on the device, and the image is not the one
+ * without the LoRA (an encoder left unpatched would pass the first check). */
+static void te_only(void) {
+    lf_gen_opts o = job("models/sd15-mini.safetensors", "a red fox <lora:mini_lora:te=1:unet=0>", "Euler", 2, 32,
+                        "models/lora");
+    lf_gen_opts p = job("models/sd15-mini.safetensors", "a red fox", "Euler", 2, 32, "models/lora");
+    shot d, plain;
+    char be[256];
+    compare_keep("sd15-mini text-encoder lora", &o, 0, &d);
+    if (!d.latent || !run(&p, LF_GEN_CUDA, &plain, be, sizeof be)) {
+        shot_free(&d);
+        return;
+    }
+    double r = rel_l2(&plain, &d);
+    printf("%-28s latent rel L2 %.2e from the image without it\n", "text-encoder lora effect", r);
+    LF_CHECK(r > 0.1, "the text-encoder LoRA changed the cuda latent by only %.3e", r);
+    shot_free(&d), shot_free(&plain);
+}
+
 int main(int argc, char **argv) {
     verbose = argc > 1 && !strcmp(argv[1], "-v");
     lf_compute *c = NULL;
@@ -168,15 +297,19 @@ int main(int argc, char **argv) {
     c->destroy(c);
     printf("device: %s\n", desc);
     lf_gen_opts o = job("models/sd15-mini.safetensors", "a red fox", "Euler", 3, 64, "models/lora");
-    compare("sd15-mini euler", &o);
+    compare("sd15-mini euler", &o, 0);
     o = job("models/sd15-mini.safetensors", "a red fox <lora:mini_lora:te=0.5:unet=0.8@0,0.3@2>", "DPM++ 2M", 3, 64,
             "models/lora");
-    compare("sd15-mini lora schedule", &o);
+    compare("sd15-mini lora schedule", &o, 1);
     o = job("models/demo/shapes-sd1.safetensors", "a red square on a blue background, outlined "
             "<lora:outline_lora:1@50%>", "Euler", 6, 64, "models/demo/lora");
-    compare("demo lora from halfway", &o);
-    o = job("tests/data/pipeline/sdxl-mini.safetensors", "a red fox", "Euler", 2, 64, "models/lora");
-    compare("sdxl-mini euler", &o);
+    compare("demo lora from halfway", &o, 1);
+    /* SDXL with a LoRA on both text encoders (TE2's fused in_proj: host) and the UNet (device) */
+    o = job("tests/data/pipeline/sdxl-mini.safetensors", "a red fox <lora:sdxl_mini_lora:0.8@0,0.4@1>", "Euler", 2,
+            64, "tests/data/pipeline/lora");
+    compare("sdxl-mini lora schedule", &o, 1);
+    te_only();
+    session_jobs();
 
     lf_gen_opts grp[3] = {job("models/sd15-mini.safetensors", "a red fox", "Euler", 3, 64, "models/lora"),
                           job("models/sd15-mini.safetensors", "a red fox <lora:mini_lora:0.8@0,0.3@2>", "Euler", 3,

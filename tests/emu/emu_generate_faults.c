@@ -13,7 +13,9 @@
  * on cuBLAS, summing alike in the emulation), or (a cuDNN call while building a plan: cudnnCreate, cudnnBackendCreateDescriptor,
  * cudnnBackendFinalize) having run that op on its fallback path, with an image within 3 levels of
  * the clean one (gpu_generate's bound between backends); and once the job is freed no device
- * allocation may be left (lf_emu_live).
+ * allocation may be left (lf_emu_live). Then the same for each of the 16 calls from the first of the
+ * device apply of step 1 on (the UNet's adapter layers patched in device memory; found by bisection on
+ * the messages).
  * Usage: emu_generate_faults [-v]
  */
 #include <stdio.h>
@@ -39,6 +41,16 @@ static lf_status keep(void *ctx, const lf_gen_image *img) {
     return LF_OK;
 }
 
+/* the call count when the sampler starts (progress at step 0: before the weights of step 1) */
+static uint64_t calls_at_start;
+
+static void on_progress(void *ctx, const lf_gen_progress *p) {
+    (void)ctx;
+    lf_emu_counters c;
+    lf_emu_get_counters(&c);
+    if (p->step == 0 && p->run == 1) calls_at_start = c.calls;
+}
+
 /* one job; its status, the message in msg */
 static lf_status job(shot *s, char *msg, size_t cap) {
     lf_gen_opts o;
@@ -57,6 +69,7 @@ static lf_status job(shot *s, char *msg, size_t cap) {
     memset(s, 0, sizeof *s);
     lf_gen *g = NULL;
     lf_status st = lf_gen_open(&o, &g);
+    if (st == LF_OK) lf_gen_set_progress(g, on_progress, NULL);
     if (st == LF_OK) st = lf_gen_run(g, keep, s);
     snprintf(msg, cap, "%s", st ? lf_last_error() : "");
     lf_gen_free(g);
@@ -73,7 +86,7 @@ int main(int argc, char **argv) {
     LF_CHECK(st == LF_OK && clean.have, "clean run: %s", msg);
     lf_emu_counters cnt;
     lf_emu_get_counters(&cnt);
-    const uint64_t n = cnt.calls;
+    const uint64_t n = cnt.calls, c0 = calls_at_start;
     printf("%llu fallible CUDA calls in the job\n", (unsigned long long)n);
     LF_CHECK(n > 100, "only %llu calls counted", (unsigned long long)n);
     uint64_t at[24];
@@ -123,5 +136,42 @@ int main(int argc, char **argv) {
     }
     lf_emu_fail_at(0);
     printf("%d runs: %d failed with the call named, %d absorbed; calls hit: %s\n", na, failed, absorbed, seen);
+
+    /* The UNet's adapter layers patched on the device: the first calls after the sampler starts make the
+     * device model (messages "adapters on the device: "), then step 1's apply ("... at step 1"). Find
+     * the first apply call by bisection, then fail each of the apply's calls in turn. */
+    uint64_t lo = c0 + 1, hi = c0 + (n - c0) / 2; /* lo: a creation call; hi: past the apply */
+    while (hi - lo > 1) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        lf_emu_fail_at(mid);
+        st = job(&s, msg, sizeof msg);
+        if (st != LF_OK && strstr(msg, "adapters on the device: ")) lo = mid;
+        else hi = mid;
+    }
+    int in_apply = 0;
+    for (uint64_t k = hi; k < hi + 16; k++) {
+        lf_emu_fail_at(k);
+        st = job(&s, msg, sizeof msg);
+        const char *call = lf_emu_failed_call();
+        uint64_t bytes = 0;
+        size_t live = lf_emu_live(&bytes);
+        LF_CHECK(live == 0, "call %llu (%s): %zu allocations (%llu bytes) left after the job", (unsigned long long)k, call,
+                 live, (unsigned long long)bytes);
+        if (st == LF_OK) {
+            LF_CHECK(!call[0] || !strcmp(call, "cudaMalloc") || !strcmp(call, "cudaStreamSynchronize"),
+                     "call %llu (%s) failed and nothing noticed", (unsigned long long)k, call);
+            LF_CHECK(s.have && !memcmp(s.rgb, clean.rgb, sizeof s.rgb), "call %llu (%s) absorbed, but the image differs",
+                     (unsigned long long)k, call);
+            continue;
+        }
+        LF_CHECK(lf_emu_names_call(msg, call), "call %llu (%s): the message does not name it: %s", (unsigned long long)k,
+                 call, msg);
+        in_apply += strstr(msg, "adapters on the device at step 1") != NULL;
+        if (verbose) printf("call %llu (%s): %s\n", (unsigned long long)k, call, msg);
+    }
+    lf_emu_fail_at(0);
+    printf("device apply: calls %llu.. of the job; %d of 16 failed in the apply of step 1\n", (unsigned long long)hi,
+           in_apply);
+    LF_CHECK(in_apply >= 3, "only %d failures named the device apply of step 1", in_apply);
     return lf_test_finish();
 }
