@@ -15,7 +15,8 @@
 #   ctest      ctest -L gpu -E gpu_vs_cpu --output-junit OUTDIR/ctest.xml (gpu_vs_cpu runs once, below)
 #   gpu_vs_cpu gpu_vs_cpu --json OUTDIR/gpu_vs_cpu.jsonl
 #              (both with LF_CUDA_SYNC_CHECK=1: a kernel fault is reported at the launch that made it;
-#              ctest also with LF_CUDA_CUDNN_LOG=1: each cuDNN plan built or refused, and why, in the
+#              ctest also with LF_CUDA_CUDNN_LOG=1 and LF_CUDA_CUBLASLT_LOG=1: each cuDNN plan and cuBLASLt
+#              Linear plan built or refused, and why, in the
 #              tests' output: ctest.xml, and run.log for a failing test)
 #   memcheck   compute-sanitizer --tool memcheck  on gpu_vs_cpu's reduced case list
 #   racecheck  compute-sanitizer --tool racecheck on the same list
@@ -504,7 +505,7 @@ if wanted ctest; then
     elif ((lim == 0)); then
         record ctest SKIP 0 "no time left"
     else
-        LF_CUDA_SYNC_CHECK=1 LF_CUDA_CUDNN_LOG=1 run_logged "$lim" "$RUNLOG" ctest --test-dir "$BUILD" -L gpu -E '^gpu_vs_cpu$' \
+        LF_CUDA_SYNC_CHECK=1 LF_CUDA_CUDNN_LOG=1 LF_CUDA_CUBLASLT_LOG=1 run_logged "$lim" "$RUNLOG" ctest --test-dir "$BUILD" -L gpu -E '^gpu_vs_cpu$' \
             --output-on-failure --output-junit "$OUT/ctest.xml"
         rc=$?
         if grep -q 'No tests were found' "$RUNLOG"; then

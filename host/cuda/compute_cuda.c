@@ -17,7 +17,7 @@
  * column-major (c, r) one, so y = x Wᵀ is the column-major yᵀ = W xᵀ, op(A) = T on W):
  *   linear  f32 W: cublasSgemm(T, N, out, M, in, W, in, x, in, y, out); f16/bf16 W: x cast to W's
  *           type in scratch, cublasGemmEx(A = W 16F/16BF, B = x16, C = y 32F, CUBLAS_COMPUTE_32F).
- *           Bias: lf_cunn_add_bias on (M, out, 1).
+ *           Bias: lf_cunn_add_bias on (M, out, 1). This is the fallback of the cuBLASLt path below.
  *   conv2d  per sample and band of output pixels: im2col (in W's type) col (K, np), then
  *           y_n[:, p0:p0+np] (column-major (np, C_out), ld P) = col (column-major (np, K)) · W (column-
  *           major (K, C_out)); a 1x1 stride-1 pad-0 conv multiplies x_n itself (cast for 16-bit W).
@@ -37,6 +37,10 @@
  *           no causal attribute) and other widths take the cuBLAS path.
  *   A shape cuDNN refuses, a build without cuDNN, or LF_CUDA_CUDNN=0 takes the fallback; the counts
  *   are in lf_compute_cuda_paths_get, the reasons on stderr with LF_CUDA_CUDNN_LOG=1.
+ * cuBLASLt (compute_cuda_lt.c; docs/cuda.md "cuBLASLt"), tried first for every Linear: x cast to W's
+ *   type as above, one cublasLtMatmul (TRANSA T on W, f32 y, CUBLAS_COMPUTE_32F) with the bias
+ *   added by its BIAS epilogue. A shape it refuses (no algo), an operand not 16-byte aligned, a build
+ *   without cuBLASLt or LF_CUDA_CUBLASLT=0 takes cuBLAS + lf_cunn_add_bias; LF_CUDA_CUBLASLT_LOG=1.
  * Errors: "cuda compute: <op>: " + the CUDA or cuBLAS call and its error (kernel launches: the
  * launcher of kernels/cuda/lf_nn_cuda.h). LF_CUDA_SYNC_CHECK=1 synchronises after every op, so an
  * asynchronous fault is reported by the op that caused it. Not thread-safe (one thread per backend).
@@ -50,6 +54,7 @@
 
 #include "compute_cuda.h"
 #include "compute_cuda_dnn.h"
+#include "compute_cuda_lt.h"
 #include "device_internal.h"
 #include "host/base/util.h"
 
@@ -71,6 +76,11 @@ void lf_compute_cuda_paths_get(const lf_compute *c, lf_compute_cuda_paths *out) 
 }
 
 int lf_compute_cuda_uses_cudnn(const lf_compute *c, const lf_cop_desc *d) {
+    (void)c, (void)d;
+    return 0;
+}
+
+int lf_compute_cuda_uses_cublaslt(const lf_compute *c, const lf_cop_desc *d) {
     (void)c, (void)d;
     return 0;
 }
@@ -110,6 +120,7 @@ typedef struct {
     void **dead;        /* device copies forgotten, to free on the ops' thread */
     size_t ndead, capdead;
     lf_dnn *dnn;        /* cuDNN graphs; NULL: every op takes the fallback */
+    lf_lt *lt;          /* cuBLASLt Linear plans; NULL: every Linear takes cuBLAS */
     lf_compute_cuda_paths paths;
 } lf_ccuda;
 
@@ -464,6 +475,7 @@ static void lf_cc_destroy(lf_compute *c) {
         if (cc->w[i].krsc) cudaFree(cc->w[i].krsc);
     }
     lf_dnn_close(cc->dnn);
+    lf_lt_close(cc->lt);
     if (cc->blas) cublasDestroy(cc->blas);
     if (cc->stream) cudaStreamDestroy(cc->stream);
     lf_device *dev = cc->own_dev;
@@ -507,6 +519,26 @@ fail:
     return st;
 }
 
+/* the cuBLASLt plan for a Linear, or NULL (refused, no cuBLASLt, an operand not LF_LT_ALIGN-aligned) */
+static lf_status lf_cc_lt_plan(lf_ccuda *cc, lf_dtype dt, int64_t M, int64_t in, int64_t out, int bias,
+                               const void *const ptrs[4], const lf_lt_plan **plan) {
+    const char *why = NULL;
+    *plan = NULL;
+    if (!cc->lt) return LF_OK;
+    for (int i = 0; i < 4; i++)
+        if ((uintptr_t)ptrs[i] % LF_LT_ALIGN) return LF_OK;
+    lf_lt_key key;
+    memset(&key, 0, sizeof key);
+    key.dtype = (int32_t)dt, key.bias = bias, key.M = M, key.in = in, key.out = out;
+    const size_t before = lf_lt_count(cc->lt);
+    lf_status st = lf_lt_plan_get(cc->lt, &key, plan, &why);
+    if (st == LF_OK && lf_lt_count(cc->lt) != before) {
+        if (*plan) cc->paths.lt_built++;
+        else cc->paths.lt_refused++;
+    }
+    return st;
+}
+
 static lf_status lf_cc_linear(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t M,
                               int64_t in, int64_t out) {
     lf_ccuda *cc = lf_cc(c);
@@ -514,6 +546,7 @@ static lf_status lf_cc_linear(lf_compute *c, float *y, const float *x, const lf_
     const void *wd = NULL;
     const float *bd = NULL;
     void *xs = NULL;
+    int fused = 0; /* the bias added by cuBLASLt's epilogue */
     LF_TRY(lf_cc_weight(cc, W, out * in, b, out, &wd, &bd));
     if (M <= 0 || out <= 0) return LF_OK;
     LF_TRY(lf_cc_int(M, "M"));
@@ -526,10 +559,22 @@ static lf_status lf_cc_linear(lf_compute *c, float *y, const float *x, const lf_
             LF_TRY(lf_cc_malloc(cc, (size_t)(M * in) * 2, &xs));
             LF_LAUNCH(lf_cunn_cast, xs, lf_cc_nn_type(W->dtype), x, M * in, cc->stream);
         }
-        LF_TRY(lf_cc_gemm(cc, W->dtype, CUBLAS_OP_T, (int)out, (int)M, (int)in, wd, (int)in, xs ? xs : (const void *)x,
-                          (int)in, y, (int)out));
+        const void *xin = xs ? xs : (const void *)x;
+        const void *const ptrs[4] = {wd, xin, y, bd};
+        const lf_lt_plan *plan = NULL;
+        LF_TRY(lf_cc_lt_plan(cc, W->dtype, M, in, out, bd != NULL, ptrs, &plan));
+        if (plan) {
+            cc->paths.linear_lt++;
+            LF_TRY(lf_lt_linear(cc->lt, plan, y, xin, wd, bd));
+            LF_TRY(lf_cc_launched(cc, cudaSuccess, "cublasLtMatmul"));
+            fused = 1;
+        } else {
+            cc->paths.linear_fallback++;
+            LF_TRY(lf_cc_gemm(cc, W->dtype, CUBLAS_OP_T, (int)out, (int)M, (int)in, wd, (int)in, xin, (int)in, y,
+                              (int)out));
+        }
     }
-    if (bd) LF_LAUNCH(lf_cunn_add_bias, y, bd, M, out, 1, 0, cc->stream);
+    if (bd && !fused) LF_LAUNCH(lf_cunn_add_bias, y, bd, M, out, 1, 0, cc->stream);
 fail:
     lf_cc_free(cc, xs);
     return st ? lf_cc_fail(st, "linear") : LF_OK;
@@ -656,6 +701,11 @@ int lf_compute_cuda_uses_cudnn(const lf_compute *c, const lf_cop_desc *d) {
     if (d->op == LF_COP_CONV2D) return d->weight == LF_F16 || d->weight == LF_BF16;
     if (d->op == LF_COP_ATTENTION) return lf_cc_sdpa_width(d->head_dim);
     return 0;
+}
+
+int lf_compute_cuda_uses_cublaslt(const lf_compute *c, const lf_cop_desc *d) {
+    if (!c || !d || c->destroy != lf_cc_destroy || !((const lf_ccuda *)c->impl)->lt) return 0;
+    return d->op == LF_COP_LINEAR && lf_cc_dtype_size(d->weight) != 0;
 }
 
 static lf_status lf_cc_conv2d(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t N,
@@ -1053,6 +1103,14 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
         const char *log = getenv("LF_CUDA_CUDNN_LOG");
         if (dst && log && log[0] == '1')
             fprintf(stderr, "lorafuse: cuda compute: no cuDNN (%s); the fallback paths run every op\n", lf_last_error());
+    }
+    const char *use_lt = getenv("LF_CUDA_CUBLASLT");
+    if (!(use_lt && use_lt[0] == '0')) {
+        /* without cuBLASLt (not built, or its handle or workspace fails) every Linear takes cuBLAS */
+        lf_status lst = lf_lt_open(cc->stream, &cc->lt);
+        const char *log = getenv("LF_CUDA_CUBLASLT_LOG");
+        if (lst && log && log[0] == '1')
+            fprintf(stderr, "lorafuse: cuda compute: no cuBLASLt (%s); cuBLAS runs every Linear\n", lf_last_error());
     }
     /* cublasCreate may run work on the legacy stream, which a non-blocking stream does not wait for */
     LF_CU(cudaDeviceSynchronize(), NULL);

@@ -19,13 +19,16 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out);
  * the device library hands it to generate, serve and batch. */
 lf_status lf_compute_cuda_device(int ordinal, lf_compute **out, char *desc, size_t cap);
 
-/* Which path the ops took so far (docs/cuda.md "cuDNN"): convolutions and attention through a cuDNN
- * graph, or through the fallback (im2col + cuBLAS; cuBLAS batched products + softmax); the segmented
- * low-rank terms (lora_terms, kernels/cuda/lora_sgmv.cu). */
+/* Which path the ops took so far (docs/cuda.md "cuDNN", "cuBLASLt"): convolutions and attention through a
+ * cuDNN graph, or through the fallback (im2col + cuBLAS; cuBLAS batched products + softmax); Linear
+ * layers through cuBLASLt or cuBLAS; the segmented low-rank terms (lora_terms, kernels/cuda/lora_sgmv.cu). */
 typedef struct lf_compute_cuda_paths {
     uint64_t conv_cudnn, conv_fallback, attn_cudnn, attn_fallback;
     uint64_t plans_built, plans_refused;
     uint64_t lora_calls, lora_launches; /* lora_terms calls, and their segmented kernel launches */
+    /* Linear layers through one cublasLtMatmul with the bias epilogue, or cuBLAS + a bias kernel;
+     * cuBLASLt plans (descriptors + the heuristic's algo) built and refused */
+    uint64_t linear_lt, linear_fallback, lt_built, lt_refused;
 } lf_compute_cuda_paths;
 /* zeros for a compute that is not the CUDA one */
 void lf_compute_cuda_paths_get(const lf_compute *c, lf_compute_cuda_paths *out);
@@ -34,5 +37,10 @@ void lf_compute_cuda_paths_get(const lf_compute *c, lf_compute_cuda_paths *out);
  * 0 when it goes straight to the fallback (no cuDNN in the build, LF_CUDA_CUDNN=0, another op).
  * cuDNN may still refuse a shape at plan time, and that shape then falls back too. */
 int lf_compute_cuda_uses_cudnn(const lf_compute *c, const lf_cop_desc *d);
+
+/* 1 when this compute tries cuBLASLt for a Linear (d->op LF_COP_LINEAR, weight f32/f16/bf16): a build
+ * with cuBLASLt, LF_CUDA_CUBLASLT not 0, the handle and workspace made at open. cuBLASLt may still
+ * refuse a shape (no algo), and an operand not 16-byte aligned takes cuBLAS too. */
+int lf_compute_cuda_uses_cublaslt(const lf_compute *c, const lf_cop_desc *d);
 
 #endif

@@ -106,3 +106,8 @@ int lf_compute_cuda_uses_cudnn(const lf_compute *c, const lf_cop_desc *d) {
     (void)c, (void)d;
     return 0;
 }
+
+int lf_compute_cuda_uses_cublaslt(const lf_compute *c, const lf_cop_desc *d) {
+    (void)c, (void)d;
+    return 0;
+}

@@ -18,6 +18,11 @@
  * op took (lf_compute_cuda_paths_get): --require-cudnn fails a case that could use cuDNN and did not,
  * --require-fallback one that used it (run with LF_CUDA_CUDNN=0, or LF_EMU_CUDNN_REFUSE=all in the
  * emulation: cuDNN refuses every graph, --require-refused checks that it was asked and refused).
+ * Linear layers likewise go through cuBLASLt (one matmul with the bias epilogue,
+ * host/cuda/compute_cuda_lt.c) or cuBLAS + the bias kernel, and the same options cover them:
+ * --require-cudnn also fails a Linear that could use cuBLASLt and did not, --require-fallback one that
+ * did (LF_CUDA_CUBLASLT=0), --require-refused checks cuBLASLt was asked and refused every shape
+ * (LF_EMU_CUBLASLT_REFUSE=1 in the emulation).
  * Then the memory ops (upload/download/copy2d, the caching allocator), the weight cache (a forgotten
  * weight is uploaded again, a bound one used as is) and argument errors. Per-op worst NMSE and
  * max-abs are printed at the end. Label gpu (exit 77 without CUDA or a device), emu in the emulation.
@@ -164,7 +169,23 @@ static int path_of(lf_cop op, const char *label, const lf_compute_cuda_paths *be
 
 /* ---- matrix products --------------------------------------------------------------------------- */
 
-static void t_linear(int64_t M, int64_t in, int64_t out, int bias) {
+/* the path the last linear took (counts before: *before): cuBLASLt (1) or cuBLAS, against the options */
+static int lt_path_of(const char *label, const lf_compute_cuda_paths *before, int could) {
+    lf_compute_cuda_paths now;
+    lf_compute_cuda_paths_get(C, &now);
+    const uint64_t lt = now.linear_lt - before->linear_lt, fb = now.linear_fallback - before->linear_fallback;
+    LF_CHECK(lt + fb == 1, "linear %s: counted %llu cuBLASLt and %llu cuBLAS runs for one op", label,
+             (unsigned long long)lt, (unsigned long long)fb);
+    LF_CHECK(!lt || could, "linear %s: took cuBLASLt where it must not", label);
+    if (require_cudnn) LF_CHECK(lt || !could, "linear %s: could use cuBLASLt but took cuBLAS", label);
+    if (require_fallback) LF_CHECK(!lt, "linear %s: took cuBLASLt (--require-fallback)", label);
+    if (verbose) printf("  %-18s %-40s path %s\n", "linear", label, lt ? "cuBLASLt" : "cuBLAS");
+    return lt != 0;
+}
+
+/* y (M, out) = x W^T (+ b) for W in f32, f16, bf16; shift > 0 offsets y by that many floats from its
+ * allocation's start (an operand cuBLASLt's 16-byte aligned algos must not get: cuBLAS runs it) */
+static void t_linear_at(int64_t M, int64_t in, int64_t out, int bias, int shift) {
     for (int t = 0; t < 3; t++) {
         float *x = rnd(M * in, -1, 1), *w = rnd(out * in, -0.5f, 0.5f), *b = bias ? rnd(out, -1, 1) : NULL;
         void *mem;
@@ -172,12 +193,19 @@ static void t_linear(int64_t M, int64_t in, int64_t out, int bias) {
         lf_view W = weight_of(w, 2, shape, DTS[t], &mem);
         float *ref = malloc((size_t)(M * out) * 4);
         lf_nn_linear(ref, x, w, b, M, in, out);
-        float *dx = dev_from(x, M * in), *dy = dev_empty(M * out);
-        ok(C->linear(C, dy, dx, &W, b, M, in, out), "linear");
+        float *dx = dev_from(x, M * in), *dy = dev_empty(M * out + shift);
+        lf_compute_cuda_paths before;
+        lf_compute_cuda_paths_get(C, &before);
+        ok(C->linear(C, dy + shift, dx, &W, b, M, in, out), "linear");
         char label[96];
-        snprintf(label, sizeof label, "%s M%lld in%lld out%lld%s", lf_dtype_name(DTS[t]), (long long)M, (long long)in,
-                 (long long)out, bias ? " +b" : "");
-        compare(LF_COP_LINEAR, label, ref, dy, M * out, bound_of(DTS[t]));
+        snprintf(label, sizeof label, "%s M%lld in%lld out%lld%s%s", lf_dtype_name(DTS[t]), (long long)M,
+                 (long long)in, (long long)out, bias ? " +b" : "", shift ? " y unaligned" : "");
+        lf_cop_desc d = {0};
+        d.op = LF_COP_LINEAR;
+        d.weight = DTS[t];
+        const int lt = lt_path_of(label, &before, !shift && lf_compute_cuda_uses_cublaslt(C, &d));
+        LF_CHECK(!shift || !lt, "linear %s: an unaligned y went to cuBLASLt", label);
+        compare(LF_COP_LINEAR, label, ref, dy + shift, M * out, bound_of(DTS[t]));
         C->forget(C, mem, 1);
         if (b) C->forget(C, b, 1);
         C->release(C, dx);
@@ -185,6 +213,8 @@ static void t_linear(int64_t M, int64_t in, int64_t out, int bias) {
         free(x), free(w), free(b), free(ref), free(mem);
     }
 }
+
+static void t_linear(int64_t M, int64_t in, int64_t out, int bias) { t_linear_at(M, in, out, bias, 0); }
 
 static void t_conv(int64_t N, int64_t Ci, int64_t H, int64_t Wd, int64_t Co, int64_t k, int64_t stride, int64_t pad,
                    int bias) {
@@ -532,7 +562,13 @@ int main(int argc, char **argv) {
 
     t_linear(7, 33, 19, 1);
     t_linear(77, 64, 40, 0);
+    t_linear(77, 65, 31, 1);   /* 77 text tokens, odd sizes */
     t_linear(32, 320, 320, 1);
+    t_linear(77, 40, 96, 1);   /* out > in, as a GEGLU projection widens */
+    t_linear(1, 40, 24, 1);    /* one row: a timestep embedding's Linear */
+    t_linear(1, 33, 17, 0);
+    t_linear(4096, 24, 20, 1); /* 64x64 latent tokens */
+    t_linear_at(9, 16, 12, 1, 1);
     t_conv(2, 5, 9, 7, 6, 3, 1, 1, 1);  /* odd sizes, 3x3 s1 p1 */
     t_conv(1, 8, 12, 12, 16, 3, 2, 1, 1); /* downsample 3x3 s2 p1 */
     t_conv(1, 3, 9, 9, 4, 3, 2, 0, 0);  /* the VAE encoder's pad-0 s2 */
@@ -562,12 +598,17 @@ int main(int argc, char **argv) {
     lf_compute_cuda_paths paths;
     lf_compute_cuda_paths_get(C, &paths);
     printf("paths: conv2d %llu cuDNN, %llu fallback; attention %llu cuDNN, %llu fallback; cuDNN plans %llu built, %llu "
-           "refused\n",
+           "refused; linear %llu cuBLASLt, %llu cuBLAS; cuBLASLt plans %llu built, %llu refused\n",
            (unsigned long long)paths.conv_cudnn, (unsigned long long)paths.conv_fallback,
            (unsigned long long)paths.attn_cudnn, (unsigned long long)paths.attn_fallback,
-           (unsigned long long)paths.plans_built, (unsigned long long)paths.plans_refused);
-    if (require_cudnn) LF_CHECK(paths.conv_cudnn > 0 && paths.attn_cudnn > 0, "no op took cuDNN");
+           (unsigned long long)paths.plans_built, (unsigned long long)paths.plans_refused,
+           (unsigned long long)paths.linear_lt, (unsigned long long)paths.linear_fallback,
+           (unsigned long long)paths.lt_built, (unsigned long long)paths.lt_refused);
+    if (require_cudnn)
+        LF_CHECK(paths.conv_cudnn > 0 && paths.attn_cudnn > 0 && paths.linear_lt > 0, "no op took cuDNN or cuBLASLt");
     if (require_refused) LF_CHECK(paths.plans_refused > 0 && paths.plans_built == 0, "cuDNN refused no graph");
+    if (require_refused)
+        LF_CHECK(paths.lt_refused > 0 && paths.lt_built == 0, "cuBLASLt refused no Linear shape");
     printf("%-20s %6s %12s %12s\n", "op", "cases", "worst NMSE", "max abs");
     for (int i = 0; i < LF_COP_COUNT; i++) {
         LF_CHECK(stat[i].cases > 0, "op %s not tested", OPS[i]);

@@ -1,11 +1,12 @@
 /* emu_compute_faults.c: fault injection on every CUDA call site of a forward-like sequence on the
  * CUDA compute backend (host/cuda/compute_cuda.c; label emu, built only with -DLF_CUDA_EMU=ON).
  *
- * The sequence, as a UNet block and a text encoder would call it: open (cuBLAS and cuDNN handles);
+ * The sequence, as a UNet block and a text encoder would call it: open (cuBLAS, cuDNN and cuBLASLt
+ * handles, the cuBLASLt workspace);
  * upload a latent; conv 3x3 with f16 weights and bias (a cuDNN graph: conv fprop + fused bias add),
  * GroupNorm + SiLU, conv 1x1 with f32 weights
- * (cublasSgemm), NCHW -> tokens, LayerNorm, q/k/v projections (bf16 and f32 weights), the segmented
- * low-rank terms of two samples on v (lora_terms: f32 and f16 factors), causal
+ * (cublasSgemm), NCHW -> tokens, LayerNorm, q/k/v projections (bf16 and f32 weights; cuBLASLt), the
+ * segmented low-rank terms of two samples on v (lora_terms: f32 and f16 factors), causal
  * attention (strided-batched products + softmax), non-causal attention of width 8 (cuDNN's SDPA),
  * GEGLU after a projection, tokens -> NCHW, a timestep
  * embedding through a Linear added per (sample, channel), nearest 2x resize, pad, channel concat, a
@@ -16,7 +17,10 @@
  * synchronisation in destroy) and then give the clean run's bytes, or (a cuDNN call while building a
  * plan: cudnnCreate, cudnnBackendCreateDescriptor, cudnnBackendFinalize) take the fallback path for
  * that op, counted as refused, with results within the SDPA's f16 bound of the clean run's (NMSE
- * 1e-6); and leave no allocation behind after destroy (lf_emu_live; cuBLAS handles and cuDNN handles
+ * 1e-6), or (a cuBLASLt call while making the handle or a Linear's plan: cublasLtCreate, the descriptor,
+ * layout and preference creates, the heuristic) run that Linear on cuBLAS, counted as refused, with the
+ * clean run's bytes (the emulation's cuBLAS and cuBLASLt sum alike); cublasLtMatmul itself is an error
+ * naming it; and leave no allocation behind after destroy (lf_emu_live; cuBLAS handles and cuDNN handles
  * and descriptors are checked at exit).
  * Usage: emu_compute_faults [-v]
  */
@@ -171,6 +175,10 @@ int main(int argc, char **argv) {
                  "the clean run took cuDNN for %llu convolutions and %llu attentions (1 and 1 expected), %llu refused",
                  (unsigned long long)clean.paths.conv_cudnn, (unsigned long long)clean.paths.attn_cudnn,
                  (unsigned long long)clean.paths.plans_refused);
+    LF_CHECK(clean.paths.linear_lt == 5 && clean.paths.linear_fallback == 0 && clean.paths.lt_built == 4 &&
+                 clean.paths.lt_refused == 0,
+             "the clean run took cuBLASLt for %llu Linears (5 expected, 4 plans), cuBLAS for %llu",
+             (unsigned long long)clean.paths.linear_lt, (unsigned long long)clean.paths.linear_fallback);
     lf_emu_counters cnt;
     lf_emu_get_counters(&cnt);
     const uint64_t n = cnt.calls;
@@ -207,6 +215,18 @@ int main(int argc, char **argv) {
             if (verbose) printf("call %llu (%s): fallback, NMSE %.3g\n", (unsigned long long)i, call, se / sr);
             continue;
         }
+        if (o.st == LF_OK && !strncmp(call, "cublasLt", 8) && strcmp(call, "cublasLtMatmul")) {
+            /* the cuBLASLt handle or a Linear's plan not made: cuBLAS + the bias kernel ran that Linear,
+             * which in the emulation sums in the same order and adds the bias the same way */
+            absorbed++;
+            const int no_lt = !strcmp(call, "cublasLtCreate");
+            LF_CHECK(no_lt ? o.paths.linear_lt == 0 : o.paths.lt_refused == clean.paths.lt_refused + 1,
+                     "call %llu (%s) absorbed without a refused cuBLASLt plan", (unsigned long long)i, call);
+            LF_CHECK(!memcmp(o.out, clean.out, sizeof o.out), "call %llu (%s) absorbed by cuBLAS, but the results differ",
+                     (unsigned long long)i, call);
+            if (verbose) printf("call %llu (%s): cuBLAS instead of cuBLASLt\n", (unsigned long long)i, call);
+            continue;
+        }
         if (o.st == LF_OK) {
             absorbed++;
             LF_CHECK(!strcmp(call, "cudaMalloc") || !strcmp(call, "cudaStreamSynchronize"),
@@ -223,7 +243,8 @@ int main(int argc, char **argv) {
         if (verbose) printf("call %llu (%s): %s: %s\n", (unsigned long long)i, call, o.step, o.msg);
     }
     lf_emu_fail_at(0);
-    printf("%d failures absorbed (cached-block retries, destroy's synchronisation, cuDNN plans refused)\n", absorbed);
+    printf("%d failures absorbed (cached-block retries, destroy's synchronisation, cuDNN and cuBLASLt plans refused)\n",
+           absorbed);
     lf_device_close(dev);
     return lf_test_finish();
 }
