@@ -13,8 +13,9 @@
  * compute's sync: JSON {"bench":"unet_gpu", ..., "ms_min", "ms_mean", "images_per_s", ...}; then one
  * step under the timed counting compute (every op between two syncs: the time per op kind, without the
  * overlap a real step has) as {"bench":"unet_gpu_ops", "op", "calls", "ms", "gflop", "gb"} lines, and
- * which path the convolutions and attention took (cuDNN or the fallback). --model tiny (2 levels of 32
- * and 64 channels, 64 px) is the smoke test the emulation runs (ctest bench_unet_gpu_tiny).
+ * which path the convolutions, attention and Linear layers took (cuDNN / cuBLASLt or the fallback).
+ * --model tiny (2 levels of 32 and 64 channels, 64 px) is the smoke test the emulation runs (ctest
+ * bench_unet_gpu_tiny).
  * Exit 77 with a "skipped" line when no CUDA device opens. Results: bench/RESULTS.md.
  */
 #include <stdio.h>
@@ -203,10 +204,12 @@ int main(int argc, char **argv) {
             lf_compute_cuda_paths p;
             lf_compute_cuda_paths_get(c, &p);
             printf("{\"bench\":\"unet_gpu_paths\",\"model\":\"%s\",\"conv_cudnn\":%llu,\"conv_fallback\":%llu,"
-                   "\"attn_cudnn\":%llu,\"attn_fallback\":%llu,\"plans_built\":%llu,\"plans_refused\":%llu}\n",
+                   "\"attn_cudnn\":%llu,\"attn_fallback\":%llu,\"plans_built\":%llu,\"plans_refused\":%llu,"
+                   "\"linear_lt\":%llu,\"linear_fallback\":%llu}\n",
                    m->name, (unsigned long long)p.conv_cudnn, (unsigned long long)p.conv_fallback,
                    (unsigned long long)p.attn_cudnn, (unsigned long long)p.attn_fallback,
-                   (unsigned long long)p.plans_built, (unsigned long long)p.plans_refused);
+                   (unsigned long long)p.plans_built, (unsigned long long)p.plans_refused,
+                   (unsigned long long)p.linear_lt, (unsigned long long)p.linear_fallback);
         }
         /* the compute keeps resident copies by host address: drop them before the buffers go */
         for (size_t i = 0; bufs && i < n; i++)
