@@ -31,6 +31,7 @@
 
 #include "kernels/common/lf_half.h"
 #include "kernels/emu/lf_emu.h"
+#include "kernels/emu/lf_emu_typed.h"
 
 struct lf_emu_cublas {
     cudaStream_t stream;
@@ -59,29 +60,14 @@ struct mat {
     long long stride;
 };
 
-size_t type_size(cudaDataType t) { return t == CUDA_R_32F ? 4 : 2; }
-
-/* element i of a typed array, exactly as f32 (f16 and bf16 widen exactly) */
-float load(const void *p, cudaDataType t, size_t i) {
-    if (t == CUDA_R_16F) return lf_f16_to_f32(static_cast<const uint16_t *>(p)[i]);
-    if (t == CUDA_R_16BF) return lf_bf16_to_f32(static_cast<const uint16_t *>(p)[i]);
-    return static_cast<const float *>(p)[i];
-}
-
-void store(void *p, cudaDataType t, size_t i, float v) {
-    if (t == CUDA_R_16F) static_cast<uint16_t *>(p)[i] = lf_f32_to_f16(v);
-    else if (t == CUDA_R_16BF) static_cast<uint16_t *>(p)[i] = lf_f32_to_bf16(v);
-    else static_cast<float *>(p)[i] = v;
-}
-
 /* every batch's (rows, cols) extent of x inside one device allocation: the span from the lowest to
  * the highest element any batch touches (strides may be 0 or negative, as cuBLAS allows for inputs) */
 bool operand_batched(const char *call, const char *what, const mat &x, int rows, int cols, int batch) {
     if (rows <= 0 || cols <= 0 || batch <= 0) return true;
     const long long ext = (long long)x.ld * (cols - 1) + rows, last = x.stride * (long long)(batch - 1);
     const long long lo = last < 0 ? last : 0, hi = (last > 0 ? last : 0) + ext;
-    const char *base = static_cast<const char *>(x.p) + lo * (long long)type_size(x.t);
-    return lf_emu_dev_range(call, what, base, (size_t)(hi - lo) * type_size(x.t)) != 0;
+    const char *base = static_cast<const char *>(x.p) + lo * (long long)lf_emu_type_size(x.t);
+    return lf_emu_dev_range(call, what, base, (size_t)(hi - lo) * lf_emu_type_size(x.t)) != 0;
 }
 
 /* C_b (m, n) = alpha op(A_b) op(B_b) + beta C_b for b < batch, column-major, op(A) (m, k) read as
@@ -108,11 +94,12 @@ cublasStatus_t gemm(const char *call, cublasHandle_t h, cublasOperation_t transa
                 for (int p = 0; p < k; p++) {
                     const long long ia = ta ? p + (long long)i * A.ld : i + (long long)p * A.ld;
                     const long long ib = tb ? j + (long long)p * B.ld : p + (long long)j * B.ld;
-                    acc = std::fmaf(load(A.p, A.t, (size_t)(oa + ia)), load(B.p, B.t, (size_t)(ob + ib)), acc);
+                    acc = std::fmaf(lf_emu_load(A.p, A.t, (size_t)(oa + ia)), lf_emu_load(B.p, B.t, (size_t)(ob + ib)),
+                                    acc);
                 }
                 const size_t ci = (size_t)(oc + i + (long long)j * C.ld);
-                const float r = beta == 0.0f ? alpha * acc : std::fmaf(beta, load(C.p, C.t, ci), alpha * acc);
-                store(const_cast<void *>(C.p), C.t, ci, r);
+                const float r = beta == 0.0f ? alpha * acc : std::fmaf(beta, lf_emu_load(C.p, C.t, ci), alpha * acc);
+                lf_emu_store(const_cast<void *>(C.p), C.t, ci, r);
             }
     }
     return CUBLAS_STATUS_SUCCESS;

@@ -29,6 +29,7 @@
 
 #include "kernels/common/lf_half.h"
 #include "kernels/emu/lf_emu.h"
+#include "kernels/emu/lf_emu_typed.h"
 
 struct cublasLtContext {
     int unused;
@@ -76,19 +77,7 @@ template <class T> cublasStatus_t drop(T *p) {
 }
 template <class T> bool ok(const T *p) { return p && live().count(p); }
 
-size_t tsize(cudaDataType t) { return t == CUDA_R_32F ? 4 : 2; }
 bool known(cudaDataType t) { return t == CUDA_R_32F || t == CUDA_R_16F || t == CUDA_R_16BF; }
-
-float load(const void *p, cudaDataType t, size_t i) {
-    if (t == CUDA_R_16F) return lf_f16_to_f32(static_cast<const uint16_t *>(p)[i]);
-    if (t == CUDA_R_16BF) return lf_bf16_to_f32(static_cast<const uint16_t *>(p)[i]);
-    return static_cast<const float *>(p)[i];
-}
-void store(void *p, cudaDataType t, size_t i, float v) {
-    if (t == CUDA_R_16F) static_cast<uint16_t *>(p)[i] = lf_f32_to_f16(v);
-    else if (t == CUDA_R_16BF) static_cast<uint16_t *>(p)[i] = lf_f32_to_bf16(v);
-    else static_cast<float *>(p)[i] = v;
-}
 
 /* the shape and type rules shared by the heuristic and the matmul; k gets the inner size */
 cublasStatus_t check(const lf_emu_lt_desc *d, const lf_emu_lt_layout *A, const lf_emu_lt_layout *B,
@@ -121,7 +110,7 @@ bool operand(const char *what, const void *p, const lf_emu_lt_layout *x, uint32_
     }
     if (!x->rows || !x->cols) return true;
     const size_t n = (size_t)x->ld * (size_t)(x->cols - 1) + (size_t)x->rows;
-    return lf_emu_dev_range("cublasLtMatmul", what, p, n * tsize(x->t)) != 0;
+    return lf_emu_dev_range("cublasLtMatmul", what, p, n * lf_emu_type_size(x->t)) != 0;
 }
 
 } // namespace
@@ -238,7 +227,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
         !operand("D", Dp, D, (uint32_t)algo->data[5]) ||
         (ws_bytes && !lf_emu_dev_range("cublasLtMatmul", "workspace", ws, ws_bytes)) ||
         (d->epilogue == CUBLASLT_EPILOGUE_BIAS && m &&
-         !lf_emu_dev_range("cublasLtMatmul", "bias", d->bias, m * tsize(D->t))))
+         !lf_emu_dev_range("cublasLtMatmul", "bias", d->bias, m * lf_emu_type_size(D->t))))
         return CUBLAS_STATUS_EXECUTION_FAILED;
     if (algo->data[1]) std::memset(ws, 0xA7, (size_t)algo->data[1]);
     for (uint64_t j = 0; j < n; j++)
@@ -247,12 +236,12 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
             for (uint64_t p = 0; p < k; p++) {
                 const uint64_t ia = d->transa ? p + i * (uint64_t)A->ld : i + p * (uint64_t)A->ld;
                 const uint64_t ib = d->transb ? j + p * (uint64_t)B->ld : p + j * (uint64_t)B->ld;
-                acc = std::fmaf(load(Ap, A->t, ia), load(Bp, B->t, ib), acc);
+                acc = std::fmaf(lf_emu_load(Ap, A->t, ia), lf_emu_load(Bp, B->t, ib), acc);
             }
             float r = al * acc;
-            if (be != 0.0f) r = std::fmaf(be, load(Cp, C->t, i + j * (uint64_t)C->ld), r);
-            if (d->epilogue == CUBLASLT_EPILOGUE_BIAS) r += load(d->bias, D->t, i);
-            store(Dp, D->t, i + j * (uint64_t)D->ld, r);
+            if (be != 0.0f) r = std::fmaf(be, lf_emu_load(Cp, C->t, i + j * (uint64_t)C->ld), r);
+            if (d->epilogue == CUBLASLT_EPILOGUE_BIAS) r += lf_emu_load(d->bias, D->t, i);
+            lf_emu_store(Dp, D->t, i + j * (uint64_t)D->ld, r);
         }
     return CUBLAS_STATUS_SUCCESS;
 }

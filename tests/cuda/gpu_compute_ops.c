@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_test_open.h"
 #include "host/cuda/compute_cuda.h"
 #include "kernels/common/lf_half.h"
 #include "kernels/cpu/nn/lf_nn.h"
@@ -546,17 +547,7 @@ int main(int argc, char **argv) {
         }
     }
     lf_device *dev = NULL;
-    lf_status st = lf_device_open(0, &dev);
-    if (st == LF_ERR_UNSUPPORTED) LF_SKIP(lf_last_error());
-    LF_CHECK(st == LF_OK, "lf_device_open: %s", lf_last_error());
-    if (st) return lf_test_finish();
-    st = lf_compute_cuda_open(dev, &C);
-    if (st == LF_ERR_UNSUPPORTED) {
-        lf_device_close(dev);
-        LF_SKIP(lf_last_error());
-    }
-    LF_CHECK(st == LF_OK, "lf_compute_cuda_open: %s", lf_last_error());
-    if (st) return lf_test_finish();
+    if (lf_test_cuda_open(&dev, &C) != LF_OK) return lf_test_finish();
     printf("seed %llu (--seed to repeat), device %s\n", (unsigned long long)seed, lf_device_describe(dev));
     lf_test_rng_seed(&R, seed);
 
