@@ -812,6 +812,16 @@ if b:
     if steps:  # targets on one H100 at 1 image: SD1.5 512² 9.6 ms, SDXL 1024² 46 ms per CFG step
         extra["bench+unet"] = "UNet CFG step ms: " + ", ".join(
             "%s x%d %.1f" % (r["model"], r["images"], r["ms_min"]) for r in steps) + " (1 image: sd15 <=9.6, sdxl <=46)"
+        # schedule overhead: rewriting every layer of a rank-32 LoRA (a strength change at a step) against
+        # the CFG step it precedes (target <= 5 %)
+        apply_ms = {r["case"]: r["ms"] for r in cases}
+        ov = []
+        for model, case in (("sd15", "sd15_kohya_lora_r32_x1"), ("sdxl", "sdxl_kohya_lora_r32_x1")):
+            st1 = next((r for r in steps if r["model"] == model and r["images"] == 1), None)
+            if st1 and case in apply_ms:
+                ov.append("%s %.1f %%" % (model, 100.0 * apply_ms[case] / st1["ms_min"]))
+        if ov:
+            extra["bench+sched"] = "schedule overhead (r32 apply / 1-image step): " + ", ".join(ov) + " (<= 5 %)"
 peer = {r.get("case"): r for r in jsonl("peer.jsonl") if r.get("primary")}
 
 lines.append("%-11s %-7s %5s  %s" % ("stage", "status", "secs", "notes"))
