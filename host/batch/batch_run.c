@@ -308,6 +308,7 @@ static void lf_bopts(const lf_batch_job *j, const lf_batch_opts *o, lf_gen_opts 
     g->backend = o->backend;
     g->device = o->device;
     g->cuda = o->cuda;
+    g->batch_merged = o->batch_merged;
     g->write_png = 0;
 }
 

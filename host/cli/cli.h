@@ -85,6 +85,8 @@ int lf_cli_int(const char *cmd, const char *opt, const char *arg, long long lo, 
 int lf_cli_backend(const char *cmd, const char *arg, lf_gen_backend *out);
 /* --device N (a CUDA device ordinal, 0 to 1023) into *out; 0 after a message. */
 int lf_cli_device(const char *cmd, const char *arg, int *out);
+/* --batch-lora merged|unmerged into *merged (lf_gen_opts.batch_merged); 0 after a message. */
+int lf_cli_batch_lora(const char *cmd, const char *arg, int *merged);
 int lf_cli_num(const char *cmd, const char *opt, const char *arg, double lo, double hi, double *out);
 int lf_cli_count(const char *cmd, const char *opt, const char *arg, long long lo, int *out);
 /* printf(fmt, s) with s escaped for the terminal (host/base/text.h), whole: for text that comes from

@@ -221,6 +221,13 @@ int lf_cli_backend(const char *cmd, const char *arg, lf_gen_backend *out) {
     return 1;
 }
 
+int lf_cli_batch_lora(const char *cmd, const char *arg, int *merged) {
+    if (!strcmp(arg, "merged")) *merged = 1;
+    else if (!strcmp(arg, "unmerged")) *merged = 0;
+    else return lf_cli_bad_choice(cmd, "--batch-lora", arg, "merged or unmerged");
+    return 1;
+}
+
 int lf_cli_device(const char *cmd, const char *arg, int *out) {
     long long n = 0;
     if (!lf_cli_int(cmd, "--device", arg, 0, 1023, &n)) return 0;

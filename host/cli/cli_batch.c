@@ -2,7 +2,7 @@
  *
  *   lorafuse batch JOBS [--output-dir DIR] [--shard I/N | --shards N] [--resume] [--dry-run] [--json]
  *                  [--max-jobs N] [--lora-dir DIR] [--backend auto|cpu|cuda] [--device N] [--threads N]
- *                  [--order adapters|file] [--batchable] [--max-batch N]
+ *                  [--order adapters|file] [--batchable] [--max-batch N] [--batch-lora merged|unmerged]
  *   lorafuse batch --report MANIFEST... [--json]
  *
  * The shard: --shard I/N; else Slurm's array variables (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN,
@@ -25,7 +25,8 @@
 static const char lf_batch_usage_text[] =
     "usage: lorafuse batch JOBS [--output-dir DIR] [--shard I/N | --shards N] [--resume] [--dry-run]\n"
     "                      [--json] [--max-jobs N] [--lora-dir DIR] [--backend auto|cpu|cuda] [--device N]\n"
-    "                      [--threads N] [--order adapters|file] [--batchable] [--max-batch N] [--quiet]\n"
+    "                      [--threads N] [--order adapters|file] [--batchable] [--max-batch N]\n"
+    "                      [--batch-lora merged|unmerged] [--quiet]\n"
     "       lorafuse batch --report MANIFEST... [--json]\n";
 
 static const char lf_batch_help_text[] =
@@ -38,6 +39,8 @@ static const char lf_batch_help_text[] =
     "--order file runs the jobs as written instead of grouped by model and LoRA tags (for comparison).\n"
     "--batchable: every job as if it had \"batchable\": true: consecutive batchable jobs with the same\n"
     "model, size, steps, sampler, CFG and clip skip run as one batch of up to --max-batch (8) images.\n"
+    "--batch-lora merged: such a batch builds each job's LoRAs into weights of its own (each image bit for\n"
+    "bit the job alone; a patched layer runs once per distinct weight); unmerged (default): per-image terms.\n"
     "example:\n"
     "  lorafuse batch jobs.jsonl --output-dir out --dry-run\n"
     "  lorafuse batch jobs.jsonl --output-dir out && lorafuse batch --report out/manifest.jsonl\n"
@@ -47,7 +50,7 @@ static const char lf_batch_help_text[] =
 
 enum {
     B_OUTDIR, B_SHARD, B_SHARDS, B_RESUME, B_DRY, B_JSON, B_MAX, B_LORA, B_BACKEND, B_DEVICE, B_THREADS, B_QUIET, B_REPORT,
-    B_ORDER, B_BATCHABLE, B_MAX_BATCH
+    B_ORDER, B_BATCHABLE, B_MAX_BATCH, B_BATCH_LORA
 };
 
 static const lf_cli_opt lf_batch_cli_opts[] = {
@@ -56,6 +59,7 @@ static const lf_cli_opt lf_batch_cli_opts[] = {
     [B_MAX] = {"max-jobs", 1, 0},      [B_LORA] = {"lora-dir", 1, 0},   [B_BACKEND] = {"backend", 1, 0}, [B_DEVICE] = {"device", 1, 0},
     [B_THREADS] = {"threads", 1, 0},   [B_QUIET] = {"quiet", 0, 0},     [B_REPORT] = {"report", 0, 0},
     [B_ORDER] = {"order", 1, 0},       [B_BATCHABLE] = {"batchable", 0, 0}, [B_MAX_BATCH] = {"max-batch", 1, 0},
+    [B_BATCH_LORA] = {"batch-lora", 1, 0},
     {NULL, 0, 0}};
 
 typedef struct {
@@ -80,6 +84,7 @@ static int lf_batch_opt(lf_batch_args *a, int o, const char *v) {
     case B_MAX: return lf_cli_int("batch", "--max-jobs", v, 1, 100000000, &a->max_jobs);
     case B_LORA: a->o.lora_dir = v; return 1;
     case B_BACKEND: return lf_cli_backend("batch", v, &a->o.backend);
+    case B_BATCH_LORA: return lf_cli_batch_lora("batch", v, &a->o.batch_merged);
     case B_DEVICE: return lf_cli_device("batch", v, &a->o.device);
     case B_THREADS:
         if (!lf_cli_int("batch", "--threads", v, 1, 1024, &n)) return 0;

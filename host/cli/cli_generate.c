@@ -7,7 +7,7 @@
  *                     [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--hash-cache FILE] [--quiet]
  *                     [--json] [--tag-dialect lorafuse|loractl] [--embeddings-dir DIR]
  *                     [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]
- *                     [--prompts-file FILE]
+ *                     [--prompts-file FILE [--batch-lora merged|unmerged]]
  * (usage and --help text: lf_generate_usage_text, lf_generate_help_text; README "generate" shows both)
  *
  * Memory: the call's estimate (lf_gen_info.mem_estimate) must fit --memory-limit, by default the memory
@@ -56,7 +56,7 @@ static const char lf_generate_usage_text[] =
     "                         [--lbw-presets FILE] [--hash-cache FILE] [--quiet]\n"
     "                         [--json] [--tag-dialect lorafuse|loractl] [--embeddings-dir DIR]\n"
     "                         [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]\n"
-    "                         [--prompts-file FILE]\n";
+    "                         [--prompts-file FILE [--batch-lora merged|unmerged]]\n";
 
 static const char lf_generate_help_text[] =
     "Text-to-image with scheduled <lora:...> tags; PNGs named NNNNN-SEED.png with A1111's parameters.\n"
@@ -80,6 +80,9 @@ static const char lf_generate_help_text[] =
     "  --prompts-file FILE instead of --prompt: one prompt with its own <lora:...> tags per line, run in\n"
     "                      groups of --batch-size lines as one batch (each image equal to its line run\n"
     "                      alone); line j gets seed + j x --batch-count\n"
+    "  --batch-lora M      how such a batch runs LoRAs: unmerged (default: per-image terms, one call per\n"
+    "                      layer, within f32 rounding of the line alone) or merged (weights of each line's\n"
+    "                      own, bit for bit the line alone; a patched layer runs once per distinct weight)\n"
     "  --quiet             only errors on stderr;  --json  one JSON object per image on stdout\n"
     "example:\n"
     "  lorafuse generate --model models/sd15-mini.safetensors --steps 8 --seed 42 \\\n"
@@ -88,7 +91,7 @@ static const char lf_generate_help_text[] =
 enum {
     G_MODEL, G_PROMPT, G_NEGATIVE, G_SAMPLER, G_LORA_DIR, G_LBW, G_OUTDIR, G_STEPS, G_WIDTH, G_HEIGHT, G_BSIZE,
     G_BCOUNT, G_CLIPSKIP, G_SEED, G_CFG, G_BACKEND, G_DEVICE, G_RNG, G_MEMLIMIT, G_FORCESIZE, G_SYMOUT, G_NOSYMOUT,
-    G_AUTOTRIG, G_QUIET, G_JSON, G_VAE, G_HASHCACHE, G_DIALECT, G_EMBDIR, G_VAETILE, G_PROMPTS
+    G_AUTOTRIG, G_QUIET, G_JSON, G_VAE, G_HASHCACHE, G_DIALECT, G_EMBDIR, G_VAETILE, G_PROMPTS, G_BATCH_LORA
 };
 
 static const lf_cli_opt lf_generate_cli_opts[] = {
@@ -102,7 +105,8 @@ static const lf_cli_opt lf_generate_cli_opts[] = {
     [G_NOSYMOUT] = {"no-symlinks-out", 0, 0}, [G_AUTOTRIG] = {"auto-trigger", 0, 0}, [G_QUIET] = {"quiet", 0, 0},
     [G_JSON] = {"json", 0, 0},           [G_VAE] = {"vae", 1, 0},             [G_HASHCACHE] = {"hash-cache", 1, 0},
     [G_DIALECT] = {"tag-dialect", 1, 0}, [G_EMBDIR] = {"embeddings-dir", 1, 0},
-    [G_VAETILE] = {"vae-tiling", 0, 0},  [G_PROMPTS] = {"prompts-file", 1, 0}, {NULL, 0, 0}};
+    [G_VAETILE] = {"vae-tiling", 0, 0},  [G_PROMPTS] = {"prompts-file", 1, 0},
+    [G_BATCH_LORA] = {"batch-lora", 1, 0}, {NULL, 0, 0}};
 
 /* One option's value into a->o; 0 after a message when it is bad. */
 static int lf_generate_opt(lf_generate_args *a, int o, const char *v) {
@@ -152,6 +156,7 @@ static int lf_generate_opt(lf_generate_args *a, int o, const char *v) {
     case G_CFG: return lf_cli_num("generate", "--cfg", v, 0, 100, &a->o.cfg);
     case G_BACKEND: return lf_cli_backend("generate", v, &a->o.backend);
     case G_DEVICE: return lf_cli_device("generate", v, &a->o.device);
+    case G_BATCH_LORA: return lf_cli_batch_lora("generate", v, &a->o.batch_merged);
     case G_RNG: return lf_rng_kind_parse(v, &a->o.rng) == LF_OK || lf_cli_bad_choice("generate", "--rng", v, "cpu or nv");
     case G_MEMLIMIT:
         if (!lf_cli_int("generate", "--memory-limit", v, 1, 1L << 30, &n)) return 0; /* MiB, up to 1 PiB */

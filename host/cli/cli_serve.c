@@ -5,7 +5,7 @@
  *                  [--api-auth USER:PASS[,USER:PASS...]] [--queue N] [--lora-cache-mb N]
  *                  [--backend auto|cpu|cuda] [--device N]
  *                  [--threads N] [--max-body-mb N] [--max-prompt N] [--max-tags N] [--max-pixels N] [--max-steps N]
- *                  [--max-images N] [--max-batch N]
+ *                  [--max-images N] [--max-batch N] [--batch-lora merged|unmerged]
  *
  * Prints one line on stdout when it is ready ("lorafuse serve: listening on URL, model PATH (FAMILY),
  * backend BACKEND"); a non-loopback --listen without --api-auth prints a warning on stderr. SIGINT and
@@ -32,7 +32,7 @@ static const char lf_serve_usage_text[] =
     "                      [--api-auth USER:PASS[,USER:PASS...]] [--queue N] [--lora-cache-mb N]\n"
     "                      [--backend auto|cpu|cuda] [--device N] [--threads N] [--max-body-mb N]\n"
     "                      [--max-prompt N] [--max-tags N] [--max-pixels N] [--max-steps N] [--max-images N]\n"
-    "                      [--max-batch N]\n";
+    "                      [--max-batch N] [--batch-lora merged|unmerged]\n";
 
 static const char lf_serve_help_text[] =
     "AUTOMATIC1111's HTTP API (/sdapi/v1) over a model loaded once (docs/serve.md).\n"
@@ -42,6 +42,9 @@ static const char lf_serve_help_text[] =
     "pixels (width x height x batch_size), 150 steps, 64 images per request.\n"
     "--max-batch 8: requests queued while one runs join the next run as one batch when their size,\n"
     "steps, sampler, CFG, clip skip and RNG agree, up to N images (1: each request alone).\n"
+    "--batch-lora merged: in such a batch each request's LoRAs are merged into weights of its own, so its\n"
+    "images are the bytes it gets alone (a patched layer runs once per distinct weight); unmerged: one\n"
+    "call per layer with per-image LoRA terms, faster, within f32 rounding of the image alone.\n"
     "SIGINT/SIGTERM stop it: the running job is interrupted, queued ones get 503, exit 0.\n"
     "example:\n"
     "  lorafuse serve --model models/sd15-mini.safetensors --lora-dir models/lora --listen 127.0.0.1:7860\n";
@@ -78,7 +81,7 @@ static int lf_serve_signals(void) {
 
 enum {
     S_MODEL, S_LISTEN, S_LORA_DIR, S_OUTDIR, S_AUTH, S_QUEUE, S_CACHE, S_THREADS, S_BODY, S_PROMPT, S_TAGS, S_PIXELS,
-    S_STEPS, S_IMAGES, S_BATCH, S_BACKEND, S_DEVICE
+    S_STEPS, S_IMAGES, S_BATCH, S_BACKEND, S_DEVICE, S_BATCH_LORA
 };
 
 static const lf_cli_opt lf_serve_cli_opts[] = {
@@ -87,7 +90,7 @@ static const lf_cli_opt lf_serve_cli_opts[] = {
     [S_CACHE] = {"lora-cache-mb", 1, 0},   [S_THREADS] = {"threads", 1, 0},     [S_BODY] = {"max-body-mb", 1, 0},
     [S_PROMPT] = {"max-prompt", 1, 0},     [S_TAGS] = {"max-tags", 1, 0},       [S_PIXELS] = {"max-pixels", 1, 0},
     [S_STEPS] = {"max-steps", 1, 0},       [S_IMAGES] = {"max-images", 1, 0},   [S_BATCH] = {"max-batch", 1, 0},
-    [S_BACKEND] = {"backend", 1, 0}, [S_DEVICE] = {"device", 1, 0},
+    [S_BACKEND] = {"backend", 1, 0}, [S_DEVICE] = {"device", 1, 0}, [S_BATCH_LORA] = {"batch-lora", 1, 0},
     {NULL, 0, 0}};
 
 /* One option's value into a; 0 after a message when it is bad. */
@@ -121,6 +124,7 @@ static int lf_serve_opt(lf_serve_args *a, int o, const char *v) {
     case S_BATCH: a->o.max_batch = (int)n; return 1;
     case S_BACKEND: return lf_cli_backend("serve", v, &a->o.backend);
     case S_DEVICE: return lf_cli_device("serve", v, &a->o.device);
+    case S_BATCH_LORA: return lf_cli_batch_lora("serve", v, &a->o.batch_merged);
     default: return 0;
     }
 }

@@ -10,6 +10,8 @@
  *   - a layer where the job has any other module (LoHa, LoKr, DoRA, GLoRA, OFT/BOFT, IA3, full): the job's
  *     whole weight for that layer, built from W0 by its own step plan's CPU backend as for the job alone
  *     (lf_cpu_backend_step_jobs: the same bytes), and that layer runs once per distinct weight.
+ * With batch_merged (lf_generate.h) low-rank modules take the second path too, so every image is bit for
+ * bit the image alone (layers the UNet holds converted from the checkpoint's dtype keep the terms).
  * Text encoders: each job's conditioning comes from its own cache of cond sets; a job whose text-encoder
  * weights are patched gets its text-encoder tensors at this step from its backend for the encode and the
  * encoders go back to W0 after it; a job with unpatched encoders takes the conditioning of an earlier job
@@ -166,6 +168,9 @@ static lf_status lf_mix_setup(lf_mix_run *r) {
                               "matrix product", k, jb->target->name);
             int low = 1;
             for (size_t i = 0; i < jb->n_patches; i++) low &= lf_mix_lowrank_patch(&jb->patches[i]);
+            /* merged mode builds low-rank weights too (the bytes of the job alone), except where the UNet
+             * holds a converted copy: there the unmerged terms keep the batch running */
+            if (low && mj->g->o.batch_merged && v->dtype == jb->target->dtype) low = 0;
             if (!low) {
                 if (v->dtype != jb->target->dtype)
                     return lf_err(LF_ERR_UNSUPPORTED, "mixed batch: the UNet holds %s converted from the checkpoint's "

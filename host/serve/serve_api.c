@@ -205,6 +205,7 @@ static lf_srv_resp lf_srv_health(lf_serve *s) {
     cJSON_AddNumberToObject(o, "running", running);
     cJSON *b = cJSON_AddObjectToObject(o, "batching");
     cJSON_AddNumberToObject(b, "max_batch", s->o.max_batch);
+    cJSON_AddStringToObject(b, "lora", s->o.batch_merged ? "merged" : "unmerged");
     cJSON_AddNumberToObject(b, "batches", (double)bs.batches);
     cJSON_AddNumberToObject(b, "batched_requests", (double)bs.batched);
     cJSON_AddNumberToObject(b, "largest", bs.largest);

@@ -37,6 +37,7 @@ void lf_serve_opts_default(lf_serve_opts *o) {
     memset(o, 0, sizeof *o);
     o->queue = LF_SERVE_DEFAULT_QUEUE;
     o->max_batch = LF_SERVE_DEFAULT_MAX_BATCH;
+    o->batch_merged = 1;
     o->lora_cache_mb = LF_SERVE_DEFAULT_LORA_CACHE_MB;
     lf_serve_limits_default(&o->limits);
 }

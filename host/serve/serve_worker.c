@@ -10,7 +10,8 @@
  * job's response as soon as the job's last image is made:
  *   200 {"images": [base64 PNG, ...], "parameters": {request fields}, "info": "<JSON text>"}, the PNG
  *       bytes those `lorafuse generate` writes for the same settings (same parameters text; in a batch
- *       with others, within the mixed batch's bound: docs/serve.md);
+ *       with others the same bytes too with opts.batch_merged, the default, else within the mixed
+ *       batch's bound: docs/serve.md);
  *   422 when the job's own checks refuse it (a tag, an unknown LoRA name with the closest names, an
  *       adapter that does not fit the model); 500 {"error", "detail", "body", "errors"} (A1111's shape)
  *       when the job fails while running. A batch whose checks or run fail runs its requests not yet
@@ -164,6 +165,7 @@ static void lf_srv_opts(const lf_serve *s, const lf_srv_req *q, lf_gen_opts *o) 
     o->clip_skip = q->clip_skip;
     o->backend = s->o.backend;
     o->adapters = &s->src;
+    o->batch_merged = s->o.batch_merged;
 }
 
 /* The answer to a job whose checks refused it. */

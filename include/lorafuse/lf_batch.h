@@ -79,6 +79,7 @@ typedef struct lf_batch_opts {
     int quiet;                 /* no progress lines on stderr */
     int batchable;             /* every job is batchable (--batchable), as if its "batchable" were true */
     int max_batch;             /* images of one batch of batchable jobs; 0: LF_BATCH_DEFAULT_MAX_BATCH */
+    int batch_merged;          /* lf_gen_opts.batch_merged of every job (0: unmerged LoRA terms in a batch) */
 } lf_batch_opts;
 
 typedef struct lf_batch_stats {

@@ -96,6 +96,12 @@ typedef struct lf_gen_opts {
                                 * larger: the decode's memory is one tile's */
     const char *hash_cache;    /* NULL: lf_hash_cache_default_path() (lorafuse/lf_hash_cache.h); "": no cache */
     const struct lf_adapter_source *adapters; /* adapter files from a cache (lf_step_plan.h); NULL: opened per call */
+    int batch_merged;          /* in a mixed batch (lf_gen_open_group), low-rank adapters (LoRA, LoCon) are
+                                * merged into per-job weights built from W0 as for the job alone, so every
+                                * image is bit for bit the image made alone (CPU backend; a patched layer
+                                * runs once per distinct weight); 0: they run as unmerged per-image terms
+                                * (one call per layer, within f32 rounding of the image alone). A job alone
+                                * ignores it; the jobs of a group must agree on it */
 } lf_gen_opts;
 
 void lf_gen_opts_default(lf_gen_opts *o);
@@ -198,7 +204,7 @@ lf_status lf_gen_open_in(lf_gen_session *s, const lf_gen_opts *o, lf_gen **out);
 
 /* Several jobs in one call (docs/generate.md "Mixed batches"): jobs[0..n) must agree on everything that
  * shapes the sampler's batch (lf_gen_groupable: model, size, steps, sampler, CFG scale, clip skip, RNG,
- * VAE and VAE tiling, backend and device); they may differ in prompt, negative prompt and their adapter
+ * VAE and VAE tiling, backend and device, batch_merged); they may differ in prompt, negative prompt and their adapter
  * tags, seed, batch size and count, LoRA directory and output directory. Each job's images are those of
  * the same job run alone (its seeds follow A1111: image i of a job gets the job's seed + i; seed -1 is
  * drawn per job), and lf_gen_run hands every image to the callback with its own job, seed and

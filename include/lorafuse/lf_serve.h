@@ -57,6 +57,8 @@ typedef struct lf_serve_opts {
     int max_batch;              /* images of queued requests the worker runs together in one call
                                  * (lf_gen_open_group) when lf_gen_groupable agrees; 1: each request alone
                                  * (lf_serve_opts_default: LF_SERVE_DEFAULT_MAX_BATCH; 1 to LF_SERVE_MAX_BATCH) */
+    int batch_merged;           /* lf_gen_opts.batch_merged of every request (lf_serve_opts_default: 1, so a
+                                 * request's image is the same bytes whatever else shares its batch) */
     int lora_cache_mb;          /* opened adapter files kept, MiB of file size (0: none kept) */
     lf_gen_backend backend;     /* auto (default), cpu or cuda */
     int device;                 /* CUDA device ordinal */

@@ -13,6 +13,8 @@
  *     test_compute_mix.c), and this random-weight model amplifies that over 4 steps at CFG 7. Worst
  *     measured over the groups below: 9.9e-3.
  *     The per-layer sums themselves are checked at 1e-5 in tests/runtime/test_compute_mix.c.
+ *   - with batch_merged (LoRAs built into per-job weights from W0, as alone): every image of the six-job
+ *     group, in both orders, bit for bit.
  *   - every adapter case moves the image from the plain one by more than ADAPTER_MIN (measured 0.084 for the
  *     LoHa, more for the others), so a term that were missing, on the wrong images or at the wrong step
  *     would fail.
@@ -103,6 +105,10 @@ static void test_groupable(void) {
     b = job("a cat", 1, 1);
     b.clip_skip = 1; /* 0 and 1 both mean the last layer */
     LF_CHECK(lf_gen_groupable(&a, &b, why, sizeof why), "clip skip 0 vs 1: %s", why);
+    b = job("a cat", 1, 1);
+    b.batch_merged = 1;
+    LF_CHECK(!lf_gen_groupable(&a, &b, why, sizeof why) && !strcmp(why, "batch merged: unmerged vs merged"),
+             "batch merged: '%s'", why);
     /* a refusal names the job and the field, before any work */
     lf_gen_opts jobs[3] = {a, job("a cat", 2, 1), job("a cow", 3, 1)};
     jobs[2].width = 64;
@@ -243,6 +249,12 @@ static void test_group_equals_alone(void) {
     lf_gen_opts rev[6];
     for (int i = 0; i < 6; i++) rev[i] = six[5 - i];
     check_group(NULL, rev, 6, exact_rev, "six reversed", &worst);
+    /* batch_merged: low-rank adapters built into per-job weights too, so every image is the image alone */
+    int all6[6] = {1, 1, 1, 1, 1, 1};
+    for (int i = 0; i < 6; i++) six[i].batch_merged = rev[i].batch_merged = 1;
+    check_group(NULL, six, 6, all6, "six merged", &worst);
+    check_group(NULL, rev, 6, all6, "six reversed merged", &worst);
+    for (int i = 0; i < 6; i++) six[i].batch_merged = rev[i].batch_merged = 0;
     /* schedules changing some images' strengths at different steps; batches of 2 inside a job */
     lf_gen_opts sch[4] = {
         job("a cat <lora:mini_lora:1@0,0@2>", 21, 2),

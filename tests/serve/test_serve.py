@@ -21,14 +21,15 @@ models/sd15-mini.safetensors and models/lora, and checks:
   - SIGTERM with a running job and a full queue: the running one answers, the queued one gets 503,
     the process exits 0;
   - load: 8 concurrent clients x 4 requests with mixed LoRA sets and bad requests, every good answer
-    the reference image (bytes, or within the mixed batch's bound when it shared a batch);
+    the bytes of the reference image (LoRAs merged per request in a batch, the default);
   - request batching (--max-batch): requests queued behind a running one with different LoRAs run as one
     batch (info.lorafuse_batch, /health "batching") and each gets its own images, seeds and parameters:
-    the bytes of the same requests sent one after another for ancestral samplers and adapters that patch
-    every UNet product, within one 8-bit level for a plain LoRA and no LoRA (mixed batch); requests that
-    differ in steps or size are not grouped and one that fits overtakes them; --max-batch bounds the
-    images of a batch, --max-batch 1 groups nothing; a bad request in a batch gets its own 422 and the
-    others their images; an interrupt answers every request of the running batch.
+    the bytes of the same requests sent one after another (ancestral samplers run one after another; a
+    deterministic one as one mixed batch with --batch-lora merged, the default), and of `generate
+    --prompts-file --batch-lora merged`; requests that differ in steps or size are not grouped and one
+    that fits overtakes them; --max-batch bounds the images of a batch, --max-batch 1 groups nothing;
+    --batch-lora unmerged shows in /health; a bad request in a batch gets its own 422 and the others their
+    images; an interrupt answers every request of the running batch.
 Usage: test_serve.py --bin PATH/TO/lorafuse   (run from the repository root)
 """
 import argparse
@@ -45,7 +46,6 @@ import sys
 import tempfile
 import threading
 import time
-import zlib
 
 MODEL = "models/sd15-mini.safetensors"
 LORA_DIR = "models/lora"
@@ -120,69 +120,6 @@ def txt2img(srv, **kw):
 
 def images(js):
     return [base64.b64decode(i) for i in js["images"]]
-
-
-def png_rgb(data):
-    """The 8-bit RGB pixels of a non-interlaced PNG (as lorafuse writes them), one flat list per row."""
-    pos, idat, w = 8, b"", 0
-    while pos < len(data):
-        n = int.from_bytes(data[pos:pos + 4], "big")
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
-        if kind == b"IHDR":
-            w = int.from_bytes(body[0:4], "big")
-            assert body[8] == 8 and body[9] == 2 and body[12] == 0, "8-bit RGB, not interlaced"
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + n
-    raw, stride, rows, prev = zlib.decompress(idat), 3 * w, [], [0] * (3 * w)
-    for r in range(len(raw) // (stride + 1)):
-        f, line = raw[r * (stride + 1)], list(raw[r * (stride + 1) + 1:(r + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - 3] if i >= 3 else 0
-            b, c = prev[i], prev[i - 3] if i >= 3 else 0
-            if f == 1:
-                line[i] = (line[i] + a) & 255
-            elif f == 2:
-                line[i] = (line[i] + b) & 255
-            elif f == 3:
-                line[i] = (line[i] + (a + b) // 2) & 255
-            elif f == 4:
-                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
-                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        rows.append(line)
-        prev = line
-    return rows
-
-
-def png_text(data):
-    """A PNG's chunks but the image data (header and parameters text)."""
-    pos, out = 8, []
-    while pos < len(data):
-        n = int.from_bytes(data[pos:pos + 4], "big")
-        if data[pos + 4:pos + 8] != b"IDAT":
-            out.append(data[pos + 4:pos + 8 + n])
-        pos += 12 + n
-    return out
-
-
-def max_level_diff(a, b):
-    """The largest difference of two PNGs' 8-bit values (None when their sizes differ)."""
-    ra, rb = png_rgb(a), png_rgb(b)
-    if len(ra) != len(rb) or any(len(x) != len(y) for x, y in zip(ra, rb)):
-        return None
-    return max(abs(p - q) for x, y in zip(ra, rb) for p, q in zip(x, y))
-
-
-def same_image(got, ref, batch, exact):
-    """got (a response's PNG) is the reference image made alone: bytes when it ran alone or exact (adapters
-    that patch every UNet product); in a mixed batch a plain LoRA (unmerged terms, where alone rounds the
-    merged weight to f16) or no LoRA (BLAS rows of another batch size) differ in the pixels (docs/serve.md;
-    t_batching checks them against generate --prompts-file), so then the same size and parameters text."""
-    if got == ref:
-        return True
-    if exact or batch.get("requests", 1) == 1:
-        return False
-    return max_level_diff(got, ref) is not None and png_text(got) == png_text(ref)
 
 
 def batch_of(js):
@@ -528,7 +465,7 @@ def t_load(srv):
                                 sampler_name="Euler")
             if st != 200:
                 errors.append("client %d request %d: %s" % (c, k, st))
-            elif not same_image(images(js)[0], ref[i], batch_of(js), exact=i >= 2):
+            elif images(js)[0] != ref[i]:
                 errors.append("client %d request %d: another image (batch %r)" % (c, k, batch_of(js)))
     ts = [threading.Thread(target=client, args=(c,)) for c in range(8)]
     t0 = time.time()
@@ -579,11 +516,12 @@ def queued_behind_blocker(srv, bodies, during=None):
 def t_batching(srv, binary, tmp):
     sets = ["", "<lora:mini_lora:0.8>", "<lora:mini_loha:1> <lora:mini_lokr:0.5>", "<lora:mini_dora:0.7>"]
     st, h0, _ = srv.request("GET", "/health")
-    check(st == 200 and h0["batching"]["max_batch"] == 8, "health: batching, --max-batch 8 by default %r" % h0)
+    check(st == 200 and h0["batching"]["max_batch"] == 8 and h0["batching"]["lora"] == "merged",
+          "health: batching, --max-batch 8 and --batch-lora merged by default %r" % h0)
 
     # Euler a (noise per image): the batch's requests run one after another in one call, each the bytes of
-    # alone; Euler: one mixed batch, each image the bytes of `generate --prompts-file` running the same jobs
-    # as one batch, and of alone for the adapters that patch every UNet product (LoHa, LoKr, DoRA)
+    # alone; Euler: one mixed batch (LoRAs merged per request, the default), each image the bytes of the
+    # same request alone and of `generate --prompts-file --batch-lora merged` running the same jobs as one batch
     def body(i, s, sampler, **kw):
         return dict(dict(prompt="b%d %s" % (i, s) if s else "b%d" % i, steps=3, seed=60 + i, width=32, height=32,
                          sampler_name=sampler), **kw)
@@ -603,7 +541,8 @@ def t_batching(srv, binary, tmp):
             pf = os.path.join(tmp, "prompts.txt")
             with open(pf, "w") as f:
                 f.write("".join(b["prompt"] + "\n" for b in bodies))
-            mixed = generate(binary, tmp, None, 3, 60, 32, 32, "Euler", ("--prompts-file", pf, "--batch-size", "4"))
+            mixed = generate(binary, tmp, None, 3, 60, 32, 32, "Euler", ("--prompts-file", pf, "--batch-size", "4",
+                                                                       "--batch-lora", "merged"))
         for i, (b, (st, js)) in enumerate(zip(bodies, got)):
             what = "batching (%s): request %d (%r)" % (sampler, i, b["prompt"])
             if not check(st == 200, what + ": answered %s" % st):
@@ -615,12 +554,9 @@ def t_batching(srv, binary, tmp):
             check(info["all_seeds"] == seeds and js["parameters"]["prompt"] == b["prompt"] and
                   len(js["images"]) == len(seeds) and all(b["prompt"] in t for t in info["infotexts"]),
                   what + ": its own images, seeds and parameters")
-            if sampler == "Euler a" or i >= 2:
-                check(images(js) == ref[i], what + ": the bytes of the same request alone")
+            check(images(js) == ref[i], what + ": the bytes of the same request alone")
             if mixed:
                 check(images(js) == [mixed[i]], what + ": the bytes of generate --prompts-file (one batch)")
-                print("batching: Euler request %d: %d level(s) from alone" % (i, max_level_diff(images(js)[0],
-                                                                                          ref[i][0])), flush=True)
 
     # what forces separate runs: steps, size; a request that fits joins the head and overtakes them
     shape = dict(prompt="shape", seed=7, sampler_name="Euler", steps=3, width=32, height=32)
@@ -660,7 +596,7 @@ def t_batching(srv, binary, tmp):
 
 def t_max_batch(binary):
     for mb in (3, 1):
-        srv = Server(binary, "--max-batch", str(mb))
+        srv = Server(binary, "--max-batch", str(mb), *(("--batch-lora", "unmerged") if mb == 3 else ()))
         try:
             shape = dict(prompt="mb", seed=7, sampler_name="Euler", steps=2, width=32, height=32)
             bodies = [dict(shape, seed=k) for k in range(5)] + [dict(shape, seed=9, batch_size=4)]
@@ -674,12 +610,15 @@ def t_max_batch(binary):
                 want = [{"requests": 1, "images": 1, "index": 0}] * 5 + [{"requests": 1, "images": 4, "index": 0}]
             check(b == want, "--max-batch %d: batches of at most %d images, in order %r" % (mb, mb, b))
             h = srv.request("GET", "/health")[1]["batching"]
-            check(h["max_batch"] == mb and h["largest"] == min(mb, 3) and h["batches"] == (2 if mb == 3 else 0),
+            check(h["max_batch"] == mb and h["largest"] == min(mb, 3) and h["batches"] == (2 if mb == 3 else 0) and
+                  h["lora"] == ("unmerged" if mb == 3 else "merged"),
                   "--max-batch %d: health %r" % (mb, h))
         finally:
             check(srv.stop() == 0, "--max-batch %d server exits 0" % mb)
     p = subprocess.run([binary, "serve", "--model", MODEL, "--max-batch", "0"], capture_output=True, text=True)
     check(p.returncode == 2 and "--max-batch" in p.stderr, "--max-batch 0 is a usage error %r" % p.stderr)
+    p = subprocess.run([binary, "serve", "--model", MODEL, "--batch-lora", "both"], capture_output=True, text=True)
+    check(p.returncode == 2 and "--batch-lora" in p.stderr, "--batch-lora both is a usage error %r" % p.stderr)
 
 
 def main():
