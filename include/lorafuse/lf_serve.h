@@ -6,9 +6,11 @@
  * the worker takes a request, the queued requests that may share its batch (lf_gen_groupable: size,
  * steps, sampler, CFG, clip skip, RNG) join it, up to `max_batch` images, as one lf_gen_open_group call;
  * each response holds only its own images. Between runs only the weights the adapters touch are
- * rewritten, always from the checkpoint's pristine bytes, so an image of a request run alone equals what
- * `lorafuse generate` with the same settings writes, byte for byte (one of a batch: docs/serve.md). HTTP: libmicrohttpd, one thread per connection (a txt2img connection waits
- * for its job); JSON: cJSON.
+ * rewritten, always from the checkpoint's pristine bytes, so an image of a request equals what
+ * `lorafuse generate` with the same settings writes, byte for byte: alone, and in a batch with the
+ * default `batch_merged` (each request's LoRA weights built from W0 as alone; unmerged terms are faster
+ * and differ by rounding: docs/serve.md). HTTP: libmicrohttpd, one thread per connection (a txt2img
+ * connection waits for its job); JSON: cJSON.
  */
 #ifndef LF_SERVE_H
 #define LF_SERVE_H
