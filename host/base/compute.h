@@ -4,10 +4,15 @@
  * backend, `supports` says what a backend can run.
  *
  * Memory
- *   - Activations are f32 arrays in the backend's memory (host memory for the CPU backend, device
+ *   - Activations are arrays in the backend's memory (host memory for the CPU backend, device
  *     memory for CUDA), contiguous, row-major (PyTorch layout), from alloc and given back with
  *     release. The model never dereferences them: it moves data in and out with upload/download and
- *     between buffers with copy2d.
+ *     between buffers with copy2d. Their pointers count elements as float pointers do (p + k is
+ *     element k) whatever the storage type `act` a backend keeps them in (f32, or a 16-bit type on a
+ *     device: then a pointer is the backend's handle, not an address of floats); host data is f32 and
+ *     upload/download convert. alloc_f32 gives a buffer stored in f32 whatever `act` is (state that
+ *     must not round, the sampler's latents); copy2d converts between two buffers' storage types.
+ *     Ops other than upload, download and copy2d take their activations in one storage type.
  *   - Weights stay where the model keeps them: matrix-product weights as an lf_view in the
  *     checkpoint's dtype (lf_tensor.h), biases and norm parameters as host f32 arrays. A backend
  *     that computes elsewhere keeps its own resident copy of each weight, found by the view's data
@@ -78,11 +83,15 @@ struct lf_compute {
     const char *name; /* "cpu", "cuda" */
     void *impl;
     int host_memory;  /* 1: backend memory is host memory (the CPU): host arrays may be passed as they are */
+    lf_dtype act;     /* storage type of alloc's buffers: LF_F32 (the CPU), LF_F16 or LF_BF16 */
 
     /* ---- memory -------------------------------------------------------------------------------- */
     /* n floats of backend memory (contents undefined); LF_ERR_NOMEM names what was asked for. */
     lf_status (*alloc)(lf_compute *c, int64_t n, float **out);
     void (*release)(lf_compute *c, float *p); /* NULL allowed */
+    /* n floats stored in f32 whatever act is; NULL when act is LF_F32 (alloc does it): use
+     * lf_compute_alloc_f32. Given back with release. */
+    lf_status (*alloc_f32)(lf_compute *c, int64_t n, float **out);
     /* upload has read host_src when it returns (the caller may free it); download has written host_dst. */
     lf_status (*upload)(lf_compute *c, float *dst, const float *host_src, int64_t n);
     lf_status (*download)(lf_compute *c, float *host_dst, const float *src, int64_t n);
@@ -148,5 +157,10 @@ struct lf_compute {
     lf_status (*lora_terms)(lf_compute *c, float *y, const float *x, int64_t M, int64_t in, int64_t out,
                             const lf_lora_term *terms, size_t n_terms, const lf_lora_seg *segs, size_t n_segs);
 };
+
+/* c->alloc_f32 where the backend has it, else alloc (whose buffers are then f32) */
+static inline lf_status lf_compute_alloc_f32(lf_compute *c, int64_t n, float **out) {
+    return c->alloc_f32 ? c->alloc_f32(c, n, out) : c->alloc(c, n, out);
+}
 
 #endif

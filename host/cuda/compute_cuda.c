@@ -1058,6 +1058,7 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
     lf_compute *c = &cc->c;
     c->name = "cuda";
     c->impl = cc;
+    c->act = LF_F32;
     c->alloc = lf_cc_alloc;
     c->release = lf_cc_release;
     c->upload = lf_cc_upload;

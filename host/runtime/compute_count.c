@@ -273,6 +273,7 @@ void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner) {
     c->name = inner ? inner->name : "count";
     c->impl = cc;
     c->host_memory = inner ? inner->host_memory : 0;
+    c->act = inner ? inner->act : LF_F32;
     c->alloc = lf_cnt_alloc;
     c->release = lf_cnt_release;
     c->upload = lf_cnt_upload;

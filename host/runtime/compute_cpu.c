@@ -125,6 +125,7 @@ static lf_compute lf_cc_table = {
     .name = "cpu",
     .impl = NULL,
     .host_memory = 1,
+    .act = LF_F32,
     .alloc = lf_cc_alloc,
     .release = lf_cc_release,
     .upload = lf_cc_copy,
