@@ -10,9 +10,11 @@
  *
  *   lf_bench_unet_gpu [--model sd15|sdxl|both|tiny] [--batch N ...] [--steps N] [--device N]
  * Per (model, images): one warm-up step, then --steps timed steps (default 5), each ended by the
- * compute's sync: JSON {"bench":"unet_gpu", ..., "ms_min", "ms_mean", "images_per_s", ...}; then one
- * step under the timed counting compute (every op between two syncs: the time per op kind, without the
- * overlap a real step has) as {"bench":"unet_gpu_ops", "op", "calls", "ms", "gflop", "gb"} lines, and
+ * compute's sync: JSON {"bench":"unet_gpu", ..., "ms_min", "ms_mean", "images_per_s", ...}; then the
+ * time per op kind of one step under the compute's op clock ("ms": CUDA events around each op, NVTX ranges
+ * for Nsight, no wait per op) and of one step under the synced count ("ms_synced": every op between two
+ * syncs, launch latency included) as {"bench":"unet_gpu_ops", "op", "calls", "ms", "ms_synced", "gflop",
+ * "gb"} lines, and
  * which path the convolutions, attention and Linear layers took (cuDNN / cuBLASLt or the fallback).
  * --model tiny (2 levels of 32 and 64 channels, 64 px) is the smoke test the emulation runs (ctest
  * bench_unet_gpu_tiny).
@@ -140,18 +142,29 @@ static int run(const model *m, lf_compute *c, const lf_unet *u, double weight_gb
         printf("{\"bench\":\"unet_gpu\",\"model\":\"%s\",\"pixels\":%d,\"images\":%d,\"samples\":%lld,"
                "\"steps\":%d,\"ms_min\":%.3f,\"ms_mean\":%.3f,\"images_per_s\":%.2f,\"weights_gb\":%.3f}\n",
                m->name, m->px, images, (long long)N, steps, best * 1e3, sum / steps * 1e3, images / best, weight_gb);
-        lf_compute_count cc;
+        /* the step once more under each profile: the compute's op clock (events, NVTX ranges: the device
+         * time of each op in a running stream) and the synced count (each op alone, launch latency included) */
+        lf_compute_count ev, cc;
+        lf_op_clock clock;
         lf_compute_count_init_timed(&cc, c);
-        st = step(u, &cc.c, m, out, x, t, ctx, y, N);
+        if ((st = lf_compute_cuda_clock(c, &clock)) == LF_OK) {
+            lf_compute_count_init_clocked(&ev, c, &clock);
+            st = step(u, &ev.c, m, out, x, t, ctx, y, N);
+            if (st == LF_OK) st = lf_compute_count_collect(&ev);
+        } else {
+            lf_compute_count_init(&ev, c);
+        }
+        if (st == LF_OK) st = step(u, &cc.c, m, out, x, t, ctx, y, N);
         for (int op = 0; op < LF_COP_COUNT && st == LF_OK; op++)
             if (cc.op[op].calls)
                 printf("{\"bench\":\"unet_gpu_ops\",\"model\":\"%s\",\"images\":%d,\"op\":\"%s\",\"calls\":%llu,"
-                       "\"ms\":%.3f,\"gflop\":%.3f,\"gb\":%.4f}\n",
+                       "\"ms\":%.3f,\"ms_synced\":%.3f,\"gflop\":%.3f,\"gb\":%.4f}\n",
                        m->name, images, lf_cop_name((lf_cop)op), (unsigned long long)cc.op[op].calls,
-                       cc.op[op].seconds * 1e3, cc.op[op].flops / 1e9, cc.op[op].bytes / 1e9);
+                       ev.op[op].seconds * 1e3, cc.op[op].seconds * 1e3, cc.op[op].flops / 1e9, cc.op[op].bytes / 1e9);
         if (st == LF_OK)
             printf("{\"bench\":\"unet_gpu_peak\",\"model\":\"%s\",\"images\":%d,\"activation_peak_gb\":%.3f}\n",
                    m->name, images, cc.peak / 1e9);
+        lf_compute_count_free(&ev);
         lf_compute_count_free(&cc);
     }
     if (st != LF_OK) fprintf(stderr, "%s, %d images: %s\n", m->name, images, lf_last_error());

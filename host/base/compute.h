@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "host/base/op_clock.h"
 #include "lorafuse/lf_status.h"
 #include "lorafuse/lf_tensor.h"
 
@@ -108,6 +109,9 @@ struct lf_compute {
     int (*supports)(const lf_compute *c, const lf_cop_desc *d);
     void (*destroy)(lf_compute *c);
     const lf_compute_patcher *patch; /* NULL: adapters are patched on the host */
+    /* The backend's op clock for a profile by op kind (op_clock.h; the count's clocked mode); NULL: none,
+     * a profile then syncs around each op. */
+    lf_status (*clock)(lf_compute *c, lf_op_clock *out);
 
     /* ---- ops (lf_nn.h) ------------------------------------------------------------------------- */
     lf_status (*linear)(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t M,

@@ -84,6 +84,8 @@ int lf_compute_cuda_uses_cublaslt(const lf_compute *c, const lf_cop_desc *d) {
     (void)c, (void)d;
     return 0;
 }
+
+void *lf_compute_cuda_stream(const lf_compute *c) { return (void)c, NULL; }
 #else
 #include <cublas_v2.h>
 
@@ -492,6 +494,10 @@ static void lf_cc_destroy(lf_compute *c) {
 void lf_compute_cuda_paths_get(const lf_compute *c, lf_compute_cuda_paths *out) {
     memset(out, 0, sizeof *out);
     if (c && c->destroy == lf_cc_destroy) *out = ((const lf_ccuda *)c->impl)->paths;
+}
+
+void *lf_compute_cuda_stream(const lf_compute *c) {
+    return c && c->destroy == lf_cc_destroy ? (void *)((const lf_ccuda *)c->impl)->stream : NULL;
 }
 
 /* ---- matrix products --------------------------------------------------------------------------- */
@@ -1059,6 +1065,7 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
     c->name = "cuda";
     c->impl = cc;
     c->act = LF_F32;
+    c->clock = lf_compute_cuda_clock;
     c->alloc = lf_cc_alloc;
     c->release = lf_cc_release;
     c->upload = lf_cc_upload;

@@ -38,6 +38,12 @@ void lf_compute_cuda_paths_get(const lf_compute *c, lf_compute_cuda_paths *out);
  * cuDNN may still refuse a shape at plan time, and that shape then falls back too. */
 int lf_compute_cuda_uses_cudnn(const lf_compute *c, const lf_cop_desc *d);
 
+/* The compute's cudaStream_t (all its work is ordered on it), NULL for a compute that is not the CUDA one. */
+void *lf_compute_cuda_stream(const lf_compute *c);
+/* The op clock of a CUDA compute (compute_cuda_prof.c) for a clocked count (compute_count.h): NVTX ranges
+ * and events on its stream around each op. LF_ERR_UNSUPPORTED for another compute or without CUDA. */
+lf_status lf_compute_cuda_clock(lf_compute *c, lf_op_clock *out);
+
 /* 1 when this compute tries cuBLASLt for a Linear (d->op LF_COP_LINEAR, weight f32/f16/bf16): a build
  * with cuBLASLt, LF_CUDA_CUBLASLT not 0, the handle and workspace made at open. cuBLASLt may still
  * refuse a shape (no algo), and an operand not 16-byte aligned takes cuBLAS too. */

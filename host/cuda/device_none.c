@@ -111,3 +111,10 @@ int lf_compute_cuda_uses_cublaslt(const lf_compute *c, const lf_cop_desc *d) {
     (void)c, (void)d;
     return 0;
 }
+
+void *lf_compute_cuda_stream(const lf_compute *c) { return (void)c, NULL; }
+lf_status lf_compute_cuda_clock(lf_compute *c, lf_op_clock *out) {
+    (void)c;
+    memset(out, 0, sizeof *out);
+    return lf_err(LF_ERR_UNSUPPORTED, "this build of lorafuse has no CUDA: no op clock");
+}

@@ -36,15 +36,33 @@ static void lf_cnt_add(lf_compute *c, lf_cop op, double flops, double act_values
     s->weight_bytes += wbytes;
 }
 
-/* pass the call on (dry: nothing); timed: the inner compute synchronised before and after it */
-#define LF_CC_PASS(kind_, name, ...)                                                            \
-    do {                                                                                        \
-        lf_compute_count *cc_ = lf_cc(c);                                                       \
-        if (!cc_->inner) return LF_OK;                                                          \
-        double t0_ = cc_->timed ? lf_cnt_sync_clock(cc_) : 0;                                   \
-        lf_status st_ = cc_->inner->name(cc_->inner, __VA_ARGS__);                              \
-        if (cc_->timed && st_ == LF_OK) cc_->op[kind_].seconds += lf_cnt_sync_clock(cc_) - t0_; \
-        return st_;                                                                             \
+/* an op's start: the backend clock's mark, or (timed) the inner compute's work done and the time */
+static lf_status lf_cnt_begin(lf_compute_count *cc, lf_cop op, double *t0) {
+    *t0 = 0;
+    if (cc->clock.begin) return cc->clock.begin(cc->clock.ctx, (int)op, lf_cop_name(op));
+    if (cc->timed) *t0 = lf_cnt_sync_clock(cc);
+    return LF_OK;
+}
+
+/* its end, after the op returned st (the clock's mark closes in any case: its range must pop) */
+static lf_status lf_cnt_end(lf_compute_count *cc, lf_cop op, double t0, lf_status st) {
+    if (cc->clock.begin) {
+        lf_status e = cc->clock.end(cc->clock.ctx, (int)op);
+        return st != LF_OK ? st : e;
+    }
+    if (cc->timed && st == LF_OK) cc->op[op].seconds += lf_cnt_sync_clock(cc) - t0;
+    return st;
+}
+
+/* pass the call on (dry: nothing), between the op's marks */
+#define LF_CC_PASS(kind_, name, ...)                                                         \
+    do {                                                                                     \
+        lf_compute_count *cc_ = lf_cc(c);                                                    \
+        if (!cc_->inner) return LF_OK;                                                       \
+        double t0_;                                                                          \
+        lf_status st_ = lf_cnt_begin(cc_, kind_, &t0_);                                      \
+        if (st_ != LF_OK) return st_;                                                        \
+        return lf_cnt_end(cc_, kind_, t0_, cc_->inner->name(cc_->inner, __VA_ARGS__));       \
     } while (0)
 
 /* ---- memory ------------------------------------------------------------------------------------ */
@@ -266,6 +284,20 @@ void lf_compute_count_init_timed(lf_compute_count *cc, lf_compute *inner) {
     cc->timed = inner != NULL;
 }
 
+void lf_compute_count_init_clocked(lf_compute_count *cc, lf_compute *inner, const lf_op_clock *clock) {
+    lf_compute_count_init(cc, inner);
+    cc->timed = inner != NULL;
+    if (inner) cc->clock = *clock;
+}
+
+lf_status lf_compute_count_collect(lf_compute_count *cc) {
+    if (!cc->clock.collect) return LF_OK;
+    double sec[LF_COP_COUNT] = {0};
+    lf_status st = cc->clock.collect(cc->clock.ctx, sec, LF_COP_COUNT);
+    for (int op = 0; op < LF_COP_COUNT; op++) cc->op[op].seconds += sec[op];
+    return st;
+}
+
 void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner) {
     memset(cc, 0, sizeof *cc);
     cc->inner = inner;
@@ -309,6 +341,10 @@ void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner) {
 }
 
 void lf_compute_count_reset(lf_compute_count *cc) {
+    if (cc->clock.collect) { /* the ops timed so far belong to the counts being dropped */
+        double sec[LF_COP_COUNT] = {0};
+        (void)cc->clock.collect(cc->clock.ctx, sec, LF_COP_COUNT);
+    }
     memset(cc->op, 0, sizeof cc->op);
     cc->peak = cc->live;
     cc->allocs = 0;
@@ -321,6 +357,8 @@ void lf_compute_count_free(lf_compute_count *cc) {
     free(cc->bufs);
     cc->bufs = NULL;
     cc->n_bufs = cc->cap_bufs = 0;
+    if (cc->clock.free) cc->clock.free(cc->clock.ctx);
+    memset(&cc->clock, 0, sizeof cc->clock);
 }
 
 char *lf_compute_count_report(const lf_compute_count *cc, char *buf, size_t cap) {

@@ -12,7 +12,8 @@
  *   bytes   every f32 activation read and written once, each weight once in its stored dtype
  *           (a lower bound: what a kernel that keeps its operands on chip must move).
  * Timed (lf_compute_count_init_timed): each op between two syncs of the inner compute, for a profile by
- * op kind on any backend.
+ * op kind on any backend; clocked (lf_compute_count_init_clocked): each op between the marks of the
+ * backend's own clock (host/base/op_clock.h: CUDA events and NVTX ranges), with no wait per op.
  */
 #ifndef LF_COMPUTE_COUNT_H
 #define LF_COMPUTE_COUNT_H
@@ -21,6 +22,7 @@
 #include <stdint.h>
 
 #include "host/base/compute.h"
+#include "host/base/op_clock.h"
 
 typedef struct lf_cop_stats {
     uint64_t calls;
@@ -32,7 +34,8 @@ typedef struct lf_cop_stats {
 typedef struct lf_compute_count {
     lf_compute c;               /* the table to hand to the model (first: &cc->c == (lf_compute *)cc) */
     lf_compute *inner;          /* NULL: dry */
-    int timed;                  /* lf_compute_count_init_timed */
+    int timed;                  /* lf_compute_count_init_timed or _clocked */
+    lf_op_clock clock;          /* _clocked: the backend's clock (begin NULL otherwise) */
     lf_cop_stats op[LF_COP_COUNT];
     double live, peak;          /* bytes of activation buffers held now / at most */
     uint64_t allocs;
@@ -47,6 +50,12 @@ void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner);
 /* Around inner, also timing every op: inner->sync before and after each (the time of one op alone, at the
  * price of the overlap a real run has; a profile, LF_COMPUTE_PROFILE=1 in generate). */
 void lf_compute_count_init_timed(lf_compute_count *cc, lf_compute *inner);
+/* Around inner, timing every op with the backend's clock (taken over: lf_compute_count_free frees it);
+ * the seconds reach the counters at lf_compute_count_collect. */
+void lf_compute_count_init_clocked(lf_compute_count *cc, lf_compute *inner, const lf_op_clock *clock);
+/* A clocked count: wait for the timed work and add its seconds to the counters (LF_OK at once for the
+ * other kinds); call before lf_compute_count_report. Errors name the backend call that failed. */
+lf_status lf_compute_count_collect(lf_compute_count *cc);
 /* A table of the counts (and times) per op kind into buf: calls, GFLOP, GB, seconds, achieved GFLOP/s and
  * GB/s; returns buf. */
 char *lf_compute_count_report(const lf_compute_count *cc, char *buf, size_t cap);
