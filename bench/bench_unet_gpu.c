@@ -147,7 +147,7 @@ static int run(const model *m, lf_compute *c, const lf_unet *u, double weight_gb
         lf_compute_count ev, cc;
         lf_op_clock clock;
         lf_compute_count_init_timed(&cc, c);
-        if ((st = lf_compute_cuda_clock(c, &clock)) == LF_OK) {
+        if ((st = c->clock(c, &clock)) == LF_OK) {
             lf_compute_count_init_clocked(&ev, c, &clock);
             st = step(u, &ev.c, m, out, x, t, ctx, y, N);
             if (st == LF_OK) st = lf_compute_count_collect(&ev);

@@ -55,38 +55,10 @@
 #include "compute_cuda.h"
 #include "compute_cuda_dnn.h"
 #include "compute_cuda_lt.h"
+#include "compute_cuda_prof.h"
 #include "device_internal.h"
 #include "host/base/util.h"
 
-#if !LF_HAVE_CUBLAS
-lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
-    (void)dev;
-    *out = NULL;
-    return lf_err(LF_ERR_UNSUPPORTED, "this build of lorafuse found no cuBLAS: the CUDA compute backend is not built");
-}
-
-lf_status lf_compute_cuda_device(int ordinal, lf_compute **out, char *desc, size_t cap) {
-    (void)ordinal, (void)desc, (void)cap;
-    return lf_compute_cuda_open(NULL, out);
-}
-
-void lf_compute_cuda_paths_get(const lf_compute *c, lf_compute_cuda_paths *out) {
-    (void)c;
-    memset(out, 0, sizeof *out);
-}
-
-int lf_compute_cuda_uses_cudnn(const lf_compute *c, const lf_cop_desc *d) {
-    (void)c, (void)d;
-    return 0;
-}
-
-int lf_compute_cuda_uses_cublaslt(const lf_compute *c, const lf_cop_desc *d) {
-    (void)c, (void)d;
-    return 0;
-}
-
-void *lf_compute_cuda_stream(const lf_compute *c) { return (void)c, NULL; }
-#else
 #include <cublas_v2.h>
 
 #include "kernels/cuda/lf_nn_cuda.h"
@@ -496,9 +468,8 @@ void lf_compute_cuda_paths_get(const lf_compute *c, lf_compute_cuda_paths *out) 
     if (c && c->destroy == lf_cc_destroy) *out = ((const lf_ccuda *)c->impl)->paths;
 }
 
-void *lf_compute_cuda_stream(const lf_compute *c) {
-    return c && c->destroy == lf_cc_destroy ? (void *)((const lf_ccuda *)c->impl)->stream : NULL;
-}
+/* the op clock (compute_cuda_prof.c) on this compute's stream */
+static lf_status lf_cc_clock(lf_compute *c, lf_op_clock *out) { return lf_cuda_op_clock_open(lf_cc(c)->stream, out); }
 
 /* ---- matrix products --------------------------------------------------------------------------- */
 
@@ -1065,7 +1036,7 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
     c->name = "cuda";
     c->impl = cc;
     c->act = LF_F32;
-    c->clock = lf_compute_cuda_clock;
+    c->clock = lf_cc_clock;
     c->alloc = lf_cc_alloc;
     c->release = lf_cc_release;
     c->upload = lf_cc_upload;
@@ -1141,4 +1112,3 @@ lf_status lf_compute_cuda_device(int ordinal, lf_compute **out, char *desc, size
     if (desc && cap) snprintf(desc, cap, "%s", lf_device_describe(dev));
     return LF_OK;
 }
-#endif

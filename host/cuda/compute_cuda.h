@@ -1,7 +1,7 @@
 /* compute_cuda.h: the CUDA compute backend (host/base/compute.h) — every model operator on the device:
  * host/cuda/compute_cuda.c over the kernels of kernels/cuda/nn_*.cu and cuBLAS (docs/cuda.md "Compute
  * backend"). Every build has it: without CUDA or cuBLAS lf_compute_cuda_open answers
- * LF_ERR_UNSUPPORTED (device_none.c), so callers and tests link in every build and skip.
+ * LF_ERR_UNSUPPORTED (compute_none.c), so callers and tests link in every build and skip.
  */
 #ifndef LF_COMPUTE_CUDA_H
 #define LF_COMPUTE_CUDA_H
@@ -37,12 +37,6 @@ void lf_compute_cuda_paths_get(const lf_compute *c, lf_compute_cuda_paths *out);
  * 0 when it goes straight to the fallback (no cuDNN in the build, LF_CUDA_CUDNN=0, another op).
  * cuDNN may still refuse a shape at plan time, and that shape then falls back too. */
 int lf_compute_cuda_uses_cudnn(const lf_compute *c, const lf_cop_desc *d);
-
-/* The compute's cudaStream_t (all its work is ordered on it), NULL for a compute that is not the CUDA one. */
-void *lf_compute_cuda_stream(const lf_compute *c);
-/* The op clock of a CUDA compute (compute_cuda_prof.c) for a clocked count (compute_count.h): NVTX ranges
- * and events on its stream around each op. LF_ERR_UNSUPPORTED for another compute or without CUDA. */
-lf_status lf_compute_cuda_clock(lf_compute *c, lf_op_clock *out);
 
 /* 1 when this compute tries cuBLASLt for a Linear (d->op LF_COP_LINEAR, weight f32/f16/bf16): a build
  * with cuBLASLt, LF_CUDA_CUBLASLT not 0, the handle and workspace made at open. cuBLASLt may still

@@ -10,7 +10,7 @@
 
 #include <cuda_runtime.h>
 
-#include "compute_cuda.h"
+#include "compute_cuda_prof.h"
 #include "device_internal.h"
 #include "lf_nvtx.h"
 
@@ -104,11 +104,8 @@ static void lf_cprof_free(void *ctx) {
     free(p);
 }
 
-lf_status lf_compute_cuda_clock(lf_compute *c, lf_op_clock *out) {
+lf_status lf_cuda_op_clock_open(void *stream, lf_op_clock *out) {
     memset(out, 0, sizeof *out);
-    void *stream = lf_compute_cuda_stream(c);
-    if (!stream)
-        return lf_err(LF_ERR_UNSUPPORTED, "cuda compute: no op clock for the %s compute", c ? c->name : "(none)");
     lf_cprof *p = calloc(1, sizeof *p);
     if (!p || (p->acc = calloc(LF_COP_COUNT, sizeof *p->acc)) == NULL) {
         free(p);

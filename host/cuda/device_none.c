@@ -1,12 +1,11 @@
-/* device_none.c: the device API (include/lorafuse/lf_device.h) and the CUDA compute backend
- * (compute_cuda.h) in a build without CUDA. Every entry
+/* device_none.c: the device API (include/lorafuse/lf_device.h) in a build without CUDA (the CUDA
+ * compute backend's entry points: compute_none.c). Every entry
  * point that would need a device answers LF_ERR_UNSUPPORTED with a message saying so, so callers and
  * tests link in both builds and skip (exit 77) here. Built instead of device_cuda.c when
  * LF_HAVE_CUDA is 0 (CMakeLists.txt, block "lf_gpu: the device API"). */
 #include <math.h>
 #include <string.h>
 
-#include "compute_cuda.h"
 #include "lorafuse/lf_device.h"
 
 static lf_status lf_no_cuda(void) {
@@ -83,38 +82,4 @@ lf_status lf_dev_svd(lf_device *dev, const float *a, int64_t m, int64_t n, int64
                      double *s, float *u, float *vt) {
     (void)dev, (void)a, (void)m, (void)n, (void)l, (void)q, (void)seed, (void)s, (void)u, (void)vt;
     return lf_no_cuda();
-}
-
-lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
-    (void)dev;
-    *out = NULL;
-    return lf_no_cuda();
-}
-
-lf_status lf_compute_cuda_device(int ordinal, lf_compute **out, char *desc, size_t cap) {
-    (void)ordinal, (void)desc, (void)cap;
-    *out = NULL;
-    return lf_no_cuda();
-}
-
-void lf_compute_cuda_paths_get(const lf_compute *c, lf_compute_cuda_paths *out) {
-    (void)c;
-    memset(out, 0, sizeof *out);
-}
-
-int lf_compute_cuda_uses_cudnn(const lf_compute *c, const lf_cop_desc *d) {
-    (void)c, (void)d;
-    return 0;
-}
-
-int lf_compute_cuda_uses_cublaslt(const lf_compute *c, const lf_cop_desc *d) {
-    (void)c, (void)d;
-    return 0;
-}
-
-void *lf_compute_cuda_stream(const lf_compute *c) { return (void)c, NULL; }
-lf_status lf_compute_cuda_clock(lf_compute *c, lf_op_clock *out) {
-    (void)c;
-    memset(out, 0, sizeof *out);
-    return lf_err(LF_ERR_UNSUPPORTED, "this build of lorafuse has no CUDA: no op clock");
 }
