@@ -120,32 +120,34 @@ static int lf_mix_same_slot(const lf_compute_mix *m, const lf_mix_layer *L, int 
     return slot == *(const int *)k;
 }
 
+/* the length of the run of consecutive sample indices that starts at list[i] (0 when i >= n): the
+ * batch rows such a run covers are contiguous, so each run takes one copy or one op */
+static int64_t lf_mix_run(const int64_t *list, int64_t n, int64_t i) {
+    int64_t j = i;
+    while (j < n && (j == i || list[j] == list[j - 1] + 1)) j++;
+    return j - i;
+}
+
 /* Copy the listed samples' blocks (per floats each) between a packed array and the batch, one copy per
- * run of consecutive samples: to_batch 0 gathers batch -> packed, 1 scatters packed -> batch. */
+ * run: to_batch 0 gathers batch -> packed, 1 scatters packed -> batch. */
 static lf_status lf_mix_move(lf_compute *in, float *packed, float *batch, const int64_t *list, int64_t n, int64_t per,
                              int to_batch) {
     lf_status st = LF_OK;
-    for (int64_t i = 0; i < n && !st;) {
-        int64_t j = i + 1;
-        while (j < n && list[j] == list[j - 1] + 1) j++;
+    for (int64_t i = 0, r; !st && (r = lf_mix_run(list, n, i)) > 0; i += r) {
         float *p = packed + i * per, *b = batch + list[i] * per;
-        st = to_batch ? in->copy2d(in, b, per, p, per, j - i, per) : in->copy2d(in, p, per, b, per, j - i, per);
-        i = j;
+        st = to_batch ? in->copy2d(in, b, per, p, per, r, per) : in->copy2d(in, p, per, b, per, r, per);
     }
     return st;
 }
 
-/* y's listed blocks += scale * d (d packed), one scale and one add per run of consecutive samples */
+/* y's listed blocks += scale * d (d packed), one scale and one add per run */
 static lf_status lf_mix_axpy(lf_compute *in, float *y, float *d, float scale, const int64_t *list, int64_t n,
                              int64_t per) {
     lf_status st = LF_OK;
-    for (int64_t i = 0; i < n && !st;) {
-        int64_t j = i + 1;
-        while (j < n && list[j] == list[j - 1] + 1) j++;
+    for (int64_t i = 0, r; !st && (r = lf_mix_run(list, n, i)) > 0; i += r) {
         float *dp = d + i * per, *yp = y + list[i] * per;
-        st = in->scale(in, dp, dp, scale, (j - i) * per);
-        if (!st) st = in->add(in, yp, yp, dp, (j - i) * per);
-        i = j;
+        st = in->scale(in, dp, dp, scale, r * per);
+        if (!st) st = in->add(in, yp, yp, dp, r * per);
     }
     return st;
 }
