@@ -8,7 +8,8 @@
  * (bench/bench_unet_counts.c). Counting rules, per call, from the shapes alone:
  *   linear  FLOPs 2·M·in·out;  conv2d 2·N·Ho·Wo·C_out·C_in·kh·kw;  attention 4·N·heads·Lq·Lk·d
  *           (+ 5·N·heads·Lq·Lk for the softmax);  norms 8 per element;  activations and arithmetic 1
- *           per element (GELU/SiLU family 8); layout and copies 0.
+ *           per element (GELU/SiLU family 8); layout and copies 0; the fused conv2d_add and
+ *           group_norm_silu their parts' FLOPs, the bytes of one pass (the residual read once more).
  *   bytes   every f32 activation read and written once, each weight once in its stored dtype
  *           (a lower bound: what a kernel that keeps its operands on chip must move).
  * Timed (lf_compute_count_init_timed): each op between two syncs of the inner compute, for a profile by
