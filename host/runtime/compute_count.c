@@ -285,6 +285,12 @@ void lf_compute_count_init_timed(lf_compute_count *cc, lf_compute *inner) {
     cc->timed = inner != NULL;
 }
 
+void lf_compute_count_init_fused(lf_compute_count *cc) {
+    lf_compute_count_init(cc, NULL);
+    cc->c.conv2d_add = lf_cnt_conv2d_add;
+    cc->c.group_norm_silu = lf_cnt_group_norm_silu;
+}
+
 void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner) {
     memset(cc, 0, sizeof *cc);
     cc->inner = inner;

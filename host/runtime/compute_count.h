@@ -45,6 +45,9 @@ typedef struct lf_compute_count {
 /* cc counts around inner (NULL: dry). Call lf_compute_count_reset to zero the counters,
  * cc->c.destroy (or lf_compute_count_free) to free its own memory (never the inner compute). */
 void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner);
+/* Dry, as a backend with the optional fused ops (conv2d_add, group_norm_silu: the CUDA backend's);
+ * lf_compute_count_init's dry count composes them like the CPU. */
+void lf_compute_count_init_fused(lf_compute_count *cc);
 /* Around inner, also timing every op: inner->sync before and after each (the time of one op alone, at the
  * price of the overlap a real run has; a profile, LF_COMPUTE_PROFILE=1 in generate). */
 void lf_compute_count_init_timed(lf_compute_count *cc, lf_compute *inner);
