@@ -698,7 +698,7 @@ static int lf_cc_sdpa_width(int64_t d) { return d > 0 && d <= 256 && d % 8 == 0;
 
 int lf_compute_cuda_uses_cudnn(const lf_compute *c, const lf_cop_desc *d) {
     if (!c || !d || c->destroy != lf_cc_destroy || !((const lf_ccuda *)c->impl)->dnn) return 0;
-    if (d->op == LF_COP_CONV2D) return d->weight == LF_F16 || d->weight == LF_BF16;
+    if (d->op == LF_COP_CONV2D || d->op == LF_COP_CONV2D_ADD) return d->weight == LF_F16 || d->weight == LF_BF16;
     if (d->op == LF_COP_ATTENTION) return lf_cc_sdpa_width(d->head_dim);
     return 0;
 }

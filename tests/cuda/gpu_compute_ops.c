@@ -245,7 +245,7 @@ static void t_conv_at(int64_t N, int64_t Ci, int64_t H, int64_t Wd, int64_t Co, 
         snprintf(label, sizeof label, "%s N%lld %lld->%lld %lldx%lld k%lld s%lld p%lld%s%s", lf_dtype_name(DTS[t]),
                  (long long)N, (long long)Ci, (long long)Co, (long long)H, (long long)Wd, (long long)k,
                  (long long)stride, (long long)pad, bias ? " +b" : "", res_shift ? " +res unaligned" : res ? " +res" : "");
-        const lf_cop_desc cd = {LF_COP_CONV2D, DTS[t], 0};
+        const lf_cop_desc cd = {op, DTS[t], 0};
         path_of(LF_COP_CONV2D, label, &before, !res_shift && lf_compute_cuda_uses_cudnn(C, &cd));
         compare(op, label, ref, dy, ny, bound_of(DTS[t]));
         C->forget(C, mem, 1);
