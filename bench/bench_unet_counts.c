@@ -12,7 +12,8 @@
  * the next step of docs/cuda.md). Device figures (dense f16 tensor FLOP/s, HBM bandwidth, from NVIDIA's
  * data sheets): H100 SXM 989 TFLOP/s, 3.35 TB/s; H200 989 TFLOP/s, 4.8 TB/s.
  *
- *   lf_bench_unet_counts [--model sd15|sdxl|both] [--batch N ...]   (images per step; CFG doubles them)
+ *   lf_bench_unet_counts [--model sd15|sdxl|both] [--batch N ...] [--fused]   (images per step; CFG doubles
+ *   them; --fused: a backend with the fused conv2d_add and group_norm_silu, as the CUDA one)
  * One JSON line per (model, batch, op kind) and a total line per (model, batch). Results: bench/RESULTS.md.
  */
 #include <stdio.h>
@@ -42,7 +43,7 @@ static double floor_us(double flops, double bytes, const gpu *g) {
     return 1e6 * (tf > tb ? tf : tb);
 }
 
-static int run(const char *name, const lf_unet_spec *s, int heads, int head_dim, int px, int images) {
+static int run(const char *name, const lf_unet_spec *s, int heads, int head_dim, int px, int images, int fused) {
     lf_unet_tensor *ts = NULL;
     size_t n = 0;
     if (lf_unet_spec_tensors(s, &ts, &n) != LF_OK) {
@@ -76,7 +77,8 @@ static int run(const char *name, const lf_unet_spec *s, int heads, int head_dim,
     int64_t N = 2 * images, H = px / 8, W = px / 8, L = 77;
     float *t = calloc((size_t)N, sizeof *t), *p = placeholder;
     lf_compute_count cc;
-    lf_compute_count_init(&cc, NULL);
+    if (fused) lf_compute_count_init_fused(&cc);
+    else lf_compute_count_init(&cc, NULL);
     lf_status st = lf_unet_forward_on(u, &cc.c, p, p, t, p, L, s->adm_in_channels ? p : NULL, N, H, W);
     if (st != LF_OK) {
         fprintf(stderr, "%s: %s\n", name, lf_last_error());
@@ -87,9 +89,9 @@ static int run(const char *name, const lf_unet_spec *s, int heads, int head_dim,
             const lf_cop_stats *k = &cc.op[op];
             if (!k->calls) continue;
             double b32 = op_bytes(k, 0), b16 = op_bytes(k, 1);
-            printf("{\"bench\":\"unet_counts\",\"model\":\"%s\",\"pixels\":%d,\"images\":%d,\"op\":\"%s\","
-                   "\"calls\":%llu,\"gflop\":%.3f,\"gb_f32act\":%.4f,\"gb_f16act\":%.4f",
-                   name, px, images, lf_cop_name((lf_cop)op), (unsigned long long)k->calls, k->flops / 1e9, b32 / 1e9,
+            printf("{\"bench\":\"unet_counts\",\"model\":\"%s\",\"pixels\":%d,\"images\":%d,\"fused\":%d,"
+                   "\"op\":\"%s\",\"calls\":%llu,\"gflop\":%.3f,\"gb_f32act\":%.4f,\"gb_f16act\":%.4f",
+                   name, px, images, fused, lf_cop_name((lf_cop)op), (unsigned long long)k->calls, k->flops / 1e9, b32 / 1e9,
                    b16 / 1e9);
             for (int g = 0; g < N_GPUS; g++) {
                 double us = floor_us(k->flops, b16, &GPUS[g]);
@@ -99,9 +101,10 @@ static int run(const char *name, const lf_unet_spec *s, int heads, int head_dim,
             printf("}\n");
             calls += k->calls, tot_f += k->flops, tot_b32 += b32, tot_b16 += b16;
         }
-        printf("{\"bench\":\"unet_counts\",\"model\":\"%s\",\"pixels\":%d,\"images\":%d,\"op\":\"total\","
-               "\"calls\":%llu,\"gflop\":%.2f,\"gb_f32act\":%.3f,\"gb_f16act\":%.3f,\"activation_peak_gb\":%.3f",
-               name, px, images, (unsigned long long)calls, tot_f / 1e9, tot_b32 / 1e9, tot_b16 / 1e9, cc.peak / 1e9);
+        printf("{\"bench\":\"unet_counts\",\"model\":\"%s\",\"pixels\":%d,\"images\":%d,\"fused\":%d,"
+               "\"op\":\"total\",\"calls\":%llu,\"gflop\":%.2f,\"gb_f32act\":%.3f,\"gb_f16act\":%.3f,"
+               "\"activation_peak_gb\":%.3f",
+               name, px, images, fused, (unsigned long long)calls, tot_f / 1e9, tot_b32 / 1e9, tot_b16 / 1e9, cc.peak / 1e9);
         for (int g = 0; g < N_GPUS; g++) printf(",\"floor_ms_%s\":%.2f", GPUS[g].name, tot_us[g] / 1e3);
         printf("}\n");
     }
@@ -114,12 +117,13 @@ static int run(const char *name, const lf_unet_spec *s, int heads, int head_dim,
 
 int main(int argc, char **argv) {
     const char *which = "both";
-    int batches[8], nb = 0;
+    int batches[8], nb = 0, fused = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) which = argv[++i];
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc && nb < 8) batches[nb++] = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--fused")) fused = 1;
         else {
-            fprintf(stderr, "usage: %s [--model sd15|sdxl|both] [--batch N ...]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--model sd15|sdxl|both] [--batch N ...] [--fused]\n", argv[0]);
             return 2;
         }
     }
@@ -128,11 +132,11 @@ int main(int argc, char **argv) {
     for (int b = 0; b < nb; b++) {
         if (strcmp(which, "sdxl")) {
             lf_unet_spec s = {4, 4, 4, {320, 640, 1280, 1280}, 2, {1, 1, 1, 0}, 1, 768, 0, 0, 0};
-            rc |= run("sd15", &s, 8, 0, 512, batches[b]);
+            rc |= run("sd15", &s, 8, 0, 512, batches[b], fused);
         }
         if (strcmp(which, "sd15")) {
             lf_unet_spec s = {4, 4, 3, {320, 640, 1280}, 2, {0, 2, 10}, 10, 2048, 2816, 1, 0};
-            rc |= run("sdxl", &s, 0, 64, 1024, batches[b]);
+            rc |= run("sdxl", &s, 0, 64, 1024, batches[b], fused);
         }
     }
     return rc;

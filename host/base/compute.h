@@ -41,7 +41,8 @@ typedef enum lf_cop {
     LF_COP_LINEAR, LF_COP_CONV2D, LF_COP_GROUP_NORM, LF_COP_LAYER_NORM, LF_COP_SILU, LF_COP_GELU,
     LF_COP_GELU_TANH, LF_COP_QUICK_GELU, LF_COP_GEGLU, LF_COP_ADD, LF_COP_MUL, LF_COP_SCALE, LF_COP_ADD_BIAS_C,
     LF_COP_ADD_BIAS_NC, LF_COP_ATTENTION, LF_COP_NCHW_TO_NLC, LF_COP_NLC_TO_NCHW, LF_COP_RESIZE_NEAREST,
-    LF_COP_PAD2D, LF_COP_CONCAT_C, LF_COP_TIMESTEP_EMBEDDING, LF_COP_EMBEDDING, LF_COP_COPY2D, LF_COP_COUNT
+    LF_COP_PAD2D, LF_COP_CONCAT_C, LF_COP_TIMESTEP_EMBEDDING, LF_COP_EMBEDDING, LF_COP_COPY2D, LF_COP_CONV2D_ADD,
+    LF_COP_GROUP_NORM_SILU, LF_COP_COUNT
 } lf_cop;
 
 typedef struct lf_compute lf_compute;
@@ -160,6 +161,15 @@ struct lf_compute {
      * the down / up products. */
     lf_status (*lora_terms)(lf_compute *c, float *y, const float *x, int64_t M, int64_t in, int64_t out,
                             const lf_lora_term *terms, size_t n_terms, const lf_lora_seg *segs, size_t n_segs);
+    /* y = conv2d(x, W, b) + res: a convolution and the residual add after it in one op (a resnet's
+     * skip). res (N, C_out, Ho, Wo) backend memory, distinct from y (and x). The composition it
+     * replaces: conv2d into y, then add(y, y, res) (lf_mc_conv2d_add, model_compute.h). */
+    lf_status (*conv2d_add)(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b,
+                            const float *res, int64_t N, int64_t C_in, int64_t H, int64_t Wd, int64_t C_out,
+                            int64_t kh, int64_t kw, int64_t stride, int64_t pad);
+    /* y = silu(group_norm(x)), in place allowed: group_norm then silu(y, y) (lf_mc_group_norm_silu). */
+    lf_status (*group_norm_silu)(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
+                                 int64_t N, int64_t C, int64_t S, int64_t groups, float eps);
 };
 
 /* c->alloc_f32 where the backend has it, else alloc (whose buffers are then f32) */

@@ -29,8 +29,8 @@
  *           kernels/cuda/lora_sgmv.cu, factors resident by host address like weights, t in scratch.
  * cuDNN (compute_cuda_dnn.c; docs/cuda.md "cuDNN"), tried first where it applies, per shape:
  *   conv2d  16-bit W: x cast into W's type in NHWC order, W's KRSC copy (made once, kept with the
- *           resident weight), one cuDNN graph conv fprop + fused bias add into f32 NHWC scratch,
- *           transposed back to NCHW. f32 W stays on im2col + cublasSgemm (exact f32 sums; cuDNN could
+ *           resident weight), one cuDNN graph conv fprop + fused bias add (+ the residual of
+ *           conv2d_add, read in NCHW) into f32 NHWC scratch, transposed back to NCHW. f32 W stays on im2col + cublasSgemm (exact f32 sums; cuDNN could
  *           pick TF32 engines for f32 data).
  *   attention  not causal, head width d % 8 == 0 and d <= 256: q, k, v cast to f16, cuDNN's fused
  *           SDPA forward, O (f16) widened into out. Causal attention (the native SDPA operation has
@@ -616,9 +616,9 @@ fail:
 }
 
 /* conv2d through a cuDNN plan: x (NCHW f32) cast into W's type in NHWC order, the graph into y's
- * NHWC f32 scratch (bias fused), transposed back to NCHW */
+ * NHWC f32 scratch (bias and the residual res, read in NCHW, fused), transposed back to NCHW */
 static lf_status lf_cc_conv_dnn(lf_ccuda *cc, const lf_dnn_plan *plan, float *y, const float *x, const lf_view *W,
-                                const void *wd, const float *bd, const lf_dnn_key *k, int64_t P) {
+                                const void *wd, const float *bd, const float *res, const lf_dnn_key *k, int64_t P) {
     lf_status st = LF_OK;
     void *xs = NULL, *wtmp = NULL, *ws = NULL;
     float *yn = NULL;
@@ -630,7 +630,7 @@ static lf_status lf_cc_conv_dnn(lf_ccuda *cc, const lf_dnn_plan *plan, float *y,
               cc->stream);
     LF_TRY(lf_cc_malloc(cc, (size_t)(k->N * k->K * P) * sizeof(float), (void **)&yn));
     if (wsb) LF_TRY(lf_cc_malloc(cc, wsb, &ws));
-    void *t[4] = {xs, (void *)wk, (void *)bd, yn};
+    void *t[5] = {xs, (void *)wk, (void *)bd, yn, (void *)res};
     LF_TRY(lf_dnn_execute(cc->dnn, plan, t, 1.0f, ws));
     LF_TRY(lf_cc_launched(cc, cudaSuccess, "cudnnBackendExecute"));
     LF_LAUNCH(lf_cunn_transpose, y, yn, k->N, P, k->K, cc->stream);
@@ -657,7 +657,7 @@ static lf_status lf_cc_sdpa_dnn(lf_ccuda *cc, const lf_dnn_plan *plan, float *ou
     LF_LAUNCH(lf_cunn_cast, q16, LF_CUNN_F16, q, nq, cc->stream);
     LF_LAUNCH(lf_cunn_cast, k16, LF_CUNN_F16, k, nk, cc->stream);
     LF_LAUNCH(lf_cunn_cast, v16, LF_CUNN_F16, v, nk, cc->stream);
-    void *t[4] = {q16, k16, v16, o16};
+    void *t[5] = {q16, k16, v16, o16, NULL};
     LF_TRY(lf_dnn_execute(cc->dnn, plan, t, scale, ws));
     LF_TRY(lf_cc_launched(cc, cudaSuccess, "cudnnBackendExecute"));
     LF_LAUNCH(lf_cunn_transpose_cast, out, LF_CUNN_F32, o16, LF_CUNN_F16, 1, 1, nq, cc->stream);
@@ -675,7 +675,7 @@ static int lf_cc_sdpa_width(int64_t d) { return d > 0 && d <= 256 && d % 8 == 0;
 
 int lf_compute_cuda_uses_cudnn(const lf_compute *c, const lf_cop_desc *d) {
     if (!c || !d || c->destroy != lf_cc_destroy || !((const lf_ccuda *)c->impl)->dnn) return 0;
-    if (d->op == LF_COP_CONV2D) return d->weight == LF_F16 || d->weight == LF_BF16;
+    if (d->op == LF_COP_CONV2D || d->op == LF_COP_CONV2D_ADD) return d->weight == LF_F16 || d->weight == LF_BF16;
     if (d->op == LF_COP_ATTENTION) return lf_cc_sdpa_width(d->head_dim);
     return 0;
 }
@@ -685,10 +685,12 @@ int lf_compute_cuda_uses_cublaslt(const lf_compute *c, const lf_cop_desc *d) {
     return d->op == LF_COP_LINEAR && lf_cc_dtype_size(d->weight) != 0;
 }
 
-static lf_status lf_cc_conv2d(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t N,
-                              int64_t C_in, int64_t H, int64_t Wd, int64_t C_out, int64_t kh, int64_t kw,
-                              int64_t stride, int64_t pad) {
+/* conv2d, and conv2d_add when res (y += res after the bias, in the cuDNN graph or by one more kernel) */
+static lf_status lf_cc_conv(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, const float *res,
+                            int64_t N, int64_t C_in, int64_t H, int64_t Wd, int64_t C_out, int64_t kh, int64_t kw,
+                            int64_t stride, int64_t pad) {
     lf_ccuda *cc = lf_cc(c);
+    const char *name = res ? "conv2d_add" : "conv2d";
     lf_status st = LF_OK;
     const void *wd = NULL;
     const float *bd = NULL;
@@ -705,16 +707,18 @@ static lf_status lf_cc_conv2d(lf_compute *c, float *y, const float *x, const lf_
     LF_TRY(lf_cc_int(K, "C_in*kh*kw"));
     LF_TRY(lf_cc_int(P, "Ho*Wo"));
     LF_TRY(lf_cc_int(C_out, "C_out"));
-    if (cc->dnn && W->dtype != LF_F32 && K > 0) {
+    /* cuDNN reads the residual in place: a 16-byte aligned one (the graph's tensors all are) */
+    if (cc->dnn && W->dtype != LF_F32 && K > 0 && (uintptr_t)res % 16 == 0) {
         lf_dnn_key key;
         const lf_dnn_plan *plan = NULL;
         memset(&key, 0, sizeof key);
-        key = (lf_dnn_key){LF_DNN_CONV, (int32_t)W->dtype, bd != NULL, 0, N, C_in, H, Wd, C_out, kh, kw, stride, pad};
+        key = (lf_dnn_key){LF_DNN_CONV, (int32_t)W->dtype, bd != NULL, res != NULL, LF_F32, 0,
+                           N, C_in, H, Wd, C_out, kh, kw, stride, pad};
         LF_TRY(lf_cc_dnn_plan(cc, &key, &plan));
         if (plan) {
             cc->paths.conv_cudnn++;
-            st = lf_cc_conv_dnn(cc, plan, y, x, W, wd, bd, &key, P);
-            return st ? lf_cc_fail(st, "conv2d (cuDNN)") : LF_OK;
+            st = lf_cc_conv_dnn(cc, plan, y, x, W, wd, bd, res, &key, P);
+            return st ? lf_cc_fail(st, res ? "conv2d_add (cuDNN)" : "conv2d (cuDNN)") : LF_OK;
         }
     }
     cc->paths.conv_fallback++;
@@ -750,9 +754,22 @@ static lf_status lf_cc_conv2d(lf_compute *c, float *y, const float *x, const lf_
         }
     }
     if (bd) LF_LAUNCH(lf_cunn_add_bias, y, bd, N, C_out, P, 0, cc->stream);
+    if (res) LF_LAUNCH(lf_cunn_ew, LF_CUNN_ADD, y, y, res, 0.0f, N * C_out * P, cc->stream);
 fail:
     lf_cc_free(cc, col);
-    return st ? lf_cc_fail(st, "conv2d") : LF_OK;
+    return st ? lf_cc_fail(st, name) : LF_OK;
+}
+
+static lf_status lf_cc_conv2d(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b, int64_t N,
+                              int64_t C_in, int64_t H, int64_t Wd, int64_t C_out, int64_t kh, int64_t kw,
+                              int64_t stride, int64_t pad) {
+    return lf_cc_conv(c, y, x, W, b, NULL, N, C_in, H, Wd, C_out, kh, kw, stride, pad);
+}
+
+static lf_status lf_cc_conv2d_add(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b,
+                                  const float *res, int64_t N, int64_t C_in, int64_t H, int64_t Wd, int64_t C_out,
+                                  int64_t kh, int64_t kw, int64_t stride, int64_t pad) {
+    return lf_cc_conv(c, y, x, W, b, res, N, C_in, H, Wd, C_out, kh, kw, stride, pad);
 }
 
 static lf_status lf_cc_attention(lf_compute *c, float *out, const float *q, const float *k, const float *v, int64_t N,
@@ -774,7 +791,7 @@ static lf_status lf_cc_attention(lf_compute *c, float *out, const float *q, cons
         lf_dnn_key key;
         const lf_dnn_plan *plan = NULL;
         memset(&key, 0, sizeof key);
-        key = (lf_dnn_key){LF_DNN_SDPA, (int32_t)LF_F16, 0, 0, N, heads, Lq, Lk, d, 0, 0, 0, 0};
+        key = (lf_dnn_key){LF_DNN_SDPA, (int32_t)LF_F16, 0, 0, 0, 0, N, heads, Lq, Lk, d, 0, 0, 0, 0};
         LF_TRY(lf_cc_dnn_plan(cc, &key, &plan));
         if (plan) {
             cc->paths.attn_cudnn++;
@@ -807,8 +824,9 @@ fail:
 
 /* ---- normalisation and element-wise ops ----------------------------------------------------- */
 
-static lf_status lf_cc_group_norm(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
-                                  int64_t N, int64_t C, int64_t S, int64_t groups, float eps) {
+/* GroupNorm, with SiLU on its output when silu (the norm kernel's epilogue) */
+static lf_status lf_cc_gn(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta, int64_t N,
+                          int64_t C, int64_t S, int64_t groups, float eps, int silu) {
     lf_ccuda *cc = lf_cc(c);
     lf_status st = LF_OK;
     const float *g = NULL, *b = NULL;
@@ -821,10 +839,24 @@ static lf_status lf_cc_group_norm(lf_compute *c, float *y, const float *x, const
     LF_TRY(lf_cc_params(cc, beta, C, &b));
     const int64_t nws = lf_cunn_norm_workspace(N, C, S, groups);
     if (nws) LF_TRY(lf_cc_malloc(cc, (size_t)nws * sizeof(float), (void **)&ws));
-    LF_LAUNCH(lf_cunn_norm, y, x, g, b, N, C, S, groups, eps, ws, cc->stream);
+    /* named lf_cunn_norm either way: the kernels (lf_cunn_norm_k ...) are the norm's, SiLU an epilogue */
+    LF_TRY(lf_cc_launched(cc,
+                          silu ? lf_cunn_norm_silu(y, x, g, b, N, C, S, groups, eps, ws, cc->stream)
+                               : lf_cunn_norm(y, x, g, b, N, C, S, groups, eps, ws, cc->stream),
+                          "lf_cunn_norm"));
 fail:
     lf_cc_free(cc, ws);
-    return st ? lf_cc_fail(st, "group_norm") : LF_OK;
+    return st ? lf_cc_fail(st, silu ? "group_norm_silu" : "group_norm") : LF_OK;
+}
+
+static lf_status lf_cc_group_norm(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
+                                  int64_t N, int64_t C, int64_t S, int64_t groups, float eps) {
+    return lf_cc_gn(c, y, x, gamma, beta, N, C, S, groups, eps, 0);
+}
+
+static lf_status lf_cc_group_norm_silu(lf_compute *c, float *y, const float *x, const float *gamma,
+                                       const float *beta, int64_t N, int64_t C, int64_t S, int64_t groups, float eps) {
+    return lf_cc_gn(c, y, x, gamma, beta, N, C, S, groups, eps, 1);
 }
 
 static lf_status lf_cc_layer_norm(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
@@ -1071,6 +1103,8 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
     c->timestep_embedding = lf_cc_timestep_embedding;
     c->embedding = lf_cc_embedding;
     c->lora_terms = lf_cc_lora_terms;
+    c->conv2d_add = lf_cc_conv2d_add;
+    c->group_norm_silu = lf_cc_group_norm_silu;
     LF_CU(cudaSetDevice(lf_device_ordinal(dev)), NULL);
     LF_CU(cudaStreamCreateWithFlags(&cc->stream, cudaStreamNonBlocking), NULL);
     LF_CB(cublasCreate(&cc->blas));

@@ -32,7 +32,8 @@ typedef struct lf_compute_cuda_paths {
 } lf_compute_cuda_paths;
 /* zeros for a compute that is not the CUDA one */
 void lf_compute_cuda_paths_get(const lf_compute *c, lf_compute_cuda_paths *out);
-/* 1 when this compute tries cuDNN for the op: a conv2d with a 16-bit weight (d->weight), attention
+/* 1 when this compute tries cuDNN for the op: a conv2d or conv2d_add with a 16-bit weight (d->weight)
+ * (conv2d_add: with a 16-byte aligned residual), attention
  * (non-causal) of head width d->head_dim (a multiple of 8, at most 256: cuDNN 9's SDPA on sm80+);
  * 0 when it goes straight to the fallback (no cuDNN in the build, LF_CUDA_CUDNN=0, another op).
  * cuDNN may still refuse a shape at plan time, and that shape then falls back too. */

@@ -5,9 +5,12 @@
  *
  *   conv  X (uid 1, N C H W, NHWC strides, f16/bf16) * W (uid 2, K C kh kw, KRSC strides, same type)
  *         -> virtual f32 (uid 5, NHWC) -> pointwise ADD with B (uid 3, 1 K 1 1 f32, broadcast over
- *         N, H, W) or IDENTITY -> Y (uid 4, N K Ho Wo, NHWC, f32); cross-correlation, dilation 1,
- *         compute type f32. NHWC because cuDNN's tensor-core and runtime-fusion engines want channels
- *         innermost (NCHW descriptors are mostly served by transforming engines or not fused).
+ *         N, H, W) [-> virtual f32 (uid 7, NHWC)] -> pointwise ADD with the residual R (uid 6, N K Ho Wo,
+ *         NCHW strides, ydt) -> Y (uid 4, N K Ho Wo, NHWC, ydt); the ADDs that are not asked for are left
+ *         out (IDENTITY when there is neither); cross-correlation, dilation 1, compute type f32. NHWC
+ *         because cuDNN's tensor-core and runtime-fusion engines want channels innermost (NCHW
+ *         descriptors are mostly served by transforming engines or not fused); R keeps the model's NCHW
+ *         (a pointwise operand is read through its strides), so no layout kernel runs for it.
  *   sdpa  Q (uid 10), K (11), V (12), O (13): (N, heads, L, d) with the strides of a row-major
  *         (N, L, heads*d) array (BSHD), f16/bf16; scale (uid 14, 1 1 1 1 f32, by value).
  *
@@ -45,7 +48,7 @@ size_t lf_dnn_count(const lf_dnn *d) {
     (void)d;
     return 0;
 }
-lf_status lf_dnn_execute(lf_dnn *d, const lf_dnn_plan *p, void *const t[4], float scale, void *ws) {
+lf_status lf_dnn_execute(lf_dnn *d, const lf_dnn_plan *p, void *const t[5], float scale, void *ws) {
     (void)d, (void)p, (void)t, (void)scale, (void)ws;
     return lf_err(LF_ERR_UNSUPPORTED, "this build of lorafuse has no cuDNN");
 }
@@ -58,8 +61,10 @@ lf_status lf_dnn_execute(lf_dnn *d, const lf_dnn_plan *p, void *const t[4], floa
 #define LF_DNN_GRAPH_HANDLE ((cudnnBackendAttributeName_t)800)
 #define LF_DNN_PLAN_HANDLE ((cudnnBackendAttributeName_t)400)
 
-enum { LF_DNN_MAX_DESC = 16, LF_DNN_MAX_CFG = 8 };
-enum { UID_X = 1, UID_W = 2, UID_B = 3, UID_Y = 4, UID_V = 5, UID_Q = 10, UID_K = 11, UID_VV = 12, UID_O = 13,
+/* descriptors of one entry: up to 15 for a conv graph with bias and residual (7 tensors, the
+ * convolution, 2 pointwise and their 3 operations, graph, heuristics) plus the engine configs */
+enum { LF_DNN_MAX_CFG = 8, LF_DNN_MAX_DESC = 16 + LF_DNN_MAX_CFG };
+enum { UID_X = 1, UID_W = 2, UID_B = 3, UID_Y = 4, UID_V = 5, UID_R = 6, UID_V2 = 7, UID_Q = 10, UID_K = 11, UID_VV = 12, UID_O = 13,
        UID_SCALE = 14 };
 
 struct lf_dnn_plan {
@@ -192,21 +197,42 @@ static cudnnDataType_t lf_dnn_type(int32_t dtype) {
     return dtype == LF_BF16 ? CUDNN_DATA_BFLOAT16 : dtype == LF_F16 ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
 }
 
+/* a pointwise operation y = x + b (IDENTITY without b) in f32 */
+static cudnnBackendDescriptor_t lf_dnn_pw_add(lf_dnn_build *b, cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t bt,
+                                              cudnnBackendDescriptor_t y, const char *what) {
+    const cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
+    cudnnBackendDescriptor_t pw = lf_dnn_new(b, CUDNN_BACKEND_POINTWISE_DESCRIPTOR, what);
+    const cudnnPointwiseMode_t pm = bt ? CUDNN_POINTWISE_ADD : CUDNN_POINTWISE_IDENTITY;
+    lf_dnn_set(b, pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &pm, what);
+    lf_dnn_set(b, pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &f32, what);
+    lf_dnn_fin(b, pw, what);
+    cudnnBackendDescriptor_t op = lf_dnn_new(b, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, what);
+    lf_dnn_set(b, op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw, what);
+    lf_dnn_set(b, op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x, what);
+    if (bt) lf_dnn_set(b, op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &bt, what);
+    lf_dnn_set(b, op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y, what);
+    lf_dnn_fin(b, op, what);
+    return op;
+}
+
 /* the operations of a conv graph; *ops gets them in order, returns their count */
-static int lf_dnn_conv_ops(lf_dnn_build *b, const lf_dnn_key *k, cudnnBackendDescriptor_t ops[2]) {
+static int lf_dnn_conv_ops(lf_dnn_build *b, const lf_dnn_key *k, cudnnBackendDescriptor_t ops[3]) {
     const int64_t Ho = (k->H + 2 * k->pad - k->kh) / k->stride + 1, Wo = (k->W + 2 * k->pad - k->kw) / k->stride + 1;
     const int64_t xd[4] = {k->N, k->C, k->H, k->W}, wd[4] = {k->K, k->C, k->kh, k->kw}, yd[4] = {k->N, k->K, Ho, Wo};
     const int64_t bd[4] = {1, k->K, 1, 1}, bs[4] = {k->K, 1, k->K, k->K};
+    const int64_t rs[4] = {k->K * Ho * Wo, Ho * Wo, Wo, 1}; /* the residual: NCHW */
     int64_t xs[4], ws[4], ys[4];
     lf_dnn_nhwc(xd, xs);
     lf_dnn_nhwc(wd, ws);
     lf_dnn_nhwc(yd, ys);
-    const cudnnDataType_t io = lf_dnn_type(k->dtype), f32 = CUDNN_DATA_FLOAT;
+    const cudnnDataType_t io = lf_dnn_type(k->dtype), yt = lf_dnn_type(k->ydt), f32 = CUDNN_DATA_FLOAT;
     cudnnBackendDescriptor_t X = lf_dnn_tensor(b, UID_X, io, xd, xs, 0, 0, "tensor X");
     cudnnBackendDescriptor_t W = lf_dnn_tensor(b, UID_W, io, wd, ws, 0, 0, "tensor W");
     cudnnBackendDescriptor_t V = lf_dnn_tensor(b, UID_V, f32, yd, ys, 1, 0, "virtual conv output");
-    cudnnBackendDescriptor_t Y = lf_dnn_tensor(b, UID_Y, f32, yd, ys, 0, 0, "tensor Y");
+    cudnnBackendDescriptor_t Y = lf_dnn_tensor(b, UID_Y, yt, yd, ys, 0, 0, "tensor Y");
     cudnnBackendDescriptor_t B = k->bias ? lf_dnn_tensor(b, UID_B, f32, bd, bs, 0, 0, "tensor bias") : NULL;
+    cudnnBackendDescriptor_t R = k->res ? lf_dnn_tensor(b, UID_R, yt, yd, rs, 0, 0, "tensor residual") : NULL;
+    cudnnBackendDescriptor_t V2 = B && R ? lf_dnn_tensor(b, UID_V2, f32, yd, ys, 1, 0, "virtual conv + bias") : NULL;
 
     cudnnBackendDescriptor_t cv = lf_dnn_new(b, CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR, "convolution");
     const int64_t sp = 2, one[2] = {1, 1}, st[2] = {k->stride, k->stride}, pd[2] = {k->pad, k->pad};
@@ -231,23 +257,17 @@ static int lf_dnn_conv_ops(lf_dnn_build *b, const lf_dnn_key *k, cudnnBackendDes
     lf_dnn_set(b, op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta, "conv fprop");
     lf_dnn_fin(b, op, "conv fprop");
 
-    cudnnBackendDescriptor_t pw = lf_dnn_new(b, CUDNN_BACKEND_POINTWISE_DESCRIPTOR, "pointwise");
-    const cudnnPointwiseMode_t pm = k->bias ? CUDNN_POINTWISE_ADD : CUDNN_POINTWISE_IDENTITY;
-    lf_dnn_set(b, pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &pm, "pointwise");
-    lf_dnn_set(b, pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &f32, "pointwise");
-    lf_dnn_fin(b, pw, "pointwise");
-    cudnnBackendDescriptor_t add = lf_dnn_new(b, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, "bias add");
-    lf_dnn_set(b, add, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw, "bias add");
-    lf_dnn_set(b, add, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &V, "bias add");
-    if (B) lf_dnn_set(b, add, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &B, "bias add");
-    lf_dnn_set(b, add, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &Y, "bias add");
-    lf_dnn_fin(b, add, "bias add");
     ops[0] = op;
-    ops[1] = add;
+    if (B && R) {
+        ops[1] = lf_dnn_pw_add(b, V, B, V2, "bias add");
+        ops[2] = lf_dnn_pw_add(b, V2, R, Y, "residual add");
+        return 3;
+    }
+    ops[1] = lf_dnn_pw_add(b, V, B ? B : R, Y, B ? "bias add" : R ? "residual add" : "identity");
     return 2;
 }
 
-static int lf_dnn_sdpa_ops(lf_dnn_build *b, const lf_dnn_key *k, cudnnBackendDescriptor_t ops[2]) {
+static int lf_dnn_sdpa_ops(lf_dnn_build *b, const lf_dnn_key *k, cudnnBackendDescriptor_t ops[3]) {
     const int64_t N = k->N, heads = k->C, Lq = k->H, Lk = k->W, d = k->K, HD = heads * d;
     const int64_t qd[4] = {N, heads, Lq, d}, qs[4] = {Lq * HD, d, HD, 1};
     const int64_t kd[4] = {N, heads, Lk, d}, ks[4] = {Lk * HD, d, HD, 1};
@@ -272,7 +292,7 @@ static int lf_dnn_sdpa_ops(lf_dnn_build *b, const lf_dnn_key *k, cudnnBackendDes
 /* graph, heuristics, the first engine config whose plan finalizes */
 static void lf_dnn_build_plan(lf_dnn_build *b) {
     const lf_dnn_key *k = &b->p->key;
-    cudnnBackendDescriptor_t ops[2] = {NULL, NULL};
+    cudnnBackendDescriptor_t ops[3] = {NULL, NULL, NULL};
     const int nops = k->kind == LF_DNN_CONV ? lf_dnn_conv_ops(b, k, ops) : lf_dnn_sdpa_ops(b, k, ops);
     cudnnBackendDescriptor_t g = lf_dnn_new(b, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, "operation graph");
     lf_dnn_set(b, g, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, nops, ops, "operation graph");
@@ -337,9 +357,10 @@ static void lf_dnn_build_plan(lf_dnn_build *b) {
 
 static void lf_dnn_describe(const lf_dnn_key *k, char *s, size_t cap) {
     if (k->kind == LF_DNN_CONV)
-        snprintf(s, cap, "conv %s N%lld C%lld %lldx%lld -> K%lld k%lldx%lld s%lld p%lld%s", lf_dtype_name(k->dtype),
+        snprintf(s, cap, "conv %s N%lld C%lld %lldx%lld -> K%lld k%lldx%lld s%lld p%lld%s%s", lf_dtype_name(k->dtype),
                  (long long)k->N, (long long)k->C, (long long)k->H, (long long)k->W, (long long)k->K, (long long)k->kh,
-                 (long long)k->kw, (long long)k->stride, (long long)k->pad, k->bias ? " +bias" : "");
+                 (long long)k->kw, (long long)k->stride, (long long)k->pad, k->bias ? " +bias" : "",
+                 k->res ? " +residual" : "");
     else
         snprintf(s, cap, "sdpa %s N%lld heads%lld Lq%lld Lk%lld d%lld", lf_dtype_name(k->dtype), (long long)k->N,
                  (long long)k->C, (long long)k->H, (long long)k->W, (long long)k->K);
@@ -376,15 +397,15 @@ lf_status lf_dnn_plan_get(lf_dnn *d, const lf_dnn_key *key, const lf_dnn_plan **
     return LF_OK;
 }
 
-lf_status lf_dnn_execute(lf_dnn *d, const lf_dnn_plan *p, void *const t[4], float scale, void *ws) {
+lf_status lf_dnn_execute(lf_dnn *d, const lf_dnn_plan *p, void *const t[5], float scale, void *ws) {
     int64_t uids[5];
     void *ptrs[5];
     int n = 0;
     float sc = scale;
     if (p->key.kind == LF_DNN_CONV) {
-        const int64_t u[4] = {UID_X, UID_W, UID_B, UID_Y};
-        for (int i = 0; i < 4; i++)
-            if (i != 2 || p->key.bias) uids[n] = u[i], ptrs[n++] = t[i];
+        const int64_t u[5] = {UID_X, UID_W, UID_B, UID_Y, UID_R};
+        for (int i = 0; i < 5; i++)
+            if ((i != 2 || p->key.bias) && (i != 4 || p->key.res)) uids[n] = u[i], ptrs[n++] = t[i];
     } else {
         const int64_t u[4] = {UID_Q, UID_K, UID_VV, UID_O};
         for (int i = 0; i < 4; i++) uids[n] = u[i], ptrs[n++] = t[i];

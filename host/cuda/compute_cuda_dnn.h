@@ -1,5 +1,5 @@
 /* compute_cuda_dnn.h: the cuDNN graphs of the CUDA compute backend (compute_cuda_dnn.c, used by
- * compute_cuda.c): a convolution forward with its bias add fused, and fused scaled-dot-product
+ * compute_cuda.c): a convolution forward with its bias and residual adds fused, and fused scaled-dot-product
  * attention, each built once per shape through the cuDNN graph (backend) API and cached. A graph
  * cuDNN refuses (no engine, a finalize that fails) is cached as refused, with the reason, and the
  * caller takes its own path for that shape. Layouts and types: docs/cuda.md "cuDNN".
@@ -22,11 +22,15 @@ typedef enum { LF_DNN_CONV = 1, LF_DNN_SDPA = 2 } lf_dnn_kind;
 
 /* A graph's shape; compared bytewise (zero-fill it first).
  *   conv: X (N, C, H, W) and W (K, C, kh, kw) of type dtype in NHWC / KRSC order, stride and pad on
- *         both axes, Y (N, K, Ho, Wo) f32 NHWC; bias != 0: Y = conv + b (1, K, 1, 1) f32, fused.
+ *         both axes, Y (N, K, Ho, Wo) of type ydt in NHWC; bias != 0: + b (1, K, 1, 1) f32; res != 0:
+ *         + R (N, K, Ho, Wo) of type ydt in NCHW order (the residual, as the model keeps it), fused.
  *   sdpa: Q (N, Lq = H, heads = C, d = K) and K, V (N, Lk = W, heads, d) of type dtype in the
- *         (N, L, heads*d) layout of compute.h's attention (BSHD); O like Q. Scale at execute. */
+ *         (N, L, heads*d) layout of compute.h's attention (BSHD); O like Q. Scale at execute.
+ * ydt: the conv's output (and residual) type (LF_F32 while activations are f32; a 16-bit activation
+ * type is a parameter of the key, so graphs of both can be cached side by side). */
 typedef struct lf_dnn_key {
-    int32_t kind, dtype, bias, unused;
+    int32_t kind, dtype, bias, res;
+    int32_t ydt, unused;
     int64_t N, C, H, W, K, kh, kw, stride, pad;
 } lf_dnn_key;
 
@@ -43,9 +47,9 @@ lf_status lf_dnn_plan_get(lf_dnn *d, const lf_dnn_key *key, const lf_dnn_plan **
 size_t lf_dnn_count(const lf_dnn *d);
 /* workspace bytes the plan needs at execute */
 size_t lf_dnn_workspace(const lf_dnn_plan *p);
-/* Run a plan on the handle's stream. conv: t[0] = X, t[1] = W, t[2] = bias (or NULL), t[3] = Y;
- * sdpa: t[0] = Q, t[1] = K, t[2] = V, t[3] = O, with scale. ws: lf_dnn_workspace bytes of device
+/* Run a plan on the handle's stream. conv: t[0] = X, t[1] = W, t[2] = bias (or NULL), t[3] = Y,
+ * t[4] = the residual R (or NULL); sdpa: t[0] = Q, t[1] = K, t[2] = V, t[3] = O, with scale. ws: lf_dnn_workspace bytes of device
  * memory (NULL when 0). Errors name cudnnBackendExecute (or the variant pack's call) and the status. */
-lf_status lf_dnn_execute(lf_dnn *d, const lf_dnn_plan *p, void *const t[4], float scale, void *ws);
+lf_status lf_dnn_execute(lf_dnn *d, const lf_dnn_plan *p, void *const t[5], float scale, void *ws);
 
 #endif

@@ -10,7 +10,7 @@
 static const char *const lf_cop_names[LF_COP_COUNT] = {
     "linear", "conv2d", "group_norm", "layer_norm", "silu", "gelu", "gelu_tanh", "quick_gelu", "geglu", "add",
     "mul", "scale", "add_bias_c", "add_bias_nc", "attention", "nchw_to_nlc", "nlc_to_nchw", "resize_nearest",
-    "pad2d", "concat_c", "timestep_embedding", "embedding", "copy2d",
+    "pad2d", "concat_c", "timestep_embedding", "embedding", "copy2d", "conv2d_add", "group_norm_silu",
 };
 
 const char *lf_cop_name(lf_cop op) { return (unsigned)op < LF_COP_COUNT ? lf_cop_names[op] : "?"; }
@@ -163,6 +163,25 @@ static lf_status lf_cnt_conv2d(lf_compute *c, float *y, const float *x, const lf
     LF_CC_PASS(LF_COP_CONV2D, conv2d, y, x, W, b, N, C_in, H, Wd, C_out, kh, kw, stride, pad);
 }
 
+/* a conv2d and the residual add in one op: the conv's FLOPs and bytes, one FLOP and one more read per output */
+static lf_status lf_cnt_conv2d_add(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b,
+                                  const float *res, int64_t N, int64_t C_in, int64_t H, int64_t Wd, int64_t C_out,
+                                  int64_t kh, int64_t kw, int64_t stride, int64_t pad) {
+    double Ho = (double)((H + 2 * pad - kh) / stride + 1), Wo = (double)((Wd + 2 * pad - kw) / stride + 1);
+    double wb = lf_cnt_wbytes(W) + (b ? 4.0 * (double)C_out : 0), ny = (double)N * (double)C_out * Ho * Wo;
+    double fl = 2.0 * ny * (double)C_in * (double)(kh * kw) + ny;
+    lf_cnt_add(c, LF_COP_CONV2D_ADD, fl, (double)N * (double)C_in * (double)(H * Wd) + 2.0 * ny, wb);
+    LF_CC_PASS(LF_COP_CONV2D_ADD, conv2d_add, y, x, W, b, res, N, C_in, H, Wd, C_out, kh, kw, stride, pad);
+}
+
+/* GroupNorm with SiLU on its output: the norm's and the SiLU's FLOPs, the norm's bytes */
+static lf_status lf_cnt_group_norm_silu(lf_compute *c, float *y, const float *x, const float *gamma,
+                                       const float *beta, int64_t N, int64_t C, int64_t S, int64_t groups, float eps) {
+    double n = (double)N * (double)C * (double)S;
+    lf_cnt_add(c, LF_COP_GROUP_NORM_SILU, 16.0 * n, 2.0 * n, gamma ? 8.0 * (double)C : 0);
+    LF_CC_PASS(LF_COP_GROUP_NORM_SILU, group_norm_silu, y, x, gamma, beta, N, C, S, groups, eps);
+}
+
 static lf_status lf_cnt_group_norm(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
                                   int64_t N, int64_t C, int64_t S, int64_t groups, float eps) {
     double n = (double)N * (double)C * (double)S;
@@ -298,6 +317,12 @@ lf_status lf_compute_count_collect(lf_compute_count *cc) {
     return st;
 }
 
+void lf_compute_count_init_fused(lf_compute_count *cc) {
+    lf_compute_count_init(cc, NULL);
+    cc->c.conv2d_add = lf_cnt_conv2d_add;
+    cc->c.group_norm_silu = lf_cnt_group_norm_silu;
+}
+
 void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner) {
     memset(cc, 0, sizeof *cc);
     cc->inner = inner;
@@ -338,6 +363,10 @@ void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner) {
     c->concat_c = lf_cnt_concat_c;
     c->timestep_embedding = lf_cnt_timestep_embedding;
     c->embedding = lf_cnt_embedding;
+    /* the fused ops where the inner compute has them; otherwise (and dry, like the CPU) the model
+     * composes them and their parts are counted */
+    c->conv2d_add = inner && inner->conv2d_add ? lf_cnt_conv2d_add : NULL;
+    c->group_norm_silu = inner && inner->group_norm_silu ? lf_cnt_group_norm_silu : NULL;
 }
 
 void lf_compute_count_reset(lf_compute_count *cc) {

@@ -8,7 +8,8 @@
  * (bench/bench_unet_counts.c). Counting rules, per call, from the shapes alone:
  *   linear  FLOPs 2·M·in·out;  conv2d 2·N·Ho·Wo·C_out·C_in·kh·kw;  attention 4·N·heads·Lq·Lk·d
  *           (+ 5·N·heads·Lq·Lk for the softmax);  norms 8 per element;  activations and arithmetic 1
- *           per element (GELU/SiLU family 8); layout and copies 0.
+ *           per element (GELU/SiLU family 8); layout and copies 0; the fused conv2d_add and
+ *           group_norm_silu their parts' FLOPs, the bytes of one pass (the residual read once more).
  *   bytes   every f32 activation read and written once, each weight once in its stored dtype
  *           (a lower bound: what a kernel that keeps its operands on chip must move).
  * Timed (lf_compute_count_init_timed): each op between two syncs of the inner compute, for a profile by
@@ -47,6 +48,9 @@ typedef struct lf_compute_count {
 /* cc counts around inner (NULL: dry). Call lf_compute_count_reset to zero the counters,
  * cc->c.destroy (or lf_compute_count_free) to free its own memory (never the inner compute). */
 void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner);
+/* Dry, as a backend with the optional fused ops (conv2d_add, group_norm_silu: the CUDA backend's);
+ * lf_compute_count_init's dry count composes them like the CPU. */
+void lf_compute_count_init_fused(lf_compute_count *cc);
 /* Around inner, also timing every op: inner->sync before and after each (the time of one op alone, at the
  * price of the overlap a real run has; a profile, LF_COMPUTE_PROFILE=1 in generate). */
 void lf_compute_count_init_timed(lf_compute_count *cc, lf_compute *inner);

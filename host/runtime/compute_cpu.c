@@ -58,9 +58,10 @@ static lf_status lf_cc_bind(lf_compute *c, const void *p, const lf_view *v, void
                                       "weights in place)");
 }
 
+/* every op but the fused ones (NULL: the model composes them, so the bytes are lf_nn's) */
 static int lf_cc_supports(const lf_compute *c, const lf_cop_desc *d) {
     (void)c;
-    return d->op >= 0 && d->op < LF_COP_COUNT;
+    return d->op >= 0 && d->op < LF_COP_COUNT && d->op != LF_COP_CONV2D_ADD && d->op != LF_COP_GROUP_NORM_SILU;
 }
 
 static void lf_cc_destroy(lf_compute *c) {

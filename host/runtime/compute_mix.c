@@ -300,6 +300,8 @@ lf_status lf_compute_mix_init(lf_compute_mix *m, lf_compute *inner) {
     m->c = *inner;
     m->c.linear = lf_mix_linear;
     m->c.conv2d = lf_mix_conv2d;
+    /* the fused conv + residual add would bypass lf_mix_conv2d: the model composes it through ours */
+    m->c.conv2d_add = NULL;
     m->inner = inner;
     return LF_OK;
 }

@@ -45,6 +45,26 @@ static inline float *lf_mc_alloc(lf_compute *c, int64_t n, const char *model, lf
     return p;
 }
 
+/* conv2d + residual add (compute.h conv2d_add): the backend's fused op, or conv2d into y then
+ * add(y, y, res) (the CPU's bytes). res (N, C_out, Ho, Wo) distinct from y. */
+static inline lf_status lf_mc_conv2d_add(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b,
+                                         const float *res, int64_t N, int64_t C_in, int64_t H, int64_t Wd,
+                                         int64_t C_out, int64_t k, int64_t stride, int64_t pad) {
+    if (c->conv2d_add) return c->conv2d_add(c, y, x, W, b, res, N, C_in, H, Wd, C_out, k, k, stride, pad);
+    lf_status st = c->conv2d(c, y, x, W, b, N, C_in, H, Wd, C_out, k, k, stride, pad);
+    if (st != LF_OK) return st; /* a bad stride is refused by conv2d */
+    return c->add(c, y, y, res, N * C_out * ((H + 2 * pad - k) / stride + 1) * ((Wd + 2 * pad - k) / stride + 1));
+}
+
+/* silu(group_norm(x)) (compute.h group_norm_silu): the backend's fused op, or group_norm then silu in place */
+static inline lf_status lf_mc_group_norm_silu(lf_compute *c, float *y, const float *x, const float *gamma,
+                                              const float *beta, int64_t N, int64_t C, int64_t S, int64_t groups,
+                                              float eps) {
+    if (c->group_norm_silu) return c->group_norm_silu(c, y, x, gamma, beta, N, C, S, groups, eps);
+    lf_status st = c->group_norm(c, y, x, gamma, beta, N, C, S, groups, eps);
+    return st != LF_OK ? st : c->silu(c, y, y, N * C * S);
+}
+
 /* unet.c */
 lf_status lf_unet_time_embed_on(const lf_unet *u, lf_compute *c, float *emb, const float *t, const float *y,
                                 int64_t N);

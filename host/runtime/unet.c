@@ -98,25 +98,23 @@ lf_status lf_unet_sdxl_y(const lf_unet *u, float *y, const float *pooled, int64_
 
 /* ---- layers --------------------------------------------------------------------------------- */
 
-/* out (N, cout, H, W) = resnet(h (N, cin, H, W)); emb_s = silu(emb) (N, T). */
+/* out (N, cout, H, W) = resnet(h (N, cin, H, W)); emb_s = silu(emb) (N, T). The skip conv (when there
+ * is one) runs first, into a (free once conv1 has read it), so conv2 and the residual add are one op. */
 static lf_status lf_un_res_fwd(const lf_unet *u, lf_compute *c, const lf_un_res *r, float *out, const float *h,
                                const float *emb_s, int64_t N, int64_t H, int64_t W) {
-    int64_t S = H * W, G = u->arch.norm_groups;
+    int64_t S = H * W, G = u->arch.norm_groups, ca = r->skip.w.data && r->cout > r->cin ? r->cout : r->cin;
     lf_status st = LF_OK;
-    float *a = lf_un_alloc(c, N * r->cin * S, &st), *b = lf_un_alloc(c, N * r->cout * S, &st);
+    float *a = lf_un_alloc(c, N * ca * S, &st), *b = lf_un_alloc(c, N * r->cout * S, &st);
     float *e = lf_un_alloc(c, N * r->cout, &st);
     if (st != LF_OK) goto done;
-    if ((st = c->group_norm(c, a, h, r->n1.g, r->n1.b, N, r->cin, S, G, LF_UN_EPS_RES)) ||
-        (st = c->silu(c, a, a, N * r->cin * S)) || (st = lf_un_conv(c, &r->c1, b, a, N, H, W, 1, 1)) ||
-        (st = lf_un_linear(c, &r->emb, e, emb_s, N)) || (st = c->add_bias_nc(c, b, e, N, r->cout, S)) ||
-        (st = c->group_norm(c, b, b, r->n2.g, r->n2.b, N, r->cout, S, G, LF_UN_EPS_RES)) ||
-        (st = c->silu(c, b, b, N * r->cout * S)) || (st = lf_un_conv(c, &r->c2, out, b, N, H, W, 1, 1)))
+    if ((st = lf_mc_group_norm_silu(c, a, h, r->n1.g, r->n1.b, N, r->cin, S, G, LF_UN_EPS_RES)) ||
+        (st = lf_un_conv(c, &r->c1, b, a, N, H, W, 1, 1)) || (st = lf_un_linear(c, &r->emb, e, emb_s, N)) ||
+        (st = c->add_bias_nc(c, b, e, N, r->cout, S)) ||
+        (st = lf_mc_group_norm_silu(c, b, b, r->n2.g, r->n2.b, N, r->cout, S, G, LF_UN_EPS_RES)))
         goto done;
-    if (r->skip.w.data) {
-        if ((st = lf_un_conv(c, &r->skip, b, h, N, H, W, 1, 0)) == LF_OK) st = c->add(c, out, out, b, N * r->cout * S);
-    } else {
-        st = c->add(c, out, out, h, N * r->cout * S);
-    }
+    if (r->skip.w.data && (st = lf_un_conv(c, &r->skip, a, h, N, H, W, 1, 0))) goto done;
+    st = lf_mc_conv2d_add(c, out, b, &r->c2.w, r->c2.b, r->skip.w.data ? a : h, N, r->cout, H, W, r->cout, r->c2.k, 1,
+                          1);
 done:
     c->release(c, a), c->release(c, b), c->release(c, e);
     return st;
@@ -172,12 +170,13 @@ static lf_status lf_un_xf_fwd(const lf_unet *u, lf_compute *c, const lf_un_xf *x
             (st = lf_un_linear(c, &b->ff2, a, f2, M)) || (st = c->add(c, tok, tok, a, M * I)))
             goto done;
     }
-    if (x->pout.k) {
-        if ((st = c->nlc_to_nchw(c, a, tok, N, I, S)) || (st = lf_un_conv(c, &x->pout, out, a, N, H, W, 1, 0))) goto done;
+    if (x->pout.k) { /* 1x1 conv with the residual add */
+        if ((st = c->nlc_to_nchw(c, a, tok, N, I, S))) goto done;
+        st = lf_mc_conv2d_add(c, out, a, &x->pout.w, x->pout.b, h, N, I, H, W, C, 1, 1, 0);
     } else {
         if ((st = lf_un_linear(c, &x->pout, g, tok, M)) || (st = c->nlc_to_nchw(c, out, g, N, C, S))) goto done;
+        st = c->add(c, out, out, h, N * C * S);
     }
-    st = c->add(c, out, out, h, N * C * S);
 done:
     c->release(c, g), c->release(c, tok), c->release(c, a), c->release(c, f1), c->release(c, f2);
     return st;
@@ -298,8 +297,8 @@ lf_status lf_unet_forward_mid_on(const lf_unet *u, lf_compute *c, float *out, fl
         if (st != LF_OK) goto done;
         h = nx;
     }
-    if ((st = c->group_norm(c, h, h, u->out_norm.g, u->out_norm.b, N, C, Hc * Wc, a->norm_groups, LF_UN_EPS_RES)) ||
-        (st = c->silu(c, h, h, N * C * Hc * Wc)))
+    if ((st = lf_mc_group_norm_silu(c, h, h, u->out_norm.g, u->out_norm.b, N, C, Hc * Wc, a->norm_groups,
+                                    LF_UN_EPS_RES)))
         goto done;
     st = lf_un_conv(c, &u->out_conv, out, h, N, Hc, Wc, 1, 1);
 done:

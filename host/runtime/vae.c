@@ -314,22 +314,19 @@ static lf_status lf_va_conv_fwd(lf_compute *c, const lf_va_conv *l, float *y, co
     return c->conv2d(c, y, x, &l->w, l->b, N, l->in, H, W, l->out, l->k, l->k, stride, pad);
 }
 
-/* out (N, cout, H, W) = resnet(h (N, cin, H, W)) */
+/* out (N, cout, H, W) = resnet(h (N, cin, H, W)); the shortcut conv (when there is one) runs first, into
+ * a (free once conv1 has read it), so conv2 and the residual add are one op */
 static lf_status lf_va_res_fwd(lf_compute *c, const lf_va_res *r, float *out, const float *h, int64_t N, int64_t H,
                                int64_t W, int64_t G) {
-    int64_t S = H * W;
+    int64_t S = H * W, ca = r->sc.w.data && r->cout > r->cin ? r->cout : r->cin;
     lf_status st = LF_OK;
-    float *a = lf_va_alloc(c, N * r->cin * S, &st), *b = lf_va_alloc(c, N * r->cout * S, &st);
-    if (st != LF_OK || (st = c->group_norm(c, a, h, r->n1.g, r->n1.b, N, r->cin, S, G, LF_VA_EPS)) ||
-        (st = c->silu(c, a, a, N * r->cin * S)) || (st = lf_va_conv_fwd(c, &r->c1, b, a, N, H, W, 1, 1)) ||
-        (st = c->group_norm(c, b, b, r->n2.g, r->n2.b, N, r->cout, S, G, LF_VA_EPS)) ||
-        (st = c->silu(c, b, b, N * r->cout * S)) || (st = lf_va_conv_fwd(c, &r->c2, out, b, N, H, W, 1, 1)))
+    float *a = lf_va_alloc(c, N * ca * S, &st), *b = lf_va_alloc(c, N * r->cout * S, &st);
+    if (st != LF_OK || (st = lf_mc_group_norm_silu(c, a, h, r->n1.g, r->n1.b, N, r->cin, S, G, LF_VA_EPS)) ||
+        (st = lf_va_conv_fwd(c, &r->c1, b, a, N, H, W, 1, 1)) ||
+        (st = lf_mc_group_norm_silu(c, b, b, r->n2.g, r->n2.b, N, r->cout, S, G, LF_VA_EPS)))
         goto done;
-    if (r->sc.w.data) {
-        if ((st = lf_va_conv_fwd(c, &r->sc, b, h, N, H, W, 1, 0)) == LF_OK) st = c->add(c, out, out, b, N * r->cout * S);
-    } else {
-        st = c->add(c, out, out, h, N * r->cout * S);
-    }
+    if (r->sc.w.data && (st = lf_va_conv_fwd(c, &r->sc, a, h, N, H, W, 1, 0))) goto done;
+    st = lf_mc_conv2d_add(c, out, b, &r->c2.w, r->c2.b, r->sc.w.data ? a : h, N, r->cout, H, W, r->cout, r->c2.k, 1, 1);
 done:
     c->release(c, a), c->release(c, b);
     return st;
@@ -379,9 +376,7 @@ static lf_status lf_va_mid_fwd(lf_compute *c, const lf_va_coder *cd, float **h, 
 static lf_status lf_va_tail(lf_compute *c, const lf_va_coder *cd, float *out, float *h, int64_t C, int64_t N,
                             int64_t H, int64_t W, int64_t G) {
     lf_status st;
-    if ((st = c->group_norm(c, h, h, cd->norm_out.g, cd->norm_out.b, N, C, H * W, G, LF_VA_EPS)) ||
-        (st = c->silu(c, h, h, N * C * H * W)))
-        return st;
+    if ((st = lf_mc_group_norm_silu(c, h, h, cd->norm_out.g, cd->norm_out.b, N, C, H * W, G, LF_VA_EPS))) return st;
     return lf_va_conv_fwd(c, &cd->conv_out, out, h, N, H, W, 1, 1);
 }
 

@@ -37,6 +37,9 @@ typedef enum {
 int64_t lf_cunn_norm_workspace(int64_t N, int64_t C, int64_t S, int64_t groups);
 int lf_cunn_norm(float *y, const float *x, const float *gamma, const float *beta, int64_t N, int64_t C, int64_t S,
                  int64_t groups, float eps, float *ws, cudaStream_t s);
+/* the same GroupNorm with SiLU applied to its output in the same pass (lf_cunn_ew's SiLU expression) */
+int lf_cunn_norm_silu(float *y, const float *x, const float *gamma, const float *beta, int64_t N, int64_t C, int64_t S,
+                      int64_t groups, float eps, float *ws, cudaStream_t s);
 
 /* ---- nn_elementwise.cu --------------------------------------------------------------------- */
 

@@ -4,6 +4,8 @@
  *   values: mean = sum / cnt, var = sum((x - mean)^2) / cnt (biased, as torch),
  *   y = (x - mean) * rstd * gamma[c] + beta[c], rstd = 1 / sqrt(var + eps)
  *   LayerNorm (M, D) = GroupNorm with N = M, C = D, S = 1, groups = 1.
+ *   GroupNorm + SiLU: y = v / (1 + exp(-v)) of that v, in the same pass (lf_cunn_ew's SiLU expression,
+ *   so the result is the two ops' bit for bit).
  *
  * Few, large groups (the UNet's 32 groups of up to 40960 values per sample) would give one block per
  * (n, g) only 64 blocks for a whole H100, so such a group is cut into `chunks` contiguous pieces, one
@@ -45,24 +47,26 @@ __device__ __forceinline__ void piece_stats(const float *xg, int64_t len, float 
     *m2 = lf_cunn::block_reduce(acc, red, 0);
 }
 
-/* y[i] for i in [i0, i1) of group g, whose values start at channel g * cg */
+/* y[i] for i in [i0, i1) of group g, whose values start at channel g * cg; silu: SiLU of it */
 __device__ __forceinline__ void piece_apply(float *yg, const float *xg, int64_t i0, int64_t i1, int64_t g, int64_t cg,
-                                            int64_t S, float mean, float rstd, const float *gamma, const float *beta) {
+                                            int64_t S, float mean, float rstd, const float *gamma, const float *beta,
+                                            bool silu) {
     for (int64_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
         const int64_t c = g * cg + i / S;
         const float ga = gamma ? gamma[c] : 1.0f, be = beta ? beta[c] : 0.0f;
-        yg[i] = (xg[i] - mean) * rstd * ga + be;
+        const float v = (xg[i] - mean) * rstd * ga + be;
+        yg[i] = silu ? v / (1.0f + expf(-v)) : v;
     }
 }
 
 /* one block per (n, g) */
 __global__ void __launch_bounds__(256) lf_cunn_norm_k(float *y, const float *x, const float *gamma, const float *beta,
-                                                      int64_t C, int64_t S, int64_t groups, float eps) {
+                                                      int64_t C, int64_t S, int64_t groups, float eps, bool silu) {
     __shared__ float red[256];
     const int64_t ng = blockIdx.x, g = ng % groups, cg = C / groups, cnt = cg * S, off = ng * cnt;
     float mean, m2;
     piece_stats(x + off, cnt, red, &mean, &m2);
-    piece_apply(y + off, x + off, 0, cnt, g, cg, S, mean, 1.0f / sqrtf(m2 / (float)cnt + eps), gamma, beta);
+    piece_apply(y + off, x + off, 0, cnt, g, cg, S, mean, 1.0f / sqrtf(m2 / (float)cnt + eps), gamma, beta, silu);
 }
 
 /* blockIdx.x = piece k of blockIdx.y = (n, g); ws[(ng * chunks + k) * 2 + {0, 1}] = its mean, M2 */
@@ -78,7 +82,7 @@ __global__ void __launch_bounds__(256) lf_cunn_norm_pieces_k(float *ws, const fl
 
 __global__ void __launch_bounds__(256) lf_cunn_norm_combine_k(float *y, const float *x, const float *ws,
                                                               const float *gamma, const float *beta, int64_t C,
-                                                              int64_t S, int64_t groups, float eps) {
+                                                              int64_t S, int64_t groups, float eps, bool silu) {
     const int64_t k = blockIdx.x, chunks = gridDim.x, ng = blockIdx.y, g = ng % groups, cg = C / groups,
                   cnt = cg * S, len = (cnt + chunks - 1) / chunks;
     const float *p = ws + ng * chunks * 2;
@@ -92,7 +96,8 @@ __global__ void __launch_bounds__(256) lf_cunn_norm_combine_k(float *y, const fl
         n += nb;
     }
     const int64_t i0 = k * len, i1 = i0 + len < cnt ? i0 + len : cnt;
-    piece_apply(y + ng * cnt, x + ng * cnt, i0, i1, g, cg, S, mean, 1.0f / sqrtf(m2 / (float)cnt + eps), gamma, beta);
+    piece_apply(y + ng * cnt, x + ng * cnt, i0, i1, g, cg, S, mean, 1.0f / sqrtf(m2 / (float)cnt + eps), gamma, beta,
+                silu);
 }
 
 } // namespace
@@ -103,8 +108,10 @@ extern "C" int64_t lf_cunn_norm_workspace(int64_t N, int64_t C, int64_t S, int64
     return k > 1 ? 2 * k * N * groups : 0;
 }
 
-extern "C" int lf_cunn_norm(float *y, const float *x, const float *gamma, const float *beta, int64_t N, int64_t C,
-                            int64_t S, int64_t groups, float eps, float *ws, cudaStream_t s) {
+namespace {
+
+int norm_launch(float *y, const float *x, const float *gamma, const float *beta, int64_t N, int64_t C, int64_t S,
+                int64_t groups, float eps, float *ws, cudaStream_t s, bool silu) {
     if (N <= 0 || C <= 0 || S <= 0 || groups <= 0) return (int)cudaSuccess;
     if (N * groups > INT32_MAX || C % groups) return (int)cudaErrorInvalidValue;
     const int64_t k = lf_cunn_norm_chunks(N, C, S, groups);
@@ -112,13 +119,25 @@ extern "C" int lf_cunn_norm(float *y, const float *x, const float *gamma, const 
     (void)cudaGetLastError(); /* the return below must be this launch's error, not an earlier call's */
     if (k == 1) {
         lf_cunn_norm_k<<<dim3((unsigned)(N * groups)), dim3(lf_cunn::THREADS), 0, s>>>(y, x, gamma, beta, C, S, groups,
-                                                                                      eps);
+                                                                                      eps, silu);
         return (int)cudaGetLastError();
     }
     const dim3 grid((unsigned)k, (unsigned)(N * groups));
     lf_cunn_norm_pieces_k<<<grid, dim3(lf_cunn::THREADS), 0, s>>>(ws, x, C, S, groups);
     const int e = (int)cudaGetLastError();
     if (e != (int)cudaSuccess) return e;
-    lf_cunn_norm_combine_k<<<grid, dim3(lf_cunn::THREADS), 0, s>>>(y, x, ws, gamma, beta, C, S, groups, eps);
+    lf_cunn_norm_combine_k<<<grid, dim3(lf_cunn::THREADS), 0, s>>>(y, x, ws, gamma, beta, C, S, groups, eps, silu);
     return (int)cudaGetLastError();
+}
+
+} // namespace
+
+extern "C" int lf_cunn_norm(float *y, const float *x, const float *gamma, const float *beta, int64_t N, int64_t C,
+                            int64_t S, int64_t groups, float eps, float *ws, cudaStream_t s) {
+    return norm_launch(y, x, gamma, beta, N, C, S, groups, eps, ws, s, false);
+}
+
+extern "C" int lf_cunn_norm_silu(float *y, const float *x, const float *gamma, const float *beta, int64_t N, int64_t C,
+                                 int64_t S, int64_t groups, float eps, float *ws, cudaStream_t s) {
+    return norm_launch(y, x, gamma, beta, N, C, S, groups, eps, ws, s, true);
 }

@@ -9,7 +9,9 @@
  *     SDPA shapes (Q b,h,sq,d; K b,h,sk,d; V b,h,sk,dv; O b,h,sq,dv) -> CUDNN_STATUS_BAD_PARAM;
  *     unique tensor UIDs in a graph, every virtual tensor produced and consumed inside it.
  *   - engine heuristics give one engine config for the patterns the stand-in runs (conv fprop; conv
- *     fprop -> pointwise ADD/IDENTITY through a virtual tensor; SDPA forward) and none otherwise; SDPA
+ *     fprop -> up to two pointwise ADD/IDENTITY in a chain through virtual tensors, each ADD's B
+ *     broadcast or full-size with strides of its own: the bias, the residual; SDPA forward) and none
+ *     otherwise; SDPA
  *     only for f16/bf16 and head widths that are multiples of 8 up to 256 (cuDNN 9's support matrix
  *     for sm80+). LF_EMU_CUDNN_REFUSE=conv|sdpa|all makes them find no engine (the caller's fallback).
  *   - execute: every non-virtual tensor's UID in the variant pack, its pointer device memory covering
@@ -386,12 +388,15 @@ int engine_for(const desc *g) {
     if (ops.empty()) return 0;
     if (ops[0]->type == CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR) {
         if (all || (refuse && !std::strcmp(refuse, "conv"))) return 0;
-        if (ops.size() == 1) return 1;
-        if (ops.size() != 2 || ops[1]->type != CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR) return 0;
-        /* the pointwise op reads the conv's (virtual) output as X */
-        return sub(ops[1], CUDNN_ATTR_OPERATION_POINTWISE_XDESC) == sub(ops[0], CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y)
-                   ? 1
-                   : 0;
+        if (ops.size() > 3) return 0;
+        /* a chain: each pointwise op reads the previous op's (virtual) output as X */
+        desc *prev = sub(ops[0], CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y);
+        for (size_t i = 1; i < ops.size(); i++) {
+            if (ops[i]->type != CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR) return 0;
+            if (sub(ops[i], CUDNN_ATTR_OPERATION_POINTWISE_XDESC) != prev) return 0;
+            prev = sub(ops[i], CUDNN_ATTR_OPERATION_POINTWISE_YDESC);
+        }
+        return 1;
     }
     if (ops[0]->type == CUDNN_BACKEND_OPERATION_SDPA_FWD_DESCRIPTOR && ops.size() == 1) {
         if (all || (refuse && !std::strcmp(refuse, "sdpa"))) return 0;

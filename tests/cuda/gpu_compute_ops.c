@@ -49,7 +49,7 @@ static int verbose, require_cudnn, require_fallback, require_refused;
 static const char *const OPS[LF_COP_COUNT] = {
     "linear", "conv2d", "group_norm", "layer_norm", "silu", "gelu", "gelu_tanh", "quick_gelu", "geglu", "add",
     "mul", "scale", "add_bias_c", "add_bias_nc", "attention", "nchw_to_nlc", "nlc_to_nchw", "resize_nearest",
-    "pad2d", "concat_c", "timestep_embedding", "embedding", "copy2d"};
+    "pad2d", "concat_c", "timestep_embedding", "embedding", "copy2d", "conv2d_add", "group_norm_silu"};
 
 static struct {
     double nmse, maxabs;
@@ -217,33 +217,49 @@ static void t_linear_at(int64_t M, int64_t in, int64_t out, int bias, int shift)
 
 static void t_linear(int64_t M, int64_t in, int64_t out, int bias) { t_linear_at(M, in, out, bias, 0); }
 
-static void t_conv(int64_t N, int64_t Ci, int64_t H, int64_t Wd, int64_t Co, int64_t k, int64_t stride, int64_t pad,
-                   int bias) {
-    const int64_t Ho = lf_nn_conv_out(H, k, stride, pad), Wo = lf_nn_conv_out(Wd, k, stride, pad);
+/* conv2d, or (res) conv2d_add with a residual; res_shift > 0 offsets the residual by that many floats
+ * (not 16-byte aligned: cuDNN cannot read it in place, the fallback runs) */
+static void t_conv_at(int64_t N, int64_t Ci, int64_t H, int64_t Wd, int64_t Co, int64_t k, int64_t stride, int64_t pad,
+                      int bias, int res, int res_shift) {
+    const int64_t Ho = lf_nn_conv_out(H, k, stride, pad), Wo = lf_nn_conv_out(Wd, k, stride, pad), ny = N * Co * Ho * Wo;
+    const lf_cop op = res ? LF_COP_CONV2D_ADD : LF_COP_CONV2D;
     for (int t = 0; t < 3; t++) {
         float *x = rnd(N * Ci * H * Wd, -1, 1), *w = rnd(Co * Ci * k * k, -0.5f, 0.5f), *b = bias ? rnd(Co, -1, 1) : NULL;
+        float *r = res ? rnd(ny, -2, 2) : NULL;
         void *mem;
         int64_t shape[4] = {Co, Ci, k, k};
         lf_view W = weight_of(w, 4, shape, DTS[t], &mem);
-        float *ref = malloc((size_t)(N * Co * Ho * Wo) * 4);
+        float *ref = malloc((size_t)ny * 4);
         ok(lf_nn_conv2d(ref, x, w, b, N, Ci, H, Wd, Co, k, k, stride, pad), "cpu conv2d");
-        float *dx = dev_from(x, N * Ci * H * Wd), *dy = dev_empty(N * Co * Ho * Wo);
+        if (r) lf_nn_add(ref, ref, r, ny);
+        float *dx = dev_from(x, N * Ci * H * Wd), *dy = dev_empty(ny), *dr = NULL;
+        if (r) {
+            dr = dev_empty(ny + res_shift);
+            ok(C->upload(C, dr + res_shift, r, ny), "upload residual");
+        }
         lf_compute_cuda_paths before;
         lf_compute_cuda_paths_get(C, &before);
-        ok(C->conv2d(C, dy, dx, &W, b, N, Ci, H, Wd, Co, k, k, stride, pad), "conv2d");
+        if (r) ok(C->conv2d_add(C, dy, dx, &W, b, dr + res_shift, N, Ci, H, Wd, Co, k, k, stride, pad), "conv2d_add");
+        else ok(C->conv2d(C, dy, dx, &W, b, N, Ci, H, Wd, Co, k, k, stride, pad), "conv2d");
         char label[96];
-        snprintf(label, sizeof label, "%s N%lld %lld->%lld %lldx%lld k%lld s%lld p%lld%s", lf_dtype_name(DTS[t]),
+        snprintf(label, sizeof label, "%s N%lld %lld->%lld %lldx%lld k%lld s%lld p%lld%s%s", lf_dtype_name(DTS[t]),
                  (long long)N, (long long)Ci, (long long)Co, (long long)H, (long long)Wd, (long long)k,
-                 (long long)stride, (long long)pad, bias ? " +b" : "");
-        const lf_cop_desc cd = {LF_COP_CONV2D, DTS[t], 0};
-        path_of(LF_COP_CONV2D, label, &before, lf_compute_cuda_uses_cudnn(C, &cd));
-        compare(LF_COP_CONV2D, label, ref, dy, N * Co * Ho * Wo, bound_of(DTS[t]));
+                 (long long)stride, (long long)pad, bias ? " +b" : "", res_shift ? " +res unaligned" : res ? " +res" : "");
+        const lf_cop_desc cd = {op, DTS[t], 0};
+        path_of(LF_COP_CONV2D, label, &before, !res_shift && lf_compute_cuda_uses_cudnn(C, &cd));
+        compare(op, label, ref, dy, ny, bound_of(DTS[t]));
         C->forget(C, mem, 1);
         if (b) C->forget(C, b, 1);
         C->release(C, dx);
         C->release(C, dy);
-        free(x), free(w), free(b), free(ref), free(mem);
+        if (dr) C->release(C, dr);
+        free(x), free(w), free(b), free(r), free(ref), free(mem);
     }
+}
+
+static void t_conv(int64_t N, int64_t Ci, int64_t H, int64_t Wd, int64_t Co, int64_t k, int64_t stride, int64_t pad,
+                   int bias) {
+    t_conv_at(N, Ci, H, Wd, Co, k, stride, pad, bias, 0, 0);
 }
 
 static void t_attention(int64_t N, int64_t Lq, int64_t Lk, int64_t heads, int64_t d, int causal) {
@@ -287,6 +303,20 @@ static void t_norms(void) {
         snprintf(label, sizeof label, "N%lld C%lld S%lld G%lld%s", (long long)N, (long long)Cc, (long long)S,
                  (long long)G, g ? "" : " no affine");
         compare(LF_COP_GROUP_NORM, label, ref, dx, n, NMSE_F32);
+        /* fused with SiLU: the CPU's group_norm + silu within the norm's bound, and the device's own two
+         * ops bit for bit (the same expressions in one pass) */
+        float *dx2 = dev_from(x, n), *dy2 = dev_empty(n);
+        lf_nn_silu(ref, ref, n);
+        ok(C->group_norm_silu(C, dy2, dx2, g, b, N, Cc, S, G, 1e-5f), "group_norm_silu");
+        compare(LF_COP_GROUP_NORM_SILU, label, ref, dy2, n, NMSE_F32);
+        float *two = host_from(dy2, n);
+        ok(C->group_norm_silu(C, dx2, dx2, g, b, N, Cc, S, G, 1e-5f), "group_norm_silu (in place)");
+        ok(C->silu(C, dx, dx, n), "silu");
+        float *fused = host_from(dx2, n), *sep = host_from(dx, n);
+        LF_CHECK(!memcmp(fused, sep, (size_t)n * 4) && !memcmp(two, sep, (size_t)n * 4),
+                 "group_norm_silu %s: not the bits of group_norm then silu on the device", label);
+        free(two), free(fused), free(sep);
+        C->release(C, dx2), C->release(C, dy2);
         if (g) C->forget(C, g, 1), C->forget(C, b, 1);
         C->release(C, dx);
         free(x), free(g), free(b), free(ref);
@@ -569,6 +599,12 @@ int main(int argc, char **argv) {
     t_conv(2, 8, 6, 5, 16, 3, 1, 1, 0);  /* 3x3 s1 p1 without bias */
     t_conv(1, 16, 7, 7, 8, 1, 1, 0, 0);  /* 1x1 without bias */
     t_conv(1, 8, 11, 10, 8, 3, 2, 1, 0); /* 3x3 s2 p1 without bias, odd sizes */
+    t_conv_at(2, 5, 9, 7, 6, 3, 1, 1, 1, 1, 0);   /* conv2d_add: a resnet's conv2 + skip, odd sizes */
+    t_conv_at(1, 32, 16, 16, 32, 3, 1, 1, 1, 1, 0);
+    t_conv_at(2, 8, 6, 5, 16, 3, 1, 1, 0, 1, 0);  /* without bias: conv -> residual add */
+    t_conv_at(2, 16, 8, 8, 12, 1, 1, 0, 1, 1, 0); /* 1x1: a transformer's proj_out + residual */
+    t_conv_at(1, 8, 12, 12, 16, 3, 2, 1, 1, 1, 0); /* strided */
+    t_conv_at(1, 8, 7, 9, 8, 3, 1, 1, 1, 1, 1);   /* residual not 16-byte aligned: the fallback */
     t_attention(2, 16, 16, 2, 40, 0);
     t_attention(2, 16, 16, 2, 40, 1);
     t_attention(1, 33, 77, 2, 64, 0); /* cross-attention, 77 text tokens */

@@ -4,13 +4,14 @@
  * The sequence, as a UNet block and a text encoder would call it: open (cuBLAS, cuDNN and cuBLASLt
  * handles, the cuBLASLt workspace);
  * upload a latent; conv 3x3 with f16 weights and bias (a cuDNN graph: conv fprop + fused bias add),
- * GroupNorm + SiLU, conv 1x1 with f32 weights
+ * GroupNorm + SiLU (one op), conv 1x1 with f32 weights
  * (cublasSgemm), NCHW -> tokens, LayerNorm, q/k/v projections (bf16 and f32 weights; cuBLASLt), the
  * segmented low-rank terms of two samples on v (lora_terms: f32 and f16 factors), causal
  * attention (strided-batched products + softmax), non-causal attention of width 8 (cuDNN's SDPA),
  * GEGLU after a projection, tokens -> NCHW, a timestep
  * embedding through a Linear added per (sample, channel), nearest 2x resize, pad, channel concat, a
- * token embedding, copy2d, download, destroy. It runs once to count its N fallible CUDA calls, then N
+ * token embedding, copy2d, a conv 3x3 + bias + residual (conv2d_add: one cuDNN graph with two
+ * pointwise adds), download, destroy. It runs once to count its N fallible CUDA calls, then N
  * times with call i failing (lf_emu_fail_at). Each run must: return an error from the step that made
  * the failed call, whose message names it (the CUDA or cuBLAS function, or the launcher of a kernel
  * lf_cunn_x_k: lf_cunn_x); or absorb it (a cudaMalloc retried after the cached blocks are freed, the
@@ -89,8 +90,7 @@ static void sequence(lf_device *dev, inputs *in, outcome *o) {
     STEP(c->alloc(c, NS * CH * S, &a), "alloc");
     STEP(c->alloc(c, NS * CH * S, &b), "alloc");
     STEP(c->conv2d(c, a, x, &Wc3, in->bc3, NS, CH, HW, HW, CH, 3, 3, 1, 1), "conv 3x3");
-    STEP(c->group_norm(c, a, a, in->gn_g, in->gn_b, NS, CH, S, 4, 1e-5f), "group_norm");
-    STEP(c->silu(c, a, a, NS * CH * S), "silu");
+    STEP(c->group_norm_silu(c, a, a, in->gn_g, in->gn_b, NS, CH, S, 4, 1e-5f), "group_norm_silu");
     STEP(c->conv2d(c, b, a, &Wc1, NULL, NS, CH, HW, HW, CH, 1, 1, 1, 0), "conv 1x1");
     STEP(c->alloc(c, NS * CH * S, &t0), "alloc");
     STEP(c->nchw_to_nlc(c, t0, b, NS, CH, S), "nchw_to_nlc");
@@ -126,6 +126,8 @@ static void sequence(lf_device *dev, inputs *in, outcome *o) {
     STEP(c->embedding(c, tok, in->table, in->ids, TOK, V, CH), "embedding");
     STEP(c->copy2d(c, a, S, b, S, NS * CH, S), "copy2d");
     STEP(c->scale(c, a, a, 0.5f, NS * CH * S), "scale");
+    STEP(c->conv2d_add(c, b, a, &Wc3, in->bc3, x, NS, CH, HW, HW, CH, 3, 3, 1, 1), "conv2d_add");
+    STEP(c->copy2d(c, a, S, b, S, NS * CH, S), "copy2d");
     STEP(c->download(c, o->out, cat, NS * 2 * CH * 4 * S), "download");
     STEP(c->download(c, o->out + NS * 2 * CH * 4 * S, tok, TOK * CH), "download");
     STEP(c->download(c, o->out + NS * 2 * CH * 4 * S + TOK * CH, a, NS * CH * S), "download");
@@ -171,8 +173,8 @@ int main(int argc, char **argv) {
     sequence(dev, &in, &clean);
     LF_CHECK(clean.st == LF_OK, "clean run failed in %s: %s", clean.step, clean.msg);
     if (LF_HAVE_CUDNN)
-        LF_CHECK(clean.paths.conv_cudnn == 1 && clean.paths.attn_cudnn == 1 && clean.paths.plans_refused == 0,
-                 "the clean run took cuDNN for %llu convolutions and %llu attentions (1 and 1 expected), %llu refused",
+        LF_CHECK(clean.paths.conv_cudnn == 2 && clean.paths.attn_cudnn == 1 && clean.paths.plans_refused == 0,
+                 "the clean run took cuDNN for %llu convolutions and %llu attentions (2 and 1 expected), %llu refused",
                  (unsigned long long)clean.paths.conv_cudnn, (unsigned long long)clean.paths.attn_cudnn,
                  (unsigned long long)clean.paths.plans_refused);
     LF_CHECK(clean.paths.linear_lt == 5 && clean.paths.linear_fallback == 0 && clean.paths.lt_built == 4 &&

@@ -110,6 +110,23 @@ static void check_unet(void) {
     uint64_t replay = lf_unet_forward_peak(u, 2, 8, 6, 5);
     LF_CHECK((double)replay == wrap.peak - io, "lf_unet_forward_peak %llu bytes, the counted forward's %g (+ %g of inputs)",
              (unsigned long long)replay, d.peak - io, io);
+    /* dry as a backend with the fused ops: the same FLOPs and buffers in fewer calls, the resnets' second
+     * conv + skip and their norms + SiLU as one op each */
+    lf_compute_count fu;
+    lf_compute_count_init_fused(&fu);
+    LF_CHECK(forward(u, &fu.c, x, ctx, dry, nx, nctx) == LF_OK, "dry fused: %s", lf_last_error());
+    double f_flops = 0, d_flops = 0;
+    uint64_t f_calls = 0, d_calls = 0;
+    for (int op = 0; op < LF_COP_COUNT; op++)
+        f_flops += fu.op[op].flops, d_flops += d.op[op].flops, f_calls += fu.op[op].calls, d_calls += d.op[op].calls;
+    LF_CHECK(f_flops == d_flops && f_calls < d_calls && fu.peak == d.peak && fu.op[LF_COP_CONV2D_ADD].calls > 0 &&
+                 fu.op[LF_COP_GROUP_NORM_SILU].calls > 0 && d.op[LF_COP_CONV2D_ADD].calls == 0,
+             "fused count: %g FLOPs in %llu calls (peak %g), composed %g in %llu (peak %g)", f_flops,
+             (unsigned long long)f_calls, fu.peak, d_flops, (unsigned long long)d_calls, d.peak);
+    LF_CHECK(fu.op[LF_COP_ADD].calls + fu.op[LF_COP_CONV2D_ADD].calls == d.op[LF_COP_ADD].calls &&
+                 fu.op[LF_COP_CONV2D].calls + fu.op[LF_COP_CONV2D_ADD].calls == d.op[LF_COP_CONV2D].calls,
+             "every fused conv2d_add replaces one conv2d and one add");
+    lf_compute_count_free(&fu);
     lf_compute_count_free(&wrap);
     lf_compute_count_free(&d);
     free(x), free(ctx), free(ref), free(got), free(dry);

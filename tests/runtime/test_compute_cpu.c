@@ -345,8 +345,10 @@ static void test_table(void) {
     LF_CHECK(!memcmp(dst, want, sizeof want), "copy2d: rows of 2 from stride 3 to stride 4");
     for (int op = 0; op < LF_COP_COUNT; op++) {
         lf_cop_desc d = {(lf_cop)op, LF_BF16, 40};
-        LF_CHECK(c->supports(c, &d), "the CPU runs op %d", op);
+        const int fused = op == LF_COP_CONV2D_ADD || op == LF_COP_GROUP_NORM_SILU;
+        LF_CHECK(c->supports(c, &d) == !fused, "the CPU runs op %d (the fused ones are composed)", op);
     }
+    LF_CHECK(!c->conv2d_add && !c->group_norm_silu, "the CPU has no fused ops (the model composes them)");
     LF_CHECK(c->bind(c, src, NULL, dst) == LF_ERR_UNSUPPORTED, "bind is refused on the CPU");
     LF_CHECK(c->sync(c) == LF_OK && !strcmp(c->name, "cpu"), "sync, name");
 }

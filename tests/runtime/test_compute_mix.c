@@ -138,6 +138,17 @@ static void check_layer(const char *what, shape s, lf_test_rng *g) {
     free(W0), free(Wb), free(b), free(x), free(y), free(ref), free(acc), free(We), free(x2), free(y2), free(y3);
 }
 
+/* stand-ins for a backend's fused ops (never called: only the table is checked) */
+static lf_status stub_conv2d_add(lf_compute *c, float *y, const float *x, const lf_view *W, const float *b,
+                                 const float *res, int64_t N, int64_t C_in, int64_t H, int64_t Wd, int64_t C_out,
+                                 int64_t kh, int64_t kw, int64_t stride, int64_t pad) {
+    return LF_ERR_UNSUPPORTED;
+}
+static lf_status stub_group_norm_silu(lf_compute *c, float *y, const float *x, const float *gamma, const float *beta,
+                                      int64_t N, int64_t C, int64_t spatial, int64_t groups, float eps) {
+    return LF_ERR_UNSUPPORTED;
+}
+
 int main(void) {
     lf_test_rng g;
     lf_test_rng_seed(&g, 15);
@@ -158,6 +169,15 @@ int main(void) {
     m.layers = &L, m.n_layers = 1, m.n_slots = 3, m.slot_of = slot_of, m.n_samples = S;
     lf_view wv = lf_test_view(w, LF_F32, 2, 2, 2, 0, 0);
     LF_CHECK(m.c.linear(&m.c, yy, xx, &wv, NULL, 3, 2, 2) == LF_ERR_SHAPE, "3 rows over 5 samples");
+    lf_compute_mix_free(&m);
+    /* over a backend with the fused ops: conv2d_add would bypass the per-sample conv2d, so the mix has
+     * none (the model composes it through the mix's conv2d); group_norm_silu has no weight and passes */
+    lf_compute fused = *lf_compute_cpu();
+    fused.conv2d_add = stub_conv2d_add;
+    fused.group_norm_silu = stub_group_norm_silu;
+    lf_compute_mix_init(&m, &fused);
+    LF_CHECK(m.c.conv2d_add == NULL && m.c.group_norm_silu == stub_group_norm_silu && m.c.conv2d != fused.conv2d,
+             "mix over a fused backend: conv2d_add composed through its own conv2d, group_norm_silu passed on");
     lf_compute_mix_free(&m);
     return lf_test_finish();
 }
