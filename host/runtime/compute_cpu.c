@@ -134,7 +134,7 @@ static lf_status lf_cc_sample_update(lf_compute *c, const lf_sample_upd *u, floa
         break;
         LF_CC_SU(LF_SU_SCALE_IN) LF_CC_SU(LF_SU_CFG) LF_CC_SU(LF_SU_COPY) LF_CC_SU(LF_SU_EULER)
         LF_CC_SU(LF_SU_HEUN1) LF_CC_SU(LF_SU_HEUN2) LF_CC_SU(LF_SU_DDIM) LF_CC_SU(LF_SU_X0_VP) LF_CC_SU(LF_SU_DPM)
-        LF_CC_SU(LF_SU_UNIPC_C) LF_CC_SU(LF_SU_UNIPC_P)
+        LF_CC_SU(LF_SU_UNIPC_C) LF_CC_SU(LF_SU_UNIPC_P) LF_CC_SU(LF_SU_NONFINITE)
 #undef LF_CC_SU
     default: break;
     }

@@ -22,6 +22,9 @@
  *             k3 rho0, k4 rho1, k5 rk; first order rho 0.5
  *   UNIPC_P   UniP predictor: x b0, m b1, m_prev b2 (SECOND), last b3: last = x, then x = m (FINAL) or
  *             c1 x - c2 m [- c_b rho d1], d1 = (m_prev - m) / rk: k0 c1, k1 c2, k2 c_b, k3 rk; rho 0.5
+ *   NONFINITE b0[0] = k0 where b1[i] is NaN or infinite (b0: one float; every writer writes the same
+ *             value, so the order does not matter): a check of a latent on the device that moves one
+ *             float back (k0 a tag, e.g. the step, so the flag needs no reset between checks)
  * V_PRED (flag): the model predicts v; otherwise epsilon. Buffers may not overlap except where an op
  * reads and writes the same b (in place).
  */
@@ -38,7 +41,7 @@ extern "C" {
 
 typedef enum lf_su_op {
     LF_SU_SCALE_IN = 0, LF_SU_CFG, LF_SU_COPY, LF_SU_EULER, LF_SU_HEUN1, LF_SU_HEUN2, LF_SU_DDIM, LF_SU_X0_VP,
-    LF_SU_DPM, LF_SU_UNIPC_C, LF_SU_UNIPC_P, LF_SU_COUNT
+    LF_SU_DPM, LF_SU_UNIPC_C, LF_SU_UNIPC_P, LF_SU_NONFINITE, LF_SU_COUNT
 } lf_su_op;
 
 enum {
@@ -61,7 +64,7 @@ typedef struct lf_sample_upd {
 /* how many of b[] the op reads or writes (the rest may be NULL) */
 LF_HD int lf_su_nbufs(const lf_sample_upd *u) {
     switch (u->op) {
-    case LF_SU_SCALE_IN: case LF_SU_COPY: return 2;
+    case LF_SU_SCALE_IN: case LF_SU_COPY: case LF_SU_NONFINITE: return 2;
     case LF_SU_CFG: case LF_SU_X0_VP: return 3;
     case LF_SU_EULER: return (u->flags & LF_SU_NOISE) ? 3 : 2;
     case LF_SU_HEUN1: case LF_SU_HEUN2: case LF_SU_DPM: case LF_SU_UNIPC_P: return 4;
@@ -177,6 +180,11 @@ LF_HD void lf_su_elem(const lf_sample_upd *u, float *const *b, int64_t i) {
             const float d1 = (b[2][i] - m) / k[3];
             b[0][i] = xt_ - k[2] * (rho * d1);
         }
+        break;
+    }
+    case LF_SU_NONFINITE: {
+        const float y = b[1][i];
+        if (!(y - y == 0.0f)) b[0][0] = k[0]; /* NaN - NaN and inf - inf are NaN */
         break;
     }
     default: break;
