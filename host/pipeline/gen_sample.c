@@ -96,11 +96,12 @@ lf_status lf_gen_sample_cond(lf_gen *g, int N, const float **ctx, const float **
     return LF_OK;
 }
 
-lf_status lf_gen_sample_check(lf_gen *g, int step, const float *x, const float *out, int64_t tot, lf_gen_check_fn check) {
+lf_status lf_gen_sample_check(lf_gen *g, int step, const float *x, const float *out, int64_t tot, lf_gen_check_fn check,
+                              const void *check_ctx) {
     lf_compute *c = g->sess->cc;
     if (c->host_memory) {
-        lf_status s = check(g, step, x, (size_t)tot, "the latent entering this step");
-        return s ? s : check(g, step, out, (size_t)tot, "the UNet's prediction");
+        lf_status s = check(check_ctx, step, x, (size_t)tot, "the latent entering this step");
+        return s ? s : check(check_ctx, step, out, (size_t)tot, "the UNet's prediction");
     }
     /* the flags hold the tag of the last check that found a non-finite value (zeroed by lf_gen_sample_run;
      * a flagged step stops the run, so an older tag never equals this one) */
@@ -119,7 +120,7 @@ lf_status lf_gen_sample_check(lf_gen *g, int step, const float *x, const float *
     float *hv = malloc((size_t)tot * sizeof *hv);
     if (!hv) return lf_err(LF_ERR_NOMEM, "out of memory");
     s = c->download(c, hv, v, tot);
-    if (!s) s = check(g, step, hv, (size_t)tot, v == x ? "the latent entering this step" : "the UNet's prediction");
+    if (!s) s = check(check_ctx, step, hv, (size_t)tot, v == x ? "the latent entering this step" : "the UNet's prediction");
     free(hv);
     return s ? s : lf_err(LF_ERR_NONFINITE, "step %d: the device found a non-finite value the host does not", step);
 }

@@ -426,6 +426,10 @@ static lf_status lf_gen_check_latent(const lf_gen *g, int step, const float *v, 
                   g->first_image + (int)((size_t)i / per) + 1, (size_t)i % per, per);
 }
 
+static lf_status lf_gen_check_cb(const void *g, int step, const float *v, size_t n, const char *what) {
+    return lf_gen_check_latent(g, step, v, n, what);
+}
+
 /* x: the sampler's model input, out: its prediction, f32 buffers of the compute (gen_sample.c) */
 static lf_status lf_gen_denoise(void *ctx, int step, const float *x, float sigma, float t, float *out) {
     (void)sigma;
@@ -472,7 +476,7 @@ static lf_status lf_gen_denoise(void *ctx, int step, const float *x, float sigma
     } else {
         s = cc->copy2d(cc, out, tot, o, tot, 1, tot);
     }
-    if (!s) s = lf_gen_sample_check(g, step, x, out, tot, lf_gen_check_latent);
+    if (!s) s = lf_gen_sample_check(g, step, x, out, tot, lf_gen_check_cb, g);
     if (s) return s;
     lf_gen_report(g, step);
     return LF_OK;

@@ -220,14 +220,15 @@ void lf_gen_stage_free(lf_gen *g);
  * i of at least n floats (f32: stored in f32 whatever the activation type; contents lost when it grows).
  * lf_gen_sample_cond: the conditioning of the current set (N samples, CFG's unconditional first) where the
  * compute reads it, uploaded only when the set or N changes. lf_gen_sample_check: the step's model input x
- * and prediction out (tot floats each) finite, else the error of the host check (checked on the device,
- * one float each moved back). lf_gen_sample_run: the sampler run on host latent x (tot floats; one upload,
+ * and prediction out (tot floats each) finite, else the error of the host check check(check_ctx, ...)
+ * (checked on the device, one float each moved back; the flagged array then goes to the host for it). lf_gen_sample_run: the sampler run on host latent x (tot floats; one upload,
  * one download). */
 lf_status lf_gen_sbuf(lf_gen *g, int i, int64_t n, int f32, float **out);
 void lf_gen_sbuf_free(lf_gen *g);
 lf_status lf_gen_sample_cond(lf_gen *g, int N, const float **ctx, const float **y);
-typedef lf_status (*lf_gen_check_fn)(const lf_gen *g, int step, const float *v, size_t n, const char *what);
-lf_status lf_gen_sample_check(lf_gen *g, int step, const float *x, const float *out, int64_t tot, lf_gen_check_fn check);
+typedef lf_status (*lf_gen_check_fn)(const void *ctx, int step, const float *v, size_t n, const char *what);
+lf_status lf_gen_sample_check(lf_gen *g, int step, const float *x, const float *out, int64_t tot, lf_gen_check_fn check,
+                              const void *check_ctx);
 lf_status lf_gen_sample_run(lf_gen *g, lf_sampler *smp, float *x, int64_t tot, lf_rng *rng, const lf_sampler_cb *cb);
 /* Adapters on the device, at a job's first step: when the compute patches in its own memory (compute.h
  * patch), every UNet job whose weight the UNet holds as the checkpoint stores it goes to a patch model
