@@ -205,10 +205,6 @@ lf_status lf_gen_run_mixed(lf_gen *grp, lf_gen_image_fn cb, void *cbctx);
  * auto, when o->cuda gives one; else the CPU. */
 lf_status lf_gen_compute_open(lf_gen_session *s, const lf_gen_opts *o);
 void lf_gen_compute_close(lf_gen_session *s);
-/* out (N, 4, lat_h, lat_w) = the UNet on host x (N, 4, ...), t (N), ctx (N, L, D), y (N, adm) or NULL,
- * on the session's compute. */
-lf_status lf_gen_unet_call(lf_gen *g, float *out, const float *x, const float *t, const float *ctx, int64_t L,
-                           const float *y, int64_t N);
 /* img (3, H, W) = the VAE decode of host latent lat (4, lat_h, lat_w) on the session's compute. */
 lf_status lf_gen_vae_call(lf_gen *g, float *img, const float *lat);
 /* The VAE tile (latent pixels) when tiling is on and an (h, w) latent needs tiles, else 0. */

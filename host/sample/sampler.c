@@ -285,18 +285,18 @@ lf_status lf_sampler_run_on(lf_sampler *s, lf_compute *cc, float *x, size_t n, l
     if (stochastic && n_rngs == 0)
         return lf_err(LF_ERR_ARG, "sampler: %s needs a random generator for its noise", lf_sampler_config_name(&s->cfg));
     if ((unsigned)k >= LF_SAMPLER_COUNT) return lf_err(LF_ERR_ARG, "sampler: unknown kind %d", (int)k);
-    /* xin, out, up to four work buffers and the noise, f32 in the compute's memory */
-    enum { NBUF = 7 };
+    /* xin, out and up to four work buffers (the noise of Euler a / DPM++ 2M SDE in the fourth, which only
+     * UniPC uses), f32 in the compute's memory */
+    enum { NBUF = 6 };
     float *buf[NBUF] = {NULL};
     run_ctx c = {s, cc, cb, n, NULL, NULL, NULL, 0, rngs, n_rngs, s->cfg.prediction == LF_PRED_V ? LF_SU_V_PRED : 0};
     lf_status st = LF_OK;
-    for (int i = 0; i < NBUF && st == LF_OK; i++)
-        if (i < NBUF - 1 || stochastic) st = lf_compute_alloc_f32(cc, (int64_t)n, &buf[i]);
+    for (int i = 0; i < NBUF && st == LF_OK; i++) st = lf_compute_alloc_f32(cc, (int64_t)n, &buf[i]);
     if (st == LF_OK && stochastic && !cc->host_memory && !(c.hnoise = malloc(n * sizeof *c.hnoise)))
         st = lf_err(LF_ERR_NOMEM, "sampler: out of memory (%zu floats)", n);
     if (st != LF_OK) goto done;
     c.xin = buf[0], c.out = buf[1];
-    float *w0 = buf[2], *w1 = buf[3], *w2 = buf[4], *w3 = buf[5], *noise = buf[6];
+    float *w0 = buf[2], *w1 = buf[3], *w2 = buf[4], *w3 = buf[5], *noise = w3;
     switch (k) {
     case LF_SAMPLER_EULER:
     case LF_SAMPLER_EULER_A: st = run_euler(&c, x, noise); break;

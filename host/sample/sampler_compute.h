@@ -5,7 +5,7 @@
  * x is an f32 buffer of c (lf_compute_alloc_f32) of n floats holding the initial latent, updated in place;
  * the callback's denoise gets the model input x_in and writes out, both f32 buffers of c (n floats). The
  * element-wise updates are c->sample_update; on lf_compute_cpu() this is lf_sampler_run_rngs, the same
- * bytes. Work memory: six (seven with noise) f32 buffers of n floats from c. Errors as lf_sampler_run_rngs,
+ * bytes. Work memory: six f32 buffers of n floats from c. Errors as lf_sampler_run_rngs,
  * plus the compute's.
  */
 #ifndef LF_SAMPLER_COMPUTE_H
