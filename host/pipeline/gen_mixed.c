@@ -479,6 +479,7 @@ static lf_status lf_mix_denoise(void *ctx, int step, const float *x, float sigma
             st = cs->copy2d(cs, dx + s * P, P, x + part[cfg && s >= np ? s - np : s] * P, P, 1, P);
         if (!st)
             st = lf_unet_forward_on(u, &r->mix.c, dout, dx, r->tin, dctx, L, dy, N, grp->lat_h, grp->lat_w);
+        if (!st) st = cs->sync(cs); /* the UNet's time, not its enqueueing */
         r->mix.n_samples = 0;
         grp->times.unet += lf_clock_s() - t0;
         grp->times.unet_calls++;

@@ -132,7 +132,7 @@ struct lf_gen {
     /* per sampler run */
     int run_n;                 /* images in this run */
     int lat_h, lat_w;
-    float *xin, *tin, *ctx, *y, *out2;
+    float *tin, *ctx, *y;         /* host: timesteps, conditioning (gen_sample.c) */
     size_t ctx_cap;
     lf_gen_dbuf dbuf[LF_GEN_DBUFS]; /* backend buffers of a device compute (gen_compute.c) */
     /* the sampler loop on the compute (gen_sample.c): its buffers, and which conditioning ctx/y hold */
