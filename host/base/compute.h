@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "host/base/op_clock.h"
+#include "kernels/common/lf_sample_update.h"
 #include "lorafuse/lf_status.h"
 #include "lorafuse/lf_tensor.h"
 
@@ -42,7 +43,9 @@ typedef enum lf_cop {
     LF_COP_GELU_TANH, LF_COP_QUICK_GELU, LF_COP_GEGLU, LF_COP_ADD, LF_COP_MUL, LF_COP_SCALE, LF_COP_ADD_BIAS_C,
     LF_COP_ADD_BIAS_NC, LF_COP_ATTENTION, LF_COP_NCHW_TO_NLC, LF_COP_NLC_TO_NCHW, LF_COP_RESIZE_NEAREST,
     LF_COP_PAD2D, LF_COP_CONCAT_C, LF_COP_TIMESTEP_EMBEDDING, LF_COP_EMBEDDING, LF_COP_COPY2D, LF_COP_CONV2D_ADD,
-    LF_COP_GROUP_NORM_SILU, LF_COP_COUNT
+    LF_COP_GROUP_NORM_SILU,
+    LF_COP_SAMPLE_UPDATE, /* the sampler's element-wise updates and the CFG combine (sample_update) */
+    LF_COP_COUNT
 } lf_cop;
 
 typedef struct lf_compute lf_compute;
@@ -152,6 +155,10 @@ struct lf_compute {
     /* table: host f32 (V, D) (a model weight), ids: host (L); y: backend memory. */
     lf_status (*embedding)(lf_compute *c, float *y, const float *table, const int32_t *ids, int64_t L, int64_t V,
                            int64_t D);
+    /* The sampler's loop on the compute (host/sample/sampler.c): update u (kernels/common/lf_sample_update.h:
+     * the op, its flags and host-computed scalars) on element i of b[0 .. lf_su_nbufs(u)), i < n; every b
+     * an f32 buffer (alloc_f32). The same formula on every backend: the same bytes (no contraction). */
+    lf_status (*sample_update)(lf_compute *c, const lf_sample_upd *u, float *const *b, int64_t n);
 
     /* ---- optional ops (NULL: the backend has none; callers compose them from the ops above) ---------- */
     /* Segmented low-rank terms (S-LoRA / Punica SGMV): for every row m of every segment,

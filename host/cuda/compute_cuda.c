@@ -62,6 +62,7 @@
 #include <cublas_v2.h>
 
 #include "kernels/cuda/lf_nn_cuda.h"
+#include "kernels/cuda/lf_sample_cuda.h"
 #include "kernels/cuda/lf_sgmv_cuda.h"
 
 typedef struct {
@@ -983,6 +984,14 @@ fail:
     return st ? lf_cc_fail(st, "embedding") : LF_OK;
 }
 
+/* ---- the sampler's updates (kernels/cuda/nn_sample.cu) ------------------------------------------ */
+
+/* b: f32 buffers (alloc_f32); one launch, the CPU's formula and bytes */
+static lf_status lf_cc_sample_update(lf_compute *c, const lf_sample_upd *u, float *const *b, int64_t n) {
+    if ((unsigned)u->op >= LF_SU_COUNT) return lf_err(LF_ERR_ARG, "cuda compute: sample_update: unknown op %d", u->op);
+    return LF_ONE("sample_update", lf_cunn_sample_update, u, b, n, lf_cc(c)->stream);
+}
+
 /* ---- segmented low-rank terms (kernels/cuda/lora_sgmv.cu) -------------------------------------- */
 
 /* every segment's terms in one shrink and one expand launch; factors resident by host address */
@@ -1105,6 +1114,7 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
     c->lora_terms = lf_cc_lora_terms;
     c->conv2d_add = lf_cc_conv2d_add;
     c->group_norm_silu = lf_cc_group_norm_silu;
+    c->sample_update = lf_cc_sample_update;
     LF_CU(cudaSetDevice(lf_device_ordinal(dev)), NULL);
     LF_CU(cudaStreamCreateWithFlags(&cc->stream, cudaStreamNonBlocking), NULL);
     LF_CB(cublasCreate(&cc->blas));

@@ -1,7 +1,7 @@
 /* gen_compute.c: the compute a session's models run on (host/base/compute.h; `--backend auto|cpu|cuda`,
- * `--device N`) and a job's calls into it: the UNet forward of a sampler step and the VAE decode of an
- * image, their host arrays staged through backend buffers when the compute's memory is not the host's
- * (the latents, the conditioning and the image cross once per call; the weights stay resident).
+ * `--device N`) and a job's calls into it: the VAE decode of an image, its host arrays staged through
+ * backend buffers when the compute's memory is not the host's (the latent and the image cross once per
+ * call; the weights stay resident). The UNet runs in the sampler loop on the compute (gen_sample.c).
  *
  * auto: CUDA when this build has it and device N opens, else the CPU, with the reason kept for the
  * report ("cpu (auto: no CUDA device: ...)"). A device compute keeps resident copies of the weights by
@@ -154,21 +154,6 @@ static lf_status lf_gen_out(lf_compute *c, lf_gen_dbuf *b, float *h, int64_t n, 
 /* the output back in host array h (nothing to do on host memory) */
 static lf_status lf_gen_back(lf_compute *c, float *h, const float *d, int64_t n) {
     return c->host_memory ? LF_OK : c->download(c, h, d, n);
-}
-
-lf_status lf_gen_unet_call(lf_gen *g, float *out, const float *x, const float *t, const float *ctx, int64_t L,
-                           const float *y, int64_t N) {
-    lf_compute *c = g->sess->cc;
-    const lf_unet_arch *a = lf_unet_get_arch(g->unet);
-    int64_t nx = N * a->in_channels * g->lat_h * g->lat_w, nout = N * a->out_channels * g->lat_h * g->lat_w;
-    const float *dx = NULL, *dctx = NULL, *dy = NULL;
-    float *dout = NULL;
-    lf_status st = lf_gen_in(c, &g->dbuf[0], x, nx, &dx);
-    if (!st) st = lf_gen_in(c, &g->dbuf[1], ctx, N * L * a->context_dim, &dctx);
-    if (!st) st = lf_gen_in(c, &g->dbuf[2], y, N * a->adm_in_channels, &dy);
-    if (!st) st = lf_gen_out(c, &g->dbuf[3], out, nout, &dout);
-    if (!st) st = lf_unet_forward_on(g->unet, c, dout, dx, t, dctx, L, dy, N, g->lat_h, g->lat_w);
-    return st ? st : lf_gen_back(c, out, dout, nout);
 }
 
 /* the tile in latent pixels (diffusers' default tile: the VAE config's sample_size / 8) when tiling is on

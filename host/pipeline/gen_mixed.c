@@ -62,7 +62,7 @@ typedef struct {
     int n_img;
     int *img_job;              /* per image: its job */
     int *sample_slot;          /* per sample of the current call */
-    float *xin, *tin, *ctx, *out2, *y;
+    float *tin, *ctx, *y;
     lf_compute *cc;            /* the compute the terms and products run on (the session's) */
     float *dev[4];             /* a device compute: x, context, y, output in its memory */
     int64_t dev_n[4];
@@ -272,10 +272,8 @@ static void lf_mix_free(lf_mix_run *r) {
     free(r->views);
     free(r->img_job);
     free(r->sample_slot);
-    free(r->xin);
     free(r->tin);
     free(r->ctx);
-    free(r->out2);
     free(r->y);
     lf_compute_mix_free(&r->mix);
 }
@@ -382,7 +380,8 @@ static lf_status lf_mix_before_step(void *ctx, int t) {
     return st;
 }
 
-static lf_status lf_mix_check(const lf_mix_run *r, int step, const float *v, size_t n, const char *what) {
+static lf_status lf_mix_check(const void *ctx, int step, const float *v, size_t n, const char *what) {
+    const lf_mix_run *r = ctx;
     int64_t i = lf_wts_first_nonfinite(v, (int64_t)n);
     if (i == (int64_t)n) return LF_OK;
     const lf_gen *g = r->grp;
@@ -407,14 +406,15 @@ static lf_status lf_mix_stage(lf_mix_run *r, int i, const float *h, int64_t n, c
     return h ? c->upload(c, r->dev[i], h, n) : LF_OK;
 }
 
+/* x: the sampler's model input, out: its prediction, f32 buffers of the session's compute (gen_sample.c) */
 static lf_status lf_mix_denoise(void *ctx, int step, const float *x, float sigma, float tt, float *out) {
     (void)sigma;
     lf_mix_run *r = ctx;
     lf_gen *grp = r->grp;
     int n = r->n_img, cfg = grp->o.cfg > 1.0;
     size_t per = (size_t)(4 * grp->lat_h * grp->lat_w);
-    lf_status st = lf_mix_check(r, step, x, (size_t)n * per, "the latent entering this step");
-    if (st) return st;
+    lf_status st = LF_OK;
+    lf_compute *cs = grp->sess->cc; /* the sampler's buffers' compute (the profile's count around r->cc) */
     const lf_unet *u = grp->sess->unet;
     int sdxl = grp->tef == LF_TE_SDXL;
     int *part = malloc((size_t)n * sizeof *part);
@@ -449,7 +449,6 @@ static lf_status lf_mix_denoise(void *ctx, int step, const float *x, float sigma
             const lf_gen_cond *c = &g->cache[g->cur_set];
             const lf_text_cond *src = uncond ? &c->uncond : &c->cond;
             memcpy(r->ctx + (size_t)s * one, src->context, one * sizeof(float));
-            memcpy(r->xin + (size_t)s * per, x + (size_t)i * per, per * sizeof(float));
             r->tin[s] = tt;
             r->sample_slot[s] = r->img_job[i];
             if (sdxl) {
@@ -466,34 +465,45 @@ static lf_status lf_mix_denoise(void *ctx, int step, const float *x, float sigma
         r->mix.n_samples = N;
         double t0 = lf_clock_s();
         int64_t adm = sdxl ? lf_unet_get_arch(u)->adm_in_channels : 0;
-        const float *dx = r->xin, *dctx = r->ctx, *dy = sdxl ? r->y : NULL;
-        float *dout = r->out2;
-        if (!r->cc->host_memory) { /* a device compute: the inputs into its memory, the output back */
-            st = lf_mix_stage(r, 0, r->xin, N * (int64_t)per, &dx);
-            if (!st) st = lf_mix_stage(r, 1, r->ctx, N * L * D, &dctx);
+        const float *dctx = r->ctx, *dy = sdxl ? r->y : NULL;
+        float *dx = NULL, *dout = NULL;
+        int64_t P = (int64_t)per, all = N * P;
+        if (!r->cc->host_memory) { /* a device compute: the conditioning into its memory */
+            st = lf_mix_stage(r, 1, r->ctx, N * L * D, &dctx);
             if (!st && sdxl) st = lf_mix_stage(r, 2, r->y, N * adm, &dy);
-            if (!st) st = lf_mix_stage(r, 3, NULL, N * (int64_t)per, (const float **)&dout);
         }
+        /* the UNet's input: each sample's image of x, in the activation type */
+        if (!st) st = lf_gen_sbuf(grp, LF_GS_XIN, all, 0, &dx);
+        if (!st) st = lf_gen_sbuf(grp, LF_GS_OUT, all, 0, &dout);
+        for (int s = 0; s < N && !st; s++)
+            st = cs->copy2d(cs, dx + s * P, P, x + part[cfg && s >= np ? s - np : s] * P, P, 1, P);
         if (!st)
             st = lf_unet_forward_on(u, &r->mix.c, dout, dx, r->tin, dctx, L, dy, N, grp->lat_h, grp->lat_w);
-        if (!st && dout != r->out2) st = r->cc->download(r->cc, r->out2, dout, N * (int64_t)per);
+        if (!st) st = cs->sync(cs); /* the UNet's time, not its enqueueing */
         r->mix.n_samples = 0;
         grp->times.unet += lf_clock_s() - t0;
         grp->times.unet_calls++;
         if (st) break;
-        float gs = (float)grp->o.cfg;
-        for (int q = 0; q < np; q++) {
-            float *o = out + (size_t)part[q] * per;
-            const float *cc = r->out2 + (size_t)(cfg ? np + q : q) * per, *uu = r->out2 + (size_t)q * per;
-            if (cfg)
-                for (size_t e = 0; e < per; e++) o[e] = uu[e] + gs * (cc[e] - uu[e]);
-            else
-                memcpy(o, cc, per * sizeof(float));
+        const float *o = dout; /* the output in f32 */
+        if (cs->act != LF_F32) {
+            float *o32 = NULL;
+            if ((st = lf_gen_sbuf(grp, LF_GS_O32, all, 1, &o32)) == LF_OK) st = cs->copy2d(cs, o32, all, dout, all, 1, all);
+            o = o32;
+        }
+        lf_sample_upd cu;
+        memset(&cu, 0, sizeof cu);
+        cu.op = LF_SU_CFG;
+        cu.k[0] = (float)grp->o.cfg;
+        for (int q = 0; q < np && !st; q++) { /* out = uncond + g (cond - uncond), image by image */
+            float *oq = out + part[q] * P;
+            const float *cq = o + (cfg ? np + q : q) * P, *uq = o + q * P;
+            float *b[LF_SU_BUFS] = {oq, (float *)uq, (float *)cq, NULL, NULL, NULL};
+            st = cfg ? cs->sample_update(cs, &cu, b, P) : cs->copy2d(cs, oq, P, cq, P, 1, P);
         }
     }
     free(part);
     free(done);
-    if (!st) st = lf_mix_check(r, step, out, (size_t)n * per, "the UNet's prediction");
+    if (!st) st = lf_gen_sample_check(grp, step, x, out, (int64_t)n * (int64_t)per, lf_mix_check, r);
     if (!st && grp->progress) {
         lf_gen_progress p;
         memset(&p, 0, sizeof p);
@@ -571,15 +581,13 @@ lf_status lf_gen_run_mixed(lf_gen *grp, lf_gen_image_fn cb, void *cbctx) {
     if (!st) {
         r.img_job = malloc((size_t)n * sizeof *r.img_job);
         r.sample_slot = malloc((size_t)n * 2 * sizeof *r.sample_slot);
-        r.xin = malloc((size_t)n * 2 * per * sizeof *r.xin);
-        r.out2 = malloc((size_t)n * 2 * per * sizeof *r.out2);
         r.tin = malloc((size_t)n * 2 * sizeof *r.tin);
         r.y = adm > 0 ? malloc((size_t)n * 2 * (size_t)adm * sizeof *r.y) : NULL;
         x = malloc((size_t)n * per * sizeof *x);
         img = malloc((size_t)3 * (size_t)grp->o.width * (size_t)grp->o.height * sizeof *img);
         rgb = malloc((size_t)3 * (size_t)grp->o.width * (size_t)grp->o.height);
         rngs = calloc((size_t)n, sizeof *rngs);
-        if (!r.img_job || !r.sample_slot || !r.xin || !r.out2 || !r.tin || (adm > 0 && !r.y) || !x || !img || !rgb ||
+        if (!r.img_job || !r.sample_slot || !r.tin || (adm > 0 && !r.y) || !x || !img || !rgb ||
             !rngs)
             st = lf_err(LF_ERR_NOMEM, "out of memory");
     }
@@ -600,7 +608,7 @@ lf_status lf_gen_run_mixed(lf_gen *grp, lf_gen_image_fn cb, void *cbctx) {
     grp->interrupted = 0;
     grp->run_t0 = lf_clock_s();
     if (!st) {
-        st = lf_sampler_run(smp, x, (size_t)n * per, NULL, &scb);
+        st = lf_gen_sample_run(grp, smp, x, (int64_t)n * (int64_t)per, NULL, &scb);
         if (st && grp->interrupted) st = LF_OK, n = 0;
     }
     double t_sample = n ? (lf_clock_s() - grp->run_t0) / n : 0;
@@ -633,5 +641,6 @@ lf_status lf_gen_run_mixed(lf_gen *grp, lf_gen_image_fn cb, void *cbctx) {
     free(rgb);
     free(rngs);
     lf_mix_free(&r);
+    lf_gen_sbuf_free(grp);
     return st;
 }

@@ -20,7 +20,9 @@
 #include <string.h>
 
 #include "generate_internal.h"
+#include "host/base/compute.h"
 #include "host/base/util.h"
+#include "host/runtime/model_compute.h"
 #include "host/runtime/weight_load.h"
 #include "lorafuse/lf_live_weights.h"
 #include "lorafuse/lf_png.h"
@@ -243,13 +245,12 @@ static void lf_gen_unload(lf_gen *g) {
     g->te1 = g->te2 = NULL;
     g->be = NULL;
     lf_gen_cond_cache_free(g);
-    free(g->xin);
     free(g->tin);
     free(g->ctx);
     free(g->y);
-    free(g->out2);
-    g->xin = g->tin = g->ctx = g->y = g->out2 = NULL;
+    g->tin = g->ctx = g->y = NULL;
     lf_gen_stage_free(g);
+    lf_gen_sbuf_free(g);
     g->ctx_cap = 0;
 }
 
@@ -423,64 +424,59 @@ static lf_status lf_gen_check_latent(const lf_gen *g, int step, const float *v, 
                   g->first_image + (int)((size_t)i / per) + 1, (size_t)i % per, per);
 }
 
+static lf_status lf_gen_check_cb(const void *g, int step, const float *v, size_t n, const char *what) {
+    return lf_gen_check_latent(g, step, v, n, what);
+}
+
+/* x: the sampler's model input, out: its prediction, f32 buffers of the compute (gen_sample.c) */
 static lf_status lf_gen_denoise(void *ctx, int step, const float *x, float sigma, float t, float *out) {
     (void)sigma;
     lf_gen *g = ctx;
+    lf_compute *cc = g->sess->cc;
     const lf_gen_cond *c = &g->cache[g->cur_set];
     int n = g->run_n, cfg = g->o.cfg > 1.0;
     int N = cfg ? 2 * n : n;
-    int64_t L = c->cond.tokens, D = c->cond.width;
-    size_t per = (size_t)(4 * g->lat_h * g->lat_w);
-    lf_status cs = lf_gen_check_latent(g, step, x, (size_t)n * per, "the latent entering this step");
-    if (cs != LF_OK) return cs;
+    int64_t L = c->cond.tokens;
+    int64_t tot = (int64_t)n * 4 * g->lat_h * g->lat_w;
     /* the text encoders ran (or not) before this step; their mapped pages are not read by the UNet */
     lf_clip_drop_pages(g->te1);
     lf_clip_drop_pages(g->te2);
-    size_t need = (size_t)N * (size_t)(L * D);
-    if (lf_grow(&g->ctx, &g->ctx_cap, need)) return lf_err(LF_ERR_NOMEM, "out of memory");
-    size_t one = (size_t)(L * D);
-    for (int i = 0; i < N; i++) {
-        const lf_text_cond *src = cfg && i < n ? &c->uncond : &c->cond;
-        memcpy(g->ctx + (size_t)i * one, src->context, one * sizeof(float));
-        g->tin[i] = t;
-    }
-    memcpy(g->xin, x, (size_t)n * per * sizeof(float));
-    if (cfg) memcpy(g->xin + (size_t)n * per, x, (size_t)n * per * sizeof(float));
-    const float *y = NULL;
-    if (g->tef == LF_TE_SDXL) {
-        float *ids = malloc((size_t)N * 6 * sizeof *ids);
-        float *pooled = malloc((size_t)N * (size_t)c->cond.pooled_dim * sizeof *pooled);
-        if (!ids || !pooled) {
-            free(ids);
-            free(pooled);
-            return lf_err(LF_ERR_NOMEM, "out of memory");
-        }
-        for (int i = 0; i < N; i++) {
-            const lf_text_cond *src = cfg && i < n ? &c->uncond : &c->cond;
-            memcpy(pooled + (size_t)i * (size_t)c->cond.pooled_dim, src->pooled, (size_t)c->cond.pooled_dim * sizeof(float));
-            float v[6] = {(float)g->o.height, (float)g->o.width, 0, 0, (float)g->o.height, (float)g->o.width};
-            memcpy(ids + i * 6, v, sizeof v);
-        }
-        lf_status s = lf_unet_sdxl_y(g->unet, g->y, pooled, c->cond.pooled_dim, ids, 6, N);
-        free(ids);
-        free(pooled);
-        if (s) return s;
-        y = g->y;
-    }
+    const float *dctx = NULL, *dy = NULL;
+    float *xin = NULL, *dout = NULL;
+    lf_status s = lf_gen_sample_cond(g, N, &dctx, &dy);
+    if (!s) s = lf_gen_sbuf(g, LF_GS_XIN, N * tot / n, 0, &xin);
+    if (!s) s = lf_gen_sbuf(g, LF_GS_OUT, N * tot / n, 0, &dout);
+    /* the UNet's input in the activation type: x, twice with CFG (unconditional, conditional) */
+    if (!s) s = cc->copy2d(cc, xin, tot, x, tot, 1, tot);
+    if (!s && cfg) s = cc->copy2d(cc, xin + tot, tot, x, tot, 1, tot);
+    if (s) return s;
+    for (int i = 0; i < N; i++) g->tin[i] = t;
     double t0 = lf_clock_s();
-    lf_status s = lf_gen_unet_call(g, g->out2, g->xin, g->tin, g->ctx, L, y, N);
+    s = lf_unet_forward_on(g->unet, cc, dout, xin, g->tin, dctx, L, dy, N, g->lat_h, g->lat_w);
+    if (!s) s = cc->sync(cc); /* the UNet's time, not its enqueueing (the step's flags wait for it anyway) */
     g->times.unet += lf_clock_s() - t0;
     g->times.unet_calls++;
     if (s) return s;
-    size_t tot = (size_t)n * per;
-    if (cfg) {
-        float gs = (float)g->o.cfg;
-        const float *u = g->out2, *cc = g->out2 + tot;
-        for (size_t i = 0; i < tot; i++) out[i] = u[i] + gs * (cc[i] - u[i]);
-    } else {
-        memcpy(out, g->out2, tot * sizeof(float));
+    const float *o = dout; /* the output in f32 */
+    if (cc->act != LF_F32) {
+        float *o32 = NULL;
+        int64_t all = N * tot / n;
+        if ((s = lf_gen_sbuf(g, LF_GS_O32, all, 1, &o32)) == LF_OK) s = cc->copy2d(cc, o32, all, dout, all, 1, all);
+        if (s) return s;
+        o = o32;
     }
-    if ((s = lf_gen_check_latent(g, step, out, tot, "the UNet's prediction")) != LF_OK) return s;
+    if (cfg) { /* out = uncond + g (cond - uncond) */
+        lf_sample_upd u;
+        memset(&u, 0, sizeof u);
+        u.op = LF_SU_CFG;
+        u.k[0] = (float)g->o.cfg;
+        float *b[LF_SU_BUFS] = {out, (float *)o, (float *)o + tot, NULL, NULL, NULL};
+        s = cc->sample_update(cc, &u, b, tot);
+    } else {
+        s = cc->copy2d(cc, out, tot, o, tot, 1, tot);
+    }
+    if (!s) s = lf_gen_sample_check(g, step, x, out, tot, lf_gen_check_cb, g);
+    if (s) return s;
     lf_gen_report(g, step);
     return LF_OK;
 }
@@ -529,14 +525,12 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
     size_t per = (size_t)(4 * g->lat_h * g->lat_w);
     int64_t adm = lf_unet_get_arch(g->unet)->adm_in_channels;
     x = malloc((size_t)per_run * per * sizeof *x);
-    g->xin = malloc((size_t)per_run * 2 * per * sizeof *g->xin);
-    g->out2 = malloc((size_t)per_run * 2 * per * sizeof *g->out2);
     g->tin = malloc((size_t)per_run * 2 * sizeof *g->tin);
     g->y = adm > 0 ? malloc((size_t)per_run * 2 * (size_t)adm * sizeof *g->y) : NULL;
     img = malloc((size_t)3 * (size_t)o->width * (size_t)o->height * sizeof *img);
     rgb = malloc((size_t)3 * (size_t)o->width * (size_t)o->height);
     rngs = calloc((size_t)per_run, sizeof *rngs);
-    if (!x || !g->xin || !g->out2 || !g->tin || (adm > 0 && !g->y) || !img || !rgb || !rngs) {
+    if (!x || !g->tin || (adm > 0 && !g->y) || !img || !rgb || !rngs) {
         s = lf_err(LF_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -556,7 +550,7 @@ lf_status lf_gen_run(lf_gen *g, lf_gen_image_fn cb, void *cbctx) {
         if (s) break;
         g->run_t0 = lf_clock_s();
         lf_gen_report(g, 0);
-        s = lf_sampler_run(smp, x, (size_t)n * per, stoch ? &rngs[0] : NULL, &scb);
+        s = lf_gen_sample_run(g, smp, x, (int64_t)n * (int64_t)per, stoch ? &rngs[0] : NULL, &scb);
         if (s && g->interrupted) {
             s = LF_OK;
             break;

@@ -64,6 +64,9 @@ typedef struct lf_gen_dbuf {
     int64_t n;
 } lf_gen_dbuf;
 #define LF_GEN_DBUFS 4
+/* the sampler's buffers in the compute's memory (gen_sample.c): UNet input and output (activation type),
+ * the output in f32, conditioning context and SDXL y, the non-finite flags and the latent (f32) */
+enum { LF_GS_XIN, LF_GS_OUT, LF_GS_O32, LF_GS_CTX, LF_GS_Y, LF_GS_FLAGS, LF_GS_X, LF_GEN_SBUFS };
 
 struct lf_gen_session {
     char *model;               /* checkpoint path */
@@ -129,9 +132,13 @@ struct lf_gen {
     /* per sampler run */
     int run_n;                 /* images in this run */
     int lat_h, lat_w;
-    float *xin, *tin, *ctx, *y, *out2;
+    float *tin, *ctx, *y;         /* host: timesteps, conditioning (gen_sample.c) */
     size_t ctx_cap;
     lf_gen_dbuf dbuf[LF_GEN_DBUFS]; /* backend buffers of a device compute (gen_compute.c) */
+    /* the sampler loop on the compute (gen_sample.c): its buffers, and which conditioning ctx/y hold */
+    lf_gen_dbuf sbuf[LF_GEN_SBUFS];
+    size_t scond_set;
+    int scond_n;               /* samples the uploaded conditioning is for; 0: none uploaded */
     /* adapters patched in the compute's memory (gen_compute.c; NULL/0: every job on the host) */
     unsigned char *host_held;  /* per plan job: 1 patched on the host, 0 on the device */
     size_t *dev_jobs, n_dev;   /* the device's plan jobs */
@@ -198,16 +205,27 @@ lf_status lf_gen_run_mixed(lf_gen *grp, lf_gen_image_fn cb, void *cbctx);
  * auto, when o->cuda gives one; else the CPU. */
 lf_status lf_gen_compute_open(lf_gen_session *s, const lf_gen_opts *o);
 void lf_gen_compute_close(lf_gen_session *s);
-/* out (N, 4, lat_h, lat_w) = the UNet on host x (N, 4, ...), t (N), ctx (N, L, D), y (N, adm) or NULL,
- * on the session's compute. */
-lf_status lf_gen_unet_call(lf_gen *g, float *out, const float *x, const float *t, const float *ctx, int64_t L,
-                           const float *y, int64_t N);
 /* img (3, H, W) = the VAE decode of host latent lat (4, lat_h, lat_w) on the session's compute. */
 lf_status lf_gen_vae_call(lf_gen *g, float *img, const float *lat);
 /* The VAE tile (latent pixels) when tiling is on and an (h, w) latent needs tiles, else 0. */
 int64_t lf_gen_vae_tile(const lf_gen *g, int64_t h, int64_t w, int on);
 /* Give back g's backend buffers. */
 void lf_gen_stage_free(lf_gen *g);
+/* gen_sample.c: a job's sampler loop on the session's compute (host/sample/sampler_compute.h): the latent,
+ * the UNet's input and output and the sampler's state stay in the compute's memory. lf_gen_sbuf: buffer
+ * i of at least n floats (f32: stored in f32 whatever the activation type; contents lost when it grows).
+ * lf_gen_sample_cond: the conditioning of the current set (N samples, CFG's unconditional first) where the
+ * compute reads it, uploaded only when the set or N changes. lf_gen_sample_check: the step's model input x
+ * and prediction out (tot floats each) finite, else the error of the host check check(check_ctx, ...)
+ * (checked on the device, one float each moved back; the flagged array then goes to the host for it). lf_gen_sample_run: the sampler run on host latent x (tot floats; one upload,
+ * one download). */
+lf_status lf_gen_sbuf(lf_gen *g, int i, int64_t n, int f32, float **out);
+void lf_gen_sbuf_free(lf_gen *g);
+lf_status lf_gen_sample_cond(lf_gen *g, int N, const float **ctx, const float **y);
+typedef lf_status (*lf_gen_check_fn)(const void *ctx, int step, const float *v, size_t n, const char *what);
+lf_status lf_gen_sample_check(lf_gen *g, int step, const float *x, const float *out, int64_t tot, lf_gen_check_fn check,
+                              const void *check_ctx);
+lf_status lf_gen_sample_run(lf_gen *g, lf_sampler *smp, float *x, int64_t tot, lf_rng *rng, const lf_sampler_cb *cb);
 /* Adapters on the device, at a job's first step: when the compute patches in its own memory (compute.h
  * patch), every UNet job whose weight the UNet holds as the checkpoint stores it goes to a patch model
  * of the compute (holding W0) and the UNet's weight is bound to the device copy; the host never patches

@@ -11,6 +11,7 @@ static const char *const lf_cop_names[LF_COP_COUNT] = {
     "linear", "conv2d", "group_norm", "layer_norm", "silu", "gelu", "gelu_tanh", "quick_gelu", "geglu", "add",
     "mul", "scale", "add_bias_c", "add_bias_nc", "attention", "nchw_to_nlc", "nlc_to_nchw", "resize_nearest",
     "pad2d", "concat_c", "timestep_embedding", "embedding", "copy2d", "conv2d_add", "group_norm_silu",
+    "sample_update",
 };
 
 const char *lf_cop_name(lf_cop op) { return (unsigned)op < LF_COP_COUNT ? lf_cop_names[op] : "?"; }
@@ -67,7 +68,8 @@ static lf_status lf_cnt_end(lf_compute_count *cc, lf_cop op, double t0, lf_statu
 
 /* ---- memory ------------------------------------------------------------------------------------ */
 
-static lf_status lf_cnt_alloc(lf_compute *c, int64_t n, float **out) {
+/* f32: the inner compute's alloc_f32 (lf_compute_alloc_f32), else its alloc */
+static lf_status lf_cnt_alloc_as(lf_compute *c, int64_t n, float **out, int f32) {
     lf_compute_count *cc = lf_cc(c);
     *out = NULL;
     if (cc->n_bufs == cc->cap_bufs) {
@@ -78,7 +80,7 @@ static lf_status lf_cnt_alloc(lf_compute *c, int64_t n, float **out) {
     }
     float *p = NULL;
     if (cc->inner) {
-        lf_status st = cc->inner->alloc(cc->inner, n, &p);
+        lf_status st = f32 ? lf_compute_alloc_f32(cc->inner, n, &p) : cc->inner->alloc(cc->inner, n, &p);
         if (st != LF_OK) return st;
     } else if ((p = malloc(1)) == NULL) { /* a distinct placeholder address: a dry buffer is never read */
         return lf_err(LF_ERR_NOMEM, "counting compute: out of memory");
@@ -91,6 +93,9 @@ static lf_status lf_cnt_alloc(lf_compute *c, int64_t n, float **out) {
     *out = p;
     return LF_OK;
 }
+
+static lf_status lf_cnt_alloc(lf_compute *c, int64_t n, float **out) { return lf_cnt_alloc_as(c, n, out, 0); }
+static lf_status lf_cnt_alloc_f32(lf_compute *c, int64_t n, float **out) { return lf_cnt_alloc_as(c, n, out, 1); }
 
 static void lf_cnt_release(lf_compute *c, float *p) {
     lf_compute_count *cc = lf_cc(c);
@@ -107,11 +112,15 @@ static void lf_cnt_release(lf_compute *c, float *p) {
 
 static lf_status lf_cnt_upload(lf_compute *c, float *dst, const float *src, int64_t n) {
     lf_compute *in = lf_cc(c)->inner;
+    lf_cc(c)->uploads++;
+    lf_cc(c)->up_bytes += 4.0 * (double)n;
     return in ? in->upload(in, dst, src, n) : LF_OK;
 }
 
 static lf_status lf_cnt_download(lf_compute *c, float *dst, const float *src, int64_t n) {
     lf_compute *in = lf_cc(c)->inner;
+    lf_cc(c)->downloads++;
+    lf_cc(c)->down_bytes += 4.0 * (double)n;
     if (!in) memset(dst, 0, (size_t)n * sizeof *dst); /* the caller's host array: defined, not computed */
     return in ? in->download(in, dst, src, n) : LF_OK;
 }
@@ -292,6 +301,13 @@ static lf_status lf_cnt_timestep_embedding(lf_compute *c, float *emb, const floa
     LF_CC_PASS(LF_COP_TIMESTEP_EMBEDDING, timestep_embedding, emb, t, N, dim, flip_sin_to_cos, shift, max_period);
 }
 
+/* FLOPs: about 4 per element per buffer; bytes: every buffer read or written once */
+static lf_status lf_cnt_sample_update(lf_compute *c, const lf_sample_upd *u, float *const *b, int64_t n) {
+    double nb = (double)lf_su_nbufs(u);
+    lf_cnt_add(c, LF_COP_SAMPLE_UPDATE, 4.0 * nb * (double)n, nb * (double)n, 0);
+    LF_CC_PASS(LF_COP_SAMPLE_UPDATE, sample_update, u, b, n);
+}
+
 static lf_status lf_cnt_embedding(lf_compute *c, float *y, const float *table, const int32_t *ids, int64_t L, int64_t V,
                                  int64_t D) {
     lf_cnt_add(c, LF_COP_EMBEDDING, 0, (double)(L * D), 4.0 * (double)(L * D));
@@ -333,6 +349,7 @@ void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner) {
     c->act = inner ? inner->act : LF_F32;
     c->alloc = lf_cnt_alloc;
     c->release = lf_cnt_release;
+    c->alloc_f32 = inner && inner->alloc_f32 ? lf_cnt_alloc_f32 : NULL;
     c->upload = lf_cnt_upload;
     c->download = lf_cnt_download;
     c->copy2d = lf_cnt_copy2d;
@@ -367,6 +384,7 @@ void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner) {
      * composes them and their parts are counted */
     c->conv2d_add = inner && inner->conv2d_add ? lf_cnt_conv2d_add : NULL;
     c->group_norm_silu = inner && inner->group_norm_silu ? lf_cnt_group_norm_silu : NULL;
+    c->sample_update = lf_cnt_sample_update;
 }
 
 void lf_compute_count_reset(lf_compute_count *cc) {
@@ -375,6 +393,8 @@ void lf_compute_count_reset(lf_compute_count *cc) {
         (void)cc->clock.collect(cc->clock.ctx, sec, LF_COP_COUNT);
     }
     memset(cc->op, 0, sizeof cc->op);
+    cc->uploads = cc->downloads = 0;
+    cc->up_bytes = cc->down_bytes = 0;
     cc->peak = cc->live;
     cc->allocs = 0;
 }

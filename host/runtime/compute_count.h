@@ -40,6 +40,9 @@ typedef struct lf_compute_count {
     lf_cop_stats op[LF_COP_COUNT];
     double live, peak;          /* bytes of activation buffers held now / at most */
     uint64_t allocs;
+    /* host -> backend (upload) and backend -> host (download) calls and bytes (f32 host data) */
+    uint64_t uploads, downloads;
+    double up_bytes, down_bytes;
     /* the buffers handed out and not yet released, with their sizes (placeholders when dry) */
     struct lf_cnt_buf { float *p; int64_t n; } *bufs;
     size_t n_bufs, cap_bufs;

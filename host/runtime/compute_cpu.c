@@ -122,6 +122,26 @@ LF_CC_OP(embedding, (lf_compute *c, float *y, const float *table, const int32_t 
 #undef LF_CC_OP
 #undef LF_CC_VOID
 
+/* the per-element formula of lf_sample_update.h, one loop per op so the switch is outside the loop */
+static lf_status lf_cc_sample_update(lf_compute *c, const lf_sample_upd *u, float *const *b, int64_t n) {
+    (void)c;
+    if ((unsigned)u->op >= LF_SU_COUNT) return lf_err(LF_ERR_ARG, "cpu compute: sample_update: unknown op %d", u->op);
+    lf_sample_upd one = *u;
+    switch (u->op) {
+#define LF_CC_SU(op_)                                                                                         \
+    case op_:                                                                                                 \
+        one.op = op_;                                                                                         \
+        for (int64_t i = 0; i < n; i++) lf_su_elem(&one, b, i);                                               \
+        break;
+        LF_CC_SU(LF_SU_SCALE_IN) LF_CC_SU(LF_SU_CFG) LF_CC_SU(LF_SU_COPY) LF_CC_SU(LF_SU_EULER)
+        LF_CC_SU(LF_SU_HEUN1) LF_CC_SU(LF_SU_HEUN2) LF_CC_SU(LF_SU_DDIM) LF_CC_SU(LF_SU_X0_VP) LF_CC_SU(LF_SU_DPM)
+        LF_CC_SU(LF_SU_UNIPC_C) LF_CC_SU(LF_SU_UNIPC_P) LF_CC_SU(LF_SU_NONFINITE)
+#undef LF_CC_SU
+    default: break;
+    }
+    return LF_OK;
+}
+
 static lf_compute lf_cc_table = {
     .name = "cpu",
     .impl = NULL,
@@ -159,6 +179,7 @@ static lf_compute lf_cc_table = {
     .concat_c = lf_cc_concat_c,
     .timestep_embedding = lf_cc_timestep_embedding,
     .embedding = lf_cc_embedding,
+    .sample_update = lf_cc_sample_update,
 };
 
 lf_compute *lf_compute_cpu(void) { return &lf_cc_table; }

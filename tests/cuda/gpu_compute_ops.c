@@ -37,6 +37,7 @@
 #include "cuda_test_open.h"
 #include "host/cuda/compute_cuda.h"
 #include "kernels/common/lf_half.h"
+#include "host/runtime/compute_cpu.h"
 #include "kernels/cpu/nn/lf_nn.h"
 #include "lf_test.h"
 #include "lf_test_rng.h"
@@ -49,7 +50,8 @@ static int verbose, require_cudnn, require_fallback, require_refused;
 static const char *const OPS[LF_COP_COUNT] = {
     "linear", "conv2d", "group_norm", "layer_norm", "silu", "gelu", "gelu_tanh", "quick_gelu", "geglu", "add",
     "mul", "scale", "add_bias_c", "add_bias_nc", "attention", "nchw_to_nlc", "nlc_to_nchw", "resize_nearest",
-    "pad2d", "concat_c", "timestep_embedding", "embedding", "copy2d", "conv2d_add", "group_norm_silu"};
+    "pad2d", "concat_c", "timestep_embedding", "embedding", "copy2d", "conv2d_add", "group_norm_silu",
+    "sample_update"};
 
 static struct {
     double nmse, maxabs;
@@ -463,6 +465,29 @@ static void t_embed(void) {
     free(table), free(ref);
 }
 
+/* ---- the sampler's updates (every op and flag: gpu_sample) ---------------------------------------- */
+
+static void t_sample_update(void) {
+    const int64_t n = 1000;
+    float *u = rnd(n, -2, 2), *c = rnd(n, -2, 2), *ref = malloc((size_t)n * sizeof *ref);
+    float *du = NULL, *dc = NULL, *dy = NULL;
+    ok(lf_compute_alloc_f32(C, n, &du), "alloc_f32");
+    ok(lf_compute_alloc_f32(C, n, &dc), "alloc_f32");
+    ok(lf_compute_alloc_f32(C, n, &dy), "alloc_f32");
+    ok(C->upload(C, du, u, n), "upload");
+    ok(C->upload(C, dc, c, n), "upload");
+    lf_sample_upd cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.op = LF_SU_CFG;
+    cfg.k[0] = 7.5f;
+    float *hb[LF_SU_BUFS] = {ref, u, c, NULL, NULL, NULL}, *db[LF_SU_BUFS] = {dy, du, dc, NULL, NULL, NULL};
+    ok(lf_compute_cpu()->sample_update(lf_compute_cpu(), &cfg, hb, n), "cpu sample_update");
+    ok(C->sample_update(C, &cfg, db, n), "sample_update");
+    compare(LF_COP_SAMPLE_UPDATE, "CFG 7.5, 1000", ref, dy, n, 0);
+    C->release(C, du), C->release(C, dc), C->release(C, dy);
+    free(u), free(c), free(ref);
+}
+
 /* ---- memory ops and the weight cache ----------------------------------------------------------- */
 
 static void t_memory(void) {
@@ -620,6 +645,7 @@ int main(int argc, char **argv) {
     t_layout();
     t_embed();
     t_memory();
+    t_sample_update();
     t_conv_cache();
 
     lf_compute_cuda_paths paths;
