@@ -24,7 +24,7 @@
 #   generate   lorafuse generate --json on the demo model (64x64, 20 steps, its LoRA) and the SD1.5 mini
 #              model (batch 4), --backend cuda then --backend cpu: the summary line (which backend) and
 #              the per-image timings in run.log, a profile by op kind (LF_COMPUTE_PROFILE=1); then
-#              lf_bench_unet_counts (the floors of a full-size step)
+#              lf_bench_unet_counts (the floors of a full-size step, unfused and with the fused ops)
 #   bench      lf_bench_apply --json OUTDIR/bench.jsonl, then lf_bench_unet_gpu (a full-size SD1.5 512² and
 #              SDXL 1024² UNet CFG step at 1, 4 and 8 images, per-op times, cuDNN paths) into the same file
 #   mixed      lf_bench_generate_sd15 --mixed 8 --rank 32 --cuda: 8 images with 8 different rank-32 LoRAs in
@@ -616,7 +616,8 @@ if wanted generate; then
                 --output-dir "$TMPD/gen-$be" --hash-cache '') || rc=$?
         done
         counts=$(find_bin lf_bench_unet_counts)
-        [[ -n $counts ]] && (cd "$ROOT" && run_logged 30 "$RUNLOG" "$counts" --batch 1)
+        [[ -n $counts ]] && (cd "$ROOT" && run_logged 30 "$RUNLOG" "$counts" --batch 1 &&
+            run_logged 30 "$RUNLOG" "$counts" --batch 1 --fused)
         if ((rc == 124 || rc == 137)); then
             record generate TIMEOUT $((SECONDS - t)) "over $((lim / 4))s per run"
         elif ((rc != 0)); then
