@@ -238,21 +238,23 @@ static lf_gen_opts job(const char *model, const char *prompt, const char *sample
  * they hold the last step's patched bytes), and every job's images equal a fresh process's whatever ran
  * before it in the session: A (a LoRA schedule), A' (the same LoRA at other strengths, its UNet schedule
  * at 0 on step 1: the kept device model's layers go back to W0 there), B (another adapter), A, no adapter,
- * A. The device patch model is kept across jobs with the same UNet adapters (A -> A': device_kept, and
- * the session holds one after a job with UNet adapters) and made again after B and after the job
- * without adapters (which drops it). */
+ * A, C (the same LoRA at a constant strength), C. The device patch model is kept across jobs with the same
+ * UNet adapters (A -> A', A -> C, C -> C: device_kept, and the session holds one after a job with UNet
+ * adapters), made again after B and after the job without adapters (which drops it), and C's repeat
+ * rewrites nothing. */
 static void session_jobs(void) {
     const char *model = "models/sd15-mini.safetensors";
-    enum { A, A2, B, NONE, NJOB };
+    enum { A, A2, B, NONE, C, NJOB };
     lf_gen_opts o[NJOB] = {
         job(model, "a red fox <lora:mini_lora:te=0.5:unet=0.8@0,0.3@1>", "Euler", 2, 32, "models/lora"),
         job(model, "a red fox <lora:mini_lora:te=0.2:unet=0@0,1.1@1>", "Euler", 2, 32, "models/lora"),
         job(model, "a red fox <lora:mini_loha:0.7>", "Euler", 2, 32, "models/lora"),
-        job(model, "a red fox", "Euler", 2, 32, "models/lora")};
-    static const char *const names[NJOB] = {"A", "A'", "B", "no adapter"};
+        job(model, "a red fox", "Euler", 2, 32, "models/lora"),
+        job(model, "a red fox <lora:mini_lora:0.6>", "Euler", 2, 32, "models/lora")};
+    static const char *const names[NJOB] = {"A", "A'", "B", "no adapter", "C"};
     /* the session's jobs, and whether each must find the kept device model */
-    static const int seq[] = {A, A2, B, A, NONE, A};
-    static const int kept[] = {0, 1, 0, 0, 0, 0};
+    static const int seq[] = {A, A2, B, A, NONE, A, C, C};
+    static const int kept[] = {0, 1, 0, 0, 0, 0, 1, 1};
     shot fresh[NJOB], got;
     char be[256];
     size_t n = 0, bad, du = 0;
@@ -279,6 +281,7 @@ static void session_jobs(void) {
             LF_CHECK(n > 100 && bad == 0, "cuda session: %zu of %zu host UNet weights patched", bad, n);
         }
         if (i == 1) LF_CHECK(du > 0, "A' on A's kept model: no layer rewritten");
+        if (i == 7) LF_CHECK(du == 0, "C (a constant strength) again: %zu device layers rewritten", du);
         shot_free(&got);
     }
     lf_gen_session_free(ss);
