@@ -55,13 +55,19 @@ typedef struct lf_compute lf_compute;
  * in the job's dtype and shape (row-major, conv (out, in, kh, kw) flattened as the ops read it); step
  * brings the working copies to step t's coefficients (always from W0, only the jobs whose coefficients
  * differ from what they hold; in the compute's order, complete on return) and says how many it
- * rewrote; weight(m, i) is job jobs[i]'s working copy, for bind. Errors name the call and the layer. */
+ * rewrote; weight(m, i) is job jobs[i]'s working copy, for bind. Errors name the call and the layer.
+ * retarget(c, m, sp, jobs, n): step reads step plan sp's coefficients for its jobs `jobs` from now on; the
+ * caller vouches that they are the model's layers with the same patches (adapter files, modules and their
+ * parameters, in order), whatever their coefficients, so a model kept across jobs is stepped like a new
+ * one and gives its bytes (layers are always rewritten from W0, and only where the coefficients differ
+ * from what they hold). LF_ERR_ARG, nothing changed, when the layout differs. NULL: make a new model. */
 struct lf_step_plan;
 typedef struct lf_compute_patcher {
     lf_status (*create)(lf_compute *c, const struct lf_step_plan *sp, const size_t *jobs, size_t n, void **out);
     lf_status (*step)(lf_compute *c, void *m, int t, size_t *rewritten);
     void *(*weight)(void *m, size_t i);
     void (*free)(void *m);
+    lf_status (*retarget)(lf_compute *c, void *m, const struct lf_step_plan *sp, const size_t *jobs, size_t n);
 } lf_compute_patcher;
 
 /* Arguments of `supports`: the op, the dtype of its weight (LF_F32 when it has none) and, for

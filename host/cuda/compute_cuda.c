@@ -382,8 +382,26 @@ static lf_status lf_cc_patch_step(lf_compute *c, void *m, int t, size_t *rewritt
 
 static void *lf_cc_patch_weight(void *m, size_t i) { return lf_dev_weight(((lf_cc_patchm *)m)->dm, i); }
 
+static lf_status lf_cc_patch_retarget(lf_compute *c, void *m, const struct lf_step_plan *sp, const size_t *jobs,
+                                      size_t n) {
+    (void)c;
+    lf_cc_patchm *p = m;
+    size_t *nj = malloc((n ? n : 1) * sizeof *nj);
+    if (!nj) return lf_err(LF_ERR_NOMEM, "out of memory");
+    if (n) memcpy(nj, jobs, n * sizeof *nj);
+    lf_status st = lf_dev_model_fits_steps(p->dm, sp, nj, n);
+    if (st != LF_OK) {
+        free(nj);
+        return lf_err_wrap(st, "cuda compute: adapters on the device: ");
+    }
+    free(p->jobs);
+    p->jobs = nj;
+    p->sp = sp;
+    return LF_OK;
+}
+
 static const lf_compute_patcher lf_cc_patcher = {lf_cc_patch_create, lf_cc_patch_step, lf_cc_patch_weight,
-                                                 lf_cc_patch_free};
+                                                 lf_cc_patch_free, lf_cc_patch_retarget};
 
 /* ---- memory ops -------------------------------------------------------------------------------- */
 

@@ -6,8 +6,9 @@
  * plan's coefficient rows are (coef[t * n_coef + patch_base[j] + k]), so device patch p of job i is
  * row entry patch_base[jobs[i]] + (p - patch0(i)). A step is then: that row becomes the pending
  * coefficients, and lf_dev_apply rewrites the jobs whose coefficients changed, which for consecutive
- * steps is the step's job list. Built in every build (it uses only the device API; without CUDA
- * lf_device_open already refused).
+ * steps is the step's job list. The model keeps nothing of the plan, so another plan whose jobs have the
+ * same layout (lf_dev_model_fits_steps) may step it too. Built in every build (it uses only the device
+ * API; without CUDA lf_device_open already refused).
  */
 #include <stdlib.h>
 
@@ -37,6 +38,21 @@ static lf_status lf_steps_set(lf_dev_model *dm, const lf_step_plan *sp, const si
     return st;
 }
 
+lf_status lf_dev_model_fits_steps(const lf_dev_model *dm, const lf_step_plan *sp, const size_t *jobs, size_t n) {
+    size_t nj = jobs ? n : sp->plan->n_jobs;
+    if (nj != lf_dev_n_jobs(dm))
+        return lf_err(LF_ERR_ARG, "a device model of %zu layers for %zu jobs of a step plan", lf_dev_n_jobs(dm), nj);
+    for (size_t i = 0; i < nj; i++) {
+        size_t j = lf_steps_job(jobs, i);
+        if (j >= sp->plan->n_jobs) return lf_err(LF_ERR_ARG, "job %zu of a plan of %zu", j, sp->plan->n_jobs);
+        size_t np = i + 1 < nj ? lf_dev_job_patch0(dm, i + 1) : lf_dev_n_patches(dm);
+        if (np - lf_dev_job_patch0(dm, i) != sp->plan->jobs[j].n_patches)
+            return lf_err(LF_ERR_ARG, "layer '%s': %zu device patches, step plan %zu", sp->plan->jobs[j].target->name,
+                          np - lf_dev_job_patch0(dm, i), sp->plan->jobs[j].n_patches);
+    }
+    return LF_OK;
+}
+
 lf_status lf_dev_model_create_steps_jobs(lf_device *dev, const lf_step_plan *sp, const size_t *jobs, size_t n,
                                          const lf_dev_opts *opts, lf_dev_model **out) {
     *out = NULL;
@@ -58,17 +74,9 @@ lf_status lf_dev_model_create_steps_jobs(lf_device *dev, const lf_step_plan *sp,
         free(sub);
     }
     if (st != LF_OK) return st;
-    for (size_t i = 0; i < lf_dev_n_jobs(dm); i++) {
-        size_t j = lf_steps_job(jobs, i);
-        size_t np = i + 1 < lf_dev_n_jobs(dm) ? lf_dev_job_patch0(dm, i + 1) : lf_dev_n_patches(dm);
-        if (np - lf_dev_job_patch0(dm, i) != sp->plan->jobs[j].n_patches) {
-            lf_dev_model_free(dm);
-            return lf_err(LF_ERR_ARG, "layer '%s': %zu device patches, step plan %zu", sp->plan->jobs[j].target->name,
-                          np - lf_dev_job_patch0(dm, i), sp->plan->jobs[j].n_patches);
-        }
-    }
+    st = lf_dev_model_fits_steps(dm, sp, jobs, n);
     /* created "pending = plan placeholders": make step 0 (nothing applied) the pending state */
-    st = lf_steps_set(dm, sp, jobs, 0);
+    if (st == LF_OK) st = lf_steps_set(dm, sp, jobs, 0);
     if (st != LF_OK) {
         lf_dev_model_free(dm);
         return st;

@@ -13,6 +13,10 @@
  * layers (those the UNet holds as stored); their device copies are bound to the UNet's host weights, which
  * stay W0, and are unbound at the job's end (the next use uploads W0 again). Text-encoder layers (their
  * fused q/k/v copies cannot be bound) and weights the UNet holds converted stay on the host path.
+ * The patch model (W0, working copies, factors) outlives its job in the session (s->dkeep) and serves the
+ * next job whose device layers and patches are the same whatever their strengths and schedules (key:
+ * lf_gen_dev_key), which then uploads nothing for them; it is freed when a job has other adapters or none
+ * (lf_gen_dev_open, lf_gen_session_switch), when a step of it failed, and with the models or the compute.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +107,7 @@ void lf_gen_compute_close(lf_gen_session *s) {
         s->prof = NULL;
         s->prof_text = NULL;
     }
+    if (s->cc) lf_gen_dev_drop(s); /* made on the compute: freed before it */
     if (s->cc && !s->cc->host_memory) {
         lf_wts_watch(NULL, NULL);
         s->cc->destroy(s->cc);
@@ -196,12 +201,56 @@ static int lf_gen_dev_fits(const lf_gen *g, size_t j, lf_view *v) {
     return es && v->dtype == t->dtype && (size_t)lf_view_numel(v) * es == (size_t)(t->end - t->begin);
 }
 
+/* LF_GEN_DEV_KEEP=0: a new patch model for every job (the measurement of what keeping saves) */
+static int lf_gen_dev_keeps(const lf_compute *c) {
+    const char *e = getenv("LF_GEN_DEV_KEEP");
+    return c->patch->retarget && !(e && !strcmp(e, "0"));
+}
+
+int lf_gen_dev_patches(const lf_gen *g) {
+    if (g->sess && g->sess->cc) return lf_gen_base(g->sess)->patch != NULL;
+    return g->o.backend == LF_GEN_CUDA && g->o.cuda; /* the CUDA compute patches on the device */
+}
+
+void lf_gen_dev_drop(lf_gen_session *s) {
+    if (!s->dkeep) return;
+    lf_compute *c = lf_gen_base(s);
+    c->patch->free(s->dkeep);
+    s->dkeep = NULL;
+}
+
+/* g->dkey: what decides the device model's bytes apart from its coefficients: per device layer in order,
+ * the checkpoint tensor (name, dtype, size) and its patches (lf_gen_patch_hash without the coefficient) */
+static void lf_gen_dev_key(lf_gen *g) {
+    lf_sha256 h;
+    lf_sha256_init(&h);
+    for (size_t i = 0; i < g->n_dev; i++) {
+        const lf_job *job = &g->sp->plan->jobs[g->dev_jobs[i]];
+        unsigned long long v[3] = {(unsigned long long)job->target->dtype,
+                                   (unsigned long long)(job->target->end - job->target->begin),
+                                   (unsigned long long)job->n_patches};
+        lf_sha256_update(&h, job->target->name, strlen(job->target->name) + 1);
+        lf_sha256_update(&h, v, sizeof v);
+        for (size_t k = 0; k < job->n_patches; k++)
+            lf_gen_patch_hash(&h, g->aid[job->patches[k].adapter], &job->patches[k], 0.0f);
+    }
+    lf_sha256_final(&h, g->dkey);
+}
+
 void lf_gen_dev_close(lf_gen *g) {
-    lf_compute *c = g->sess ? lf_gen_base(g->sess) : NULL;
+    lf_gen_session *s = g->sess;
+    lf_compute *c = s ? lf_gen_base(s) : NULL;
     for (size_t i = 0; c && g->dpatch && i < g->n_dev; i++) /* bound copies are dropped, not freed */
         c->forget(c, g->dev_view[i].data, (size_t)lf_view_numel(&g->dev_view[i]) * lf_gen_dtype_size(g->dev_view[i].dtype));
-    if (c && g->dpatch) c->patch->free(g->dpatch);
+    if (c && g->dpatch && g->dpatch_ok && lf_gen_dev_keeps(c)) { /* for the next job (lf_gen_dev_open) */
+        lf_gen_dev_drop(s);
+        s->dkeep = g->dpatch;
+        memcpy(s->dkeep_key, g->dkey, LF_GEN_SIG);
+    } else if (c && g->dpatch) {
+        c->patch->free(g->dpatch);
+    }
     g->dpatch = NULL;
+    g->dpatch_ok = 0;
     free(g->host_held);
     free(g->dev_jobs);
     free(g->dev_view);
@@ -211,6 +260,20 @@ void lf_gen_dev_close(lf_gen *g) {
     g->dev_view = NULL;
     g->host_list = NULL;
     g->n_dev = 0;
+}
+
+/* the session's kept model as g's when it has g's key and takes g's step plan; 0 when there is none */
+static int lf_gen_dev_take(lf_gen *g, lf_compute *c) {
+    lf_gen_session *s = g->sess;
+    if (!s->dkeep || !lf_gen_dev_keeps(c) || memcmp(s->dkeep_key, g->dkey, LF_GEN_SIG)) return 0;
+    if (c->patch->retarget(c, s->dkeep, g->sp, g->dev_jobs, g->n_dev) != LF_OK) {
+        lf_err_clear(); /* a layout the key did not tell apart: a new model */
+        return 0;
+    }
+    g->dpatch = s->dkeep;
+    s->dkeep = NULL;
+    g->times.device_kept = 1;
+    return 1;
 }
 
 lf_status lf_gen_dev_open(lf_gen *g) {
@@ -230,14 +293,21 @@ lf_status lf_gen_dev_open(lf_gen *g) {
         if (!g->host_held[j]) g->dev_jobs[g->n_dev++] = j;
     }
     if (!g->n_dev) { /* all on the host, as without a patcher */
+        lf_gen_dev_drop(g->sess);
         lf_gen_dev_close(g);
         return LF_OK;
     }
-    lf_status st = c->patch->create(c, g->sp, g->dev_jobs, g->n_dev, &g->dpatch);
+    lf_gen_dev_key(g);
+    lf_status st = LF_OK;
+    if (!lf_gen_dev_take(g, c)) {
+        lf_gen_dev_drop(g->sess); /* other adapters: its memory goes before this job's model is made */
+        st = c->patch->create(c, g->sp, g->dev_jobs, g->n_dev, &g->dpatch);
+    }
     for (size_t i = 0; i < g->n_dev && st == LF_OK; i++) {
         st = c->bind(c, g->dev_view[i].data, &g->dev_view[i], c->patch->weight(g->dpatch, i));
         if (st != LF_OK) st = lf_err_wrap(st, "'%s': ", g->sp->plan->jobs[g->dev_jobs[i]].target->name);
     }
+    g->dpatch_ok = st == LF_OK;
     if (st != LF_OK) lf_gen_dev_close(g);
     return st;
 }
@@ -245,5 +315,7 @@ lf_status lf_gen_dev_open(lf_gen *g) {
 lf_status lf_gen_dev_step(lf_gen *g, int t, size_t *n) {
     *n = 0;
     lf_compute *c = lf_gen_base(g->sess);
-    return g->dpatch ? c->patch->step(c, g->dpatch, t, n) : LF_OK;
+    lf_status st = g->dpatch ? c->patch->step(c, g->dpatch, t, n) : LF_OK;
+    if (st != LF_OK) g->dpatch_ok = 0; /* what its layers hold is not known: not kept */
+    return st;
 }

@@ -4,7 +4,10 @@
  * Estimate (bytes; docs/generate.md "Memory"):
  *   weights   the UNet, VAE and text-encoder weights in their stored dtype (docs/model-runtime.md: mapped
  *             from the file or one copy), plus f32 copies of the small 1-D tensors and the token embeddings
- *   patched   the adapters' target layers in their checkpoint dtype (the CPU backend's pristine copies)
+ *   patched   the adapters' target layers in their checkpoint dtype (the CPU backend's patched copies),
+ *             but for those a device compute patches in its own memory (gen_compute.c: UNet layers held
+ *             as stored), which count in `device` instead: W0 and the working copy in their dtype and the
+ *             factors as f32 (device memory, not in the total)
  *   buffers   per sampler run of R images (R = batch size, 1 for ancestral/SDE samplers), n = R * 4 * h * w
  *             latent values: x, the UNet's input and output pair (2 * 2n), the sampler's six work
  *             arrays (6n): 11n floats; the decoded image 3 * H * W floats and its 8-bit copy
@@ -170,6 +173,29 @@ static uint64_t lf_gen_vae_peak(const lf_vae *v, int64_t h, int64_t w, int64_t T
     return T ? lf_vae_decode_tiled_peak(v, h, w, T) : lf_vae_decode_peak(v, 1, h, w);
 }
 
+/* m->patched and m->device: the adapters' layers on the host and, where the UNet's are patched on the
+ * device, on the device. The UNet holds as stored (so a device patches in place, gen_compute.c) the F16,
+ * BF16 and F32 weights of 2 or more dimensions and F32 1-D ones; 16-bit 1-D ones as f32 copies. */
+static void lf_gen_mem_adapters(const lf_gen *g, lf_gen_mem *m) {
+    const lf_step_plan *sp = g->sp;
+    int dev = lf_gen_dev_patches(g);
+    for (size_t j = 0; j < sp->plan->n_jobs; j++) {
+        const lf_job *job = &sp->plan->jobs[j];
+        const lf_st_tensor *t = job->target;
+        uint64_t b = t->end - t->begin;
+        int stored = t->dtype == LF_F32 || ((t->dtype == LF_F16 || t->dtype == LF_BF16) && t->ndim >= 2);
+        if (!dev || sp->job_comp[j] != LF_COMP_UNET || !stored) {
+            m->patched += b;
+            continue;
+        }
+        m->device += 2 * b;
+        for (size_t k = 0; k < job->n_patches; k++)
+            for (int r = 0; r < LF_R_COUNT; r++)
+                if (job->patches[k].mod.present & (1u << r))
+                    m->device += 4 * (uint64_t)lf_view_numel(&job->patches[k].mod.t[r]);
+    }
+}
+
 /* the UNet phase holds every weight, the decode only what decode_w counts */
 static uint64_t lf_gen_mem_total(const lf_gen_mem *m, uint64_t decode_w) {
     uint64_t unet_phase = m->weights + m->unet, vae_phase = decode_w + m->vae;
@@ -193,8 +219,7 @@ lf_status lf_gen_check_memory(lf_gen *g) {
     memset(m, 0, sizeof *m);
     uint64_t conv = 0, decode_w = 0;
     m->weights = lf_weight_bytes(g->m->st, &conv, &decode_w);
-    for (size_t j = 0; j < g->sp->plan->n_jobs; j++)
-        m->patched += g->sp->plan->jobs[j].target->end - g->sp->plan->jobs[j].target->begin;
+    lf_gen_mem_adapters(g, m);
     m->buffers = 4 * 11 * n + 4 * 3 * px + 3 * px;
     m->unet = lf_unet_forward_peak(u, (o->cfg > 1.0 ? 2 : 1) * R, h, w, LF_GEN_MEM_TOKENS);
     m->vae = lf_gen_vae_peak(v, h, w, lf_gen_vae_tile(g, h, w, o->vae_tiling));

@@ -13,7 +13,8 @@
  *      W0 (lf_cpu_backend_step_jobs) and handed to the models; the others already hold those bytes.
  * Later steps go as in a fresh process (the plan's per-step lists). Layers a device compute patches in
  * its own memory (gen_compute.c, g->host_held 0) are never patched on the host: they hold W0 there and
- * keep the W0 signature; the device copy lives for one job only. So a job's weights at every step
+ * keep the W0 signature; the device's patch model is bound for one job only (kept unbound in the session
+ * for a next job with the same device adapters, which steps it from W0 like a new one). So a job's weights at every step
  * are byte for byte those of a freshly loaded model, and a request with the same adapters as the last one
  * rewrites nothing. While a tensor is being rewritten its signature is "unknown" (all 0xff), so a failure
  * half-way leaves nothing that a later job would trust.
@@ -36,6 +37,7 @@
 static const unsigned char lf_sig_w0[LF_GEN_SIG] = {0};
 
 void lf_gen_session_unload(lf_gen_session *s) {
+    lf_gen_dev_drop(s); /* also when memory was short (lf_gen_unload): the device's share goes too */
     lf_unet_free(s->unet);
     lf_vae_free(s->vae);
     lf_clip_free(s->te1);
@@ -142,22 +144,7 @@ static void lf_gen_job_sig(const lf_gen *g, int t, size_t j, lf_patch *scratch, 
         const lf_patch *p = &job.patches[i];
         if (p->coef == 0.0f) continue;
         any = 1;
-        const lf_module *m = &p->mod;
-        struct {
-            float coef, gamma;
-            double alpha;
-            long long row_off, rows;
-            int bias, algo, rank, gamma_from_scale, dora_axis, glora_old_layout, ia3_on_input, dyn_rank;
-            unsigned present;
-        } v;
-        memset(&v, 0, sizeof v);
-        v.coef = p->coef, v.gamma = m->gamma, v.alpha = m->alpha, v.row_off = p->row_off, v.rows = p->rows;
-        v.bias = p->bias, v.algo = (int)m->algo, v.rank = m->rank, v.gamma_from_scale = m->gamma_from_scale;
-        v.dora_axis = m->dora_axis, v.glora_old_layout = m->glora_old_layout, v.ia3_on_input = m->ia3_on_input;
-        v.dyn_rank = m->dyn_rank, v.present = m->present;
-        lf_sha256_update(&h, g->aid[p->adapter], LF_GEN_SIG);
-        lf_sha256_update(&h, m->name, strlen(m->name) + 1);
-        lf_sha256_update(&h, &v, sizeof v);
+        lf_gen_patch_hash(&h, g->aid[p->adapter], p, p->coef);
     }
     if (!any) {
         memcpy(sig, lf_sig_w0, LF_GEN_SIG);
@@ -171,6 +158,7 @@ static void lf_gen_job_sig(const lf_gen *g, int t, size_t j, lf_patch *scratch, 
 lf_status lf_gen_session_switch(lf_gen_session *s, const lf_step_plan *sp, size_t *restored) {
     size_t nj = sp ? sp->plan->n_jobs : 0;
     *restored = 0;
+    if (!nj) lf_gen_dev_drop(s); /* no adapters (or a mixed batch's own): the device's kept model goes */
     lf_gen_held *nh = calloc(nj + 1, sizeof *nh);
     if (!nh) return lf_err(LF_ERR_NOMEM, "out of memory");
     /* the plan's tensors keep what they hold (W0 when not listed) */

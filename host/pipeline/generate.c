@@ -326,6 +326,15 @@ lf_status lf_gen_open(const lf_gen_opts *opts, lf_gen **out) {
         return st;
     }
     g->info.backend = g->sess->backend;
+    /* auto became a device that patches the UNet's adapter layers in its memory: the estimate of the checks
+     * counted them on the host (the larger figure, so this one passes too) */
+    if (opts->backend == LF_GEN_AUTO && g->sp->plan->n_jobs && lf_gen_dev_patches(g)) {
+        if ((st = lf_gen_check_memory(g)) != LF_OK) {
+            lf_gen_free(g);
+            return st;
+        }
+        g->info.mem_estimate = g->mem.total;
+    }
     *out = g;
     return LF_OK;
 }

@@ -20,9 +20,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "lorafuse/lf_clip.h"
 #include "lorafuse/lf_generate.h"
+#include "lorafuse/lf_hash.h"
 #include "lorafuse/lf_prompt_tags.h"
 #include "lorafuse/lf_sampler.h"
 #include "lorafuse/lf_step_plan.h"
@@ -39,6 +41,9 @@ typedef struct {
 typedef struct {
     uint64_t weights, patched, buffers, unet, vae, scratch, total;
     uint64_t limit;            /* the limit checked against (0: unknown, not checked) */
+    /* device memory of the adapters patched on the device (not in total, which is host memory): each
+     * layer's W0 and working copy in its dtype, and the adapters' factors as f32 */
+    uint64_t device;
 } lf_gen_mem;
 
 /* A checkpoint tensor the loaded models may hold patched, and the signature of the bytes it holds
@@ -49,6 +54,28 @@ typedef struct {
     lf_component comp;
     unsigned char sig[LF_GEN_SIG];
 } lf_gen_held;
+
+/* Patch p of a plan job into h: its adapter file's identity aid (lf_gen_adapter_ids), its module's name and
+ * every parameter that decides the bytes it gives, and coef (gen_session.c: the patch's coefficient at a
+ * step; gen_compute.c's key of a device model, which holds any coefficient: 0). */
+static inline void lf_gen_patch_hash(lf_sha256 *h, const unsigned char aid[LF_GEN_SIG], const lf_patch *p, float coef) {
+    const lf_module *m = &p->mod;
+    struct {
+        float coef, gamma;
+        double alpha;
+        long long row_off, rows;
+        int bias, algo, rank, gamma_from_scale, dora_axis, glora_old_layout, ia3_on_input, dyn_rank;
+        unsigned present;
+    } v;
+    memset(&v, 0, sizeof v);
+    v.coef = coef, v.gamma = m->gamma, v.alpha = m->alpha, v.row_off = p->row_off, v.rows = p->rows;
+    v.bias = p->bias, v.algo = (int)m->algo, v.rank = m->rank, v.gamma_from_scale = m->gamma_from_scale;
+    v.dora_axis = m->dora_axis, v.glora_old_layout = m->glora_old_layout, v.ia3_on_input = m->ia3_on_input;
+    v.dyn_rank = m->dyn_rank, v.present = m->present;
+    lf_sha256_update(h, aid, LF_GEN_SIG);
+    lf_sha256_update(h, m->name, strlen(m->name) + 1);
+    lf_sha256_update(h, &v, sizeof v);
+}
 
 /* Text-encoder outputs kept across the jobs of a session (gen_session.c), keyed by what decides them. */
 #define LF_GEN_TE_MEMO 16
@@ -86,6 +113,10 @@ struct lf_gen_session {
     size_t n_held;
     lf_gen_te_memo memo[LF_GEN_TE_MEMO];
     uint64_t memo_tick;
+    /* the compute's patch model of the last job's device layers, kept for a next job with the same ones
+     * (gen_compute.c): NULL, or a model keyed by dkeep_key (lf_gen_dev_open) holding some coefficients */
+    void *dkeep;
+    unsigned char dkeep_key[LF_GEN_SIG];
 };
 
 struct lf_gen {
@@ -144,6 +175,8 @@ struct lf_gen {
     size_t *dev_jobs, n_dev;   /* the device's plan jobs */
     lf_view *dev_view;         /* per device job: the UNet's host weight its device copy is bound to */
     void *dpatch;              /* the compute's patch model (compute.h lf_compute_patcher) */
+    unsigned char dkey[LF_GEN_SIG]; /* its key: the device layers and their patches, coefficients aside */
+    int dpatch_ok;             /* its layers hold what its coefficients say (no step of it failed) */
     size_t *host_list;         /* scratch: a step's host jobs */
     double t0, run_t0;
     int run_idx, runs, first_image;
@@ -230,13 +263,23 @@ lf_status lf_gen_sample_run(lf_gen *g, lf_sampler *smp, float *x, int64_t tot, l
  * patch), every UNet job whose weight the UNet holds as the checkpoint stores it goes to a patch model
  * of the compute (holding W0) and the UNet's weight is bound to the device copy; the host never patches
  * those (they stay W0 there), the other jobs (text encoders, converted weights) stay on the host
- * (g->host_held). Nothing to do on the CPU or without UNet jobs. */
+ * (g->host_held). The model is the session's kept one when its key (the device layers, their patches'
+ * adapter files, modules and parameters) is this job's (retargeted to this job's step plan: the first
+ * step then rewrites the layers whose coefficients differ), else a new one (the kept one freed first).
+ * Nothing to do on the CPU or without UNet jobs. */
 lf_status lf_gen_dev_open(lf_gen *g);
 /* The device jobs to step t (from W0, those whose coefficients differ from what they hold); *n: how
  * many were rewritten. */
 lf_status lf_gen_dev_step(lf_gen *g, int t, size_t *n);
-/* Unbind the UNet's weights (the compute uploads W0 again on their next use) and free the patch model. */
+/* Unbind the UNet's weights (the compute uploads W0 again on their next use) and hand the patch model to
+ * the session (s->dkeep, for the next job with the same device layers and patches) or, when a step of it
+ * failed, free it. */
 void lf_gen_dev_close(lf_gen *g);
+/* Free the session's kept patch model (the adapters change, the models or the compute go). */
+void lf_gen_dev_drop(lf_gen_session *s);
+/* 1 when g's UNet layers that fit are patched on the device: its session's compute has a patcher, or,
+ * before a compute is open, --backend cuda was asked for (auto is decided when the device opens). */
+int lf_gen_dev_patches(const lf_gen *g);
 
 /* gen_memory.c */
 /* The UNet options of the checkpoint's family (heads rule). */

@@ -162,6 +162,12 @@ lf_status lf_dev_model_create_steps_jobs(lf_device *dev, const struct lf_step_pl
                                          const lf_dev_opts *opts, lf_dev_model **out);
 lf_status lf_dev_apply_step_jobs(lf_dev_model *dm, const struct lf_step_plan *sp, const size_t *jobs, int t,
                                  void *stream);
+/* LF_OK when dm (made from some step plan's jobs) has the layout of sp's jobs `jobs` (n, NULL: all): as
+ * many layers, each with as many patches as its plan job; LF_ERR_ARG naming the first that differs. The
+ * model holds nothing of the plan it was made from, so lf_dev_apply_step_jobs may then step it with sp:
+ * a caller that knows the layers, adapter files and modules are the same (a session's next job with
+ * other strengths or schedules) keeps the model instead of making it again. */
+lf_status lf_dev_model_fits_steps(const lf_dev_model *dm, const struct lf_step_plan *sp, const size_t *jobs, size_t n);
 
 /* ---- truncated SVD on the device (the two paths of `lorafuse extract`, docs/extract.md "GPU") ------- */
 

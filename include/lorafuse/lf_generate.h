@@ -237,6 +237,8 @@ typedef struct lf_gen_times {
     double unet_extra;         /* of unet: a mixed batch's per-image adapters (low-rank terms, split layers) */
     size_t segmented_layers;   /* a mixed batch's Linear layers whose low-rank terms ran as one segmented op
                                   (the CUDA compute's kernels), counted per UNet call */
+    size_t device_kept;        /* 1: the UNet's device patch model was the session's, kept from an earlier job
+                                  with the same adapters (W0 and factors not uploaded again); 0 otherwise */
 } lf_gen_times;
 const lf_gen_times *lf_gen_get_times(const lf_gen *g);
 

@@ -19,8 +19,10 @@
  * UNet's layers are patched on the device (lf_gen_times.device_updates > 0 exactly for the jobs with a UNet
  * LoRA); a text-encoder-only LoRA (patched on the host) gives the CPU's image and not the one without it;
  * on a cuda session the host UNet keeps W0 after a LoRA job (the same check sees the CPU session's
- * patches) and every job equals a fresh process's, bit for bit, whatever ran before. Also: the backend
- * the job reports, and --backend cuda on a device that does not exist is refused with a clear error.
+ * patches) and every job equals a fresh process's, bit for bit, whatever ran before, also on a device
+ * patch model kept from an earlier job with the same adapters at other strengths. Also: the backend
+ * the job reports, --backend cuda on a device that does not exist is refused with a clear error, and the
+ * memory estimate counts the UNet's adapter layers on the device, not on the host.
  * Exits 77 when this build has no CUDA or no device opens.
  * Usage: gpu_generate [-v]
  */
@@ -37,6 +39,7 @@
 #include "lorafuse/lf_safetensors.h"
 
 static int verbose;
+static size_t last_kept; /* lf_gen_times.device_kept of the last run_in */
 
 typedef struct shot {
     float *latent;
@@ -69,6 +72,7 @@ static int run_in(lf_gen_session *ss, const lf_gen_opts *base, lf_gen_backend be
         snprintf(backend, cap, "%s", lf_gen_get_info(g)->backend);
         st = lf_gen_run(g, keep, s);
         if (dev_updates) *dev_updates = lf_gen_get_times(g)->device_updates;
+        last_kept = lf_gen_get_times(g)->device_kept;
     }
     LF_CHECK(st == LF_OK, "%s on %s: %s", o.prompt, be == LF_GEN_CUDA ? "cuda" : "cpu", lf_last_error());
     lf_gen_free(g);
@@ -232,44 +236,66 @@ static lf_gen_opts job(const char *model, const char *prompt, const char *sample
 
 /* Adapters patched on the device, on a resident model: the UNet's host weights stay W0 (while on the CPU
  * they hold the last step's patched bytes), and every job's images equal a fresh process's whatever ran
- * before it in the session (a LoRA schedule, then no adapter, then the schedule again). */
+ * before it in the session: A (a LoRA schedule), A' (the same LoRA at other strengths, its UNet schedule
+ * at 0 on step 1: the kept device model's layers go back to W0 there), B (another adapter), A, no adapter,
+ * A, C (the same LoRA at a constant strength), C. The device patch model is kept across jobs with the same
+ * UNet adapters (A -> A', A -> C, C -> C: device_kept, and the session holds one after a job with UNet
+ * adapters), made again after B and after the job without adapters (which drops it), and C's repeat
+ * rewrites nothing. */
 static void session_jobs(void) {
     const char *model = "models/sd15-mini.safetensors";
-    lf_gen_opts a = job(model, "a red fox <lora:mini_lora:te=0.5:unet=0.8@0,0.3@1>", "Euler", 2, 32, "models/lora");
-    lf_gen_opts b = job(model, "a red fox", "Euler", 2, 32, "models/lora");
-    shot fa, fb, a1, b1, a2;
+    enum { A, A2, B, NONE, C, NJOB };
+    lf_gen_opts o[NJOB] = {
+        job(model, "a red fox <lora:mini_lora:te=0.5:unet=0.8@0,0.3@1>", "Euler", 2, 32, "models/lora"),
+        job(model, "a red fox <lora:mini_lora:te=0.2:unet=0@0,1.1@1>", "Euler", 2, 32, "models/lora"),
+        job(model, "a red fox <lora:mini_loha:0.7>", "Euler", 2, 32, "models/lora"),
+        job(model, "a red fox", "Euler", 2, 32, "models/lora"),
+        job(model, "a red fox <lora:mini_lora:0.6>", "Euler", 2, 32, "models/lora")};
+    static const char *const names[NJOB] = {"A", "A'", "B", "no adapter", "C"};
+    /* the session's jobs, and whether each must find the kept device model */
+    static const int seq[] = {A, A2, B, A, NONE, A, C, C};
+    static const int kept[] = {0, 1, 0, 0, 0, 0, 1, 1};
+    shot fresh[NJOB], got;
     char be[256];
     size_t n = 0, bad, du = 0;
-    if (!run(&a, LF_GEN_CUDA, &fa, be, sizeof be) || !run(&b, LF_GEN_CUDA, &fb, be, sizeof be)) return;
+    memset(fresh, 0, sizeof fresh);
+    for (int k = 0; k < NJOB; k++)
+        if (!run(&o[k], LF_GEN_CUDA, &fresh[k], be, sizeof be)) goto out;
     lf_gen_session *ss = NULL;
     lf_status st = lf_gen_session_open(model, LF_GEN_CUDA, 0, lf_compute_cuda_device, &ss);
     LF_CHECK(st == LF_OK, "session on cuda: %s", lf_last_error());
-    if (st == LF_OK && run_in(ss, &a, LF_GEN_CUDA, &a1, be, sizeof be, &du)) {
-        LF_CHECK(du > 0, "session job with a LoRA: no UNet layer rewritten on the device");
-        bad = unet_not_w0(ss, model, &n);
-        printf("cuda session after a LoRA job: %zu of %zu stored UNet weights differ from W0 on the host\n", bad, n);
-        LF_CHECK(n > 100 && bad == 0, "cuda session: %zu of %zu host UNet weights patched", bad, n);
-        LF_CHECK(same(&a1, &fa), "cuda session, first job (LoRA): differs from a fresh process's");
-        if (run_in(ss, &b, LF_GEN_CUDA, &b1, be, sizeof be, NULL))
-            LF_CHECK(same(&b1, &fb), "cuda session, a job without adapters after a LoRA job: differs from a fresh "
-                     "process's (rel L2 %.3e)", rel_l2(&fb, &b1));
-        if (run_in(ss, &a, LF_GEN_CUDA, &a2, be, sizeof be, NULL))
-            LF_CHECK(same(&a2, &fa), "cuda session, the LoRA job again: differs from a fresh process's (rel L2 %.3e)",
-                     rel_l2(&fa, &a2));
-        shot_free(&b1), shot_free(&a2);
+    for (size_t i = 0; st == LF_OK && i < sizeof seq / sizeof *seq; i++) {
+        int k = seq[i];
+        if (!run_in(ss, &o[k], LF_GEN_CUDA, &got, be, sizeof be, &du)) break;
+        LF_CHECK(same(&got, &fresh[k]), "cuda session, job %zu (%s): differs from a fresh process's (rel L2 %.3e)", i,
+                 names[k], rel_l2(&fresh[k], &got));
+        LF_CHECK(last_kept == (size_t)kept[i], "cuda session, job %zu (%s): device_kept %zu, expected %d", i, names[k],
+                 last_kept, kept[i]);
+        LF_CHECK((ss->dkeep != NULL) == (k != NONE), "cuda session, after job %zu (%s): %s kept device model", i,
+                 names[k], ss->dkeep ? "a" : "no");
+        if (verbose) printf("  job %zu (%s): %zu device rewrites, kept %zu\n", i, names[k], du, last_kept);
+        if (i == 0) {
+            LF_CHECK(du > 0, "session job with a LoRA: no UNet layer rewritten on the device");
+            bad = unet_not_w0(ss, model, &n);
+            printf("cuda session after a LoRA job: %zu of %zu stored UNet weights differ from W0 on the host\n", bad, n);
+            LF_CHECK(n > 100 && bad == 0, "cuda session: %zu of %zu host UNet weights patched", bad, n);
+        }
+        if (i == 1) LF_CHECK(du > 0, "A' on A's kept model: no layer rewritten");
+        if (i == 7) LF_CHECK(du == 0, "C (a constant strength) again: %zu device layers rewritten", du);
+        shot_free(&got);
     }
-    shot_free(&a1);
     lf_gen_session_free(ss);
     /* the check sees host patching: on the CPU the session's UNet keeps the job's patched bytes */
     ss = NULL;
-    if (lf_gen_session_open(model, LF_GEN_CPU, 0, NULL, &ss) == LF_OK && run_in(ss, &a, LF_GEN_CPU, &a1, be, sizeof be, NULL)) {
+    if (lf_gen_session_open(model, LF_GEN_CPU, 0, NULL, &ss) == LF_OK && run_in(ss, &o[A], LF_GEN_CPU, &got, be, sizeof be, NULL)) {
         bad = unet_not_w0(ss, model, &n);
         printf("cpu session after a LoRA job: %zu of %zu stored UNet weights differ from W0 on the host\n", bad, n);
         LF_CHECK(bad > 0, "cpu session: the W0 check saw no patched UNet weight");
-        shot_free(&a1);
+        shot_free(&got);
     }
     lf_gen_session_free(ss);
-    shot_free(&fa), shot_free(&fb);
+out:
+    for (int k = 0; k < NJOB; k++) shot_free(&fresh[k]);
 }
 
 /* Text-encoder layers are patched on the host on a device compute: a LoRA on the text encoder only gives the
@@ -343,7 +369,49 @@ static void part_two(void) {
     te_only();
 }
 
-static void part_three(void) { session_jobs(); }
+/* generate's memory estimate (lf_gen_mem) of a LoRA job on the CPU, on --backend cuda and on auto (which
+ * opens the device): on the device the UNet's adapter layers leave the host figure (patched: only the
+ * text encoders' layers stay) and count in device (W0 + working copy + the factors as f32) */
+static void memory_estimate(void) {
+    lf_gen_opts o = job("models/sd15-mini.safetensors", "a red fox <lora:mini_lora:te=0.5:unet=0.8@0,0.3@1>", "Euler", 2,
+                        32, "models/lora");
+    static const lf_gen_backend bes[3] = {LF_GEN_CPU, LF_GEN_CUDA, LF_GEN_AUTO};
+    lf_gen_mem m[3];
+    uint64_t unet_bytes = 0;
+    for (int k = 0; k < 3; k++) {
+        o.backend = bes[k];
+        lf_gen *g = NULL;
+        lf_status st = lf_gen_open(&o, &g);
+        LF_CHECK(st == LF_OK, "memory estimate, backend %d: %s", (int)bes[k], lf_last_error());
+        if (st != LF_OK) return;
+        m[k] = g->mem;
+        if (k == 0)
+            for (size_t j = 0; j < g->sp->plan->n_jobs; j++)
+                if (g->sp->job_comp[j] == LF_COMP_UNET)
+                    unet_bytes += g->sp->plan->jobs[j].target->end - g->sp->plan->jobs[j].target->begin;
+        LF_CHECK(g->info.mem_estimate == g->mem.total, "backend %d: info %llu, estimate %llu", (int)bes[k],
+                 (unsigned long long)g->info.mem_estimate, (unsigned long long)g->mem.total);
+        lf_gen_free(g);
+    }
+    printf("memory estimate: adapters' layers on the host cpu %llu, cuda %llu (device %llu), auto %llu (device %llu); "
+           "UNet layers %llu\n", (unsigned long long)m[0].patched, (unsigned long long)m[1].patched,
+           (unsigned long long)m[1].device, (unsigned long long)m[2].patched, (unsigned long long)m[2].device,
+           (unsigned long long)unet_bytes);
+    LF_CHECK(unet_bytes > 0 && m[0].device == 0, "cpu: device %llu", (unsigned long long)m[0].device);
+    for (int k = 1; k < 3; k++) {
+        LF_CHECK(m[k].patched + unet_bytes == m[0].patched, "backend %d: host %llu + UNet %llu != cpu %llu", (int)bes[k],
+                 (unsigned long long)m[k].patched, (unsigned long long)unet_bytes, (unsigned long long)m[0].patched);
+        LF_CHECK(m[k].device > 2 * unet_bytes, "backend %d: device %llu, not over W0 + working copies (%llu)",
+                 (int)bes[k], (unsigned long long)m[k].device, (unsigned long long)(2 * unet_bytes));
+        LF_CHECK(m[k].total + unet_bytes == m[0].total, "backend %d: total %llu, cpu %llu", (int)bes[k],
+                 (unsigned long long)m[k].total, (unsigned long long)m[0].total);
+    }
+}
+
+static void part_three(void) {
+    memory_estimate();
+    session_jobs();
+}
 
 static void part_four(void) {
     lf_gen_opts grp[3] = {job("models/sd15-mini.safetensors", "a red fox", "Euler", 3, 64, "models/lora"),
