@@ -156,6 +156,9 @@ struct lf_compute {
      * the down / up products. */
     lf_status (*lora_terms)(lf_compute *c, float *y, const float *x, int64_t M, int64_t in, int64_t out,
                             const lf_lora_term *terms, size_t n_terms, const lf_lora_seg *segs, size_t n_segs);
+    /* *bad = 1 when any of the n values of x (backend memory) is Inf or NaN, else 0; waits for the
+     * queued work. A 16-bit compute's overflow check after a model call (NULL on the CPU). */
+    lf_status (*nonfinite)(lf_compute *c, const float *x, int64_t n, int *bad);
 };
 
 /* c->alloc_f32 where the backend has it, else alloc (whose buffers are then f32) */

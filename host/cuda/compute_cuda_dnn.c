@@ -205,7 +205,7 @@ static int lf_dnn_conv_ops(lf_dnn_build *b, const lf_dnn_key *k, cudnnBackendDes
     cudnnBackendDescriptor_t X = lf_dnn_tensor(b, UID_X, io, xd, xs, 0, 0, "tensor X");
     cudnnBackendDescriptor_t W = lf_dnn_tensor(b, UID_W, io, wd, ws, 0, 0, "tensor W");
     cudnnBackendDescriptor_t V = lf_dnn_tensor(b, UID_V, f32, yd, ys, 1, 0, "virtual conv output");
-    cudnnBackendDescriptor_t Y = lf_dnn_tensor(b, UID_Y, f32, yd, ys, 0, 0, "tensor Y");
+    cudnnBackendDescriptor_t Y = lf_dnn_tensor(b, UID_Y, lf_dnn_type(k->ytype), yd, ys, 0, 0, "tensor Y");
     cudnnBackendDescriptor_t B = k->bias ? lf_dnn_tensor(b, UID_B, f32, bd, bs, 0, 0, "tensor bias") : NULL;
 
     cudnnBackendDescriptor_t cv = lf_dnn_new(b, CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR, "convolution");

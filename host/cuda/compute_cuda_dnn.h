@@ -22,11 +22,12 @@ typedef enum { LF_DNN_CONV = 1, LF_DNN_SDPA = 2 } lf_dnn_kind;
 
 /* A graph's shape; compared bytewise (zero-fill it first).
  *   conv: X (N, C, H, W) and W (K, C, kh, kw) of type dtype in NHWC / KRSC order, stride and pad on
- *         both axes, Y (N, K, Ho, Wo) f32 NHWC; bias != 0: Y = conv + b (1, K, 1, 1) f32, fused.
+ *         both axes, Y (N, K, Ho, Wo) NHWC of type ytype (0: f32); bias != 0: Y = conv + b (1, K, 1, 1) f32,
+ *         fused (the sum f32, Y rounded once).
  *   sdpa: Q (N, Lq = H, heads = C, d = K) and K, V (N, Lk = W, heads, d) of type dtype in the
  *         (N, L, heads*d) layout of compute.h's attention (BSHD); O like Q. Scale at execute. */
 typedef struct lf_dnn_key {
-    int32_t kind, dtype, bias, unused;
+    int32_t kind, dtype, bias, ytype;
     int64_t N, C, H, W, K, kh, kw, stride, pad;
 } lf_dnn_key;
 

@@ -55,6 +55,11 @@ static lf_status lf_gen_open_job(lf_gen *g, const lf_gen_opts *opts);
 
 lf_status lf_gen_session_open(const char *model, lf_gen_backend backend, int device, lf_gen_cuda_fn cuda,
                               lf_gen_session **out) {
+    return lf_gen_session_open_prec(model, backend, device, LF_DTYPE_INVALID, LF_DTYPE_INVALID, cuda, out);
+}
+
+lf_status lf_gen_session_open_prec(const char *model, lf_gen_backend backend, int device, lf_dtype dtype,
+                                   lf_dtype vae_dtype, lf_gen_cuda_fn cuda, lf_gen_session **out) {
     *out = NULL;
     if (!model) return lf_err(LF_ERR_ARG, "serve: no model");
     lf_gen_opts o;
@@ -62,6 +67,8 @@ lf_status lf_gen_session_open(const char *model, lf_gen_backend backend, int dev
     o.model = model;
     o.backend = backend;
     o.device = device;
+    o.dtype = dtype;
+    o.vae_dtype = vae_dtype;
     o.cuda = cuda;
     o.prompt = "";
     o.write_png = 0;

@@ -68,6 +68,9 @@ typedef struct lf_gen_dbuf {
 struct lf_gen_session {
     char *model;               /* checkpoint path */
     struct lf_compute *cc;     /* the compute the models run on (gen_compute.c) */
+    struct lf_compute *vae_cc; /* the VAE's when its precision differs (--vae-dtype; a second CUDA compute on the
+                                * same device), else NULL: cc */
+    lf_dtype dtype, vae_dtype; /* what cc and the VAE store on CUDA (gen_compute.c) */
     struct lf_compute_count *prof; /* LF_COMPUTE_PROFILE=1: cc is this timed count around prof->inner */
     char *prof_text;
     char backend[224];         /* "cpu", "cpu (auto: ...)", "cuda (device 0: ...)" */
@@ -132,6 +135,7 @@ struct lf_gen {
     float *xin, *tin, *ctx, *y, *out2;
     size_t ctx_cap;
     lf_gen_dbuf dbuf[LF_GEN_DBUFS]; /* backend buffers of a device compute (gen_compute.c) */
+    lf_gen_dbuf vdbuf[2];           /* the VAE compute's (sess->vae_cc), when it has its own */
     /* adapters patched in the compute's memory (gen_compute.c; NULL/0: every job on the host) */
     unsigned char *host_held;  /* per plan job: 1 patched on the host, 0 on the device */
     size_t *dev_jobs, n_dev;   /* the device's plan jobs */

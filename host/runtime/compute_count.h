@@ -37,7 +37,7 @@ typedef struct lf_compute_count {
     double live, peak;          /* bytes of activation buffers held now / at most */
     uint64_t allocs;
     /* the buffers handed out and not yet released, with their sizes (placeholders when dry) */
-    struct lf_cnt_buf { float *p; int64_t n; } *bufs;
+    struct lf_cnt_buf { float *p; double bytes; } *bufs;
     size_t n_bufs, cap_bufs;
 } lf_compute_count;
 
