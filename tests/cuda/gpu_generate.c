@@ -9,8 +9,8 @@
  * CFG halves (the guidance scale 7 multiplies their difference) and every step. Measured in the
  * emulation with f16 activations (2026-12-07): 2.15e-2 / 7 levels for the text-encoder LoRA on the
  * random-weight SD1.5 mini model, whose output is noise and amplifies it (6.1e-3 with f32 activations
- * and f16 weights), 4.1e-3 / 2 levels on the SDXL mini model; the bounds were 2e-2 / 4 with f32
- * activations. Jobs: the random-weight SD1.5 mini model without and
+ * and f16 weights), 1.36e-2 / 4 for that model with Euler (was 8.9e-3 / 3), 1.8e-3 to 4.1e-3 / 1-2 levels
+ * on the others; the bounds were 2e-2 / 4 with f32 activations. Jobs: the random-weight SD1.5 mini model without and
  * with a scheduled LoRA (Euler, DPM++ 2M), the trained demo model with its LoRA from halfway (an image
  * with structure), and the SDXL mini model (two text encoders, the label embedding) with a scheduled LoRA
  * on both encoders and the UNet; a mixed batch (three jobs: no adapter, a scheduled LoRA as unmerged
