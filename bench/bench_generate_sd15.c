@@ -111,7 +111,7 @@ done:
 static int bench_mixed(int K, int px, int R, int cuda) {
     lf_compute *dev = NULL;
     char desc[256] = "";
-    if (cuda && lf_compute_cuda_device(0, &dev, desc, sizeof desc) != LF_OK) {
+    if (cuda && lf_compute_cuda_device(0, LF_F16, &dev, desc, sizeof desc) != LF_OK) {
         printf("{\"bench\":\"gen_sd15_mixed\",\"backend\":\"cuda\",\"skipped\":\"no CUDA device: %s\"}\n", lf_last_error());
         return 0;
     }

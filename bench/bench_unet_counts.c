@@ -7,9 +7,10 @@
  * the calls (kernel launches of a backend that maps each op to one kernel), FLOPs and bytes per op kind
  * are those of the real pass. Per op kind and in total:
  *   floor_us = max(FLOPs / peak tensor FLOP/s, bytes / memory bandwidth), summed over the calls' kinds
- * (a lower bound: every op at the roofline, no launch gaps). Bytes are reported twice: as the backend
- * moves them today (f32 activations, f16 weights: "bytes_f32act") and with f16 activations ("bytes_f16act",
- * the next step of docs/cuda.md). Device figures (dense f16 tensor FLOP/s, HBM bandwidth, from NVIDIA's
+ * (a lower bound: every op at the roofline, no launch gaps). The count runs with f16 activations (the
+ * counting compute's act: the CUDA compute's default, --dtype f16), so its bytes are f16 traffic; they are
+ * reported with f16 weights as "gb_f16act" and, for comparison, with f32 activations ("gb_f32act": --dtype
+ * f32's activations with f16 weights). Device figures (dense f16 tensor FLOP/s, HBM bandwidth, from NVIDIA's
  * data sheets): H100 SXM 989 TFLOP/s, 3.35 TB/s; H200 989 TFLOP/s, 4.8 TB/s.
  *
  *   lf_bench_unet_counts [--model sd15|sdxl|both] [--batch N ...] [--fused]   (images per step; CFG doubles
@@ -32,10 +33,10 @@ typedef struct gpu {
 static const gpu GPUS[] = {{"h100_sxm", 989e12, 3.35e12}, {"h200", 989e12, 4.8e12}};
 enum { N_GPUS = sizeof GPUS / sizeof GPUS[0] };
 
-/* bytes of one op kind with f16 weights (counted in f32 here) and f32 or f16 activations */
+/* bytes of one op kind with f16 weights (the views are f32 here) and f16 activations (as counted) or f32 */
 static double op_bytes(const lf_cop_stats *s, int f16_act) {
     double w = s->weight_bytes / 2, act = s->bytes - s->weight_bytes;
-    return w + (f16_act ? act / 2 : act);
+    return w + (f16_act ? act : 2 * act);
 }
 
 static double floor_us(double flops, double bytes, const gpu *g) {
@@ -79,6 +80,7 @@ static int run(const char *name, const lf_unet_spec *s, int heads, int head_dim,
     lf_compute_count cc;
     if (fused) lf_compute_count_init_fused(&cc);
     else lf_compute_count_init(&cc, NULL);
+    cc.c.act = LF_F16; /* activations counted in 2 bytes, as the CUDA compute stores them by default */
     lf_status st = lf_unet_forward_on(u, &cc.c, p, p, t, p, L, s->adm_in_channels ? p : NULL, N, H, W);
     if (st != LF_OK) {
         fprintf(stderr, "%s: %s\n", name, lf_last_error());

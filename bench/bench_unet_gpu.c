@@ -9,6 +9,7 @@
  * N = 2 x images samples (CFG: both halves in one call) at the latent size px / 8, context 77 tokens.
  *
  *   lf_bench_unet_gpu [--model sd15|sdxl|both|tiny] [--batch N ...] [--steps N] [--device N]
+ *                     [--dtype f16|bf16|f32]   (weights and activations on the device, as generate's --dtype)
  * Per (model, images): one warm-up step, then --steps timed steps (default 5), each ended by the
  * compute's sync: JSON {"bench":"unet_gpu", ..., "ms_min", "ms_mean", "images_per_s", ...}; then the
  * time per op kind of one step under the compute's op clock ("ms": CUDA events around each op, NVTX ranges
@@ -175,14 +176,17 @@ static int run(const model *m, lf_compute *c, const lf_unet *u, double weight_gb
 int main(int argc, char **argv) {
     const char *which = "both";
     int batches[8], nb = 0, steps = 5, device = 0;
+    lf_dtype dtype = LF_F16;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) which = argv[++i];
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc && nb < 8) batches[nb++] = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc && lf_dtype_from_name(argv[i + 1]) != LF_DTYPE_INVALID)
+            dtype = lf_dtype_from_name(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--model sd15|sdxl|both|tiny] [--batch N ...] [--steps N] [--device N]\n",
-                    argv[0]);
+            fprintf(stderr, "usage: %s [--model sd15|sdxl|both|tiny] [--batch N ...] [--steps N] [--device N] "
+                    "[--dtype F16|BF16|F32]\n", argv[0]);
             return 2;
         }
     }
@@ -190,11 +194,11 @@ int main(int argc, char **argv) {
     if (!nb) batches[nb++] = 1, batches[nb++] = 4, batches[nb++] = 8;
     lf_compute *c = NULL;
     char desc[256] = "";
-    if (lf_compute_cuda_device(device, &c, desc, sizeof desc) != LF_OK) {
+    if (lf_compute_cuda_device(device, dtype, &c, desc, sizeof desc) != LF_OK) {
         printf("{\"bench\":\"unet_gpu\",\"skipped\":\"%s\"}\n", lf_last_error());
         return 77;
     }
-    printf("{\"bench\":\"unet_gpu_device\",\"device\":\"%s\"}\n", desc);
+    printf("{\"bench\":\"unet_gpu_device\",\"device\":\"%s\",\"dtype\":\"%s\"}\n", desc, lf_dtype_name(dtype));
     lf_wts_watch(forget, c);
     uint16_t *pool = malloc((size_t)POOL * 2);
     lf_test_rng r;

@@ -52,7 +52,8 @@ typedef struct lf_compute lf_compute;
 
 /* Adapters patched in the backend's own memory (a device backend; NULL on the CPU): a patch model of
  * step plan sp's jobs `jobs` (n plan job indices) holding every weight's pristine W0 and a working copy
- * in the job's dtype and shape (row-major, conv (out, in, kh, kw) flattened as the ops read it); step
+ * in the type the backend keeps that weight in (the job's dtype, or the backend's own weight type when it
+ * converts: CUDA's --dtype) and the job's shape (row-major, conv (out, in, kh, kw) flattened as the ops read it); step
  * brings the working copies to step t's coefficients (always from W0, only the jobs whose coefficients
  * differ from what they hold; in the compute's order, complete on return) and says how many it
  * rewrote; weight(m, i) is job jobs[i]'s working copy, for bind. Errors name the call and the layer.
@@ -113,7 +114,8 @@ struct lf_compute {
     lf_status (*sync)(lf_compute *c);
     /* The host memory [p, p + bytes) is being rewritten, rebound or freed: drop every resident copy made
      * from memory overlapping it. May be called from several threads at once. bind: use dev (backend
-     * memory of the view's dtype and size) for the weight at host address p from now on. */
+     * memory of the view's size, in the type the backend keeps that weight in: a patcher's weight) for the
+     * weight at host address p from now on. */
     void (*forget)(lf_compute *c, const void *p, size_t bytes);
     lf_status (*bind)(lf_compute *c, const void *p, const lf_view *v, void *dev);
     int (*supports)(const lf_compute *c, const lf_cop_desc *d);

@@ -364,7 +364,7 @@ static lf_status lf_bsession(lf_gen_session **sess, const lf_batch_job *j, const
     char q[LF_ESC_PART], name[256];
     double tl = lf_clock_s();
     if (!o->quiet) fprintf(stderr, "lorafuse batch: loading %s\n", lf_esc(q, sizeof q, j->model, strlen(j->model)));
-    lf_status st = lf_gen_session_open(j->model, o->backend, o->device, o->cuda, sess);
+    lf_status st = lf_gen_session_open_prec(j->model, o->backend, o->device, o->dtype, o->vae_dtype, o->cuda, sess);
     if (st != LF_OK) return lf_err_wrap(st, "%s: ", lf_bjob_name(j, name, sizeof name));
     r->load += lf_clock_s() - tl;
     stats->times.load += lf_clock_s() - tl;

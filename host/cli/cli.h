@@ -83,6 +83,8 @@ int lf_cli_parse_lora(const char *cmd, char *arg, lf_merge_input *in);
 int lf_cli_int(const char *cmd, const char *opt, const char *arg, long long lo, long long hi, long long *out);
 /* --backend auto|cpu|cuda into *out; 0 after a message when it is none of them. */
 int lf_cli_backend(const char *cmd, const char *arg, lf_gen_backend *out);
+/* --dtype / --vae-dtype (opt): f16 (fp16), bf16, f32 (fp32); 0 after a message when bad */
+int lf_cli_dtype(const char *cmd, const char *opt, const char *arg, lf_dtype *out);
 /* --device N (a CUDA device ordinal, 0 to 1023) into *out; 0 after a message. */
 int lf_cli_device(const char *cmd, const char *arg, int *out);
 /* --batch-lora merged|unmerged into *merged (lf_gen_opts.batch_merged); 0 after a message. */

@@ -221,6 +221,14 @@ int lf_cli_backend(const char *cmd, const char *arg, lf_gen_backend *out) {
     return 1;
 }
 
+int lf_cli_dtype(const char *cmd, const char *opt, const char *arg, lf_dtype *out) {
+    if (!strcmp(arg, "f16") || !strcmp(arg, "fp16")) *out = LF_F16;
+    else if (!strcmp(arg, "bf16")) *out = LF_BF16;
+    else if (!strcmp(arg, "f32") || !strcmp(arg, "fp32")) *out = LF_F32;
+    else return lf_cli_bad_choice(cmd, opt, arg, "f16, bf16 or f32");
+    return 1;
+}
+
 int lf_cli_batch_lora(const char *cmd, const char *arg, int *merged) {
     if (!strcmp(arg, "merged")) *merged = 1;
     else if (!strcmp(arg, "unmerged")) *merged = 0;

@@ -26,14 +26,16 @@ static const char lf_batch_usage_text[] =
     "usage: lorafuse batch JOBS [--output-dir DIR] [--shard I/N | --shards N] [--resume] [--dry-run]\n"
     "                      [--json] [--max-jobs N] [--lora-dir DIR] [--backend auto|cpu|cuda] [--device N]\n"
     "                      [--threads N] [--order adapters|file] [--batchable] [--max-batch N]\n"
-    "                      [--batch-lora merged|unmerged] [--quiet]\n"
+    "                      [--batch-lora merged|unmerged] [--dtype f16|bf16|f32] [--vae-dtype f32|f16|bf16]\n"
+    "                      [--quiet]\n"
     "       lorafuse batch --report MANIFEST... [--json]\n";
 
 static const char lf_batch_help_text[] =
     "Run the jobs and sweeps of a job file (JSON Lines, or {\"defaults\", \"jobs\", \"sweeps\"}) in one\n"
     "process, each model loaded once (docs/batch.md). Images go to DIR/JOB/NNNNN-SEED.png and one record\n"
     "per image to DIR/manifest.jsonl (manifest-shard-I-of-N.jsonl for a shard).\n"
-    "defaults: --output-dir outputs/batch, --max-jobs " "10000" ", --lora-dir models/lora, --backend auto.\n"
+    "defaults: --output-dir outputs/batch, --max-jobs " "10000" ", --lora-dir models/lora, --backend auto,\n"
+    "--dtype f16 and --vae-dtype f32 on CUDA (as generate's; the CPU ignores them).\n"
     "shards: --shard I/N (0 <= I < N), else SLURM_ARRAY_TASK_ID/_MIN/_COUNT, else JOB_COMPLETION_INDEX\n"
     "with --shards N. --dry-run prints the expanded jobs and totals without loading a model.\n"
     "--order file runs the jobs as written instead of grouped by model and LoRA tags (for comparison).\n"
@@ -50,7 +52,7 @@ static const char lf_batch_help_text[] =
 
 enum {
     B_OUTDIR, B_SHARD, B_SHARDS, B_RESUME, B_DRY, B_JSON, B_MAX, B_LORA, B_BACKEND, B_DEVICE, B_THREADS, B_QUIET, B_REPORT,
-    B_ORDER, B_BATCHABLE, B_MAX_BATCH, B_BATCH_LORA
+    B_ORDER, B_BATCHABLE, B_MAX_BATCH, B_BATCH_LORA, B_DTYPE, B_VAEDTYPE
 };
 
 static const lf_cli_opt lf_batch_cli_opts[] = {
@@ -59,7 +61,7 @@ static const lf_cli_opt lf_batch_cli_opts[] = {
     [B_MAX] = {"max-jobs", 1, 0},      [B_LORA] = {"lora-dir", 1, 0},   [B_BACKEND] = {"backend", 1, 0}, [B_DEVICE] = {"device", 1, 0},
     [B_THREADS] = {"threads", 1, 0},   [B_QUIET] = {"quiet", 0, 0},     [B_REPORT] = {"report", 0, 0},
     [B_ORDER] = {"order", 1, 0},       [B_BATCHABLE] = {"batchable", 0, 0}, [B_MAX_BATCH] = {"max-batch", 1, 0},
-    [B_BATCH_LORA] = {"batch-lora", 1, 0},
+    [B_BATCH_LORA] = {"batch-lora", 1, 0}, [B_DTYPE] = {"dtype", 1, 0}, [B_VAEDTYPE] = {"vae-dtype", 1, 0},
     {NULL, 0, 0}};
 
 typedef struct {
@@ -86,6 +88,8 @@ static int lf_batch_opt(lf_batch_args *a, int o, const char *v) {
     case B_BACKEND: return lf_cli_backend("batch", v, &a->o.backend);
     case B_BATCH_LORA: return lf_cli_batch_lora("batch", v, &a->o.batch_merged);
     case B_DEVICE: return lf_cli_device("batch", v, &a->o.device);
+    case B_DTYPE: return lf_cli_dtype("batch", "--dtype", v, &a->o.dtype);
+    case B_VAEDTYPE: return lf_cli_dtype("batch", "--vae-dtype", v, &a->o.vae_dtype);
     case B_THREADS:
         if (!lf_cli_int("batch", "--threads", v, 1, 1024, &n)) return 0;
         a->threads = (int)n;

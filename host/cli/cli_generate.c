@@ -3,7 +3,7 @@
  *   lorafuse generate --model PATH --prompt TEXT [--negative TEXT] [--steps N] [--sampler NAME]
  *                     [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]
  *                     [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--vae PATH] [--vae-tiling]
- *                     [--backend auto|cpu|cuda] [--device N]
+ *                     [--backend auto|cpu|cuda] [--device N] [--dtype f16|bf16|f32] [--vae-dtype f32|f16|bf16]
  *                     [--rng cpu|nv] [--clip-skip N] [--lbw-presets FILE] [--hash-cache FILE] [--quiet]
  *                     [--json] [--tag-dialect lorafuse|loractl] [--embeddings-dir DIR]
  *                     [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]
@@ -52,7 +52,8 @@ static const char lf_generate_usage_text[] =
     "usage: lorafuse generate --model PATH --prompt TEXT [--negative TEXT] [--steps N] [--sampler NAME]\n"
     "                         [--cfg X] [--seed N] [--width W --height H] [--batch-size B] [--batch-count C]\n"
     "                         [--lora-dir DIR] [--auto-trigger] [--output-dir DIR] [--vae PATH] [--vae-tiling]\n"
-    "                         [--backend auto|cpu|cuda] [--device N] [--rng cpu|nv] [--clip-skip N]\n"
+    "                         [--backend auto|cpu|cuda] [--device N] [--dtype f16|bf16|f32]\n"
+    "                         [--vae-dtype f32|f16|bf16] [--rng cpu|nv] [--clip-skip N]\n"
     "                         [--lbw-presets FILE] [--hash-cache FILE] [--quiet]\n"
     "                         [--json] [--tag-dialect lorafuse|loractl] [--embeddings-dir DIR]\n"
     "                         [--memory-limit MIB] [--force-size] [--allow-symlinks-out | --no-symlinks-out]\n"
@@ -75,6 +76,10 @@ static const char lf_generate_help_text[] =
     "                      \"models/embeddings\")\n"
     "  --backend B         what runs the models: auto (default: CUDA when a device opens, else the\n"
     "                      CPU; the summary line says which and why), cpu, or cuda; --device N picks the GPU\n"
+    "  --dtype T           on CUDA, the UNet's and text encoders' weights and activations: f16 (default),\n"
+    "                      bf16 (f32's range: for models that overflow f16) or f32 (reference); sums are f32\n"
+    "  --vae-dtype T       on CUDA, the VAE's: f32 (default: the SD VAE overflows f16), f16 (an fp16-fix\n"
+    "                      VAE) or bf16. The CPU backend ignores both (f32 throughout)\n"
     "  --memory-limit MIB  refuse a call whose memory estimate is larger (default: what is available);\n"
     "                      --force-size runs anyway\n"
     "  --prompts-file FILE instead of --prompt: one prompt with its own <lora:...> tags per line, run in\n"
@@ -91,7 +96,8 @@ static const char lf_generate_help_text[] =
 enum {
     G_MODEL, G_PROMPT, G_NEGATIVE, G_SAMPLER, G_LORA_DIR, G_LBW, G_OUTDIR, G_STEPS, G_WIDTH, G_HEIGHT, G_BSIZE,
     G_BCOUNT, G_CLIPSKIP, G_SEED, G_CFG, G_BACKEND, G_DEVICE, G_RNG, G_MEMLIMIT, G_FORCESIZE, G_SYMOUT, G_NOSYMOUT,
-    G_AUTOTRIG, G_QUIET, G_JSON, G_VAE, G_HASHCACHE, G_DIALECT, G_EMBDIR, G_VAETILE, G_PROMPTS, G_BATCH_LORA
+    G_AUTOTRIG, G_QUIET, G_JSON, G_VAE, G_HASHCACHE, G_DIALECT, G_EMBDIR, G_VAETILE, G_PROMPTS, G_BATCH_LORA,
+    G_DTYPE, G_VAEDTYPE
 };
 
 static const lf_cli_opt lf_generate_cli_opts[] = {
@@ -106,7 +112,8 @@ static const lf_cli_opt lf_generate_cli_opts[] = {
     [G_JSON] = {"json", 0, 0},           [G_VAE] = {"vae", 1, 0},             [G_HASHCACHE] = {"hash-cache", 1, 0},
     [G_DIALECT] = {"tag-dialect", 1, 0}, [G_EMBDIR] = {"embeddings-dir", 1, 0},
     [G_VAETILE] = {"vae-tiling", 0, 0},  [G_PROMPTS] = {"prompts-file", 1, 0},
-    [G_BATCH_LORA] = {"batch-lora", 1, 0}, {NULL, 0, 0}};
+    [G_BATCH_LORA] = {"batch-lora", 1, 0}, [G_DTYPE] = {"dtype", 1, 0}, [G_VAEDTYPE] = {"vae-dtype", 1, 0},
+    {NULL, 0, 0}};
 
 /* One option's value into a->o; 0 after a message when it is bad. */
 static int lf_generate_opt(lf_generate_args *a, int o, const char *v) {
@@ -156,6 +163,8 @@ static int lf_generate_opt(lf_generate_args *a, int o, const char *v) {
     case G_CFG: return lf_cli_num("generate", "--cfg", v, 0, 100, &a->o.cfg);
     case G_BACKEND: return lf_cli_backend("generate", v, &a->o.backend);
     case G_DEVICE: return lf_cli_device("generate", v, &a->o.device);
+    case G_DTYPE: return lf_cli_dtype("generate", "--dtype", v, &a->o.dtype);
+    case G_VAEDTYPE: return lf_cli_dtype("generate", "--vae-dtype", v, &a->o.vae_dtype);
     case G_BATCH_LORA: return lf_cli_batch_lora("generate", v, &a->o.batch_merged);
     case G_RNG: return lf_rng_kind_parse(v, &a->o.rng) == LF_OK || lf_cli_bad_choice("generate", "--rng", v, "cpu or nv");
     case G_MEMLIMIT:
@@ -342,7 +351,7 @@ static int lf_generate_file(lf_generate_args *a) {
         rc = 1;
     }
     lf_gen_session *ss = NULL;
-    if (!rc && !a->o.vae && lf_gen_session_open(a->o.model, a->o.backend, a->o.device, a->o.cuda, &ss) != LF_OK) {
+    if (!rc && !a->o.vae && lf_gen_session_open_prec(a->o.model, a->o.backend, a->o.device, a->o.dtype, a->o.vae_dtype, a->o.cuda, &ss) != LF_OK) {
         lf_err_escape(LF_OK);
         fprintf(stderr, "lorafuse generate: %s\n", lf_last_error());
         rc = 1;

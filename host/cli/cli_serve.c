@@ -30,7 +30,8 @@
 static const char lf_serve_usage_text[] =
     "usage: lorafuse serve --model PATH [--listen HOST:PORT] [--lora-dir DIR] [--output-dir DIR]\n"
     "                      [--api-auth USER:PASS[,USER:PASS...]] [--queue N] [--lora-cache-mb N]\n"
-    "                      [--backend auto|cpu|cuda] [--device N] [--threads N] [--max-body-mb N]\n"
+    "                      [--backend auto|cpu|cuda] [--device N] [--dtype f16|bf16|f32] [--vae-dtype f32|f16|bf16]\n"
+    "                      [--threads N] [--max-body-mb N]\n"
     "                      [--max-prompt N] [--max-tags N] [--max-pixels N] [--max-steps N] [--max-images N]\n"
     "                      [--max-batch N] [--batch-lora merged|unmerged]\n";
 
@@ -38,6 +39,7 @@ static const char lf_serve_help_text[] =
     "AUTOMATIC1111's HTTP API (/sdapi/v1) over a model loaded once (docs/serve.md).\n"
     "defaults: --listen " LF_SERVE_DEFAULT_LISTEN ", --lora-dir models/lora, --queue 32, --lora-cache-mb 1024,\n"
     "--backend auto (CUDA when --device N opens, else the CPU; the ready line says which),\n"
+    "--dtype f16 and --vae-dtype f32 on CUDA (as generate's; the CPU ignores them),\n"
     "no --output-dir (save_images refused); limits: body 32 MiB, prompt 16384 bytes, 32 tags, 4194304\n"
     "pixels (width x height x batch_size), 150 steps, 64 images per request.\n"
     "--max-batch 8: requests queued while one runs join the next run as one batch when their size,\n"
@@ -81,7 +83,7 @@ static int lf_serve_signals(void) {
 
 enum {
     S_MODEL, S_LISTEN, S_LORA_DIR, S_OUTDIR, S_AUTH, S_QUEUE, S_CACHE, S_THREADS, S_BODY, S_PROMPT, S_TAGS, S_PIXELS,
-    S_STEPS, S_IMAGES, S_BATCH, S_BACKEND, S_DEVICE, S_BATCH_LORA
+    S_STEPS, S_IMAGES, S_BATCH, S_BACKEND, S_DEVICE, S_BATCH_LORA, S_DTYPE, S_VAEDTYPE
 };
 
 static const lf_cli_opt lf_serve_cli_opts[] = {
@@ -91,7 +93,7 @@ static const lf_cli_opt lf_serve_cli_opts[] = {
     [S_PROMPT] = {"max-prompt", 1, 0},     [S_TAGS] = {"max-tags", 1, 0},       [S_PIXELS] = {"max-pixels", 1, 0},
     [S_STEPS] = {"max-steps", 1, 0},       [S_IMAGES] = {"max-images", 1, 0},   [S_BATCH] = {"max-batch", 1, 0},
     [S_BACKEND] = {"backend", 1, 0}, [S_DEVICE] = {"device", 1, 0}, [S_BATCH_LORA] = {"batch-lora", 1, 0},
-    {NULL, 0, 0}};
+    [S_DTYPE] = {"dtype", 1, 0}, [S_VAEDTYPE] = {"vae-dtype", 1, 0}, {NULL, 0, 0}};
 
 /* One option's value into a; 0 after a message when it is bad. */
 static int lf_serve_opt(lf_serve_args *a, int o, const char *v) {
@@ -125,6 +127,8 @@ static int lf_serve_opt(lf_serve_args *a, int o, const char *v) {
     case S_BACKEND: return lf_cli_backend("serve", v, &a->o.backend);
     case S_DEVICE: return lf_cli_device("serve", v, &a->o.device);
     case S_BATCH_LORA: return lf_cli_batch_lora("serve", v, &a->o.batch_merged);
+    case S_DTYPE: return lf_cli_dtype("serve", "--dtype", v, &a->o.dtype);
+    case S_VAEDTYPE: return lf_cli_dtype("serve", "--vae-dtype", v, &a->o.vae_dtype);
     default: return 0;
     }
 }

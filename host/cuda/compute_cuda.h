@@ -14,10 +14,15 @@
  * LF_ERR_UNSUPPORTED when this build has no CUDA or no cuBLAS; LF_ERR_DEVICE / LF_ERR_NOMEM naming
  * the CUDA or cuBLAS call that failed. */
 lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out);
-/* lf_device_open(ordinal) and lf_compute_cuda_open on it, the device released by the compute's destroy;
- * desc (cap bytes) gets lf_device_describe. The lf_gen_cuda_fn of lf_generate.h: the program that links
- * the device library hands it to generate, serve and batch. */
-lf_status lf_compute_cuda_device(int ordinal, lf_compute **out, char *desc, size_t cap);
+/* The same with a precision (docs/cuda.md "Precision"): activations stored as act (LF_F32, LF_F16, LF_BF16:
+ * alloc's buffers, 16-bit ones as tagged handles), weights resident as wdt (LF_F32, LF_F16, LF_BF16, or
+ * LF_DTYPE_INVALID: each in its own dtype, 16-bit ones multiplied with the activations cast to them);
+ * a 16-bit act makes wdt act. lf_compute_cuda_open is (LF_F32, LF_DTYPE_INVALID). */
+lf_status lf_compute_cuda_open_as(lf_device *dev, lf_dtype act, lf_dtype wdt, lf_compute **out);
+/* lf_device_open(ordinal) and lf_compute_cuda_open_as(dtype, dtype) on it, the device released by the
+ * compute's destroy; desc (cap bytes) gets lf_device_describe. The lf_gen_cuda_fn of lf_generate.h: the
+ * program that links the device library hands it to generate, serve and batch. */
+lf_status lf_compute_cuda_device(int ordinal, lf_dtype dtype, lf_compute **out, char *desc, size_t cap);
 
 /* Which path the ops took so far (docs/cuda.md "cuDNN", "cuBLASLt"): convolutions and attention through a
  * cuDNN graph, or through the fallback (im2col + cuBLAS; cuBLAS batched products + softmax); Linear

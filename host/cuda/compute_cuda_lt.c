@@ -40,7 +40,7 @@ size_t lf_lt_count(const lf_lt *lt) {
     (void)lt;
     return 0;
 }
-lf_status lf_lt_linear(lf_lt *lt, const lf_lt_plan *p, float *y, const void *x, const void *W, const float *b) {
+lf_status lf_lt_linear(lf_lt *lt, const lf_lt_plan *p, void *y, const void *x, const void *W, const void *b) {
     (void)lt, (void)p, (void)y, (void)x, (void)W, (void)b;
     return lf_err(LF_ERR_UNSUPPORTED, "this build of lorafuse has no cuBLASLt");
 }
@@ -129,8 +129,8 @@ static int lf_lt_ok(lf_lt_plan *p, cublasStatus_t e, const char *call, const cha
 
 static void lf_lt_build(lf_lt *lt, lf_lt_plan *p) {
     const lf_lt_key *k = &p->key;
-    const cudaDataType t = lf_lt_type(k->dtype);
-    const int32_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N, bias_type = CUDA_R_32F;
+    const cudaDataType t = lf_lt_type(k->dtype), yt = lf_lt_type(k->ytype);
+    const int32_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N, bias_type = yt;
     const uint32_t epi = k->bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT, align = LF_LT_ALIGN;
     const uint64_t max_ws = LF_LT_WORKSPACE;
     cublasLtMatmulDesc_t desc = NULL;
@@ -160,7 +160,7 @@ static void lf_lt_build(lf_lt *lt, lf_lt_plan *p) {
                   "cublasLtMatrixLayoutCreate", "A = W") ||
         !lf_lt_ok(p, cublasLtMatrixLayoutCreate(&p->b, t, (uint64_t)k->in, (uint64_t)k->M, k->in),
                   "cublasLtMatrixLayoutCreate", "B = x") ||
-        !lf_lt_ok(p, cublasLtMatrixLayoutCreate(&p->d, CUDA_R_32F, (uint64_t)k->out, (uint64_t)k->M, k->out),
+        !lf_lt_ok(p, cublasLtMatrixLayoutCreate(&p->d, yt, (uint64_t)k->out, (uint64_t)k->M, k->out),
                   "cublasLtMatrixLayoutCreate", "C = D = y"))
         return;
     cublasLtMatmulPreference_t pref = NULL;
@@ -218,7 +218,7 @@ lf_status lf_lt_plan_get(lf_lt *lt, const lf_lt_key *key, const lf_lt_plan **pla
     return LF_OK;
 }
 
-lf_status lf_lt_linear(lf_lt *lt, const lf_lt_plan *p, float *y, const void *x, const void *W, const float *b) {
+lf_status lf_lt_linear(lf_lt *lt, const lf_lt_plan *p, void *y, const void *x, const void *W, const void *b) {
     const float one = 1.0f, zero = 0.0f;
     cublasStatus_t e = CUBLAS_STATUS_SUCCESS;
     if (p->key.bias) {

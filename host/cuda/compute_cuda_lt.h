@@ -19,9 +19,10 @@ typedef struct lf_lt lf_lt;
 typedef struct lf_lt_plan lf_lt_plan;
 
 /* a Linear's shape; compared bytewise (zero-fill it first). W (out, in) row-major of type dtype (F32,
- * F16, BF16), x (M, in) of the same type, y (M, out) f32; bias != 0: b (out) f32, fused */
+ * F16, BF16), x (M, in) of the same type, y (M, out) of type ytype (0: F32; else F32 or dtype); bias != 0:
+ * b (out) of y's type, fused */
 typedef struct lf_lt_key {
-    int32_t dtype, bias;
+    int32_t dtype, bias, ytype, unused;
     int64_t M, in, out;
 } lf_lt_key;
 
@@ -40,8 +41,8 @@ void lf_lt_close(lf_lt *lt);
 lf_status lf_lt_plan_get(lf_lt *lt, const lf_lt_key *key, const lf_lt_plan **plan, const char **why);
 /* plans cached (built or refused) */
 size_t lf_lt_count(const lf_lt *lt);
-/* y = x Wᵀ (+ b) on the handle's stream: W, x of the key's dtype, y and b f32 device memory (b NULL
+/* y = x Wᵀ (+ b) on the handle's stream: W, x of the key's dtype, y and b of its ytype, device memory (b NULL
  * without bias). Errors name the cuBLASLt call and its status. */
-lf_status lf_lt_linear(lf_lt *lt, const lf_lt_plan *p, float *y, const void *x, const void *W, const float *b);
+lf_status lf_lt_linear(lf_lt *lt, const lf_lt_plan *p, void *y, const void *x, const void *W, const void *b);
 
 #endif

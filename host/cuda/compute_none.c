@@ -21,8 +21,13 @@ lf_status lf_compute_cuda_open(lf_device *dev, lf_compute **out) {
     return lf_no_compute();
 }
 
-lf_status lf_compute_cuda_device(int ordinal, lf_compute **out, char *desc, size_t cap) {
-    (void)ordinal, (void)desc, (void)cap;
+lf_status lf_compute_cuda_open_as(lf_device *dev, lf_dtype act, lf_dtype wdt, lf_compute **out) {
+    (void)act, (void)wdt;
+    return lf_compute_cuda_open(dev, out);
+}
+
+lf_status lf_compute_cuda_device(int ordinal, lf_dtype dtype, lf_compute **out, char *desc, size_t cap) {
+    (void)ordinal, (void)dtype, (void)desc, (void)cap;
     *out = NULL;
     return lf_no_compute();
 }

@@ -211,6 +211,27 @@ fail:
     return st;
 }
 
+/* the n values of v in dtype dt (F32, F16, BF16), a malloc'd host copy rounded to nearest even */
+static lf_status lf_store_as(const lf_view *v, lf_dtype dt, int64_t n, const char *layer, void **out) {
+    float *f = malloc((size_t)(n ? n : 1) * sizeof *f);
+    *out = NULL;
+    if (!f) return lf_err(LF_ERR_NOMEM, "layer '%s': out of memory", layer);
+    lf_status st = lf_view_to_f32(v, f);
+    if (st != LF_OK) {
+        free(f);
+        return lf_err_wrap(st, "layer '%s': ", layer);
+    }
+    if (dt == LF_F32) {
+        *out = f;
+        return LF_OK;
+    }
+    uint16_t *h = malloc((size_t)(n ? n : 1) * sizeof *h);
+    for (int64_t i = 0; h && i < n; i++) h[i] = dt == LF_F16 ? lf_math_store_f16(f[i]) : lf_math_store_bf16(f[i]);
+    free(f);
+    *out = h;
+    return h ? LF_OK : lf_err(LF_ERR_NOMEM, "layer '%s': out of memory", layer);
+}
+
 lf_status lf_dev_model_create(lf_device *dev, const lf_job *jobs, size_t n_jobs, const lf_dev_opts *opts,
                               lf_dev_model **out) {
     *out = NULL;
@@ -222,6 +243,7 @@ lf_status lf_dev_model_create(lf_device *dev, const lf_job *jobs, size_t n_jobs,
         LF_RANGE_POP();
         return lf_err(LF_ERR_NOMEM, "out of memory");
     }
+    void *conv = NULL; /* a target converted to opts.store */
     dm->dev = dev;
     if (opts) dm->opts = *opts;
     else lf_dev_opts_default(&dm->opts);
@@ -253,8 +275,8 @@ lf_status lf_dev_model_create(lf_device *dev, const lf_job *jobs, size_t n_jobs,
         }
         const char *layer = hj->name;
         lf_view v = lf_st_view(tg);
-        hj->dtype = tg->dtype;
-        if (lf_ddt(tg->dtype) < 0) {
+        hj->dtype = dm->opts.store != LF_DTYPE_INVALID ? dm->opts.store : tg->dtype;
+        if (lf_ddt(tg->dtype) < 0 || lf_ddt(hj->dtype) < 0) {
             st = lf_err(LF_ERR_UNSUPPORTED, "layer '%s': dtype %s cannot be patched on the device (F32, F16, BF16)",
                         layer, lf_dtype_name(tg->dtype));
             goto fail;
@@ -264,7 +286,7 @@ lf_status lf_dev_model_create(lf_device *dev, const lf_job *jobs, size_t n_jobs,
         hj->K = hj->O ? hj->numel / hj->O : 0;
         hj->I = v.ndim >= 2 ? v.shape[1] : 1;
         hj->khw = hj->I ? hj->K / hj->I : 1;
-        hj->bytes = (size_t)(tg->end - tg->begin);
+        hj->bytes = (size_t)hj->numel * (lf_dtype_bits(hj->dtype) / 8);
         if (hj->O > INT32_MAX / 2 || hj->K > INT32_MAX / 2 || hj->numel < 0) {
             st = lf_err(LF_ERR_UNSUPPORTED, "layer '%s': %lld x %lld is too large for the device kernels", layer,
                         (long long)hj->O, (long long)hj->K);
@@ -279,16 +301,23 @@ lf_status lf_dev_model_create(lf_device *dev, const lf_job *jobs, size_t n_jobs,
             dm->patches[gp].applied = 0.0f;
         }
         LF_TRY(lf_dalloc(dm, hj->bytes, "weight", layer, &hj->w));
-        LF_CU(cudaMemcpy(hj->w, tg->data, hj->bytes, cudaMemcpyHostToDevice), layer);
+        const void *src = tg->data;
+        if (hj->dtype != tg->dtype) { /* converted on the host, rounded once (the shared routines) */
+            LF_TRY(lf_store_as(&v, hj->dtype, hj->numel, layer, &conv));
+            src = conv;
+        }
+        LF_CU(cudaMemcpy(hj->w, src, hj->bytes, cudaMemcpyHostToDevice), layer);
         if (dm->backup_dev_bytes + hj->bytes <= budget) {
             LF_TRY(lf_dalloc(dm, hj->bytes, "W0 backup", layer, &hj->w0));
             LF_CU(cudaMemcpy(hj->w0, hj->w, hj->bytes, cudaMemcpyDeviceToDevice), layer);
             dm->backup_dev_bytes += hj->bytes;
         } else {
             LF_TRY(lf_halloc(dm, hj->bytes, 1, "W0 backup (pinned)", layer, &hj->w0));
-            memcpy(hj->w0, tg->data, hj->bytes);
+            memcpy(hj->w0, src, hj->bytes);
             hj->w0_pinned = 1;
         }
+        free(conv);
+        conv = NULL;
         lf_djob *dj = &dm->hdjobs[j];
         dj->w = hj->w;
         dj->w0 = hj->w0;
@@ -329,6 +358,7 @@ lf_status lf_dev_model_create(lf_device *dev, const lf_job *jobs, size_t n_jobs,
     *out = dm;
     return LF_OK;
 fail:
+    free(conv);
     LF_RANGE_POP();
     lf_dev_model_free(dm);
     return st;

@@ -399,8 +399,9 @@ static lf_status lf_patch_glora(const lf_patch_ctx *pc, lf_dterm *t) {
     memset(&v, 0, sizeof v);
     float *w0 = malloc((size_t)(rows * K) * sizeof *w0);
     if (!w0) return lf_err(LF_ERR_NOMEM, "layer '%s': out of memory", layer);
-    v.data = (const char *)job->target->data + (size_t)p->row_off * (size_t)K * (lf_dtype_bits(hj->dtype) / 8);
-    v.dtype = hj->dtype;
+    /* the host target, in its own dtype (hj->dtype is the device copy's: lf_dev_opts.store) */
+    v.data = (const char *)job->target->data + (size_t)p->row_off * (size_t)K * (lf_dtype_bits(job->target->dtype) / 8);
+    v.dtype = job->target->dtype;
     v.ndim = 2;
     v.shape[0] = rows;
     v.shape[1] = K;

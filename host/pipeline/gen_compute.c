@@ -9,6 +9,12 @@
  * rebound or freed, so the copies follow the CPU backend's patched tensors (one session with a device
  * compute per process: the watcher is one).
  *
+ * Precision (--dtype, --vae-dtype; docs/cuda.md "Precision"): a CUDA compute stores weights and activations
+ * as o->dtype (default f16); the VAE, which overflows f16 (why sdxl-vae-fp16-fix exists), gets a second
+ * compute on the same device as o->vae_dtype (default f32) when that differs. After each UNet call on a
+ * 16-bit compute the output is checked for Inf/NaN (A1111's NaN check): an error naming the call and the
+ * dtype, not a black image. The CPU backend ignores both options.
+ *
  * Adapters on the device: a compute that patches in its own memory (compute.h patch) takes a job's UNet
  * layers (those the UNet holds as stored); their device copies are bound to the UNet's host weights, which
  * stay W0, and are unbound at the job's end (the next use uploads W0 again). Text-encoder layers (their
@@ -18,6 +24,7 @@
  * lf_gen_dev_key), which then uploads nothing for them; it is freed when a job has other adapters or none
  * (lf_gen_dev_open, lf_gen_session_switch), when a step of it failed, and with the models or the compute.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,21 +36,36 @@
 #include "host/runtime/weight_load.h"
 #include "lorafuse/lf_live_weights.h"
 
+/* the compute itself (under LF_COMPUTE_PROFILE the count around it) */
+static lf_compute *lf_gen_base(const lf_gen_session *s) { return s->prof ? s->prof->inner : s->cc; }
+
+/* a weight rewritten, rebound or freed: every device compute of the session drops its copies */
 static void lf_gen_forget(void *ctx, const void *p, size_t bytes) {
-    lf_compute *c = ctx;
-    c->forget(c, p, bytes);
+    lf_gen_session *s = ctx;
+    lf_compute *c = lf_gen_base(s);
+    if (c) c->forget(c, p, bytes);
+    if (s->vae_cc) s->vae_cc->forget(s->vae_cc, p, bytes);
 }
 
 static lf_status lf_gen_open_cuda(lf_gen_session *s, const lf_gen_opts *o) {
     if (!o->cuda) return lf_err(LF_ERR_UNSUPPORTED, "this program has no CUDA backend linked");
     char desc[160] = "";
-    lf_status st = o->cuda(o->device, &s->cc, desc, sizeof desc);
+    s->dtype = o->dtype ? o->dtype : LF_F16;
+    s->vae_dtype = o->vae_dtype ? o->vae_dtype : LF_F32;
+    lf_status st = o->cuda(o->device, s->dtype, &s->cc, desc, sizeof desc);
     if (st != LF_OK) {
         s->cc = NULL;
         return st;
     }
-    lf_wts_watch(lf_gen_forget, s->cc);
-    snprintf(s->backend, sizeof s->backend, "cuda (device %d: %s)", o->device, desc);
+    if (s->vae_dtype != s->dtype && (st = o->cuda(o->device, s->vae_dtype, &s->vae_cc, NULL, 0)) != LF_OK) {
+        s->vae_cc = NULL;
+        s->cc->destroy(s->cc);
+        s->cc = NULL;
+        return lf_err_wrap(st, "the VAE's compute (--vae-dtype %s): ", lf_dtype_name(s->vae_dtype));
+    }
+    lf_wts_watch(lf_gen_forget, s);
+    snprintf(s->backend, sizeof s->backend, "cuda (device %d: %s; %s, VAE %s)", o->device, desc,
+             lf_dtype_name(s->dtype), lf_dtype_name(s->vae_dtype));
     return LF_OK;
 }
 
@@ -110,9 +132,21 @@ void lf_gen_compute_close(lf_gen_session *s) {
     if (s->cc) lf_gen_dev_drop(s); /* made on the compute: freed before it */
     if (s->cc && !s->cc->host_memory) {
         lf_wts_watch(NULL, NULL);
+        if (s->vae_cc) s->vae_cc->destroy(s->vae_cc);
         s->cc->destroy(s->cc);
     }
+    s->vae_cc = NULL;
     s->cc = NULL;
+}
+
+/* what to add to a non-finite latent's error when the UNet ran in 16 bits: f16 overflows past 65504 where
+ * f32 and bf16 do not (the sampler's on-device check sees the overflow as an Inf in the model output) */
+const char *lf_gen_nonfinite_hint(const lf_gen *g) {
+    const lf_compute *c = g->sess && g->sess->cc ? lf_gen_base(g->sess) : NULL;
+    if (!c || c->act == LF_F32) return "";
+    return c->act == LF_F16 ? "; the UNet ran with f16 activations, which can overflow: run with --dtype bf16 or "
+                              "--dtype f32"
+                            : "; the UNet ran with bf16 activations: run with --dtype f32 to rule out its rounding";
 }
 
 /* ---- staging ---------------------------------------------------------------------------------- */
@@ -129,11 +163,16 @@ static lf_status lf_gen_stage(lf_compute *c, lf_gen_dbuf *b, int64_t n) {
 }
 
 void lf_gen_stage_free(lf_gen *g) {
-    lf_compute *c = g->sess ? g->sess->cc : NULL;
+    lf_compute *c = g->sess ? g->sess->cc : NULL, *v = g->sess ? g->sess->vae_cc : NULL;
     for (int i = 0; i < LF_GEN_DBUFS; i++) {
         if (c) c->release(c, g->dbuf[i].p);
         g->dbuf[i].p = NULL;
         g->dbuf[i].n = 0;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (v) v->release(v, g->vdbuf[i].p);
+        g->vdbuf[i].p = NULL;
+        g->vdbuf[i].n = 0;
     }
 }
 
@@ -169,22 +208,31 @@ int64_t lf_gen_vae_tile(const lf_gen *g, int64_t h, int64_t w, int on) {
 }
 
 lf_status lf_gen_vae_call(lf_gen *g, float *img, const float *lat) {
-    lf_compute *c = g->sess->cc;
+    lf_compute *c = g->sess->vae_cc ? g->sess->vae_cc : g->sess->cc;
+    lf_gen_dbuf *b = g->sess->vae_cc ? g->vdbuf : g->dbuf; /* a compute's buffers are its own */
     int64_t T = lf_gen_vae_tile(g, g->lat_h, g->lat_w, g->o.vae_tiling);
-    if (T) return lf_vae_decode_tiled_on(g->vae, c, img, lat, g->lat_h, g->lat_w, T);
+    lf_status st = LF_OK;
     int64_t nl = 4 * (int64_t)g->lat_h * g->lat_w, ni = 3 * (int64_t)g->o.width * g->o.height;
     const float *dl = NULL;
     float *di = NULL;
-    lf_status st = lf_gen_in(c, &g->dbuf[0], lat, nl, &dl);
-    if (!st) st = lf_gen_out(c, &g->dbuf[3], img, ni, &di);
-    if (!st) st = lf_vae_decode_on(g->vae, c, di, dl, 1, g->lat_h, g->lat_w);
-    return st ? st : lf_gen_back(c, img, di, ni);
+    if (T) {
+        st = lf_vae_decode_tiled_on(g->vae, c, img, lat, g->lat_h, g->lat_w, T);
+    } else {
+        st = lf_gen_in(c, &b[0], lat, nl, &dl);
+        if (!st) st = lf_gen_out(c, &b[g->sess->vae_cc ? 1 : 3], img, ni, &di);
+        if (!st) st = lf_vae_decode_on(g->vae, c, di, dl, 1, g->lat_h, g->lat_w);
+        if (!st) st = lf_gen_back(c, img, di, ni);
+    }
+    int bad = 0;
+    /* a 16-bit VAE that overflowed gives Inf/NaN pixels: an error rather than a black image */
+    for (int64_t i = 0; !st && c->act != LF_F32 && i < ni && !bad; i++) bad = !isfinite(img[i]);
+    if (bad)
+        st = lf_err(LF_ERR_NONFINITE, "the VAE's output holds Inf or NaN in %s: its activations overflowed; run with "
+                    "--vae-dtype f32", lf_dtype_name(c->act));
+    return st;
 }
 
 /* ---- adapters on the device ------------------------------------------------------------------- */
-
-/* the compute itself (under LF_COMPUTE_PROFILE the count around it) */
-static lf_compute *lf_gen_base(const lf_gen_session *s) { return s->prof ? s->prof->inner : s->cc; }
 
 static size_t lf_gen_dtype_size(lf_dtype dt) { return dt == LF_F32 ? 4 : dt == LF_F16 || dt == LF_BF16 ? 2 : 0; }
 

@@ -48,6 +48,9 @@ int lf_gen_groupable(const lf_gen_opts *a, const lf_gen_opts *b, char *why, size
         return lf_gen_differ(why, cap, "backend", nm[a->backend % 3], nm[b->backend % 3]);
     }
     if (a->device != b->device) return lf_gen_differ_i(why, cap, "device", a->device, b->device);
+    if (a->dtype != b->dtype) return lf_gen_differ(why, cap, "dtype", lf_dtype_name(a->dtype), lf_dtype_name(b->dtype));
+    if (a->vae_dtype != b->vae_dtype)
+        return lf_gen_differ(why, cap, "vae dtype", lf_dtype_name(a->vae_dtype), lf_dtype_name(b->vae_dtype));
     if (!a->batch_merged != !b->batch_merged)
         return lf_gen_differ(why, cap, "batch merged", a->batch_merged ? "merged" : "unmerged",
                              b->batch_merged ? "merged" : "unmerged");

@@ -387,8 +387,8 @@ static lf_status lf_mix_check(const void *ctx, int step, const float *v, size_t 
     const lf_gen *g = r->grp;
     size_t per = (size_t)(4 * g->lat_h * g->lat_w);
     return lf_err(LF_ERR_NONFINITE, "step %d of %d: %s holds %s (image %zu of the batch): the model with this step's "
-                  "weights gives non-finite values; nothing was written for this image", step, g->o.steps, what,
-                  lf_wts_nonfinite_name(v[i]), (size_t)i / per + 1);
+                  "weights gives non-finite values; nothing was written for this image%s", step, g->o.steps, what,
+                  lf_wts_nonfinite_name(v[i]), (size_t)i / per + 1, lf_gen_nonfinite_hint(g));
 }
 
 /* Device buffer i of at least n floats holding host array h (uploaded; NULL: only the room). */

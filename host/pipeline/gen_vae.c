@@ -71,11 +71,10 @@ lf_status lf_gen_check_vae(lf_gen *g) {
 }
 
 lf_status lf_gen_load_vae(const lf_gen *g, lf_vae **out) {
-    /* on a device compute the VAE holds f32 weights: its products would cut the decoder's activations to
-     * the weights' f16, whose range they pass (lf_vae_opts.f32_weights) */
+    /* a device compute keeps the VAE's weights in its own precision (--vae-dtype, converted on upload): the
+     * host holds them as stored */
     lf_vae_opts vo;
     memset(&vo, 0, sizeof vo);
-    vo.f32_weights = g->sess && g->sess->cc && !g->sess->cc->host_memory;
     if (g->vae_dir[0]) return lf_vae_load_dir(g->vae_dir, &vo, out);
     if (!g->vae_file[0]) return lf_vae_load_mapped(g->m->st, g->m->family, &vo, out);
     lf_st_file *st = NULL;

@@ -57,6 +57,11 @@ static lf_status lf_gen_open_job(lf_gen *g, const lf_gen_opts *opts);
 
 lf_status lf_gen_session_open(const char *model, lf_gen_backend backend, int device, lf_gen_cuda_fn cuda,
                               lf_gen_session **out) {
+    return lf_gen_session_open_prec(model, backend, device, LF_DTYPE_INVALID, LF_DTYPE_INVALID, cuda, out);
+}
+
+lf_status lf_gen_session_open_prec(const char *model, lf_gen_backend backend, int device, lf_dtype dtype,
+                                   lf_dtype vae_dtype, lf_gen_cuda_fn cuda, lf_gen_session **out) {
     *out = NULL;
     if (!model) return lf_err(LF_ERR_ARG, "serve: no model");
     lf_gen_opts o;
@@ -64,6 +69,8 @@ lf_status lf_gen_session_open(const char *model, lf_gen_backend backend, int dev
     o.model = model;
     o.backend = backend;
     o.device = device;
+    o.dtype = dtype;
+    o.vae_dtype = vae_dtype;
     o.cuda = cuda;
     o.prompt = "";
     o.write_png = 0;
@@ -429,8 +436,8 @@ static lf_status lf_gen_check_latent(const lf_gen *g, int step, const float *v, 
     size_t per = (size_t)(4 * g->lat_h * g->lat_w);
     return lf_err(LF_ERR_NONFINITE, "step %d of %d: %s holds %s (image %d, element %zu of %zu): the model with "
                   "this step's weights (checkpoint and adapters at their strengths) gives non-finite values; "
-                  "nothing was written for this image", step, g->o.steps, what, lf_wts_nonfinite_name(v[i]),
-                  g->first_image + (int)((size_t)i / per) + 1, (size_t)i % per, per);
+                  "nothing was written for this image%s", step, g->o.steps, what, lf_wts_nonfinite_name(v[i]),
+                  g->first_image + (int)((size_t)i / per) + 1, (size_t)i % per, per, lf_gen_nonfinite_hint(g));
 }
 
 static lf_status lf_gen_check_cb(const void *g, int step, const float *v, size_t n, const char *what) {

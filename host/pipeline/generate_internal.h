@@ -98,6 +98,9 @@ enum { LF_GS_XIN, LF_GS_OUT, LF_GS_O32, LF_GS_CTX, LF_GS_Y, LF_GS_FLAGS, LF_GS_X
 struct lf_gen_session {
     char *model;               /* checkpoint path */
     struct lf_compute *cc;     /* the compute the models run on (gen_compute.c) */
+    struct lf_compute *vae_cc; /* the VAE's when its precision differs (--vae-dtype; a second CUDA compute on the
+                                * same device), else NULL: cc */
+    lf_dtype dtype, vae_dtype; /* what cc and the VAE store on CUDA (gen_compute.c) */
     struct lf_compute_count *prof; /* LF_COMPUTE_PROFILE=1: cc is this timed count around prof->inner */
     char *prof_text;
     char backend[224];         /* "cpu", "cpu (auto: ...)", "cuda (device 0: ...)" */
@@ -170,6 +173,7 @@ struct lf_gen {
     lf_gen_dbuf sbuf[LF_GEN_SBUFS];
     size_t scond_set;
     int scond_n;               /* samples the uploaded conditioning is for; 0: none uploaded */
+    lf_gen_dbuf vdbuf[2];           /* the VAE compute's (sess->vae_cc), when it has its own */
     /* adapters patched in the compute's memory (gen_compute.c; NULL/0: every job on the host) */
     unsigned char *host_held;  /* per plan job: 1 patched on the host, 0 on the device */
     size_t *dev_jobs, n_dev;   /* the device's plan jobs */
@@ -236,6 +240,8 @@ lf_status lf_gen_run_mixed(lf_gen *grp, lf_gen_image_fn cb, void *cbctx);
 /* gen_compute.c */
 /* s->cc and s->backend for o->backend on o->device: CUDA when asked (an error when it cannot be had) or, for
  * auto, when o->cuda gives one; else the CPU. */
+/* "" or, when the session's UNet compute keeps 16-bit activations, a hint to add to a non-finite error */
+const char *lf_gen_nonfinite_hint(const lf_gen *g);
 lf_status lf_gen_compute_open(lf_gen_session *s, const lf_gen_opts *o);
 void lf_gen_compute_close(lf_gen_session *s);
 /* img (3, H, W) = the VAE decode of host latent lat (4, lat_h, lat_w) on the session's compute. */

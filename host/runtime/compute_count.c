@@ -28,12 +28,15 @@ static double lf_cnt_wbytes(const lf_view *W) {
     return (double)lf_view_numel(W) * (double)lf_dtype_bits(W->dtype) / 8.0;
 }
 
-/* f32 activation values moved (read + written) -> bytes */
+/* bytes of one activation value as the compute stores it (c->act: f32, or 16 bits on a device) */
+static double lf_cnt_esz(const lf_compute *c) { return (double)lf_dtype_bits(c->act) / 8.0; }
+
+/* activation values moved (read + written) -> bytes in the storage type */
 static void lf_cnt_add(lf_compute *c, lf_cop op, double flops, double act_values, double wbytes) {
     lf_cop_stats *s = &lf_cc(c)->op[op];
     s->calls++;
     s->flops += flops;
-    s->bytes += 4.0 * act_values + wbytes;
+    s->bytes += lf_cnt_esz(c) * act_values + wbytes;
     s->weight_bytes += wbytes;
 }
 
@@ -68,9 +71,10 @@ static lf_status lf_cnt_end(lf_compute_count *cc, lf_cop op, double t0, lf_statu
 
 /* ---- memory ------------------------------------------------------------------------------------ */
 
-/* f32: the inner compute's alloc_f32 (lf_compute_alloc_f32), else its alloc */
-static lf_status lf_cnt_alloc_as(lf_compute *c, int64_t n, float **out, int f32) {
+/* n values of esz bytes, from the inner compute's alloc or alloc_f32 (f32) */
+static lf_status lf_cnt_alloc_as(lf_compute *c, int64_t n, int f32, float **out) {
     lf_compute_count *cc = lf_cc(c);
+    const double esz = f32 ? 4.0 : lf_cnt_esz(c);
     *out = NULL;
     if (cc->n_bufs == cc->cap_bufs) {
         size_t cap = cc->cap_bufs ? 2 * cc->cap_bufs : 64;
@@ -86,23 +90,23 @@ static lf_status lf_cnt_alloc_as(lf_compute *c, int64_t n, float **out, int f32)
         return lf_err(LF_ERR_NOMEM, "counting compute: out of memory");
     }
     cc->bufs[cc->n_bufs].p = p;
-    cc->bufs[cc->n_bufs++].n = n;
+    cc->bufs[cc->n_bufs++].bytes = esz * (double)n;
     cc->allocs++;
-    cc->live += 4.0 * (double)n;
+    cc->live += esz * (double)n;
     if (cc->live > cc->peak) cc->peak = cc->live;
     *out = p;
     return LF_OK;
 }
 
-static lf_status lf_cnt_alloc(lf_compute *c, int64_t n, float **out) { return lf_cnt_alloc_as(c, n, out, 0); }
-static lf_status lf_cnt_alloc_f32(lf_compute *c, int64_t n, float **out) { return lf_cnt_alloc_as(c, n, out, 1); }
+static lf_status lf_cnt_alloc(lf_compute *c, int64_t n, float **out) { return lf_cnt_alloc_as(c, n, 0, out); }
+static lf_status lf_cnt_alloc_f32(lf_compute *c, int64_t n, float **out) { return lf_cnt_alloc_as(c, n, 1, out); }
 
 static void lf_cnt_release(lf_compute *c, float *p) {
     lf_compute_count *cc = lf_cc(c);
     if (!p) return;
     for (size_t i = cc->n_bufs; i-- > 0;) { /* newest first: buffers mostly go in reverse order */
         if (cc->bufs[i].p != p) continue;
-        cc->live -= 4.0 * (double)cc->bufs[i].n;
+        cc->live -= cc->bufs[i].bytes;
         cc->bufs[i] = cc->bufs[--cc->n_bufs];
         break;
     }
@@ -346,10 +350,10 @@ void lf_compute_count_init(lf_compute_count *cc, lf_compute *inner) {
     c->name = inner ? inner->name : "count";
     c->impl = cc;
     c->host_memory = inner ? inner->host_memory : 0;
-    c->act = inner ? inner->act : LF_F32;
+    c->act = inner ? inner->act : LF_F32; /* a dry count may set another act to count its bytes */
     c->alloc = lf_cnt_alloc;
-    c->release = lf_cnt_release;
     c->alloc_f32 = inner && inner->alloc_f32 ? lf_cnt_alloc_f32 : NULL;
+    c->release = lf_cnt_release;
     c->upload = lf_cnt_upload;
     c->download = lf_cnt_download;
     c->copy2d = lf_cnt_copy2d;

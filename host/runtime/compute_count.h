@@ -44,7 +44,7 @@ typedef struct lf_compute_count {
     uint64_t uploads, downloads;
     double up_bytes, down_bytes;
     /* the buffers handed out and not yet released, with their sizes (placeholders when dry) */
-    struct lf_cnt_buf { float *p; int64_t n; } *bufs;
+    struct lf_cnt_buf { float *p; double bytes; } *bufs;
     size_t n_bufs, cap_bufs;
 } lf_compute_count;
 

@@ -299,7 +299,7 @@ lf_status lf_serve_start(const lf_serve_opts *o, lf_serve **out) {
     lf_status st = lf_srv_listen(s->o.listen, &sa, &v6);
     if (!st && o->api_auth) st = lf_srv_users(s, o->api_auth);
     if (!st) st = lf_srv_cache_new((uint64_t)o->lora_cache_mb << 20, &s->cache, &s->src);
-    if (!st) st = lf_gen_session_open(o->model, o->backend, o->device, o->cuda, &s->sess);
+    if (!st) st = lf_gen_session_open_prec(o->model, o->backend, o->device, o->dtype, o->vae_dtype, o->cuda, &s->sess);
     if (!st) st = lf_srv_names(s);
     if (!st) st = lf_srv_worker_start(s);
     if (st) {

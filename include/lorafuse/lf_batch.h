@@ -74,6 +74,7 @@ typedef struct lf_batch_opts {
     lf_gen_backend backend;    /* auto (default), cpu or cuda */
     int device;                /* CUDA device ordinal */
     lf_gen_cuda_fn cuda;       /* lf_gen_opts.cuda */
+    lf_dtype dtype, vae_dtype; /* lf_gen_opts.dtype, .vae_dtype (--dtype, --vae-dtype); 0: the defaults */
     int resume;                /* skip images recorded in the manifest whose file has the recorded hash */
     int shard, shards;         /* 0/1: unsharded (manifest.jsonl); else manifest-shard-I-of-N.jsonl */
     int quiet;                 /* no progress lines on stderr */

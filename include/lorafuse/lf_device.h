@@ -70,6 +70,10 @@ typedef struct lf_dev_opts {
     /* 1: cudaStreamSynchronize after every launch inside lf_dev_* (pins async faults to the call;
      * the env var LF_CUDA_SYNC_CHECK=1 does the same). */
     int sync_check;
+    /* The type W and W0 are held in on the device (LF_F16, LF_BF16, LF_F32), converted from the
+     * target's dtype at create (rounded to nearest even); LF_DTYPE_INVALID (0, the default): each
+     * job's own dtype. lf_dev_weight / lf_dev_download then give that type. */
+    lf_dtype store;
 } lf_dev_opts;
 
 /* Defaults: max_backup_mb -1, tc_min_rank 16, tf32_split_f32 1, sync_check 0. */

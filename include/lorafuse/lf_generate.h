@@ -30,6 +30,7 @@
 
 #include "lorafuse/lf_rng.h"
 #include "lorafuse/lf_status.h"
+#include "lorafuse/lf_types.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,12 +46,13 @@ extern "C" {
  * says which and why). */
 typedef enum lf_gen_backend { LF_GEN_AUTO = 0, LF_GEN_CPU, LF_GEN_CUDA } lf_gen_backend;
 
-/* How --backend cuda / auto gets a CUDA compute (host/base/compute.h) on device `device`, with a
- * description of the device in desc: the caller that links the device library passes
- * lf_compute_cuda_device (host/cuda/compute_cuda.h), as the lorafuse program does; NULL: this process has
- * none (auto runs on the CPU, cuda is refused). The compute's destroy releases the device too. */
+/* How --backend cuda / auto gets a CUDA compute (host/base/compute.h) on device `device` whose weights and
+ * activations are stored as dtype (LF_F16, LF_BF16, LF_F32: --dtype, --vae-dtype), with a description of
+ * the device in desc: the caller that links the device library passes lf_compute_cuda_device
+ * (host/cuda/compute_cuda.h), as the lorafuse program does; NULL: this process has none (auto runs on the
+ * CPU, cuda is refused). The compute's destroy releases the device too. */
 struct lf_compute;
-typedef lf_status (*lf_gen_cuda_fn)(int device, struct lf_compute **out, char *desc, size_t cap);
+typedef lf_status (*lf_gen_cuda_fn)(int device, lf_dtype dtype, struct lf_compute **out, char *desc, size_t cap);
 
 /* Progress report: step (1-based) of total for the sampler run covering images [first, first + n). */
 typedef struct lf_gen_progress {
@@ -84,6 +86,9 @@ typedef struct lf_gen_opts {
     lf_gen_backend backend;
     int device;                /* CUDA device ordinal (--device N), 0 by default */
     lf_gen_cuda_fn cuda;       /* see lf_gen_cuda_fn; NULL: no CUDA in this process */
+    lf_dtype dtype;            /* --dtype: the UNet's and text encoders' weights and activations on CUDA (LF_F16,
+                                * LF_BF16, LF_F32); 0: LF_F16. The CPU backend ignores it (f32 activations). */
+    lf_dtype vae_dtype;        /* --vae-dtype: the VAE's on CUDA; 0: LF_F32 (the SD VAE overflows f16) */
     lf_rng_kind rng;           /* LF_RNG_TORCH_CPU (diffusers' CPU generator) or LF_RNG_NV */
     int clip_skip;             /* A1111 clip skip (0 or 1: last layer) */
     int write_png;             /* 0: nothing is written (tests) */
@@ -180,6 +185,9 @@ typedef struct lf_gen_session lf_gen_session;
 /* Open `model` and load it (every check of lf_gen_open on the model's parts). */
 lf_status lf_gen_session_open(const char *model, lf_gen_backend backend, int device, lf_gen_cuda_fn cuda,
                               lf_gen_session **out);
+/* The same with the precision of a CUDA compute (lf_gen_opts.dtype, .vae_dtype; 0: the defaults). */
+lf_status lf_gen_session_open_prec(const char *model, lf_gen_backend backend, int device, lf_dtype dtype,
+                                   lf_dtype vae_dtype, lf_gen_cuda_fn cuda, lf_gen_session **out);
 void lf_gen_session_free(lf_gen_session *s);
 /* What the session holds: the checkpoint's path and family name, and its A1111 model hash. */
 const char *lf_gen_session_model(const lf_gen_session *s);

@@ -65,6 +65,7 @@ typedef struct lf_serve_opts {
     lf_gen_backend backend;     /* auto (default), cpu or cuda */
     int device;                 /* CUDA device ordinal */
     lf_gen_cuda_fn cuda;        /* lf_gen_opts.cuda */
+    lf_dtype dtype, vae_dtype;  /* lf_gen_opts.dtype, .vae_dtype (--dtype, --vae-dtype); 0: the defaults */
     lf_serve_limits limits;
 } lf_serve_opts;
 

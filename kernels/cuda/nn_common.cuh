@@ -1,12 +1,19 @@
 /* nn_common.cuh: what the model-runtime kernels (kernels/cuda/nn_*.cu) share: the block size, capped
- * 1-D grids with grid-stride loops, and fixed-order block reductions through shared memory (the tree
- * order depends only on blockDim, so a row's result does not depend on scheduling). Device code only. */
+ * 1-D grids with grid-stride loops, fixed-order block reductions through shared memory (the tree
+ * order depends only on blockDim, so a row's result does not depend on scheduling), and the typed
+ * loads and stores of activations (storage f32, f16 or bf16 as a kernel argument, the math in f32:
+ * the branch is the same for every thread, and the CUDA emulation's launch rewrite takes no template
+ * kernels). Device code only. */
 #ifndef LF_NN_COMMON_CUH
 #define LF_NN_COMMON_CUH
 
 #include <stdint.h>
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
+
+#include "lf_nn_cuda.h"
 
 namespace lf_cunn {
 
@@ -33,6 +40,20 @@ __device__ __forceinline__ float block_reduce(float v, float *sh, int is_max) {
     const float r = sh[0];
     __syncthreads(); /* sh is reused by the next reduction */
     return r;
+}
+
+/* element i of an array stored as t (lf_cunn_type), widened exactly to f32 */
+__device__ __forceinline__ float ld(const void *p, int t, int64_t i) {
+    if (t == LF_CUNN_F16) return __half2float(static_cast<const __half *>(p)[i]);
+    if (t == LF_CUNN_BF16) return __bfloat162float(static_cast<const __nv_bfloat16 *>(p)[i]);
+    return static_cast<const float *>(p)[i];
+}
+
+/* v stored as t, rounded to nearest even (f16 overflows to Inf, as cvt.rn) */
+__device__ __forceinline__ void st(void *p, int t, int64_t i, float v) {
+    if (t == LF_CUNN_F16) static_cast<__half *>(p)[i] = __float2half_rn(v);
+    else if (t == LF_CUNN_BF16) static_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16_rn(v);
+    else static_cast<float *>(p)[i] = v;
 }
 
 /* 0.5 x (1 + erf(x / sqrt 2)) */

@@ -147,5 +147,10 @@ static inline int atomicAdd(int *p, int v) {
     *p = o + v;
     return o;
 }
+static inline unsigned atomicOr(unsigned *p, unsigned v) {
+    unsigned o = *p;
+    *p = o | v;
+    return o;
+}
 
 #endif

@@ -26,7 +26,12 @@
  * Then the memory ops (upload/download/copy2d, the caching allocator), the weight cache (a forgotten
  * weight is uploaded again, a bound one used as is) and argument errors. Per-op worst NMSE and
  * max-abs are printed at the end. Label gpu (exit 77 without CUDA or a device), emu in the emulation.
- * Usage: gpu_compute_ops [--seed N] [-v] [--require-cudnn | --require-fallback [--require-refused]]
+ * --act f16|bf16 runs the op cases on a compute whose activations and weights are 16-bit
+ * (lf_compute_cuda_open_as; docs/cuda.md "Precision"): every bound is then at least the storage's
+ * rounding (ACT_F16 / ACT_BF16 below: inputs, outputs and weights each rounded once, NMSE about u^2/3
+ * per rounding, a few roundings per op), and t_precision checks the handles (pointer arithmetic on a
+ * 16-bit buffer), alloc_f32, converting copy2d, the mixed-type refusal and the non-finite check.
+ * Usage: gpu_compute_ops [--seed N] [-v] [--act f16|bf16] [--require-cudnn | --require-fallback [--require-refused]]
  */
 #include <math.h>
 #include <stdint.h>
@@ -45,6 +50,7 @@
 
 static lf_compute *C;
 static lf_test_rng R;
+static double act_floor; /* the least bound of every case on a 16-bit compute (--act), 0 on f32 */
 static int verbose, require_cudnn, require_fallback, require_refused;
 
 static const char *const OPS[LF_COP_COUNT] = {
@@ -62,12 +68,21 @@ static struct {
 #define NMSE_F16 1e-6
 #define NMSE_BF16 5e-5
 #define NMSE_SDPA 1e-6
+/* --act: f16 storage, u = 2^-11, u^2/3 = 8e-8 per rounding; bf16, u = 2^-8, 5e-6 per rounding; a case
+ * rounds its inputs, its weight and its output (attention also P): 4-5 roundings, 2-3x margin */
+#define ACT_F16 1e-6
+#define ACT_BF16 5e-5
 
 /* ---- helpers ----------------------------------------------------------------------------------- */
 
+/* random inputs; on a 16-bit compute rounded to its type, so that the reference sees what the device
+ * holds and a case measures its op's own error (a norm of values far from 0 would otherwise show the
+ * input's rounding amplified by |mean| / std) */
 static float *rnd(int64_t n, float lo, float hi) {
     float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof *p);
     for (int64_t i = 0; i < n; i++) p[i] = lf_test_rng_uniform(&R, lo, hi);
+    for (int64_t i = 0; C && C->act == LF_F16 && i < n; i++) p[i] = lf_f16_to_f32(lf_f32_to_f16(p[i]));
+    for (int64_t i = 0; C && C->act == LF_BF16 && i < n; i++) p[i] = lf_bf16_to_f32(lf_f32_to_bf16(p[i]));
     return p;
 }
 
@@ -111,6 +126,7 @@ static void compare(lf_cop op, const char *label, const float *ref, const float 
         mabs = fmax(mabs, fabs(e));
     }
     double nmse = sr > 0 ? se / sr : se;
+    if (bound < act_floor) bound = act_floor;
     LF_CHECK(bad < 0, "%s %s: element %lld is %g (reference %g)", OPS[op], label, (long long)bad,
              bad >= 0 ? g[bad] : 0.0, bad >= 0 ? ref[bad] : 0.0);
     if (bound == 0) LF_CHECK(diff == 0, "%s %s: %lld of %lld elements differ (must be exact)", OPS[op], label,
@@ -305,8 +321,9 @@ static void t_norms(void) {
         snprintf(label, sizeof label, "N%lld C%lld S%lld G%lld%s", (long long)N, (long long)Cc, (long long)S,
                  (long long)G, g ? "" : " no affine");
         compare(LF_COP_GROUP_NORM, label, ref, dx, n, NMSE_F32);
-        /* fused with SiLU: the CPU's group_norm + silu within the norm's bound, and the device's own two
-         * ops bit for bit (the same expressions in one pass) */
+        /* fused with SiLU: the CPU's group_norm + silu within the norm's bound, and with f32 activations
+         * the device's own two ops bit for bit (the same expressions in one pass; in 16 bits the fused op
+         * rounds once where the two round the norm's output too, so only in place = out of place) */
         float *dx2 = dev_from(x, n), *dy2 = dev_empty(n);
         lf_nn_silu(ref, ref, n);
         ok(C->group_norm_silu(C, dy2, dx2, g, b, N, Cc, S, G, 1e-5f), "group_norm_silu");
@@ -315,8 +332,11 @@ static void t_norms(void) {
         ok(C->group_norm_silu(C, dx2, dx2, g, b, N, Cc, S, G, 1e-5f), "group_norm_silu (in place)");
         ok(C->silu(C, dx, dx, n), "silu");
         float *fused = host_from(dx2, n), *sep = host_from(dx, n);
-        LF_CHECK(!memcmp(fused, sep, (size_t)n * 4) && !memcmp(two, sep, (size_t)n * 4),
-                 "group_norm_silu %s: not the bits of group_norm then silu on the device", label);
+        if (C->act == LF_F32)
+            LF_CHECK(!memcmp(fused, sep, (size_t)n * 4) && !memcmp(two, sep, (size_t)n * 4),
+                     "group_norm_silu %s: not the bits of group_norm then silu on the device", label);
+        else
+            LF_CHECK(!memcmp(fused, two, (size_t)n * 4), "group_norm_silu %s: in place differs", label);
         free(two), free(fused), free(sep);
         C->release(C, dx2), C->release(C, dy2);
         if (g) C->forget(C, g, 1), C->forget(C, b, 1);
@@ -554,6 +574,29 @@ static void t_memory(void) {
 /* the weight cache of a 16-bit conv weight, whose cuDNN path also keeps a KRSC copy: a forgotten
  * weight's copy is made again from the new values; a bound one (device memory its owner patches in
  * place) is reordered at every call, so a patch of the bound memory shows at the next call */
+/* a 16-bit compute's handles: offsets into a 16-bit buffer, alloc_f32, copy2d between the two storage
+ * types, an op given both refused, the non-finite check */
+static void t_precision(void) {
+    const int64_t n = 40, off = 3;
+    float *h = rnd(n, -2, 2), *back = malloc((size_t)n * 4), *r16 = malloc((size_t)n * 4);
+    for (int64_t i = 0; i < n; i++) /* the values the 16-bit buffer holds */
+        r16[i] = C->act == LF_F16 ? lf_f16_to_f32(lf_f32_to_f16(h[i])) : lf_bf16_to_f32(lf_f32_to_bf16(h[i]));
+    float *a = dev_empty(n + off), *f = NULL;
+    ok(lf_compute_alloc_f32(C, n + off, &f), "alloc_f32");
+    ok(C->upload(C, a + off, h, n), "upload at an offset");
+    ok(C->download(C, back, a + off, n), "download at an offset");
+    LF_CHECK(!memcmp(back, r16, (size_t)n * 4), "a 16-bit buffer at an offset: not the rounded values");
+    ok(C->upload(C, f + off, h, n), "upload f32");
+    ok(C->copy2d(C, a, 8, f + off, 8, n / 8, 8), "copy2d f32 -> 16-bit");
+    compare(LF_COP_COPY2D, "f32 -> 16-bit", r16, a, n, 0);
+    ok(C->copy2d(C, f, 8, a, 8, n / 8, 8), "copy2d 16-bit -> f32"); /* a holds r16 */
+    ok(C->download(C, back, f, n), "download f32");
+    LF_CHECK(!memcmp(back, r16, (size_t)n * 4), "copy2d 16-bit -> f32 is not exact");
+    LF_CHECK(C->add(C, a, a, f, n) == LF_ERR_ARG, "an add of a 16-bit and an f32 buffer accepted");
+    C->release(C, a), C->release(C, f);
+    free(h), free(back), free(r16);
+}
+
 static void t_conv_cache(void) {
     enum { N = 1, Ci = 4, H = 6, Wd = 5, Co = 8, KK = 3, NW = Co * Ci * KK * KK };
     const int64_t shape[4] = {Co, Ci, KK, KK}, Ho = H, Wo = Wd, ny = N * Co * Ho * Wo;
@@ -589,20 +632,30 @@ static void t_conv_cache(void) {
 
 int main(int argc, char **argv) {
     uint64_t seed = 20261206;
+    lf_dtype act = LF_F32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 0);
         else if (!strcmp(argv[i], "-v")) verbose = 1;
         else if (!strcmp(argv[i], "--require-cudnn")) require_cudnn = 1;
         else if (!strcmp(argv[i], "--require-fallback")) require_fallback = 1;
         else if (!strcmp(argv[i], "--require-refused")) require_refused = 1;
+        else if (!strcmp(argv[i], "--act") && i + 1 < argc) act = lf_dtype_from_name(argv[++i]);
         else {
-            fprintf(stderr, "usage: gpu_compute_ops [--seed N] [-v] [--require-cudnn | --require-fallback "
-                            "[--require-refused]]\n");
+            fprintf(stderr, "usage: gpu_compute_ops [--seed N] [-v] [--act F16|BF16] [--require-cudnn | "
+                            "--require-fallback [--require-refused]]\n");
             return 2;
         }
     }
     lf_device *dev = NULL;
     if (lf_test_cuda_open(&dev, &C) != LF_OK) return lf_test_finish();
+    if (act != LF_F32) {
+        LF_CHECK(act == LF_F16 || act == LF_BF16, "--act: F16 or BF16");
+        C->destroy(C);
+        lf_status st = lf_compute_cuda_open_as(dev, act, act, &C);
+        LF_CHECK(st == LF_OK, "a %s compute: %s", lf_dtype_name(act), lf_last_error());
+        if (st != LF_OK) return lf_test_finish();
+        act_floor = act == LF_F16 ? ACT_F16 : ACT_BF16;
+    }
     printf("seed %llu (--seed to repeat), device %s\n", (unsigned long long)seed, lf_device_describe(dev));
     lf_test_rng_seed(&R, seed);
 
@@ -644,9 +697,13 @@ int main(int argc, char **argv) {
     t_elementwise();
     t_layout();
     t_embed();
-    t_memory();
-    t_sample_update();
-    t_conv_cache();
+    t_sample_update(); /* f32 buffers (alloc_f32) whatever act is */
+    if (act == LF_F32) { /* the weight cache's cases hold weights in their own dtype */
+        t_memory();
+        t_conv_cache();
+    } else {
+        t_precision();
+    }
 
     lf_compute_cuda_paths paths;
     lf_compute_cuda_paths_get(C, &paths);

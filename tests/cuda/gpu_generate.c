@@ -3,12 +3,14 @@
  *
  * The same job (prompt, negative prompt, seed, sampler, steps, size, adapters) runs with --backend cpu
  * and --backend cuda (lf_compute_cuda_device, device 0); each image's final latent and 8-bit pixels are
- * compared: relative L2 of the latents <= 2e-2 and no 8-bit value more than 4 levels apart. The device
- * products cast activations to the 16-bit weights' type (~2^-11 relative per product; docs/cuda.md
- * "Compute backend"), through every layer, both CFG halves (the guidance scale 7 multiplies their
- * difference) and every step. Measured in the emulation (2026-12-06): 8.9e-3 / 3 levels on the
- * random-weight mini model, whose output is noise and amplifies it, 1.1e-3 to 1.8e-3 / 1-2 levels on the
- * others. Jobs: the random-weight SD1.5 mini model without and
+ * compared: relative L2 of the latents <= 3e-2 and no 8-bit value more than 8 levels apart. The device
+ * runs the UNet and text encoders in f16 (--dtype's default: weights and activations rounded to 2^-11
+ * relative at every op, sums f32; docs/cuda.md "Precision") and the VAE in f32, through every layer, both
+ * CFG halves (the guidance scale 7 multiplies their difference) and every step. Measured in the
+ * emulation with f16 activations (2026-12-07): 2.15e-2 / 7 levels for the text-encoder LoRA on the
+ * random-weight SD1.5 mini model, whose output is noise and amplifies it (6.1e-3 with f32 activations
+ * and f16 weights), 1.36e-2 / 4 for that model with Euler (was 8.9e-3 / 3), 1.8e-3 to 4.1e-3 / 1-2 levels
+ * on the others; the bounds were 2e-2 / 4 with f32 activations. Jobs: the random-weight SD1.5 mini model without and
  * with a scheduled LoRA (Euler, DPM++ 2M), the trained demo model with its LoRA from halfway (an image
  * with structure), and the SDXL mini model (two text encoders, the label embedding) with a scheduled LoRA
  * on both encoders and the UNet; a mixed batch (three jobs: no adapter, a scheduled LoRA as unmerged
@@ -126,8 +128,8 @@ static void compare_keep(const char *name, const lf_gen_opts *o, int dev, shot *
     }
     printf("%-28s latent rel L2 %.2e, 8-bit: max %d levels, %zu of %zu values > 1 apart\n", name, rel, worst, off,
            c.n_rgb);
-    LF_CHECK(isfinite(rel) && rel <= 2e-2, "%s: latent rel L2 %.3e > 2e-2", name, rel);
-    LF_CHECK(worst <= 4, "%s: an 8-bit value %d levels apart", name, worst);
+    LF_CHECK(isfinite(rel) && rel <= 3e-2, "%s: latent rel L2 %.3e > 3e-2", name, rel);
+    LF_CHECK(worst <= 8, "%s: an 8-bit value %d levels apart", name, worst);
     LF_CHECK(uc == 0 && (dev ? ud > 0 : ud == 0), "%s: %zu UNet layers rewritten on the device (cpu: %zu), expected %s",
              name, ud, uc, dev ? "some" : "none");
     if (verbose) printf("  %zu UNet layer rewrites on the device\n", ud);
@@ -305,6 +307,12 @@ static void te_only(void) {
     lf_gen_opts o = job("models/sd15-mini.safetensors", "a red fox <lora:mini_lora:te=1:unet=0>", "Euler", 2, 32,
                         "models/lora");
     lf_gen_opts p = job("models/sd15-mini.safetensors", "a red fox", "Euler", 2, 32, "models/lora");
+    /* f32 on the device: this case checks the text encoders' host-patched LoRA layers reaching the device
+     * (forget + re-upload), and this 32² two-step job of random weights amplifies rounding: measured in the
+     * emulation 2026-12-07, f32 4.3e-3 from the CPU, f16 1.4e-1 once GroupNorm+SiLU and conv+residual
+     * round once instead of twice (2.2e-2 before), while the LoRA's own effect is 4.4e-1. The f16 end
+     * to end bounds are the other cases'. */
+    o.dtype = p.dtype = LF_F32;
     shot d, plain;
     char be[256];
     compare_keep("sd15-mini text-encoder lora", &o, 0, &d);
@@ -337,7 +345,7 @@ int main(int argc, char **argv) {
     }
     lf_compute *c = NULL;
     char desc[160];
-    if (lf_compute_cuda_device(0, &c, desc, sizeof desc) != LF_OK) {
+    if (lf_compute_cuda_device(0, LF_F32, &c, desc, sizeof desc) != LF_OK) {
         printf("gpu_generate: skipped: %s\n", lf_last_error());
         return 77;
     }
