@@ -22,7 +22,8 @@
 #   racecheck  compute-sanitizer --tool racecheck on the same list
 #              (a sanitizer run that hits its time limit is recorded SKIP: it proves nothing either way)
 #   generate   lorafuse generate --json on the demo model (64x64, 20 steps, its LoRA) and the SD1.5 mini
-#              model (batch 4), --backend cuda then --backend cpu: the summary line (which backend) and
+#              model (batch 4), --backend cuda (f16; the demo job also --dtype bf16 and f32) then --backend
+#              cpu: the summary line (which backend and dtypes) and
 #              the per-image timings in run.log, a profile by op kind (LF_COMPUTE_PROFILE=1); then
 #              lf_bench_unet_counts (the floors of a full-size step, unfused and with the fused ops)
 #   bench      lf_bench_apply --json OUTDIR/bench.jsonl, then lf_bench_unet_gpu (a full-size SD1.5 512² and
@@ -610,6 +611,15 @@ if wanted generate; then
             (cd "$ROOT" && run_logged $((lim / 4)) "$RUNLOG" "$lfbin" generate --backend "$be" --json \
                 --model models/sd15-mini.safetensors --steps 8 --batch-size 4 --prompt 'a red fox' \
                 --output-dir "$TMPD/gen-$be" --hash-cache '') || rc=$?
+            # the other precisions of the device (the CPU ignores --dtype): bf16 and f32 on the demo job
+            if [[ $be == cuda ]]; then
+                for dt in bf16 f32; do
+                    (cd "$ROOT" && run_logged $((lim / 8)) "$RUNLOG" "$lfbin" generate --backend cuda --dtype "$dt" \
+                        --json --model models/demo/shapes-sd1.safetensors --lora-dir models/demo/lora --steps 20 \
+                        --seed 5 --prompt 'a red square on a blue background, outlined <lora:outline_lora:1>' \
+                        --output-dir "$TMPD/gen-$be-$dt" --hash-cache '') || rc=$?
+                done
+            fi
             # the same job again with each op synchronised and timed: where the time goes, by op kind
             (cd "$ROOT" && LF_COMPUTE_PROFILE=1 run_logged $((lim / 8)) "$RUNLOG" "$lfbin" generate --backend "$be" \
                 --model models/sd15-mini.safetensors --steps 4 --batch-size 4 --prompt 'a red fox' --quiet \
