@@ -162,18 +162,18 @@ static lf_status lf_gen_stage(lf_compute *c, lf_gen_dbuf *b, int64_t n) {
     return st;
 }
 
-void lf_gen_stage_free(lf_gen *g) {
-    lf_compute *c = g->sess ? g->sess->cc : NULL, *v = g->sess ? g->sess->vae_cc : NULL;
+/* b's buffers back to c (NULL: already gone with its compute) */
+static void lf_gen_dbufs_free(lf_compute *c, lf_gen_dbuf *b) {
     for (int i = 0; i < LF_GEN_DBUFS; i++) {
-        if (c) c->release(c, g->dbuf[i].p);
-        g->dbuf[i].p = NULL;
-        g->dbuf[i].n = 0;
+        if (c) c->release(c, b[i].p);
+        b[i].p = NULL;
+        b[i].n = 0;
     }
-    for (int i = 0; i < 2; i++) {
-        if (v) v->release(v, g->vdbuf[i].p);
-        g->vdbuf[i].p = NULL;
-        g->vdbuf[i].n = 0;
-    }
+}
+
+void lf_gen_stage_free(lf_gen *g) {
+    lf_gen_dbufs_free(g->sess ? g->sess->cc : NULL, g->dbuf);
+    lf_gen_dbufs_free(g->sess ? g->sess->vae_cc : NULL, g->vdbuf);
 }
 
 /* host array h of n floats as the compute sees it: itself on host memory, else uploaded to b */
@@ -219,7 +219,7 @@ lf_status lf_gen_vae_call(lf_gen *g, float *img, const float *lat) {
         st = lf_vae_decode_tiled_on(g->vae, c, img, lat, g->lat_h, g->lat_w, T);
     } else {
         st = lf_gen_in(c, &b[0], lat, nl, &dl);
-        if (!st) st = lf_gen_out(c, &b[g->sess->vae_cc ? 1 : 3], img, ni, &di);
+        if (!st) st = lf_gen_out(c, &b[1], img, ni, &di);
         if (!st) st = lf_vae_decode_on(g->vae, c, di, dl, 1, g->lat_h, g->lat_w);
         if (!st) st = lf_gen_back(c, img, di, ni);
     }

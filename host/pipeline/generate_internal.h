@@ -90,7 +90,7 @@ typedef struct lf_gen_dbuf {
     float *p;
     int64_t n;
 } lf_gen_dbuf;
-#define LF_GEN_DBUFS 4
+#define LF_GEN_DBUFS 2 /* the VAE decode's latent and image */
 /* the sampler's buffers in the compute's memory (gen_sample.c): UNet input and output (activation type),
  * the output in f32, conditioning context and SDXL y, the non-finite flags and the latent (f32) */
 enum { LF_GS_XIN, LF_GS_OUT, LF_GS_O32, LF_GS_CTX, LF_GS_Y, LF_GS_FLAGS, LF_GS_X, LF_GEN_SBUFS };
@@ -168,12 +168,12 @@ struct lf_gen {
     int lat_h, lat_w;
     float *tin, *ctx, *y;         /* host: timesteps, conditioning (gen_sample.c) */
     size_t ctx_cap;
-    lf_gen_dbuf dbuf[LF_GEN_DBUFS]; /* backend buffers of a device compute (gen_compute.c) */
+    lf_gen_dbuf dbuf[LF_GEN_DBUFS]; /* the VAE decode's buffers on a device compute (gen_compute.c) */
     /* the sampler loop on the compute (gen_sample.c): its buffers, and which conditioning ctx/y hold */
     lf_gen_dbuf sbuf[LF_GEN_SBUFS];
     size_t scond_set;
     int scond_n;               /* samples the uploaded conditioning is for; 0: none uploaded */
-    lf_gen_dbuf vdbuf[2];           /* the VAE compute's (sess->vae_cc), when it has its own */
+    lf_gen_dbuf vdbuf[LF_GEN_DBUFS]; /* the same on the VAE's own compute (sess->vae_cc), when it has one */
     /* adapters patched in the compute's memory (gen_compute.c; NULL/0: every job on the host) */
     unsigned char *host_held;  /* per plan job: 1 patched on the host, 0 on the device */
     size_t *dev_jobs, n_dev;   /* the device's plan jobs */
